@@ -1,0 +1,3 @@
+DROP TABLE tree_heads;
+DROP TABLE audit_nodes;
+DROP TABLE audit_events;

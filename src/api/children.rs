@@ -1,0 +1,210 @@
+//! `/api/v1/children`: create, read, update and list children's files.
+
+use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
+
+use super::error::{ApiError, Problem};
+use super::{actor_of, now, purpose_of, AppState};
+use crate::domain::child::Category;
+use crate::domain::{IdNumber, RegionPrefix};
+use crate::storage::records::ChildFilter;
+use crate::sync::ledger::{self, ChildFile, ChildPage};
+
+fn parse_id(raw: &str) -> Result<IdNumber, ApiError> {
+    IdNumber::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_id_number", e.to_string()).field("id_number"))
+}
+
+/// Create a child's file (一人一档). The body is a full record; sex and birth date come from the ID number.
+#[utoipa::path(
+    post, path = "/api/v1/children", tag = "children",
+    request_body(content = Object, description = "A ChildRecord: id_number, name, hukou_region and residence_region are required"),
+    responses(
+        (status = 201, description = "Created", body = ChildFile),
+        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_party: this node serves neither region", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_field, unknown_field or invalid_body", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/children")]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = actor_of(&req);
+    let node = state.node.clone();
+    let at = now();
+    let record = ledger::parse_record(&node, body.into_inner(), at)?;
+    let file = state
+        .store
+        .run(move |conn| ledger::create_child(conn, &node, record, &actor, at))
+        .await?;
+    Ok(HttpResponse::Created().json(file))
+}
+
+/// Read a child's file: the current view and its full version history. The read is audited.
+#[utoipa::path(
+    get, path = "/api/v1/children/{id_number}", tag = "children",
+    params(("id_number" = String, Path, description = "18-character resident ID number"),
+           ("X-Purpose" = Option<String>, Header, description = "Why the file is read; recorded in the audit log")),
+    responses(
+        (status = 200, description = "The file", body = ChildFile),
+        (status = 400, description = "invalid_id_number", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/children/{id_number}")]
+pub async fn read(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let actor = actor_of(&req);
+    let purpose = purpose_of(&req)?;
+    let node = state.node.clone();
+    let at = now();
+    let file = state
+        .store
+        .run(move |conn| ledger::read_child(conn, &node, &id, &actor, purpose.as_deref(), at))
+        .await?;
+    Ok(HttpResponse::Ok().json(file))
+}
+
+/// Change some fields. Creates a version whose parents are all current heads. A node may change
+/// only the fields its role owns for this child (hukou or residence), plus shared fields.
+#[utoipa::path(
+    patch, path = "/api/v1/children/{id_number}", tag = "children",
+    params(("id_number" = String, Path, description = "18-character resident ID number")),
+    request_body(content = Object, description = "Fields to set; null clears an optional field"),
+    responses(
+        (status = 200, description = "The updated file", body = ChildFile),
+        (status = 400, description = "malformed_json or invalid_id_number", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "field_not_owned", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_field, unknown_field, immutable_field or invalid_body", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/api/v1/children/{id_number}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let actor = actor_of(&req);
+    let node = state.node.clone();
+    let at = now();
+    let patch = body.into_inner();
+    let file = state
+        .store
+        .run(move |conn| ledger::update_child(conn, &node, &id, patch, &actor, at))
+        .await?;
+    Ok(HttpResponse::Ok().json(file))
+}
+
+/// Filters of the list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Hukou or residence region starts with this prefix (2, 4 or 6 digits).
+    region: Option<String>,
+    hukou_region: Option<String>,
+    residence_region: Option<String>,
+    /// A category code: flowing, left_behind, in_difficulty, orphan, de_facto_unsupported.
+    category: Option<String>,
+    /// One of the configured palette, e.g. 红.
+    risk_level: Option<String>,
+    /// Only files not updated and not visited for this many days (the six-month rule: 183).
+    stale_days: Option<u32>,
+    /// Keyset paging: the `next_after` of the previous page.
+    after: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    limit: Option<u32>,
+}
+
+/// List files with filters and paging. Which files were returned is audited.
+#[utoipa::path(
+    get, path = "/api/v1/children", tag = "children",
+    params(ListQuery, ("X-Purpose" = Option<String>, Header, description = "Why; recorded in the audit log")),
+    responses(
+        (status = 200, description = "A page", body = ChildPage),
+        (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/children")]
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let prefix = |field: &'static str, v: Option<String>| -> Result<Option<String>, ApiError> {
+        v.map(|p| {
+            RegionPrefix::parse(&p)
+                .map(|p| p.digits().to_owned())
+                .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()).field(field))
+        })
+        .transpose()
+    };
+    let category = q
+        .category
+        .map(|c| {
+            Category::ALL
+                .iter()
+                .find(|k| k.code() == c || k.label_zh() == c)
+                .map(|k| k.code().to_owned())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", "unknown category").field("category")
+                })
+        })
+        .transpose()?;
+    if let Some(r) = &q.risk_level {
+        if !state.node.palette.contains(r) {
+            return Err(
+                ApiError::bad_request("invalid_query", "not a configured risk level")
+                    .field("risk_level"),
+            );
+        }
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit is 1 to 500").field("limit"));
+    }
+    if let Some(a) = &q.after {
+        IdNumber::parse(a)
+            .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()).field("after"))?;
+    }
+    let at = now();
+    let filter = ChildFilter {
+        region_prefix: prefix("region", q.region)?,
+        hukou_prefix: prefix("hukou_region", q.hukou_region)?,
+        residence_prefix: prefix("residence_region", q.residence_region)?,
+        category,
+        risk_level: q.risk_level,
+        stale_before: q
+            .stale_days
+            .map(|d| (at - chrono::Duration::days(i64::from(d))).naive_utc()),
+        after: q.after,
+        limit: i64::from(limit),
+    };
+    let actor = actor_of(&req);
+    let purpose = purpose_of(&req)?;
+    let node = state.node.clone();
+    let page = state
+        .store
+        .run(move |conn| {
+            ledger::list_children(conn, &node, &filter, &actor, purpose.as_deref(), at)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}

@@ -1,0 +1,225 @@
+//! The one place errors become HTTP responses.
+//!
+//! Policy: every handler returns `Result<_, ApiError>`. Service errors convert into `ApiError`
+//! by an exhaustive match, so a new service error cannot silently become a 500. Client mistakes
+//! are 4xx `application/problem+json` (RFC 9457) with a stable `code`, the `field` when one is at
+//! fault, and a `reason` a person can act on. Internal errors are logged with their cause chain
+//! and answered with a bare 500 that reveals nothing.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditError;
+use crate::storage::StorageError;
+use crate::sync::ledger::LedgerError;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:hukou-sync:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    /// Stable machine-readable code, e.g. `invalid_field`.
+    pub code: String,
+    /// The field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Why, in words a caseworker or integrator can act on.
+    pub reason: String,
+}
+
+/// An error answered to an HTTP client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    field: Option<String>,
+    reason: String,
+    /// Logged, never sent.
+    internal: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            field: None,
+            reason: reason.into(),
+            internal: None,
+        }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, reason)
+    }
+
+    pub fn unprocessable(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, reason)
+    }
+
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", reason)
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            field: None,
+            reason: "an internal error occurred; it has been logged".into(),
+            internal: Some(cause.to_string()),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.reason)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(cause) = &self.internal {
+            tracing::error!(error = %cause, "internal error");
+        }
+        let problem = Problem {
+            problem_type: format!("urn:hukou-sync:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            code: self.code.to_owned(),
+            field: self.field.clone(),
+            reason: self.reason.clone(),
+        };
+        HttpResponse::build(self.status)
+            .content_type("application/problem+json")
+            .json(problem)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Pool(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is busy; retry shortly",
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::NoSuchEvent(seq) => ApiError::not_found(format!("no audit event {seq}")),
+            AuditError::NoTreeHead => ApiError::not_found("no signed tree head yet"),
+            AuditError::Range(r) => ApiError::bad_request("invalid_range", r),
+            AuditError::Storage(s) => s.into(),
+            e @ (AuditError::Canonical(_) | AuditError::Corrupt(_)) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Invalid(f) => {
+                ApiError::unprocessable("invalid_field", f.reason).field(f.field)
+            }
+            LedgerError::UnknownField(f) => {
+                ApiError::unprocessable("unknown_field", "this field does not exist").field(f)
+            }
+            LedgerError::NotFound(_) => ApiError::not_found("no child with this ID number"),
+            LedgerError::AlreadyExists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                "a file for this ID number already exists; update it instead",
+            )
+            .field("id_number"),
+            e @ LedgerError::NotParty { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "not_party", e.to_string())
+            }
+            LedgerError::FieldNotOwned { field, authority } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "field_not_owned",
+                format!("this field is decided by the {authority:?} bureau of the child")
+                    .to_lowercase(),
+            )
+            .field(field),
+            LedgerError::ImmutableId => {
+                ApiError::unprocessable("immutable_field", "the ID number cannot change")
+                    .field("id_number")
+            }
+            LedgerError::Storage(s) => s.into(),
+            LedgerError::Audit(a) => a.into(),
+            e @ LedgerError::Version(_) => ApiError::internal(e),
+        }
+    }
+}
+
+/// Maps the JSON extractor's failures (body too large, wrong content type, bad JSON).
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let api = match &err {
+        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body exceeds {limit} bytes"),
+        ),
+        J::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ),
+        J::Deserialize(e) if e.is_data() => {
+            ApiError::unprocessable("invalid_body", "the body must be a JSON object of fields")
+        }
+        J::Deserialize(e) => {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        }
+        other => ApiError::bad_request("bad_body", other.to_string()),
+    };
+    api.into()
+}
+
+/// Maps query-string failures.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let reason = err.to_string();
+    let field = reason.split('`').nth(1).map(str::to_owned);
+    let mut api = ApiError::bad_request("invalid_query", reason);
+    api.field = field;
+    api.into()
+}
+
+/// Maps path failures.
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _req: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::bad_request("invalid_path", err.to_string()).into()
+}

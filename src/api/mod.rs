@@ -1,0 +1,163 @@
+//! The admin HTTP API on the admin listener: routes, extractor limits, the OpenAPI document, and
+//! (in [`error`]) the one mapping from errors to `application/problem+json`.
+
+pub mod audit;
+pub mod children;
+pub mod error;
+
+use std::sync::Arc;
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use utoipa::OpenApi;
+
+use crate::audit::{Actor, ActorKind, Via};
+use crate::config::Settings;
+use crate::storage::Store;
+use crate::sync::LocalNode;
+use error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub node: Arc<LocalNode>,
+    pub settings: Arc<Settings>,
+}
+
+/// Registers the admin routes and their extractor configuration.
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(body_limit)
+            .error_handler(error::json_error),
+    )
+    .app_data(web::PayloadConfig::default().limit(body_limit))
+    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .app_data(web::PathConfig::default().error_handler(error::path_error))
+    .service(healthz)
+    .service(openapi_json)
+    .service(children::create)
+    .service(children::list)
+    .service(children::read)
+    .service(children::update)
+    .service(audit::events)
+    .service(audit::event)
+    .service(audit::consistency)
+    .service(audit::tree_head)
+    .service(audit::sign_tree_head)
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::not_found("no such route"))
+    }));
+}
+
+/// Who is calling. Until accounts and tokens exist (the admin-pages issue), the admin listener
+/// is bound to loopback and callers are recorded by their address.
+pub fn actor_of(req: &HttpRequest) -> Actor {
+    let peer = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    Actor {
+        kind: ActorKind::System,
+        id: format!("admin-api@{peer}"),
+        via: Via::Api,
+    }
+}
+
+/// The `X-Purpose` header: why a person or system reads a child's data (at most 200 characters).
+pub fn purpose_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("x-purpose") else {
+        return Ok(None);
+    };
+    let s = v.to_str().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_header",
+            "X-Purpose must be visible ASCII; percent-encode other text",
+        )
+        .field("X-Purpose")
+    })?;
+    let s = percent_decode(s);
+    if s.chars().count() > 200 {
+        return Err(
+            ApiError::bad_request("invalid_header", "X-Purpose is at most 200 characters")
+                .field("X-Purpose"),
+        );
+    }
+    Ok(Some(s))
+}
+
+/// Decodes `%XX` escapes (UTF-8), leaving malformed ones as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: &'static str,
+    node: String,
+    database: &'static str,
+}
+
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, body = Health), (status = 503, description = "unavailable", body = error::Problem, content_type = "application/problem+json")))]
+#[get("/healthz")]
+pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let backend = state.store.backend();
+    state.store.run(|conn| crate::storage::ping(conn)).await?;
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ok",
+        node: state.node.id.to_string(),
+        database: match backend {
+            crate::storage::Backend::Sqlite => "sqlite",
+            crate::storage::Backend::Postgres => "postgres",
+        },
+    }))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hukou-sync admin API",
+        description = "Children's files, their history and the audit trail of one hukou-sync node."
+    ),
+    paths(
+        healthz,
+        openapi_json,
+        children::create,
+        children::read,
+        children::update,
+        children::list,
+        audit::events,
+        audit::event,
+        audit::consistency,
+        audit::tree_head,
+        audit::sign_tree_head,
+    ),
+    components(schemas(error::Problem))
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[get("/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,368 @@
+//! Offline verification: recompute the whole tree from the stored events and check every stored
+//! signed head and the consistency between consecutive heads; and export a range of events with
+//! a signed head and inclusion proofs that [`verify_export`] checks without a database.
+
+use std::cell::RefCell;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::log::{
+    entry_of, leaf_of, AuditEntry, AuditError, InclusionProof, SignedTreeHead, StoredSubtrees,
+};
+use super::merkle::{self, Frontier, Hash, SubtreeSource};
+use crate::crypto::hash::Digest;
+use crate::crypto::keys::PublicKey;
+use crate::storage::audit as repo;
+use crate::storage::DbConn;
+
+/// Events read per query while verifying.
+const PAGE: i64 = 20_000;
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub tree_heads: u64,
+    pub consistency_proofs: u64,
+    /// The first sequence number whose event is missing or altered, when one can be named.
+    pub first_bad_seq: Option<i64>,
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn fail(&mut self, seq: Option<i64>, problem: String) {
+        if self.first_bad_seq.is_none() {
+            self.first_bad_seq = seq;
+        }
+        if self.problems.len() < 100 {
+            self.problems.push(problem);
+        }
+    }
+}
+
+/// Recomputes every leaf and the roots at every stored head. `trusted_key`, when given, is the
+/// only key heads may be signed with. `progress(done, total)` is called after each page.
+pub fn verify_database(
+    conn: &mut DbConn,
+    trusted_key: Option<&PublicKey>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport, AuditError> {
+    let mut report = VerifyReport::default();
+    let heads: Vec<SignedTreeHead> = repo::all_tree_heads(conn)?
+        .iter()
+        .map(SignedTreeHead::from_row)
+        .collect::<Result<_, _>>()?;
+    let total = repo::size(conn)?;
+    let mut frontier = Frontier::new();
+    let mut next_head = heads.iter().peekable();
+    let mut expected = 0i64;
+    // Heads of size 0 cover the empty tree.
+    while let Some(h) = next_head.next_if(|h| h.size == 0) {
+        check_head(&mut report, h, &merkle::empty_root(), trusted_key);
+    }
+    'pages: while expected < total {
+        let rows = repo::events_range(conn, expected, expected + PAGE)?;
+        if rows.is_empty() {
+            report.fail(Some(expected), format!("events {expected}.. are missing"));
+            break;
+        }
+        for row in &rows {
+            if row.seq != expected {
+                report.fail(
+                    Some(expected),
+                    format!("event {expected} is missing (next stored is {})", row.seq),
+                );
+                break 'pages;
+            }
+            let leaf = match leaf_of(row).and_then(|l| Ok(l.canonical_bytes()?)) {
+                Ok(bytes) => merkle::leaf_hash(&bytes),
+                Err(e) => {
+                    report.fail(Some(row.seq), format!("event {}: {e}", row.seq));
+                    [0u8; 32]
+                }
+            };
+            if Digest::of(row.details.as_bytes()).to_string() != row.details_digest {
+                report.fail(
+                    Some(row.seq),
+                    format!("event {}: details do not match their digest", row.seq),
+                );
+            }
+            if merkle::to_hex(&leaf) != row.leaf_hash {
+                report.fail(
+                    Some(row.seq),
+                    format!("event {}: content does not match its leaf hash", row.seq),
+                );
+            }
+            frontier.push(leaf);
+            expected += 1;
+            while let Some(h) = next_head.next_if(|h| h.size == frontier.size()) {
+                check_head(&mut report, h, &frontier.root(), trusted_key);
+            }
+        }
+        report.events = expected as u64;
+        progress(expected as u64, total as u64);
+    }
+    report.events = expected as u64;
+    for h in next_head {
+        report.fail(
+            Some(expected),
+            format!(
+                "tree head of size {} covers events that are not stored (only {expected})",
+                h.size
+            ),
+        );
+    }
+    report.tree_heads = heads.len() as u64;
+    // Consistency between consecutive heads, through the stored subtree hashes that proofs use.
+    if report.ok() {
+        let src = StoredSubtrees(RefCell::new(conn));
+        for pair in heads.windows(2) {
+            let (old, new) = (&pair[0], &pair[1]);
+            if old.size == 0 || old.size == new.size {
+                continue;
+            }
+            let (Some(old_root), Some(new_root)) = (old.root_hash(), new.root_hash()) else {
+                continue;
+            };
+            let ok = merkle::consistency_proof(&src, old.size, new.size)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    merkle::verify_consistency(old.size, new.size, &old_root, &new_root, &p)
+                        .map_err(|e| e.to_string())
+                });
+            match ok {
+                Ok(()) => report.consistency_proofs += 1,
+                Err(e) => report.fail(
+                    None,
+                    format!(
+                        "heads {} and {} are not consistent through the stored subtrees: {e}",
+                        old.size, new.size
+                    ),
+                ),
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn check_head(
+    report: &mut VerifyReport,
+    head: &SignedTreeHead,
+    root: &Hash,
+    trusted: Option<&PublicKey>,
+) {
+    if merkle::to_hex(root) != head.root {
+        report.fail(
+            None,
+            format!(
+                "tree head of size {} does not match the events: an event before {} was altered, removed or reordered",
+                head.size, head.size
+            ),
+        );
+    }
+    if let Err(e) = head.verify() {
+        report.fail(
+            None,
+            format!("tree head of size {}: signature: {e}", head.size),
+        );
+    }
+    if let Some(k) = trusted {
+        if &head.public_key != k {
+            report.fail(
+                None,
+                format!(
+                    "tree head of size {} is signed by an untrusted key",
+                    head.size
+                ),
+            );
+        }
+    }
+}
+
+/// All levels of a tree in memory, for serving many proofs over a range (export).
+pub struct MemoryTree {
+    /// `levels[0]` are leaf hashes; `levels[l][i]` is the complete subtree (l, i).
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MemoryTree {
+    pub fn new(leaves: Vec<Hash>) -> Self {
+        let mut levels = vec![leaves];
+        while let Some(last) = levels.last() {
+            if last.len() < 2 {
+                break;
+            }
+            let next: Vec<Hash> = last
+                .chunks_exact(2)
+                .map(|p| merkle::node_hash(&p[0], &p[1]))
+                .collect();
+            levels.push(next);
+        }
+        Self { levels }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("subtree ({0}, {1}) is outside the tree")]
+pub struct OutsideTree(u32, u64);
+
+impl SubtreeSource for MemoryTree {
+    type Error = OutsideTree;
+    fn subtree(&self, level: u32, index: u64) -> Result<Hash, OutsideTree> {
+        self.levels
+            .get(level as usize)
+            .and_then(|l| l.get(index as usize))
+            .copied()
+            .ok_or(OutsideTree(level, index))
+    }
+}
+
+/// One line of an export file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExportLine {
+    TreeHead(SignedTreeHead),
+    Event(AuditEntry),
+}
+
+/// Writes the head and then the events `from <= seq < to`, each with its inclusion proof
+/// against the head. Returns the number of events written.
+pub fn export(
+    conn: &mut DbConn,
+    head: &SignedTreeHead,
+    from: i64,
+    to: i64,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, AuditError> {
+    let to = to.min(head.size as i64);
+    if from < 0 || from > to {
+        return Err(AuditError::Range(format!(
+            "need 0 <= from <= to <= {}",
+            head.size
+        )));
+    }
+    // Leaf hashes of the whole head's tree (32 bytes each) give proofs without database reads.
+    let mut leaves = Vec::with_capacity(head.size as usize);
+    let mut seq = 0;
+    while seq < head.size as i64 {
+        for row in repo::events_range(conn, seq, (seq + PAGE).min(head.size as i64))? {
+            leaves.push(
+                merkle::from_hex(&row.leaf_hash)
+                    .map_err(|_| AuditError::Corrupt(format!("event {}", row.seq)))?,
+            );
+        }
+        seq += PAGE;
+    }
+    let tree = MemoryTree::new(leaves);
+    let io = |e: std::io::Error| AuditError::Corrupt(format!("write: {e}"));
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&ExportLine::TreeHead(head.clone())).unwrap_or_default()
+    )
+    .map_err(io)?;
+    let mut written = 0u64;
+    let mut seq = from;
+    while seq < to {
+        for row in repo::events_range(conn, seq, (seq + PAGE).min(to))? {
+            let mut entry = entry_of(&row)?;
+            let path = merkle::inclusion_proof(&tree, row.seq as u64, head.size)
+                .map_err(|e| AuditError::Corrupt(e.to_string()))?;
+            entry.inclusion = Some(InclusionProof {
+                tree_size: head.size,
+                path: path.iter().map(merkle::to_hex).collect(),
+            });
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&ExportLine::Event(entry)).unwrap_or_default()
+            )
+            .map_err(io)?;
+            written += 1;
+        }
+        seq += PAGE;
+        progress(written, (to - from) as u64);
+    }
+    Ok(written)
+}
+
+/// Checks an export file: the head's signature (and key, if trusted one is given), then every
+/// event's leaf and inclusion proof. Returns the report; line numbers start at 1.
+pub fn verify_export(input: &mut dyn BufRead, trusted_key: Option<&PublicKey>) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    let mut head: Option<SignedTreeHead> = None;
+    for (n, line) in input.lines().enumerate() {
+        let lineno = n + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                report.fail(None, format!("line {lineno}: {e}"));
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<ExportLine>(&line) {
+            Ok(ExportLine::TreeHead(h)) if head.is_none() => {
+                check_head(
+                    &mut report,
+                    &h,
+                    &h.root_hash().unwrap_or_default(),
+                    trusted_key,
+                );
+                report.tree_heads += 1;
+                head = Some(h);
+            }
+            Ok(ExportLine::TreeHead(_)) => {
+                report.fail(None, format!("line {lineno}: a second tree head"))
+            }
+            Ok(ExportLine::Event(e)) => {
+                let Some(h) = &head else {
+                    report.fail(None, format!("line {lineno}: event before the tree head"));
+                    break;
+                };
+                let seq = e.event.seq;
+                let problem = check_exported_event(&e, h);
+                if let Err(p) = problem {
+                    report.fail(Some(seq), format!("line {lineno} (event {seq}): {p}"));
+                }
+                report.events += 1;
+            }
+            Err(err) => report.fail(None, format!("line {lineno}: not an export line: {err}")),
+        }
+    }
+    if head.is_none() && report.problems.is_empty() {
+        report.fail(None, "no tree head in the export".into());
+    }
+    report
+}
+
+fn check_exported_event(e: &AuditEntry, head: &SignedTreeHead) -> Result<(), String> {
+    let bytes = e.event.canonical_bytes().map_err(|x| x.to_string())?;
+    let leaf = merkle::leaf_hash(&bytes);
+    if merkle::to_hex(&leaf) != e.leaf_hash {
+        return Err("content does not match its leaf hash".into());
+    }
+    if Digest::of(e.details.to_string().as_bytes()) != e.event.details_digest {
+        return Err("details do not match their digest".into());
+    }
+    let proof = e.inclusion.as_ref().ok_or("no inclusion proof")?;
+    if proof.tree_size != head.size {
+        return Err("proof is for another tree size".into());
+    }
+    let path: Vec<Hash> = proof
+        .path
+        .iter()
+        .map(|h| merkle::from_hex(h).map_err(|_| "bad hash in proof"))
+        .collect::<Result<_, _>>()?;
+    let root = head.root_hash().ok_or("bad root in head")?;
+    merkle::verify_inclusion(&leaf, e.event.seq as u64, head.size, &path, &root)
+        .map_err(|x| x.to_string())
+}

@@ -1,0 +1,193 @@
+//! `hukou-sync child show|list|update`: the ledger from the console, audited like the API.
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::Subcommand;
+use serde_json::{Map, Value};
+
+use crate::audit::Actor;
+use crate::config::Settings;
+use crate::domain::{IdNumber, RegionPrefix};
+use crate::storage::records::ChildFilter;
+use crate::sync::ledger;
+
+#[derive(Debug, Subcommand)]
+pub enum ChildCommand {
+    /// Show one file with its history.
+    Show {
+        id_number: String,
+        /// Why you read it (recorded in the audit log).
+        #[arg(long)]
+        purpose: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List files.
+    List {
+        /// Hukou or residence region prefix.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        risk_level: Option<String>,
+        /// Not updated or visited for this many days.
+        #[arg(long)]
+        stale_days: Option<u32>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        purpose: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change fields: --set field=value (repeatable; JSON values allowed, e.g. --set 'categories=["flowing"]').
+    Update {
+        id_number: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        set: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
+    let (store, node) = crate::startup::open_node_blocking(settings)?;
+    let mut conn = store.conn()?;
+    let actor = Actor::console();
+    match cmd {
+        ChildCommand::Show {
+            id_number,
+            purpose,
+            json,
+        } => {
+            let id = IdNumber::parse(&id_number).map_err(|e| anyhow::anyhow!("id_number: {e}"))?;
+            let file = ledger::read_child(
+                &mut conn,
+                &node,
+                &id,
+                &actor,
+                purpose.as_deref(),
+                Utc::now(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&file)?);
+            } else {
+                let r = &file.record;
+                println!(
+                    "{}  {}  {:?}  born {}",
+                    r.id_number,
+                    r.name.as_str(),
+                    file.sex,
+                    file.birth_date
+                );
+                println!("  hukou:     {} {}", r.hukou_region, file.hukou_region_name);
+                println!(
+                    "  residence: {} {}",
+                    r.residence_region, file.residence_region_name
+                );
+                println!(
+                    "  categories: {}",
+                    r.categories
+                        .iter()
+                        .map(|c| c.label_zh())
+                        .collect::<Vec<_>>()
+                        .join("、")
+                );
+                println!(
+                    "  risk: {}  last visit: {}",
+                    r.risk_level.as_ref().map_or("-", |l| l.as_str()),
+                    r.last_visit_on.map_or("-".into(), |d| d.to_string())
+                );
+                println!(
+                    "  history ({} versions, {} head(s)):",
+                    file.history.len(),
+                    file.heads.len()
+                );
+                for v in &file.history {
+                    println!(
+                        "    {}  {}  by {}  changed: {}",
+                        &v.id.to_string()[..12],
+                        v.stored_at.format("%Y-%m-%d %H:%M:%S"),
+                        v.author_node,
+                        v.changed.join(", ")
+                    );
+                }
+            }
+        }
+        ChildCommand::List {
+            region,
+            category,
+            risk_level,
+            stale_days,
+            limit,
+            purpose,
+            json,
+        } => {
+            let region = region
+                .map(|r| RegionPrefix::parse(&r).map(|p| p.digits().to_owned()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+            let now = Utc::now();
+            let filter = ChildFilter {
+                region_prefix: region,
+                category,
+                risk_level,
+                stale_before: stale_days
+                    .map(|d| (now - chrono::Duration::days(i64::from(d))).naive_utc()),
+                limit: i64::from(limit.clamp(1, 10_000)),
+                ..ChildFilter::default()
+            };
+            let page =
+                ledger::list_children(&mut conn, &node, &filter, &actor, purpose.as_deref(), now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                for c in &page.items {
+                    println!(
+                        "{}  {:<8}  hukou {}  residence {}  risk {:<2}  {}",
+                        c.id_number,
+                        c.name,
+                        c.hukou_region,
+                        c.residence_region,
+                        c.risk_level.as_deref().unwrap_or("-"),
+                        c.categories.join(",")
+                    );
+                }
+                println!("{} file(s)", page.items.len());
+            }
+        }
+        ChildCommand::Update {
+            id_number,
+            set,
+            json,
+        } => {
+            let id = IdNumber::parse(&id_number).map_err(|e| anyhow::anyhow!("id_number: {e}"))?;
+            let mut patch = Map::new();
+            for s in set {
+                let (k, v) = s
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--set {s:?}: expected FIELD=VALUE"))?;
+                let value = match v {
+                    "" | "null" => Value::Null,
+                    _ => serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
+                };
+                patch.insert(k.to_owned(), value);
+            }
+            let file = ledger::update_child(&mut conn, &node, &id, patch, &actor, Utc::now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&file)?);
+            } else {
+                let last = file.history.last();
+                println!(
+                    "updated {}: version {} (changed: {})",
+                    id.masked(),
+                    last.map_or(String::new(), |v| v.id.short()),
+                    last.map_or(String::new(), |v| v.changed.join(", "))
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,256 @@
+//! `hukou-sync import` and `hukou-sync export`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::Utc;
+
+use super::ledger_csv::{self, Encoding, LedgerReader, RowError};
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::config::Settings;
+use crate::domain::child::ChildRecord;
+use crate::domain::RecordRules;
+use crate::sync::ledger::{self, china_today, ImportError};
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The ledger CSV.
+    file: PathBuf,
+    /// Import the valid rows and report the others, instead of refusing the whole file.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Write the per-row error report (CSV: row, field, reason) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Encoding::Auto)]
+    encoding: Encoding,
+    /// Machine-readable summary on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct ImportOutcome {
+    file: String,
+    rows: usize,
+    imported: usize,
+    rejected: usize,
+    errors: Vec<RowError>,
+}
+
+pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let text = ledger_csv::decode(file, args.encoding)?;
+    let (store, node) = crate::startup::open_node_blocking(settings)?;
+    let now = Utc::now();
+    let rules = RecordRules {
+        today: china_today(now),
+        palette: &node.palette,
+    };
+    let mut good = Vec::new();
+    let mut errors = Vec::new();
+    let reader = LedgerReader::new(text)?;
+    for (line, fields) in reader {
+        match fields.and_then(|f| ChildRecord::from_fields(&f, &rules)) {
+            Ok(r) => good.push((line, r)),
+            Err(e) => errors.push(RowError {
+                row: line,
+                field: e.field,
+                reason: e.reason,
+            }),
+        }
+    }
+    let rows = good.len() + errors.len();
+    let mut conn = store.conn()?;
+    // Rows that repeat an ID or name a region this node does not serve are row errors too.
+    if let Err(pre) = precheck(&mut conn, &node, &good) {
+        for (row, field, reason) in pre {
+            errors.push(RowError { row, field, reason });
+        }
+        let bad: std::collections::HashSet<usize> = errors.iter().map(|e| e.row).collect();
+        good.retain(|(l, _)| !bad.contains(l));
+    }
+    errors.sort_by_key(|e| e.row);
+    if let Some(path) = &args.report {
+        write_report(path, &errors)?;
+    }
+    let refuse = !errors.is_empty() && !args.skip_invalid;
+    let mut imported = 0;
+    if !refuse && !good.is_empty() {
+        let pb = super::progress_bar(good.len() as u64, "importing", args.json);
+        let summary =
+            ledger::import_children(&mut conn, &node, &good, &Actor::console(), now, &mut |n| {
+                pb.set_position(n as u64)
+            })
+            .map_err(|e| match e {
+                ImportError::Ledger(l) => anyhow::Error::from(l),
+                other => anyhow::Error::from(other),
+            })?;
+        pb.finish_and_clear();
+        imported = summary.imported;
+    }
+    let outcome = ImportOutcome {
+        file: args.file.display().to_string(),
+        rows,
+        imported,
+        rejected: errors.len(),
+        errors,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        for e in outcome.errors.iter().take(50) {
+            eprintln!("row {}: {}: {}", e.row, e.field, e.reason);
+        }
+        if outcome.errors.len() > 50 {
+            eprintln!("… and {} more (see --report)", outcome.errors.len() - 50);
+        }
+        if refuse {
+            eprintln!(
+                "refused: {} of {} rows are invalid; nothing was imported (fix them, or use --skip-invalid)",
+                outcome.rejected, outcome.rows
+            );
+        } else {
+            println!(
+                "imported {} of {} rows ({} skipped)",
+                outcome.imported, outcome.rows, outcome.rejected
+            );
+        }
+    }
+    Ok(if refuse {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Row-level checks that need the database: duplicates and regions this node does not serve.
+fn precheck(
+    conn: &mut crate::storage::DbConn,
+    node: &crate::sync::LocalNode,
+    rows: &[(usize, ChildRecord)],
+) -> Result<(), Vec<(usize, String, String)>> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    let existing = ledger::existing_ids(
+        conn,
+        rows.iter().map(|(_, r)| r.id_number.to_string()).collect(),
+    )
+    .unwrap_or_default();
+    for (line, r) in rows {
+        if !node.roles(&r.hukou_region, &r.residence_region).is_party() {
+            problems.push((
+                *line,
+                "residence_region".into(),
+                "this node serves neither the hukou nor the residence region".into(),
+            ));
+        } else if let Some(first) = seen.insert(r.id_number.to_string(), *line) {
+            problems.push((*line, "id_number".into(), format!("repeats row {first}")));
+        } else if existing.contains(r.id_number.as_str()) {
+            problems.push((
+                *line,
+                "id_number".into(),
+                "a file for this ID number already exists".into(),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn write_report(path: &std::path::Path, errors: &[RowError]) -> anyhow::Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    w.write_record(["row", "field", "reason"])?;
+    for e in errors {
+        w.write_record([e.row.to_string(), e.field.clone(), e.reason.clone()])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    format: ExportFormat,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Why the data leaves the system; recorded in the audit log.
+    #[arg(long)]
+    purpose: Option<String>,
+}
+
+pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (store, node) = crate::startup::open_node_blocking(settings)?;
+    let mut conn = store.conn()?;
+    let total = ledger::count(&mut conn)?;
+    let out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let pb = super::progress_bar(total as u64, "exporting", args.out.is_none());
+    enum Sink {
+        Csv(csv::Writer<Box<dyn Write>>),
+        Jsonl(Box<dyn Write>),
+    }
+    let mut sink = match args.format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(ledger_csv::headers())?;
+            Sink::Csv(w)
+        }
+        ExportFormat::Jsonl => Sink::Jsonl(out),
+    };
+    let mut after: Option<String> = None;
+    let mut written = 0usize;
+    let mut digest_input = Vec::new();
+    loop {
+        let page = ledger::export_page(&mut conn, after.as_deref(), 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id_number.to_string());
+        for r in &page {
+            digest_input.extend_from_slice(r.id_number.as_str().as_bytes());
+            match &mut sink {
+                Sink::Csv(w) => w.write_record(ledger_csv::export_row(r))?,
+                Sink::Jsonl(w) => writeln!(w, "{}", serde_json::to_string(r)?)?,
+            }
+        }
+        written += page.len();
+        pb.set_position(written as u64);
+    }
+    match &mut sink {
+        Sink::Csv(w) => w.flush()?,
+        Sink::Jsonl(w) => w.flush()?,
+    }
+    pb.finish_and_clear();
+    // One event for the export: how many files left, and a digest of which.
+    let ids_digest = crate::crypto::hash::Digest::of(&digest_input).to_string();
+    crate::storage::transaction(&mut conn, |conn| {
+        audit::append(
+            conn,
+            node.clock.now(),
+            Utc::now(),
+            &Event::new(Actor::console(), "child.export", Outcome::Ok)
+                .purpose(args.purpose.as_deref())
+                .details(serde_json::json!({"count": written, "ids_sha256": ids_digest})),
+        )
+        .map_err(anyhow::Error::from)
+    })?;
+    eprintln!("exported {written} files");
+    Ok(ExitCode::SUCCESS)
+}

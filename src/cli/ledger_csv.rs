@@ -1,0 +1,414 @@
+//! The spreadsheet ledger bureaus keep today, as CSV: header names in Chinese or English, UTF-8
+//! or GB18030, one child per row. Parsing turns each row into the same field object the API
+//! takes, so the import applies exactly the API's validation.
+
+use std::io::Read;
+
+use serde_json::{json, Map, Value};
+
+use crate::domain::child::{ChildRecord, Fields};
+use crate::domain::FieldError;
+
+/// A column: the English header (also used on export), its Chinese aliases, and how to read it.
+struct Column {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Date,
+    List,
+    /// Part of a person object: (field, part).
+    Person(&'static str, &'static str),
+    /// Checked against the ID number, not stored.
+    Derived,
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        name: "id_number",
+        aliases: &["身份证号", "公民身份号码", "身份证号码"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "name",
+        aliases: &["姓名", "儿童姓名"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "sex",
+        aliases: &["性别"],
+        kind: Kind::Derived,
+    },
+    Column {
+        name: "birth_date",
+        aliases: &["出生日期"],
+        kind: Kind::Derived,
+    },
+    Column {
+        name: "hukou_region",
+        aliases: &["户籍地区划代码", "户籍地代码", "户籍地"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "hukou_address",
+        aliases: &["户籍地址"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "father_situation",
+        aliases: &["父亲情况"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "mother_situation",
+        aliases: &["母亲情况"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "legal_guardian_name",
+        aliases: &["监护人姓名", "监护人"],
+        kind: Kind::Person("legal_guardian", "name"),
+    },
+    Column {
+        name: "legal_guardian_relation",
+        aliases: &["监护人关系", "与监护人关系"],
+        kind: Kind::Person("legal_guardian", "relation"),
+    },
+    Column {
+        name: "legal_guardian_phone",
+        aliases: &["监护人电话"],
+        kind: Kind::Person("legal_guardian", "phone"),
+    },
+    Column {
+        name: "benefits",
+        aliases: &["享受保障", "保障待遇"],
+        kind: Kind::List,
+    },
+    Column {
+        name: "residence_region",
+        aliases: &["居住地区划代码", "居住地代码", "居住地"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "residence_address",
+        aliases: &["居住地址", "现住址"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "left_hukou_on",
+        aliases: &["离开户籍地日期"],
+        kind: Kind::Date,
+    },
+    Column {
+        name: "actual_caregiver_name",
+        aliases: &["实际抚养人姓名", "实际抚养人"],
+        kind: Kind::Person("actual_caregiver", "name"),
+    },
+    Column {
+        name: "actual_caregiver_relation",
+        aliases: &["实际抚养人关系", "与实际抚养人关系"],
+        kind: Kind::Person("actual_caregiver", "relation"),
+    },
+    Column {
+        name: "actual_caregiver_phone",
+        aliases: &["实际抚养人电话"],
+        kind: Kind::Person("actual_caregiver", "phone"),
+    },
+    Column {
+        name: "living_status",
+        aliases: &["生活状况"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "education_status",
+        aliases: &["就学状况"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "last_visit_on",
+        aliases: &["最近走访日期", "最近走访"],
+        kind: Kind::Date,
+    },
+    Column {
+        name: "risk_level",
+        aliases: &["风险等级"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "categories",
+        aliases: &["儿童类别", "类别"],
+        kind: Kind::List,
+    },
+    Column {
+        name: "health_status",
+        aliases: &["健康状况"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "notes",
+        aliases: &["备注"],
+        kind: Kind::Text,
+    },
+];
+
+/// The English headers, in export order.
+pub fn headers() -> Vec<&'static str> {
+    COLUMNS.iter().map(|c| c.name).collect()
+}
+
+/// The header table for the README: English name and Chinese aliases.
+pub fn header_table() -> Vec<(&'static str, &'static [&'static str])> {
+    COLUMNS.iter().map(|c| (c.name, c.aliases)).collect()
+}
+
+/// Input encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// UTF-8 if the bytes are valid UTF-8, else GB18030.
+    Auto,
+    Utf8,
+    Gb18030,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerCsvError {
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the file is not valid {0}")]
+    Encoding(&'static str),
+    #[error("CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("unknown column {0:?}; see the README for the accepted headers")]
+    UnknownColumn(String),
+    #[error("column {0:?} appears twice")]
+    DuplicateColumn(String),
+    #[error("required column {0} is missing")]
+    MissingColumn(&'static str),
+}
+
+/// Decodes the file to text.
+pub fn decode(mut input: impl Read, encoding: Encoding) -> Result<String, LedgerCsvError> {
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes)?;
+    let utf8 = |b: Vec<u8>| {
+        let b = b
+            .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+            .map(<[u8]>::to_vec)
+            .unwrap_or(b);
+        String::from_utf8(b)
+    };
+    match encoding {
+        Encoding::Utf8 => utf8(bytes).map_err(|_| LedgerCsvError::Encoding("UTF-8")),
+        Encoding::Gb18030 => gb18030(&bytes),
+        Encoding::Auto => match utf8(bytes) {
+            Ok(s) => Ok(s),
+            Err(e) => gb18030(e.as_bytes()),
+        },
+    }
+}
+
+fn gb18030(bytes: &[u8]) -> Result<String, LedgerCsvError> {
+    let (text, _, had_errors) = encoding_rs::GB18030.decode(bytes);
+    if had_errors {
+        return Err(LedgerCsvError::Encoding("GB18030"));
+    }
+    Ok(text.into_owned())
+}
+
+/// A row that failed, for the error report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RowError {
+    /// 1-based line of the data row in the file (the header is line 1).
+    pub row: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+/// Parses rows into per-field values; does not validate them (the caller applies the record rules).
+pub struct LedgerReader {
+    columns: Vec<&'static Column>,
+    records: csv::StringRecordsIntoIter<std::io::Cursor<String>>,
+    line: usize,
+}
+
+impl LedgerReader {
+    pub fn new(text: String) -> Result<Self, LedgerCsvError> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(false)
+            .from_reader(std::io::Cursor::new(text));
+        let mut columns = Vec::new();
+        for h in rdr.headers()?.iter() {
+            let c = COLUMNS
+                .iter()
+                .find(|c| c.name == h || c.aliases.contains(&h))
+                .ok_or_else(|| LedgerCsvError::UnknownColumn(h.to_owned()))?;
+            if columns.iter().any(|x: &&Column| x.name == c.name) {
+                return Err(LedgerCsvError::DuplicateColumn(h.to_owned()));
+            }
+            columns.push(c);
+        }
+        for required in ["id_number", "name", "hukou_region", "residence_region"] {
+            if !columns.iter().any(|c| c.name == required) {
+                return Err(LedgerCsvError::MissingColumn(required));
+            }
+        }
+        Ok(Self {
+            columns,
+            records: rdr.into_records(),
+            line: 1,
+        })
+    }
+}
+
+impl Iterator for LedgerReader {
+    /// `(line, fields or the first error)`.
+    type Item = (usize, Result<Fields, FieldError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rec = self.records.next()?;
+        self.line += 1;
+        let line = self.line;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => return Some((line, Err(FieldError::new("row", e.to_string())))),
+        };
+        Some((line, row_fields(&self.columns, &rec)))
+    }
+}
+
+fn row_fields(columns: &[&Column], rec: &csv::StringRecord) -> Result<Fields, FieldError> {
+    let mut map = Map::new();
+    let mut derived = Vec::new();
+    for (col, cell) in columns.iter().zip(rec.iter()) {
+        if cell.is_empty() {
+            continue;
+        }
+        match col.kind {
+            Kind::Text => {
+                map.insert(col.name.into(), Value::String(cell.into()));
+            }
+            Kind::Date => {
+                map.insert(col.name.into(), Value::String(normalise_date(cell)));
+            }
+            Kind::List => {
+                let items: Vec<&str> = cell
+                    .split([';', '；', '、', ','])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let v = if col.name == "benefits" {
+                    items.iter().map(|b| json!({ "benefit": b })).collect()
+                } else {
+                    items.iter().map(|s| json!(s)).collect()
+                };
+                map.insert(col.name.into(), Value::Array(v));
+            }
+            Kind::Person(field, part) => {
+                let entry = map.entry(field).or_insert_with(|| json!({}));
+                if let Value::Object(o) = entry {
+                    o.insert(part.into(), Value::String(cell.into()));
+                }
+            }
+            Kind::Derived => derived.push((col.name, cell)),
+        }
+    }
+    let fields = ChildRecord::fields_from_json(map)?;
+    // Sex and birth date columns, when present, must agree with the ID number.
+    if let Some(Value::String(id)) = fields.get(&crate::domain::ChildField::IdNumber) {
+        if let Ok(id) = crate::domain::IdNumber::parse(id) {
+            for (name, cell) in derived {
+                let ok = match name {
+                    "sex" => match cell {
+                        "男" | "male" | "M" => id.sex() == crate::domain::Sex::Male,
+                        "女" | "female" | "F" => id.sex() == crate::domain::Sex::Female,
+                        _ => false,
+                    },
+                    _ => normalise_date(cell) == id.birth_date().to_string(),
+                };
+                if !ok {
+                    return Err(FieldError::new(name, "does not agree with the ID number"));
+                }
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// `2024/3/5`, `20240305` and `2024-03-05` all become `2024-03-05`; anything else is left for
+/// the date parser to reject with its own message.
+fn normalise_date(s: &str) -> String {
+    let s = s.trim();
+    if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+        return format!("{}-{}-{}", &s[..4], &s[4..6], &s[6..]);
+    }
+    let parts: Vec<&str> = s.split(['/', '-', '.']).collect();
+    if let [y, m, d] = parts[..] {
+        if let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) {
+            return format!("{y:04}-{m:02}-{d:02}");
+        }
+    }
+    s.to_owned()
+}
+
+/// One record as an export row, in `headers()` order.
+pub fn export_row(r: &ChildRecord) -> Vec<String> {
+    let person = |p: &Option<crate::domain::child::Person>, part: &str| -> String {
+        p.as_ref()
+            .map(|p| match part {
+                "name" => p.name.as_str().to_owned(),
+                "relation" => p.relation.as_str().to_owned(),
+                _ => p.phone.clone().map(String::from).unwrap_or_default(),
+            })
+            .unwrap_or_default()
+    };
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    COLUMNS
+        .iter()
+        .map(|c| match c.name {
+            "id_number" => r.id_number.to_string(),
+            "name" => r.name.as_str().to_owned(),
+            "sex" => match r.sex() {
+                crate::domain::Sex::Male => "男".into(),
+                crate::domain::Sex::Female => "女".into(),
+            },
+            "birth_date" => r.birth_date().to_string(),
+            "hukou_region" => r.hukou_region.to_string(),
+            "hukou_address" => opt(r.hukou_address.as_ref().map(|a| a.as_str().to_owned())),
+            "father_situation" => opt(r.father_situation.map(|s| s.code().to_owned())),
+            "mother_situation" => opt(r.mother_situation.map(|s| s.code().to_owned())),
+            "legal_guardian_name" => person(&r.legal_guardian, "name"),
+            "legal_guardian_relation" => person(&r.legal_guardian, "relation"),
+            "legal_guardian_phone" => person(&r.legal_guardian, "phone"),
+            "benefits" => r
+                .benefits
+                .iter()
+                .map(|b| b.benefit.code())
+                .collect::<Vec<_>>()
+                .join(";"),
+            "residence_region" => r.residence_region.to_string(),
+            "residence_address" => opt(r.residence_address.as_ref().map(|a| a.as_str().to_owned())),
+            "left_hukou_on" => opt(r.left_hukou_on.map(|d| d.to_string())),
+            "actual_caregiver_name" => person(&r.actual_caregiver, "name"),
+            "actual_caregiver_relation" => person(&r.actual_caregiver, "relation"),
+            "actual_caregiver_phone" => person(&r.actual_caregiver, "phone"),
+            "living_status" => opt(r.living_status.map(|s| s.code().to_owned())),
+            "education_status" => opt(r.education_status.map(|s| s.code().to_owned())),
+            "last_visit_on" => opt(r.last_visit_on.map(|d| d.to_string())),
+            "risk_level" => opt(r.risk_level.as_ref().map(|l| l.as_str().to_owned())),
+            "categories" => r
+                .categories
+                .iter()
+                .map(|c| c.code())
+                .collect::<Vec<_>>()
+                .join(";"),
+            "health_status" => opt(r.health_status.map(|s| s.code().to_owned())),
+            "notes" => opt(r.notes.as_ref().map(|n| n.as_str().to_owned())),
+            _ => String::new(),
+        })
+        .collect()
+}

@@ -1,0 +1,189 @@
+//! The `hukou-sync` command line: serve a node, migrate, import and export the ledger, read and
+//! update files, keep the audit trail, run the demo and the benchmarks. Human-readable output by
+//! default, `--json` for machines; progress bars on long work; a non-zero exit on any failure.
+
+mod audit_cmd;
+mod bench;
+mod child;
+mod demo;
+mod import;
+pub mod ledger_csv;
+pub mod sample;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{LogFormat, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hukou-sync",
+    version,
+    about = "Signed exchange of children's welfare files between civil-affairs bureaus"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, defaults apply; HUKOU_SYNC__SECTION__KEY overrides.
+    #[arg(long, short, global = true, env = "HUKOU_SYNC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node until interrupted.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Run the demo: a node on a temporary SQLite database, a file created, edited and read.
+    Demo(demo::DemoArgs),
+    /// Import a ledger CSV (UTF-8 or GB18030): all rows or none, unless --skip-invalid.
+    Import(import::ImportArgs),
+    /// Export every file as CSV or JSON Lines.
+    Export(import::ExportArgs),
+    /// Read, list and update children's files.
+    #[command(subcommand)]
+    Child(child::ChildCommand),
+    /// Audit trail: verify, export, sign a tree head, show proofs.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
+    /// Write a new Ed25519 record-signing key (PKCS#8, mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the key; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a generated sample ledger with valid-checksum ID numbers.
+    Sample {
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Hukou region prefix of the generated children.
+        #[arg(long, default_value = "51")]
+        hukou: String,
+        /// Residence region prefix.
+        #[arg(long, default_value = "4101")]
+        residence: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Measure throughput beside the bare limits of this machine (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
+}
+
+/// Entry point of the binary.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(path)?)
+}
+
+fn init_tracing(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => {
+            let settings = load_settings(config)?;
+            init_tracing(&settings);
+            runtime()?.block_on(async {
+                let app = crate::startup::Application::build(settings).await?;
+                app.run_until_stopped().await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let settings = load_settings(config)?;
+            let store = crate::storage::Store::open(&settings.database.url, 1)?;
+            println!(
+                "migrations applied; database {} is current",
+                crate::startup::redact_url(&settings.database.url)
+            );
+            drop(store);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(args),
+        Command::Import(args) => import::run_import(&load_settings(config)?, args),
+        Command::Export(args) => import::run_export(&load_settings(config)?, args),
+        Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
+        Command::Audit(cmd) => audit_cmd::run(&load_settings(config)?, cmd),
+        Command::Keygen { out } => {
+            let key = crate::crypto::keys::SigningKey::write_new(&out)?;
+            println!("wrote {} (mode 0600)", out.display());
+            println!("public key: {}", key.public_key());
+            println!("fingerprint: {}", key.public_key().fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample {
+            count,
+            seed,
+            hukou,
+            residence,
+            out,
+        } => {
+            match out {
+                Some(path) => {
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                    sample::write_ledger(&mut f, count, seed, &hukou, &residence)?;
+                    eprintln!("wrote {count} children to {}", path.display());
+                }
+                None => sample::write_ledger(
+                    &mut std::io::stdout().lock(),
+                    count,
+                    seed,
+                    &hukou,
+                    &residence,
+                )?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// A progress bar on standard error, hidden for `--json` or when standard error is not a terminal.
+pub(crate) fn progress_bar(len: u64, what: &str, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_owned());
+    pb
+}

@@ -1,0 +1,258 @@
+//! Settings: read once from an optional TOML file and `HUKOU_SYNC__SECTION__KEY` environment
+//! variables, unknown keys refused, validated into typed values, and passed explicitly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{NodeId, RegionPrefix, RiskPalette};
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub database: DatabaseSettings,
+    pub admin: AdminSettings,
+    pub records: RecordSettings,
+    pub log: LogSettings,
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Seconds between signed tree heads (a head is signed only if the log grew).
+    pub tree_head_interval_secs: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            tree_head_interval_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// This node's id in the directory and in its TLS certificate.
+    pub id: NodeId,
+    /// Region prefixes this node serves: `41` (a province), `4101` (a city), `410105`, or `*`.
+    pub serves: Vec<RegionPrefix>,
+    /// PKCS#8 Ed25519 record-signing key (mode 0600). Created on first start if missing.
+    pub signing_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (embedded) or `postgres://USER@HOST/DB`.
+    pub url: String,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Address of the admin listener (people and local systems).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSettings {
+    /// Risk levels, most severe first.
+    pub risk_palette: Vec<String>,
+    /// A file not updated or visited for this many days is stale (policy: six months).
+    pub stale_after_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `hukou_sync=debug`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            node: NodeSettings::default(),
+            database: DatabaseSettings::default(),
+            admin: AdminSettings::default(),
+            records: RecordSettings::default(),
+            log: LogSettings::default(),
+            audit: AuditSettings::default(),
+        }
+    }
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            id: NodeId::local(),
+            serves: vec![RegionPrefix::everywhere()],
+            signing_key: PathBuf::from("data/node-signing.key"),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/hukou-sync.db".into(),
+            pool_size: 8,
+        }
+    }
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: 64 * 1024,
+        }
+    }
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        Self {
+            risk_palette: RiskPalette::default().levels().to_vec(),
+            stale_after_days: 183,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then the file (if given), then `HUKOU_SYNC__...` variables; then validation.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Missing(path.to_owned()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("HUKOU_SYNC__").split("__"));
+        let settings: Settings = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(flatten_figment(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.node.serves.is_empty() {
+            return bad("node.serves: list at least one region prefix".into());
+        }
+        if let Err(e) = RiskPalette::new(self.records.risk_palette.clone()) {
+            return bad(format!("records.risk_palette: {e}"));
+        }
+        if self.records.stale_after_days == 0 {
+            return bad("records.stale_after_days: must be at least 1".into());
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.admin.body_limit) {
+            return bad("admin.body_limit: between 1024 and 67108864 bytes".into());
+        }
+        if self.audit.tree_head_interval_secs == 0 {
+            return bad("audit.tree_head_interval_secs: must be at least 1".into());
+        }
+        if !(1..=128).contains(&self.database.pool_size) {
+            return bad("database.pool_size: between 1 and 128".into());
+        }
+        crate::storage::DatabaseUrl::parse(&self.database.url)
+            .map_err(|e| ConfigError::Invalid(format!("database.url: {e}")))?;
+        Ok(())
+    }
+
+    pub fn risk_palette(&self) -> RiskPalette {
+        // Invariant: validated in `load`; the default palette is the fallback for hand-built settings.
+        RiskPalette::new(self.records.risk_palette.clone()).unwrap_or_default()
+    }
+}
+
+fn flatten_figment(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            if path.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("{path}: {}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.node.id.as_str(), "local");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[admin]\nlisten = \"127.0.0.1:9000\"\nlisen = 1\n").unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        std::fs::write(&p, "[nodes]\nid = \"x\"\n").unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("nodes"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[node]\nserves = [\"410\"]\n").unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("serves"), "{e}");
+        std::fs::write(&p, "[database]\nurl = \"mysql://x\"\n").unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("database.url"), "{e}");
+    }
+}

@@ -1,0 +1,675 @@
+//! The child's file (一人一档): [`ChildRecord`], its vocabularies, the authority of each field
+//! (DESIGN §4), and validation that names the field and the reason.
+//!
+//! A record travels as a JSON object with every field present (`null` or `[]` when empty). The
+//! per-field view ([`ChildRecord::to_fields`], [`ChildField`]) is what edits, merges and the
+//! authority check work on; [`ChildRecord::from_fields`] is the one way back, and it validates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::id_number::{IdNumber, Sex};
+use super::region::RegionCode;
+
+/// Which bureau decides a field (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Authority {
+    /// The bureau of the child's household registration.
+    Hukou,
+    /// The bureau where the child lives.
+    Residence,
+    /// Either side.
+    Shared,
+}
+
+/// What a node is to one child: the bureau of its hukou, of its residence, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub hukou: bool,
+    pub residence: bool,
+}
+
+impl Roles {
+    pub fn is_party(&self) -> bool {
+        self.hukou || self.residence
+    }
+
+    pub fn may_change(&self, field: ChildField) -> bool {
+        match field.authority() {
+            Authority::Hukou => self.hukou,
+            Authority::Residence => self.residence,
+            Authority::Shared => self.is_party(),
+        }
+    }
+}
+
+macro_rules! child_fields {
+    ($($variant:ident = $name:literal : $auth:ident),* $(,)?) => {
+        /// A field of [`ChildRecord`], named as on the wire.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum ChildField { $($variant),* }
+
+        impl ChildField {
+            pub const ALL: &'static [ChildField] = &[$(ChildField::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(ChildField::$variant => $name),* }
+            }
+
+            pub fn authority(self) -> Authority {
+                match self { $(ChildField::$variant => Authority::$auth),* }
+            }
+
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($name => Some(ChildField::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+child_fields! {
+    IdNumber = "id_number": Hukou,
+    Name = "name": Hukou,
+    HukouRegion = "hukou_region": Hukou,
+    HukouAddress = "hukou_address": Hukou,
+    FatherSituation = "father_situation": Hukou,
+    MotherSituation = "mother_situation": Hukou,
+    LegalGuardian = "legal_guardian": Hukou,
+    Benefits = "benefits": Hukou,
+    ResidenceRegion = "residence_region": Residence,
+    ResidenceAddress = "residence_address": Residence,
+    LeftHukouOn = "left_hukou_on": Residence,
+    ActualCaregiver = "actual_caregiver": Residence,
+    LivingStatus = "living_status": Residence,
+    EducationStatus = "education_status": Residence,
+    LastVisitOn = "last_visit_on": Residence,
+    RiskLevel = "risk_level": Residence,
+    Categories = "categories": Shared,
+    HealthStatus = "health_status": Shared,
+    Notes = "notes": Shared,
+}
+
+impl fmt::Display for ChildField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validation failure, naming the field (a wire name, or `record`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Trimmed text of 1 to `MAX` characters without control characters (newlines and tabs allowed
+/// only where `MULTILINE`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Text<const MAX: usize, const MULTILINE: bool = false>(String);
+
+impl<const MAX: usize, const MULTILINE: bool> Text<MAX, MULTILINE> {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let n = s.chars().count();
+        if n == 0 {
+            return Err("must not be empty".into());
+        }
+        if n > MAX {
+            return Err(format!("at most {MAX} characters, got {n}"));
+        }
+        if s.chars()
+            .any(|c| c.is_control() && !(MULTILINE && (c == '\n' || c == '\t')))
+        {
+            return Err("contains control characters".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl<const MAX: usize, const M: bool> TryFrom<String> for Text<MAX, M> {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+impl<const MAX: usize, const M: bool> From<Text<MAX, M>> for String {
+    fn from(t: Text<MAX, M>) -> String {
+        t.0
+    }
+}
+impl<const MAX: usize, const M: bool> fmt::Debug for Text<MAX, M> {
+    /// Free text can hold names; debug output never shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Text({} chars)", self.0.chars().count())
+    }
+}
+
+pub type PersonName = Text<50>;
+pub type Address = Text<200>;
+pub type Notes = Text<2000, true>;
+
+/// A person in the child's life: legal guardian (监护人) or actual caregiver (实际抚养人).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    #[schema(value_type = String, max_length = 50)]
+    pub name: PersonName,
+    /// Relation to the child, e.g. 祖父, 母亲, 村委会.
+    #[schema(value_type = String, max_length = 32)]
+    pub relation: Text<32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 32)]
+    pub phone: Option<Phone>,
+}
+
+/// A phone number: digits, spaces, `+` and `-`, 3 to 32 characters.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Phone(String);
+impl TryFrom<String> for Phone {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let s = s.trim();
+        let ok = (3..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b' '));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err("a phone number is 3-32 digits, spaces, + or -".into())
+        }
+    }
+}
+impl From<Phone> for String {
+    fn from(p: Phone) -> String {
+        p.0
+    }
+}
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Phone(…)")
+    }
+}
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal / $zh:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $code, alias = $zh)] $variant),*
+        }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            /// The stable English code used on the wire.
+            pub fn code(self) -> &'static str { match self { $($name::$variant => $code),* } }
+            /// The Chinese label used in ledgers and pages.
+            pub fn label_zh(self) -> &'static str { match self { $($name::$variant => $zh),* } }
+        }
+    };
+}
+
+vocabulary! {
+    /// Child categories (儿童类别).
+    Category {
+        Flowing = "flowing" / "流动",
+        LeftBehind = "left_behind" / "留守",
+        InDifficulty = "in_difficulty" / "困境",
+        Orphan = "orphan" / "孤儿",
+        DeFactoUnsupported = "de_facto_unsupported" / "事实无人抚养",
+    }
+}
+
+vocabulary! {
+    /// A parent's situation (父母情况); the last seven qualify a child as de-facto unsupported.
+    ParentSituation {
+        Normal = "normal" / "正常",
+        WorkingAway = "working_away" / "外出务工",
+        Unknown = "unknown" / "不详",
+        Deceased = "deceased" / "死亡",
+        Missing = "missing" / "失联",
+        Imprisoned = "imprisoned" / "服刑在押",
+        CompulsoryDetox = "compulsory_detox" / "强制隔离戒毒",
+        RestrictedLiberty = "restricted_liberty" / "被限制人身自由",
+        SeverelyDisabled = "severely_disabled" / "重残",
+        SeriouslyIll = "seriously_ill" / "重病",
+    }
+}
+
+vocabulary! {
+    /// Benefits decided by the hukou bureau.
+    Benefit {
+        Dibao = "dibao" / "低保",
+        Tekun = "tekun" / "特困",
+        OrphanAllowance = "orphan_allowance" / "孤儿基本生活费",
+        DeFactoUnsupportedSubsidy = "de_facto_unsupported_subsidy" / "事实无人抚养儿童生活补贴",
+    }
+}
+
+vocabulary! {
+    /// With whom the child lives (生活状况).
+    LivingStatus {
+        WithParents = "with_parents" / "与父母共同生活",
+        WithOneParent = "with_one_parent" / "与父或母生活",
+        WithGrandparents = "with_grandparents" / "与祖辈生活",
+        WithRelatives = "with_relatives" / "与其他亲属生活",
+        FosterFamily = "foster_family" / "家庭寄养",
+        Institution = "institution" / "机构养育",
+        Alone = "alone" / "独居",
+        Other = "other" / "其他",
+    }
+}
+
+vocabulary! {
+    /// Schooling (就学状况).
+    EducationStatus {
+        NotOfSchoolAge = "not_of_school_age" / "未到入学年龄",
+        Preschool = "preschool" / "学前",
+        Primary = "primary" / "小学",
+        JuniorSecondary = "junior_secondary" / "初中",
+        SeniorSecondary = "senior_secondary" / "高中",
+        Vocational = "vocational" / "中职",
+        SpecialEducation = "special_education" / "特殊教育",
+        OutOfSchool = "out_of_school" / "失学辍学",
+    }
+}
+
+vocabulary! {
+    /// Health (健康状况).
+    HealthStatus {
+        Healthy = "healthy" / "健康",
+        ChronicIllness = "chronic_illness" / "慢性病",
+        SeriousIllness = "serious_illness" / "重病",
+        Disabled = "disabled" / "残疾",
+    }
+}
+
+impl fmt::Display for Benefit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A benefit the hukou bureau granted, with the month it took effect when known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenefitGrant {
+    pub benefit: Benefit,
+    /// `YYYY-MM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "2026-01")]
+    pub since: Option<Month>,
+}
+
+/// A calendar month `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Month {
+    year: i32,
+    /// Invariant: 1..=12.
+    month: u32,
+}
+impl Month {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let d = NaiveDate::parse_from_str(&format!("{}-01", s.trim()), "%Y-%m-%d")
+            .map_err(|_| format!("{s:?} is not a month YYYY-MM"))?;
+        use chrono::Datelike;
+        Ok(Self {
+            year: d.year(),
+            month: d.month(),
+        })
+    }
+}
+impl TryFrom<String> for Month {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+impl From<Month> for String {
+    fn from(m: Month) -> String {
+        format!("{:04}-{:02}", m.year, m.month)
+    }
+}
+
+/// The risk palette (风险等级), configurable; default 红/橙/黄/绿.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskPalette(Vec<String>);
+
+impl Default for RiskPalette {
+    fn default() -> Self {
+        Self(["红", "橙", "黄", "绿"].map(String::from).to_vec())
+    }
+}
+impl RiskPalette {
+    pub fn new(levels: Vec<String>) -> Result<Self, String> {
+        if levels.is_empty() {
+            return Err("the risk palette needs at least one level".into());
+        }
+        let unique: BTreeSet<_> = levels.iter().collect();
+        if unique.len() != levels.len() || levels.iter().any(|l| l.trim().is_empty()) {
+            return Err("risk levels must be distinct and non-empty".into());
+        }
+        Ok(Self(levels))
+    }
+    pub fn contains(&self, level: &str) -> bool {
+        self.0.iter().any(|l| l == level)
+    }
+    pub fn levels(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// One child's file. Sex and birth date are not stored: the ID number states them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChildRecord {
+    // --- hukou authority ---
+    /// 公民身份号码, GB 11643 (18 characters, check digit verified).
+    #[schema(value_type = String, example = "410105201406010016")]
+    pub id_number: IdNumber,
+    #[schema(value_type = String, max_length = 50)]
+    pub name: PersonName,
+    /// GB/T 2260 code of the current household registration (户籍地).
+    #[schema(value_type = String, example = "510104")]
+    pub hukou_region: RegionCode,
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub hukou_address: Option<Address>,
+    pub father_situation: Option<ParentSituation>,
+    pub mother_situation: Option<ParentSituation>,
+    pub legal_guardian: Option<Person>,
+    pub benefits: Vec<BenefitGrant>,
+    // --- residence authority ---
+    /// GB/T 2260 code of where the child lives (居住地).
+    #[schema(value_type = String, example = "410105")]
+    pub residence_region: RegionCode,
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub residence_address: Option<Address>,
+    pub left_hukou_on: Option<NaiveDate>,
+    pub actual_caregiver: Option<Person>,
+    pub living_status: Option<LivingStatus>,
+    pub education_status: Option<EducationStatus>,
+    pub last_visit_on: Option<NaiveDate>,
+    /// One of the configured palette (default 红/橙/黄/绿).
+    #[schema(value_type = Option<String>, example = "黄")]
+    pub risk_level: Option<Text<16>>,
+    // --- shared ---
+    pub categories: BTreeSet<Category>,
+    pub health_status: Option<HealthStatus>,
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    pub notes: Option<Notes>,
+}
+
+/// Fields of a record keyed by field, each a JSON value (`null` when empty).
+pub type Fields = BTreeMap<ChildField, Value>;
+
+/// What a record must satisfy beyond its types.
+pub struct RecordRules<'a> {
+    pub today: NaiveDate,
+    pub palette: &'a RiskPalette,
+}
+
+impl ChildRecord {
+    pub fn sex(&self) -> Sex {
+        self.id_number.sex()
+    }
+
+    pub fn birth_date(&self) -> NaiveDate {
+        self.id_number.birth_date()
+    }
+
+    /// The record as one JSON value per field.
+    pub fn to_fields(&self) -> Fields {
+        let mut out = Fields::new();
+        if let Ok(Value::Object(map)) = serde_json::to_value(self) {
+            for (k, v) in map {
+                if let Some(f) = ChildField::from_name(&k) {
+                    out.insert(f, v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds a record from per-field values (missing optional fields are empty) and checks the
+    /// cross-field rules. The first failure names its field.
+    pub fn from_fields(fields: &Fields, rules: &RecordRules<'_>) -> Result<Self, FieldError> {
+        let map: Map<String, Value> = ChildField::ALL
+            .iter()
+            .map(|f| {
+                let v = fields.get(f).cloned().unwrap_or_else(|| empty_value(*f));
+                (f.name().to_owned(), v)
+            })
+            .collect();
+        let record: ChildRecord =
+            serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+                let path = e.path().to_string();
+                let field = path.split(['.', '[']).next().unwrap_or("record").to_owned();
+                FieldError::new(
+                    if field.is_empty() {
+                        "record".into()
+                    } else {
+                        field
+                    },
+                    clean_serde_reason(&e.into_inner().to_string()),
+                )
+            })?;
+        record.check(rules)?;
+        Ok(record)
+    }
+
+    /// Parses a JSON object of fields (a create or patch body): unknown keys are refused, each
+    /// known key keeps its raw value for [`ChildRecord::from_fields`].
+    pub fn fields_from_json(map: Map<String, Value>) -> Result<Fields, FieldError> {
+        let mut out = Fields::new();
+        for (k, v) in map {
+            let f = ChildField::from_name(&k)
+                .ok_or_else(|| FieldError::new(k.clone(), "unknown field"))?;
+            out.insert(f, v);
+        }
+        Ok(out)
+    }
+
+    fn check(&self, rules: &RecordRules<'_>) -> Result<(), FieldError> {
+        let birth = self.birth_date();
+        if birth > rules.today {
+            return Err(FieldError::new(
+                "id_number",
+                "the birth date in the ID number is in the future",
+            ));
+        }
+        for (field, date) in [
+            (ChildField::LeftHukouOn, self.left_hukou_on),
+            (ChildField::LastVisitOn, self.last_visit_on),
+        ] {
+            if let Some(d) = date {
+                if d < birth {
+                    return Err(FieldError::new(field.name(), "is before the birth date"));
+                }
+                if d > rules.today {
+                    return Err(FieldError::new(field.name(), "is in the future"));
+                }
+            }
+        }
+        if let Some(r) = &self.risk_level {
+            if !rules.palette.contains(r.as_str()) {
+                return Err(FieldError::new(
+                    "risk_level",
+                    format!("must be one of {}", rules.palette.levels().join("/")),
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for g in &self.benefits {
+            if !seen.insert(g.benefit) {
+                return Err(FieldError::new(
+                    "benefits",
+                    format!("{} is listed twice", g.benefit),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fields whose values differ between two records.
+    pub fn changed_fields(old: &Fields, new: &Fields) -> Vec<ChildField> {
+        ChildField::ALL
+            .iter()
+            .copied()
+            .filter(|f| old.get(f) != new.get(f))
+            .collect()
+    }
+}
+
+/// The empty value of a field: `[]` for list fields, `null` otherwise.
+pub fn empty_value(field: ChildField) -> Value {
+    match field {
+        ChildField::Benefits | ChildField::Categories => Value::Array(vec![]),
+        _ => Value::Null,
+    }
+}
+
+/// serde's messages mention Rust types; keep the part a person can act on.
+fn clean_serde_reason(msg: &str) -> String {
+    msg.split(" at line ").next().unwrap_or(msg).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules(p: &RiskPalette) -> RecordRules<'_> {
+        RecordRules {
+            today: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            palette: p,
+        }
+    }
+
+    fn sample() -> Map<String, Value> {
+        let id = IdNumber::generate(
+            &RegionCode::parse("510104").unwrap(),
+            NaiveDate::from_ymd_opt(2014, 6, 1).unwrap(),
+            1,
+        );
+        json!({
+            "id_number": id.as_str(),
+            "name": "张小明",
+            "hukou_region": "510104",
+            "residence_region": "410105",
+            "categories": ["flowing", "留守"],
+            "risk_level": "黄",
+            "father_situation": "外出务工",
+            "legal_guardian": {"name": "张大山", "relation": "父亲", "phone": "13800000000"},
+            "last_visit_on": "2026-10-01",
+        })
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    #[test]
+    fn builds_and_round_trips() {
+        let p = RiskPalette::default();
+        let fields = ChildRecord::fields_from_json(sample()).unwrap();
+        let rec = ChildRecord::from_fields(&fields, &rules(&p)).unwrap();
+        assert!(rec.categories.contains(&Category::LeftBehind));
+        assert_eq!(rec.father_situation, Some(ParentSituation::WorkingAway));
+        let again = ChildRecord::from_fields(&rec.to_fields(), &rules(&p)).unwrap();
+        assert_eq!(rec, again);
+        assert_eq!(rec.to_fields().len(), ChildField::ALL.len());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let p = RiskPalette::default();
+        let mut m = sample();
+        m.insert("residence_address".into(), json!(5));
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        let e = ChildRecord::from_fields(&f, &rules(&p)).unwrap_err();
+        assert_eq!(e.field, "residence_address");
+        assert!(e.reason.contains("invalid type"), "{}", e.reason);
+
+        let mut m = sample();
+        m.insert("risk_level".into(), json!("紫"));
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        assert_eq!(
+            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            "risk_level"
+        );
+
+        let mut m = sample();
+        m.insert("hukou_region".into(), json!("519999"));
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        let e = ChildRecord::from_fields(&f, &rules(&p)).unwrap_err();
+        assert_eq!(e.field, "hukou_region");
+        assert!(e.reason.contains("GB/T 2260"));
+
+        let mut m = sample();
+        m.insert(
+            "legal_guardian".into(),
+            json!({"name": "x", "relation": "y", "age": 3}),
+        );
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        assert_eq!(
+            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            "legal_guardian"
+        );
+
+        let mut m = sample();
+        m.insert("colour".into(), json!("red"));
+        assert_eq!(
+            ChildRecord::fields_from_json(m).unwrap_err().field,
+            "colour"
+        );
+
+        let mut m = sample();
+        m.remove("name");
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        assert_eq!(
+            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            "name"
+        );
+
+        let mut m = sample();
+        m.insert("last_visit_on".into(), json!("2000-01-01"));
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        assert_eq!(
+            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().reason,
+            "is before the birth date"
+        );
+    }
+
+    #[test]
+    fn authority_of_fields() {
+        let residence = Roles {
+            hukou: false,
+            residence: true,
+        };
+        assert!(residence.may_change(ChildField::RiskLevel));
+        assert!(residence.may_change(ChildField::Notes));
+        assert!(!residence.may_change(ChildField::Benefits));
+        assert!(!Roles::default().may_change(ChildField::Notes));
+        assert_eq!(ChildField::ALL.len(), 19);
+        for f in ChildField::ALL {
+            assert_eq!(ChildField::from_name(f.name()), Some(*f));
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! hukou-sync: the server each civil-affairs bureau runs to exchange children's files.
+//!
+//! Crate map (imports point down only):
+//!
+//! - [`cli`] — the `hukou-sync` commands: serve, migrate, import/export, child, audit, keygen.
+//! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
+//! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
+//! - [`sync`] — documents and versions: build, sign, store; heads; the local ledger of files.
+//! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
+//! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
+//! - [`crypto`] — RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC.
+//! - [`config`] — settings from TOML and environment, validated once.
+//! - [`domain`] — ID numbers, regions, node ids, the child record and field authority. Pure.
+//!
+//! The path of an edit: `api::children` parses the body → `sync::ledger` validates it against
+//! `domain`, checks field authority, builds a `sync::Version` (parents = current heads), hashes
+//! its JCS bytes (`crypto`) and signs it → in one `storage::transaction` the version, its parent
+//! edges, the new heads, the current view and an `audit` event are written, or none of them.
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod startup;
+pub mod storage;
+pub mod sync;

@@ -1,0 +1,198 @@
+//! Repository of the audit log: events, stored subtree hashes and signed tree heads. Appends are
+//! serialised so sequence numbers are gapless: SQLite transactions here begin IMMEDIATE (one writer
+//! at a time); on PostgreSQL the appender takes a transaction-scoped advisory lock.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{audit_events, audit_nodes, tree_heads};
+use super::{DbConn, QueryError};
+
+/// Key of the PostgreSQL advisory lock that serialises audit appends ("hukou" in ASCII).
+const AUDIT_LOCK_KEY: i64 = 0x6875_6b6f_75;
+const INSERT_CHUNK: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEventRow {
+    pub seq: i64,
+    pub hlc: i64,
+    pub at: NaiveDateTime,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub via: String,
+    pub action: String,
+    pub object_kind: Option<String>,
+    pub object_id: Option<String>,
+    pub purpose: Option<String>,
+    pub outcome: String,
+    pub details: String,
+    pub details_digest: String,
+    pub leaf_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tree_heads)]
+pub struct TreeHeadRow {
+    pub size: i64,
+    pub root: String,
+    pub signed_at: NaiveDateTime,
+    pub public_key: String,
+    pub signature: String,
+}
+
+/// Filters of the event list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub object_kind: Option<String>,
+    pub object_id: Option<String>,
+    pub since: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+    /// Only events with a larger sequence number (keyset paging).
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// Locks the log for appending (inside the caller's transaction) and returns its size.
+pub fn lock_and_size(conn: &mut DbConn) -> Result<i64, QueryError> {
+    if let DbConn::Postgres(_) = conn {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))
+            .execute(conn)?;
+    }
+    size(conn)
+}
+
+/// Number of events (the next sequence number, as sequences are gapless from 0).
+pub fn size(conn: &mut DbConn) -> Result<i64, QueryError> {
+    let max: Option<i64> = audit_events::table
+        .select(diesel::dsl::max(audit_events::seq))
+        .first(conn)?;
+    Ok(max.map_or(0, |m| m + 1))
+}
+
+pub fn insert_events(conn: &mut DbConn, rows: &[AuditEventRow]) -> Result<(), QueryError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(audit_events::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+pub fn insert_nodes(conn: &mut DbConn, nodes: &[(i64, i64, String)]) -> Result<(), QueryError> {
+    for chunk in nodes.chunks(INSERT_CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(l, i, h)| {
+                (
+                    audit_nodes::level.eq(*l),
+                    audit_nodes::idx.eq(*i),
+                    audit_nodes::hash.eq(h.as_str()),
+                )
+            })
+            .collect();
+        per_backend!(conn, |c| diesel::insert_into(audit_nodes::table)
+            .values(values)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// The stored hash of a complete subtree; level 0 is a leaf hash.
+pub fn subtree_hash(conn: &mut DbConn, level: i64, idx: i64) -> Result<Option<String>, QueryError> {
+    if level == 0 {
+        audit_events::table
+            .find(idx)
+            .select(audit_events::leaf_hash)
+            .first(conn)
+            .optional()
+    } else {
+        audit_nodes::table
+            .find((level, idx))
+            .select(audit_nodes::hash)
+            .first(conn)
+            .optional()
+    }
+}
+
+pub fn get_event(conn: &mut DbConn, seq: i64) -> Result<Option<AuditEventRow>, QueryError> {
+    audit_events::table
+        .find(seq)
+        .select(AuditEventRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Events with `from <= seq < to`, in order.
+pub fn events_range(
+    conn: &mut DbConn,
+    from: i64,
+    to: i64,
+) -> Result<Vec<AuditEventRow>, QueryError> {
+    audit_events::table
+        .filter(audit_events::seq.ge(from))
+        .filter(audit_events::seq.lt(to))
+        .order(audit_events::seq.asc())
+        .select(AuditEventRow::as_select())
+        .load(conn)
+}
+
+pub fn list_events(conn: &mut DbConn, f: &EventFilter) -> Result<Vec<AuditEventRow>, QueryError> {
+    let mut q = audit_events::table
+        .select(AuditEventRow::as_select())
+        .into_boxed();
+    if let Some(v) = &f.actor_id {
+        q = q.filter(audit_events::actor_id.eq(v.clone()));
+    }
+    if let Some(v) = &f.action {
+        q = q.filter(audit_events::action.eq(v.clone()));
+    }
+    if let Some(v) = &f.object_kind {
+        q = q.filter(audit_events::object_kind.eq(v.clone()));
+    }
+    if let Some(v) = &f.object_id {
+        q = q.filter(audit_events::object_id.eq(v.clone()));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(audit_events::at.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(audit_events::at.lt(t));
+    }
+    if let Some(s) = f.after_seq {
+        q = q.filter(audit_events::seq.gt(s));
+    }
+    q.order(audit_events::seq.asc()).limit(f.limit).load(conn)
+}
+
+pub fn insert_tree_head(conn: &mut DbConn, row: &TreeHeadRow) -> Result<(), QueryError> {
+    per_backend!(conn, |c| diesel::insert_into(tree_heads::table)
+        .values(row)
+        .execute(c))?;
+    Ok(())
+}
+
+pub fn latest_tree_head(conn: &mut DbConn) -> Result<Option<TreeHeadRow>, QueryError> {
+    tree_heads::table
+        .order(tree_heads::size.desc())
+        .select(TreeHeadRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn tree_head_at(conn: &mut DbConn, size: i64) -> Result<Option<TreeHeadRow>, QueryError> {
+    tree_heads::table
+        .find(size)
+        .select(TreeHeadRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn all_tree_heads(conn: &mut DbConn) -> Result<Vec<TreeHeadRow>, QueryError> {
+    tree_heads::table
+        .order(tree_heads::size.asc())
+        .select(TreeHeadRow::as_select())
+        .load(conn)
+}

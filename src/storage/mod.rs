@@ -1,0 +1,261 @@
+//! Storage: the one module that names diesel. It owns the connection type over SQLite and
+//! PostgreSQL, the pool, the embedded migrations, the schema and the repositories.
+//!
+//! The backend is chosen from the URL scheme here, never by trying each backend in turn: diesel's
+//! `MultiConnection::establish` would hand any string to SQLite, which happily creates an empty
+//! database file named like a mistyped PostgreSQL URL. An unknown scheme is refused instead.
+//!
+//! diesel is synchronous: all work runs on tokio's blocking pool through [`Store::run`], inside the
+//! caller's tracing span. Writes that must be atomic with their audit event use [`transaction`],
+//! which on SQLite begins `IMMEDIATE` so concurrent writers queue on the busy timeout instead of
+//! failing a read-to-write upgrade.
+
+/// Runs the same diesel expression on whichever backend `conn` is. For the few statements the
+/// multi-backend type cannot express (multi-row INSERT: SQLite has no DEFAULT keyword).
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::storage::DbConn::Sqlite($c) => $body,
+            $crate::storage::DbConn::Postgres($c) => $body,
+        }
+    };
+}
+
+pub mod audit;
+pub mod records;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{self, ManageConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use diesel::result::Error as QueryError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("cannot create the directory for {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("database error: {0}")]
+    Query(#[from] QueryError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("background task failed: {0}")]
+    Join(String),
+}
+
+/// A parsed database URL.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    pub backend: Backend,
+    /// For SQLite the file path; for PostgreSQL the URL as given.
+    target: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, StorageError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StorageError::UnsupportedUrl(url.to_owned()));
+            }
+            Ok(Self {
+                backend: Backend::Sqlite,
+                target: path.to_owned(),
+            })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self {
+                backend: Backend::Postgres,
+                target: url.to_owned(),
+            })
+        } else {
+            Err(StorageError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    fn establish(&self) -> Result<DbConn, StorageError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = SqliteConnection::establish(&self.target)
+                    .map_err(|e| StorageError::Connect(e.to_string()))?;
+                // WAL lets readers run beside the writer; the busy timeout makes writers queue.
+                c.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                )
+                .map_err(|e| StorageError::Connect(e.to_string()))?;
+                Ok(DbConn::Sqlite(c))
+            }
+            Backend::Postgres => PgConnection::establish(&self.target)
+                .map(DbConn::Postgres)
+                .map_err(|e| StorageError::Connect(e.to_string())),
+        }
+    }
+}
+
+/// r2d2 manager that establishes the backend the URL names.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConn;
+    type Error = StorageError;
+
+    fn connect(&self) -> Result<DbConn, StorageError> {
+        self.url.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), StorageError> {
+        conn.batch_execute("SELECT 1").map_err(StorageError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// The pool, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<ConnectionManager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects, creating a SQLite file's directory if needed, and applies pending migrations.
+    pub fn open(url: &str, pool_size: u32) -> Result<Self, StorageError> {
+        let url = DatabaseUrl::parse(url)?;
+        if url.backend == Backend::Sqlite {
+            if let Some(dir) = std::path::Path::new(&url.target).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                        path: url.target.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        let backend = url.backend;
+        // Migrate on one connection before the pool opens others.
+        let mut first = url.establish()?;
+        run_migrations(&mut first)?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(ConnectionManager { url })?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A pooled connection for synchronous callers (CLI work, benchmarks, the blocking pool).
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<ConnectionManager>, StorageError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool, in the current tracing span.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut conn = pool.get().map_err(StorageError::from)?;
+                f(&mut conn)
+            })
+        })
+        .await
+        .map_err(|e| StorageError::Join(e.to_string()))?
+    }
+}
+
+/// Applies every pending migration of the connection's backend; returns how many ran.
+pub fn run_migrations(conn: &mut DbConn) -> Result<usize, StorageError> {
+    let applied = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConn::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    applied.map_err(|e| StorageError::Migration(e.to_string()))
+}
+
+/// Runs `f` in a transaction (`BEGIN IMMEDIATE` on SQLite). Any error rolls everything back.
+pub fn transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<StorageError>,
+{
+    let begin = match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    begin.map_err(StorageError::Query)?;
+    match f(conn) {
+        Ok(value) => match <DbConn as TransactionManager<DbConn>>::commit_transaction(conn) {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = <DbConn as TransactionManager<DbConn>>::rollback_transaction(conn);
+                Err(StorageError::Query(e).into())
+            }
+        },
+        Err(e) => {
+            // The caller's error is what matters; a failed rollback leaves the connection
+            // marked broken and the pool discards it.
+            let _ = <DbConn as TransactionManager<DbConn>>::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// A trivial query, to prove the database answers.
+pub fn ping(conn: &mut DbConn) -> Result<(), StorageError> {
+    conn.batch_execute("SELECT 1").map_err(StorageError::Query)
+}

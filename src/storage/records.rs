@@ -1,0 +1,292 @@
+//! Repositories of documents: versions and their parent edges, heads, and the children view.
+//! Plain rows in, plain rows out; what they mean is decided by `sync`.
+
+use std::collections::HashSet;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+use super::schema::{children, heads, version_parents, versions};
+use super::{DbConn, QueryError};
+
+/// How many rows go into one multi-row INSERT (well under SQLite's 32,766 bound parameters).
+const INSERT_CHUNK: usize = 500;
+
+/// A stored version (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = versions)]
+pub struct VersionRow {
+    pub id: String,
+    pub kind: String,
+    pub doc_id: String,
+    pub author_node: String,
+    pub hlc: i64,
+    /// JSON array of parent ids, sorted.
+    pub parents: String,
+    pub body: String,
+    /// 1 for a conflict resolution version, else 0.
+    pub resolution: i64,
+    pub signature: Option<String>,
+    pub stored_at: NaiveDateTime,
+}
+
+/// One row of the current view of children.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = children)]
+#[diesel(treat_none_as_null = true)]
+pub struct ChildRow {
+    pub id_number: String,
+    pub name: String,
+    pub hukou_region: String,
+    pub residence_region: String,
+    /// `|code|code|`, so one category is found with `LIKE '%|code|%'`.
+    pub categories: String,
+    pub risk_level: Option<String>,
+    pub last_visit_on: Option<NaiveDate>,
+    pub record: String,
+    pub head_count: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Filters of the children list; every one optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct ChildFilter {
+    /// Hukou or residence region starts with this.
+    pub region_prefix: Option<String>,
+    pub hukou_prefix: Option<String>,
+    pub residence_prefix: Option<String>,
+    pub category: Option<String>,
+    pub risk_level: Option<String>,
+    /// Not updated since, and not visited since, this moment.
+    pub stale_before: Option<NaiveDateTime>,
+    /// Keyset paging: only ID numbers after this one.
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// Inserts versions and their parent edges.
+pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), QueryError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(versions::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    let edges: Vec<_> = rows
+        .iter()
+        .flat_map(|r| {
+            parents_of(r).into_iter().map(move |p| {
+                (
+                    version_parents::version_id.eq(r.id.clone()),
+                    version_parents::parent_id.eq(p),
+                )
+            })
+        })
+        .collect();
+    for chunk in edges.chunks(INSERT_CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(version_parents::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+fn parents_of(row: &VersionRow) -> Vec<String> {
+    serde_json::from_str(&row.parents).unwrap_or_default()
+}
+
+/// Which of `ids` are stored.
+pub fn existing_versions(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<String>, QueryError> {
+    let mut out = HashSet::new();
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let found: Vec<String> = versions::table
+            .filter(versions::id.eq_any(chunk))
+            .select(versions::id)
+            .load(conn)?;
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+pub fn get_version(conn: &mut DbConn, id: &str) -> Result<Option<VersionRow>, QueryError> {
+    versions::table
+        .find(id)
+        .select(VersionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Every version of a document, oldest first (by HLC, then id for a total order).
+pub fn versions_of(
+    conn: &mut DbConn,
+    kind: &str,
+    doc_id: &str,
+) -> Result<Vec<VersionRow>, QueryError> {
+    versions::table
+        .filter(versions::kind.eq(kind))
+        .filter(versions::doc_id.eq(doc_id))
+        .order((versions::hlc.asc(), versions::id.asc()))
+        .select(VersionRow::as_select())
+        .load(conn)
+}
+
+/// Current heads of a document, sorted.
+pub fn heads_of(conn: &mut DbConn, kind: &str, doc_id: &str) -> Result<Vec<String>, QueryError> {
+    heads::table
+        .filter(heads::kind.eq(kind))
+        .filter(heads::doc_id.eq(doc_id))
+        .order(heads::version_id.asc())
+        .select(heads::version_id)
+        .load(conn)
+}
+
+/// Moves a document's heads past a newly stored version: its parents stop being heads, it becomes
+/// one. (A stored version's parents are always stored first, so no stored version can name the
+/// new one as a parent.)
+pub fn advance_heads(
+    conn: &mut DbConn,
+    kind: &str,
+    doc_id: &str,
+    new_id: &str,
+    parents: &[String],
+) -> Result<(), QueryError> {
+    if !parents.is_empty() {
+        diesel::delete(
+            heads::table
+                .filter(heads::kind.eq(kind))
+                .filter(heads::doc_id.eq(doc_id))
+                .filter(heads::version_id.eq_any(parents)),
+        )
+        .execute(conn)?;
+    }
+    diesel::insert_into(heads::table)
+        .values((
+            heads::kind.eq(kind),
+            heads::doc_id.eq(doc_id),
+            heads::version_id.eq(new_id),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Heads of many new documents at once (bulk import of creations).
+pub fn insert_heads(
+    conn: &mut DbConn,
+    kind: &str,
+    rows: &[(String, String)],
+) -> Result<(), QueryError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(doc, v)| {
+                (
+                    heads::kind.eq(kind),
+                    heads::doc_id.eq(doc.as_str()),
+                    heads::version_id.eq(v.as_str()),
+                )
+            })
+            .collect();
+        per_backend!(conn, |c| diesel::insert_into(heads::table)
+            .values(values)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+pub fn insert_children(conn: &mut DbConn, rows: &[ChildRow]) -> Result<(), QueryError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(children::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), QueryError> {
+    diesel::update(children::table.find(&row.id_number))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildRow>, QueryError> {
+    children::table
+        .find(id_number)
+        .select(ChildRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Which of `ids` have a child row.
+pub fn existing_children(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<String>, QueryError> {
+    let mut out = HashSet::new();
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let found: Vec<String> = children::table
+            .filter(children::id_number.eq_any(chunk))
+            .select(children::id_number)
+            .load(conn)?;
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+pub fn list_children(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, QueryError> {
+    let mut q = children::table.select(ChildRow::as_select()).into_boxed();
+    if let Some(p) = &f.region_prefix {
+        let pat = format!("{p}%");
+        q = q.filter(
+            children::hukou_region
+                .like(pat.clone())
+                .or(children::residence_region.like(pat)),
+        );
+    }
+    if let Some(p) = &f.hukou_prefix {
+        q = q.filter(children::hukou_region.like(format!("{p}%")));
+    }
+    if let Some(p) = &f.residence_prefix {
+        q = q.filter(children::residence_region.like(format!("{p}%")));
+    }
+    if let Some(c) = &f.category {
+        q = q.filter(children::categories.like(format!("%|{c}|%")));
+    }
+    if let Some(r) = &f.risk_level {
+        q = q.filter(children::risk_level.eq(r.clone()));
+    }
+    if let Some(t) = f.stale_before {
+        q = q.filter(children::updated_at.lt(t)).filter(
+            children::last_visit_on
+                .is_null()
+                .or(children::last_visit_on.lt(t.date())),
+        );
+    }
+    if let Some(a) = &f.after {
+        q = q.filter(children::id_number.gt(a.clone()));
+    }
+    q.order(children::id_number.asc()).limit(f.limit).load(conn)
+}
+
+/// Every child row in ID order, one page at a time (export).
+pub fn page_children(
+    conn: &mut DbConn,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ChildRow>, QueryError> {
+    list_children(
+        conn,
+        &ChildFilter {
+            after: after.map(str::to_owned),
+            limit,
+            ..ChildFilter::default()
+        },
+    )
+}
+
+pub fn count_children(conn: &mut DbConn) -> Result<i64, QueryError> {
+    children::table.count().get_result(conn)
+}
+
+pub fn max_hlc(conn: &mut DbConn) -> Result<Option<i64>, QueryError> {
+    versions::table
+        .select(diesel::dsl::max(versions::hlc))
+        .first(conn)
+}

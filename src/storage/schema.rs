@@ -1,0 +1,88 @@
+//! Table definitions shared by both backends. Only portable types (Text, BigInt, Date, Timestamp)
+//! appear: diesel's `MultiConnection` supports no others without hand-written glue.
+
+diesel::table! {
+    versions (id) {
+        id -> Text,
+        kind -> Text,
+        doc_id -> Text,
+        author_node -> Text,
+        hlc -> BigInt,
+        parents -> Text,
+        body -> Text,
+        resolution -> BigInt,
+        signature -> Nullable<Text>,
+        stored_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    version_parents (version_id, parent_id) {
+        version_id -> Text,
+        parent_id -> Text,
+    }
+}
+
+diesel::table! {
+    heads (kind, doc_id, version_id) {
+        kind -> Text,
+        doc_id -> Text,
+        version_id -> Text,
+    }
+}
+
+diesel::table! {
+    children (id_number) {
+        id_number -> Text,
+        name -> Text,
+        hukou_region -> Text,
+        residence_region -> Text,
+        categories -> Text,
+        risk_level -> Nullable<Text>,
+        last_visit_on -> Nullable<Date>,
+        record -> Text,
+        head_count -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(versions, version_parents, heads, children);
+diesel::allow_tables_to_appear_in_same_query!(audit_events, audit_nodes, tree_heads);
+
+diesel::table! {
+    audit_events (seq) {
+        seq -> BigInt,
+        hlc -> BigInt,
+        at -> Timestamp,
+        actor_kind -> Text,
+        actor_id -> Text,
+        via -> Text,
+        action -> Text,
+        object_kind -> Nullable<Text>,
+        object_id -> Nullable<Text>,
+        purpose -> Nullable<Text>,
+        outcome -> Text,
+        details -> Text,
+        details_digest -> Text,
+        leaf_hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_nodes (level, idx) {
+        level -> BigInt,
+        idx -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    tree_heads (size) {
+        size -> BigInt,
+        root -> Text,
+        signed_at -> Timestamp,
+        public_key -> Text,
+        signature -> Text,
+    }
+}

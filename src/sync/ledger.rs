@@ -1,0 +1,533 @@
+//! The ledger of children's files on this node (一人一档): create, update, import, read and list.
+//! Each operation loads, decides (pure domain rules), then persists the version, the heads, the
+//! current view and its audit event in one transaction — or nothing.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::node::LocalNode;
+use super::version::{DocKind, SignedVersion, Version, VersionError, VersionId};
+use crate::audit::{self, Actor, AuditError, Event, Outcome};
+use crate::domain::child::{ChildField, ChildRecord, FieldError, Fields, RecordRules};
+use crate::domain::{Authority, IdNumber, Sex};
+use crate::storage::records::{self as repo, ChildFilter, ChildRow};
+use crate::storage::{self, DbConn, StorageError};
+
+/// Errors of ledger operations; the API maps each to one problem code.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    #[error("unknown field {0:?}")]
+    UnknownField(String),
+    #[error("no child with ID number {0}")]
+    NotFound(String),
+    #[error("a file for {0} already exists")]
+    AlreadyExists(String),
+    #[error(
+        "this node serves neither the hukou region {hukou} nor the residence region {residence}"
+    )]
+    NotParty { hukou: String, residence: String },
+    #[error(
+        "{field} is decided by the {authority:?} bureau, and this node is not it for this child"
+    )]
+    FieldNotOwned { field: String, authority: Authority },
+    #[error("the ID number is the file's identity and cannot change")]
+    ImmutableId,
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<storage::QueryError> for LedgerError {
+    fn from(e: storage::QueryError) -> Self {
+        LedgerError::Storage(StorageError::Query(e))
+    }
+}
+
+/// Today's date in China (UTC+8, no daylight saving), the calendar bureaus work in.
+pub fn china_today(now: DateTime<Utc>) -> NaiveDate {
+    (now + chrono::Duration::hours(8)).date_naive()
+}
+
+/// A child's file as a reader sees it: the current view, what the ID number says, and history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ChildFile {
+    #[schema(value_type = Object)]
+    pub record: ChildRecord,
+    pub sex: Sex,
+    pub birth_date: NaiveDate,
+    pub hukou_region_name: String,
+    pub residence_region_name: String,
+    /// Current heads; more than one means concurrent edits awaiting merge.
+    #[schema(value_type = Vec<String>)]
+    pub heads: Vec<VersionId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Every version, oldest first.
+    pub history: Vec<VersionSummary>,
+}
+
+/// One entry of a file's history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionSummary {
+    #[schema(value_type = String)]
+    pub id: VersionId,
+    #[schema(value_type = Vec<String>)]
+    pub parents: Vec<VersionId>,
+    pub author_node: String,
+    /// Hybrid logical clock stamp.
+    pub hlc: String,
+    pub stored_at: DateTime<Utc>,
+    /// Fields that differ from the first parent (all fields for a creation).
+    pub changed: Vec<String>,
+    pub resolution: bool,
+}
+
+/// One row of a list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ChildSummary {
+    pub id_number: String,
+    pub name: String,
+    pub hukou_region: String,
+    pub residence_region: String,
+    pub categories: Vec<String>,
+    pub risk_level: Option<String>,
+    pub last_visit_on: Option<NaiveDate>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of a list; pass `next_after` as `after` for the next one.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ChildPage {
+    pub items: Vec<ChildSummary>,
+    pub next_after: Option<String>,
+}
+
+fn rules(node: &LocalNode, now: DateTime<Utc>) -> RecordRules<'_> {
+    RecordRules {
+        today: china_today(now),
+        palette: &node.palette,
+    }
+}
+
+/// Parses a JSON object of fields, refusing unknown ones.
+pub fn parse_fields(body: Map<String, Value>) -> Result<Fields, LedgerError> {
+    ChildRecord::fields_from_json(body).map_err(|e| LedgerError::UnknownField(e.field))
+}
+
+/// Validates a full record body (a creation).
+pub fn parse_record(
+    node: &LocalNode,
+    body: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<ChildRecord, LedgerError> {
+    let fields = parse_fields(body)?;
+    Ok(ChildRecord::from_fields(&fields, &rules(node, now))?)
+}
+
+/// Creates a child's file from a full record.
+pub fn create_child(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    record: ChildRecord,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<ChildFile, LedgerError> {
+    let roles = node.roles(&record.hukou_region, &record.residence_region);
+    if !roles.is_party() {
+        return Err(LedgerError::NotParty {
+            hukou: record.hukou_region.to_string(),
+            residence: record.residence_region.to_string(),
+        });
+    }
+    let version = new_version(node, &record, vec![])?;
+    let id = record.id_number.clone();
+    storage::transaction(conn, |conn| {
+        if repo::get_child(conn, id.as_str())?.is_some() {
+            return Err(LedgerError::AlreadyExists(id.masked()));
+        }
+        let at = now.naive_utc();
+        repo::insert_versions(conn, &[version.to_row(at)])?;
+        repo::advance_heads(conn, "child", id.as_str(), &version.id.to_string(), &[])?;
+        repo::insert_children(conn, &[child_row(&record, 1, at, at)])?;
+        audit::append(
+            conn,
+            node.clock.now(),
+            now,
+            &Event::new(actor.clone(), "child.create", Outcome::Ok)
+                .object("child", id.as_str())
+                .details(serde_json::json!({"version": version.id})),
+        )?;
+        Ok(())
+    })?;
+    tracing::info!(child = %id.masked(), version = %version.id.short(), "child file created");
+    read_file(conn, &id)
+}
+
+/// Changes some fields of a file: a new version whose parents are all current heads.
+pub fn update_child(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    patch: Map<String, Value>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<ChildFile, LedgerError> {
+    let patch = parse_fields(patch)?;
+    let outcome = storage::transaction(conn, |conn| {
+        let row = repo::get_child(conn, id.as_str())?
+            .ok_or_else(|| LedgerError::NotFound(id.masked()))?;
+        let current = row_record(&row)?;
+        let mut fields = current.to_fields();
+        for (f, v) in &patch {
+            fields.insert(*f, v.clone());
+        }
+        let updated = ChildRecord::from_fields(&fields, &rules(node, now))?;
+        let changed = ChildRecord::changed_fields(&current.to_fields(), &updated.to_fields());
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        if changed.contains(&ChildField::IdNumber) {
+            return Err(LedgerError::ImmutableId);
+        }
+        // Authority is judged by what this node is to the child before the edit.
+        let roles = node.roles(&current.hukou_region, &current.residence_region);
+        if let Some(f) = changed.iter().find(|f| !roles.may_change(**f)) {
+            return Err(LedgerError::FieldNotOwned {
+                field: f.name().to_owned(),
+                authority: f.authority(),
+            });
+        }
+        let heads: Vec<VersionId> = repo::heads_of(conn, "child", id.as_str())?
+            .iter()
+            .map(|h| h.parse())
+            .collect::<Result<_, _>>()?;
+        let parent_strings: Vec<String> = heads.iter().map(ToString::to_string).collect();
+        let version = new_version(node, &updated, heads)?;
+        let at = now.naive_utc();
+        repo::insert_versions(conn, &[version.to_row(at)])?;
+        repo::advance_heads(
+            conn,
+            "child",
+            id.as_str(),
+            &version.id.to_string(),
+            &parent_strings,
+        )?;
+        let head_count = repo::heads_of(conn, "child", id.as_str())?.len() as i64;
+        repo::update_child(conn, &child_row(&updated, head_count, row.created_at, at))?;
+        let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
+        audit::append(
+            conn,
+            node.clock.now(),
+            now,
+            &Event::new(actor.clone(), "child.update", Outcome::Ok)
+                .object("child", id.as_str())
+                .details(serde_json::json!({"version": version.id, "fields": changed_names})),
+        )?;
+        Ok(Some(version.id))
+    })?;
+    if let Some(v) = outcome {
+        tracing::info!(child = %id.masked(), version = %v.short(), "child file updated");
+    }
+    read_file(conn, id)
+}
+
+/// Reads a file and records the read in the audit log.
+pub fn read_child(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    actor: &Actor,
+    purpose: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<ChildFile, LedgerError> {
+    storage::transaction(conn, |conn| {
+        let file = read_file(conn, id)?;
+        audit::append(
+            conn,
+            node.clock.now(),
+            now,
+            &Event::new(actor.clone(), "child.read", Outcome::Ok)
+                .object("child", id.as_str())
+                .purpose(purpose),
+        )?;
+        Ok(file)
+    })
+}
+
+/// Lists files matching a filter and records which ones were returned.
+pub fn list_children(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    filter: &ChildFilter,
+    actor: &Actor,
+    purpose: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<ChildPage, LedgerError> {
+    storage::transaction(conn, |conn| {
+        let rows = repo::list_children(conn, filter)?;
+        let ids: Vec<&str> = rows.iter().map(|r| r.id_number.as_str()).collect();
+        audit::append(
+            conn,
+            node.clock.now(),
+            now,
+            &Event::new(actor.clone(), "child.list", Outcome::Ok)
+                .purpose(purpose)
+                .details(serde_json::json!({"returned": ids, "filter": format!("{filter:?}")})),
+        )?;
+        let next_after = (rows.len() as i64 == filter.limit)
+            .then(|| rows.last().map(|r| r.id_number.clone()))
+            .flatten();
+        Ok(ChildPage {
+            items: rows.iter().map(summary).collect(),
+            next_after,
+        })
+    })
+}
+
+/// Outcome of a bulk import.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportSummary {
+    pub imported: usize,
+}
+
+/// Why an import was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("rows {0:?} name children this node serves in neither region")]
+    NotParty(Vec<usize>),
+    #[error("rows {0:?} repeat an ID number already in the file or in the database")]
+    Duplicates(Vec<usize>),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Stores validated records as new files, all or nothing. `rows` pairs each record with its row
+/// number in the source, for error reports. `progress` is called with the count done so far.
+pub fn import_children(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    rows: &[(usize, ChildRecord)],
+    actor: &Actor,
+    now: DateTime<Utc>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ImportSummary, ImportError> {
+    let not_party: Vec<usize> = rows
+        .iter()
+        .filter(|(_, r)| !node.roles(&r.hukou_region, &r.residence_region).is_party())
+        .map(|(n, _)| *n)
+        .collect();
+    if !not_party.is_empty() {
+        return Err(ImportError::NotParty(not_party));
+    }
+    let mut seen = HashSet::new();
+    let mut dupes: Vec<usize> = rows
+        .iter()
+        .filter(|(_, r)| !seen.insert(r.id_number.as_str()))
+        .map(|(n, _)| *n)
+        .collect();
+    let ids: Vec<String> = rows.iter().map(|(_, r)| r.id_number.to_string()).collect();
+    let existing = repo::existing_children(conn, &ids).map_err(LedgerError::from)?;
+    dupes.extend(
+        rows.iter()
+            .filter(|(_, r)| existing.contains(r.id_number.as_str()))
+            .map(|(n, _)| *n),
+    );
+    if !dupes.is_empty() {
+        dupes.sort_unstable();
+        return Err(ImportError::Duplicates(dupes));
+    }
+    let at = now.naive_utc();
+    const BATCH: usize = 2000;
+    storage::transaction(conn, |conn| {
+        let mut done = 0;
+        for chunk in rows.chunks(BATCH) {
+            let mut versions = Vec::with_capacity(chunk.len());
+            let mut children = Vec::with_capacity(chunk.len());
+            let mut heads = Vec::with_capacity(chunk.len());
+            let mut events = Vec::with_capacity(chunk.len());
+            for (row_no, record) in chunk {
+                let v = new_version(node, record, vec![])?;
+                heads.push((record.id_number.to_string(), v.id.to_string()));
+                events.push(
+                    Event::new(actor.clone(), "child.import", Outcome::Ok)
+                        .object("child", record.id_number.as_str())
+                        .details(serde_json::json!({"version": v.id, "row": row_no})),
+                );
+                versions.push(v.to_row(at));
+                children.push(child_row(record, 1, at, at));
+            }
+            repo::insert_versions(conn, &versions)?;
+            repo::insert_heads(conn, "child", &heads)?;
+            repo::insert_children(conn, &children)?;
+            let stamps: Vec<_> = events.iter().map(|_| node.clock.now()).collect();
+            audit::append_many(conn, &stamps, now, &events)?;
+            done += chunk.len();
+            progress(done);
+        }
+        Ok::<_, LedgerError>(())
+    })?;
+    Ok(ImportSummary {
+        imported: rows.len(),
+    })
+}
+
+/// Every file's current record, in ID order, a page at a time (export). The caller audits.
+pub fn export_page(
+    conn: &mut DbConn,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ChildRecord>, LedgerError> {
+    repo::page_children(conn, after, limit)?
+        .iter()
+        .map(row_record)
+        .collect()
+}
+
+fn new_version(
+    node: &LocalNode,
+    record: &ChildRecord,
+    parents: Vec<VersionId>,
+) -> Result<SignedVersion, LedgerError> {
+    let body = serde_json::to_value(record).map_err(|e| VersionError::Corrupt(e.to_string()))?;
+    Ok(Version::new(
+        DocKind::Child,
+        record.id_number.to_string(),
+        parents,
+        node.id.clone(),
+        node.clock.now(),
+        body,
+    )
+    .sign(&node.key)?)
+}
+
+fn child_row(
+    r: &ChildRecord,
+    head_count: i64,
+    created_at: chrono::NaiveDateTime,
+    updated_at: chrono::NaiveDateTime,
+) -> ChildRow {
+    let categories: String = r
+        .categories
+        .iter()
+        .map(|c| format!("|{}", c.code()))
+        .collect::<String>()
+        + "|";
+    ChildRow {
+        id_number: r.id_number.to_string(),
+        name: r.name.as_str().to_owned(),
+        hukou_region: r.hukou_region.to_string(),
+        residence_region: r.residence_region.to_string(),
+        categories,
+        risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
+        last_visit_on: r.last_visit_on,
+        record: serde_json::to_string(r).unwrap_or_default(),
+        head_count,
+        created_at,
+        updated_at,
+    }
+}
+
+fn row_record(row: &ChildRow) -> Result<ChildRecord, LedgerError> {
+    serde_json::from_str(&row.record).map_err(|e| {
+        StorageError::Corrupt(format!("child view {}: {e}", mask(&row.id_number))).into()
+    })
+}
+
+fn mask(id: &str) -> String {
+    IdNumber::parse(id)
+        .map(|i| i.masked())
+        .unwrap_or_else(|_| "(invalid)".into())
+}
+
+fn summary(row: &ChildRow) -> ChildSummary {
+    ChildSummary {
+        id_number: row.id_number.clone(),
+        name: row.name.clone(),
+        hukou_region: row.hukou_region.clone(),
+        residence_region: row.residence_region.clone(),
+        categories: row
+            .categories
+            .split('|')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        risk_level: row.risk_level.clone(),
+        last_visit_on: row.last_visit_on,
+        updated_at: row.updated_at.and_utc(),
+    }
+}
+
+/// Loads a file with its history (no audit: callers decide).
+fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, LedgerError> {
+    let row =
+        repo::get_child(conn, id.as_str())?.ok_or_else(|| LedgerError::NotFound(id.masked()))?;
+    let record = row_record(&row)?;
+    let versions = repo::versions_of(conn, "child", id.as_str())?;
+    let heads = repo::heads_of(conn, "child", id.as_str())?
+        .iter()
+        .map(|h| h.parse())
+        .collect::<Result<Vec<VersionId>, _>>()?;
+    let mut bodies = std::collections::HashMap::new();
+    let mut history = Vec::with_capacity(versions.len());
+    for row in &versions {
+        let v = SignedVersion::from_row(row)?;
+        let fields = serde_json::from_value::<ChildRecord>(v.version.body.clone())
+            .map(|r| r.to_fields())
+            .unwrap_or_default();
+        let changed = match v.version.parents.first().and_then(|p| bodies.get(p)) {
+            Some(parent) => ChildRecord::changed_fields(parent, &fields)
+                .iter()
+                .map(|f| f.name().to_owned())
+                .collect(),
+            None => fields
+                .iter()
+                .filter(|(f, v)| **v != crate::domain::child::empty_value(**f))
+                .map(|(f, _)| f.name().to_owned())
+                .collect(),
+        };
+        history.push(VersionSummary {
+            id: v.id,
+            parents: v.version.parents.clone(),
+            author_node: v.version.author_node.to_string(),
+            hlc: v.version.hlc.to_string(),
+            stored_at: row.stored_at.and_utc(),
+            changed,
+            resolution: v.version.resolution,
+        });
+        bodies.insert(v.id, fields);
+    }
+    Ok(ChildFile {
+        sex: record.sex(),
+        birth_date: record.birth_date(),
+        hukou_region_name: record.hukou_region.full_name(),
+        residence_region_name: record.residence_region.full_name(),
+        record,
+        heads,
+        created_at: row.created_at.and_utc(),
+        updated_at: row.updated_at.and_utc(),
+        history,
+    })
+}
+
+/// The largest HLC stamp stored in versions (start-up keeps the clock above it).
+pub fn latest_hlc(conn: &mut DbConn) -> Result<Option<i64>, StorageError> {
+    Ok(repo::max_hlc(conn)?)
+}
+
+/// Which of these ID numbers already have a file.
+pub fn existing_ids(conn: &mut DbConn, ids: Vec<String>) -> Result<HashSet<String>, LedgerError> {
+    Ok(repo::existing_children(conn, &ids)?)
+}
+
+/// Number of files.
+pub fn count(conn: &mut DbConn) -> Result<i64, LedgerError> {
+    Ok(repo::count_children(conn)?)
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{NodeId, RegionPrefix, RiskPalette};
 
 /// Everything a node needs to start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub node: NodeSettings,
@@ -88,19 +88,6 @@ pub struct LogSettings {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            node: NodeSettings::default(),
-            database: DatabaseSettings::default(),
-            admin: AdminSettings::default(),
-            records: RecordSettings::default(),
-            log: LogSettings::default(),
-            audit: AuditSettings::default(),
-        }
-    }
 }
 
 impl Default for NodeSettings {

@@ -9,6 +9,7 @@
 //! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
 //! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
 //! - [`crypto`] — RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC.
+//! - [`tls`] — every rustls configuration, the dev PKI, peer certificate → node id.
 //! - [`config`] — settings from TOML and environment, validated once.
 //! - [`domain`] — ID numbers, regions, node ids, the child record and field authority. Pure.
 //!
@@ -26,3 +27,4 @@ pub mod domain;
 pub mod startup;
 pub mod storage;
 pub mod sync;
+pub mod tls;

@@ -28,8 +28,15 @@ pub struct Application {
     jobs: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Installs ring as the process's rustls provider (HTTP clients that take the default need one).
+/// Idempotent: a second call finds it installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        install_crypto_provider();
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
         let listener = TcpListener::bind(settings.admin.listen)

@@ -121,7 +121,7 @@ pub struct Health {
 #[get("/healthz")]
 pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let backend = state.store.backend();
-    state.store.run(|conn| crate::storage::ping(conn)).await?;
+    state.store.run(crate::storage::ping).await?;
     Ok(HttpResponse::Ok().json(Health {
         status: "ok",
         node: state.node.id.to_string(),

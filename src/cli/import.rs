@@ -205,14 +205,14 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
     };
     let pb = super::progress_bar(total as u64, "exporting", args.out.is_none());
     enum Sink {
-        Csv(csv::Writer<Box<dyn Write>>),
+        Csv(Box<csv::Writer<Box<dyn Write>>>),
         Jsonl(Box<dyn Write>),
     }
     let mut sink = match args.format {
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(ledger_csv::headers())?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
         ExportFormat::Jsonl => Sink::Jsonl(out),
     };

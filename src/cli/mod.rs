@@ -78,6 +78,7 @@ enum Command {
 /// Entry point of the binary.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    crate::startup::install_crypto_provider();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

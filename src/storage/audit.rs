@@ -9,7 +9,7 @@ use super::schema::{audit_events, audit_nodes, tree_heads};
 use super::{DbConn, QueryError};
 
 /// Key of the PostgreSQL advisory lock that serialises audit appends ("hukou" in ASCII).
-const AUDIT_LOCK_KEY: i64 = 0x6875_6b6f_75;
+const AUDIT_LOCK_KEY: i64 = 0x0068_756b_6f75;
 const INSERT_CHUNK: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]

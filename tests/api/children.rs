@@ -1,0 +1,433 @@
+//! Children's files through the admin API: create, read, update, list; bad input refused with
+//! problem+json and nothing stored.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{flowing_child, id_number, problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn create_read_update_keeps_history() {
+    let app = spawn_app().await;
+    let child = flowing_child(1);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    let created = app.create_child(&child).await;
+    assert_eq!(created["sex"], "male");
+    assert_eq!(created["birth_date"], "2014-06-01");
+    assert_eq!(created["hukou_region_name"], "四川省 成都市 锦江区");
+    assert_eq!(created["history"].as_array().unwrap().len(), 1);
+    let first = created["heads"][0].as_str().unwrap().to_owned();
+
+    let r = app
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"risk_level": "红", "residence_address": "金水路 1 号"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let updated: Value = r.json().await.unwrap();
+    assert_eq!(updated["record"]["risk_level"], "红");
+    let history = updated["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1]["parents"], json!([first]));
+    assert_eq!(
+        history[1]["changed"],
+        json!(["residence_address", "risk_level"])
+    );
+    assert_eq!(updated["heads"].as_array().unwrap().len(), 1);
+    assert_ne!(updated["heads"][0], first);
+
+    // A patch that changes nothing makes no version.
+    let r = app
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"risk_level": "红"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.count("versions"), 2);
+
+    let r = app.get(&format!("/api/v1/children/{id}")).await;
+    let read: Value = r.json().await.unwrap();
+    assert_eq!(read["record"]["residence_address"], "金水路 1 号");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_id_numbers_and_regions_are_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let good = flowing_child(2);
+    let id = good["id_number"].as_str().unwrap();
+    let mut wrong_check = id.to_owned();
+    let last = wrong_check.pop().unwrap();
+    wrong_check.push(if last == '1' { '2' } else { '1' });
+    // 2015-02-29 with a correct check digit, so only the date is wrong.
+    let feb29 = {
+        let first17 = "51010420150229001";
+        let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        let sum: u32 = first17
+            .bytes()
+            .zip(weights)
+            .map(|(d, w)| u32::from(d - b'0') * w)
+            .sum();
+        format!(
+            "{first17}{}",
+            "10X98765432".as_bytes()[(sum % 11) as usize] as char
+        )
+    };
+    let cases = [
+        ("id_number", json!(wrong_check), "check digit"),
+        ("id_number", json!(feb29), "date"),
+        ("id_number", json!(&id[..17]), "18 characters"),
+        ("id_number", json!(format!("{id}1")), "18 characters"),
+        ("hukou_region", json!("519999"), "GB/T 2260"),
+        ("residence_region", json!("41010"), "6 digits"),
+    ];
+    for (field, value, reason) in cases {
+        let mut body = good.clone();
+        body[field] = value;
+        let p = problem(
+            app.post_json("/api/v1/children", &body).await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(p["field"], field);
+        assert!(p["reason"].as_str().unwrap().contains(reason), "{p}");
+    }
+    // A path with a bad ID number.
+    problem(
+        app.get("/api/v1/children/123").await,
+        400,
+        "invalid_id_number",
+    )
+    .await;
+    assert_eq!(app.count("children"), 0);
+    assert_eq!(app.count("versions"), 0);
+    assert_eq!(app.count("audit_events"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_update_bodies_are_refused_and_nothing_is_stored() {
+    let app = spawn_app_with(|s| s.admin.body_limit = 4096).await;
+    let child = flowing_child(3);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&child).await;
+    let path = format!("/api/v1/children/{id}");
+    let versions = app.count("versions");
+    let events = app.count("audit_events");
+
+    let send_raw = |body: String| {
+        app.http
+            .patch(app.url(&path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    problem(
+        send_raw("{\"residence_address\": ".into()).await.unwrap(),
+        400,
+        "malformed_json",
+    )
+    .await;
+    problem(
+        send_raw("[1, 2]".into()).await.unwrap(),
+        422,
+        "invalid_body",
+    )
+    .await;
+    let p = problem(
+        app.patch_json(&path, &json!({"residence_address": 5}))
+            .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "residence_address");
+    let p = problem(
+        app.patch_json(&path, &json!({"last_visit_on": "2026-13-01"}))
+            .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "last_visit_on");
+    let p = problem(
+        app.patch_json(&path, &json!({"favourite_colour": "red"}))
+            .await,
+        422,
+        "unknown_field",
+    )
+    .await;
+    assert_eq!(p["field"], "favourite_colour");
+    let p = problem(
+        app.patch_json(&path, &json!({"risk_level": "紫"})).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "risk_level");
+    let p = problem(
+        app.patch_json(&path, &json!({"name": null})).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "name");
+    let big = json!({"notes": "x".repeat(5000)});
+    problem(app.patch_json(&path, &big).await, 413, "body_too_large").await;
+    problem(
+        app.http
+            .patch(app.url(&path))
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    let other = id_number("510104", (2014, 6, 1), 99);
+    problem(
+        app.patch_json(
+            &format!("/api/v1/children/{other}"),
+            &json!({"risk_level": "红"}),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    assert_eq!(app.count("versions"), versions);
+    assert_eq!(app.count("audit_events"), events);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn field_authority_and_party_are_enforced() {
+    // A node that serves only Chengdu: the hukou side of a Chengdu child living in Zhengzhou.
+    let app = spawn_app_with(|s| {
+        s.node.serves = vec![hukou_sync::domain::RegionPrefix::parse("5101").unwrap()]
+    })
+    .await;
+    let child = flowing_child(4);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&child).await;
+    let path = format!("/api/v1/children/{id}");
+    // Hukou and shared fields: allowed.
+    let r = app
+        .patch_json(
+            &path,
+            &json!({"benefits": [{"benefit": "dibao", "since": "2026-01"}], "notes": "来电核实"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // A residence field: refused, nothing stored.
+    let before = app.count("versions");
+    let p = problem(
+        app.patch_json(&path, &json!({"risk_level": "红"})).await,
+        403,
+        "field_not_owned",
+    )
+    .await;
+    assert_eq!(p["field"], "risk_level");
+    let p = problem(
+        app.patch_json(
+            &path,
+            &json!({"id_number": id_number("510104", (2014, 6, 1), 77)}),
+        )
+        .await,
+        422,
+        "immutable_field",
+    )
+    .await;
+    assert_eq!(p["field"], "id_number");
+    assert_eq!(app.count("versions"), before);
+    // A child in neither region this node serves.
+    let mut stranger = flowing_child(5);
+    stranger["hukou_region"] = json!("440305");
+    stranger["id_number"] = json!(id_number("440305", (2013, 1, 1), 5));
+    problem(
+        app.post_json("/api/v1/children", &stranger).await,
+        403,
+        "not_party",
+    )
+    .await;
+    // A duplicate.
+    problem(
+        app.post_json("/api/v1/children", &child).await,
+        409,
+        "already_exists",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let app = spawn_app().await;
+    for seq in 0..7u16 {
+        let mut c = flowing_child(10 + seq);
+        if seq % 2 == 0 {
+            c["risk_level"] = json!("红");
+            c["categories"] = json!(["flowing", "in_difficulty"]);
+        }
+        if seq == 6 {
+            c["residence_region"] = json!("410305");
+            c["last_visit_on"] = json!("2024-01-05");
+        }
+        app.create_child(&c).await;
+    }
+    let page: Value = app
+        .get("/api/v1/children?risk_level=%E7%BA%A2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 4);
+    let page: Value = app
+        .get("/api/v1/children?category=in_difficulty&residence_region=4101")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let page: Value = app
+        .get("/api/v1/children?region=4103")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    // Keyset paging visits everything once.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let q = match &after {
+            Some(a) => format!("/api/v1/children?limit=3&after={a}"),
+            None => "/api/v1/children?limit=3".to_owned(),
+        };
+        let page: Value = app.get(&q).await.json().await.unwrap();
+        for i in page["items"].as_array().unwrap() {
+            seen.push(i["id_number"].as_str().unwrap().to_owned());
+        }
+        match page["next_after"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen);
+    // Stale: nothing was updated long ago, so only files never updated... all were created now.
+    let page: Value = app
+        .get("/api/v1/children?stale_days=183")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 0);
+    // The list is audited with the ids it returned.
+    let events: Value = app
+        .get("/api/v1/audit/events?action=child.list&limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        events["items"][0]["details"]["returned"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    // Bad queries.
+    problem(
+        app.get("/api/v1/children?region=4").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    problem(
+        app.get("/api/v1/children?category=purple").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    problem(
+        app.get("/api/v1/children?limit=0").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    problem(
+        app.get("/api/v1/children?limit=abc").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    problem(
+        app.get("/api/v1/children?colour=red").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn stale_files_are_found() {
+    let app = spawn_app().await;
+    let mut c = flowing_child(30);
+    c["last_visit_on"] = json!("2025-01-01");
+    let id = c["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&c).await;
+    app.create_child(&flowing_child(31)).await;
+    // Age one file's update time by a year, as if nobody touched it.
+    let old = if app.db.is_postgres() {
+        "NOW() - INTERVAL '365 days'"
+    } else {
+        "datetime('now', '-365 days')"
+    };
+    app.exec(&format!(
+        "UPDATE children SET updated_at = {old} WHERE id_number = '{id}'"
+    ));
+    let page: Value = app
+        .get("/api/v1/children?stale_days=183")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id_number"], id.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_openapi_describe_every_route() {
+    let app = spawn_app().await;
+    let h: Value = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(h["status"], "ok");
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/healthz",
+        "/openapi.json",
+        "/api/v1/children",
+        "/api/v1/children/{id_number}",
+        "/api/v1/audit/events",
+        "/api/v1/audit/events/{seq}",
+        "/api/v1/audit/consistency",
+        "/api/v1/audit/tree-head",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from openapi.json");
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    problem(app.get("/nowhere").await, 404, "not_found").await;
+    app.stop().await;
+}

@@ -1,0 +1,263 @@
+//! The `hukou-sync` binary against a test node's database: import, export, audit verify, keygen,
+//! configuration errors.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use crate::helpers::{id_number, spawn_app, TestApp};
+
+fn bin(app: &TestApp, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .arg("--config")
+        .arg(app.config_file())
+        .args(args)
+        .env_remove("HUKOU_SYNC_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn ledger(rows: &[String]) -> String {
+    let mut s = String::from("身份证号,姓名,户籍地区划代码,居住地区划代码,儿童类别,风险等级,最近走访日期,监护人姓名,监护人关系\n");
+    for r in rows {
+        s.push_str(r);
+        s.push('\n');
+    }
+    s
+}
+
+fn row(seq: u16) -> String {
+    format!(
+        "{},王小{seq},510104,410105,流动;留守,黄,2026/9/1,王建国,祖父",
+        id_number("510104", (2015, 3, 3), seq)
+    )
+}
+
+#[tokio::test]
+async fn import_is_all_or_nothing_by_default() {
+    let app = spawn_app().await;
+    let mut rows: Vec<String> = (0..20).map(row).collect();
+    rows[7] = rows[7].replace("510104,410105", "510104,419999");
+    let path = app.dir.path().join("ledger.csv");
+    std::fs::write(&path, ledger(&rows)).unwrap();
+    let out = bin(&app, &["import", path.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["imported"], 0);
+    assert_eq!(summary["errors"][0]["row"], 9);
+    assert_eq!(summary["errors"][0]["field"], "residence_region");
+    assert_eq!(app.count("children"), 0);
+    assert_eq!(app.count("versions"), 0);
+    assert_eq!(app.count("audit_events"), 0);
+
+    let report = app.dir.path().join("report.csv");
+    let out = bin(
+        &app,
+        &[
+            "import",
+            path.to_str().unwrap(),
+            "--skip-invalid",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.count("children"), 19);
+    assert_eq!(app.count("audit_events"), 19);
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(
+        report.starts_with("row,field,reason\n9,residence_region,"),
+        "{report}"
+    );
+    // Importing the same ledger again: every row is a duplicate.
+    let out = bin(&app, &["import", path.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(app.count("children"), 19);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn import_reads_gb18030_and_english_headers_and_export_round_trips() {
+    let app = spawn_app().await;
+    let text = ledger(&(0..5).map(row).collect::<Vec<_>>());
+    let (gb, _, bad) = encoding_rs::GB18030.encode(&text);
+    assert!(!bad);
+    assert!(
+        std::str::from_utf8(&gb).is_err(),
+        "the sample must not also be UTF-8"
+    );
+    let path = app.dir.path().join("ledger-gb.csv");
+    std::fs::write(&path, &gb).unwrap();
+    let out = bin(&app, &["import", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.count("children"), 5);
+
+    let english = format!(
+        "id_number,name,hukou_region,residence_region,categories,sex\n{},Li Lei,510104,410105,flowing,男\n",
+        id_number("510104", (2016, 1, 2), 11)
+    );
+    let path = app.dir.path().join("ledger-en.csv");
+    std::fs::write(&path, english).unwrap();
+    let out = bin(&app, &["import", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Sex that contradicts the ID number is a row error.
+    let wrong = format!(
+        "id_number,name,hukou_region,residence_region,sex\n{},Han Mei,510104,410105,男\n",
+        id_number("510104", (2016, 1, 2), 12)
+    );
+    std::fs::write(&path, wrong).unwrap();
+    let out = bin(&app, &["import", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let export = app.dir.path().join("export.csv");
+    let out = bin(
+        &app,
+        &[
+            "export",
+            "--out",
+            export.to_str().unwrap(),
+            "--purpose",
+            "backup",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(exported.lines().count(), 7);
+    assert!(exported.contains("Li Lei"));
+    // The export re-imports cleanly into an empty node.
+    let other = spawn_app().await;
+    let out = bin(&other, &["import", export.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(other.count("children"), 6);
+    let jsonl = app.dir.path().join("export.jsonl");
+    assert!(bin(
+        &app,
+        &[
+            "export",
+            "--format",
+            "jsonl",
+            "--out",
+            jsonl.to_str().unwrap()
+        ]
+    )
+    .status
+    .success());
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 6);
+    app.stop().await;
+    other.stop().await;
+}
+
+#[tokio::test]
+async fn audit_verify_and_export_from_the_command_line() {
+    let app = spawn_app().await;
+    let path = app.dir.path().join("ledger.csv");
+    std::fs::write(&path, ledger(&(0..10).map(row).collect::<Vec<_>>())).unwrap();
+    assert!(bin(&app, &["import", path.to_str().unwrap()])
+        .status
+        .success());
+    assert!(bin(&app, &["audit", "head"]).status.success());
+    let out = bin(&app, &["audit", "verify", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let export = app.dir.path().join("audit.jsonl");
+    let out = bin(
+        &app,
+        &["audit", "export", "--out", export.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .args(["audit", "verify", "--export", export.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    app.exec("UPDATE audit_events SET actor_id = 'someone-else' WHERE seq = 3");
+    let out = bin(&app, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sequence number 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn keygen_writes_a_private_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.key");
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .args(["keygen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("public key:"));
+    // Never overwrites.
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .args(["keygen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[admin]\nlisten = \"127.0.0.1:0\"\nport = 8080\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .args(["--config", cfg.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port"), "{err}");
+    // The same through the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .args(["migrate"])
+        .env("HUKOU_SYNC__DATABASE__URL", "mysql://nowhere")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database.url"));
+}

@@ -1,0 +1,221 @@
+//! Starting real nodes for tests, through the same seam as production: `Application::build`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use hukou_sync::config::Settings;
+use hukou_sync::startup::Application;
+use hukou_sync::storage::Store;
+use hukou_sync::sync::LocalNode;
+use serde_json::{json, Value};
+
+/// A fresh database for one test: a SQLite file in a temporary directory, or a new schema in the
+/// PostgreSQL database named by `TEST_DATABASE_URL`, dropped at the end.
+pub struct TestDb {
+    pub url: String,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn new(dir: &std::path::Path) -> Self {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(base) if !base.is_empty() => {
+                let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+                let mut c =
+                    diesel::PgConnection::establish(&base).expect("connect to TEST_DATABASE_URL");
+                c.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .expect("create schema");
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+                Self {
+                    url,
+                    pg: Some((base, schema)),
+                }
+            }
+            _ => Self {
+                url: format!("sqlite://{}", dir.join("node.db").display()),
+                pg: None,
+            },
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = &self.pg {
+            if let Ok(mut c) = diesel::PgConnection::establish(base) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+/// Settings for a test node: admin on port 0, its own key and database.
+pub fn test_settings(dir: &std::path::Path, db: &TestDb) -> Settings {
+    let mut s = Settings::default();
+    s.database.url = db.url.clone();
+    s.database.pool_size = 4;
+    s.node.signing_key = dir.join("node-signing.key");
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub node: Arc<LocalNode>,
+    pub settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(dir.path());
+    let mut settings = test_settings(dir.path(), &db);
+    configure(&mut settings);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.admin_port());
+    let store = app.store().clone();
+    let node = app.node().clone();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        http: reqwest::Client::new(), // the provider was installed by Application::build
+        store,
+        node,
+        settings,
+        handle,
+        db,
+        dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .patch(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Creates a child and returns its file.
+    pub async fn create_child(&self, body: &Value) -> Value {
+        let r = self.post_json("/api/v1/children", body).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// Counts rows of a table, for "nothing was stored" checks.
+    pub fn count(&self, table: &str) -> i64 {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.store.conn().unwrap();
+        let rows: Vec<N> = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .load(&mut *conn)
+            .unwrap();
+        rows[0].n
+    }
+
+    /// Runs raw SQL against the node's database (tampering tests).
+    pub fn exec(&self, sql: &str) {
+        let mut conn = self.store.conn().unwrap();
+        conn.batch_execute(sql).unwrap();
+    }
+
+    /// Writes a config file for CLI runs against this node's database.
+    pub fn config_file(&self) -> PathBuf {
+        let p = self.dir.path().join("hukou-sync.toml");
+        let toml = format!(
+            "[node]\nid = \"{}\"\nserves = [{}]\nsigning_key = \"{}\"\n\n[database]\nurl = \"{}\"\npool_size = 2\n",
+            self.settings.node.id,
+            self.settings.node.serves.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "),
+            self.settings.node.signing_key.display(),
+            self.settings.database.url,
+        );
+        std::fs::write(&p, toml).unwrap();
+        p
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// A valid ID number for a child born on `birth` in `region`.
+pub fn id_number(region: &str, birth: (i32, u32, u32), seq: u16) -> String {
+    hukou_sync::domain::IdNumber::generate(
+        &hukou_sync::domain::RegionCode::parse(region).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(birth.0, birth.1, birth.2).unwrap(),
+        seq,
+    )
+    .to_string()
+}
+
+/// A flowing child: hukou in Chengdu (510104), living in Zhengzhou (410105).
+pub fn flowing_child(seq: u16) -> Value {
+    json!({
+        "id_number": id_number("510104", (2014, 6, 1), seq),
+        "name": "张小明",
+        "hukou_region": "510104",
+        "residence_region": "410105",
+        "categories": ["flowing", "left_behind"],
+        "father_situation": "working_away",
+        "risk_level": "黄",
+        "last_visit_on": "2026-10-01",
+    })
+}
+
+/// Asserts a problem+json response and returns it.
+pub async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status);
+    assert_eq!(
+        r.headers().get("content-type").unwrap().to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    body
+}

@@ -1,0 +1,7 @@
+//! The one integration test binary: real nodes on 127.0.0.1 with real databases (a temporary
+//! SQLite file, or a fresh PostgreSQL schema when `TEST_DATABASE_URL` is set).
+
+mod audit;
+mod children;
+mod cli;
+mod helpers;

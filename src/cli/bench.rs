@@ -1,31 +1,284 @@
 //! `hukou-sync bench`: throughput figures beside the bare limits of this machine, measured in
-//! the same run (see BENCHMARKS.md).
+//! the same run (see BENCHMARKS.md). Release builds only give meaningful numbers.
 
 use std::process::ExitCode;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::ledger_csv::LedgerReader;
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::config::Settings;
+use crate::domain::child::ChildRecord;
+use crate::domain::RecordRules;
+use crate::storage::{self, ScratchSchema};
+use crate::sync::ledger::{self, china_today};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
     what: BenchWhat,
+    /// Print the figures as JSON.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum BenchWhat {
-    /// Import N generated children; compare with bare batched inserts into the same backend.
+    /// Import N generated children (parse, validate, sign, store, audit) beside bare batched
+    /// inserts of the same rows into the same backend.
     Import {
         #[arg(long, default_value_t = 100_000)]
         count: usize,
-        /// Database URL (default: a temporary SQLite file). A PostgreSQL URL gets a fresh schema.
+        /// PostgreSQL URL to measure there (a scratch schema is created and dropped); default SQLite.
         #[arg(long)]
-        database: Option<String>,
+        postgres: Option<String>,
+    },
+    /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
+    /// inclusion proof at N.
+    Audit {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long)]
+        postgres: Option<String>,
     },
 }
 
+/// A fresh database for one measurement.
+struct BenchDb {
+    url: String,
+    _dir: tempfile::TempDir,
+    _schema: Option<ScratchSchema>,
+}
+
+fn bench_db(postgres: Option<&str>, tag: &str) -> anyhow::Result<BenchDb> {
+    let dir = tempfile::tempdir()?;
+    Ok(match postgres {
+        Some(base) => {
+            let name = format!("bench_{tag}_{}", uuid::Uuid::now_v7().simple());
+            let (url, guard) = ScratchSchema::create(base, &name)?;
+            BenchDb {
+                url,
+                _dir: dir,
+                _schema: Some(guard),
+            }
+        }
+        None => BenchDb {
+            url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+            _dir: dir,
+            _schema: None,
+        },
+    })
+}
+
+fn settings_for(db: &BenchDb) -> Settings {
+    let mut s = Settings::default();
+    s.database.url = db.url.clone();
+    s.database.pool_size = 2;
+    s.node.signing_key = db._dir.path().join("bench.key");
+    s
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    match args.what {
-        BenchWhat::Import { count, database } => {
-            let _ = (count, database);
-            anyhow::bail!("not built yet")
+    let figures = match args.what {
+        BenchWhat::Import { count, postgres } => bench_import(count, postgres.as_deref())?,
+        BenchWhat::Audit { events, postgres } => bench_audit(events, postgres.as_deref())?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else if let serde_json::Value::Object(m) = &figures {
+        for (k, v) in m {
+            println!("{k:>32}: {v}");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let backend = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let mut csv = Vec::new();
+    super::sample::write_ledger(&mut csv, count, 7, "51", "41")?;
+    let text = String::from_utf8(csv)?;
+    eprintln!(
+        "generated {count} rows ({} KiB); importing into {backend}…",
+        text.len() / 1024
+    );
+
+    let db = bench_db(postgres, "import")?;
+    let (store, node) = crate::startup::open_node_blocking(&settings_for(&db))?;
+    let now = Utc::now();
+    let start = Instant::now();
+    let rules = RecordRules {
+        today: china_today(now),
+        palette: &node.palette,
+    };
+    let mut rows = Vec::with_capacity(count);
+    for (line, fields) in LedgerReader::new(text)? {
+        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
+    }
+    let parsed = start.elapsed();
+    let mut conn = store.conn()?;
+    let pb = super::progress_bar(count as u64, "importing", false);
+    ledger::import_children(&mut conn, &node, &rows, &Actor::console(), now, &mut |n| {
+        pb.set_position(n as u64)
+    })?;
+    pb.finish_and_clear();
+    let total = start.elapsed();
+    let peak = peak_rss_mib();
+
+    // Bare: the same number of current-view rows, batched, one transaction, nothing else.
+    let bare_db = bench_db(postgres, "bare")?;
+    let bare_store = storage::Store::open(&bare_db.url, 1)?;
+    let bare_rows: Vec<_> = rows
+        .iter()
+        .map(|(_, r)| ledger::view_row(r, now.naive_utc()))
+        .collect();
+    let mut bare_conn = bare_store.conn()?;
+    let start = Instant::now();
+    storage::transaction(&mut bare_conn, |c| {
+        storage::records::insert_children(c, &bare_rows).map_err(storage::StorageError::from)
+    })?;
+    let bare = start.elapsed();
+
+    let rate = count as f64 / total.as_secs_f64();
+    let bare_rate = count as f64 / bare.as_secs_f64();
+    Ok(serde_json::json!({
+        "backend": backend,
+        "rows": count,
+        "import_seconds": round(total.as_secs_f64()),
+        "parse_validate_seconds": round(parsed.as_secs_f64()),
+        "import_rows_per_s": rate.round(),
+        "bare_insert_rows_per_s": bare_rate.round(),
+        "bare_over_import": round(bare_rate / rate),
+        "peak_rss_mib": round(peak),
+    }))
+}
+
+fn bench_audit(events: usize, postgres: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    use crate::audit::merkle;
+    let backend = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let db = bench_db(postgres, "audit")?;
+    let (store, node) = crate::startup::open_node_blocking(&settings_for(&db))?;
+    let mut conn = store.conn()?;
+    let pb = super::progress_bar(events as u64, "appending", false);
+    let start = Instant::now();
+    let batch = 10_000;
+    let mut done = 0;
+    while done < events {
+        let n = batch.min(events - done);
+        let evs: Vec<Event> = (0..n)
+            .map(|i| {
+                Event::new(Actor::job("bench"), "child.read", Outcome::Ok)
+                    .object("child", &format!("{:018}", done + i))
+                    .purpose(Some("benchmark"))
+            })
+            .collect();
+        let stamps: Vec<_> = evs.iter().map(|_| node.clock.now()).collect();
+        storage::transaction(&mut conn, |c| {
+            audit::append_many(c, &stamps, Utc::now(), &evs)
+        })?;
+        done += n;
+        pb.set_position(done as u64);
+    }
+    pb.finish_and_clear();
+    let append = start.elapsed();
+    let head = audit::log::sign_tree_head(&mut conn, &node.key, Utc::now())?;
+
+    // Single appends inside real transactions (the rate of audited actions).
+    let start = Instant::now();
+    let singles = 2000;
+    for _ in 0..singles {
+        storage::transaction(&mut conn, |c| {
+            audit::append(
+                c,
+                node.clock.now(),
+                Utc::now(),
+                &Event::new(Actor::job("bench"), "child.read", Outcome::Ok).object("child", "x"),
+            )
+        })?;
+    }
+    let single = start.elapsed();
+
+    let pb = super::progress_bar(0, "verifying", false);
+    let start = Instant::now();
+    let report =
+        audit::verify::verify_database(&mut conn, Some(&node.key.public_key()), &mut |d, t| {
+            pb.set_length(t);
+            pb.set_position(d);
+        })?;
+    let verify = start.elapsed();
+    pb.finish_and_clear();
+    anyhow::ensure!(report.ok(), "verification failed: {:?}", report.problems);
+
+    // Bare SHA-256 over event-sized inputs, in the same run.
+    let sample = audit::log::list(
+        &mut conn,
+        &storage::audit::EventFilter {
+            limit: 1,
+            ..Default::default()
+        },
+    )?;
+    let len = sample
+        .first()
+        .map_or(300, |e| e.event.canonical_bytes().map_or(300, |b| b.len()));
+    let buf = vec![7u8; len];
+    let start = Instant::now();
+    let mut acc = [0u8; 32];
+    for i in 0..events {
+        let mut b = buf.clone();
+        b[0] = i as u8;
+        acc = merkle::node_hash(&acc, &merkle::leaf_hash(&b));
+    }
+    let sha = start.elapsed();
+    let _ = acc;
+
+    let start = Instant::now();
+    let proofs = 200;
+    let mut proof_len = 0;
+    for i in 0..proofs {
+        let seq = (i * 4999) % head.size as i64;
+        let e = audit::log::entry_with_proof(&mut conn, seq, head.size)?;
+        proof_len = e.inclusion.map_or(0, |p| p.path.len());
+    }
+    let proof = start.elapsed() / proofs as u32;
+
+    Ok(serde_json::json!({
+        "backend": backend,
+        "events": events,
+        "bulk_append_events_per_s": (events as f64 / append.as_secs_f64()).round(),
+        "single_audited_txn_per_s": (singles as f64 / single.as_secs_f64()).round(),
+        "verify_seconds": round(verify.as_secs_f64()),
+        "verify_events_per_s": (report.events as f64 / verify.as_secs_f64()).round(),
+        "bare_sha256_leaf_plus_node_per_s": (events as f64 / sha.as_secs_f64()).round(),
+        "event_bytes": len,
+        "inclusion_proof_ms": round(proof.as_secs_f64() * 1000.0),
+        "inclusion_proof_hashes": proof_len,
+        "inclusion_proof_bytes": proof_len * 32,
+        "peak_rss_mib": round(peak_rss_mib()),
+    }))
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }

@@ -28,7 +28,8 @@
 //! 2. The sides that changed F all agree → that value.
 //! 3. They disagree → if exactly one of the disagreeing values was written by F's authority
 //!    (hukou fields: a writer with `roles.hukou`; residence fields: `roles.residence`; shared
-//!    fields have no authority) → that value.
+//!    fields have no authority) → that value. A value counts as the authority's when any side
+//!    holding it got it from a change by the authority.
 //! 4. Otherwise the merge point **opens a conflict** on F; the merged value is the *fallback*, the
 //!    base's value.
 //!
@@ -115,7 +116,8 @@ pub struct Conflict {
 /// A document as a reader sees it, computed from all its versions.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MergedView {
-    /// Every field's value: the merge of the heads, with fallbacks for fields under open conflict.
+    /// Every field's value (all of [`ChildField::ALL`]): the merge of the heads, with the fallback
+    /// for each field under open conflict.
     pub fields: Fields,
     /// The current heads, sorted.
     pub heads: Vec<VersionId>,
@@ -129,7 +131,9 @@ pub enum MergeError {
     /// A version names a parent that is not among the versions given.
     #[error("version {version} names parent {parent}, which is not among the document's versions")]
     UnknownParent {
+        /// The version naming the parent.
         version: VersionId,
+        /// The missing parent.
         parent: VersionId,
     },
     /// The parent links form a cycle (impossible for content-addressed versions; corrupt input).
@@ -254,7 +258,8 @@ fn merge_field(field: ChildField, base: &FieldState, sides: &[(usize, &FieldStat
 // ---------------------------------------------------------------------------------------------
 // The DAG: versions in a deterministic topological order, with ancestor bitsets
 
-/// A fixed-size set of version indices.
+/// A fixed-size set of version indices. Invariant: every index passed in is below the `len` the
+/// set was made with (all sets are made with the DAG's length), so the word indexing is in bounds.
 #[derive(Clone)]
 struct BitSet(Vec<u64>);
 
@@ -348,6 +353,8 @@ impl<'a> Dag<'a> {
             order.push(id);
             for child in children.get(&id).into_iter().flatten() {
                 if let Some(n) = waiting.get_mut(child) {
+                    // `children` lists each child once per distinct parent, and `waiting` counts
+                    // distinct parents, so this never goes below zero.
                     *n -= 1;
                     if *n == 0 {
                         ready.insert(*child);
@@ -359,9 +366,18 @@ impl<'a> Dag<'a> {
             return Err(MergeError::Cycle);
         }
 
-        let index: HashMap<VersionId, usize> =
-            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let n = order.len();
+        // Every id in `order` is a key of `by_id`, so nothing is dropped here; the positions in
+        // `versions` are the indices used from now on.
+        let versions: Vec<&MergeInput> = order
+            .iter()
+            .filter_map(|id| by_id.get(id).copied())
+            .collect();
+        let index: HashMap<VersionId, usize> = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.id, i))
+            .collect();
+        let n = versions.len();
         let mut dag = Dag {
             versions: Vec::with_capacity(n),
             parents: Vec::with_capacity(n),
@@ -370,24 +386,24 @@ impl<'a> Dag<'a> {
             heads: Vec::new(),
             resolutions: Vec::new(),
         };
-        for (i, id) in order.iter().enumerate() {
-            // Every id in `order` came from `by_id`, and every parent was checked to be in it,
-            // so these lookups cannot fail; `continue`/`filter_map` only keep the code panic-free.
-            let Some(v) = by_id.get(id) else { continue };
-            let parents: Vec<usize> = parent_ids
-                .get(id)
-                .into_iter()
-                .flatten()
+        for (i, v) in versions.into_iter().enumerate() {
+            // Every parent was checked to be present, so `filter_map` drops nothing.
+            let mut parents: Vec<usize> = v
+                .parents
+                .iter()
                 .filter_map(|p| index.get(p).copied())
                 .collect();
+            parents.sort_unstable();
+            parents.dedup();
+            // Parents come earlier in the order, so `dag.ancestry[p]` and `dag.depth[p]` exist.
             let mut ancestry = BitSet::new(n);
             ancestry.insert(i);
             let mut depth = 0;
             for &p in &parents {
                 ancestry.union_with(&dag.ancestry[p]);
-                depth = depth.max(dag.depth[p] + 1);
+                depth = depth.max(dag.depth[p].saturating_add(1));
             }
-            if !children.contains_key(id) {
+            if !children.contains_key(&v.id) {
                 dag.heads.push(i);
             }
             if v.resolution {
@@ -458,9 +474,22 @@ struct Opened {
 /// disputes found.
 struct Merged {
     state: State,
-    disputes: Vec<(ChildField, Value, Vec<(usize, FieldState)>)>,
+    disputes: Vec<Dispute>,
 }
 
+/// A field a merge disputes (rule 4).
+struct Dispute {
+    field: ChildField,
+    /// The base's value: the fallback.
+    base: Value,
+    /// The sides that changed the field, with their states.
+    candidates: Vec<(usize, FieldState)>,
+}
+
+/// Indexing invariant: versions are processed in topological order, so `states[p]` and
+/// `open[p]` exist for every parent `p` of the version being processed, for every common ancestor
+/// of processed versions, and for every head once all versions are processed; all version indices
+/// are below `dag.len()`.
 struct Engine<'d, 'a> {
     dag: &'d Dag<'a>,
     /// Effective state of each version processed so far.
@@ -517,7 +546,11 @@ impl<'d, 'a> Engine<'d, 'a> {
                         value: base[i].value.clone(),
                         writer: Roles::default(),
                     });
-                    disputes.push((field, base[i].value.clone(), candidates));
+                    disputes.push(Dispute {
+                        field,
+                        base: base[i].value.clone(),
+                        candidates,
+                    });
                 }
             }
         }
@@ -526,13 +559,28 @@ impl<'d, 'a> Engine<'d, 'a> {
 
     /// Records the disputes of merge point `at` (`None`: the head set) as conflicts; returns
     /// their indices.
-    fn open_conflicts(&mut self, at: Option<usize>, sides: &[usize], merged: &Merged) -> Vec<usize> {
+    fn open_conflicts(
+        &mut self,
+        at: Option<usize>,
+        sides: &[usize],
+        disputes: Vec<Dispute>,
+    ) -> Vec<usize> {
         let depth = match at {
             Some(v) => self.dag.depth[v],
-            None => self.dag.depth.iter().max().map_or(0, |d| d + 1),
+            None => self
+                .dag
+                .depth
+                .iter()
+                .max()
+                .map_or(0, |d| d.saturating_add(1)),
         };
         let mut opened = Vec::new();
-        for (field, base, candidates) in &merged.disputes {
+        for Dispute {
+            field,
+            base,
+            candidates,
+        } in disputes
+        {
             let closers = match at {
                 // No version descends from every head.
                 None => Vec::new(),
@@ -543,20 +591,20 @@ impl<'d, 'a> Engine<'d, 'a> {
                     .copied()
                     .filter(|&r| {
                         let input = self.dag.versions[r];
-                        owns_review(*field, input.author_roles)
-                            && input.fields.contains_key(field)
+                        owns_review(field, input.author_roles)
+                            && input.fields.contains_key(&field)
                             && self.dag.ancestry[r].contains(m)
                     })
                     .collect(),
             };
             opened.push(self.conflicts.len());
             self.conflicts.push(Opened {
-                field: *field,
+                field,
                 merge_point: at,
                 depth,
                 merged: sides.to_vec(),
-                base: base.clone(),
-                candidates: candidates.clone(),
+                base,
+                candidates,
                 closers,
             });
         }
@@ -601,9 +649,8 @@ impl<'d, 'a> Engine<'d, 'a> {
             [] => (empty_state(), Vec::new()),
             [p] => ((*self.states[*p]).clone(), Vec::new()),
             _ => {
-                let merged = self.merge(parents);
-                let opened = self.open_conflicts(Some(v), parents, &merged);
-                (merged.state, opened)
+                let Merged { state, disputes } = self.merge(parents);
+                (state, self.open_conflicts(Some(v), parents, disputes))
             }
         };
         let open = self.open_at(Some(v), parents, &opened);
@@ -617,24 +664,29 @@ impl<'d, 'a> Engine<'d, 'a> {
             .map(|c| c.field)
             .collect();
 
-        let mut state = Vec::with_capacity(ChildField::ALL.len());
-        for (i, (&field, from_parents)) in ChildField::ALL.iter().zip(merged).enumerate() {
-            let own = input.fields.get(&field).filter(|value| {
-                **value != from_parents.value || resolves.contains(&field)
-            });
-            state.push(match (self.fallback(&open, field), own) {
-                (Some(fallback), _) => FieldState {
-                    value: fallback.clone(),
-                    writer: Roles::default(),
-                },
-                (None, Some(value)) => FieldState {
-                    value: value.clone(),
-                    writer: input.author_roles,
-                },
-                (None, None) => from_parents,
-            });
-            debug_assert_eq!(state.len(), i + 1);
-        }
+        let state: State = ChildField::ALL
+            .iter()
+            .zip(merged)
+            .map(|(&field, from_parents)| {
+                // Its own change: a value other than its parents' merge, or a resolution's
+                // decision on a field it closes.
+                let own = input
+                    .fields
+                    .get(&field)
+                    .filter(|value| **value != from_parents.value || resolves.contains(&field));
+                match (self.fallback(&open, field), own) {
+                    (Some(fallback), _) => FieldState {
+                        value: fallback.clone(),
+                        writer: Roles::default(),
+                    },
+                    (None, Some(value)) => FieldState {
+                        value: value.clone(),
+                        writer: input.author_roles,
+                    },
+                    (None, None) => from_parents,
+                }
+            })
+            .collect();
         self.states.push(Rc::new(state));
         self.open.push(open);
     }
@@ -645,12 +697,12 @@ impl<'d, 'a> Engine<'d, 'a> {
         let (state, open) = match dag.heads.as_slice() {
             [head] => ((*self.states[*head]).clone(), self.open[*head].clone()),
             heads => {
-                let merged = self.merge(heads);
-                let opened = self.open_conflicts(None, heads, &merged);
+                let Merged { state, disputes } = self.merge(heads);
+                let opened = self.open_conflicts(None, heads, disputes);
                 let open = self.open_at(None, heads, &opened);
                 let state = ChildField::ALL
                     .iter()
-                    .zip(merged.state)
+                    .zip(state)
                     .map(|(&field, s)| match self.fallback(&open, field) {
                         Some(fallback) => FieldState {
                             value: fallback.clone(),
@@ -767,5 +819,832 @@ impl fmt::Debug for MergedView {
             .field("heads", &self.heads)
             .field("conflicts", &self.conflicts)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::crypto::hash::Digest;
+    use ChildField::{Categories, HealthStatus, Name, Notes, RiskLevel};
+
+    const HUKOU: Roles = Roles {
+        hukou: true,
+        residence: false,
+    };
+    const RESIDENCE: Roles = Roles {
+        hukou: false,
+        residence: true,
+    };
+    const BOTH: Roles = Roles {
+        hukou: true,
+        residence: true,
+    };
+
+    fn id(tag: &str) -> VersionId {
+        VersionId(Digest::of(tag.as_bytes()))
+    }
+
+    fn sorted_ids(tags: &[&str]) -> Vec<VersionId> {
+        let mut ids: Vec<VersionId> = tags.iter().map(|t| id(t)).collect();
+        ids.sort();
+        ids
+    }
+
+    /// A creation's body: every field empty except the ID number, name and notes.
+    fn record() -> Fields {
+        let mut f: Fields = ChildField::ALL
+            .iter()
+            .map(|f| (*f, empty_value(*f)))
+            .collect();
+        f.insert(ChildField::IdNumber, json!("510104201406010016"));
+        f.insert(Name, json!("张小明"));
+        f.insert(Notes, json!("n0"));
+        f
+    }
+
+    /// Versions built the way nodes build them: an edit carries the view of its parents.
+    #[derive(Default)]
+    struct Doc {
+        versions: Vec<MergeInput>,
+    }
+
+    impl Doc {
+        fn create(&mut self, tag: &str, roles: Roles, changes: &[(ChildField, Value)]) {
+            let mut fields = record();
+            fields.extend(changes.iter().cloned());
+            self.push(tag, &[], roles, false, fields);
+        }
+
+        fn edit(
+            &mut self,
+            tag: &str,
+            parents: &[&str],
+            roles: Roles,
+            changes: &[(ChildField, Value)],
+        ) {
+            self.add(tag, parents, roles, false, changes);
+        }
+
+        fn resolve(
+            &mut self,
+            tag: &str,
+            parents: &[&str],
+            roles: Roles,
+            changes: &[(ChildField, Value)],
+        ) {
+            self.add(tag, parents, roles, true, changes);
+        }
+
+        fn add(
+            &mut self,
+            tag: &str,
+            parents: &[&str],
+            roles: Roles,
+            resolution: bool,
+            changes: &[(ChildField, Value)],
+        ) {
+            let mut fields = self.view_of(parents).fields;
+            fields.extend(changes.iter().cloned());
+            self.push(tag, parents, roles, resolution, fields);
+        }
+
+        fn push(
+            &mut self,
+            tag: &str,
+            parents: &[&str],
+            roles: Roles,
+            resolution: bool,
+            fields: Fields,
+        ) {
+            self.versions.push(MergeInput {
+                id: id(tag),
+                parents: parents.iter().map(|p| id(p)).collect(),
+                author_roles: roles,
+                resolution,
+                hlc: self.versions.len() as i64,
+                fields,
+            });
+        }
+
+        /// The view a node holding exactly the ancestry of `tags` has.
+        fn view_of(&self, tags: &[&str]) -> MergedView {
+            let by_id: HashMap<VersionId, &MergeInput> =
+                self.versions.iter().map(|v| (v.id, v)).collect();
+            let mut seen = HashSet::new();
+            let mut stack: Vec<VersionId> = tags.iter().map(|t| id(t)).collect();
+            let mut mine = Vec::new();
+            while let Some(v) = stack.pop() {
+                if seen.insert(v) {
+                    let input = by_id[&v];
+                    stack.extend(input.parents.iter().copied());
+                    mine.push(input.clone());
+                }
+            }
+            merged_view(&mine).unwrap()
+        }
+
+        /// The view of every version, checked to be the same in reverse and rotated orders.
+        fn view(&self) -> MergedView {
+            let view = merged_view(&self.versions).unwrap();
+            let mut reversed = self.versions.clone();
+            reversed.reverse();
+            assert_eq!(merged_view(&reversed).unwrap(), view);
+            for k in 1..self.versions.len() {
+                let mut rotated = self.versions.clone();
+                rotated.rotate_left(k);
+                assert_eq!(merged_view(&rotated).unwrap(), view);
+            }
+            view
+        }
+    }
+
+    /// `a` creates with notes "n0"; `b` (hukou side) and `c` (residence side) set notes apart.
+    fn shared_dispute() -> Doc {
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[]);
+        d.edit("b", &["a"], HUKOU, &[(Notes, json!("b"))]);
+        d.edit("c", &["a"], RESIDENCE, &[(Notes, json!("c"))]);
+        d
+    }
+
+    fn notes_conflict(merge_point: Option<&str>) -> Conflict {
+        let mut candidates = vec![
+            Candidate {
+                side: id("b"),
+                author_roles: HUKOU,
+                value: json!("b"),
+            },
+            Candidate {
+                side: id("c"),
+                author_roles: RESIDENCE,
+                value: json!("c"),
+            },
+        ];
+        candidates.sort_by_key(|c| c.side);
+        Conflict {
+            field: Notes,
+            merge_point: merge_point.map(id),
+            merged: sorted_ids(&["b", "c"]),
+            base: json!("n0"),
+            candidates,
+        }
+    }
+
+    #[test]
+    fn linear_history_is_the_head() {
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[]);
+        d.edit("b", &["a"], RESIDENCE, &[(RiskLevel, json!("黄"))]);
+        d.edit("c", &["b"], HUKOU, &[(Name, json!("张晓明"))]);
+        let view = d.view();
+        assert_eq!(view.heads, vec![id("c")]);
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields.len(), ChildField::ALL.len());
+        assert_eq!(view.fields[&Name], json!("张晓明"));
+        assert_eq!(view.fields[&RiskLevel], json!("黄"));
+        assert_eq!(view.fields[&Categories], json!([]));
+        assert!(fields_under_review(&view).is_empty());
+    }
+
+    #[test]
+    fn concurrent_edits_of_different_fields_merge_cleanly() {
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[]);
+        d.edit("b", &["a"], HUKOU, &[(Name, json!("张晓明"))]);
+        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!("红"))]);
+        let view = d.view();
+        assert_eq!(view.heads, sorted_ids(&["b", "c"]));
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&Name], json!("张晓明"));
+        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&Notes], json!("n0"));
+    }
+
+    #[test]
+    fn same_field_same_value_is_no_conflict() {
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[]);
+        d.edit("b", &["a"], HUKOU, &[(Notes, json!("x"))]);
+        d.edit("c", &["a"], RESIDENCE, &[(Notes, json!("x"))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&Notes], json!("x"));
+    }
+
+    #[test]
+    fn the_fields_authority_wins_a_disagreement() {
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[(RiskLevel, json!("黄"))]);
+        // Each side also writes the other side's field (ingest would refuse it; the merge must
+        // still be defined): the authority's value wins on each field.
+        d.edit(
+            "b",
+            &["a"],
+            HUKOU,
+            &[(Name, json!("李四")), (RiskLevel, json!("红"))],
+        );
+        d.edit(
+            "c",
+            &["a"],
+            RESIDENCE,
+            &[(Name, json!("王五")), (RiskLevel, json!("绿"))],
+        );
+        let view = d.view();
+        assert!(view.conflicts.is_empty(), "{view:?}");
+        assert_eq!(view.fields[&Name], json!("李四"));
+        assert_eq!(view.fields[&RiskLevel], json!("绿"));
+    }
+
+    #[test]
+    fn two_authorities_disagreeing_is_a_conflict() {
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[]);
+        d.edit("b", &["a"], HUKOU, &[(Name, json!("李四"))]);
+        d.edit("c", &["a"], BOTH, &[(Name, json!("王五"))]);
+        let view = d.view();
+        assert_eq!(fields_under_review(&view), BTreeSet::from([Name]));
+        assert_eq!(view.fields[&Name], json!("张小明"));
+    }
+
+    #[test]
+    fn shared_field_disagreement_is_a_conflict_showing_the_base() {
+        let d = shared_dispute();
+        let view = d.view();
+        assert_eq!(view.fields[&Notes], json!("n0"));
+        assert_eq!(view.conflicts, vec![notes_conflict(None)]);
+        assert_eq!(fields_under_review(&view), BTreeSet::from([Notes]));
+    }
+
+    #[test]
+    fn independent_creations_dispute_against_nothing() {
+        let mut d = Doc::default();
+        d.create(
+            "x",
+            RESIDENCE,
+            &[(Name, json!("甲")), (RiskLevel, json!("红"))],
+        );
+        d.create("y", RESIDENCE, &[(Name, json!("乙"))]);
+        let view = d.view();
+        assert_eq!(view.heads, sorted_ids(&["x", "y"]));
+        assert_eq!(fields_under_review(&view), BTreeSet::from([Name]));
+        let c = &view.conflicts[0];
+        assert_eq!((c.merge_point, c.base.clone()), (None, Value::Null));
+        assert_eq!(c.candidates.len(), 2);
+        assert_eq!(view.fields[&Name], Value::Null);
+        // One side set it, the other left it empty: taken.
+        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        // Both set it alike.
+        assert_eq!(view.fields[&Notes], json!("n0"));
+
+        let mut d = Doc::default();
+        d.create("x", RESIDENCE, &[(Name, json!("甲"))]);
+        d.create("y", HUKOU, &[(Name, json!("乙"))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&Name], json!("乙"));
+    }
+
+    #[test]
+    fn a_merge_version_keeps_the_conflict_open() {
+        let mut d = shared_dispute();
+        d.edit("m", &["b", "c"], HUKOU, &[(RiskLevel, json!("黄"))]);
+        let view = d.view();
+        assert_eq!(view.heads, vec![id("m")]);
+        assert_eq!(view.conflicts, vec![notes_conflict(Some("m"))]);
+        assert_eq!(view.fields[&Notes], json!("n0"));
+        assert_eq!(view.fields[&RiskLevel], json!("黄"));
+
+        // A merge version whose author wrote a side's value into the field settles nothing.
+        let mut d = shared_dispute();
+        d.edit("m", &["b", "c"], RESIDENCE, &[(Notes, json!("c"))]);
+        let view = d.view();
+        assert_eq!(view.conflicts, vec![notes_conflict(Some("m"))]);
+        assert_eq!(view.fields[&Notes], json!("n0"));
+    }
+
+    #[test]
+    fn an_ordinary_edit_of_the_disputed_field_does_not_close_it() {
+        let mut d = shared_dispute();
+        d.edit("m", &["b", "c"], HUKOU, &[]);
+        d.edit("d", &["m"], HUKOU, &[(Notes, json!("d"))]);
+        d.edit(
+            "e",
+            &["d"],
+            RESIDENCE,
+            &[(Notes, json!("e")), (RiskLevel, json!("红"))],
+        );
+        let view = d.view();
+        assert_eq!(view.conflicts, vec![notes_conflict(Some("m"))]);
+        assert_eq!(view.fields[&Notes], json!("n0"));
+        assert_eq!(view.fields[&RiskLevel], json!("红"));
+    }
+
+    #[test]
+    fn a_hukou_side_resolution_closes_it() {
+        let mut d = shared_dispute();
+        d.edit("m", &["b", "c"], RESIDENCE, &[]);
+        d.edit("d", &["m"], RESIDENCE, &[(RiskLevel, json!("红"))]);
+        d.resolve("r", &["d"], HUKOU, &[(Notes, json!("r"))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty(), "{view:?}");
+        assert_eq!(view.fields[&Notes], json!("r"));
+        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        // Afterwards the field is ordinary again.
+        d.edit("e", &["r"], RESIDENCE, &[(Notes, json!("e"))]);
+        assert_eq!(d.view().fields[&Notes], json!("e"));
+    }
+
+    #[test]
+    fn a_resolution_can_merge_the_heads_itself_and_keep_the_fallback() {
+        let mut d = shared_dispute();
+        d.resolve("r", &["b", "c"], HUKOU, &[(Notes, json!("c"))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&Notes], json!("c"));
+
+        let mut d = shared_dispute();
+        d.resolve("r", &["b", "c"], HUKOU, &[]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&Notes], json!("n0"));
+    }
+
+    #[test]
+    fn a_residence_side_resolution_of_a_shared_field_does_not_close_it() {
+        let mut d = shared_dispute();
+        d.edit("m", &["b", "c"], RESIDENCE, &[]);
+        d.resolve("r", &["m"], RESIDENCE, &[(Notes, json!("r"))]);
+        let view = d.view();
+        assert_eq!(view.conflicts, vec![notes_conflict(Some("m"))]);
+        assert_eq!(view.fields[&Notes], json!("n0"));
+        d.resolve("s", &["r"], HUKOU, &[(Notes, json!("s"))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&Notes], json!("s"));
+    }
+
+    #[test]
+    fn a_residence_field_conflict_is_closed_by_the_residence_side() {
+        // Two residence-side nodes (the child moved) disagree on the risk level.
+        let mut d = Doc::default();
+        d.create("a", RESIDENCE, &[(RiskLevel, json!("黄"))]);
+        d.edit("b", &["a"], RESIDENCE, &[(RiskLevel, json!("红"))]);
+        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!("绿"))]);
+        d.resolve("r", &["b", "c"], HUKOU, &[(RiskLevel, json!("红"))]);
+        let view = d.view();
+        assert_eq!(fields_under_review(&view), BTreeSet::from([RiskLevel]));
+        assert_eq!(view.conflicts[0].merge_point, Some(id("r")));
+        assert_eq!(view.fields[&RiskLevel], json!("黄"));
+        d.resolve("s", &["r"], RESIDENCE, &[(RiskLevel, json!("绿"))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&RiskLevel], json!("绿"));
+    }
+
+    #[test]
+    fn a_write_made_under_review_stays_ignored_after_a_concurrent_resolution() {
+        let mut d = shared_dispute();
+        d.edit("m", &["b", "c"], HUKOU, &[]);
+        d.resolve("r", &["m"], HUKOU, &[(Notes, json!("r"))]);
+        // Concurrent with the resolution, a buggy peer writes the field under review.
+        d.edit(
+            "e",
+            &["m"],
+            RESIDENCE,
+            &[(Notes, json!("e")), (RiskLevel, json!("红"))],
+        );
+        let view = d.view();
+        assert_eq!(view.heads, sorted_ids(&["e", "r"]));
+        assert!(view.conflicts.is_empty(), "{view:?}");
+        assert_eq!(view.fields[&Notes], json!("r"));
+        assert_eq!(view.fields[&RiskLevel], json!("红"));
+    }
+
+    /// Every permutation of `items` (Heap's algorithm).
+    fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+        fn go<T: Clone>(k: usize, a: &mut Vec<T>, out: &mut Vec<Vec<T>>) {
+            if k <= 1 {
+                out.push(a.clone());
+                return;
+            }
+            for i in 0..k - 1 {
+                go(k - 1, a, out);
+                if k & 1 == 0 {
+                    a.swap(i, k - 1);
+                } else {
+                    a.swap(0, k - 1);
+                }
+            }
+            go(k - 1, a, out);
+        }
+        let mut out = Vec::new();
+        go(items.len(), &mut items.to_vec(), &mut out);
+        out
+    }
+
+    #[test]
+    fn criss_cross_merges_against_a_virtual_base_in_any_order() {
+        // b and c are concurrent; m1 and m2 each merge both: the heads' lowest common ancestors
+        // are b and c, merged into a virtual base.
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[]);
+        d.edit("b", &["a"], HUKOU, &[(Name, json!("张晓明"))]);
+        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!("红"))]);
+        d.edit("m1", &["b", "c"], HUKOU, &[(Notes, json!("m1"))]);
+        d.edit(
+            "m2",
+            &["c", "b"],
+            RESIDENCE,
+            &[(HealthStatus, json!("healthy"))],
+        );
+        let view = d.view();
+        assert!(view.conflicts.is_empty(), "{view:?}");
+        assert_eq!(view.fields[&Name], json!("张晓明"));
+        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&Notes], json!("m1"));
+        assert_eq!(view.fields[&HealthStatus], json!("healthy"));
+        let perms = permutations(&d.versions);
+        assert_eq!(perms.len(), 120);
+        for p in perms {
+            assert_eq!(merged_view(&p).unwrap(), view);
+        }
+
+        // The same shape over a disputed field: both merge versions open a conflict, the
+        // virtual base carries the fallback, and the heads agree on it.
+        let mut d = shared_dispute();
+        d.edit("m1", &["b", "c"], HUKOU, &[(Notes, json!("m1"))]);
+        d.edit("m2", &["b", "c"], RESIDENCE, &[]);
+        let view = d.view();
+        let mut expected = vec![notes_conflict(Some("m1")), notes_conflict(Some("m2"))];
+        expected.sort_by_key(|c| c.merge_point);
+        assert_eq!(view.conflicts, expected);
+        assert_eq!(view.fields[&Notes], json!("n0"));
+        for p in permutations(&d.versions) {
+            assert_eq!(merged_view(&p).unwrap(), view);
+        }
+        // One resolution descending from both closes both.
+        d.resolve("r", &["m1", "m2"], HUKOU, &[(Notes, json!("r"))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&Notes], json!("r"));
+    }
+
+    #[test]
+    fn malformed_version_sets_are_refused() {
+        assert_eq!(merged_view(&[]), Err(MergeError::Empty));
+
+        let mut d = Doc::default();
+        d.create("a", HUKOU, &[]);
+        d.push("b", &["a", "ghost"], HUKOU, false, record());
+        assert_eq!(
+            merged_view(&d.versions),
+            Err(MergeError::UnknownParent {
+                version: id("b"),
+                parent: id("ghost"),
+            })
+        );
+
+        let mut d = Doc::default();
+        d.push("a", &["a"], HUKOU, false, record());
+        assert_eq!(merged_view(&d.versions), Err(MergeError::Cycle));
+
+        let mut d = Doc::default();
+        d.create("r", HUKOU, &[]);
+        d.push("a", &["b", "r"], HUKOU, false, record());
+        d.push("b", &["a"], HUKOU, false, record());
+        assert_eq!(merged_view(&d.versions), Err(MergeError::Cycle));
+    }
+
+    #[test]
+    fn a_repeated_version_counts_once() {
+        let d = shared_dispute();
+        let mut twice = d.versions.clone();
+        twice.extend(d.versions.iter().cloned());
+        assert_eq!(merged_view(&twice).unwrap(), d.view());
+    }
+
+    #[test]
+    fn debug_output_hides_values() {
+        let view = shared_dispute().view();
+        let shown = format!("{view:?}");
+        assert!(!shown.contains("张小明"), "{shown}");
+        assert!(shown.contains("notes"), "{shown}");
+    }
+
+    // --- properties -------------------------------------------------------------------------
+
+    /// The fields the generated histories touch, one of each authority (and a list field).
+    const SIM_FIELDS: [ChildField; 4] = [Name, RiskLevel, Notes, Categories];
+
+    fn sim_value(field: ChildField, pick: usize) -> Value {
+        let pick = pick % 3;
+        match field {
+            Categories => {
+                [json!([]), json!(["flowing"]), json!(["orphan", "flowing"])][pick].clone()
+            }
+            Name => json!(["甲", "乙", "丙"][pick]),
+            RiskLevel => json!(["红", "黄", "绿"][pick]),
+            _ => json!(["x", "y", "z"][pick]),
+        }
+    }
+
+    /// Full dump for failure messages (tests only; debug output hides values).
+    fn dump(view: &MergedView) -> String {
+        let fields: BTreeMap<&str, &Value> =
+            view.fields.iter().map(|(k, v)| (k.name(), v)).collect();
+        let conflicts: Vec<String> = view
+            .conflicts
+            .iter()
+            .map(|c| {
+                let cands: Vec<String> = c
+                    .candidates
+                    .iter()
+                    .map(|x| format!("{:?}={}", x.side, x.value))
+                    .collect();
+                format!(
+                    "{}@{:?} base={} [{}]",
+                    c.field,
+                    c.merge_point,
+                    c.base,
+                    cands.join(", ")
+                )
+            })
+            .collect();
+        format!(
+            "fields={fields:?}\nheads={:?}\nconflicts={conflicts:#?}",
+            view.heads
+        )
+    }
+
+    /// One generated version: parent picks (none: a creation), author A (hukou side) or B
+    /// (residence side), resolution when the roll is < 2, and per simulated field either keep
+    /// the first parent's value or write a value.
+    type Step = (Vec<prop::sample::Index>, bool, u8, Vec<Option<usize>>);
+
+    fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
+        let parents = prop_oneof![
+            1 => Just(Vec::new()),
+            8 => prop::collection::vec(any::<prop::sample::Index>(), 1..=3),
+        ];
+        let step = (
+            parents,
+            any::<bool>(),
+            0u8..10,
+            prop::collection::vec(prop::option::weighted(0.4, 0usize..3), SIM_FIELDS.len()),
+        );
+        prop::collection::vec(step, 1..24)
+    }
+
+    fn build_dag(steps: &[Step]) -> Vec<MergeInput> {
+        let mut out: Vec<MergeInput> = Vec::new();
+        for (i, (picks, author_a, roll, writes)) in steps.iter().enumerate() {
+            let mut parents: Vec<VersionId> = if i == 0 {
+                Vec::new()
+            } else {
+                picks.iter().map(|p| out[p.index(i)].id).collect()
+            };
+            parents.dedup();
+            let mut fields = match parents.first() {
+                Some(p) => out.iter().find(|v| v.id == *p).unwrap().fields.clone(),
+                None => record(),
+            };
+            for (f, w) in SIM_FIELDS.iter().zip(writes) {
+                if let Some(pick) = w {
+                    fields.insert(*f, sim_value(*f, *pick));
+                }
+            }
+            out.push(MergeInput {
+                id: id(&format!("v{i}")),
+                parents,
+                author_roles: if *author_a { HUKOU } else { RESIDENCE },
+                resolution: *roll < 2,
+                hlc: i as i64,
+                fields,
+            });
+        }
+        out
+    }
+
+    /// Deterministic Fisher–Yates from a seed (splitmix64).
+    fn shuffled<T: Clone>(items: &[T], mut seed: u64) -> Vec<T> {
+        let mut next = move || {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut v = items.to_vec();
+        for i in (1..v.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+        v
+    }
+
+    /// A simulated node: what it has received, in arrival order.
+    struct SimNode {
+        roles: Roles,
+        name: &'static str,
+        versions: Vec<MergeInput>,
+        known: HashSet<VersionId>,
+        made: usize,
+    }
+
+    impl SimNode {
+        fn new(name: &'static str, roles: Roles) -> Self {
+            SimNode {
+                roles,
+                name,
+                versions: Vec::new(),
+                known: HashSet::new(),
+                made: 0,
+            }
+        }
+
+        fn receive(&mut self, v: &MergeInput) {
+            if self.known.insert(v.id) {
+                self.versions.push(v.clone());
+            }
+        }
+
+        fn view(&self) -> MergedView {
+            merged_view(&self.versions).unwrap()
+        }
+
+        /// What the ledger does: parents are all heads, the body is the view plus the change.
+        fn commit(&mut self, fields: Fields, parents: Vec<VersionId>, resolution: bool) {
+            self.made += 1;
+            let v = MergeInput {
+                id: id(&format!("{}-{}", self.name, self.made)),
+                parents,
+                author_roles: self.roles,
+                resolution,
+                hlc: self.made as i64,
+                fields,
+            };
+            self.receive(&v);
+        }
+
+        /// An edit of one field, refused (skipped) as the API would refuse it.
+        fn edit(&mut self, field: ChildField, value: Value) {
+            if self.versions.is_empty() {
+                let mut fields = record();
+                fields.insert(field, value);
+                self.commit(fields, Vec::new(), false);
+                return;
+            }
+            let view = self.view();
+            if !self.roles.may_change(field) || fields_under_review(&view).contains(&field) {
+                return;
+            }
+            let mut fields = view.fields.clone();
+            fields.insert(field, value);
+            if fields != view.fields {
+                self.commit(fields, view.heads, false);
+            }
+        }
+
+        /// A reviewer's resolution of every field under review whose conflicts it owns.
+        fn resolve(&mut self, pick: usize) {
+            if self.versions.is_empty() {
+                return;
+            }
+            let view = self.view();
+            let owned: Vec<ChildField> = fields_under_review(&view)
+                .into_iter()
+                .filter(|f| owns_review(*f, self.roles))
+                .collect();
+            if owned.is_empty() {
+                return;
+            }
+            let mut fields = view.fields.clone();
+            for f in owned {
+                fields.insert(f, sim_value(f, pick));
+            }
+            self.commit(fields, view.heads, true);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Edit {
+            node_a: bool,
+            field: usize,
+            value: usize,
+        },
+        Resolve {
+            value: usize,
+        },
+        /// Send a prefix (by arrival order, so ancestor-closed) of one node's versions.
+        Sync {
+            from_a: bool,
+            share: u8,
+        },
+    }
+
+    fn arb_ops() -> impl Strategy<Value = Vec<Op>> {
+        let op = prop_oneof![
+            6 => (any::<bool>(), 0..SIM_FIELDS.len(), 0usize..3)
+                .prop_map(|(node_a, field, value)| Op::Edit { node_a, field, value }),
+            1 => (0usize..3).prop_map(|value| Op::Resolve { value }),
+            3 => (any::<bool>(), 0u8..=100).prop_map(|(from_a, share)| Op::Sync { from_a, share }),
+        ];
+        prop::collection::vec(op, 1..40)
+    }
+
+    fn sync(from: &SimNode, to: &mut SimNode, share: u8) {
+        let n = (from.versions.len() * usize::from(share)).div_ceil(100);
+        for v in &from.versions[..n] {
+            to.receive(v);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Random DAGs (creations, branches, merges, resolutions): the view does not depend on
+        /// the order of the versions, and it is consistent with its own conflicts.
+        #[test]
+        fn the_view_does_not_depend_on_order(steps in arb_steps(), seeds in prop::collection::vec(any::<u64>(), 4)) {
+            let versions = build_dag(&steps);
+            let view = merged_view(&versions).unwrap();
+            let mut reversed = versions.clone();
+            reversed.reverse();
+            let other = merged_view(&reversed).unwrap();
+            prop_assert!(other == view, "reversed:\n{}\n---\n{}", dump(&other), dump(&view));
+            for seed in seeds {
+                let other = merged_view(&shuffled(&versions, seed)).unwrap();
+                prop_assert!(other == view, "shuffled:\n{}\n---\n{}", dump(&other), dump(&view));
+            }
+
+            // Heads are exactly the versions nobody names as a parent.
+            let named: HashSet<VersionId> =
+                versions.iter().flat_map(|v| v.parents.iter().copied()).collect();
+            let mut heads: Vec<VersionId> =
+                versions.iter().map(|v| v.id).filter(|v| !named.contains(v)).collect();
+            heads.sort();
+            prop_assert_eq!(&view.heads, &heads);
+            // Each conflict sits at a merge point, with at least two candidates, and the field
+            // shows the fallback of one of its open conflicts.
+            for c in &view.conflicts {
+                match c.merge_point {
+                    Some(m) => {
+                        let v = versions.iter().find(|v| v.id == m).unwrap();
+                        prop_assert!(v.parents.len() >= 2);
+                    }
+                    None => prop_assert!(view.heads.len() >= 2),
+                }
+                prop_assert!(c.candidates.len() >= 2);
+                prop_assert!(view.conflicts.iter().any(|o| o.field == c.field && o.base == view.fields[&c.field]));
+            }
+            let mut keys: Vec<_> = view.conflicts.iter().map(|c| (c.field, c.merge_point)).collect();
+            let before = keys.clone();
+            keys.sort();
+            keys.dedup();
+            prop_assert_eq!(keys, before);
+        }
+
+        /// Two nodes editing, resolving and syncing as the ledger does: once each has
+        /// everything, their views are equal although their versions arrived in different
+        /// orders; the only conflicts are on shared fields; and a hukou-side resolution over
+        /// all heads closes them all on both nodes.
+        #[test]
+        fn two_nodes_converge(ops in arb_ops()) {
+            let mut a = SimNode::new("A", HUKOU);
+            let mut b = SimNode::new("B", RESIDENCE);
+            for op in ops {
+                match op {
+                    Op::Edit { node_a, field, value } => {
+                        let node = if node_a { &mut a } else { &mut b };
+                        let f = SIM_FIELDS[field];
+                        node.edit(f, sim_value(f, value));
+                    }
+                    Op::Resolve { value } => a.resolve(value),
+                    Op::Sync { from_a: true, share } => sync(&a, &mut b, share),
+                    Op::Sync { from_a: false, share } => sync(&b, &mut a, share),
+                }
+            }
+            prop_assume!(!a.versions.is_empty() || !b.versions.is_empty());
+            sync(&a, &mut b, 100);
+            sync(&b, &mut a, 100);
+            let (va, vb) = (a.view(), b.view());
+            prop_assert!(va == vb, "A:\n{}\n---\nB:\n{}", dump(&va), dump(&vb));
+            for c in &va.conflicts {
+                prop_assert_eq!(c.field.authority(), Authority::Shared, "{}", dump(&va));
+            }
+
+            a.resolve(1);
+            sync(&a, &mut b, 100);
+            let (va, vb) = (a.view(), b.view());
+            prop_assert!(va.conflicts.is_empty(), "{}", dump(&va));
+            prop_assert!(va == vb, "A:\n{}\n---\nB:\n{}", dump(&va), dump(&vb));
+        }
     }
 }

@@ -20,6 +20,67 @@ pub struct Settings {
     pub records: RecordSettings,
     pub log: LogSettings,
     pub audit: AuditSettings,
+    /// The peer listener and TLS material; absent for a node that exchanges with nobody.
+    pub peer: Option<PeerSettings>,
+    /// The signed directory; required when `peer` is set.
+    pub directory: Option<DirectorySettings>,
+    pub sync: SyncSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSettings {
+    /// Address of the peer (mutual TLS) listener.
+    pub listen: SocketAddr,
+    /// The exchange CA certificate(s), PEM.
+    pub ca: PathBuf,
+    /// This node's TLS certificate chain, PEM (SAN URI `urn:hukou-sync:node:<id>`).
+    pub cert: PathBuf,
+    /// Its private key, PEM, mode 0600.
+    pub key: PathBuf,
+    /// Accept TLS 1.2 as well as 1.3 (off by default).
+    #[serde(default)]
+    pub allow_tls12: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// The signed directory file.
+    pub path: PathBuf,
+    /// The directory authority's Ed25519 public key (base64url): the only key trusted to sign it.
+    pub authority_key: String,
+    /// Seconds between checks of the file for changes (SIGHUP also reloads).
+    #[serde(default = "default_reload_secs")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_reload_secs() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSettings {
+    /// Versions per push request.
+    pub batch_size: usize,
+    /// Largest request body on the peer listener, in bytes.
+    pub peer_body_limit: usize,
+    /// Seconds a peer's stamp may run ahead of this node's clock.
+    pub max_clock_skew_secs: u64,
+    /// Longest wait between retries of a failing peer, in seconds.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            peer_body_limit: 16 * 1024 * 1024,
+            max_clock_skew_secs: 300,
+            max_backoff_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +243,22 @@ impl Settings {
         }
         if !(1..=128).contains(&self.database.pool_size) {
             return bad("database.pool_size: between 1 and 128".into());
+        }
+        if self.peer.is_some() != self.directory.is_some() {
+            return bad(
+                "peer and directory: configure both (to exchange with peers) or neither".into(),
+            );
+        }
+        if let Some(d) = &self.directory {
+            if d.authority_key
+                .parse::<crate::crypto::keys::PublicKey>()
+                .is_err()
+            {
+                return bad("directory.authority_key: not a base64url Ed25519 public key".into());
+            }
+        }
+        if !(1..=5000).contains(&self.sync.batch_size) {
+            return bad("sync.batch_size: between 1 and 5000".into());
         }
         crate::storage::DatabaseUrl::parse(&self.database.url)
             .map_err(|e| ConfigError::Invalid(format!("database.url: {e}")))?;

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod directory;
 pub mod domain;
 pub mod startup;
 pub mod storage;

@@ -12,20 +12,40 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::crypto::hlc::{Hlc, HlcClock, SystemClock};
+use crate::crypto::keys::PublicKey;
 use crate::crypto::keys::SigningKey;
+use crate::directory::{Directory, DirectoryHandle};
+use crate::domain::NodeId;
 use crate::storage::Store;
+use crate::sync::sender::{ClientFactory, SenderConfig};
 use crate::sync::LocalNode;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Clock skew tolerated on stamps from peers (DESIGN §3).
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// Listeners bound by the caller (tests and the demo bind port 0 first, so the directory can
+/// name the ports before the nodes start). `None` binds the address from settings.
+#[derive(Default)]
+pub struct Listeners {
+    pub admin: Option<TcpListener>,
+    pub peer: Option<TcpListener>,
+}
 
 /// A built node, listening but not yet serving.
 pub struct Application {
     admin_port: u16,
-    server: Server,
+    peer_port: Option<u16>,
+    servers: Vec<Server>,
     store: Store,
     node: Arc<LocalNode>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     jobs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The TLS material of the peer side.
+struct PeerTls {
+    ca: Vec<CertificateDer<'static>>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    policy: crate::tls::TlsPolicy,
 }
 
 /// Installs ring as the process's rustls provider (HTTP clients that take the default need one).
@@ -36,47 +56,141 @@ pub fn install_crypto_provider() {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Listeners::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, listeners: Listeners) -> anyhow::Result<Self> {
         install_crypto_provider();
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
-        let listener = TcpListener::bind(settings.admin.listen)
-            .with_context(|| format!("cannot listen on {}", settings.admin.listen))?;
-        let admin_port = listener.local_addr()?.port();
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let admin_listener = match listeners.admin {
+            Some(l) => l,
+            None => TcpListener::bind(settings.admin.listen)
+                .with_context(|| format!("cannot listen on {}", settings.admin.listen))?,
+        };
+        let admin_port = admin_listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             store: store.clone(),
             node: node.clone(),
             settings: settings.clone(),
         });
         let body_limit = settings.admin.body_limit;
-        let server = HttpServer::new(move || {
+        let admin_state = state.clone();
+        let admin = HttpServer::new(move || {
             App::new()
                 .wrap(
                     actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
                         .log_target("hukou_sync::http"),
                 )
-                .app_data(state.clone())
+                .app_data(admin_state.clone())
                 .configure(|cfg| api::configure(cfg, body_limit))
         })
         .workers(2)
-        .listen(listener)?
+        .listen(admin_listener)?
         .run();
-        tracing::info!(node = %node.id, port = admin_port, "admin listener bound");
-        let jobs = vec![tokio::spawn(tree_head_job(
+        let mut servers = vec![admin];
+        let mut jobs = vec![tokio::spawn(tree_head_job(
             store.clone(),
             node.clone(),
             Duration::from_secs(settings.audit.tree_head_interval_secs),
+            shutdown_rx.clone(),
         ))];
+        let mut peer_port = None;
+        if let (Some(peer), Some(dirset)) = (&settings.peer, &settings.directory) {
+            let tls = PeerTls {
+                ca: crate::tls::pki::load_certs(&peer.ca)?,
+                chain: crate::tls::pki::load_certs(&peer.cert)?,
+                key: crate::tls::pki::load_private_key(&peer.key)?,
+                policy: crate::tls::TlsPolicy {
+                    allow_tls12: peer.allow_tls12,
+                },
+            };
+            let server_config = crate::tls::peer_server_config(
+                &tls.ca,
+                tls.chain.clone(),
+                tls.key.clone_key(),
+                &tls.policy,
+            )?;
+            let listener = match listeners.peer {
+                Some(l) => l,
+                None => TcpListener::bind(peer.listen)
+                    .with_context(|| format!("cannot listen on {}", peer.listen))?,
+            };
+            peer_port = Some(listener.local_addr()?.port());
+            let peer_limit = settings.sync.peer_body_limit;
+            let peer_state = state.clone();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .wrap(
+                        actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                            .log_target("hukou_sync::peer"),
+                    )
+                    .app_data(peer_state.clone())
+                    .configure(|cfg| api::peer::configure(cfg, peer_limit))
+            })
+            .on_connect(|conn, ext| {
+                use actix_tls::accept::rustls_0_23::TlsStream;
+                if let Some(tls) = conn.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>() {
+                    if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
+                    {
+                        ext.insert(api::peer::PeerCertificate(cert.clone().into_owned()));
+                    }
+                }
+            })
+            .workers(2)
+            .listen_rustls_0_23(listener, (*server_config).clone())?
+            .run();
+            servers.push(server);
+            tracing::info!(node = %node.id, port = peer_port, "peer listener bound (mutual TLS)");
+            if let Some(handle) = node.directory.clone() {
+                let authority: PublicKey = dirset
+                    .authority_key
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("directory.authority_key: {e}"))?;
+                let mut rx = shutdown_rx.clone();
+                jobs.push(tokio::spawn(crate::directory::watch(
+                    handle,
+                    dirset.path.clone(),
+                    authority,
+                    Duration::from_secs(dirset.reload_interval_secs.max(1)),
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                )));
+            }
+            let clients = client_factory(tls);
+            let config = SenderConfig {
+                batch_size: settings.sync.batch_size,
+                max_backoff: Duration::from_secs(settings.sync.max_backoff_secs.max(1)),
+                idle_poll: Duration::from_secs(1),
+            };
+            jobs.push(tokio::spawn(sender_supervisor(
+                store.clone(),
+                node.clone(),
+                clients,
+                config,
+                shutdown_rx.clone(),
+            )));
+        }
+        tracing::info!(node = %node.id, port = admin_port, "admin listener bound");
         Ok(Self {
             admin_port,
-            server,
+            peer_port,
+            servers,
             store,
             node,
+            shutdown,
             jobs,
         })
     }
 
     pub fn admin_port(&self) -> u16 {
         self.admin_port
+    }
+
+    pub fn peer_port(&self) -> Option<u16> {
+        self.peer_port
     }
 
     pub fn store(&self) -> &Store {
@@ -87,18 +201,98 @@ impl Application {
         &self.node
     }
 
-    /// Serves until the server stops (Ctrl-C or a handle's `stop`); then stops the jobs.
+    /// Serves until the servers stop (Ctrl-C, or a handle's `stop`); then stops the jobs.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let results = futures_join_all(self.servers).await;
+        let _ = self.shutdown.send(true);
         for j in self.jobs {
-            j.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(5), j).await;
         }
-        result
+        results.into_iter().collect()
     }
 
-    /// A handle to stop the server from elsewhere.
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    /// Handles that stop the servers from elsewhere.
+    pub fn handle(&self) -> StopHandle {
+        StopHandle(self.servers.iter().map(Server::handle).collect())
+    }
+}
+
+/// Stops every listener of one application.
+#[derive(Clone)]
+pub struct StopHandle(Vec<actix_web::dev::ServerHandle>);
+
+impl StopHandle {
+    pub async fn stop(&self, graceful: bool) {
+        for h in &self.0 {
+            h.stop(graceful).await;
+        }
+    }
+}
+
+async fn futures_join_all(servers: Vec<Server>) -> Vec<std::io::Result<()>> {
+    let handles: Vec<_> = servers.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap_or_else(|e| Err(std::io::Error::other(e))));
+    }
+    out
+}
+
+/// Builds a pinned mutual-TLS client per peer.
+fn client_factory(tls: PeerTls) -> ClientFactory {
+    let tls = Arc::new(tls);
+    Arc::new(move |peer: &NodeId| {
+        let cfg = crate::tls::peer_client_config(
+            &tls.ca,
+            tls.chain.clone(),
+            tls.key.clone_key(),
+            peer.as_str(),
+            &tls.policy,
+        )
+        .map_err(|e| e.to_string())?;
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*cfg).clone())
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Keeps one sender loop per peer in the directory, starting loops for peers added later.
+async fn sender_supervisor(
+    store: Store,
+    node: Arc<LocalNode>,
+    clients: ClientFactory,
+    config: SenderConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut running: std::collections::HashMap<NodeId, tokio::task::JoinHandle<()>> =
+        Default::default();
+    loop {
+        if let Some(d) = &node.directory {
+            for entry in d.current().nodes() {
+                if entry.id == node.id || running.get(&entry.id).is_some_and(|h| !h.is_finished()) {
+                    continue;
+                }
+                let task = tokio::spawn(crate::sync::sender::run(
+                    store.clone(),
+                    node.clone(),
+                    entry.id.clone(),
+                    clients.clone(),
+                    config.clone(),
+                    shutdown.clone(),
+                ));
+                running.insert(entry.id.clone(), task);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, h) in running {
+        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
     }
 }
 
@@ -120,7 +314,10 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
             )
         })?;
     let key = load_or_create_key(&settings.node.signing_key)?;
-    let mut clock = HlcClock::new(SystemClock, MAX_CLOCK_SKEW);
+    let mut clock = HlcClock::new(
+        SystemClock,
+        Duration::from_secs(settings.sync.max_clock_skew_secs),
+    );
     // Never stamp below what is stored, even if the wall clock stepped back across a restart.
     let latest = {
         let mut conn = store.conn()?;
@@ -129,12 +326,33 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
     if let Some(h) = latest.and_then(|h| Hlc::from_i64(h).ok()) {
         clock = clock.with_floor(h);
     }
+    let directory = match &settings.directory {
+        Some(d) => {
+            let authority: PublicKey = d
+                .authority_key
+                .parse()
+                .map_err(|e| anyhow::anyhow!("directory.authority_key: {e}"))?;
+            let dir = Directory::load(&d.path, &authority, chrono::Utc::now())
+                .with_context(|| format!("loading the directory {}", d.path.display()))?;
+            if dir.node(&settings.node.id).is_none() {
+                anyhow::bail!(
+                    "node {} is not in the directory {}",
+                    settings.node.id,
+                    d.path.display()
+                );
+            }
+            Some(DirectoryHandle::new(dir))
+        }
+        None => None,
+    };
     let node = Arc::new(LocalNode {
         id: settings.node.id.clone(),
         serves: settings.node.serves.clone(),
         key,
         clock,
         palette: settings.risk_palette(),
+        directory,
+        outbox_changed: tokio::sync::watch::channel(0).0,
     });
     Ok((store, node))
 }
@@ -169,11 +387,19 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Signs a tree head on an interval when the log has grown.
-async fn tree_head_job(store: Store, node: Arc<LocalNode>, every: Duration) {
+async fn tree_head_job(
+    store: Store,
+    node: Arc<LocalNode>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
         let n = node.clone();
         let r = store
             .run(move |conn| crate::audit::log::sign_tree_head(conn, &n.key, chrono::Utc::now()))

@@ -169,9 +169,15 @@ impl From<LedgerError> for ApiError {
                 ApiError::unprocessable("immutable_field", "the ID number cannot change")
                     .field("id_number")
             }
+            LedgerError::UnderReview(f) => ApiError::new(
+                StatusCode::CONFLICT,
+                "field_under_review",
+                "this field has an open conflict; it can change only by a resolution",
+            )
+            .field(f),
             LedgerError::Storage(s) => s.into(),
             LedgerError::Audit(a) => a.into(),
-            e @ LedgerError::Version(_) => ApiError::internal(e),
+            e @ (LedgerError::Version(_) | LedgerError::Merge(_)) => ApiError::internal(e),
         }
     }
 }

@@ -4,6 +4,8 @@
 pub mod audit;
 pub mod children;
 pub mod error;
+pub mod peer;
+pub mod peers;
 
 use std::sync::Arc;
 
@@ -45,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .service(audit::consistency)
     .service(audit::tree_head)
     .service(audit::sign_tree_head)
+    .service(peers::peers)
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found("no such route"))
     }));

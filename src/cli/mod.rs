@@ -71,6 +71,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Delivery state of each peer: outbox depth, lag, last success, last error.
+    Peers {
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure throughput beside the bare limits of this machine (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
 }
@@ -170,6 +175,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args),
+        Command::Peers { json } => {
+            let settings = load_settings(config)?;
+            let (store, node) = crate::startup::open_node_blocking(&settings)?;
+            let list = crate::sync::sender::peer_statuses(&mut *store.conn()?, &node)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no peers (this node has no directory)");
+            } else {
+                for p in &list {
+                    println!(
+                        "{:<12} queued {:>6}  lag {:>5}s  delivered {:>8}  refused {:>4}  last ok {}  {}",
+                        p.peer,
+                        p.outbox_depth,
+                        p.lag_seconds.unwrap_or(0),
+                        p.delivered,
+                        p.rejected,
+                        p.last_success_at.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                        p.last_error.as_deref().map(|e| format!("last error: {e}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -451,6 +451,15 @@ impl ChildRecord {
     /// Builds a record from per-field values (missing optional fields are empty) and checks the
     /// cross-field rules. The first failure names its field.
     pub fn from_fields(fields: &Fields, rules: &RecordRules<'_>) -> Result<Self, FieldError> {
+        let record = Self::from_fields_structural(fields)?;
+        record.check(rules)?;
+        Ok(record)
+    }
+
+    /// Builds a record checking types and value sets only, not the rules that depend on today's
+    /// date or the local palette: for versions received from peers and merged views, which were
+    /// checked where they were made.
+    pub fn from_fields_structural(fields: &Fields) -> Result<Self, FieldError> {
         let map: Map<String, Value> = ChildField::ALL
             .iter()
             .map(|f| {
@@ -471,7 +480,6 @@ impl ChildRecord {
                     clean_serde_reason(&e.into_inner().to_string()),
                 )
             })?;
-        record.check(rules)?;
         Ok(record)
     }
 

@@ -86,3 +86,59 @@ diesel::table! {
         signature -> Text,
     }
 }
+
+diesel::table! {
+    outbox (peer, version_id) {
+        peer -> Text,
+        version_id -> Text,
+        hlc -> BigInt,
+        enqueued_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox_rejected (peer, version_id) {
+        peer -> Text,
+        version_id -> Text,
+        code -> Text,
+        reason -> Text,
+        rejected_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    receipts (id) {
+        id -> Text,
+        issuer -> Text,
+        recipient -> Text,
+        issued_at -> Timestamp,
+        accepted -> BigInt,
+        rejected -> BigInt,
+        body -> Text,
+        stored_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    peer_status (peer) {
+        peer -> Text,
+        last_success_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        last_error_at -> Nullable<Timestamp>,
+        failures -> BigInt,
+        delivered -> BigInt,
+    }
+}
+
+diesel::table! {
+    peer_tree_heads (peer, size) {
+        peer -> Text,
+        size -> BigInt,
+        root -> Text,
+        signed_at -> Timestamp,
+        public_key -> Text,
+        signature -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(outbox, versions);

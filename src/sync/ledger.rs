@@ -37,6 +37,10 @@ pub enum LedgerError {
     FieldNotOwned { field: String, authority: Authority },
     #[error("the ID number is the file's identity and cannot change")]
     ImmutableId,
+    #[error("{0} is under review: a conflict on it must be resolved first")]
+    UnderReview(String),
+    #[error("cannot merge the versions: {0}")]
+    Merge(String),
     #[error(transparent)]
     Version(#[from] VersionError),
     #[error(transparent)]
@@ -156,7 +160,8 @@ pub fn create_child(
         let at = now.naive_utc();
         repo::insert_versions(conn, &[version.to_row(at)])?;
         repo::advance_heads(conn, "child", id.as_str(), &version.id.to_string(), &[])?;
-        repo::insert_children(conn, &[child_row(&record, 1, at, at)])?;
+        repo::insert_children(conn, &[row_for(&record, 1, at, at)])?;
+        super::view::enqueue_for_parties(conn, node, &version, &[], None, at)?;
         audit::append(
             conn,
             node.clock.now(),
@@ -167,6 +172,7 @@ pub fn create_child(
         )?;
         Ok(())
     })?;
+    node.wake_senders();
     tracing::info!(child = %id.masked(), version = %version.id.short(), "child file created");
     read_file(conn, &id)
 }
@@ -184,7 +190,8 @@ pub fn update_child(
     let outcome = storage::transaction(conn, |conn| {
         let row = repo::get_child(conn, id.as_str())?
             .ok_or_else(|| LedgerError::NotFound(id.masked()))?;
-        let current = row_record(&row)?;
+        let (versions, view) = super::view::merged(conn, node, id.as_str())?;
+        let current = ChildRecord::from_fields_structural(&view.fields)?;
         let mut fields = current.to_fields();
         for (f, v) in &patch {
             fields.insert(*f, v.clone());
@@ -197,6 +204,10 @@ pub fn update_child(
         if changed.contains(&ChildField::IdNumber) {
             return Err(LedgerError::ImmutableId);
         }
+        let under_review = super::merge::fields_under_review(&view);
+        if let Some(f) = changed.iter().find(|f| under_review.contains(f)) {
+            return Err(LedgerError::UnderReview(f.name().to_owned()));
+        }
         // Authority is judged by what this node is to the child before the edit.
         let roles = node.roles(&current.hukou_region, &current.residence_region);
         if let Some(f) = changed.iter().find(|f| !roles.may_change(**f)) {
@@ -205,11 +216,13 @@ pub fn update_child(
                 authority: f.authority(),
             });
         }
-        let heads: Vec<VersionId> = repo::heads_of(conn, "child", id.as_str())?
-            .iter()
-            .map(|h| h.parse())
-            .collect::<Result<_, _>>()?;
+        let heads = view.heads.clone();
         let parent_strings: Vec<String> = heads.iter().map(ToString::to_string).collect();
+        let parent_records: Vec<ChildRecord> = versions
+            .iter()
+            .filter(|v| heads.contains(&v.id))
+            .map(super::view::record_of)
+            .collect::<Result<_, _>>()?;
         let version = new_version(node, &updated, heads)?;
         let at = now.naive_utc();
         repo::insert_versions(conn, &[version.to_row(at)])?;
@@ -220,8 +233,9 @@ pub fn update_child(
             &version.id.to_string(),
             &parent_strings,
         )?;
-        let head_count = repo::heads_of(conn, "child", id.as_str())?.len() as i64;
-        repo::update_child(conn, &child_row(&updated, head_count, row.created_at, at))?;
+        super::view::enqueue_for_parties(conn, node, &version, &parent_records, None, at)?;
+        let _ = row;
+        super::view::refresh_child_row(conn, node, id.as_str(), at)?;
         let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
         audit::append(
             conn,
@@ -234,6 +248,7 @@ pub fn update_child(
         Ok(Some(version.id))
     })?;
     if let Some(v) = outcome {
+        node.wake_senders();
         tracing::info!(child = %id.masked(), version = %v.short(), "child file updated");
     }
     read_file(conn, id)
@@ -352,6 +367,8 @@ pub fn import_children(
         heads: Vec<(String, String)>,
         children: Vec<ChildRow>,
         events: Vec<Event>,
+        /// (hukou, residence, hlc) per version, for queueing to the parties.
+        records: Vec<(crate::domain::RegionCode, crate::domain::RegionCode, i64)>,
     }
     let prepare = |chunk: &[(usize, ChildRecord)]| -> Result<Prepared, LedgerError> {
         let mut p = Prepared {
@@ -359,6 +376,7 @@ pub fn import_children(
             heads: Vec::with_capacity(chunk.len()),
             children: Vec::with_capacity(chunk.len()),
             events: Vec::with_capacity(chunk.len()),
+            records: Vec::with_capacity(chunk.len()),
         };
         for (row_no, record) in chunk {
             let v = new_version(node, record, vec![])?;
@@ -369,8 +387,13 @@ pub fn import_children(
                     .object("child", record.id_number.as_str())
                     .details(serde_json::json!({"version": v.id, "row": row_no})),
             );
+            p.records.push((
+                record.hukou_region.clone(),
+                record.residence_region.clone(),
+                v.version.hlc.to_i64(),
+            ));
             p.versions.push(v.to_row(at));
-            p.children.push(child_row(record, 1, at, at));
+            p.children.push(row_for(record, 1, at, at));
         }
         Ok(p)
     };
@@ -400,6 +423,7 @@ pub fn import_children(
                 repo::insert_versions(conn, &p.versions)?;
                 repo::insert_heads(conn, "child", &p.heads)?;
                 repo::insert_children(conn, &p.children)?;
+                super::view::enqueue_new(conn, node, &p.records, &p.heads, at)?;
                 let stamps: Vec<_> = p.events.iter().map(|_| node.clock.now()).collect();
                 audit::append_many(conn, &stamps, now, &p.events)?;
                 done += p.versions.len();
@@ -413,6 +437,7 @@ pub fn import_children(
             Ok::<_, LedgerError>(())
         })
     })?;
+    node.wake_senders();
     Ok(ImportSummary {
         imported: rows.len(),
     })
@@ -449,10 +474,10 @@ fn new_version(
 
 /// The current-view row of a record as first stored (benchmarks use it for the bare insert rate).
 pub fn view_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> ChildRow {
-    child_row(r, 1, at, at)
+    row_for(r, 1, at, at)
 }
 
-fn child_row(
+pub fn row_for(
     r: &ChildRecord,
     head_count: i64,
     created_at: chrono::NaiveDateTime,

@@ -1,9 +1,15 @@
-//! Documents and their versions: building, signing and storing versions, heads, and the local
-//! ledger of children's files (create, update, import, read, list).
+//! Documents and their versions: building, signing, storing and merging versions; heads; the
+//! local ledger of children's files; ingesting versions from peers with signed receipts; the
+//! outbox and the sender loops that push to peers.
 
+pub mod ingest;
 pub mod ledger;
+pub mod merge;
 pub mod node;
+pub mod receipt;
+pub mod sender;
 pub mod version;
+pub mod view;
 
 pub use ledger::LedgerError;
 pub use node::LocalNode;

@@ -1,32 +1,71 @@
-//! [`LocalNode`]: who this node is — its id, the regions it serves, its record-signing key and
-//! its hybrid logical clock — and what it is to a given child.
+//! [`LocalNode`]: who this node is — its id, the regions it serves, its record-signing key, its
+//! hybrid logical clock and (when it exchanges with peers) the signed directory — and what any
+//! node is to a given child.
+
+use std::collections::BTreeSet;
 
 use crate::crypto::hlc::{HlcClock, SystemClock};
 use crate::crypto::keys::SigningKey;
+use crate::directory::DirectoryHandle;
 use crate::domain::{NodeId, RegionCode, RegionPrefix, RiskPalette, Roles};
 
 /// This node, as its services see it.
 #[derive(Debug)]
 pub struct LocalNode {
     pub id: NodeId,
-    /// Invariant: not empty (checked by settings validation).
+    /// Used only without a directory. Invariant: not empty (checked by settings validation).
     pub serves: Vec<RegionPrefix>,
     pub key: SigningKey,
     pub clock: HlcClock<SystemClock>,
     pub palette: RiskPalette,
+    /// The signed directory; `None` for a node that exchanges with nobody. With a directory,
+    /// the directory (longest prefix) decides which node serves a region, for this node too.
+    pub directory: Option<DirectoryHandle>,
+    /// Bumped after every commit that queues versions, so sender loops wake without polling.
+    pub outbox_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl LocalNode {
+    /// The node serving a region: by the directory, or this node if it serves it standalone.
+    pub fn node_for(&self, region: &RegionCode) -> Option<NodeId> {
+        match &self.directory {
+            Some(d) => d.current().route(region).map(|n| n.id.clone()),
+            None => self
+                .serves
+                .iter()
+                .any(|p| p.matches(region))
+                .then(|| self.id.clone()),
+        }
+    }
+
     /// Whether this node serves a region.
     pub fn serves(&self, region: &RegionCode) -> bool {
-        self.serves.iter().any(|p| p.matches(region))
+        self.node_for(region).as_ref() == Some(&self.id)
     }
 
     /// This node's roles for a child with these regions.
     pub fn roles(&self, hukou: &RegionCode, residence: &RegionCode) -> Roles {
+        self.roles_of(&self.id, hukou, residence)
+    }
+
+    /// Any node's roles for a child with these regions.
+    pub fn roles_of(&self, node: &NodeId, hukou: &RegionCode, residence: &RegionCode) -> Roles {
         Roles {
-            hukou: self.serves(hukou),
-            residence: self.serves(residence),
+            hukou: self.node_for(hukou).as_ref() == Some(node),
+            residence: self.node_for(residence).as_ref() == Some(node),
         }
+    }
+
+    /// The nodes serving either region (one node when it serves both).
+    pub fn parties(&self, hukou: &RegionCode, residence: &RegionCode) -> BTreeSet<NodeId> {
+        [hukou, residence]
+            .into_iter()
+            .filter_map(|r| self.node_for(r))
+            .collect()
+    }
+
+    /// Wakes the sender loops.
+    pub fn wake_senders(&self) {
+        self.outbox_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

@@ -72,7 +72,7 @@ pub struct TestApp {
     pub store: Store,
     pub node: Arc<LocalNode>,
     pub settings: Settings,
-    handle: actix_web::dev::ServerHandle,
+    handle: hukou_sync::startup::StopHandle,
     pub db: TestDb,
     pub dir: tempfile::TempDir,
 }

@@ -1,0 +1,183 @@
+//! The peer listener's routes (mutual TLS): `POST /peer/v1/versions`. The peer is the node of
+//! the verified client certificate — never a header or a body field — checked against the
+//! signed directory (known, pinned, not revoked); every body field that names a node is checked
+//! against it. Refusals are answered with problem+json and recorded in the audit log.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use rustls_pki_types::CertificateDer;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
+use crate::domain::NodeId;
+use crate::storage::{self, exchange};
+use crate::sync::ingest;
+use crate::sync::receipt::{PushRequest, ReceiptBody};
+
+/// The client certificate of a TLS connection, stored by the server's `on_connect` hook.
+#[derive(Clone)]
+pub struct PeerCertificate(pub CertificateDer<'static>);
+
+/// Registers the peer routes.
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(web::PayloadConfig::default().limit(body_limit))
+        .service(push_versions)
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::not_found("no such route"))
+        }));
+}
+
+/// Identifies the peer of a request from its certificate and the directory.
+async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<NodeId, ApiError> {
+    use actix_web::http::StatusCode;
+    let cert = req.conn_data::<PeerCertificate>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no_client_certificate",
+            "a client certificate is required",
+        )
+    })?;
+    let dir = state
+        .node
+        .directory
+        .as_ref()
+        .map(|d| d.current())
+        .ok_or_else(|| ApiError::internal("peer listener without a directory"))?;
+    let refused = |code: &'static str, reason: String, claimed: String| async move {
+        let node = state.node.clone();
+        let details =
+            serde_json::json!({"code": code, "reason": reason, "certificate_node": claimed});
+        let _ = state
+            .store
+            .run(move |c| {
+                storage::transaction(c, |c| {
+                    audit::append(
+                        c,
+                        node.clock.now(),
+                        Utc::now(),
+                        &Event::new(
+                            Actor {
+                                kind: ActorKind::Node,
+                                id: "unauthenticated".into(),
+                                via: Via::Peer,
+                            },
+                            "peer.refused",
+                            Outcome::Denied,
+                        )
+                        .details(details),
+                    )
+                })
+            })
+            .await;
+        ApiError::new(StatusCode::FORBIDDEN, code, reason)
+    };
+    let san = match crate::tls::node_id_of(&cert.0) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(refused("bad_certificate_identity", e.to_string(), String::new()).await)
+        }
+    };
+    let fingerprint = crate::tls::fingerprint(&cert.0);
+    match dir.authenticate_peer(&san, &fingerprint, Utc::now()) {
+        Ok(entry) => Ok(entry.id.clone()),
+        Err(e) => Err(refused(e.code(), e.to_string(), san).await),
+    }
+}
+
+/// Receive a batch of signed versions; answer with a signed receipt.
+#[post("/peer/v1/versions")]
+pub async fn push_versions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let peer = authenticate(&state, &req).await?;
+    let request: PushRequest = serde_json::from_slice(&body).map_err(|e| {
+        if e.is_data() {
+            ApiError::unprocessable("invalid_body", format!("not a push request: {e}"))
+        } else {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        }
+    })?;
+    if request.sender != peer {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "sender_mismatch",
+            format!(
+                "the body names {} but the certificate is {peer}'s",
+                request.sender
+            ),
+        )
+        .field("sender"));
+    }
+    let node = state.node.clone();
+    let dir = node
+        .directory
+        .as_ref()
+        .map(|d| d.current())
+        .ok_or_else(|| ApiError::internal("peer listener without a directory"))?;
+    let batch = request.batch_digest();
+    let now = Utc::now();
+    let (outcome, head) = state
+        .store
+        .run(move |c| -> Result<_, crate::sync::LedgerError> {
+            let outcome = ingest::ingest(c, &node, &dir, &peer, &request.versions, now)?;
+            if let Some(h) = &request.tree_head {
+                // Witness the sender's head only if its own key signed it.
+                let keys = dir.signing_keys_at(&peer, now);
+                if keys.contains(&h.public_key) && h.verify().is_ok() {
+                    exchange::witness_head(
+                        c,
+                        peer.as_str(),
+                        h.size as i64,
+                        &h.root,
+                        h.timestamp.naive_utc(),
+                        &h.public_key.to_string(),
+                        &h.signature.to_string(),
+                    )?;
+                }
+            }
+            let head = audit::log::latest_tree_head(c)?;
+            Ok((outcome, (head, peer)))
+        })
+        .await?;
+    let (tree_head, peer) = head;
+    let receipt = ReceiptBody {
+        issuer: state.node.id.clone(),
+        recipient: peer.clone(),
+        issued_at: now,
+        batch,
+        accepted: outcome.accepted,
+        rejected: outcome.rejected,
+        tree_head,
+    }
+    .sign(&state.node.key)
+    .map_err(ApiError::internal)?;
+    // Keep what we signed (non-repudiation both ways).
+    let stored = receipt.clone();
+    let id = receipt.id().map_err(ApiError::internal)?.to_string();
+    state
+        .store
+        .run(move |c| {
+            exchange::insert_receipt(
+                c,
+                &exchange::ReceiptRow {
+                    id,
+                    issuer: stored.receipt.issuer.to_string(),
+                    recipient: stored.receipt.recipient.to_string(),
+                    issued_at: stored.receipt.issued_at.naive_utc(),
+                    accepted: stored.receipt.accepted.len() as i64,
+                    rejected: stored.receipt.rejected.len() as i64,
+                    body: serde_json::to_string(&stored).unwrap_or_default(),
+                    stored_at: Utc::now().naive_utc(),
+                },
+            )
+            .map_err(storage::StorageError::from)
+        })
+        .await?;
+    if outcome.stored > 0 {
+        state.node.wake_senders();
+    }
+    Ok(HttpResponse::Ok().json(receipt))
+}

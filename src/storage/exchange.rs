@@ -1,0 +1,288 @@
+//! Repositories of the exchange: the outbox, refused deliveries, receipts, peer status and the
+//! tree heads peers sent.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::records::VersionRow;
+use super::schema::{outbox, outbox_rejected, peer_status, peer_tree_heads, receipts, versions};
+use super::{DbConn, QueryError};
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = receipts)]
+pub struct ReceiptRow {
+    pub id: String,
+    pub issuer: String,
+    pub recipient: String,
+    pub issued_at: NaiveDateTime,
+    pub accepted: i64,
+    pub rejected: i64,
+    pub body: String,
+    pub stored_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = peer_status)]
+pub struct PeerStatusRow {
+    pub peer: String,
+    pub last_success_at: Option<NaiveDateTime>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<NaiveDateTime>,
+    pub failures: i64,
+    pub delivered: i64,
+}
+
+/// Queues versions for a peer; already queued ones are left as they are.
+pub fn enqueue(
+    conn: &mut DbConn,
+    peer: &str,
+    items: &[(String, i64)],
+    at: NaiveDateTime,
+) -> Result<usize, QueryError> {
+    let mut added = 0;
+    for (id, hlc) in items {
+        let exists: i64 = outbox::table
+            .filter(outbox::peer.eq(peer))
+            .filter(outbox::version_id.eq(id))
+            .count()
+            .get_result(conn)?;
+        if exists == 0 {
+            diesel::insert_into(outbox::table)
+                .values((
+                    outbox::peer.eq(peer),
+                    outbox::version_id.eq(id),
+                    outbox::hlc.eq(hlc),
+                    outbox::enqueued_at.eq(at),
+                ))
+                .execute(conn)?;
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
+/// The next versions to send to a peer, parents before children (by HLC, then id).
+pub fn next_batch(
+    conn: &mut DbConn,
+    peer: &str,
+    limit: i64,
+) -> Result<Vec<VersionRow>, QueryError> {
+    outbox::table
+        .inner_join(versions::table.on(versions::id.eq(outbox::version_id)))
+        .filter(outbox::peer.eq(peer))
+        .order((outbox::hlc.asc(), outbox::version_id.asc()))
+        .limit(limit)
+        .select(VersionRow::as_select())
+        .load(conn)
+}
+
+pub fn dequeue(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<usize, QueryError> {
+    let mut n = 0;
+    for chunk in ids.chunks(500) {
+        n += diesel::delete(
+            outbox::table
+                .filter(outbox::peer.eq(peer))
+                .filter(outbox::version_id.eq_any(chunk)),
+        )
+        .execute(conn)?;
+    }
+    Ok(n)
+}
+
+pub fn record_rejection(
+    conn: &mut DbConn,
+    peer: &str,
+    id: &str,
+    code: &str,
+    reason: &str,
+    at: NaiveDateTime,
+) -> Result<(), QueryError> {
+    diesel::delete(
+        outbox_rejected::table
+            .filter(outbox_rejected::peer.eq(peer))
+            .filter(outbox_rejected::version_id.eq(id)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(outbox_rejected::table)
+        .values((
+            outbox_rejected::peer.eq(peer),
+            outbox_rejected::version_id.eq(id),
+            outbox_rejected::code.eq(code),
+            outbox_rejected::reason.eq(reason),
+            outbox_rejected::rejected_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Queue depth and the oldest queued moment, per peer.
+pub fn outbox_depths(
+    conn: &mut DbConn,
+) -> Result<Vec<(String, i64, Option<NaiveDateTime>)>, QueryError> {
+    outbox::table
+        .group_by(outbox::peer)
+        .select((
+            outbox::peer,
+            diesel::dsl::count_star(),
+            diesel::dsl::min(outbox::enqueued_at),
+        ))
+        .load(conn)
+}
+
+pub fn rejected_count(conn: &mut DbConn, peer: &str) -> Result<i64, QueryError> {
+    outbox_rejected::table
+        .filter(outbox_rejected::peer.eq(peer))
+        .count()
+        .get_result(conn)
+}
+
+pub fn insert_receipt(conn: &mut DbConn, row: &ReceiptRow) -> Result<(), QueryError> {
+    let exists: i64 = receipts::table.find(&row.id).count().get_result(conn)?;
+    if exists == 0 {
+        diesel::insert_into(receipts::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn receipts_from(
+    conn: &mut DbConn,
+    issuer: &str,
+    limit: i64,
+) -> Result<Vec<ReceiptRow>, QueryError> {
+    receipts::table
+        .filter(receipts::issuer.eq(issuer))
+        .order(receipts::issued_at.desc())
+        .limit(limit)
+        .select(ReceiptRow::as_select())
+        .load(conn)
+}
+
+fn ensure_status(conn: &mut DbConn, peer: &str) -> Result<(), QueryError> {
+    let exists: i64 = peer_status::table.find(peer).count().get_result(conn)?;
+    if exists == 0 {
+        diesel::insert_into(peer_status::table)
+            .values((
+                peer_status::peer.eq(peer),
+                peer_status::failures.eq(0i64),
+                peer_status::delivered.eq(0i64),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn mark_success(
+    conn: &mut DbConn,
+    peer: &str,
+    delivered: i64,
+    at: NaiveDateTime,
+) -> Result<(), QueryError> {
+    ensure_status(conn, peer)?;
+    diesel::update(peer_status::table.find(peer))
+        .set((
+            peer_status::last_success_at.eq(Some(at)),
+            peer_status::failures.eq(0i64),
+            peer_status::delivered.eq(peer_status::delivered + delivered),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn mark_failure(
+    conn: &mut DbConn,
+    peer: &str,
+    error: &str,
+    at: NaiveDateTime,
+) -> Result<i64, QueryError> {
+    ensure_status(conn, peer)?;
+    diesel::update(peer_status::table.find(peer))
+        .set((
+            peer_status::last_error.eq(Some(error)),
+            peer_status::last_error_at.eq(Some(at)),
+            peer_status::failures.eq(peer_status::failures + 1),
+        ))
+        .execute(conn)?;
+    peer_status::table
+        .find(peer)
+        .select(peer_status::failures)
+        .first(conn)
+}
+
+pub fn statuses(conn: &mut DbConn) -> Result<Vec<PeerStatusRow>, QueryError> {
+    peer_status::table
+        .order(peer_status::peer.asc())
+        .select(PeerStatusRow::as_select())
+        .load(conn)
+}
+
+/// Stores a tree head a peer sent, once per size.
+pub fn witness_head(
+    conn: &mut DbConn,
+    peer: &str,
+    size: i64,
+    root: &str,
+    signed_at: NaiveDateTime,
+    public_key: &str,
+    signature: &str,
+) -> Result<(), QueryError> {
+    let exists: i64 = peer_tree_heads::table
+        .find((peer, size))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        diesel::insert_into(peer_tree_heads::table)
+            .values((
+                peer_tree_heads::peer.eq(peer),
+                peer_tree_heads::size.eq(size),
+                peer_tree_heads::root.eq(root),
+                peer_tree_heads::signed_at.eq(signed_at),
+                peer_tree_heads::public_key.eq(public_key),
+                peer_tree_heads::signature.eq(signature),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The largest head a peer sent that is smaller than `size` (to check consistency against).
+pub fn previous_peer_head(
+    conn: &mut DbConn,
+    peer: &str,
+    size: i64,
+) -> Result<Option<(i64, String)>, QueryError> {
+    peer_tree_heads::table
+        .filter(peer_tree_heads::peer.eq(peer))
+        .filter(peer_tree_heads::size.lt(size))
+        .order(peer_tree_heads::size.desc())
+        .select((peer_tree_heads::size, peer_tree_heads::root))
+        .first(conn)
+        .optional()
+}
+
+/// Queues versions that cannot be queued yet (just created), in multi-row inserts.
+pub fn enqueue_new(
+    conn: &mut DbConn,
+    peer: &str,
+    items: &[(String, i64)],
+    at: NaiveDateTime,
+) -> Result<(), QueryError> {
+    for chunk in items.chunks(500) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(id, hlc)| {
+                (
+                    outbox::peer.eq(peer),
+                    outbox::version_id.eq(id.as_str()),
+                    outbox::hlc.eq(*hlc),
+                    outbox::enqueued_at.eq(at),
+                )
+            })
+            .collect();
+        per_backend!(conn, |c| diesel::insert_into(outbox::table)
+            .values(values)
+            .execute(c))?;
+    }
+    Ok(())
+}

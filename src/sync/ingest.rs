@@ -1,0 +1,342 @@
+//! Ingesting versions pushed by a peer (DESIGN §3, §4, §6). Every version is verified before it
+//! is stored: its id is the hash of its content; its signature verifies with a key of its author
+//! valid at the version's time and not revoked; its stamp is not too far ahead; its body is a
+//! valid record; its parents are stored or earlier in the batch; its author, the sender and this
+//! node are parties of the child; and the author changed only fields its role owns (judged
+//! against the merged view of the version's ancestors, so both nodes judge alike). A batch is
+//! one transaction: accepted versions, their heads, the current views, the forwards to other
+//! parties and an audit event for every acceptance and every rejection — or nothing.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use super::ledger::LedgerError;
+use super::merge::{self, MergeInput};
+use super::node::LocalNode;
+use super::receipt::{RejectCode, Rejection};
+use super::version::{DocKind, SignedVersion, VersionId};
+use super::view;
+use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
+use crate::directory::Directory;
+use crate::domain::child::ChildRecord;
+use crate::domain::NodeId;
+use crate::storage::records as repo;
+use crate::storage::{self, DbConn};
+
+/// What happened to a batch.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOutcome {
+    /// Stored now or already held.
+    pub accepted: Vec<VersionId>,
+    pub rejected: Vec<Rejection>,
+    /// How many were new.
+    pub stored: usize,
+}
+
+type Refusal = (RejectCode, String);
+
+/// Verifies and stores a batch from `sender` (the verified peer). Without a directory there are
+/// no peers, so nothing can be ingested.
+pub fn ingest(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    dir: &Directory,
+    sender: &NodeId,
+    versions: &[SignedVersion],
+    now: DateTime<Utc>,
+) -> Result<IngestOutcome, LedgerError> {
+    let at = now.naive_utc();
+    let actor = Actor {
+        kind: ActorKind::Node,
+        id: sender.to_string(),
+        via: Via::Peer,
+    };
+    storage::transaction(conn, |conn| {
+        let ids: Vec<String> = versions.iter().map(|v| v.id.to_string()).collect();
+        let existing = repo::existing_versions(conn, &ids)?;
+        let mut out = IngestOutcome::default();
+        let mut accepted_here: HashMap<VersionId, ChildRecord> = HashMap::new();
+        let mut seen: HashSet<VersionId> = HashSet::new();
+        let mut touched_docs: BTreeSet<String> = BTreeSet::new();
+        let mut events = Vec::new();
+        let batch_records: HashMap<String, Vec<ChildRecord>> =
+            versions.iter().fold(HashMap::new(), |mut m, v| {
+                if let Ok(r) = view::record_of(v) {
+                    m.entry(v.version.doc_id.clone()).or_default().push(r);
+                }
+                m
+            });
+        for v in topological(versions) {
+            if !seen.insert(v.id) {
+                continue;
+            }
+            if existing.contains(&v.id.to_string()) {
+                out.accepted.push(v.id);
+                continue;
+            }
+            match check(conn, node, dir, sender, v, &accepted_here, &batch_records) {
+                Ok((record, parent_records)) => {
+                    let parents: Vec<String> =
+                        v.version.parents.iter().map(ToString::to_string).collect();
+                    repo::insert_versions(conn, &[v.to_row(at)])?;
+                    repo::advance_heads(
+                        conn,
+                        "child",
+                        &v.version.doc_id,
+                        &v.id.to_string(),
+                        &parents,
+                    )?;
+                    let forwarded = view::enqueue_for_parties(
+                        conn,
+                        node,
+                        v,
+                        &parent_records,
+                        Some(sender),
+                        at,
+                    )?;
+                    events.push(
+                        Event::new(actor.clone(), "version.ingest", Outcome::Ok)
+                            .object("child", &v.version.doc_id)
+                            .details(serde_json::json!({
+                                "version": v.id, "author": v.version.author_node,
+                                "forwarded_to": forwarded,
+                            })),
+                    );
+                    touched_docs.insert(v.version.doc_id.clone());
+                    accepted_here.insert(v.id, record);
+                    out.accepted.push(v.id);
+                    out.stored += 1;
+                }
+                Err((code, reason)) => {
+                    let doc: String = v.version.doc_id.chars().take(64).collect();
+                    events.push(
+                        Event::new(actor.clone(), "version.reject", Outcome::Rejected)
+                            .object("child", &doc)
+                            .details(serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason})),
+                    );
+                    out.rejected.push(Rejection {
+                        id: v.id,
+                        code,
+                        reason,
+                    });
+                }
+            }
+        }
+        for doc in &touched_docs {
+            view::refresh_child_row(conn, node, doc, at)?;
+        }
+        let stamps: Vec<_> = events.iter().map(|_| node.clock.now()).collect();
+        audit::append_many(conn, &stamps, now, &events)?;
+        Ok(out)
+    })
+}
+
+/// Parents before children within the batch (Kahn's algorithm, stable in input order).
+fn topological(versions: &[SignedVersion]) -> Vec<&SignedVersion> {
+    let in_batch: HashSet<VersionId> = versions.iter().map(|v| v.id).collect();
+    let mut placed: HashSet<VersionId> = HashSet::new();
+    let mut out = Vec::with_capacity(versions.len());
+    let mut rest: Vec<&SignedVersion> = versions.iter().collect();
+    while !rest.is_empty() {
+        let before = rest.len();
+        rest.retain(|v| {
+            let ready = v
+                .version
+                .parents
+                .iter()
+                .all(|p| !in_batch.contains(p) || placed.contains(p));
+            if ready {
+                placed.insert(v.id);
+                out.push(*v);
+            }
+            !ready
+        });
+        if rest.len() == before {
+            // Only a forged cycle can get here; its members fail the parent check.
+            out.append(&mut rest);
+        }
+    }
+    out
+}
+
+/// All checks of one version; on success its record and its parents' records.
+fn check(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    dir: &Directory,
+    sender: &NodeId,
+    v: &SignedVersion,
+    accepted_here: &HashMap<VersionId, ChildRecord>,
+    batch_records: &HashMap<String, Vec<ChildRecord>>,
+) -> Result<(ChildRecord, Vec<ChildRecord>), Refusal> {
+    let db = |e: storage::QueryError| (RejectCode::InvalidRecord, format!("storage: {e}"));
+    if v.version.kind != DocKind::Child {
+        return Err((
+            RejectCode::UnsupportedKind,
+            "only child documents are exchanged".into(),
+        ));
+    }
+    match v.version.id() {
+        Ok(id) if id == v.id => {}
+        _ => {
+            return Err((
+                RejectCode::IdMismatch,
+                "the id is not the SHA-256 of the version's canonical bytes".into(),
+            ))
+        }
+    }
+    let author = &v.version.author_node;
+    let entry = dir.node(author).ok_or_else(|| {
+        (
+            RejectCode::UnknownAuthor,
+            format!("{author} is not in the directory"),
+        )
+    })?;
+    let stamped = v.version.hlc.wall_time();
+    let verifies = |k: &crate::crypto::keys::PublicKey| {
+        k.verify(
+            crate::crypto::keys::SigningContext::Version,
+            v.id.0.as_bytes(),
+            &v.signature,
+        )
+        .is_ok()
+    };
+    if !dir.signing_keys_at(author, stamped).iter().any(verifies) {
+        return Err(if entry.signing_keys.iter().any(|w| verifies(&w.key)) {
+            (
+                RejectCode::KeyNotValid,
+                format!("the key that signed it is revoked or was not valid at {stamped}"),
+            )
+        } else {
+            (
+                RejectCode::BadSignature,
+                format!("no key of {author} verifies the signature"),
+            )
+        });
+    }
+    node.clock
+        .observe(v.version.hlc)
+        .map_err(|e| (RejectCode::ClockSkew, e.to_string()))?;
+    let record = view::record_of(v).map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
+    if record.id_number.as_str() != v.version.doc_id {
+        return Err((
+            RejectCode::InvalidRecord,
+            "doc_id is not the record's ID number".into(),
+        ));
+    }
+    let mut parent_records = Vec::with_capacity(v.version.parents.len());
+    for p in &v.version.parents {
+        if let Some(r) = accepted_here.get(p) {
+            parent_records.push(r.clone());
+            continue;
+        }
+        let row = repo::get_version(conn, &p.to_string()).map_err(db)?;
+        match row.map(|r| SignedVersion::from_row(&r)) {
+            Some(Ok(pv)) if pv.version.doc_id == v.version.doc_id => parent_records.push(
+                view::record_of(&pv).map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?,
+            ),
+            _ => {
+                return Err((
+                    RejectCode::UnknownParents,
+                    format!("parent {} is not known here", p.short()),
+                ))
+            }
+        }
+    }
+    // Parties: of this version, of its parents (a bureau the child moved away from), and of the
+    // batch's other versions of the same child (a bureau the child moved to receives history).
+    let mut parties = node.parties(&record.hukou_region, &record.residence_region);
+    for p in &parent_records {
+        parties.extend(node.parties(&p.hukou_region, &p.residence_region));
+    }
+    if !parties.contains(author) {
+        return Err((
+            RejectCode::AuthorNotParty,
+            format!("{author} serves neither region of this child"),
+        ));
+    }
+    if !parties.contains(sender) {
+        return Err((
+            RejectCode::SenderNotParty,
+            format!("{sender} serves neither region of this child"),
+        ));
+    }
+    let batch_parties: BTreeSet<NodeId> = batch_records
+        .get(&v.version.doc_id)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| node.parties(&r.hukou_region, &r.residence_region))
+        .collect();
+    if !parties.contains(&node.id) && !batch_parties.contains(&node.id) {
+        return Err((
+            RejectCode::NotParty,
+            format!("{} serves neither region of this child", node.id),
+        ));
+    }
+    if !v.version.parents.is_empty() {
+        check_authority(conn, node, v, &record, accepted_here)?;
+    }
+    Ok((record, parent_records))
+}
+
+/// The author may change only fields its role owns, relative to the merged view of the
+/// version's ancestors; a resolution by the hukou side may also settle fields under review.
+fn check_authority(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    v: &SignedVersion,
+    record: &ChildRecord,
+    accepted_here: &HashMap<VersionId, ChildRecord>,
+) -> Result<(), Refusal> {
+    let invalid = |e: String| (RejectCode::InvalidRecord, e);
+    let rows =
+        repo::versions_of(conn, "child", &v.version.doc_id).map_err(|e| invalid(e.to_string()))?;
+    let mut all: HashMap<VersionId, MergeInput> = HashMap::new();
+    for row in &rows {
+        let sv = SignedVersion::from_row(row).map_err(|e| invalid(e.to_string()))?;
+        all.insert(
+            sv.id,
+            view::merge_input(node, &sv).map_err(|e| invalid(e.to_string()))?,
+        );
+    }
+    // Versions accepted earlier in this batch are not stored yet in `rows` only if the
+    // transaction hides them; they are inserted already, so `rows` has them. Keep the map check.
+    let _ = accepted_here;
+    // The ancestors of the version: its parents and everything they descend from.
+    let mut ancestors: Vec<MergeInput> = Vec::new();
+    let mut stack: Vec<VersionId> = v.version.parents.clone();
+    let mut seen = HashSet::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(m) = all.get(&id) {
+            stack.extend(m.parents.iter().copied());
+            ancestors.push(m.clone());
+        }
+    }
+    let base = merge::merged_view(&ancestors).map_err(|e| invalid(e.to_string()))?;
+    let base_record =
+        ChildRecord::from_fields_structural(&base.fields).map_err(|e| invalid(e.to_string()))?;
+    let under_review = merge::fields_under_review(&base);
+    let roles = node.roles_of(
+        &v.version.author_node,
+        &base_record.hukou_region,
+        &base_record.residence_region,
+    );
+    for f in ChildRecord::changed_fields(&base.fields, &record.to_fields()) {
+        let settles = v.version.resolution && roles.hukou && under_review.contains(&f);
+        if !roles.may_change(f) && !settles {
+            return Err((
+                RejectCode::FieldNotOwned,
+                format!(
+                    "{} may not change {f} ({:?} authority)",
+                    v.version.author_node,
+                    f.authority()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! The sender loop of one peer (DESIGN §6): take the oldest queued versions (parents before
+//! children), post them over mutual TLS, verify and store the signed receipt, drop what it
+//! accepted or refused, and on failure retry with exponential backoff and jitter. The queue is
+//! in the database, so a restart loses nothing and sends nothing twice in effect (a duplicate is
+//! accepted again by the receiver).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::ledger::LedgerError;
+use super::node::LocalNode;
+use super::receipt::{PushRequest, SignedReceipt};
+use super::version::SignedVersion;
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::domain::NodeId;
+use crate::storage::exchange::{self, ReceiptRow};
+use crate::storage::{self, Store};
+
+/// Builds the mutual-TLS HTTP client for a peer (pinned to its node id). Made by `startup`,
+/// which owns the TLS material.
+pub type ClientFactory = Arc<dyn Fn(&NodeId) -> Result<reqwest::Client, String> + Send + Sync>;
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub batch_size: usize,
+    pub max_backoff: Duration,
+    /// Wait between checks when nothing wakes the loop.
+    pub idle_poll: Duration,
+}
+
+/// Why one delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("peer {0} is not in the directory")]
+    NotInDirectory(NodeId),
+    #[error("cannot build the TLS client: {0}")]
+    Client(String),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("the peer answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("bad receipt: {0}")]
+    Receipt(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Runs until `shutdown` flips to true.
+pub async fn run(
+    store: Store,
+    node: Arc<LocalNode>,
+    peer: NodeId,
+    clients: ClientFactory,
+    config: SenderConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut wake = node.outbox_changed.subscribe();
+    let mut client: Option<reqwest::Client> = None;
+    let mut failures: u32 = 0;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match send_once(&store, &node, &peer, &clients, &mut client, &config).await {
+            Ok(0) => {
+                failures = 0;
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(config.idle_poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                client = None;
+                let msg = e.to_string();
+                tracing::warn!(peer = %peer, failures, error = %msg, "push failed");
+                let p = peer.to_string();
+                let _ = store
+                    .run(move |c| {
+                        exchange::mark_failure(c, &p, &msg, Utc::now().naive_utc())
+                            .map_err(StorageErr::from)
+                    })
+                    .await;
+                let wait = backoff(failures, config.max_backoff);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 200 ms, capped, with full jitter (a random wait up to the bound),
+/// so peers that failed together do not retry together.
+pub fn backoff(failures: u32, max: Duration) -> Duration {
+    let bound = Duration::from_millis(200u64.saturating_mul(1u64 << failures.min(20))).min(max);
+    let mut b = [0u8; 8];
+    let r = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .map(|_| u64::from_le_bytes(b))
+        .unwrap_or(u64::MAX / 2);
+    let millis = bound.as_millis().max(1) as u64;
+    Duration::from_millis(millis / 2 + r % (millis / 2 + 1))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct StorageErr(#[from] storage::StorageError);
+impl From<storage::QueryError> for StorageErr {
+    fn from(e: storage::QueryError) -> Self {
+        StorageErr(storage::StorageError::Query(e))
+    }
+}
+
+/// One batch; returns how many versions left the queue.
+async fn send_once(
+    store: &Store,
+    node: &Arc<LocalNode>,
+    peer: &NodeId,
+    clients: &ClientFactory,
+    client: &mut Option<reqwest::Client>,
+    config: &SenderConfig,
+) -> Result<usize, SendError> {
+    let p = peer.to_string();
+    let limit = config.batch_size as i64;
+    let (versions, head) = store
+        .run(move |c| -> Result<_, LedgerError> {
+            let rows = exchange::next_batch(c, &p, limit)?;
+            let versions: Vec<SignedVersion> = rows
+                .iter()
+                .map(SignedVersion::from_row)
+                .collect::<Result<_, _>>()?;
+            let head = if versions.is_empty() {
+                None
+            } else {
+                audit::log::latest_tree_head(c)?
+            };
+            Ok((versions, head))
+        })
+        .await?;
+    if versions.is_empty() {
+        return Ok(0);
+    }
+    let dir = node
+        .directory
+        .as_ref()
+        .map(|d| d.current())
+        .ok_or_else(|| SendError::NotInDirectory(peer.clone()))?;
+    let entry = dir
+        .node(peer)
+        .ok_or_else(|| SendError::NotInDirectory(peer.clone()))?;
+    let url = format!("{}/peer/v1/versions", entry.endpoint.trim_end_matches('/'));
+    if client.is_none() {
+        *client = Some(clients(peer).map_err(SendError::Client)?);
+    }
+    let http = client
+        .as_ref()
+        .ok_or_else(|| SendError::Client("no client".into()))?;
+    let request = PushRequest {
+        sender: node.id.clone(),
+        versions,
+        tree_head: head,
+    };
+    let batch = request.batch_digest();
+    let resp = http
+        .post(&url)
+        .json(&request)
+        .send()
+        .await
+        .map_err(|e| SendError::Transport(error_chain(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect();
+        return Err(SendError::Status {
+            status: status.as_u16(),
+            body,
+        });
+    }
+    let receipt: SignedReceipt = resp
+        .json()
+        .await
+        .map_err(|e| SendError::Receipt(e.to_string()))?;
+    let keys = dir.signing_keys_at(peer, Utc::now());
+    receipt
+        .verify(&keys, peer, &node.id, &batch)
+        .map_err(|e| SendError::Receipt(e.to_string()))?;
+    let receipt_id = receipt
+        .id()
+        .map_err(|e| SendError::Receipt(e.to_string()))?;
+    let n = request.versions.len();
+    let node2 = node.clone();
+    let peer2 = peer.clone();
+    let done = store
+        .run(move |c| store_receipt(c, &node2, &peer2, &receipt, &receipt_id.to_string()))
+        .await?;
+    tracing::debug!(peer = %peer, sent = n, "batch delivered");
+    Ok(done)
+}
+
+/// Stores a verified receipt and settles the queue by it, with an audit event, atomically.
+fn store_receipt(
+    conn: &mut storage::DbConn,
+    node: &LocalNode,
+    peer: &NodeId,
+    receipt: &SignedReceipt,
+    receipt_id: &str,
+) -> Result<usize, LedgerError> {
+    let now = Utc::now();
+    let at = now.naive_utc();
+    let r = &receipt.receipt;
+    storage::transaction(conn, |c| {
+        exchange::insert_receipt(
+            c,
+            &ReceiptRow {
+                id: receipt_id.to_owned(),
+                issuer: r.issuer.to_string(),
+                recipient: r.recipient.to_string(),
+                issued_at: r.issued_at.naive_utc(),
+                accepted: r.accepted.len() as i64,
+                rejected: r.rejected.len() as i64,
+                body: serde_json::to_string(receipt).unwrap_or_default(),
+                stored_at: at,
+            },
+        )?;
+        let accepted: Vec<String> = r.accepted.iter().map(ToString::to_string).collect();
+        let mut done = exchange::dequeue(c, peer.as_str(), &accepted)?;
+        for rej in &r.rejected {
+            exchange::record_rejection(
+                c,
+                peer.as_str(),
+                &rej.id.to_string(),
+                rej.code.as_str(),
+                &rej.reason,
+                at,
+            )?;
+            done += exchange::dequeue(c, peer.as_str(), &[rej.id.to_string()])?;
+        }
+        exchange::mark_success(c, peer.as_str(), r.accepted.len() as i64, at)?;
+        if let Some(h) = &r.tree_head {
+            exchange::witness_head(
+                c,
+                peer.as_str(),
+                h.size as i64,
+                &h.root,
+                h.timestamp.naive_utc(),
+                &h.public_key.to_string(),
+                &h.signature.to_string(),
+            )?;
+        }
+        audit::append(
+            c,
+            node.clock.now(),
+            now,
+            &Event::new(Actor::job(&format!("sender:{peer}")), "receipt.store", Outcome::Ok).details(serde_json::json!({
+                "receipt": receipt_id, "issuer": r.issuer, "accepted": r.accepted.len(),
+                "rejected": r.rejected.iter().map(|x| serde_json::json!({"id": x.id, "code": x.code})).collect::<Vec<_>>(),
+            })),
+        )?;
+        Ok(done)
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Delivery state of one peer, for people and monitoring.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub endpoint: Option<String>,
+    /// Versions waiting to be sent.
+    pub outbox_depth: i64,
+    /// Seconds the oldest waiting version has waited.
+    pub lag_seconds: Option<i64>,
+    pub delivered: i64,
+    /// Versions the peer refused (kept, not retried).
+    pub rejected: i64,
+    pub last_success_at: Option<chrono::DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<chrono::DateTime<Utc>>,
+    pub consecutive_failures: i64,
+}
+
+/// Status of every peer in the directory (and any with queued versions).
+pub fn peer_statuses(
+    conn: &mut storage::DbConn,
+    node: &LocalNode,
+) -> Result<Vec<PeerStatus>, LedgerError> {
+    let now = Utc::now();
+    let depths = exchange::outbox_depths(conn)?;
+    let statuses = exchange::statuses(conn)?;
+    let dir = node.directory.as_ref().map(|d| d.current());
+    let mut peers: std::collections::BTreeSet<String> = dir
+        .iter()
+        .flat_map(|d| d.nodes().map(|n| n.id.to_string()).collect::<Vec<_>>())
+        .filter(|p| p != node.id.as_str())
+        .collect();
+    peers.extend(depths.iter().map(|d| d.0.clone()));
+    let mut out = Vec::new();
+    for peer in peers {
+        let depth = depths.iter().find(|d| d.0 == peer);
+        let st = statuses.iter().find(|s| s.peer == peer);
+        out.push(PeerStatus {
+            endpoint: dir.as_ref().and_then(|d| {
+                NodeId::parse(&peer)
+                    .ok()
+                    .and_then(|id| d.node(&id).map(|n| n.endpoint.clone()))
+            }),
+            outbox_depth: depth.map_or(0, |d| d.1),
+            lag_seconds: depth
+                .and_then(|d| d.2)
+                .map(|t| (now.naive_utc() - t).num_seconds().max(0)),
+            delivered: st.map_or(0, |s| s.delivered),
+            rejected: exchange::rejected_count(conn, &peer)?,
+            last_success_at: st.and_then(|s| s.last_success_at).map(|t| t.and_utc()),
+            last_error: st.and_then(|s| s.last_error.clone()),
+            last_error_at: st.and_then(|s| s.last_error_at).map(|t| t.and_utc()),
+            consecutive_failures: st.map_or(0, |s| s.failures),
+            peer,
+        });
+    }
+    Ok(out)
+}

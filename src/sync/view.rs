@@ -1,0 +1,151 @@
+//! The current view of a child's file: the merged view of all its versions (DESIGN §4) as the
+//! `children` table stores it for queries, and the outbox entries a new version creates.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDateTime;
+
+use super::ledger::LedgerError;
+use super::merge::{self, MergeInput, MergedView};
+use super::node::LocalNode;
+use super::version::SignedVersion;
+use crate::domain::child::ChildRecord;
+use crate::domain::{NodeId, Roles};
+use crate::storage::exchange;
+use crate::storage::records::{self as repo, ChildRow, VersionRow};
+use crate::storage::DbConn;
+
+/// A version's record, read structurally (versions were validated when made or ingested).
+pub fn record_of(v: &SignedVersion) -> Result<ChildRecord, LedgerError> {
+    let fields =
+        ChildRecord::fields_from_json(v.version.body.as_object().cloned().unwrap_or_default())?;
+    Ok(ChildRecord::from_fields_structural(&fields)?)
+}
+
+/// The merge's view of one version: who authored it, as what, and its fields.
+pub fn merge_input(node: &LocalNode, v: &SignedVersion) -> Result<MergeInput, LedgerError> {
+    let record = record_of(v)?;
+    let author_roles = author_roles(node, &v.version.author_node, &record);
+    Ok(MergeInput {
+        id: v.id,
+        parents: v.version.parents.clone(),
+        author_roles,
+        resolution: v.version.resolution,
+        hlc: v.version.hlc.to_i64(),
+        fields: record.to_fields(),
+    })
+}
+
+fn author_roles(node: &LocalNode, author: &NodeId, r: &ChildRecord) -> Roles {
+    node.roles_of(author, &r.hukou_region, &r.residence_region)
+}
+
+/// Loads every version of a child and merges them.
+pub fn merged(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    doc_id: &str,
+) -> Result<(Vec<SignedVersion>, MergedView), LedgerError> {
+    let rows = repo::versions_of(conn, "child", doc_id)?;
+    merged_from_rows(node, &rows)
+}
+
+pub fn merged_from_rows(
+    node: &LocalNode,
+    rows: &[VersionRow],
+) -> Result<(Vec<SignedVersion>, MergedView), LedgerError> {
+    let versions: Vec<SignedVersion> = rows
+        .iter()
+        .map(SignedVersion::from_row)
+        .collect::<Result<_, _>>()?;
+    let inputs: Vec<MergeInput> = versions
+        .iter()
+        .map(|v| merge_input(node, v))
+        .collect::<Result<_, _>>()?;
+    let view = merge::merged_view(&inputs).map_err(|e| LedgerError::Merge(e.to_string()))?;
+    Ok((versions, view))
+}
+
+/// Recomputes and stores the `children` row of a document from its versions.
+pub fn refresh_child_row(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    doc_id: &str,
+    at: NaiveDateTime,
+) -> Result<ChildRecord, LedgerError> {
+    let (_, view) = merged(conn, node, doc_id)?;
+    let record = ChildRecord::from_fields_structural(&view.fields)?;
+    let row = super::ledger::row_for(&record, view.heads.len() as i64, at, at);
+    match repo::get_child(conn, doc_id)? {
+        Some(existing) => repo::update_child(
+            conn,
+            &ChildRow {
+                created_at: existing.created_at,
+                ..row
+            },
+        )?,
+        None => repo::insert_children(conn, &[row])?,
+    }
+    Ok(record)
+}
+
+/// Queues a stored version for every party of it and of its parents except this node and `skip`
+/// (the peer it came from). Returns the peers queued for.
+pub fn enqueue_for_parties(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    v: &SignedVersion,
+    parent_records: &[ChildRecord],
+    skip: Option<&NodeId>,
+    at: NaiveDateTime,
+) -> Result<BTreeSet<NodeId>, LedgerError> {
+    if node.directory.is_none() {
+        return Ok(BTreeSet::new());
+    }
+    let record = record_of(v)?;
+    let mut peers = node.parties(&record.hukou_region, &record.residence_region);
+    for p in parent_records {
+        peers.extend(node.parties(&p.hukou_region, &p.residence_region));
+    }
+    peers.remove(&node.id);
+    if let Some(s) = skip {
+        peers.remove(s);
+    }
+    for peer in &peers {
+        exchange::enqueue(
+            conn,
+            peer.as_str(),
+            &[(v.id.to_string(), v.version.hlc.to_i64())],
+            at,
+        )?;
+    }
+    Ok(peers)
+}
+
+/// Queues brand-new creation versions (bulk import) for their other parties.
+pub fn enqueue_new(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    records: &[(crate::domain::RegionCode, crate::domain::RegionCode, i64)],
+    heads: &[(String, String)],
+    at: NaiveDateTime,
+) -> Result<(), LedgerError> {
+    if node.directory.is_none() {
+        return Ok(());
+    }
+    let mut per_peer: std::collections::BTreeMap<NodeId, Vec<(String, i64)>> = Default::default();
+    for ((hukou, residence, hlc), (_, version)) in records.iter().zip(heads) {
+        for peer in node.parties(hukou, residence) {
+            if peer != node.id {
+                per_peer
+                    .entry(peer)
+                    .or_default()
+                    .push((version.clone(), *hlc));
+            }
+        }
+    }
+    for (peer, items) in per_peer {
+        exchange::enqueue_new(conn, peer.as_str(), &items, at)?;
+    }
+    Ok(())
+}

@@ -320,3 +320,16 @@ mod tests {
         assert!(e.contains("database.url"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hukou-sync.example.toml");
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.records.stale_after_days, 183);
+        assert!(s.peer.is_none());
+    }
+}

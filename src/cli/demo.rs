@@ -1,147 +1,272 @@
-//! `hukou-sync demo`: a node on a temporary SQLite database with a real admin listener on
-//! loopback; a flowing child's file is created, edited and read over HTTP, and the audit trail
-//! is signed and verified. Every step is printed.
+//! `hukou-sync demo`: two bureaus in one process on loopback — the residence bureau of Zhengzhou
+//! (node 410100) and the hukou bureau of Chengdu (node 510100) — with a fresh dev PKI, a signed
+//! directory and temporary SQLite databases. A flowing child is registered where she lives, both
+//! bureaus edit her file over real mutual TLS, and every step is printed: versions, signatures
+//! verified, receipts, and the two identical views.
 
+use std::net::TcpListener;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{json, Value};
 
+use super::pki::{init_dev_pki, NodePlan};
 use crate::config::Settings;
-use crate::domain::{IdNumber, RegionCode};
+use crate::domain::{IdNumber, NodeId, RegionCode, RegionPrefix};
+use crate::startup::{Application, Listeners};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Keep the temporary directory (database, keys) and print its path.
+    /// Keep the temporary directory (PKI, databases) and print its path.
     #[arg(long)]
     keep: bool,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let mut settings = Settings::default();
-    settings.database.url = format!("sqlite://{}", dir.path().join("node.db").display());
-    settings.node.signing_key = dir.path().join("node-signing.key");
-    settings.admin.listen = "127.0.0.1:0".parse()?;
-    let rt = super::runtime()?;
-    rt.block_on(demo(settings))?;
+    super::runtime()?.block_on(demo(dir.path()))?;
     if args.keep {
-        let path = dir.keep();
-        println!("kept {}", path.display());
+        println!("kept {}", dir.keep().display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(settings: Settings) -> anyhow::Result<()> {
-    let app = crate::startup::Application::build(settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.admin_port());
-    let handle = app.handle();
-    let server = tokio::spawn(app.run_until_stopped());
+struct Node {
+    name: &'static str,
+    base: String,
+    stop: crate::startup::StopHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
+    let bind = || TcpListener::bind("127.0.0.1:0");
+    let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
+    let plans = vec![
+        NodePlan {
+            id: NodeId::parse("410100")?,
+            serves: vec![RegionPrefix::parse("4101")?],
+            peer_port: port(&zp)?,
+            admin_port: port(&za)?,
+        },
+        NodePlan {
+            id: NodeId::parse("510100")?,
+            serves: vec![RegionPrefix::parse("5101")?],
+            peer_port: port(&cp)?,
+            admin_port: port(&ca)?,
+        },
+    ];
+    let pki = init_dev_pki(&root.join("pki"), &plans, 30)?;
+    println!(
+        "== dev PKI: exchange CA, directory authority {}, directory signed (serial 1)",
+        pki.authority_public.fingerprint()
+    );
+    let mut nodes = Vec::new();
+    for ((node, admin, peer), name) in pki
+        .nodes
+        .iter()
+        .zip([(za, zp), (ca, cp)])
+        .map(|(n, (a, p))| (n, a, p))
+        .zip(["Zhengzhou residence bureau", "Chengdu hukou bureau"])
+    {
+        let mut settings = Settings::load(Some(&node.config))?;
+        settings.database.url = format!(
+            "sqlite://{}",
+            root.join(format!("{}.db", node.id)).display()
+        );
+        settings.log.filter = "warn".into();
+        let app = Application::build_with(
+            settings,
+            Listeners {
+                admin: Some(admin),
+                peer: Some(peer),
+            },
+        )
+        .await?;
+        println!("== {name} (node {}): admin http://127.0.0.1:{}, peer https://127.0.0.1:{} (mutual TLS, cert {})", node.id, app.admin_port(), app.peer_port().unwrap_or(0), &node.fingerprint[..16]);
+        let base = format!("http://127.0.0.1:{}", app.admin_port());
+        let stop = app.handle();
+        nodes.push(Node {
+            name,
+            base,
+            stop,
+            task: tokio::spawn(app.run_until_stopped()),
+        });
+    }
+    let (zz, cd) = (&nodes[0], &nodes[1]);
     let http = reqwest::Client::new();
-    println!("== node listening on {base}");
 
     let id = IdNumber::generate(
         &RegionCode::parse("510104")?,
         chrono::NaiveDate::from_ymd_opt(2015, 3, 8).unwrap_or_default(),
-        37,
+        38,
     );
-    let created: Value = send(
-        &http,
-        http.post(format!("{base}/api/v1/children")).json(&json!({
-            "id_number": id.as_str(),
-            "name": "李小雨",
-            "hukou_region": "510104",
-            "residence_region": "410105",
-            "categories": ["flowing", "left_behind"],
-            "father_situation": "working_away",
-            "mother_situation": "working_away",
-            "legal_guardian": {"name": "李建国", "relation": "祖父"},
-            "living_status": "with_grandparents",
-            "risk_level": "黄",
-        })),
+    let path = format!("/api/v1/children/{id}");
+    println!("\n-- 1. {} registers a flowing child: hukou 510104 (成都市锦江区), living in 410105 (郑州市金水区)", zz.name);
+    let t = Instant::now();
+    let created = send(http.post(format!("{}/api/v1/children", zz.base)).json(&json!({
+        "id_number": id.as_str(), "name": "李小雨", "hukou_region": "510104", "residence_region": "410105",
+        "categories": ["flowing", "left_behind"], "father_situation": "working_away", "mother_situation": "working_away",
+        "actual_caregiver": {"name": "李建国", "relation": "祖父"}, "living_status": "with_grandparents", "risk_level": "黄",
+    }))).await?;
+    print_version(&created, "created and signed by 410100");
+    let seen = wait_for(&http, cd, &path, 1).await?;
+    println!("   arrived at 510100 in {} ms: signature verified with 410100's directory key, stored, signed receipt returned", t.elapsed().as_millis());
+    print_version(&seen, "at 510100");
+
+    println!("\n-- 2. {} confirms 低保 (a hukou field)", cd.name);
+    let t = Instant::now();
+    let edited = send(
+        http.patch(format!("{}{path}", cd.base))
+            .json(&json!({"benefits": [{"benefit": "dibao", "since": "2026-11"}]})),
     )
     .await?;
-    println!(
-        "== created the file of {} (born {}, {}), version {}",
-        id.masked(),
-        created["birth_date"],
-        created["sex"],
-        short(&created["heads"][0])
-    );
+    print_version(&edited, "signed by 510100");
+    wait_for(&http, zz, &path, 2).await?;
+    println!("   arrived at 410100 in {} ms", t.elapsed().as_millis());
 
-    let updated: Value = send(
-        &http,
-        http.patch(format!("{base}/api/v1/children/{id}"))
-            .json(&json!({
-                "last_visit_on": "2026-11-20", "risk_level": "橙", "education_status": "primary"
-            })),
-    )
+    println!(
+        "\n-- 3. {} records a home visit (residence fields)",
+        zz.name
+    );
+    let t = Instant::now();
+    let visited = send(http.patch(format!("{}{path}", zz.base)).json(
+        &json!({"last_visit_on": "2026-11-20", "risk_level": "橙", "education_status": "primary"}),
+    ))
     .await?;
-    let last = &updated["history"][1];
-    println!(
-        "== residence visit recorded: version {} with parent {}, changed {}",
-        short(&last["id"]),
-        short(&last["parents"][0]),
-        last["changed"]
-    );
+    print_version(&visited, "signed by 410100");
+    wait_for(&http, cd, &path, 3).await?;
+    println!("   arrived at 510100 in {} ms", t.elapsed().as_millis());
 
+    println!("\n-- 4. the residence bureau may not change a hukou field");
     let refused = http
-        .patch(format!("{base}/api/v1/children/{id}"))
-        .json(&json!({"risk_level": "紫"}))
+        .patch(format!("{}{path}", zz.base))
+        .json(&json!({"benefits": []}))
         .send()
         .await?;
-    println!(
-        "== an invalid risk level is refused: {} {}",
-        refused.status(),
-        refused.text().await?
-    );
+    println!("   {}: {}", refused.status(), refused.text().await?);
 
-    let read: Value = send(
-        &http,
-        http.get(format!("{base}/api/v1/children/{id}"))
-            .header("X-Purpose", "home-visit"),
+    println!("\n-- 5. receipts and delivery state");
+    for n in &nodes {
+        let peers = wait_drained(&http, n).await?;
+        for p in peers.as_array().into_iter().flatten() {
+            println!(
+                "   {} → {}: delivered {}, queued {}, last receipt {}",
+                n.name, p["peer"], p["delivered"], p["outbox_depth"], p["last_success_at"]
+            );
+        }
+    }
+
+    println!("\n-- 6. the two views");
+    let a = send(
+        http.get(format!("{}{path}", zz.base))
+            .header("X-Purpose", "demo"),
     )
     .await?;
+    let b = send(
+        http.get(format!("{}{path}", cd.base))
+            .header("X-Purpose", "demo"),
+    )
+    .await?;
+    println!("   410100: {}", a["record"]);
+    println!("   510100: {}", b["record"]);
     println!(
-        "== current view: risk {}, last visit {}, {} versions",
-        read["record"]["risk_level"],
-        read["record"]["last_visit_on"],
-        read["history"].as_array().map_or(0, Vec::len)
+        "   identical: {}; heads {} = {}",
+        a["record"] == b["record"] && a["heads"] == b["heads"],
+        a["heads"],
+        b["heads"]
     );
 
-    let head: Value = send(&http, http.post(format!("{base}/api/v1/audit/tree-head"))).await?;
-    println!(
-        "== audit tree head signed: size {}, root {}",
-        head["size"],
-        short(&head["root"])
-    );
-    let ev: Value = send(&http, http.get(format!("{base}/api/v1/audit/events/0"))).await?;
-    println!(
-        "== event 0 ({}) with an inclusion proof of {} hashes",
-        ev["entry"]["event"]["action"],
-        ev["entry"]["inclusion"]["path"]
-            .as_array()
-            .map_or(0, Vec::len)
-    );
-
-    handle.stop(true).await;
-    let _ = server.await;
-    println!("== done");
+    println!("\n-- 7. audit trails");
+    for n in &nodes {
+        let head = send(http.post(format!("{}/api/v1/audit/tree-head", n.base))).await?;
+        println!(
+            "   {}: {} events, signed tree head root {}",
+            n.name,
+            head["size"],
+            &head["root"].as_str().unwrap_or("")[..16]
+        );
+    }
+    for n in nodes {
+        n.stop.stop(true).await;
+        let _ = n.task.await;
+    }
+    println!("\n== done");
     Ok(())
 }
 
-async fn send(http: &reqwest::Client, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let _ = http;
+fn print_version(file: &Value, what: &str) {
+    if let Some(v) = file["history"].as_array().and_then(|h| h.last()) {
+        let parents: Vec<String> = v["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .map(|p| p[..12].to_owned())
+            .collect();
+        println!(
+            "   version {} ({what}), parents [{}], changed {}",
+            &v["id"].as_str().unwrap_or("")[..12],
+            parents.join(", "),
+            v["changed"]
+        );
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let resp = req.send().await?;
     let status = resp.status();
     let body: Value = resp.json().await?;
-    if !status.is_success() {
-        anyhow::bail!("{status}: {body}");
-    }
+    anyhow::ensure!(status.is_success(), "{status}: {body}");
     Ok(body)
 }
 
-fn short(v: &Value) -> String {
-    v.as_str()
-        .map_or_else(|| v.to_string(), |s| s.chars().take(12).collect())
+/// Waits until the node holds `n` versions of the file.
+async fn wait_for(
+    http: &reqwest::Client,
+    node: &Node,
+    path: &str,
+    n: usize,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = http
+            .get(format!("{}{path}", node.base))
+            .header("X-Purpose", "demo")
+            .send()
+            .await?;
+        if r.status().is_success() {
+            let v: Value = r.json().await?;
+            if v["history"].as_array().is_some_and(|h| h.len() >= n) {
+                return Ok(v);
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the version did not arrive at {}",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the node's outbox is empty; returns its peers' status.
+async fn wait_drained(http: &reqwest::Client, node: &Node) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let peers = send(http.get(format!("{}/api/v1/peers", node.base))).await?;
+        if peers
+            .as_array()
+            .is_some_and(|a| a.iter().all(|p| p["outbox_depth"] == 0))
+        {
+            return Ok(peers);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} did not drain its outbox",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use hukou_sync::config::Settings;
-use hukou_sync::startup::Application;
+use hukou_sync::startup::{Application, Listeners};
 use hukou_sync::storage::Store;
 use hukou_sync::sync::LocalNode;
 use serde_json::{json, Value};
@@ -178,6 +178,12 @@ impl TestApp {
     pub async fn stop(self) {
         self.handle.stop(true).await;
     }
+
+    /// Stops the servers but keeps the database and files, to start the node again.
+    pub async fn shut_down(self) -> (Settings, TestDb, tempfile::TempDir) {
+        self.handle.stop(true).await;
+        (self.settings, self.db, self.dir)
+    }
 }
 
 /// A valid ID number for a child born on `birth` in `region`.
@@ -218,4 +224,23 @@ pub async fn problem(r: reqwest::Response, status: u16, code: &str) -> Value {
         "{body}"
     );
     body
+}
+
+/// Waits until `check` holds, polling; fails the test after `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

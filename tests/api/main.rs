@@ -4,4 +4,5 @@
 mod audit;
 mod children;
 mod cli;
+mod exchange;
 mod helpers;

@@ -1,0 +1,612 @@
+//! Two real nodes over mutual TLS on 127.0.0.1: a residence bureau in Zhengzhou (410100) and a
+//! hukou bureau in Chengdu (510100), with a fresh dev PKI and signed directory per test.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use chrono::Utc;
+use hukou_sync::cli::pki::{init_dev_pki, resign_directory, DevPki, NodePlan};
+use hukou_sync::config::Settings;
+use hukou_sync::crypto::hlc::Hlc;
+use hukou_sync::crypto::keys::SigningKey;
+use hukou_sync::domain::{NodeId, RegionPrefix};
+use hukou_sync::startup::Listeners;
+use hukou_sync::sync::receipt::{PushRequest, SignedReceipt};
+use hukou_sync::sync::version::{DocKind, SignedVersion, Version};
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, flowing_child, id_number, start, TestApp, TestDb};
+
+pub const ZHENGZHOU: &str = "410100";
+pub const CHENGDU: &str = "510100";
+
+pub struct Pair {
+    pub pki: DevPki,
+    pub residence: TestApp,
+    pub hukou: TestApp,
+    _root: tempfile::TempDir,
+}
+
+fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+/// Settings of a node from its generated config, on a fresh test database.
+pub fn node_settings(pki: &DevPki, id: &str, db: &TestDb) -> Settings {
+    let node = pki.nodes.iter().find(|n| n.id.as_str() == id).unwrap();
+    let mut s = Settings::load(Some(&node.config)).unwrap();
+    s.database.url = db.url.clone();
+    s.database.pool_size = 4;
+    s.sync.max_backoff_secs = 1;
+    s
+}
+
+pub async fn spawn_pair() -> Pair {
+    let root = tempfile::tempdir().unwrap();
+    let (ra, rp, ha, hp) = (bind(), bind(), bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().unwrap().port();
+    let plans = [
+        NodePlan {
+            id: NodeId::parse(ZHENGZHOU).unwrap(),
+            serves: vec![RegionPrefix::parse("4101").unwrap()],
+            peer_port: port(&rp),
+            admin_port: port(&ra),
+        },
+        NodePlan {
+            id: NodeId::parse(CHENGDU).unwrap(),
+            serves: vec![RegionPrefix::parse("5101").unwrap()],
+            peer_port: port(&hp),
+            admin_port: port(&ha),
+        },
+    ];
+    let pki = init_dev_pki(&root.path().join("pki"), &plans, 30).unwrap();
+    let mut apps = Vec::new();
+    for (id, admin, peer) in [(ZHENGZHOU, ra, rp), (CHENGDU, ha, hp)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::new(dir.path());
+        let settings = node_settings(&pki, id, &db);
+        apps.push(
+            start(
+                settings,
+                Listeners {
+                    admin: Some(admin),
+                    peer: Some(peer),
+                },
+                db,
+                dir,
+            )
+            .await,
+        );
+    }
+    let hukou = apps.pop().unwrap();
+    let residence = apps.pop().unwrap();
+    Pair {
+        pki,
+        residence,
+        hukou,
+        _root: root,
+    }
+}
+
+/// Restarts a stopped node on its old ports with its old database.
+pub async fn restart(settings: Settings, db: TestDb, dir: tempfile::TempDir) -> TestApp {
+    let admin = TcpListener::bind(settings.admin.listen).unwrap();
+    let peer = TcpListener::bind(settings.peer.as_ref().unwrap().listen).unwrap();
+    start(
+        settings,
+        Listeners {
+            admin: Some(admin),
+            peer: Some(peer),
+        },
+        db,
+        dir,
+    )
+    .await
+}
+
+async fn file(app: &TestApp, id: &str) -> Option<Value> {
+    let r = app.get(&format!("/api/v1/children/{id}")).await;
+    if r.status() == 200 {
+        Some(r.json().await.unwrap())
+    } else {
+        None
+    }
+}
+
+async fn wait_for_versions(app: &TestApp, id: &str, n: usize) -> Value {
+    eventually(20, &format!("{n} versions of the file"), || async {
+        file(app, id)
+            .await
+            .is_some_and(|f| f["history"].as_array().unwrap().len() == n)
+    })
+    .await;
+    file(app, id).await.unwrap()
+}
+
+#[tokio::test]
+async fn edits_on_either_node_reach_the_other_with_signed_receipts() {
+    let pair = spawn_pair().await;
+    let child = flowing_child(1);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    pair.residence.create_child(&child).await;
+    let at_hukou = wait_for_versions(&pair.hukou, &id, 1).await;
+    assert_eq!(at_hukou["record"]["name"], "张小明");
+    assert_eq!(at_hukou["history"][0]["author_node"], ZHENGZHOU);
+
+    // The hukou bureau records a benefit (a hukou field); the residence bureau a visit.
+    let r = pair
+        .hukou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"benefits": [{"benefit": "dibao", "since": "2026-10"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_for_versions(&pair.residence, &id, 2).await;
+    let r = pair
+        .residence
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"last_visit_on": "2026-11-20", "risk_level": "橙"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let a = wait_for_versions(&pair.hukou, &id, 3).await;
+    let b = wait_for_versions(&pair.residence, &id, 3).await;
+    assert_eq!(a["record"], b["record"]);
+    assert_eq!(a["heads"], b["heads"]);
+    assert_eq!(a["record"]["benefits"][0]["benefit"], "dibao");
+    // The residence side may not change a hukou field, locally refused.
+    let r = pair
+        .residence
+        .patch_json(&format!("/api/v1/children/{id}"), &json!({"benefits": []}))
+        .await;
+    assert_eq!(r.status(), 403);
+
+    // Receipts: each side holds the other's signed receipts, and it was audited.
+    eventually(10, "receipts stored", || async {
+        pair.residence.count("receipts") >= 2 && pair.hukou.count("receipts") >= 2
+    })
+    .await;
+    let events: Value = pair
+        .residence
+        .get("/api/v1/audit/events?action=receipt.store")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!events["items"].as_array().unwrap().is_empty());
+    let events: Value = pair
+        .hukou
+        .get("/api/v1/audit/events?action=version.ingest")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["items"].as_array().unwrap().len(), 2);
+    let peers: Value = pair
+        .residence
+        .get("/api/v1/peers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(peers[0]["peer"], CHENGDU);
+    eventually(10, "outbox drained", || async {
+        pair.residence.count("outbox") == 0 && pair.hukou.count("outbox") == 0
+    })
+    .await;
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
+/// A client presenting `cert`/`key` (PEM files) to the hukou node's peer listener.
+fn client_as(pki: &DevPki, cert: &std::path::Path, key: &std::path::Path) -> reqwest::Client {
+    let ca = hukou_sync::tls::pki::load_certs(&pki.ca_cert).unwrap();
+    let chain = hukou_sync::tls::pki::load_certs(cert).unwrap();
+    let key = hukou_sync::tls::pki::load_private_key(key).unwrap();
+    let cfg =
+        hukou_sync::tls::peer_client_config(&ca, chain, key, CHENGDU, &Default::default()).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*cfg).clone())
+        .build()
+        .unwrap()
+}
+
+fn residence_client(pki: &DevPki) -> reqwest::Client {
+    let n = pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == ZHENGZHOU)
+        .unwrap();
+    client_as(pki, &n.tls_cert, &n.tls_key)
+}
+
+fn residence_key(pki: &DevPki) -> SigningKey {
+    let n = pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == ZHENGZHOU)
+        .unwrap();
+    SigningKey::load(&n.signing_key).unwrap()
+}
+
+fn peer_url(app: &TestApp) -> String {
+    format!(
+        "https://127.0.0.1:{}/peer/v1/versions",
+        app.settings.peer.as_ref().unwrap().listen.port()
+    )
+}
+
+/// A creation version of `body` authored by the residence node.
+fn creation(body: &Value, key: &SigningKey, author: &str) -> SignedVersion {
+    Version::new(
+        DocKind::Child,
+        body["id_number"].as_str().unwrap().into(),
+        vec![],
+        NodeId::parse(author).unwrap(),
+        Hlc::new(Utc::now().timestamp_millis(), 0).unwrap(),
+        full_record(body),
+    )
+    .sign(key)
+    .unwrap()
+}
+
+/// The stored form of a record (every field present).
+fn full_record(body: &Value) -> Value {
+    let fields =
+        hukou_sync::domain::ChildRecord::fields_from_json(body.as_object().unwrap().clone())
+            .unwrap();
+    serde_json::to_value(hukou_sync::domain::ChildRecord::from_fields_structural(&fields).unwrap())
+        .unwrap()
+}
+
+async fn push(
+    client: &reqwest::Client,
+    app: &TestApp,
+    sender: &str,
+    versions: Vec<SignedVersion>,
+) -> reqwest::Response {
+    let req = PushRequest {
+        sender: NodeId::parse(sender).unwrap(),
+        versions,
+        tree_head: None,
+    };
+    client.post(peer_url(app)).json(&req).send().await.unwrap()
+}
+
+async fn receipt(r: reqwest::Response) -> SignedReceipt {
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn refused_peers_never_reach_the_data() {
+    let pair = spawn_pair().await;
+    let hukou = &pair.hukou;
+    let ca = hukou_sync::tls::pki::load_certs(&pair.pki.ca_cert).unwrap();
+
+    // No client certificate: the TLS handshake fails.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca[0].clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let anon = reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .build()
+        .unwrap();
+    assert!(anon
+        .post(peer_url(hukou))
+        .json(&json!({}))
+        .send()
+        .await
+        .is_err());
+
+    // A certificate from another CA: refused in the handshake too.
+    let other_ca = hukou_sync::tls::pki::generate_ca("rogue").unwrap();
+    let rogue =
+        hukou_sync::tls::pki::issue_node_cert(&other_ca, ZHENGZHOU, &["localhost", "127.0.0.1"])
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    hukou_sync::tls::pki::write_public_pem(&c, &rogue.cert_pem).unwrap();
+    hukou_sync::tls::pki::write_private_pem(&k, &rogue.key_pem).unwrap();
+    let rogue_client = client_as(&pair.pki, &c, &k);
+    assert!(rogue_client
+        .post(peer_url(hukou))
+        .json(&json!({}))
+        .send()
+        .await
+        .is_err());
+
+    // A valid certificate of the exchange CA for a node not in the directory: 403 unknown_node.
+    let ca_pair = hukou_sync::tls::pki::load_ca(&pair.pki.ca_cert, &pair.pki.ca_key).unwrap();
+    let stranger =
+        hukou_sync::tls::pki::issue_node_cert(&ca_pair, "420100", &["localhost", "127.0.0.1"])
+            .unwrap();
+    let (c2, k2) = (dir.path().join("c2.pem"), dir.path().join("k2.pem"));
+    hukou_sync::tls::pki::write_public_pem(&c2, &stranger.cert_pem).unwrap();
+    hukou_sync::tls::pki::write_private_pem(&k2, &stranger.key_pem).unwrap();
+    let r = client_as(&pair.pki, &c2, &k2)
+        .post(peer_url(hukou))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::problem(r, 403, "unknown_node").await;
+
+    // A node's certificate reissued (same id, not the pinned one): 403 certificate_not_pinned.
+    let reissued =
+        hukou_sync::tls::pki::issue_node_cert(&ca_pair, ZHENGZHOU, &["localhost", "127.0.0.1"])
+            .unwrap();
+    let (c3, k3) = (dir.path().join("c3.pem"), dir.path().join("k3.pem"));
+    hukou_sync::tls::pki::write_public_pem(&c3, &reissued.cert_pem).unwrap();
+    hukou_sync::tls::pki::write_private_pem(&k3, &reissued.key_pem).unwrap();
+    let r = client_as(&pair.pki, &c3, &k3)
+        .post(peer_url(hukou))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::problem(r, 403, "certificate_not_pinned").await;
+
+    // The body naming another sender than the certificate: 403.
+    let client = residence_client(&pair.pki);
+    let r = push(&client, hukou, CHENGDU, vec![]).await;
+    crate::helpers::problem(r, 403, "sender_mismatch").await;
+    // Malformed and oversized bodies.
+    let r = client
+        .post(peer_url(hukou))
+        .header("content-type", "application/json")
+        .body("{\"sender\":")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::problem(r, 400, "malformed_json").await;
+    let r = client
+        .post(peer_url(hukou))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 17 * 1024 * 1024])
+        .send()
+        .await;
+    assert!(r.map(|r| r.status().as_u16() == 413).unwrap_or(true));
+
+    // A revoked certificate: the directory authority revokes the residence node's certificate.
+    let fp = pair
+        .pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == ZHENGZHOU)
+        .unwrap()
+        .fingerprint
+        .clone();
+    resign_directory(&pair.pki, |d| d.revoked_certificates.push(fp)).unwrap();
+    let handle = hukou.node.directory.clone().unwrap();
+    handle
+        .reload_from(&pair.pki.directory, &pair.pki.authority_public, Utc::now())
+        .unwrap();
+    let r = push(&client, hukou, ZHENGZHOU, vec![]).await;
+    crate::helpers::problem(r, 403, "certificate_revoked").await;
+    let refused: Value = hukou
+        .get("/api/v1/audit/events?action=peer.refused")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["items"].as_array().unwrap().len(), 3);
+    assert_eq!(hukou.count("versions"), 0);
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
+#[tokio::test]
+async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
+    let pair = spawn_pair().await;
+    let hukou = &pair.hukou;
+    let client = residence_client(&pair.pki);
+    let key = residence_key(&pair.pki);
+
+    let good = creation(&flowing_child(2), &key, ZHENGZHOU);
+    // Bad signature: signed by a key that is not the residence node's.
+    let stranger_key = SigningKey::generate().unwrap().0;
+    let forged = creation(&flowing_child(3), &stranger_key, ZHENGZHOU);
+    // Id that does not match the content.
+    let mut tampered = creation(&flowing_child(4), &key, ZHENGZHOU);
+    tampered.version.body["name"] = json!("李四");
+    // A child neither node serves (Shenzhen): the author and sender are not parties.
+    let mut shenzhen = flowing_child(5);
+    shenzhen["hukou_region"] = json!("440305");
+    shenzhen["residence_region"] = json!("440306");
+    shenzhen["id_number"] = json!(id_number("440305", (2015, 5, 5), 5));
+    let not_party = creation(&shenzhen, &key, ZHENGZHOU);
+    // Unknown parents.
+    let orphan = Version::new(
+        DocKind::Child,
+        good.version.doc_id.clone(),
+        vec![forged.id],
+        NodeId::parse(ZHENGZHOU).unwrap(),
+        Hlc::new(Utc::now().timestamp_millis(), 1).unwrap(),
+        good.version.body.clone(),
+    )
+    .sign(&key)
+    .unwrap();
+    // A stamp far in the future.
+    let mut future_body = flowing_child(6);
+    future_body["name"] = json!("王五");
+    let future = Version::new(
+        DocKind::Child,
+        future_body["id_number"].as_str().unwrap().into(),
+        vec![],
+        NodeId::parse(ZHENGZHOU).unwrap(),
+        Hlc::new(Utc::now().timestamp_millis() + 3_600_000, 0).unwrap(),
+        full_record(&future_body),
+    )
+    .sign(&key)
+    .unwrap();
+    // A residence edit of a hukou field (benefits), on top of the good creation.
+    let mut changed = good.version.body.clone();
+    changed["benefits"] = json!([{"benefit": "tekun"}]);
+    let overreach = Version::new(
+        DocKind::Child,
+        good.version.doc_id.clone(),
+        vec![good.id],
+        NodeId::parse(ZHENGZHOU).unwrap(),
+        Hlc::new(Utc::now().timestamp_millis(), 5).unwrap(),
+        changed,
+    )
+    .sign(&key)
+    .unwrap();
+
+    let r = receipt(
+        push(
+            &client,
+            hukou,
+            ZHENGZHOU,
+            vec![
+                good.clone(),
+                forged.clone(),
+                tampered.clone(),
+                not_party.clone(),
+                orphan.clone(),
+                future.clone(),
+                overreach.clone(),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(r.receipt.accepted, vec![good.id]);
+    let codes: Vec<(String, &str)> = r
+        .receipt
+        .rejected
+        .iter()
+        .map(|x| (x.id.to_string(), x.code.as_str()))
+        .collect();
+    let code_of = |v: &SignedVersion| {
+        codes
+            .iter()
+            .find(|(id, _)| *id == v.id.to_string())
+            .map(|(_, c)| *c)
+    };
+    assert_eq!(code_of(&forged), Some("bad_signature"));
+    assert_eq!(code_of(&tampered), Some("id_mismatch"));
+    assert_eq!(code_of(&not_party), Some("author_not_party"));
+    assert_eq!(code_of(&orphan), Some("unknown_parents"));
+    assert_eq!(code_of(&future), Some("clock_skew"));
+    assert_eq!(code_of(&overreach), Some("field_not_owned"));
+    // The receipt is signed by the hukou node's key.
+    let hk = hukou.node.key.public_key();
+    r.verify(
+        &[hk],
+        &NodeId::parse(CHENGDU).unwrap(),
+        &NodeId::parse(ZHENGZHOU).unwrap(),
+        &r.receipt.batch,
+    )
+    .unwrap();
+    assert_eq!(hukou.count("versions"), 1);
+    let rejected: Value = hukou
+        .get("/api/v1/audit/events?action=version.reject")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rejected["items"].as_array().unwrap().len(), 6);
+
+    // A replayed batch is accepted again with a receipt, and stores nothing new.
+    let again = receipt(push(&client, hukou, ZHENGZHOU, vec![good.clone()]).await).await;
+    assert_eq!(again.receipt.accepted, vec![good.id]);
+    assert_eq!(hukou.count("versions"), 1);
+
+    // A revoked key, and a key used outside its validity window.
+    let mut later = flowing_child(7);
+    later["name"] = json!("赵六");
+    let old_stamp = Version::new(
+        DocKind::Child,
+        later["id_number"].as_str().unwrap().into(),
+        vec![],
+        NodeId::parse(ZHENGZHOU).unwrap(),
+        Hlc::new(
+            (Utc::now() - chrono::Duration::days(3)).timestamp_millis(),
+            0,
+        )
+        .unwrap(),
+        full_record(&later),
+    )
+    .sign(&key)
+    .unwrap();
+    let r = receipt(push(&client, hukou, ZHENGZHOU, vec![old_stamp.clone()]).await).await;
+    assert_eq!(r.receipt.rejected[0].code.as_str(), "key_not_valid");
+    let public = key.public_key();
+    resign_directory(&pair.pki, |d| d.revoked_keys.push(public)).unwrap();
+    hukou
+        .node
+        .directory
+        .clone()
+        .unwrap()
+        .reload_from(&pair.pki.directory, &pair.pki.authority_public, Utc::now())
+        .unwrap();
+    let fresh = creation(&flowing_child(8), &key, ZHENGZHOU);
+    let r = receipt(push(&client, hukou, ZHENGZHOU, vec![fresh]).await).await;
+    assert_eq!(r.receipt.rejected[0].code.as_str(), "key_not_valid");
+    assert_eq!(hukou.count("versions"), 1);
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_was_down_gets_everything_in_order_exactly_once() {
+    let pair = spawn_pair().await;
+    let Pair {
+        pki,
+        residence,
+        hukou,
+        _root,
+    } = pair;
+    let (h_settings, h_db, h_dir) = hukou.shut_down().await;
+    let child = flowing_child(9);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    residence.create_child(&child).await;
+    for (i, risk) in ["红", "橙", "黄", "绿"].iter().enumerate() {
+        let r = residence
+            .patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"risk_level": risk, "notes": format!("visit {i}")}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    eventually(10, "a failed delivery is recorded", || async {
+        let p: Value = residence.get("/api/v1/peers").await.json().await.unwrap();
+        p[0]["consecutive_failures"].as_i64().unwrap_or(0) > 0 && p[0]["outbox_depth"] == 5
+    })
+    .await;
+
+    // The sender restarts with a full outbox too.
+    let (r_settings, r_db, r_dir) = residence.shut_down().await;
+    let residence = restart(r_settings, r_db, r_dir).await;
+    let hukou = restart(h_settings, h_db, h_dir).await;
+    let got = wait_for_versions(&hukou, &id, 5).await;
+    assert_eq!(got["record"]["risk_level"], "绿");
+    assert_eq!(got["heads"].as_array().unwrap().len(), 1);
+    eventually(10, "outbox drained", || async {
+        residence.count("outbox") == 0
+    })
+    .await;
+    assert_eq!(hukou.count("versions"), 5);
+    // Each version was ingested once in effect (no rejection, no duplicate row).
+    let rejected: Value = hukou
+        .get("/api/v1/audit/events?action=version.reject")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(rejected["items"].as_array().unwrap().is_empty());
+    let _ = pki;
+    residence.stop().await;
+    hukou.stop().await;
+}

@@ -34,6 +34,17 @@ enum BenchWhat {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Push N versions from one node to another over mutual TLS (sign, send, verify, store,
+    /// receipt) beside bare Ed25519 verifications; and single-edit latency to the peer.
+    Sync {
+        #[arg(long, default_value_t = 20_000)]
+        versions: usize,
+        /// Single edits for the latency figures.
+        #[arg(long, default_value_t = 200)]
+        edits: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
     /// inclusion proof at N.
     Audit {
@@ -96,6 +107,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let figures = match args.what {
         BenchWhat::Import { count, postgres } => bench_import(count, postgres.as_deref())?,
         BenchWhat::Audit { events, postgres } => bench_audit(events, postgres.as_deref())?,
+        BenchWhat::Sync {
+            versions,
+            edits,
+            postgres,
+        } => super::runtime()?.block_on(bench_sync(versions, edits, postgres))?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -281,4 +297,184 @@ fn bench_audit(events: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
 
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+async fn bench_sync(
+    count: usize,
+    edits: usize,
+    postgres: Option<String>,
+) -> anyhow::Result<serde_json::Value> {
+    use crate::domain::{IdNumber, NodeId, RegionPrefix};
+    use crate::startup::{Application, Listeners};
+    use std::net::TcpListener;
+    let backend = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let root = tempfile::tempdir()?;
+    let bind = || TcpListener::bind("127.0.0.1:0");
+    let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
+    let plans = vec![
+        super::pki::NodePlan {
+            id: NodeId::parse("410100")?,
+            serves: vec![RegionPrefix::parse("41")?],
+            peer_port: port(&zp)?,
+            admin_port: port(&za)?,
+        },
+        super::pki::NodePlan {
+            id: NodeId::parse("510100")?,
+            serves: vec![RegionPrefix::parse("51")?],
+            peer_port: port(&cp)?,
+            admin_port: port(&ca)?,
+        },
+    ];
+    let pki = super::pki::init_dev_pki(&root.path().join("pki"), &plans, 30)?;
+    let mut apps = Vec::new();
+    let mut dbs = Vec::new();
+    for (node, (admin, peer)) in pki.nodes.iter().zip([(za, zp), (ca, cp)]) {
+        let db = bench_db(postgres.as_deref(), &format!("sync{}", node.id))?;
+        let mut settings = Settings::load(Some(&node.config))?;
+        settings.database.url = db.url.clone();
+        settings.log.filter = "error".into();
+        let app = Application::build_with(
+            settings,
+            Listeners {
+                admin: Some(admin),
+                peer: Some(peer),
+            },
+        )
+        .await?;
+        let store = app.store().clone();
+        let nd = app.node().clone();
+        let stop = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        apps.push((store, nd, stop));
+        dbs.push(db);
+    }
+    let (zz_store, zz_node, _) = apps[0].clone();
+    let (cd_store, _, _) = apps[1].clone();
+    let count_versions = |store: crate::storage::Store| async move {
+        store
+            .run(|c| storage::records::count_versions(c).map_err(storage::StorageError::from))
+            .await
+    };
+
+    // Throughput: N new files at the residence node, pushed to the hukou node.
+    let mut csv = Vec::new();
+    super::sample::write_ledger(&mut csv, count, 11, "51", "41")?;
+    let now = Utc::now();
+    let rules = RecordRules {
+        today: china_today(now),
+        palette: &zz_node.palette,
+    };
+    let mut rows = Vec::with_capacity(count);
+    for (line, fields) in LedgerReader::new(String::from_utf8(csv)?)? {
+        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
+    }
+    let pb = super::progress_bar(count as u64, "pushing", false);
+    let start = Instant::now();
+    let (s2, n2) = (zz_store.clone(), zz_node.clone());
+    let rows2 = rows.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut c = s2.conn()?;
+        ledger::import_children(&mut c, &n2, &rows2, &Actor::console(), now, &mut |_| {})?;
+        Ok(())
+    })
+    .await??;
+    let signed = start.elapsed();
+    loop {
+        let n = count_versions(cd_store.clone()).await? as usize;
+        pb.set_position(n as u64);
+        if n >= count {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < std::time::Duration::from_secs(600),
+            "push did not complete"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let total = start.elapsed();
+    pb.finish_and_clear();
+
+    // Latency: single edits, each until visible at the peer.
+    let ids: Vec<IdNumber> = rows
+        .iter()
+        .take(edits)
+        .map(|(_, r)| r.id_number.clone())
+        .collect();
+    let mut lat = Vec::with_capacity(edits);
+    for (i, id) in ids.iter().enumerate() {
+        let (s2, n2, id2) = (zz_store.clone(), zz_node.clone(), id.clone());
+        let t = Instant::now();
+        let file = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut c = s2.conn()?;
+            let patch = serde_json::json!({"notes": format!("visit {i}")});
+            Ok(ledger::update_child(
+                &mut c,
+                &n2,
+                &id2,
+                patch.as_object().cloned().unwrap_or_default(),
+                &Actor::console(),
+                Utc::now(),
+            )?)
+        })
+        .await??;
+        let vid = file
+            .history
+            .last()
+            .map(|v| v.id.to_string())
+            .unwrap_or_default();
+        loop {
+            let v = vid.clone();
+            let found = cd_store
+                .run(move |c| {
+                    storage::records::get_version(c, &v).map_err(storage::StorageError::from)
+                })
+                .await?;
+            if found.is_some() {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "edit did not arrive"
+            );
+            tokio::time::sleep(std::time::Duration::from_micros(500)).await;
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+
+    // Bare Ed25519 verifications per second on this machine, same run.
+    let key = crate::crypto::keys::SigningKey::generate()?.0;
+    let msg = [7u8; 32];
+    let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg);
+    let pk = key.public_key();
+    let n = 20_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        pk.verify(crate::crypto::keys::SigningContext::Version, &msg, &sig)?;
+    }
+    let verify_rate = n as f64 / start.elapsed().as_secs_f64();
+    for (_, _, stop) in &apps {
+        stop.stop(true).await;
+    }
+    Ok(serde_json::json!({
+        "backend": backend,
+        "versions": count,
+        "signed_and_stored_at_sender_seconds": round(signed.as_secs_f64()),
+        "end_to_end_seconds": round(total.as_secs_f64()),
+        "end_to_end_versions_per_s": (count as f64 / total.as_secs_f64()).round(),
+        "bare_ed25519_verifications_per_s": verify_rate.round(),
+        "single_edit_latency_p50_ms": round(pct(0.50)),
+        "single_edit_latency_p99_ms": round(pct(0.99)),
+        "single_edits": edits,
+    }))
 }

@@ -8,6 +8,7 @@ mod child;
 mod demo;
 mod import;
 pub mod ledger_csv;
+pub mod pki;
 pub mod sample;
 
 use std::path::PathBuf;
@@ -71,6 +72,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Development PKI: exchange CA, node certificates and keys, signed directory.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
     /// Delivery state of each peer: outbox depth, lag, last success, last error.
     Peers {
         #[arg(long)]
@@ -175,6 +179,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args),
+        Command::Pki(cmd) => pki::run(cmd),
         Command::Peers { json } => {
             let settings = load_settings(config)?;
             let (store, node) = crate::startup::open_node_blocking(&settings)?;

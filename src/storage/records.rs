@@ -290,3 +290,7 @@ pub fn max_hlc(conn: &mut DbConn) -> Result<Option<i64>, QueryError> {
         .select(diesel::dsl::max(versions::hlc))
         .first(conn)
 }
+
+pub fn count_versions(conn: &mut DbConn) -> Result<i64, QueryError> {
+    versions::table.count().get_result(conn)
+}

@@ -2,7 +2,6 @@
 //! hukou bureau in Chengdu (510100), with a fresh dev PKI and signed directory per test.
 
 use std::net::TcpListener;
-use std::time::Duration;
 
 use chrono::Utc;
 use hukou_sync::cli::pki::{init_dev_pki, resign_directory, DevPki, NodePlan};

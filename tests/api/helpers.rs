@@ -86,7 +86,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let db = TestDb::new(dir.path());
     let mut settings = test_settings(dir.path(), &db);
     configure(&mut settings);
-    let app = Application::build(settings.clone())
+    start(settings, Listeners::default(), db, dir).await
+}
+
+/// Starts a node from settings on the given listeners; the database and directory live as long
+/// as the returned app.
+pub async fn start(
+    settings: Settings,
+    listeners: Listeners,
+    db: TestDb,
+    dir: tempfile::TempDir,
+) -> TestApp {
+    let app = Application::build_with(settings.clone(), listeners)
         .await
         .expect("build app");
     let base = format!("http://127.0.0.1:{}", app.admin_port());

@@ -25,6 +25,42 @@ pub struct Settings {
     /// The signed directory; required when `peer` is set.
     pub directory: Option<DirectorySettings>,
     pub sync: SyncSettings,
+    pub eligibility: EligibilitySettings,
+}
+
+/// Deadlines of eligibility cases (DESIGN §5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EligibilitySettings {
+    /// Working days the hukou bureau has to decide, per benefit code.
+    pub deadlines: std::collections::BTreeMap<String, u32>,
+    /// Overrides per deciding-region prefix, e.g. `[eligibility.jurisdictions.51] dibao = 20`.
+    pub jurisdictions: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
+    /// A case this many working days or fewer from its deadline is "due soon".
+    pub due_soon_days: u32,
+    /// Extra holidays and make-up workdays (TOML: `holidays = [...]`, `workdays = [...]`),
+    /// merged with the shipped 2026 calendar of the State Council.
+    pub calendar: Option<PathBuf>,
+}
+
+impl Default for EligibilitySettings {
+    fn default() -> Self {
+        let deadlines = [
+            ("dibao", 30),
+            ("tekun", 30),
+            ("orphan_allowance", 30),
+            ("de_facto_unsupported_subsidy", 30),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Self {
+            deadlines,
+            jurisdictions: Default::default(),
+            due_soon_days: 5,
+            calendar: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,6 +291,26 @@ impl Settings {
                 .is_err()
             {
                 return bad("directory.authority_key: not a base64url Ed25519 public key".into());
+            }
+        }
+        for (code, _) in self
+            .eligibility
+            .deadlines
+            .iter()
+            .chain(self.eligibility.jurisdictions.values().flatten())
+        {
+            if !crate::domain::child::Benefit::ALL
+                .iter()
+                .any(|b| b.code() == code)
+            {
+                return bad(format!("eligibility.deadlines: unknown benefit {code:?}"));
+            }
+        }
+        for prefix in self.eligibility.jurisdictions.keys() {
+            if RegionPrefix::parse(prefix).is_err() {
+                return bad(format!(
+                    "eligibility.jurisdictions: {prefix:?} is not a region prefix"
+                ));
             }
         }
         if !(1..=5000).contains(&self.sync.batch_size) {

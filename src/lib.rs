@@ -25,6 +25,7 @@ pub mod config;
 pub mod crypto;
 pub mod directory;
 pub mod domain;
+pub mod eligibility;
 pub mod startup;
 pub mod storage;
 pub mod sync;

@@ -352,6 +352,8 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         clock,
         palette: settings.risk_palette(),
         directory,
+        deadlines: crate::eligibility::service::Deadlines::from_settings(&settings.eligibility)
+            .map_err(|e| anyhow::anyhow!("eligibility.calendar: {e}"))?,
         outbox_changed: tokio::sync::watch::channel(0).0,
     });
     Ok((store, node))

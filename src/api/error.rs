@@ -182,6 +182,42 @@ impl From<LedgerError> for ApiError {
     }
 }
 
+impl From<crate::eligibility::service::CaseError> for ApiError {
+    fn from(e: crate::eligibility::service::CaseError) -> Self {
+        use crate::eligibility::service::CaseError as C;
+        match e {
+            C::NotFound(_) => ApiError::not_found("no such case"),
+            C::ChildNotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "child_not_found",
+                "no file for this child on this node",
+            )
+            .field("child_id"),
+            e @ C::NotResidence(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "not_residence", e.to_string())
+            }
+            e @ C::NoDecider(_) => ApiError::unprocessable("no_decider", e.to_string()),
+            e @ C::DeciderNotParty(_) => {
+                ApiError::unprocessable("decider_not_party", e.to_string()).field("decider")
+            }
+            C::Step(s) => {
+                let code = s.code();
+                let status = match code {
+                    "wrong_party" | "not_party" => StatusCode::FORBIDDEN,
+                    "terminal_state" | "illegal_transition" => StatusCode::CONFLICT,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                let mut api = ApiError::new(status, code, s.to_string());
+                if code == "missing_reason" {
+                    api = api.field("transition.reason_text");
+                }
+                api
+            }
+            C::Ledger(l) => l.into(),
+        }
+    }
+}
+
 /// Maps the JSON extractor's failures (body too large, wrong content type, bad JSON).
 pub fn json_error(
     err: actix_web::error::JsonPayloadError,

@@ -2,6 +2,7 @@
 //! (in [`error`]) the one mapping from errors to `application/problem+json`.
 
 pub mod audit;
+pub mod cases;
 pub mod children;
 pub mod error;
 pub mod peer;
@@ -48,6 +49,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .service(audit::tree_head)
     .service(audit::sign_tree_head)
     .service(peers::peers)
+    .service(cases::create)
+    .service(cases::list)
+    .service(cases::read)
+    .service(cases::transition)
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found("no such route"))
     }));

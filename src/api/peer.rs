@@ -143,6 +143,18 @@ pub async fn push_versions(
         })
         .await?;
     let (tree_head, peer) = head;
+    if !outcome.cases.is_empty() {
+        // New requests this node decides are received at once (in their own transaction).
+        let node = state.node.clone();
+        let cases = outcome.cases.clone();
+        let r = state
+            .store
+            .run(move |c| crate::eligibility::service::after_ingest(c, &node, &cases, Utc::now()))
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not process received case versions");
+        }
+    }
     let receipt = ReceiptBody {
         issuer: state.node.id.clone(),
         recipient: peer.clone(),

@@ -147,7 +147,53 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         .await?;
     println!("   {}: {}", refused.status(), refused.text().await?);
 
-    println!("\n-- 5. receipts and delivery state");
+    println!(
+        "\n-- 5. eligibility: {} asks {} to confirm 特困 (extreme-poverty support)",
+        zz.name, cd.name
+    );
+    let t = Instant::now();
+    let opened = send(http.post(format!("{}/api/v1/cases", zz.base)).json(&json!({
+        "child_id": id.as_str(), "benefit": "tekun",
+        "grounds": {"father_situation": "working_away", "mother_situation": "working_away",
+                    "summary": "父母长期外出务工且失去联系，由年迈祖父抚养，无稳定收入",
+                    "evidence": [{"doc_type": "村委会证明", "issuer": "金水区某社区居委会", "number": "JS-2026-0412",
+                                  "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}]},
+        "officers": {"requester": "ZZ-JS-017"},
+    }))).await?;
+    let case_id = opened["case"]["case_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let case_path = format!("/api/v1/cases/{case_id}");
+    println!(
+        "   case {case_id} submitted, due {} (30 working days)",
+        opened["due_on"]
+    );
+    let c = wait_case(&http, zz, &case_path, "received").await?;
+    println!(
+        "   {} received it automatically: its signed version came back in {} ms ({} steps)",
+        cd.name,
+        t.elapsed().as_millis(),
+        c["case"]["history"].as_array().map_or(0, Vec::len)
+    );
+    send(http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "request_info", "question": "请补充父母失联的派出所证明"}, "officer": "CD-JJ-003"}))).await?;
+    wait_case(&http, zz, &case_path, "info_requested").await?;
+    println!("   510100 asked for information; 410100 sees info_requested");
+    send(http.post(format!("{}{case_path}/transitions", zz.base)).json(&json!({"transition": {"action": "provide_info", "answer": "已补充派出所出具的失联证明"}, "officer": "ZZ-JS-017"}))).await?;
+    wait_case(&http, cd, &case_path, "info_provided").await?;
+    println!("   410100 provided it; 510100 sees info_provided");
+    send(http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "approve", "effective_month": "2026-12"}, "officer": "CD-JJ-003"}))).await?;
+    let c = wait_case(&http, zz, &case_path, "approved").await?;
+    println!(
+        "   510100 approved from 2026-12; 410100 sees approved after {} signed steps",
+        c["case"]["history"].as_array().map_or(0, Vec::len)
+    );
+    wait_for(&http, zz, &path, 4).await?;
+    println!(
+        "   the approval added 特困 to the child's file at 510100, and the version reached 410100"
+    );
+
+    println!("\n-- 6. receipts and delivery state");
     for n in &nodes {
         let peers = wait_drained(&http, n).await?;
         for p in peers.as_array().into_iter().flatten() {
@@ -158,7 +204,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         }
     }
 
-    println!("\n-- 6. the two views");
+    println!("\n-- 7. the two views");
     let a = send(
         http.get(format!("{}{path}", zz.base))
             .header("X-Purpose", "demo"),
@@ -178,7 +224,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         b["heads"]
     );
 
-    println!("\n-- 7. audit trails");
+    println!("\n-- 8. audit trails");
     for n in &nodes {
         let head = send(http.post(format!("{}/api/v1/audit/tree-head", n.base))).await?;
         println!(
@@ -245,6 +291,35 @@ async fn wait_for(
         anyhow::ensure!(
             Instant::now() < deadline,
             "the version did not arrive at {}",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until a case reaches a state at a node.
+async fn wait_case(
+    http: &reqwest::Client,
+    node: &Node,
+    path: &str,
+    state: &str,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = http
+            .get(format!("{}{path}", node.base))
+            .header("X-Purpose", "demo")
+            .send()
+            .await?;
+        if r.status().is_success() {
+            let v: Value = r.json().await?;
+            if v["case"]["state"] == state {
+                return Ok(v);
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the case did not reach {state} at {}",
             node.name
         );
         tokio::time::sleep(Duration::from_millis(10)).await;

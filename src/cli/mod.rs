@@ -4,6 +4,7 @@
 
 mod audit_cmd;
 mod bench;
+mod case;
 mod child;
 mod demo;
 mod import;
@@ -47,6 +48,9 @@ enum Command {
     /// Read, list and update children's files.
     #[command(subcommand)]
     Child(child::ChildCommand),
+    /// Eligibility cases: list, show, create, act.
+    #[command(subcommand)]
+    Case(case::CaseCommand),
     /// Audit trail: verify, export, sign a tree head, show proofs.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
@@ -147,6 +151,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run_import(&load_settings(config)?, args),
         Command::Export(args) => import::run_export(&load_settings(config)?, args),
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
+        Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
         Command::Audit(cmd) => audit_cmd::run(&load_settings(config)?, cmd),
         Command::Keygen { out } => {
             let key = crate::crypto::keys::SigningKey::write_new(&out)?;

@@ -1,437 +1,1677 @@
-//! `hukou-sync pki init|issue`: a development PKI for an exchange on one machine — an exchange
-//! CA, a TLS certificate and a record-signing key per node, a directory authority key, a signed
-//! directory and a ready configuration per node. Never for real data: in production a real
-//! exchange CA issues certificates from CSRs and an offline authority signs the directory (see
-//! `certs/README.md`).
+//! `hukou-sync pki init|issue`: a **development** PKI for running an exchange on one machine.
+//!
+//! `pki init` writes, into an empty directory, everything a small exchange needs: an exchange CA,
+//! a directory authority key, a signed directory (serial 1), and for each node a TLS certificate
+//! (SAN URI `urn:hukou-sync:node:<id>`, server and client auth), a record-signing key and a ready
+//! `hukou-sync.toml` with absolute paths. `pki issue` adds one node to such a directory and
+//! re-signs the directory with the next serial.
+//!
+//! Layout (keys are `0600`):
+//!
+//! ```text
+//! <out>/ca.pem, ca.key                 exchange CA (dev only)
+//! <out>/authority.key, authority.pub   directory authority: Ed25519 PKCS#8 key, base64url public key
+//! <out>/directory.json                 the signed directory
+//! <out>/nodes/<id>/tls.pem, tls.key    the node's TLS certificate and key
+//! <out>/nodes/<id>/signing.key         the node's record-signing key
+//! <out>/nodes/<id>/hukou-sync.toml     the node's configuration
+//! <out>/nodes/<id>/data/               its SQLite database (created on first start)
+//! ```
+//!
+//! Every key here is generated on one machine, so whoever holds the directory can impersonate any
+//! node: never use it for real data. In production a real exchange CA issues certificates from
+//! CSRs made on each node and an offline authority signs the directory (see `certs/README.md`).
+//!
+//! All keys, certificates and the signed directory are generated and checked in memory first;
+//! files are created only afterwards, never overwriting anything, and if writing fails the files
+//! and directories this run created are removed again.
+//!
+//! [`init_dev_pki`] and [`resign_directory`] are also the library entry points of the demo and
+//! the integration tests.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration as StdDuration, SystemTime};
 
-use anyhow::Context;
-use chrono::{Duration, Utc};
+use anyhow::{anyhow, bail, Context as _};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 
-use crate::crypto::keys::{PublicKey, SigningKey};
-use crate::directory::{self, Directory, DirectoryDoc, KeyWindow, NodeEntry};
+use crate::crypto::keys::Pkcs8Document;
+use crate::crypto::{PublicKey, SigningKey};
+use crate::directory::{
+    self, Directory, DirectoryDoc, DirectoryError, KeyWindow, NodeEntry, SignedDirectory,
+};
 use crate::domain::{NodeId, RegionCode, RegionPrefix};
-use crate::tls::pki as tls_pki;
+use crate::tls::pki::{self as tls_pki, CertifiedKey};
 
+/// Exchange CA certificate, in the output directory.
+const CA_CERT: &str = "ca.pem";
+/// Exchange CA private key.
+const CA_KEY: &str = "ca.key";
+/// Directory authority private key (Ed25519 PKCS#8 DER).
+const AUTHORITY_KEY: &str = "authority.key";
+/// Directory authority public key (base64url, one line).
+const AUTHORITY_PUB: &str = "authority.pub";
+/// The signed directory.
+const DIRECTORY: &str = "directory.json";
+/// Parent of the per-node directories.
+const NODES: &str = "nodes";
+/// Per-node files.
+const TLS_CERT: &str = "tls.pem";
+const TLS_KEY: &str = "tls.key";
+const SIGNING_KEY: &str = "signing.key";
+const CONFIG: &str = "hukou-sync.toml";
+const DATA: &str = "data";
+const DATABASE: &str = "node.db";
+
+/// Common name of a generated exchange CA.
+const CA_NAME: &str = "hukou-sync development exchange CA (not for real data)";
+/// Host of the peer endpoints in the directory when no `--host` is given.
+const DEFAULT_ENDPOINT_HOST: &str = "127.0.0.1";
+/// First peer port when nothing says otherwise.
+const DEFAULT_PEER_PORT: u16 = 7443;
+/// First admin port when nothing says otherwise.
+const DEFAULT_ADMIN_PORT: u16 = 8080;
+/// Longest directory / key-window validity accepted, in days (about a century).
+const MAX_DAYS: i64 = 36_500;
+/// A node certificate is valid at least this many days (and at least as long as the directory).
+const MIN_CERT_DAYS: i64 = 365;
+/// How far a node certificate's `not_before` is back-dated, for clock skew between nodes.
+const CERT_BACKDATE: StdDuration = StdDuration::from_secs(5 * 60);
+/// How far a signing-key window starts in the past, for clock skew and back-dated imports.
+const KEY_WINDOW_BACKDATE_DAYS: i64 = 1;
+
+/// `hukou-sync pki`: the development PKI.
 #[derive(Debug, clap::Subcommand)]
 pub enum PkiCommand {
-    /// Create a development PKI, signed directory and node configurations.
+    /// Create a development PKI (exchange CA, directory authority, node certificates and
+    /// signing keys), a signed directory and a configuration per node. Never for real data.
     Init(InitArgs),
-    /// Add a node to an existing development PKI and re-sign the directory.
+    /// Add a node to an existing development PKI and re-sign the directory (serial + 1).
     Issue(IssueArgs),
 }
 
+/// Arguments of `pki init`.
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Output directory (must not exist or be empty).
+    /// Output directory; must not exist or be empty (nothing is ever overwritten).
     #[arg(long, default_value = "certs/dev")]
     out: PathBuf,
-    /// Node ids, comma-separated; a six-digit region code serves its region by default
-    /// (410100 → 4101, 410000 → 41).
+    /// Node ids, comma-separated, e.g. `410100,510100`. A six-digit region code serves its
+    /// region by default (trailing `00` pairs stripped: 410100 → 4101, 410000 → 41).
     #[arg(long, value_delimiter = ',', required = true)]
     nodes: Vec<String>,
-    /// Served prefixes per node: `410100=4101+4102` (repeatable).
-    #[arg(long)]
+    /// Served prefixes per node, `<id>=<prefix>[+<prefix>...]`, comma-separated, e.g.
+    /// `410100=4101,510100=5101+5102`; `*` serves every region. Required for node ids that
+    /// are not six-digit region codes.
+    #[arg(long, value_delimiter = ',')]
     serves: Vec<String>,
-    #[arg(long, default_value_t = 7443)]
+    /// Host names / IP addresses put in every node certificate (repeatable); the first one is
+    /// the host of the peer endpoints in the directory. Default: localhost and 127.0.0.1, with
+    /// endpoints on 127.0.0.1.
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// Peer (mutual TLS) port of the first node; node i gets base-port + i.
+    #[arg(long, default_value_t = DEFAULT_PEER_PORT)]
     base_port: u16,
-    #[arg(long, default_value_t = 8080)]
+    /// Admin API port of the first node; node i gets admin-base-port + i.
+    #[arg(long, default_value_t = DEFAULT_ADMIN_PORT)]
     admin_base_port: u16,
-    /// Validity of the directory and of the signing-key windows, in days.
-    #[arg(long, default_value_t = 365)]
+    /// Validity of the directory and of the record-signing key windows, in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=MAX_DAYS))]
     days: i64,
+    /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// Arguments of `pki issue`.
 #[derive(Debug, clap::Args)]
 pub struct IssueArgs {
     /// The directory `pki init` wrote.
     #[arg(long, default_value = "certs/dev")]
     dir: PathBuf,
+    /// Id of the new node, e.g. `420100`.
     #[arg(long)]
     node: String,
-    /// Served prefixes, `+`-separated (default: from the node id).
-    #[arg(long)]
-    serves: Option<String>,
+    /// Prefixes it serves, comma- or `+`-separated (default: from a six-digit region code).
+    #[arg(long, value_delimiter = ',')]
+    serves: Vec<String>,
+    /// Host names / IP addresses for its certificate (repeatable); the first is its endpoint
+    /// host. Default: localhost and 127.0.0.1, with the endpoint on 127.0.0.1.
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// Peer (mutual TLS) port. Default: the highest peer port in the directory + 1.
     #[arg(long)]
     port: Option<u16>,
+    /// Admin API port. Default: the highest admin port of the existing node configs + 1.
     #[arg(long)]
     admin_port: Option<u16>,
-    #[arg(long, default_value_t = 365)]
+    /// Validity of its record-signing key window, in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=MAX_DAYS))]
     days: i64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
-/// One node to create.
-#[derive(Debug, Clone)]
+/// One node for [`init_dev_pki`] to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodePlan {
+    /// Its node id (also the SAN URI of its certificate).
     pub id: NodeId,
+    /// The region prefixes it serves (at least one; no prefix served by two nodes).
     pub serves: Vec<RegionPrefix>,
+    /// Its peer (mutual TLS) port; the directory endpoint is `https://127.0.0.1:<peer_port>`.
     pub peer_port: u16,
+    /// Its admin API port, on 127.0.0.1.
     pub admin_port: u16,
 }
 
-/// What was written for one node.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What was written for one node (all paths absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DevNode {
+    /// The node id.
     pub id: NodeId,
+    /// `<out>/nodes/<id>`.
     pub dir: PathBuf,
+    /// Its `hukou-sync.toml`.
     pub config: PathBuf,
+    /// Its TLS certificate (PEM).
     pub tls_cert: PathBuf,
+    /// Its TLS private key (PEM, `0600`).
     pub tls_key: PathBuf,
+    /// Its record-signing key (PKCS#8, `0600`).
     pub signing_key: PathBuf,
+    /// Lower-case hex SHA-256 of its certificate, as pinned in the directory.
     pub fingerprint: String,
 }
 
-/// What `init_dev_pki` wrote.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What [`init_dev_pki`] wrote (all paths absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DevPki {
+    /// The output directory.
     pub out: PathBuf,
+    /// The exchange CA certificate (PEM): every node's `[peer] ca`.
     pub ca_cert: PathBuf,
+    /// The exchange CA private key (PEM, `0600`).
     pub ca_key: PathBuf,
+    /// The directory authority's private key (PKCS#8, `0600`).
     pub authority_key: PathBuf,
+    /// The directory authority's public key (also in `authority.pub`).
     pub authority_public: PublicKey,
+    /// The signed directory.
     pub directory: PathBuf,
+    /// The nodes, in the order of the plans.
     pub nodes: Vec<DevNode>,
 }
 
-const HOSTS: &[&str] = &["localhost", "127.0.0.1"];
+/// Creates a development PKI under `out` for `nodes`: exchange CA, directory authority, a signed
+/// directory (serial 1) expiring in `authority_validity_days` days, and per node a TLS
+/// certificate, a record-signing key (window: one day ago until the directory expires) and a
+/// configuration. Peer endpoints are `https://127.0.0.1:<peer_port>`; certificates name
+/// `localhost` and `127.0.0.1`.
+///
+/// Refuses an `out` that exists and is not empty, and invalid plans (no nodes, duplicate ids,
+/// a prefix served twice, duplicate or zero ports) before writing anything.
+pub fn init_dev_pki(
+    out: &Path,
+    nodes: &[NodePlan],
+    authority_validity_days: i64,
+) -> anyhow::Result<DevPki> {
+    init_with_hosts(out, nodes, authority_validity_days, &Hosts::new(&[])?).map(|i| i.pki)
+}
 
-/// Default served prefix of a node named by a region code: trailing `00` pairs stripped.
+/// Re-signs the directory after `edit` changes it. Tests use it to revoke certificates or keys,
+/// change windows or expire the directory.
+///
+/// The current directory is loaded and verified with `pki.authority_public` (an expired one is
+/// accepted, so that an expired directory can be renewed). Before `edit` runs, the serial is
+/// raised by one and `issued_at` set to now, so `edit` may still override both (to test a
+/// rollback, say). If `edit` moves `expires_at` to or before `issued_at` without touching
+/// `issued_at` (to expire the directory), `issued_at` is moved back to one day before
+/// `expires_at`. The result must pass directory validation; it is signed with
+/// `pki.authority_key` and atomically replaces `pki.directory`.
+pub fn resign_directory(pki: &DevPki, edit: impl FnOnce(&mut DirectoryDoc)) -> anyhow::Result<()> {
+    let authority = load_authority_key(&pki.authority_key, &pki.authority_public)?;
+    let current = load_directory_even_if_expired(&pki.directory, &pki.authority_public)?;
+    let mut doc = current.doc().clone();
+    let now = Utc::now();
+    doc.serial = doc
+        .serial
+        .checked_add(1)
+        .context("directory serial cannot be raised any further")?;
+    doc.issued_at = now;
+    edit(&mut doc);
+    if doc.issued_at == now && doc.expires_at <= doc.issued_at {
+        doc.issued_at = doc.expires_at - Duration::days(1);
+    }
+    let signed = directory::sign(&doc, &authority)
+        .context("the edited directory is not valid; nothing was written")?;
+    directory::write_signed(&pki.directory, &signed)?;
+    Ok(())
+}
+
+/// Runs a `pki` subcommand.
+pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PkiCommand::Init(args) => run_init(args),
+        PkiCommand::Issue(args) => run_issue(args),
+    }
+}
+
+fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let plans = plans_from_args(
+        &args.nodes,
+        &args.serves,
+        args.base_port,
+        args.admin_base_port,
+    )?;
+    let hosts = Hosts::new(&args.hosts)?;
+    let init = init_with_hosts(&args.out, &plans, args.days, &hosts)?;
+    let report = InitReport::new(&init);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
+    let id = NodeId::parse(args.node.trim()).map_err(|e| anyhow!("--node {:?}: {e}", args.node))?;
+    let serves = if args.serves.is_empty() {
+        None
+    } else {
+        Some(parse_prefixes(
+            args.serves.iter().map(String::as_str),
+            "--serves",
+        )?)
+    };
+    let request = IssueRequest {
+        id,
+        serves,
+        hosts: Hosts::new(&args.hosts)?,
+        peer_port: args.port,
+        admin_port: args.admin_port,
+        days: args.days,
+    };
+    let issued = issue_node(&args.dir, request)?;
+    let report = IssueReport {
+        out: issued.out.clone(),
+        directory: issued.directory.clone(),
+        serial: issued.serial,
+        node: NodeReport::new(&issued.node, &issued.entry, &issued.listen),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the plans of `pki init` from its arguments.
+fn plans_from_args(
+    nodes: &[String],
+    serves: &[String],
+    base_port: u16,
+    admin_base_port: u16,
+) -> anyhow::Result<Vec<NodePlan>> {
+    let ids = nodes
+        .iter()
+        .map(|raw| NodeId::parse(raw.trim()).map_err(|e| anyhow!("--nodes: {raw:?}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut explicit: BTreeMap<NodeId, Vec<RegionPrefix>> = BTreeMap::new();
+    for spec in serves.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (id, prefixes) = spec.split_once('=').ok_or_else(|| {
+            anyhow!("--serves {spec:?}: expected <node id>=<prefix>[+<prefix>...]")
+        })?;
+        let id = NodeId::parse(id.trim()).map_err(|e| anyhow!("--serves {spec:?}: {e}"))?;
+        if !ids.contains(&id) {
+            bail!("--serves {spec:?}: node {id} is not in --nodes");
+        }
+        let prefixes = parse_prefixes(std::iter::once(prefixes), "--serves")?;
+        explicit.entry(id).or_default().extend(prefixes);
+    }
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| -> anyhow::Result<NodePlan> {
+            let offset = u16::try_from(i).context("too many nodes")?;
+            let serves = match explicit.remove(&id) {
+                Some(serves) => serves,
+                None => default_serves(&id).ok_or_else(|| {
+                    anyhow!(
+                        "node {id} is not a six-digit region code, so its prefixes cannot be \
+                         derived: give them with --serves {id}=<prefix>"
+                    )
+                })?,
+            };
+            Ok(NodePlan {
+                peer_port: base_port.checked_add(offset).with_context(|| {
+                    format!("peer port of node {id}: {base_port} + {i} > 65535")
+                })?,
+                admin_port: admin_base_port.checked_add(offset).with_context(|| {
+                    format!("admin port of node {id}: {admin_base_port} + {i} > 65535")
+                })?,
+                id,
+                serves,
+            })
+        })
+        .collect()
+}
+
+/// Parses prefixes given as a list of `+`-separated groups, e.g. `["4101+4102", "42"]`.
+fn parse_prefixes<'a>(
+    groups: impl IntoIterator<Item = &'a str>,
+    what: &str,
+) -> anyhow::Result<Vec<RegionPrefix>> {
+    let mut out = Vec::new();
+    for p in groups
+        .into_iter()
+        .flat_map(|g| g.split('+'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        out.push(RegionPrefix::parse(p).map_err(|e| anyhow!("{what}: {p:?}: {e}"))?);
+    }
+    if out.is_empty() {
+        bail!("{what}: no region prefix given");
+    }
+    Ok(out)
+}
+
+/// The default prefix of a node whose id is a six-digit region code: the code with trailing
+/// `00` pairs stripped (410100 → 4101, 410000 → 41, 510104 → 510104). `None` for other ids.
 fn default_serves(id: &NodeId) -> Option<Vec<RegionPrefix>> {
     let s = id.as_str();
     if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let mut p = s;
-    while p.len() > 2 && p.ends_with("00") {
-        p = &p[..p.len() - 2];
+    while p.len() > 2 {
+        match p.strip_suffix("00") {
+            Some(shorter) => p = shorter,
+            None => break,
+        }
     }
     RegionPrefix::parse(p).ok().map(|p| vec![p])
 }
 
+/// The directory name of a node: the region's full name for a region code, else the id.
 fn node_name(id: &NodeId) -> String {
-    RegionCode::parse(id.as_str()).map_or_else(
-        |_| format!("node {id}"),
-        |r| format!("{} 民政局", r.full_name()),
-    )
+    RegionCode::parse(id.as_str()).map_or_else(|_| id.to_string(), |r| r.full_name())
 }
 
-/// Creates the PKI, directory and configurations under `out`.
-pub fn init_dev_pki(out: &Path, nodes: &[NodePlan], days: i64) -> anyhow::Result<DevPki> {
-    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
-        anyhow::bail!(
-            "{} exists and is not empty; refusing to overwrite key material",
-            out.display()
-        );
-    }
-    std::fs::create_dir_all(out.join("nodes"))?;
-    let out = std::fs::canonicalize(out)?;
-    let ca = tls_pki::generate_ca("hukou-sync development exchange CA")?;
-    let ca_cert = out.join("ca.pem");
-    let ca_key = out.join("ca.key");
-    tls_pki::write_public_pem(&ca_cert, &ca.cert_pem)?;
-    tls_pki::write_private_pem(&ca_key, &ca.key_pem)?;
-    let authority_key = out.join("authority.key");
-    let authority = SigningKey::write_new(&authority_key)?;
-    let authority_public = authority.public_key();
-    std::fs::write(out.join("authority.pub"), format!("{authority_public}\n"))?;
-    let directory = out.join("directory.json");
-    let now = Utc::now();
-    let mut doc = DirectoryDoc {
-        format: directory::FORMAT.to_owned(),
-        serial: 1,
-        issued_at: now,
-        expires_at: now + Duration::days(days),
-        nodes: Vec::new(),
-        revoked_certificates: Vec::new(),
-        revoked_keys: Vec::new(),
-    };
-    let mut written = Vec::new();
-    for plan in nodes {
-        let (entry, dev) = make_node(&out, &ca, plan, &directory, &authority_public, days)?;
-        doc.nodes.push(entry);
-        written.push(dev);
-    }
-    directory::write_signed(&directory, &directory::sign(&doc, &authority)?)?;
-    Ok(DevPki {
-        out,
-        ca_cert,
-        ca_key,
-        authority_key,
-        authority_public,
-        directory,
-        nodes: written,
-    })
+/// Certificate hosts and the host of the peer endpoints.
+#[derive(Debug, Clone)]
+struct Hosts {
+    /// Names put in the certificates (validated when a certificate is issued).
+    sans: Vec<String>,
+    /// Host of the directory endpoints.
+    endpoint: String,
 }
 
-fn make_node(
-    out: &Path,
-    ca: &tls_pki::CertifiedKey,
+impl Hosts {
+    /// `--host` values; none means `localhost` and `127.0.0.1` with endpoints on `127.0.0.1`.
+    fn new(hosts: &[String]) -> anyhow::Result<Hosts> {
+        let given: Vec<String> = hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        let Some(first) = given.first().cloned() else {
+            return Ok(Hosts {
+                sans: tls_pki::DEFAULT_HOSTS
+                    .iter()
+                    .map(|h| (*h).to_owned())
+                    .collect(),
+                endpoint: DEFAULT_ENDPOINT_HOST.to_owned(),
+            });
+        };
+        let mut sans = Vec::new();
+        for h in given {
+            if !sans.contains(&h) {
+                sans.push(h);
+            }
+        }
+        Ok(Hosts {
+            sans,
+            endpoint: first,
+        })
+    }
+
+    fn san_refs(&self) -> Vec<&str> {
+        self.sans.iter().map(String::as_str).collect()
+    }
+
+    /// `https://<host>:<port>` (IPv6 literals in brackets).
+    fn endpoint(&self, port: u16) -> String {
+        match self.endpoint.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("https://[{ip}]:{port}"),
+            _ => format!("https://{}:{port}", self.endpoint),
+        }
+    }
+
+    /// Where the peer listener binds: the loopback address for a loopback endpoint host
+    /// (`localhost`, 127.0.0.0/8, `::1`), otherwise every interface.
+    fn peer_listen(&self, port: u16) -> SocketAddr {
+        let ip = match self.endpoint.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => ip,
+            Ok(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            Ok(IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Err(_) if self.endpoint.eq_ignore_ascii_case("localhost") => {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+            Err(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        SocketAddr::new(ip, port)
+    }
+}
+
+/// Where a node's listeners bind.
+#[derive(Debug, Clone, Copy)]
+struct Listen {
+    peer: SocketAddr,
+    admin: SocketAddr,
+}
+
+fn admin_listen(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// A node generated in memory, not yet written.
+struct PreparedNode {
+    plan: NodePlan,
+    cert: CertifiedKey,
+    signing_key: Pkcs8Document,
+    entry: NodeEntry,
+    listen: Listen,
+}
+
+/// Issues the node's certificate and signing key and builds its directory entry, in memory.
+fn prepare_node(
+    ca: &CertifiedKey,
     plan: &NodePlan,
-    directory: &Path,
-    authority: &PublicKey,
+    hosts: &Hosts,
+    now: DateTime<Utc>,
     days: i64,
-) -> anyhow::Result<(NodeEntry, DevNode)> {
-    let dir = out.join("nodes").join(plan.id.as_str());
-    std::fs::create_dir_all(dir.join("data"))?;
-    let cert = tls_pki::issue_node_cert(ca, plan.id.as_str(), HOSTS)?;
-    let tls_cert = dir.join("tls.pem");
-    let tls_key = dir.join("tls.key");
-    tls_pki::write_public_pem(&tls_cert, &cert.cert_pem)?;
-    tls_pki::write_private_pem(&tls_key, &cert.key_pem)?;
-    let der = tls_pki::load_certs_from_pem(&cert.cert_pem)?;
-    let fingerprint = der
-        .first()
-        .map(crate::tls::fingerprint)
-        .context("no certificate issued")?;
-    let signing_key = dir.join("signing.key");
-    let key = SigningKey::write_new(&signing_key)?;
-    let now = Utc::now();
+) -> anyhow::Result<PreparedNode> {
+    let validity = days_duration(days)?;
+    let cert_days = days.max(MIN_CERT_DAYS);
+    let sys_now = SystemTime::now();
+    let not_after = u64::try_from(cert_days)
+        .ok()
+        .and_then(|d| d.checked_mul(24 * 60 * 60))
+        .and_then(|secs| sys_now.checked_add(StdDuration::from_secs(secs)))
+        .context("certificate validity out of range")?;
+    let cert = tls_pki::issue_node_cert_with_validity(
+        ca,
+        plan.id.as_str(),
+        &hosts.san_refs(),
+        sys_now.checked_sub(CERT_BACKDATE).unwrap_or(sys_now),
+        not_after,
+    )
+    .with_context(|| format!("issuing the TLS certificate of node {}", plan.id))?;
+    let fingerprint = cert_fingerprint(&cert)?;
+    let (signing, signing_key) = SigningKey::generate()?;
     let entry = NodeEntry {
         id: plan.id.clone(),
         name: node_name(&plan.id),
         serves: plan.serves.clone(),
-        endpoint: format!("https://127.0.0.1:{}", plan.peer_port),
-        tls_fingerprints: vec![fingerprint.clone()],
+        endpoint: hosts.endpoint(plan.peer_port),
+        tls_fingerprints: vec![fingerprint],
         signing_keys: vec![KeyWindow {
-            key: key.public_key(),
-            valid_from: now - Duration::days(1),
-            valid_until: now + Duration::days(days),
+            key: signing.public_key(),
+            valid_from: now - Duration::days(KEY_WINDOW_BACKDATE_DAYS),
+            valid_until: now + validity,
         }],
     };
-    let config = dir.join("hukou-sync.toml");
-    let serves: Vec<String> = plan.serves.iter().map(|p| format!("\"{p}\"")).collect();
-    let toml = format!(
-        "# Generated by `hukou-sync pki init` for development only.\n\
-         [node]\nid = \"{id}\"\nserves = [{serves}]\nsigning_key = \"{sk}\"\n\n\
-         [database]\nurl = \"sqlite://{db}\"\n\n\
-         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
-         [peer]\nlisten = \"127.0.0.1:{peer}\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\n\
-         [directory]\npath = \"{dirfile}\"\nauthority_key = \"{auth}\"\n",
-        id = plan.id,
-        serves = serves.join(", "),
-        sk = signing_key.display(),
-        db = dir.join("data").join("node.db").display(),
-        admin = plan.admin_port,
-        peer = plan.peer_port,
-        ca = out.join("ca.pem").display(),
-        cert = tls_cert.display(),
-        key = tls_key.display(),
-        dirfile = directory.display(),
-        auth = authority,
-    );
-    std::fs::write(&config, toml)?;
-    Ok((
+    Ok(PreparedNode {
+        plan: plan.clone(),
+        cert,
+        signing_key,
         entry,
-        DevNode {
-            id: plan.id.clone(),
-            dir,
-            config,
-            tls_cert,
-            tls_key,
-            signing_key,
-            fingerprint,
+        listen: Listen {
+            peer: hosts.peer_listen(plan.peer_port),
+            admin: admin_listen(plan.admin_port),
         },
-    ))
+    })
 }
 
-/// Re-signs the directory after `edit` changes it; the serial goes up by one.
-pub fn resign_directory(pki: &DevPki, edit: impl FnOnce(&mut DirectoryDoc)) -> anyhow::Result<()> {
-    resign(&pki.directory, &pki.authority_key, edit)
+/// SHA-256 fingerprint of the (single) certificate in `cert`.
+fn cert_fingerprint(cert: &CertifiedKey) -> anyhow::Result<String> {
+    let ders = tls_pki::load_certs_from_pem(&cert.cert_pem)?;
+    let der = ders.first().context("issued PEM holds no certificate")?;
+    Ok(crate::tls::fingerprint(der))
 }
 
-fn resign(
-    path: &Path,
-    authority_key: &Path,
-    edit: impl FnOnce(&mut DirectoryDoc),
-) -> anyhow::Result<()> {
-    let authority = SigningKey::load(authority_key)?;
-    let current = Directory::load(path, &authority.public_key(), Utc::now())?;
-    let mut doc = current.doc().clone();
-    edit(&mut doc);
-    doc.serial = current.serial() + 1;
-    doc.issued_at = Utc::now();
-    let signed = directory::sign(&doc, &authority)?;
-    let tmp = path.with_extension("json.new");
-    let _ = std::fs::remove_file(&tmp);
-    directory::write_signed(&tmp, &signed)?;
-    std::fs::rename(&tmp, path)?;
+/// `days` as a duration, refusing values outside `1..=MAX_DAYS`.
+fn days_duration(days: i64) -> anyhow::Result<Duration> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        bail!("validity must be between 1 and {MAX_DAYS} days, got {days}");
+    }
+    Duration::try_days(days).context("validity out of range")
+}
+
+/// Checks the plans of `init` (ids, prefixes, ports) before anything is generated.
+fn check_plans(nodes: &[NodePlan]) -> anyhow::Result<()> {
+    if nodes.is_empty() {
+        bail!("no nodes to create");
+    }
+    let mut ids = HashSet::new();
+    let mut prefixes: BTreeMap<&RegionPrefix, &NodeId> = BTreeMap::new();
+    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+    for plan in nodes {
+        if !ids.insert(&plan.id) {
+            bail!("node {} is listed twice", plan.id);
+        }
+        if plan.serves.is_empty() {
+            bail!("node {} serves no region prefix", plan.id);
+        }
+        for prefix in &plan.serves {
+            if let Some(other) = prefixes.insert(prefix, &plan.id) {
+                bail!(
+                    "prefix {prefix} is given to node {other} and to node {}; a prefix is served \
+                     by one node",
+                    plan.id
+                );
+            }
+        }
+        for (port, what) in [(plan.peer_port, "peer"), (plan.admin_port, "admin")] {
+            let me = format!("the {what} port of node {}", plan.id);
+            if port == 0 {
+                bail!("{me} is 0");
+            }
+            if let Some(other) = ports.insert(port, me.clone()) {
+                bail!("port {port} is both {other} and {me}");
+            }
+        }
+    }
     Ok(())
 }
 
-fn parse_serves(id: &NodeId, spec: Option<&str>) -> anyhow::Result<Vec<RegionPrefix>> {
-    match spec {
-        Some(s) => s
-            .split('+')
-            .map(|p| RegionPrefix::parse(p).map_err(|e| anyhow::anyhow!("--serves {p}: {e}")))
-            .collect(),
-        None => default_serves(id)
-            .ok_or_else(|| anyhow::anyhow!("node {id} is not a region code: give --serves")),
+/// Result of [`init_with_hosts`].
+struct Initialized {
+    pki: DevPki,
+    doc: DirectoryDoc,
+    listens: Vec<Listen>,
+}
+
+fn init_with_hosts(
+    out: &Path,
+    nodes: &[NodePlan],
+    days: i64,
+    hosts: &Hosts,
+) -> anyhow::Result<Initialized> {
+    check_plans(nodes)?;
+    let validity = days_duration(days)?;
+
+    // Everything is generated, and the directory signed (which validates it), in memory first.
+    let ca = tls_pki::generate_ca(CA_NAME)?;
+    let (authority, authority_pkcs8) = SigningKey::generate()?;
+    let authority_public = authority.public_key();
+    let now = Utc::now();
+    let prepared = nodes
+        .iter()
+        .map(|plan| prepare_node(&ca, plan, hosts, now, days))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let doc = DirectoryDoc {
+        format: directory::FORMAT.to_owned(),
+        serial: 1,
+        issued_at: now,
+        expires_at: now + validity,
+        nodes: prepared.iter().map(|p| p.entry.clone()).collect(),
+        revoked_certificates: Vec::new(),
+        revoked_keys: Vec::new(),
+    };
+    let signed = directory::sign(&doc, &authority)?;
+
+    let mut created = Created::default();
+    match fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "{} exists and is not empty; refusing to overwrite key material (choose \
+                     another --out or remove it)",
+                    out.display()
+                );
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            created.dir(out, 0o755)?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
+    }
+    let result = (|| -> anyhow::Result<DevPki> {
+        let out =
+            fs::canonicalize(out).with_context(|| format!("cannot resolve {}", out.display()))?;
+        write_init(
+            &mut created,
+            &out,
+            &ca,
+            &authority_pkcs8,
+            authority_public,
+            &prepared,
+            &signed,
+        )
+    })();
+    match result {
+        Ok(pki) => Ok(Initialized {
+            pki,
+            doc,
+            listens: prepared.iter().map(|p| p.listen).collect(),
+        }),
+        Err(e) => {
+            created.undo();
+            Err(e)
+        }
     }
 }
 
-pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        PkiCommand::Init(a) => {
-            let mut plans = Vec::new();
-            for (i, raw) in a.nodes.iter().enumerate() {
-                let id =
-                    NodeId::parse(raw.trim()).map_err(|e| anyhow::anyhow!("--nodes {raw}: {e}"))?;
-                let spec = a
-                    .serves
-                    .iter()
-                    .find_map(|s| s.strip_prefix(&format!("{id}=")));
-                let i = u16::try_from(i)?;
-                plans.push(NodePlan {
-                    serves: parse_serves(&id, spec)?,
-                    id,
-                    peer_port: a.base_port.checked_add(i).context("port out of range")?,
-                    admin_port: a
-                        .admin_base_port
-                        .checked_add(i)
-                        .context("port out of range")?,
-                });
-            }
-            let pki = init_dev_pki(&a.out, &plans, a.days)?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&pki)?);
+/// Writes what `init` generated under the (canonical, empty) `out`.
+fn write_init(
+    created: &mut Created,
+    out: &Path,
+    ca: &CertifiedKey,
+    authority_pkcs8: &Pkcs8Document,
+    authority_public: PublicKey,
+    prepared: &[PreparedNode],
+    signed: &SignedDirectory,
+) -> anyhow::Result<DevPki> {
+    let ca_cert = out.join(CA_CERT);
+    let ca_key = out.join(CA_KEY);
+    let authority_key = out.join(AUTHORITY_KEY);
+    let directory_path = out.join(DIRECTORY);
+    created.public_pem(&ca_cert, &ca.cert_pem)?;
+    created.private_pem(&ca_key, &ca.key_pem)?;
+    created.file(&authority_key, authority_pkcs8.as_bytes(), 0o600)?;
+    created.file(
+        &out.join(AUTHORITY_PUB),
+        format!("{authority_public}\n").as_bytes(),
+        0o644,
+    )?;
+    created.dir(&out.join(NODES), 0o755)?;
+    let mut nodes = Vec::with_capacity(prepared.len());
+    for node in prepared {
+        nodes.push(write_node(
+            created,
+            out,
+            node,
+            &directory_path,
+            &authority_public,
+        )?);
+    }
+    directory::write_signed(&directory_path, signed)?;
+    created.push(directory_path.clone());
+    Ok(DevPki {
+        out: out.to_owned(),
+        ca_cert,
+        ca_key,
+        authority_key,
+        authority_public,
+        directory: directory_path,
+        nodes,
+    })
+}
+
+/// Writes one node's directory: certificate, keys, data directory and configuration.
+fn write_node(
+    created: &mut Created,
+    out: &Path,
+    node: &PreparedNode,
+    directory_path: &Path,
+    authority: &PublicKey,
+) -> anyhow::Result<DevNode> {
+    let id = &node.plan.id;
+    let dir = out.join(NODES).join(id.as_str());
+    created.dir(&dir, 0o755)?;
+    created.dir(&dir.join(DATA), 0o700)?;
+    let tls_cert = dir.join(TLS_CERT);
+    let tls_key = dir.join(TLS_KEY);
+    let signing_key = dir.join(SIGNING_KEY);
+    let config = dir.join(CONFIG);
+    created.public_pem(&tls_cert, &node.cert.cert_pem)?;
+    created.private_pem(&tls_key, &node.cert.key_pem)?;
+    created.file(&signing_key, node.signing_key.as_bytes(), 0o600)?;
+    let toml = render_config(&ConfigPaths {
+        node,
+        signing_key: &signing_key,
+        database: &dir.join(DATA).join(DATABASE),
+        ca: &out.join(CA_CERT),
+        cert: &tls_cert,
+        key: &tls_key,
+        directory: directory_path,
+        authority,
+    })?;
+    created.file(&config, toml.as_bytes(), 0o644)?;
+    let fingerprint = node
+        .entry
+        .tls_fingerprints
+        .first()
+        .cloned()
+        .context("node entry has no fingerprint")?;
+    Ok(DevNode {
+        id: id.clone(),
+        dir,
+        config,
+        tls_cert,
+        tls_key,
+        signing_key,
+        fingerprint,
+    })
+}
+
+/// What a node configuration refers to.
+struct ConfigPaths<'a> {
+    node: &'a PreparedNode,
+    signing_key: &'a Path,
+    database: &'a Path,
+    ca: &'a Path,
+    cert: &'a Path,
+    key: &'a Path,
+    directory: &'a Path,
+    authority: &'a PublicKey,
+}
+
+/// The `hukou-sync.toml` of a node (parses into [`crate::config::Settings`]).
+fn render_config(c: &ConfigPaths<'_>) -> anyhow::Result<String> {
+    let node = c.node;
+    let serves = node
+        .plan
+        .serves
+        .iter()
+        .map(|p| toml_string(&p.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "# hukou-sync configuration of node {id} ({name}), written by `hukou-sync pki`.\n\
+         # Development PKI: never use these keys for real data (see certs/README.md).\n\
+         \n\
+         [node]\n\
+         id = {id_s}\n\
+         serves = [{serves}]\n\
+         signing_key = {signing_key}\n\
+         \n\
+         [database]\n\
+         url = {url}\n\
+         \n\
+         [admin]\n\
+         listen = {admin}\n\
+         \n\
+         [peer]\n\
+         listen = {peer}\n\
+         ca = {ca}\n\
+         cert = {cert}\n\
+         key = {key}\n\
+         \n\
+         [directory]\n\
+         path = {directory}\n\
+         authority_key = {authority}\n",
+        id = node.plan.id,
+        name = node.entry.name.replace(['\n', '\r'], " "),
+        id_s = toml_string(node.plan.id.as_str()),
+        signing_key = toml_path(c.signing_key)?,
+        url = toml_string(&format!("sqlite://{}", utf8(c.database)?)),
+        admin = toml_string(&node.listen.admin.to_string()),
+        peer = toml_string(&node.listen.peer.to_string()),
+        ca = toml_path(c.ca)?,
+        cert = toml_path(c.cert)?,
+        key = toml_path(c.key)?,
+        directory = toml_path(c.directory)?,
+        authority = toml_string(&c.authority.to_string()),
+    ))
+}
+
+fn utf8(path: &Path) -> anyhow::Result<&str> {
+    path.to_str().with_context(|| {
+        format!(
+            "path {} is not UTF-8 and cannot be written into a configuration",
+            path.display()
+        )
+    })
+}
+
+fn toml_path(path: &Path) -> anyhow::Result<String> {
+    Ok(toml_string(utf8(path)?))
+}
+
+/// `s` as a TOML basic string, escaping quotes, backslashes and control characters.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Files and directories created by this run, removed again (newest first) if it fails.
+/// Only what this run created is ever removed, and directories only when empty.
+#[derive(Debug, Default)]
+struct Created(Vec<PathBuf>);
+
+impl Created {
+    fn push(&mut self, path: PathBuf) {
+        self.0.push(path);
+    }
+
+    fn dir(&mut self, path: &Path, mode: u32) -> anyhow::Result<()> {
+        DirBuilder::new()
+            .mode(mode)
+            .create(path)
+            .with_context(|| format!("cannot create directory {}", path.display()))?;
+        self.push(path.to_owned());
+        Ok(())
+    }
+
+    /// A new file (never overwriting) with `mode`, synced.
+    fn file(&mut self, path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        self.push(path.to_owned());
+        file.write_all(bytes)
+            .and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)))
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    fn public_pem(&mut self, path: &Path, pem: &str) -> anyhow::Result<()> {
+        tls_pki::write_public_pem(path, pem)?;
+        self.push(path.to_owned());
+        Ok(())
+    }
+
+    fn private_pem(&mut self, path: &Path, pem: &str) -> anyhow::Result<()> {
+        tls_pki::write_private_pem(path, pem)?;
+        self.push(path.to_owned());
+        Ok(())
+    }
+
+    /// Best-effort removal: the error that made the run fail is the one worth reporting.
+    fn undo(self) {
+        for path in self.0.iter().rev() {
+            let _ = if path.is_dir() {
+                fs::remove_dir(path)
             } else {
-                println!(
-                    "development PKI in {} (never for real data)",
-                    pki.out.display()
-                );
-                println!("  exchange CA        {}", pki.ca_cert.display());
-                println!(
-                    "  directory          {} (serial 1, signed)",
-                    pki.directory.display()
-                );
-                println!("  authority key      {}", pki.authority_public);
-                for n in &pki.nodes {
-                    println!(
-                        "  node {:<12} cert {}…  config {}",
-                        n.id,
-                        &n.fingerprint[..16],
-                        n.config.display()
-                    );
-                }
-                println!(
-                    "start a node with: hukou-sync --config {} serve",
-                    pki.nodes
-                        .first()
-                        .map_or(String::new(), |n| n.config.display().to_string())
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+                fs::remove_file(path)
+            };
         }
-        PkiCommand::Issue(a) => {
-            let out = std::fs::canonicalize(&a.dir)
-                .with_context(|| format!("{} does not exist", a.dir.display()))?;
-            let id = NodeId::parse(&a.node).map_err(|e| anyhow::anyhow!("--node: {e}"))?;
-            let authority_key = out.join("authority.key");
-            let directory_path = out.join("directory.json");
-            let authority = SigningKey::load(&authority_key)?;
-            let current = Directory::load(&directory_path, &authority.public_key(), Utc::now())?;
-            if current.node(&id).is_some() {
-                anyhow::bail!("node {id} is already in the directory");
-            }
-            let port = |e: &NodeEntry| {
-                e.endpoint
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .unwrap_or(7442)
-            };
-            let max = current.nodes().map(port).max().unwrap_or(7442);
-            let plan = NodePlan {
-                serves: parse_serves(&id, a.serves.as_deref())?,
-                id: id.clone(),
-                peer_port: a.port.unwrap_or(max.saturating_add(1)),
-                admin_port: a
-                    .admin_port
-                    .unwrap_or(8080u16.saturating_add(current.nodes().count() as u16)),
-            };
-            let ca = tls_pki::load_ca(&out.join("ca.pem"), &out.join("ca.key"))?;
-            let (entry, dev) = make_node(
-                &out,
-                &ca,
-                &plan,
-                &directory_path,
-                &authority.public_key(),
-                a.days,
-            )?;
-            resign(&directory_path, &authority_key, |d| d.nodes.push(entry))?;
+    }
+}
+
+/// A node for `pki issue` to add.
+struct IssueRequest {
+    id: NodeId,
+    /// `None`: derived from the id.
+    serves: Option<Vec<RegionPrefix>>,
+    hosts: Hosts,
+    /// `None`: the highest peer port in the directory + 1.
+    peer_port: Option<u16>,
+    /// `None`: the highest admin port of the existing node configs + 1.
+    admin_port: Option<u16>,
+    /// Validity of its signing-key window.
+    days: i64,
+}
+
+/// What `pki issue` did.
+#[derive(Debug)]
+struct Issued {
+    out: PathBuf,
+    directory: PathBuf,
+    serial: u64,
+    node: DevNode,
+    entry: NodeEntry,
+    listen: Listen,
+}
+
+/// Adds a node to the development PKI in `dir` and re-signs its directory (serial + 1).
+fn issue_node(dir: &Path, req: IssueRequest) -> anyhow::Result<Issued> {
+    let out = fs::canonicalize(dir).with_context(|| {
+        format!(
+            "cannot open the development PKI directory {} (create one with `hukou-sync pki init`)",
+            dir.display()
+        )
+    })?;
+    let directory_path = out.join(DIRECTORY);
+    let authority_public = read_authority_public(&out.join(AUTHORITY_PUB))?;
+    let now = Utc::now();
+    let current = Directory::load(&directory_path, &authority_public, now)
+        .with_context(|| format!("cannot use {}", directory_path.display()))?;
+    let id = req.id;
+    if current.node(&id).is_some() {
+        bail!(
+            "node {id} is already in the directory {}",
+            directory_path.display()
+        );
+    }
+    let node_dir = out.join(NODES).join(id.as_str());
+    if fs::symlink_metadata(&node_dir).is_ok() {
+        bail!(
+            "{} already exists (left over from an earlier attempt?); remove it first",
+            node_dir.display()
+        );
+    }
+    let serves = match req.serves {
+        Some(serves) => serves,
+        None => default_serves(&id).ok_or_else(|| {
+            anyhow!(
+                "node {id} is not a six-digit region code, so its prefixes cannot be derived: \
+                 give them with --serves"
+            )
+        })?,
+    };
+    for prefix in &serves {
+        if let Some(owner) = current.nodes().find(|n| n.serves.contains(prefix)) {
+            bail!("prefix {prefix} is already served by node {}", owner.id);
+        }
+    }
+
+    let peer_ports: BTreeSet<u16> = current
+        .nodes()
+        .filter_map(|n| endpoint_port(&n.endpoint))
+        .collect();
+    let admin_ports = existing_admin_ports(&out, current.nodes().map(|n| &n.id));
+    let mut used: BTreeSet<u16> = peer_ports.union(&admin_ports).copied().collect();
+    let peer_port = pick_port(
+        req.peer_port,
+        peer_ports.last().copied(),
+        DEFAULT_PEER_PORT,
+        &used,
+        "--port",
+    )?;
+    used.insert(peer_port);
+    let admin_port = pick_port(
+        req.admin_port,
+        admin_ports.last().copied(),
+        DEFAULT_ADMIN_PORT,
+        &used,
+        "--admin-port",
+    )?;
+    let plan = NodePlan {
+        id: id.clone(),
+        serves,
+        peer_port,
+        admin_port,
+    };
+
+    let authority = load_authority_key(&out.join(AUTHORITY_KEY), &authority_public)?;
+    let ca = tls_pki::load_ca(&out.join(CA_CERT), &out.join(CA_KEY))?;
+    let prepared = prepare_node(&ca, &plan, &req.hosts, now, req.days)?;
+    let mut doc = current.doc().clone();
+    doc.nodes.push(prepared.entry.clone());
+    doc.serial = doc
+        .serial
+        .checked_add(1)
+        .context("directory serial cannot be raised any further")?;
+    doc.issued_at = now;
+    let signed = directory::sign(&doc, &authority)?;
+
+    let mut created = Created::default();
+    let result = (|| -> anyhow::Result<DevNode> {
+        let nodes_dir = out.join(NODES);
+        if !nodes_dir.is_dir() {
+            created.dir(&nodes_dir, 0o755)?;
+        }
+        let node = write_node(
+            &mut created,
+            &out,
+            &prepared,
+            &directory_path,
+            &authority_public,
+        )?;
+        directory::write_signed(&directory_path, &signed)?;
+        Ok(node)
+    })();
+    match result {
+        Ok(node) => Ok(Issued {
+            out,
+            directory: directory_path,
+            serial: doc.serial,
+            node,
+            entry: prepared.entry,
+            listen: prepared.listen,
+        }),
+        Err(e) => {
+            created.undo();
+            Err(e)
+        }
+    }
+}
+
+/// The explicit port (refused if taken), or the first free port after `highest` (or `first`).
+fn pick_port(
+    explicit: Option<u16>,
+    highest: Option<u16>,
+    first: u16,
+    used: &BTreeSet<u16>,
+    flag: &str,
+) -> anyhow::Result<u16> {
+    if let Some(port) = explicit {
+        if port == 0 {
+            bail!("{flag} 0: give a real port");
+        }
+        if used.contains(&port) {
+            bail!("{flag} {port}: already used by another node of this PKI");
+        }
+        return Ok(port);
+    }
+    let mut port = match highest {
+        Some(p) => p.checked_add(1),
+        None => Some(first),
+    };
+    while let Some(p) = port {
+        if !used.contains(&p) {
+            return Ok(p);
+        }
+        port = p.checked_add(1);
+    }
+    bail!(
+        "no free port left after {}: give {flag}",
+        highest.unwrap_or(first)
+    )
+}
+
+/// The port of an `https://host:port[/...]` endpoint.
+fn endpoint_port(endpoint: &str) -> Option<u16> {
+    let rest = endpoint.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    if host.is_empty() || (host.contains(':') && !host.ends_with(']')) {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// Admin ports of the existing nodes' generated configurations (unreadable ones are skipped).
+fn existing_admin_ports<'a>(out: &Path, ids: impl Iterator<Item = &'a NodeId>) -> BTreeSet<u16> {
+    #[derive(Deserialize)]
+    struct Config {
+        admin: Option<Admin>,
+    }
+    #[derive(Deserialize)]
+    struct Admin {
+        listen: Option<SocketAddr>,
+    }
+    ids.filter_map(|id| {
+        let text = fs::read_to_string(out.join(NODES).join(id.as_str()).join(CONFIG)).ok()?;
+        let config: Config = toml::from_str(&text).ok()?;
+        config.admin?.listen.map(|a| a.port())
+    })
+    .collect()
+}
+
+/// Reads `authority.pub` (base64url Ed25519 public key).
+fn read_authority_public(path: &Path) -> anyhow::Result<PublicKey> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.trim().parse::<PublicKey>().map_err(|e| {
+        anyhow!(
+            "{}: not a base64url Ed25519 public key: {e}",
+            path.display()
+        )
+    })
+}
+
+/// Loads the authority's private key and checks it belongs to `public`.
+fn load_authority_key(path: &Path, public: &PublicKey) -> anyhow::Result<SigningKey> {
+    let key = SigningKey::load(path)?;
+    if key.public_key() != *public {
+        bail!(
+            "{} does not belong to the trusted authority key {public}",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
+/// Loads and verifies the directory like [`Directory::load`], but accepts an expired one.
+fn load_directory_even_if_expired(path: &Path, authority: &PublicKey) -> anyhow::Result<Directory> {
+    match Directory::load(path, authority, Utc::now()) {
+        Err(DirectoryError::Expired { .. }) => {
+            // The signature and every validation rule are checked before expiry, so this one
+            // verified. Verify again as of its own `issued_at` (before `expires_at`, by
+            // validation), which skips only the expiry check.
+            let bytes =
+                fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let unverified: SignedDirectory = serde_json::from_slice(&bytes)
+                .with_context(|| format!("cannot parse {}", path.display()))?;
+            Ok(Directory::from_signed_json(
+                &bytes,
+                authority,
+                unverified.directory.issued_at,
+            )?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// One node in a summary.
+#[derive(Debug, Serialize)]
+struct NodeReport {
+    id: NodeId,
+    name: String,
+    serves: Vec<RegionPrefix>,
+    endpoint: String,
+    peer_listen: SocketAddr,
+    admin_listen: SocketAddr,
+    tls_fingerprint: String,
+    signing_public_key: Option<PublicKey>,
+    dir: PathBuf,
+    config: PathBuf,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    signing_key: PathBuf,
+}
+
+impl NodeReport {
+    fn new(node: &DevNode, entry: &NodeEntry, listen: &Listen) -> NodeReport {
+        NodeReport {
+            id: node.id.clone(),
+            name: entry.name.clone(),
+            serves: entry.serves.clone(),
+            endpoint: entry.endpoint.clone(),
+            peer_listen: listen.peer,
+            admin_listen: listen.admin,
+            tls_fingerprint: node.fingerprint.clone(),
+            signing_public_key: entry.signing_keys.first().map(|w| w.key),
+            dir: node.dir.clone(),
+            config: node.config.clone(),
+            tls_cert: node.tls_cert.clone(),
+            tls_key: node.tls_key.clone(),
+            signing_key: node.signing_key.clone(),
+        }
+    }
+
+    fn print(&self) {
+        let serves: Vec<String> = self.serves.iter().map(ToString::to_string).collect();
+        println!(
+            "  node {} ({}), serves {}",
+            self.id,
+            self.name,
+            serves.join(", ")
+        );
+        println!(
+            "    peer      {} (listens on {})",
+            self.endpoint, self.peer_listen
+        );
+        println!("    admin     http://{}", self.admin_listen);
+        println!(
+            "    TLS cert  {} (sha256 {})",
+            self.tls_cert.display(),
+            self.tls_fingerprint
+        );
+        if let Some(key) = &self.signing_public_key {
             println!(
-                "added node {id}: cert {}…, config {}; directory re-signed",
-                &dev.fingerprint[..16],
-                dev.config.display()
+                "    signing   {} (public {key})",
+                self.signing_key.display()
             );
-            Ok(ExitCode::SUCCESS)
         }
+        println!("    config    {}", self.config.display());
+    }
+}
+
+/// Summary of `pki init`.
+#[derive(Debug, Serialize)]
+struct InitReport {
+    out: PathBuf,
+    ca_cert: PathBuf,
+    ca_key: PathBuf,
+    authority_key: PathBuf,
+    authority_pub: PathBuf,
+    authority_public_key: PublicKey,
+    directory: PathBuf,
+    serial: u64,
+    expires_at: DateTime<Utc>,
+    nodes: Vec<NodeReport>,
+}
+
+impl InitReport {
+    fn new(init: &Initialized) -> InitReport {
+        let pki = &init.pki;
+        InitReport {
+            out: pki.out.clone(),
+            ca_cert: pki.ca_cert.clone(),
+            ca_key: pki.ca_key.clone(),
+            authority_key: pki.authority_key.clone(),
+            authority_pub: pki.out.join(AUTHORITY_PUB),
+            authority_public_key: pki.authority_public,
+            directory: pki.directory.clone(),
+            serial: init.doc.serial,
+            expires_at: init.doc.expires_at,
+            nodes: pki
+                .nodes
+                .iter()
+                .zip(&init.doc.nodes)
+                .zip(&init.listens)
+                .map(|((node, entry), listen)| NodeReport::new(node, entry, listen))
+                .collect(),
+        }
+    }
+
+    fn print(&self) {
+        println!(
+            "Development PKI written to {} — for development and tests only, never for real data.",
+            self.out.display()
+        );
+        println!(
+            "  exchange CA          {} (key {}, 0600)",
+            self.ca_cert.display(),
+            self.ca_key.display()
+        );
+        println!(
+            "  directory authority  {} (0600); public key in {}:",
+            self.authority_key.display(),
+            self.authority_pub.display()
+        );
+        println!("                       {}", self.authority_public_key);
+        println!(
+            "  signed directory     {} (serial {}, expires {})",
+            self.directory.display(),
+            self.serial,
+            self.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        for node in &self.nodes {
+            node.print();
+        }
+        if let Some(first) = self.nodes.first() {
+            println!(
+                "Start a node with: hukou-sync --config {} serve",
+                first.config.display()
+            );
+        }
+    }
+}
+
+/// Summary of `pki issue`.
+#[derive(Debug, Serialize)]
+struct IssueReport {
+    out: PathBuf,
+    directory: PathBuf,
+    serial: u64,
+    node: NodeReport,
+}
+
+impl IssueReport {
+    fn print(&self) {
+        println!(
+            "Added node {} to the development PKI in {}.",
+            self.node.id,
+            self.out.display()
+        );
+        self.node.print();
+        println!(
+            "  directory {} re-signed (serial {}); running nodes load it on SIGHUP or within \
+             directory.reload_interval_secs.",
+            self.directory.display(),
+            self.serial
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::config::Settings;
+    use clap::Parser;
 
-    fn plan(id: &str, port: u16) -> NodePlan {
-        let id = NodeId::parse(id).unwrap();
+    fn plan(id: &str, serves: &str, peer_port: u16, admin_port: u16) -> NodePlan {
         NodePlan {
-            serves: default_serves(&id).unwrap(),
-            id,
-            peer_port: port,
-            admin_port: port + 1000,
+            id: NodeId::parse(id).unwrap(),
+            serves: vec![RegionPrefix::parse(serves).unwrap()],
+            peer_port,
+            admin_port,
         }
+    }
+
+    fn two_nodes() -> Vec<NodePlan> {
+        vec![
+            plan("410100", "4101", 7443, 8080),
+            plan("510100", "5101", 7444, 8081),
+        ]
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn authority_pub(pki: &DevPki) -> PublicKey {
+        read_authority_public(&pki.out.join(AUTHORITY_PUB)).unwrap()
+    }
+
+    fn load(pki: &DevPki) -> Directory {
+        Directory::load(&pki.directory, &authority_pub(pki), Utc::now()).unwrap()
+    }
+
+    fn route(dir: &Directory, code: &str) -> String {
+        dir.route(&RegionCode::parse(code).unwrap())
+            .unwrap()
+            .id
+            .to_string()
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Checks one node's files, certificate, directory entry and configuration.
+    fn check_node(pki: &DevPki, dir: &Directory, node: &DevNode, peer_port: u16, admin_port: u16) {
+        assert_eq!(node.dir, pki.out.join("nodes").join(node.id.as_str()));
+        for p in [&node.tls_key, &node.signing_key] {
+            assert_eq!(mode(p), 0o600, "{}", p.display());
+        }
+        assert_eq!(mode(&node.tls_cert), 0o644);
+
+        let certs = tls_pki::load_certs(&node.tls_cert).unwrap();
+        assert_eq!(certs.len(), 1);
+        assert_eq!(crate::tls::node_id_of(&certs[0]).unwrap(), node.id.as_str());
+        assert_eq!(crate::tls::fingerprint(&certs[0]), node.fingerprint);
+        tls_pki::load_private_key(&node.tls_key).unwrap();
+        let entry = dir.node(&node.id).unwrap();
+        assert_eq!(entry.tls_fingerprints, vec![node.fingerprint.clone()]);
+        assert!(dir
+            .authenticate_peer(node.id.as_str(), &node.fingerprint, Utc::now())
+            .is_ok());
+        assert_eq!(entry.endpoint, format!("https://127.0.0.1:{peer_port}"));
+        let signing = SigningKey::load(&node.signing_key).unwrap();
+        assert_eq!(
+            dir.signing_keys_at(&node.id, Utc::now()),
+            vec![signing.public_key()]
+        );
+
+        let s = Settings::load(Some(&node.config)).unwrap();
+        assert_eq!(s.node.id, node.id);
+        assert_eq!(s.node.serves, entry.serves);
+        assert_eq!(s.node.signing_key, node.signing_key);
+        assert_eq!(
+            s.database.url,
+            format!("sqlite://{}", node.dir.join("data/node.db").display())
+        );
+        assert_eq!(s.admin.listen, admin_listen(admin_port));
+        let peer = s.peer.unwrap();
+        assert_eq!(peer.listen.to_string(), format!("127.0.0.1:{peer_port}"));
+        assert_eq!(peer.ca, pki.ca_cert);
+        assert_eq!(peer.cert, node.tls_cert);
+        assert_eq!(peer.key, node.tls_key);
+        let d = s.directory.unwrap();
+        assert_eq!(d.path, pki.directory);
+        assert_eq!(d.authority_key, pki.authority_public.to_string());
     }
 
     #[test]
     fn init_writes_a_working_exchange() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("dev");
-        let pki = init_dev_pki(&out, &[plan("410100", 7443), plan("510100", 7444)], 30).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("certs/dev");
+        let pki = init_dev_pki(&out, &two_nodes(), 30).unwrap();
+
+        assert_eq!(pki.out, fs::canonicalize(&out).unwrap());
+        assert_eq!(
+            entries(&pki.out),
+            [
+                "authority.key",
+                "authority.pub",
+                "ca.key",
+                "ca.pem",
+                "directory.json",
+                "nodes"
+            ]
+        );
         assert_eq!(mode(&pki.ca_key), 0o600);
         assert_eq!(mode(&pki.authority_key), 0o600);
-        let dirx = Directory::load(&pki.directory, &pki.authority_public, Utc::now()).unwrap();
+        assert_eq!(authority_pub(&pki), pki.authority_public);
         assert_eq!(
-            dirx.route(&RegionCode::parse("410105").unwrap())
-                .unwrap()
-                .id
-                .as_str(),
-            "410100"
+            SigningKey::load(&pki.authority_key).unwrap().public_key(),
+            pki.authority_public
         );
+        tls_pki::load_ca(&pki.ca_cert, &pki.ca_key).unwrap();
+
+        let dir = load(&pki);
+        assert_eq!(dir.serial(), 1);
+        let days = (dir.expires_at() - dir.issued_at()).num_days();
+        assert_eq!(days, 30);
+        assert_eq!(route(&dir, "410105"), "410100");
+        assert_eq!(route(&dir, "510104"), "510100");
+        assert!(dir.route(&RegionCode::parse("420106").unwrap()).is_none());
+        assert_eq!(dir.node(&pki.nodes[0].id).unwrap().name, "河南省 郑州市");
+
+        assert_eq!(pki.nodes.len(), 2);
+        assert_eq!(entries(&pki.out.join("nodes")), ["410100", "510100"]);
+        check_node(&pki, &dir, &pki.nodes[0], 7443, 8080);
+        check_node(&pki, &dir, &pki.nodes[1], 7444, 8081);
         assert_eq!(
-            dirx.route(&RegionCode::parse("510104").unwrap())
-                .unwrap()
-                .id
-                .as_str(),
-            "510100"
+            entries(&pki.nodes[0].dir),
+            [
+                "data",
+                "hukou-sync.toml",
+                "signing.key",
+                "tls.key",
+                "tls.pem"
+            ]
         );
-        for n in &pki.nodes {
-            assert_eq!(mode(&n.tls_key), 0o600);
-            assert_eq!(mode(&n.signing_key), 0o600);
-            let cert = tls_pki::load_certs(&n.tls_cert).unwrap();
-            assert_eq!(crate::tls::node_id_of(&cert[0]).unwrap(), n.id.as_str());
-            assert!(dirx
-                .node(&n.id)
-                .unwrap()
-                .tls_fingerprints
-                .contains(&n.fingerprint));
-            let s = crate::config::Settings::load(Some(&n.config)).unwrap();
-            assert_eq!(s.node.id, n.id);
+    }
+
+    #[test]
+    fn init_refuses_a_non_empty_directory_and_accepts_an_empty_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("notes.txt"), "keep me").unwrap();
+        let err = init_dev_pki(tmp.path(), &two_nodes(), 30).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err:#}");
+        assert_eq!(entries(tmp.path()), ["notes.txt"]);
+
+        let empty = tmp.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        init_dev_pki(&empty, &two_nodes(), 30).unwrap();
+        // ...but not twice.
+        assert!(init_dev_pki(&empty, &two_nodes(), 30).is_err());
+    }
+
+    #[test]
+    fn init_refuses_bad_plans_before_writing_anything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("dev");
+        let bad: Vec<(Vec<NodePlan>, &str)> = vec![
+            (vec![], "no nodes"),
+            (
+                vec![
+                    plan("410100", "4101", 7443, 8080),
+                    plan("410100", "4102", 7444, 8081),
+                ],
+                "listed twice",
+            ),
+            (
+                vec![
+                    plan("410100", "4101", 7443, 8080),
+                    plan("410101", "4101", 7444, 8081),
+                ],
+                "prefix 4101",
+            ),
+            (
+                vec![
+                    plan("410100", "4101", 7443, 8080),
+                    plan("510100", "5101", 8080, 8081),
+                ],
+                "port 8080",
+            ),
+            (vec![plan("410100", "4101", 0, 8080)], "is 0"),
+        ];
+        for (plans, needle) in bad {
+            let err = init_dev_pki(&out, &plans, 30).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+            assert!(!out.exists());
         }
-        assert!(init_dev_pki(&out, &[plan("410100", 7443)], 30).is_err());
-        resign_directory(&pki, |d| d.revoked_keys.clear()).unwrap();
-        assert_eq!(
-            Directory::load(&pki.directory, &pki.authority_public, Utc::now())
-                .unwrap()
-                .serial(),
-            2
+        for days in [0, -1, MAX_DAYS + 1] {
+            assert!(init_dev_pki(&out, &two_nodes(), days).is_err());
+            assert!(!out.exists());
+        }
+        let mut no_serves = two_nodes();
+        no_serves[1].serves.clear();
+        assert!(init_dev_pki(&out, &no_serves, 30).is_err());
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn issue_adds_a_node_and_re_signs_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = init_dev_pki(&tmp.path().join("dev"), &two_nodes(), 30).unwrap();
+        let before = load(&pki);
+
+        let issued = issue_node(
+            &pki.out,
+            IssueRequest {
+                id: NodeId::parse("420100").unwrap(),
+                serves: None,
+                hosts: Hosts::new(&[]).unwrap(),
+                peer_port: None,
+                admin_port: None,
+                days: 30,
+            },
+        )
+        .unwrap();
+        assert_eq!(issued.serial, 2);
+        let after = load(&pki);
+        assert_eq!(after.serial(), 2);
+        assert_eq!(after.expires_at(), before.expires_at());
+        assert_eq!(route(&after, "420106"), "420100");
+        // The existing nodes are unchanged.
+        for n in &pki.nodes {
+            assert_eq!(after.node(&n.id), before.node(&n.id));
+        }
+        assert_eq!(after.nodes().count(), 3);
+        let pki3 = DevPki {
+            nodes: vec![issued.node.clone()],
+            ..pki.clone()
+        };
+        // Next ports after the existing ones.
+        check_node(&pki3, &after, &issued.node, 7445, 8082);
+
+        // Explicit serves, host and ports; a taken port is refused.
+        let taken = issue_node(
+            &pki.out,
+            IssueRequest {
+                id: NodeId::parse("wuhan-2").unwrap(),
+                serves: Some(vec![RegionPrefix::parse("4202").unwrap()]),
+                hosts: Hosts::new(&[]).unwrap(),
+                peer_port: Some(7444),
+                admin_port: None,
+                days: 30,
+            },
         );
+        assert!(taken.unwrap_err().to_string().contains("already used"));
+        let issued = issue_node(
+            &pki.out,
+            IssueRequest {
+                id: NodeId::parse("wuhan-2").unwrap(),
+                serves: Some(vec![RegionPrefix::parse("4202").unwrap()]),
+                hosts: Hosts::new(&["localhost".to_owned()]).unwrap(),
+                peer_port: Some(9443),
+                admin_port: Some(9080),
+                days: 30,
+            },
+        )
+        .unwrap();
+        assert_eq!(issued.serial, 3);
+        let after = load(&pki);
+        assert_eq!(
+            after.node(&issued.node.id).unwrap().endpoint,
+            "https://localhost:9443"
+        );
+        assert_eq!(route(&after, "420202"), "wuhan-2");
+        let s = Settings::load(Some(&issued.node.config)).unwrap();
+        assert_eq!(s.peer.unwrap().listen.to_string(), "127.0.0.1:9443");
+        assert_eq!(s.admin.listen.port(), 9080);
+    }
+
+    #[test]
+    fn issue_refuses_duplicates_and_leaves_the_directory_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = init_dev_pki(&tmp.path().join("dev"), &two_nodes(), 30).unwrap();
+        let original = fs::read(&pki.directory).unwrap();
+        let request = |id: &str, serves: Option<&str>| IssueRequest {
+            id: NodeId::parse(id).unwrap(),
+            serves: serves.map(|s| vec![RegionPrefix::parse(s).unwrap()]),
+            hosts: Hosts::new(&[]).unwrap(),
+            peer_port: None,
+            admin_port: None,
+            days: 30,
+        };
+
+        let err = issue_node(&pki.out, request("410100", None)).unwrap_err();
+        assert!(
+            err.to_string().contains("already in the directory"),
+            "{err:#}"
+        );
+        let err = issue_node(&pki.out, request("410101", Some("4101"))).unwrap_err();
+        assert!(err.to_string().contains("already served"), "{err:#}");
+        let err = issue_node(&pki.out, request("zz-1", None)).unwrap_err();
+        assert!(err.to_string().contains("--serves"), "{err:#}");
+
+        assert_eq!(fs::read(&pki.directory).unwrap(), original);
+        assert_eq!(entries(&pki.out.join("nodes")), ["410100", "510100"]);
+
+        // A directory signed by another authority is refused.
+        let (other, _) = SigningKey::generate().unwrap();
+        let doc = load(&pki).doc().clone();
+        directory::write_signed(&pki.directory, &directory::sign(&doc, &other).unwrap()).unwrap();
+        let err = issue_node(&pki.out, request("420100", None)).unwrap_err();
+        assert!(format!("{err:#}").contains("signature"), "{err:#}");
+        assert_eq!(entries(&pki.out.join("nodes")), ["410100", "510100"]);
+    }
+
+    #[test]
+    fn resign_directory_bumps_the_serial_and_can_expire_and_renew() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = init_dev_pki(&tmp.path().join("dev"), &two_nodes(), 30).unwrap();
+        let fp = pki.nodes[0].fingerprint.clone();
+
+        resign_directory(&pki, |d| d.revoked_certificates.push(fp.clone())).unwrap();
+        let dir = load(&pki);
+        assert_eq!(dir.serial(), 2);
+        assert!(dir.authenticate_peer("410100", &fp, Utc::now()).is_err());
+
+        // Expire it: issued_at follows expires_at back.
+        let past = Utc::now() - Duration::hours(1);
+        resign_directory(&pki, |d| d.expires_at = past).unwrap();
+        assert!(matches!(
+            Directory::load(&pki.directory, &pki.authority_public, Utc::now()),
+            Err(DirectoryError::Expired { .. })
+        ));
+
+        // An expired directory can still be renewed.
+        resign_directory(&pki, |d| d.expires_at = Utc::now() + Duration::days(1)).unwrap();
+        assert_eq!(load(&pki).serial(), 4);
+
+        // An invalid edit writes nothing.
+        let before = fs::read(&pki.directory).unwrap();
+        assert!(resign_directory(&pki, |d| d.nodes[1].id = d.nodes[0].id.clone()).is_err());
+        assert_eq!(fs::read(&pki.directory).unwrap(), before);
     }
 
     #[test]
@@ -440,6 +1680,126 @@ mod tests {
         assert_eq!(p("410100").as_deref(), Some("4101"));
         assert_eq!(p("410000").as_deref(), Some("41"));
         assert_eq!(p("510104").as_deref(), Some("510104"));
+        assert_eq!(p("000000").as_deref(), Some("00"));
         assert_eq!(p("zz-1"), None);
+        assert_eq!(p("41010"), None);
+        assert_eq!(p("4101000"), None);
+    }
+
+    #[test]
+    fn init_arguments_become_plans() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let plans = plans_from_args(
+            &s(&["410100", " 510100", "hub"]),
+            &s(&["hub=*", "510100=5101+5102", "410100=4101"]),
+            7443,
+            8080,
+        )
+        .unwrap();
+        assert_eq!(plans[0], plan("410100", "4101", 7443, 8080));
+        assert_eq!(plans[1].serves.len(), 2);
+        assert_eq!((plans[1].peer_port, plans[1].admin_port), (7444, 8081));
+        assert_eq!(plans[2].serves, vec![RegionPrefix::everywhere()]);
+
+        let err = |nodes: &[&str], serves: &[&str]| {
+            plans_from_args(&s(nodes), &s(serves), 7443, 8080)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&["hub"], &[]).contains("--serves hub="));
+        assert!(err(&["410100"], &["510100=5101"]).contains("not in --nodes"));
+        assert!(err(&["410100"], &["410100"]).contains("expected"));
+        assert!(err(&["410100"], &["410100=410"]).contains("\"410\""));
+        assert!(err(&["Bad"], &[]).contains("--nodes"));
+        assert!(plans_from_args(&s(&["410100", "510100"]), &[], 65535, 8080).is_err());
+    }
+
+    #[test]
+    fn hosts_and_endpoints() {
+        let d = Hosts::new(&[]).unwrap();
+        assert_eq!(d.sans, ["localhost", "127.0.0.1"]);
+        assert_eq!(d.endpoint(7443), "https://127.0.0.1:7443");
+        assert_eq!(d.peer_listen(7443).to_string(), "127.0.0.1:7443");
+        let h = |v: &[&str]| Hosts::new(&v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>());
+        let v6 = h(&["::1", "localhost"]).unwrap();
+        assert_eq!(v6.endpoint(1), "https://[::1]:1");
+        assert_eq!(v6.peer_listen(1).to_string(), "[::1]:1");
+        let lan = h(&["node1.example.org", "10.0.0.5", "node1.example.org"]).unwrap();
+        assert_eq!(lan.sans, ["node1.example.org", "10.0.0.5"]);
+        assert_eq!(lan.endpoint(7443), "https://node1.example.org:7443");
+        assert_eq!(lan.peer_listen(7443).to_string(), "0.0.0.0:7443");
+        assert_eq!(endpoint_port("https://[::1]:7443"), Some(7443));
+        assert_eq!(endpoint_port("https://a.example:8443/x"), Some(8443));
+        assert_eq!(endpoint_port("https://a.example"), None);
+        assert_eq!(endpoint_port("https://[::1]"), None);
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        let s = "a\"b\\c\nd\u{7f}é";
+        let v: toml::Table = toml::from_str(&format!("k = {}", toml_string(s))).unwrap();
+        assert_eq!(v["k"].as_str(), Some(s));
+    }
+
+    /// The commands end to end, through clap.
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: PkiCommand,
+    }
+
+    #[test]
+    fn commands_run_end_to_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("dev");
+        let out_s = out.to_str().unwrap();
+        let cli = Cli::try_parse_from([
+            "pki",
+            "init",
+            "--out",
+            out_s,
+            "--nodes",
+            "410100,510100",
+            "--serves",
+            "510100=5101+5103",
+            "--host",
+            "127.0.0.1",
+            "--host",
+            "localhost",
+            "--base-port",
+            "17443",
+            "--admin-base-port",
+            "18080",
+            "--days",
+            "10",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(run(cli.cmd).unwrap(), ExitCode::SUCCESS);
+        let authority = read_authority_public(&out.join(AUTHORITY_PUB)).unwrap();
+        let dir = Directory::load(&out.join(DIRECTORY), &authority, Utc::now()).unwrap();
+        assert_eq!(route(&dir, "510302"), "510100");
+        assert_eq!(
+            dir.node(&NodeId::parse("510100").unwrap())
+                .unwrap()
+                .endpoint,
+            "https://127.0.0.1:17444"
+        );
+
+        let cli =
+            Cli::try_parse_from(["pki", "issue", "--dir", out_s, "--node", "420100"]).unwrap();
+        assert_eq!(run(cli.cmd).unwrap(), ExitCode::SUCCESS);
+        let dir = Directory::load(&out.join(DIRECTORY), &authority, Utc::now()).unwrap();
+        assert_eq!(dir.serial(), 2);
+        let wuhan = dir.node(&NodeId::parse("420100").unwrap()).unwrap();
+        assert_eq!(wuhan.endpoint, "https://127.0.0.1:17445");
+        let s = Settings::load(Some(&out.join("nodes/420100/hukou-sync.toml"))).unwrap();
+        assert_eq!(s.admin.listen.port(), 18082);
+
+        let cli =
+            Cli::try_parse_from(["pki", "issue", "--dir", out_s, "--node", "420100"]).unwrap();
+        assert!(run(cli.cmd).is_err());
+        assert!(Cli::try_parse_from(["pki", "init", "--nodes", "1", "--days", "0"]).is_err());
+        assert!(Cli::try_parse_from(["pki", "init"]).is_err());
     }
 }

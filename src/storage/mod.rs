@@ -22,6 +22,7 @@ macro_rules! per_backend {
 }
 
 pub mod audit;
+pub mod cases;
 pub mod exchange;
 pub mod records;
 pub mod schema;

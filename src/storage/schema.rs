@@ -142,3 +142,19 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(outbox, versions);
+
+diesel::table! {
+    cases (case_id) {
+        case_id -> Text,
+        child_id -> Text,
+        benefit -> Text,
+        requester -> Text,
+        decider -> Text,
+        state -> Text,
+        submitted_at -> Timestamp,
+        due_on -> Date,
+        head_count -> BigInt,
+        body -> Text,
+        updated_at -> Timestamp,
+    }
+}

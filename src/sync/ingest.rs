@@ -32,6 +32,8 @@ pub struct IngestOutcome {
     pub rejected: Vec<Rejection>,
     /// How many were new.
     pub stored: usize,
+    /// Cases that received versions (the eligibility service refreshes them).
+    pub cases: Vec<String>,
 }
 
 type Refusal = (RejectCode, String);
@@ -73,6 +75,46 @@ pub fn ingest(
             }
             if existing.contains(&v.id.to_string()) {
                 out.accepted.push(v.id);
+                continue;
+            }
+            if v.version.kind == DocKind::Case {
+                match check_case(conn, node, dir, sender, v) {
+                    Ok(()) => {
+                        let parents: Vec<String> =
+                            v.version.parents.iter().map(ToString::to_string).collect();
+                        repo::insert_versions(conn, &[v.to_row(at)])?;
+                        repo::advance_heads(
+                            conn,
+                            "case",
+                            &v.version.doc_id,
+                            &v.id.to_string(),
+                            &parents,
+                        )?;
+                        events.push(
+                            Event::new(actor.clone(), "version.ingest", Outcome::Ok)
+                                .object("case", &v.version.doc_id)
+                                .details(serde_json::json!({"version": v.id, "author": v.version.author_node})),
+                        );
+                        if !out.cases.contains(&v.version.doc_id) {
+                            out.cases.push(v.version.doc_id.clone());
+                        }
+                        out.accepted.push(v.id);
+                        out.stored += 1;
+                    }
+                    Err((code, reason)) => {
+                        let doc: String = v.version.doc_id.chars().take(64).collect();
+                        events.push(
+                            Event::new(actor.clone(), "version.reject", Outcome::Rejected)
+                                .object("case", &doc)
+                                .details(serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason})),
+                        );
+                        out.rejected.push(Rejection {
+                            id: v.id,
+                            code,
+                            reason,
+                        });
+                    }
+                }
                 continue;
             }
             match check(conn, node, dir, sender, v, &accepted_here, &batch_records) {
@@ -171,53 +213,8 @@ fn check(
     batch_records: &HashMap<String, Vec<ChildRecord>>,
 ) -> Result<(ChildRecord, Vec<ChildRecord>), Refusal> {
     let db = |e: storage::QueryError| (RejectCode::InvalidRecord, format!("storage: {e}"));
-    if v.version.kind != DocKind::Child {
-        return Err((
-            RejectCode::UnsupportedKind,
-            "only child documents are exchanged".into(),
-        ));
-    }
-    match v.version.id() {
-        Ok(id) if id == v.id => {}
-        _ => {
-            return Err((
-                RejectCode::IdMismatch,
-                "the id is not the SHA-256 of the version's canonical bytes".into(),
-            ))
-        }
-    }
+    verify_signature(node, dir, v)?;
     let author = &v.version.author_node;
-    let entry = dir.node(author).ok_or_else(|| {
-        (
-            RejectCode::UnknownAuthor,
-            format!("{author} is not in the directory"),
-        )
-    })?;
-    let stamped = v.version.hlc.wall_time();
-    let verifies = |k: &crate::crypto::keys::PublicKey| {
-        k.verify(
-            crate::crypto::keys::SigningContext::Version,
-            v.id.0.as_bytes(),
-            &v.signature,
-        )
-        .is_ok()
-    };
-    if !dir.signing_keys_at(author, stamped).iter().any(verifies) {
-        return Err(if entry.signing_keys.iter().any(|w| verifies(&w.key)) {
-            (
-                RejectCode::KeyNotValid,
-                format!("the key that signed it is revoked or was not valid at {stamped}"),
-            )
-        } else {
-            (
-                RejectCode::BadSignature,
-                format!("no key of {author} verifies the signature"),
-            )
-        });
-    }
-    node.clock
-        .observe(v.version.hlc)
-        .map_err(|e| (RejectCode::ClockSkew, e.to_string()))?;
     let record = view::record_of(v).map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
     if record.id_number.as_str() != v.version.doc_id {
         return Err((
@@ -278,6 +275,123 @@ fn check(
         check_authority(conn, node, v, &record, accepted_here)?;
     }
     Ok((record, parent_records))
+}
+
+/// Id, signature (a key of the author valid at the version's time, not revoked) and clock skew.
+fn verify_signature(node: &LocalNode, dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
+    match v.version.id() {
+        Ok(id) if id == v.id => {}
+        _ => {
+            return Err((
+                RejectCode::IdMismatch,
+                "the id is not the SHA-256 of the version's canonical bytes".into(),
+            ))
+        }
+    }
+    let author = &v.version.author_node;
+    let entry = dir.node(author).ok_or_else(|| {
+        (
+            RejectCode::UnknownAuthor,
+            format!("{author} is not in the directory"),
+        )
+    })?;
+    let stamped = v.version.hlc.wall_time();
+    let verifies = |k: &crate::crypto::keys::PublicKey| {
+        k.verify(
+            crate::crypto::keys::SigningContext::Version,
+            v.id.0.as_bytes(),
+            &v.signature,
+        )
+        .is_ok()
+    };
+    if !dir.signing_keys_at(author, stamped).iter().any(verifies) {
+        return Err(if entry.signing_keys.iter().any(|w| verifies(&w.key)) {
+            (
+                RejectCode::KeyNotValid,
+                format!("the key that signed it is revoked or was not valid at {stamped}"),
+            )
+        } else {
+            (
+                RejectCode::BadSignature,
+                format!("no key of {author} verifies the signature"),
+            )
+        });
+    }
+    node.clock
+        .observe(v.version.hlc)
+        .map_err(|e| (RejectCode::ClockSkew, e.to_string()))?;
+    Ok(())
+}
+
+/// A case version: signed as any version; its author, the sender and this node are its
+/// requester or decider; it is one legal step on top of its parents' merged view.
+fn check_case(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    dir: &Directory,
+    sender: &NodeId,
+    v: &SignedVersion,
+) -> Result<(), Refusal> {
+    use crate::eligibility::case::{check_step, merge_heads, CaseBody, Head};
+    verify_signature(node, dir, v)?;
+    let body: CaseBody = serde_json::from_value(v.version.body.clone())
+        .map_err(|e| (RejectCode::InvalidRecord, format!("not a case: {e}")))?;
+    if body.case_id.to_string() != v.version.doc_id {
+        return Err((
+            RejectCode::InvalidRecord,
+            "doc_id is not the case id".into(),
+        ));
+    }
+    let author = &v.version.author_node;
+    let parties = [&body.requester, &body.decider];
+    if !parties.contains(&author) {
+        return Err((
+            RejectCode::AuthorNotParty,
+            format!("{author} is neither requester nor decider"),
+        ));
+    }
+    if !parties.contains(&sender) {
+        return Err((
+            RejectCode::SenderNotParty,
+            format!("{sender} is neither requester nor decider"),
+        ));
+    }
+    if !parties.contains(&&node.id) {
+        return Err((
+            RejectCode::NotParty,
+            format!("{} is neither requester nor decider", node.id),
+        ));
+    }
+    if body.decider == node.id && node.node_for(&body.deciding_region).as_ref() != Some(&node.id) {
+        return Err((
+            RejectCode::NotParty,
+            format!(
+                "{} does not serve the hukou region {}",
+                node.id, body.deciding_region
+            ),
+        ));
+    }
+    let mut heads = Vec::new();
+    for p in &v.version.parents {
+        let row = repo::get_version(conn, &p.to_string())
+            .map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
+        let Some(Ok(pv)) = row.map(|r| SignedVersion::from_row(&r)) else {
+            return Err((
+                RejectCode::UnknownParents,
+                format!("parent {} is not known here", p.short()),
+            ));
+        };
+        let pb: CaseBody = serde_json::from_value(pv.version.body.clone())
+            .map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
+        heads.push(Head {
+            body: pb,
+            hlc: pv.version.hlc.to_i64(),
+            author: pv.version.author_node.clone(),
+        });
+    }
+    let parent = merge_heads(&heads);
+    check_step(parent.as_ref(), &body, author)
+        .map_err(|e| (RejectCode::IllegalTransition, e.to_string()))
 }
 
 /// The author may change only fields its role owns, relative to the merged view of the

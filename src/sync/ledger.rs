@@ -186,10 +186,28 @@ pub fn update_child(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<ChildFile, LedgerError> {
+    let outcome =
+        storage::transaction(conn, |conn| apply_update(conn, node, id, patch, actor, now))?;
+    if let Some(v) = outcome {
+        node.wake_senders();
+        tracing::info!(child = %id.masked(), version = %v.short(), "child file updated");
+    }
+    read_file(conn, id)
+}
+
+/// The body of an update, inside the caller's transaction: the new version (if anything
+/// changed), its heads, outbox entries, view and audit event.
+pub fn apply_update(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    patch: Map<String, Value>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Option<VersionId>, LedgerError> {
     let patch = parse_fields(patch)?;
-    let outcome = storage::transaction(conn, |conn| {
-        let row = repo::get_child(conn, id.as_str())?
-            .ok_or_else(|| LedgerError::NotFound(id.masked()))?;
+    {
+        repo::get_child(conn, id.as_str())?.ok_or_else(|| LedgerError::NotFound(id.masked()))?;
         let (versions, view) = super::view::merged(conn, node, id.as_str())?;
         let current = ChildRecord::from_fields_structural(&view.fields)?;
         let mut fields = current.to_fields();
@@ -234,7 +252,6 @@ pub fn update_child(
             &parent_strings,
         )?;
         super::view::enqueue_for_parties(conn, node, &version, &parent_records, None, at)?;
-        let _ = row;
         super::view::refresh_child_row(conn, node, id.as_str(), at)?;
         let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
         audit::append(
@@ -246,12 +263,7 @@ pub fn update_child(
                 .details(serde_json::json!({"version": version.id, "fields": changed_names})),
         )?;
         Ok(Some(version.id))
-    })?;
-    if let Some(v) = outcome {
-        node.wake_senders();
-        tracing::info!(child = %id.masked(), version = %v.short(), "child file updated");
     }
-    read_file(conn, id)
 }
 
 /// Reads a file and records the read in the audit log.

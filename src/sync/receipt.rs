@@ -61,6 +61,8 @@ pub enum RejectCode {
     InvalidRecord,
     /// A kind of document this node does not accept.
     UnsupportedKind,
+    /// A case version that is not one legal step by its party.
+    IllegalTransition,
 }
 
 impl RejectCode {
@@ -78,6 +80,7 @@ impl RejectCode {
             RejectCode::ClockSkew => "clock_skew",
             RejectCode::InvalidRecord => "invalid_record",
             RejectCode::UnsupportedKind => "unsupported_kind",
+            RejectCode::IllegalTransition => "illegal_transition",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! SQLite file, or a fresh PostgreSQL schema when `TEST_DATABASE_URL` is set).
 
 mod audit;
+mod cases;
 mod children;
 mod cli;
 mod exchange;

@@ -1,0 +1,170 @@
+//! `/api/v1/cases`: eligibility cases — open one (residence side), list incoming and outgoing
+//! with filters, show one with its history and deadline, and make transitions.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::IntoParams;
+
+use super::error::{ApiError, Problem};
+use super::{actor_of, now, purpose_of, AppState};
+use crate::domain::child::Benefit;
+use crate::eligibility::service::{self, CaseQuery, CaseSummary, CaseView, NewCase};
+use crate::eligibility::state::{CaseState, Transition};
+
+/// Deserialises a body naming the field at fault.
+fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let field = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        let reason = reason
+            .split(" at line ")
+            .next()
+            .unwrap_or(&reason)
+            .to_owned();
+        ApiError::unprocessable("invalid_field", reason).field(field)
+    })
+}
+
+fn parse_case_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::bad_request("invalid_path", "a case id is a UUID").field("case_id"))
+}
+
+/// Open a case: ask the hukou bureau to confirm one benefit for a child whose file is here.
+#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = NewCase,
+    responses((status = 201, body = CaseView),
+        (status = 403, description = "not_residence: only the residence bureau submits", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "child_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_field, decider_not_party, no_decider", body = Problem, content_type = "application/problem+json")))]
+#[post("/api/v1/cases")]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let new: NewCase = parse(body.into_inner())?;
+    let actor = actor_of(&req);
+    let node = state.node.clone();
+    let at = now();
+    let view = state
+        .store
+        .run(move |c| service::create(c, &node, new, &actor, at))
+        .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRequest {
+    /// `{"action": "receive" | "request_info" | "provide_info" | "approve" | "deny" | "withdraw", ...}`.
+    #[schema(value_type = Object)]
+    pub transition: Transition,
+    /// Reference of the officer making it.
+    #[serde(default)]
+    pub officer: Option<String>,
+}
+
+/// Make a transition as this node's party in the case.
+#[utoipa::path(post, path = "/api/v1/cases/{case_id}/transitions", tag = "cases", request_body = TransitionRequest,
+    params(("case_id" = String, Path)),
+    responses((status = 200, body = CaseView),
+        (status = 403, description = "wrong_party or not_party", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "terminal_state or illegal_transition", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "missing_reason or invalid_field", body = Problem, content_type = "application/problem+json")))]
+#[post("/api/v1/cases/{case_id}/transitions")]
+pub async fn transition(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let case_id = parse_case_id(&path)?;
+    let t: TransitionRequest = parse(body.into_inner())?;
+    t.transition
+        .validate()
+        .map_err(|e| ApiError::from(service::CaseError::Step(e.into())))?;
+    let actor = actor_of(&req);
+    let node = state.node.clone();
+    let at = now();
+    let view = state
+        .store
+        .run(move |c| service::transition(c, &node, &case_id, t.transition, t.officer, &actor, at))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// A case with its full history, deadline and the actions this node may take.
+#[utoipa::path(get, path = "/api/v1/cases/{case_id}", tag = "cases", params(("case_id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
+#[get("/api/v1/cases/{case_id}")]
+pub async fn read(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let case_id = parse_case_id(&path)?;
+    let actor = actor_of(&req);
+    let purpose = purpose_of(&req)?;
+    let node = state.node.clone();
+    let at = now();
+    let view = state
+        .store
+        .run(move |c| service::read(c, &node, &case_id, &actor, purpose.as_deref(), at))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CaseListQuery {
+    /// `incoming` (this node decides) or `outgoing` (this node asked).
+    direction: Option<String>,
+    /// submitted, received, info_requested, info_provided, approved, denied, withdrawn.
+    #[param(value_type = Option<String>)]
+    state: Option<CaseState>,
+    benefit: Option<Benefit>,
+    /// Only open cases past their deadline.
+    overdue: Option<bool>,
+    limit: Option<u32>,
+}
+
+/// Incoming and outgoing cases, with deadlines flagged.
+#[utoipa::path(get, path = "/api/v1/cases", tag = "cases", params(CaseListQuery),
+    responses((status = 200, body = Vec<CaseSummary>), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
+#[get("/api/v1/cases")]
+pub async fn list(
+    state: web::Data<AppState>,
+    q: web::Query<CaseListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let incoming = match q.direction.as_deref() {
+        None => None,
+        Some("incoming") => Some(true),
+        Some("outgoing") => Some(false),
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("invalid_query", "direction is incoming or outgoing")
+                    .field("direction"),
+            )
+        }
+    };
+    let query = CaseQuery {
+        incoming,
+        state: q.state,
+        benefit: q.benefit,
+        overdue_only: q.overdue.unwrap_or(false),
+        limit: i64::from(q.limit.unwrap_or(100).clamp(1, 1000)),
+    };
+    let node = state.node.clone();
+    let at = now();
+    let list = state
+        .store
+        .run(move |c| service::list(c, &node, &query, at))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}

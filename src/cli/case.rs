@@ -1,0 +1,126 @@
+//! `hukou-sync case list|show|create|act`: eligibility cases from the console, audited like the API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::Subcommand;
+
+use crate::audit::Actor;
+use crate::config::Settings;
+use crate::eligibility::service::{self, CaseQuery, NewCase};
+
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// List cases: --incoming (this node decides), --outgoing, --overdue.
+    List {
+        #[arg(long, conflicts_with = "outgoing")]
+        incoming: bool,
+        #[arg(long)]
+        outgoing: bool,
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one case with its history and deadline.
+    Show {
+        case_id: String,
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// Open a case from a JSON request file (the body of POST /api/v1/cases).
+    Create { file: PathBuf },
+    /// Make a transition: a JSON transition, e.g. '{"action":"approve","effective_month":"2026-12"}'.
+    Act {
+        case_id: String,
+        transition: String,
+        #[arg(long)]
+        officer: Option<String>,
+    },
+}
+
+pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
+    let (store, node) = crate::startup::open_node_blocking(settings)?;
+    let mut conn = store.conn()?;
+    let actor = Actor::console();
+    match cmd {
+        CaseCommand::List {
+            incoming,
+            outgoing,
+            overdue,
+            json,
+        } => {
+            let q = CaseQuery {
+                incoming: if incoming {
+                    Some(true)
+                } else if outgoing {
+                    Some(false)
+                } else {
+                    None
+                },
+                overdue_only: overdue,
+                limit: 1000,
+                ..CaseQuery::default()
+            };
+            let list = service::list(&mut conn, &node, &q, Utc::now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for c in &list {
+                    let flag = match &c.deadline {
+                        Some(crate::eligibility::calendar::DeadlineStatus::Overdue {
+                            days_over,
+                        }) => format!("OVERDUE {days_over} working days"),
+                        Some(crate::eligibility::calendar::DeadlineStatus::DueSoon {
+                            days_left,
+                        }) => format!("due soon ({days_left} left)"),
+                        Some(crate::eligibility::calendar::DeadlineStatus::OnTime {
+                            days_left,
+                        }) => format!("{days_left} working days left"),
+                        None => String::new(),
+                    };
+                    println!(
+                        "{}  {:<28} {:<15} {} → {}  due {}  {flag}",
+                        c.case_id, c.benefit, c.state, c.requester, c.decider, c.due_on
+                    );
+                }
+                println!("{} case(s)", list.len());
+            }
+        }
+        CaseCommand::Show { case_id, purpose } => {
+            let v = service::read(
+                &mut conn,
+                &node,
+                &case_id,
+                &actor,
+                purpose.as_deref(),
+                Utc::now(),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        CaseCommand::Create { file } => {
+            let new: NewCase = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+            let v = service::create(&mut conn, &node, new, &actor, Utc::now())?;
+            println!(
+                "opened case {} ({}), decider {}, due {}",
+                v.case.case_id,
+                v.case.benefit.code(),
+                v.case.decider,
+                v.due_on
+            );
+        }
+        CaseCommand::Act {
+            case_id,
+            transition,
+            officer,
+        } => {
+            let t = serde_json::from_str(&transition)
+                .map_err(|e| anyhow::anyhow!("transition: {e}"))?;
+            let v =
+                service::transition(&mut conn, &node, &case_id, t, officer, &actor, Utc::now())?;
+            println!("case {} is now {}", v.case.case_id, v.case.state);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

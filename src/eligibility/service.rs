@@ -1,0 +1,598 @@
+//! Eligibility cases on this node: create (requester), transition (either party), read, list
+//! with deadlines, and what happens after a case version arrives (the hukou node receives a new
+//! request automatically: that is the signed receipt of the request). Each operation loads,
+//! decides with the pure cores, then persists the version, the heads, the view, the outbox entry
+//! and the audit event in one transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{deadline_status, DeadlineStatus, WorkCalendar};
+use super::case::{check_step, merge_heads, CaseBody, Grounds, Head, Officers, Step, StepError};
+use super::state::{CaseState, Party, Transition};
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::config::EligibilitySettings;
+use crate::domain::child::Benefit;
+use crate::domain::{IdNumber, NodeId, RegionCode};
+use crate::storage::cases::{self as repo, CaseFilter, CaseRow};
+use crate::storage::records as records_repo;
+use crate::storage::{self, exchange, DbConn, StorageError};
+use crate::sync::ledger::{self, LedgerError};
+use crate::sync::version::{DocKind, SignedVersion, Version, VersionId};
+use crate::sync::LocalNode;
+
+/// Deadlines in working days, per benefit and deciding jurisdiction, on a calendar.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    pub calendar: WorkCalendar,
+    per_benefit: BTreeMap<String, u32>,
+    /// Longest prefix wins.
+    jurisdictions: BTreeMap<String, BTreeMap<String, u32>>,
+    pub due_soon_days: u32,
+}
+
+impl Deadlines {
+    pub fn from_settings(s: &EligibilitySettings) -> Result<Self, String> {
+        let mut calendar = WorkCalendar::china_2026();
+        if let Some(p) = &s.calendar {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let extra =
+                WorkCalendar::from_toml_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            calendar = calendar.merge(extra).map_err(|e| e.to_string())?;
+        }
+        Ok(Self {
+            calendar,
+            per_benefit: s.deadlines.clone(),
+            jurisdictions: s.jurisdictions.clone(),
+            due_soon_days: s.due_soon_days,
+        })
+    }
+
+    /// Working days to decide `benefit` in `region`.
+    pub fn days(&self, benefit: Benefit, region: &RegionCode) -> u32 {
+        self.jurisdictions
+            .iter()
+            .filter(|(p, _)| region.as_str().starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .and_then(|(_, m)| m.get(benefit.code()).copied())
+            .or_else(|| self.per_benefit.get(benefit.code()).copied())
+            .unwrap_or(30)
+    }
+
+    pub fn due_on(&self, body: &CaseBody) -> NaiveDate {
+        let start = body
+            .submitted_at()
+            .map_or_else(|| Utc::now().date_naive(), ledger::china_today);
+        self.calendar
+            .add_working_days(start, self.days(body.benefit, &body.deciding_region))
+    }
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self::from_settings(&EligibilitySettings::default()).unwrap_or_else(|_| Self {
+            calendar: WorkCalendar::china_2026(),
+            per_benefit: BTreeMap::new(),
+            jurisdictions: BTreeMap::new(),
+            due_soon_days: 5,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("no case {0}")]
+    NotFound(String),
+    #[error("no file for the child here")]
+    ChildNotFound,
+    #[error("this node does not serve the child's residence region {0}: only the residence bureau may submit")]
+    NotResidence(String),
+    #[error("no node serves the child's hukou region {0}")]
+    NoDecider(String),
+    #[error("{0} does not serve the child's hukou region, so it cannot decide")]
+    DeciderNotParty(String),
+    #[error("{0}")]
+    Step(#[from] StepError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<StorageError> for CaseError {
+    fn from(e: StorageError) -> Self {
+        CaseError::Ledger(LedgerError::Storage(e))
+    }
+}
+impl From<storage::QueryError> for CaseError {
+    fn from(e: storage::QueryError) -> Self {
+        CaseError::Ledger(LedgerError::from(e))
+    }
+}
+impl From<audit::AuditError> for CaseError {
+    fn from(e: audit::AuditError) -> Self {
+        CaseError::Ledger(LedgerError::Audit(e))
+    }
+}
+
+/// A request to open a case.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCase {
+    /// The child's ID number; the child's file must be on this node.
+    pub child_id: String,
+    pub benefit: Benefit,
+    pub grounds: Grounds,
+    pub officers: Officers,
+    /// Normally omitted: the node serving the child's current hukou region decides.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub decider: Option<NodeId>,
+}
+
+/// A case as a reader sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CaseView {
+    pub case: CaseBody,
+    #[schema(value_type = Vec<String>)]
+    pub heads: Vec<VersionId>,
+    pub due_on: NaiveDate,
+    #[schema(value_type = Object)]
+    pub deadline: Option<DeadlineStatus>,
+    /// Actions this node may take now.
+    pub allowed_actions: Vec<String>,
+}
+
+/// One row of a list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CaseSummary {
+    pub case_id: String,
+    pub child_id: String,
+    pub benefit: String,
+    pub requester: String,
+    pub decider: String,
+    pub state: String,
+    pub submitted_at: DateTime<Utc>,
+    pub due_on: NaiveDate,
+    #[schema(value_type = Object)]
+    pub deadline: Option<DeadlineStatus>,
+    /// Several heads: concurrent transitions merged by precedence.
+    pub concurrent: bool,
+}
+
+fn version_of(
+    node: &LocalNode,
+    body: &CaseBody,
+    parents: Vec<VersionId>,
+) -> Result<SignedVersion, LedgerError> {
+    let value = serde_json::to_value(body).map_err(|e| LedgerError::Merge(e.to_string()))?;
+    Ok(Version::new(
+        DocKind::Case,
+        body.case_id.to_string(),
+        parents,
+        node.id.clone(),
+        node.clock.now(),
+        value,
+    )
+    .sign(&node.key)?)
+}
+
+/// Loads a case's versions and merges its heads.
+pub fn load(conn: &mut DbConn, case_id: &str) -> Result<(CaseBody, Vec<VersionId>), CaseError> {
+    let heads = records_repo::heads_of(conn, "case", case_id)?;
+    if heads.is_empty() {
+        return Err(CaseError::NotFound(case_id.to_owned()));
+    }
+    let mut list = Vec::new();
+    let mut ids = Vec::new();
+    for h in &heads {
+        let row = records_repo::get_version(conn, h)?
+            .ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
+        let v = SignedVersion::from_row(&row).map_err(LedgerError::from)?;
+        let body: CaseBody = serde_json::from_value(v.version.body.clone())
+            .map_err(|e| LedgerError::Merge(e.to_string()))?;
+        ids.push(v.id);
+        list.push(Head {
+            body,
+            hlc: v.version.hlc.to_i64(),
+            author: v.version.author_node.clone(),
+        });
+    }
+    let merged = merge_heads(&list).ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
+    Ok((merged, ids))
+}
+
+/// Rebuilds the view row of a case from its versions.
+pub fn refresh_row(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    case_id: &str,
+    at: NaiveDateTime,
+) -> Result<CaseBody, CaseError> {
+    let (body, heads) = load(conn, case_id)?;
+    repo::upsert(
+        conn,
+        &CaseRow {
+            case_id: case_id.to_owned(),
+            child_id: body.child_id.to_string(),
+            benefit: body.benefit.code().to_owned(),
+            requester: body.requester.to_string(),
+            decider: body.decider.to_string(),
+            state: body.state.as_str().to_owned(),
+            submitted_at: body.submitted_at().unwrap_or_else(Utc::now).naive_utc(),
+            due_on: node.deadlines.due_on(&body),
+            head_count: heads.len() as i64,
+            body: serde_json::to_string(&body).unwrap_or_default(),
+            updated_at: at,
+        },
+    )?;
+    Ok(body)
+}
+
+/// Stores a new case version: version, heads, view row, outbox for the other party, audit.
+#[allow(clippy::too_many_arguments)]
+fn store(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    body: &CaseBody,
+    v: &SignedVersion,
+    parents: &[VersionId],
+    actor: &Actor,
+    action: &'static str,
+    now: DateTime<Utc>,
+) -> Result<(), CaseError> {
+    let at = now.naive_utc();
+    let case_id = body.case_id.to_string();
+    records_repo::insert_versions(conn, &[v.to_row(at)])?;
+    let ps: Vec<String> = parents.iter().map(ToString::to_string).collect();
+    records_repo::advance_heads(conn, "case", &case_id, &v.id.to_string(), &ps)?;
+    refresh_row(conn, node, &case_id, at)?;
+    for other in [&body.requester, &body.decider] {
+        if other != &node.id && node.directory.is_some() {
+            exchange::enqueue(
+                conn,
+                other.as_str(),
+                &[(v.id.to_string(), v.version.hlc.to_i64())],
+                at,
+            )?;
+        }
+    }
+    audit::append(
+        conn,
+        node.clock.now(),
+        now,
+        &Event::new(actor.clone(), action, Outcome::Ok)
+            .object("case", &case_id)
+            .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state})),
+    )?;
+    Ok(())
+}
+
+/// Opens a case at the residence bureau.
+pub fn create(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    new: NewCase,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<CaseView, CaseError> {
+    let child_id = IdNumber::parse(&new.child_id).map_err(|e| {
+        LedgerError::Invalid(crate::domain::FieldError::new("child_id", e.to_string()))
+    })?;
+    let case_id = storage::transaction(conn, |conn| {
+        let row =
+            records_repo::get_child(conn, child_id.as_str())?.ok_or(CaseError::ChildNotFound)?;
+        let child: crate::domain::ChildRecord =
+            serde_json::from_str(&row.record).map_err(|e| LedgerError::Merge(e.to_string()))?;
+        if !node.serves(&child.residence_region) {
+            return Err(CaseError::NotResidence(child.residence_region.to_string()));
+        }
+        let decider = node
+            .node_for(&child.hukou_region)
+            .ok_or_else(|| CaseError::NoDecider(child.hukou_region.to_string()))?;
+        if let Some(d) = &new.decider {
+            if d != &decider {
+                return Err(CaseError::DeciderNotParty(d.to_string()));
+            }
+        }
+        let officer = Some(new.officers.requester.as_str().to_owned());
+        let body = CaseBody {
+            case_id: uuid::Uuid::now_v7(),
+            child_id: child_id.clone(),
+            benefit: new.benefit,
+            requester: node.id.clone(),
+            decider,
+            requesting_region: child.residence_region.clone(),
+            deciding_region: child.hukou_region.clone(),
+            grounds: new.grounds,
+            officers: new.officers,
+            state: CaseState::Submitted,
+            history: vec![],
+        }
+        .submit(node.id.clone(), now, officer)?;
+        let v = version_of(node, &body, vec![])?;
+        store(conn, node, &body, &v, &[], actor, "case.submit", now)?;
+        // One node serving both sides receives at once, like a remote hukou node would.
+        if body.decider == node.id {
+            step(
+                conn,
+                node,
+                &body.case_id.to_string(),
+                Transition::Receive,
+                None,
+                Some(Party::Decider),
+                actor,
+                now,
+            )?;
+        }
+        Ok(body.case_id.to_string())
+    })?;
+    node.wake_senders();
+    view(conn, node, &case_id)
+}
+
+/// Makes one transition as this node.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    case_id: &str,
+    transition: Transition,
+    officer: Option<String>,
+    as_party: Option<Party>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<CaseBody, CaseError> {
+    let (current, heads) = load(conn, case_id)?;
+    let wanted = as_party.or(Some(super::state::party_of(&transition)));
+    if current.party_of(&node.id, wanted).is_none() && current.party_of(&node.id, None).is_none() {
+        return Err(CaseError::Step(StepError::NotParty(node.id.clone())));
+    }
+    let next = current.next(Step {
+        transition: transition.clone(),
+        by: node.id.clone(),
+        at: now,
+        officer,
+    })?;
+    check_step(Some(&current), &next, &node.id)?;
+    let v = version_of(node, &next, heads.clone())?;
+    let action = match transition.kind().as_str() {
+        "receive" => "case.receive",
+        "request_info" => "case.request_info",
+        "provide_info" => "case.provide_info",
+        "approve" => "case.approve",
+        "deny" => "case.deny",
+        "withdraw" => "case.withdraw",
+        _ => "case.submit",
+    };
+    store(conn, node, &next, &v, &heads, actor, action, now)?;
+    // An approval adds the benefit to the child's file, as a hukou-authored version.
+    if let (
+        Transition::Approve {
+            effective_month, ..
+        },
+        CaseState::Approved,
+    ) = (&transition, next.state)
+    {
+        if let Some(row) = records_repo::get_child(conn, next.child_id.as_str())? {
+            let child: crate::domain::ChildRecord =
+                serde_json::from_str(&row.record).map_err(|e| LedgerError::Merge(e.to_string()))?;
+            let mut benefits = serde_json::to_value(&child.benefits).unwrap_or_default();
+            if let Some(list) = benefits.as_array_mut() {
+                list.retain(|b| b["benefit"] != next.benefit.code());
+                list.push(serde_json::json!({"benefit": next.benefit.code(), "since": effective_month.to_string()}));
+            }
+            let mut patch = serde_json::Map::new();
+            patch.insert("benefits".into(), benefits);
+            ledger::apply_update(conn, node, &next.child_id, patch, actor, now)?;
+        }
+    }
+    Ok(next)
+}
+
+/// Makes a transition on behalf of a person or system at this node.
+pub fn transition(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    case_id: &str,
+    t: Transition,
+    officer: Option<String>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<CaseView, CaseError> {
+    storage::transaction(conn, |conn| {
+        step(conn, node, case_id, t, officer, None, actor, now)
+    })?;
+    node.wake_senders();
+    view(conn, node, case_id)
+}
+
+/// After versions of these cases arrived: refresh their views, and receive new requests this
+/// node decides.
+pub fn after_ingest(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    case_ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), CaseError> {
+    let mut received = false;
+    for id in case_ids {
+        storage::transaction(conn, |conn| {
+            let body = refresh_row(conn, node, id, now.naive_utc())?;
+            if body.state == CaseState::Submitted && body.decider == node.id {
+                step(
+                    conn,
+                    node,
+                    id,
+                    Transition::Receive,
+                    None,
+                    Some(Party::Decider),
+                    &Actor::job("auto-receive"),
+                    now,
+                )?;
+                received = true;
+            }
+            Ok::<_, CaseError>(())
+        })?;
+    }
+    if received {
+        node.wake_senders();
+    }
+    Ok(())
+}
+
+fn status(
+    node: &LocalNode,
+    body: &CaseBody,
+    due: NaiveDate,
+    now: DateTime<Utc>,
+) -> Option<DeadlineStatus> {
+    (!body.state.is_terminal()).then(|| {
+        deadline_status(
+            &node.deadlines.calendar,
+            due,
+            ledger::china_today(now),
+            node.deadlines.due_soon_days,
+        )
+    })
+}
+
+/// The case with its deadline and what this node may do next (no audit: callers decide).
+pub fn view(conn: &mut DbConn, node: &LocalNode, case_id: &str) -> Result<CaseView, CaseError> {
+    let (case, heads) = load(conn, case_id)?;
+    let due_on = node.deadlines.due_on(&case);
+    let mut allowed = Vec::new();
+    for party in [Party::Requester, Party::Decider] {
+        if case.party_of(&node.id, Some(party)).is_some() {
+            allowed.extend(
+                super::state::allowed_actions(Some(case.state), party)
+                    .iter()
+                    .map(|k| k.as_str().to_owned()),
+            );
+        }
+    }
+    Ok(CaseView {
+        deadline: status(node, &case, due_on, Utc::now()),
+        allowed_actions: allowed,
+        case,
+        heads,
+        due_on,
+    })
+}
+
+/// Reads a case (it names a child and its grounds) and audits the read.
+pub fn read(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    case_id: &str,
+    actor: &Actor,
+    purpose: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<CaseView, CaseError> {
+    storage::transaction(conn, |conn| {
+        let v = view(conn, node, case_id)?;
+        audit::append(
+            conn,
+            node.clock.now(),
+            now,
+            &Event::new(actor.clone(), "case.read", Outcome::Ok)
+                .object("case", case_id)
+                .purpose(purpose),
+        )?;
+        Ok(v)
+    })
+}
+
+/// Which cases to list.
+#[derive(Debug, Clone, Default)]
+pub struct CaseQuery {
+    /// `incoming` (this node decides) or `outgoing` (this node asked); both when `None`.
+    pub incoming: Option<bool>,
+    pub state: Option<CaseState>,
+    pub benefit: Option<Benefit>,
+    pub overdue_only: bool,
+    pub limit: i64,
+}
+
+pub fn list(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    q: &CaseQuery,
+    now: DateTime<Utc>,
+) -> Result<Vec<CaseSummary>, CaseError> {
+    let me = node.id.to_string();
+    let filter = CaseFilter {
+        requester: (q.incoming == Some(false)).then(|| me.clone()),
+        decider: (q.incoming == Some(true)).then(|| me.clone()),
+        state: q.state.map(|s| s.as_str().to_owned()),
+        benefit: q.benefit.map(|b| b.code().to_owned()),
+        due_before: q.overdue_only.then(|| ledger::china_today(now)),
+        limit: q.limit,
+    };
+    let rows = repo::list(conn, &filter)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.requester == me || r.decider == me)
+        .map(|r| {
+            let open = !matches!(r.state.as_str(), "approved" | "denied" | "withdrawn");
+            CaseSummary {
+                deadline: open.then(|| {
+                    deadline_status(
+                        &node.deadlines.calendar,
+                        r.due_on,
+                        ledger::china_today(now),
+                        node.deadlines.due_soon_days,
+                    )
+                }),
+                concurrent: r.head_count > 1,
+                case_id: r.case_id,
+                child_id: r.child_id,
+                benefit: r.benefit,
+                requester: r.requester,
+                decider: r.decider,
+                state: r.state,
+                submitted_at: r.submitted_at.and_utc(),
+                due_on: r.due_on,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_follow_benefit_and_jurisdiction() {
+        let mut s = EligibilitySettings::default();
+        s.jurisdictions.insert(
+            "51".into(),
+            [("dibao".to_owned(), 20)].into_iter().collect(),
+        );
+        s.jurisdictions.insert(
+            "5101".into(),
+            [("dibao".to_owned(), 15)].into_iter().collect(),
+        );
+        let d = Deadlines::from_settings(&s).unwrap();
+        let chengdu = RegionCode::parse("510104").unwrap();
+        let mianyang = RegionCode::parse("510703").unwrap();
+        let zhengzhou = RegionCode::parse("410105").unwrap();
+        assert_eq!(d.days(Benefit::Dibao, &chengdu), 15);
+        assert_eq!(d.days(Benefit::Dibao, &mianyang), 20);
+        assert_eq!(d.days(Benefit::Dibao, &zhengzhou), 30);
+        assert_eq!(d.days(Benefit::Tekun, &chengdu), 30);
+        // 30 working days from 2026-09-10 is 2026-10-28 (National Day week skipped).
+        let start = NaiveDate::from_ymd_opt(2026, 9, 10).unwrap();
+        assert_eq!(
+            d.calendar.add_working_days(start, 30),
+            NaiveDate::from_ymd_opt(2026, 10, 28).unwrap()
+        );
+        let status = deadline_status(
+            &d.calendar,
+            NaiveDate::from_ymd_opt(2026, 10, 28).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            5,
+        );
+        assert!(matches!(status, DeadlineStatus::Overdue { .. }));
+    }
+}

@@ -1,0 +1,329 @@
+//! Eligibility confirmation between the two bureaus over real mutual TLS.
+
+use serde_json::{json, Value};
+
+use crate::exchange::{restart, spawn_pair, CHENGDU, ZHENGZHOU};
+use crate::helpers::{eventually, flowing_child, problem, TestApp};
+
+fn request(child_id: &str) -> Value {
+    json!({
+        "child_id": child_id,
+        "benefit": "dibao",
+        "grounds": {
+            "father_situation": "imprisoned",
+            "mother_situation": "missing",
+            "summary": "父亲服刑在押，母亲失联，由祖父抚养，家庭无稳定收入",
+            "evidence": [{"doc_type": "服刑通知书", "issuer": "四川省某监狱", "number": "川监2025-118", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}],
+        },
+        "officers": {"requester": "ZZ-JS-017"},
+    })
+}
+
+async fn case(app: &TestApp, id: &str) -> Option<Value> {
+    let r = app.get(&format!("/api/v1/cases/{id}")).await;
+    (r.status() == 200).then_some(())?;
+    r.json().await.ok()
+}
+
+async fn wait_state(app: &TestApp, id: &str, state: &str) -> Value {
+    eventually(20, &format!("case {state}"), || async {
+        case(app, id)
+            .await
+            .is_some_and(|c| c["case"]["state"] == state)
+    })
+    .await;
+    case(app, id).await.unwrap()
+}
+
+async fn act(app: &TestApp, id: &str, transition: Value) -> reqwest::Response {
+    app.post_json(
+        &format!("/api/v1/cases/{id}/transitions"),
+        &json!({"transition": transition, "officer": "CD-JJ-003"}),
+    )
+    .await
+}
+
+/// A pair with a flowing child known to both nodes; returns its ID number.
+async fn with_child(pair: &crate::exchange::Pair, seq: u16) -> String {
+    let child = flowing_child(seq);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    pair.residence.create_child(&child).await;
+    eventually(20, "the file reaches the hukou node", || async {
+        pair.hukou
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn request_information_and_approval_round_trip() {
+    let pair = spawn_pair().await;
+    let child = with_child(&pair, 60).await;
+    let r = pair
+        .residence
+        .post_json("/api/v1/cases", &request(&child))
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: Value = r.json().await.unwrap();
+    let id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["case"]["decider"], CHENGDU);
+    assert!(created["due_on"].as_str().is_some());
+    assert!(
+        matches!(
+            created["deadline"]["status"].as_str(),
+            Some("on_time" | "due_soon")
+        ),
+        "{created}"
+    );
+    // The hukou node receives it automatically; the residence node sees the receipt.
+    wait_state(&pair.hukou, &id, "received").await;
+    wait_state(&pair.residence, &id, "received").await;
+    let r = act(
+        &pair.hukou,
+        &id,
+        json!({"action": "request_info", "question": "请补充祖父收入证明"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_state(&pair.residence, &id, "info_requested").await;
+    let r = act(
+        &pair.residence,
+        &id,
+        json!({"action": "provide_info", "answer": "已上传村委会出具的收入证明"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    wait_state(&pair.hukou, &id, "info_provided").await;
+    let r = act(
+        &pair.hukou,
+        &id,
+        json!({"action": "approve", "effective_month": "2026-12"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let at_residence = wait_state(&pair.residence, &id, "approved").await;
+    assert_eq!(at_residence["case"]["history"].as_array().unwrap().len(), 5);
+    // The approval added the benefit to the child's file at the hukou node, and it replicated.
+    eventually(20, "benefit in the residence node's file", || async {
+        let f: Value = pair
+            .residence
+            .get(&format!("/api/v1/children/{child}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        f["record"]["benefits"] == json!([{"benefit": "dibao", "since": "2026-12"}])
+    })
+    .await;
+    // Lists, and audit on both nodes.
+    let incoming: Value = pair
+        .hukou
+        .get("/api/v1/cases?direction=incoming")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(incoming.as_array().unwrap().len(), 1);
+    let outgoing: Value = pair
+        .residence
+        .get("/api/v1/cases?direction=outgoing&state=approved")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(outgoing.as_array().unwrap().len(), 1);
+    for (app, action) in [
+        (&pair.hukou, "case.approve"),
+        (&pair.residence, "case.submit"),
+        (&pair.hukou, "case.receive"),
+    ] {
+        let ev: Value = app
+            .get(&format!("/api/v1/audit/events?action={action}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ev["items"].as_array().unwrap().len(), 1, "{action}");
+    }
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
+#[tokio::test]
+async fn illegal_requests_and_transitions_are_refused_and_nothing_is_stored() {
+    let pair = spawn_pair().await;
+    let child = with_child(&pair, 61).await;
+    // The hukou side cannot submit (it does not serve the residence).
+    problem(
+        pair.hukou
+            .post_json("/api/v1/cases", &request(&child))
+            .await,
+        403,
+        "not_residence",
+    )
+    .await;
+    // An unknown benefit, a bad evidence digest, a decider that does not serve the hukou region.
+    let mut bad = request(&child);
+    bad["benefit"] = json!("housing");
+    let p = problem(
+        pair.residence.post_json("/api/v1/cases", &bad).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "benefit");
+    let mut bad = request(&child);
+    bad["grounds"]["evidence"][0]["sha256"] = json!("abc123");
+    let p = problem(
+        pair.residence.post_json("/api/v1/cases", &bad).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "grounds.evidence[0].sha256");
+    let mut bad = request(&child);
+    bad["decider"] = json!(ZHENGZHOU);
+    problem(
+        pair.residence.post_json("/api/v1/cases", &bad).await,
+        422,
+        "decider_not_party",
+    )
+    .await;
+    assert_eq!(pair.residence.count("cases"), 0);
+
+    let created: Value = pair
+        .residence
+        .post_json("/api/v1/cases", &request(&child))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    wait_state(&pair.residence, &id, "received").await;
+    let before = pair.residence.count("versions");
+    // A decision from the requesting side.
+    problem(
+        act(
+            &pair.residence,
+            &id,
+            json!({"action": "approve", "effective_month": "2026-12"}),
+        )
+        .await,
+        403,
+        "wrong_party",
+    )
+    .await;
+    // A denial without a reason.
+    problem(
+        act(
+            &pair.hukou,
+            &id,
+            json!({"action": "deny", "reason_code": "income_above_threshold", "reason_text": "  "}),
+        )
+        .await,
+        422,
+        "missing_reason",
+    )
+    .await;
+    problem(
+        act(
+            &pair.hukou,
+            &id,
+            json!({"action": "deny", "reason_code": "income_above_threshold"}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(pair.residence.count("versions"), before);
+    // A transition from a terminal state.
+    assert_eq!(act(&pair.hukou, &id, json!({"action": "deny", "reason_code": "income_above_threshold", "reason_text": "家庭人均收入高于当地低保标准"})).await.status(), 200);
+    wait_state(&pair.residence, &id, "denied").await;
+    problem(
+        act(&pair.residence, &id, json!({"action": "withdraw"})).await,
+        409,
+        "terminal_state",
+    )
+    .await;
+    problem(
+        pair.residence.get("/api/v1/cases/not-a-uuid").await,
+        400,
+        "invalid_path",
+    )
+    .await;
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
+#[tokio::test]
+async fn withdrawal_and_approval_at_the_same_moment_end_alike_on_both_nodes() {
+    let pair = spawn_pair().await;
+    let child = with_child(&pair, 62).await;
+    let created: Value = pair
+        .residence
+        .post_json("/api/v1/cases", &request(&child))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    wait_state(&pair.residence, &id, "received").await;
+    let crate::exchange::Pair {
+        residence,
+        hukou,
+        pki,
+        ..
+    } = pair;
+    // Cut them apart: the hukou node stops; each side acts without seeing the other.
+    let (h_store, h_node) = (hukou.store.clone(), hukou.node.clone());
+    let (h_settings, h_db, h_dir) = hukou.shut_down().await;
+    assert_eq!(
+        act(
+            &residence,
+            &id,
+            json!({"action": "withdraw", "reason": "家庭已迁回户籍地"})
+        )
+        .await
+        .status(),
+        200
+    );
+    let t: hukou_sync::eligibility::state::Transition =
+        serde_json::from_value(json!({"action": "approve", "effective_month": "2026-12"})).unwrap();
+    let mut conn = h_store.conn().unwrap();
+    let (id2, actor) = (id.clone(), hukou_sync::audit::Actor::console());
+    hukou_sync::eligibility::service::transition(
+        &mut conn,
+        &h_node,
+        &id2,
+        t,
+        None,
+        &actor,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    drop(conn);
+    drop((h_store, h_node));
+    let hukou = restart(h_settings, h_db, h_dir).await;
+    // Both end approved (a decision beats a concurrent withdrawal), from two heads.
+    for app in [&residence, &hukou] {
+        eventually(20, "both heads everywhere", || async {
+            case(app, &id)
+                .await
+                .is_some_and(|c| c["heads"].as_array().unwrap().len() == 2)
+        })
+        .await;
+        let c = case(app, &id).await.unwrap();
+        assert_eq!(c["case"]["state"], "approved");
+    }
+    let a = case(&residence, &id).await.unwrap();
+    let b = case(&hukou, &id).await.unwrap();
+    assert_eq!(a["case"], b["case"]);
+    let _ = pki;
+    residence.stop().await;
+    hukou.stop().await;
+}

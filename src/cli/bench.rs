@@ -45,6 +45,17 @@ enum BenchWhat {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Eligibility requests from the residence node to the hukou node under load: each request
+    /// until the hukou node's signed receipt (the automatic `received`) is visible at the
+    /// requester; `concurrency` requests in flight.
+    Cases {
+        #[arg(long, default_value_t = 1000)]
+        cases: usize,
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
     /// inclusion proof at N.
     Audit {
@@ -112,6 +123,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             edits,
             postgres,
         } => super::runtime()?.block_on(bench_sync(versions, edits, postgres))?,
+        BenchWhat::Cases {
+            cases,
+            concurrency,
+            postgres,
+        } => super::runtime()?.block_on(bench_cases(cases, concurrency, postgres))?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -304,57 +320,10 @@ async fn bench_sync(
     edits: usize,
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
-    use crate::domain::{IdNumber, NodeId, RegionPrefix};
-    use crate::startup::{Application, Listeners};
-    use std::net::TcpListener;
-    let backend = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
-    let root = tempfile::tempdir()?;
-    let bind = || TcpListener::bind("127.0.0.1:0");
-    let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
-    let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
-    let plans = vec![
-        super::pki::NodePlan {
-            id: NodeId::parse("410100")?,
-            serves: vec![RegionPrefix::parse("41")?],
-            peer_port: port(&zp)?,
-            admin_port: port(&za)?,
-        },
-        super::pki::NodePlan {
-            id: NodeId::parse("510100")?,
-            serves: vec![RegionPrefix::parse("51")?],
-            peer_port: port(&cp)?,
-            admin_port: port(&ca)?,
-        },
-    ];
-    let pki = super::pki::init_dev_pki(&root.path().join("pki"), &plans, 30)?;
-    let mut apps = Vec::new();
-    let mut dbs = Vec::new();
-    for (node, (admin, peer)) in pki.nodes.iter().zip([(za, zp), (ca, cp)]) {
-        let db = bench_db(postgres.as_deref(), &format!("sync{}", node.id))?;
-        let mut settings = Settings::load(Some(&node.config))?;
-        settings.database.url = db.url.clone();
-        settings.log.filter = "error".into();
-        let app = Application::build_with(
-            settings,
-            Listeners {
-                admin: Some(admin),
-                peer: Some(peer),
-            },
-        )
-        .await?;
-        let store = app.store().clone();
-        let nd = app.node().clone();
-        let stop = app.handle();
-        tokio::spawn(app.run_until_stopped());
-        apps.push((store, nd, stop));
-        dbs.push(db);
-    }
-    let (zz_store, zz_node, _) = apps[0].clone();
-    let (cd_store, _, _) = apps[1].clone();
+    let backend = if postgres.is_some() { "postgres" } else { "sqlite" };
+    let pair = bench_pair(postgres.as_deref()).await?;
+    let (zz_store, zz_node, _, _) = pair.nodes[0].clone();
+    let (cd_store, _, _, _) = pair.nodes[1].clone();
     let count_versions = |store: crate::storage::Store| async move {
         store
             .run(|c| storage::records::count_versions(c).map_err(storage::StorageError::from))
@@ -400,7 +369,7 @@ async fn bench_sync(
     pb.finish_and_clear();
 
     // Latency: single edits, each until visible at the peer.
-    let ids: Vec<IdNumber> = rows
+    let ids: Vec<crate::domain::IdNumber> = rows
         .iter()
         .take(edits)
         .map(|(_, r)| r.id_number.clone())
@@ -463,7 +432,7 @@ async fn bench_sync(
         pk.verify(crate::crypto::keys::SigningContext::Version, &msg, &sig)?;
     }
     let verify_rate = n as f64 / start.elapsed().as_secs_f64();
-    for (_, _, stop) in &apps {
+    for (_, _, stop, _) in &pair.nodes {
         stop.stop(true).await;
     }
     Ok(serde_json::json!({
@@ -476,5 +445,120 @@ async fn bench_sync(
         "single_edit_latency_p50_ms": round(pct(0.50)),
         "single_edit_latency_p99_ms": round(pct(0.99)),
         "single_edits": edits,
+    }))
+}
+
+/// Two nodes (residence 410100, hukou 510100) on fresh databases, as in the demo.
+struct BenchPair {
+    _root: tempfile::TempDir,
+    _dbs: Vec<BenchDb>,
+    nodes: Vec<(crate::storage::Store, std::sync::Arc<crate::sync::LocalNode>, crate::startup::StopHandle, String)>,
+}
+
+async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
+    use crate::domain::{NodeId, RegionPrefix};
+    use crate::startup::{Application, Listeners};
+    use std::net::TcpListener;
+    let root = tempfile::tempdir()?;
+    let bind = || TcpListener::bind("127.0.0.1:0");
+    let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
+    let plans = vec![
+        super::pki::NodePlan { id: NodeId::parse("410100")?, serves: vec![RegionPrefix::parse("41")?], peer_port: port(&zp)?, admin_port: port(&za)? },
+        super::pki::NodePlan { id: NodeId::parse("510100")?, serves: vec![RegionPrefix::parse("51")?], peer_port: port(&cp)?, admin_port: port(&ca)? },
+    ];
+    let pki = super::pki::init_dev_pki(&root.path().join("pki"), &plans, 30)?;
+    let mut nodes = Vec::new();
+    let mut dbs = Vec::new();
+    for (node, (admin, peer)) in pki.nodes.iter().zip([(za, zp), (ca, cp)]) {
+        let db = bench_db(postgres, &format!("n{}", node.id))?;
+        let mut settings = Settings::load(Some(&node.config))?;
+        settings.database.url = db.url.clone();
+        settings.log.filter = "error".into();
+        let app = Application::build_with(settings, Listeners { admin: Some(admin), peer: Some(peer) }).await?;
+        let base = format!("http://127.0.0.1:{}", app.admin_port());
+        let entry = (app.store().clone(), app.node().clone(), app.handle(), base);
+        tokio::spawn(app.run_until_stopped());
+        nodes.push(entry);
+        dbs.push(db);
+    }
+    Ok(BenchPair { _root: root, _dbs: dbs, nodes })
+}
+
+async fn bench_cases(count: usize, concurrency: usize, postgres: Option<String>) -> anyhow::Result<serde_json::Value> {
+    let backend = if postgres.is_some() { "postgres" } else { "sqlite" };
+    let pair = bench_pair(postgres.as_deref()).await?;
+    let (zz_store, zz_node, _, zz_base) = pair.nodes[0].clone();
+    let (cd_store, _, _, _) = pair.nodes[1].clone();
+    // The children, present on both nodes first.
+    let mut csv = Vec::new();
+    super::sample::write_ledger(&mut csv, count, 13, "51", "41")?;
+    let now = Utc::now();
+    let rules = RecordRules { today: china_today(now), palette: &zz_node.palette };
+    let mut rows = Vec::with_capacity(count);
+    for (line, fields) in LedgerReader::new(String::from_utf8(csv)?)? {
+        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
+    }
+    let ids: Vec<String> = rows.iter().map(|(_, r)| r.id_number.to_string()).collect();
+    let (s2, n2) = (zz_store.clone(), zz_node.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut c = s2.conn()?;
+        ledger::import_children(&mut c, &n2, &rows, &Actor::console(), now, &mut |_| {})?;
+        Ok(())
+    })
+    .await??;
+    let start = Instant::now();
+    while (cd_store.run(|c| storage::records::count_versions(c).map_err(storage::StorageError::from)).await? as usize) < count {
+        anyhow::ensure!(start.elapsed() < std::time::Duration::from_secs(600), "children did not arrive");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let http = reqwest::Client::new();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let pb = super::progress_bar(count as u64, "cases", false);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    for id in ids {
+        let permit = sem.clone().acquire_owned().await?;
+        let (http, base, pb) = (http.clone(), zz_base.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let t = Instant::now();
+            let body = serde_json::json!({
+                "child_id": id, "benefit": "dibao",
+                "grounds": {"summary": "父母外出务工，家庭收入低于当地低保标准", "evidence": []},
+                "officers": {"requester": "BENCH-1"},
+            });
+            let created: serde_json::Value = http.post(format!("{base}/api/v1/cases")).json(&body).send().await?.json().await?;
+            let case_id = created["case"]["case_id"].as_str().unwrap_or_default().to_owned();
+            loop {
+                let v: serde_json::Value = http.get(format!("{base}/api/v1/cases/{case_id}")).send().await?.json().await?;
+                if v["case"]["state"] == "received" {
+                    break;
+                }
+                anyhow::ensure!(t.elapsed() < std::time::Duration::from_secs(120), "no receipt for {case_id}");
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            pb.inc(1);
+            anyhow::Ok(t.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut lat = Vec::with_capacity(count);
+    for t in tasks {
+        lat.push(t.await??);
+    }
+    let total = start.elapsed();
+    pb.finish_and_clear();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+    for (_, _, stop, _) in &pair.nodes {
+        stop.stop(true).await;
+    }
+    Ok(serde_json::json!({
+        "backend": backend,
+        "cases": count,
+        "in_flight": concurrency,
+        "cases_per_s": (count as f64 / total.as_secs_f64()).round(),
+        "request_to_receipt_p50_ms": round(pct(0.50)),
+        "request_to_receipt_p99_ms": round(pct(0.99)),
     }))
 }

@@ -320,7 +320,11 @@ async fn bench_sync(
     edits: usize,
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
-    let backend = if postgres.is_some() { "postgres" } else { "sqlite" };
+    let backend = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let pair = bench_pair(postgres.as_deref()).await?;
     let (zz_store, zz_node, _, _) = pair.nodes[0].clone();
     let (cd_store, _, _, _) = pair.nodes[1].clone();
@@ -452,7 +456,12 @@ async fn bench_sync(
 struct BenchPair {
     _root: tempfile::TempDir,
     _dbs: Vec<BenchDb>,
-    nodes: Vec<(crate::storage::Store, std::sync::Arc<crate::sync::LocalNode>, crate::startup::StopHandle, String)>,
+    nodes: Vec<(
+        crate::storage::Store,
+        std::sync::Arc<crate::sync::LocalNode>,
+        crate::startup::StopHandle,
+        String,
+    )>,
 }
 
 async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
@@ -464,8 +473,18 @@ async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
     let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
     let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
     let plans = vec![
-        super::pki::NodePlan { id: NodeId::parse("410100")?, serves: vec![RegionPrefix::parse("41")?], peer_port: port(&zp)?, admin_port: port(&za)? },
-        super::pki::NodePlan { id: NodeId::parse("510100")?, serves: vec![RegionPrefix::parse("51")?], peer_port: port(&cp)?, admin_port: port(&ca)? },
+        super::pki::NodePlan {
+            id: NodeId::parse("410100")?,
+            serves: vec![RegionPrefix::parse("41")?],
+            peer_port: port(&zp)?,
+            admin_port: port(&za)?,
+        },
+        super::pki::NodePlan {
+            id: NodeId::parse("510100")?,
+            serves: vec![RegionPrefix::parse("51")?],
+            peer_port: port(&cp)?,
+            admin_port: port(&ca)?,
+        },
     ];
     let pki = super::pki::init_dev_pki(&root.path().join("pki"), &plans, 30)?;
     let mut nodes = Vec::new();
@@ -475,18 +494,37 @@ async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
         let mut settings = Settings::load(Some(&node.config))?;
         settings.database.url = db.url.clone();
         settings.log.filter = "error".into();
-        let app = Application::build_with(settings, Listeners { admin: Some(admin), peer: Some(peer) }).await?;
+        let app = Application::build_with(
+            settings,
+            Listeners {
+                admin: Some(admin),
+                peer: Some(peer),
+            },
+        )
+        .await?;
         let base = format!("http://127.0.0.1:{}", app.admin_port());
         let entry = (app.store().clone(), app.node().clone(), app.handle(), base);
         tokio::spawn(app.run_until_stopped());
         nodes.push(entry);
         dbs.push(db);
     }
-    Ok(BenchPair { _root: root, _dbs: dbs, nodes })
+    Ok(BenchPair {
+        _root: root,
+        _dbs: dbs,
+        nodes,
+    })
 }
 
-async fn bench_cases(count: usize, concurrency: usize, postgres: Option<String>) -> anyhow::Result<serde_json::Value> {
-    let backend = if postgres.is_some() { "postgres" } else { "sqlite" };
+async fn bench_cases(
+    count: usize,
+    concurrency: usize,
+    postgres: Option<String>,
+) -> anyhow::Result<serde_json::Value> {
+    let backend = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let pair = bench_pair(postgres.as_deref()).await?;
     let (zz_store, zz_node, _, zz_base) = pair.nodes[0].clone();
     let (cd_store, _, _, _) = pair.nodes[1].clone();
@@ -494,7 +532,10 @@ async fn bench_cases(count: usize, concurrency: usize, postgres: Option<String>)
     let mut csv = Vec::new();
     super::sample::write_ledger(&mut csv, count, 13, "51", "41")?;
     let now = Utc::now();
-    let rules = RecordRules { today: china_today(now), palette: &zz_node.palette };
+    let rules = RecordRules {
+        today: china_today(now),
+        palette: &zz_node.palette,
+    };
     let mut rows = Vec::with_capacity(count);
     for (line, fields) in LedgerReader::new(String::from_utf8(csv)?)? {
         rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
@@ -508,8 +549,15 @@ async fn bench_cases(count: usize, concurrency: usize, postgres: Option<String>)
     })
     .await??;
     let start = Instant::now();
-    while (cd_store.run(|c| storage::records::count_versions(c).map_err(storage::StorageError::from)).await? as usize) < count {
-        anyhow::ensure!(start.elapsed() < std::time::Duration::from_secs(600), "children did not arrive");
+    while (cd_store
+        .run(|c| storage::records::count_versions(c).map_err(storage::StorageError::from))
+        .await? as usize)
+        < count
+    {
+        anyhow::ensure!(
+            start.elapsed() < std::time::Duration::from_secs(600),
+            "children did not arrive"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let http = reqwest::Client::new();
@@ -528,14 +576,31 @@ async fn bench_cases(count: usize, concurrency: usize, postgres: Option<String>)
                 "grounds": {"summary": "父母外出务工，家庭收入低于当地低保标准", "evidence": []},
                 "officers": {"requester": "BENCH-1"},
             });
-            let created: serde_json::Value = http.post(format!("{base}/api/v1/cases")).json(&body).send().await?.json().await?;
-            let case_id = created["case"]["case_id"].as_str().unwrap_or_default().to_owned();
+            let created: serde_json::Value = http
+                .post(format!("{base}/api/v1/cases"))
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let case_id = created["case"]["case_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             loop {
-                let v: serde_json::Value = http.get(format!("{base}/api/v1/cases/{case_id}")).send().await?.json().await?;
+                let v: serde_json::Value = http
+                    .get(format!("{base}/api/v1/cases/{case_id}"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
                 if v["case"]["state"] == "received" {
                     break;
                 }
-                anyhow::ensure!(t.elapsed() < std::time::Duration::from_secs(120), "no receipt for {case_id}");
+                anyhow::ensure!(
+                    t.elapsed() < std::time::Duration::from_secs(120),
+                    "no receipt for {case_id}"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
             pb.inc(1);
@@ -549,7 +614,11 @@ async fn bench_cases(count: usize, concurrency: usize, postgres: Option<String>)
     let total = start.elapsed();
     pb.finish_and_clear();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
     for (_, _, stop, _) in &pair.nodes {
         stop.stop(true).await;
     }

@@ -268,12 +268,13 @@ async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     Ok(body)
 }
 
-/// Waits until the node holds `n` versions of the file.
-async fn wait_for(
+/// Polls `path` on a node until `done` holds for its JSON (15 s at most).
+async fn poll(
     http: &reqwest::Client,
     node: &Node,
     path: &str,
-    n: usize,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -284,17 +285,30 @@ async fn wait_for(
             .await?;
         if r.status().is_success() {
             let v: Value = r.json().await?;
-            if v["history"].as_array().is_some_and(|h| h.len() >= n) {
+            if done(&v) {
                 return Ok(v);
             }
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the version did not arrive at {}",
+            "{what} did not happen at {}",
             node.name
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits until the node holds `n` versions of the file.
+async fn wait_for(
+    http: &reqwest::Client,
+    node: &Node,
+    path: &str,
+    n: usize,
+) -> anyhow::Result<Value> {
+    poll(http, node, path, "the version's arrival", |v| {
+        v["history"].as_array().is_some_and(|h| h.len() >= n)
+    })
+    .await
 }
 
 /// Waits until a case reaches a state at a node.
@@ -304,44 +318,21 @@ async fn wait_case(
     path: &str,
     state: &str,
 ) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = http
-            .get(format!("{}{path}", node.base))
-            .header("X-Purpose", "demo")
-            .send()
-            .await?;
-        if r.status().is_success() {
-            let v: Value = r.json().await?;
-            if v["case"]["state"] == state {
-                return Ok(v);
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the case did not reach {state} at {}",
-            node.name
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll(
+        http,
+        node,
+        path,
+        &format!("the case becoming {state}"),
+        |v| v["case"]["state"] == state,
+    )
+    .await
 }
 
 /// Waits until the node's outbox is empty; returns its peers' status.
 async fn wait_drained(http: &reqwest::Client, node: &Node) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let peers = send(http.get(format!("{}/api/v1/peers", node.base))).await?;
-        if peers
-            .as_array()
+    poll(http, node, "/api/v1/peers", "draining the outbox", |p| {
+        p.as_array()
             .is_some_and(|a| a.iter().all(|p| p["outbox_depth"] == 0))
-        {
-            return Ok(peers);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{} did not drain its outbox",
-            node.name
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }

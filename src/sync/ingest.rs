@@ -101,19 +101,7 @@ pub fn ingest(
                         out.accepted.push(v.id);
                         out.stored += 1;
                     }
-                    Err((code, reason)) => {
-                        let doc: String = v.version.doc_id.chars().take(64).collect();
-                        events.push(
-                            Event::new(actor.clone(), "version.reject", Outcome::Rejected)
-                                .object("case", &doc)
-                                .details(serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason})),
-                        );
-                        out.rejected.push(Rejection {
-                            id: v.id,
-                            code,
-                            reason,
-                        });
-                    }
+                    Err(refusal) => reject(&mut events, &mut out, &actor, "case", v, refusal),
                 }
                 continue;
             }
@@ -150,19 +138,7 @@ pub fn ingest(
                     out.accepted.push(v.id);
                     out.stored += 1;
                 }
-                Err((code, reason)) => {
-                    let doc: String = v.version.doc_id.chars().take(64).collect();
-                    events.push(
-                        Event::new(actor.clone(), "version.reject", Outcome::Rejected)
-                            .object("child", &doc)
-                            .details(serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason})),
-                    );
-                    out.rejected.push(Rejection {
-                        id: v.id,
-                        code,
-                        reason,
-                    });
-                }
+                Err(refusal) => reject(&mut events, &mut out, &actor, "child", v, refusal),
             }
         }
         for doc in &touched_docs {
@@ -172,6 +148,29 @@ pub fn ingest(
         audit::append_many(conn, &stamps, now, &events)?;
         Ok(out)
     })
+}
+
+/// Records a refused version: its audit event and its line in the receipt.
+fn reject(
+    events: &mut Vec<Event>,
+    out: &mut IngestOutcome,
+    actor: &Actor,
+    kind: &str,
+    v: &SignedVersion,
+    (code, reason): Refusal,
+) {
+    // The claimed document id comes from an unverified version: keep it short.
+    let doc: String = v.version.doc_id.chars().take(64).collect();
+    events.push(
+        Event::new(actor.clone(), "version.reject", Outcome::Rejected)
+            .object(kind, &doc)
+            .details(serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason})),
+    );
+    out.rejected.push(Rejection {
+        id: v.id,
+        code,
+        reason,
+    });
 }
 
 /// Parents before children within the batch (Kahn's algorithm, stable in input order).

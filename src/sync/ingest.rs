@@ -54,6 +54,11 @@ pub fn ingest(
         id: sender.to_string(),
         via: Via::Peer,
     };
+    let verified: HashMap<VersionId, Result<(), Refusal>> = versions
+        .iter()
+        .map(|v| v.id)
+        .zip(verify_all(dir, versions))
+        .collect();
     storage::transaction(conn, |conn| {
         let ids: Vec<String> = versions.iter().map(|v| v.id.to_string()).collect();
         let existing = repo::existing_versions(conn, &ids)?;
@@ -78,7 +83,7 @@ pub fn ingest(
                 continue;
             }
             if v.version.kind == DocKind::Case {
-                match check_case(conn, node, dir, sender, v) {
+                match check_case(conn, node, &verified, sender, v) {
                     Ok(()) => {
                         let parents: Vec<String> =
                             v.version.parents.iter().map(ToString::to_string).collect();
@@ -105,7 +110,15 @@ pub fn ingest(
                 }
                 continue;
             }
-            match check(conn, node, dir, sender, v, &accepted_here, &batch_records) {
+            match check(
+                conn,
+                node,
+                &verified,
+                sender,
+                v,
+                &accepted_here,
+                &batch_records,
+            ) {
                 Ok((record, parent_records)) => {
                     let parents: Vec<String> =
                         v.version.parents.iter().map(ToString::to_string).collect();
@@ -205,14 +218,14 @@ fn topological(versions: &[SignedVersion]) -> Vec<&SignedVersion> {
 fn check(
     conn: &mut DbConn,
     node: &LocalNode,
-    dir: &Directory,
+    verified: &HashMap<VersionId, Result<(), Refusal>>,
     sender: &NodeId,
     v: &SignedVersion,
     accepted_here: &HashMap<VersionId, ChildRecord>,
     batch_records: &HashMap<String, Vec<ChildRecord>>,
 ) -> Result<(ChildRecord, Vec<ChildRecord>), Refusal> {
     let db = |e: storage::QueryError| (RejectCode::InvalidRecord, format!("storage: {e}"));
-    verify_signature(node, dir, v)?;
+    verify_signature(node, verified, v)?;
     let author = &v.version.author_node;
     let record = view::record_of(v).map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
     if record.id_number.as_str() != v.version.doc_id {
@@ -276,8 +289,9 @@ fn check(
     Ok((record, parent_records))
 }
 
-/// Id, signature (a key of the author valid at the version's time, not revoked) and clock skew.
-fn verify_signature(node: &LocalNode, dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
+/// Id and signature (a key of the author valid at the version's time, not revoked): pure, so a
+/// batch is checked on every core before its transaction begins.
+fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
     match v.version.id() {
         Ok(id) if id == v.id => {}
         _ => {
@@ -316,6 +330,51 @@ fn verify_signature(node: &LocalNode, dir: &Directory, v: &SignedVersion) -> Res
             )
         });
     }
+    Ok(())
+}
+
+/// [`verify_crypto`] of every version, on up to four threads; results in input order.
+fn verify_all(dir: &Directory, versions: &[SignedVersion]) -> Vec<Result<(), Refusal>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let per = versions.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = versions
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|v| verify_crypto(dir, v))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Err((
+                        RejectCode::InvalidRecord,
+                        "verification failed".into(),
+                    ))]
+                })
+            })
+            .collect()
+    })
+}
+
+/// The batch's precomputed signature checks, then the clock (in batch order: it advances).
+fn verify_signature(
+    node: &LocalNode,
+    verified: &HashMap<VersionId, Result<(), Refusal>>,
+    v: &SignedVersion,
+) -> Result<(), Refusal> {
+    match verified.get(&v.id) {
+        Some(Ok(())) => {}
+        Some(Err(r)) => return Err(r.clone()),
+        None => return Err((RejectCode::IdMismatch, "not verified".into())),
+    }
     node.clock
         .observe(v.version.hlc)
         .map_err(|e| (RejectCode::ClockSkew, e.to_string()))?;
@@ -327,12 +386,12 @@ fn verify_signature(node: &LocalNode, dir: &Directory, v: &SignedVersion) -> Res
 fn check_case(
     conn: &mut DbConn,
     node: &LocalNode,
-    dir: &Directory,
+    verified: &HashMap<VersionId, Result<(), Refusal>>,
     sender: &NodeId,
     v: &SignedVersion,
 ) -> Result<(), Refusal> {
     use crate::eligibility::case::{check_step, merge_heads, CaseBody, Head};
-    verify_signature(node, dir, v)?;
+    verify_signature(node, verified, v)?;
     let body: CaseBody = serde_json::from_value(v.version.body.clone())
         .map_err(|e| (RejectCode::InvalidRecord, format!("not a case: {e}")))?;
     if body.case_id.to_string() != v.version.doc_id {

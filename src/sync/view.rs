@@ -73,6 +73,28 @@ pub fn refresh_child_row(
     doc_id: &str,
     at: NaiveDateTime,
 ) -> Result<ChildRecord, LedgerError> {
+    // A file whose only version is its creation needs no merge: the view is that version.
+    let heads = repo::heads_of(conn, "child", doc_id)?;
+    if let [only] = heads.as_slice() {
+        if let Some(row) = repo::get_version(conn, only)? {
+            let v = SignedVersion::from_row(&row)?;
+            if v.version.parents.is_empty() {
+                let record = record_of(&v)?;
+                let fresh = super::ledger::row_for(&record, 1, at, at);
+                match repo::get_child(conn, doc_id)? {
+                    Some(existing) => repo::update_child(
+                        conn,
+                        &ChildRow {
+                            created_at: existing.created_at,
+                            ..fresh
+                        },
+                    )?,
+                    None => repo::insert_children(conn, &[fresh])?,
+                }
+                return Ok(record);
+            }
+        }
+    }
     let (_, view) = merged(conn, node, doc_id)?;
     let record = ChildRecord::from_fields_structural(&view.fields)?;
     let row = super::ledger::row_for(&record, view.heads.len() as i64, at, at);

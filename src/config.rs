@@ -111,7 +111,7 @@ pub struct SyncSettings {
 impl Default for SyncSettings {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: 2000,
             peer_body_limit: 16 * 1024 * 1024,
             max_clock_skew_secs: 300,
             max_backoff_secs: 60,

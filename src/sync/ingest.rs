@@ -54,11 +54,23 @@ pub fn ingest(
         id: sender.to_string(),
         via: Via::Peer,
     };
-    let verified: HashMap<VersionId, Result<(), Refusal>> = versions
-        .iter()
-        .map(|v| v.id)
-        .zip(verify_all(dir, versions))
-        .collect();
+    let checked = par_map(versions, |v| {
+        let record = (v.version.kind == DocKind::Child)
+            .then(|| view::record_of(v).ok())
+            .flatten();
+        (v.id, verify_crypto(dir, v), record)
+    });
+    if checked.len() != versions.len() {
+        return Err(LedgerError::Merge("a verification thread failed".into()));
+    }
+    let mut verified: HashMap<VersionId, Result<(), Refusal>> = HashMap::new();
+    let mut records: HashMap<VersionId, ChildRecord> = HashMap::new();
+    for (id, result, record) in checked {
+        verified.insert(id, result);
+        if let Some(r) = record {
+            records.insert(id, r);
+        }
+    }
     storage::transaction(conn, |conn| {
         let ids: Vec<String> = versions.iter().map(|v| v.id.to_string()).collect();
         let existing = repo::existing_versions(conn, &ids)?;
@@ -67,13 +79,17 @@ pub fn ingest(
         let mut seen: HashSet<VersionId> = HashSet::new();
         let mut touched_docs: BTreeSet<String> = BTreeSet::new();
         let mut events = Vec::new();
-        let batch_records: HashMap<String, Vec<ChildRecord>> =
-            versions.iter().fold(HashMap::new(), |mut m, v| {
-                if let Ok(r) = view::record_of(v) {
-                    m.entry(v.version.doc_id.clone()).or_default().push(r);
-                }
-                m
-            });
+        let mut batch_records: HashMap<String, Vec<ChildRecord>> = HashMap::new();
+        for v in versions {
+            if let Some(r) = records.get(&v.id) {
+                batch_records
+                    .entry(v.version.doc_id.clone())
+                    .or_default()
+                    .push(r.clone());
+            }
+        }
+        // Files new in this batch whose only version is a creation: their view is that record.
+        let mut creations: HashMap<String, ChildRecord> = HashMap::new();
         for v in topological(versions) {
             if !seen.insert(v.id) {
                 continue;
@@ -110,15 +126,12 @@ pub fn ingest(
                 }
                 continue;
             }
-            match check(
-                conn,
-                node,
-                &verified,
-                sender,
-                v,
-                &accepted_here,
-                &batch_records,
-            ) {
+            let facts = BatchFacts {
+                verified: &verified,
+                records: &records,
+                batch_records: &batch_records,
+            };
+            match check(conn, node, &facts, sender, v, &accepted_here) {
                 Ok((record, parent_records)) => {
                     let parents: Vec<String> =
                         v.version.parents.iter().map(ToString::to_string).collect();
@@ -134,6 +147,7 @@ pub fn ingest(
                         conn,
                         node,
                         v,
+                        &record,
                         &parent_records,
                         Some(sender),
                         at,
@@ -146,6 +160,11 @@ pub fn ingest(
                                 "forwarded_to": forwarded,
                             })),
                     );
+                    if v.version.parents.is_empty() && !touched_docs.contains(&v.version.doc_id) {
+                        creations.insert(v.version.doc_id.clone(), record.clone());
+                    } else {
+                        creations.remove(&v.version.doc_id);
+                    }
                     touched_docs.insert(v.version.doc_id.clone());
                     accepted_here.insert(v.id, record);
                     out.accepted.push(v.id);
@@ -155,7 +174,14 @@ pub fn ingest(
             }
         }
         for doc in &touched_docs {
-            view::refresh_child_row(conn, node, doc, at)?;
+            match creations.get(doc) {
+                Some(record) if repo::get_child(conn, doc)?.is_none() => {
+                    view::insert_first_row(conn, record, at)?
+                }
+                _ => {
+                    view::refresh_child_row(conn, node, doc, at)?;
+                }
+            }
         }
         let stamps: Vec<_> = events.iter().map(|_| node.clock.now()).collect();
         audit::append_many(conn, &stamps, now, &events)?;
@@ -214,20 +240,38 @@ fn topological(versions: &[SignedVersion]) -> Vec<&SignedVersion> {
     out
 }
 
+/// What is known of a whole batch before its versions are checked one by one.
+#[derive(Clone, Copy)]
+struct BatchFacts<'a> {
+    /// Id and signature check of each version (done on every core).
+    verified: &'a HashMap<VersionId, Result<(), Refusal>>,
+    /// Each child version's record, parsed once.
+    records: &'a HashMap<VersionId, ChildRecord>,
+    /// The batch's records per document (a bureau a child moves to is a party through them).
+    batch_records: &'a HashMap<String, Vec<ChildRecord>>,
+}
+
 /// All checks of one version; on success its record and its parents' records.
 fn check(
     conn: &mut DbConn,
     node: &LocalNode,
-    verified: &HashMap<VersionId, Result<(), Refusal>>,
+    batch: &BatchFacts<'_>,
     sender: &NodeId,
     v: &SignedVersion,
     accepted_here: &HashMap<VersionId, ChildRecord>,
-    batch_records: &HashMap<String, Vec<ChildRecord>>,
 ) -> Result<(ChildRecord, Vec<ChildRecord>), Refusal> {
+    let BatchFacts {
+        verified,
+        records,
+        batch_records,
+    } = *batch;
     let db = |e: storage::QueryError| (RejectCode::InvalidRecord, format!("storage: {e}"));
     verify_signature(node, verified, v)?;
     let author = &v.version.author_node;
-    let record = view::record_of(v).map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
+    let record = match records.get(&v.id) {
+        Some(r) => r.clone(),
+        None => view::record_of(v).map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?,
+    };
     if record.id_number.as_str() != v.version.doc_id {
         return Err((
             RejectCode::InvalidRecord,
@@ -333,33 +377,23 @@ fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// [`verify_crypto`] of every version, on up to four threads; results in input order.
-fn verify_all(dir: &Directory, versions: &[SignedVersion]) -> Vec<Result<(), Refusal>> {
+/// `f` over every item on up to four threads; results in input order. For the pure, CPU-bound
+/// checks of a batch (signatures, parsing), done before its transaction begins.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    let per = versions.len().div_ceil(threads).max(1);
+    let per = items.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = versions
+        let handles: Vec<_> = items
             .chunks(per)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|v| verify_crypto(dir, v))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
+        // A panicking check is a bug; losing its results makes the batch fail as a whole below.
         handles
             .into_iter()
-            .flat_map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![Err((
-                        RejectCode::InvalidRecord,
-                        "verification failed".into(),
-                    ))]
-                })
-            })
+            .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     })
 }

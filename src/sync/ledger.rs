@@ -161,7 +161,7 @@ pub fn create_child(
         repo::insert_versions(conn, &[version.to_row(at)])?;
         repo::advance_heads(conn, "child", id.as_str(), &version.id.to_string(), &[])?;
         repo::insert_children(conn, &[row_for(&record, 1, at, at)])?;
-        super::view::enqueue_for_parties(conn, node, &version, &[], None, at)?;
+        super::view::enqueue_for_parties(conn, node, &version, &record, &[], None, at)?;
         audit::append(
             conn,
             node.clock.now(),
@@ -251,7 +251,15 @@ pub fn apply_update(
             &version.id.to_string(),
             &parent_strings,
         )?;
-        super::view::enqueue_for_parties(conn, node, &version, &parent_records, None, at)?;
+        super::view::enqueue_for_parties(
+            conn,
+            node,
+            &version,
+            &updated,
+            &parent_records,
+            None,
+            at,
+        )?;
         super::view::refresh_child_row(conn, node, id.as_str(), at)?;
         let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
         audit::append(

@@ -111,12 +111,23 @@ pub fn refresh_child_row(
     Ok(record)
 }
 
+/// The view row of a file whose only version, just stored, is its creation.
+pub fn insert_first_row(
+    conn: &mut DbConn,
+    record: &ChildRecord,
+    at: NaiveDateTime,
+) -> Result<(), LedgerError> {
+    repo::insert_children(conn, &[super::ledger::row_for(record, 1, at, at)])?;
+    Ok(())
+}
+
 /// Queues a stored version for every party of it and of its parents except this node and `skip`
 /// (the peer it came from). Returns the peers queued for.
 pub fn enqueue_for_parties(
     conn: &mut DbConn,
     node: &LocalNode,
     v: &SignedVersion,
+    record: &ChildRecord,
     parent_records: &[ChildRecord],
     skip: Option<&NodeId>,
     at: NaiveDateTime,
@@ -124,7 +135,6 @@ pub fn enqueue_for_parties(
     if node.directory.is_none() {
         return Ok(BTreeSet::new());
     }
-    let record = record_of(v)?;
     let mut peers = node.parties(&record.hukou_region, &record.residence_region);
     for p in parent_records {
         peers.extend(node.parties(&p.hukou_region, &p.residence_region));

@@ -90,6 +90,9 @@ pub fn ingest(
         }
         // Files new in this batch whose only version is a creation: their view is that record.
         let mut creations: HashMap<String, ChildRecord> = HashMap::new();
+        // Creations are written together (multi-row inserts); anything that reads the versions
+        // table first flushes them.
+        let mut pending = Pending::default();
         for v in topological(versions) {
             if !seen.insert(v.id) {
                 continue;
@@ -97,6 +100,9 @@ pub fn ingest(
             if existing.contains(&v.id.to_string()) {
                 out.accepted.push(v.id);
                 continue;
+            }
+            if v.version.kind == DocKind::Case || !v.version.parents.is_empty() {
+                pending.flush(conn)?;
             }
             if v.version.kind == DocKind::Case {
                 match check_case(conn, node, &verified, sender, v) {
@@ -133,16 +139,23 @@ pub fn ingest(
             };
             match check(conn, node, &facts, sender, v, &accepted_here) {
                 Ok((record, parent_records)) => {
-                    let parents: Vec<String> =
-                        v.version.parents.iter().map(ToString::to_string).collect();
-                    repo::insert_versions(conn, &[v.to_row(at)])?;
-                    repo::advance_heads(
-                        conn,
-                        "child",
-                        &v.version.doc_id,
-                        &v.id.to_string(),
-                        &parents,
-                    )?;
+                    if v.version.parents.is_empty() {
+                        pending.versions.push(v.to_row(at));
+                        pending
+                            .heads
+                            .push((v.version.doc_id.clone(), v.id.to_string()));
+                    } else {
+                        let parents: Vec<String> =
+                            v.version.parents.iter().map(ToString::to_string).collect();
+                        repo::insert_versions(conn, &[v.to_row(at)])?;
+                        repo::advance_heads(
+                            conn,
+                            "child",
+                            &v.version.doc_id,
+                            &v.id.to_string(),
+                            &parents,
+                        )?;
+                    }
                     let forwarded = view::enqueue_for_parties(
                         conn,
                         node,
@@ -173,20 +186,45 @@ pub fn ingest(
                 Err(refusal) => reject(&mut events, &mut out, &actor, "child", v, refusal),
             }
         }
+        pending.flush(conn)?;
+        let new_docs: Vec<String> = creations.keys().cloned().collect();
+        let known = repo::existing_children(conn, &new_docs)?;
+        let mut first_rows = Vec::new();
         for doc in &touched_docs {
             match creations.get(doc) {
-                Some(record) if repo::get_child(conn, doc)?.is_none() => {
-                    view::insert_first_row(conn, record, at)?
+                Some(record) if !known.contains(doc) => {
+                    first_rows.push(super::ledger::row_for(record, 1, at, at))
                 }
                 _ => {
                     view::refresh_child_row(conn, node, doc, at)?;
                 }
             }
         }
+        repo::insert_children(conn, &first_rows)?;
         let stamps: Vec<_> = events.iter().map(|_| node.clock.now()).collect();
         audit::append_many(conn, &stamps, now, &events)?;
         Ok(out)
     })
+}
+
+/// Creation versions accepted but not yet written.
+#[derive(Default)]
+struct Pending {
+    versions: Vec<repo::VersionRow>,
+    /// (document, version) heads of the creations.
+    heads: Vec<(String, String)>,
+}
+
+impl Pending {
+    fn flush(&mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
+        if !self.versions.is_empty() {
+            repo::insert_versions(conn, &self.versions)?;
+            repo::insert_heads(conn, "child", &self.heads)?;
+            self.versions.clear();
+            self.heads.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Records a refused version: its audit event and its line in the receipt.

@@ -111,16 +111,6 @@ pub fn refresh_child_row(
     Ok(record)
 }
 
-/// The view row of a file whose only version, just stored, is its creation.
-pub fn insert_first_row(
-    conn: &mut DbConn,
-    record: &ChildRecord,
-    at: NaiveDateTime,
-) -> Result<(), LedgerError> {
-    repo::insert_children(conn, &[super::ledger::row_for(record, 1, at, at)])?;
-    Ok(())
-}
-
 /// Queues a stored version for every party of it and of its parents except this node and `skip`
 /// (the peer it came from). Returns the peers queued for.
 pub fn enqueue_for_parties(

@@ -63,6 +63,23 @@ impl Application {
         install_crypto_provider();
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
+        // The configuration in force, by digest (it holds paths and credentials), and the keys:
+        // a change between two starts is visible in the audit trail.
+        let config_digest =
+            crate::crypto::hash::Digest::of(serde_json::to_string(&*settings)?.as_bytes());
+        let details = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_sha256": config_digest,
+            "signing_key": node.key.public_key(),
+            "directory_serial": node.directory.as_ref().map(|d| d.current().serial()),
+        });
+        {
+            let (s2, n2) = (store.clone(), node.clone());
+            tokio::task::spawn_blocking(move || {
+                record_system_event(&s2, &n2, "node.start", details)
+            })
+            .await??;
+        }
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let admin_listener = match listeners.admin {
             Some(l) => l,
@@ -313,7 +330,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
                 redact_url(&settings.database.url)
             )
         })?;
-    let key = load_or_create_key(&settings.node.signing_key)?;
+    let (key, created) = load_or_create_key(&settings.node.signing_key)?;
     let mut clock = HlcClock::new(
         SystemClock,
         Duration::from_secs(settings.sync.max_clock_skew_secs),
@@ -356,13 +373,48 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
             .map_err(|e| anyhow::anyhow!("eligibility.calendar: {e}"))?,
         outbox_changed: tokio::sync::watch::channel(0).0,
     });
+    if created {
+        record_system_event(
+            &store,
+            &node,
+            "key.create",
+            serde_json::json!({"public_key": node.key.public_key(), "path": settings.node.signing_key}),
+        )?;
+    }
     Ok((store, node))
 }
 
+/// Appends one event by this node itself (start-up, key and configuration changes).
+fn record_system_event(
+    store: &Store,
+    node: &LocalNode,
+    action: &'static str,
+    details: serde_json::Value,
+) -> anyhow::Result<()> {
+    use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
+    let actor = Actor {
+        kind: ActorKind::System,
+        id: format!("node:{}", node.id),
+        via: Via::Job,
+    };
+    let mut conn = store.conn()?;
+    crate::storage::transaction(&mut conn, |c| {
+        audit::append(
+            c,
+            node.clock.now(),
+            chrono::Utc::now(),
+            &Event::new(actor, action, Outcome::Ok).details(details),
+        )
+    })?;
+    Ok(())
+}
+
 /// Loads the record-signing key, creating it (mode 0600) on first start.
-pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+/// Whether the key existed or was just created.
+pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<(SigningKey, bool)> {
     if path.exists() {
         return SigningKey::load(path)
+            .map(|k| (k, false))
             .with_context(|| format!("loading the signing key {}", path.display()));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -371,7 +423,7 @@ pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<SigningKey> 
     let key = SigningKey::write_new(path)
         .with_context(|| format!("creating the signing key {}", path.display()))?;
     tracing::info!(path = %path.display(), key = %key.public_key().fingerprint(), "created a new record-signing key");
-    Ok(key)
+    Ok((key, true))
 }
 
 /// Hides a password in a database URL for messages.

@@ -41,6 +41,23 @@ fn verify(app: &TestApp) -> audit::verify::VerifyReport {
 #[tokio::test]
 async fn actions_and_reads_are_recorded_with_purpose() {
     let app = app_with_history().await;
+    let starts: Value = app
+        .get("/api/v1/audit/events?action=node.start")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        starts["items"][0]["details"]["signing_key"],
+        app.node.key.public_key().to_string()
+    );
+    let keys: Value = app
+        .get("/api/v1/audit/events?action=key.create")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1);
     let events: Value = app
         .get("/api/v1/audit/events?limit=100")
         .await
@@ -306,11 +323,16 @@ async fn concurrent_writers_produce_a_gapless_sequence() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(app.count("audit_events"), 80);
+    // Start-up wrote its own events first (the key's creation, the node's start).
+    let total = app.count("audit_events");
     let mut conn = app.store.conn().unwrap();
     let rows = storage::audit::events_range(&mut conn, 0, 1000).unwrap();
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, (0..80).collect::<Vec<_>>());
+    assert_eq!(seqs, (0..total).collect::<Vec<_>>());
+    assert_eq!(
+        rows.iter().filter(|r| r.action == "test.append").count(),
+        80
+    );
     log::sign_tree_head(&mut conn, &app.node.key, Utc::now()).unwrap();
     drop(conn);
     assert!(verify(&app).ok());
@@ -321,7 +343,10 @@ async fn concurrent_writers_produce_a_gapless_sequence() {
         .map(|r| merkle::from_hex(&r.leaf_hash).unwrap())
         .collect();
     let src = log::StoredSubtrees(RefCell::new(&mut conn));
-    assert_eq!(merkle::root_from(&src, 80).unwrap(), merkle::root(&leaves));
+    assert_eq!(
+        merkle::root_from(&src, total as u64).unwrap(),
+        merkle::root(&leaves)
+    );
     app.stop().await;
 }
 

@@ -177,7 +177,7 @@ impl From<LedgerError> for ApiError {
             .field(f),
             LedgerError::Storage(s) => s.into(),
             LedgerError::Audit(a) => a.into(),
-            e @ (LedgerError::Version(_) | LedgerError::Merge(_)) => ApiError::internal(e),
+            e @ (LedgerError::Version(_) | LedgerError::Internal(_)) => ApiError::internal(e),
         }
     }
 }

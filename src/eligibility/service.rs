@@ -165,7 +165,7 @@ fn version_of(
     body: &CaseBody,
     parents: Vec<VersionId>,
 ) -> Result<SignedVersion, LedgerError> {
-    let value = serde_json::to_value(body).map_err(|e| LedgerError::Merge(e.to_string()))?;
+    let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
     Ok(Version::new(
         DocKind::Case,
         body.case_id.to_string(),
@@ -190,7 +190,7 @@ pub fn load(conn: &mut DbConn, case_id: &str) -> Result<(CaseBody, Vec<VersionId
             .ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
         let v = SignedVersion::from_row(&row).map_err(LedgerError::from)?;
         let body: CaseBody = serde_json::from_value(v.version.body.clone())
-            .map_err(|e| LedgerError::Merge(e.to_string()))?;
+            .map_err(|e| LedgerError::Internal(e.to_string()))?;
         ids.push(v.id);
         list.push(Head {
             body,
@@ -283,7 +283,7 @@ pub fn create(
         let row =
             records_repo::get_child(conn, child_id.as_str())?.ok_or(CaseError::ChildNotFound)?;
         let child: crate::domain::ChildRecord =
-            serde_json::from_str(&row.record).map_err(|e| LedgerError::Merge(e.to_string()))?;
+            serde_json::from_str(&row.record).map_err(|e| LedgerError::Internal(e.to_string()))?;
         if !node.serves(&child.residence_region) {
             return Err(CaseError::NotResidence(child.residence_region.to_string()));
         }
@@ -375,8 +375,8 @@ fn step(
     ) = (&transition, next.state)
     {
         if let Some(row) = records_repo::get_child(conn, next.child_id.as_str())? {
-            let child: crate::domain::ChildRecord =
-                serde_json::from_str(&row.record).map_err(|e| LedgerError::Merge(e.to_string()))?;
+            let child: crate::domain::ChildRecord = serde_json::from_str(&row.record)
+                .map_err(|e| LedgerError::Internal(e.to_string()))?;
             let mut benefits = serde_json::to_value(&child.benefits).unwrap_or_default();
             if let Some(list) = benefits.as_array_mut() {
                 list.retain(|b| b["benefit"] != next.benefit.code());

@@ -61,7 +61,7 @@ pub fn ingest(
         (v.id, verify_crypto(dir, v), record)
     });
     if checked.len() != versions.len() {
-        return Err(LedgerError::Merge("a verification thread failed".into()));
+        return Err(LedgerError::Internal("a verification thread failed".into()));
     }
     let mut verified: HashMap<VersionId, Result<(), Refusal>> = HashMap::new();
     let mut records: HashMap<VersionId, ChildRecord> = HashMap::new();
@@ -366,7 +366,7 @@ fn check(
         ));
     }
     if !v.version.parents.is_empty() {
-        check_authority(conn, node, v, &record, accepted_here)?;
+        check_authority(conn, node, v, &record)?;
     }
     Ok((record, parent_records))
 }
@@ -531,7 +531,6 @@ fn check_authority(
     node: &LocalNode,
     v: &SignedVersion,
     record: &ChildRecord,
-    accepted_here: &HashMap<VersionId, ChildRecord>,
 ) -> Result<(), Refusal> {
     let invalid = |e: String| (RejectCode::InvalidRecord, e);
     let rows =
@@ -544,9 +543,7 @@ fn check_authority(
             view::merge_input(node, &sv).map_err(|e| invalid(e.to_string()))?,
         );
     }
-    // Versions accepted earlier in this batch are not stored yet in `rows` only if the
-    // transaction hides them; they are inserted already, so `rows` has them. Keep the map check.
-    let _ = accepted_here;
+    // Versions accepted earlier in this batch were flushed before this one was checked.
     // The ancestors of the version: its parents and everything they descend from.
     let mut ancestors: Vec<MergeInput> = Vec::new();
     let mut stack: Vec<VersionId> = v.version.parents.clone();

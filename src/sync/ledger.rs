@@ -39,8 +39,8 @@ pub enum LedgerError {
     ImmutableId,
     #[error("{0} is under review: a conflict on it must be resolved first")]
     UnderReview(String),
-    #[error("cannot merge the versions: {0}")]
-    Merge(String),
+    #[error("internal inconsistency: {0}")]
+    Internal(String),
     #[error(transparent)]
     Version(#[from] VersionError),
     #[error(transparent)]

@@ -62,7 +62,7 @@ pub fn merged_from_rows(
         .iter()
         .map(|v| merge_input(node, v))
         .collect::<Result<_, _>>()?;
-    let view = merge::merged_view(&inputs).map_err(|e| LedgerError::Merge(e.to_string()))?;
+    let view = merge::merged_view(&inputs).map_err(|e| LedgerError::Internal(e.to_string()))?;
     Ok((versions, view))
 }
 

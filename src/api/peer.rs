@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
 use crate::domain::NodeId;
-use crate::storage::{self, exchange};
+use crate::storage;
 use crate::sync::ingest;
 use crate::sync::receipt::{PushRequest, ReceiptBody};
 
@@ -124,19 +124,7 @@ pub async fn push_versions(
         .run(move |c| -> Result<_, crate::sync::LedgerError> {
             let outcome = ingest::ingest(c, &node, &dir, &peer, &request.versions, now)?;
             if let Some(h) = &request.tree_head {
-                // Witness the sender's head only if its own key signed it.
-                let keys = dir.signing_keys_at(&peer, now);
-                if keys.contains(&h.public_key) && h.verify().is_ok() {
-                    exchange::witness_head(
-                        c,
-                        peer.as_str(),
-                        h.size as i64,
-                        &h.root,
-                        h.timestamp.naive_utc(),
-                        &h.public_key.to_string(),
-                        &h.signature.to_string(),
-                    )?;
-                }
+                crate::sync::receipt::witness(c, &dir, &peer, h, now)?;
             }
             let head = audit::log::latest_tree_head(c)?;
             Ok((outcome, (head, peer)))
@@ -168,25 +156,9 @@ pub async fn push_versions(
     .map_err(ApiError::internal)?;
     // Keep what we signed (non-repudiation both ways).
     let stored = receipt.clone();
-    let id = receipt.id().map_err(ApiError::internal)?.to_string();
     state
         .store
-        .run(move |c| {
-            exchange::insert_receipt(
-                c,
-                &exchange::ReceiptRow {
-                    id,
-                    issuer: stored.receipt.issuer.to_string(),
-                    recipient: stored.receipt.recipient.to_string(),
-                    issued_at: stored.receipt.issued_at.naive_utc(),
-                    accepted: stored.receipt.accepted.len() as i64,
-                    rejected: stored.receipt.rejected.len() as i64,
-                    body: serde_json::to_string(&stored).unwrap_or_default(),
-                    stored_at: Utc::now().naive_utc(),
-                },
-            )
-            .map_err(storage::StorageError::from)
-        })
+        .run(move |c| crate::sync::receipt::store(c, &stored, Utc::now().naive_utc()))
         .await?;
     if outcome.stored > 0 {
         state.node.wake_senders();

@@ -315,6 +315,26 @@ fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// `count` generated children (hukou in Sichuan, living in Henan), validated.
+fn sample_records(
+    count: usize,
+    seed: u64,
+    palette: &crate::domain::RiskPalette,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<Vec<(usize, ChildRecord)>> {
+    let mut csv = Vec::new();
+    super::sample::write_ledger(&mut csv, count, seed, "51", "41")?;
+    let rules = RecordRules {
+        today: china_today(now),
+        palette,
+    };
+    let mut rows = Vec::with_capacity(count);
+    for (line, fields) in LedgerReader::new(String::from_utf8(csv)?)? {
+        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
+    }
+    Ok(rows)
+}
+
 async fn bench_sync(
     count: usize,
     edits: usize,
@@ -335,17 +355,8 @@ async fn bench_sync(
     };
 
     // Throughput: N new files at the residence node, pushed to the hukou node.
-    let mut csv = Vec::new();
-    super::sample::write_ledger(&mut csv, count, 11, "51", "41")?;
     let now = Utc::now();
-    let rules = RecordRules {
-        today: china_today(now),
-        palette: &zz_node.palette,
-    };
-    let mut rows = Vec::with_capacity(count);
-    for (line, fields) in LedgerReader::new(String::from_utf8(csv)?)? {
-        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
-    }
+    let rows = sample_records(count, 11, &zz_node.palette, now)?;
     let pb = super::progress_bar(count as u64, "pushing", false);
     let start = Instant::now();
     let (s2, n2) = (zz_store.clone(), zz_node.clone());
@@ -529,17 +540,8 @@ async fn bench_cases(
     let (zz_store, zz_node, _, zz_base) = pair.nodes[0].clone();
     let (cd_store, _, _, _) = pair.nodes[1].clone();
     // The children, present on both nodes first.
-    let mut csv = Vec::new();
-    super::sample::write_ledger(&mut csv, count, 13, "51", "41")?;
     let now = Utc::now();
-    let rules = RecordRules {
-        today: china_today(now),
-        palette: &zz_node.palette,
-    };
-    let mut rows = Vec::with_capacity(count);
-    for (line, fields) in LedgerReader::new(String::from_utf8(csv)?)? {
-        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
-    }
+    let rows = sample_records(count, 13, &zz_node.palette, now)?;
     let ids: Vec<String> = rows.iter().map(|(_, r)| r.id_number.to_string()).collect();
     let (s2, n2) = (zz_store.clone(), zz_node.clone());
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

@@ -181,3 +181,53 @@ impl SignedReceipt {
         Ok(Digest::of(&jcs::to_canonical_vec(self)?))
     }
 }
+
+/// Stores a signed receipt (one this node issued or received), once.
+pub fn store(
+    conn: &mut crate::storage::DbConn,
+    receipt: &SignedReceipt,
+    at: chrono::NaiveDateTime,
+) -> Result<(), super::LedgerError> {
+    let r = &receipt.receipt;
+    let id = receipt
+        .id()
+        .map_err(|e| super::LedgerError::Internal(e.to_string()))?;
+    crate::storage::exchange::insert_receipt(
+        conn,
+        &crate::storage::exchange::ReceiptRow {
+            id: id.to_string(),
+            issuer: r.issuer.to_string(),
+            recipient: r.recipient.to_string(),
+            issued_at: r.issued_at.naive_utc(),
+            accepted: r.accepted.len() as i64,
+            rejected: r.rejected.len() as i64,
+            body: serde_json::to_string(receipt).unwrap_or_default(),
+            stored_at: at,
+        },
+    )?;
+    Ok(())
+}
+
+/// Keeps a tree head a peer sent (witnessing, DESIGN §8) — only if one of the peer's keys in
+/// the directory signed it.
+pub fn witness(
+    conn: &mut crate::storage::DbConn,
+    dir: &crate::directory::Directory,
+    peer: &NodeId,
+    head: &SignedTreeHead,
+    now: DateTime<Utc>,
+) -> Result<bool, super::LedgerError> {
+    if !dir.signing_keys_at(peer, now).contains(&head.public_key) || head.verify().is_err() {
+        return Ok(false);
+    }
+    crate::storage::exchange::witness_head(
+        conn,
+        peer.as_str(),
+        head.size as i64,
+        &head.root,
+        head.timestamp.naive_utc(),
+        &head.public_key.to_string(),
+        &head.signature.to_string(),
+    )?;
+    Ok(true)
+}

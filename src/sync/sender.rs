@@ -15,7 +15,7 @@ use super::receipt::{PushRequest, SignedReceipt};
 use super::version::SignedVersion;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::domain::NodeId;
-use crate::storage::exchange::{self, ReceiptRow};
+use crate::storage::exchange;
 use crate::storage::{self, Store};
 
 /// Builds the mutual-TLS HTTP client for a peer (pinned to its node id). Made by `startup`,
@@ -220,19 +220,7 @@ fn store_receipt(
     let at = now.naive_utc();
     let r = &receipt.receipt;
     storage::transaction(conn, |c| {
-        exchange::insert_receipt(
-            c,
-            &ReceiptRow {
-                id: receipt_id.to_owned(),
-                issuer: r.issuer.to_string(),
-                recipient: r.recipient.to_string(),
-                issued_at: r.issued_at.naive_utc(),
-                accepted: r.accepted.len() as i64,
-                rejected: r.rejected.len() as i64,
-                body: serde_json::to_string(receipt).unwrap_or_default(),
-                stored_at: at,
-            },
-        )?;
+        super::receipt::store(c, receipt, at)?;
         let accepted: Vec<String> = r.accepted.iter().map(ToString::to_string).collect();
         let mut done = exchange::dequeue(c, peer.as_str(), &accepted)?;
         for rej in &r.rejected {
@@ -248,15 +236,9 @@ fn store_receipt(
         }
         exchange::mark_success(c, peer.as_str(), r.accepted.len() as i64, at)?;
         if let Some(h) = &r.tree_head {
-            exchange::witness_head(
-                c,
-                peer.as_str(),
-                h.size as i64,
-                &h.root,
-                h.timestamp.naive_utc(),
-                &h.public_key.to_string(),
-                &h.signature.to_string(),
-            )?;
+            if let Some(dir) = node.directory.as_ref().map(|d| d.current()) {
+                super::receipt::witness(c, &dir, peer, h, now)?;
+            }
         }
         audit::append(
             c,

@@ -80,24 +80,23 @@ pub fn refresh_child_row(
             let v = SignedVersion::from_row(&row)?;
             if v.version.parents.is_empty() {
                 let record = record_of(&v)?;
-                let fresh = super::ledger::row_for(&record, 1, at, at);
-                match repo::get_child(conn, doc_id)? {
-                    Some(existing) => repo::update_child(
-                        conn,
-                        &ChildRow {
-                            created_at: existing.created_at,
-                            ..fresh
-                        },
-                    )?,
-                    None => repo::insert_children(conn, &[fresh])?,
-                }
+                put_row(conn, doc_id, super::ledger::row_for(&record, 1, at, at))?;
                 return Ok(record);
             }
         }
     }
     let (_, view) = merged(conn, node, doc_id)?;
     let record = ChildRecord::from_fields_structural(&view.fields)?;
-    let row = super::ledger::row_for(&record, view.heads.len() as i64, at, at);
+    put_row(
+        conn,
+        doc_id,
+        super::ledger::row_for(&record, view.heads.len() as i64, at, at),
+    )?;
+    Ok(record)
+}
+
+/// Writes a file's view row, keeping its creation time if it exists.
+fn put_row(conn: &mut DbConn, doc_id: &str, row: ChildRow) -> Result<(), LedgerError> {
     match repo::get_child(conn, doc_id)? {
         Some(existing) => repo::update_child(
             conn,
@@ -108,7 +107,7 @@ pub fn refresh_child_row(
         )?,
         None => repo::insert_children(conn, &[row])?,
     }
-    Ok(record)
+    Ok(())
 }
 
 /// Queues a stored version for every party of it and of its parents except this node and `skip`

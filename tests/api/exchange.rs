@@ -167,6 +167,10 @@ async fn edits_on_either_node_reach_the_other_with_signed_receipts() {
         pair.residence.count("receipts") >= 2 && pair.hukou.count("receipts") >= 2
     })
     .await;
+    // Each side witnessed the other's signed tree head (sent with pushes and receipts).
+    assert!(
+        pair.residence.count("peer_tree_heads") >= 1 && pair.hukou.count("peer_tree_heads") >= 1
+    );
     let events: Value = pair
         .residence
         .get("/api/v1/audit/events?action=receipt.store")

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod cases;
 pub mod children;
 pub mod error;
+pub mod metrics;
 pub mod peer;
 pub mod peers;
 
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .app_data(web::PathConfig::default().error_handler(error::path_error))
     .service(healthz)
     .service(openapi_json)
+    .service(metrics::metrics)
     .service(children::create)
     .service(children::list)
     .service(children::read)
@@ -149,6 +151,7 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     paths(
         healthz,
         openapi_json,
+        metrics::metrics,
         children::create,
         children::read,
         children::update,
@@ -158,6 +161,11 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         audit::consistency,
         audit::tree_head,
         audit::sign_tree_head,
+        peers::peers,
+        cases::create,
+        cases::list,
+        cases::read,
+        cases::transition,
     ),
     components(schemas(error::Problem))
 )]

@@ -294,3 +294,11 @@ pub fn max_hlc(conn: &mut DbConn) -> Result<Option<i64>, QueryError> {
 pub fn count_versions(conn: &mut DbConn) -> Result<i64, QueryError> {
     versions::table.count().get_result(conn)
 }
+
+/// Files whose current view merges more than `n` heads.
+pub fn count_children_with_heads_over(conn: &mut DbConn, n: i64) -> Result<i64, QueryError> {
+    children::table
+        .filter(children::head_count.gt(n))
+        .count()
+        .get_result(conn)
+}

@@ -120,6 +120,18 @@ async fn request_information_and_approval_round_trip() {
     })
     .await;
     // Lists, and audit on both nodes.
+    // Metrics: nothing queued once delivered, no open case left.
+    eventually(10, "outbox drained", || async {
+        pair.residence.count("outbox") == 0
+    })
+    .await;
+    let metrics = pair.residence.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("hukou_sync_outbox_depth{peer=\"510100\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hukou_sync_cases_open 0"), "{metrics}");
+    assert!(metrics.contains("# TYPE hukou_sync_audit_events gauge"));
     let incoming: Value = pair
         .hukou
         .get("/api/v1/cases?direction=incoming")

@@ -425,6 +425,10 @@ async fn health_and_openapi_describe_every_route() {
         "/api/v1/audit/events/{seq}",
         "/api/v1/audit/consistency",
         "/api/v1/audit/tree-head",
+        "/metrics",
+        "/api/v1/peers",
+        "/api/v1/cases",
+        "/api/v1/cases/{case_id}/transitions",
     ] {
         assert!(paths.contains_key(p), "{p} missing from openapi.json");
     }

@@ -96,10 +96,7 @@ impl Application {
         let admin_state = state.clone();
         let admin = HttpServer::new(move || {
             App::new()
-                .wrap(
-                    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
-                        .log_target("hukou_sync::http"),
-                )
+                .wrap(request_logger().log_target("hukou_sync::http"))
                 .app_data(admin_state.clone())
                 .configure(|cfg| api::configure(cfg, body_limit))
         })
@@ -139,10 +136,7 @@ impl Application {
             let peer_state = state.clone();
             let server = HttpServer::new(move || {
                 App::new()
-                    .wrap(
-                        actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
-                            .log_target("hukou_sync::peer"),
-                    )
+                    .wrap(request_logger().log_target("hukou_sync::peer"))
                     .app_data(peer_state.clone())
                     .configure(|cfg| api::peer::configure(cfg, peer_limit))
             })
@@ -251,6 +245,41 @@ async fn futures_join_all(servers: Vec<Server>) -> Vec<std::io::Result<()>> {
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(h.await.unwrap_or_else(|e| Err(std::io::Error::other(e))));
+    }
+    out
+}
+
+/// The access log: method, path and query with ID numbers masked (`4101**********0012`), since
+/// logs must never carry a child's full ID number.
+fn request_logger() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms").custom_request_replace(
+        "request",
+        |req| {
+            let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+            format!("{} {}", req.method(), mask_id_numbers(target))
+        },
+    )
+}
+
+/// Replaces every run of 17 digits followed by a digit or X with its masked form.
+pub fn mask_id_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let candidate = i + 18 <= chars.len()
+            && chars[i..i + 17].iter().all(char::is_ascii_digit)
+            && (chars[i + 17].is_ascii_digit() || chars[i + 17] == 'X' || chars[i + 17] == 'x')
+            && (i == 0 || !chars[i - 1].is_ascii_digit());
+        if candidate {
+            out.extend(&chars[i..i + 4]);
+            out.push_str("**********");
+            out.extend(&chars[i + 14..i + 18]);
+            i += 18;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
     }
     out
 }
@@ -461,5 +490,20 @@ async fn tree_head_job(
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not sign a tree head");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn access_log_masks_id_numbers() {
+        assert_eq!(
+            super::mask_id_numbers("/api/v1/children/11010519491231002X?after=510104201406010016"),
+            "/api/v1/children/1101**********002X?after=5101**********0016"
+        );
+        assert_eq!(
+            super::mask_id_numbers("/api/v1/audit/events/12"),
+            "/api/v1/audit/events/12"
+        );
     }
 }

@@ -158,7 +158,7 @@ pub async fn push_versions(
     let stored = receipt.clone();
     state
         .store
-        .run(move |c| crate::sync::receipt::store(c, &stored, Utc::now().naive_utc()))
+        .run(move |c| crate::sync::receipt::store(c, &stored, Utc::now().naive_utc()).map(drop))
         .await?;
     if outcome.stored > 0 {
         state.node.wake_senders();

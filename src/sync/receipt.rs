@@ -182,12 +182,12 @@ impl SignedReceipt {
     }
 }
 
-/// Stores a signed receipt (one this node issued or received), once.
+/// Stores a signed receipt (one this node issued or received), once; returns its id.
 pub fn store(
     conn: &mut crate::storage::DbConn,
     receipt: &SignedReceipt,
     at: chrono::NaiveDateTime,
-) -> Result<(), super::LedgerError> {
+) -> Result<Digest, super::LedgerError> {
     let r = &receipt.receipt;
     let id = receipt
         .id()
@@ -205,7 +205,7 @@ pub fn store(
             stored_at: at,
         },
     )?;
-    Ok(())
+    Ok(id)
 }
 
 /// Keeps a tree head a peer sent (witnessing, DESIGN §8) — only if one of the peer's keys in

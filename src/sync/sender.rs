@@ -195,14 +195,11 @@ async fn send_once(
     receipt
         .verify(&keys, peer, &node.id, &batch)
         .map_err(|e| SendError::Receipt(e.to_string()))?;
-    let receipt_id = receipt
-        .id()
-        .map_err(|e| SendError::Receipt(e.to_string()))?;
     let n = request.versions.len();
     let node2 = node.clone();
     let peer2 = peer.clone();
     let done = store
-        .run(move |c| store_receipt(c, &node2, &peer2, &receipt, &receipt_id.to_string()))
+        .run(move |c| store_receipt(c, &node2, &peer2, &receipt))
         .await?;
     tracing::debug!(peer = %peer, sent = n, "batch delivered");
     Ok(done)
@@ -214,13 +211,12 @@ fn store_receipt(
     node: &LocalNode,
     peer: &NodeId,
     receipt: &SignedReceipt,
-    receipt_id: &str,
 ) -> Result<usize, LedgerError> {
     let now = Utc::now();
     let at = now.naive_utc();
     let r = &receipt.receipt;
     storage::transaction(conn, |c| {
-        super::receipt::store(c, receipt, at)?;
+        let receipt_id = super::receipt::store(c, receipt, at)?.to_string();
         let accepted: Vec<String> = r.accepted.iter().map(ToString::to_string).collect();
         let mut done = exchange::dequeue(c, peer.as_str(), &accepted)?;
         for rej in &r.rejected {

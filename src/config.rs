@@ -26,6 +26,38 @@ pub struct Settings {
     pub directory: Option<DirectorySettings>,
     pub sync: SyncSettings,
     pub eligibility: EligibilitySettings,
+    pub reconcile: ReconcileSettings,
+}
+
+/// Reconciliation with peers (DESIGN §7). Stale files use `records.stale_after_days`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileSettings {
+    /// Scheduled runs (`[[reconcile.schedule]]`), each a peer and a cron expression in China
+    /// Standard Time: 5 fields (`30 2 * * *`) or 6-7 with seconds first (`0 30 2 * * *`).
+    pub schedule: Vec<ReconcileSchedule>,
+    /// Longest wait, in seconds, for versions asked of a peer to arrive by its push.
+    pub pull_wait_secs: u64,
+    /// Seconds a run's lock lasts unless renewed; a killed run's lock is taken over after it.
+    pub lock_lease_secs: u64,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            schedule: Vec::new(),
+            pull_wait_secs: 30,
+            lock_lease_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSchedule {
+    /// The peer's node id, as in the directory.
+    pub peer: NodeId,
+    pub cron: String,
 }
 
 /// Deadlines of eligibility cases (DESIGN §5).
@@ -316,6 +348,26 @@ impl Settings {
         if !(1..=5000).contains(&self.sync.batch_size) {
             return bad("sync.batch_size: between 1 and 5000".into());
         }
+        for (i, s) in self.reconcile.schedule.iter().enumerate() {
+            if let Err(e) = crate::reconcile::schedule::parse(&s.cron) {
+                return bad(format!("reconcile.schedule[{i}].cron: {e}"));
+            }
+            if s.peer == self.node.id {
+                return bad(format!(
+                    "reconcile.schedule[{i}].peer: {} is this node itself",
+                    s.peer
+                ));
+            }
+        }
+        if !self.reconcile.schedule.is_empty() && self.peer.is_none() {
+            return bad("reconcile.schedule: needs [peer] and [directory] to reach peers".into());
+        }
+        if self.reconcile.pull_wait_secs > 600 {
+            return bad("reconcile.pull_wait_secs: at most 600".into());
+        }
+        if !(5..=3600).contains(&self.reconcile.lock_lease_secs) {
+            return bad("reconcile.lock_lease_secs: between 5 and 3600".into());
+        }
         crate::storage::DatabaseUrl::parse(&self.database.url)
             .map_err(|e| ConfigError::Invalid(format!("database.url: {e}")))?;
         Ok(())
@@ -374,6 +426,38 @@ mod tests {
         std::fs::write(&p, "[database]\nurl = \"mysql://x\"\n").unwrap();
         let e = Settings::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("database.url"), "{e}");
+    }
+
+    #[test]
+    fn bad_reconcile_schedules_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[[reconcile.schedule]]\npeer = \"510100\"\ncron = \"every night\"\n",
+        )
+        .unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("reconcile.schedule[0].cron"), "{e}");
+        assert!(e.contains("not a cron expression"), "{e}");
+        std::fs::write(
+            &p,
+            "[[reconcile.schedule]]\npeer = \"510100\"\ncron = \"0 61 2 * * *\"\n",
+        )
+        .unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("reconcile.schedule[0].cron"), "{e}");
+        // A valid expression still needs a way to reach the peer.
+        std::fs::write(
+            &p,
+            "[[reconcile.schedule]]\npeer = \"510100\"\ncron = \"30 2 * * *\"\n",
+        )
+        .unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("needs [peer]"), "{e}");
+        std::fs::write(&p, "[reconcile]\nschedules = []\n").unwrap();
+        let e = Settings::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("schedules"), "{e}");
     }
 }
 

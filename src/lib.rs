@@ -6,6 +6,9 @@
 //! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
 //! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
 //! - [`sync`] — documents and versions: build, sign, store; heads; the local ledger of files.
+//! - [`reconcile`] — Merkle anti-entropy with peers: incremental per-peer summaries, the
+//!   root/nodes/buckets/versions/want protocol, repairs through the push path, reports, cron
+//!   schedules, and the six-month stale-file check.
 //! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
 //! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
 //! - [`crypto`] — RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC.
@@ -26,6 +29,7 @@ pub mod crypto;
 pub mod directory;
 pub mod domain;
 pub mod eligibility;
+pub mod reconcile;
 pub mod startup;
 pub mod storage;
 pub mod sync;

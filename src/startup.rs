@@ -41,12 +41,16 @@ pub struct Application {
 }
 
 /// The TLS material of the peer side.
+#[derive(Clone)]
 struct PeerTls {
     ca: Vec<CertificateDer<'static>>,
     chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    key: PeerTlsKey,
     policy: crate::tls::TlsPolicy,
 }
+
+/// The peer TLS private key (cloned with `clone_key`).
+struct PeerTlsKey(PrivateKeyDer<'static>);
 
 /// Installs ring as the process's rustls provider (HTTP clients that take the default need one).
 /// Idempotent: a second call finds it installed.
@@ -92,13 +96,33 @@ impl Application {
             node: node.clone(),
             settings: settings.clone(),
         });
+        let peer_tls = match (&settings.peer, &settings.directory) {
+            (Some(peer), Some(_)) => Some(load_peer_tls(peer)?),
+            _ => None,
+        };
+        let clients = peer_tls.as_ref().map(|t| client_factory(t.clone()));
+        let reconciler = clients.as_ref().map(|c| {
+            web::Data::new(reconciler_with(
+                &settings,
+                store.clone(),
+                node.clone(),
+                c.clone(),
+            ))
+        });
         let body_limit = settings.admin.body_limit;
         let admin_state = state.clone();
+        let admin_reconciler = reconciler.clone();
         let admin = HttpServer::new(move || {
+            let rec = admin_reconciler.clone();
             App::new()
                 .wrap(request_logger().log_target("hukou_sync::http"))
                 .app_data(admin_state.clone())
-                .configure(|cfg| api::configure(cfg, body_limit))
+                .configure(move |cfg| {
+                    if let Some(r) = rec {
+                        cfg.app_data(r);
+                    }
+                    api::configure(cfg, body_limit)
+                })
         })
         .workers(2)
         .listen(admin_listener)?
@@ -111,19 +135,13 @@ impl Application {
             shutdown_rx.clone(),
         ))];
         let mut peer_port = None;
-        if let (Some(peer), Some(dirset)) = (&settings.peer, &settings.directory) {
-            let tls = PeerTls {
-                ca: crate::tls::pki::load_certs(&peer.ca)?,
-                chain: crate::tls::pki::load_certs(&peer.cert)?,
-                key: crate::tls::pki::load_private_key(&peer.key)?,
-                policy: crate::tls::TlsPolicy {
-                    allow_tls12: peer.allow_tls12,
-                },
-            };
+        if let (Some(peer), Some(dirset), Some(tls), Some(clients)) =
+            (&settings.peer, &settings.directory, peer_tls, clients)
+        {
             let server_config = crate::tls::peer_server_config(
                 &tls.ca,
                 tls.chain.clone(),
-                tls.key.clone_key(),
+                tls.key.0.clone_key(),
                 &tls.policy,
             )?;
             let listener = match listeners.peer {
@@ -170,12 +188,28 @@ impl Application {
                     },
                 )));
             }
-            let clients = client_factory(tls);
-            let config = SenderConfig {
-                batch_size: settings.sync.batch_size,
-                max_backoff: Duration::from_secs(settings.sync.max_backoff_secs.max(1)),
-                idle_poll: Duration::from_secs(1),
-            };
+            let config = sender_config(&settings);
+            if let Some(rec) = &reconciler {
+                for entry in &settings.reconcile.schedule {
+                    // Invariant: every expression was parsed when the settings were validated.
+                    let Ok(schedule) = crate::reconcile::schedule::parse(&entry.cron) else {
+                        continue;
+                    };
+                    if node
+                        .directory
+                        .as_ref()
+                        .is_some_and(|d| d.current().node(&entry.peer).is_none())
+                    {
+                        tracing::warn!(peer = %entry.peer, "scheduled reconciliation with a node not in the directory");
+                    }
+                    jobs.push(tokio::spawn(crate::reconcile::schedule::scheduled_runs(
+                        crate::reconcile::Reconciler::clone(rec),
+                        entry.peer.clone(),
+                        schedule,
+                        shutdown_rx.clone(),
+                    )));
+                }
+            }
             jobs.push(tokio::spawn(sender_supervisor(
                 store.clone(),
                 node.clone(),
@@ -284,6 +318,67 @@ pub fn mask_id_numbers(text: &str) -> String {
     out
 }
 
+impl Clone for PeerTlsKey {
+    fn clone(&self) -> Self {
+        Self(self.0.clone_key())
+    }
+}
+
+fn load_peer_tls(peer: &crate::config::PeerSettings) -> anyhow::Result<PeerTls> {
+    Ok(PeerTls {
+        ca: crate::tls::pki::load_certs(&peer.ca)?,
+        chain: crate::tls::pki::load_certs(&peer.cert)?,
+        key: PeerTlsKey(crate::tls::pki::load_private_key(&peer.key)?),
+        policy: crate::tls::TlsPolicy {
+            allow_tls12: peer.allow_tls12,
+        },
+    })
+}
+
+fn sender_config(settings: &Settings) -> SenderConfig {
+    SenderConfig {
+        batch_size: settings.sync.batch_size,
+        max_backoff: Duration::from_secs(settings.sync.max_backoff_secs.max(1)),
+        idle_poll: Duration::from_secs(1),
+    }
+}
+
+fn reconciler_with(
+    settings: &Settings,
+    store: Store,
+    node: Arc<LocalNode>,
+    clients: ClientFactory,
+) -> crate::reconcile::Reconciler {
+    crate::reconcile::Reconciler::new(
+        store,
+        node,
+        clients,
+        crate::reconcile::run::ReconcilerConfig {
+            sender: sender_config(settings),
+            pull_wait: Duration::from_secs(settings.reconcile.pull_wait_secs),
+            lease: Duration::from_secs(settings.reconcile.lock_lease_secs),
+            stale_after_days: settings.records.stale_after_days,
+            peer_listener: settings.peer.as_ref().map(|p| p.listen),
+        },
+    )
+}
+
+/// The reconciliation runner of a node, for the CLI and tests: its mutual-TLS clients from the
+/// settings' peer material. `None` for a node that exchanges with nobody.
+pub fn reconciler(
+    settings: &Settings,
+    store: Store,
+    node: Arc<LocalNode>,
+) -> anyhow::Result<Option<crate::reconcile::Reconciler>> {
+    match (&settings.peer, &settings.directory) {
+        (Some(peer), Some(_)) => {
+            let clients = client_factory(load_peer_tls(peer)?);
+            Ok(Some(reconciler_with(settings, store, node, clients)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Builds a pinned mutual-TLS client per peer.
 fn client_factory(tls: PeerTls) -> ClientFactory {
     let tls = Arc::new(tls);
@@ -291,7 +386,7 @@ fn client_factory(tls: PeerTls) -> ClientFactory {
         let cfg = crate::tls::peer_client_config(
             &tls.ca,
             tls.chain.clone(),
-            tls.key.clone_key(),
+            tls.key.0.clone_key(),
             peer.as_str(),
             &tls.policy,
         )

@@ -218,6 +218,34 @@ impl From<crate::eligibility::service::CaseError> for ApiError {
     }
 }
 
+impl From<crate::reconcile::ReconcileError> for ApiError {
+    fn from(e: crate::reconcile::ReconcileError) -> Self {
+        use crate::reconcile::ReconcileError as R;
+        match e {
+            e @ R::NoDirectory => ApiError::new(StatusCode::CONFLICT, "no_peers", e.to_string()),
+            e @ R::UnknownPeer(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_peer", e.to_string()).field("peer")
+            }
+            e @ R::SelfPeer(_) => ApiError::unprocessable("self_peer", e.to_string()).field("peer"),
+            e @ R::AlreadyRunning { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_running", e.to_string())
+            }
+            e @ R::NoSuchRun(_) => ApiError::not_found(e.to_string()),
+            R::Invalid {
+                code,
+                field,
+                reason,
+            } => ApiError::unprocessable(code, reason).field(field),
+            R::Ledger(l) => l.into(),
+            R::Audit(a) => a.into(),
+            R::Storage(s) => s.into(),
+            e @ (R::Client(_) | R::Transport(_) | R::Peer { .. } | R::BadResponse(_)) => {
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
 /// Maps the JSON extractor's failures (body too large, wrong content type, bad JSON).
 pub fn json_error(
     err: actix_web::error::JsonPayloadError,

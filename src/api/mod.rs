@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod peer;
 pub mod peers;
+pub mod reconcile;
 
 use std::sync::Arc;
 
@@ -55,6 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .service(cases::list)
     .service(cases::read)
     .service(cases::transition)
+    .service(reconcile::runs)
+    .service(reconcile::run)
+    .service(reconcile::start)
+    .service(reconcile::stale)
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found("no such route"))
     }));
@@ -166,6 +171,10 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         cases::list,
         cases::read,
         cases::transition,
+        reconcile::start,
+        reconcile::runs,
+        reconcile::run,
+        reconcile::stale,
     ),
     components(schemas(error::Problem))
 )]

@@ -1,4 +1,5 @@
-//! The peer listener's routes (mutual TLS): `POST /peer/v1/versions`. The peer is the node of
+//! The peer listener's routes (mutual TLS): `POST /peer/v1/versions`, and reconciliation's
+//! `/peer/v1/reconcile/...` (in `api::reconcile`). The peer is the node of
 //! the verified client certificate — never a header or a body field — checked against the
 //! signed directory (known, pinned, not revoked); every body field that names a node is checked
 //! against it. Refusals are answered with problem+json and recorded in the audit log.
@@ -23,13 +24,14 @@ pub struct PeerCertificate(pub CertificateDer<'static>);
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     cfg.app_data(web::PayloadConfig::default().limit(body_limit))
         .service(push_versions)
+        .configure(super::reconcile::configure_peer)
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found("no such route"))
         }));
 }
 
 /// Identifies the peer of a request from its certificate and the directory.
-async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<NodeId, ApiError> {
+pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<NodeId, ApiError> {
     use actix_web::http::StatusCode;
     let cert = req.conn_data::<PeerCertificate>().ok_or_else(|| {
         ApiError::new(

@@ -1,5 +1,6 @@
 //! The `hukou-sync` command line: serve a node, migrate, import and export the ledger, read and
-//! update files, keep the audit trail, run the demo and the benchmarks. Human-readable output by
+//! update files, keep the audit trail, reconcile with peers and list stale files, run the demo
+//! and the benchmarks. Human-readable output by
 //! default, `--json` for machines; progress bars on long work; a non-zero exit on any failure.
 
 mod audit_cmd;
@@ -10,6 +11,7 @@ mod demo;
 mod import;
 pub mod ledger_csv;
 pub mod pki;
+mod reconcile_cmd;
 pub mod sample;
 
 use std::path::PathBuf;
@@ -84,6 +86,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reconcile with a peer (Merkle anti-entropy and repair), or list past runs (--list).
+    Reconcile(reconcile_cmd::ReconcileArgs),
+    /// Children whose file was neither updated nor visited in six months (configurable).
+    Stale(reconcile_cmd::StaleArgs),
     /// Measure throughput beside the bare limits of this machine (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
 }
@@ -184,6 +190,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args),
+        Command::Reconcile(args) => {
+            let settings = load_settings(config)?;
+            init_tracing(&settings);
+            reconcile_cmd::run_reconcile(&settings, args)
+        }
+        Command::Stale(args) => reconcile_cmd::run_stale(&load_settings(config)?, args),
         Command::Pki(cmd) => pki::run(cmd),
         Command::Peers { json } => {
             let settings = load_settings(config)?;

@@ -24,6 +24,7 @@ macro_rules! per_backend {
 pub mod audit;
 pub mod cases;
 pub mod exchange;
+pub mod reconcile;
 pub mod records;
 pub mod schema;
 

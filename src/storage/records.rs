@@ -141,7 +141,7 @@ pub fn heads_of(conn: &mut DbConn, kind: &str, doc_id: &str) -> Result<Vec<Strin
 }
 
 /// Moves a document's heads past a newly stored version: its parents stop being heads, it becomes
-/// one. (A stored version's parents are always stored first, so no stored version can name the
+/// one, and the document is marked dirty for reconciliation. (A stored version's parents are always stored first, so no stored version can name the
 /// new one as a parent.)
 pub fn advance_heads(
     conn: &mut DbConn,
@@ -166,10 +166,13 @@ pub fn advance_heads(
             heads::version_id.eq(new_id),
         ))
         .execute(conn)?;
+    // Every change of heads marks the document for the reconciliation summary.
+    super::reconcile::mark_dirty(conn, kind, &[doc_id])?;
     Ok(())
 }
 
-/// Heads of many new documents at once (bulk import of creations).
+/// Heads of many new documents at once (bulk import of creations), marked dirty for
+/// reconciliation.
 pub fn insert_heads(
     conn: &mut DbConn,
     kind: &str,
@@ -190,6 +193,8 @@ pub fn insert_heads(
             .values(values)
             .execute(c))?;
     }
+    let docs: Vec<&str> = rows.iter().map(|(doc, _)| doc.as_str()).collect();
+    super::reconcile::mark_dirty(conn, kind, &docs)?;
     Ok(())
 }
 

@@ -158,3 +158,64 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    recon_dirty (kind, doc_id) {
+        kind -> Text,
+        doc_id -> Text,
+        gen -> BigInt,
+    }
+}
+
+diesel::table! {
+    recon_docs (peer, kind, doc_id) {
+        peer -> Text,
+        kind -> Text,
+        doc_id -> Text,
+        bucket -> BigInt,
+        heads -> Text,
+        leaf -> Text,
+    }
+}
+
+diesel::table! {
+    recon_buckets (peer, bucket) {
+        peer -> Text,
+        bucket -> BigInt,
+        acc -> Text,
+        docs -> BigInt,
+    }
+}
+
+diesel::table! {
+    recon_meta (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
+    recon_runs (id) {
+        id -> Text,
+        peer -> Text,
+        started_by -> Text,
+        dry_run -> BigInt,
+        status -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        differences -> BigInt,
+        report -> Text,
+    }
+}
+
+diesel::table! {
+    recon_locks (peer) {
+        peer -> Text,
+        run_id -> Text,
+        started_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(recon_docs, children);
+diesel::allow_tables_to_appear_in_same_query!(recon_docs, versions);

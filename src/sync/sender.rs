@@ -65,7 +65,7 @@ pub async fn run(
             return;
         }
         match send_once(&store, &node, &peer, &clients, &mut client, &config).await {
-            Ok(0) => {
+            Ok(b) if b.sent == 0 => {
                 failures = 0;
                 tokio::select! {
                     _ = wake.changed() => {}
@@ -117,7 +117,61 @@ impl From<storage::QueryError> for StorageErr {
     }
 }
 
-/// One batch; returns how many versions left the queue.
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Batch {
+    /// Versions posted (0: the queue was empty).
+    sent: usize,
+    /// Versions that left the queue (accepted or refused by the receipt).
+    settled: usize,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
+/// What [`deliver_queued`] delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Versions that left the queue with a verified receipt.
+    pub settled: usize,
+    pub batches: usize,
+    /// Request and response bodies.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// Delivers everything queued for `peer` now, batch after batch, through the same path as the
+/// loop (verified receipts, stored and audited). For callers that cannot wait for the loop — a
+/// reconciliation run from the CLI may have no server running. Stops at the first failure.
+pub async fn deliver_queued(
+    store: &Store,
+    node: &Arc<LocalNode>,
+    peer: &NodeId,
+    clients: &ClientFactory,
+    config: &SenderConfig,
+) -> Result<Delivered, String> {
+    let mut client = None;
+    let mut total = Delivered::default();
+    loop {
+        let b = send_once(store, node, peer, clients, &mut client, config)
+            .await
+            .map_err(|e| e.to_string())?;
+        if b.sent == 0 {
+            return Ok(total);
+        }
+        total.settled += b.settled;
+        total.batches += 1;
+        total.bytes_sent += b.bytes_sent;
+        total.bytes_received += b.bytes_received;
+        if b.settled == 0 {
+            return Err(format!(
+                "{peer}'s receipt settled none of {} versions",
+                b.sent
+            ));
+        }
+    }
+}
+
+/// One batch.
 async fn send_once(
     store: &Store,
     node: &Arc<LocalNode>,
@@ -125,7 +179,7 @@ async fn send_once(
     clients: &ClientFactory,
     client: &mut Option<reqwest::Client>,
     config: &SenderConfig,
-) -> Result<usize, SendError> {
+) -> Result<Batch, SendError> {
     let p = peer.to_string();
     let limit = config.batch_size as i64;
     let (versions, head) = store
@@ -144,7 +198,7 @@ async fn send_once(
         })
         .await?;
     if versions.is_empty() {
-        return Ok(0);
+        return Ok(Batch::default());
     }
     let dir = node
         .directory
@@ -167,9 +221,12 @@ async fn send_once(
         tree_head: head,
     };
     let batch = request.batch_digest();
+    let body = serde_json::to_vec(&request).map_err(|e| SendError::Transport(e.to_string()))?;
+    let bytes_sent = body.len() as u64;
     let resp = http
         .post(&url)
-        .json(&request)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
         .send()
         .await
         .map_err(|e| SendError::Transport(error_chain(&e)))?;
@@ -187,10 +244,12 @@ async fn send_once(
             body,
         });
     }
-    let receipt: SignedReceipt = resp
-        .json()
+    let answer = resp
+        .bytes()
         .await
-        .map_err(|e| SendError::Receipt(e.to_string()))?;
+        .map_err(|e| SendError::Transport(error_chain(&e)))?;
+    let receipt: SignedReceipt =
+        serde_json::from_slice(&answer).map_err(|e| SendError::Receipt(e.to_string()))?;
     let keys = dir.signing_keys_at(peer, Utc::now());
     receipt
         .verify(&keys, peer, &node.id, &batch)
@@ -202,7 +261,12 @@ async fn send_once(
         .run(move |c| store_receipt(c, &node2, &peer2, &receipt))
         .await?;
     tracing::debug!(peer = %peer, sent = n, "batch delivered");
-    Ok(done)
+    Ok(Batch {
+        sent: n,
+        settled: done,
+        bytes_sent,
+        bytes_received: answer.len() as u64,
+    })
 }
 
 /// Stores a verified receipt and settles the queue by it, with an audit event, atomically.

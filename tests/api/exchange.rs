@@ -204,7 +204,7 @@ async fn edits_on_either_node_reach_the_other_with_signed_receipts() {
 }
 
 /// A client presenting `cert`/`key` (PEM files) to the hukou node's peer listener.
-fn client_as(pki: &DevPki, cert: &std::path::Path, key: &std::path::Path) -> reqwest::Client {
+pub fn client_as(pki: &DevPki, cert: &std::path::Path, key: &std::path::Path) -> reqwest::Client {
     let ca = hukou_sync::tls::pki::load_certs(&pki.ca_cert).unwrap();
     let chain = hukou_sync::tls::pki::load_certs(cert).unwrap();
     let key = hukou_sync::tls::pki::load_private_key(key).unwrap();
@@ -216,7 +216,7 @@ fn client_as(pki: &DevPki, cert: &std::path::Path, key: &std::path::Path) -> req
         .unwrap()
 }
 
-fn residence_client(pki: &DevPki) -> reqwest::Client {
+pub fn residence_client(pki: &DevPki) -> reqwest::Client {
     let n = pki
         .nodes
         .iter()

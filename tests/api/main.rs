@@ -7,3 +7,4 @@ mod children;
 mod cli;
 mod exchange;
 mod helpers;
+mod reconcile;

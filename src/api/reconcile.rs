@@ -1,0 +1,344 @@
+//! Reconciliation over HTTP. On the peer listener (mutual TLS), the responder's routes under
+//! `/peer/v1/reconcile/`: the asking peer is the node of the verified client certificate
+//! (`peer::authenticate`), never a body field — bodies name no node at all and unknown fields
+//! are refused — and every answer is about the documents both are party to. On the admin
+//! listener: start a run, list and read reports, and list stale files.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+
+use super::error::{ApiError, Problem};
+use super::{actor_of, purpose_of, AppState};
+use crate::reconcile::report::Report;
+use crate::reconcile::serve::{
+    self, BucketsRequest, NodesRequest, RootRequest, VersionsRequest, WantRequest,
+};
+use crate::reconcile::stale::StaleList;
+use crate::reconcile::{Reconciler, RunOptions, StartedBy};
+use crate::storage::reconcile as repo;
+
+/// Reads a JSON body of at most `serve::MAX_BODY` bytes: 413, 400 or 422 problem+json otherwise.
+async fn read_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    use actix_web::http::StatusCode;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body exceeds {} bytes", serve::MAX_BODY),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > serve::MAX_BODY) {
+        return Err(too_large());
+    }
+    let body = payload
+        .to_bytes_limited(serve::MAX_BODY)
+        .await
+        .map_err(|_| too_large())?
+        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    serde_json::from_slice(&body).map_err(|e| {
+        if e.is_data() {
+            ApiError::unprocessable("invalid_body", format!("not a valid request: {e}"))
+        } else {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        }
+    })
+}
+
+/// Registers the peer routes (called by `peer::configure`).
+pub fn configure_peer(cfg: &mut web::ServiceConfig) {
+    cfg.service(peer_root)
+        .service(peer_nodes)
+        .service(peer_buckets)
+        .service(peer_versions)
+        .service(peer_want);
+}
+
+/// The root of the summary kept for the asking peer.
+#[post("/peer/v1/reconcile/root")]
+pub async fn peer_root(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let peer = super::peer::authenticate(&state, &req).await?;
+    let _: RootRequest = read_json(&req, payload).await?;
+    let node = state.node.clone();
+    let resp = state
+        .store
+        .run(move |c| serve::root(c, &node, &peer, Utc::now()))
+        .await?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+#[post("/peer/v1/reconcile/nodes")]
+pub async fn peer_nodes(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let peer = super::peer::authenticate(&state, &req).await?;
+    let body: NodesRequest = read_json(&req, payload).await?;
+    let resp = state
+        .store
+        .run(move |c| serve::nodes(c, &peer, &body))
+        .await?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+#[post("/peer/v1/reconcile/buckets")]
+pub async fn peer_buckets(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let peer = super::peer::authenticate(&state, &req).await?;
+    let body: BucketsRequest = read_json(&req, payload).await?;
+    let resp = state
+        .store
+        .run(move |c| serve::buckets(c, &peer, &body))
+        .await?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+#[post("/peer/v1/reconcile/versions")]
+pub async fn peer_versions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let peer = super::peer::authenticate(&state, &req).await?;
+    let body: VersionsRequest = read_json(&req, payload).await?;
+    let resp = state
+        .store
+        .run(move |c| serve::versions(c, &peer, &body))
+        .await?;
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+/// Queue versions for the asking peer; this node's sender delivers them by push.
+#[post("/peer/v1/reconcile/want")]
+pub async fn peer_want(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let peer = super::peer::authenticate(&state, &req).await?;
+    let body: WantRequest = read_json(&req, payload).await?;
+    let node = state.node.clone();
+    let resp = state
+        .store
+        .run(move |c| serve::want(c, &node, &peer, &body, Utc::now()))
+        .await?;
+    if resp.queued > 0 {
+        state.node.wake_senders();
+    }
+    Ok(HttpResponse::Ok().json(resp))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StartQuery {
+    /// Compare and report only.
+    dry_run: Option<bool>,
+}
+
+/// A run as the API shows it; `report` once it finished.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub peer: String,
+    pub started_by: String,
+    pub dry_run: bool,
+    /// running | ok | failed | interrupted.
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub differences: i64,
+    pub report: Option<Report>,
+}
+
+impl From<repo::RunRow> for RunView {
+    fn from(r: repo::RunRow) -> Self {
+        Self {
+            report: serde_json::from_str(&r.report).ok(),
+            id: r.id,
+            peer: r.peer,
+            started_by: r.started_by,
+            dry_run: r.dry_run != 0,
+            status: r.status,
+            started_at: r.started_at.and_utc(),
+            finished_at: r.finished_at.map(|t| t.and_utc()),
+            differences: r.differences,
+        }
+    }
+}
+
+/// Start a reconciliation run with a peer. It runs in the background: follow it at the
+/// returned `Location`.
+#[utoipa::path(post, path = "/api/v1/reconcile/{peer}", tag = "reconcile",
+    params(("peer" = String, Path, description = "The peer's node id"), StartQuery),
+    responses((status = 202, body = RunView, description = "started"),
+        (status = 404, description = "unknown_peer", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_running or no_peers", body = Problem, content_type = "application/problem+json")))]
+#[post("/api/v1/reconcile/{peer}")]
+pub async fn start(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<StartQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(rec) = req.app_data::<web::Data<Reconciler>>().cloned() else {
+        return Err(crate::reconcile::ReconcileError::NoDirectory.into());
+    };
+    let opts = RunOptions {
+        dry_run: q.dry_run.unwrap_or(false),
+        started_by: StartedBy::Api,
+        actor: actor_of(&req),
+    };
+    let handle = rec.start(&path.into_inner(), opts).await?;
+    let id = handle.run_id().to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = handle.execute(std::sync::Arc::new(|_| {})).await {
+            tracing::warn!(error = %e, "could not store a reconciliation report");
+        }
+    });
+    let id2 = id.clone();
+    let row = state
+        .store
+        .run(move |c| repo::get_run(c, &id2).map_err(crate::storage::StorageError::from))
+        .await?
+        .ok_or_else(|| ApiError::internal("a started run has no row"))?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/v1/reconcile/runs/{id}")))
+        .json(RunView::from(row)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only runs with this peer.
+    peer: Option<String>,
+    /// Keyset paging: runs older than this run id.
+    before: Option<String>,
+    /// 1 to 200, default 50.
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunPage {
+    pub items: Vec<RunView>,
+    /// Pass as `before` for the next page.
+    pub next_before: Option<String>,
+}
+
+/// Reconciliation runs and their reports, newest first.
+#[utoipa::path(get, path = "/api/v1/reconcile/runs", tag = "reconcile", params(RunsQuery),
+    responses((status = 200, body = RunPage), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
+#[get("/api/v1/reconcile/runs")]
+pub async fn runs(
+    state: web::Data<AppState>,
+    q: web::Query<RunsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit is 1 to 200").field("limit"));
+    }
+    let rows = state
+        .store
+        .run(move |c| {
+            repo::list_runs(c, q.peer.as_deref(), q.before.as_deref(), i64::from(limit))
+                .map_err(crate::storage::StorageError::from)
+        })
+        .await?;
+    let next_before = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(RunPage {
+        items: rows.into_iter().map(RunView::from).collect(),
+        next_before,
+    }))
+}
+
+/// One run and its report.
+#[utoipa::path(get, path = "/api/v1/reconcile/runs/{id}", tag = "reconcile",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = RunView), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
+#[get("/api/v1/reconcile/runs/{id}")]
+pub async fn run(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let id2 = id.clone();
+    let row = state
+        .store
+        .run(move |c| repo::get_run(c, &id2).map_err(crate::storage::StorageError::from))
+        .await?
+        .ok_or(crate::reconcile::ReconcileError::NoSuchRun(id))?;
+    Ok(HttpResponse::Ok().json(RunView::from(row)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StaleQuery {
+    /// Window in days (default `records.stale_after_days`, 183).
+    days: Option<u32>,
+    /// Only children with a region under this prefix, e.g. `4101`.
+    region: Option<String>,
+}
+
+/// Children whose file was neither updated nor visited within the window, per region. A read of
+/// children's data: audited (`stale.list`), with the `X-Purpose` header.
+#[utoipa::path(get, path = "/api/v1/stale", tag = "reconcile", params(StaleQuery),
+    responses((status = 200, body = StaleList), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
+#[get("/api/v1/stale")]
+pub async fn stale(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<StaleQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let days = q.days.unwrap_or(state.settings.records.stale_after_days);
+    if !(1..=36_500).contains(&days) {
+        return Err(ApiError::bad_request("invalid_query", "days is 1 to 36500").field("days"));
+    }
+    if let Some(r) = &q.region {
+        crate::domain::RegionPrefix::parse(r).map_err(|e| {
+            ApiError::bad_request("invalid_query", format!("not a region prefix: {e}"))
+                .field("region")
+        })?;
+    }
+    let purpose = purpose_of(&req)?;
+    let actor = actor_of(&req);
+    let node = state.node.clone();
+    let list = state
+        .store
+        .run(move |c| {
+            crate::reconcile::stale::read_list(
+                c,
+                &node,
+                days,
+                q.region.as_deref(),
+                &actor,
+                purpose.as_deref(),
+                Utc::now(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}

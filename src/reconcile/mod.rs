@@ -1,0 +1,151 @@
+//! Reconciliation (DESIGN §7): Merkle anti-entropy between two nodes, the repairs it drives, its
+//! reports, its schedule, and the six-month staleness check.
+//!
+//! Push can lose work (a restored backup, a bug, an operator's mistake); a run proves that this
+//! node and a peer hold the same versions of every document both are party to, and repairs what
+//! differs through the normal push path (same verification, same signed receipts).
+//!
+//! - [`tree`] — pure: buckets, leaves, the 16-ary tree over 65,536 bucket accumulators.
+//! - [`summary`] — the per-peer summary, caught up incrementally from the documents whose heads
+//!   changed (`storage::records` marks them), and the tree built from it.
+//! - [`serve`] — the responder's side of the protocol, for the peer listener's routes.
+//! - [`run`] — the asker's side: compare roots, descend into differing nodes, exchange head and
+//!   version sets of differing documents, repair both ways, write and audit the report. At most
+//!   one run per peer at a time, across processes (a lease in the database).
+//! - [`report`] — the report of a run, as JSON and for people.
+//! - [`schedule`] — cron expressions from the configuration and the job that runs them.
+//! - [`stale`] — children whose file was neither updated nor visited within the policy window.
+//!
+//! Bytes on the wire: equal nodes exchange only the roots; otherwise the descent costs about
+//! `differences × depth × 16` hashes, and only documents in differing buckets are listed.
+
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod serve;
+pub mod stale;
+pub mod summary;
+pub mod tree;
+
+pub use report::{Report, RunStatus};
+pub use run::{Reconciler, RunHandle, RunOptions, StartedBy};
+
+use crate::audit::AuditError;
+use crate::storage::{QueryError, StorageError};
+use crate::sync::ledger::LedgerError;
+
+/// Errors of reconciliation. Bad input from a peer is [`ReconcileError::Invalid`]; the HTTP
+/// mapping lives in `api::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("this node has no directory and exchanges with nobody")]
+    NoDirectory,
+    #[error("{0} is not a peer in the directory")]
+    UnknownPeer(String),
+    #[error("{0} is this node itself")]
+    SelfPeer(String),
+    #[error("a reconciliation with {peer} is already running (run {run_id}, since {since} UTC)")]
+    AlreadyRunning {
+        peer: String,
+        run_id: String,
+        since: chrono::NaiveDateTime,
+    },
+    #[error("no reconciliation run {0}")]
+    NoSuchRun(String),
+    #[error("{field}: {reason}")]
+    Invalid {
+        code: &'static str,
+        field: String,
+        reason: String,
+    },
+    #[error("cannot build the TLS client: {0}")]
+    Client(String),
+    #[error("the peer could not be reached: {0}")]
+    Transport(String),
+    #[error("the peer answered {status}: {body}")]
+    Peer { status: u16, body: String },
+    #[error("the peer's answer is not understood: {0}")]
+    BadResponse(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<QueryError> for ReconcileError {
+    fn from(e: QueryError) -> Self {
+        ReconcileError::Storage(StorageError::Query(e))
+    }
+}
+
+impl ReconcileError {
+    pub(crate) fn invalid(code: &'static str, field: &str, reason: impl Into<String>) -> Self {
+        ReconcileError::Invalid {
+            code,
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reconciliation gauges in Prometheus text format: per peer, the last finished run's age,
+/// differences and result; and the stale files of this node.
+pub fn metrics_text(
+    conn: &mut crate::storage::DbConn,
+    node: &crate::sync::LocalNode,
+    stale_after_days: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, ReconcileError> {
+    use std::fmt::Write as _;
+    let runs = crate::storage::reconcile::last_finished_runs(conn)?;
+    let stale = stale::list(conn, node, stale_after_days, None, None, now, false)?;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let label = |p: &str| format!("{{peer=\"{p}\"}}");
+    gauge(
+        "hukou_sync_reconcile_last_run_age_seconds",
+        "Seconds since the last reconciliation run with a peer finished.",
+        runs.iter()
+            .map(|r| {
+                let at = r.finished_at.unwrap_or(r.started_at).and_utc();
+                (label(&r.peer), (now - at).num_seconds().max(0) as f64)
+            })
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_reconcile_last_run_differences",
+        "Documents that differed in the last reconciliation run with a peer.",
+        runs.iter()
+            .map(|r| (label(&r.peer), r.differences as f64))
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_reconcile_last_run_ok",
+        "1 if the last reconciliation run with a peer completed without errors, else 0.",
+        runs.iter()
+            .map(|r| (label(&r.peer), if r.status == "ok" { 1.0 } else { 0.0 }))
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_stale_children",
+        "Children's files neither updated nor visited within records.stale_after_days.",
+        vec![(String::new(), stale.total as f64)],
+    );
+    gauge(
+        "hukou_sync_stale_children_by_region",
+        "Stale children's files per region this node serves them for.",
+        stale
+            .per_region
+            .iter()
+            .map(|(region, n)| (format!("{{region=\"{region}\"}}"), *n as f64))
+            .collect(),
+    );
+    Ok(out)
+}

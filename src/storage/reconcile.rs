@@ -1,0 +1,721 @@
+//! Repositories of reconciliation (DESIGN §7): the dirty documents the summary has not caught up
+//! with, the summary's leaves and bucket accumulators per peer, the runs with their reports, the
+//! per-peer run lock, and the stale-file query. Plain rows in, plain rows out; what they mean is
+//! decided by `reconcile`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
+
+use super::schema::{
+    cases, children, heads, recon_buckets, recon_dirty, recon_docs, recon_locks, recon_meta,
+    recon_runs, versions,
+};
+use super::{DbConn, QueryError};
+
+/// Rows per multi-row statement and ids per `IN (...)` list (well under SQLite's bound
+/// parameters limit).
+const CHUNK: usize = 500;
+
+/// Marks documents whose heads changed. On the import and ingest hot path: one multi-row upsert
+/// per 500 documents. An already dirty document gets a new generation, so a catch-up that read
+/// the old one leaves it dirty.
+pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), QueryError> {
+    let mut docs = docs.to_vec();
+    // Sorted and unique: PostgreSQL refuses an upsert that touches a row twice, and a fixed order
+    // keeps concurrent writers from deadlocking on each other's rows.
+    docs.sort_unstable();
+    docs.dedup();
+    for chunk in docs.chunks(CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|d| {
+                (
+                    recon_dirty::kind.eq(kind),
+                    recon_dirty::doc_id.eq(*d),
+                    recon_dirty::gen.eq(1i64),
+                )
+            })
+            .collect();
+        per_backend!(conn, |c| diesel::insert_into(recon_dirty::table)
+            .values(values)
+            .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
+            .do_update()
+            .set(recon_dirty::gen.eq(recon_dirty::gen + 1))
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// A dirty document: kind, id and the generation read.
+pub type DirtyDoc = (String, String, i64);
+
+/// The next dirty documents, in a stable order.
+pub fn dirty_chunk(conn: &mut DbConn, limit: i64) -> Result<Vec<DirtyDoc>, QueryError> {
+    recon_dirty::table
+        .order((recon_dirty::kind.asc(), recon_dirty::doc_id.asc()))
+        .limit(limit)
+        .select((recon_dirty::kind, recon_dirty::doc_id, recon_dirty::gen))
+        .load(conn)
+}
+
+pub fn dirty_count(conn: &mut DbConn) -> Result<i64, QueryError> {
+    recon_dirty::table.count().get_result(conn)
+}
+
+/// Removes processed dirty rows, each only if its generation is still the one read.
+pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, QueryError> {
+    let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
+    for (kind, doc, gen) in rows {
+        groups
+            .entry((kind.as_str(), *gen))
+            .or_default()
+            .push(doc.as_str());
+    }
+    let mut n = 0;
+    for ((kind, gen), docs) in groups {
+        for chunk in docs.chunks(CHUNK) {
+            n += diesel::delete(
+                recon_dirty::table
+                    .filter(recon_dirty::kind.eq(kind))
+                    .filter(recon_dirty::gen.eq(gen))
+                    .filter(recon_dirty::doc_id.eq_any(chunk)),
+            )
+            .execute(conn)?;
+        }
+    }
+    Ok(n)
+}
+
+/// Takes the catch-up lock for the rest of the current transaction: a row lock on PostgreSQL,
+/// the write lock on SQLite. Two catch-ups (the server's and a CLI run's) then never apply the
+/// same change to a bucket twice.
+pub fn lock_catch_up(conn: &mut DbConn) -> Result<(), QueryError> {
+    diesel::update(recon_meta::table.find("catch_up"))
+        .set(recon_meta::value.eq(recon_meta::value + 1))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Sorted heads of each of `docs` that has any.
+pub fn heads_of_docs(
+    conn: &mut DbConn,
+    kind: &str,
+    docs: &[String],
+) -> Result<HashMap<String, Vec<String>>, QueryError> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for chunk in docs.chunks(CHUNK) {
+        let rows: Vec<(String, String)> = heads::table
+            .filter(heads::kind.eq(kind))
+            .filter(heads::doc_id.eq_any(chunk))
+            .order((heads::doc_id.asc(), heads::version_id.asc()))
+            .select((heads::doc_id, heads::version_id))
+            .load(conn)?;
+        for (doc, v) in rows {
+            out.entry(doc).or_default().push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// (hukou region, residence region) of each child of `ids` that has a view row.
+pub fn child_regions(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> Result<HashMap<String, (String, String)>, QueryError> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<(String, String, String)> = children::table
+            .filter(children::id_number.eq_any(chunk))
+            .select((
+                children::id_number,
+                children::hukou_region,
+                children::residence_region,
+            ))
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|(i, h, r)| (i, (h, r))));
+    }
+    Ok(out)
+}
+
+/// (requester, decider) of each case of `ids` that has a view row.
+pub fn case_parties(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> Result<HashMap<String, (String, String)>, QueryError> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<(String, String, String)> = cases::table
+            .filter(cases::case_id.eq_any(chunk))
+            .select((cases::case_id, cases::requester, cases::decider))
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|(i, r, d)| (i, (r, d))));
+    }
+    Ok(out)
+}
+
+/// One leaf of a peer's summary.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = recon_docs)]
+pub struct SummaryRow {
+    pub peer: String,
+    pub kind: String,
+    pub doc_id: String,
+    /// 0..65536.
+    pub bucket: i64,
+    /// Sorted head ids, comma-separated.
+    pub heads: String,
+    /// Hex SHA-256 of the leaf.
+    pub leaf: String,
+}
+
+/// Every peer's leaf of these documents.
+pub fn summary_rows_of_docs(
+    conn: &mut DbConn,
+    kind: &str,
+    docs: &[String],
+) -> Result<Vec<SummaryRow>, QueryError> {
+    let mut out = Vec::new();
+    for chunk in docs.chunks(CHUNK) {
+        out.extend(
+            recon_docs::table
+                .filter(recon_docs::kind.eq(kind))
+                .filter(recon_docs::doc_id.eq_any(chunk))
+                .select(SummaryRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+pub fn delete_summary_rows(
+    conn: &mut DbConn,
+    kind: &str,
+    docs: &[String],
+) -> Result<(), QueryError> {
+    for chunk in docs.chunks(CHUNK) {
+        diesel::delete(
+            recon_docs::table
+                .filter(recon_docs::kind.eq(kind))
+                .filter(recon_docs::doc_id.eq_any(chunk)),
+        )
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn insert_summary_rows(conn: &mut DbConn, rows: &[SummaryRow]) -> Result<(), QueryError> {
+    for chunk in rows.chunks(CHUNK) {
+        per_backend!(conn, |c| diesel::insert_into(recon_docs::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// A bucket of a peer's summary.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = recon_buckets)]
+pub struct BucketRow {
+    pub peer: String,
+    pub bucket: i64,
+    /// Hex XOR of the leaves in the bucket.
+    pub acc: String,
+    /// How many leaves. Invariant: > 0 (an empty bucket has no row).
+    pub docs: i64,
+}
+
+pub fn get_buckets(
+    conn: &mut DbConn,
+    peer: &str,
+    buckets: &[i64],
+) -> Result<Vec<BucketRow>, QueryError> {
+    let mut out = Vec::new();
+    for chunk in buckets.chunks(CHUNK) {
+        out.extend(
+            recon_buckets::table
+                .filter(recon_buckets::peer.eq(peer))
+                .filter(recon_buckets::bucket.eq_any(chunk))
+                .select(BucketRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Replaces these buckets of their peers; rows with no documents are removed.
+pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), QueryError> {
+    let mut by_peer: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for r in rows {
+        by_peer.entry(r.peer.as_str()).or_default().push(r.bucket);
+    }
+    for (peer, buckets) in by_peer {
+        for chunk in buckets.chunks(CHUNK) {
+            diesel::delete(
+                recon_buckets::table
+                    .filter(recon_buckets::peer.eq(peer))
+                    .filter(recon_buckets::bucket.eq_any(chunk)),
+            )
+            .execute(conn)?;
+        }
+    }
+    let keep: Vec<&BucketRow> = rows.iter().filter(|r| r.docs > 0).collect();
+    for chunk in keep.chunks(CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|r| {
+                (
+                    recon_buckets::peer.eq(r.peer.as_str()),
+                    recon_buckets::bucket.eq(r.bucket),
+                    recon_buckets::acc.eq(r.acc.as_str()),
+                    recon_buckets::docs.eq(r.docs),
+                )
+            })
+            .collect();
+        per_backend!(conn, |c| diesel::insert_into(recon_buckets::table)
+            .values(values)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// Every non-empty bucket of a peer's summary.
+pub fn all_buckets(conn: &mut DbConn, peer: &str) -> Result<Vec<BucketRow>, QueryError> {
+    recon_buckets::table
+        .filter(recon_buckets::peer.eq(peer))
+        .select(BucketRow::as_select())
+        .load(conn)
+}
+
+/// The leaves of a peer's summary in these buckets.
+pub fn summary_in_buckets(
+    conn: &mut DbConn,
+    peer: &str,
+    buckets: &[i64],
+) -> Result<Vec<SummaryRow>, QueryError> {
+    let mut out = Vec::new();
+    for chunk in buckets.chunks(CHUNK) {
+        out.extend(
+            recon_docs::table
+                .filter(recon_docs::peer.eq(peer))
+                .filter(recon_docs::bucket.eq_any(chunk))
+                .order((
+                    recon_docs::bucket.asc(),
+                    recon_docs::kind.asc(),
+                    recon_docs::doc_id.asc(),
+                ))
+                .select(SummaryRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Every leaf of a peer's summary, a page at a time (the naive exchange of the benchmark, and
+/// full recomputation checks in tests).
+pub fn summary_page(
+    conn: &mut DbConn,
+    peer: &str,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<SummaryRow>, QueryError> {
+    let mut q = recon_docs::table
+        .filter(recon_docs::peer.eq(peer))
+        .select(SummaryRow::as_select())
+        .into_boxed();
+    if let Some((kind, doc)) = after {
+        q = q.filter(
+            recon_docs::kind.gt(kind.to_owned()).or(recon_docs::kind
+                .eq(kind.to_owned())
+                .and(recon_docs::doc_id.gt(doc.to_owned()))),
+        );
+    }
+    q.order((recon_docs::kind.asc(), recon_docs::doc_id.asc()))
+        .limit(limit)
+        .load(conn)
+}
+
+/// Which of `docs` (of `kind`) are in the summary kept for `peer`, i.e. shared with it.
+pub fn shared_docs(
+    conn: &mut DbConn,
+    peer: &str,
+    kind: &str,
+    docs: &[String],
+) -> Result<HashSet<String>, QueryError> {
+    let mut out = HashSet::new();
+    for chunk in docs.chunks(CHUNK) {
+        let found: Vec<String> = recon_docs::table
+            .filter(recon_docs::peer.eq(peer))
+            .filter(recon_docs::kind.eq(kind))
+            .filter(recon_docs::doc_id.eq_any(chunk))
+            .select(recon_docs::doc_id)
+            .load(conn)?;
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// (document, version id, HLC) of every version of these documents.
+pub fn versions_of_docs(
+    conn: &mut DbConn,
+    kind: &str,
+    docs: &[String],
+) -> Result<Vec<(String, String, i64)>, QueryError> {
+    let mut out = Vec::new();
+    for chunk in docs.chunks(CHUNK) {
+        out.extend(
+            versions::table
+                .filter(versions::kind.eq(kind))
+                .filter(versions::doc_id.eq_any(chunk))
+                .order((
+                    versions::doc_id.asc(),
+                    versions::hlc.asc(),
+                    versions::id.asc(),
+                ))
+                .select((versions::doc_id, versions::id, versions::hlc))
+                .load::<(String, String, i64)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// (id, kind, document, HLC) of those of `ids` that are stored.
+pub fn version_refs(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> Result<Vec<(String, String, String, i64)>, QueryError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        out.extend(
+            versions::table
+                .filter(versions::id.eq_any(chunk))
+                .select((
+                    versions::id,
+                    versions::kind,
+                    versions::doc_id,
+                    versions::hlc,
+                ))
+                .load::<(String, String, String, i64)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// A run and its report.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = recon_runs)]
+pub struct RunRow {
+    pub id: String,
+    pub peer: String,
+    pub started_by: String,
+    /// 1 for a dry run.
+    pub dry_run: i64,
+    /// running | ok | failed | interrupted.
+    pub status: String,
+    pub started_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+    pub differences: i64,
+    /// The report, JSON.
+    pub report: String,
+}
+
+pub fn insert_run(conn: &mut DbConn, row: &RunRow) -> Result<(), QueryError> {
+    diesel::insert_into(recon_runs::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn finish_run(
+    conn: &mut DbConn,
+    id: &str,
+    status: &str,
+    at: NaiveDateTime,
+    differences: i64,
+    report: &str,
+) -> Result<(), QueryError> {
+    diesel::update(recon_runs::table.find(id))
+        .set((
+            recon_runs::status.eq(status),
+            recon_runs::finished_at.eq(Some(at)),
+            recon_runs::differences.eq(differences),
+            recon_runs::report.eq(report),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Marks a peer's runs still "running" as interrupted (called by the holder of the peer's lock,
+/// so none of them is alive).
+pub fn interrupt_runs(
+    conn: &mut DbConn,
+    peer: &str,
+    at: NaiveDateTime,
+) -> Result<usize, QueryError> {
+    diesel::update(
+        recon_runs::table
+            .filter(recon_runs::peer.eq(peer))
+            .filter(recon_runs::status.eq("running")),
+    )
+    .set((
+        recon_runs::status.eq("interrupted"),
+        recon_runs::finished_at.eq(Some(at)),
+    ))
+    .execute(conn)
+}
+
+pub fn get_run(conn: &mut DbConn, id: &str) -> Result<Option<RunRow>, QueryError> {
+    recon_runs::table
+        .find(id)
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Runs, newest first (ids are UUIDv7: time-ordered), optionally of one peer, before an id.
+pub fn list_runs(
+    conn: &mut DbConn,
+    peer: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RunRow>, QueryError> {
+    let mut q = recon_runs::table.select(RunRow::as_select()).into_boxed();
+    if let Some(p) = peer {
+        q = q.filter(recon_runs::peer.eq(p.to_owned()));
+    }
+    if let Some(b) = before {
+        q = q.filter(recon_runs::id.lt(b.to_owned()));
+    }
+    q.order(recon_runs::id.desc()).limit(limit).load(conn)
+}
+
+/// The latest finished run of each peer.
+pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<RunRow>, QueryError> {
+    let peers: Vec<String> = recon_runs::table
+        .select(recon_runs::peer)
+        .distinct()
+        .order(recon_runs::peer.asc())
+        .load(conn)?;
+    let mut out = Vec::new();
+    for p in peers {
+        let row = recon_runs::table
+            .filter(recon_runs::peer.eq(&p))
+            .filter(recon_runs::status.ne("running"))
+            .order(recon_runs::id.desc())
+            .select(RunRow::as_select())
+            .first(conn)
+            .optional()?;
+        out.extend(row);
+    }
+    Ok(out)
+}
+
+/// The outcome of trying to take a peer's run lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAttempt {
+    Acquired,
+    /// Another live run holds it.
+    Held {
+        run_id: String,
+        started_at: NaiveDateTime,
+    },
+}
+
+/// Takes a peer's run lock unless a live lease holds it; an expired lease is taken over. Not in
+/// a transaction: on PostgreSQL a refused insert would abort it.
+pub fn try_lock(
+    conn: &mut DbConn,
+    peer: &str,
+    run_id: &str,
+    now: NaiveDateTime,
+    expires: NaiveDateTime,
+) -> Result<LockAttempt, QueryError> {
+    diesel::delete(
+        recon_locks::table
+            .filter(recon_locks::peer.eq(peer))
+            .filter(recon_locks::expires_at.lt(now)),
+    )
+    .execute(conn)?;
+    let inserted = diesel::insert_into(recon_locks::table)
+        .values((
+            recon_locks::peer.eq(peer),
+            recon_locks::run_id.eq(run_id),
+            recon_locks::started_at.eq(now),
+            recon_locks::expires_at.eq(expires),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(LockAttempt::Acquired),
+        Err(QueryError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            let holder: Option<(String, NaiveDateTime)> = recon_locks::table
+                .find(peer)
+                .select((recon_locks::run_id, recon_locks::started_at))
+                .first(conn)
+                .optional()?;
+            Ok(match holder {
+                Some((run_id, started_at)) => LockAttempt::Held { run_id, started_at },
+                // Released in between: the caller may try again.
+                None => LockAttempt::Held {
+                    run_id: String::new(),
+                    started_at: now,
+                },
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Extends a held lease; false if the lock is no longer this run's.
+pub fn renew_lock(
+    conn: &mut DbConn,
+    peer: &str,
+    run_id: &str,
+    expires: NaiveDateTime,
+) -> Result<bool, QueryError> {
+    let n = diesel::update(
+        recon_locks::table
+            .filter(recon_locks::peer.eq(peer))
+            .filter(recon_locks::run_id.eq(run_id)),
+    )
+    .set(recon_locks::expires_at.eq(expires))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn release_lock(conn: &mut DbConn, peer: &str, run_id: &str) -> Result<(), QueryError> {
+    diesel::delete(
+        recon_locks::table
+            .filter(recon_locks::peer.eq(peer))
+            .filter(recon_locks::run_id.eq(run_id)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// A file not updated or visited recently: no name, the caller masks the ID number for people.
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct StaleRow {
+    pub id_number: String,
+    pub hukou_region: String,
+    pub residence_region: String,
+    pub updated_at: NaiveDateTime,
+    pub last_visit_on: Option<NaiveDate>,
+}
+
+/// Children neither updated nor visited since `before`, in ID order, a page at a time;
+/// optionally only those with a region under `region_prefix`, or shared with `peer`.
+pub fn stale_children(
+    conn: &mut DbConn,
+    before: NaiveDateTime,
+    region_prefix: Option<&str>,
+    shared_with: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<StaleRow>, QueryError> {
+    let mut q = children::table
+        .filter(children::updated_at.lt(before))
+        .filter(
+            children::last_visit_on
+                .is_null()
+                .or(children::last_visit_on.lt(before.date())),
+        )
+        .select((
+            children::id_number,
+            children::hukou_region,
+            children::residence_region,
+            children::updated_at,
+            children::last_visit_on,
+        ))
+        .into_boxed();
+    if let Some(p) = region_prefix {
+        let pat = format!("{p}%");
+        q = q.filter(
+            children::hukou_region
+                .like(pat.clone())
+                .or(children::residence_region.like(pat)),
+        );
+    }
+    if let Some(peer) = shared_with {
+        q = q.filter(
+            children::id_number.eq_any(
+                recon_docs::table
+                    .filter(recon_docs::peer.eq(peer.to_owned()))
+                    .filter(recon_docs::kind.eq("child"))
+                    .select(recon_docs::doc_id),
+            ),
+        );
+    }
+    if let Some(a) = after {
+        q = q.filter(children::id_number.gt(a.to_owned()));
+    }
+    q.order(children::id_number.asc()).limit(limit).load(conn)
+}
+
+/// Every document of a kind that has heads (full recomputation checks).
+pub fn all_doc_ids(conn: &mut DbConn, kind: &str) -> Result<Vec<String>, QueryError> {
+    heads::table
+        .filter(heads::kind.eq(kind))
+        .select(heads::doc_id)
+        .distinct()
+        .order(heads::doc_id.asc())
+        .load(conn)
+}
+
+/// Fills a peer's summary directly (the benchmark's generator; never used by a node).
+pub fn bulk_load_summary(
+    conn: &mut DbConn,
+    docs: &[SummaryRow],
+    buckets: &[BucketRow],
+) -> Result<(), QueryError> {
+    insert_summary_rows(conn, docs)?;
+    put_buckets(conn, buckets)
+}
+
+/// Of `ids`, how many are still queued for `peer`, and how many `peer` refused.
+pub fn undelivered(
+    conn: &mut DbConn,
+    peer: &str,
+    ids: &[String],
+) -> Result<(i64, i64), QueryError> {
+    use super::schema::{outbox, outbox_rejected};
+    let (mut queued, mut refused) = (0, 0);
+    for chunk in ids.chunks(CHUNK) {
+        queued += outbox::table
+            .filter(outbox::peer.eq(peer))
+            .filter(outbox::version_id.eq_any(chunk))
+            .count()
+            .get_result::<i64>(conn)?;
+        refused += outbox_rejected::table
+            .filter(outbox_rejected::peer.eq(peer))
+            .filter(outbox_rejected::version_id.eq_any(chunk))
+            .count()
+            .get_result::<i64>(conn)?;
+    }
+    Ok((queued, refused))
+}
+
+/// Of these children and cases, how many have concurrent heads in their current view.
+pub fn concurrent_among(
+    conn: &mut DbConn,
+    child_ids: &[String],
+    case_ids: &[String],
+) -> Result<i64, QueryError> {
+    let mut n = 0;
+    for chunk in child_ids.chunks(CHUNK) {
+        n += children::table
+            .filter(children::id_number.eq_any(chunk))
+            .filter(children::head_count.gt(1))
+            .count()
+            .get_result::<i64>(conn)?;
+    }
+    for chunk in case_ids.chunks(CHUNK) {
+        n += cases::table
+            .filter(cases::case_id.eq_any(chunk))
+            .filter(cases::head_count.gt(1))
+            .count()
+            .get_result::<i64>(conn)?;
+    }
+    Ok(n)
+}

@@ -161,6 +161,7 @@ fn refresh(
             .map(|b| (b.bucket, b))
             .collect();
         for b in buckets {
+            // Invariant: (peer, b) was read from `delta`'s own keys above.
             let (d_acc, d_n) = delta[&(peer.clone(), b)];
             let (acc, n) = match current.get(&b) {
                 Some(row) => (

@@ -116,6 +116,7 @@ impl Tree {
     }
 
     pub fn root(&self) -> Digest {
+        // Invariant: `from_buckets` always builds DEPTH + 1 levels, the first of width 1.
         self.levels[0][0]
     }
 
@@ -130,6 +131,7 @@ impl Tree {
             return None;
         }
         let start = index * FANOUT;
+        // `level < DEPTH`, so level + 1 exists.
         self.levels[level + 1].get(start..start + FANOUT)
     }
 }

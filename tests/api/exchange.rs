@@ -41,6 +41,11 @@ pub fn node_settings(pki: &DevPki, id: &str, db: &TestDb) -> Settings {
 }
 
 pub async fn spawn_pair() -> Pair {
+    spawn_pair_with(|_, _| {}).await
+}
+
+/// The pair, with each node's settings adjusted by `configure(node_id, settings)` first.
+pub async fn spawn_pair_with(configure: impl Fn(&str, &mut Settings)) -> Pair {
     let root = tempfile::tempdir().unwrap();
     let (ra, rp, ha, hp) = (bind(), bind(), bind(), bind());
     let port = |l: &TcpListener| l.local_addr().unwrap().port();
@@ -63,7 +68,8 @@ pub async fn spawn_pair() -> Pair {
     for (id, admin, peer) in [(ZHENGZHOU, ra, rp), (CHENGDU, ha, hp)] {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::new(dir.path());
-        let settings = node_settings(&pki, id, &db);
+        let mut settings = node_settings(&pki, id, &db);
+        configure(id, &mut settings);
         apps.push(
             start(
                 settings,

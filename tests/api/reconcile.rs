@@ -19,7 +19,7 @@ use hukou_sync::storage::records;
 use hukou_sync::sync::ledger;
 use serde_json::{json, Value};
 
-use crate::exchange::{residence_client, spawn_pair, Pair, CHENGDU, ZHENGZHOU};
+use crate::exchange::{residence_client, spawn_pair, spawn_pair_with, Pair, CHENGDU, ZHENGZHOU};
 use crate::helpers::{eventually, problem, TestApp};
 
 fn reconciler(app: &TestApp) -> Reconciler {
@@ -796,6 +796,49 @@ async fn the_cli_reconciles_lists_reports_and_stale_files() {
     assert!(
         stderr.contains("reconcile.schedule[0].cron") && stderr.contains("not a cron expression"),
         "{stderr}"
+    );
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
+#[tokio::test]
+async fn scheduled_runs_follow_the_configured_cron_expression() {
+    // Every second, so the test sees it fire without waiting for a night.
+    let pair = spawn_pair_with(|id, s| {
+        if id == ZHENGZHOU {
+            s.reconcile.schedule = vec![hukou_sync::config::ReconcileSchedule {
+                peer: hukou_sync::domain::NodeId::parse(CHENGDU).unwrap(),
+                cron: "* * * * * *".into(),
+            }];
+        }
+    })
+    .await;
+    load(&pair, 30, 0, 78).await;
+    eventually(20, "a scheduled run finished", || async {
+        let page: Value = pair
+            .residence
+            .get("/api/v1/reconcile/runs?peer=510100")
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["started_by"] == "schedule" && r["status"] == "ok")
+    })
+    .await;
+    let events: Value = pair
+        .residence
+        .get("/api/v1/audit/events?action=reconcile.run")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        events["items"][0]["event"]["actor"]["id"],
+        "job:reconcile:510100"
     );
     pair.residence.stop().await;
     pair.hukou.stop().await;

@@ -2,7 +2,8 @@
 //!
 //! Crate map (imports point down only):
 //!
-//! - [`cli`] — the `hukou-sync` commands: serve, migrate, import/export, child, audit, keygen.
+//! - [`cli`] — the `hukou-sync` commands: serve, migrate, import/export, child, audit, keygen,
+//!   reconcile, stale.
 //! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
 //! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
 //! - [`sync`] — documents and versions: build, sign, store; heads; the local ledger of files.
@@ -20,6 +21,9 @@
 //! `domain`, checks field authority, builds a `sync::Version` (parents = current heads), hashes
 //! its JCS bytes (`crypto`) and signs it → in one `storage::transaction` the version, its parent
 //! edges, the new heads, the current view and an `audit` event are written, or none of them.
+//! Writing the new heads also marks the document dirty for [`reconcile`], whose next run folds it
+//! into the per-peer summary, compares it with the peer's over `api::reconcile`'s peer routes and
+//! repairs differences through `sync::sender`'s push path.
 
 pub mod api;
 pub mod audit;

@@ -19,7 +19,9 @@ use hukou_sync::storage::records;
 use hukou_sync::sync::ledger;
 use serde_json::{json, Value};
 
-use crate::exchange::{residence_client, spawn_pair, spawn_pair_with, Pair, CHENGDU, ZHENGZHOU};
+use crate::exchange::{
+    residence_client, restart, spawn_pair, spawn_pair_with, Pair, CHENGDU, ZHENGZHOU,
+};
 use crate::helpers::{eventually, problem, TestApp};
 
 fn reconciler(app: &TestApp) -> Reconciler {
@@ -658,8 +660,16 @@ async fn bad_input_on_the_peer_routes_gets_precise_problems_and_reveals_nothing(
 
 /// Runs the binary with a node's own configuration (peer TLS and directory included).
 fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let config = app.dir.path().join("peer-node.toml");
-    let mut s = app.settings.clone();
+    cli_with(&app.settings, app.dir.path(), args)
+}
+
+fn cli_with(
+    settings: &hukou_sync::config::Settings,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    let config = dir.join("peer-node.toml");
+    let mut s = settings.clone();
     s.log.filter = "error".into();
     // The TOML serialiser is not built in; the test writes the few sections by hand.
     let peer = s.peer.as_ref().unwrap();
@@ -842,4 +852,37 @@ async fn scheduled_runs_follow_the_configured_cron_expression() {
     );
     pair.residence.stop().await;
     pair.hukou.stop().await;
+}
+
+#[tokio::test]
+async fn a_cli_run_with_the_server_stopped_reports_what_the_peer_will_still_send() {
+    let pair = spawn_pair().await;
+    load(&pair, 40, 10, 79).await;
+    let lost = lose_versions(&pair.hukou, 4, 2);
+    let residence = &pair.residence;
+    // The restored hukou node's server is down; its operator reconciles from the console.
+    let (settings, db, dir) = pair.hukou.shut_down().await;
+    let out = cli_with(
+        &settings,
+        dir.path(),
+        &["reconcile", "--peer", ZHENGZHOU, "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["versions_from_peer"], lost.len());
+    assert_eq!(report["versions_pending_from_peer"], lost.len());
+    assert_eq!(report["status"], "ok");
+    // The peer keeps them queued and delivers them once the node is back.
+    let hukou = restart(settings, db, dir).await;
+    eventually(30, "the asked versions arrive", || async {
+        hukou.count("versions") == 50
+    })
+    .await;
+    assert_eq!(all_heads(&hukou), all_heads(residence));
+    pair.residence.stop().await;
+    hukou.stop().await;
 }

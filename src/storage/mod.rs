@@ -111,11 +111,13 @@ impl DatabaseUrl {
             Backend::Sqlite => {
                 let mut c = SqliteConnection::establish(&self.target)
                     .map_err(|e| StorageError::Connect(e.to_string()))?;
-                // WAL lets readers run beside the writer; the busy timeout makes writers queue;
-                // a 64 MiB page cache keeps large imports from spilling pages mid-transaction.
+                // WAL lets readers run beside the writer; the busy timeout makes writers queue
+                // (set first: switching to WAL takes a lock, and another process — a CLI run
+                // beside the server — may hold one); a 64 MiB page cache keeps large imports
+                // from spilling pages mid-transaction.
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
                      PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(|e| StorageError::Connect(e.to_string()))?;

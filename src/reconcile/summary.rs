@@ -7,7 +7,8 @@
 //! summary and the next one goes on. A document's parties are read from its current view (a
 //! child's hukou and residence regions routed through the directory; a case's requester and
 //! decider). A document this node is not a party of, or one with no heads (lost by a restored
-//! backup), is in no peer's summary.
+//! backup), is in no peer's summary. Parties depend on the directory's routing, so when the
+//! directory's serial changes every document is re-examined once.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -29,6 +30,19 @@ pub fn catch_up(
     node: &LocalNode,
     progress: &mut dyn FnMut(usize),
 ) -> Result<usize, ReconcileError> {
+    // Parties come from the directory's routing: under a new directory every document is
+    // re-examined once.
+    if let Some(serial) = node.directory.as_ref().map(|d| d.current().serial()) {
+        let serial = i64::try_from(serial).unwrap_or(i64::MAX);
+        storage::transaction(conn, |c| -> Result<(), ReconcileError> {
+            repo::lock_catch_up(c)?;
+            if repo::meta(c, "directory_serial")? != Some(serial) {
+                repo::mark_all_dirty(c)?;
+                repo::set_meta(c, "directory_serial", serial)?;
+            }
+            Ok(())
+        })?;
+    }
     let mut total = 0;
     loop {
         let n = storage::transaction(conn, |c| -> Result<usize, ReconcileError> {

@@ -719,3 +719,31 @@ pub fn concurrent_among(
     }
     Ok(n)
 }
+
+/// A number kept beside the summary (the directory serial it was computed under).
+pub fn meta(conn: &mut DbConn, name: &str) -> Result<Option<i64>, QueryError> {
+    recon_meta::table
+        .find(name)
+        .select(recon_meta::value)
+        .first(conn)
+        .optional()
+}
+
+pub fn set_meta(conn: &mut DbConn, name: &str, value: i64) -> Result<(), QueryError> {
+    diesel::delete(recon_meta::table.find(name)).execute(conn)?;
+    diesel::insert_into(recon_meta::table)
+        .values((recon_meta::name.eq(name), recon_meta::value.eq(value)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Marks every stored document dirty (the routing of regions to nodes changed, so any
+/// document's parties may have). One statement; `WHERE true` keeps SQLite's parser from reading
+/// `ON CONFLICT` as a join constraint.
+pub fn mark_all_dirty(conn: &mut DbConn) -> Result<usize, QueryError> {
+    diesel::sql_query(
+        "INSERT INTO recon_dirty (kind, doc_id, gen) SELECT DISTINCT kind, doc_id, 1 FROM heads \
+         WHERE true ON CONFLICT (kind, doc_id) DO UPDATE SET gen = recon_dirty.gen + 1",
+    )
+    .execute(conn)
+}

@@ -519,6 +519,22 @@ async fn the_summary_is_maintained_incrementally_through_every_path() {
         .await;
     assert_eq!(r.status(), 201);
     assert_summary_exact(&pair.hukou, ZHENGZHOU);
+    // A new directory (here the same routing, re-signed with a higher serial) makes the next
+    // catch-up re-examine every document; the summary stays exact.
+    hukou_sync::cli::pki::resign_directory(&pair.pki, |_| {}).unwrap();
+    pair.hukou
+        .node
+        .directory
+        .clone()
+        .unwrap()
+        .reload_from(&pair.pki.directory, &pair.pki.authority_public, Utc::now())
+        .unwrap();
+    {
+        let mut conn = pair.hukou.store.conn().unwrap();
+        let n = summary::catch_up(&mut conn, &pair.hukou.node, &mut |_| {}).unwrap();
+        assert_eq!(n as i64, pair.hukou.count("children"));
+    }
+    assert_summary_exact(&pair.hukou, ZHENGZHOU);
     let mut conn = pair.hukou.store.conn().unwrap();
     assert!(
         recon_repo::shared_docs(&mut conn, ZHENGZHOU, "child", &[local.to_string()])

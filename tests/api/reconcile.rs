@@ -902,3 +902,71 @@ async fn a_cli_run_with_the_server_stopped_reports_what_the_peer_will_still_send
     pair.residence.stop().await;
     hukou.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_edits_that_push_lost_are_exchanged_and_reported_as_conflicts() {
+    use diesel::connection::SimpleConnection;
+    let pair = spawn_pair().await;
+    let ids = load(&pair, 20, 0, 80).await;
+    let id = ids[0].clone();
+    // The hukou node is down while the residence node records a visit; that push is then lost
+    // (an operator cleared the queue) …
+    let (settings, db, dir) = pair.hukou.shut_down().await;
+    let r = pair
+        .residence
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"risk_level": "红"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    pair.residence.exec("DELETE FROM outbox");
+    // … and the hukou bureau, from its console, records a benefit, whose push is lost too.
+    {
+        let (store, node) = hukou_sync::startup::open_node_blocking(&settings).unwrap();
+        let id = IdNumber::parse(&id).unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.conn().unwrap();
+            let patch = json!({"benefits": [{"benefit": "dibao", "since": "2026-11"}]});
+            ledger::update_child(
+                &mut conn,
+                &node,
+                &id,
+                patch.as_object().unwrap().clone(),
+                &Actor::console(),
+                Utc::now(),
+            )
+            .unwrap();
+            conn.batch_execute("DELETE FROM outbox").unwrap();
+        })
+        .await
+        .unwrap();
+    }
+    let hukou = restart(settings, db, dir).await;
+    let report = run(&pair.residence, CHENGDU, false).await;
+    assert_eq!(
+        report.status,
+        hukou_sync::reconcile::RunStatus::Ok,
+        "{report:?}"
+    );
+    assert_eq!(report.documents_differing, 1);
+    assert_eq!(report.versions_to_peer, 1);
+    assert_eq!(report.versions_received_from_peer, 1);
+    assert_eq!(report.conflicts_found, 1);
+    eventually(10, "both edits at the hukou node", || async {
+        hukou.count("versions") == 22
+    })
+    .await;
+    assert_eq!(all_heads(&hukou), all_heads(&pair.residence));
+    let file: Value = hukou
+        .get(&format!("/api/v1/children/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["heads"].as_array().unwrap().len(), 2);
+    assert_eq!(file["record"]["risk_level"], "红");
+    assert_eq!(file["record"]["benefits"][0]["benefit"], "dibao");
+    pair.residence.stop().await;
+    hukou.stop().await;
+}

@@ -149,18 +149,6 @@ impl Reconciler {
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn node(&self) -> &Arc<LocalNode> {
-        &self.node
-    }
-
-    pub fn stale_after_days(&self) -> u32 {
-        self.stale_after_days
-    }
-
     /// The peer named, if it is one: in the directory and not this node.
     pub fn check_peer(&self, peer: &str) -> Result<NodeId, ReconcileError> {
         let dir = self

@@ -61,10 +61,6 @@ pub fn dirty_chunk(conn: &mut DbConn, limit: i64) -> Result<Vec<DirtyDoc>, Query
         .load(conn)
 }
 
-pub fn dirty_count(conn: &mut DbConn) -> Result<i64, QueryError> {
-    recon_dirty::table.count().get_result(conn)
-}
-
 /// Removes processed dirty rows, each only if its generation is still the one read.
 pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, QueryError> {
     let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
@@ -661,16 +657,6 @@ pub fn all_doc_ids(conn: &mut DbConn, kind: &str) -> Result<Vec<String>, QueryEr
         .distinct()
         .order(heads::doc_id.asc())
         .load(conn)
-}
-
-/// Fills a peer's summary directly (the benchmark's generator; never used by a node).
-pub fn bulk_load_summary(
-    conn: &mut DbConn,
-    docs: &[SummaryRow],
-    buckets: &[BucketRow],
-) -> Result<(), QueryError> {
-    insert_summary_rows(conn, docs)?;
-    put_buckets(conn, buckets)
 }
 
 /// Of `ids`, how many are still queued for `peer`, and how many `peer` refused.

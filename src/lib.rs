@@ -5,6 +5,9 @@
 //! - [`cli`] — the `hukou-sync` commands: serve, migrate, import/export, child, audit, keygen.
 //! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
 //! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
+//! - [`ui`] — the administrators' web pages (server-rendered, no JavaScript needed).
+//! - [`accounts`] — users (argon2id), sessions, bearer tokens, roles and their permissions.
+//! - [`conflicts`] — the review queue and resolution versions.
 //! - [`sync`] — documents and versions: build, sign, store; heads; the local ledger of files.
 //! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
 //! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
@@ -18,10 +21,12 @@
 //! its JCS bytes (`crypto`) and signs it → in one `storage::transaction` the version, its parent
 //! edges, the new heads, the current view and an `audit` event are written, or none of them.
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod conflicts;
 pub mod crypto;
 pub mod directory;
 pub mod domain;
@@ -30,3 +35,4 @@ pub mod startup;
 pub mod storage;
 pub mod sync;
 pub mod tls;
+pub mod ui;

@@ -562,7 +562,7 @@ async fn bench_cases(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let http = reqwest::Client::new();
+    let http = super::demo::admin_client(zz_store.clone(), zz_node.clone()).await?;
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let pb = super::progress_bar(count as u64, "cases", false);
     let start = Instant::now();

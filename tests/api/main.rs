@@ -5,5 +5,6 @@ mod audit;
 mod cases;
 mod children;
 mod cli;
+mod conflicts;
 mod exchange;
 mod helpers;

@@ -472,76 +472,81 @@ pub fn login(
                 .object("user", username)
                 .details(serde_json::json!({"reason": reason, "client": client})),
         )?;
-        Err(err)
+        Ok(Err(err))
     };
-    storage::transaction(conn, |conn| {
-        let Some(user) = user else {
-            return fail(conn, "unknown_user", AccountError::BadCredentials);
-        };
-        if let Some(until) = user.locked_until.map(|t| t.and_utc()).filter(|t| *t > now) {
-            // While locked nothing counts; only the right password learns of the lock.
-            let err = if ok {
-                AccountError::Locked { until }
-            } else {
-                AccountError::BadCredentials
+    // A refusal is a committed outcome (its audit event and failure count must persist), so the
+    // transaction returns it inside `Ok`; only storage errors roll back.
+    storage::transaction(
+        conn,
+        |conn| -> Result<Result<NewSession, AccountError>, AccountError> {
+            let Some(user) = user else {
+                return fail(conn, "unknown_user", AccountError::BadCredentials);
             };
-            return fail(conn, "locked", err);
-        }
-        if !ok {
-            let failures = user.failed_logins + 1;
-            let lock = (failures >= i64::from(policy.max_failures))
-                .then(|| (now + policy.lockout).naive_utc());
-            // A lock starts a new count: the next window allows the full number of attempts.
-            repo::set_failures(
-                conn,
-                username,
-                if lock.is_some() { 0 } else { failures },
-                lock,
-            )?;
-            if let Some(until) = lock {
-                audit_event(
-                    conn,
-                    hlc,
-                    now,
-                    Event::new(actor.clone(), "user.lockout", Outcome::Denied)
-                        .object("user", username)
-                        .details(serde_json::json!({"until": until.and_utc()})),
-                )?;
+            if let Some(until) = user.locked_until.map(|t| t.and_utc()).filter(|t| *t > now) {
+                // While locked nothing counts; only the right password learns of the lock.
+                let err = if ok {
+                    AccountError::Locked { until }
+                } else {
+                    AccountError::BadCredentials
+                };
+                return fail(conn, "locked", err);
             }
-            return fail(conn, "bad_password", AccountError::BadCredentials);
-        }
-        if user.disabled != 0 {
-            return fail(conn, "disabled", AccountError::Disabled);
-        }
-        repo::set_failures(conn, username, 0, None)?;
-        repo::delete_expired_sessions(conn, now.naive_utc())?;
-        let cookie = random_secret()?;
-        let csrf = random_secret()?;
-        let expires_at = now + policy.session;
-        repo::insert_session(
-            conn,
-            &SessionRow {
-                id_hash: secret_hash(&cookie),
-                username: username.to_owned(),
-                csrf_token: csrf.clone(),
-                created_at: now.naive_utc(),
-                expires_at: expires_at.naive_utc(),
-            },
-        )?;
-        audit_event(
-            conn,
-            hlc,
-            now,
-            Event::new(actor.clone(), "user.login", Outcome::Ok)
-                .object("user", username)
-                .details(serde_json::json!({"client": client})),
-        )?;
-        Ok(NewSession {
-            cookie,
-            csrf,
-            expires_at,
-        })
-    })
+            if !ok {
+                let failures = user.failed_logins + 1;
+                let lock = (failures >= i64::from(policy.max_failures))
+                    .then(|| (now + policy.lockout).naive_utc());
+                // A lock starts a new count: the next window allows the full number of attempts.
+                repo::set_failures(
+                    conn,
+                    username,
+                    if lock.is_some() { 0 } else { failures },
+                    lock,
+                )?;
+                if let Some(until) = lock {
+                    audit_event(
+                        conn,
+                        hlc,
+                        now,
+                        Event::new(actor.clone(), "user.lockout", Outcome::Denied)
+                            .object("user", username)
+                            .details(serde_json::json!({"until": until.and_utc()})),
+                    )?;
+                }
+                return fail(conn, "bad_password", AccountError::BadCredentials);
+            }
+            if user.disabled != 0 {
+                return fail(conn, "disabled", AccountError::Disabled);
+            }
+            repo::set_failures(conn, username, 0, None)?;
+            repo::delete_expired_sessions(conn, now.naive_utc())?;
+            let cookie = random_secret()?;
+            let csrf = random_secret()?;
+            let expires_at = now + policy.session;
+            repo::insert_session(
+                conn,
+                &SessionRow {
+                    id_hash: secret_hash(&cookie),
+                    username: username.to_owned(),
+                    csrf_token: csrf.clone(),
+                    created_at: now.naive_utc(),
+                    expires_at: expires_at.naive_utc(),
+                },
+            )?;
+            audit_event(
+                conn,
+                hlc,
+                now,
+                Event::new(actor.clone(), "user.login", Outcome::Ok)
+                    .object("user", username)
+                    .details(serde_json::json!({"client": client})),
+            )?;
+            Ok(Ok(NewSession {
+                cookie,
+                csrf,
+                expires_at,
+            }))
+        },
+    )?
 }
 
 /// The user of a live session cookie.

@@ -2,9 +2,12 @@
 //! SQLite file, or a fresh PostgreSQL schema when `TEST_DATABASE_URL` is set).
 
 mod audit;
+mod browser;
 mod cases;
 mod children;
 mod cli;
 mod conflicts;
 mod exchange;
 mod helpers;
+mod ui;
+mod webdriver;

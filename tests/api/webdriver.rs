@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 /// The W3C web element identifier key (WebDriver spec §12.1; chromedriver returns exactly this).
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";

@@ -125,6 +125,17 @@ async fn both_nodes_find_the_same_conflict_and_the_hukou_side_resolves_it_for_bo
         .unwrap();
     assert_eq!(q["items"][0]["owner"], CHENGDU);
 
+    // Operators see it in the metrics of both nodes.
+    for app in [huk, res] {
+        let m = app.get("/metrics").await.text().await.unwrap();
+        assert!(
+            m.contains(&format!(
+                "hukou_sync_open_conflicts{{owner=\"{CHENGDU}\"}} 1"
+            )),
+            "{m}"
+        );
+    }
+
     // Nobody edits a field under review.
     let r = res
         .patch_json(

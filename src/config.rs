@@ -192,6 +192,22 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// A browser session ends this many hours after login.
+    pub session_hours: u32,
+    /// Consecutive failed logins that lock an account.
+    pub max_failed_logins: u32,
+    /// How long a locked account stays locked, in minutes.
+    pub lockout_minutes: u32,
+    /// Serve the admin listener over TLS (server certificate only; cookies then get `Secure`).
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin listener's own server certificate (not the exchange's client certificates).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,6 +259,10 @@ impl Default for AdminSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit: 64 * 1024,
+            session_hours: 8,
+            max_failed_logins: 5,
+            lockout_minutes: 15,
+            tls: None,
         }
     }
 }
@@ -305,6 +325,15 @@ impl Settings {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.admin.body_limit) {
             return bad("admin.body_limit: between 1024 and 67108864 bytes".into());
+        }
+        if !(1..=24 * 30).contains(&self.admin.session_hours) {
+            return bad("admin.session_hours: between 1 and 720".into());
+        }
+        if !(1..=100).contains(&self.admin.max_failed_logins) {
+            return bad("admin.max_failed_logins: between 1 and 100".into());
+        }
+        if self.admin.lockout_minutes == 0 {
+            return bad("admin.lockout_minutes: must be at least 1".into());
         }
         if self.audit.tree_head_interval_secs == 0 {
             return bad("audit.tree_head_interval_secs: must be at least 1".into());

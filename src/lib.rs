@@ -6,6 +6,9 @@
 //!   reconcile, stale.
 //! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
 //! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
+//! - [`ui`] — the administrators' web pages (server-rendered, no JavaScript needed).
+//! - [`accounts`] — users (argon2id), sessions, bearer tokens, roles and their permissions.
+//! - [`conflicts`] — the review queue and resolution versions.
 //! - [`sync`] — documents and versions: build, sign, store; heads; the local ledger of files.
 //! - [`reconcile`] — Merkle anti-entropy with peers: incremental per-peer summaries, the
 //!   root/nodes/buckets/versions/want protocol, repairs through the push path, reports, cron
@@ -25,10 +28,12 @@
 //! into the per-peer summary, compares it with the peer's over `api::reconcile`'s peer routes and
 //! repairs differences through `sync::sender`'s push path.
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod conflicts;
 pub mod crypto;
 pub mod directory;
 pub mod domain;
@@ -38,3 +43,4 @@ pub mod startup;
 pub mod storage;
 pub mod sync;
 pub mod tls;
+pub mod ui;

@@ -110,6 +110,7 @@ impl Application {
             ))
         });
         let body_limit = settings.admin.body_limit;
+        let secure_cookies = settings.admin.tls.is_some();
         let admin_state = state.clone();
         let admin_reconciler = reconciler.clone();
         let admin = HttpServer::new(move || {
@@ -117,6 +118,7 @@ impl Application {
             App::new()
                 .wrap(request_logger().log_target("hukou_sync::http"))
                 .app_data(admin_state.clone())
+                .configure(|cfg| crate::ui::configure(cfg, secure_cookies))
                 .configure(move |cfg| {
                     if let Some(r) = rec {
                         cfg.app_data(r);
@@ -124,8 +126,17 @@ impl Application {
                     api::configure(cfg, body_limit)
                 })
         })
-        .workers(2)
-        .listen(admin_listener)?
+        .workers(2);
+        let admin = match &settings.admin.tls {
+            Some(t) => {
+                let config = crate::tls::admin_server_config(
+                    crate::tls::pki::load_certs(&t.cert)?,
+                    crate::tls::pki::load_private_key(&t.key)?,
+                )?;
+                admin.listen_rustls_0_23(admin_listener, (*config).clone())?
+            }
+            None => admin.listen(admin_listener)?,
+        }
         .run();
         let mut servers = vec![admin];
         let mut jobs = vec![tokio::spawn(tree_head_job(

@@ -1,13 +1,15 @@
 //! `/api/v1/audit`: events with filters, an event with its inclusion proof, consistency proofs,
 //! and signed tree heads. Every read of the log is itself recorded in it.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{actor_of, now, AppState};
+use super::{now, AppState};
+use crate::accounts::Permission;
 use crate::audit::log::{self, AuditEntry, ConsistencyProof, SignedTreeHead};
 use crate::storage::audit::EventFilter;
 
@@ -42,7 +44,7 @@ pub struct EventPage {
 #[get("/api/v1/audit/events")]
 pub async fn events(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    caller: Caller,
     q: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
@@ -60,7 +62,7 @@ pub async fn events(
         after_seq: q.after_seq,
         limit: i64::from(limit),
     };
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::ReadAudit).await?;
     let node = state.node.clone();
     let items = state
         .store
@@ -82,11 +84,11 @@ pub struct EventWithProof {
 #[get("/api/v1/audit/events/{seq}")]
 pub async fn event(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    caller: Caller,
     seq: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let seq = seq.into_inner();
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::ReadAudit).await?;
     let node = state.node.clone();
     let (entry, head) = state
         .store
@@ -112,8 +114,10 @@ pub struct ConsistencyQuery {
 #[get("/api/v1/audit/consistency")]
 pub async fn consistency(
     state: web::Data<AppState>,
+    caller: Caller,
     q: web::Query<ConsistencyQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&state, Permission::ReadAudit).await?;
     let (old, new) = (q.old_size, q.new_size);
     let proof = state
         .store
@@ -126,7 +130,11 @@ pub async fn consistency(
 #[utoipa::path(get, path = "/api/v1/audit/tree-head", tag = "audit",
     responses((status = 200, body = SignedTreeHead), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/audit/tree-head")]
-pub async fn tree_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn tree_head(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&state, Permission::ReadAudit).await?;
     let head = state
         .store
         .run(|conn| log::latest_tree_head(conn)?.ok_or(crate::audit::AuditError::NoTreeHead))
@@ -137,7 +145,11 @@ pub async fn tree_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
 /// Sign a tree head for the current size now (also done on the configured interval).
 #[utoipa::path(post, path = "/api/v1/audit/tree-head", tag = "audit", responses((status = 200, body = SignedTreeHead)))]
 #[post("/api/v1/audit/tree-head")]
-pub async fn sign_tree_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn sign_tree_head(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&state, Permission::Operate).await?;
     let node = state.node.clone();
     let head = state
         .store

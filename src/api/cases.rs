@@ -7,8 +7,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{actor_of, now, purpose_of, AppState};
+use super::{now, purpose_of, AppState};
+use crate::accounts::Permission;
 use crate::domain::child::Benefit;
 use crate::eligibility::service::{self, CaseQuery, CaseSummary, CaseView, NewCase};
 use crate::eligibility::state::{CaseState, Transition};
@@ -42,11 +44,11 @@ fn parse_case_id(raw: &str) -> Result<String, ApiError> {
 #[post("/api/v1/cases")]
 pub async fn create(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    caller: Caller,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let new: NewCase = parse(body.into_inner())?;
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::EditChildren).await?;
     let node = state.node.clone();
     let at = now();
     let view = state
@@ -78,7 +80,7 @@ pub struct TransitionRequest {
 #[post("/api/v1/cases/{case_id}/transitions")]
 pub async fn transition(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    caller: Caller,
     path: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -87,7 +89,7 @@ pub async fn transition(
     t.transition
         .validate()
         .map_err(|e| ApiError::from(service::CaseError::Step(e.into())))?;
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::EditChildren).await?;
     let node = state.node.clone();
     let at = now();
     let view = state
@@ -103,11 +105,12 @@ pub async fn transition(
 #[get("/api/v1/cases/{case_id}")]
 pub async fn read(
     state: web::Data<AppState>,
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let case_id = parse_case_id(&path)?;
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::ReadChildren).await?;
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();
     let at = now();
@@ -139,8 +142,10 @@ pub struct CaseListQuery {
 #[get("/api/v1/cases")]
 pub async fn list(
     state: web::Data<AppState>,
+    caller: Caller,
     q: web::Query<CaseListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&state, Permission::ReadChildren).await?;
     let q = q.into_inner();
     let incoming = match q.direction.as_deref() {
         None => None,

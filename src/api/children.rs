@@ -5,8 +5,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{actor_of, now, purpose_of, AppState};
+use super::{now, purpose_of, AppState};
+use crate::accounts::Permission;
 use crate::domain::child::Category;
 use crate::domain::{IdNumber, RegionPrefix};
 use crate::storage::records::ChildFilter;
@@ -34,10 +36,10 @@ fn parse_id(raw: &str) -> Result<IdNumber, ApiError> {
 #[post("/api/v1/children")]
 pub async fn create(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    caller: Caller,
     body: web::Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::EditChildren).await?;
     let node = state.node.clone();
     let at = now();
     let record = ledger::parse_record(&node, body.into_inner(), at)?;
@@ -62,11 +64,12 @@ pub async fn create(
 #[get("/api/v1/children/{id_number}")]
 pub async fn read(
     state: web::Data<AppState>,
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::ReadChildren).await?;
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();
     let at = now();
@@ -95,12 +98,12 @@ pub async fn read(
 #[patch("/api/v1/children/{id_number}")]
 pub async fn update(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    caller: Caller,
     path: web::Path<String>,
     body: web::Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::EditChildren).await?;
     let node = state.node.clone();
     let at = now();
     let patch = body.into_inner();
@@ -144,6 +147,7 @@ pub struct ListQuery {
 #[get("/api/v1/children")]
 pub async fn list(
     state: web::Data<AppState>,
+    caller: Caller,
     req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -197,7 +201,7 @@ pub async fn list(
         after: q.after,
         limit: i64::from(limit),
     };
-    let actor = actor_of(&req);
+    let actor = caller.require(&state, Permission::ReadChildren).await?;
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();
     let page = state

@@ -29,6 +29,10 @@ pub struct Problem {
     pub field: Option<String>,
     /// Why, in words a caseworker or integrator can act on.
     pub reason: String,
+    /// Extension members (RFC 9457 §3.2), e.g. `current` for a stale resolution.
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty", default)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An error answered to an HTTP client.
@@ -40,6 +44,7 @@ pub struct ApiError {
     reason: String,
     /// Logged, never sent.
     internal: Option<String>,
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -50,7 +55,14 @@ impl ApiError {
             field: None,
             reason: reason.into(),
             internal: None,
+            extensions: Default::default(),
         }
+    }
+
+    /// Adds an extension member to the problem document.
+    pub fn extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_owned(), value);
+        self
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -77,6 +89,7 @@ impl ApiError {
             field: None,
             reason: "an internal error occurred; it has been logged".into(),
             internal: Some(cause.to_string()),
+            extensions: Default::default(),
         }
     }
 
@@ -107,6 +120,7 @@ impl ResponseError for ApiError {
             code: self.code.to_owned(),
             field: self.field.clone(),
             reason: self.reason.clone(),
+            extensions: self.extensions.clone(),
         };
         HttpResponse::build(self.status)
             .content_type("application/problem+json")
@@ -292,4 +306,66 @@ pub fn path_error(
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
     ApiError::bad_request("invalid_path", err.to_string()).into()
+}
+
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError as A;
+        match e {
+            e @ A::UnknownRole(_) => {
+                ApiError::unprocessable("invalid_role", e.to_string()).field("role")
+            }
+            e @ A::BadUsername => {
+                ApiError::unprocessable("invalid_username", e.to_string()).field("username")
+            }
+            e @ A::BadTokenName => {
+                ApiError::unprocessable("invalid_token_name", e.to_string()).field("name")
+            }
+            e @ A::WeakPassword => {
+                ApiError::unprocessable("weak_password", e.to_string()).field("password")
+            }
+            e @ A::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string())
+            }
+            e @ A::NotFound(_) => ApiError::not_found(e.to_string()),
+            e @ (A::BadCredentials | A::NoSession | A::BadToken) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            e @ A::Locked { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "account_locked", e.to_string())
+            }
+            e @ A::Disabled => {
+                ApiError::new(StatusCode::FORBIDDEN, "account_disabled", e.to_string())
+            }
+            A::Storage(s) => s.into(),
+            A::Audit(a) => a.into(),
+            e @ (A::Hashing(_) | A::Random) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::conflicts::ConflictError> for ApiError {
+    fn from(e: crate::conflicts::ConflictError) -> Self {
+        use crate::conflicts::ConflictError as C;
+        match e {
+            C::NotFound(_) => ApiError::not_found("no child with this ID number"),
+            e @ C::NothingOpen => ApiError::new(StatusCode::CONFLICT, "no_open_conflict", e.to_string()),
+            e @ C::NotOwner { .. } => ApiError::new(StatusCode::FORBIDDEN, "not_review_owner", e.to_string()),
+            C::Stale { current } => ApiError::new(
+                StatusCode::CONFLICT,
+                "stale_resolution",
+                "the file changed since it was shown; review its current state (in `current`) and resolve again",
+            )
+            .field("heads")
+            .extension("current", serde_json::to_value(&*current).unwrap_or_default()),
+            C::NotInConflict(f) => ApiError::unprocessable("not_in_conflict", "this field has no open conflict reviewed here").field(f),
+            C::MissingChoice(f) => ApiError::unprocessable("missing_choice", "choose a value for every disputed field").field(f),
+            C::UnknownField(f) => ApiError::unprocessable("unknown_field", "this field does not exist").field(f),
+            C::BadHead(_) => ApiError::unprocessable("invalid_head", "heads are 64-character hex version ids").field("heads"),
+            C::Invalid(f) => ApiError::unprocessable("invalid_field", f.reason).field(f.field),
+            C::Ledger(l) => l.into(),
+            C::Audit(a) => a.into(),
+            C::Storage(s) => s.into(),
+        }
+    }
 }

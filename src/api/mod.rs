@@ -2,8 +2,10 @@
 //! (in [`error`]) the one mapping from errors to `application/problem+json`.
 
 pub mod audit;
+pub mod auth;
 pub mod cases;
 pub mod children;
+pub mod conflicts;
 pub mod error;
 pub mod metrics;
 pub mod peer;
@@ -16,7 +18,6 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use utoipa::OpenApi;
 
-use crate::audit::{Actor, ActorKind, Via};
 use crate::config::Settings;
 use crate::storage::Store;
 use crate::sync::LocalNode;
@@ -42,6 +43,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .service(healthz)
     .service(openapi_json)
     .service(metrics::metrics)
+    .service(conflicts::queue)
+    .service(conflicts::of_file)
+    .service(conflicts::resolve)
     .service(children::create)
     .service(children::list)
     .service(children::read)
@@ -63,19 +67,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found("no such route"))
     }));
-}
-
-/// Who is calling. Until accounts and tokens exist (the admin-pages issue), the admin listener
-/// is bound to loopback and callers are recorded by their address.
-pub fn actor_of(req: &HttpRequest) -> Actor {
-    let peer = req
-        .peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
-    Actor {
-        kind: ActorKind::System,
-        id: format!("admin-api@{peer}"),
-        via: Via::Api,
-    }
 }
 
 /// The `X-Purpose` header: why a person or system reads a child's data (at most 200 characters).
@@ -175,6 +166,9 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         reconcile::runs,
         reconcile::run,
         reconcile::stale,
+        conflicts::queue,
+        conflicts::of_file,
+        conflicts::resolve,
     ),
     components(schemas(error::Problem))
 )]

@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{actor_of, purpose_of, AppState};
+use super::{purpose_of, AppState};
+use crate::accounts::Permission;
 use crate::reconcile::report::Report;
 use crate::reconcile::serve::{
     self, BucketsRequest, NodesRequest, RootRequest, VersionsRequest, WantRequest,
@@ -196,16 +198,18 @@ impl From<repo::RunRow> for RunView {
 pub async fn start(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<String>,
     q: web::Query<StartQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(&state, Permission::Operate).await?;
     let Some(rec) = req.app_data::<web::Data<Reconciler>>().cloned() else {
         return Err(crate::reconcile::ReconcileError::NoDirectory.into());
     };
     let opts = RunOptions {
         dry_run: q.dry_run.unwrap_or(false),
         started_by: StartedBy::Api,
-        actor: actor_of(&req),
+        actor,
     };
     let handle = rec.start(&path.into_inner(), opts).await?;
     let id = handle.run_id().to_owned();
@@ -250,8 +254,10 @@ pub struct RunPage {
 #[get("/api/v1/reconcile/runs")]
 pub async fn runs(
     state: web::Data<AppState>,
+    caller: Caller,
     q: web::Query<RunsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&state, Permission::ViewOperations).await?;
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -280,8 +286,10 @@ pub async fn runs(
 #[get("/api/v1/reconcile/runs/{id}")]
 pub async fn run(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&state, Permission::ViewOperations).await?;
     let id = path.into_inner();
     let id2 = id.clone();
     let row = state
@@ -310,8 +318,10 @@ pub struct StaleQuery {
 pub async fn stale(
     state: web::Data<AppState>,
     req: HttpRequest,
+    caller: Caller,
     q: web::Query<StaleQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(&state, Permission::ReadChildren).await?;
     let q = q.into_inner();
     let days = q.days.unwrap_or(state.settings.records.stale_after_days);
     if !(1..=36_500).contains(&days) {
@@ -324,7 +334,6 @@ pub async fn stale(
         })?;
     }
     let purpose = purpose_of(&req)?;
-    let actor = actor_of(&req);
     let node = state.node.clone();
     let list = state
         .store

@@ -424,3 +424,8 @@ pub fn read_event(
         Ok((entry, head))
     })
 }
+
+/// Number of events in the log.
+pub fn size(conn: &mut DbConn) -> Result<i64, AuditError> {
+    Ok(repo::size(conn)?)
+}

@@ -35,6 +35,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 struct Node {
     name: &'static str,
     base: String,
+    /// Sends the demo's administrator token to this node's admin API.
+    http: reqwest::Client,
     stop: crate::startup::StopHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -87,15 +89,16 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         println!("== {name} (node {}): admin http://127.0.0.1:{}, peer https://127.0.0.1:{} (mutual TLS, cert {})", node.id, app.admin_port(), app.peer_port().unwrap_or(0), &node.fingerprint[..16]);
         let base = format!("http://127.0.0.1:{}", app.admin_port());
         let stop = app.handle();
+        let http = admin_client(app.store().clone(), app.node().clone()).await?;
         nodes.push(Node {
             name,
             base,
+            http,
             stop,
             task: tokio::spawn(app.run_until_stopped()),
         });
     }
     let (zz, cd) = (&nodes[0], &nodes[1]);
-    let http = reqwest::Client::new();
 
     let id = IdNumber::generate(
         &RegionCode::parse("510104")?,
@@ -105,25 +108,26 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
     let path = format!("/api/v1/children/{id}");
     println!("\n-- 1. {} registers a flowing child: hukou 510104 (成都市锦江区), living in 410105 (郑州市金水区)", zz.name);
     let t = Instant::now();
-    let created = send(http.post(format!("{}/api/v1/children", zz.base)).json(&json!({
+    let created = send(zz.http.post(format!("{}/api/v1/children", zz.base)).json(&json!({
         "id_number": id.as_str(), "name": "李小雨", "hukou_region": "510104", "residence_region": "410105",
         "categories": ["flowing", "left_behind"], "father_situation": "working_away", "mother_situation": "working_away",
         "actual_caregiver": {"name": "李建国", "relation": "祖父"}, "living_status": "with_grandparents", "risk_level": "黄",
     }))).await?;
     print_version(&created, "created and signed by 410100");
-    let seen = wait_for(&http, cd, &path, 1).await?;
+    let seen = wait_for(cd, &path, 1).await?;
     println!("   arrived at 510100 in {} ms: signature verified with 410100's directory key, stored, signed receipt returned", t.elapsed().as_millis());
     print_version(&seen, "at 510100");
 
     println!("\n-- 2. {} confirms 低保 (a hukou field)", cd.name);
     let t = Instant::now();
     let edited = send(
-        http.patch(format!("{}{path}", cd.base))
+        cd.http
+            .patch(format!("{}{path}", cd.base))
             .json(&json!({"benefits": [{"benefit": "dibao", "since": "2026-11"}]})),
     )
     .await?;
     print_version(&edited, "signed by 510100");
-    wait_for(&http, zz, &path, 2).await?;
+    wait_for(zz, &path, 2).await?;
     println!("   arrived at 410100 in {} ms", t.elapsed().as_millis());
 
     println!(
@@ -131,16 +135,17 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         zz.name
     );
     let t = Instant::now();
-    let visited = send(http.patch(format!("{}{path}", zz.base)).json(
+    let visited = send(zz.http.patch(format!("{}{path}", zz.base)).json(
         &json!({"last_visit_on": "2026-11-20", "risk_level": "橙", "education_status": "primary"}),
     ))
     .await?;
     print_version(&visited, "signed by 410100");
-    wait_for(&http, cd, &path, 3).await?;
+    wait_for(cd, &path, 3).await?;
     println!("   arrived at 510100 in {} ms", t.elapsed().as_millis());
 
     println!("\n-- 4. the residence bureau may not change a hukou field");
-    let refused = http
+    let refused = zz
+        .http
         .patch(format!("{}{path}", zz.base))
         .json(&json!({"benefits": []}))
         .send()
@@ -152,7 +157,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         zz.name, cd.name
     );
     let t = Instant::now();
-    let opened = send(http.post(format!("{}/api/v1/cases", zz.base)).json(&json!({
+    let opened = send(zz.http.post(format!("{}/api/v1/cases", zz.base)).json(&json!({
         "child_id": id.as_str(), "benefit": "tekun",
         "grounds": {"father_situation": "working_away", "mother_situation": "working_away",
                     "summary": "父母长期外出务工且失去联系，由年迈祖父抚养，无稳定收入",
@@ -169,33 +174,33 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         "   case {case_id} submitted, due {} (30 working days)",
         opened["due_on"]
     );
-    let c = wait_case(&http, zz, &case_path, "received").await?;
+    let c = wait_case(zz, &case_path, "received").await?;
     println!(
         "   {} received it automatically: its signed version came back in {} ms ({} steps)",
         cd.name,
         t.elapsed().as_millis(),
         c["case"]["history"].as_array().map_or(0, Vec::len)
     );
-    send(http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "request_info", "question": "请补充父母失联的派出所证明"}, "officer": "CD-JJ-003"}))).await?;
-    wait_case(&http, zz, &case_path, "info_requested").await?;
+    send(cd.http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "request_info", "question": "请补充父母失联的派出所证明"}, "officer": "CD-JJ-003"}))).await?;
+    wait_case(zz, &case_path, "info_requested").await?;
     println!("   510100 asked for information; 410100 sees info_requested");
-    send(http.post(format!("{}{case_path}/transitions", zz.base)).json(&json!({"transition": {"action": "provide_info", "answer": "已补充派出所出具的失联证明"}, "officer": "ZZ-JS-017"}))).await?;
-    wait_case(&http, cd, &case_path, "info_provided").await?;
+    send(zz.http.post(format!("{}{case_path}/transitions", zz.base)).json(&json!({"transition": {"action": "provide_info", "answer": "已补充派出所出具的失联证明"}, "officer": "ZZ-JS-017"}))).await?;
+    wait_case(cd, &case_path, "info_provided").await?;
     println!("   410100 provided it; 510100 sees info_provided");
-    send(http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "approve", "effective_month": "2026-12"}, "officer": "CD-JJ-003"}))).await?;
-    let c = wait_case(&http, zz, &case_path, "approved").await?;
+    send(cd.http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "approve", "effective_month": "2026-12"}, "officer": "CD-JJ-003"}))).await?;
+    let c = wait_case(zz, &case_path, "approved").await?;
     println!(
         "   510100 approved from 2026-12; 410100 sees approved after {} signed steps",
         c["case"]["history"].as_array().map_or(0, Vec::len)
     );
-    wait_for(&http, zz, &path, 4).await?;
+    wait_for(zz, &path, 4).await?;
     println!(
         "   the approval added 特困 to the child's file at 510100, and the version reached 410100"
     );
 
     println!("\n-- 6. receipts and delivery state");
     for n in &nodes {
-        let peers = wait_drained(&http, n).await?;
+        let peers = wait_drained(n).await?;
         for p in peers.as_array().into_iter().flatten() {
             println!(
                 "   {} → {}: delivered {}, queued {}, last receipt {}",
@@ -206,12 +211,14 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
 
     println!("\n-- 7. the two views");
     let a = send(
-        http.get(format!("{}{path}", zz.base))
+        zz.http
+            .get(format!("{}{path}", zz.base))
             .header("X-Purpose", "demo"),
     )
     .await?;
     let b = send(
-        http.get(format!("{}{path}", cd.base))
+        cd.http
+            .get(format!("{}{path}", cd.base))
             .header("X-Purpose", "demo"),
     )
     .await?;
@@ -226,7 +233,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
 
     println!("\n-- 8. audit trails");
     for n in &nodes {
-        let head = send(http.post(format!("{}/api/v1/audit/tree-head", n.base))).await?;
+        let head = send(n.http.post(format!("{}/api/v1/audit/tree-head", n.base))).await?;
         println!(
             "   {}: {} events, signed tree head root {}",
             n.name,
@@ -268,9 +275,35 @@ async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     Ok(body)
 }
 
+/// An HTTP client carrying a fresh administrator token of the node (audited as `token.create`).
+pub(crate) async fn admin_client(
+    store: crate::storage::Store,
+    node: std::sync::Arc<crate::sync::LocalNode>,
+) -> anyhow::Result<reqwest::Client> {
+    let secret = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let mut conn = store.conn()?;
+        Ok(crate::accounts::create_token(
+            &mut conn,
+            node.clock.now(),
+            &crate::audit::Actor::console(),
+            "demo",
+            crate::accounts::Role::Administrator,
+            chrono::Utc::now(),
+        )?)
+    })
+    .await??;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {secret}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 /// Polls `path` on a node until `done` holds for its JSON (15 s at most).
 async fn poll(
-    http: &reqwest::Client,
     node: &Node,
     path: &str,
     what: &str,
@@ -278,7 +311,8 @@ async fn poll(
 ) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let r = http
+        let r = node
+            .http
             .get(format!("{}{path}", node.base))
             .header("X-Purpose", "demo")
             .send()
@@ -299,38 +333,24 @@ async fn poll(
 }
 
 /// Waits until the node holds `n` versions of the file.
-async fn wait_for(
-    http: &reqwest::Client,
-    node: &Node,
-    path: &str,
-    n: usize,
-) -> anyhow::Result<Value> {
-    poll(http, node, path, "the version's arrival", |v| {
+async fn wait_for(node: &Node, path: &str, n: usize) -> anyhow::Result<Value> {
+    poll(node, path, "the version's arrival", |v| {
         v["history"].as_array().is_some_and(|h| h.len() >= n)
     })
     .await
 }
 
 /// Waits until a case reaches a state at a node.
-async fn wait_case(
-    http: &reqwest::Client,
-    node: &Node,
-    path: &str,
-    state: &str,
-) -> anyhow::Result<Value> {
-    poll(
-        http,
-        node,
-        path,
-        &format!("the case becoming {state}"),
-        |v| v["case"]["state"] == state,
-    )
+async fn wait_case(node: &Node, path: &str, state: &str) -> anyhow::Result<Value> {
+    poll(node, path, &format!("the case becoming {state}"), |v| {
+        v["case"]["state"] == state
+    })
     .await
 }
 
 /// Waits until the node's outbox is empty; returns its peers' status.
-async fn wait_drained(http: &reqwest::Client, node: &Node) -> anyhow::Result<Value> {
-    poll(http, node, "/api/v1/peers", "draining the outbox", |p| {
+async fn wait_drained(node: &Node) -> anyhow::Result<Value> {
+    poll(node, "/api/v1/peers", "draining the outbox", |p| {
         p.as_array()
             .is_some_and(|a| a.iter().all(|p| p["outbox_depth"] == 0))
     })

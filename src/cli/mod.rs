@@ -3,6 +3,7 @@
 //! and the benchmarks. Human-readable output by
 //! default, `--json` for machines; progress bars on long work; a non-zero exit on any failure.
 
+mod admin;
 mod audit_cmd;
 mod bench;
 mod case;
@@ -53,6 +54,9 @@ enum Command {
     /// Eligibility cases: list, show, create, act.
     #[command(subcommand)]
     Case(case::CaseCommand),
+    /// Accounts of the admin listener: users (admin pages) and bearer tokens (local systems).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Audit trail: verify, export, sign a tree head, show proofs.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
@@ -159,6 +163,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
         Command::Audit(cmd) => audit_cmd::run(&load_settings(config)?, cmd),
+        Command::Admin(cmd) => admin::run(&load_settings(config)?, cmd),
         Command::Keygen { out } => {
             let key = crate::crypto::keys::SigningKey::write_new(&out)?;
             println!("wrote {} (mode 0600)", out.display());

@@ -21,8 +21,10 @@ macro_rules! per_backend {
     };
 }
 
+pub mod accounts;
 pub mod audit;
 pub mod cases;
+pub mod conflicts;
 pub mod exchange;
 pub mod reconcile;
 pub mod records;

@@ -160,6 +160,56 @@ diesel::table! {
 }
 
 diesel::table! {
+    users (username) {
+        username -> Text,
+        display_name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        failed_logins -> BigInt,
+        locked_until -> Nullable<Timestamp>,
+        disabled -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        username -> Text,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (name) {
+        name -> Text,
+        token_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    conflicts (doc_id, field, merge_point) {
+        doc_id -> Text,
+        field -> Text,
+        merge_point -> Text,
+        owner -> Text,
+        base -> Text,
+        candidates -> Text,
+        opened_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(sessions -> users (username));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions);
+diesel::allow_tables_to_appear_in_same_query!(conflicts, children);
+
+diesel::table! {
     recon_dirty (kind, doc_id) {
         kind -> Text,
         doc_id -> Text,

@@ -114,7 +114,7 @@ pub struct ChildPage {
     pub next_after: Option<String>,
 }
 
-fn rules(node: &LocalNode, now: DateTime<Utc>) -> RecordRules<'_> {
+pub(crate) fn rules(node: &LocalNode, now: DateTime<Utc>) -> RecordRules<'_> {
     RecordRules {
         today: china_today(now),
         palette: &node.palette,
@@ -480,16 +480,27 @@ fn new_version(
     record: &ChildRecord,
     parents: Vec<VersionId>,
 ) -> Result<SignedVersion, LedgerError> {
+    signed_version(node, record, parents, false)
+}
+
+/// A version of `record` by this node, signed; `resolution` marks a reviewer's resolution.
+pub(crate) fn signed_version(
+    node: &LocalNode,
+    record: &ChildRecord,
+    parents: Vec<VersionId>,
+    resolution: bool,
+) -> Result<SignedVersion, LedgerError> {
     let body = serde_json::to_value(record).map_err(|e| VersionError::Corrupt(e.to_string()))?;
-    Ok(Version::new(
+    let mut version = Version::new(
         DocKind::Child,
         record.id_number.to_string(),
         parents,
         node.id.clone(),
         node.clock.now(),
         body,
-    )
-    .sign(&node.key)?)
+    );
+    version.resolution = resolution;
+    Ok(version.sign(&node.key)?)
 }
 
 /// The current-view row of a record as first stored (benchmarks use it for the bare insert rate).
@@ -555,7 +566,7 @@ fn summary(row: &ChildRow) -> ChildSummary {
 }
 
 /// Loads a file with its history (no audit: callers decide).
-fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, LedgerError> {
+pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, LedgerError> {
     let row =
         repo::get_child(conn, id.as_str())?.ok_or_else(|| LedgerError::NotFound(id.masked()))?;
     let record = row_record(&row)?;

@@ -1,5 +1,6 @@
 //! The current view of a child's file: the merged view of all its versions (DESIGN §4) as the
-//! `children` table stores it for queries, and the outbox entries a new version creates.
+//! `children` table stores it for queries, its open conflicts as the review queue stores them,
+//! and the outbox entries a new version creates.
 
 use std::collections::BTreeSet;
 
@@ -9,8 +10,9 @@ use super::ledger::LedgerError;
 use super::merge::{self, MergeInput, MergedView};
 use super::node::LocalNode;
 use super::version::SignedVersion;
-use crate::domain::child::ChildRecord;
-use crate::domain::{NodeId, Roles};
+use crate::domain::child::{ChildField, ChildRecord};
+use crate::domain::{Authority, NodeId, Roles};
+use crate::storage::conflicts::{self, ConflictRow};
 use crate::storage::exchange;
 use crate::storage::records::{self as repo, ChildRow, VersionRow};
 use crate::storage::DbConn;
@@ -85,14 +87,65 @@ pub fn refresh_child_row(
             }
         }
     }
-    let (_, view) = merged(conn, node, doc_id)?;
+    let (versions, view) = merged(conn, node, doc_id)?;
     let record = ChildRecord::from_fields_structural(&view.fields)?;
     put_row(
         conn,
         doc_id,
         super::ledger::row_for(&record, view.heads.len() as i64, at, at),
     )?;
+    let rows = conflict_rows(node, &record, &view, &versions, at)?;
+    conflicts::replace_for(conn, doc_id, &rows)?;
     Ok(record)
+}
+
+/// The node whose reviewers resolve a conflict on `field` of this child: the hukou side for
+/// hukou and shared fields (it keeps the review queue), the residence side for its own fields.
+pub fn review_owner(node: &LocalNode, record: &ChildRecord, field: ChildField) -> NodeId {
+    let region = match field.authority() {
+        Authority::Residence => &record.residence_region,
+        Authority::Hukou | Authority::Shared => &record.hukou_region,
+    };
+    node.node_for(region).unwrap_or_else(|| node.id.clone())
+}
+
+/// The stored form of a view's open conflicts.
+pub fn conflict_rows(
+    node: &LocalNode,
+    record: &ChildRecord,
+    view: &MergedView,
+    versions: &[SignedVersion],
+    at: NaiveDateTime,
+) -> Result<Vec<ConflictRow>, LedgerError> {
+    let by_id: std::collections::HashMap<_, _> = versions.iter().map(|v| (v.id, v)).collect();
+    view.conflicts
+        .iter()
+        .map(|c| {
+            let candidates: Vec<serde_json::Value> = c
+                .candidates
+                .iter()
+                .map(|cand| {
+                    let side = by_id.get(&cand.side);
+                    serde_json::json!({
+                        "side": cand.side,
+                        "author": side.map(|v| v.version.author_node.to_string()),
+                        "hlc": side.map(|v| v.version.hlc.to_string()),
+                        "at": side.map(|v| v.version.hlc.wall_time()),
+                        "value": cand.value,
+                    })
+                })
+                .collect();
+            Ok(ConflictRow {
+                doc_id: record.id_number.to_string(),
+                field: c.field.name().to_owned(),
+                merge_point: c.merge_point.map(|m| m.to_string()).unwrap_or_default(),
+                owner: review_owner(node, record, c.field).to_string(),
+                base: c.base.to_string(),
+                candidates: serde_json::Value::Array(candidates).to_string(),
+                opened_at: at,
+            })
+        })
+        .collect()
 }
 
 /// Writes a file's view row, keeping its creation time if it exists.

@@ -118,7 +118,7 @@ async fn file(app: &TestApp, id: &str) -> Option<Value> {
     }
 }
 
-async fn wait_for_versions(app: &TestApp, id: &str, n: usize) -> Value {
+pub async fn wait_for_versions(app: &TestApp, id: &str, n: usize) -> Value {
     eventually(20, &format!("{n} versions of the file"), || async {
         file(app, id)
             .await
@@ -211,15 +211,31 @@ async fn edits_on_either_node_reach_the_other_with_signed_receipts() {
 
 /// A client presenting `cert`/`key` (PEM files) to the hukou node's peer listener.
 pub fn client_as(pki: &DevPki, cert: &std::path::Path, key: &std::path::Path) -> reqwest::Client {
+    client_to(pki, cert, key, CHENGDU)
+}
+
+/// A client presenting `cert`/`key` to the peer listener of node `server`.
+fn client_to(
+    pki: &DevPki,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    server: &str,
+) -> reqwest::Client {
     let ca = hukou_sync::tls::pki::load_certs(&pki.ca_cert).unwrap();
     let chain = hukou_sync::tls::pki::load_certs(cert).unwrap();
     let key = hukou_sync::tls::pki::load_private_key(key).unwrap();
     let cfg =
-        hukou_sync::tls::peer_client_config(&ca, chain, key, CHENGDU, &Default::default()).unwrap();
+        hukou_sync::tls::peer_client_config(&ca, chain, key, server, &Default::default()).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls((*cfg).clone())
         .build()
         .unwrap()
+}
+
+/// Node `from`'s client to node `to`'s peer listener.
+pub fn peer_client(pki: &DevPki, from: &str, to: &str) -> reqwest::Client {
+    let n = pki.nodes.iter().find(|n| n.id.as_str() == from).unwrap();
+    client_to(pki, &n.tls_cert, &n.tls_key, to)
 }
 
 pub fn residence_client(pki: &DevPki) -> reqwest::Client {
@@ -231,7 +247,7 @@ pub fn residence_client(pki: &DevPki) -> reqwest::Client {
     client_as(pki, &n.tls_cert, &n.tls_key)
 }
 
-fn residence_key(pki: &DevPki) -> SigningKey {
+pub fn residence_key(pki: &DevPki) -> SigningKey {
     let n = pki
         .nodes
         .iter()
@@ -270,7 +286,7 @@ fn full_record(body: &Value) -> Value {
         .unwrap()
 }
 
-async fn push(
+pub async fn push(
     client: &reqwest::Client,
     app: &TestApp,
     sender: &str,
@@ -284,7 +300,7 @@ async fn push(
     client.post(peer_url(app)).json(&req).send().await.unwrap()
 }
 
-async fn receipt(r: reqwest::Response) -> SignedReceipt {
+pub async fn receipt(r: reqwest::Response) -> SignedReceipt {
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
+use hukou_sync::accounts::Role;
 use hukou_sync::config::Settings;
 use hukou_sync::startup::{Application, Listeners};
 use hukou_sync::storage::Store;
@@ -105,9 +106,15 @@ pub async fn start(
     let node = app.node().clone();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
+    let token = create_token(
+        &store,
+        &node,
+        &format!("test-admin-{}", uuid::Uuid::now_v7().simple()),
+        Role::Administrator,
+    );
     TestApp {
         base,
-        http: reqwest::Client::new(), // the provider was installed by Application::build
+        http: client_with_token(&token),
         store,
         node,
         settings,
@@ -195,6 +202,52 @@ impl TestApp {
         self.handle.stop(true).await;
         (self.settings, self.db, self.dir)
     }
+}
+
+/// Creates a bearer token on a node's database, as `hukou-sync admin token create` does.
+pub fn create_token(store: &Store, node: &LocalNode, name: &str, role: Role) -> String {
+    let mut conn = store.conn().unwrap();
+    hukou_sync::accounts::create_token(
+        &mut conn,
+        node.clock.now(),
+        &hukou_sync::audit::Actor::console(),
+        name,
+        role,
+        chrono::Utc::now(),
+    )
+    .unwrap()
+}
+
+/// An HTTP client sending `Authorization: Bearer <token>` (the crypto provider was installed by
+/// `Application::build`).
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Adds a user with a password, as `hukou-sync admin user add` does.
+pub fn add_user(app: &TestApp, username: &str, role: Role, password: &str) {
+    let mut conn = app.store.conn().unwrap();
+    hukou_sync::accounts::add_user(
+        &mut conn,
+        app.node.clock.now(),
+        &hukou_sync::audit::Actor::console(),
+        &hukou_sync::accounts::NewUser {
+            username,
+            display_name: username,
+            role,
+            password,
+        },
+        chrono::Utc::now(),
+    )
+    .unwrap();
 }
 
 /// A valid ID number for a child born on `birth` in `region`.

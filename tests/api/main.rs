@@ -2,9 +2,13 @@
 //! SQLite file, or a fresh PostgreSQL schema when `TEST_DATABASE_URL` is set).
 
 mod audit;
+mod browser;
 mod cases;
 mod children;
 mod cli;
+mod conflicts;
 mod exchange;
 mod helpers;
 mod reconcile;
+mod ui;
+mod webdriver;

@@ -353,6 +353,40 @@ async fn equal_nodes_exchange_only_their_roots() {
         "self_peer",
     )
     .await;
+    // Starting a run is an operator's act; a caseworker may read the reports but not start one,
+    // and nobody unauthenticated may do either.
+    let caseworker = crate::helpers::client_with_token(&crate::helpers::create_token(
+        &pair.residence.store,
+        &pair.residence.node,
+        "desk-1",
+        hukou_sync::accounts::Role::Caseworker,
+    ));
+    problem(
+        caseworker
+            .post(pair.residence.url("/api/v1/reconcile/510100"))
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    let r = caseworker
+        .get(pair.residence.url("/api/v1/reconcile/runs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    problem(
+        reqwest::Client::new()
+            .get(pair.residence.url("/api/v1/reconcile/runs"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "unauthenticated",
+    )
+    .await;
     let spec: Value = pair
         .residence
         .get("/openapi.json")

@@ -1,0 +1,4 @@
+DROP TABLE conflicts;
+DROP TABLE api_tokens;
+DROP TABLE sessions;
+DROP TABLE users;

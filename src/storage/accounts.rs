@@ -1,0 +1,183 @@
+//! Repositories of people and machine clients: users, browser sessions and API tokens. Plain
+//! rows; the rules (hashing, lockout, roles, expiry) are decided by `accounts`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{api_tokens, sessions, users};
+use super::{DbConn, QueryError};
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub username: String,
+    pub display_name: String,
+    pub role: String,
+    /// argon2id PHC string; never leaves the `accounts` module.
+    pub password_hash: String,
+    /// Consecutive failed logins since the last success.
+    pub failed_logins: i64,
+    pub locked_until: Option<NaiveDateTime>,
+    /// 1 when the account may not log in.
+    pub disabled: i64,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    /// SHA-256 (hex) of the cookie's secret.
+    pub id_hash: String,
+    pub username: String,
+    pub csrf_token: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_tokens)]
+pub struct TokenRow {
+    pub name: String,
+    /// SHA-256 (hex) of the secret.
+    pub token_hash: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+pub fn insert_user(conn: &mut DbConn, row: &UserRow) -> Result<(), QueryError> {
+    diesel::insert_into(users::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get_user(conn: &mut DbConn, username: &str) -> Result<Option<UserRow>, QueryError> {
+    users::table
+        .find(username)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserRow>, QueryError> {
+    users::table
+        .order(users::username.asc())
+        .select(UserRow::as_select())
+        .load(conn)
+}
+
+/// Records a failed login: the new failure count, and a lock when it is set.
+pub fn set_failures(
+    conn: &mut DbConn,
+    username: &str,
+    failed: i64,
+    locked_until: Option<NaiveDateTime>,
+) -> Result<(), QueryError> {
+    diesel::update(users::table.find(username))
+        .set((
+            users::failed_logins.eq(failed),
+            users::locked_until.eq(locked_until),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_password(conn: &mut DbConn, username: &str, hash: &str) -> Result<usize, QueryError> {
+    diesel::update(users::table.find(username))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)
+}
+
+pub fn set_disabled(
+    conn: &mut DbConn,
+    username: &str,
+    disabled: bool,
+) -> Result<usize, QueryError> {
+    diesel::update(users::table.find(username))
+        .set(users::disabled.eq(i64::from(disabled)))
+        .execute(conn)
+}
+
+pub fn insert_session(conn: &mut DbConn, row: &SessionRow) -> Result<(), QueryError> {
+    diesel::insert_into(sessions::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A live session and its user.
+pub fn session_with_user(
+    conn: &mut DbConn,
+    id_hash: &str,
+    now: NaiveDateTime,
+) -> Result<Option<(SessionRow, UserRow)>, QueryError> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id_hash.eq(id_hash))
+        .filter(sessions::expires_at.gt(now))
+        .select((SessionRow::as_select(), UserRow::as_select()))
+        .first(conn)
+        .optional()
+}
+
+pub fn delete_session(conn: &mut DbConn, id_hash: &str) -> Result<usize, QueryError> {
+    diesel::delete(sessions::table.find(id_hash)).execute(conn)
+}
+
+/// Ends every session of a user (password change, disabling) and expired ones of anybody.
+pub fn delete_sessions_of(conn: &mut DbConn, username: &str) -> Result<usize, QueryError> {
+    diesel::delete(sessions::table.filter(sessions::username.eq(username))).execute(conn)
+}
+
+pub fn delete_expired_sessions(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, QueryError> {
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
+}
+
+pub fn insert_token(conn: &mut DbConn, row: &TokenRow) -> Result<(), QueryError> {
+    diesel::insert_into(api_tokens::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn get_token(conn: &mut DbConn, name: &str) -> Result<Option<TokenRow>, QueryError> {
+    api_tokens::table
+        .find(name)
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn token_by_hash(conn: &mut DbConn, hash: &str) -> Result<Option<TokenRow>, QueryError> {
+    api_tokens::table
+        .filter(api_tokens::token_hash.eq(hash))
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list_tokens(conn: &mut DbConn) -> Result<Vec<TokenRow>, QueryError> {
+    api_tokens::table
+        .order(api_tokens::name.asc())
+        .select(TokenRow::as_select())
+        .load(conn)
+}
+
+pub fn revoke_token(conn: &mut DbConn, name: &str, at: NaiveDateTime) -> Result<usize, QueryError> {
+    diesel::update(
+        api_tokens::table
+            .find(name)
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(Some(at)))
+    .execute(conn)
+}
+
+pub fn touch_token(conn: &mut DbConn, name: &str, at: NaiveDateTime) -> Result<(), QueryError> {
+    diesel::update(api_tokens::table.find(name))
+        .set(api_tokens::last_used_at.eq(Some(at)))
+        .execute(conn)?;
+    Ok(())
+}

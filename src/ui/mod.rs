@@ -1,0 +1,229 @@
+//! The administrators' web pages on the admin listener, under `/ui`: server-rendered HTML
+//! (askama templates in `templates/`), in Chinese with English in brackets, usable without
+//! JavaScript. Pages: login, the conflict review queue and a conflict's side-by-side view with
+//! resolve buttons, a child's file with its history, incoming and outgoing eligibility cases,
+//! peers' status, and the audit log with inclusion proofs.
+//!
+//! Security: a session cookie (HttpOnly, SameSite=Strict, Secure when the listener is TLS) from
+//! `accounts::login`; every form carries the session's CSRF token (the login form a double-submit
+//! token); roles are checked with the same permissions as the API; every page that shows a
+//! child's data records the read in the audit trail.
+
+mod pages;
+mod render;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use chrono::Utc;
+
+use crate::accounts::{self, AccountError, Permission, Principal};
+use crate::api::AppState;
+use crate::audit::Via;
+
+use crate::accounts::SESSION_COOKIE;
+/// The login form's double-submit token (there is no session yet to hold one).
+const LOGIN_CSRF_COOKIE: &str = "hks_login_csrf";
+
+/// Registers the pages.
+pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
+    cfg.app_data(web::Data::new(CookiePolicy {
+        secure: secure_cookies,
+    }))
+    .app_data(web::FormConfig::default().limit(64 * 1024))
+    .route("/", web::get().to(|| async { see_other("/ui/conflicts") }))
+    .route(
+        "/ui",
+        web::get().to(|| async { see_other("/ui/conflicts") }),
+    )
+    .route(
+        "/ui/",
+        web::get().to(|| async { see_other("/ui/conflicts") }),
+    )
+    .route("/ui/login", web::get().to(pages::login_form))
+    .route("/ui/login", web::post().to(pages::login))
+    .route("/ui/logout", web::post().to(pages::logout))
+    .route("/ui/conflicts", web::get().to(pages::queue))
+    .route("/ui/conflicts/{id}", web::get().to(pages::conflict))
+    .route("/ui/conflicts/{id}", web::post().to(pages::resolve))
+    .route("/ui/children", web::get().to(pages::find_child))
+    .route("/ui/children/{id}", web::get().to(pages::child))
+    .route("/ui/cases", web::get().to(pages::cases))
+    .route("/ui/peers", web::get().to(pages::peers))
+    .route("/ui/audit", web::get().to(pages::audit_log))
+    .route("/ui/audit/{seq}", web::get().to(pages::audit_event));
+}
+
+/// Whether cookies get the `Secure` attribute (the admin listener speaks TLS).
+#[derive(Debug, Clone, Copy)]
+pub struct CookiePolicy {
+    pub secure: bool,
+}
+
+impl CookiePolicy {
+    fn cookie<'c>(&self, name: &'c str, value: String, path: &'c str) -> Cookie<'c> {
+        Cookie::build(name, value)
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.secure)
+            .path(path)
+            .finish()
+    }
+}
+
+/// A page that could not be shown: an HTML answer, never a stack trace.
+#[derive(Debug)]
+pub enum UiError {
+    /// Not logged in: go to the login page, then come back.
+    Login {
+        next: String,
+    },
+    Forbidden(String),
+    NotFound(String),
+    BadRequest(String),
+    Internal(String),
+}
+
+impl std::fmt::Display for UiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UiError::Login { .. } => f.write_str("login required"),
+            UiError::Forbidden(m)
+            | UiError::NotFound(m)
+            | UiError::BadRequest(m)
+            | UiError::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+impl ResponseError for UiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            UiError::Login { .. } => StatusCode::SEE_OTHER,
+            UiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            UiError::NotFound(_) => StatusCode::NOT_FOUND,
+            UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (title, message) = match self {
+            UiError::Login { next } => {
+                return see_other(&format!("/ui/login?next={}", render::url_encode(next)))
+            }
+            UiError::Forbidden(m) => ("无权访问 (Forbidden)", m.clone()),
+            UiError::NotFound(m) => ("未找到 (Not found)", m.clone()),
+            UiError::BadRequest(m) => ("请求有误 (Bad request)", m.clone()),
+            UiError::Internal(m) => {
+                tracing::error!(error = %m, "page failed");
+                (
+                    "内部错误 (Internal error)",
+                    "an internal error occurred; it has been logged".to_owned(),
+                )
+            }
+        };
+        render::html(self.status_code(), &render::ErrorPage { title, message })
+    }
+}
+
+impl From<crate::storage::StorageError> for UiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        UiError::Internal(e.to_string())
+    }
+}
+
+impl From<AccountError> for UiError {
+    fn from(e: AccountError) -> Self {
+        UiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::sync::LedgerError> for UiError {
+    fn from(e: crate::sync::LedgerError) -> Self {
+        use crate::sync::LedgerError as L;
+        match e {
+            L::NotFound(_) => UiError::NotFound("no child with this ID number".into()),
+            other => UiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::audit::AuditError> for UiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        match e {
+            crate::audit::AuditError::NoSuchEvent(seq) => {
+                UiError::NotFound(format!("no audit event {seq}"))
+            }
+            other => UiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::eligibility::service::CaseError> for UiError {
+    fn from(e: crate::eligibility::service::CaseError) -> Self {
+        UiError::Internal(e.to_string())
+    }
+}
+
+/// `303 See Other` to a local path.
+pub fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_owned()))
+        .finish()
+}
+
+/// The logged-in user of a page request, allowed `p`; otherwise a redirect to the login page or
+/// a 403 page.
+pub async fn user(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    p: Permission,
+) -> Result<Principal, UiError> {
+    let next = req
+        .uri()
+        .path_and_query()
+        .map_or("/ui/conflicts", |pq| pq.as_str())
+        .to_owned();
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+        return Err(UiError::Login { next });
+    };
+    let value = cookie.value().to_owned();
+    let now = Utc::now();
+    let principal = match state
+        .store
+        .run(move |c| accounts::session(c, &value, now))
+        .await
+    {
+        Ok(p) => p,
+        Err(AccountError::NoSession | AccountError::Disabled) => {
+            return Err(UiError::Login { next })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !principal.allows(p) {
+        return Err(UiError::Forbidden(format!(
+            "{} ({}) may not open this page",
+            principal.role.label_zh(),
+            principal.role
+        )));
+    }
+    Ok(principal)
+}
+
+/// The audit actor of a page user.
+pub fn actor(p: &Principal) -> crate::audit::Actor {
+    p.actor(Via::Ui)
+}
+
+/// Refuses a form without the session's CSRF token.
+pub fn check_csrf(p: &Principal, submitted: Option<&str>) -> Result<(), UiError> {
+    if accounts::csrf_matches(p, submitted.unwrap_or("")) {
+        Ok(())
+    } else {
+        Err(UiError::Forbidden(
+            "the form's security token is missing or wrong; reload the page and try again (CSRF)"
+                .into(),
+        ))
+    }
+}

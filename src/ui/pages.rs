@@ -1,0 +1,827 @@
+//! The page handlers: each checks the session and role, calls one service, and renders one
+//! template. Forms post back to the page they came from (Post/Redirect/Get on success).
+
+use std::collections::BTreeMap;
+
+use actix_web::cookie::Cookie;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::render::{self, *};
+use super::{actor, check_csrf, see_other, user, CookiePolicy, UiError, LOGIN_CSRF_COOKIE};
+use crate::accounts::{self, AccountError, Permission, Policy, SESSION_COOKIE};
+use crate::api::AppState;
+use crate::audit::{self, Event, Outcome};
+use crate::conflicts::{self, ConflictError, FileConflicts, Resolution};
+use crate::domain::child::ChildField;
+use crate::domain::IdNumber;
+use crate::eligibility::calendar::DeadlineStatus;
+use crate::eligibility::service::{self as cases_service, CaseQuery};
+use crate::storage;
+use crate::storage::audit::EventFilter;
+use crate::sync::ledger;
+
+fn node_id(state: &web::Data<AppState>) -> String {
+    state.node.id.to_string()
+}
+
+fn parse_id(raw: &str) -> Result<IdNumber, UiError> {
+    IdNumber::parse(raw.trim())
+        .map_err(|e| UiError::BadRequest(format!("not a valid ID number: {e}")))
+}
+
+/// Only local pages are followed after login (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/ui/") && !n.starts_with("//") => n.to_owned(),
+        _ => "/ui/conflicts".to_owned(),
+    }
+}
+
+fn random_token() -> Result<String, UiError> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 24];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| UiError::Internal("the system random generator failed".into()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+fn login_page(
+    state: &web::Data<AppState>,
+    cookies: &CookiePolicy,
+    status: StatusCode,
+    next: String,
+    error: Option<String>,
+) -> Result<HttpResponse, UiError> {
+    let csrf = random_token()?;
+    let page = LoginPage {
+        nav: Nav::new(&node_id(state), None, "登录 (Log in)", "login"),
+        csrf: csrf.clone(),
+        next,
+        error,
+    };
+    let mut resp = render::html(status, &page);
+    resp.add_cookie(&cookies.cookie(LOGIN_CSRF_COOKIE, csrf, "/ui/login"))
+        .map_err(|e| UiError::Internal(e.to_string()))?;
+    Ok(resp)
+}
+
+pub async fn login_form(
+    state: web::Data<AppState>,
+    cookies: web::Data<CookiePolicy>,
+    q: web::Query<LoginQuery>,
+) -> Result<HttpResponse, UiError> {
+    login_page(
+        &state,
+        &cookies,
+        StatusCode::OK,
+        safe_next(q.next.as_deref()),
+        None,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    csrf: String,
+    next: Option<String>,
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    cookies: web::Data<CookiePolicy>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, UiError> {
+    let form = form.into_inner();
+    let next = safe_next(form.next.as_deref());
+    let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
+    let csrf_ok =
+        expected.is_some_and(|e| accounts::constant_time_eq(e.as_bytes(), form.csrf.as_bytes()));
+    if !csrf_ok {
+        return login_page(
+            &state,
+            &cookies,
+            StatusCode::FORBIDDEN,
+            next,
+            Some("表单已过期，请重新登录 (The form's security token is missing or wrong; try again.)".into()),
+        );
+    }
+    let node = state.node.clone();
+    let policy = Policy::from_settings(&state.settings.admin);
+    let client = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    let (username, password) = (form.username, form.password);
+    let result = state
+        .store
+        .run(move |c| {
+            accounts::login(
+                c,
+                node.clock.now(),
+                &username,
+                &password,
+                &client,
+                policy,
+                Utc::now(),
+            )
+        })
+        .await;
+    match result {
+        Ok(session) => {
+            let mut resp = see_other(&next);
+            let mut cookie = cookies.cookie(SESSION_COOKIE, session.cookie, "/");
+            cookie.set_max_age(actix_web::cookie::time::Duration::seconds(
+                (session.expires_at - Utc::now()).num_seconds().max(0),
+            ));
+            resp.add_cookie(&cookie)
+                .map_err(|e| UiError::Internal(e.to_string()))?;
+            let mut gone = Cookie::build(LOGIN_CSRF_COOKIE, "")
+                .path("/ui/login")
+                .finish();
+            gone.make_removal();
+            resp.add_cookie(&gone)
+                .map_err(|e| UiError::Internal(e.to_string()))?;
+            Ok(resp)
+        }
+        Err(e @ (AccountError::BadCredentials | AccountError::Disabled)) => login_page(
+            &state,
+            &cookies,
+            StatusCode::UNAUTHORIZED,
+            next,
+            Some(match e {
+                AccountError::Disabled => "此账号已停用 (This account is disabled.)".to_owned(),
+                _ => "用户名或密码错误 (Wrong user name or password.)".to_owned(),
+            }),
+        ),
+        Err(AccountError::Locked { until }) => login_page(
+            &state,
+            &cookies,
+            StatusCode::FORBIDDEN,
+            next,
+            Some(format!(
+                "多次登录失败，账号已锁定至 {} (Locked after repeated failures until then.)",
+                when(until)
+            )),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ViewOperations).await;
+    // Any role may log out; `ViewOperations` is granted to every role.
+    let p = p?;
+    check_csrf(&p, form.csrf.as_deref())?;
+    if let Some(c) = req.cookie(SESSION_COOKIE) {
+        let value = c.value().to_owned();
+        let node = state.node.clone();
+        let a = actor(&p);
+        state
+            .store
+            .run(move |c| accounts::logout(c, node.clock.now(), &value, &a, Utc::now()))
+            .await?;
+    }
+    let mut resp = see_other("/ui/login");
+    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    gone.make_removal();
+    resp.add_cookie(&gone)
+        .map_err(|e| UiError::Internal(e.to_string()))?;
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conflicts
+
+#[derive(Deserialize)]
+pub struct QueueQuery {
+    after: Option<String>,
+}
+
+pub async fn queue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<QueueQuery>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let node = state.node.clone();
+    let a = actor(&p);
+    let after = q.into_inner().after;
+    let (page, counts) = state
+        .store
+        .run(move |c| -> Result<_, ConflictError> {
+            storage::transaction(c, |c| {
+                let me = node.id.to_string();
+                let page = conflicts::queue(c, Some(&me), after.as_deref(), 100)?;
+                let counts = conflicts::counts(c)?;
+                let shown: Vec<&str> = page.items.iter().map(|i| i.id_number.as_str()).collect();
+                audit::append(
+                    c,
+                    node.clock.now(),
+                    Utc::now(),
+                    &Event::new(a, "conflict.queue.read", Outcome::Ok)
+                        .details(serde_json::json!({ "returned": shown })),
+                )?;
+                Ok((page, counts))
+            })
+        })
+        .await
+        .map_err(conflict_error)?;
+    let me = node_id(&state);
+    let owned_total = counts
+        .iter()
+        .filter(|(o, _)| *o == me)
+        .map(|(_, n)| n)
+        .sum();
+    let elsewhere_total = counts
+        .iter()
+        .filter(|(o, _)| *o != me)
+        .map(|(_, n)| n)
+        .sum();
+    let rows = page
+        .items
+        .into_iter()
+        .map(|i| QueueRowView {
+            id_masked: mask(&i.id_number),
+            field_label: label_of(&i.field),
+            regions: format!("{} / {}", i.hukou_region, i.residence_region),
+            opened_at: when(i.opened_at),
+            id_number: i.id_number,
+            name: i.name,
+            field: i.field,
+            candidates: i.candidates,
+        })
+        .collect();
+    Ok(render::html(
+        StatusCode::OK,
+        &QueuePage {
+            nav: Nav::new(&me, Some(&p), "冲突队列 (Conflicts)", "conflicts"),
+            rows,
+            next: page.next_after.map(|n| url_encode(&n)),
+            owned_total,
+            elsewhere_total,
+        },
+    ))
+}
+
+fn conflict_error(e: ConflictError) -> UiError {
+    match e {
+        ConflictError::NotFound(_) => UiError::NotFound("no child with this ID number".into()),
+        other => UiError::Internal(other.to_string()),
+    }
+}
+
+/// The conflict page's model from a file's conflicts, fields grouped.
+fn conflict_page(
+    state: &web::Data<AppState>,
+    p: &accounts::Principal,
+    file: &FileConflicts,
+    notice: Option<String>,
+    error: Option<String>,
+) -> ConflictPage {
+    let me = node_id(state);
+    let mut fields: Vec<FieldConflictView> = Vec::new();
+    for c in &file.conflicts {
+        let candidates = c.candidates.iter().map(|cand| CandidateView {
+            author: format!(
+                "节点 (node) {}",
+                cand.author.clone().unwrap_or_else(|| "?".into())
+            ),
+            at: when_opt(cand.at),
+            value: show(&cand.value),
+        });
+        match fields.iter_mut().find(|f| f.field == c.field) {
+            Some(f) => f.candidates.extend(candidates),
+            None => fields.push(FieldConflictView {
+                field: c.field.clone(),
+                label: label_of(&c.field),
+                base: show(&c.base),
+                owner: c.owner.clone(),
+                mine: c.owner == me,
+                candidates: candidates.collect(),
+            }),
+        }
+    }
+    ConflictPage {
+        nav: Nav::new(&me, Some(p), "冲突审核 (Conflict)", "conflicts"),
+        id_masked: mask(&file.id_number),
+        id_number: file.id_number.clone(),
+        name: file.name.clone(),
+        heads: file.heads.join(","),
+        can_resolve: file.reviewable_here && p.allows(Permission::ResolveConflicts),
+        fields,
+        awaiting: file.awaiting.clone(),
+        notice,
+        error,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConflictQuery {
+    resolved: Option<String>,
+}
+
+pub async fn conflict(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<ConflictQuery>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let id = parse_id(&path)?;
+    let node = state.node.clone();
+    let a = actor(&p);
+    let file = state
+        .store
+        .run(move |c| conflicts::read(c, &node, &id, &a, Utc::now()))
+        .await
+        .map_err(conflict_error)?;
+    let notice = q.resolved.as_ref().map(|_| {
+        "已裁决并签名，正在同步到对方节点 (Resolved: a signed resolution version is on its way to the other bureau.)".to_owned()
+    });
+    Ok(render::html(
+        StatusCode::OK,
+        &conflict_page(&state, &p, &file, notice, None),
+    ))
+}
+
+/// Turns the form's choices into values: `c<i>` picks the i-th shown candidate of the field,
+/// `base` the common ancestor's value, `custom` the text box (JSON if it parses, else text).
+fn choices(
+    file: &FileConflicts,
+    form: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Value>, String> {
+    let mut out = BTreeMap::new();
+    for (key, choice) in form {
+        let Some(field) = key.strip_prefix("choice.") else {
+            continue;
+        };
+        let conflicts: Vec<_> = file.conflicts.iter().filter(|c| c.field == field).collect();
+        let Some(first) = conflicts.first() else {
+            return Err(format!("{field} has no open conflict"));
+        };
+        let value = if choice == "base" {
+            first.base.clone()
+        } else if choice == "custom" {
+            let text = form
+                .get(&format!("custom.{field}"))
+                .map(|s| s.trim())
+                .unwrap_or("");
+            if text.is_empty() {
+                return Err(format!("{}: 请填写新值 (enter a value)", label_of(field)));
+            }
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+        } else {
+            let i: usize = choice
+                .strip_prefix('c')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("{field}: unknown choice {choice:?}"))?;
+            conflicts
+                .iter()
+                .flat_map(|c| c.candidates.iter())
+                .nth(i)
+                .map(|c| c.value.clone())
+                .ok_or_else(|| format!("{field}: unknown choice {choice:?}"))?
+        };
+        out.insert(field.to_owned(), value);
+    }
+    Ok(out)
+}
+
+pub async fn resolve(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let form: BTreeMap<String, String> = form.into_inner().into_iter().collect();
+    check_csrf(&p, form.get("csrf").map(String::as_str))?;
+    let id = parse_id(&path)?;
+    let node = state.node.clone();
+    let a = actor(&p);
+    if !p.allows(Permission::ResolveConflicts) {
+        let (node2, a2, doc) = (node.clone(), a.clone(), id.to_string());
+        let _ = state
+            .store
+            .run(move |c| {
+                storage::transaction(c, |c| {
+                    audit::append(
+                        c,
+                        node2.clock.now(),
+                        Utc::now(),
+                        &Event::new(a2, "conflict.resolve", Outcome::Denied)
+                            .object("child", &doc)
+                            .details(serde_json::json!({"reason": "role"})),
+                    )
+                })
+            })
+            .await;
+        return Err(UiError::Forbidden(format!(
+            "{} ({}) 不能裁决冲突 (may not resolve conflicts); a reviewer must",
+            p.role.label_zh(),
+            p.role
+        )));
+    }
+    let heads: Vec<String> = form
+        .get("heads")
+        .map(|h| {
+            h.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (node2, id2) = (node.clone(), id.clone());
+    let shown = state
+        .store
+        .run(move |c| conflicts::of_file(c, &node2, &id2))
+        .await
+        .map_err(conflict_error)?;
+    let values = match choices(&shown, &form) {
+        Ok(v) => v,
+        Err(msg) => {
+            return Ok(render::html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &conflict_page(&state, &p, &shown, None, Some(msg)),
+            ))
+        }
+    };
+    let (node3, id3) = (node.clone(), id.clone());
+    let outcome = state
+        .store
+        .run(move |c| {
+            conflicts::resolve(
+                c,
+                &node3,
+                &id3,
+                Resolution { heads, values },
+                &a,
+                Utc::now(),
+            )
+        })
+        .await;
+    match outcome {
+        Ok(_) => Ok(see_other(&format!("/ui/conflicts/{id}?resolved=1"))),
+        Err(ConflictError::Stale { current }) => Ok(render::html(
+            StatusCode::CONFLICT,
+            &conflict_page(
+                &state,
+                &p,
+                &current,
+                None,
+                Some("档案在您查看后已变更，以下为最新状态，请重新裁决 (The file changed since you opened it; this is its current state — review and resolve again.)".into()),
+            ),
+        )),
+        Err(e @ (ConflictError::NotOwner { .. } | ConflictError::NothingOpen)) => Ok(render::html(
+            StatusCode::FORBIDDEN,
+            &conflict_page(&state, &p, &shown, None, Some(e.to_string())),
+        )),
+        Err(
+            e @ (ConflictError::MissingChoice(_)
+            | ConflictError::NotInConflict(_)
+            | ConflictError::UnknownField(_)
+            | ConflictError::BadHead(_)
+            | ConflictError::Invalid(_)),
+        ) => {
+            let msg = match &e {
+                ConflictError::MissingChoice(f) => {
+                    format!("{}: 请选择一个值 (choose a value)", label_of(f))
+                }
+                ConflictError::Invalid(fe) => {
+                    format!("{}: {} (the value fails validation)", label_of(&fe.field), fe.reason)
+                }
+                other => other.to_string(),
+            };
+            Ok(render::html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &conflict_page(&state, &p, &shown, None, Some(msg)),
+            ))
+        }
+        Err(other) => Err(conflict_error(other)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Children
+
+#[derive(Deserialize)]
+pub struct FindQuery {
+    id: Option<String>,
+}
+
+pub async fn find_child(q: web::Query<FindQuery>) -> Result<HttpResponse, UiError> {
+    let id = parse_id(q.id.as_deref().unwrap_or(""))?;
+    Ok(see_other(&format!("/ui/children/{id}")))
+}
+
+pub async fn child(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let id = parse_id(&path)?;
+    let node = state.node.clone();
+    let a = actor(&p);
+    let (file, open) = state
+        .store
+        .run(move |c| -> Result<_, UiError> {
+            let file = ledger::read_child(c, &node, &id, &a, Some("admin page"), Utc::now())?;
+            let open = conflicts::of_file(c, &node, &id).map_err(conflict_error)?;
+            Ok((file, open))
+        })
+        .await?;
+    let fields = file
+        .record
+        .to_fields()
+        .into_iter()
+        .map(|(f, v)| FieldView {
+            field: f.name(),
+            label: label(f),
+            value: show(&v),
+            authority: authority_label(f.authority()),
+        })
+        .collect();
+    let history = file
+        .history
+        .iter()
+        .rev()
+        .map(|v| HistoryView {
+            id: v.id.short(),
+            author: v.author_node.clone(),
+            at: when(v.stored_at),
+            changed: v
+                .changed
+                .iter()
+                .map(|c| {
+                    ChildField::from_name(c).map_or_else(|| c.clone(), |f| label(f).to_owned())
+                })
+                .collect::<Vec<_>>()
+                .join("、"),
+            parents: v
+                .parents
+                .iter()
+                .map(|p| p.short())
+                .collect::<Vec<_>>()
+                .join(", "),
+            resolution: v.resolution,
+        })
+        .collect();
+    let me = node_id(&state);
+    let conflicts_here = open.conflicts.iter().filter(|c| c.owner == me).count();
+    Ok(render::html(
+        StatusCode::OK,
+        &ChildPage {
+            nav: Nav::new(&me, Some(&p), "儿童档案 (Child's file)", "children"),
+            id_masked: mask(file.record.id_number.as_str()),
+            id_number: file.record.id_number.to_string(),
+            name: file.record.name.as_str().to_owned(),
+            sex: format!("{:?}", file.sex),
+            birth_date: file.birth_date.to_string(),
+            hukou_name: file.hukou_region_name.clone(),
+            residence_name: file.residence_region_name.clone(),
+            updated_at: when(file.updated_at),
+            fields,
+            history,
+            awaiting: open.awaiting,
+            conflicts_here,
+        },
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases, peers, audit
+
+pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let node = state.node.clone();
+    let me = node_id(&state);
+    let now = Utc::now();
+    let (incoming, outgoing) = state
+        .store
+        .run(move |c| -> Result<_, cases_service::CaseError> {
+            let q = |incoming| CaseQuery {
+                incoming: Some(incoming),
+                state: None,
+                benefit: None,
+                overdue_only: false,
+                limit: 500,
+            };
+            Ok((
+                cases_service::list(c, &node, &q(true), now)?,
+                cases_service::list(c, &node, &q(false), now)?,
+            ))
+        })
+        .await?;
+    let rows = |list: Vec<cases_service::CaseSummary>, incoming: bool| -> Vec<CaseRowView> {
+        list.into_iter()
+            .map(|c| {
+                let (deadline, class) = match c.deadline {
+                    Some(DeadlineStatus::Overdue { days_over }) => {
+                        (format!("逾期 {days_over} 个工作日 (overdue)"), "overdue")
+                    }
+                    Some(DeadlineStatus::DueSoon { days_left }) => {
+                        (format!("剩 {days_left} 个工作日 (due soon)"), "due-soon")
+                    }
+                    Some(DeadlineStatus::OnTime { days_left }) => {
+                        (format!("剩 {days_left} 个工作日"), "")
+                    }
+                    None => ("已办结 (closed)".to_owned(), ""),
+                };
+                CaseRowView {
+                    child_masked: mask(&c.child_id),
+                    other: if incoming { c.requester } else { c.decider },
+                    submitted_at: when(c.submitted_at),
+                    due_on: c.due_on.to_string(),
+                    case_id: c.case_id,
+                    child_id: c.child_id,
+                    benefit: c.benefit,
+                    state: c.state,
+                    deadline,
+                    class,
+                }
+            })
+            .collect()
+    };
+    Ok(render::html(
+        StatusCode::OK,
+        &CasesPage {
+            nav: Nav::new(&me, Some(&p), "资格核查 (Cases)", "cases"),
+            sections: vec![
+                CaseSection {
+                    id: "incoming",
+                    title: "待本节点核定 (Incoming: this node decides)",
+                    rows: rows(incoming, true),
+                },
+                CaseSection {
+                    id: "outgoing",
+                    title: "本节点发起 (Outgoing: this node asked)",
+                    rows: rows(outgoing, false),
+                },
+            ],
+        },
+    ))
+}
+
+pub async fn peers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ViewOperations).await?;
+    let node = state.node.clone();
+    let list = state
+        .store
+        .run(move |c| crate::sync::sender::peer_statuses(c, &node))
+        .await?;
+    let rows = list
+        .into_iter()
+        .map(|s| PeerView {
+            failing: s.consecutive_failures > 0,
+            endpoint: s.endpoint.unwrap_or_default(),
+            outbox: s.outbox_depth,
+            lag: s
+                .lag_seconds
+                .map_or_else(|| "—".into(), |l| format!("{l} s")),
+            delivered: s.delivered,
+            rejected: s.rejected,
+            last_success: when_opt(s.last_success_at),
+            last_error: s
+                .last_error
+                .map(|e| format!("{} ({})", e, when_opt(s.last_error_at)))
+                .unwrap_or_else(|| "—".into()),
+            peer: s.peer,
+        })
+        .collect();
+    Ok(render::html(
+        StatusCode::OK,
+        &PeersPage {
+            nav: Nav::new(&node_id(&state), Some(&p), "节点状态 (Peers)", "peers"),
+            rows,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    before: Option<i64>,
+}
+
+pub async fn audit_log(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<AuditQuery>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadAudit).await?;
+    let node = state.node.clone();
+    let a = actor(&p);
+    let before = q.before;
+    let (mut entries, head) = state
+        .store
+        .run(move |c| -> Result<_, audit::AuditError> {
+            let size = audit::log::size(c)?;
+            let end = before.unwrap_or(size).clamp(0, size);
+            let filter = EventFilter {
+                after_seq: Some(end - 101),
+                limit: (end - (end - 100).max(0)).max(1),
+                ..EventFilter::default()
+            };
+            let entries = audit::log::read_events(c, &filter, &a, node.clock.now(), Utc::now())?;
+            Ok((entries, audit::log::latest_tree_head(c)?))
+        })
+        .await?;
+    entries.reverse();
+    let older = entries.last().map(|e| e.event.seq).filter(|s| *s > 0);
+    let rows = entries
+        .into_iter()
+        .map(|e| AuditRowView {
+            seq: e.event.seq,
+            at: when(e.event.at),
+            actor: e.event.actor.id,
+            action: e.event.action,
+            object: match (e.event.object_kind, e.event.object_id) {
+                (Some(k), Some(id)) if k == "child" => format!("{k}:{}", mask(&id)),
+                (Some(k), Some(id)) => format!("{k}:{id}"),
+                _ => String::new(),
+            },
+            outcome: e.event.outcome.as_str().to_owned(),
+        })
+        .collect();
+    Ok(render::html(
+        StatusCode::OK,
+        &AuditPage {
+            nav: Nav::new(&node_id(&state), Some(&p), "审计日志 (Audit log)", "audit"),
+            head: head.map_or_else(
+                || "—".into(),
+                |h| format!("size {} · root {} · {}", h.size, h.root, when(h.timestamp)),
+            ),
+            rows,
+            older,
+        },
+    ))
+}
+
+pub async fn audit_event(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadAudit).await?;
+    let node = state.node.clone();
+    let a = actor(&p);
+    let seq = path.into_inner();
+    let (entry, head) = state
+        .store
+        .run(move |c| audit::log::read_event(c, seq, &a, node.clock.now(), Utc::now()))
+        .await?;
+    let e = entry.event;
+    let proof = entry.inclusion;
+    Ok(render::html(
+        StatusCode::OK,
+        &AuditEventPage {
+            nav: Nav::new(
+                &node_id(&state),
+                Some(&p),
+                "审计事件 (Audit event)",
+                "audit",
+            ),
+            seq: e.seq,
+            at: when(e.at),
+            actor: format!("{} ({:?} via {:?})", e.actor.id, e.actor.kind, e.actor.via),
+            action: e.action,
+            object: match (e.object_kind, e.object_id) {
+                (Some(k), Some(id)) => format!("{k}:{id}"),
+                _ => String::new(),
+            },
+            purpose: e.purpose.unwrap_or_default(),
+            outcome: e.outcome.as_str().to_owned(),
+            details: entry.details.to_string(),
+            leaf_hash: entry.leaf_hash,
+            tree_size: proof.as_ref().map_or(head.size, |p| p.tree_size),
+            root: head.root,
+            signed_at: when(head.timestamp),
+            public_key: head.public_key.to_string(),
+            path: proof.map(|p| p.path).unwrap_or_default(),
+        },
+    ))
+}

@@ -1,0 +1,356 @@
+//! The pages' view models (askama templates in `templates/`) and how values are shown: every
+//! template field is text already formatted for people, so templates stay free of logic.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use askama::Template;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::accounts::Principal;
+use crate::domain::child::ChildField;
+use crate::domain::Authority;
+
+/// What the header of every page shows.
+pub struct Nav {
+    pub title: String,
+    pub node: String,
+    pub user: Option<String>,
+    pub role: String,
+    pub csrf: String,
+    pub section: &'static str,
+}
+
+impl Nav {
+    pub fn new(node: &str, p: Option<&Principal>, title: &str, section: &'static str) -> Self {
+        Self {
+            title: title.to_owned(),
+            node: node.to_owned(),
+            user: p.map(|p| p.name.trim_start_matches("user:").to_owned()),
+            role: p.map_or(String::new(), |p| {
+                format!("{} ({})", p.role.label_zh(), p.role)
+            }),
+            csrf: p.and_then(|p| p.csrf.clone()).unwrap_or_default(),
+            section,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub title: &'static str,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub next: String,
+    pub error: Option<String>,
+}
+
+pub struct QueueRowView {
+    pub id_number: String,
+    pub id_masked: String,
+    pub name: String,
+    pub field: String,
+    pub field_label: &'static str,
+    pub candidates: usize,
+    pub regions: String,
+    pub opened_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+pub struct QueuePage {
+    pub nav: Nav,
+    pub rows: Vec<QueueRowView>,
+    pub next: Option<String>,
+    pub owned_total: i64,
+    pub elsewhere_total: i64,
+}
+
+pub struct CandidateView {
+    pub author: String,
+    pub at: String,
+    pub value: String,
+}
+
+pub struct FieldConflictView {
+    pub field: String,
+    pub label: &'static str,
+    pub base: String,
+    pub owner: String,
+    /// This node reviews it: the form offers choices.
+    pub mine: bool,
+    pub candidates: Vec<CandidateView>,
+}
+
+#[derive(Template)]
+#[template(path = "conflict.html")]
+pub struct ConflictPage {
+    pub nav: Nav,
+    pub id_number: String,
+    pub id_masked: String,
+    pub name: String,
+    /// Comma-separated heads the reviewer saw.
+    pub heads: String,
+    pub fields: Vec<FieldConflictView>,
+    pub awaiting: Vec<String>,
+    pub can_resolve: bool,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct FieldView {
+    pub field: &'static str,
+    pub label: &'static str,
+    pub value: String,
+    pub authority: &'static str,
+}
+
+pub struct HistoryView {
+    pub id: String,
+    pub author: String,
+    pub at: String,
+    pub changed: String,
+    pub parents: String,
+    pub resolution: bool,
+}
+
+#[derive(Template)]
+#[template(path = "child.html")]
+pub struct ChildPage {
+    pub nav: Nav,
+    pub id_number: String,
+    pub id_masked: String,
+    pub name: String,
+    pub sex: String,
+    pub birth_date: String,
+    pub hukou_name: String,
+    pub residence_name: String,
+    pub updated_at: String,
+    pub fields: Vec<FieldView>,
+    pub history: Vec<HistoryView>,
+    pub awaiting: Vec<String>,
+    pub conflicts_here: usize,
+}
+
+pub struct CaseRowView {
+    pub case_id: String,
+    pub child_id: String,
+    pub child_masked: String,
+    pub benefit: String,
+    pub state: String,
+    pub other: String,
+    pub submitted_at: String,
+    pub due_on: String,
+    pub deadline: String,
+    /// `overdue`, `due-soon` or empty.
+    pub class: &'static str,
+}
+
+pub struct CaseSection {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub rows: Vec<CaseRowView>,
+}
+
+#[derive(Template)]
+#[template(path = "cases.html")]
+pub struct CasesPage {
+    pub nav: Nav,
+    pub sections: Vec<CaseSection>,
+}
+
+pub struct PeerView {
+    pub peer: String,
+    pub endpoint: String,
+    pub outbox: i64,
+    pub lag: String,
+    pub delivered: i64,
+    pub rejected: i64,
+    pub last_success: String,
+    pub last_error: String,
+    pub failing: bool,
+}
+
+#[derive(Template)]
+#[template(path = "peers.html")]
+pub struct PeersPage {
+    pub nav: Nav,
+    pub rows: Vec<PeerView>,
+}
+
+pub struct AuditRowView {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub outcome: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub nav: Nav,
+    pub head: String,
+    pub rows: Vec<AuditRowView>,
+    pub older: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "audit_event.html")]
+pub struct AuditEventPage {
+    pub nav: Nav,
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub purpose: String,
+    pub outcome: String,
+    pub details: String,
+    pub leaf_hash: String,
+    pub tree_size: u64,
+    pub root: String,
+    pub signed_at: String,
+    pub public_key: String,
+    pub path: Vec<String>,
+}
+
+/// Renders a template as an HTML response.
+pub fn html(status: StatusCode, t: &impl Template) -> HttpResponse {
+    match t.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("X-Frame-Options", "DENY"))
+            .insert_header((
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+            ))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("internal error; it has been logged")
+        }
+    }
+}
+
+/// A field's value for people: text as is, lists joined, nothing as "（空）".
+pub fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "（空 empty）".to_owned(),
+        Value::String(s) if s.is_empty() => "（空 empty）".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "（空 empty）".to_owned(),
+        Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join("、"),
+        other => other.to_string(),
+    }
+}
+
+/// Wall time in China (UTC+8), to the second.
+pub fn when(t: DateTime<Utc>) -> String {
+    (t + chrono::Duration::hours(8))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+pub fn when_opt(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "—".to_owned(), when)
+}
+
+/// `5101**********0016`, as logs and lists show ID numbers.
+pub fn mask(id: &str) -> String {
+    crate::domain::IdNumber::parse(id)
+        .map(|i| i.masked())
+        .unwrap_or_else(|_| id.to_owned())
+}
+
+/// The Chinese label of a field (the ledger's column names).
+pub fn label(field: ChildField) -> &'static str {
+    match field {
+        ChildField::IdNumber => "身份证号",
+        ChildField::Name => "姓名",
+        ChildField::HukouRegion => "户籍地",
+        ChildField::HukouAddress => "户籍地址",
+        ChildField::FatherSituation => "父亲情况",
+        ChildField::MotherSituation => "母亲情况",
+        ChildField::LegalGuardian => "法定监护人",
+        ChildField::Benefits => "享受待遇",
+        ChildField::ResidenceRegion => "居住地",
+        ChildField::ResidenceAddress => "居住地址",
+        ChildField::LeftHukouOn => "离开户籍地日期",
+        ChildField::ActualCaregiver => "实际照料人",
+        ChildField::LivingStatus => "生活状况",
+        ChildField::EducationStatus => "就学状况",
+        ChildField::LastVisitOn => "最近走访日期",
+        ChildField::RiskLevel => "风险等级",
+        ChildField::Categories => "儿童类别",
+        ChildField::HealthStatus => "健康状况",
+        ChildField::Notes => "备注",
+    }
+}
+
+pub fn label_of(name: &str) -> &'static str {
+    ChildField::from_name(name).map_or("", label)
+}
+
+pub fn authority_label(a: Authority) -> &'static str {
+    match a {
+        Authority::Hukou => "户籍地 (hukou)",
+        Authority::Residence => "居住地 (residence)",
+        Authority::Shared => "共享 (shared)",
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_shown_for_people() {
+        assert_eq!(show(&Value::Null), "（空 empty）");
+        assert_eq!(show(&serde_json::json!(["留守", "流动"])), "留守、流动");
+        assert_eq!(show(&serde_json::json!("良好")), "良好");
+        assert_eq!(
+            url_encode("/ui/conflicts?after=1~a"),
+            "/ui/conflicts%3Fafter%3D1~a"
+        );
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let page = ErrorPage {
+            title: "t",
+            message: "<script>alert(1)</script>".into(),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+    }
+}

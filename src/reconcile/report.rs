@@ -87,6 +87,8 @@ pub struct Report {
     pub documents_repaired_from_peer: u64,
     /// Differing documents that, after repair, have concurrent heads (merged on read).
     pub conflicts_found: u64,
+    /// Of those, files with an open field conflict waiting in the review queue.
+    pub open_conflicts_found: u64,
     /// Request and response bodies of the protocol and of the repair pushes.
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -128,6 +130,7 @@ impl Report {
             versions_pending_from_peer: 0,
             documents_repaired_from_peer: 0,
             conflicts_found: 0,
+            open_conflicts_found: 0,
             bytes_sent: 0,
             bytes_received: 0,
             round_trips: 0,
@@ -178,8 +181,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  conflicts  {} documents with concurrent heads",
-            self.conflicts_found
+            "  conflicts  {} documents with concurrent heads, {} with fields awaiting review",
+            self.conflicts_found, self.open_conflicts_found
         );
         let _ = writeln!(
             s,

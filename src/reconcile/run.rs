@@ -601,13 +601,17 @@ impl RunHandle {
         let (children, cases): (Vec<_>, Vec<_>) = differing.iter().partition(|(k, _)| k == "child");
         let child_ids: Vec<String> = children.into_iter().map(|(_, d)| d.clone()).collect();
         let case_ids: Vec<String> = cases.into_iter().map(|(_, d)| d.clone()).collect();
-        report.conflicts_found = rec
+        let (concurrent, open) = rec
             .store
             .run(move |c| {
                 summary::catch_up(c, &node, &mut |_| {})?;
-                Ok::<_, ReconcileError>(repo::concurrent_among(c, &child_ids, &case_ids)?)
+                let concurrent = repo::concurrent_among(c, &child_ids, &case_ids)?;
+                let open = repo::open_conflicts_among(c, &child_ids)?;
+                Ok::<_, ReconcileError>((concurrent, open))
             })
-            .await? as u64;
+            .await?;
+        report.conflicts_found = concurrent as u64;
+        report.open_conflicts_found = open as u64;
         Ok(())
     }
 
@@ -699,7 +703,8 @@ fn persist(
                     "compared": report.documents_compared, "differing": report.documents_differing,
                     "to_peer": report.versions_to_peer, "from_peer": report.versions_from_peer,
                     "pending_from_peer": report.versions_pending_from_peer,
-                    "conflicts": report.conflicts_found, "bytes_sent": report.bytes_sent,
+                    "conflicts": report.conflicts_found, "open_conflicts": report.open_conflicts_found,
+                    "bytes_sent": report.bytes_sent,
                     "bytes_received": report.bytes_received, "errors": report.errors.len(),
                     "stale": report.stale.total,
                 })),

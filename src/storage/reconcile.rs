@@ -733,3 +733,16 @@ pub fn mark_all_dirty(conn: &mut DbConn) -> Result<usize, QueryError> {
     )
     .execute(conn)
 }
+
+/// Of these children, how many have an open field conflict waiting in the review queue.
+pub fn open_conflicts_among(conn: &mut DbConn, child_ids: &[String]) -> Result<i64, QueryError> {
+    use super::schema::conflicts;
+    let mut n = 0;
+    for chunk in child_ids.chunks(CHUNK) {
+        n += conflicts::table
+            .filter(conflicts::doc_id.eq_any(chunk))
+            .select(diesel::dsl::count_distinct(conflicts::doc_id))
+            .get_result::<i64>(conn)?;
+    }
+    Ok(n)
+}

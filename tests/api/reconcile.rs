@@ -950,7 +950,7 @@ async fn concurrent_edits_that_push_lost_are_exchanged_and_reported_as_conflicts
         .residence
         .patch_json(
             &format!("/api/v1/children/{id}"),
-            &json!({"risk_level": "红"}),
+            &json!({"risk_level": "红", "notes": "走访：需要跟进"}),
         )
         .await;
     assert_eq!(r.status(), 200);
@@ -961,7 +961,8 @@ async fn concurrent_edits_that_push_lost_are_exchanged_and_reported_as_conflicts
         let id = IdNumber::parse(&id).unwrap();
         tokio::task::spawn_blocking(move || {
             let mut conn = store.conn().unwrap();
-            let patch = json!({"benefits": [{"benefit": "dibao", "since": "2026-11"}]});
+            let patch = json!({"benefits": [{"benefit": "dibao", "since": "2026-11"}],
+                               "notes": "户籍地：已核实"});
             ledger::update_child(
                 &mut conn,
                 &node,
@@ -987,6 +988,8 @@ async fn concurrent_edits_that_push_lost_are_exchanged_and_reported_as_conflicts
     assert_eq!(report.versions_to_peer, 1);
     assert_eq!(report.versions_received_from_peer, 1);
     assert_eq!(report.conflicts_found, 1);
+    // Both changed the shared notes differently: a field conflict for the hukou side's review.
+    assert_eq!(report.open_conflicts_found, 1);
     eventually(10, "both edits at the hukou node", || async {
         hukou.count("versions") == 22
     })

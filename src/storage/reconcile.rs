@@ -741,8 +741,10 @@ pub fn open_conflicts_among(conn: &mut DbConn, child_ids: &[String]) -> Result<i
     for chunk in child_ids.chunks(CHUNK) {
         n += conflicts::table
             .filter(conflicts::doc_id.eq_any(chunk))
-            .select(diesel::dsl::count_distinct(conflicts::doc_id))
-            .get_result::<i64>(conn)?;
+            .select(conflicts::doc_id)
+            .distinct()
+            .load::<String>(conn)?
+            .len() as i64;
     }
     Ok(n)
 }

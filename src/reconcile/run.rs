@@ -48,6 +48,8 @@ use crate::sync::LocalNode;
 pub enum StartedBy {
     Cli,
     Api,
+    /// The admin page.
+    Ui,
     Schedule,
 }
 
@@ -56,6 +58,7 @@ impl StartedBy {
         match self {
             StartedBy::Cli => "cli",
             StartedBy::Api => "api",
+            StartedBy::Ui => "ui",
             StartedBy::Schedule => "schedule",
         }
     }

@@ -2,7 +2,7 @@
 //! (askama templates in `templates/`), in Chinese with English in brackets, usable without
 //! JavaScript. Pages: login, the conflict review queue and a conflict's side-by-side view with
 //! resolve buttons, a child's file with its history, incoming and outgoing eligibility cases,
-//! peers' status, and the audit log with inclusion proofs.
+//! peers' status, reconciliation runs (and starting one), and the audit log with inclusion proofs.
 //!
 //! Security: a session cookie (HttpOnly, SameSite=Strict, Secure when the listener is TLS) from
 //! `accounts::login`; every form carries the session's CSRF token (the login form a double-submit
@@ -50,6 +50,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
     .route("/ui/children/{id}", web::get().to(pages::child))
     .route("/ui/cases", web::get().to(pages::cases))
     .route("/ui/peers", web::get().to(pages::peers))
+    .route("/ui/reconcile", web::get().to(pages::reconcile))
+    .route("/ui/reconcile", web::post().to(pages::start_reconcile))
+    .route("/ui/reconcile/{id}", web::get().to(pages::reconcile_run))
     .route("/ui/audit", web::get().to(pages::audit_log))
     .route("/ui/audit/{seq}", web::get().to(pages::audit_event));
 }

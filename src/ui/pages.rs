@@ -825,3 +825,183 @@ pub async fn audit_event(
         },
     ))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reconciliation
+
+fn run_row(r: crate::storage::reconcile::RunRow) -> RunRowView {
+    let report: Option<crate::reconcile::report::Report> = serde_json::from_str(&r.report).ok();
+    let num = |f: &dyn Fn(&crate::reconcile::report::Report) -> String| {
+        report.as_ref().map_or_else(|| "—".to_owned(), f)
+    };
+    RunRowView {
+        started_at: when(r.started_at.and_utc()),
+        started_by: format!(
+            "{}{}",
+            r.started_by,
+            if r.dry_run != 0 { " (dry run)" } else { "" }
+        ),
+        failed: r.status == "failed" || r.status == "interrupted",
+        compared: num(&|x| format!("{} / {}", x.documents_compared, x.documents_equal)),
+        to_peer: num(&|x| {
+            format!(
+                "{} 版本 ({} 档案)",
+                x.versions_to_peer, x.documents_repaired_to_peer
+            )
+        }),
+        from_peer: num(&|x| {
+            format!(
+                "{} 版本 ({} 档案){}",
+                x.versions_from_peer,
+                x.documents_repaired_from_peer,
+                if x.versions_pending_from_peer > 0 {
+                    format!(", {} pending", x.versions_pending_from_peer)
+                } else {
+                    String::new()
+                }
+            )
+        }),
+        conflicts: num(&|x| x.conflicts_found.to_string()),
+        bytes: num(&|x| format!("{} / {}", x.bytes_received, x.bytes_sent)),
+        duration: num(&|x| format!("{} ms", x.duration_ms)),
+        status: r.status,
+        peer: r.peer,
+        id: r.id,
+    }
+}
+
+async fn reconcile_page(
+    state: &web::Data<AppState>,
+    p: &accounts::Principal,
+    report_of: Option<String>,
+    notice: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, UiError> {
+    let runs = state
+        .store
+        .run(|c| {
+            crate::storage::reconcile::list_runs(c, None, None, 50)
+                .map_err(crate::storage::StorageError::from)
+        })
+        .await?;
+    let report = match &report_of {
+        Some(id) => {
+            let id = id.clone();
+            let row = state
+                .store
+                .run(move |c| {
+                    crate::storage::reconcile::get_run(c, &id)
+                        .map_err(crate::storage::StorageError::from)
+                })
+                .await?
+                .ok_or_else(|| UiError::NotFound("no such reconciliation run".into()))?;
+            Some(
+                serde_json::from_str::<crate::reconcile::report::Report>(&row.report)
+                    .map_or_else(|_| format!("{} ({})", row.status, row.peer), |r| r.render()),
+            )
+        }
+        None => None,
+    };
+    let me = state.node.id.clone();
+    let peers = state.node.directory.as_ref().map_or_else(Vec::new, |d| {
+        d.current()
+            .nodes()
+            .filter(|n| n.id != me)
+            .map(|n| n.id.to_string())
+            .collect()
+    });
+    Ok(render::html(
+        status,
+        &ReconcilePage {
+            nav: Nav::new(
+                &node_id(state),
+                Some(p),
+                "对账 (Reconciliation)",
+                "reconcile",
+            ),
+            peers,
+            can_start: p.allows(Permission::Operate),
+            rows: runs.into_iter().map(run_row).collect(),
+            report,
+            notice,
+            error,
+        },
+    ))
+}
+
+pub async fn reconcile(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ViewOperations).await?;
+    reconcile_page(&state, &p, None, None, None, StatusCode::OK).await
+}
+
+pub async fn reconcile_run(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ViewOperations).await?;
+    reconcile_page(
+        &state,
+        &p,
+        Some(path.into_inner()),
+        None,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct StartForm {
+    csrf: Option<String>,
+    peer: String,
+    dry_run: Option<String>,
+}
+
+pub async fn start_reconcile(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<StartForm>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::Operate).await?;
+    check_csrf(&p, form.csrf.as_deref())?;
+    let Some(rec) = req
+        .app_data::<web::Data<crate::reconcile::Reconciler>>()
+        .cloned()
+    else {
+        return Err(UiError::BadRequest(
+            "this node exchanges with no peer, so there is nothing to reconcile".into(),
+        ));
+    };
+    let opts = crate::reconcile::RunOptions {
+        dry_run: form.dry_run.is_some(),
+        started_by: crate::reconcile::StartedBy::Ui,
+        actor: actor(&p),
+    };
+    match rec.start(&form.peer, opts).await {
+        Ok(handle) => {
+            let id = handle.run_id().to_owned();
+            tokio::spawn(async move {
+                if let Err(e) = handle.execute(std::sync::Arc::new(|_| {})).await {
+                    tracing::warn!(error = %e, "could not store a reconciliation report");
+                }
+            });
+            Ok(see_other(&format!("/ui/reconcile/{id}")))
+        }
+        Err(e) => {
+            reconcile_page(
+                &state,
+                &p,
+                None,
+                None,
+                Some(e.to_string()),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+    }
+}

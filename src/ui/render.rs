@@ -223,6 +223,34 @@ pub struct AuditEventPage {
     pub path: Vec<String>,
 }
 
+pub struct RunRowView {
+    pub id: String,
+    pub started_at: String,
+    pub peer: String,
+    pub started_by: String,
+    pub status: String,
+    pub failed: bool,
+    pub compared: String,
+    pub to_peer: String,
+    pub from_peer: String,
+    pub conflicts: String,
+    pub bytes: String,
+    pub duration: String,
+}
+
+#[derive(Template)]
+#[template(path = "reconcile.html")]
+pub struct ReconcilePage {
+    pub nav: Nav,
+    pub peers: Vec<String>,
+    pub can_start: bool,
+    pub rows: Vec<RunRowView>,
+    /// One run's report, rendered as text.
+    pub report: Option<String>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
 /// Renders a template as an HTML response.
 pub fn html(status: StatusCode, t: &impl Template) -> HttpResponse {
     match t.render() {

@@ -391,3 +391,69 @@ async fn the_resolve_form_refuses_what_it_must_and_pages_audit_their_reads() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn an_administrator_starts_a_reconciliation_from_the_page() {
+    let pair = crate::exchange::spawn_pair().await;
+    let huk = &pair.hukou;
+    huk.create_child(&crate::helpers::flowing_child(3)).await;
+    add_user(huk, "admin", Role::Administrator, PASSWORD);
+    add_user(huk, "rv", Role::Reviewer, PASSWORD);
+
+    // A reviewer sees the runs but may not start one.
+    let mut rv = Visitor::new(huk);
+    assert_eq!(rv.login("rv", PASSWORD).await.status, 303);
+    let page = rv.get("/ui/reconcile").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("id=\"start\""));
+    let csrf = page.hidden("csrf");
+    let p = rv
+        .post(
+            "/ui/reconcile",
+            &[("csrf", &csrf), ("peer", crate::exchange::ZHENGZHOU)],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+
+    let mut admin = Visitor::new(huk);
+    assert_eq!(admin.login("admin", PASSWORD).await.status, 303);
+    let page = admin.get("/ui/reconcile").await;
+    assert!(page.body.contains("id=\"start\""));
+    let csrf = page.hidden("csrf");
+    let p = admin
+        .post("/ui/reconcile", &[("peer", crate::exchange::ZHENGZHOU)])
+        .await;
+    assert_eq!(p.status, 403, "no CSRF token");
+    let p = admin
+        .post("/ui/reconcile", &[("csrf", &csrf), ("peer", "999999")])
+        .await;
+    assert_eq!(p.status, 409);
+    assert!(p.body.contains("999999"), "{}", p.body);
+    let p = admin
+        .post(
+            "/ui/reconcile",
+            &[("csrf", &csrf), ("peer", crate::exchange::ZHENGZHOU)],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let run = p.location.unwrap();
+    crate::helpers::eventually(30, "the run to finish", || {
+        let run = run.clone();
+        let mut v = Visitor {
+            http: admin.http.clone(),
+            base: admin.base.clone(),
+            cookies: admin.cookies.clone(),
+        };
+        async move {
+            let page = v.get(&run).await;
+            page.status == 200
+                && page.body.contains("id=\"report\"")
+                && !page.body.contains(">running<")
+        }
+    })
+    .await;
+    let page = admin.get(&run).await;
+    assert!(page.body.contains(">ok<"), "{}", page.body);
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

@@ -231,7 +231,29 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         b["heads"]
     );
 
-    println!("\n-- 8. audit trails");
+    println!("\n-- 8. reconciliation: the Merkle summaries of 410100 and 510100 are compared");
+    let started = send(zz.http.post(format!("{}/api/v1/reconcile/510100", zz.base))).await?;
+    let run_path = format!(
+        "/api/v1/reconcile/runs/{}",
+        started["id"].as_str().unwrap_or_default()
+    );
+    let run = poll(zz, &run_path, "the reconciliation run", |r| {
+        r["status"] != "running"
+    })
+    .await?;
+    let r = &run["report"];
+    println!(
+        "   {}: {} documents compared, {} equal, {} repaired; {} bytes sent, {} received, {} ms",
+        run["status"],
+        r["documents_compared"],
+        r["documents_equal"],
+        r["documents_differing"],
+        r["bytes_sent"],
+        r["bytes_received"],
+        r["duration_ms"]
+    );
+
+    println!("\n-- 9. audit trails");
     for n in &nodes {
         let head = send(n.http.post(format!("{}/api/v1/audit/tree-head", n.base))).await?;
         println!(

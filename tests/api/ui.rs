@@ -457,3 +457,53 @@ async fn an_administrator_starts_a_reconciliation_from_the_page() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_secure() {
+    use hukou_sync::tls::pki;
+    let certs = tempfile::tempdir().unwrap();
+    let ca = pki::generate_ca("bureau admin CA").unwrap();
+    let server = pki::issue_node_cert(&ca, "510100", &["127.0.0.1"]).unwrap();
+    let (cert, key) = (
+        certs.path().join("admin.crt"),
+        certs.path().join("admin.key"),
+    );
+    std::fs::write(&cert, &server.cert_pem).unwrap();
+    pki::write_private_pem(&key, &server.key_pem).unwrap();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.admin.tls = Some(hukou_sync::config::AdminTls { cert, key });
+    })
+    .await;
+    add_user(&app, "li.wei", Role::Reviewer, PASSWORD);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pki::load_certs_from_pem(&ca.cert_pem).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(hukou_sync::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut v = Visitor {
+        http: reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: app.base.replace("http://", "https://"),
+        cookies: BTreeMap::new(),
+    };
+    let p = v.login("li.wei", PASSWORD).await;
+    assert_eq!(p.status, 303);
+    let session = p
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("hks_session="))
+        .unwrap();
+    assert!(
+        session.contains("Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
+    assert_eq!(v.get("/ui/conflicts").await.status, 200);
+    app.stop().await;
+}

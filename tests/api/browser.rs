@@ -13,8 +13,32 @@ use crate::webdriver::Driver;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// Whether the browser test can run here. On a machine without Chromium it is skipped with a
+/// notice so `cargo test` works with only the Rust toolchain; CI sets `HUKOU_SYNC_REQUIRE_BROWSER=1`
+/// (in `.ci/run`, which installs Chromium), and then a missing browser fails the test.
+fn browser_available() -> bool {
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let present =
+        std::path::Path::new(&driver).exists() && std::path::Path::new(&chromium).exists();
+    if !present {
+        assert!(
+            std::env::var_os("HUKOU_SYNC_REQUIRE_BROWSER").is_none(),
+            "HUKOU_SYNC_REQUIRE_BROWSER is set but {driver} or {chromium} is missing"
+        );
+        eprintln!(
+            "SKIPPED the browser test: {driver} or {chromium} is missing \
+             (apt-get install chromium chromium-driver fonts-wqy-zenhei)"
+        );
+    }
+    present
+}
+
 #[tokio::test]
 async fn a_reviewer_resolves_a_conflict_in_the_browser_and_the_other_node_follows() {
+    if !browser_available() {
+        return;
+    }
     let (pair, id) = conflicted_pair().await;
     let huk = &pair.hukou;
     add_user(huk, "wang.fang", Role::Reviewer, "correct horse battery");

@@ -234,7 +234,8 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-fn random_secret() -> Result<String, AccountError> {
+/// 256 random bits, base64url: session cookies, CSRF tokens, token secrets.
+pub fn random_secret() -> Result<String, AccountError> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     SystemRandom::new()

@@ -15,8 +15,7 @@ use chrono::Utc;
 use super::error::ApiError;
 use super::AppState;
 use crate::accounts::{self, AccountError, Permission, Principal};
-use crate::audit::{self, Actor, Event, Outcome, Via};
-use crate::storage;
+use crate::audit::{Actor, Event, Outcome, Via};
 
 use crate::accounts::SESSION_COOKIE;
 
@@ -40,23 +39,12 @@ impl Caller {
         if self.principal.allows(p) {
             return Ok(actor);
         }
-        let node = state.node.clone();
         let role = self.principal.role;
-        let denied = actor.clone();
-        let _ = state
-            .store
-            .run(move |c| {
-                storage::transaction(c, |c| {
-                    audit::append(
-                        c,
-                        node.clock.now(),
-                        Utc::now(),
-                        &Event::new(denied, "access.denied", Outcome::Denied).details(
-                            serde_json::json!({"role": role.as_str(), "needs": format!("{p:?}")}),
-                        ),
-                    )
-                })
-            })
+        state
+            .record(
+                Event::new(actor, "access.denied", Outcome::Denied)
+                    .details(serde_json::json!({"role": role.as_str(), "needs": format!("{p:?}")})),
+            )
             .await;
         Err(forbidden(role, p))
     }
@@ -110,16 +98,10 @@ pub async fn principal_of(
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
         return Ok(None);
     };
-    let value = cookie.value().to_owned();
-    match state
-        .store
-        .run(move |c| accounts::session(c, &value, now))
-        .await
-    {
-        Ok(p) => Ok(Some((p, Via::Ui))),
-        Err(AccountError::NoSession | AccountError::Disabled) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(state
+        .session_of(cookie.value())
+        .await?
+        .map(|p| (p, Via::Ui)))
 }
 
 impl FromRequest for Caller {

@@ -7,17 +7,12 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{now, purpose_of, AppState};
+use super::{now, parse_id, purpose_of, AppState};
 use crate::accounts::Permission;
 use crate::domain::child::Category;
 use crate::domain::{IdNumber, RegionPrefix};
 use crate::storage::records::ChildFilter;
 use crate::sync::ledger::{self, ChildFile, ChildPage};
-
-fn parse_id(raw: &str) -> Result<IdNumber, ApiError> {
-    IdNumber::parse(raw)
-        .map_err(|e| ApiError::bad_request("invalid_id_number", e.to_string()).field("id_number"))
-}
 
 /// Create a child's file (一人一档). The body is a full record; sex and birth date come from the ID number.
 #[utoipa::path(

@@ -8,15 +8,9 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{now, AppState};
+use super::{now, parse_id, AppState};
 use crate::accounts::Permission;
 use crate::conflicts::{self, FileConflicts, QueuePage, Resolution};
-use crate::domain::IdNumber;
-
-fn parse_id(raw: &str) -> Result<IdNumber, ApiError> {
-    IdNumber::parse(raw)
-        .map_err(|e| ApiError::bad_request("invalid_id_number", e.to_string()).field("id_number"))
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

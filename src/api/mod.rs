@@ -18,6 +18,7 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use utoipa::OpenApi;
 
+use crate::audit::Event;
 use crate::config::Settings;
 use crate::storage::Store;
 use crate::sync::LocalNode;
@@ -28,6 +29,43 @@ pub struct AppState {
     pub store: Store,
     pub node: Arc<LocalNode>,
     pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// Appends an event to the audit log on its own, for refusals answered with an error: the
+    /// refusal stands even if the log cannot be written, which is logged.
+    pub async fn record(&self, event: Event) {
+        let node = self.node.clone();
+        let result = self
+            .store
+            .run(move |c| {
+                crate::storage::transaction(c, |c| {
+                    crate::audit::append(c, node.clock.now(), Utc::now(), &event)
+                })
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not audit a refusal");
+        }
+    }
+
+    /// The user of a session cookie; `None` when the session has ended or the user is disabled.
+    pub async fn session_of(
+        &self,
+        cookie: &str,
+    ) -> Result<Option<crate::accounts::Principal>, crate::accounts::AccountError> {
+        use crate::accounts::{self, AccountError};
+        let value = cookie.to_owned();
+        match self
+            .store
+            .run(move |c| accounts::session(c, &value, Utc::now()))
+            .await
+        {
+            Ok(p) => Ok(Some(p)),
+            Err(AccountError::NoSession | AccountError::Disabled) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Registers the admin routes and their extractor configuration.
@@ -67,6 +105,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found("no such route"))
     }));
+}
+
+/// An ID number from a request path: 400 `invalid_id_number` if it is not one.
+pub fn parse_id(raw: &str) -> Result<crate::domain::IdNumber, ApiError> {
+    crate::domain::IdNumber::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_id_number", e.to_string()).field("id_number"))
 }
 
 /// The `X-Purpose` header: why a person or system reads a child's data (at most 200 characters).

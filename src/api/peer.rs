@@ -12,7 +12,6 @@ use super::error::ApiError;
 use super::AppState;
 use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
 use crate::domain::NodeId;
-use crate::storage;
 use crate::sync::ingest;
 use crate::sync::receipt::{PushRequest, ReceiptBody};
 
@@ -47,30 +46,15 @@ pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<
         .map(|d| d.current())
         .ok_or_else(|| ApiError::internal("peer listener without a directory"))?;
     let refused = |code: &'static str, reason: String, claimed: String| async move {
-        let node = state.node.clone();
         let details =
             serde_json::json!({"code": code, "reason": reason, "certificate_node": claimed});
-        let _ = state
-            .store
-            .run(move |c| {
-                storage::transaction(c, |c| {
-                    audit::append(
-                        c,
-                        node.clock.now(),
-                        Utc::now(),
-                        &Event::new(
-                            Actor {
-                                kind: ActorKind::Node,
-                                id: "unauthenticated".into(),
-                                via: Via::Peer,
-                            },
-                            "peer.refused",
-                            Outcome::Denied,
-                        )
-                        .details(details),
-                    )
-                })
-            })
+        let actor = Actor {
+            kind: ActorKind::Node,
+            id: "unauthenticated".into(),
+            via: Via::Peer,
+        };
+        state
+            .record(Event::new(actor, "peer.refused", Outcome::Denied).details(details))
             .await;
         ApiError::new(StatusCode::FORBIDDEN, code, reason)
     };

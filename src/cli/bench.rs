@@ -115,6 +115,15 @@ fn bench_db(postgres: Option<&str>, tag: &str) -> anyhow::Result<BenchDb> {
     })
 }
 
+/// The backend a `--postgres` option selects, as the figures name it.
+fn backend_name(postgres: Option<&str>) -> &'static str {
+    if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
 fn settings_for(db: &BenchDb) -> Settings {
     let mut s = Settings::default();
     s.database.url = db.url.clone();
@@ -172,11 +181,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_json::Value> {
-    let backend = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = backend_name(postgres);
     let mut csv = Vec::new();
     super::sample::write_ledger(&mut csv, count, 7, "51", "41")?;
     let text = String::from_utf8(csv)?;
@@ -237,11 +242,7 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
 
 fn bench_audit(events: usize, postgres: Option<&str>) -> anyhow::Result<serde_json::Value> {
     use crate::audit::merkle;
-    let backend = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = backend_name(postgres);
     let db = bench_db(postgres, "audit")?;
     let (store, node) = crate::startup::open_node_blocking(&settings_for(&db))?;
     let mut conn = store.conn()?;
@@ -372,11 +373,7 @@ async fn bench_sync(
     edits: usize,
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
-    let backend = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = backend_name(postgres.as_deref());
     let pair = bench_pair(postgres.as_deref()).await?;
     let (zz_store, zz_node, _, _) = pair.nodes[0].clone();
     let (cd_store, _, _, _) = pair.nodes[1].clone();
@@ -567,11 +564,7 @@ async fn bench_cases(
     concurrency: usize,
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
-    let backend = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = backend_name(postgres.as_deref());
     let pair = bench_pair(postgres.as_deref()).await?;
     let (zz_store, zz_node, _, zz_base) = pair.nodes[0].clone();
     let (cd_store, _, _, _) = pair.nodes[1].clone();
@@ -858,15 +851,7 @@ async fn bench_conflicts(
         Ok(t.elapsed().as_secs_f64() * 1000.0 / rounds as f64)
     })
     .await??;
-    figures.insert(
-        "backend".into(),
-        if postgres.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        }
-        .into(),
-    );
+    figures.insert("backend".into(), backend_name(postgres.as_deref()).into());
     figures.insert("queue_open_conflicts".into(), count.into());
     figures.insert("queue_page_p50_ms".into(), round(times[rounds / 2]).into());
     figures.insert(
@@ -953,11 +938,7 @@ async fn bench_reconcile(
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
     use crate::reconcile::serve::{BucketsRequest, BucketsResponse};
-    let backend = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = backend_name(postgres.as_deref());
     let pair = bench_pair(postgres.as_deref()).await?;
     eprintln!("generating {docs} summary leaves with {differences} differences…");
     let generated = generated_summaries(docs, differences);

@@ -321,31 +321,8 @@ pub fn resolve(
         }
         let record = ChildRecord::from_fields(&fields, &ledger::rules(node, now))?;
         let version = ledger::signed_version(node, &record, view.heads.clone(), true)?;
-        let parent_records: Vec<ChildRecord> = versions
-            .iter()
-            .filter(|v| view.heads.contains(&v.id))
-            .map(crate::sync::view::record_of)
-            .collect::<Result<_, _>>()?;
-        let at = now.naive_utc();
+        ledger::store_on_heads(conn, node, &versions, &version, &record, now)?;
         let parents: Vec<String> = view.heads.iter().map(ToString::to_string).collect();
-        records_repo::insert_versions(conn, &[version.to_row(at)])?;
-        records_repo::advance_heads(
-            conn,
-            "child",
-            id.as_str(),
-            &version.id.to_string(),
-            &parents,
-        )?;
-        crate::sync::view::enqueue_for_parties(
-            conn,
-            node,
-            &version,
-            &record,
-            &parent_records,
-            None,
-            at,
-        )?;
-        crate::sync::view::refresh_child_row(conn, node, id.as_str(), at)?;
         let decided: BTreeMap<&str, &Value> = choices.iter().map(|(f, v)| (f.name(), v)).collect();
         audit::append(
             conn,

@@ -99,6 +99,12 @@ impl IdNumber {
         format!("{}**********{}", &self.0[..4], &self.0[14..])
     }
 
+    /// Masks text that should hold an ID number; text that does not parse is hidden entirely,
+    /// so nothing unmasked ever reaches a log or a page.
+    pub fn mask_text(text: &str) -> String {
+        Self::parse(text).map_or_else(|_| "******".to_owned(), |i| i.masked())
+    }
+
     /// Builds a valid number from a region, a birth date and a three-digit sequence (sample data
     /// and tests). The sequence's parity decides the sex.
     pub fn generate(region: &RegionCode, birth: NaiveDate, sequence: u16) -> Self {
@@ -250,6 +256,9 @@ mod tests {
             assert_eq!(id.birth_date(), birth);
             assert_eq!(id.sex() == Sex::Male, seq % 2 == 1);
             assert!(!format!("{id:?}").contains(&id.as_str()[6..14]));
+            assert_eq!(IdNumber::mask_text(id.as_str()), id.masked());
         }
+        // Text that is not an ID number is hidden entirely, never echoed.
+        assert_eq!(IdNumber::mask_text("41010520140601001X-oops"), "******");
     }
 }

@@ -742,12 +742,12 @@ impl Wire {
             .body(bytes)
             .send()
             .await
-            .map_err(|e| ReconcileError::Transport(chain(&e)))?;
+            .map_err(|e| ReconcileError::Transport(crate::sync::sender::error_chain(&e)))?;
         let status = resp.status();
         let answer = resp
             .bytes()
             .await
-            .map_err(|e| ReconcileError::Transport(chain(&e)))?;
+            .map_err(|e| ReconcileError::Transport(crate::sync::sender::error_chain(&e)))?;
         self.received += answer.len() as u64;
         if !status.is_success() {
             return Err(ReconcileError::Peer {
@@ -758,17 +758,6 @@ impl Wire {
         serde_json::from_slice(&answer)
             .map_err(|e| ReconcileError::BadResponse(format!("{route}: {e}")))
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// A run's lock, renewed while the run lives and released when it ends. Dropped without

@@ -54,11 +54,6 @@ impl StaleList {
     }
 }
 
-/// Masks an ID number for people: `5101**********0016`.
-pub fn mask(id: &str) -> String {
-    IdNumber::parse(id).map_or_else(|_| "******".to_owned(), |i| i.masked())
-}
-
 /// Lists stale files: all, under a region prefix, or among those shared with a peer.
 pub fn list(
     conn: &mut DbConn,
@@ -105,7 +100,7 @@ pub fn list(
             *out.per_region.entry(region.clone()).or_default() += 1;
             if with_files {
                 out.files.push(StaleFile {
-                    id_masked: mask(&r.id_number),
+                    id_masked: IdNumber::mask_text(&r.id_number),
                     id_number: r.id_number,
                     region,
                     hukou_region: r.hukou_region,

@@ -234,33 +234,8 @@ pub fn apply_update(
                 authority: f.authority(),
             });
         }
-        let heads = view.heads.clone();
-        let parent_strings: Vec<String> = heads.iter().map(ToString::to_string).collect();
-        let parent_records: Vec<ChildRecord> = versions
-            .iter()
-            .filter(|v| heads.contains(&v.id))
-            .map(super::view::record_of)
-            .collect::<Result<_, _>>()?;
-        let version = new_version(node, &updated, heads)?;
-        let at = now.naive_utc();
-        repo::insert_versions(conn, &[version.to_row(at)])?;
-        repo::advance_heads(
-            conn,
-            "child",
-            id.as_str(),
-            &version.id.to_string(),
-            &parent_strings,
-        )?;
-        super::view::enqueue_for_parties(
-            conn,
-            node,
-            &version,
-            &updated,
-            &parent_records,
-            None,
-            at,
-        )?;
-        super::view::refresh_child_row(conn, node, id.as_str(), at)?;
+        let version = new_version(node, &updated, view.heads.clone())?;
+        store_on_heads(conn, node, &versions, &version, &updated, now)?;
         let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
         audit::append(
             conn,
@@ -272,6 +247,39 @@ pub fn apply_update(
         )?;
         Ok(Some(version.id))
     }
+}
+
+/// Stores a version this node just made on top of all of a file's current heads (`versions` are
+/// the file's versions it was made from), inside the caller's transaction: the version, the
+/// heads past it, the outbox entries for every party of it and of its parents, and the view.
+pub(crate) fn store_on_heads(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    versions: &[SignedVersion],
+    version: &SignedVersion,
+    record: &ChildRecord,
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    let heads = &version.version.parents;
+    let parent_strings: Vec<String> = heads.iter().map(ToString::to_string).collect();
+    let parent_records: Vec<ChildRecord> = versions
+        .iter()
+        .filter(|v| heads.contains(&v.id))
+        .map(super::view::record_of)
+        .collect::<Result<_, _>>()?;
+    let at = now.naive_utc();
+    let doc_id = record.id_number.as_str();
+    repo::insert_versions(conn, &[version.to_row(at)])?;
+    repo::advance_heads(
+        conn,
+        "child",
+        doc_id,
+        &version.id.to_string(),
+        &parent_strings,
+    )?;
+    super::view::enqueue_for_parties(conn, node, version, record, &parent_records, None, at)?;
+    super::view::refresh_child_row(conn, node, doc_id, at)?;
+    Ok(())
 }
 
 /// Reads a file and records the read in the audit log.
@@ -537,14 +545,12 @@ pub fn row_for(
 
 fn row_record(row: &ChildRow) -> Result<ChildRecord, LedgerError> {
     serde_json::from_str(&row.record).map_err(|e| {
-        StorageError::Corrupt(format!("child view {}: {e}", mask(&row.id_number))).into()
+        StorageError::Corrupt(format!(
+            "child view {}: {e}",
+            IdNumber::mask_text(&row.id_number)
+        ))
+        .into()
     })
-}
-
-fn mask(id: &str) -> String {
-    IdNumber::parse(id)
-        .map(|i| i.masked())
-        .unwrap_or_else(|_| "(invalid)".into())
 }
 
 fn summary(row: &ChildRow) -> ChildSummary {

@@ -15,7 +15,6 @@ mod render;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use chrono::Utc;
 
 use crate::accounts::{self, AccountError, Permission, Principal};
 use crate::api::AppState;
@@ -191,18 +190,8 @@ pub async fn user(
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
         return Err(UiError::Login { next });
     };
-    let value = cookie.value().to_owned();
-    let now = Utc::now();
-    let principal = match state
-        .store
-        .run(move |c| accounts::session(c, &value, now))
-        .await
-    {
-        Ok(p) => p,
-        Err(AccountError::NoSession | AccountError::Disabled) => {
-            return Err(UiError::Login { next })
-        }
-        Err(e) => return Err(e.into()),
+    let Some(principal) = state.session_of(cookie.value()).await? else {
+        return Err(UiError::Login { next });
     };
     if !principal.allows(p) {
         return Err(UiError::Forbidden(format!(

@@ -41,14 +41,16 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn random_token() -> Result<String, UiError> {
-    use base64::Engine;
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| UiError::Internal("the system random generator failed".into()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+fn set_cookie(resp: &mut HttpResponse, cookie: &Cookie<'_>) -> Result<(), UiError> {
+    resp.add_cookie(cookie)
+        .map_err(|e| UiError::Internal(e.to_string()))
+}
+
+/// A cookie that tells the browser to forget `name`.
+fn removal(name: &'static str, path: &'static str) -> Cookie<'static> {
+    let mut gone = Cookie::build(name, "").path(path).finish();
+    gone.make_removal();
+    gone
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -66,7 +68,7 @@ fn login_page(
     next: String,
     error: Option<String>,
 ) -> Result<HttpResponse, UiError> {
-    let csrf = random_token()?;
+    let csrf = accounts::random_secret()?;
     let page = LoginPage {
         nav: Nav::new(&node_id(state), None, "登录 (Log in)", "login"),
         csrf: csrf.clone(),
@@ -74,8 +76,10 @@ fn login_page(
         error,
     };
     let mut resp = render::html(status, &page);
-    resp.add_cookie(&cookies.cookie(LOGIN_CSRF_COOKIE, csrf, "/ui/login"))
-        .map_err(|e| UiError::Internal(e.to_string()))?;
+    set_cookie(
+        &mut resp,
+        &cookies.cookie(LOGIN_CSRF_COOKIE, csrf, "/ui/login"),
+    )?;
     Ok(resp)
 }
 
@@ -148,14 +152,8 @@ pub async fn login(
             cookie.set_max_age(actix_web::cookie::time::Duration::seconds(
                 (session.expires_at - Utc::now()).num_seconds().max(0),
             ));
-            resp.add_cookie(&cookie)
-                .map_err(|e| UiError::Internal(e.to_string()))?;
-            let mut gone = Cookie::build(LOGIN_CSRF_COOKIE, "")
-                .path("/ui/login")
-                .finish();
-            gone.make_removal();
-            resp.add_cookie(&gone)
-                .map_err(|e| UiError::Internal(e.to_string()))?;
+            set_cookie(&mut resp, &cookie)?;
+            set_cookie(&mut resp, &removal(LOGIN_CSRF_COOKIE, "/ui/login"))?;
             Ok(resp)
         }
         Err(e @ (AccountError::BadCredentials | AccountError::Disabled)) => login_page(
@@ -206,10 +204,7 @@ pub async fn logout(
             .await?;
     }
     let mut resp = see_other("/ui/login");
-    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
-    gone.make_removal();
-    resp.add_cookie(&gone)
-        .map_err(|e| UiError::Internal(e.to_string()))?;
+    set_cookie(&mut resp, &removal(SESSION_COOKIE, "/"))?;
     Ok(resp)
 }
 
@@ -265,7 +260,7 @@ pub async fn queue(
         .items
         .into_iter()
         .map(|i| QueueRowView {
-            id_masked: mask(&i.id_number),
+            id_masked: IdNumber::mask_text(&i.id_number),
             field_label: label_of(&i.field),
             regions: format!("{} / {}", i.hukou_region, i.residence_region),
             opened_at: when(i.opened_at),
@@ -327,7 +322,7 @@ fn conflict_page(
     }
     ConflictPage {
         nav: Nav::new(&me, Some(p), "冲突审核 (Conflict)", "conflicts"),
-        id_masked: mask(&file.id_number),
+        id_masked: IdNumber::mask_text(&file.id_number),
         id_number: file.id_number.clone(),
         name: file.name.clone(),
         heads: file.heads.join(","),
@@ -424,21 +419,12 @@ pub async fn resolve(
     let node = state.node.clone();
     let a = actor(&p);
     if !p.allows(Permission::ResolveConflicts) {
-        let (node2, a2, doc) = (node.clone(), a.clone(), id.to_string());
-        let _ = state
-            .store
-            .run(move |c| {
-                storage::transaction(c, |c| {
-                    audit::append(
-                        c,
-                        node2.clock.now(),
-                        Utc::now(),
-                        &Event::new(a2, "conflict.resolve", Outcome::Denied)
-                            .object("child", &doc)
-                            .details(serde_json::json!({"reason": "role"})),
-                    )
-                })
-            })
+        state
+            .record(
+                Event::new(a, "conflict.resolve", Outcome::Denied)
+                    .object("child", id.as_str())
+                    .details(serde_json::json!({"reason": "role"})),
+            )
             .await;
         return Err(UiError::Forbidden(format!(
             "{} ({}) 不能裁决冲突 (may not resolve conflicts); a reviewer must",
@@ -597,7 +583,7 @@ pub async fn child(
         StatusCode::OK,
         &ChildPage {
             nav: Nav::new(&me, Some(&p), "儿童档案 (Child's file)", "children"),
-            id_masked: mask(file.record.id_number.as_str()),
+            id_masked: file.record.id_number.masked(),
             id_number: file.record.id_number.to_string(),
             name: file.record.name.as_str().to_owned(),
             sex: format!("{:?}", file.sex),
@@ -653,7 +639,7 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
                     None => ("已办结 (closed)".to_owned(), ""),
                 };
                 CaseRowView {
-                    child_masked: mask(&c.child_id),
+                    child_masked: IdNumber::mask_text(&c.child_id),
                     other: if incoming { c.requester } else { c.decider },
                     submitted_at: when(c.submitted_at),
                     due_on: c.due_on.to_string(),
@@ -760,7 +746,7 @@ pub async fn audit_log(
             actor: e.event.actor.id,
             action: e.event.action,
             object: match (e.event.object_kind, e.event.object_id) {
-                (Some(k), Some(id)) if k == "child" => format!("{k}:{}", mask(&id)),
+                (Some(k), Some(id)) if k == "child" => format!("{k}:{}", IdNumber::mask_text(&id)),
                 (Some(k), Some(id)) => format!("{k}:{id}"),
                 _ => String::new(),
             },

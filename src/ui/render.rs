@@ -295,13 +295,6 @@ pub fn when_opt(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "—".to_owned(), when)
 }
 
-/// `5101**********0016`, as logs and lists show ID numbers.
-pub fn mask(id: &str) -> String {
-    crate::domain::IdNumber::parse(id)
-        .map(|i| i.masked())
-        .unwrap_or_else(|_| id.to_owned())
-}
-
 /// The Chinese label of a field (the ledger's column names).
 pub fn label(field: ChildField) -> &'static str {
     match field {

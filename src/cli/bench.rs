@@ -199,8 +199,8 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
         palette: &node.palette,
     };
     let mut rows = Vec::with_capacity(count);
-    for (line, fields) in LedgerReader::new(text)? {
-        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
+    for (line, record) in LedgerReader::new(text)?.validate_all(&rules) {
+        rows.push((line, record?));
     }
     let parsed = start.elapsed();
     let mut conn = store.conn()?;
@@ -259,7 +259,7 @@ fn bench_audit(events: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
                     .purpose(Some("benchmark"))
             })
             .collect();
-        let stamps: Vec<_> = evs.iter().map(|_| node.clock.now()).collect();
+        let stamps = node.clock.now_many(evs.len());
         storage::transaction(&mut conn, |c| {
             audit::append_many(c, &stamps, Utc::now(), &evs)
         })?;
@@ -362,8 +362,8 @@ fn sample_records(
         palette,
     };
     let mut rows = Vec::with_capacity(count);
-    for (line, fields) in LedgerReader::new(String::from_utf8(csv)?)? {
-        rows.push((line, ChildRecord::from_fields(&fields?, &rules)?));
+    for (line, record) in LedgerReader::new(String::from_utf8(csv)?)?.validate_all(&rules) {
+        rows.push((line, record?));
     }
     Ok(rows)
 }

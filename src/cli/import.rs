@@ -52,9 +52,8 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     };
     let mut good = Vec::new();
     let mut errors = Vec::new();
-    let reader = LedgerReader::new(text)?;
-    for (line, fields) in reader {
-        match fields.and_then(|f| ChildRecord::from_fields(&f, &rules)) {
+    for (line, record) in LedgerReader::new(text)?.validate_all(&rules) {
+        match record {
             Ok(r) => good.push((line, r)),
             Err(e) => errors.push(RowError {
                 row: line,

@@ -7,7 +7,7 @@ use std::io::Read;
 use serde_json::{json, Map, Value};
 
 use crate::domain::child::{ChildRecord, Fields};
-use crate::domain::FieldError;
+use crate::domain::{FieldError, RecordRules};
 
 /// A column: the English header (also used on export), its Chinese aliases, and how to read it.
 struct Column {
@@ -261,6 +261,47 @@ impl LedgerReader {
             columns,
             records: rdr.into_records(),
             line: 1,
+        })
+    }
+
+    /// Every remaining row validated into a record by `rules`, in file order, with its line.
+    /// Rows are independent: once the file is split into rows (one pass), validation runs on
+    /// every core, one contiguous share each.
+    pub fn validate_all(
+        self,
+        rules: &RecordRules<'_>,
+    ) -> Vec<(usize, Result<ChildRecord, FieldError>)> {
+        let columns = self.columns;
+        let first = self.line + 1;
+        let raw: Vec<_> = self.records.collect();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = raw.len().div_ceil(cores).max(1);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = raw
+                .chunks(share)
+                .enumerate()
+                .map(|(k, part)| {
+                    let columns = &columns;
+                    s.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .map(|(i, rec)| {
+                                let record = match rec {
+                                    Ok(r) => row_fields(columns, r)
+                                        .and_then(|f| ChildRecord::from_fields(&f, rules)),
+                                    Err(e) => Err(FieldError::new("row", e.to_string())),
+                                };
+                                (first + k * share + i, record)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                // A panic in a worker is a bug; it goes on unwinding here rather than lose rows.
+                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         })
     }
 }

@@ -10,7 +10,6 @@ use super::{DbConn, QueryError};
 
 /// Key of the PostgreSQL advisory lock that serialises audit appends ("hukou" in ASCII).
 const AUDIT_LOCK_KEY: i64 = 0x0068_756b_6f75;
-const INSERT_CHUNK: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
@@ -73,30 +72,16 @@ pub fn size(conn: &mut DbConn) -> Result<i64, QueryError> {
 }
 
 pub fn insert_events(conn: &mut DbConn, rows: &[AuditEventRow]) -> Result<(), QueryError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(audit_events::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    insert_many!(conn, audit_events::table, rows, |r| r);
     Ok(())
 }
 
 pub fn insert_nodes(conn: &mut DbConn, nodes: &[(i64, i64, String)]) -> Result<(), QueryError> {
-    for chunk in nodes.chunks(INSERT_CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(l, i, h)| {
-                (
-                    audit_nodes::level.eq(*l),
-                    audit_nodes::idx.eq(*i),
-                    audit_nodes::hash.eq(h.as_str()),
-                )
-            })
-            .collect();
-        per_backend!(conn, |c| diesel::insert_into(audit_nodes::table)
-            .values(values)
-            .execute(c))?;
-    }
+    insert_many!(conn, audit_nodes::table, nodes, |n| (
+        audit_nodes::level.eq(n.0),
+        audit_nodes::idx.eq(n.1),
+        audit_nodes::hash.eq(n.2.as_str()),
+    ));
     Ok(())
 }
 

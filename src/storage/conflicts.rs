@@ -62,11 +62,7 @@ pub fn replace_for(
 
 /// Many rows at once (benchmarks seed a queue this way).
 pub fn insert_many(conn: &mut DbConn, rows: &[ConflictRow]) -> Result<(), QueryError> {
-    for chunk in rows.chunks(500) {
-        per_backend!(conn, |c| diesel::insert_into(conflicts::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    insert_many!(conn, conflicts::table, rows, |r| r);
     Ok(())
 }
 

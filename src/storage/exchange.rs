@@ -268,21 +268,11 @@ pub fn enqueue_new(
     items: &[(String, i64)],
     at: NaiveDateTime,
 ) -> Result<(), QueryError> {
-    for chunk in items.chunks(500) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(id, hlc)| {
-                (
-                    outbox::peer.eq(peer),
-                    outbox::version_id.eq(id.as_str()),
-                    outbox::hlc.eq(*hlc),
-                    outbox::enqueued_at.eq(at),
-                )
-            })
-            .collect();
-        per_backend!(conn, |c| diesel::insert_into(outbox::table)
-            .values(values)
-            .execute(c))?;
-    }
+    insert_many!(conn, outbox::table, items, |i| (
+        outbox::peer.eq(peer),
+        outbox::version_id.eq(i.0.as_str()),
+        outbox::hlc.eq(i.1),
+        outbox::enqueued_at.eq(at),
+    ));
     Ok(())
 }

@@ -10,8 +10,8 @@
 //! which on SQLite begins `IMMEDIATE` so concurrent writers queue on the busy timeout instead of
 //! failing a read-to-write upgrade.
 
-/// Runs the same diesel expression on whichever backend `conn` is. For the few statements the
-/// multi-backend type cannot express (multi-row INSERT: SQLite has no DEFAULT keyword).
+/// Runs the same diesel expression on whichever backend `conn` is, for the statements the
+/// multi-backend connection type cannot express (upserts, multi-row inserts).
 macro_rules! per_backend {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
@@ -20,6 +20,36 @@ macro_rules! per_backend {
         }
     };
 }
+
+/// Inserts many rows into one table: `insert_many!(conn, table, rows, |r| insertable)`, where
+/// `rows` is a slice and the closure turns one element into something diesel can insert.
+///
+/// PostgreSQL gets multi-row statements of [`INSERT_CHUNK`] rows. SQLite gets the same cached
+/// single-row statement once per row: diesel runs a `Vec` insert on SQLite row by row anyway,
+/// but inside a SAVEPOINT, whose statement journal copies every page the batch touches. Inside
+/// the caller's transaction, nothing is gained by the savepoint: an error aborts the whole
+/// transaction.
+macro_rules! insert_many {
+    ($conn:expr, $table:expr, $rows:expr, |$r:ident| $value:expr) => {{
+        use diesel::RunQueryDsl as _;
+        match $conn {
+            $crate::storage::DbConn::Sqlite(c) => {
+                for $r in $rows.iter() {
+                    diesel::insert_into($table).values($value).execute(c)?;
+                }
+            }
+            $crate::storage::DbConn::Postgres(c) => {
+                for chunk in $rows.chunks($crate::storage::INSERT_CHUNK) {
+                    let values: Vec<_> = chunk.iter().map(|$r| $value).collect();
+                    diesel::insert_into($table).values(values).execute(c)?;
+                }
+            }
+        }
+    }};
+}
+
+/// Rows per multi-row INSERT on PostgreSQL (its limit is 65,535 bind parameters).
+pub const INSERT_CHUNK: usize = 500;
 
 pub mod accounts;
 pub mod audit;

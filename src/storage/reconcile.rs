@@ -28,23 +28,42 @@ pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), Qu
     // keeps concurrent writers from deadlocking on each other's rows.
     docs.sort_unstable();
     docs.dedup();
-    for chunk in docs.chunks(CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|d| {
-                (
-                    recon_dirty::kind.eq(kind),
-                    recon_dirty::doc_id.eq(*d),
-                    recon_dirty::gen.eq(1i64),
-                )
-            })
-            .collect();
-        per_backend!(conn, |c| diesel::insert_into(recon_dirty::table)
-            .values(values)
-            .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
-            .do_update()
-            .set(recon_dirty::gen.eq(recon_dirty::gen + 1))
-            .execute(c))?;
+    fn row<'a>(
+        kind: &'a str,
+        d: &'a str,
+    ) -> (
+        diesel::dsl::Eq<recon_dirty::kind, &'a str>,
+        diesel::dsl::Eq<recon_dirty::doc_id, &'a str>,
+        diesel::dsl::Eq<recon_dirty::gen, i64>,
+    ) {
+        (
+            recon_dirty::kind.eq(kind),
+            recon_dirty::doc_id.eq(d),
+            recon_dirty::gen.eq(1i64),
+        )
+    }
+    match conn {
+        // One cached statement per row: see `insert_many!` for why not a batch on SQLite.
+        DbConn::Sqlite(c) => {
+            for d in &docs {
+                diesel::insert_into(recon_dirty::table)
+                    .values(row(kind, d))
+                    .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
+                    .do_update()
+                    .set(recon_dirty::gen.eq(recon_dirty::gen + 1))
+                    .execute(c)?;
+            }
+        }
+        DbConn::Postgres(c) => {
+            for chunk in docs.chunks(CHUNK) {
+                diesel::insert_into(recon_dirty::table)
+                    .values(chunk.iter().map(|d| row(kind, d)).collect::<Vec<_>>())
+                    .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
+                    .do_update()
+                    .set(recon_dirty::gen.eq(recon_dirty::gen + 1))
+                    .execute(c)?;
+            }
+        }
     }
     Ok(())
 }
@@ -203,11 +222,7 @@ pub fn delete_summary_rows(
 }
 
 pub fn insert_summary_rows(conn: &mut DbConn, rows: &[SummaryRow]) -> Result<(), QueryError> {
-    for chunk in rows.chunks(CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(recon_docs::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    insert_many!(conn, recon_docs::table, rows, |r| r);
     Ok(())
 }
 
@@ -258,22 +273,12 @@ pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), QueryErr
         }
     }
     let keep: Vec<&BucketRow> = rows.iter().filter(|r| r.docs > 0).collect();
-    for chunk in keep.chunks(CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|r| {
-                (
-                    recon_buckets::peer.eq(r.peer.as_str()),
-                    recon_buckets::bucket.eq(r.bucket),
-                    recon_buckets::acc.eq(r.acc.as_str()),
-                    recon_buckets::docs.eq(r.docs),
-                )
-            })
-            .collect();
-        per_backend!(conn, |c| diesel::insert_into(recon_buckets::table)
-            .values(values)
-            .execute(c))?;
-    }
+    insert_many!(conn, recon_buckets::table, keep, |r| (
+        recon_buckets::peer.eq(r.peer.as_str()),
+        recon_buckets::bucket.eq(r.bucket),
+        recon_buckets::acc.eq(r.acc.as_str()),
+        recon_buckets::docs.eq(r.docs),
+    ));
     Ok(())
 }
 

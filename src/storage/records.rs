@@ -10,7 +10,7 @@ use super::schema::{children, heads, version_parents, versions};
 use super::{DbConn, QueryError};
 
 /// How many rows go into one multi-row INSERT (well under SQLite's 32,766 bound parameters).
-const INSERT_CHUNK: usize = 500;
+use super::INSERT_CHUNK;
 
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -43,6 +43,9 @@ pub struct ChildRow {
     pub categories: String,
     pub risk_level: Option<String>,
     pub last_visit_on: Option<NaiveDate>,
+    /// The merged record, JSON. Empty when the file's only head is its creation: the view is then
+    /// that version's body, and [`get_child`] and [`page_children`] read it from `versions`. An
+    /// import or a new file from a peer thus writes the record once, not twice.
     pub record: String,
     pub head_count: i64,
     pub created_at: NaiveDateTime,
@@ -67,11 +70,7 @@ pub struct ChildFilter {
 
 /// Inserts versions and their parent edges.
 pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), QueryError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(versions::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    insert_many!(conn, versions::table, rows, |r| r);
     let edges: Vec<_> = rows
         .iter()
         .flat_map(|r| {
@@ -83,11 +82,7 @@ pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), Que
             })
         })
         .collect();
-    for chunk in edges.chunks(INSERT_CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(version_parents::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    insert_many!(conn, version_parents::table, edges, |e| e.clone());
     Ok(())
 }
 
@@ -178,32 +173,18 @@ pub fn insert_heads(
     kind: &str,
     rows: &[(String, String)],
 ) -> Result<(), QueryError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|(doc, v)| {
-                (
-                    heads::kind.eq(kind),
-                    heads::doc_id.eq(doc.as_str()),
-                    heads::version_id.eq(v.as_str()),
-                )
-            })
-            .collect();
-        per_backend!(conn, |c| diesel::insert_into(heads::table)
-            .values(values)
-            .execute(c))?;
-    }
+    insert_many!(conn, heads::table, rows, |r| (
+        heads::kind.eq(kind),
+        heads::doc_id.eq(r.0.as_str()),
+        heads::version_id.eq(r.1.as_str()),
+    ));
     let docs: Vec<&str> = rows.iter().map(|(doc, _)| doc.as_str()).collect();
     super::reconcile::mark_dirty(conn, kind, &docs)?;
     Ok(())
 }
 
 pub fn insert_children(conn: &mut DbConn, rows: &[ChildRow]) -> Result<(), QueryError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        per_backend!(conn, |c| diesel::insert_into(children::table)
-            .values(chunk)
-            .execute(c))?;
-    }
+    insert_many!(conn, children::table, rows, |r| r);
     Ok(())
 }
 
@@ -214,12 +195,55 @@ pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), QueryError>
     Ok(())
 }
 
+/// A file's view row, with its record.
 pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildRow>, QueryError> {
-    children::table
+    let row: Option<ChildRow> = children::table
         .find(id_number)
         .select(ChildRow::as_select())
         .first(conn)
+        .optional()?;
+    let mut rows: Vec<ChildRow> = row.into_iter().collect();
+    fill_records(conn, &mut rows)?;
+    Ok(rows.pop())
+}
+
+/// When a file's view row was created, if it exists.
+pub fn child_created_at(
+    conn: &mut DbConn,
+    id_number: &str,
+) -> Result<Option<NaiveDateTime>, QueryError> {
+    children::table
+        .find(id_number)
+        .select(children::created_at)
+        .first(conn)
         .optional()
+}
+
+/// Reads the record of each row stored without one (a file whose only head is its creation)
+/// from that head's body. A row left without a record after this is corrupt, and its readers say
+/// so.
+fn fill_records(conn: &mut DbConn, rows: &mut [ChildRow]) -> Result<(), QueryError> {
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.record.is_empty())
+        .map(|r| r.id_number.as_str())
+        .collect();
+    let mut bodies = std::collections::HashMap::with_capacity(missing.len());
+    for chunk in missing.chunks(INSERT_CHUNK) {
+        let found: Vec<(String, String)> = heads::table
+            .inner_join(versions::table.on(versions::id.eq(heads::version_id)))
+            .filter(heads::kind.eq("child"))
+            .filter(heads::doc_id.eq_any(chunk))
+            .select((heads::doc_id, versions::body))
+            .load(conn)?;
+        bodies.extend(found);
+    }
+    for row in rows.iter_mut().filter(|r| r.record.is_empty()) {
+        if let Some(body) = bodies.remove(&row.id_number) {
+            row.record = body;
+        }
+    }
+    Ok(())
 }
 
 /// Which of `ids` have a child row.
@@ -235,6 +259,8 @@ pub fn existing_children(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<St
     Ok(out)
 }
 
+/// The rows `f` selects, in ID order. Their `record` may be empty (see [`ChildRow::record`]):
+/// lists show the indexed columns only.
 pub fn list_children(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, QueryError> {
     let mut q = children::table.select(ChildRow::as_select()).into_boxed();
     if let Some(p) = &f.region_prefix {
@@ -270,20 +296,22 @@ pub fn list_children(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>
     q.order(children::id_number.asc()).limit(f.limit).load(conn)
 }
 
-/// Every child row in ID order, one page at a time (export).
+/// Every child row in ID order with its record, one page at a time (export).
 pub fn page_children(
     conn: &mut DbConn,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ChildRow>, QueryError> {
-    list_children(
+    let mut rows = list_children(
         conn,
         &ChildFilter {
             after: after.map(str::to_owned),
             limit,
             ..ChildFilter::default()
         },
-    )
+    )?;
+    fill_records(conn, &mut rows)?;
+    Ok(rows)
 }
 
 pub fn count_children(conn: &mut DbConn) -> Result<i64, QueryError> {

@@ -193,7 +193,7 @@ pub fn ingest(
         for doc in &touched_docs {
             match creations.get(doc) {
                 Some(record) if !known.contains(doc) => {
-                    first_rows.push(super::ledger::row_for(record, 1, at, at))
+                    first_rows.push(super::ledger::creation_row(record, at))
                 }
                 _ => {
                     view::refresh_child_row(conn, node, doc, at)?;
@@ -201,7 +201,7 @@ pub fn ingest(
             }
         }
         repo::insert_children(conn, &first_rows)?;
-        let stamps: Vec<_> = events.iter().map(|_| node.clock.now()).collect();
+        let stamps = node.clock.now_many(events.len());
         audit::append_many(conn, &stamps, now, &events)?;
         Ok(out)
     })

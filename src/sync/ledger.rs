@@ -154,13 +154,13 @@ pub fn create_child(
     let version = new_version(node, &record, vec![])?;
     let id = record.id_number.clone();
     storage::transaction(conn, |conn| {
-        if repo::get_child(conn, id.as_str())?.is_some() {
+        if repo::child_created_at(conn, id.as_str())?.is_some() {
             return Err(LedgerError::AlreadyExists(id.masked()));
         }
         let at = now.naive_utc();
         repo::insert_versions(conn, &[version.to_row(at)])?;
         repo::advance_heads(conn, "child", id.as_str(), &version.id.to_string(), &[])?;
-        repo::insert_children(conn, &[row_for(&record, 1, at, at)])?;
+        repo::insert_children(conn, &[creation_row(&record, at)])?;
         super::view::enqueue_for_parties(conn, node, &version, &record, &[], None, at)?;
         audit::append(
             conn,
@@ -421,7 +421,7 @@ pub fn import_children(
                 v.version.hlc.to_i64(),
             ));
             p.versions.push(v.to_row(at));
-            p.children.push(row_for(record, 1, at, at));
+            p.children.push(creation_row(record, at));
         }
         Ok(p)
     };
@@ -452,7 +452,7 @@ pub fn import_children(
                 repo::insert_heads(conn, "child", &p.heads)?;
                 repo::insert_children(conn, &p.children)?;
                 super::view::enqueue_new(conn, node, &p.records, &p.heads, at)?;
-                let stamps: Vec<_> = p.events.iter().map(|_| node.clock.now()).collect();
+                let stamps = node.clock.now_many(p.events.len());
                 audit::append_many(conn, &stamps, now, &p.events)?;
                 done += p.versions.len();
                 progress(done);
@@ -516,11 +516,28 @@ pub fn view_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> ChildRow {
     row_for(r, 1, at, at)
 }
 
+/// The view row of a new file whose only version is its creation: the record itself is not
+/// repeated, it is that version's body (see [`ChildRow::record`]).
+pub fn creation_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> ChildRow {
+    row_with(r, 1, at, at, String::new())
+}
+
 pub fn row_for(
     r: &ChildRecord,
     head_count: i64,
     created_at: chrono::NaiveDateTime,
     updated_at: chrono::NaiveDateTime,
+) -> ChildRow {
+    let record = serde_json::to_string(r).unwrap_or_default();
+    row_with(r, head_count, created_at, updated_at, record)
+}
+
+fn row_with(
+    r: &ChildRecord,
+    head_count: i64,
+    created_at: chrono::NaiveDateTime,
+    updated_at: chrono::NaiveDateTime,
+    record: String,
 ) -> ChildRow {
     let categories: String = r
         .categories
@@ -536,7 +553,7 @@ pub fn row_for(
         categories,
         risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
         last_visit_on: r.last_visit_on,
-        record: serde_json::to_string(r).unwrap_or_default(),
+        record,
         head_count,
         created_at,
         updated_at,

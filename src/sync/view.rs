@@ -82,7 +82,7 @@ pub fn refresh_child_row(
             let v = SignedVersion::from_row(&row)?;
             if v.version.parents.is_empty() {
                 let record = record_of(&v)?;
-                put_row(conn, doc_id, super::ledger::row_for(&record, 1, at, at))?;
+                put_row(conn, doc_id, super::ledger::creation_row(&record, at))?;
                 return Ok(record);
             }
         }
@@ -150,14 +150,8 @@ pub fn conflict_rows(
 
 /// Writes a file's view row, keeping its creation time if it exists.
 fn put_row(conn: &mut DbConn, doc_id: &str, row: ChildRow) -> Result<(), LedgerError> {
-    match repo::get_child(conn, doc_id)? {
-        Some(existing) => repo::update_child(
-            conn,
-            &ChildRow {
-                created_at: existing.created_at,
-                ..row
-            },
-        )?,
+    match repo::child_created_at(conn, doc_id)? {
+        Some(created_at) => repo::update_child(conn, &ChildRow { created_at, ..row })?,
         None => repo::insert_children(conn, &[row])?,
     }
     Ok(())

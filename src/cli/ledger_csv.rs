@@ -453,3 +453,50 @@ pub fn export_row(r: &ChildRecord) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RiskPalette;
+
+    /// Validation on several cores keeps file order and each row's line, whichever share a row
+    /// falls in.
+    #[test]
+    fn validate_all_keeps_order_and_lines_across_shares() {
+        let mut csv = Vec::new();
+        crate::cli::sample::write_ledger(&mut csv, 9, 1, "51", "41").unwrap();
+        let mut lines: Vec<String> = String::from_utf8(csv)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        // Break the ID number of the 2nd and 8th data rows (lines 3 and 9 of the file).
+        for l in [2, 8] {
+            lines[l] = format!("110101201502290000{}", &lines[l][18..]);
+        }
+        let text = lines.join("\n") + "\n";
+        let palette = RiskPalette::default();
+        let rules = RecordRules {
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            palette: &palette,
+        };
+        let out = LedgerReader::new(text).unwrap().validate_all(&rules);
+        let got: Vec<(usize, bool)> = out.iter().map(|(l, r)| (*l, r.is_ok())).collect();
+        let want: Vec<(usize, bool)> = (2..=10).map(|l| (l, l != 3 && l != 9)).collect();
+        assert_eq!(got, want);
+        let bad = out[1].1.as_ref().unwrap_err();
+        assert_eq!(bad.field, "id_number");
+        // The good rows are the file's rows, in the file's order.
+        let ids: Vec<String> = out
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|c| c.id_number.to_string()))
+            .collect();
+        let expected: Vec<String> = lines[1..]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1 && *i != 7)
+            .map(|(_, l)| l[..18].to_owned())
+            .collect();
+        assert_eq!(ids, expected);
+    }
+}

@@ -76,6 +76,19 @@ pub fn next_batch(
         .load(conn)
 }
 
+/// How many of `ids` are still queued for `peer`.
+pub fn still_queued(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<i64, QueryError> {
+    let mut n = 0;
+    for chunk in ids.chunks(500) {
+        n += outbox::table
+            .filter(outbox::peer.eq(peer))
+            .filter(outbox::version_id.eq_any(chunk))
+            .count()
+            .get_result::<i64>(conn)?;
+    }
+    Ok(n)
+}
+
 pub fn dequeue(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<usize, QueryError> {
     let mut n = 0;
     for chunk in ids.chunks(500) {

@@ -28,14 +28,13 @@ pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), Qu
     // keeps concurrent writers from deadlocking on each other's rows.
     docs.sort_unstable();
     docs.dedup();
-    fn row<'a>(
-        kind: &'a str,
-        d: &'a str,
-    ) -> (
+    /// One dirty mark, as inserted.
+    type Mark<'a> = (
         diesel::dsl::Eq<recon_dirty::kind, &'a str>,
         diesel::dsl::Eq<recon_dirty::doc_id, &'a str>,
         diesel::dsl::Eq<recon_dirty::gen, i64>,
-    ) {
+    );
+    fn row<'a>(kind: &'a str, d: &'a str) -> Mark<'a> {
         (
             recon_dirty::kind.eq(kind),
             recon_dirty::doc_id.eq(d),

@@ -118,10 +118,12 @@ impl From<storage::QueryError> for StorageErr {
 }
 
 /// What one batch did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Batch {
     /// Versions posted (0: the queue was empty).
     sent: usize,
+    /// Their ids.
+    ids: Vec<String>,
     /// Versions that left the queue (accepted or refused by the receipt).
     settled: usize,
     bytes_sent: u64,
@@ -163,10 +165,22 @@ pub async fn deliver_queued(
         total.bytes_sent += b.bytes_sent;
         total.bytes_received += b.bytes_received;
         if b.settled == 0 {
-            return Err(format!(
-                "{peer}'s receipt settled none of {} versions",
-                b.sent
-            ));
+            // Another delivery to the same peer (the sender loop, beside a reconciliation run)
+            // may have posted the same batch and settled it first: then nothing is left to do
+            // for these versions. A receipt that leaves them queued is an error.
+            let (p, ids) = (peer.to_string(), b.ids);
+            let left = store
+                .run(move |c| {
+                    exchange::still_queued(c, &p, &ids).map_err(storage::StorageError::from)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            if left > 0 {
+                return Err(format!(
+                    "{peer}'s receipt settled none of {} versions",
+                    b.sent
+                ));
+            }
         }
     }
 }
@@ -255,6 +269,7 @@ async fn send_once(
         .verify(&keys, peer, &node.id, &batch)
         .map_err(|e| SendError::Receipt(e.to_string()))?;
     let n = request.versions.len();
+    let ids: Vec<String> = request.versions.iter().map(|v| v.id.to_string()).collect();
     let node2 = node.clone();
     let peer2 = peer.clone();
     let done = store
@@ -263,6 +278,7 @@ async fn send_once(
     tracing::debug!(peer = %peer, sent = n, "batch delivered");
     Ok(Batch {
         sent: n,
+        ids,
         settled: done,
         bytes_sent,
         bytes_received: answer.len() as u64,

@@ -16,6 +16,15 @@ async fn create_read_update_keeps_history() {
     assert_eq!(created["hukou_region_name"], "四川省 成都市 锦江区");
     assert_eq!(created["history"].as_array().unwrap().len(), 1);
     let first = created["heads"][0].as_str().unwrap().to_owned();
+    // A new file's view row does not repeat its creation's body; reads take it from the version.
+    assert_eq!(app.count("children WHERE record = ''"), 1);
+    let r = app.get(&format!("/api/v1/children/{id}")).await;
+    let read: Value = r.json().await.unwrap();
+    assert_eq!(read["record"]["name"], child["name"]);
+    assert_eq!(
+        read["record"]["residence_region"],
+        child["residence_region"]
+    );
 
     let r = app
         .patch_json(
@@ -35,6 +44,8 @@ async fn create_read_update_keeps_history() {
     );
     assert_eq!(updated["heads"].as_array().unwrap().len(), 1);
     assert_ne!(updated["heads"][0], first);
+    // After an edit the view row holds the merged record itself.
+    assert_eq!(app.count("children WHERE record = ''"), 0);
 
     // A patch that changes nothing makes no version.
     let r = app

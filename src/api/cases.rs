@@ -143,9 +143,11 @@ pub struct CaseListQuery {
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     q: web::Query<CaseListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&state, Permission::ReadChildren).await?;
+    let actor = caller.require(&state, Permission::ReadChildren).await?;
+    let purpose = purpose_of(&req)?;
     let q = q.into_inner();
     let incoming = match q.direction.as_deref() {
         None => None,
@@ -169,7 +171,7 @@ pub async fn list(
     let at = now();
     let list = state
         .store
-        .run(move |c| service::list(c, &node, &query, at))
+        .run(move |c| service::list_for(c, &node, &query, &actor, purpose.as_deref(), at))
         .await?;
     Ok(HttpResponse::Ok().json(list))
 }

@@ -63,7 +63,7 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 limit: 1000,
                 ..CaseQuery::default()
             };
-            let list = service::list(&mut conn, &node, &q, Utc::now())?;
+            let list = service::list_for(&mut conn, &node, &q, &actor, None, Utc::now())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

@@ -514,6 +514,33 @@ pub struct CaseQuery {
     pub limit: i64,
 }
 
+/// Lists cases for a person or a local system and audits the read (`case.list`, with the cases
+/// returned): a case says which child asked for which benefit.
+pub fn list_for(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    q: &CaseQuery,
+    actor: &Actor,
+    purpose: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<CaseSummary>, CaseError> {
+    storage::transaction(conn, |conn| {
+        let cases = list(conn, node, q, now)?;
+        let returned: Vec<&str> = cases.iter().map(|c| c.case_id.as_str()).collect();
+        audit::append(
+            conn,
+            node.clock.now(),
+            now,
+            &Event::new(actor.clone(), "case.list", Outcome::Ok)
+                .purpose(purpose)
+                .details(serde_json::json!({ "returned": returned, "query": format!("{q:?}") })),
+        )?;
+        Ok(cases)
+    })
+}
+
+/// Lists cases without auditing: for the node's own jobs (deadline metrics, the sender's
+/// overdue scan). Reads on behalf of a person go through [`list_for`].
 pub fn list(
     conn: &mut DbConn,
     node: &LocalNode,

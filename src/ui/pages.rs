@@ -607,6 +607,7 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let node = state.node.clone();
     let me = node_id(&state);
     let now = Utc::now();
+    let a = actor(&p);
     let (incoming, outgoing) = state
         .store
         .run(move |c| -> Result<_, cases_service::CaseError> {
@@ -618,8 +619,8 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
                 limit: 500,
             };
             Ok((
-                cases_service::list(c, &node, &q(true), now)?,
-                cases_service::list(c, &node, &q(false), now)?,
+                cases_service::list_for(c, &node, &q(true), &a, None, now)?,
+                cases_service::list_for(c, &node, &q(false), &a, None, now)?,
             ))
         })
         .await?;

@@ -161,6 +161,21 @@ async fn request_information_and_approval_round_trip() {
             .unwrap();
         assert_eq!(ev["items"].as_array().unwrap().len(), 1, "{action}");
     }
+    // Listing cases is a read of children's data: audited, with the cases returned.
+    let ev: Value = pair
+        .hukou
+        .get("/api/v1/audit/events?action=case.list")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = ev["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{ev}");
+    assert_eq!(
+        items[0]["details"]["returned"],
+        json!([incoming[0]["case_id"]]),
+        "{ev}"
+    );
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }

@@ -7,10 +7,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::{children, heads, version_parents, versions};
-use super::{DbConn, QueryError};
-
-/// How many rows go into one multi-row INSERT (well under SQLite's 32,766 bound parameters).
-use super::INSERT_CHUNK;
+use super::{DbConn, QueryError, INSERT_CHUNK};
 
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]

@@ -608,22 +608,18 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let me = node_id(&state);
     let now = Utc::now();
     let a = actor(&p);
-    let (incoming, outgoing) = state
+    let q = CaseQuery {
+        incoming: None,
+        limit: 1000,
+        ..CaseQuery::default()
+    };
+    // One read, audited once: this node decides the incoming cases and asked the outgoing ones.
+    let all = state
         .store
-        .run(move |c| -> Result<_, cases_service::CaseError> {
-            let q = |incoming| CaseQuery {
-                incoming: Some(incoming),
-                state: None,
-                benefit: None,
-                overdue_only: false,
-                limit: 500,
-            };
-            Ok((
-                cases_service::list_for(c, &node, &q(true), &a, None, now)?,
-                cases_service::list_for(c, &node, &q(false), &a, None, now)?,
-            ))
-        })
+        .run(move |c| cases_service::list_for(c, &node, &q, &a, None, now))
         .await?;
+    let incoming = all.iter().filter(|c| c.decider == me).cloned().collect();
+    let outgoing = all.into_iter().filter(|c| c.requester == me).collect();
     let rows = |list: Vec<cases_service::CaseSummary>, incoming: bool| -> Vec<CaseRowView> {
         list.into_iter()
             .map(|c| {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::conflicts::conflicted_pair;
 use crate::helpers::{add_user, eventually};
-use crate::webdriver::Driver;
+use crate::webdriver::{Driver, Session};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -52,38 +52,10 @@ async fn a_reviewer_resolves_a_conflict_in_the_browser_and_the_other_node_follow
     assert!(browser.current_url().await.unwrap().contains("/ui/login"));
 
     // A wrong password first.
-    browser
-        .find("#username")
-        .await
-        .unwrap()
-        .send_keys("wang.fang")
-        .await
-        .unwrap();
-    browser
-        .find("#password")
-        .await
-        .unwrap()
-        .send_keys("wrong password!!")
-        .await
-        .unwrap();
-    browser.find("#login").await.unwrap().click().await.unwrap();
+    log_in(&browser, "wang.fang", "wrong password!!").await;
     browser.wait_for("#login-error", WAIT).await.unwrap();
 
-    browser
-        .find("#username")
-        .await
-        .unwrap()
-        .send_keys("wang.fang")
-        .await
-        .unwrap();
-    browser
-        .find("#password")
-        .await
-        .unwrap()
-        .send_keys("correct horse battery")
-        .await
-        .unwrap();
-    browser.find("#login").await.unwrap().click().await.unwrap();
+    log_in(&browser, "wang.fang", "correct horse battery").await;
     browser.wait_for("#queue", WAIT).await.unwrap();
     let cookies = browser.cookies().await.unwrap();
     let session = cookies
@@ -161,4 +133,13 @@ async fn a_reviewer_resolves_a_conflict_in_the_browser_and_the_other_node_follow
     browser.close().await.unwrap();
     pair.residence.stop().await;
     pair.hukou.stop().await;
+}
+
+/// Fills the login form and submits it.
+async fn log_in(browser: &Session, username: &str, password: &str) {
+    for (field, text) in [("#username", username), ("#password", password)] {
+        let input = browser.find(field).await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+    browser.find("#login").await.unwrap().click().await.unwrap();
 }

@@ -176,6 +176,32 @@ async fn request_information_and_approval_round_trip() {
         json!([incoming[0]["case_id"]]),
         "{ev}"
     );
+    // The cases page shows the case as incoming at the deciding node, and audits that read too.
+    crate::helpers::add_user(
+        &pair.hukou,
+        "li.na",
+        hukou_sync::accounts::Role::Caseworker,
+        "correct horse battery",
+    );
+    let mut visitor = crate::ui::Visitor::new(&pair.hukou);
+    visitor.login("li.na", "correct horse battery").await;
+    let page = visitor.get("/ui/cases").await;
+    assert_eq!(page.status, 200);
+    let case_id = incoming[0]["case_id"].as_str().unwrap();
+    let (incoming_table, outgoing_table) = page
+        .body
+        .split_once("Outgoing: this node asked")
+        .expect("an outgoing section");
+    assert!(incoming_table.contains(case_id), "{}", page.body);
+    assert!(!outgoing_table.contains(case_id), "{}", page.body);
+    let ev: Value = pair
+        .hukou
+        .get("/api/v1/audit/events?action=case.list")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ev["items"].as_array().unwrap().len(), 2, "{ev}");
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }

@@ -13,6 +13,7 @@ const AUDIT_LOCK_KEY: i64 = 0x0068_756b_6f75;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AuditEventRow {
     pub seq: i64,
     pub hlc: i64,

@@ -10,6 +10,7 @@ use super::{DbConn, QueryError};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = conflicts)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct ConflictRow {
     pub doc_id: String,
     pub field: String,

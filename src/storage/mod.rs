@@ -24,31 +24,43 @@ macro_rules! per_backend {
 /// Inserts many rows into one table: `insert_many!(conn, table, rows, |r| insertable)`, where
 /// `rows` is a slice and the closure turns one element into something diesel can insert.
 ///
-/// PostgreSQL gets multi-row statements of [`INSERT_CHUNK`] rows. SQLite gets the same cached
-/// single-row statement once per row: diesel runs a `Vec` insert on SQLite row by row anyway,
-/// but inside a SAVEPOINT, whose statement journal copies every page the batch touches. Inside
-/// the caller's transaction, nothing is gained by the savepoint: an error aborts the whole
-/// transaction.
+/// Both backends get multi-row statements of up to [`INSERT_CHUNK`] rows; a single row gets a
+/// single-row statement, which diesel prepares once per connection and caches (a multi-row
+/// statement over a `Vec` is prepared each time: about 4% of an import's time on SQLite). On
+/// SQLite diesel only writes multi-row `VALUES` when no value may be `DEFAULT`, so every
+/// `Insertable` row struct given here carries `#[diesel(treat_none_as_default_value = false)]`
+/// (`None` is bound as `NULL`); otherwise it falls back to one statement per row inside a
+/// SAVEPOINT, whose statement journal copies every page the batch touches.
 macro_rules! insert_many {
     ($conn:expr, $table:expr, $rows:expr, |$r:ident| $value:expr) => {{
         use diesel::RunQueryDsl as _;
-        match $conn {
-            $crate::storage::DbConn::Sqlite(c) => {
-                for $r in $rows.iter() {
+        if let [$r] = &$rows[..] {
+            match $conn {
+                $crate::storage::DbConn::Sqlite(c) => {
+                    diesel::insert_into($table).values($value).execute(c)?;
+                }
+                $crate::storage::DbConn::Postgres(c) => {
                     diesel::insert_into($table).values($value).execute(c)?;
                 }
             }
-            $crate::storage::DbConn::Postgres(c) => {
-                for chunk in $rows.chunks($crate::storage::INSERT_CHUNK) {
-                    let values: Vec<_> = chunk.iter().map(|$r| $value).collect();
-                    diesel::insert_into($table).values(values).execute(c)?;
+        } else {
+            for chunk in $rows.chunks($crate::storage::INSERT_CHUNK) {
+                let values: Vec<_> = chunk.iter().map(|$r| $value).collect();
+                match $conn {
+                    $crate::storage::DbConn::Sqlite(c) => {
+                        diesel::insert_into($table).values(values).execute(c)?;
+                    }
+                    $crate::storage::DbConn::Postgres(c) => {
+                        diesel::insert_into($table).values(values).execute(c)?;
+                    }
                 }
             }
         }
     }};
 }
 
-/// Rows per multi-row INSERT on PostgreSQL (its limit is 65,535 bind parameters).
+/// Rows per multi-row INSERT (PostgreSQL allows 65,535 bind parameters, SQLite 32,766; the
+/// widest row here has 14 columns).
 pub const INSERT_CHUNK: usize = 500;
 
 pub mod accounts;

@@ -41,28 +41,17 @@ pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), Qu
             recon_dirty::gen.eq(1i64),
         )
     }
-    match conn {
-        // One cached statement per row: see `insert_many!` for why not a batch on SQLite.
-        DbConn::Sqlite(c) => {
-            for d in &docs {
-                diesel::insert_into(recon_dirty::table)
-                    .values(row(kind, d))
-                    .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
-                    .do_update()
-                    .set(recon_dirty::gen.eq(recon_dirty::gen + 1))
-                    .execute(c)?;
-            }
-        }
-        DbConn::Postgres(c) => {
-            for chunk in docs.chunks(CHUNK) {
-                diesel::insert_into(recon_dirty::table)
-                    .values(chunk.iter().map(|d| row(kind, d)).collect::<Vec<_>>())
-                    .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
-                    .do_update()
-                    .set(recon_dirty::gen.eq(recon_dirty::gen + 1))
-                    .execute(c)?;
-            }
-        }
+    for chunk in docs.chunks(CHUNK) {
+        let marks: Vec<Mark<'_>> = chunk.iter().map(|d| row(kind, d)).collect();
+        let upsert = diesel::insert_into(recon_dirty::table)
+            .values(marks)
+            .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
+            .do_update()
+            .set(recon_dirty::gen.eq(recon_dirty::gen + 1));
+        match conn {
+            DbConn::Sqlite(c) => upsert.execute(c)?,
+            DbConn::Postgres(c) => upsert.execute(c)?,
+        };
     }
     Ok(())
 }
@@ -173,6 +162,7 @@ pub fn case_parties(
 /// One leaf of a peer's summary.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = recon_docs)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct SummaryRow {
     pub peer: String,
     pub kind: String,

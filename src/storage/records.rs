@@ -12,6 +12,7 @@ use super::{DbConn, QueryError, INSERT_CHUNK};
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = versions)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct VersionRow {
     pub id: String,
     pub kind: String,
@@ -30,6 +31,7 @@ pub struct VersionRow {
 /// One row of the current view of children.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = children)]
+#[diesel(treat_none_as_default_value = false)]
 #[diesel(treat_none_as_null = true)]
 pub struct ChildRow {
     pub id_number: String,

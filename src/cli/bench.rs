@@ -226,8 +226,31 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
     })?;
     let bare = start.elapsed();
 
+    // The least any import must do per row, each measured alone in this run: sign it (bare
+    // Ed25519 over 32 bytes, one core), store its signed version, store its view row. Spread
+    // perfectly over every core and with nothing else to do (no parsing, validation, heads,
+    // audit events or commit), this machine cannot import faster than `ceiling`.
+    let sign_rate = bare_sign_rate(20_000)?;
+    let version_rows: Vec<_> = rows
+        .iter()
+        .map(|(_, r)| {
+            ledger::signed_version(&node, r, vec![], false).map(|v| v.to_row(now.naive_utc()))
+        })
+        .collect::<Result<_, _>>()?;
+    let versions_db = bench_db(postgres, "bare_versions")?;
+    let versions_store = storage::Store::open(&versions_db.url, 1)?;
+    let mut versions_conn = versions_store.conn()?;
+    let start = Instant::now();
+    storage::transaction(&mut versions_conn, |c| {
+        storage::records::insert_versions(c, &version_rows).map_err(storage::StorageError::from)
+    })?;
+    let bare_versions = start.elapsed();
+
     let rate = count as f64 / total.as_secs_f64();
     let bare_rate = count as f64 / bare.as_secs_f64();
+    let bare_versions_rate = count as f64 / bare_versions.as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ceiling = cores / (1.0 / sign_rate + 1.0 / bare_rate + 1.0 / bare_versions_rate);
     Ok(serde_json::json!({
         "backend": backend,
         "rows": count,
@@ -236,8 +259,25 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
         "import_rows_per_s": rate.round(),
         "bare_insert_rows_per_s": bare_rate.round(),
         "bare_over_import": round(bare_rate / rate),
+        "bare_ed25519_signatures_per_s_one_core": sign_rate.round(),
+        "bare_version_insert_rows_per_s": bare_versions_rate.round(),
+        "cores": cores,
+        "ceiling_rows_per_s": ceiling.round(),
         "peak_rss_mib": round(peak),
     }))
+}
+
+/// Bare Ed25519 signatures per second on one core: 32-byte messages (what a version signs).
+fn bare_sign_rate(n: usize) -> anyhow::Result<f64> {
+    let key = crate::crypto::keys::SigningKey::generate()?.0;
+    let mut msg = [7u8; 32];
+    let start = Instant::now();
+    for i in 0..n {
+        msg[0] = i as u8;
+        let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg);
+        std::hint::black_box(sig);
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 fn bench_audit(events: usize, postgres: Option<&str>) -> anyhow::Result<serde_json::Value> {
@@ -476,6 +516,7 @@ async fn bench_sync(
         pk.verify(crate::crypto::keys::SigningContext::Version, &msg, &sig)?;
     }
     let verify_rate = n as f64 / start.elapsed().as_secs_f64();
+    let sign_rate = bare_sign_rate(n)?;
     for (_, _, stop, _) in &pair.nodes {
         stop.stop(true).await;
     }
@@ -486,6 +527,7 @@ async fn bench_sync(
         "end_to_end_seconds": round(total.as_secs_f64()),
         "end_to_end_versions_per_s": (count as f64 / total.as_secs_f64()).round(),
         "bare_ed25519_verifications_per_s": verify_rate.round(),
+        "bare_ed25519_signatures_per_s": sign_rate.round(),
         "single_edit_latency_p50_ms": round(pct(0.50)),
         "single_edit_latency_p99_ms": round(pct(0.99)),
         "single_edits": edits,

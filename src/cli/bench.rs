@@ -193,6 +193,7 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
     let db = bench_db(postgres, "import")?;
     let (store, node) = crate::startup::open_node_blocking(&settings_for(&db))?;
     let now = Utc::now();
+    let text_again = text.clone();
     let start = Instant::now();
     let rules = RecordRules {
         today: china_today(now),
@@ -226,11 +227,22 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
     })?;
     let bare = start.elapsed();
 
-    // The least any import must do per row, each measured alone in this run: sign it (bare
-    // Ed25519 over 32 bytes, one core), store its signed version, store its view row. Spread
-    // perfectly over every core and with nothing else to do (no parsing, validation, heads,
-    // audit events or commit), this machine cannot import faster than `ceiling`.
+    // The least any import must do per row, each measured alone in this run: parse and
+    // validate it (one core), sign it (bare Ed25519 over 32 bytes, one core), store its signed
+    // version, store its view row. Spread perfectly over every core and with nothing else to do
+    // (no heads, audit events, reconciliation marks, JSON or commit), this machine cannot import
+    // faster than `ceiling`.
     let sign_rate = bare_sign_rate(20_000)?;
+    let start = Instant::now();
+    let mut valid = 0usize;
+    for (_, fields) in LedgerReader::new(text_again)? {
+        valid += usize::from(fields.is_ok_and(|f| ChildRecord::from_fields(&f, &rules).is_ok()));
+    }
+    let parse_one_core = start.elapsed();
+    anyhow::ensure!(
+        valid == count,
+        "the single-core parse found {valid} valid rows"
+    );
     let version_rows: Vec<_> = rows
         .iter()
         .map(|(_, r)| {
@@ -250,7 +262,9 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
     let bare_rate = count as f64 / bare.as_secs_f64();
     let bare_versions_rate = count as f64 / bare_versions.as_secs_f64();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let ceiling = cores / (1.0 / sign_rate + 1.0 / bare_rate + 1.0 / bare_versions_rate);
+    let parse_per_row = parse_one_core.as_secs_f64() / count as f64;
+    let ceiling =
+        cores / (1.0 / sign_rate + 1.0 / bare_rate + 1.0 / bare_versions_rate + parse_per_row);
     Ok(serde_json::json!({
         "backend": backend,
         "rows": count,
@@ -261,6 +275,7 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
         "bare_over_import": round(bare_rate / rate),
         "bare_ed25519_signatures_per_s_one_core": sign_rate.round(),
         "bare_version_insert_rows_per_s": bare_versions_rate.round(),
+        "parse_validate_one_core_seconds": round(parse_one_core.as_secs_f64()),
         "cores": cores,
         "ceiling_rows_per_s": ceiling.round(),
         "peak_rss_mib": round(peak),

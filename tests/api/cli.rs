@@ -173,6 +173,47 @@ async fn import_reads_gb18030_and_english_headers_and_export_round_trips() {
     other.stop().await;
 }
 
+/// A ledger longer than one multi-row statement (500 rows), with empty optional cells, lands
+/// whole: every row once in every table, empty cells stored as NULL, the audit trail intact.
+#[tokio::test]
+async fn a_large_import_spans_multi_row_statements() {
+    let app = spawn_app().await;
+    let events = app.count("audit_events");
+    let rows: Vec<String> = (0..1201u32)
+        .map(|i| {
+            let id = id_number("510104", (2015, 1 + i / 1000, 3), (i % 1000) as u16);
+            if i % 3 == 0 {
+                format!("{id},李小{i},510104,410105,流动,,,李建国,祖父")
+            } else {
+                format!("{id},王小{i},510104,410105,流动;留守,黄,2026/9/1,王建国,祖父")
+            }
+        })
+        .collect();
+    let path = app.dir.path().join("ledger.csv");
+    std::fs::write(&path, ledger(&rows)).unwrap();
+    let out = bin(&app, &["import", path.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["imported"], 1201);
+    for table in ["children", "versions", "heads", "recon_dirty"] {
+        assert_eq!(app.count(table), 1201, "{table}");
+    }
+    assert_eq!(app.count("audit_events"), events + 1201);
+    assert_eq!(app.count("children WHERE risk_level IS NULL"), 401);
+    assert_eq!(app.count("children WHERE last_visit_on IS NULL"), 401);
+    assert_eq!(app.count("versions WHERE signature IS NULL"), 0);
+    let out = bin(&app, &["audit", "verify", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[tokio::test]
 async fn audit_verify_and_export_from_the_command_line() {
     let app = spawn_app().await;

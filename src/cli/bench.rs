@@ -214,18 +214,13 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
     let peak = peak_rss_mib();
 
     // Bare: the same number of current-view rows, batched, one transaction, nothing else.
-    let bare_db = bench_db(postgres, "bare")?;
-    let bare_store = storage::Store::open(&bare_db.url, 1)?;
     let bare_rows: Vec<_> = rows
         .iter()
         .map(|(_, r)| ledger::view_row(r, now.naive_utc()))
         .collect();
-    let mut bare_conn = bare_store.conn()?;
-    let start = Instant::now();
-    storage::transaction(&mut bare_conn, |c| {
-        storage::records::insert_children(c, &bare_rows).map_err(storage::StorageError::from)
+    let bare = time_bare_insert(postgres, "bare", |c| {
+        storage::records::insert_children(c, &bare_rows)
     })?;
-    let bare = start.elapsed();
 
     // The least any import must do per row, each measured alone in this run: parse and
     // validate it (one core), sign it (bare Ed25519 over 32 bytes, one core), store its signed
@@ -249,14 +244,9 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
             ledger::signed_version(&node, r, vec![], false).map(|v| v.to_row(now.naive_utc()))
         })
         .collect::<Result<_, _>>()?;
-    let versions_db = bench_db(postgres, "bare_versions")?;
-    let versions_store = storage::Store::open(&versions_db.url, 1)?;
-    let mut versions_conn = versions_store.conn()?;
-    let start = Instant::now();
-    storage::transaction(&mut versions_conn, |c| {
-        storage::records::insert_versions(c, &version_rows).map_err(storage::StorageError::from)
+    let bare_versions = time_bare_insert(postgres, "bare_versions", |c| {
+        storage::records::insert_versions(c, &version_rows)
     })?;
-    let bare_versions = start.elapsed();
 
     let rate = count as f64 / total.as_secs_f64();
     let bare_rate = count as f64 / bare.as_secs_f64();
@@ -280,6 +270,23 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
         "ceiling_rows_per_s": ceiling.round(),
         "peak_rss_mib": round(peak),
     }))
+}
+
+/// How long `insert` takes in one transaction on a fresh database of the backend, with
+/// nothing else: the "bare" rates beside the import's.
+fn time_bare_insert(
+    postgres: Option<&str>,
+    tag: &str,
+    insert: impl FnOnce(&mut storage::DbConn) -> Result<(), storage::QueryError>,
+) -> anyhow::Result<std::time::Duration> {
+    let db = bench_db(postgres, tag)?;
+    let store = storage::Store::open(&db.url, 1)?;
+    let mut conn = store.conn()?;
+    let start = Instant::now();
+    storage::transaction(&mut conn, |c| {
+        insert(c).map_err(storage::StorageError::from)
+    })?;
+    Ok(start.elapsed())
 }
 
 /// Bare Ed25519 signatures per second on one core: 32-byte messages (what a version signs).

@@ -35,25 +35,15 @@ macro_rules! insert_many {
     ($conn:expr, $table:expr, $rows:expr, |$r:ident| $value:expr) => {{
         use diesel::RunQueryDsl as _;
         if let [$r] = &$rows[..] {
-            match $conn {
-                $crate::storage::DbConn::Sqlite(c) => {
-                    diesel::insert_into($table).values($value).execute(c)?;
-                }
-                $crate::storage::DbConn::Postgres(c) => {
-                    diesel::insert_into($table).values($value).execute(c)?;
-                }
-            }
+            per_backend!($conn, |c| diesel::insert_into($table)
+                .values($value)
+                .execute(c))?;
         } else {
             for chunk in $rows.chunks($crate::storage::INSERT_CHUNK) {
                 let values: Vec<_> = chunk.iter().map(|$r| $value).collect();
-                match $conn {
-                    $crate::storage::DbConn::Sqlite(c) => {
-                        diesel::insert_into($table).values(values).execute(c)?;
-                    }
-                    $crate::storage::DbConn::Postgres(c) => {
-                        diesel::insert_into($table).values(values).execute(c)?;
-                    }
-                }
+                per_backend!($conn, |c| diesel::insert_into($table)
+                    .values(values)
+                    .execute(c))?;
             }
         }
     }};

@@ -28,30 +28,23 @@ pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), Qu
     // keeps concurrent writers from deadlocking on each other's rows.
     docs.sort_unstable();
     docs.dedup();
-    /// One dirty mark, as inserted.
-    type Mark<'a> = (
-        diesel::dsl::Eq<recon_dirty::kind, &'a str>,
-        diesel::dsl::Eq<recon_dirty::doc_id, &'a str>,
-        diesel::dsl::Eq<recon_dirty::gen, i64>,
-    );
-    fn row<'a>(kind: &'a str, d: &'a str) -> Mark<'a> {
-        (
-            recon_dirty::kind.eq(kind),
-            recon_dirty::doc_id.eq(d),
-            recon_dirty::gen.eq(1i64),
-        )
-    }
     for chunk in docs.chunks(CHUNK) {
-        let marks: Vec<Mark<'_>> = chunk.iter().map(|d| row(kind, d)).collect();
-        let upsert = diesel::insert_into(recon_dirty::table)
-            .values(marks)
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|d| {
+                (
+                    recon_dirty::kind.eq(kind),
+                    recon_dirty::doc_id.eq(*d),
+                    recon_dirty::gen.eq(1i64),
+                )
+            })
+            .collect();
+        per_backend!(conn, |c| diesel::insert_into(recon_dirty::table)
+            .values(values)
             .on_conflict((recon_dirty::kind, recon_dirty::doc_id))
             .do_update()
-            .set(recon_dirty::gen.eq(recon_dirty::gen + 1));
-        match conn {
-            DbConn::Sqlite(c) => upsert.execute(c)?,
-            DbConn::Postgres(c) => upsert.execute(c)?,
-        };
+            .set(recon_dirty::gen.eq(recon_dirty::gen + 1))
+            .execute(c))?;
     }
     Ok(())
 }

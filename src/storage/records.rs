@@ -70,18 +70,14 @@ pub struct ChildFilter {
 /// Inserts versions and their parent edges.
 pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), QueryError> {
     insert_many!(conn, versions::table, rows, |r| r);
-    let edges: Vec<_> = rows
+    let edges: Vec<(&str, String)> = rows
         .iter()
-        .flat_map(|r| {
-            parents_of(r).into_iter().map(move |p| {
-                (
-                    version_parents::version_id.eq(r.id.clone()),
-                    version_parents::parent_id.eq(p),
-                )
-            })
-        })
+        .flat_map(|r| parents_of(r).into_iter().map(|p| (r.id.as_str(), p)))
         .collect();
-    insert_many!(conn, version_parents::table, edges, |e| e.clone());
+    insert_many!(conn, version_parents::table, edges, |e| (
+        version_parents::version_id.eq(e.0),
+        version_parents::parent_id.eq(e.1.as_str()),
+    ));
     Ok(())
 }
 

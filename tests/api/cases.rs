@@ -153,28 +153,15 @@ async fn request_information_and_approval_round_trip() {
         (&pair.residence, "case.submit"),
         (&pair.hukou, "case.receive"),
     ] {
-        let ev: Value = app
-            .get(&format!("/api/v1/audit/events?action={action}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(ev["items"].as_array().unwrap().len(), 1, "{action}");
+        assert_eq!(audit_events(app, action).await.len(), 1, "{action}");
     }
     // Listing cases is a read of children's data: audited, with the cases returned.
-    let ev: Value = pair
-        .hukou
-        .get("/api/v1/audit/events?action=case.list")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let items = ev["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{ev}");
+    let items = audit_events(&pair.hukou, "case.list").await;
+    assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(
         items[0]["details"]["returned"],
         json!([incoming[0]["case_id"]]),
-        "{ev}"
+        "{items:?}"
     );
     // The cases page shows the case as incoming at the deciding node, and audits that read too.
     crate::helpers::add_user(
@@ -194,14 +181,8 @@ async fn request_information_and_approval_round_trip() {
         .expect("an outgoing section");
     assert!(incoming_table.contains(case_id), "{}", page.body);
     assert!(!outgoing_table.contains(case_id), "{}", page.body);
-    let ev: Value = pair
-        .hukou
-        .get("/api/v1/audit/events?action=case.list")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ev["items"].as_array().unwrap().len(), 2, "{ev}");
+    let items = audit_events(&pair.hukou, "case.list").await;
+    assert_eq!(items.len(), 2, "{items:?}");
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
@@ -379,4 +360,15 @@ async fn withdrawal_and_approval_at_the_same_moment_end_alike_on_both_nodes() {
     let _ = pki;
     residence.stop().await;
     hukou.stop().await;
+}
+
+/// The audit events of one action at a node, as the audit API lists them.
+async fn audit_events(app: &TestApp, action: &str) -> Vec<Value> {
+    let ev: Value = app
+        .get(&format!("/api/v1/audit/events?action={action}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    ev["items"].as_array().unwrap().clone()
 }

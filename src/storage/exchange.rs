@@ -61,15 +61,24 @@ pub fn enqueue(
     Ok(added)
 }
 
-/// The next versions to send to a peer, parents before children (by HLC, then id).
+/// The next versions to send to a peer, parents before children (by HLC, then id), after the
+/// queue position `after` when given.
 pub fn next_batch(
     conn: &mut DbConn,
     peer: &str,
     limit: i64,
+    after: Option<&(i64, String)>,
 ) -> Result<Vec<VersionRow>, QueryError> {
+    // No position: from the head (every stamp is above i64::MIN, or equal with a longer id).
+    let (hlc, id) = after.map_or((i64::MIN, ""), |(h, id)| (*h, id.as_str()));
     outbox::table
         .inner_join(versions::table.on(versions::id.eq(outbox::version_id)))
         .filter(outbox::peer.eq(peer))
+        .filter(
+            outbox::hlc
+                .gt(hlc)
+                .or(outbox::hlc.eq(hlc).and(outbox::version_id.gt(id))),
+        )
         .order((outbox::hlc.asc(), outbox::version_id.asc()))
         .limit(limit)
         .select(VersionRow::as_select())

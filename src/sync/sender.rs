@@ -3,7 +3,15 @@
 //! accepted or refused, and on failure retry with exponential backoff and jitter. The queue is
 //! in the database, so a restart loses nothing and sends nothing twice in effect (a duplicate is
 //! accepted again by the receiver).
+//!
+//! A backlog drains with up to [`WINDOW`] batches in flight, so the peer verifies one batch
+//! while it stores the one before and neither node waits on the other. A batch goes out beside
+//! others only when it cannot need them: it holds child versions only, shares no document with
+//! the batches in flight, and none of its versions has a parent still queued outside it.
+//! Anything else waits until the batches in flight are settled, so a version never reaches the
+//! peer before its parents.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +20,15 @@ use chrono::Utc;
 use super::ledger::LedgerError;
 use super::node::LocalNode;
 use super::receipt::{PushRequest, SignedReceipt};
-use super::version::SignedVersion;
+use super::version::{DocKind, SignedVersion};
 use crate::audit::{self, Actor, Event, Outcome};
+use crate::crypto::hash::Digest;
 use crate::domain::NodeId;
 use crate::storage::exchange;
 use crate::storage::{self, Store};
+
+/// Batches in flight to one peer at most.
+pub const WINDOW: usize = 2;
 
 /// Builds the mutual-TLS HTTP client for a peer (pinned to its node id). Made by `startup`,
 /// which owns the TLS material.
@@ -64,8 +76,8 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        match send_once(&store, &node, &peer, &clients, &mut client, &config).await {
-            Ok(b) if b.sent == 0 => {
+        match drain(&store, &node, &peer, &clients, &mut client, &config).await {
+            Ok(0) => {
                 failures = 0;
                 tokio::select! {
                     _ = wake.changed() => {}
@@ -185,35 +197,99 @@ pub async fn deliver_queued(
     }
 }
 
-/// One batch.
-async fn send_once(
+/// A queue position: a version's stamp and id (the queue's order).
+type Position = (i64, String);
+
+/// A batch read from the queue and serialized, ready to post.
+struct Prepared {
+    /// The request's body.
+    body: Vec<u8>,
+    /// The digest of its ids, which the receipt must name.
+    batch: Digest,
+    ids: Vec<String>,
+    /// The documents of its versions.
+    docs: HashSet<String>,
+    /// Every version is a child version (a case version waits for all before it).
+    children_only: bool,
+    /// Some version has a parent still queued outside the batch (possible only when read after
+    /// a position: the parent was queued behind it later).
+    parent_queued: bool,
+    /// The position of its last version: a batch read beside it starts after it.
+    last: Position,
+}
+
+impl Prepared {
+    /// Whether this batch may be in flight beside batches holding `busy` documents, of which
+    /// `busy_cases` hold case versions.
+    fn independent_of(&self, busy: &HashSet<String>, busy_cases: bool) -> bool {
+        !busy_cases && self.children_only && !self.parent_queued && self.docs.is_disjoint(busy)
+    }
+}
+
+/// Reads the oldest `limit` versions queued for `peer` (after `after`, if given) and serializes
+/// the request, on the blocking pool. `None`: nothing is queued there.
+async fn prepare(
     store: &Store,
     node: &Arc<LocalNode>,
     peer: &NodeId,
-    clients: &ClientFactory,
-    client: &mut Option<reqwest::Client>,
-    config: &SenderConfig,
-) -> Result<Batch, SendError> {
-    let p = peer.to_string();
-    let limit = config.batch_size as i64;
-    let (versions, head) = store
+    limit: usize,
+    after: Option<Position>,
+) -> Result<Option<Prepared>, SendError> {
+    let (p, sender) = (peer.to_string(), node.id.clone());
+    let prepared = store
         .run(move |c| -> Result<_, LedgerError> {
-            let rows = exchange::next_batch(c, &p, limit)?;
+            let rows = exchange::next_batch(c, &p, limit as i64, after.as_ref())?;
+            let Some(last) = rows.last().map(|r| (r.hlc, r.id.clone())) else {
+                return Ok(None);
+            };
             let versions: Vec<SignedVersion> = rows
                 .iter()
                 .map(SignedVersion::from_row)
                 .collect::<Result<_, _>>()?;
-            let head = if versions.is_empty() {
-                None
-            } else {
-                audit::log::latest_tree_head(c)?
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let parent_queued = match after {
+                None => false,
+                Some(_) => {
+                    let inside: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                    let outside: Vec<String> = versions
+                        .iter()
+                        .flat_map(|v| &v.version.parents)
+                        .map(ToString::to_string)
+                        .filter(|id| !inside.contains(id.as_str()))
+                        .collect();
+                    !outside.is_empty() && exchange::still_queued(c, &p, &outside)? > 0
+                }
             };
-            Ok((versions, head))
+            let docs = versions.iter().map(|v| v.version.doc_id.clone()).collect();
+            let children_only = versions.iter().all(|v| v.version.kind == DocKind::Child);
+            let request = PushRequest {
+                sender,
+                versions,
+                tree_head: audit::log::latest_tree_head(c)?,
+            };
+            let body = serde_json::to_vec(&request)
+                .map_err(|e| LedgerError::Internal(format!("cannot serialize a batch: {e}")))?;
+            Ok(Some(Prepared {
+                body,
+                batch: request.batch_digest(),
+                ids,
+                docs,
+                children_only,
+                parent_queued,
+                last,
+            }))
         })
         .await?;
-    if versions.is_empty() {
-        return Ok(Batch::default());
-    }
+    Ok(prepared)
+}
+
+/// The peer's endpoint and a client for it (built once, rebuilt after a failure).
+fn endpoint(
+    node: &LocalNode,
+    peer: &NodeId,
+    clients: &ClientFactory,
+    client: &mut Option<reqwest::Client>,
+) -> Result<(reqwest::Client, String), SendError> {
     let dir = node
         .directory
         .as_ref()
@@ -223,19 +299,158 @@ async fn send_once(
         .node(peer)
         .ok_or_else(|| SendError::NotInDirectory(peer.clone()))?;
     let url = format!("{}/peer/v1/versions", entry.endpoint.trim_end_matches('/'));
-    if client.is_none() {
-        *client = Some(clients(peer).map_err(SendError::Client)?);
-    }
-    let http = client
-        .as_ref()
-        .ok_or_else(|| SendError::Client("no client".into()))?;
-    let request = PushRequest {
-        sender: node.id.clone(),
-        versions,
-        tree_head: head,
+    let http = match client {
+        Some(c) => c.clone(),
+        None => {
+            let c = clients(peer).map_err(SendError::Client)?;
+            *client = Some(c.clone());
+            c
+        }
     };
-    let batch = request.batch_digest();
-    let body = serde_json::to_vec(&request).map_err(|e| SendError::Transport(e.to_string()))?;
+    Ok((http, url))
+}
+
+/// One batch, alone.
+async fn send_once(
+    store: &Store,
+    node: &Arc<LocalNode>,
+    peer: &NodeId,
+    clients: &ClientFactory,
+    client: &mut Option<reqwest::Client>,
+    config: &SenderConfig,
+) -> Result<Batch, SendError> {
+    let Some(prepared) = prepare(store, node, peer, config.batch_size, None).await? else {
+        return Ok(Batch::default());
+    };
+    let (http, url) = endpoint(node, peer, clients, client)?;
+    post(
+        store.clone(),
+        node.clone(),
+        peer.clone(),
+        http,
+        url,
+        prepared,
+    )
+    .await
+}
+
+/// Delivers what is queued for `peer`, with up to [`WINDOW`] batches in flight, until the queue
+/// is empty or a batch fails (then the batches in flight are settled first). Returns how many
+/// versions were posted.
+async fn drain(
+    store: &Store,
+    node: &Arc<LocalNode>,
+    peer: &NodeId,
+    clients: &ClientFactory,
+    client: &mut Option<reqwest::Client>,
+    config: &SenderConfig,
+) -> Result<usize, SendError> {
+    type Flight = (HashSet<String>, bool, Result<Batch, SendError>);
+    let mut flights: tokio::task::JoinSet<Flight> = tokio::task::JoinSet::new();
+    // The documents of the batches in flight, and whether one of them holds case versions.
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut busy_cases = false;
+    let mut after: Option<Position> = None;
+    let mut held: Option<Prepared> = None;
+    let mut failed: Option<SendError> = None;
+    // Read past the batches in flight only while that is known to be safe.
+    let mut read_ahead = true;
+    let mut sent = 0;
+    loop {
+        while failed.is_none() && flights.len() < WINDOW {
+            let next = match held.take() {
+                Some(p) => p,
+                None if !read_ahead && !flights.is_empty() => break,
+                None => match prepare(store, node, peer, config.batch_size, after.clone()).await {
+                    Ok(Some(p)) => p,
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                },
+            };
+            if !flights.is_empty() && !next.independent_of(&busy, busy_cases) {
+                if next.parent_queued {
+                    // Something queued behind the position must go first: settle what is in
+                    // flight, then start again from the head of the queue.
+                    read_ahead = false;
+                } else {
+                    held = Some(next);
+                }
+                break;
+            }
+            if flights.is_empty() && next.parent_queued {
+                // Read after a position that is now settled: read again from the head.
+                after = None;
+                read_ahead = true;
+                continue;
+            }
+            let (http, url) = match endpoint(node, peer, clients, client) {
+                Ok(x) => x,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            after = Some(next.last.clone());
+            busy.extend(next.docs.iter().cloned());
+            busy_cases |= !next.children_only;
+            let (docs, children_only) = (next.docs.clone(), next.children_only);
+            let (s, n, p) = (store.clone(), node.clone(), peer.clone());
+            flights.spawn(async move {
+                let r = post(s, n, p, http, url, next).await;
+                (docs, children_only, r)
+            });
+        }
+        let Some(joined) = flights.join_next().await else {
+            return match failed {
+                Some(e) => Err(e),
+                None => Ok(sent),
+            };
+        };
+        let (docs, children_only, result) = match joined {
+            Ok(flight) => flight,
+            Err(e) => {
+                // A delivery task panicked: its versions stay queued. Nothing else is tracked
+                // for it, so settle the rest and retry from the head of the queue.
+                failed.get_or_insert(SendError::Transport(format!("a delivery task failed: {e}")));
+                busy.clear();
+                busy_cases = false;
+                continue;
+            }
+        };
+        for d in &docs {
+            busy.remove(d);
+        }
+        if !children_only {
+            busy_cases = false;
+        }
+        if flights.is_empty() && !read_ahead {
+            after = None;
+            read_ahead = true;
+        }
+        match result {
+            Ok(b) => sent += b.sent,
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Posts a prepared batch, verifies the signed receipt and stores it.
+async fn post(
+    store: Store,
+    node: Arc<LocalNode>,
+    peer: NodeId,
+    http: reqwest::Client,
+    url: String,
+    prepared: Prepared,
+) -> Result<Batch, SendError> {
+    let Prepared {
+        body, batch, ids, ..
+    } = prepared;
     let bytes_sent = body.len() as u64;
     let resp = http
         .post(&url)
@@ -264,16 +479,19 @@ async fn send_once(
         .map_err(|e| SendError::Transport(error_chain(&e)))?;
     let receipt: SignedReceipt =
         serde_json::from_slice(&answer).map_err(|e| SendError::Receipt(e.to_string()))?;
-    let keys = dir.signing_keys_at(peer, Utc::now());
+    let dir = node
+        .directory
+        .as_ref()
+        .map(|d| d.current())
+        .ok_or_else(|| SendError::NotInDirectory(peer.clone()))?;
+    let keys = dir.signing_keys_at(&peer, Utc::now());
     receipt
-        .verify(&keys, peer, &node.id, &batch)
+        .verify(&keys, &peer, &node.id, &batch)
         .map_err(|e| SendError::Receipt(e.to_string()))?;
-    let n = request.versions.len();
-    let ids: Vec<String> = request.versions.iter().map(|v| v.id.to_string()).collect();
-    let node2 = node.clone();
+    let n = ids.len();
     let peer2 = peer.clone();
     let done = store
-        .run(move |c| store_receipt(c, &node2, &peer2, &receipt))
+        .run(move |c| store_receipt(c, &node, &peer2, &receipt))
         .await?;
     tracing::debug!(peer = %peer, sent = n, "batch delivered");
     Ok(Batch {
@@ -517,4 +735,39 @@ pub fn metrics_text(conn: &mut storage::DbConn, node: &LocalNode) -> Result<Stri
         vec![(String::new(), audit_size as f64)],
     );
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(docs: &[&str], children_only: bool, parent_queued: bool) -> Prepared {
+        Prepared {
+            body: Vec::new(),
+            batch: Digest::of(b""),
+            ids: Vec::new(),
+            docs: docs.iter().map(|d| (*d).to_owned()).collect(),
+            children_only,
+            parent_queued,
+            last: (0, String::new()),
+        }
+    }
+
+    fn busy(docs: &[&str]) -> HashSet<String> {
+        docs.iter().map(|d| (*d).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_batch_flies_beside_others_only_when_it_cannot_need_them() {
+        let in_flight = busy(&["a", "b"]);
+        // Other children's versions, nothing queued behind: independent.
+        assert!(batch(&["c", "d"], true, false).independent_of(&in_flight, false));
+        // A child whose earlier version may still be in flight.
+        assert!(!batch(&["c", "a"], true, false).independent_of(&in_flight, false));
+        // A case version (its child may be in flight), or a case batch in flight.
+        assert!(!batch(&["c"], false, false).independent_of(&in_flight, false));
+        assert!(!batch(&["c"], true, false).independent_of(&in_flight, true));
+        // A parent queued behind the read position must go first.
+        assert!(!batch(&["c"], true, true).independent_of(&in_flight, false));
+    }
 }

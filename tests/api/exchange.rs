@@ -635,3 +635,76 @@ async fn a_receiver_that_was_down_gets_everything_in_order_exactly_once() {
     residence.stop().await;
     hukou.stop().await;
 }
+
+/// A backlog drains with batches in flight side by side (batches of two here): creations of
+/// different children go together, while edits of a child whose earlier version is still in
+/// flight wait for it. Every version arrives, none is refused for unknown parents, each once.
+#[tokio::test]
+async fn a_backlog_drains_with_batches_in_flight_and_parents_first() {
+    let pair = spawn_pair_with(|id, s| {
+        if id == ZHENGZHOU {
+            s.sync.batch_size = 2;
+        }
+    })
+    .await;
+    let Pair {
+        pki,
+        residence,
+        hukou,
+        _root,
+    } = pair;
+    let (h_settings, h_db, h_dir) = hukou.shut_down().await;
+    let ids: Vec<String> = (20..26)
+        .map(|seq| {
+            let child = flowing_child(seq);
+            child["id_number"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for seq in 20..26 {
+        residence.create_child(&flowing_child(seq)).await;
+    }
+    // Edits of the first child between edits of others: its versions spread over batches.
+    let edits = [0usize, 1, 0, 2, 0, 3, 0];
+    for (i, &which) in edits.iter().enumerate() {
+        let r = residence
+            .patch_json(
+                &format!("/api/v1/children/{}", ids[which]),
+                &json!({"notes": format!("visit {i}")}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let total = ids.len() + edits.len();
+    eventually(10, "the backlog is queued", || async {
+        residence.count("outbox") == total as i64
+    })
+    .await;
+
+    let hukou = restart(h_settings, h_db, h_dir).await;
+    eventually(20, "outbox drained", || async {
+        residence.count("outbox") == 0
+    })
+    .await;
+    assert_eq!(hukou.count("versions"), total as i64);
+    assert_eq!(residence.count("outbox_rejected"), 0);
+    let rejected: Value = hukou
+        .get("/api/v1/audit/events?action=version.reject")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(rejected["items"].as_array().unwrap().is_empty());
+    // A verified receipt for every batch of two.
+    assert!(residence.count("receipts") >= total.div_ceil(2) as i64);
+    let first = wait_for_versions(&hukou, &ids[0], 5).await;
+    assert_eq!(first["record"]["notes"], "visit 6");
+    assert_eq!(first["heads"].as_array().unwrap().len(), 1);
+    for (n, id) in ids.iter().enumerate() {
+        let expect = 1 + edits.iter().filter(|&&w| w == n).count();
+        let f = wait_for_versions(&hukou, id, expect).await;
+        assert_eq!(f["heads"].as_array().unwrap().len(), 1, "{id}");
+    }
+    let _ = pki;
+    residence.stop().await;
+    hukou.stop().await;
+}

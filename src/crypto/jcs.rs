@@ -92,6 +92,18 @@ pub fn to_canonical_vec<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, JcsErro
     canonicalize(&serde_json::to_value(v)?)
 }
 
+/// Appends the canonical bytes of `value`, a member of a top-level object whose other members
+/// the caller writes itself (a fixed-shape object, in sorted order): the same bytes
+/// [`to_canonical_vec`] writes for that member, without first copying it into a `Value`.
+pub fn write_member_value(out: &mut Vec<u8>, value: &Value) -> Result<(), JcsError> {
+    write_value(out, value, 1)
+}
+
+/// Appends `s` as a canonical JSON string.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_string(out, s)
+}
+
 fn write_value(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), JcsError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),

@@ -42,6 +42,11 @@ enum BenchWhat {
         /// Single edits for the latency figures.
         #[arg(long, default_value_t = 200)]
         edits: usize,
+        /// The residence node creates the files in imports of this many (each one transaction),
+        /// one after another while the push runs; `--commit-every` = `--versions` is one import
+        /// pushed after it commits.
+        #[arg(long, default_value_t = 2_000)]
+        commit_every: usize,
         #[arg(long)]
         postgres: Option<String>,
     },
@@ -152,8 +157,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Sync {
             versions,
             edits,
+            commit_every,
             postgres,
-        } => super::runtime()?.block_on(bench_sync(versions, edits, postgres))?,
+        } => super::runtime()?.block_on(bench_sync(versions, edits, commit_every, postgres))?,
         BenchWhat::Cases {
             cases,
             concurrency,
@@ -433,8 +439,10 @@ fn sample_records(
 async fn bench_sync(
     count: usize,
     edits: usize,
+    commit_every: usize,
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(commit_every > 0, "--commit-every must be at least 1");
     let backend = backend_name(postgres.as_deref());
     let pair = bench_pair(postgres.as_deref()).await?;
     let (zz_store, zz_node, _, _) = pair.nodes[0].clone();
@@ -445,20 +453,21 @@ async fn bench_sync(
             .await
     };
 
-    // Throughput: N new files at the residence node, pushed to the hukou node.
+    // Throughput: N new files at the residence node, created (signed and stored) in imports of
+    // `commit_every`, each pushed to the hukou node as soon as it commits.
     let now = Utc::now();
     let rows = sample_records(count, 11, &zz_node.palette, now)?;
     let pb = super::progress_bar(count as u64, "pushing", false);
     let start = Instant::now();
     let (s2, n2) = (zz_store.clone(), zz_node.clone());
     let rows2 = rows.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let creating = tokio::task::spawn_blocking(move || -> anyhow::Result<std::time::Duration> {
         let mut c = s2.conn()?;
-        ledger::import_children(&mut c, &n2, &rows2, &Actor::console(), now, &mut |_| {})?;
-        Ok(())
-    })
-    .await??;
-    let signed = start.elapsed();
+        for chunk in rows2.chunks(commit_every) {
+            ledger::import_children(&mut c, &n2, chunk, &Actor::console(), now, &mut |_| {})?;
+        }
+        Ok(start.elapsed())
+    });
     loop {
         let n = count_versions(cd_store.clone()).await? as usize;
         pb.set_position(n as u64);
@@ -472,6 +481,7 @@ async fn bench_sync(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let total = start.elapsed();
+    let signed = creating.await??;
     pb.finish_and_clear();
 
     // Latency: single edits, each until visible at the peer.
@@ -545,6 +555,7 @@ async fn bench_sync(
     Ok(serde_json::json!({
         "backend": backend,
         "versions": count,
+        "created_per_transaction": commit_every.min(count),
         "signed_and_stored_at_sender_seconds": round(signed.as_secs_f64()),
         "end_to_end_seconds": round(total.as_secs_f64()),
         "end_to_end_versions_per_s": (count as f64 / total.as_secs_f64()).round(),

@@ -29,8 +29,13 @@ impl PushRequest {
     /// Digest of the ids in the request, in order: the receipt names the batch it answers.
     pub fn batch_digest(&self) -> Digest {
         let ids: Vec<String> = self.versions.iter().map(|v| v.id.to_string()).collect();
-        Digest::of(ids.join("\n").as_bytes())
+        batch_digest(&ids)
     }
+}
+
+/// Digest of a batch's version ids (lower-case hex), in order.
+pub fn batch_digest(ids: &[String]) -> Digest {
+    Digest::of(ids.join("\n").as_bytes())
 }
 
 /// Why a version was refused. Codes are stable: senders and people act on them.

@@ -19,12 +19,17 @@ use chrono::Utc;
 
 use super::ledger::LedgerError;
 use super::node::LocalNode;
-use super::receipt::{PushRequest, SignedReceipt};
-use super::version::{DocKind, SignedVersion};
-use crate::audit::{self, Actor, Event, Outcome};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::receipt::SignedReceipt;
+use super::version::{DocKind, VersionError};
+use crate::audit::{self, Actor, Event, Outcome, SignedTreeHead};
 use crate::crypto::hash::Digest;
+use crate::crypto::hlc::Hlc;
 use crate::domain::NodeId;
 use crate::storage::exchange;
+use crate::storage::records::VersionRow;
 use crate::storage::{self, Store};
 
 /// Batches in flight to one peer at most.
@@ -242,36 +247,27 @@ async fn prepare(
             let Some(last) = rows.last().map(|r| (r.hlc, r.id.clone())) else {
                 return Ok(None);
             };
-            let versions: Vec<SignedVersion> = rows
-                .iter()
-                .map(SignedVersion::from_row)
-                .collect::<Result<_, _>>()?;
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
             let parent_queued = match after {
                 None => false,
                 Some(_) => {
                     let inside: HashSet<&str> = ids.iter().map(String::as_str).collect();
-                    let outside: Vec<String> = versions
-                        .iter()
-                        .flat_map(|v| &v.version.parents)
-                        .map(ToString::to_string)
-                        .filter(|id| !inside.contains(id.as_str()))
-                        .collect();
+                    let mut outside = Vec::new();
+                    for r in &rows {
+                        let parents: Vec<String> = serde_json::from_str(&r.parents)
+                            .map_err(|_| corrupt(&r.id, "parents"))?;
+                        outside
+                            .extend(parents.into_iter().filter(|p| !inside.contains(p.as_str())));
+                    }
                     !outside.is_empty() && exchange::still_queued(c, &p, &outside)? > 0
                 }
             };
-            let docs = versions.iter().map(|v| v.version.doc_id.clone()).collect();
-            let children_only = versions.iter().all(|v| v.version.kind == DocKind::Child);
-            let request = PushRequest {
-                sender,
-                versions,
-                tree_head: audit::log::latest_tree_head(c)?,
-            };
-            let body = serde_json::to_vec(&request)
-                .map_err(|e| LedgerError::Internal(format!("cannot serialize a batch: {e}")))?;
+            let docs = rows.iter().map(|r| r.doc_id.clone()).collect();
+            let children_only = rows.iter().all(|r| r.kind == DocKind::Child.as_str());
+            let body = request_body(&sender, &rows, audit::log::latest_tree_head(c)?)?;
             Ok(Some(Prepared {
                 body,
-                batch: request.batch_digest(),
+                batch: super::receipt::batch_digest(&ids),
                 ids,
                 docs,
                 children_only,
@@ -281,6 +277,73 @@ async fn prepare(
         })
         .await?;
     Ok(prepared)
+}
+
+fn corrupt(id: &str, what: &str) -> LedgerError {
+    LedgerError::from(VersionError::Corrupt(format!("version {id}: {what}")))
+}
+
+/// A stored version as posted: the JSON of [`SignedVersion`], with the body and parents copied
+/// from the row as stored (checked to be JSON) instead of parsed into values and written again.
+/// The receiver checks the id against the content, so a damaged row is refused there.
+#[derive(Serialize)]
+struct WireVersion<'a> {
+    id: &'a str,
+    version: WireContent<'a>,
+    signature: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireContent<'a> {
+    kind: &'a str,
+    doc_id: &'a str,
+    parents: Box<RawValue>,
+    author_node: &'a str,
+    hlc: Hlc,
+    resolution: bool,
+    body: Box<RawValue>,
+}
+
+/// The JSON of the [`PushRequest`] of `rows`.
+fn request_body(
+    sender: &NodeId,
+    rows: &[VersionRow],
+    tree_head: Option<SignedTreeHead>,
+) -> Result<Vec<u8>, LedgerError> {
+    #[derive(Serialize)]
+    struct WireRequest<'a> {
+        sender: &'a NodeId,
+        versions: Vec<WireVersion<'a>>,
+        tree_head: Option<SignedTreeHead>,
+    }
+    let raw = |id: &str, what: &str, text: &str| {
+        RawValue::from_string(text.to_owned()).map_err(|_| corrupt(id, what))
+    };
+    let mut versions = Vec::with_capacity(rows.len());
+    for r in rows {
+        versions.push(WireVersion {
+            id: &r.id,
+            version: WireContent {
+                kind: &r.kind,
+                doc_id: &r.doc_id,
+                parents: raw(&r.id, "parents", &r.parents)?,
+                author_node: &r.author_node,
+                hlc: Hlc::from_i64(r.hlc).map_err(|_| corrupt(&r.id, "hlc"))?,
+                resolution: r.resolution != 0,
+                body: raw(&r.id, "body", &r.body)?,
+            },
+            signature: r
+                .signature
+                .as_deref()
+                .ok_or_else(|| corrupt(&r.id, "missing signature"))?,
+        });
+    }
+    serde_json::to_vec(&WireRequest {
+        sender,
+        versions,
+        tree_head,
+    })
+    .map_err(|e| LedgerError::Internal(format!("cannot serialize a batch: {e}")))
 }
 
 /// The peer's endpoint and a client for it (built once, rebuilt after a failure).
@@ -755,6 +818,49 @@ mod tests {
 
     fn busy(docs: &[&str]) -> HashSet<String> {
         docs.iter().map(|d| (*d).to_owned()).collect()
+    }
+
+    /// The request written from stored rows is the JSON of the same signed versions.
+    #[test]
+    fn the_request_written_from_rows_reads_back_as_the_signed_versions() {
+        use crate::sync::receipt::PushRequest;
+        use crate::sync::version::Version;
+        let key = crate::crypto::keys::SigningKey::generate().unwrap().0;
+        let node = NodeId::parse("410100").unwrap();
+        let first = Version::new(
+            DocKind::Child,
+            "11010520140101001X".into(),
+            Vec::new(),
+            node.clone(),
+            Hlc::new(1_795_423_775_123, 7).unwrap(),
+            serde_json::json!({"name": "张\"三\n", "score": 1.5, "tags": [null, true, {"z": 1, "a": []}]}),
+        )
+        .sign(&key)
+        .unwrap();
+        let mut second = Version::new(
+            DocKind::Case,
+            "0193a000-0000-7000-8000-000000000000".into(),
+            vec![first.id],
+            node.clone(),
+            Hlc::new(1_795_423_775_124, 0).unwrap(),
+            serde_json::json!({"state": "requested"}),
+        );
+        second.resolution = true;
+        let second = second.sign(&key).unwrap();
+        let at = chrono::Utc::now().naive_utc();
+        let rows = vec![first.to_row(at), second.to_row(at)];
+        let body = request_body(&node, &rows, None).unwrap();
+        let read: PushRequest = serde_json::from_slice(&body).unwrap();
+        assert_eq!(read.sender, node);
+        assert_eq!(read.versions, vec![first.clone(), second]);
+        assert!(read
+            .versions
+            .iter()
+            .all(|v| v.verify(&key.public_key()).is_ok()));
+        // A damaged row is an error here, not a request.
+        let mut bad = first.to_row(at);
+        bad.body = "{not json".into();
+        assert!(request_body(&node, &[bad], None).is_err());
     }
 
     #[test]

@@ -531,8 +531,8 @@ async fn bench_sync(
                 "edit did not arrive"
             );
             // Look again when the hukou node stored a batch (or after 20 ms regardless).
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(20), arrived.changed())
-                .await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(20), arrived.changed()).await;
         }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }

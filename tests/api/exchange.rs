@@ -583,6 +583,24 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
     pair.hukou.stop().await;
 }
 
+/// The sender's queue drains and the receiver holds `versions` versions, each ingested once in
+/// effect: no refusal on either side, no duplicate row.
+async fn delivered_once(sender: &TestApp, receiver: &TestApp, versions: usize) {
+    eventually(20, "outbox drained", || async {
+        sender.count("outbox") == 0
+    })
+    .await;
+    assert_eq!(receiver.count("versions"), versions as i64);
+    assert_eq!(sender.count("outbox_rejected"), 0);
+    let rejected: Value = receiver
+        .get("/api/v1/audit/events?action=version.reject")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(rejected["items"].as_array().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_receiver_that_was_down_gets_everything_in_order_exactly_once() {
     let pair = spawn_pair().await;
@@ -618,19 +636,7 @@ async fn a_receiver_that_was_down_gets_everything_in_order_exactly_once() {
     let got = wait_for_versions(&hukou, &id, 5).await;
     assert_eq!(got["record"]["risk_level"], "绿");
     assert_eq!(got["heads"].as_array().unwrap().len(), 1);
-    eventually(10, "outbox drained", || async {
-        residence.count("outbox") == 0
-    })
-    .await;
-    assert_eq!(hukou.count("versions"), 5);
-    // Each version was ingested once in effect (no rejection, no duplicate row).
-    let rejected: Value = hukou
-        .get("/api/v1/audit/events?action=version.reject")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(rejected["items"].as_array().unwrap().is_empty());
+    delivered_once(&residence, &hukou, 5).await;
     let _ = pki;
     residence.stop().await;
     hukou.stop().await;
@@ -681,19 +687,7 @@ async fn a_backlog_drains_with_batches_in_flight_and_parents_first() {
     .await;
 
     let hukou = restart(h_settings, h_db, h_dir).await;
-    eventually(20, "outbox drained", || async {
-        residence.count("outbox") == 0
-    })
-    .await;
-    assert_eq!(hukou.count("versions"), total as i64);
-    assert_eq!(residence.count("outbox_rejected"), 0);
-    let rejected: Value = hukou
-        .get("/api/v1/audit/events?action=version.reject")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(rejected["items"].as_array().unwrap().is_empty());
+    delivered_once(&residence, &hukou, total).await;
     // A verified receipt for every batch of two.
     assert!(residence.count("receipts") >= total.div_ceil(2) as i64);
     let first = wait_for_versions(&hukou, &ids[0], 5).await;

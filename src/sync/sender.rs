@@ -81,7 +81,17 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        match drain(&store, &node, &peer, &clients, &mut client, &config).await {
+        match drain(
+            &store,
+            &node,
+            &peer,
+            &clients,
+            &mut client,
+            &config,
+            &shutdown,
+        )
+        .await
+        {
             Ok(0) => {
                 failures = 0;
                 tokio::select! {
@@ -398,8 +408,8 @@ async fn send_once(
 }
 
 /// Delivers what is queued for `peer`, with up to [`WINDOW`] batches in flight, until the queue
-/// is empty or a batch fails (then the batches in flight are settled first). Returns how many
-/// versions were posted.
+/// is empty, a batch fails or `shutdown` flips to true (then the batches in flight are settled
+/// first). Returns how many versions were posted.
 async fn drain(
     store: &Store,
     node: &Arc<LocalNode>,
@@ -407,6 +417,7 @@ async fn drain(
     clients: &ClientFactory,
     client: &mut Option<reqwest::Client>,
     config: &SenderConfig,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<usize, SendError> {
     type Flight = (HashSet<String>, bool, Result<Batch, SendError>);
     let mut flights: tokio::task::JoinSet<Flight> = tokio::task::JoinSet::new();
@@ -420,8 +431,8 @@ async fn drain(
     let mut read_ahead = true;
     let mut sent = 0;
     loop {
-        while failed.is_none() && flights.len() < WINDOW {
-            let next = match held.take() {
+        while failed.is_none() && flights.len() < WINDOW && !*shutdown.borrow() {
+            let mut next = match held.take() {
                 Some(p) => p,
                 None if !read_ahead && !flights.is_empty() => break,
                 None => match prepare(store, node, peer, config.batch_size, after.clone()).await {
@@ -457,9 +468,9 @@ async fn drain(
                 }
             };
             after = Some(next.last.clone());
-            busy.extend(next.docs.iter().cloned());
-            busy_cases |= !next.children_only;
-            let (docs, children_only) = (next.docs.clone(), next.children_only);
+            let (docs, children_only) = (std::mem::take(&mut next.docs), next.children_only);
+            busy.extend(docs.iter().cloned());
+            busy_cases |= !children_only;
             let (s, n, p) = (store.clone(), node.clone(), peer.clone());
             flights.spawn(async move {
                 let r = post(s, n, p, http, url, next).await;

@@ -89,9 +89,9 @@ fn row_of(leaf: &LeafEvent, details: String, leaf_hash: &Hash) -> AuditEventRow 
         seq: leaf.seq,
         hlc: leaf.hlc.to_i64(),
         at: leaf.at.naive_utc(),
-        actor_kind: enum_str(&leaf.actor.kind),
+        actor_kind: leaf.actor.kind.as_str().to_owned(),
         actor_id: leaf.actor.id.clone(),
-        via: enum_str(&leaf.actor.via),
+        via: leaf.actor.via.as_str().to_owned(),
         action: leaf.action.clone(),
         object_kind: leaf.object_kind.clone(),
         object_id: leaf.object_id.clone(),
@@ -100,13 +100,6 @@ fn row_of(leaf: &LeafEvent, details: String, leaf_hash: &Hash) -> AuditEventRow 
         details,
         details_digest: leaf.details_digest.to_string(),
         leaf_hash: merkle::to_hex(leaf_hash),
-    }
-}
-
-fn enum_str<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(Value::String(s)) => s,
-        _ => String::new(),
     }
 }
 

@@ -461,18 +461,24 @@ async fn bench_sync(
     let start = Instant::now();
     let (s2, n2) = (zz_store.clone(), zz_node.clone());
     let rows2 = rows.clone();
-    let creating = tokio::task::spawn_blocking(move || -> anyhow::Result<std::time::Duration> {
-        let mut c = s2.conn()?;
-        for chunk in rows2.chunks(commit_every) {
-            ledger::import_children(&mut c, &n2, chunk, &Actor::console(), now, &mut |_| {})?;
-        }
-        Ok(start.elapsed())
-    });
+    let mut signed = None;
+    let mut creating =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<std::time::Duration> {
+            let mut c = s2.conn()?;
+            for chunk in rows2.chunks(commit_every) {
+                ledger::import_children(&mut c, &n2, chunk, &Actor::console(), now, &mut |_| {})?;
+            }
+            Ok(start.elapsed())
+        });
     loop {
         let n = count_versions(cd_store.clone()).await? as usize;
         pb.set_position(n as u64);
         if n >= count {
             break;
+        }
+        if signed.is_none() && creating.is_finished() {
+            // A failed import ends the run here, not at the time limit.
+            signed = Some((&mut creating).await??);
         }
         anyhow::ensure!(
             start.elapsed() < std::time::Duration::from_secs(600),
@@ -481,7 +487,10 @@ async fn bench_sync(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let total = start.elapsed();
-    let signed = creating.await??;
+    let signed = match signed {
+        Some(s) => s,
+        None => creating.await??,
+    };
     pb.finish_and_clear();
 
     // Latency: single edits, each until visible at the peer. The hukou node signals each batch

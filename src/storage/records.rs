@@ -81,8 +81,15 @@ pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), Que
     Ok(())
 }
 
+impl VersionRow {
+    /// The ids in the `parents` column.
+    pub fn parent_ids(&self) -> Result<Vec<String>, serde_json::Error> {
+        serde_json::from_str(&self.parents)
+    }
+}
+
 fn parents_of(row: &VersionRow) -> Vec<String> {
-    serde_json::from_str(&row.parents).unwrap_or_default()
+    row.parent_ids().unwrap_or_default()
 }
 
 /// Which of `ids` are stored.

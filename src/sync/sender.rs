@@ -264,8 +264,7 @@ async fn prepare(
                     let inside: HashSet<&str> = ids.iter().map(String::as_str).collect();
                     let mut outside = Vec::new();
                     for r in &rows {
-                        let parents: Vec<String> = serde_json::from_str(&r.parents)
-                            .map_err(|_| corrupt(&r.id, "parents"))?;
+                        let parents = r.parent_ids().map_err(|_| corrupt(&r.id, "parents"))?;
                         outside
                             .extend(parents.into_iter().filter(|p| !inside.contains(p.as_str())));
                     }

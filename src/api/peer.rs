@@ -105,18 +105,38 @@ pub async fn push_versions(
         .ok_or_else(|| ApiError::internal("peer listener without a directory"))?;
     let batch = request.batch_digest();
     let now = Utc::now();
-    let (outcome, head) = state
+    let (outcome, receipt) = state
         .store
-        .run(move |c| -> Result<_, crate::sync::LedgerError> {
-            let outcome = ingest::ingest(c, &node, &dir, &peer, &request.versions, now)?;
-            if let Some(h) = &request.tree_head {
-                crate::sync::receipt::witness(c, &dir, &peer, h, now)?;
-            }
-            let head = audit::log::latest_tree_head(c)?;
-            Ok((outcome, (head, peer)))
+        .run(move |c| {
+            ingest::ingest(
+                c,
+                &node,
+                &dir,
+                &peer,
+                &request.versions,
+                now,
+                |c, outcome| {
+                    if let Some(h) = &request.tree_head {
+                        crate::sync::receipt::witness(c, &dir, &peer, h, now)?;
+                    }
+                    let receipt = ReceiptBody {
+                        issuer: node.id.clone(),
+                        recipient: peer.clone(),
+                        issued_at: now,
+                        batch,
+                        accepted: outcome.accepted.clone(),
+                        rejected: outcome.rejected.clone(),
+                        tree_head: audit::log::latest_tree_head(c)?,
+                    }
+                    .sign(&node.key)
+                    .map_err(|e| crate::sync::LedgerError::Internal(e.to_string()))?;
+                    // Keep what we signed (non-repudiation both ways), with the batch it answers.
+                    crate::sync::receipt::store(c, &receipt, now.naive_utc())?;
+                    Ok(receipt)
+                },
+            )
         })
         .await?;
-    let (tree_head, peer) = head;
     if !outcome.cases.is_empty() {
         // New requests this node decides are received at once (in their own transaction).
         let node = state.node.clone();
@@ -129,23 +149,6 @@ pub async fn push_versions(
             tracing::warn!(error = %e, "could not process received case versions");
         }
     }
-    let receipt = ReceiptBody {
-        issuer: state.node.id.clone(),
-        recipient: peer.clone(),
-        issued_at: now,
-        batch,
-        accepted: outcome.accepted,
-        rejected: outcome.rejected,
-        tree_head,
-    }
-    .sign(&state.node.key)
-    .map_err(ApiError::internal)?;
-    // Keep what we signed (non-repudiation both ways).
-    let stored = receipt.clone();
-    state
-        .store
-        .run(move |c| crate::sync::receipt::store(c, &stored, Utc::now().naive_utc()).map(drop))
-        .await?;
     if outcome.stored > 0 {
         state.node.wake_senders();
     }

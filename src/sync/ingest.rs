@@ -38,16 +38,19 @@ pub struct IngestOutcome {
 
 type Refusal = (RejectCode, String);
 
-/// Verifies and stores a batch from `sender` (the verified peer). Without a directory there are
-/// no peers, so nothing can be ingested.
-pub fn ingest(
+/// Verifies and stores a batch from `sender` (the verified peer), then runs `finish` in the same
+/// transaction: the receiver stores the receipt it signs for the batch with the batch — one
+/// commit, never a receipt without its versions nor versions without their receipt. Without a
+/// directory there are no peers, so nothing can be ingested.
+pub fn ingest<T>(
     conn: &mut DbConn,
     node: &LocalNode,
     dir: &Directory,
     sender: &NodeId,
     versions: &[SignedVersion],
     now: DateTime<Utc>,
-) -> Result<IngestOutcome, LedgerError> {
+    finish: impl FnOnce(&mut DbConn, &IngestOutcome) -> Result<T, LedgerError>,
+) -> Result<(IngestOutcome, T), LedgerError> {
     let at = now.naive_utc();
     let actor = Actor {
         kind: ActorKind::Node,
@@ -203,7 +206,8 @@ pub fn ingest(
         repo::insert_children(conn, &first_rows)?;
         let stamps = node.clock.now_many(events.len());
         audit::append_many(conn, &stamps, now, &events)?;
-        Ok(out)
+        let finished = finish(conn, &out)?;
+        Ok((out, finished))
     })
 }
 

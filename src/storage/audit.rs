@@ -73,7 +73,7 @@ pub fn size(conn: &mut DbConn) -> Result<i64, QueryError> {
 }
 
 pub fn insert_events(conn: &mut DbConn, rows: &[AuditEventRow]) -> Result<(), QueryError> {
-    insert_many!(conn, audit_events::table, rows, |r| r);
+    insert_many!(conn, audit_events::table, rows);
     Ok(())
 }
 
@@ -81,7 +81,7 @@ pub fn insert_nodes(conn: &mut DbConn, nodes: &[(i64, i64, String)]) -> Result<(
     insert_many!(conn, audit_nodes::table, nodes, |n| (
         audit_nodes::level.eq(n.0),
         audit_nodes::idx.eq(n.1),
-        audit_nodes::hash.eq(n.2.as_str()),
+        audit_nodes::hash.eq(n.2.clone()),
     ));
     Ok(())
 }

@@ -63,7 +63,7 @@ pub fn replace_for(
 
 /// Many rows at once (benchmarks seed a queue this way).
 pub fn insert_many(conn: &mut DbConn, rows: &[ConflictRow]) -> Result<(), QueryError> {
-    insert_many!(conn, conflicts::table, rows, |r| r);
+    insert_many!(conn, conflicts::table, rows);
     Ok(())
 }
 

@@ -291,8 +291,8 @@ pub fn enqueue_new(
     at: NaiveDateTime,
 ) -> Result<(), QueryError> {
     insert_many!(conn, outbox::table, items, |i| (
-        outbox::peer.eq(peer),
-        outbox::version_id.eq(i.0.as_str()),
+        outbox::peer.eq(peer.to_owned()),
+        outbox::version_id.eq(i.0.clone()),
         outbox::hlc.eq(i.1),
         outbox::enqueued_at.eq(at),
     ));

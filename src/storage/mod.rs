@@ -21,37 +21,61 @@ macro_rules! per_backend {
     };
 }
 
-/// Inserts many rows into one table: `insert_many!(conn, table, rows, |r| insertable)`, where
-/// `rows` is a slice and the closure turns one element into something diesel can insert.
+/// Inserts many rows into one table: `insert_many!(conn, table, rows)` for a slice of owned
+/// `Insertable` row structs, or `insert_many!(conn, table, items, |i| values)` where the closure
+/// turns one item into owned column values (`column.eq(owned)`, ...).
 ///
-/// Both backends get multi-row statements of up to [`INSERT_CHUNK`] rows; a single row gets a
-/// single-row statement, which diesel prepares once per connection and caches (a multi-row
-/// statement over a `Vec` is prepared each time: about 4% of an import's time on SQLite). On
-/// SQLite diesel only writes multi-row `VALUES` when no value may be `DEFAULT`, so every
-/// `Insertable` row struct given here carries `#[diesel(treat_none_as_default_value = false)]`
-/// (`None` is bound as `NULL`); otherwise it falls back to one statement per row inside a
-/// SAVEPOINT, whose statement journal copies every page the batch touches.
+/// Rows go in multi-row statements of fixed sizes — as many of 64 rows as fit, then of 16, of 4
+/// and of 1 — built from arrays, so each size is one statement diesel prepares once per
+/// connection and caches. (A statement over a `Vec` is prepared anew each time: parsing a
+/// 200-row `INSERT` cost SQLite about as much as running it.) diesel caches by a `'static`
+/// type, hence owned values. On SQLite diesel only writes multi-row `VALUES` when no value may
+/// be `DEFAULT`, so every `Insertable` row struct given here carries
+/// `#[diesel(treat_none_as_default_value = false)]` (`None` is bound as `NULL`); otherwise it
+/// falls back to one statement per row inside a SAVEPOINT, whose statement journal copies every
+/// page the batch touches.
 macro_rules! insert_many {
-    ($conn:expr, $table:expr, $rows:expr, |$r:ident| $value:expr) => {{
-        use diesel::RunQueryDsl as _;
-        if let [$r] = &$rows[..] {
-            per_backend!($conn, |c| diesel::insert_into($table)
-                .values($value)
-                .execute(c))?;
-        } else {
-            for chunk in $rows.chunks($crate::storage::INSERT_CHUNK) {
-                let values: Vec<_> = chunk.iter().map(|$r| $value).collect();
-                per_backend!($conn, |c| diesel::insert_into($table)
-                    .values(values)
-                    .execute(c))?;
-            }
-        }
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let mut rest = &$rows[..];
+        insert_many!(@rows $conn, $table, rest, 64);
+        insert_many!(@rows $conn, $table, rest, 16);
+        insert_many!(@rows $conn, $table, rest, 4);
+        insert_many!(@rows $conn, $table, rest, 1);
     }};
+    ($conn:expr, $table:expr, $items:expr, |$i:ident| $value:expr) => {{
+        let mut rest = &$items[..];
+        insert_many!(@map $conn, $table, rest, |$i| $value, 64);
+        insert_many!(@map $conn, $table, rest, |$i| $value, 16);
+        insert_many!(@map $conn, $table, rest, |$i| $value, 4);
+        insert_many!(@map $conn, $table, rest, |$i| $value, 1);
+    }};
+    (@rows $conn:expr, $table:expr, $rest:ident, $n:literal) => {
+        while let Some((chunk, tail)) = $rest.split_first_chunk::<$n>() {
+            use diesel::RunQueryDsl as _;
+            per_backend!($conn, |c| diesel::insert_into($table)
+                .values(chunk)
+                .execute(c))?;
+            $rest = tail;
+        }
+    };
+    (@map $conn:expr, $table:expr, $rest:ident, |$i:ident| $value:expr, $n:literal) => {
+        while let Some((chunk, tail)) = $rest.split_first_chunk::<$n>() {
+            use diesel::RunQueryDsl as _;
+            let values: [_; $n] = std::array::from_fn(|k| {
+                let $i = &chunk[k];
+                $value
+            });
+            per_backend!($conn, |c| diesel::insert_into($table)
+                .values(values)
+                .execute(c))?;
+            $rest = tail;
+        }
+    };
 }
 
-/// Rows per multi-row INSERT (PostgreSQL allows 65,535 bind parameters, SQLite 32,766; the
-/// widest row here has 14 columns).
-pub const INSERT_CHUNK: usize = 500;
+/// Rows per chunk of the statements that take a list of values (`IN (...)`, upserts); bounded
+/// by the bind parameters a statement may carry (PostgreSQL 65,535, SQLite 32,766).
+pub const LIST_CHUNK: usize = 500;
 
 pub mod accounts;
 pub mod audit;

@@ -204,7 +204,7 @@ pub fn delete_summary_rows(
 }
 
 pub fn insert_summary_rows(conn: &mut DbConn, rows: &[SummaryRow]) -> Result<(), QueryError> {
-    insert_many!(conn, recon_docs::table, rows, |r| r);
+    insert_many!(conn, recon_docs::table, rows);
     Ok(())
 }
 
@@ -256,9 +256,9 @@ pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), QueryErr
     }
     let keep: Vec<&BucketRow> = rows.iter().filter(|r| r.docs > 0).collect();
     insert_many!(conn, recon_buckets::table, keep, |r| (
-        recon_buckets::peer.eq(r.peer.as_str()),
+        recon_buckets::peer.eq(r.peer.clone()),
         recon_buckets::bucket.eq(r.bucket),
-        recon_buckets::acc.eq(r.acc.as_str()),
+        recon_buckets::acc.eq(r.acc.clone()),
         recon_buckets::docs.eq(r.docs),
     ));
     Ok(())

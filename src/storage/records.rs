@@ -7,7 +7,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::{children, heads, version_parents, versions};
-use super::{DbConn, QueryError, INSERT_CHUNK};
+use super::{DbConn, QueryError, LIST_CHUNK};
 
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -69,14 +69,14 @@ pub struct ChildFilter {
 
 /// Inserts versions and their parent edges.
 pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), QueryError> {
-    insert_many!(conn, versions::table, rows, |r| r);
+    insert_many!(conn, versions::table, rows);
     let edges: Vec<(&str, String)> = rows
         .iter()
         .flat_map(|r| parents_of(r).into_iter().map(|p| (r.id.as_str(), p)))
         .collect();
     insert_many!(conn, version_parents::table, edges, |e| (
-        version_parents::version_id.eq(e.0),
-        version_parents::parent_id.eq(e.1.as_str()),
+        version_parents::version_id.eq(e.0.to_owned()),
+        version_parents::parent_id.eq(e.1.clone()),
     ));
     Ok(())
 }
@@ -95,7 +95,7 @@ fn parents_of(row: &VersionRow) -> Vec<String> {
 /// Which of `ids` are stored.
 pub fn existing_versions(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<String>, QueryError> {
     let mut out = HashSet::new();
-    for chunk in ids.chunks(INSERT_CHUNK) {
+    for chunk in ids.chunks(LIST_CHUNK) {
         let found: Vec<String> = versions::table
             .filter(versions::id.eq_any(chunk))
             .select(versions::id)
@@ -176,9 +176,9 @@ pub fn insert_heads(
     rows: &[(String, String)],
 ) -> Result<(), QueryError> {
     insert_many!(conn, heads::table, rows, |r| (
-        heads::kind.eq(kind),
-        heads::doc_id.eq(r.0.as_str()),
-        heads::version_id.eq(r.1.as_str()),
+        heads::kind.eq(kind.to_owned()),
+        heads::doc_id.eq(r.0.clone()),
+        heads::version_id.eq(r.1.clone()),
     ));
     let docs: Vec<&str> = rows.iter().map(|(doc, _)| doc.as_str()).collect();
     super::reconcile::mark_dirty(conn, kind, &docs)?;
@@ -186,7 +186,7 @@ pub fn insert_heads(
 }
 
 pub fn insert_children(conn: &mut DbConn, rows: &[ChildRow]) -> Result<(), QueryError> {
-    insert_many!(conn, children::table, rows, |r| r);
+    insert_many!(conn, children::table, rows);
     Ok(())
 }
 
@@ -231,7 +231,7 @@ fn fill_records(conn: &mut DbConn, rows: &mut [ChildRow]) -> Result<(), QueryErr
         .map(|r| r.id_number.as_str())
         .collect();
     let mut bodies = std::collections::HashMap::with_capacity(missing.len());
-    for chunk in missing.chunks(INSERT_CHUNK) {
+    for chunk in missing.chunks(LIST_CHUNK) {
         let found: Vec<(String, String)> = heads::table
             .inner_join(versions::table.on(versions::id.eq(heads::version_id)))
             .filter(heads::kind.eq("child"))
@@ -251,7 +251,7 @@ fn fill_records(conn: &mut DbConn, rows: &mut [ChildRow]) -> Result<(), QueryErr
 /// Which of `ids` have a child row.
 pub fn existing_children(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<String>, QueryError> {
     let mut out = HashSet::new();
-    for chunk in ids.chunks(INSERT_CHUNK) {
+    for chunk in ids.chunks(LIST_CHUNK) {
         let found: Vec<String> = children::table
             .filter(children::id_number.eq_any(chunk))
             .select(children::id_number)

@@ -19,9 +19,7 @@ use crate::storage::DbConn;
 
 /// A version's record, read structurally (versions were validated when made or ingested).
 pub fn record_of(v: &SignedVersion) -> Result<ChildRecord, LedgerError> {
-    let fields =
-        ChildRecord::fields_from_json(v.version.body.as_object().cloned().unwrap_or_default())?;
-    Ok(ChildRecord::from_fields_structural(&fields)?)
+    Ok(ChildRecord::from_json_structural(&v.version.body)?)
 }
 
 /// The merge's view of one version: who authored it, as what, and its fields.

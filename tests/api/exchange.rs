@@ -688,8 +688,20 @@ async fn a_backlog_drains_with_batches_in_flight_and_parents_first() {
 
     let hukou = restart(h_settings, h_db, h_dir).await;
     delivered_once(&residence, &hukou, total).await;
-    // A verified receipt for every batch of two.
+    // A verified receipt for every batch of two, each one kept by its issuer too (stored in the
+    // transaction of the batch it answers).
     assert!(residence.count("receipts") >= total.div_ceil(2) as i64);
+    let from_hukou = |app: &TestApp| -> std::collections::BTreeSet<String> {
+        let mut conn = app.store.conn().unwrap();
+        hukou_sync::storage::exchange::receipts_from(&mut conn, CHENGDU, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    let (received, issued) = (from_hukou(&residence), from_hukou(&hukou));
+    assert!(received.len() >= total.div_ceil(2), "{received:?}");
+    assert!(received.is_subset(&issued), "{received:?} ⊄ {issued:?}");
     let first = wait_for_versions(&hukou, &ids[0], 5).await;
     assert_eq!(first["record"]["notes"], "visit 6");
     assert_eq!(first["heads"].as_array().unwrap().len(), 1);

@@ -158,13 +158,13 @@ pub fn rejected_count(conn: &mut DbConn, peer: &str) -> Result<i64, QueryError> 
         .get_result(conn)
 }
 
+/// Stores a receipt once (its id is the hash of its content; a second copy changes nothing).
 pub fn insert_receipt(conn: &mut DbConn, row: &ReceiptRow) -> Result<(), QueryError> {
-    let exists: i64 = receipts::table.find(&row.id).count().get_result(conn)?;
-    if exists == 0 {
-        diesel::insert_into(receipts::table)
-            .values(row)
-            .execute(conn)?;
-    }
+    per_backend!(conn, |c| diesel::insert_into(receipts::table)
+        .values(row)
+        .on_conflict(receipts::id)
+        .do_nothing()
+        .execute(c))?;
     Ok(())
 }
 
@@ -239,7 +239,9 @@ pub fn statuses(conn: &mut DbConn) -> Result<Vec<PeerStatusRow>, QueryError> {
         .load(conn)
 }
 
-/// Stores a tree head a peer sent, once per size.
+/// Stores a tree head a peer sent, once per size. An upsert that does nothing on a second copy:
+/// two batches from one peer may carry the same head at once, and on PostgreSQL a check before
+/// the insert would let both through to a unique violation that fails the second batch.
 pub fn witness_head(
     conn: &mut DbConn,
     peer: &str,
@@ -249,22 +251,18 @@ pub fn witness_head(
     public_key: &str,
     signature: &str,
 ) -> Result<(), QueryError> {
-    let exists: i64 = peer_tree_heads::table
-        .find((peer, size))
-        .count()
-        .get_result(conn)?;
-    if exists == 0 {
-        diesel::insert_into(peer_tree_heads::table)
-            .values((
-                peer_tree_heads::peer.eq(peer),
-                peer_tree_heads::size.eq(size),
-                peer_tree_heads::root.eq(root),
-                peer_tree_heads::signed_at.eq(signed_at),
-                peer_tree_heads::public_key.eq(public_key),
-                peer_tree_heads::signature.eq(signature),
-            ))
-            .execute(conn)?;
-    }
+    per_backend!(conn, |c| diesel::insert_into(peer_tree_heads::table)
+        .values((
+            peer_tree_heads::peer.eq(peer),
+            peer_tree_heads::size.eq(size),
+            peer_tree_heads::root.eq(root),
+            peer_tree_heads::signed_at.eq(signed_at),
+            peer_tree_heads::public_key.eq(public_key),
+            peer_tree_heads::signature.eq(signature),
+        ))
+        .on_conflict((peer_tree_heads::peer, peer_tree_heads::size))
+        .do_nothing()
+        .execute(c))?;
     Ok(())
 }
 

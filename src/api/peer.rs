@@ -108,7 +108,7 @@ pub async fn push_versions(
     let (outcome, receipt) = state
         .store
         .run(move |c| {
-            ingest::ingest(
+            let stored = ingest::ingest(
                 c,
                 &node,
                 &dir,
@@ -116,9 +116,6 @@ pub async fn push_versions(
                 &request.versions,
                 now,
                 |c, outcome| {
-                    if let Some(h) = &request.tree_head {
-                        crate::sync::receipt::witness(c, &dir, &peer, h, now)?;
-                    }
                     let receipt = ReceiptBody {
                         issuer: node.id.clone(),
                         recipient: peer.clone(),
@@ -134,7 +131,14 @@ pub async fn push_versions(
                     crate::sync::receipt::store(c, &receipt, now.naive_utc())?;
                     Ok(receipt)
                 },
-            )
+            )?;
+            // The sender's tree head is kept on its own, after the batch: inside the batch's
+            // transaction, two batches from one peer carrying the same head would each hold
+            // what the other waits for (on PostgreSQL, a deadlock).
+            if let Some(h) = &request.tree_head {
+                crate::sync::receipt::witness(c, &dir, &peer, h, now)?;
+            }
+            Ok::<_, crate::sync::LedgerError>(stored)
         })
         .await?;
     if !outcome.cases.is_empty() {

@@ -240,8 +240,8 @@ pub fn statuses(conn: &mut DbConn) -> Result<Vec<PeerStatusRow>, QueryError> {
 }
 
 /// Stores a tree head a peer sent, once per size. An upsert that does nothing on a second copy:
-/// two batches from one peer may carry the same head at once, and on PostgreSQL a check before
-/// the insert would let both through to a unique violation that fails the second batch.
+/// the same head can arrive at once with a pushed batch and with a receipt from that peer, and on
+/// PostgreSQL a check before the insert would let both through to a unique violation.
 pub fn witness_head(
     conn: &mut DbConn,
     peer: &str,

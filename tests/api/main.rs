@@ -10,5 +10,6 @@ mod conflicts;
 mod exchange;
 mod helpers;
 mod reconcile;
+mod storage;
 mod ui;
 mod webdriver;

@@ -1,0 +1,97 @@
+//! The storage layer's write guarantees on both backends: a refused row in a multi-row insert
+//! fails its whole transaction, and a reference to a version that does not exist is refused
+//! (on SQLite at COMMIT: those foreign keys are deferred).
+
+use hukou_sync::storage::records::{self, VersionRow};
+use hukou_sync::storage::{self, QueryError, StorageError};
+
+use crate::helpers::spawn_app;
+
+fn version_row(i: usize) -> VersionRow {
+    VersionRow {
+        id: format!("{i:064x}"),
+        kind: "child".into(),
+        doc_id: format!("doc-{i}"),
+        author_node: "510000".into(),
+        hlc: i as i64,
+        parents: "[]".into(),
+        body: "{}".into(),
+        resolution: 0,
+        signature: None,
+        stored_at: chrono::Utc::now().naive_utc(),
+    }
+}
+
+fn insert_in_transaction(
+    app: &crate::helpers::TestApp,
+    write: impl FnOnce(&mut storage::DbConn) -> Result<(), QueryError>,
+) -> Result<(), StorageError> {
+    let mut conn = app.store.conn().unwrap();
+    storage::transaction(&mut conn, |c| write(c).map_err(StorageError::from))
+}
+
+#[tokio::test]
+async fn a_refused_row_in_a_multi_row_insert_stores_nothing_of_its_transaction() {
+    let app = spawn_app().await;
+    let before = app.count("versions");
+    insert_in_transaction(&app, |c| records::insert_versions(c, &[version_row(1000)])).unwrap();
+
+    // 85 rows go as statements of 64, 16, 4 and 1; the refused row sits inside the 64 (a row
+    // already stored) or inside the 16 (a row twice in the batch).
+    for refused in [40, 70] {
+        let mut rows: Vec<VersionRow> = (0..85).map(version_row).collect();
+        rows[refused] = if refused < 64 {
+            version_row(1000)
+        } else {
+            version_row(3)
+        };
+        let err = insert_in_transaction(&app, |c| {
+            // Rows written earlier in the same transaction are undone as well.
+            records::insert_versions(c, &[version_row(2000)])?;
+            records::insert_versions(c, &rows)
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::Query(QueryError::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                ))
+            ),
+            "{err:?}"
+        );
+        assert_eq!(app.count("versions"), before + 1, "row {refused}");
+    }
+
+    // The same rows without the duplicate all go in.
+    let rows: Vec<VersionRow> = (0..85).map(version_row).collect();
+    insert_in_transaction(&app, |c| records::insert_versions(c, &rows)).unwrap();
+    assert_eq!(app.count("versions"), before + 86);
+}
+
+#[tokio::test]
+async fn a_head_of_an_unknown_version_is_refused_and_nothing_of_its_transaction_stays() {
+    let app = spawn_app().await;
+    insert_in_transaction(&app, |c| records::insert_versions(c, &[version_row(1)])).unwrap();
+    let known = format!("{:064x}", 1);
+    let unknown = format!("{:064x}", 2);
+    let heads = app.count("heads");
+    let err = insert_in_transaction(&app, |c| {
+        records::insert_heads(c, "child", &[("doc-1".into(), known.clone())])?;
+        records::insert_heads(c, "child", &[("doc-2".into(), unknown.clone())])
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("foreign key"),
+        "{err}"
+    );
+    assert_eq!(app.count("heads"), heads);
+
+    // The connection is usable afterwards, and a valid head goes in.
+    insert_in_transaction(&app, |c| {
+        records::insert_heads(c, "child", &[("doc-1".into(), known.clone())])
+    })
+    .unwrap();
+    assert_eq!(app.count("heads"), heads + 1);
+}

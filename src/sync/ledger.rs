@@ -425,29 +425,38 @@ pub fn import_children(
         }
         Ok(p)
     };
-    // Signing and serialising run on one thread while this one writes the previous batch: the
-    // database writer is single-threaded anyway, so the two overlap on a two-core machine.
+    // Signing and serialising run on worker threads — batch k on worker k mod W — while this
+    // thread writes the batches in order: the database writer is single-threaded, and signing
+    // costs about as much CPU as writing, so on a two-core machine two workers and the writer
+    // share both cores (a worker ahead of the writer blocks on its channel of two batches).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, LedgerError>>(2);
-        scope.spawn(move || {
-            for chunk in rows.chunks(BATCH) {
-                let failed = {
+        let mut queues = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, LedgerError>>(2);
+            queues.push(rx);
+            let prepare = &prepare;
+            scope.spawn(move || {
+                for chunk in rows.chunks(BATCH).skip(w).step_by(workers) {
                     let p = prepare(chunk);
                     let failed = p.is_err();
-                    if tx.send(p).is_err() {
+                    // The writer stopped (it failed): nothing more to do.
+                    if tx.send(p).is_err() || failed {
                         return;
                     }
-                    failed
-                };
-                if failed {
-                    return;
                 }
-            }
-        });
+            });
+        }
         storage::transaction(conn, |conn| {
             let mut done = 0;
-            for p in rx {
-                let p = p?;
+            for k in 0..rows.len().div_ceil(BATCH) {
+                let p = queues[k % workers].recv().map_err(|_| {
+                    LedgerError::Version(VersionError::Corrupt(
+                        "a preparing thread stopped early".into(),
+                    ))
+                })??;
                 repo::insert_versions(conn, &p.versions)?;
                 repo::insert_heads(conn, "child", &p.heads)?;
                 repo::insert_children(conn, &p.children)?;
@@ -456,11 +465,6 @@ pub fn import_children(
                 audit::append_many(conn, &stamps, now, &p.events)?;
                 done += p.versions.len();
                 progress(done);
-            }
-            if done != rows.len() {
-                return Err(LedgerError::Version(VersionError::Corrupt(
-                    "the preparing thread stopped early".into(),
-                )));
             }
             Ok::<_, LedgerError>(())
         })

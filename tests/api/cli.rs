@@ -173,14 +173,15 @@ async fn import_reads_gb18030_and_english_headers_and_export_round_trips() {
     other.stop().await;
 }
 
-/// A ledger that takes every statement size of a bulk insert (1,207 = 18 × 64 + 3 × 16 + 4 + 3 × 1
-/// rows), with empty optional cells, lands whole: every row once in every table, empty cells
+/// A ledger of three import batches (4,207 = 2,000 + 2,000 + 207 rows, prepared on more than one
+/// thread and written in order) that takes every statement size of a bulk insert (64, 16, 4 and
+/// 1 rows), with empty optional cells, lands whole: every row once in every table, empty cells
 /// stored as NULL, the audit trail intact.
 #[tokio::test]
 async fn a_large_import_spans_multi_row_statements() {
     let app = spawn_app().await;
     let events = app.count("audit_events");
-    let rows: Vec<String> = (0..1207u32)
+    let rows: Vec<String> = (0..4207u32)
         .map(|i| {
             let id = id_number("510104", (2015, 1 + i / 1000, 3), (i % 1000) as u16);
             if i % 3 == 0 {
@@ -199,13 +200,13 @@ async fn a_large_import_spans_multi_row_statements() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["imported"], 1207);
+    assert_eq!(summary["imported"], 4207);
     for table in ["children", "versions", "heads", "recon_dirty"] {
-        assert_eq!(app.count(table), 1207, "{table}");
+        assert_eq!(app.count(table), 4207, "{table}");
     }
-    assert_eq!(app.count("audit_events"), events + 1207);
-    assert_eq!(app.count("children WHERE risk_level IS NULL"), 403);
-    assert_eq!(app.count("children WHERE last_visit_on IS NULL"), 403);
+    assert_eq!(app.count("audit_events"), events + 4207);
+    assert_eq!(app.count("children WHERE risk_level IS NULL"), 1403);
+    assert_eq!(app.count("children WHERE last_visit_on IS NULL"), 1403);
     assert_eq!(app.count("versions WHERE signature IS NULL"), 0);
     let out = bin(&app, &["audit", "verify", "--json"]);
     assert!(

@@ -71,6 +71,11 @@ pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<
     }
 }
 
+/// How many times a batch is ingested when concurrent deliveries of the same versions race
+/// (each race needs a delivery that committed in between, so a few attempts always suffice in
+/// practice; past them the sender gets a 500 and retries later, as after any failure).
+const INGEST_ATTEMPTS: u32 = 4;
+
 /// Receive a batch of signed versions; answer with a signed receipt.
 #[post("/peer/v1/versions")]
 pub async fn push_versions(
@@ -108,30 +113,46 @@ pub async fn push_versions(
     let (outcome, receipt) = state
         .store
         .run(move |c| {
-            let stored = ingest::ingest(
-                c,
-                &node,
-                &dir,
-                &peer,
-                &request.versions,
-                now,
-                |c, outcome| {
-                    let receipt = ReceiptBody {
-                        issuer: node.id.clone(),
-                        recipient: peer.clone(),
-                        issued_at: now,
-                        batch,
-                        accepted: outcome.accepted.clone(),
-                        rejected: outcome.rejected.clone(),
-                        tree_head: audit::log::latest_tree_head(c)?,
+            // The same versions may arrive twice at once (a sender's retry while the first
+            // delivery is still being stored, or one version forwarded by two parties). On
+            // PostgreSQL the later transaction then fails on a key the earlier one committed;
+            // run again, it finds those versions stored and acknowledges them as duplicates.
+            // (SQLite runs writers one at a time.)
+            let mut attempt = 1;
+            let stored = loop {
+                let stored = ingest::ingest(
+                    c,
+                    &node,
+                    &dir,
+                    &peer,
+                    &request.versions,
+                    now,
+                    |c, outcome| {
+                        let receipt = ReceiptBody {
+                            issuer: node.id.clone(),
+                            recipient: peer.clone(),
+                            issued_at: now,
+                            batch,
+                            accepted: outcome.accepted.clone(),
+                            rejected: outcome.rejected.clone(),
+                            tree_head: audit::log::latest_tree_head(c)?,
+                        }
+                        .sign(&node.key)
+                        .map_err(|e| crate::sync::LedgerError::Internal(e.to_string()))?;
+                        // Keep what we signed (non-repudiation both ways), with the batch it
+                        // answers.
+                        crate::sync::receipt::store(c, &receipt, now.naive_utc())?;
+                        Ok(receipt)
+                    },
+                );
+                match stored {
+                    Err(e) if e.is_write_race() && attempt < INGEST_ATTEMPTS => {
+                        tracing::info!(%peer, attempt, "a concurrent delivery stored some of this batch first; ingesting it again");
+                        attempt += 1;
                     }
-                    .sign(&node.key)
-                    .map_err(|e| crate::sync::LedgerError::Internal(e.to_string()))?;
-                    // Keep what we signed (non-repudiation both ways), with the batch it answers.
-                    crate::sync::receipt::store(c, &receipt, now.naive_utc())?;
-                    Ok(receipt)
-                },
-            )?;
+                    other => break other?,
+                }
+            };
             // The sender's tree head is kept on its own, after the batch: inside the batch's
             // transaction, two batches from one peer carrying the same head would each hold
             // what the other waits for (on PostgreSQL, a deadlock).

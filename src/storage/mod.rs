@@ -179,6 +179,21 @@ pub enum StorageError {
     Join(String),
 }
 
+impl StorageError {
+    /// A row another transaction committed first: on PostgreSQL two transactions that write
+    /// the same key concurrently both pass their "already stored?" reads, and the later one's
+    /// insert fails when the first commits. Running the later one again sees the row.
+    pub fn is_write_race(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Query(QueryError::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
 /// A parsed database URL.
 #[derive(Debug, Clone)]
 pub struct DatabaseUrl {

@@ -49,6 +49,13 @@ pub enum LedgerError {
     Storage(#[from] StorageError),
 }
 
+impl LedgerError {
+    /// See [`StorageError::is_write_race`].
+    pub fn is_write_race(&self) -> bool {
+        matches!(self, LedgerError::Storage(e) if e.is_write_race())
+    }
+}
+
 impl From<storage::QueryError> for LedgerError {
     fn from(e: storage::QueryError) -> Self {
         LedgerError::Storage(StorageError::Query(e))

@@ -585,6 +585,62 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
 
 /// The sender's queue drains and the receiver holds `versions` versions, each ingested once in
 /// effect: no refusal on either side, no duplicate row.
+/// The same batch delivered four times at once (a sender's retry overtaking its first try, or a
+/// version forwarded by two parties): every delivery gets a signed receipt accepting every
+/// version, and each version is stored, viewed and audited once. On PostgreSQL the later
+/// deliveries' inserts fail on rows the first committed, and are ingested again.
+#[tokio::test]
+async fn concurrent_deliveries_of_one_batch_are_each_acknowledged_and_stored_once() {
+    let pair = spawn_pair().await;
+    let hukou = &pair.hukou;
+    let client = residence_client(&pair.pki);
+    let key = residence_key(&pair.pki);
+    let mut batch = Vec::new();
+    for seq in 0..150 {
+        let created = creation(&flowing_child(200 + seq), &key, ZHENGZHOU);
+        let mut body = created.version.body.clone();
+        body["risk_level"] = json!("红");
+        let edit = Version::new(
+            DocKind::Child,
+            created.version.doc_id.clone(),
+            vec![created.id],
+            NodeId::parse(ZHENGZHOU).unwrap(),
+            Hlc::new(Utc::now().timestamp_millis(), 1).unwrap(),
+            body,
+        )
+        .sign(&key)
+        .unwrap();
+        batch.push(created);
+        batch.push(edit);
+    }
+    let versions = hukou.count("versions");
+    let heads = hukou.count("heads");
+    let receipts = hukou.count("receipts");
+    let ingested = |app: &TestApp| app.count("audit_events WHERE action = 'version.ingest'");
+    let events = ingested(hukou);
+
+    let (a, b, c, d) = tokio::join!(
+        push(&client, hukou, ZHENGZHOU, batch.clone()),
+        push(&client, hukou, ZHENGZHOU, batch.clone()),
+        push(&client, hukou, ZHENGZHOU, batch.clone()),
+        push(&client, hukou, ZHENGZHOU, batch.clone()),
+    );
+    let mut expected: Vec<String> = batch.iter().map(|v| v.id.to_string()).collect();
+    expected.sort();
+    for r in [a, b, c, d] {
+        let r = receipt(r).await;
+        assert!(r.receipt.rejected.is_empty(), "{:?}", r.receipt.rejected);
+        let mut accepted: Vec<String> = r.receipt.accepted.iter().map(|v| v.to_string()).collect();
+        accepted.sort();
+        assert_eq!(accepted, expected);
+    }
+    assert_eq!(hukou.count("versions"), versions + 300);
+    assert_eq!(hukou.count("heads"), heads + 150);
+    assert_eq!(hukou.count("children WHERE risk_level = '红'"), 150);
+    assert_eq!(ingested(hukou), events + 300);
+    assert_eq!(hukou.count("receipts"), receipts + 4);
+}
+
 async fn delivered_once(sender: &TestApp, receiver: &TestApp, versions: usize) {
     eventually(20, "outbox drained", || async {
         sender.count("outbox") == 0

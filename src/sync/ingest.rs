@@ -159,15 +159,14 @@ pub fn ingest<T>(
                             &parents,
                         )?;
                     }
-                    let forwarded = view::enqueue_for_parties(
-                        conn,
-                        node,
-                        v,
-                        &record,
-                        &parent_records,
-                        Some(sender),
-                        at,
-                    )?;
+                    let forwarded =
+                        view::parties_to_forward(node, &record, &parent_records, Some(sender));
+                    if !forwarded.is_empty() {
+                        // An outbox row names a stored version (on PostgreSQL the key is
+                        // checked at once): a creation still pending is written first.
+                        pending.flush(conn)?;
+                    }
+                    view::enqueue_to(conn, v, &forwarded, at)?;
                     events.push(
                         Event::new(actor.clone(), "version.ingest", Outcome::Ok)
                             .object("child", &v.version.doc_id)

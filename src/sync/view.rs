@@ -166,8 +166,21 @@ pub fn enqueue_for_parties(
     skip: Option<&NodeId>,
     at: NaiveDateTime,
 ) -> Result<BTreeSet<NodeId>, LedgerError> {
+    let peers = parties_to_forward(node, record, parent_records, skip);
+    enqueue_to(conn, v, &peers, at)?;
+    Ok(peers)
+}
+
+/// The other parties of a version of `record` (and of its parents' records): every node that
+/// serves one of their regions, except this node and `skip` (the peer it came from).
+pub fn parties_to_forward(
+    node: &LocalNode,
+    record: &ChildRecord,
+    parent_records: &[ChildRecord],
+    skip: Option<&NodeId>,
+) -> BTreeSet<NodeId> {
     if node.directory.is_none() {
-        return Ok(BTreeSet::new());
+        return BTreeSet::new();
     }
     let mut peers = node.parties(&record.hukou_region, &record.residence_region);
     for p in parent_records {
@@ -177,7 +190,17 @@ pub fn enqueue_for_parties(
     if let Some(s) = skip {
         peers.remove(s);
     }
-    for peer in &peers {
+    peers
+}
+
+/// Queues a stored version for each of `peers`.
+pub fn enqueue_to(
+    conn: &mut DbConn,
+    v: &SignedVersion,
+    peers: &BTreeSet<NodeId>,
+    at: NaiveDateTime,
+) -> Result<(), LedgerError> {
+    for peer in peers {
         exchange::enqueue(
             conn,
             peer.as_str(),
@@ -185,7 +208,7 @@ pub fn enqueue_for_parties(
             at,
         )?;
     }
-    Ok(peers)
+    Ok(())
 }
 
 /// Queues brand-new creation versions (bulk import) for their other parties.

@@ -18,6 +18,7 @@ use crate::helpers::{eventually, flowing_child, id_number, start, TestApp, TestD
 
 pub const ZHENGZHOU: &str = "410100";
 pub const CHENGDU: &str = "510100";
+pub const WUHAN: &str = "420100";
 
 pub struct Pair {
     pub pki: DevPki,
@@ -46,10 +47,18 @@ pub async fn spawn_pair() -> Pair {
 
 /// The pair, with each node's settings adjusted by `configure(node_id, settings)` first.
 pub async fn spawn_pair_with(configure: impl Fn(&str, &mut Settings)) -> Pair {
+    spawn_pair_among(Vec::new(), configure).await
+}
+
+/// The pair in a directory that also lists the nodes of `others` (which do not run).
+pub async fn spawn_pair_among(
+    others: Vec<NodePlan>,
+    configure: impl Fn(&str, &mut Settings),
+) -> Pair {
     let root = tempfile::tempdir().unwrap();
     let (ra, rp, ha, hp) = (bind(), bind(), bind(), bind());
     let port = |l: &TcpListener| l.local_addr().unwrap().port();
-    let plans = [
+    let mut plans = vec![
         NodePlan {
             id: NodeId::parse(ZHENGZHOU).unwrap(),
             serves: vec![RegionPrefix::parse("4101").unwrap()],
@@ -63,6 +72,7 @@ pub async fn spawn_pair_with(configure: impl Fn(&str, &mut Settings)) -> Pair {
             admin_port: port(&ha),
         },
     ];
+    plans.extend(others);
     let pki = init_dev_pki(&root.path().join("pki"), &plans, 30).unwrap();
     let mut apps = Vec::new();
     for (id, admin, peer) in [(ZHENGZHOU, ra, rp), (CHENGDU, ha, hp)] {
@@ -583,8 +593,65 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
     pair.hukou.stop().await;
 }
 
-/// The sender's queue drains and the receiver holds `versions` versions, each ingested once in
-/// effect: no refusal on either side, no duplicate row.
+/// A bureau the child moved to receives the file's history in one batch, and passes its creation
+/// on to the child's other party (a third node): the creation, batched with other creations
+/// before it is written, is written before the outbox row that names it — on PostgreSQL that
+/// row's foreign key is checked at once.
+#[tokio::test]
+async fn a_moved_childs_history_is_forwarded_to_its_other_party() {
+    // Nothing listens on Wuhan's ports: its deliveries wait in the outbox.
+    let (admin, peer) = (bind(), bind());
+    let wuhan = NodePlan {
+        id: NodeId::parse(WUHAN).unwrap(),
+        serves: vec![RegionPrefix::parse("4201").unwrap()],
+        peer_port: peer.local_addr().unwrap().port(),
+        admin_port: admin.local_addr().unwrap().port(),
+    };
+    drop((admin, peer));
+    let pair = spawn_pair_among(vec![wuhan], |_, _| {}).await;
+    let hukou = &pair.hukou;
+    let client = residence_client(&pair.pki);
+    let key = residence_key(&pair.pki);
+    // Hukou in Wuhan, living in Zhengzhou; then the family moves to Chengdu.
+    let mut body = flowing_child(300);
+    body["id_number"] = json!(id_number("420102", (2016, 2, 3), 300));
+    body["hukou_region"] = json!("420102");
+    let created = creation(&body, &key, ZHENGZHOU);
+    let mut moved = created.version.body.clone();
+    moved["residence_region"] = json!("510104");
+    let moved = Version::new(
+        DocKind::Child,
+        created.version.doc_id.clone(),
+        vec![created.id],
+        NodeId::parse(ZHENGZHOU).unwrap(),
+        Hlc::new(Utc::now().timestamp_millis(), 1).unwrap(),
+        moved,
+    )
+    .sign(&key)
+    .unwrap();
+    // Another file's creation first, so that the moved child's creation waits in the batch.
+    let other = creation(&flowing_child(301), &key, ZHENGZHOU);
+
+    let r = receipt(
+        push(
+            &client,
+            hukou,
+            ZHENGZHOU,
+            vec![other.clone(), created.clone(), moved.clone()],
+        )
+        .await,
+    )
+    .await;
+    assert!(r.receipt.rejected.is_empty(), "{:?}", r.receipt.rejected);
+    assert_eq!(r.receipt.accepted.len(), 3);
+    assert_eq!(hukou.count("versions"), 3);
+    // Both versions of the moved child are queued for Wuhan, the other file for nobody.
+    assert_eq!(hukou.count(&format!("outbox WHERE peer = '{WUHAN}'")), 2);
+    assert_eq!(hukou.count("outbox"), 2);
+    let view = file(hukou, created.version.doc_id.as_str()).await.unwrap();
+    assert_eq!(view["record"]["residence_region"], "510104");
+}
+
 /// The same batch delivered four times at once (a sender's retry overtaking its first try, or a
 /// version forwarded by two parties): every delivery gets a signed receipt accepting every
 /// version, and each version is stored, viewed and audited once. On PostgreSQL the later
@@ -641,6 +708,8 @@ async fn concurrent_deliveries_of_one_batch_are_each_acknowledged_and_stored_onc
     assert_eq!(hukou.count("receipts"), receipts + 4);
 }
 
+/// The sender's queue drains and the receiver holds `versions` versions, each ingested once in
+/// effect: no refusal on either side, no duplicate row.
 async fn delivered_once(sender: &TestApp, receiver: &TestApp, versions: usize) {
     eventually(20, "outbox drained", || async {
         sender.count("outbox") == 0

@@ -110,6 +110,8 @@ pub async fn push_versions(
         .ok_or_else(|| ApiError::internal("peer listener without a directory"))?;
     let batch = request.batch_digest();
     let now = Utc::now();
+    // SQLite runs one writer at a time: there a unique violation is never a race.
+    let may_race = matches!(state.store.backend(), crate::storage::Backend::Postgres);
     let (outcome, receipt) = state
         .store
         .run(move |c| {
@@ -117,7 +119,6 @@ pub async fn push_versions(
             // delivery is still being stored, or one version forwarded by two parties). On
             // PostgreSQL the later transaction then fails on a key the earlier one committed;
             // run again, it finds those versions stored and acknowledges them as duplicates.
-            // (SQLite runs writers one at a time.)
             let mut attempt = 1;
             let stored = loop {
                 let stored = ingest::ingest(
@@ -146,7 +147,7 @@ pub async fn push_versions(
                     },
                 );
                 match stored {
-                    Err(e) if e.is_write_race() && attempt < INGEST_ATTEMPTS => {
+                    Err(e) if may_race && e.is_write_race() && attempt < INGEST_ATTEMPTS => {
                         tracing::info!(%peer, attempt, "a concurrent delivery stored some of this batch first; ingesting it again");
                         attempt += 1;
                     }

@@ -173,8 +173,8 @@ async fn import_reads_gb18030_and_english_headers_and_export_round_trips() {
     other.stop().await;
 }
 
-/// A ledger of three import batches (4,207 = 2,000 + 2,000 + 207 rows, prepared on more than one
-/// thread and written in order) that takes every statement size of a bulk insert (64, 16, 4 and
+/// A ledger of three import batches (4,207 = 2,000 + 2,000 + 207 rows, prepared on the worker
+/// threads and written in order) that takes every statement size of a bulk insert (64, 16, 4 and
 /// 1 rows), with empty optional cells, lands whole: every row once in every table, empty cells
 /// stored as NULL, the audit trail intact.
 #[tokio::test]

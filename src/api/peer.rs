@@ -148,7 +148,12 @@ pub async fn push_versions(
                 );
                 match stored {
                     Err(e) if may_race && e.is_write_race() && attempt < INGEST_ATTEMPTS => {
-                        tracing::info!(%peer, attempt, "a concurrent delivery stored some of this batch first; ingesting it again");
+                        tracing::info!(
+                            %peer,
+                            attempt,
+                            "a concurrent delivery stored some of this batch first; \
+                             ingesting it again"
+                        );
                         attempt += 1;
                     }
                     other => break other?,

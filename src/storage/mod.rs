@@ -38,8 +38,9 @@ macro_rules! per_backend {
 /// On SQLite inside a transaction each statement is an `INSERT OR IGNORE` whose row count is
 /// checked: a row refused by a key fails the call with the `UniqueViolation` a plain `INSERT`
 /// would give. The caller must then roll the transaction (or its savepoint) back — the
-/// statement's other rows are written — and [`transaction`] does roll back on error. The reason is speed: a multi-row statement that may abort part way makes SQLite keep
-/// a statement journal (a copy of each page it touches, so the statement alone can be undone),
+/// statement's other rows are written — and [`transaction`] does roll back on error. The
+/// reason is speed: a multi-row statement that may abort part way makes SQLite keep a
+/// statement journal (a copy of each page it touches, so the statement alone can be undone),
 /// which cost a fifth of an import's writer time; one that ignores conflicts, on tables whose
 /// foreign keys are checked at COMMIT (migration `2026-11-24-000008_deferred_references`),
 /// needs none. Outside a transaction, and on PostgreSQL, it is a plain `INSERT`.
@@ -109,7 +110,8 @@ pub(crate) fn all_inserted(inserted: usize, rows: usize) -> Result<(), QueryErro
     Err(QueryError::DatabaseError(
         diesel::result::DatabaseErrorKind::UniqueViolation,
         Box::new(format!(
-            "UNIQUE constraint failed: {} of {rows} rows refused (a key already stored, or repeated in the statement)",
+            "UNIQUE constraint failed: {} of {rows} rows refused \
+             (a key already stored, or repeated in the statement)",
             rows - inserted
         )),
     ))

@@ -287,6 +287,28 @@ fn creation(body: &Value, key: &SigningKey, author: &str) -> SignedVersion {
     .unwrap()
 }
 
+/// An edit by the residence node on top of `parent`: its body with `change` applied, stamped now
+/// with logical counter `logical`.
+fn residence_edit(
+    parent: &SignedVersion,
+    change: impl FnOnce(&mut Value),
+    key: &SigningKey,
+    logical: u16,
+) -> SignedVersion {
+    let mut body = parent.version.body.clone();
+    change(&mut body);
+    Version::new(
+        DocKind::Child,
+        parent.version.doc_id.clone(),
+        vec![parent.id],
+        NodeId::parse(ZHENGZHOU).unwrap(),
+        Hlc::new(Utc::now().timestamp_millis(), logical).unwrap(),
+        body,
+    )
+    .sign(key)
+    .unwrap()
+}
+
 /// The stored form of a record (every field present).
 fn full_record(body: &Value) -> Value {
     let fields =
@@ -484,18 +506,12 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
     .sign(&key)
     .unwrap();
     // A residence edit of a hukou field (benefits), on top of the good creation.
-    let mut changed = good.version.body.clone();
-    changed["benefits"] = json!([{"benefit": "tekun"}]);
-    let overreach = Version::new(
-        DocKind::Child,
-        good.version.doc_id.clone(),
-        vec![good.id],
-        NodeId::parse(ZHENGZHOU).unwrap(),
-        Hlc::new(Utc::now().timestamp_millis(), 5).unwrap(),
-        changed,
-    )
-    .sign(&key)
-    .unwrap();
+    let overreach = residence_edit(
+        &good,
+        |b| b["benefits"] = json!([{"benefit": "tekun"}]),
+        &key,
+        5,
+    );
 
     let r = receipt(
         push(
@@ -617,18 +633,12 @@ async fn a_moved_childs_history_is_forwarded_to_its_other_party() {
     body["id_number"] = json!(id_number("420102", (2016, 2, 3), 300));
     body["hukou_region"] = json!("420102");
     let created = creation(&body, &key, ZHENGZHOU);
-    let mut moved = created.version.body.clone();
-    moved["residence_region"] = json!("510104");
-    let moved = Version::new(
-        DocKind::Child,
-        created.version.doc_id.clone(),
-        vec![created.id],
-        NodeId::parse(ZHENGZHOU).unwrap(),
-        Hlc::new(Utc::now().timestamp_millis(), 1).unwrap(),
-        moved,
-    )
-    .sign(&key)
-    .unwrap();
+    let moved = residence_edit(
+        &created,
+        |b| b["residence_region"] = json!("510104"),
+        &key,
+        1,
+    );
     // Another file's creation first, so that the moved child's creation waits in the batch.
     let other = creation(&flowing_child(301), &key, ZHENGZHOU);
 
@@ -665,18 +675,7 @@ async fn concurrent_deliveries_of_one_batch_are_each_acknowledged_and_stored_onc
     let mut batch = Vec::new();
     for seq in 0..150 {
         let created = creation(&flowing_child(200 + seq), &key, ZHENGZHOU);
-        let mut body = created.version.body.clone();
-        body["risk_level"] = json!("红");
-        let edit = Version::new(
-            DocKind::Child,
-            created.version.doc_id.clone(),
-            vec![created.id],
-            NodeId::parse(ZHENGZHOU).unwrap(),
-            Hlc::new(Utc::now().timestamp_millis(), 1).unwrap(),
-            body,
-        )
-        .sign(&key)
-        .unwrap();
+        let edit = residence_edit(&created, |b| b["risk_level"] = json!("红"), &key, 1);
         batch.push(created);
         batch.push(edit);
     }

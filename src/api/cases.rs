@@ -11,9 +11,9 @@ use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::{now, purpose_of, AppState};
 use crate::accounts::Permission;
+use crate::domain::case::state::{CaseState, Transition};
 use crate::domain::child::Benefit;
 use crate::eligibility::service::{self, CaseQuery, CaseSummary, CaseView, NewCase};
-use crate::eligibility::state::{CaseState, Transition};
 
 /// Deserialises a body naming the field at fault.
 fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {

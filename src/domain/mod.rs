@@ -2,7 +2,9 @@
 //! child's record with the authority of each field. Nothing here imports from the rest of the
 //! crate; everything else builds on it.
 
+pub mod case;
 pub mod child;
+pub mod digest;
 pub mod id_number;
 pub mod node;
 pub mod region;

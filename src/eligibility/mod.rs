@@ -5,6 +5,4 @@
 //! and persists with audit in one transaction.
 
 pub mod calendar;
-pub mod case;
 pub mod service;
-pub mod state;

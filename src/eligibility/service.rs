@@ -10,10 +10,12 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{deadline_status, DeadlineStatus, WorkCalendar};
-use super::case::{check_step, merge_heads, CaseBody, Grounds, Head, Officers, Step, StepError};
-use super::state::{CaseState, Party, Transition};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::config::EligibilitySettings;
+use crate::domain::case::state::{CaseState, Party, Transition};
+use crate::domain::case::{
+    check_step, merge_heads, CaseBody, Grounds, Head, Officers, Step, StepError,
+};
 use crate::domain::child::Benefit;
 use crate::domain::{IdNumber, NodeId, RegionCode};
 use crate::storage::cases::{self as repo, CaseFilter, CaseRow};
@@ -344,7 +346,7 @@ fn step(
     now: DateTime<Utc>,
 ) -> Result<CaseBody, CaseError> {
     let (current, heads) = load(conn, case_id)?;
-    let wanted = as_party.or(Some(super::state::party_of(&transition)));
+    let wanted = as_party.or(Some(crate::domain::case::state::party_of(&transition)));
     if current.party_of(&node.id, wanted).is_none() && current.party_of(&node.id, None).is_none() {
         return Err(CaseError::Step(StepError::NotParty(node.id.clone())));
     }
@@ -465,7 +467,7 @@ pub fn view(conn: &mut DbConn, node: &LocalNode, case_id: &str) -> Result<CaseVi
     for party in [Party::Requester, Party::Decider] {
         if case.party_of(&node.id, Some(party)).is_some() {
             allowed.extend(
-                super::state::allowed_actions(Some(case.state), party)
+                crate::domain::case::state::allowed_actions(Some(case.state), party)
                     .iter()
                     .map(|k| k.as_str().to_owned()),
             );

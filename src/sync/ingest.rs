@@ -465,7 +465,7 @@ fn check_case(
     sender: &NodeId,
     v: &SignedVersion,
 ) -> Result<(), Refusal> {
-    use crate::eligibility::case::{check_step, merge_heads, CaseBody, Head};
+    use crate::domain::case::{check_step, merge_heads, CaseBody, Head};
     verify_signature(node, verified, v)?;
     let body: CaseBody = serde_json::from_value(v.version.body.clone())
         .map_err(|e| (RejectCode::InvalidRecord, format!("not a case: {e}")))?;

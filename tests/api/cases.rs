@@ -326,7 +326,7 @@ async fn withdrawal_and_approval_at_the_same_moment_end_alike_on_both_nodes() {
         .status(),
         200
     );
-    let t: hukou_sync::eligibility::state::Transition =
+    let t: hukou_sync::domain::case::state::Transition =
         serde_json::from_value(json!({"action": "approve", "effective_month": "2026-12"})).unwrap();
     let mut conn = h_store.conn().unwrap();
     let (id2, actor) = (id.clone(), hukou_sync::audit::Actor::console());

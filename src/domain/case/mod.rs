@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::state::{self, Branch, CaseState, Party, Transition, TransitionError};
+pub mod state;
+
+use self::state::{Branch, CaseState, Party, Transition, TransitionError};
 use crate::domain::child::{Benefit, ParentSituation, Text};
 use crate::domain::{IdNumber, NodeId, RegionCode};
 
@@ -22,7 +24,7 @@ pub struct Evidence {
     pub number: Text<64>,
     /// SHA-256 of the file, 64 lower-case hex characters.
     #[schema(value_type = String)]
-    pub sha256: crate::crypto::hash::Digest,
+    pub sha256: crate::domain::digest::Digest,
 }
 
 /// Why the child may qualify.

@@ -151,6 +151,7 @@ impl WorkCalendar {
 
     /// The State Council's 2026 public holidays and make-up workdays for mainland China (国务院办公厅
     /// 关于2026年部分节假日安排的通知, 2025-11-04), shipped as `calendar-cn-2026.toml`.
+    #[allow(clippy::expect_used)] // The invariant below: a compile-time constant that a test parses.
     pub fn china_2026() -> Self {
         // Invariant: the shipped file is valid; the test `china_2026_file_parses` checks it, so
         // this cannot fail at run time.

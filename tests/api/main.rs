@@ -1,6 +1,9 @@
 //! The one integration test binary: real nodes on 127.0.0.1 with real databases (a temporary
 //! SQLite file, or a fresh PostgreSQL schema when `TEST_DATABASE_URL` is set).
+// The whole binary is tests: a panic on a failed step is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod architecture;
 mod audit;
 mod browser;
 mod cases;

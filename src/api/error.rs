@@ -96,6 +96,16 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The words a person can act on (what a page shows).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The logged cause of an internal error.
+    pub fn cause(&self) -> Option<&str> {
+        self.internal.as_deref()
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -351,13 +361,16 @@ impl From<crate::conflicts::ConflictError> for ApiError {
             C::NotFound(_) => ApiError::not_found("no child with this ID number"),
             e @ C::NothingOpen => ApiError::new(StatusCode::CONFLICT, "no_open_conflict", e.to_string()),
             e @ C::NotOwner { .. } => ApiError::new(StatusCode::FORBIDDEN, "not_review_owner", e.to_string()),
-            C::Stale { current } => ApiError::new(
-                StatusCode::CONFLICT,
-                "stale_resolution",
-                "the file changed since it was shown; review its current state (in `current`) and resolve again",
-            )
-            .field("heads")
-            .extension("current", serde_json::to_value(&*current).unwrap_or_default()),
+            C::Stale { current } => match serde_json::to_value(&*current) {
+                Ok(current) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "stale_resolution",
+                    "the file changed since it was shown; review its current state (in `current`) and resolve again",
+                )
+                .field("heads")
+                .extension("current", current),
+                Err(e) => ApiError::internal(format!("serialising the current file: {e}")),
+            },
             C::NotInConflict(f) => ApiError::unprocessable("not_in_conflict", "this field has no open conflict reviewed here").field(f),
             C::MissingChoice(f) => ApiError::unprocessable("missing_choice", "choose a value for every disputed field").field(f),
             C::UnknownField(f) => ApiError::unprocessable("unknown_field", "this field does not exist").field(f),

@@ -151,9 +151,10 @@ fn completed_nodes(
     for (i, leaf) in leaves.iter().enumerate() {
         stack.push((0, first + i as i64, *leaf));
         while stack.len() >= 2 && stack[stack.len() - 1].0 == stack[stack.len() - 2].0 {
-            // Invariant: the loop condition guarantees two elements.
-            let (level, idx, right) = stack.pop().unwrap_or_default();
-            let (_, _, left) = stack.pop().unwrap_or_default();
+            // The loop condition guarantees two elements; a failure here is a bug, reported.
+            let (Some((level, idx, right)), Some((_, _, left))) = (stack.pop(), stack.pop()) else {
+                return Err(AuditError::Corrupt("subtree stack underflow".into()));
+            };
             let hash = merkle::node_hash(&left, &right);
             out.push((i64::from(level + 1), idx >> 1, merkle::to_hex(&hash)));
             stack.push((level + 1, idx >> 1, hash));

@@ -897,55 +897,26 @@ pub enum HexError {
     },
 }
 
-/// Lower-case hex text of a hash (64 characters).
+/// Lower-case hex text of a hash (64 characters): the crate's one spelling of a digest.
 #[must_use]
 pub fn to_hex(hash: &Hash) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for byte in hash {
-        // Indexing cannot panic: a nibble is always < 16.
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
+    crate::domain::digest::to_hex(hash)
 }
 
-/// Value of one lower-case hex digit.
-fn hex_nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-/// Parses exactly 64 lower-case hex characters (strict, like the crate's
-/// digest text form: no upper case, prefix or whitespace).
+/// Parses exactly 64 lower-case hex characters (strict, the crate's digest text form: no upper
+/// case, prefix or whitespace), through the crate's one hex parser.
 ///
 /// # Errors
 /// [`HexError::WrongLength`] or [`HexError::InvalidDigit`].
 pub fn from_hex(text: &str) -> Result<Hash, HexError> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return Err(HexError::WrongLength {
-            actual: bytes.len(),
-        });
+    use crate::domain::digest::{Digest, DigestParseError};
+    match text.parse::<Digest>() {
+        Ok(d) => Ok(d.0),
+        Err(DigestParseError::WrongLength(actual)) => Err(HexError::WrongLength { actual }),
+        Err(DigestParseError::InvalidCharacter { index, .. }) => {
+            Err(HexError::InvalidDigit { position: index })
+        }
     }
-    let mut out = [0u8; 32];
-    for (i, (byte, pair)) in out.iter_mut().zip(bytes.chunks_exact(2)).enumerate() {
-        let [hi, lo] = pair else {
-            // Unreachable: `chunks_exact(2)` yields two-byte chunks only.
-            return Err(HexError::WrongLength {
-                actual: bytes.len(),
-            });
-        };
-        let hi = hex_nibble(*hi).ok_or(HexError::InvalidDigit { position: 2 * i })?;
-        let lo = hex_nibble(*lo).ok_or(HexError::InvalidDigit {
-            position: 2 * i + 1,
-        })?;
-        *byte = (hi << 4) | lo;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::log::{
     entry_of, leaf_of, AuditEntry, AuditError, InclusionProof, SignedTreeHead, StoredSubtrees,
 };
-use super::merkle::{self, Frontier, Hash, SubtreeSource};
+use super::merkle::{self, Frontier, Hash};
 use crate::crypto::hash::Digest;
 use crate::crypto::keys::PublicKey;
 use crate::storage::audit as repo;
@@ -184,44 +184,6 @@ fn check_head(
     }
 }
 
-/// All levels of a tree in memory, for serving many proofs over a range (export).
-pub struct MemoryTree {
-    /// `levels[0]` are leaf hashes; `levels[l][i]` is the complete subtree (l, i).
-    levels: Vec<Vec<Hash>>,
-}
-
-impl MemoryTree {
-    pub fn new(leaves: Vec<Hash>) -> Self {
-        let mut levels = vec![leaves];
-        while let Some(last) = levels.last() {
-            if last.len() < 2 {
-                break;
-            }
-            let next: Vec<Hash> = last
-                .chunks_exact(2)
-                .map(|p| merkle::node_hash(&p[0], &p[1]))
-                .collect();
-            levels.push(next);
-        }
-        Self { levels }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("subtree ({0}, {1}) is outside the tree")]
-pub struct OutsideTree(u32, u64);
-
-impl SubtreeSource for MemoryTree {
-    type Error = OutsideTree;
-    fn subtree(&self, level: u32, index: u64) -> Result<Hash, OutsideTree> {
-        self.levels
-            .get(level as usize)
-            .and_then(|l| l.get(index as usize))
-            .copied()
-            .ok_or(OutsideTree(level, index))
-    }
-}
-
 /// One line of an export file.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -259,12 +221,13 @@ pub fn export(
         }
         seq += PAGE;
     }
-    let tree = MemoryTree::new(leaves);
+    let tree = merkle::MemoryTree::from_leaves(&leaves);
     let io = |e: std::io::Error| AuditError::Corrupt(format!("write: {e}"));
+    let json = |e: serde_json::Error| AuditError::Corrupt(format!("serialising a line: {e}"));
     writeln!(
         out,
         "{}",
-        serde_json::to_string(&ExportLine::TreeHead(head.clone())).unwrap_or_default()
+        serde_json::to_string(&ExportLine::TreeHead(head.clone())).map_err(json)?
     )
     .map_err(io)?;
     let mut written = 0u64;
@@ -281,7 +244,7 @@ pub fn export(
             writeln!(
                 out,
                 "{}",
-                serde_json::to_string(&ExportLine::Event(entry)).unwrap_or_default()
+                serde_json::to_string(&ExportLine::Event(entry)).map_err(json)?
             )
             .map_err(io)?;
             written += 1;
@@ -311,12 +274,13 @@ pub fn verify_export(input: &mut dyn BufRead, trusted_key: Option<&PublicKey>) -
         }
         match serde_json::from_str::<ExportLine>(&line) {
             Ok(ExportLine::TreeHead(h)) if head.is_none() => {
-                check_head(
-                    &mut report,
-                    &h,
-                    &h.root_hash().unwrap_or_default(),
-                    trusted_key,
-                );
+                match h.root_hash() {
+                    Some(root) => check_head(&mut report, &h, &root, trusted_key),
+                    None => report.fail(
+                        None,
+                        format!("line {lineno}: the tree head's root is not a 64-digit hash"),
+                    ),
+                }
                 report.tree_heads += 1;
                 head = Some(h);
             }

@@ -17,6 +17,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::accounts::{self, AccountError, Permission, Principal};
+use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::audit::Via;
 
@@ -84,6 +85,8 @@ pub enum UiError {
     NotFound(String),
     BadRequest(String),
     Internal(String),
+    /// A service's error, mapped to HTTP by `api::error`.
+    Problem(ApiError),
 }
 
 impl std::fmt::Display for UiError {
@@ -94,6 +97,7 @@ impl std::fmt::Display for UiError {
             | UiError::NotFound(m)
             | UiError::BadRequest(m)
             | UiError::Internal(m) => f.write_str(m),
+            UiError::Problem(e) => write!(f, "{e}"),
         }
     }
 }
@@ -106,6 +110,7 @@ impl ResponseError for UiError {
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            UiError::Problem(e) => e.status_code(),
         }
     }
 
@@ -124,49 +129,45 @@ impl ResponseError for UiError {
                     "an internal error occurred; it has been logged".to_owned(),
                 )
             }
+            UiError::Problem(e) => {
+                let status = e.status_code();
+                if status.is_server_error() {
+                    tracing::error!(error = %e.cause().unwrap_or(e.reason()), "page failed");
+                }
+                let title = match status {
+                    StatusCode::NOT_FOUND => "未找到 (Not found)",
+                    StatusCode::FORBIDDEN => "无权访问 (Forbidden)",
+                    StatusCode::CONFLICT => "状态冲突 (Conflict)",
+                    StatusCode::SERVICE_UNAVAILABLE => "暂不可用 (Unavailable)",
+                    s if s.is_server_error() => "内部错误 (Internal error)",
+                    _ => "请求有误 (Bad request)",
+                };
+                (title, e.reason().to_owned())
+            }
         };
         render::html(self.status_code(), &render::ErrorPage { title, message })
     }
 }
 
-impl From<crate::storage::StorageError> for UiError {
-    fn from(e: crate::storage::StorageError) -> Self {
-        UiError::Internal(e.to_string())
-    }
-}
-
-impl From<AccountError> for UiError {
-    fn from(e: AccountError) -> Self {
-        UiError::Internal(e.to_string())
-    }
-}
-
-impl From<crate::sync::LedgerError> for UiError {
-    fn from(e: crate::sync::LedgerError) -> Self {
-        use crate::sync::LedgerError as L;
-        match e {
-            L::NotFound(_) => UiError::NotFound("no child with this ID number".into()),
-            other => UiError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::audit::AuditError> for UiError {
-    fn from(e: crate::audit::AuditError) -> Self {
-        match e {
-            crate::audit::AuditError::NoSuchEvent(seq) => {
-                UiError::NotFound(format!("no audit event {seq}"))
+/// Service errors reach a page through the API's one mapping of errors to HTTP: the same
+/// status and reason as the API would answer, shown as a page.
+macro_rules! ui_error_via_api {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for UiError {
+            fn from(e: $error) -> Self {
+                UiError::Problem(ApiError::from(e))
             }
-            other => UiError::Internal(other.to_string()),
-        }
-    }
+        })*
+    };
 }
 
-impl From<crate::eligibility::service::CaseError> for UiError {
-    fn from(e: crate::eligibility::service::CaseError) -> Self {
-        UiError::Internal(e.to_string())
-    }
-}
+ui_error_via_api!(
+    crate::storage::StorageError,
+    AccountError,
+    crate::sync::LedgerError,
+    crate::audit::AuditError,
+    crate::eligibility::service::CaseError,
+);
 
 /// `303 See Other` to a local path.
 pub fn see_other(to: &str) -> HttpResponse {

@@ -354,6 +354,19 @@ impl TransitionKind {
         TransitionKind::Withdraw,
     ];
 
+    /// The audit log's action for a version making this transition (`case.approve`).
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            TransitionKind::Submit => "case.submit",
+            TransitionKind::Receive => "case.receive",
+            TransitionKind::RequestInfo => "case.request_info",
+            TransitionKind::ProvideInfo => "case.provide_info",
+            TransitionKind::Approve => "case.approve",
+            TransitionKind::Deny => "case.deny",
+            TransitionKind::Withdraw => "case.withdraw",
+        }
+    }
+
     /// The one party allowed to make this transition.
     pub fn party(self) -> Party {
         match self {
@@ -1151,6 +1164,13 @@ mod tests {
                 s.is_terminal(),
                 matches!(s, S::Approved | S::Denied | S::Withdrawn)
             );
+        }
+    }
+
+    #[test]
+    fn audit_actions_name_the_wire_kind() {
+        for k in TransitionKind::ALL {
+            assert_eq!(k.audit_action(), format!("case.{}", k.as_str()));
         }
     }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::id_number::{IdNumber, Sex};
+use super::month::Month;
 use super::region::RegionCode;
 
 /// Which bureau decides a field (DESIGN §4).
@@ -316,37 +317,6 @@ pub struct BenefitGrant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "2026-01")]
     pub since: Option<Month>,
-}
-
-/// A calendar month `YYYY-MM`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Month {
-    year: i32,
-    /// Invariant: 1..=12.
-    month: u32,
-}
-impl Month {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let d = NaiveDate::parse_from_str(&format!("{}-01", s.trim()), "%Y-%m-%d")
-            .map_err(|_| format!("{s:?} is not a month YYYY-MM"))?;
-        use chrono::Datelike;
-        Ok(Self {
-            year: d.year(),
-            month: d.month(),
-        })
-    }
-}
-impl TryFrom<String> for Month {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(&s)
-    }
-}
-impl From<Month> for String {
-    fn from(m: Month) -> String {
-        format!("{:04}-{:02}", m.year, m.month)
-    }
 }
 
 /// The risk palette (风险等级), configurable; default 红/橙/黄/绿.

@@ -6,6 +6,7 @@ pub mod case;
 pub mod child;
 pub mod digest;
 pub mod id_number;
+pub mod month;
 pub mod node;
 pub mod region;
 
@@ -13,5 +14,6 @@ pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,
 };
 pub use id_number::{IdNumber, IdNumberError, Sex};
+pub use month::{Month, MonthError};
 pub use node::NodeId;
 pub use region::{RegionCode, RegionPrefix};

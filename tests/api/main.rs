@@ -12,4 +12,3 @@ mod helpers;
 mod reconcile;
 mod storage;
 mod ui;
-mod webdriver;

@@ -221,7 +221,11 @@ async fn resolve_in_the_browser(browser: Client, pair: Pair, id: String) {
     );
 
     // The queue lists the conflict; open it.
-    find(&browser, ".conflict-link").await.click().await.unwrap();
+    find(&browser, ".conflict-link")
+        .await
+        .click()
+        .await
+        .unwrap();
     wait_for(&browser, "#resolve-form").await;
     let text = browser.source().await.unwrap();
     assert!(text.contains("healthy") && text.contains("chronic_illness"));

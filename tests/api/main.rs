@@ -10,5 +10,6 @@ mod conflicts;
 mod exchange;
 mod helpers;
 mod reconcile;
+mod schema;
 mod storage;
 mod ui;

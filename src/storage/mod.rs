@@ -139,8 +139,12 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use diesel::result::Error as QueryError;
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// The SQLite migrations, embedded; [`run_migrations`] applies them. Public for the tests that
+/// revert and re-apply them.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// The PostgreSQL migrations, embedded; [`run_migrations`] applies them. Public for the tests
+/// that revert and re-apply them.
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]

@@ -13,6 +13,6 @@ mod conflicts;
 mod exchange;
 mod helpers;
 mod reconcile;
+mod schema;
 mod storage;
 mod ui;
-mod webdriver;

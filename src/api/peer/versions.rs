@@ -110,10 +110,13 @@ pub async fn push_versions(
     if !outcome.cases.is_empty() {
         // New requests this node decides are received at once (in their own transaction).
         let node = state.node.clone();
+        let deadlines = state.deadlines.clone();
         let cases = outcome.cases.clone();
         let r = state
             .store
-            .run(move |c| crate::eligibility::service::after_ingest(c, &node, &cases, Utc::now()))
+            .run(move |c| {
+                crate::eligibility::service::after_ingest(c, &node, &deadlines, &cases, Utc::now())
+            })
             .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not process received case versions");

@@ -9,6 +9,7 @@ mod cli;
 mod conflicts;
 mod exchange;
 mod helpers;
+mod jobs;
 mod reconcile;
 mod storage;
 mod ui;

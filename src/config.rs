@@ -502,9 +502,11 @@ impl Settings {
         Ok(())
     }
 
-    pub fn risk_palette(&self) -> RiskPalette {
-        // Invariant: validated in `load`; the default palette is the fallback for hand-built settings.
-        RiskPalette::new(self.records.risk_palette.clone()).unwrap_or_default()
+    /// The risk palette of `records.risk_palette` (checked by [`Settings::load`]; hand-built
+    /// settings may hold a bad one, refused here).
+    pub fn risk_palette(&self) -> Result<RiskPalette, ConfigError> {
+        RiskPalette::new(self.records.risk_palette.clone())
+            .map_err(|e| ConfigError::Invalid(format!("records.risk_palette: {e}")))
     }
 }
 

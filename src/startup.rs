@@ -457,7 +457,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         serves: settings.node.serves.clone(),
         key,
         clock,
-        palette: settings.risk_palette(),
+        palette: settings.risk_palette()?,
         directory,
         outbox_changed: tokio::sync::watch::channel(0).0,
     });

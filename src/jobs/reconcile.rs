@@ -3,6 +3,7 @@
 //! going when the next is due makes that one skip (the lock refuses it).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 
@@ -22,7 +23,8 @@ pub async fn run(
         let Some(next) = schedule.next_after(Utc::now()) else {
             return;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        // A firing already past (negative, not representable) is waited for not at all.
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tracing::debug!(peer = %peer, at = %next, "next scheduled reconciliation");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

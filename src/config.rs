@@ -3,12 +3,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, FixedOffset, Offset as _, Utc};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::Policy;
 use crate::domain::{NodeId, RegionPrefix, RiskPalette};
+use crate::eligibility::calendar::WorkCalendar;
+use crate::eligibility::service::Deadlines;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,6 +66,69 @@ pub struct ReconcileSchedule {
     pub cron: String,
 }
 
+impl ReconcileSchedule {
+    /// The parsed expression (settings from [`Settings::load`] were checked to parse).
+    pub fn schedule(&self) -> Result<CronSchedule, CronError> {
+        CronSchedule::parse(&self.cron)
+    }
+}
+
+/// A parsed cron expression of a scheduled reconciliation, read in China Standard Time
+/// (UTC+8, the bureaus' wall clock).
+#[derive(Debug, Clone)]
+pub struct CronSchedule(cron::Schedule);
+
+/// Why a cron expression was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{expr:?} is not a cron expression ({reason}); use 5 fields (min hour day month weekday) or 6-7 with seconds (and year), e.g. \"0 30 2 * * *\"")]
+pub struct CronError {
+    expr: String,
+    reason: String,
+}
+
+/// China Standard Time: schedules are in the bureaus' wall time.
+fn cst() -> FixedOffset {
+    // +8 h is within the ±24 h an offset may have, so the fallback is never taken.
+    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| Utc.fix())
+}
+
+impl CronSchedule {
+    /// Parses a cron expression: 5 fields (standard, minute first) or 6–7 (seconds first,
+    /// optional year).
+    pub fn parse(expr: &str) -> Result<Self, CronError> {
+        let fields = expr.split_whitespace().count();
+        let full = match fields {
+            5 => format!("0 {}", expr.trim()),
+            6 | 7 => expr.trim().to_owned(),
+            n => {
+                return Err(CronError {
+                    expr: expr.to_owned(),
+                    reason: format!("{n} fields"),
+                })
+            }
+        };
+        let s = cron::Schedule::from_str(&full).map_err(|e| CronError {
+            expr: expr.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if s.after(&Utc::now().with_timezone(&cst())).next().is_none() {
+            return Err(CronError {
+                expr: expr.to_owned(),
+                reason: "it never fires again".into(),
+            });
+        }
+        Ok(Self(s))
+    }
+
+    /// The next firing strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.0
+            .after(&t.with_timezone(&cst()))
+            .next()
+            .map(|n| n.with_timezone(&Utc))
+    }
+}
+
 /// Deadlines of eligibility cases (DESIGN §5).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,6 +142,26 @@ pub struct EligibilitySettings {
     /// Extra holidays and make-up workdays (TOML: `holidays = [...]`, `workdays = [...]`),
     /// merged with the shipped 2026 calendar of the State Council.
     pub calendar: Option<PathBuf>,
+}
+
+impl EligibilitySettings {
+    /// The deadlines of eligibility cases: these settings on the shipped 2026 calendar of the
+    /// State Council, merged with the extra calendar file if one is set (read here).
+    pub fn deadlines(&self) -> Result<Deadlines, String> {
+        let mut calendar = WorkCalendar::china_2026();
+        if let Some(p) = &self.calendar {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let extra =
+                WorkCalendar::from_toml_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            calendar = calendar.merge(extra).map_err(|e| e.to_string())?;
+        }
+        Ok(Deadlines::new(
+            calendar,
+            self.deadlines.clone(),
+            self.jurisdictions.clone(),
+            self.due_soon_days,
+        ))
+    }
 }
 
 impl Default for EligibilitySettings {
@@ -200,6 +289,17 @@ pub struct AdminSettings {
     pub lockout_minutes: u32,
     /// Serve the admin listener over TLS (server certificate only; cookies then get `Secure`).
     pub tls: Option<AdminTls>,
+}
+
+impl AdminSettings {
+    /// The login policy of the accounts service.
+    pub fn account_policy(&self) -> Policy {
+        Policy {
+            session: chrono::Duration::hours(i64::from(self.session_hours)),
+            max_failures: self.max_failed_logins,
+            lockout: chrono::Duration::minutes(i64::from(self.lockout_minutes)),
+        }
+    }
 }
 
 /// The admin listener's own server certificate (not the exchange's client certificates).
@@ -378,7 +478,7 @@ impl Settings {
             return bad("sync.batch_size: between 1 and 5000".into());
         }
         for (i, s) in self.reconcile.schedule.iter().enumerate() {
-            if let Err(e) = crate::reconcile::schedule::parse(&s.cron) {
+            if let Err(e) = CronSchedule::parse(&s.cron) {
                 return bad(format!("reconcile.schedule[{i}].cron: {e}"));
             }
             if s.peer == self.node.id {
@@ -402,9 +502,11 @@ impl Settings {
         Ok(())
     }
 
-    pub fn risk_palette(&self) -> RiskPalette {
-        // Invariant: validated in `load`; the default palette is the fallback for hand-built settings.
-        RiskPalette::new(self.records.risk_palette.clone()).unwrap_or_default()
+    /// The risk palette of `records.risk_palette` (checked by [`Settings::load`]; hand-built
+    /// settings may hold a bad one, refused here).
+    pub fn risk_palette(&self) -> Result<RiskPalette, ConfigError> {
+        RiskPalette::new(self.records.risk_palette.clone())
+            .map_err(|e| ConfigError::Invalid(format!("records.risk_palette: {e}")))
     }
 }
 
@@ -487,6 +589,76 @@ mod tests {
         std::fs::write(&p, "[reconcile]\nschedules = []\n").unwrap();
         let e = Settings::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("schedules"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod cron_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn five_and_six_field_expressions_parse() {
+        let s = CronSchedule::parse("30 2 * * *").unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap();
+        // 02:30 CST is 18:30 UTC the day before; next after 00:00 UTC is 18:30 UTC.
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 23, 18, 30, 0).unwrap()
+        );
+        assert!(CronSchedule::parse("0 30 2 * * *").is_ok());
+        assert!(CronSchedule::parse("0 0 3 * * Sun 2099").is_ok());
+    }
+
+    #[test]
+    fn bad_expressions_are_refused_with_the_reason() {
+        for bad in ["", "every night", "61 * * * *", "* * *", "0 0 0 1 1 * 2020"] {
+            let e = CronSchedule::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("not a cron expression"), "{bad}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use crate::domain::child::Benefit;
+    use crate::domain::RegionCode;
+    use crate::eligibility::calendar::{deadline_status, DeadlineStatus};
+    use chrono::NaiveDate;
+
+    #[test]
+    fn deadlines_follow_benefit_and_jurisdiction() {
+        let mut s = EligibilitySettings::default();
+        s.jurisdictions.insert(
+            "51".into(),
+            [("dibao".to_owned(), 20)].into_iter().collect(),
+        );
+        s.jurisdictions.insert(
+            "5101".into(),
+            [("dibao".to_owned(), 15)].into_iter().collect(),
+        );
+        let d = s.deadlines().unwrap();
+        let chengdu = RegionCode::parse("510104").unwrap();
+        let mianyang = RegionCode::parse("510703").unwrap();
+        let zhengzhou = RegionCode::parse("410105").unwrap();
+        assert_eq!(d.days(Benefit::Dibao, &chengdu), 15);
+        assert_eq!(d.days(Benefit::Dibao, &mianyang), 20);
+        assert_eq!(d.days(Benefit::Dibao, &zhengzhou), 30);
+        assert_eq!(d.days(Benefit::Tekun, &chengdu), 30);
+        // 30 working days from 2026-09-10 is 2026-10-28 (National Day week skipped).
+        let start = NaiveDate::from_ymd_opt(2026, 9, 10).unwrap();
+        assert_eq!(
+            d.calendar.add_working_days(start, 30),
+            NaiveDate::from_ymd_opt(2026, 10, 28).unwrap()
+        );
+        let status = deadline_status(
+            &d.calendar,
+            NaiveDate::from_ymd_opt(2026, 10, 28).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            5,
+        );
+        assert!(matches!(status, DeadlineStatus::Overdue { .. }));
     }
 }
 

@@ -7,12 +7,14 @@
 //! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
 //! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
 //! - [`ui`] — the administrators' web pages (server-rendered, no JavaScript needed).
+//! - [`jobs`] — every background loop (tree heads, senders, scheduled reconciliation, directory
+//!   watch), started by `jobs::start` and stopped by `Jobs::shutdown`.
 //! - [`accounts`] — users (argon2id), sessions, bearer tokens, roles and their permissions.
 //! - [`conflicts`] — the review queue and resolution versions.
 //! - [`sync`] — documents and versions: build, sign, store; heads; the local ledger of files.
 //! - [`reconcile`] — Merkle anti-entropy with peers: incremental per-peer summaries, the
-//!   root/nodes/buckets/versions/want protocol, repairs through the push path, reports, cron
-//!   schedules, and the six-month stale-file check.
+//!   root/nodes/buckets/versions/want protocol, repairs through the push path, reports, and the
+//!   six-month stale-file check.
 //! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
 //! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
 //! - [`crypto`] — RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC.
@@ -25,7 +27,7 @@
 //! its JCS bytes (`crypto`) and signs it → in one `storage::transaction` the version, its parent
 //! edges, the new heads, the current view and an `audit` event are written, or none of them.
 //! Writing the new heads also marks the document dirty for [`reconcile`], whose next run folds it
-//! into the per-peer summary, compares it with the peer's over `api::reconcile`'s peer routes and
+//! into the per-peer summary, compares it with the peer's over `api::peer::reconcile`'s routes and
 //! repairs differences through `sync::sender`'s push path.
 
 pub mod accounts;
@@ -38,6 +40,7 @@ pub mod crypto;
 pub mod directory;
 pub mod domain;
 pub mod eligibility;
+pub mod jobs;
 pub mod reconcile;
 pub mod startup;
 pub mod storage;

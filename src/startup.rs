@@ -16,6 +16,8 @@ use crate::crypto::keys::PublicKey;
 use crate::crypto::keys::SigningKey;
 use crate::directory::{Directory, DirectoryHandle};
 use crate::domain::NodeId;
+use crate::eligibility::service::Deadlines;
+use crate::jobs::{self, DirectoryWatch, ExchangeJobs, Jobs, JobsContext, Running};
 use crate::storage::Store;
 use crate::sync::sender::{ClientFactory, SenderConfig};
 use crate::sync::LocalNode;
@@ -36,8 +38,7 @@ pub struct Application {
     servers: Vec<Server>,
     store: Store,
     node: Arc<LocalNode>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    jobs: Vec<tokio::task::JoinHandle<()>>,
+    jobs: Jobs,
 }
 
 /// The TLS material of the peer side.
@@ -84,7 +85,6 @@ impl Application {
             })
             .await??;
         }
-        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let admin_listener = match listeners.admin {
             Some(l) => l,
             None => TcpListener::bind(settings.admin.listen)
@@ -95,6 +95,7 @@ impl Application {
             store: store.clone(),
             node: node.clone(),
             settings: settings.clone(),
+            deadlines: deadlines(&settings)?,
         });
         let peer_tls = match (&settings.peer, &settings.directory) {
             (Some(peer), Some(_)) => Some(load_peer_tls(peer)?),
@@ -139,12 +140,7 @@ impl Application {
         }
         .run();
         let mut servers = vec![admin];
-        let mut jobs = vec![tokio::spawn(tree_head_job(
-            store.clone(),
-            node.clone(),
-            Duration::from_secs(settings.audit.tree_head_interval_secs),
-            shutdown_rx.clone(),
-        ))];
+        let mut exchange = None;
         let mut peer_port = None;
         if let (Some(peer), Some(dirset), Some(tls), Some(clients)) =
             (&settings.peer, &settings.directory, peer_tls, clients)
@@ -183,52 +179,38 @@ impl Application {
             .run();
             servers.push(server);
             tracing::info!(node = %node.id, port = peer_port, "peer listener bound (mutual TLS)");
-            if let Some(handle) = node.directory.clone() {
-                let authority: PublicKey = dirset
-                    .authority_key
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("directory.authority_key: {e}"))?;
-                let mut rx = shutdown_rx.clone();
-                jobs.push(tokio::spawn(crate::directory::watch(
-                    handle,
-                    dirset.path.clone(),
-                    authority,
-                    Duration::from_secs(dirset.reload_interval_secs.max(1)),
-                    async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    },
-                )));
-            }
-            let config = sender_config(&settings);
-            if let Some(rec) = &reconciler {
-                for entry in &settings.reconcile.schedule {
-                    // Invariant: every expression was parsed when the settings were validated.
-                    let Ok(schedule) = crate::reconcile::schedule::parse(&entry.cron) else {
-                        continue;
-                    };
-                    if node
-                        .directory
-                        .as_ref()
-                        .is_some_and(|d| d.current().node(&entry.peer).is_none())
-                    {
-                        tracing::warn!(peer = %entry.peer, "scheduled reconciliation with a node not in the directory");
+            let authority: PublicKey = dirset
+                .authority_key
+                .parse()
+                .map_err(|e| anyhow::anyhow!("directory.authority_key: {e}"))?;
+            let mut schedule = Vec::new();
+            for entry in &settings.reconcile.schedule {
+                match entry.schedule() {
+                    Ok(s) => schedule.push((entry.peer.clone(), s)),
+                    // Settings from `Settings::load` were checked; hand-built ones may not be.
+                    Err(e) => {
+                        tracing::warn!(peer = %entry.peer, error = %e, "scheduled reconciliation not started")
                     }
-                    jobs.push(tokio::spawn(crate::reconcile::schedule::scheduled_runs(
-                        crate::reconcile::Reconciler::clone(rec),
-                        entry.peer.clone(),
-                        schedule,
-                        shutdown_rx.clone(),
-                    )));
                 }
             }
-            jobs.push(tokio::spawn(sender_supervisor(
-                store.clone(),
-                node.clone(),
+            exchange = reconciler.map(|rec| ExchangeJobs {
                 clients,
-                config,
-                shutdown_rx.clone(),
-            )));
+                sender: sender_config(&settings),
+                reconciler: crate::reconcile::Reconciler::clone(&rec),
+                schedule,
+                directory: DirectoryWatch {
+                    path: dirset.path.clone(),
+                    authority,
+                    interval: Duration::from_secs(dirset.reload_interval_secs.max(1)),
+                },
+            });
         }
+        let jobs = jobs::start(JobsContext {
+            store: store.clone(),
+            node: node.clone(),
+            tree_head_interval: Duration::from_secs(settings.audit.tree_head_interval_secs),
+            exchange,
+        });
         tracing::info!(node = %node.id, port = admin_port, "admin listener bound");
         Ok(Self {
             admin_port,
@@ -236,7 +218,6 @@ impl Application {
             servers,
             store,
             node,
-            shutdown,
             jobs,
         })
     }
@@ -257,13 +238,15 @@ impl Application {
         &self.node
     }
 
+    /// Counts this node's running jobs (zero once `run_until_stopped` has returned).
+    pub fn running_jobs(&self) -> Running {
+        self.jobs.running()
+    }
+
     /// Serves until the servers stop (Ctrl-C, or a handle's `stop`); then stops the jobs.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let results = futures_join_all(self.servers).await;
-        let _ = self.shutdown.send(true);
-        for j in self.jobs {
-            let _ = tokio::time::timeout(Duration::from_secs(5), j).await;
-        }
+        self.jobs.shutdown().await;
         results.into_iter().collect()
     }
 
@@ -411,41 +394,13 @@ fn client_factory(tls: PeerTls) -> ClientFactory {
     })
 }
 
-/// Keeps one sender loop per peer in the directory, starting loops for peers added later.
-async fn sender_supervisor(
-    store: Store,
-    node: Arc<LocalNode>,
-    clients: ClientFactory,
-    config: SenderConfig,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut running: std::collections::HashMap<NodeId, tokio::task::JoinHandle<()>> =
-        Default::default();
-    loop {
-        if let Some(d) = &node.directory {
-            for entry in d.current().nodes() {
-                if entry.id == node.id || running.get(&entry.id).is_some_and(|h| !h.is_finished()) {
-                    continue;
-                }
-                let task = tokio::spawn(crate::sync::sender::run(
-                    store.clone(),
-                    node.clone(),
-                    entry.id.clone(),
-                    clients.clone(),
-                    config.clone(),
-                    shutdown.clone(),
-                ));
-                running.insert(entry.id.clone(), task);
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = shutdown.wait_for(|s| *s) => break,
-        }
-    }
-    for (_, h) in running {
-        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
-    }
+/// The deadlines of eligibility cases from `[eligibility]` (reading its calendar file, if set).
+pub fn deadlines(settings: &Settings) -> anyhow::Result<Arc<Deadlines>> {
+    settings
+        .eligibility
+        .deadlines()
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("eligibility.calendar: {e}"))
 }
 
 /// Opens the store (running migrations) and builds this node's identity from settings.
@@ -502,10 +457,8 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         serves: settings.node.serves.clone(),
         key,
         clock,
-        palette: settings.risk_palette(),
+        palette: settings.risk_palette()?,
         directory,
-        deadlines: crate::eligibility::service::Deadlines::from_settings(&settings.eligibility)
-            .map_err(|e| anyhow::anyhow!("eligibility.calendar: {e}"))?,
         outbox_changed: tokio::sync::watch::channel(0).0,
     });
     if created {
@@ -572,30 +525,6 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
-    }
-}
-
-/// Signs a tree head on an interval when the log has grown.
-async fn tree_head_job(
-    store: Store,
-    node: Arc<LocalNode>,
-    every: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        let n = node.clone();
-        let r = store
-            .run(move |conn| crate::audit::log::sign_tree_head(conn, &n.key, chrono::Utc::now()))
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not sign a tree head");
-        }
     }
 }
 

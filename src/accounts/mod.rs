@@ -150,22 +150,15 @@ impl From<storage::QueryError> for AccountError {
     }
 }
 
-/// Login policy, from `[admin]` in the settings.
+/// Login policy (built from `[admin]` in the settings by `config`).
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
+    /// A browser session ends this long after login.
     pub session: Duration,
+    /// Consecutive failed logins that lock an account.
     pub max_failures: u32,
+    /// How long a locked account stays locked.
     pub lockout: Duration,
-}
-
-impl Policy {
-    pub fn from_settings(s: &crate::config::AdminSettings) -> Self {
-        Self {
-            session: Duration::hours(i64::from(s.session_hours)),
-            max_failures: s.max_failed_logins,
-            lockout: Duration::minutes(i64::from(s.lockout_minutes)),
-        }
-    }
 }
 
 /// An authenticated caller of the admin listener.

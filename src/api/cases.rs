@@ -50,10 +50,11 @@ pub async fn create(
     let new: NewCase = parse(body.into_inner())?;
     let actor = caller.require(&state, Permission::EditChildren).await?;
     let node = state.node.clone();
+    let deadlines = state.deadlines.clone();
     let at = now();
     let view = state
         .store
-        .run(move |c| service::create(c, &node, new, &actor, at))
+        .run(move |c| service::create(c, &node, &deadlines, new, &actor, at))
         .await?;
     Ok(HttpResponse::Created().json(view))
 }
@@ -91,10 +92,22 @@ pub async fn transition(
         .map_err(|e| ApiError::from(service::CaseError::Step(e.into())))?;
     let actor = caller.require(&state, Permission::EditChildren).await?;
     let node = state.node.clone();
+    let deadlines = state.deadlines.clone();
     let at = now();
     let view = state
         .store
-        .run(move |c| service::transition(c, &node, &case_id, t.transition, t.officer, &actor, at))
+        .run(move |c| {
+            service::transition(
+                c,
+                &node,
+                &deadlines,
+                &case_id,
+                t.transition,
+                t.officer,
+                &actor,
+                at,
+            )
+        })
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -113,10 +126,21 @@ pub async fn read(
     let actor = caller.require(&state, Permission::ReadChildren).await?;
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();
+    let deadlines = state.deadlines.clone();
     let at = now();
     let view = state
         .store
-        .run(move |c| service::read(c, &node, &case_id, &actor, purpose.as_deref(), at))
+        .run(move |c| {
+            service::read(
+                c,
+                &node,
+                &deadlines,
+                &case_id,
+                &actor,
+                purpose.as_deref(),
+                at,
+            )
+        })
         .await?;
     Ok(HttpResponse::Ok().json(view))
 }
@@ -168,10 +192,13 @@ pub async fn list(
         limit: i64::from(q.limit.unwrap_or(100).clamp(1, 1000)),
     };
     let node = state.node.clone();
+    let deadlines = state.deadlines.clone();
     let at = now();
     let list = state
         .store
-        .run(move |c| service::list_for(c, &node, &query, &actor, purpose.as_deref(), at))
+        .run(move |c| {
+            service::list_for(c, &node, &deadlines, &query, &actor, purpose.as_deref(), at)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(list))
 }

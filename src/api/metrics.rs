@@ -3,20 +3,26 @@
 //! the size of the audit log, the last reconciliation run per peer, and stale files.
 
 use actix_web::{get, web, HttpResponse};
+use chrono::Utc;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::eligibility::service::Deadlines;
+use crate::storage;
+use crate::sync::sender::{peer_statuses, PeerStatus};
+use crate::sync::{LedgerError, LocalNode};
 
 /// Metrics in the Prometheus text format (version 0.0.4).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let node = state.node.clone();
+    let deadlines = state.deadlines.clone();
     let stale_days = state.settings.records.stale_after_days;
     let text = state
         .store
         .run(move |c| {
-            let mut text = crate::sync::sender::metrics_text(c, &node)?;
+            let mut text = metrics_text(c, &node, &deadlines)?;
             text.push_str(&crate::reconcile::metrics_text(
                 c,
                 &node,
@@ -29,4 +35,129 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))
+}
+
+/// The node's gauges in Prometheus text format: delivery per peer, eligibility cases by
+/// deadline, concurrent heads, open conflicts and the audit log's size.
+fn metrics_text(
+    conn: &mut storage::DbConn,
+    node: &LocalNode,
+    deadlines: &Deadlines,
+) -> Result<String, LedgerError> {
+    use std::fmt::Write as _;
+    let now = Utc::now();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let peers = peer_statuses(conn, node)?;
+    let label = |p: &PeerStatus| format!("{{peer=\"{}\"}}", p.peer);
+    gauge(
+        "hukou_sync_outbox_depth",
+        "Versions waiting to be sent to a peer.",
+        peers
+            .iter()
+            .map(|p| (label(p), p.outbox_depth as f64))
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_outbox_lag_seconds",
+        "Age of the oldest version waiting for a peer.",
+        peers
+            .iter()
+            .map(|p| (label(p), p.lag_seconds.unwrap_or(0) as f64))
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_peer_last_success_age_seconds",
+        "Seconds since the last delivery a peer acknowledged with a receipt (-1: never).",
+        peers
+            .iter()
+            .map(|p| {
+                (
+                    label(p),
+                    p.last_success_at
+                        .map_or(-1.0, |t| (now - t).num_seconds() as f64),
+                )
+            })
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_peer_consecutive_failures",
+        "Failed deliveries to a peer since the last success.",
+        peers
+            .iter()
+            .map(|p| (label(p), p.consecutive_failures as f64))
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_peer_refused_versions",
+        "Versions a peer refused (kept, not retried).",
+        peers
+            .iter()
+            .map(|p| (label(p), p.rejected as f64))
+            .collect(),
+    );
+    let cases = crate::eligibility::service::list(
+        conn,
+        node,
+        deadlines,
+        &crate::eligibility::service::CaseQuery {
+            limit: 1_000_000,
+            ..Default::default()
+        },
+        now,
+    )
+    .map_err(|e| LedgerError::Internal(e.to_string()))?;
+    let (mut overdue, mut due_soon, mut open) = (0, 0, 0);
+    for c in &cases {
+        match c.deadline {
+            Some(crate::eligibility::calendar::DeadlineStatus::Overdue { .. }) => overdue += 1,
+            Some(crate::eligibility::calendar::DeadlineStatus::DueSoon { .. }) => due_soon += 1,
+            _ => {}
+        }
+        if c.deadline.is_some() {
+            open += 1;
+        }
+    }
+    gauge(
+        "hukou_sync_cases_open",
+        "Eligibility cases not yet decided or withdrawn.",
+        vec![(String::new(), f64::from(open))],
+    );
+    gauge(
+        "hukou_sync_cases_overdue",
+        "Open cases past their deadline in working days.",
+        vec![(String::new(), f64::from(overdue))],
+    );
+    gauge(
+        "hukou_sync_cases_due_soon",
+        "Open cases close to their deadline.",
+        vec![(String::new(), f64::from(due_soon))],
+    );
+    let concurrent = storage::records::count_children_with_heads_over(conn, 1)?;
+    gauge(
+        "hukou_sync_files_with_concurrent_heads",
+        "Children's files whose versions have several heads (merged on read).",
+        vec![(String::new(), concurrent as f64)],
+    );
+    let open_conflicts: Vec<(String, f64)> = storage::conflicts::count_by_owner(conn)?
+        .into_iter()
+        .map(|(owner, n)| (format!("{{owner=\"{owner}\"}}"), n as f64))
+        .collect();
+    gauge(
+        "hukou_sync_open_conflicts",
+        "Open conflicts of children's files, by the node whose reviewers resolve them.",
+        open_conflicts,
+    );
+    let audit_size = storage::audit::size(conn)?;
+    gauge(
+        "hukou_sync_audit_events",
+        "Events in the audit log.",
+        vec![(String::new(), audit_size as f64)],
+    );
+    Ok(out)
 }

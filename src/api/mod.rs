@@ -20,6 +20,7 @@ use utoipa::OpenApi;
 
 use crate::audit::Event;
 use crate::config::Settings;
+use crate::eligibility::service::Deadlines;
 use crate::storage::Store;
 use crate::sync::LocalNode;
 use error::ApiError;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub store: Store,
     pub node: Arc<LocalNode>,
     pub settings: Arc<Settings>,
+    /// Deadlines of eligibility cases, built from `settings.eligibility` at start.
+    pub deadlines: Arc<Deadlines>,
 }
 
 impl AppState {

@@ -1,12 +1,8 @@
-//! Reconciliation over HTTP. On the peer listener (mutual TLS), the responder's routes under
-//! `/peer/v1/reconcile/`: the asking peer is the node of the verified client certificate
-//! (`peer::authenticate`), never a body field — bodies name no node at all and unknown fields
-//! are refused — and every answer is about the documents both are party to. On the admin
-//! listener: start a run, list and read reports, and list stale files.
+//! Reconciliation on the admin listener (`/api/v1`): start a run, list and read reports, and list
+//! stale files. The responder's routes for peers live in `api::peer::reconcile`.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
@@ -15,138 +11,9 @@ use super::error::{ApiError, Problem};
 use super::{purpose_of, AppState};
 use crate::accounts::Permission;
 use crate::reconcile::report::Report;
-use crate::reconcile::serve::{
-    self, BucketsRequest, NodesRequest, RootRequest, VersionsRequest, WantRequest,
-};
 use crate::reconcile::stale::StaleList;
 use crate::reconcile::{Reconciler, RunOptions, StartedBy};
 use crate::storage::reconcile as repo;
-
-/// Reads a JSON body of at most `serve::MAX_BODY` bytes: 413, 400 or 422 problem+json otherwise.
-async fn read_json<T: DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<T, ApiError> {
-    use actix_web::http::StatusCode;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body exceeds {} bytes", serve::MAX_BODY),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > serve::MAX_BODY) {
-        return Err(too_large());
-    }
-    let body = payload
-        .to_bytes_limited(serve::MAX_BODY)
-        .await
-        .map_err(|_| too_large())?
-        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
-    serde_json::from_slice(&body).map_err(|e| {
-        if e.is_data() {
-            ApiError::unprocessable("invalid_body", format!("not a valid request: {e}"))
-        } else {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-        }
-    })
-}
-
-/// Registers the peer routes (called by `peer::configure`).
-pub fn configure_peer(cfg: &mut web::ServiceConfig) {
-    cfg.service(peer_root)
-        .service(peer_nodes)
-        .service(peer_buckets)
-        .service(peer_versions)
-        .service(peer_want);
-}
-
-/// The root of the summary kept for the asking peer.
-#[post("/peer/v1/reconcile/root")]
-pub async fn peer_root(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let peer = super::peer::authenticate(&state, &req).await?;
-    let _: RootRequest = read_json(&req, payload).await?;
-    let node = state.node.clone();
-    let resp = state
-        .store
-        .run(move |c| serve::root(c, &node, &peer, Utc::now()))
-        .await?;
-    Ok(HttpResponse::Ok().json(resp))
-}
-
-#[post("/peer/v1/reconcile/nodes")]
-pub async fn peer_nodes(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let peer = super::peer::authenticate(&state, &req).await?;
-    let body: NodesRequest = read_json(&req, payload).await?;
-    let resp = state
-        .store
-        .run(move |c| serve::nodes(c, &peer, &body))
-        .await?;
-    Ok(HttpResponse::Ok().json(resp))
-}
-
-#[post("/peer/v1/reconcile/buckets")]
-pub async fn peer_buckets(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let peer = super::peer::authenticate(&state, &req).await?;
-    let body: BucketsRequest = read_json(&req, payload).await?;
-    let resp = state
-        .store
-        .run(move |c| serve::buckets(c, &peer, &body))
-        .await?;
-    Ok(HttpResponse::Ok().json(resp))
-}
-
-#[post("/peer/v1/reconcile/versions")]
-pub async fn peer_versions(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let peer = super::peer::authenticate(&state, &req).await?;
-    let body: VersionsRequest = read_json(&req, payload).await?;
-    let resp = state
-        .store
-        .run(move |c| serve::versions(c, &peer, &body))
-        .await?;
-    Ok(HttpResponse::Ok().json(resp))
-}
-
-/// Queue versions for the asking peer; this node's sender delivers them by push.
-#[post("/peer/v1/reconcile/want")]
-pub async fn peer_want(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let peer = super::peer::authenticate(&state, &req).await?;
-    let body: WantRequest = read_json(&req, payload).await?;
-    let node = state.node.clone();
-    let resp = state
-        .store
-        .run(move |c| serve::want(c, &node, &peer, &body, Utc::now()))
-        .await?;
-    if resp.queued > 0 {
-        state.node.wake_senders();
-    }
-    Ok(HttpResponse::Ok().json(resp))
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

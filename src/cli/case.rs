@@ -42,6 +42,7 @@ pub enum CaseCommand {
 
 pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
     let (store, node) = crate::startup::open_node_blocking(settings)?;
+    let deadlines = crate::startup::deadlines(settings)?;
     let mut conn = store.conn()?;
     let actor = Actor::console();
     match cmd {
@@ -63,7 +64,8 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 limit: 1000,
                 ..CaseQuery::default()
             };
-            let list = service::list_for(&mut conn, &node, &q, &actor, None, Utc::now())?;
+            let list =
+                service::list_for(&mut conn, &node, &deadlines, &q, &actor, None, Utc::now())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -92,6 +94,7 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             let v = service::read(
                 &mut conn,
                 &node,
+                &deadlines,
                 &case_id,
                 &actor,
                 purpose.as_deref(),
@@ -101,7 +104,7 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
         }
         CaseCommand::Create { file } => {
             let new: NewCase = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
-            let v = service::create(&mut conn, &node, new, &actor, Utc::now())?;
+            let v = service::create(&mut conn, &node, &deadlines, new, &actor, Utc::now())?;
             println!(
                 "opened case {} ({}), decider {}, due {}",
                 v.case.case_id,
@@ -117,8 +120,16 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
         } => {
             let t = serde_json::from_str(&transition)
                 .map_err(|e| anyhow::anyhow!("transition: {e}"))?;
-            let v =
-                service::transition(&mut conn, &node, &case_id, t, officer, &actor, Utc::now())?;
+            let v = service::transition(
+                &mut conn,
+                &node,
+                &deadlines,
+                &case_id,
+                t,
+                officer,
+                &actor,
+                Utc::now(),
+            )?;
             println!("case {} is now {}", v.case.case_id, v.case.state);
         }
     }

@@ -8,7 +8,8 @@
 //!   writing (for tooling);
 //! - this file: the verified, immutable [`Directory`] with its lookups, the errors, and the
 //!   reloadable [`DirectoryHandle`];
-//! - [`watch`](mod@watch): reload on `SIGHUP` and when the file changes.
+//! - [`watch`]: the [`Watcher`] that reloads the file when it changed (its loop, with `SIGHUP`,
+//!   is the job `jobs::directory`).
 //!
 //! # File format
 //!
@@ -80,7 +81,7 @@ pub use document::{
     sign, write_signed, DirectoryDoc, KeyWindow, NodeEntry, SignedDirectory, FINGERPRINT_LEN,
     FORMAT,
 };
-pub use watch::watch;
+pub use watch::Watcher;
 
 /// Largest directory file read. A directory of every county bureau in China (about 3,000
 /// nodes of well under 1 KiB each) is a few MiB; anything beyond this is not a directory.

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::{deadline_status, DeadlineStatus, WorkCalendar};
 use crate::audit::{self, Actor, Event, Outcome};
-use crate::config::EligibilitySettings;
 use crate::domain::case::state::{CaseState, Party, Transition};
 use crate::domain::case::{
     check_step, merge_heads, CaseBody, Grounds, Head, Officers, Step, StepError,
@@ -36,20 +35,21 @@ pub struct Deadlines {
 }
 
 impl Deadlines {
-    pub fn from_settings(s: &EligibilitySettings) -> Result<Self, String> {
-        let mut calendar = WorkCalendar::china_2026();
-        if let Some(p) = &s.calendar {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let extra =
-                WorkCalendar::from_toml_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
-            calendar = calendar.merge(extra).map_err(|e| e.to_string())?;
-        }
-        Ok(Self {
+    /// Deadlines on `calendar`: `per_benefit` working days per benefit code, overridden per
+    /// deciding-region prefix by `jurisdictions` (longest prefix wins); `due_soon_days` or fewer
+    /// left is "due soon". Built from the settings by `config`.
+    pub fn new(
+        calendar: WorkCalendar,
+        per_benefit: BTreeMap<String, u32>,
+        jurisdictions: BTreeMap<String, BTreeMap<String, u32>>,
+        due_soon_days: u32,
+    ) -> Self {
+        Self {
             calendar,
-            per_benefit: s.deadlines.clone(),
-            jurisdictions: s.jurisdictions.clone(),
-            due_soon_days: s.due_soon_days,
-        })
+            per_benefit,
+            jurisdictions,
+            due_soon_days,
+        }
     }
 
     /// Working days to decide `benefit` in `region`.
@@ -69,17 +69,6 @@ impl Deadlines {
             .map_or_else(|| Utc::now().date_naive(), ledger::china_today);
         self.calendar
             .add_working_days(start, self.days(body.benefit, &body.deciding_region))
-    }
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Self::from_settings(&EligibilitySettings::default()).unwrap_or_else(|_| Self {
-            calendar: WorkCalendar::china_2026(),
-            per_benefit: BTreeMap::new(),
-            jurisdictions: BTreeMap::new(),
-            due_soon_days: 5,
-        })
     }
 }
 
@@ -207,7 +196,7 @@ pub fn load(conn: &mut DbConn, case_id: &str) -> Result<(CaseBody, Vec<VersionId
 /// Rebuilds the view row of a case from its versions.
 pub fn refresh_row(
     conn: &mut DbConn,
-    node: &LocalNode,
+    deadlines: &Deadlines,
     case_id: &str,
     at: NaiveDateTime,
 ) -> Result<CaseBody, CaseError> {
@@ -222,7 +211,7 @@ pub fn refresh_row(
             decider: body.decider.to_string(),
             state: body.state.as_str().to_owned(),
             submitted_at: body.submitted_at().unwrap_or_else(Utc::now).naive_utc(),
-            due_on: node.deadlines.due_on(&body),
+            due_on: deadlines.due_on(&body),
             head_count: heads.len() as i64,
             body: serde_json::to_string(&body).unwrap_or_default(),
             updated_at: at,
@@ -236,6 +225,7 @@ pub fn refresh_row(
 fn store(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     body: &CaseBody,
     v: &SignedVersion,
     parents: &[VersionId],
@@ -248,7 +238,7 @@ fn store(
     records_repo::insert_versions(conn, &[v.to_row(at)])?;
     let ps: Vec<String> = parents.iter().map(ToString::to_string).collect();
     records_repo::advance_heads(conn, "case", &case_id, &v.id.to_string(), &ps)?;
-    refresh_row(conn, node, &case_id, at)?;
+    refresh_row(conn, deadlines, &case_id, at)?;
     for other in [&body.requester, &body.decider] {
         if other != &node.id && node.directory.is_some() {
             exchange::enqueue(
@@ -274,6 +264,7 @@ fn store(
 pub fn create(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     new: NewCase,
     actor: &Actor,
     now: DateTime<Utc>,
@@ -313,12 +304,23 @@ pub fn create(
         }
         .submit(node.id.clone(), now, officer)?;
         let v = version_of(node, &body, vec![])?;
-        store(conn, node, &body, &v, &[], actor, "case.submit", now)?;
+        store(
+            conn,
+            node,
+            deadlines,
+            &body,
+            &v,
+            &[],
+            actor,
+            "case.submit",
+            now,
+        )?;
         // One node serving both sides receives at once, like a remote hukou node would.
         if body.decider == node.id {
             step(
                 conn,
                 node,
+                deadlines,
                 &body.case_id.to_string(),
                 Transition::Receive,
                 None,
@@ -330,7 +332,7 @@ pub fn create(
         Ok(body.case_id.to_string())
     })?;
     node.wake_senders();
-    view(conn, node, &case_id)
+    view(conn, node, deadlines, &case_id)
 }
 
 /// Makes one transition as this node.
@@ -338,6 +340,7 @@ pub fn create(
 fn step(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     case_id: &str,
     transition: Transition,
     officer: Option<String>,
@@ -367,7 +370,7 @@ fn step(
         "withdraw" => "case.withdraw",
         _ => "case.submit",
     };
-    store(conn, node, &next, &v, &heads, actor, action, now)?;
+    store(conn, node, deadlines, &next, &v, &heads, actor, action, now)?;
     // An approval adds the benefit to the child's file, as a hukou-authored version.
     if let (
         Transition::Approve {
@@ -393,9 +396,11 @@ fn step(
 }
 
 /// Makes a transition on behalf of a person or system at this node.
+#[allow(clippy::too_many_arguments)]
 pub fn transition(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     case_id: &str,
     t: Transition,
     officer: Option<String>,
@@ -403,10 +408,10 @@ pub fn transition(
     now: DateTime<Utc>,
 ) -> Result<CaseView, CaseError> {
     storage::transaction(conn, |conn| {
-        step(conn, node, case_id, t, officer, None, actor, now)
+        step(conn, node, deadlines, case_id, t, officer, None, actor, now)
     })?;
     node.wake_senders();
-    view(conn, node, case_id)
+    view(conn, node, deadlines, case_id)
 }
 
 /// After versions of these cases arrived: refresh their views, and receive new requests this
@@ -414,17 +419,19 @@ pub fn transition(
 pub fn after_ingest(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     case_ids: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), CaseError> {
     let mut received = false;
     for id in case_ids {
         storage::transaction(conn, |conn| {
-            let body = refresh_row(conn, node, id, now.naive_utc())?;
+            let body = refresh_row(conn, deadlines, id, now.naive_utc())?;
             if body.state == CaseState::Submitted && body.decider == node.id {
                 step(
                     conn,
                     node,
+                    deadlines,
                     id,
                     Transition::Receive,
                     None,
@@ -444,25 +451,30 @@ pub fn after_ingest(
 }
 
 fn status(
-    node: &LocalNode,
+    deadlines: &Deadlines,
     body: &CaseBody,
     due: NaiveDate,
     now: DateTime<Utc>,
 ) -> Option<DeadlineStatus> {
     (!body.state.is_terminal()).then(|| {
         deadline_status(
-            &node.deadlines.calendar,
+            &deadlines.calendar,
             due,
             ledger::china_today(now),
-            node.deadlines.due_soon_days,
+            deadlines.due_soon_days,
         )
     })
 }
 
 /// The case with its deadline and what this node may do next (no audit: callers decide).
-pub fn view(conn: &mut DbConn, node: &LocalNode, case_id: &str) -> Result<CaseView, CaseError> {
+pub fn view(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    deadlines: &Deadlines,
+    case_id: &str,
+) -> Result<CaseView, CaseError> {
     let (case, heads) = load(conn, case_id)?;
-    let due_on = node.deadlines.due_on(&case);
+    let due_on = deadlines.due_on(&case);
     let mut allowed = Vec::new();
     for party in [Party::Requester, Party::Decider] {
         if case.party_of(&node.id, Some(party)).is_some() {
@@ -474,7 +486,7 @@ pub fn view(conn: &mut DbConn, node: &LocalNode, case_id: &str) -> Result<CaseVi
         }
     }
     Ok(CaseView {
-        deadline: status(node, &case, due_on, Utc::now()),
+        deadline: status(deadlines, &case, due_on, Utc::now()),
         allowed_actions: allowed,
         case,
         heads,
@@ -486,13 +498,14 @@ pub fn view(conn: &mut DbConn, node: &LocalNode, case_id: &str) -> Result<CaseVi
 pub fn read(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     case_id: &str,
     actor: &Actor,
     purpose: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<CaseView, CaseError> {
     storage::transaction(conn, |conn| {
-        let v = view(conn, node, case_id)?;
+        let v = view(conn, node, deadlines, case_id)?;
         audit::append(
             conn,
             node.clock.now(),
@@ -521,13 +534,14 @@ pub struct CaseQuery {
 pub fn list_for(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     q: &CaseQuery,
     actor: &Actor,
     purpose: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<CaseSummary>, CaseError> {
     storage::transaction(conn, |conn| {
-        let cases = list(conn, node, q, now)?;
+        let cases = list(conn, node, deadlines, q, now)?;
         let returned: Vec<&str> = cases.iter().map(|c| c.case_id.as_str()).collect();
         audit::append(
             conn,
@@ -546,6 +560,7 @@ pub fn list_for(
 pub fn list(
     conn: &mut DbConn,
     node: &LocalNode,
+    deadlines: &Deadlines,
     q: &CaseQuery,
     now: DateTime<Utc>,
 ) -> Result<Vec<CaseSummary>, CaseError> {
@@ -567,10 +582,10 @@ pub fn list(
             CaseSummary {
                 deadline: open.then(|| {
                     deadline_status(
-                        &node.deadlines.calendar,
+                        &deadlines.calendar,
                         r.due_on,
                         ledger::china_today(now),
-                        node.deadlines.due_soon_days,
+                        deadlines.due_soon_days,
                     )
                 }),
                 concurrent: r.head_count > 1,
@@ -585,43 +600,4 @@ pub fn list(
             }
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_follow_benefit_and_jurisdiction() {
-        let mut s = EligibilitySettings::default();
-        s.jurisdictions.insert(
-            "51".into(),
-            [("dibao".to_owned(), 20)].into_iter().collect(),
-        );
-        s.jurisdictions.insert(
-            "5101".into(),
-            [("dibao".to_owned(), 15)].into_iter().collect(),
-        );
-        let d = Deadlines::from_settings(&s).unwrap();
-        let chengdu = RegionCode::parse("510104").unwrap();
-        let mianyang = RegionCode::parse("510703").unwrap();
-        let zhengzhou = RegionCode::parse("410105").unwrap();
-        assert_eq!(d.days(Benefit::Dibao, &chengdu), 15);
-        assert_eq!(d.days(Benefit::Dibao, &mianyang), 20);
-        assert_eq!(d.days(Benefit::Dibao, &zhengzhou), 30);
-        assert_eq!(d.days(Benefit::Tekun, &chengdu), 30);
-        // 30 working days from 2026-09-10 is 2026-10-28 (National Day week skipped).
-        let start = NaiveDate::from_ymd_opt(2026, 9, 10).unwrap();
-        assert_eq!(
-            d.calendar.add_working_days(start, 30),
-            NaiveDate::from_ymd_opt(2026, 10, 28).unwrap()
-        );
-        let status = deadline_status(
-            &d.calendar,
-            NaiveDate::from_ymd_opt(2026, 10, 28).unwrap(),
-            NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
-            5,
-        );
-        assert!(matches!(status, DeadlineStatus::Overdue { .. }));
-    }
 }

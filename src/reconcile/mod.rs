@@ -1,5 +1,5 @@
 //! Reconciliation (DESIGN §7): Merkle anti-entropy between two nodes, the repairs it drives, its
-//! reports, its schedule, and the six-month staleness check.
+//! reports, and the six-month staleness check (the scheduled runs are a job: `jobs::reconcile`).
 //!
 //! Push can lose work (a restored backup, a bug, an operator's mistake); a run proves that this
 //! node and a peer hold the same versions of every document both are party to, and repairs what
@@ -13,7 +13,6 @@
 //!   version sets of differing documents, repair both ways, write and audit the report. At most
 //!   one run per peer at a time, across processes (a lease in the database).
 //! - [`report`] — the report of a run, as JSON and for people.
-//! - [`schedule`] — cron expressions from the configuration and the job that runs them.
 //! - [`stale`] — children whose file was neither updated nor visited within the policy window.
 //!
 //! Bytes on the wire: equal nodes exchange only the roots; otherwise the descent costs about
@@ -21,7 +20,6 @@
 
 pub mod report;
 pub mod run;
-pub mod schedule;
 pub mod serve;
 pub mod stale;
 pub mod summary;

@@ -21,8 +21,6 @@ pub struct LocalNode {
     /// The signed directory; `None` for a node that exchanges with nobody. With a directory,
     /// the directory (longest prefix) decides which node serves a region, for this node too.
     pub directory: Option<DirectoryHandle>,
-    /// Deadlines of eligibility cases.
-    pub deadlines: crate::eligibility::service::Deadlines,
     /// Bumped after every commit that queues versions, so sender loops wake without polling.
     pub outbox_changed: tokio::sync::watch::Sender<u64>,
 }

@@ -1,6 +1,7 @@
-//! The sender loop of one peer (DESIGN §6): take the oldest queued versions (parents before
+//! Delivery to one peer (DESIGN §6): take the oldest queued versions (parents before
 //! children), post them over mutual TLS, verify and store the signed receipt, drop what it
-//! accepted or refused, and on failure retry with exponential backoff and jitter. The queue is
+//! accepted or refused; [`backoff`] says how long to wait after a failure. The loop that drains
+//! the queue until shutdown is a job (`jobs::sender`). The queue is
 //! in the database, so a restart loses nothing and sends nothing twice in effect (a duplicate is
 //! accepted again by the receiver).
 //!
@@ -50,7 +51,7 @@ pub struct SenderConfig {
 
 /// Why one delivery attempt failed.
 #[derive(Debug, thiserror::Error)]
-enum SendError {
+pub enum SendError {
     #[error("peer {0} is not in the directory")]
     NotInDirectory(NodeId),
     #[error("cannot build the TLS client: {0}")]
@@ -65,61 +66,18 @@ enum SendError {
     Ledger(#[from] LedgerError),
 }
 
-/// Runs until `shutdown` flips to true.
-pub async fn run(
-    store: Store,
-    node: Arc<LocalNode>,
-    peer: NodeId,
-    clients: ClientFactory,
-    config: SenderConfig,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut wake = node.outbox_changed.subscribe();
-    let mut client: Option<reqwest::Client> = None;
-    let mut failures: u32 = 0;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        match drain(
-            &store,
-            &node,
-            &peer,
-            &clients,
-            &mut client,
-            &config,
-            &shutdown,
-        )
-        .await
-        {
-            Ok(0) => {
-                failures = 0;
-                tokio::select! {
-                    _ = wake.changed() => {}
-                    _ = tokio::time::sleep(config.idle_poll) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-            Ok(_) => failures = 0,
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                client = None;
-                let msg = e.to_string();
-                tracing::warn!(peer = %peer, failures, error = %msg, "push failed");
-                let p = peer.to_string();
-                let _ = store
-                    .run(move |c| {
-                        exchange::mark_failure(c, &p, &msg, Utc::now().naive_utc())
-                            .map_err(StorageErr::from)
-                    })
-                    .await;
-                let wait = backoff(failures, config.max_backoff);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
+/// Records a failed delivery to `peer` (its status for people and monitoring); a failure to
+/// record it is logged.
+pub async fn record_failure(store: &Store, peer: &NodeId, message: String) {
+    let p = peer.to_string();
+    let r = store
+        .run(move |c| {
+            exchange::mark_failure(c, &p, &message, Utc::now().naive_utc())
+                .map_err(StorageErr::from)
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(peer = %peer, error = %e, "could not record a failed delivery");
     }
 }
 
@@ -409,7 +367,7 @@ async fn send_once(
 /// Delivers what is queued for `peer`, with up to [`WINDOW`] batches in flight, until the queue
 /// is empty, a batch fails or `shutdown` flips to true (then the batches in flight are settled
 /// first). Returns how many versions were posted.
-async fn drain(
+pub async fn drain(
     store: &Store,
     node: &Arc<LocalNode>,
     peer: &NodeId,
@@ -688,125 +646,6 @@ pub fn peer_statuses(
             peer,
         });
     }
-    Ok(out)
-}
-
-/// The node's gauges in Prometheus text format.
-pub fn metrics_text(conn: &mut storage::DbConn, node: &LocalNode) -> Result<String, LedgerError> {
-    use std::fmt::Write as _;
-    let now = Utc::now();
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
-    };
-    let peers = peer_statuses(conn, node)?;
-    let label = |p: &PeerStatus| format!("{{peer=\"{}\"}}", p.peer);
-    gauge(
-        "hukou_sync_outbox_depth",
-        "Versions waiting to be sent to a peer.",
-        peers
-            .iter()
-            .map(|p| (label(p), p.outbox_depth as f64))
-            .collect(),
-    );
-    gauge(
-        "hukou_sync_outbox_lag_seconds",
-        "Age of the oldest version waiting for a peer.",
-        peers
-            .iter()
-            .map(|p| (label(p), p.lag_seconds.unwrap_or(0) as f64))
-            .collect(),
-    );
-    gauge(
-        "hukou_sync_peer_last_success_age_seconds",
-        "Seconds since the last delivery a peer acknowledged with a receipt (-1: never).",
-        peers
-            .iter()
-            .map(|p| {
-                (
-                    label(p),
-                    p.last_success_at
-                        .map_or(-1.0, |t| (now - t).num_seconds() as f64),
-                )
-            })
-            .collect(),
-    );
-    gauge(
-        "hukou_sync_peer_consecutive_failures",
-        "Failed deliveries to a peer since the last success.",
-        peers
-            .iter()
-            .map(|p| (label(p), p.consecutive_failures as f64))
-            .collect(),
-    );
-    gauge(
-        "hukou_sync_peer_refused_versions",
-        "Versions a peer refused (kept, not retried).",
-        peers
-            .iter()
-            .map(|p| (label(p), p.rejected as f64))
-            .collect(),
-    );
-    let cases = crate::eligibility::service::list(
-        conn,
-        node,
-        &crate::eligibility::service::CaseQuery {
-            limit: 1_000_000,
-            ..Default::default()
-        },
-        now,
-    )
-    .map_err(|e| LedgerError::Internal(e.to_string()))?;
-    let (mut overdue, mut due_soon, mut open) = (0, 0, 0);
-    for c in &cases {
-        match c.deadline {
-            Some(crate::eligibility::calendar::DeadlineStatus::Overdue { .. }) => overdue += 1,
-            Some(crate::eligibility::calendar::DeadlineStatus::DueSoon { .. }) => due_soon += 1,
-            _ => {}
-        }
-        if c.deadline.is_some() {
-            open += 1;
-        }
-    }
-    gauge(
-        "hukou_sync_cases_open",
-        "Eligibility cases not yet decided or withdrawn.",
-        vec![(String::new(), f64::from(open))],
-    );
-    gauge(
-        "hukou_sync_cases_overdue",
-        "Open cases past their deadline in working days.",
-        vec![(String::new(), f64::from(overdue))],
-    );
-    gauge(
-        "hukou_sync_cases_due_soon",
-        "Open cases close to their deadline.",
-        vec![(String::new(), f64::from(due_soon))],
-    );
-    let concurrent = storage::records::count_children_with_heads_over(conn, 1)?;
-    gauge(
-        "hukou_sync_files_with_concurrent_heads",
-        "Children's files whose versions have several heads (merged on read).",
-        vec![(String::new(), concurrent as f64)],
-    );
-    let open_conflicts: Vec<(String, f64)> = storage::conflicts::count_by_owner(conn)?
-        .into_iter()
-        .map(|(owner, n)| (format!("{{owner=\"{owner}\"}}"), n as f64))
-        .collect();
-    gauge(
-        "hukou_sync_open_conflicts",
-        "Open conflicts of children's files, by the node whose reviewers resolve them.",
-        open_conflicts,
-    );
-    let audit_size = storage::audit::size(conn)?;
-    gauge(
-        "hukou_sync_audit_events",
-        "Events in the audit log.",
-        vec![(String::new(), audit_size as f64)],
-    );
     Ok(out)
 }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::render::{self, *};
 use super::{actor, check_csrf, see_other, user, CookiePolicy, UiError, LOGIN_CSRF_COOKIE};
-use crate::accounts::{self, AccountError, Permission, Policy, SESSION_COOKIE};
+use crate::accounts::{self, AccountError, Permission, SESSION_COOKIE};
 use crate::api::AppState;
 use crate::audit::{self, Event, Outcome};
 use crate::conflicts::{self, ConflictError, FileConflicts, Resolution};
@@ -126,7 +126,7 @@ pub async fn login(
         );
     }
     let node = state.node.clone();
-    let policy = Policy::from_settings(&state.settings.admin);
+    let policy = state.settings.admin.account_policy();
     let client = req
         .peer_addr()
         .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
@@ -605,6 +605,7 @@ pub async fn child(
 pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
     let p = user(&state, &req, Permission::ReadChildren).await?;
     let node = state.node.clone();
+    let deadlines = state.deadlines.clone();
     let me = node_id(&state);
     let now = Utc::now();
     let a = actor(&p);
@@ -616,7 +617,7 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     // One read, audited once: this node decides the incoming cases and asked the outgoing ones.
     let all = state
         .store
-        .run(move |c| cases_service::list_for(c, &node, &q, &a, None, now))
+        .run(move |c| cases_service::list_for(c, &node, &deadlines, &q, &a, None, now))
         .await?;
     let incoming = all.iter().filter(|c| c.decider == me).cloned().collect();
     let outgoing = all.into_iter().filter(|c| c.requester == me).collect();

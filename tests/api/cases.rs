@@ -330,9 +330,11 @@ async fn withdrawal_and_approval_at_the_same_moment_end_alike_on_both_nodes() {
         serde_json::from_value(json!({"action": "approve", "effective_month": "2026-12"})).unwrap();
     let mut conn = h_store.conn().unwrap();
     let (id2, actor) = (id.clone(), hukou_sync::audit::Actor::console());
+    let deadlines = hukou_sync::startup::deadlines(&h_settings).unwrap();
     hukou_sync::eligibility::service::transition(
         &mut conn,
         &h_node,
+        &deadlines,
         &id2,
         t,
         None,

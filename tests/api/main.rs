@@ -12,6 +12,7 @@ mod cli;
 mod conflicts;
 mod exchange;
 mod helpers;
+mod jobs;
 mod reconcile;
 mod schema;
 mod storage;

@@ -1,75 +1,14 @@
-//! The peer listener's routes (mutual TLS): `POST /peer/v1/versions`, and reconciliation's
-//! `/peer/v1/reconcile/...` (in `api::reconcile`). The peer is the node of
-//! the verified client certificate — never a header or a body field — checked against the
-//! signed directory (known, pinned, not revoked); every body field that names a node is checked
-//! against it. Refusals are answered with problem+json and recorded in the audit log.
+//! `POST /peer/v1/versions`: a peer pushes a batch of signed versions and gets a signed receipt.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use rustls_pki_types::CertificateDer;
 
-use super::error::ApiError;
-use super::AppState;
-use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
-use crate::domain::NodeId;
+use super::authenticate;
+use crate::api::error::ApiError;
+use crate::api::AppState;
+use crate::audit;
 use crate::sync::ingest;
 use crate::sync::receipt::{PushRequest, ReceiptBody};
-
-/// The client certificate of a TLS connection, stored by the server's `on_connect` hook.
-#[derive(Clone)]
-pub struct PeerCertificate(pub CertificateDer<'static>);
-
-/// Registers the peer routes.
-pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    cfg.app_data(web::PayloadConfig::default().limit(body_limit))
-        .service(push_versions)
-        .configure(super::reconcile::configure_peer)
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::not_found("no such route"))
-        }));
-}
-
-/// Identifies the peer of a request from its certificate and the directory.
-pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<NodeId, ApiError> {
-    use actix_web::http::StatusCode;
-    let cert = req.conn_data::<PeerCertificate>().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "no_client_certificate",
-            "a client certificate is required",
-        )
-    })?;
-    let dir = state
-        .node
-        .directory
-        .as_ref()
-        .map(|d| d.current())
-        .ok_or_else(|| ApiError::internal("peer listener without a directory"))?;
-    let refused = |code: &'static str, reason: String, claimed: String| async move {
-        let details =
-            serde_json::json!({"code": code, "reason": reason, "certificate_node": claimed});
-        let actor = Actor {
-            kind: ActorKind::Node,
-            id: "unauthenticated".into(),
-            via: Via::Peer,
-        };
-        state
-            .record(Event::new(actor, "peer.refused", Outcome::Denied).details(details))
-            .await;
-        ApiError::new(StatusCode::FORBIDDEN, code, reason)
-    };
-    let san = match crate::tls::node_id_of(&cert.0) {
-        Ok(s) => s,
-        Err(e) => {
-            return Err(refused("bad_certificate_identity", e.to_string(), String::new()).await)
-        }
-    };
-    let fingerprint = crate::tls::fingerprint(&cert.0);
-    match dir.authenticate_peer(&san, &fingerprint, Utc::now()) {
-        Ok(entry) => Ok(entry.id.clone()),
-        Err(e) => Err(refused(e.code(), e.to_string(), san).await),
-    }
-}
 
 /// How many times a batch is ingested when concurrent deliveries of the same versions race
 /// (each race needs a delivery that committed in between, so a few attempts always suffice in
@@ -171,10 +110,13 @@ pub async fn push_versions(
     if !outcome.cases.is_empty() {
         // New requests this node decides are received at once (in their own transaction).
         let node = state.node.clone();
+        let deadlines = state.deadlines.clone();
         let cases = outcome.cases.clone();
         let r = state
             .store
-            .run(move |c| crate::eligibility::service::after_ingest(c, &node, &cases, Utc::now()))
+            .run(move |c| {
+                crate::eligibility::service::after_ingest(c, &node, &deadlines, &cases, Utc::now())
+            })
             .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not process received case versions");

@@ -1,0 +1,73 @@
+//! The peer listener's routes (mutual TLS): `POST /peer/v1/versions` (in [`versions`]), and reconciliation's
+//! `/peer/v1/reconcile/...` (in [`reconcile`]). The peer is the node of
+//! the verified client certificate — never a header or a body field — checked against the
+//! signed directory (known, pinned, not revoked); every body field that names a node is checked
+//! against it. Refusals are answered with problem+json and recorded in the audit log.
+
+pub mod reconcile;
+pub mod versions;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use rustls_pki_types::CertificateDer;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
+use crate::domain::NodeId;
+
+/// The client certificate of a TLS connection, stored by the server's `on_connect` hook.
+#[derive(Clone)]
+pub struct PeerCertificate(pub CertificateDer<'static>);
+
+/// Registers the peer routes.
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(web::PayloadConfig::default().limit(body_limit))
+        .service(versions::push_versions)
+        .configure(reconcile::configure_peer)
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::not_found("no such route"))
+        }));
+}
+
+/// Identifies the peer of a request from its certificate and the directory.
+pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<NodeId, ApiError> {
+    use actix_web::http::StatusCode;
+    let cert = req.conn_data::<PeerCertificate>().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no_client_certificate",
+            "a client certificate is required",
+        )
+    })?;
+    let dir = state
+        .node
+        .directory
+        .as_ref()
+        .map(|d| d.current())
+        .ok_or_else(|| ApiError::internal("peer listener without a directory"))?;
+    let refused = |code: &'static str, reason: String, claimed: String| async move {
+        let details =
+            serde_json::json!({"code": code, "reason": reason, "certificate_node": claimed});
+        let actor = Actor {
+            kind: ActorKind::Node,
+            id: "unauthenticated".into(),
+            via: Via::Peer,
+        };
+        state
+            .record(Event::new(actor, "peer.refused", Outcome::Denied).details(details))
+            .await;
+        ApiError::new(StatusCode::FORBIDDEN, code, reason)
+    };
+    let san = match crate::tls::node_id_of(&cert.0) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(refused("bad_certificate_identity", e.to_string(), String::new()).await)
+        }
+    };
+    let fingerprint = crate::tls::fingerprint(&cert.0);
+    match dir.authenticate_peer(&san, &fingerprint, Utc::now()) {
+        Ok(entry) => Ok(entry.id.clone()),
+        Err(e) => Err(refused(e.code(), e.to_string(), san).await),
+    }
+}

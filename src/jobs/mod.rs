@@ -1,0 +1,185 @@
+//! Every background loop of a running node, started in one place ([`start`]) and stopped
+//! together ([`Jobs::shutdown`]):
+//! - [`tree_heads`]: signs a tree head of the audit log on an interval when it grew;
+//! - [`sender`]: one delivery loop per peer in the directory, kept by a supervisor;
+//! - [`reconcile`]: the scheduled reconciliation runs (`[[reconcile.schedule]]`);
+//! - [`directory`]: reloads the signed directory on `SIGHUP` and when its file changes.
+//!
+//! The work each loop repeats lives with its service (`sync::sender` delivers a batch,
+//! `reconcile` runs, `directory` reloads and verifies, `audit` signs); here are only the loops,
+//! their timing and their shutdown.
+
+pub mod directory;
+pub mod reconcile;
+pub mod sender;
+pub mod tree_heads;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::CronSchedule;
+use crate::crypto::keys::PublicKey;
+use crate::domain::NodeId;
+use crate::reconcile::Reconciler;
+use crate::storage::Store;
+use crate::sync::sender::{ClientFactory, SenderConfig};
+use crate::sync::LocalNode;
+
+/// How long [`Jobs::shutdown`] waits for each job before abandoning it.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// What the jobs of a node need.
+pub struct JobsContext {
+    pub store: Store,
+    pub node: Arc<LocalNode>,
+    /// Between signed tree heads.
+    pub tree_head_interval: Duration,
+    /// The jobs of a node that exchanges with peers; `None` for a standalone node.
+    pub exchange: Option<ExchangeJobs>,
+}
+
+/// The jobs of a node with a peer listener and a directory.
+pub struct ExchangeJobs {
+    pub clients: ClientFactory,
+    pub sender: SenderConfig,
+    /// Scheduled runs: the reconciler and each peer with its schedule.
+    pub reconciler: Reconciler,
+    pub schedule: Vec<(NodeId, CronSchedule)>,
+    /// The directory file to watch (the node's directory handle is reloaded from it).
+    pub directory: DirectoryWatch,
+}
+
+/// The signed directory file and how to check it.
+pub struct DirectoryWatch {
+    pub path: PathBuf,
+    pub authority: PublicKey,
+    pub interval: Duration,
+}
+
+/// The running jobs of a node.
+pub struct Jobs {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    running: Running,
+}
+
+/// How many job tasks (per-peer sender loops included) are running.
+#[derive(Clone, Default)]
+pub struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Spawns `job`, counted while it runs.
+    pub(crate) fn spawn(&self, job: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        struct Alive(Arc<AtomicUsize>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let alive = Alive(self.0.clone());
+        tokio::spawn(async move {
+            let _alive = alive;
+            job.await;
+        })
+    }
+}
+
+/// Starts every job of a node (on the current tokio runtime).
+pub fn start(ctx: JobsContext) -> Jobs {
+    let (shutdown, rx) = watch::channel(false);
+    let running = Running::default();
+    let mut tasks = vec![(
+        "tree heads",
+        running.spawn(tree_heads::run(
+            ctx.store.clone(),
+            ctx.node.clone(),
+            ctx.tree_head_interval,
+            rx.clone(),
+        )),
+    )];
+    if let Some(ex) = ctx.exchange {
+        if let Some(handle) = ctx.node.directory.clone() {
+            let mut stop = rx.clone();
+            tasks.push((
+                "directory watch",
+                running.spawn(directory::run(
+                    handle,
+                    ex.directory.path,
+                    ex.directory.authority,
+                    ex.directory.interval,
+                    async move {
+                        // An error means the sender is gone: stop as well.
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )),
+            ));
+        }
+        for (peer, schedule) in ex.schedule {
+            if ctx
+                .node
+                .directory
+                .as_ref()
+                .is_some_and(|d| d.current().node(&peer).is_none())
+            {
+                tracing::warn!(peer = %peer, "scheduled reconciliation with a node not in the directory");
+            }
+            tasks.push((
+                "scheduled reconciliation",
+                running.spawn(reconcile::run(
+                    ex.reconciler.clone(),
+                    peer,
+                    schedule,
+                    rx.clone(),
+                )),
+            ));
+        }
+        tasks.push((
+            "sender supervisor",
+            running.spawn(sender::supervise(
+                ctx.store,
+                ctx.node,
+                ex.clients,
+                ex.sender,
+                running.clone(),
+                rx,
+            )),
+        ));
+    }
+    Jobs {
+        shutdown,
+        tasks,
+        running,
+    }
+}
+
+impl Jobs {
+    /// Counts the job tasks still running.
+    pub fn running(&self) -> Running {
+        self.running.clone()
+    }
+
+    /// Signals every job to stop and waits for each (at most [`STOP_WAIT`]; a job still running
+    /// then is logged and abandoned).
+    pub async fn shutdown(self) {
+        // An error means no job listens any more: nothing to signal.
+        let _ = self.shutdown.send(true);
+        for (name, task) in self.tasks {
+            match tokio::time::timeout(STOP_WAIT, task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(job = name, error = %e, "a job failed"),
+                Err(_) => tracing::warn!(job = name, "a job did not stop in time; abandoned"),
+            }
+        }
+    }
+}

@@ -125,11 +125,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "domain",
         ],
     ),
-    // Settings from TOML and the environment, parsed into foundation types; services get
-    // their own settings types from startup, and config never calls a service to validate.
+    // Settings from TOML and the environment: parsed into foundation types and into the settings
+    // types services own (`accounts::Policy`, `eligibility::Deadlines`); config never calls a
+    // service to validate, and no service imports config.
     (
         "config",
-        &["storage", "directory", "tls", "crypto", "domain"],
+        &[
+            "accounts",
+            "eligibility",
+            "storage",
+            "directory",
+            "tls",
+            "crypto",
+            "domain",
+        ],
     ),
     // Services on top of the exchange: none imports another, none imports config.
     ("accounts", &["audit", "storage", "crypto", "domain"]),

@@ -221,7 +221,7 @@ pub async fn start(
     let id2 = id.clone();
     let row = state
         .store
-        .run(move |c| repo::get_run(c, &id2).map_err(crate::storage::StorageError::from))
+        .run(move |c| repo::get_run(c, &id2))
         .await?
         .ok_or_else(|| ApiError::internal("a started run has no row"))?;
     Ok(HttpResponse::Accepted()
@@ -265,10 +265,7 @@ pub async fn runs(
     }
     let rows = state
         .store
-        .run(move |c| {
-            repo::list_runs(c, q.peer.as_deref(), q.before.as_deref(), i64::from(limit))
-                .map_err(crate::storage::StorageError::from)
-        })
+        .run(move |c| repo::list_runs(c, q.peer.as_deref(), q.before.as_deref(), i64::from(limit)))
         .await?;
     let next_before = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.id.clone()))
@@ -294,7 +291,7 @@ pub async fn run(
     let id2 = id.clone();
     let row = state
         .store
-        .run(move |c| repo::get_run(c, &id2).map_err(crate::storage::StorageError::from))
+        .run(move |c| repo::get_run(c, &id2))
         .await?
         .ok_or(crate::reconcile::ReconcileError::NoSuchRun(id))?;
     Ok(HttpResponse::Ok().json(RunView::from(row)))

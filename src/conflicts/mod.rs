@@ -53,12 +53,6 @@ pub enum ConflictError {
     Storage(#[from] StorageError),
 }
 
-impl From<storage::QueryError> for ConflictError {
-    fn from(e: storage::QueryError) -> Self {
-        ConflictError::Storage(StorageError::Query(e))
-    }
-}
-
 /// One competing value: the branch that holds it, who made that branch's head, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Candidate {
@@ -136,9 +130,8 @@ pub struct Resolution {
 }
 
 fn open_conflict(row: &ConflictRow) -> Result<OpenConflict, ConflictError> {
-    let corrupt = |e: serde_json::Error| {
-        ConflictError::Storage(StorageError::Corrupt(format!("conflict row: {e}")))
-    };
+    let corrupt =
+        |e: serde_json::Error| ConflictError::Storage(StorageError::corrupt("conflicts", e));
     Ok(OpenConflict {
         field: row.field.clone(),
         merge_point: (!row.merge_point.is_empty()).then(|| row.merge_point.clone()),

@@ -106,11 +106,6 @@ impl From<StorageError> for CaseError {
         CaseError::Ledger(LedgerError::Storage(e))
     }
 }
-impl From<storage::QueryError> for CaseError {
-    fn from(e: storage::QueryError) -> Self {
-        CaseError::Ledger(LedgerError::from(e))
-    }
-}
 impl From<audit::AuditError> for CaseError {
     fn from(e: audit::AuditError) -> Self {
         CaseError::Ledger(LedgerError::Audit(e))

@@ -31,7 +31,7 @@ pub use report::{Report, RunStatus};
 pub use run::{Reconciler, RunHandle, RunOptions, StartedBy};
 
 use crate::audit::AuditError;
-use crate::storage::{QueryError, StorageError};
+use crate::storage::StorageError;
 use crate::sync::ledger::LedgerError;
 
 /// Errors of reconciliation. Bad input from a peer is [`ReconcileError::Invalid`]; the HTTP
@@ -72,12 +72,6 @@ pub enum ReconcileError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-impl From<QueryError> for ReconcileError {
-    fn from(e: QueryError) -> Self {
-        ReconcileError::Storage(StorageError::Query(e))
-    }
 }
 
 impl ReconcileError {

@@ -179,10 +179,7 @@ impl Reconciler {
         let (p, r) = (peer.to_string(), run_id.clone());
         let attempt = self
             .store
-            .run(move |c| {
-                repo::try_lock(c, &p, &r, now.naive_utc(), expires.naive_utc())
-                    .map_err(storage::StorageError::from)
-            })
+            .run(move |c| repo::try_lock(c, &p, &r, now.naive_utc(), expires.naive_utc()))
             .await?;
         if let LockAttempt::Held { run_id, started_at } = attempt {
             return Err(ReconcileError::AlreadyRunning {
@@ -434,9 +431,7 @@ impl RunHandle {
         );
         let ours: BTreeMap<(String, String), Vec<String>> = rec
             .store
-            .run(move |c| {
-                repo::summary_in_buckets(c, &p, &buckets).map_err(storage::StorageError::from)
-            })
+            .run(move |c| repo::summary_in_buckets(c, &p, &buckets))
             .await?
             .into_iter()
             .map(|r| ((r.kind, r.doc_id), super::serve::split_heads(&r.heads)))
@@ -575,7 +570,7 @@ impl RunHandle {
             );
             let (queued, refused) = rec
                 .store
-                .run(move |c| repo::undelivered(c, &p, &ids).map_err(storage::StorageError::from))
+                .run(move |c| repo::undelivered(c, &p, &ids))
                 .await?;
             if queued > 0 {
                 report.errors.push(format!(
@@ -625,9 +620,7 @@ impl RunHandle {
         let count = |ids: Vec<String>| async move {
             rec.store
                 .run(move |c| {
-                    crate::storage::records::existing_versions(c, &ids)
-                        .map(|s| s.len() as u64)
-                        .map_err(storage::StorageError::from)
+                    crate::storage::records::existing_versions(c, &ids).map(|s| s.len() as u64)
                 })
                 .await
         };
@@ -680,7 +673,7 @@ fn persist(
     now: DateTime<Utc>,
 ) -> Result<(), ReconcileError> {
     let json = serde_json::to_string(report)
-        .map_err(|e| storage::StorageError::Corrupt(format!("report: {e}")))?;
+        .map_err(|e| storage::StorageError::corrupt("recon_runs", format!("report: {e}")))?;
     let outcome = if report.status == RunStatus::Ok {
         Outcome::Ok
     } else {
@@ -780,10 +773,7 @@ impl Lease {
                 let expires = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
                 let (p2, r2) = (p.clone(), r.clone());
                 let renewed = s
-                    .run(move |c| {
-                        repo::renew_lock(c, &p2, &r2, expires.naive_utc())
-                            .map_err(storage::StorageError::from)
-                    })
+                    .run(move |c| repo::renew_lock(c, &p2, &r2, expires.naive_utc()))
                     .await;
                 match renewed {
                     Ok(true) => {}
@@ -809,10 +799,7 @@ impl Lease {
             h.abort();
         }
         let (p, r) = (self.peer.clone(), self.run_id.clone());
-        let released = self
-            .store
-            .run(move |c| repo::release_lock(c, &p, &r).map_err(storage::StorageError::from))
-            .await;
+        let released = self.store.run(move |c| repo::release_lock(c, &p, &r)).await;
         if let Err(e) = released {
             tracing::warn!(error = %e, "cannot release the reconciliation lock; it expires");
         }
@@ -829,11 +816,7 @@ impl Drop for Lease {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let (s, p, r) = (self.store.clone(), self.peer.clone(), self.run_id.clone());
                 rt.spawn(async move {
-                    let _ = s
-                        .run(move |c| {
-                            repo::release_lock(c, &p, &r).map_err(storage::StorageError::from)
-                        })
-                        .await;
+                    let _ = s.run(move |c| repo::release_lock(c, &p, &r)).await;
                 });
             }
         }

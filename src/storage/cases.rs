@@ -4,7 +4,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::cases;
-use super::{DbConn, QueryError};
+use super::{DbConn, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = cases)]
@@ -33,7 +33,7 @@ pub struct CaseFilter {
     pub limit: i64,
 }
 
-pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), QueryError> {
+pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), StorageError> {
     let exists: i64 = cases::table.find(&row.case_id).count().get_result(conn)?;
     if exists == 0 {
         diesel::insert_into(cases::table)
@@ -47,15 +47,16 @@ pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), QueryError> {
     Ok(())
 }
 
-pub fn get(conn: &mut DbConn, case_id: &str) -> Result<Option<CaseRow>, QueryError> {
+pub fn get(conn: &mut DbConn, case_id: &str) -> Result<Option<CaseRow>, StorageError> {
     cases::table
         .find(case_id)
         .select(CaseRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<CaseRow>, QueryError> {
+pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<CaseRow>, StorageError> {
     let mut q = cases::table.select(CaseRow::as_select()).into_boxed();
     if let Some(v) = &f.requester {
         q = q.filter(cases::requester.eq(v.clone()));
@@ -76,5 +77,8 @@ pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<CaseRow>, QueryErro
             "withdrawn",
         ]));
     }
-    q.order(cases::submitted_at.asc()).limit(f.limit).load(conn)
+    q.order(cases::submitted_at.asc())
+        .limit(f.limit)
+        .load(conn)
+        .map_err(StorageError::from)
 }

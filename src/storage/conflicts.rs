@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{children, conflicts};
-use super::{DbConn, QueryError};
+use super::{DbConn, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = conflicts)]
@@ -40,7 +40,7 @@ pub fn replace_for(
     conn: &mut DbConn,
     doc_id: &str,
     rows: &[ConflictRow],
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     let existing: Vec<ConflictRow> = of_doc(conn, doc_id)?;
     if existing.is_empty() && rows.is_empty() {
         return Ok(());
@@ -62,18 +62,19 @@ pub fn replace_for(
 }
 
 /// Many rows at once (benchmarks seed a queue this way).
-pub fn insert_many(conn: &mut DbConn, rows: &[ConflictRow]) -> Result<(), QueryError> {
+pub fn insert_many(conn: &mut DbConn, rows: &[ConflictRow]) -> Result<(), StorageError> {
     insert_many!(conn, conflicts::table, rows);
     Ok(())
 }
 
 /// A file's open conflicts, by field.
-pub fn of_doc(conn: &mut DbConn, doc_id: &str) -> Result<Vec<ConflictRow>, QueryError> {
+pub fn of_doc(conn: &mut DbConn, doc_id: &str) -> Result<Vec<ConflictRow>, StorageError> {
     conflicts::table
         .filter(conflicts::doc_id.eq(doc_id))
         .order((conflicts::field.asc(), conflicts::merge_point.asc()))
         .select(ConflictRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// The review queue of one owner, oldest first, keyset-paged by `(opened_at, doc_id, field)`.
@@ -82,7 +83,7 @@ pub fn queue(
     owner: Option<&str>,
     after: Option<(NaiveDateTime, String, String)>,
     limit: i64,
-) -> Result<Vec<QueueRow>, QueryError> {
+) -> Result<Vec<QueueRow>, StorageError> {
     let mut q = conflicts::table
         .left_join(children::table.on(children::id_number.eq(conflicts::doc_id)))
         .select((
@@ -113,12 +114,14 @@ pub fn queue(
     ))
     .limit(limit)
     .load(conn)
+    .map_err(StorageError::from)
 }
 
 /// Open conflicts per owner.
-pub fn count_by_owner(conn: &mut DbConn) -> Result<Vec<(String, i64)>, QueryError> {
+pub fn count_by_owner(conn: &mut DbConn) -> Result<Vec<(String, i64)>, StorageError> {
     conflicts::table
         .group_by(conflicts::owner)
         .select((conflicts::owner, diesel::dsl::count_star()))
         .load(conn)
+        .map_err(StorageError::from)
 }

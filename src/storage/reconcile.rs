@@ -13,7 +13,7 @@ use super::schema::{
     cases, children, heads, recon_buckets, recon_dirty, recon_docs, recon_locks, recon_meta,
     recon_runs, versions,
 };
-use super::{DbConn, QueryError};
+use super::{DbConn, QueryError, StorageError};
 
 /// Rows per multi-row statement and ids per `IN (...)` list (well under SQLite's bound
 /// parameters limit).
@@ -22,7 +22,7 @@ const CHUNK: usize = 500;
 /// Marks documents whose heads changed. On the import and ingest hot path: one multi-row upsert
 /// per 500 documents. An already dirty document gets a new generation, so a catch-up that read
 /// the old one leaves it dirty.
-pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), QueryError> {
+pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), StorageError> {
     let mut docs = docs.to_vec();
     // Sorted and unique: PostgreSQL refuses an upsert that touches a row twice, and a fixed order
     // keeps concurrent writers from deadlocking on each other's rows.
@@ -53,16 +53,17 @@ pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), Qu
 pub type DirtyDoc = (String, String, i64);
 
 /// The next dirty documents, in a stable order.
-pub fn dirty_chunk(conn: &mut DbConn, limit: i64) -> Result<Vec<DirtyDoc>, QueryError> {
+pub fn dirty_chunk(conn: &mut DbConn, limit: i64) -> Result<Vec<DirtyDoc>, StorageError> {
     recon_dirty::table
         .order((recon_dirty::kind.asc(), recon_dirty::doc_id.asc()))
         .limit(limit)
         .select((recon_dirty::kind, recon_dirty::doc_id, recon_dirty::gen))
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Removes processed dirty rows, each only if its generation is still the one read.
-pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, QueryError> {
+pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, StorageError> {
     let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
     for (kind, doc, gen) in rows {
         groups
@@ -88,7 +89,7 @@ pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, QueryE
 /// Takes the catch-up lock for the rest of the current transaction: a row lock on PostgreSQL,
 /// the write lock on SQLite. Two catch-ups (the server's and a CLI run's) then never apply the
 /// same change to a bucket twice.
-pub fn lock_catch_up(conn: &mut DbConn) -> Result<(), QueryError> {
+pub fn lock_catch_up(conn: &mut DbConn) -> Result<(), StorageError> {
     diesel::update(recon_meta::table.find("catch_up"))
         .set(recon_meta::value.eq(recon_meta::value + 1))
         .execute(conn)?;
@@ -100,7 +101,7 @@ pub fn heads_of_docs(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<HashMap<String, Vec<String>>, QueryError> {
+) -> Result<HashMap<String, Vec<String>>, StorageError> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for chunk in docs.chunks(CHUNK) {
         let rows: Vec<(String, String)> = heads::table
@@ -120,7 +121,7 @@ pub fn heads_of_docs(
 pub fn child_regions(
     conn: &mut DbConn,
     ids: &[String],
-) -> Result<HashMap<String, (String, String)>, QueryError> {
+) -> Result<HashMap<String, (String, String)>, StorageError> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<(String, String, String)> = children::table
@@ -140,7 +141,7 @@ pub fn child_regions(
 pub fn case_parties(
     conn: &mut DbConn,
     ids: &[String],
-) -> Result<HashMap<String, (String, String)>, QueryError> {
+) -> Result<HashMap<String, (String, String)>, StorageError> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<(String, String, String)> = cases::table
@@ -173,7 +174,7 @@ pub fn summary_rows_of_docs(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<Vec<SummaryRow>, QueryError> {
+) -> Result<Vec<SummaryRow>, StorageError> {
     let mut out = Vec::new();
     for chunk in docs.chunks(CHUNK) {
         out.extend(
@@ -191,7 +192,7 @@ pub fn delete_summary_rows(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     for chunk in docs.chunks(CHUNK) {
         diesel::delete(
             recon_docs::table
@@ -203,7 +204,7 @@ pub fn delete_summary_rows(
     Ok(())
 }
 
-pub fn insert_summary_rows(conn: &mut DbConn, rows: &[SummaryRow]) -> Result<(), QueryError> {
+pub fn insert_summary_rows(conn: &mut DbConn, rows: &[SummaryRow]) -> Result<(), StorageError> {
     insert_many!(conn, recon_docs::table, rows);
     Ok(())
 }
@@ -224,7 +225,7 @@ pub fn get_buckets(
     conn: &mut DbConn,
     peer: &str,
     buckets: &[i64],
-) -> Result<Vec<BucketRow>, QueryError> {
+) -> Result<Vec<BucketRow>, StorageError> {
     let mut out = Vec::new();
     for chunk in buckets.chunks(CHUNK) {
         out.extend(
@@ -239,7 +240,7 @@ pub fn get_buckets(
 }
 
 /// Replaces these buckets of their peers; rows with no documents are removed.
-pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), QueryError> {
+pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), StorageError> {
     let mut by_peer: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for r in rows {
         by_peer.entry(r.peer.as_str()).or_default().push(r.bucket);
@@ -265,11 +266,12 @@ pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), QueryErr
 }
 
 /// Every non-empty bucket of a peer's summary.
-pub fn all_buckets(conn: &mut DbConn, peer: &str) -> Result<Vec<BucketRow>, QueryError> {
+pub fn all_buckets(conn: &mut DbConn, peer: &str) -> Result<Vec<BucketRow>, StorageError> {
     recon_buckets::table
         .filter(recon_buckets::peer.eq(peer))
         .select(BucketRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// The leaves of a peer's summary in these buckets.
@@ -277,7 +279,7 @@ pub fn summary_in_buckets(
     conn: &mut DbConn,
     peer: &str,
     buckets: &[i64],
-) -> Result<Vec<SummaryRow>, QueryError> {
+) -> Result<Vec<SummaryRow>, StorageError> {
     let mut out = Vec::new();
     for chunk in buckets.chunks(CHUNK) {
         out.extend(
@@ -303,7 +305,7 @@ pub fn summary_page(
     peer: &str,
     after: Option<(&str, &str)>,
     limit: i64,
-) -> Result<Vec<SummaryRow>, QueryError> {
+) -> Result<Vec<SummaryRow>, StorageError> {
     let mut q = recon_docs::table
         .filter(recon_docs::peer.eq(peer))
         .select(SummaryRow::as_select())
@@ -318,6 +320,7 @@ pub fn summary_page(
     q.order((recon_docs::kind.asc(), recon_docs::doc_id.asc()))
         .limit(limit)
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Which of `docs` (of `kind`) are in the summary kept for `peer`, i.e. shared with it.
@@ -326,7 +329,7 @@ pub fn shared_docs(
     peer: &str,
     kind: &str,
     docs: &[String],
-) -> Result<HashSet<String>, QueryError> {
+) -> Result<HashSet<String>, StorageError> {
     let mut out = HashSet::new();
     for chunk in docs.chunks(CHUNK) {
         let found: Vec<String> = recon_docs::table
@@ -345,7 +348,7 @@ pub fn versions_of_docs(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<Vec<(String, String, i64)>, QueryError> {
+) -> Result<Vec<(String, String, i64)>, StorageError> {
     let mut out = Vec::new();
     for chunk in docs.chunks(CHUNK) {
         out.extend(
@@ -368,7 +371,7 @@ pub fn versions_of_docs(
 pub fn version_refs(
     conn: &mut DbConn,
     ids: &[String],
-) -> Result<Vec<(String, String, String, i64)>, QueryError> {
+) -> Result<Vec<(String, String, String, i64)>, StorageError> {
     let mut out = Vec::new();
     for chunk in ids.chunks(CHUNK) {
         out.extend(
@@ -404,7 +407,7 @@ pub struct RunRow {
     pub report: String,
 }
 
-pub fn insert_run(conn: &mut DbConn, row: &RunRow) -> Result<(), QueryError> {
+pub fn insert_run(conn: &mut DbConn, row: &RunRow) -> Result<(), StorageError> {
     diesel::insert_into(recon_runs::table)
         .values(row)
         .execute(conn)?;
@@ -418,7 +421,7 @@ pub fn finish_run(
     at: NaiveDateTime,
     differences: i64,
     report: &str,
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     diesel::update(recon_runs::table.find(id))
         .set((
             recon_runs::status.eq(status),
@@ -436,7 +439,7 @@ pub fn interrupt_runs(
     conn: &mut DbConn,
     peer: &str,
     at: NaiveDateTime,
-) -> Result<usize, QueryError> {
+) -> Result<usize, StorageError> {
     diesel::update(
         recon_runs::table
             .filter(recon_runs::peer.eq(peer))
@@ -447,14 +450,16 @@ pub fn interrupt_runs(
         recon_runs::finished_at.eq(Some(at)),
     ))
     .execute(conn)
+    .map_err(StorageError::from)
 }
 
-pub fn get_run(conn: &mut DbConn, id: &str) -> Result<Option<RunRow>, QueryError> {
+pub fn get_run(conn: &mut DbConn, id: &str) -> Result<Option<RunRow>, StorageError> {
     recon_runs::table
         .find(id)
         .select(RunRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
 /// Runs, newest first (ids are UUIDv7: time-ordered), optionally of one peer, before an id.
@@ -463,7 +468,7 @@ pub fn list_runs(
     peer: Option<&str>,
     before: Option<&str>,
     limit: i64,
-) -> Result<Vec<RunRow>, QueryError> {
+) -> Result<Vec<RunRow>, StorageError> {
     let mut q = recon_runs::table.select(RunRow::as_select()).into_boxed();
     if let Some(p) = peer {
         q = q.filter(recon_runs::peer.eq(p.to_owned()));
@@ -471,11 +476,14 @@ pub fn list_runs(
     if let Some(b) = before {
         q = q.filter(recon_runs::id.lt(b.to_owned()));
     }
-    q.order(recon_runs::id.desc()).limit(limit).load(conn)
+    q.order(recon_runs::id.desc())
+        .limit(limit)
+        .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// The latest finished run of each peer.
-pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<RunRow>, QueryError> {
+pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<RunRow>, StorageError> {
     let peers: Vec<String> = recon_runs::table
         .select(recon_runs::peer)
         .distinct()
@@ -514,7 +522,7 @@ pub fn try_lock(
     run_id: &str,
     now: NaiveDateTime,
     expires: NaiveDateTime,
-) -> Result<LockAttempt, QueryError> {
+) -> Result<LockAttempt, StorageError> {
     diesel::delete(
         recon_locks::table
             .filter(recon_locks::peer.eq(peer))
@@ -546,7 +554,7 @@ pub fn try_lock(
                 },
             })
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -556,7 +564,7 @@ pub fn renew_lock(
     peer: &str,
     run_id: &str,
     expires: NaiveDateTime,
-) -> Result<bool, QueryError> {
+) -> Result<bool, StorageError> {
     let n = diesel::update(
         recon_locks::table
             .filter(recon_locks::peer.eq(peer))
@@ -567,7 +575,7 @@ pub fn renew_lock(
     Ok(n == 1)
 }
 
-pub fn release_lock(conn: &mut DbConn, peer: &str, run_id: &str) -> Result<(), QueryError> {
+pub fn release_lock(conn: &mut DbConn, peer: &str, run_id: &str) -> Result<(), StorageError> {
     diesel::delete(
         recon_locks::table
             .filter(recon_locks::peer.eq(peer))
@@ -596,7 +604,7 @@ pub fn stale_children(
     shared_with: Option<&str>,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<StaleRow>, QueryError> {
+) -> Result<Vec<StaleRow>, StorageError> {
     let mut q = children::table
         .filter(children::updated_at.lt(before))
         .filter(
@@ -633,17 +641,21 @@ pub fn stale_children(
     if let Some(a) = after {
         q = q.filter(children::id_number.gt(a.to_owned()));
     }
-    q.order(children::id_number.asc()).limit(limit).load(conn)
+    q.order(children::id_number.asc())
+        .limit(limit)
+        .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Every document of a kind that has heads (full recomputation checks).
-pub fn all_doc_ids(conn: &mut DbConn, kind: &str) -> Result<Vec<String>, QueryError> {
+pub fn all_doc_ids(conn: &mut DbConn, kind: &str) -> Result<Vec<String>, StorageError> {
     heads::table
         .filter(heads::kind.eq(kind))
         .select(heads::doc_id)
         .distinct()
         .order(heads::doc_id.asc())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Of `ids`, how many are still queued for `peer`, and how many `peer` refused.
@@ -651,7 +663,7 @@ pub fn undelivered(
     conn: &mut DbConn,
     peer: &str,
     ids: &[String],
-) -> Result<(i64, i64), QueryError> {
+) -> Result<(i64, i64), StorageError> {
     use super::schema::{outbox, outbox_rejected};
     let (mut queued, mut refused) = (0, 0);
     for chunk in ids.chunks(CHUNK) {
@@ -674,7 +686,7 @@ pub fn concurrent_among(
     conn: &mut DbConn,
     child_ids: &[String],
     case_ids: &[String],
-) -> Result<i64, QueryError> {
+) -> Result<i64, StorageError> {
     let mut n = 0;
     for chunk in child_ids.chunks(CHUNK) {
         n += children::table
@@ -694,15 +706,16 @@ pub fn concurrent_among(
 }
 
 /// A number kept beside the summary (the directory serial it was computed under).
-pub fn meta(conn: &mut DbConn, name: &str) -> Result<Option<i64>, QueryError> {
+pub fn meta(conn: &mut DbConn, name: &str) -> Result<Option<i64>, StorageError> {
     recon_meta::table
         .find(name)
         .select(recon_meta::value)
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn set_meta(conn: &mut DbConn, name: &str, value: i64) -> Result<(), QueryError> {
+pub fn set_meta(conn: &mut DbConn, name: &str, value: i64) -> Result<(), StorageError> {
     diesel::delete(recon_meta::table.find(name)).execute(conn)?;
     diesel::insert_into(recon_meta::table)
         .values((recon_meta::name.eq(name), recon_meta::value.eq(value)))
@@ -713,16 +726,17 @@ pub fn set_meta(conn: &mut DbConn, name: &str, value: i64) -> Result<(), QueryEr
 /// Marks every stored document dirty (the routing of regions to nodes changed, so any
 /// document's parties may have). One statement; `WHERE true` keeps SQLite's parser from reading
 /// `ON CONFLICT` as a join constraint.
-pub fn mark_all_dirty(conn: &mut DbConn) -> Result<usize, QueryError> {
+pub fn mark_all_dirty(conn: &mut DbConn) -> Result<usize, StorageError> {
     diesel::sql_query(
         "INSERT INTO recon_dirty (kind, doc_id, gen) SELECT DISTINCT kind, doc_id, 1 FROM heads \
          WHERE true ON CONFLICT (kind, doc_id) DO UPDATE SET gen = recon_dirty.gen + 1",
     )
     .execute(conn)
+    .map_err(StorageError::from)
 }
 
 /// Of these children, how many have an open field conflict waiting in the review queue.
-pub fn open_conflicts_among(conn: &mut DbConn, child_ids: &[String]) -> Result<i64, QueryError> {
+pub fn open_conflicts_among(conn: &mut DbConn, child_ids: &[String]) -> Result<i64, StorageError> {
     use super::schema::conflicts;
     let mut n = 0;
     for chunk in child_ids.chunks(CHUNK) {

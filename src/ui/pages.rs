@@ -863,20 +863,14 @@ async fn reconcile_page(
 ) -> Result<HttpResponse, UiError> {
     let runs = state
         .store
-        .run(|c| {
-            crate::storage::reconcile::list_runs(c, None, None, 50)
-                .map_err(crate::storage::StorageError::from)
-        })
+        .run(|c| crate::storage::reconcile::list_runs(c, None, None, 50))
         .await?;
     let report = match &report_of {
         Some(id) => {
             let id = id.clone();
             let row = state
                 .store
-                .run(move |c| {
-                    crate::storage::reconcile::get_run(c, &id)
-                        .map_err(crate::storage::StorageError::from)
-                })
+                .run(move |c| crate::storage::reconcile::get_run(c, &id))
                 .await?
                 .ok_or_else(|| UiError::NotFound("no such reconciliation run".into()))?;
             Some(

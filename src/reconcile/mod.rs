@@ -13,12 +13,14 @@
 //!   version sets of differing documents, repair both ways, write and audit the report. At most
 //!   one run per peer at a time, across processes (a lease in the database).
 //! - [`report`] — the report of a run, as JSON and for people.
+//! - [`history`] — the stored runs and their reports, for the API, the pages and the CLI.
 //! - [`schedule`] — cron expressions from the configuration and the job that runs them.
 //! - [`stale`] — children whose file was neither updated nor visited within the policy window.
 //!
 //! Bytes on the wire: equal nodes exchange only the roots; otherwise the descent costs about
 //! `differences × depth × 16` hashes, and only documents in differing buckets are listed.
 
+pub mod history;
 pub mod report;
 pub mod run;
 pub mod schedule;
@@ -108,8 +110,11 @@ pub fn metrics_text(
         "Seconds since the last reconciliation run with a peer finished.",
         runs.iter()
             .map(|r| {
-                let at = r.finished_at.unwrap_or(r.started_at).and_utc();
-                (label(&r.peer), (now - at).num_seconds().max(0) as f64)
+                let at = r.finished_at.unwrap_or(r.started_at);
+                (
+                    label(r.peer.as_str()),
+                    (now - at).num_seconds().max(0) as f64,
+                )
             })
             .collect(),
     );
@@ -117,14 +122,19 @@ pub fn metrics_text(
         "hukou_sync_reconcile_last_run_differences",
         "Documents that differed in the last reconciliation run with a peer.",
         runs.iter()
-            .map(|r| (label(&r.peer), r.differences as f64))
+            .map(|r| (label(r.peer.as_str()), r.differences as f64))
             .collect(),
     );
     gauge(
         "hukou_sync_reconcile_last_run_ok",
         "1 if the last reconciliation run with a peer completed without errors, else 0.",
         runs.iter()
-            .map(|r| (label(&r.peer), if r.status == "ok" { 1.0 } else { 0.0 }))
+            .map(|r| {
+                (
+                    label(r.peer.as_str()),
+                    if r.status == RunStatus::Ok { 1.0 } else { 0.0 },
+                )
+            })
             .collect(),
     );
     gauge(

@@ -37,7 +37,7 @@ use super::{stale, summary, ReconcileError};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::crypto::hash::Digest;
 use crate::domain::NodeId;
-use crate::storage::reconcile::{self as repo, LockAttempt, RunRow};
+use crate::storage::reconcile::{self as repo, LockAttempt};
 use crate::storage::{self, exchange, Store};
 use crate::sync::sender::{self, ClientFactory, SenderConfig};
 use crate::sync::LocalNode;
@@ -173,7 +173,8 @@ impl Reconciler {
     /// Takes the peer's lock and records the run as running; refused if another run holds it.
     pub async fn start(&self, peer: &str, opts: RunOptions) -> Result<RunHandle, ReconcileError> {
         let peer = self.check_peer(peer)?;
-        let run_id = uuid::Uuid::now_v7().to_string();
+        let run_uuid = uuid::Uuid::now_v7();
+        let run_id = run_uuid.to_string();
         let now = Utc::now();
         let expires = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
         let (p, r) = (peer.to_string(), run_id.clone());
@@ -194,24 +195,14 @@ impl Reconciler {
             run_id.clone(),
             self.lease,
         );
-        let row = RunRow {
-            id: run_id.clone(),
-            peer: peer.to_string(),
-            started_by: opts.started_by.as_str().to_owned(),
-            dry_run: i64::from(opts.dry_run),
-            status: RunStatus::Running.as_str().to_owned(),
-            started_at: now.naive_utc(),
-            finished_at: None,
-            differences: 0,
-            report: "{}".into(),
-        };
-        let p = peer.to_string();
+        let (id, p) = (run_uuid, peer.clone());
+        let (started_by, dry_run) = (opts.started_by.as_str(), opts.dry_run);
         self.store
             .run(move |c| {
                 storage::transaction(c, |c| -> Result<(), ReconcileError> {
                     // This run holds the lock, so any run of the peer still marked running died.
-                    repo::interrupt_runs(c, &p, now.naive_utc())?;
-                    repo::insert_run(c, &row)?;
+                    repo::interrupt_runs(c, &p, now)?;
+                    repo::insert_run(c, id, &p, started_by, dry_run, now)?;
                     Ok(())
                 })
             })
@@ -672,22 +663,13 @@ fn persist(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), ReconcileError> {
-    let json = serde_json::to_string(report)
-        .map_err(|e| storage::StorageError::corrupt("recon_runs", format!("report: {e}")))?;
     let outcome = if report.status == RunStatus::Ok {
         Outcome::Ok
     } else {
         Outcome::Rejected
     };
     storage::transaction(conn, |c| -> Result<(), ReconcileError> {
-        repo::finish_run(
-            c,
-            &report.run_id,
-            report.status.as_str(),
-            now.naive_utc(),
-            report.differences() as i64,
-            &json,
-        )?;
+        repo::finish_run(c, report, now)?;
         audit::append(
             c,
             node.clock.now(),

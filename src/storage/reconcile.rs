@@ -5,15 +5,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
+use uuid::Uuid;
 
 use super::schema::{
     cases, children, heads, recon_buckets, recon_dirty, recon_docs, recon_locks, recon_meta,
     recon_runs, versions,
 };
 use super::{DbConn, QueryError, StorageError};
+use crate::domain::reconcile_report::{Report, RunStatus};
+use crate::domain::NodeId;
 
 /// Rows per multi-row statement and ids per `IN (...)` list (well under SQLite's bound
 /// parameters limit).
@@ -389,45 +392,115 @@ pub fn version_refs(
     Ok(out)
 }
 
-/// A run and its report.
+/// A run's row; [`Run`] is what leaves storage.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = recon_runs)]
-pub struct RunRow {
-    pub id: String,
-    pub peer: String,
-    pub started_by: String,
+struct RunRow {
+    id: String,
+    peer: String,
+    started_by: String,
     /// 1 for a dry run.
-    pub dry_run: i64,
+    dry_run: i64,
     /// running | ok | failed | interrupted.
-    pub status: String,
-    pub started_at: NaiveDateTime,
-    pub finished_at: Option<NaiveDateTime>,
-    pub differences: i64,
-    /// The report, JSON.
-    pub report: String,
+    status: String,
+    started_at: NaiveDateTime,
+    finished_at: Option<NaiveDateTime>,
+    differences: i64,
+    /// The report, JSON; [`NO_REPORT`] until one is written.
+    report: String,
 }
 
-pub fn insert_run(conn: &mut DbConn, row: &RunRow) -> Result<(), StorageError> {
+/// The report column of a run that has written none (still running, or interrupted).
+const NO_REPORT: &str = "{}";
+
+/// A reconciliation run, and its report once it wrote one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: Uuid,
+    pub peer: NodeId,
+    /// cli | api | ui | schedule.
+    pub started_by: String,
+    pub dry_run: bool,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub differences: u64,
+    /// `None` while the run is running, and for a run interrupted before it wrote one.
+    pub report: Option<Report>,
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = StorageError;
+
+    fn try_from(r: RunRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("recon_runs", format!("run {}: {what}: {e}", r.id))
+        };
+        let report = if r.report == NO_REPORT {
+            None
+        } else {
+            Some(serde_json::from_str(&r.report).map_err(|e| bad("report", &e))?)
+        };
+        Ok(Run {
+            id: Uuid::parse_str(&r.id).map_err(|e| bad("id", &e))?,
+            peer: NodeId::parse(&r.peer).map_err(|e| bad("peer", &e))?,
+            status: RunStatus::parse(&r.status)
+                .ok_or_else(|| bad("status", &format_args!("{:?}", r.status)))?,
+            differences: u64::try_from(r.differences).map_err(|e| bad("differences", &e))?,
+            dry_run: r.dry_run != 0,
+            started_at: r.started_at.and_utc(),
+            finished_at: r.finished_at.map(|t| t.and_utc()),
+            started_by: r.started_by,
+            report,
+        })
+    }
+}
+
+fn runs(rows: Vec<RunRow>) -> Result<Vec<Run>, StorageError> {
+    rows.into_iter().map(Run::try_from).collect()
+}
+
+/// Records a run that starts now, with no report yet.
+pub fn insert_run(
+    conn: &mut DbConn,
+    id: Uuid,
+    peer: &NodeId,
+    started_by: &str,
+    dry_run: bool,
+    started_at: DateTime<Utc>,
+) -> Result<(), StorageError> {
     diesel::insert_into(recon_runs::table)
-        .values(row)
+        .values(&RunRow {
+            id: id.to_string(),
+            peer: peer.to_string(),
+            started_by: started_by.to_owned(),
+            dry_run: i64::from(dry_run),
+            status: RunStatus::Running.as_str().to_owned(),
+            started_at: started_at.naive_utc(),
+            finished_at: None,
+            differences: 0,
+            report: NO_REPORT.to_owned(),
+        })
         .execute(conn)?;
     Ok(())
 }
 
+/// Stores a run's final report (its id, status and differences come from it).
 pub fn finish_run(
     conn: &mut DbConn,
-    id: &str,
-    status: &str,
-    at: NaiveDateTime,
-    differences: i64,
-    report: &str,
+    report: &Report,
+    at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    diesel::update(recon_runs::table.find(id))
+    let json = serde_json::to_string(report)
+        .map_err(|e| StorageError::corrupt("recon_runs", format!("report: {e}")))?;
+    let differences = i64::try_from(report.differences())
+        .map_err(|e| StorageError::corrupt("recon_runs", format!("differences: {e}")))?;
+    diesel::update(recon_runs::table.find(&report.run_id))
         .set((
-            recon_runs::status.eq(status),
-            recon_runs::finished_at.eq(Some(at)),
+            recon_runs::status.eq(report.status.as_str()),
+            recon_runs::finished_at.eq(Some(at.naive_utc())),
             recon_runs::differences.eq(differences),
-            recon_runs::report.eq(report),
+            recon_runs::report.eq(json),
         ))
         .execute(conn)?;
     Ok(())
@@ -437,29 +510,31 @@ pub fn finish_run(
 /// so none of them is alive).
 pub fn interrupt_runs(
     conn: &mut DbConn,
-    peer: &str,
-    at: NaiveDateTime,
+    peer: &NodeId,
+    at: DateTime<Utc>,
 ) -> Result<usize, StorageError> {
     diesel::update(
         recon_runs::table
-            .filter(recon_runs::peer.eq(peer))
-            .filter(recon_runs::status.eq("running")),
+            .filter(recon_runs::peer.eq(peer.as_str()))
+            .filter(recon_runs::status.eq(RunStatus::Running.as_str())),
     )
     .set((
-        recon_runs::status.eq("interrupted"),
-        recon_runs::finished_at.eq(Some(at)),
+        recon_runs::status.eq(RunStatus::Interrupted.as_str()),
+        recon_runs::finished_at.eq(Some(at.naive_utc())),
     ))
     .execute(conn)
     .map_err(StorageError::from)
 }
 
-pub fn get_run(conn: &mut DbConn, id: &str) -> Result<Option<RunRow>, StorageError> {
+/// A run by id (as given: text that is no stored id finds nothing).
+pub fn get_run(conn: &mut DbConn, id: &str) -> Result<Option<Run>, StorageError> {
     recon_runs::table
         .find(id)
         .select(RunRow::as_select())
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?
+        .map(Run::try_from)
+        .transpose()
 }
 
 /// Runs, newest first (ids are UUIDv7: time-ordered), optionally of one peer, before an id.
@@ -468,7 +543,7 @@ pub fn list_runs(
     peer: Option<&str>,
     before: Option<&str>,
     limit: i64,
-) -> Result<Vec<RunRow>, StorageError> {
+) -> Result<Vec<Run>, StorageError> {
     let mut q = recon_runs::table.select(RunRow::as_select()).into_boxed();
     if let Some(p) = peer {
         q = q.filter(recon_runs::peer.eq(p.to_owned()));
@@ -476,14 +551,11 @@ pub fn list_runs(
     if let Some(b) = before {
         q = q.filter(recon_runs::id.lt(b.to_owned()));
     }
-    q.order(recon_runs::id.desc())
-        .limit(limit)
-        .load(conn)
-        .map_err(StorageError::from)
+    runs(q.order(recon_runs::id.desc()).limit(limit).load(conn)?)
 }
 
 /// The latest finished run of each peer.
-pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<RunRow>, StorageError> {
+pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<Run>, StorageError> {
     let peers: Vec<String> = recon_runs::table
         .select(recon_runs::peer)
         .distinct()
@@ -493,14 +565,14 @@ pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<RunRow>, StorageError
     for p in peers {
         let row = recon_runs::table
             .filter(recon_runs::peer.eq(&p))
-            .filter(recon_runs::status.ne("running"))
+            .filter(recon_runs::status.ne(RunStatus::Running.as_str()))
             .order(recon_runs::id.desc())
             .select(RunRow::as_select())
             .first(conn)
             .optional()?;
         out.extend(row);
     }
-    Ok(out)
+    runs(out)
 }
 
 /// The outcome of trying to take a peer's run lock.

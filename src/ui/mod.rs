@@ -135,6 +135,12 @@ impl From<crate::storage::StorageError> for UiError {
     }
 }
 
+impl From<crate::reconcile::ReconcileError> for UiError {
+    fn from(e: crate::reconcile::ReconcileError) -> Self {
+        UiError::Internal(e.to_string())
+    }
+}
+
 impl From<AccountError> for UiError {
     fn from(e: AccountError) -> Self {
         UiError::Internal(e.to_string())

@@ -4,6 +4,7 @@
 
 pub mod case;
 pub mod child;
+pub mod conflict;
 pub mod digest;
 pub mod id_number;
 pub mod node;

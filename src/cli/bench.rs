@@ -703,7 +703,7 @@ async fn bench_cases(
             loop {
                 let id2 = case_id.clone();
                 let row = store.run(move |c| storage::cases::get(c, &id2)).await?;
-                if row.is_some_and(|r| r.state == "received") {
+                if row.is_some_and(|r| r.state == crate::domain::case::state::CaseState::Received) {
                     break;
                 }
                 anyhow::ensure!(

@@ -16,7 +16,7 @@ use super::schema::{
 };
 use super::{DbConn, QueryError, StorageError};
 use crate::domain::reconcile_report::{Report, RunStatus};
-use crate::domain::NodeId;
+use crate::domain::{IdNumber, NodeId, RegionCode};
 
 /// Rows per multi-row statement and ids per `IN (...)` list (well under SQLite's bound
 /// parameters limit).
@@ -658,25 +658,47 @@ pub fn release_lock(conn: &mut DbConn, peer: &str, run_id: &str) -> Result<(), S
 }
 
 /// A file not updated or visited recently: no name, the caller masks the ID number for people.
-#[derive(Debug, Clone, PartialEq, Queryable)]
-pub struct StaleRow {
-    pub id_number: String,
-    pub hukou_region: String,
-    pub residence_region: String,
-    pub updated_at: NaiveDateTime,
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleChild {
+    pub id_number: IdNumber,
+    pub hukou_region: RegionCode,
+    pub residence_region: RegionCode,
+    pub updated_at: DateTime<Utc>,
     pub last_visit_on: Option<NaiveDate>,
 }
 
-/// Children neither updated nor visited since `before`, in ID order, a page at a time;
-/// optionally only those with a region under `region_prefix`, or shared with `peer`.
+type StaleRow = (String, String, String, NaiveDateTime, Option<NaiveDate>);
+
+fn stale_child(
+    (id, hukou, residence, updated_at, last_visit_on): StaleRow,
+) -> Result<StaleChild, StorageError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StorageError::corrupt(
+            "children",
+            format!("{}: {what}: {e}", IdNumber::mask_text(&id)),
+        )
+    };
+    Ok(StaleChild {
+        id_number: IdNumber::parse(&id).map_err(|e| bad("ID number", &e))?,
+        hukou_region: RegionCode::parse(&hukou).map_err(|e| bad("hukou region", &e))?,
+        residence_region: RegionCode::parse(&residence).map_err(|e| bad("residence region", &e))?,
+        updated_at: updated_at.and_utc(),
+        last_visit_on,
+    })
+}
+
+/// Children neither updated nor visited since `before`, in ID order, a page at a time (after the
+/// ID number `after`); optionally only those with a region under `region_prefix`, or shared with
+/// `peer`.
 pub fn stale_children(
     conn: &mut DbConn,
-    before: NaiveDateTime,
+    before: DateTime<Utc>,
     region_prefix: Option<&str>,
     shared_with: Option<&str>,
-    after: Option<&str>,
+    after: Option<&IdNumber>,
     limit: i64,
-) -> Result<Vec<StaleRow>, StorageError> {
+) -> Result<Vec<StaleChild>, StorageError> {
+    let before = before.naive_utc();
     let mut q = children::table
         .filter(children::updated_at.lt(before))
         .filter(
@@ -711,12 +733,10 @@ pub fn stale_children(
         );
     }
     if let Some(a) = after {
-        q = q.filter(children::id_number.gt(a.to_owned()));
+        q = q.filter(children::id_number.gt(a.as_str().to_owned()));
     }
-    q.order(children::id_number.asc())
-        .limit(limit)
-        .load(conn)
-        .map_err(StorageError::from)
+    let rows: Vec<StaleRow> = q.order(children::id_number.asc()).limit(limit).load(conn)?;
+    rows.into_iter().map(stale_child).collect()
 }
 
 /// Every document of a kind that has heads (full recomputation checks).

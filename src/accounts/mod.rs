@@ -144,12 +144,6 @@ pub enum AccountError {
     Storage(#[from] StorageError),
 }
 
-impl From<storage::QueryError> for AccountError {
-    fn from(e: storage::QueryError) -> Self {
-        AccountError::Storage(StorageError::Query(e))
-    }
-}
-
 /// Login policy (built from `[admin]` in the settings by `config`).
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {

@@ -12,8 +12,7 @@ use super::{purpose_of, AppState};
 use crate::accounts::Permission;
 use crate::reconcile::report::Report;
 use crate::reconcile::stale::StaleList;
-use crate::reconcile::{Reconciler, RunOptions, StartedBy};
-use crate::storage::reconcile as repo;
+use crate::reconcile::{history, Reconciler, RunOptions, StartedBy};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -34,22 +33,22 @@ pub struct RunView {
     pub status: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub differences: i64,
+    pub differences: u64,
     pub report: Option<Report>,
 }
 
-impl From<repo::RunRow> for RunView {
-    fn from(r: repo::RunRow) -> Self {
+impl From<history::Run> for RunView {
+    fn from(r: history::Run) -> Self {
         Self {
-            report: serde_json::from_str(&r.report).ok(),
-            id: r.id,
-            peer: r.peer,
+            id: r.id.to_string(),
+            peer: r.peer.to_string(),
             started_by: r.started_by,
-            dry_run: r.dry_run != 0,
-            status: r.status,
-            started_at: r.started_at.and_utc(),
-            finished_at: r.finished_at.map(|t| t.and_utc()),
+            dry_run: r.dry_run,
+            status: r.status.as_str().to_owned(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
             differences: r.differences,
+            report: r.report,
         }
     }
 }
@@ -88,7 +87,7 @@ pub async fn start(
     let id2 = id.clone();
     let row = state
         .store
-        .run(move |c| repo::get_run(c, &id2).map_err(crate::storage::StorageError::from))
+        .run(move |c| history::find(c, &id2))
         .await?
         .ok_or_else(|| ApiError::internal("a started run has no row"))?;
     Ok(HttpResponse::Accepted()
@@ -132,13 +131,10 @@ pub async fn runs(
     }
     let rows = state
         .store
-        .run(move |c| {
-            repo::list_runs(c, q.peer.as_deref(), q.before.as_deref(), i64::from(limit))
-                .map_err(crate::storage::StorageError::from)
-        })
+        .run(move |c| history::list(c, q.peer.as_deref(), q.before.as_deref(), i64::from(limit)))
         .await?;
     let next_before = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|r| r.id.clone()))
+        .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
     Ok(HttpResponse::Ok().json(RunPage {
         items: rows.into_iter().map(RunView::from).collect(),
@@ -158,12 +154,7 @@ pub async fn run(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&state, Permission::ViewOperations).await?;
     let id = path.into_inner();
-    let id2 = id.clone();
-    let row = state
-        .store
-        .run(move |c| repo::get_run(c, &id2).map_err(crate::storage::StorageError::from))
-        .await?
-        .ok_or(crate::reconcile::ReconcileError::NoSuchRun(id))?;
+    let row = state.store.run(move |c| history::get(c, &id)).await?;
     Ok(HttpResponse::Ok().json(RunView::from(row)))
 }
 

@@ -13,7 +13,7 @@ use crate::crypto::hlc::Hlc;
 use crate::crypto::jcs;
 use crate::crypto::keys::{PublicKey, Signature, SigningContext, SigningKey};
 use crate::storage::audit::{self as repo, AuditEventRow, EventFilter, TreeHeadRow};
-use crate::storage::{DbConn, QueryError, StorageError};
+use crate::storage::{DbConn, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -29,12 +29,6 @@ pub enum AuditError {
     NoTreeHead,
     #[error("invalid range: {0}")]
     Range(String),
-}
-
-impl From<QueryError> for AuditError {
-    fn from(e: QueryError) -> Self {
-        AuditError::Storage(StorageError::Query(e))
-    }
 }
 
 /// Appends one event. Call inside the transaction of the action it records.

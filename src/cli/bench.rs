@@ -283,15 +283,13 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
 fn time_bare_insert(
     postgres: Option<&str>,
     tag: &str,
-    insert: impl FnOnce(&mut storage::DbConn) -> Result<(), storage::QueryError>,
+    insert: impl FnOnce(&mut storage::DbConn) -> Result<(), storage::StorageError>,
 ) -> anyhow::Result<std::time::Duration> {
     let db = bench_db(postgres, tag)?;
     let store = storage::Store::open(&db.url, 1)?;
     let mut conn = store.conn()?;
     let start = Instant::now();
-    storage::transaction(&mut conn, |c| {
-        insert(c).map_err(storage::StorageError::from)
-    })?;
+    storage::transaction(&mut conn, |c| insert(c))?;
     Ok(start.elapsed())
 }
 
@@ -448,9 +446,7 @@ async fn bench_sync(
     let (zz_store, zz_node, _, _) = pair.nodes[0].clone();
     let (cd_store, cd_node, _, _) = pair.nodes[1].clone();
     let count_versions = |store: crate::storage::Store| async move {
-        store
-            .run(|c| storage::records::count_versions(c).map_err(storage::StorageError::from))
-            .await
+        store.run(storage::records::count_versions).await
     };
 
     // Throughput: N new files at the residence node, created (signed and stored) in imports of
@@ -528,9 +524,7 @@ async fn bench_sync(
         loop {
             let v = vid.clone();
             let found = cd_store
-                .run(move |c| {
-                    storage::records::get_version(c, &v).map_err(storage::StorageError::from)
-                })
+                .run(move |c| storage::records::get_version(c, &v))
                 .await?;
             if found.is_some() {
                 break;
@@ -670,11 +664,7 @@ async fn bench_cases(
     })
     .await??;
     let start = Instant::now();
-    while (cd_store
-        .run(|c| storage::records::count_versions(c).map_err(storage::StorageError::from))
-        .await? as usize)
-        < count
-    {
+    while (cd_store.run(storage::records::count_versions).await? as usize) < count {
         anyhow::ensure!(
             start.elapsed() < std::time::Duration::from_secs(600),
             "children did not arrive"
@@ -712,10 +702,8 @@ async fn bench_cases(
             // the API would each append an audit event and measure the audit lock, not the exchange.
             loop {
                 let id2 = case_id.clone();
-                let row = store
-                    .run(move |c| storage::cases::get(c, &id2).map_err(storage::StorageError::from))
-                    .await?;
-                if row.is_some_and(|r| r.state == "received") {
+                let row = store.run(move |c| storage::cases::get(c, &id2)).await?;
+                if row.is_some_and(|r| r.state == crate::domain::case::state::CaseState::Received) {
                     break;
                 }
                 anyhow::ensure!(
@@ -1040,13 +1028,10 @@ async fn bench_reconcile(
             for chunk in rows.chunks(50_000) {
                 storage::transaction(&mut c, |c| {
                     storage::reconcile::insert_summary_rows(c, chunk)
-                        .map_err(storage::StorageError::from)
                 })?;
                 pb.inc(chunk.len() as u64);
             }
-            storage::transaction(&mut c, |c| {
-                storage::reconcile::put_buckets(c, &buckets).map_err(storage::StorageError::from)
-            })?;
+            storage::transaction(&mut c, |c| storage::reconcile::put_buckets(c, &buckets))?;
             Ok(())
         })
         .await??;

@@ -55,7 +55,7 @@ pub fn run_reconcile(settings: &Settings, args: ReconcileArgs) -> anyhow::Result
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     if args.list {
         let mut conn = store.conn()?;
-        let rows = crate::storage::reconcile::list_runs(
+        let rows = crate::reconcile::history::list(
             &mut conn,
             args.peer.as_deref(),
             None,
@@ -66,9 +66,13 @@ pub fn run_reconcile(settings: &Settings, args: ReconcileArgs) -> anyhow::Result
             .map(|r| {
                 serde_json::json!({
                     "id": r.id, "peer": r.peer, "status": r.status, "started_by": r.started_by,
-                    "dry_run": r.dry_run != 0, "started_at": r.started_at.and_utc(),
-                    "finished_at": r.finished_at.map(|t| t.and_utc()), "differences": r.differences,
-                    "report": serde_json::from_str::<serde_json::Value>(&r.report).ok(),
+                    "dry_run": r.dry_run, "started_at": r.started_at,
+                    "finished_at": r.finished_at, "differences": r.differences,
+                    // A run without a report (running, or interrupted) shows `{}` as before.
+                    "report": r.report.as_ref().map_or_else(
+                        || serde_json::json!({}),
+                        |report| serde_json::json!(report)
+                    ),
                 })
             })
             .collect();
@@ -82,10 +86,10 @@ pub fn run_reconcile(settings: &Settings, args: ReconcileArgs) -> anyhow::Result
                     "{}  {:<10} {:<11} {:<8} differences {:>6}{}  {}",
                     r.started_at.format("%Y-%m-%d %H:%M:%S"),
                     r.peer,
-                    r.status,
+                    r.status.as_str(),
                     r.started_by,
                     r.differences,
-                    if r.dry_run != 0 { " (dry run)" } else { "" },
+                    if r.dry_run { " (dry run)" } else { "" },
                     r.id
                 );
             }

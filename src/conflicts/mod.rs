@@ -7,14 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::audit::{self, Actor, AuditError, Event, Outcome};
 use crate::domain::child::{ChildField, ChildRecord, FieldError};
 use crate::domain::IdNumber;
-use crate::storage::conflicts::{self as repo, ConflictRow, QueueRow};
+use crate::storage::conflicts::{self as repo, Conflict, QueueEntry};
 use crate::storage::records as records_repo;
 use crate::storage::{self, DbConn, StorageError};
 use crate::sync::ledger::{self, LedgerError};
@@ -53,25 +53,7 @@ pub enum ConflictError {
     Storage(#[from] StorageError),
 }
 
-impl From<storage::QueryError> for ConflictError {
-    fn from(e: storage::QueryError) -> Self {
-        ConflictError::Storage(StorageError::Query(e))
-    }
-}
-
-/// One competing value: the branch that holds it, who made that branch's head, and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Candidate {
-    /// The parent (or head) version whose branch changed the field.
-    pub side: String,
-    /// The node that authored that version.
-    pub author: Option<String>,
-    /// Its HLC stamp and wall time.
-    pub hlc: Option<String>,
-    pub at: Option<DateTime<Utc>>,
-    #[schema(value_type = Object)]
-    pub value: Value,
-}
+pub use crate::domain::conflict::Candidate;
 
 /// One open conflict on one field.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -135,34 +117,31 @@ pub struct Resolution {
     pub values: BTreeMap<String, Value>,
 }
 
-fn open_conflict(row: &ConflictRow) -> Result<OpenConflict, ConflictError> {
-    let corrupt = |e: serde_json::Error| {
-        ConflictError::Storage(StorageError::Corrupt(format!("conflict row: {e}")))
-    };
-    Ok(OpenConflict {
-        field: row.field.clone(),
-        merge_point: (!row.merge_point.is_empty()).then(|| row.merge_point.clone()),
-        owner: row.owner.clone(),
-        base: serde_json::from_str(&row.base).map_err(corrupt)?,
-        candidates: serde_json::from_str(&row.candidates).map_err(corrupt)?,
-        opened_at: row.opened_at.and_utc(),
-    })
+fn open_conflict(c: Conflict) -> OpenConflict {
+    OpenConflict {
+        field: c.field.name().to_owned(),
+        merge_point: c.merge_point.map(|m| m.to_string()),
+        owner: c.owner.to_string(),
+        base: c.base,
+        candidates: c.candidates,
+        opened_at: c.opened_at,
+    }
 }
 
 /// Keyset cursor of the queue: `opened_at` in microseconds, document and field.
-fn cursor(item: &QueueRow) -> String {
+fn cursor(item: &QueueEntry) -> String {
     format!(
         "{}~{}~{}",
-        item.conflict.opened_at.and_utc().timestamp_micros(),
+        item.conflict.opened_at.timestamp_micros(),
         item.conflict.doc_id,
-        item.conflict.field
+        item.conflict.field.name()
     )
 }
 
-fn parse_cursor(s: &str) -> Option<(NaiveDateTime, String, String)> {
+fn parse_cursor(s: &str) -> Option<(DateTime<Utc>, String, String)> {
     let mut parts = s.splitn(3, '~');
     let micros: i64 = parts.next()?.parse().ok()?;
-    let at = DateTime::from_timestamp_micros(micros)?.naive_utc();
+    let at = DateTime::from_timestamp_micros(micros)?;
     Some((at, parts.next()?.to_owned(), parts.next()?.to_owned()))
 }
 
@@ -180,20 +159,22 @@ pub fn queue(
     let rows = &rows[..rows.len().min(limit as usize)];
     let items = rows
         .iter()
-        .map(|r| {
-            let candidates = serde_json::from_str::<Vec<Value>>(&r.conflict.candidates)
-                .map(|c| c.len())
-                .unwrap_or(0);
-            QueueItem {
-                id_number: r.conflict.doc_id.clone(),
-                name: r.name.clone().unwrap_or_default(),
-                hukou_region: r.hukou_region.clone().unwrap_or_default(),
-                residence_region: r.residence_region.clone().unwrap_or_default(),
-                field: r.conflict.field.clone(),
-                owner: r.conflict.owner.clone(),
-                candidates,
-                opened_at: r.conflict.opened_at.and_utc(),
-            }
+        .map(|r| QueueItem {
+            id_number: r.conflict.doc_id.to_string(),
+            // A conflict of a file with no view row shows empty names (it has none to show).
+            name: r.name.clone().unwrap_or_default(),
+            hukou_region: r
+                .hukou_region
+                .as_ref()
+                .map_or_else(String::new, |c| c.to_string()),
+            residence_region: r
+                .residence_region
+                .as_ref()
+                .map_or_else(String::new, |c| c.to_string()),
+            field: r.conflict.field.name().to_owned(),
+            owner: r.conflict.owner.to_string(),
+            candidates: r.conflict.candidates.len(),
+            opened_at: r.conflict.opened_at,
         })
         .collect();
     Ok(QueuePage {
@@ -204,7 +185,10 @@ pub fn queue(
 
 /// Number of open conflicts reviewed at each node.
 pub fn counts(conn: &mut DbConn) -> Result<Vec<(String, i64)>, ConflictError> {
-    Ok(repo::count_by_owner(conn)?)
+    Ok(repo::count_by_owner(conn)?
+        .into_iter()
+        .map(|(owner, n)| (owner.to_string(), n))
+        .collect())
 }
 
 /// A file's open conflicts (no audit: callers record the read).
@@ -216,10 +200,10 @@ pub fn of_file(
     let child = records_repo::get_child(conn, id.as_str())?
         .ok_or_else(|| ConflictError::NotFound(id.masked()))?;
     let heads = records_repo::heads_of(conn, "child", id.as_str())?;
-    let conflicts = repo::of_doc(conn, id.as_str())?
-        .iter()
+    let conflicts: Vec<OpenConflict> = repo::of_doc(conn, id)?
+        .into_iter()
         .map(open_conflict)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let me = node.id.to_string();
     let awaiting: BTreeSet<String> = conflicts
         .iter()

@@ -1,13 +1,15 @@
-//! The vocabulary of the exchange, pure and without I/O: ID numbers, regions, node ids and the
-//! child's record with the authority of each field. Nothing here imports from the rest of the
+//! The vocabulary of the exchange, pure and without I/O: ID numbers, regions, node ids, the
+//! child's record with the authority of each field, the case core and the reconciliation report. Nothing here imports from the rest of the
 //! crate; everything else builds on it.
 
 pub mod case;
 pub mod child;
+pub mod conflict;
 pub mod digest;
 pub mod id_number;
 pub mod month;
 pub mod node;
+pub mod reconcile_report;
 pub mod region;
 
 pub use child::{

@@ -95,11 +95,6 @@ impl From<StorageError> for CaseError {
         CaseError::Ledger(LedgerError::Storage(e))
     }
 }
-impl From<storage::QueryError> for CaseError {
-    fn from(e: storage::QueryError) -> Self {
-        CaseError::Ledger(LedgerError::from(e))
-    }
-}
 impl From<audit::AuditError> for CaseError {
     fn from(e: audit::AuditError) -> Self {
         CaseError::Ledger(LedgerError::Audit(e))
@@ -564,21 +559,21 @@ pub fn list(
     q: &CaseQuery,
     now: DateTime<Utc>,
 ) -> Result<Vec<CaseSummary>, CaseError> {
-    let me = node.id.to_string();
+    let me = &node.id;
     let filter = CaseFilter {
         requester: (q.incoming == Some(false)).then(|| me.clone()),
         decider: (q.incoming == Some(true)).then(|| me.clone()),
-        state: q.state.map(|s| s.as_str().to_owned()),
-        benefit: q.benefit.map(|b| b.code().to_owned()),
+        state: q.state,
+        benefit: q.benefit,
         due_before: q.overdue_only.then(|| ledger::china_today(now)),
         limit: q.limit,
     };
     let rows = repo::list(conn, &filter)?;
     Ok(rows
         .into_iter()
-        .filter(|r| r.requester == me || r.decider == me)
+        .filter(|r| &r.requester == me || &r.decider == me)
         .map(|r| {
-            let open = !matches!(r.state.as_str(), "approved" | "denied" | "withdrawn");
+            let open = !r.state.is_terminal();
             CaseSummary {
                 deadline: open.then(|| {
                     deadline_status(
@@ -589,13 +584,13 @@ pub fn list(
                     )
                 }),
                 concurrent: r.head_count > 1,
-                case_id: r.case_id,
-                child_id: r.child_id,
-                benefit: r.benefit,
-                requester: r.requester,
-                decider: r.decider,
-                state: r.state,
-                submitted_at: r.submitted_at.and_utc(),
+                case_id: r.case_id.to_string(),
+                child_id: r.child_id.to_string(),
+                benefit: r.benefit.code().to_owned(),
+                requester: r.requester.to_string(),
+                decider: r.decider.to_string(),
+                state: r.state.as_str().to_owned(),
+                submitted_at: r.submitted_at,
                 due_on: r.due_on,
             }
         })

@@ -13,11 +13,13 @@
 //!   version sets of differing documents, repair both ways, write and audit the report. At most
 //!   one run per peer at a time, across processes (a lease in the database).
 //! - [`report`] — the report of a run, as JSON and for people.
+//! - [`history`] — the stored runs and their reports, for the API, the pages and the CLI.
 //! - [`stale`] — children whose file was neither updated nor visited within the policy window.
 //!
 //! Bytes on the wire: equal nodes exchange only the roots; otherwise the descent costs about
 //! `differences × depth × 16` hashes, and only documents in differing buckets are listed.
 
+pub mod history;
 pub mod report;
 pub mod run;
 pub mod serve;
@@ -29,7 +31,7 @@ pub use report::{Report, RunStatus};
 pub use run::{Reconciler, RunHandle, RunOptions, StartedBy};
 
 use crate::audit::AuditError;
-use crate::storage::{QueryError, StorageError};
+use crate::storage::StorageError;
 use crate::sync::ledger::LedgerError;
 
 /// Errors of reconciliation. Bad input from a peer is [`ReconcileError::Invalid`]; the HTTP
@@ -72,12 +74,6 @@ pub enum ReconcileError {
     Storage(#[from] StorageError),
 }
 
-impl From<QueryError> for ReconcileError {
-    fn from(e: QueryError) -> Self {
-        ReconcileError::Storage(StorageError::Query(e))
-    }
-}
-
 impl ReconcileError {
     pub(crate) fn invalid(code: &'static str, field: &str, reason: impl Into<String>) -> Self {
         ReconcileError::Invalid {
@@ -112,8 +108,11 @@ pub fn metrics_text(
         "Seconds since the last reconciliation run with a peer finished.",
         runs.iter()
             .map(|r| {
-                let at = r.finished_at.unwrap_or(r.started_at).and_utc();
-                (label(&r.peer), (now - at).num_seconds().max(0) as f64)
+                let at = r.finished_at.unwrap_or(r.started_at);
+                (
+                    label(r.peer.as_str()),
+                    (now - at).num_seconds().max(0) as f64,
+                )
             })
             .collect(),
     );
@@ -121,14 +120,19 @@ pub fn metrics_text(
         "hukou_sync_reconcile_last_run_differences",
         "Documents that differed in the last reconciliation run with a peer.",
         runs.iter()
-            .map(|r| (label(&r.peer), r.differences as f64))
+            .map(|r| (label(r.peer.as_str()), r.differences as f64))
             .collect(),
     );
     gauge(
         "hukou_sync_reconcile_last_run_ok",
         "1 if the last reconciliation run with a peer completed without errors, else 0.",
         runs.iter()
-            .map(|r| (label(&r.peer), if r.status == "ok" { 1.0 } else { 0.0 }))
+            .map(|r| {
+                (
+                    label(r.peer.as_str()),
+                    if r.status == RunStatus::Ok { 1.0 } else { 0.0 },
+                )
+            })
             .collect(),
     );
     gauge(

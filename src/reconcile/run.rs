@@ -37,7 +37,7 @@ use super::{stale, summary, ReconcileError};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::crypto::hash::Digest;
 use crate::domain::NodeId;
-use crate::storage::reconcile::{self as repo, LockAttempt, RunRow};
+use crate::storage::reconcile::{self as repo, LockAttempt};
 use crate::storage::{self, exchange, Store};
 use crate::sync::sender::{self, ClientFactory, SenderConfig};
 use crate::sync::LocalNode;
@@ -173,16 +173,14 @@ impl Reconciler {
     /// Takes the peer's lock and records the run as running; refused if another run holds it.
     pub async fn start(&self, peer: &str, opts: RunOptions) -> Result<RunHandle, ReconcileError> {
         let peer = self.check_peer(peer)?;
-        let run_id = uuid::Uuid::now_v7().to_string();
+        let run_uuid = uuid::Uuid::now_v7();
+        let run_id = run_uuid.to_string();
         let now = Utc::now();
         let expires = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
         let (p, r) = (peer.to_string(), run_id.clone());
         let attempt = self
             .store
-            .run(move |c| {
-                repo::try_lock(c, &p, &r, now.naive_utc(), expires.naive_utc())
-                    .map_err(storage::StorageError::from)
-            })
+            .run(move |c| repo::try_lock(c, &p, &r, now.naive_utc(), expires.naive_utc()))
             .await?;
         if let LockAttempt::Held { run_id, started_at } = attempt {
             return Err(ReconcileError::AlreadyRunning {
@@ -197,24 +195,14 @@ impl Reconciler {
             run_id.clone(),
             self.lease,
         );
-        let row = RunRow {
-            id: run_id.clone(),
-            peer: peer.to_string(),
-            started_by: opts.started_by.as_str().to_owned(),
-            dry_run: i64::from(opts.dry_run),
-            status: RunStatus::Running.as_str().to_owned(),
-            started_at: now.naive_utc(),
-            finished_at: None,
-            differences: 0,
-            report: "{}".into(),
-        };
-        let p = peer.to_string();
+        let (id, p) = (run_uuid, peer.clone());
+        let (started_by, dry_run) = (opts.started_by.as_str(), opts.dry_run);
         self.store
             .run(move |c| {
                 storage::transaction(c, |c| -> Result<(), ReconcileError> {
                     // This run holds the lock, so any run of the peer still marked running died.
-                    repo::interrupt_runs(c, &p, now.naive_utc())?;
-                    repo::insert_run(c, &row)?;
+                    repo::interrupt_runs(c, &p, now)?;
+                    repo::insert_run(c, id, &p, started_by, dry_run, now)?;
                     Ok(())
                 })
             })
@@ -434,9 +422,7 @@ impl RunHandle {
         );
         let ours: BTreeMap<(String, String), Vec<String>> = rec
             .store
-            .run(move |c| {
-                repo::summary_in_buckets(c, &p, &buckets).map_err(storage::StorageError::from)
-            })
+            .run(move |c| repo::summary_in_buckets(c, &p, &buckets))
             .await?
             .into_iter()
             .map(|r| ((r.kind, r.doc_id), super::serve::split_heads(&r.heads)))
@@ -575,7 +561,7 @@ impl RunHandle {
             );
             let (queued, refused) = rec
                 .store
-                .run(move |c| repo::undelivered(c, &p, &ids).map_err(storage::StorageError::from))
+                .run(move |c| repo::undelivered(c, &p, &ids))
                 .await?;
             if queued > 0 {
                 report.errors.push(format!(
@@ -625,9 +611,7 @@ impl RunHandle {
         let count = |ids: Vec<String>| async move {
             rec.store
                 .run(move |c| {
-                    crate::storage::records::existing_versions(c, &ids)
-                        .map(|s| s.len() as u64)
-                        .map_err(storage::StorageError::from)
+                    crate::storage::records::existing_versions(c, &ids).map(|s| s.len() as u64)
                 })
                 .await
         };
@@ -679,22 +663,13 @@ fn persist(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(), ReconcileError> {
-    let json = serde_json::to_string(report)
-        .map_err(|e| storage::StorageError::Corrupt(format!("report: {e}")))?;
     let outcome = if report.status == RunStatus::Ok {
         Outcome::Ok
     } else {
         Outcome::Rejected
     };
     storage::transaction(conn, |c| -> Result<(), ReconcileError> {
-        repo::finish_run(
-            c,
-            &report.run_id,
-            report.status.as_str(),
-            now.naive_utc(),
-            report.differences() as i64,
-            &json,
-        )?;
+        repo::finish_run(c, report, now)?;
         audit::append(
             c,
             node.clock.now(),
@@ -780,10 +755,7 @@ impl Lease {
                 let expires = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
                 let (p2, r2) = (p.clone(), r.clone());
                 let renewed = s
-                    .run(move |c| {
-                        repo::renew_lock(c, &p2, &r2, expires.naive_utc())
-                            .map_err(storage::StorageError::from)
-                    })
+                    .run(move |c| repo::renew_lock(c, &p2, &r2, expires.naive_utc()))
                     .await;
                 match renewed {
                     Ok(true) => {}
@@ -809,10 +781,7 @@ impl Lease {
             h.abort();
         }
         let (p, r) = (self.peer.clone(), self.run_id.clone());
-        let released = self
-            .store
-            .run(move |c| repo::release_lock(c, &p, &r).map_err(storage::StorageError::from))
-            .await;
+        let released = self.store.run(move |c| repo::release_lock(c, &p, &r)).await;
         if let Err(e) = released {
             tracing::warn!(error = %e, "cannot release the reconciliation lock; it expires");
         }
@@ -829,11 +798,7 @@ impl Drop for Lease {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let (s, p, r) = (self.store.clone(), self.peer.clone(), self.run_id.clone());
                 rt.spawn(async move {
-                    let _ = s
-                        .run(move |c| {
-                            repo::release_lock(c, &p, &r).map_err(storage::StorageError::from)
-                        })
-                        .await;
+                    let _ = s.run(move |c| repo::release_lock(c, &p, &r)).await;
                 });
             }
         }

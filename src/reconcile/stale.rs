@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::report::StaleSummary;
 use super::ReconcileError;
-use crate::domain::{IdNumber, RegionCode};
+use crate::domain::IdNumber;
 use crate::storage::reconcile as repo;
 use crate::storage::DbConn;
 use crate::sync::LocalNode;
@@ -65,7 +65,6 @@ pub fn list(
     with_files: bool,
 ) -> Result<StaleList, ReconcileError> {
     let cutoff = now - chrono::Duration::days(i64::from(after_days));
-    let before: NaiveDateTime = cutoff.naive_utc();
     let mut out = StaleList {
         after_days,
         cutoff,
@@ -73,14 +72,14 @@ pub fn list(
         per_region: BTreeMap::new(),
         files: Vec::new(),
     };
-    let mut after: Option<String> = None;
+    let mut after: Option<IdNumber> = None;
     loop {
         let rows = repo::stale_children(
             conn,
-            before,
+            cutoff,
             region_prefix,
             shared_with,
-            after.as_deref(),
+            after.as_ref(),
             PAGE,
         )?;
         let Some(last) = rows.last() else {
@@ -88,24 +87,21 @@ pub fn list(
         };
         after = Some(last.id_number.clone());
         for r in rows {
-            let served_residence = RegionCode::parse(&r.residence_region)
-                .map(|rc| node.serves(&rc))
-                .unwrap_or(false);
-            let region = if served_residence {
-                r.residence_region.clone()
+            let region = if node.serves(&r.residence_region) {
+                r.residence_region.to_string()
             } else {
-                r.hukou_region.clone()
+                r.hukou_region.to_string()
             };
             out.total += 1;
             *out.per_region.entry(region.clone()).or_default() += 1;
             if with_files {
                 out.files.push(StaleFile {
-                    id_masked: IdNumber::mask_text(&r.id_number),
-                    id_number: r.id_number,
+                    id_masked: r.id_number.masked(),
+                    id_number: r.id_number.to_string(),
                     region,
-                    hukou_region: r.hukou_region,
-                    residence_region: r.residence_region,
-                    updated_at: r.updated_at.and_utc(),
+                    hukou_region: r.hukou_region.to_string(),
+                    residence_region: r.residence_region.to_string(),
+                    updated_at: r.updated_at,
                     last_visit_on: r.last_visit_on,
                 });
             }

@@ -154,7 +154,7 @@ fn refresh(
         let leaf: Digest = row
             .leaf
             .parse()
-            .map_err(|e| storage::StorageError::Corrupt(format!("summary leaf: {e}")))?;
+            .map_err(|e| storage::StorageError::corrupt("recon_docs", format!("leaf: {e}")))?;
         let e = delta
             .entry((row.peer.clone(), row.bucket))
             .or_insert((Digest([0; 32]), 0));
@@ -180,7 +180,7 @@ fn refresh(
             let (acc, n) = match current.get(&b) {
                 Some(row) => (
                     row.acc.parse::<Digest>().map_err(|e| {
-                        storage::StorageError::Corrupt(format!("summary bucket: {e}"))
+                        storage::StorageError::corrupt("recon_buckets", format!("accumulator: {e}"))
                     })?,
                     row.docs,
                 ),
@@ -204,10 +204,9 @@ pub fn tree_for(conn: &mut DbConn, peer: &str) -> Result<(Tree, u64), ReconcileE
     let mut docs = 0u64;
     let mut buckets = Vec::with_capacity(rows.len());
     for r in rows {
-        let acc: Digest = r
-            .acc
-            .parse()
-            .map_err(|e| storage::StorageError::Corrupt(format!("summary bucket: {e}")))?;
+        let acc: Digest = r.acc.parse().map_err(|e| {
+            storage::StorageError::corrupt("recon_buckets", format!("accumulator: {e}"))
+        })?;
         let n = u64::try_from(r.docs).unwrap_or(0);
         docs += n;
         buckets.push((usize::try_from(r.bucket).unwrap_or(usize::MAX), acc, n));

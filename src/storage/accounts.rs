@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{api_tokens, sessions, users};
-use super::{DbConn, QueryError};
+use super::{DbConn, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -46,26 +46,28 @@ pub struct TokenRow {
     pub last_used_at: Option<NaiveDateTime>,
 }
 
-pub fn insert_user(conn: &mut DbConn, row: &UserRow) -> Result<(), QueryError> {
+pub fn insert_user(conn: &mut DbConn, row: &UserRow) -> Result<(), StorageError> {
     diesel::insert_into(users::table)
         .values(row)
         .execute(conn)?;
     Ok(())
 }
 
-pub fn get_user(conn: &mut DbConn, username: &str) -> Result<Option<UserRow>, QueryError> {
+pub fn get_user(conn: &mut DbConn, username: &str) -> Result<Option<UserRow>, StorageError> {
     users::table
         .find(username)
         .select(UserRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserRow>, QueryError> {
+pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserRow>, StorageError> {
     users::table
         .order(users::username.asc())
         .select(UserRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Records a failed login: the new failure count, and a lock when it is set.
@@ -74,7 +76,7 @@ pub fn set_failures(
     username: &str,
     failed: i64,
     locked_until: Option<NaiveDateTime>,
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     diesel::update(users::table.find(username))
         .set((
             users::failed_logins.eq(failed),
@@ -84,23 +86,25 @@ pub fn set_failures(
     Ok(())
 }
 
-pub fn set_password(conn: &mut DbConn, username: &str, hash: &str) -> Result<usize, QueryError> {
+pub fn set_password(conn: &mut DbConn, username: &str, hash: &str) -> Result<usize, StorageError> {
     diesel::update(users::table.find(username))
         .set(users::password_hash.eq(hash))
         .execute(conn)
+        .map_err(StorageError::from)
 }
 
 pub fn set_disabled(
     conn: &mut DbConn,
     username: &str,
     disabled: bool,
-) -> Result<usize, QueryError> {
+) -> Result<usize, StorageError> {
     diesel::update(users::table.find(username))
         .set(users::disabled.eq(i64::from(disabled)))
         .execute(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn insert_session(conn: &mut DbConn, row: &SessionRow) -> Result<(), QueryError> {
+pub fn insert_session(conn: &mut DbConn, row: &SessionRow) -> Result<(), StorageError> {
     diesel::insert_into(sessions::table)
         .values(row)
         .execute(conn)?;
@@ -112,7 +116,7 @@ pub fn session_with_user(
     conn: &mut DbConn,
     id_hash: &str,
     now: NaiveDateTime,
-) -> Result<Option<(SessionRow, UserRow)>, QueryError> {
+) -> Result<Option<(SessionRow, UserRow)>, StorageError> {
     sessions::table
         .inner_join(users::table)
         .filter(sessions::id_hash.eq(id_hash))
@@ -120,52 +124,69 @@ pub fn session_with_user(
         .select((SessionRow::as_select(), UserRow::as_select()))
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn delete_session(conn: &mut DbConn, id_hash: &str) -> Result<usize, QueryError> {
-    diesel::delete(sessions::table.find(id_hash)).execute(conn)
+pub fn delete_session(conn: &mut DbConn, id_hash: &str) -> Result<usize, StorageError> {
+    diesel::delete(sessions::table.find(id_hash))
+        .execute(conn)
+        .map_err(StorageError::from)
 }
 
 /// Ends every session of a user (password change, disabling) and expired ones of anybody.
-pub fn delete_sessions_of(conn: &mut DbConn, username: &str) -> Result<usize, QueryError> {
-    diesel::delete(sessions::table.filter(sessions::username.eq(username))).execute(conn)
+pub fn delete_sessions_of(conn: &mut DbConn, username: &str) -> Result<usize, StorageError> {
+    diesel::delete(sessions::table.filter(sessions::username.eq(username)))
+        .execute(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn delete_expired_sessions(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, QueryError> {
-    diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
+pub fn delete_expired_sessions(
+    conn: &mut DbConn,
+    now: NaiveDateTime,
+) -> Result<usize, StorageError> {
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(now)))
+        .execute(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn insert_token(conn: &mut DbConn, row: &TokenRow) -> Result<(), QueryError> {
+pub fn insert_token(conn: &mut DbConn, row: &TokenRow) -> Result<(), StorageError> {
     diesel::insert_into(api_tokens::table)
         .values(row)
         .execute(conn)?;
     Ok(())
 }
 
-pub fn get_token(conn: &mut DbConn, name: &str) -> Result<Option<TokenRow>, QueryError> {
+pub fn get_token(conn: &mut DbConn, name: &str) -> Result<Option<TokenRow>, StorageError> {
     api_tokens::table
         .find(name)
         .select(TokenRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn token_by_hash(conn: &mut DbConn, hash: &str) -> Result<Option<TokenRow>, QueryError> {
+pub fn token_by_hash(conn: &mut DbConn, hash: &str) -> Result<Option<TokenRow>, StorageError> {
     api_tokens::table
         .filter(api_tokens::token_hash.eq(hash))
         .select(TokenRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn list_tokens(conn: &mut DbConn) -> Result<Vec<TokenRow>, QueryError> {
+pub fn list_tokens(conn: &mut DbConn) -> Result<Vec<TokenRow>, StorageError> {
     api_tokens::table
         .order(api_tokens::name.asc())
         .select(TokenRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn revoke_token(conn: &mut DbConn, name: &str, at: NaiveDateTime) -> Result<usize, QueryError> {
+pub fn revoke_token(
+    conn: &mut DbConn,
+    name: &str,
+    at: NaiveDateTime,
+) -> Result<usize, StorageError> {
     diesel::update(
         api_tokens::table
             .find(name)
@@ -173,9 +194,10 @@ pub fn revoke_token(conn: &mut DbConn, name: &str, at: NaiveDateTime) -> Result<
     )
     .set(api_tokens::revoked_at.eq(Some(at)))
     .execute(conn)
+    .map_err(StorageError::from)
 }
 
-pub fn touch_token(conn: &mut DbConn, name: &str, at: NaiveDateTime) -> Result<(), QueryError> {
+pub fn touch_token(conn: &mut DbConn, name: &str, at: NaiveDateTime) -> Result<(), StorageError> {
     diesel::update(api_tokens::table.find(name))
         .set(api_tokens::last_used_at.eq(Some(at)))
         .execute(conn)?;

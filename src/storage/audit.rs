@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{audit_events, audit_nodes, tree_heads};
-use super::{DbConn, QueryError};
+use super::{DbConn, StorageError};
 
 /// Key of the PostgreSQL advisory lock that serialises audit appends ("hukou" in ASCII).
 const AUDIT_LOCK_KEY: i64 = 0x0068_756b_6f75;
@@ -56,7 +56,7 @@ pub struct EventFilter {
 }
 
 /// Locks the log for appending (inside the caller's transaction) and returns its size.
-pub fn lock_and_size(conn: &mut DbConn) -> Result<i64, QueryError> {
+pub fn lock_and_size(conn: &mut DbConn) -> Result<i64, StorageError> {
     if let DbConn::Postgres(_) = conn {
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))
             .execute(conn)?;
@@ -65,19 +65,19 @@ pub fn lock_and_size(conn: &mut DbConn) -> Result<i64, QueryError> {
 }
 
 /// Number of events (the next sequence number, as sequences are gapless from 0).
-pub fn size(conn: &mut DbConn) -> Result<i64, QueryError> {
+pub fn size(conn: &mut DbConn) -> Result<i64, StorageError> {
     let max: Option<i64> = audit_events::table
         .select(diesel::dsl::max(audit_events::seq))
         .first(conn)?;
     Ok(max.map_or(0, |m| m + 1))
 }
 
-pub fn insert_events(conn: &mut DbConn, rows: &[AuditEventRow]) -> Result<(), QueryError> {
+pub fn insert_events(conn: &mut DbConn, rows: &[AuditEventRow]) -> Result<(), StorageError> {
     insert_many!(conn, audit_events::table, rows);
     Ok(())
 }
 
-pub fn insert_nodes(conn: &mut DbConn, nodes: &[(i64, i64, String)]) -> Result<(), QueryError> {
+pub fn insert_nodes(conn: &mut DbConn, nodes: &[(i64, i64, String)]) -> Result<(), StorageError> {
     insert_many!(conn, audit_nodes::table, nodes, |n| (
         audit_nodes::level.eq(n.0),
         audit_nodes::idx.eq(n.1),
@@ -87,28 +87,34 @@ pub fn insert_nodes(conn: &mut DbConn, nodes: &[(i64, i64, String)]) -> Result<(
 }
 
 /// The stored hash of a complete subtree; level 0 is a leaf hash.
-pub fn subtree_hash(conn: &mut DbConn, level: i64, idx: i64) -> Result<Option<String>, QueryError> {
-    if level == 0 {
+pub fn subtree_hash(
+    conn: &mut DbConn,
+    level: i64,
+    idx: i64,
+) -> Result<Option<String>, StorageError> {
+    let hash = if level == 0 {
         audit_events::table
             .find(idx)
             .select(audit_events::leaf_hash)
             .first(conn)
-            .optional()
+            .optional()?
     } else {
         audit_nodes::table
             .find((level, idx))
             .select(audit_nodes::hash)
             .first(conn)
-            .optional()
-    }
+            .optional()?
+    };
+    Ok(hash)
 }
 
-pub fn get_event(conn: &mut DbConn, seq: i64) -> Result<Option<AuditEventRow>, QueryError> {
+pub fn get_event(conn: &mut DbConn, seq: i64) -> Result<Option<AuditEventRow>, StorageError> {
     audit_events::table
         .find(seq)
         .select(AuditEventRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
 /// Events with `from <= seq < to`, in order.
@@ -116,16 +122,17 @@ pub fn events_range(
     conn: &mut DbConn,
     from: i64,
     to: i64,
-) -> Result<Vec<AuditEventRow>, QueryError> {
+) -> Result<Vec<AuditEventRow>, StorageError> {
     audit_events::table
         .filter(audit_events::seq.ge(from))
         .filter(audit_events::seq.lt(to))
         .order(audit_events::seq.asc())
         .select(AuditEventRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn list_events(conn: &mut DbConn, f: &EventFilter) -> Result<Vec<AuditEventRow>, QueryError> {
+pub fn list_events(conn: &mut DbConn, f: &EventFilter) -> Result<Vec<AuditEventRow>, StorageError> {
     let mut q = audit_events::table
         .select(AuditEventRow::as_select())
         .into_boxed();
@@ -150,35 +157,41 @@ pub fn list_events(conn: &mut DbConn, f: &EventFilter) -> Result<Vec<AuditEventR
     if let Some(s) = f.after_seq {
         q = q.filter(audit_events::seq.gt(s));
     }
-    q.order(audit_events::seq.asc()).limit(f.limit).load(conn)
+    q.order(audit_events::seq.asc())
+        .limit(f.limit)
+        .load(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn insert_tree_head(conn: &mut DbConn, row: &TreeHeadRow) -> Result<(), QueryError> {
+pub fn insert_tree_head(conn: &mut DbConn, row: &TreeHeadRow) -> Result<(), StorageError> {
     per_backend!(conn, |c| diesel::insert_into(tree_heads::table)
         .values(row)
         .execute(c))?;
     Ok(())
 }
 
-pub fn latest_tree_head(conn: &mut DbConn) -> Result<Option<TreeHeadRow>, QueryError> {
+pub fn latest_tree_head(conn: &mut DbConn) -> Result<Option<TreeHeadRow>, StorageError> {
     tree_heads::table
         .order(tree_heads::size.desc())
         .select(TreeHeadRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn tree_head_at(conn: &mut DbConn, size: i64) -> Result<Option<TreeHeadRow>, QueryError> {
+pub fn tree_head_at(conn: &mut DbConn, size: i64) -> Result<Option<TreeHeadRow>, StorageError> {
     tree_heads::table
         .find(size)
         .select(TreeHeadRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn all_tree_heads(conn: &mut DbConn) -> Result<Vec<TreeHeadRow>, QueryError> {
+pub fn all_tree_heads(conn: &mut DbConn) -> Result<Vec<TreeHeadRow>, StorageError> {
     tree_heads::table
         .order(tree_heads::size.asc())
         .select(TreeHeadRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }

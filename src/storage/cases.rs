@@ -1,10 +1,16 @@
-//! Repository of the cases view.
+//! Repository of the cases view: one row per case, rebuilt from its versions by `eligibility`.
+//! Rows go in as [`CaseRow`]; they come out typed ([`Case`]), and a stored value that does not
+//! parse is [`StorageError::Corrupt`].
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use uuid::Uuid;
 
 use super::schema::cases;
-use super::{DbConn, QueryError};
+use super::{DbConn, StorageError};
+use crate::domain::case::state::CaseState;
+use crate::domain::child::Benefit;
+use crate::domain::{IdNumber, NodeId};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = cases)]
@@ -22,18 +28,64 @@ pub struct CaseRow {
     pub updated_at: NaiveDateTime,
 }
 
+/// A case's view row as read back (the stored body stays in the database: readers of one case
+/// merge its versions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    pub case_id: Uuid,
+    pub child_id: IdNumber,
+    pub benefit: Benefit,
+    pub requester: NodeId,
+    pub decider: NodeId,
+    pub state: CaseState,
+    pub submitted_at: DateTime<Utc>,
+    pub due_on: NaiveDate,
+    /// Heads of the case's version graph (more than one: concurrent transitions).
+    pub head_count: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<CaseRow> for Case {
+    type Error = StorageError;
+
+    fn try_from(r: CaseRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("cases", format!("case {}: {what}: {e}", r.case_id))
+        };
+        Ok(Case {
+            case_id: Uuid::parse_str(&r.case_id).map_err(|e| bad("id", &e))?,
+            child_id: IdNumber::parse(&r.child_id).map_err(|e| bad("child", &e))?,
+            benefit: Benefit::ALL
+                .iter()
+                .copied()
+                .find(|b| b.code() == r.benefit)
+                .ok_or_else(|| bad("benefit", &format_args!("{:?}", r.benefit)))?,
+            requester: NodeId::parse(&r.requester).map_err(|e| bad("requester", &e))?,
+            decider: NodeId::parse(&r.decider).map_err(|e| bad("decider", &e))?,
+            state: CaseState::ALL
+                .into_iter()
+                .find(|s| s.as_str() == r.state)
+                .ok_or_else(|| bad("state", &format_args!("{:?}", r.state)))?,
+            submitted_at: r.submitted_at.and_utc(),
+            due_on: r.due_on,
+            head_count: r.head_count,
+            updated_at: r.updated_at.and_utc(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CaseFilter {
-    pub requester: Option<String>,
-    pub decider: Option<String>,
-    pub state: Option<String>,
-    pub benefit: Option<String>,
+    pub requester: Option<NodeId>,
+    pub decider: Option<NodeId>,
+    pub state: Option<CaseState>,
+    pub benefit: Option<Benefit>,
     /// Only open cases due before this date.
     pub due_before: Option<NaiveDate>,
     pub limit: i64,
 }
 
-pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), QueryError> {
+pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), StorageError> {
     let exists: i64 = cases::table.find(&row.case_id).count().get_result(conn)?;
     if exists == 0 {
         diesel::insert_into(cases::table)
@@ -47,34 +99,42 @@ pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), QueryError> {
     Ok(())
 }
 
-pub fn get(conn: &mut DbConn, case_id: &str) -> Result<Option<CaseRow>, QueryError> {
+pub fn get(conn: &mut DbConn, case_id: &str) -> Result<Option<Case>, StorageError> {
     cases::table
         .find(case_id)
         .select(CaseRow::as_select())
         .first(conn)
-        .optional()
+        .optional()?
+        .map(Case::try_from)
+        .transpose()
 }
 
-pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<CaseRow>, QueryError> {
+pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<Case>, StorageError> {
     let mut q = cases::table.select(CaseRow::as_select()).into_boxed();
     if let Some(v) = &f.requester {
-        q = q.filter(cases::requester.eq(v.clone()));
+        q = q.filter(cases::requester.eq(v.to_string()));
     }
     if let Some(v) = &f.decider {
-        q = q.filter(cases::decider.eq(v.clone()));
+        q = q.filter(cases::decider.eq(v.to_string()));
     }
-    if let Some(v) = &f.state {
-        q = q.filter(cases::state.eq(v.clone()));
+    if let Some(v) = f.state {
+        q = q.filter(cases::state.eq(v.as_str()));
     }
-    if let Some(v) = &f.benefit {
-        q = q.filter(cases::benefit.eq(v.clone()));
+    if let Some(v) = f.benefit {
+        q = q.filter(cases::benefit.eq(v.code()));
     }
     if let Some(d) = f.due_before {
-        q = q.filter(cases::due_on.lt(d)).filter(cases::state.ne_all([
-            "approved",
-            "denied",
-            "withdrawn",
-        ]));
+        let terminal = CaseState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(CaseState::as_str);
+        q = q
+            .filter(cases::due_on.lt(d))
+            .filter(cases::state.ne_all(terminal.collect::<Vec<_>>()));
     }
-    q.order(cases::submitted_at.asc()).limit(f.limit).load(conn)
+    let rows: Vec<CaseRow> = q
+        .order(cases::submitted_at.asc())
+        .limit(f.limit)
+        .load(conn)?;
+    rows.into_iter().map(Case::try_from).collect()
 }

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::records::VersionRow;
 use super::schema::{outbox, outbox_rejected, peer_status, peer_tree_heads, receipts, versions};
-use super::{DbConn, QueryError};
+use super::{DbConn, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = receipts)]
@@ -38,7 +38,7 @@ pub fn enqueue(
     peer: &str,
     items: &[(String, i64)],
     at: NaiveDateTime,
-) -> Result<usize, QueryError> {
+) -> Result<usize, StorageError> {
     let mut added = 0;
     for (id, hlc) in items {
         let exists: i64 = outbox::table
@@ -68,7 +68,7 @@ pub fn next_batch(
     peer: &str,
     limit: i64,
     after: Option<&(i64, String)>,
-) -> Result<Vec<VersionRow>, QueryError> {
+) -> Result<Vec<VersionRow>, StorageError> {
     // No position: from the head (every stamp is above i64::MIN, or equal with a longer id).
     let (hlc, id) = after.map_or((i64::MIN, ""), |(h, id)| (*h, id.as_str()));
     outbox::table
@@ -83,10 +83,11 @@ pub fn next_batch(
         .limit(limit)
         .select(VersionRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// How many of `ids` are still queued for `peer`.
-pub fn still_queued(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<i64, QueryError> {
+pub fn still_queued(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<i64, StorageError> {
     let mut n = 0;
     for chunk in ids.chunks(500) {
         n += outbox::table
@@ -98,7 +99,7 @@ pub fn still_queued(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<i64
     Ok(n)
 }
 
-pub fn dequeue(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<usize, QueryError> {
+pub fn dequeue(conn: &mut DbConn, peer: &str, ids: &[String]) -> Result<usize, StorageError> {
     let mut n = 0;
     for chunk in ids.chunks(500) {
         n += diesel::delete(
@@ -118,7 +119,7 @@ pub fn record_rejection(
     code: &str,
     reason: &str,
     at: NaiveDateTime,
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     diesel::delete(
         outbox_rejected::table
             .filter(outbox_rejected::peer.eq(peer))
@@ -140,7 +141,7 @@ pub fn record_rejection(
 /// Queue depth and the oldest queued moment, per peer.
 pub fn outbox_depths(
     conn: &mut DbConn,
-) -> Result<Vec<(String, i64, Option<NaiveDateTime>)>, QueryError> {
+) -> Result<Vec<(String, i64, Option<NaiveDateTime>)>, StorageError> {
     outbox::table
         .group_by(outbox::peer)
         .select((
@@ -149,17 +150,19 @@ pub fn outbox_depths(
             diesel::dsl::min(outbox::enqueued_at),
         ))
         .load(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn rejected_count(conn: &mut DbConn, peer: &str) -> Result<i64, QueryError> {
+pub fn rejected_count(conn: &mut DbConn, peer: &str) -> Result<i64, StorageError> {
     outbox_rejected::table
         .filter(outbox_rejected::peer.eq(peer))
         .count()
         .get_result(conn)
+        .map_err(StorageError::from)
 }
 
 /// Stores a receipt once (its id is the hash of its content; a second copy changes nothing).
-pub fn insert_receipt(conn: &mut DbConn, row: &ReceiptRow) -> Result<(), QueryError> {
+pub fn insert_receipt(conn: &mut DbConn, row: &ReceiptRow) -> Result<(), StorageError> {
     per_backend!(conn, |c| diesel::insert_into(receipts::table)
         .values(row)
         .on_conflict(receipts::id)
@@ -172,16 +175,17 @@ pub fn receipts_from(
     conn: &mut DbConn,
     issuer: &str,
     limit: i64,
-) -> Result<Vec<ReceiptRow>, QueryError> {
+) -> Result<Vec<ReceiptRow>, StorageError> {
     receipts::table
         .filter(receipts::issuer.eq(issuer))
         .order(receipts::issued_at.desc())
         .limit(limit)
         .select(ReceiptRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
-fn ensure_status(conn: &mut DbConn, peer: &str) -> Result<(), QueryError> {
+fn ensure_status(conn: &mut DbConn, peer: &str) -> Result<(), StorageError> {
     let exists: i64 = peer_status::table.find(peer).count().get_result(conn)?;
     if exists == 0 {
         diesel::insert_into(peer_status::table)
@@ -200,7 +204,7 @@ pub fn mark_success(
     peer: &str,
     delivered: i64,
     at: NaiveDateTime,
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     ensure_status(conn, peer)?;
     diesel::update(peer_status::table.find(peer))
         .set((
@@ -217,7 +221,7 @@ pub fn mark_failure(
     peer: &str,
     error: &str,
     at: NaiveDateTime,
-) -> Result<i64, QueryError> {
+) -> Result<i64, StorageError> {
     ensure_status(conn, peer)?;
     diesel::update(peer_status::table.find(peer))
         .set((
@@ -230,13 +234,15 @@ pub fn mark_failure(
         .find(peer)
         .select(peer_status::failures)
         .first(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn statuses(conn: &mut DbConn) -> Result<Vec<PeerStatusRow>, QueryError> {
+pub fn statuses(conn: &mut DbConn) -> Result<Vec<PeerStatusRow>, StorageError> {
     peer_status::table
         .order(peer_status::peer.asc())
         .select(PeerStatusRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Stores a tree head a peer sent, once per size. An upsert that does nothing on a second copy:
@@ -250,7 +256,7 @@ pub fn witness_head(
     signed_at: NaiveDateTime,
     public_key: &str,
     signature: &str,
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     per_backend!(conn, |c| diesel::insert_into(peer_tree_heads::table)
         .values((
             peer_tree_heads::peer.eq(peer),
@@ -271,7 +277,7 @@ pub fn previous_peer_head(
     conn: &mut DbConn,
     peer: &str,
     size: i64,
-) -> Result<Option<(i64, String)>, QueryError> {
+) -> Result<Option<(i64, String)>, StorageError> {
     peer_tree_heads::table
         .filter(peer_tree_heads::peer.eq(peer))
         .filter(peer_tree_heads::size.lt(size))
@@ -279,6 +285,7 @@ pub fn previous_peer_head(
         .select((peer_tree_heads::size, peer_tree_heads::root))
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
 /// Queues versions that cannot be queued yet (just created), in multi-row inserts.
@@ -287,7 +294,7 @@ pub fn enqueue_new(
     peer: &str,
     items: &[(String, i64)],
     at: NaiveDateTime,
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     insert_many!(conn, outbox::table, items, |i| (
         outbox::peer.eq(peer.to_owned()),
         outbox::version_id.eq(i.0.clone()),

@@ -95,7 +95,7 @@ macro_rules! insert_many {
 }
 
 /// Whether a SQLite connection is inside a transaction (a `BEGIN` or a savepoint).
-pub(crate) fn in_transaction(c: &mut SqliteConnection) -> Result<bool, QueryError> {
+pub(crate) fn in_transaction(c: &mut SqliteConnection) -> Result<bool, StorageError> {
     Ok(AnsiTransactionManager::transaction_manager_status_mut(c)
         .transaction_depth()?
         .is_some())
@@ -103,7 +103,7 @@ pub(crate) fn in_transaction(c: &mut SqliteConnection) -> Result<bool, QueryErro
 
 /// An `INSERT OR IGNORE` of `rows` rows that stored only `inserted` refused a row: the same
 /// error a plain `INSERT` gives, for the caller to roll the transaction back.
-pub(crate) fn all_inserted(inserted: usize, rows: usize) -> Result<(), QueryError> {
+pub(crate) fn all_inserted(inserted: usize, rows: usize) -> Result<(), StorageError> {
     if inserted == rows {
         return Ok(());
     }
@@ -114,7 +114,8 @@ pub(crate) fn all_inserted(inserted: usize, rows: usize) -> Result<(), QueryErro
              (a key already stored, or repeated in the statement)",
             rows - inserted
         )),
-    ))
+    )
+    .into())
 }
 
 /// Rows per chunk of the statements that take a list of values (`IN (...)`, upserts); bounded
@@ -137,7 +138,8 @@ use diesel::r2d2::{self, ManageConnection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-pub use diesel::result::Error as QueryError;
+/// diesel's error: private to storage, whose public functions return [`StorageError`].
+use diesel::result::Error as QueryError;
 
 /// The SQLite migrations, embedded; [`run_migrations`] applies them. Public for the tests that
 /// revert and re-apply them.
@@ -177,24 +179,56 @@ pub enum StorageError {
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("database error: {0}")]
-    Query(#[from] QueryError),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
+    Query(QueryFailure),
+    /// A stored value that no longer parses as its type.
+    #[error("stored data is corrupt: {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
     #[error("background task failed: {0}")]
     Join(String),
 }
 
+/// A statement the database refused or could not run. Its cause stays inside storage: callers
+/// ask [`StorageError::is_write_race`] or show the message.
+#[derive(Debug)]
+pub struct QueryFailure(QueryError);
+
+impl std::fmt::Display for QueryFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for QueryFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<QueryError> for StorageError {
+    fn from(e: QueryError) -> Self {
+        StorageError::Query(QueryFailure(e))
+    }
+}
+
 impl StorageError {
+    /// A stored value of `table` that no longer parses.
+    pub fn corrupt(table: &'static str, reason: impl std::fmt::Display) -> Self {
+        StorageError::Corrupt {
+            table,
+            reason: reason.to_string(),
+        }
+    }
+
     /// A row another transaction committed first: on PostgreSQL two transactions that write
     /// the same key concurrently both pass their "already stored?" reads, and the later one's
     /// insert fails when the first commits. Running the later one again sees the row.
     pub fn is_write_race(&self) -> bool {
         matches!(
             self,
-            StorageError::Query(QueryError::DatabaseError(
+            StorageError::Query(QueryFailure(QueryError::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _
-            ))
+            )))
         )
     }
 }
@@ -266,7 +300,7 @@ impl ManageConnection for ConnectionManager {
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), StorageError> {
-        conn.batch_execute("SELECT 1").map_err(StorageError::Query)
+        conn.batch_execute("SELECT 1").map_err(StorageError::from)
     }
 
     fn has_broken(&self, _conn: &mut DbConn) -> bool {
@@ -365,13 +399,13 @@ where
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
         DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
     };
-    begin.map_err(StorageError::Query)?;
+    begin.map_err(StorageError::from)?;
     match f(conn) {
         Ok(value) => match <DbConn as TransactionManager<DbConn>>::commit_transaction(conn) {
             Ok(()) => Ok(value),
             Err(e) => {
                 let _ = <DbConn as TransactionManager<DbConn>>::rollback_transaction(conn);
-                Err(StorageError::Query(e).into())
+                Err(StorageError::from(e).into())
             }
         },
         Err(e) => {
@@ -385,7 +419,7 @@ where
 
 /// A trivial query, to prove the database answers.
 pub fn ping(conn: &mut DbConn) -> Result<(), StorageError> {
-    conn.batch_execute("SELECT 1").map_err(StorageError::Query)
+    conn.batch_execute("SELECT 1").map_err(StorageError::from)
 }
 
 /// A throw-away PostgreSQL schema for benchmarks: the URL to use, and the guard that drops it.

@@ -5,15 +5,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
+use uuid::Uuid;
 
 use super::schema::{
     cases, children, heads, recon_buckets, recon_dirty, recon_docs, recon_locks, recon_meta,
     recon_runs, versions,
 };
-use super::{DbConn, QueryError};
+use super::{DbConn, QueryError, StorageError};
+use crate::domain::reconcile_report::{Report, RunStatus};
+use crate::domain::{IdNumber, NodeId, RegionCode};
 
 /// Rows per multi-row statement and ids per `IN (...)` list (well under SQLite's bound
 /// parameters limit).
@@ -22,7 +25,7 @@ const CHUNK: usize = 500;
 /// Marks documents whose heads changed. On the import and ingest hot path: one multi-row upsert
 /// per 500 documents. An already dirty document gets a new generation, so a catch-up that read
 /// the old one leaves it dirty.
-pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), QueryError> {
+pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), StorageError> {
     let mut docs = docs.to_vec();
     // Sorted and unique: PostgreSQL refuses an upsert that touches a row twice, and a fixed order
     // keeps concurrent writers from deadlocking on each other's rows.
@@ -53,16 +56,17 @@ pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), Qu
 pub type DirtyDoc = (String, String, i64);
 
 /// The next dirty documents, in a stable order.
-pub fn dirty_chunk(conn: &mut DbConn, limit: i64) -> Result<Vec<DirtyDoc>, QueryError> {
+pub fn dirty_chunk(conn: &mut DbConn, limit: i64) -> Result<Vec<DirtyDoc>, StorageError> {
     recon_dirty::table
         .order((recon_dirty::kind.asc(), recon_dirty::doc_id.asc()))
         .limit(limit)
         .select((recon_dirty::kind, recon_dirty::doc_id, recon_dirty::gen))
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Removes processed dirty rows, each only if its generation is still the one read.
-pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, QueryError> {
+pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, StorageError> {
     let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
     for (kind, doc, gen) in rows {
         groups
@@ -88,7 +92,7 @@ pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, QueryE
 /// Takes the catch-up lock for the rest of the current transaction: a row lock on PostgreSQL,
 /// the write lock on SQLite. Two catch-ups (the server's and a CLI run's) then never apply the
 /// same change to a bucket twice.
-pub fn lock_catch_up(conn: &mut DbConn) -> Result<(), QueryError> {
+pub fn lock_catch_up(conn: &mut DbConn) -> Result<(), StorageError> {
     diesel::update(recon_meta::table.find("catch_up"))
         .set(recon_meta::value.eq(recon_meta::value + 1))
         .execute(conn)?;
@@ -100,7 +104,7 @@ pub fn heads_of_docs(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<HashMap<String, Vec<String>>, QueryError> {
+) -> Result<HashMap<String, Vec<String>>, StorageError> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for chunk in docs.chunks(CHUNK) {
         let rows: Vec<(String, String)> = heads::table
@@ -120,7 +124,7 @@ pub fn heads_of_docs(
 pub fn child_regions(
     conn: &mut DbConn,
     ids: &[String],
-) -> Result<HashMap<String, (String, String)>, QueryError> {
+) -> Result<HashMap<String, (String, String)>, StorageError> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<(String, String, String)> = children::table
@@ -140,7 +144,7 @@ pub fn child_regions(
 pub fn case_parties(
     conn: &mut DbConn,
     ids: &[String],
-) -> Result<HashMap<String, (String, String)>, QueryError> {
+) -> Result<HashMap<String, (String, String)>, StorageError> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let rows: Vec<(String, String, String)> = cases::table
@@ -173,7 +177,7 @@ pub fn summary_rows_of_docs(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<Vec<SummaryRow>, QueryError> {
+) -> Result<Vec<SummaryRow>, StorageError> {
     let mut out = Vec::new();
     for chunk in docs.chunks(CHUNK) {
         out.extend(
@@ -191,7 +195,7 @@ pub fn delete_summary_rows(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     for chunk in docs.chunks(CHUNK) {
         diesel::delete(
             recon_docs::table
@@ -203,7 +207,7 @@ pub fn delete_summary_rows(
     Ok(())
 }
 
-pub fn insert_summary_rows(conn: &mut DbConn, rows: &[SummaryRow]) -> Result<(), QueryError> {
+pub fn insert_summary_rows(conn: &mut DbConn, rows: &[SummaryRow]) -> Result<(), StorageError> {
     insert_many!(conn, recon_docs::table, rows);
     Ok(())
 }
@@ -224,7 +228,7 @@ pub fn get_buckets(
     conn: &mut DbConn,
     peer: &str,
     buckets: &[i64],
-) -> Result<Vec<BucketRow>, QueryError> {
+) -> Result<Vec<BucketRow>, StorageError> {
     let mut out = Vec::new();
     for chunk in buckets.chunks(CHUNK) {
         out.extend(
@@ -239,7 +243,7 @@ pub fn get_buckets(
 }
 
 /// Replaces these buckets of their peers; rows with no documents are removed.
-pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), QueryError> {
+pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), StorageError> {
     let mut by_peer: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for r in rows {
         by_peer.entry(r.peer.as_str()).or_default().push(r.bucket);
@@ -265,11 +269,12 @@ pub fn put_buckets(conn: &mut DbConn, rows: &[BucketRow]) -> Result<(), QueryErr
 }
 
 /// Every non-empty bucket of a peer's summary.
-pub fn all_buckets(conn: &mut DbConn, peer: &str) -> Result<Vec<BucketRow>, QueryError> {
+pub fn all_buckets(conn: &mut DbConn, peer: &str) -> Result<Vec<BucketRow>, StorageError> {
     recon_buckets::table
         .filter(recon_buckets::peer.eq(peer))
         .select(BucketRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// The leaves of a peer's summary in these buckets.
@@ -277,7 +282,7 @@ pub fn summary_in_buckets(
     conn: &mut DbConn,
     peer: &str,
     buckets: &[i64],
-) -> Result<Vec<SummaryRow>, QueryError> {
+) -> Result<Vec<SummaryRow>, StorageError> {
     let mut out = Vec::new();
     for chunk in buckets.chunks(CHUNK) {
         out.extend(
@@ -303,7 +308,7 @@ pub fn summary_page(
     peer: &str,
     after: Option<(&str, &str)>,
     limit: i64,
-) -> Result<Vec<SummaryRow>, QueryError> {
+) -> Result<Vec<SummaryRow>, StorageError> {
     let mut q = recon_docs::table
         .filter(recon_docs::peer.eq(peer))
         .select(SummaryRow::as_select())
@@ -318,6 +323,7 @@ pub fn summary_page(
     q.order((recon_docs::kind.asc(), recon_docs::doc_id.asc()))
         .limit(limit)
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Which of `docs` (of `kind`) are in the summary kept for `peer`, i.e. shared with it.
@@ -326,7 +332,7 @@ pub fn shared_docs(
     peer: &str,
     kind: &str,
     docs: &[String],
-) -> Result<HashSet<String>, QueryError> {
+) -> Result<HashSet<String>, StorageError> {
     let mut out = HashSet::new();
     for chunk in docs.chunks(CHUNK) {
         let found: Vec<String> = recon_docs::table
@@ -345,7 +351,7 @@ pub fn versions_of_docs(
     conn: &mut DbConn,
     kind: &str,
     docs: &[String],
-) -> Result<Vec<(String, String, i64)>, QueryError> {
+) -> Result<Vec<(String, String, i64)>, StorageError> {
     let mut out = Vec::new();
     for chunk in docs.chunks(CHUNK) {
         out.extend(
@@ -368,7 +374,7 @@ pub fn versions_of_docs(
 pub fn version_refs(
     conn: &mut DbConn,
     ids: &[String],
-) -> Result<Vec<(String, String, String, i64)>, QueryError> {
+) -> Result<Vec<(String, String, String, i64)>, StorageError> {
     let mut out = Vec::new();
     for chunk in ids.chunks(CHUNK) {
         out.extend(
@@ -386,45 +392,115 @@ pub fn version_refs(
     Ok(out)
 }
 
-/// A run and its report.
+/// A run's row; [`Run`] is what leaves storage.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = recon_runs)]
-pub struct RunRow {
-    pub id: String,
-    pub peer: String,
-    pub started_by: String,
+struct RunRow {
+    id: String,
+    peer: String,
+    started_by: String,
     /// 1 for a dry run.
-    pub dry_run: i64,
+    dry_run: i64,
     /// running | ok | failed | interrupted.
-    pub status: String,
-    pub started_at: NaiveDateTime,
-    pub finished_at: Option<NaiveDateTime>,
-    pub differences: i64,
-    /// The report, JSON.
-    pub report: String,
+    status: String,
+    started_at: NaiveDateTime,
+    finished_at: Option<NaiveDateTime>,
+    differences: i64,
+    /// The report, JSON; [`NO_REPORT`] until one is written.
+    report: String,
 }
 
-pub fn insert_run(conn: &mut DbConn, row: &RunRow) -> Result<(), QueryError> {
+/// The report column of a run that has written none (still running, or interrupted).
+const NO_REPORT: &str = "{}";
+
+/// A reconciliation run, and its report once it wrote one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: Uuid,
+    pub peer: NodeId,
+    /// cli | api | ui | schedule.
+    pub started_by: String,
+    pub dry_run: bool,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub differences: u64,
+    /// `None` while the run is running, and for a run interrupted before it wrote one.
+    pub report: Option<Report>,
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = StorageError;
+
+    fn try_from(r: RunRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("recon_runs", format!("run {}: {what}: {e}", r.id))
+        };
+        let report = if r.report == NO_REPORT {
+            None
+        } else {
+            Some(serde_json::from_str(&r.report).map_err(|e| bad("report", &e))?)
+        };
+        Ok(Run {
+            id: Uuid::parse_str(&r.id).map_err(|e| bad("id", &e))?,
+            peer: NodeId::parse(&r.peer).map_err(|e| bad("peer", &e))?,
+            status: RunStatus::parse(&r.status)
+                .ok_or_else(|| bad("status", &format_args!("{:?}", r.status)))?,
+            differences: u64::try_from(r.differences).map_err(|e| bad("differences", &e))?,
+            dry_run: r.dry_run != 0,
+            started_at: r.started_at.and_utc(),
+            finished_at: r.finished_at.map(|t| t.and_utc()),
+            started_by: r.started_by,
+            report,
+        })
+    }
+}
+
+fn runs(rows: Vec<RunRow>) -> Result<Vec<Run>, StorageError> {
+    rows.into_iter().map(Run::try_from).collect()
+}
+
+/// Records a run that starts now, with no report yet.
+pub fn insert_run(
+    conn: &mut DbConn,
+    id: Uuid,
+    peer: &NodeId,
+    started_by: &str,
+    dry_run: bool,
+    started_at: DateTime<Utc>,
+) -> Result<(), StorageError> {
     diesel::insert_into(recon_runs::table)
-        .values(row)
+        .values(&RunRow {
+            id: id.to_string(),
+            peer: peer.to_string(),
+            started_by: started_by.to_owned(),
+            dry_run: i64::from(dry_run),
+            status: RunStatus::Running.as_str().to_owned(),
+            started_at: started_at.naive_utc(),
+            finished_at: None,
+            differences: 0,
+            report: NO_REPORT.to_owned(),
+        })
         .execute(conn)?;
     Ok(())
 }
 
+/// Stores a run's final report (its id, status and differences come from it).
 pub fn finish_run(
     conn: &mut DbConn,
-    id: &str,
-    status: &str,
-    at: NaiveDateTime,
-    differences: i64,
-    report: &str,
-) -> Result<(), QueryError> {
-    diesel::update(recon_runs::table.find(id))
+    report: &Report,
+    at: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let json = serde_json::to_string(report)
+        .map_err(|e| StorageError::corrupt("recon_runs", format!("report: {e}")))?;
+    let differences = i64::try_from(report.differences())
+        .map_err(|e| StorageError::corrupt("recon_runs", format!("differences: {e}")))?;
+    diesel::update(recon_runs::table.find(&report.run_id))
         .set((
-            recon_runs::status.eq(status),
-            recon_runs::finished_at.eq(Some(at)),
+            recon_runs::status.eq(report.status.as_str()),
+            recon_runs::finished_at.eq(Some(at.naive_utc())),
             recon_runs::differences.eq(differences),
-            recon_runs::report.eq(report),
+            recon_runs::report.eq(json),
         ))
         .execute(conn)?;
     Ok(())
@@ -434,27 +510,31 @@ pub fn finish_run(
 /// so none of them is alive).
 pub fn interrupt_runs(
     conn: &mut DbConn,
-    peer: &str,
-    at: NaiveDateTime,
-) -> Result<usize, QueryError> {
+    peer: &NodeId,
+    at: DateTime<Utc>,
+) -> Result<usize, StorageError> {
     diesel::update(
         recon_runs::table
-            .filter(recon_runs::peer.eq(peer))
-            .filter(recon_runs::status.eq("running")),
+            .filter(recon_runs::peer.eq(peer.as_str()))
+            .filter(recon_runs::status.eq(RunStatus::Running.as_str())),
     )
     .set((
-        recon_runs::status.eq("interrupted"),
-        recon_runs::finished_at.eq(Some(at)),
+        recon_runs::status.eq(RunStatus::Interrupted.as_str()),
+        recon_runs::finished_at.eq(Some(at.naive_utc())),
     ))
     .execute(conn)
+    .map_err(StorageError::from)
 }
 
-pub fn get_run(conn: &mut DbConn, id: &str) -> Result<Option<RunRow>, QueryError> {
+/// A run by id (as given: text that is no stored id finds nothing).
+pub fn get_run(conn: &mut DbConn, id: &str) -> Result<Option<Run>, StorageError> {
     recon_runs::table
         .find(id)
         .select(RunRow::as_select())
         .first(conn)
-        .optional()
+        .optional()?
+        .map(Run::try_from)
+        .transpose()
 }
 
 /// Runs, newest first (ids are UUIDv7: time-ordered), optionally of one peer, before an id.
@@ -463,7 +543,7 @@ pub fn list_runs(
     peer: Option<&str>,
     before: Option<&str>,
     limit: i64,
-) -> Result<Vec<RunRow>, QueryError> {
+) -> Result<Vec<Run>, StorageError> {
     let mut q = recon_runs::table.select(RunRow::as_select()).into_boxed();
     if let Some(p) = peer {
         q = q.filter(recon_runs::peer.eq(p.to_owned()));
@@ -471,11 +551,11 @@ pub fn list_runs(
     if let Some(b) = before {
         q = q.filter(recon_runs::id.lt(b.to_owned()));
     }
-    q.order(recon_runs::id.desc()).limit(limit).load(conn)
+    runs(q.order(recon_runs::id.desc()).limit(limit).load(conn)?)
 }
 
 /// The latest finished run of each peer.
-pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<RunRow>, QueryError> {
+pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<Run>, StorageError> {
     let peers: Vec<String> = recon_runs::table
         .select(recon_runs::peer)
         .distinct()
@@ -485,14 +565,14 @@ pub fn last_finished_runs(conn: &mut DbConn) -> Result<Vec<RunRow>, QueryError> 
     for p in peers {
         let row = recon_runs::table
             .filter(recon_runs::peer.eq(&p))
-            .filter(recon_runs::status.ne("running"))
+            .filter(recon_runs::status.ne(RunStatus::Running.as_str()))
             .order(recon_runs::id.desc())
             .select(RunRow::as_select())
             .first(conn)
             .optional()?;
         out.extend(row);
     }
-    Ok(out)
+    runs(out)
 }
 
 /// The outcome of trying to take a peer's run lock.
@@ -514,7 +594,7 @@ pub fn try_lock(
     run_id: &str,
     now: NaiveDateTime,
     expires: NaiveDateTime,
-) -> Result<LockAttempt, QueryError> {
+) -> Result<LockAttempt, StorageError> {
     diesel::delete(
         recon_locks::table
             .filter(recon_locks::peer.eq(peer))
@@ -546,7 +626,7 @@ pub fn try_lock(
                 },
             })
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -556,7 +636,7 @@ pub fn renew_lock(
     peer: &str,
     run_id: &str,
     expires: NaiveDateTime,
-) -> Result<bool, QueryError> {
+) -> Result<bool, StorageError> {
     let n = diesel::update(
         recon_locks::table
             .filter(recon_locks::peer.eq(peer))
@@ -567,7 +647,7 @@ pub fn renew_lock(
     Ok(n == 1)
 }
 
-pub fn release_lock(conn: &mut DbConn, peer: &str, run_id: &str) -> Result<(), QueryError> {
+pub fn release_lock(conn: &mut DbConn, peer: &str, run_id: &str) -> Result<(), StorageError> {
     diesel::delete(
         recon_locks::table
             .filter(recon_locks::peer.eq(peer))
@@ -578,25 +658,47 @@ pub fn release_lock(conn: &mut DbConn, peer: &str, run_id: &str) -> Result<(), Q
 }
 
 /// A file not updated or visited recently: no name, the caller masks the ID number for people.
-#[derive(Debug, Clone, PartialEq, Queryable)]
-pub struct StaleRow {
-    pub id_number: String,
-    pub hukou_region: String,
-    pub residence_region: String,
-    pub updated_at: NaiveDateTime,
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleChild {
+    pub id_number: IdNumber,
+    pub hukou_region: RegionCode,
+    pub residence_region: RegionCode,
+    pub updated_at: DateTime<Utc>,
     pub last_visit_on: Option<NaiveDate>,
 }
 
-/// Children neither updated nor visited since `before`, in ID order, a page at a time;
-/// optionally only those with a region under `region_prefix`, or shared with `peer`.
+type StaleRow = (String, String, String, NaiveDateTime, Option<NaiveDate>);
+
+fn stale_child(
+    (id, hukou, residence, updated_at, last_visit_on): StaleRow,
+) -> Result<StaleChild, StorageError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StorageError::corrupt(
+            "children",
+            format!("{}: {what}: {e}", IdNumber::mask_text(&id)),
+        )
+    };
+    Ok(StaleChild {
+        id_number: IdNumber::parse(&id).map_err(|e| bad("ID number", &e))?,
+        hukou_region: RegionCode::parse(&hukou).map_err(|e| bad("hukou region", &e))?,
+        residence_region: RegionCode::parse(&residence).map_err(|e| bad("residence region", &e))?,
+        updated_at: updated_at.and_utc(),
+        last_visit_on,
+    })
+}
+
+/// Children neither updated nor visited since `before`, in ID order, a page at a time (after the
+/// ID number `after`); optionally only those with a region under `region_prefix`, or shared with
+/// `peer`.
 pub fn stale_children(
     conn: &mut DbConn,
-    before: NaiveDateTime,
+    before: DateTime<Utc>,
     region_prefix: Option<&str>,
     shared_with: Option<&str>,
-    after: Option<&str>,
+    after: Option<&IdNumber>,
     limit: i64,
-) -> Result<Vec<StaleRow>, QueryError> {
+) -> Result<Vec<StaleChild>, StorageError> {
+    let before = before.naive_utc();
     let mut q = children::table
         .filter(children::updated_at.lt(before))
         .filter(
@@ -631,19 +733,21 @@ pub fn stale_children(
         );
     }
     if let Some(a) = after {
-        q = q.filter(children::id_number.gt(a.to_owned()));
+        q = q.filter(children::id_number.gt(a.as_str().to_owned()));
     }
-    q.order(children::id_number.asc()).limit(limit).load(conn)
+    let rows: Vec<StaleRow> = q.order(children::id_number.asc()).limit(limit).load(conn)?;
+    rows.into_iter().map(stale_child).collect()
 }
 
 /// Every document of a kind that has heads (full recomputation checks).
-pub fn all_doc_ids(conn: &mut DbConn, kind: &str) -> Result<Vec<String>, QueryError> {
+pub fn all_doc_ids(conn: &mut DbConn, kind: &str) -> Result<Vec<String>, StorageError> {
     heads::table
         .filter(heads::kind.eq(kind))
         .select(heads::doc_id)
         .distinct()
         .order(heads::doc_id.asc())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Of `ids`, how many are still queued for `peer`, and how many `peer` refused.
@@ -651,7 +755,7 @@ pub fn undelivered(
     conn: &mut DbConn,
     peer: &str,
     ids: &[String],
-) -> Result<(i64, i64), QueryError> {
+) -> Result<(i64, i64), StorageError> {
     use super::schema::{outbox, outbox_rejected};
     let (mut queued, mut refused) = (0, 0);
     for chunk in ids.chunks(CHUNK) {
@@ -674,7 +778,7 @@ pub fn concurrent_among(
     conn: &mut DbConn,
     child_ids: &[String],
     case_ids: &[String],
-) -> Result<i64, QueryError> {
+) -> Result<i64, StorageError> {
     let mut n = 0;
     for chunk in child_ids.chunks(CHUNK) {
         n += children::table
@@ -694,15 +798,16 @@ pub fn concurrent_among(
 }
 
 /// A number kept beside the summary (the directory serial it was computed under).
-pub fn meta(conn: &mut DbConn, name: &str) -> Result<Option<i64>, QueryError> {
+pub fn meta(conn: &mut DbConn, name: &str) -> Result<Option<i64>, StorageError> {
     recon_meta::table
         .find(name)
         .select(recon_meta::value)
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
-pub fn set_meta(conn: &mut DbConn, name: &str, value: i64) -> Result<(), QueryError> {
+pub fn set_meta(conn: &mut DbConn, name: &str, value: i64) -> Result<(), StorageError> {
     diesel::delete(recon_meta::table.find(name)).execute(conn)?;
     diesel::insert_into(recon_meta::table)
         .values((recon_meta::name.eq(name), recon_meta::value.eq(value)))
@@ -713,16 +818,17 @@ pub fn set_meta(conn: &mut DbConn, name: &str, value: i64) -> Result<(), QueryEr
 /// Marks every stored document dirty (the routing of regions to nodes changed, so any
 /// document's parties may have). One statement; `WHERE true` keeps SQLite's parser from reading
 /// `ON CONFLICT` as a join constraint.
-pub fn mark_all_dirty(conn: &mut DbConn) -> Result<usize, QueryError> {
+pub fn mark_all_dirty(conn: &mut DbConn) -> Result<usize, StorageError> {
     diesel::sql_query(
         "INSERT INTO recon_dirty (kind, doc_id, gen) SELECT DISTINCT kind, doc_id, 1 FROM heads \
          WHERE true ON CONFLICT (kind, doc_id) DO UPDATE SET gen = recon_dirty.gen + 1",
     )
     .execute(conn)
+    .map_err(StorageError::from)
 }
 
 /// Of these children, how many have an open field conflict waiting in the review queue.
-pub fn open_conflicts_among(conn: &mut DbConn, child_ids: &[String]) -> Result<i64, QueryError> {
+pub fn open_conflicts_among(conn: &mut DbConn, child_ids: &[String]) -> Result<i64, StorageError> {
     use super::schema::conflicts;
     let mut n = 0;
     for chunk in child_ids.chunks(CHUNK) {

@@ -7,7 +7,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::{children, heads, version_parents, versions};
-use super::{DbConn, QueryError, LIST_CHUNK};
+use super::{DbConn, StorageError, LIST_CHUNK};
 
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -68,7 +68,7 @@ pub struct ChildFilter {
 }
 
 /// Inserts versions and their parent edges.
-pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), QueryError> {
+pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), StorageError> {
     insert_many!(conn, versions::table, rows);
     let edges: Vec<(&str, String)> = rows
         .iter()
@@ -93,7 +93,10 @@ fn parents_of(row: &VersionRow) -> Vec<String> {
 }
 
 /// Which of `ids` are stored.
-pub fn existing_versions(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<String>, QueryError> {
+pub fn existing_versions(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> Result<HashSet<String>, StorageError> {
     let mut out = HashSet::new();
     for chunk in ids.chunks(LIST_CHUNK) {
         let found: Vec<String> = versions::table
@@ -105,12 +108,13 @@ pub fn existing_versions(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<St
     Ok(out)
 }
 
-pub fn get_version(conn: &mut DbConn, id: &str) -> Result<Option<VersionRow>, QueryError> {
+pub fn get_version(conn: &mut DbConn, id: &str) -> Result<Option<VersionRow>, StorageError> {
     versions::table
         .find(id)
         .select(VersionRow::as_select())
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
 /// Every version of a document, oldest first (by HLC, then id for a total order).
@@ -118,23 +122,25 @@ pub fn versions_of(
     conn: &mut DbConn,
     kind: &str,
     doc_id: &str,
-) -> Result<Vec<VersionRow>, QueryError> {
+) -> Result<Vec<VersionRow>, StorageError> {
     versions::table
         .filter(versions::kind.eq(kind))
         .filter(versions::doc_id.eq(doc_id))
         .order((versions::hlc.asc(), versions::id.asc()))
         .select(VersionRow::as_select())
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Current heads of a document, sorted.
-pub fn heads_of(conn: &mut DbConn, kind: &str, doc_id: &str) -> Result<Vec<String>, QueryError> {
+pub fn heads_of(conn: &mut DbConn, kind: &str, doc_id: &str) -> Result<Vec<String>, StorageError> {
     heads::table
         .filter(heads::kind.eq(kind))
         .filter(heads::doc_id.eq(doc_id))
         .order(heads::version_id.asc())
         .select(heads::version_id)
         .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Moves a document's heads past a newly stored version: its parents stop being heads, it becomes
@@ -146,7 +152,7 @@ pub fn advance_heads(
     doc_id: &str,
     new_id: &str,
     parents: &[String],
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     if !parents.is_empty() {
         diesel::delete(
             heads::table
@@ -174,7 +180,7 @@ pub fn insert_heads(
     conn: &mut DbConn,
     kind: &str,
     rows: &[(String, String)],
-) -> Result<(), QueryError> {
+) -> Result<(), StorageError> {
     insert_many!(conn, heads::table, rows, |r| (
         heads::kind.eq(kind.to_owned()),
         heads::doc_id.eq(r.0.clone()),
@@ -185,12 +191,12 @@ pub fn insert_heads(
     Ok(())
 }
 
-pub fn insert_children(conn: &mut DbConn, rows: &[ChildRow]) -> Result<(), QueryError> {
+pub fn insert_children(conn: &mut DbConn, rows: &[ChildRow]) -> Result<(), StorageError> {
     insert_many!(conn, children::table, rows);
     Ok(())
 }
 
-pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), QueryError> {
+pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), StorageError> {
     diesel::update(children::table.find(&row.id_number))
         .set(row)
         .execute(conn)?;
@@ -198,7 +204,7 @@ pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), QueryError>
 }
 
 /// A file's view row, with its record.
-pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildRow>, QueryError> {
+pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildRow>, StorageError> {
     let row: Option<ChildRow> = children::table
         .find(id_number)
         .select(ChildRow::as_select())
@@ -213,18 +219,19 @@ pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildRow>,
 pub fn child_created_at(
     conn: &mut DbConn,
     id_number: &str,
-) -> Result<Option<NaiveDateTime>, QueryError> {
+) -> Result<Option<NaiveDateTime>, StorageError> {
     children::table
         .find(id_number)
         .select(children::created_at)
         .first(conn)
         .optional()
+        .map_err(StorageError::from)
 }
 
 /// Reads the record of each row stored without one (a file whose only head is its creation)
 /// from that head's body. A row left without a record after this is corrupt, and its readers say
 /// so.
-fn fill_records(conn: &mut DbConn, rows: &mut [ChildRow]) -> Result<(), QueryError> {
+fn fill_records(conn: &mut DbConn, rows: &mut [ChildRow]) -> Result<(), StorageError> {
     let missing: Vec<&str> = rows
         .iter()
         .filter(|r| r.record.is_empty())
@@ -249,7 +256,10 @@ fn fill_records(conn: &mut DbConn, rows: &mut [ChildRow]) -> Result<(), QueryErr
 }
 
 /// Which of `ids` have a child row.
-pub fn existing_children(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<String>, QueryError> {
+pub fn existing_children(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> Result<HashSet<String>, StorageError> {
     let mut out = HashSet::new();
     for chunk in ids.chunks(LIST_CHUNK) {
         let found: Vec<String> = children::table
@@ -263,7 +273,7 @@ pub fn existing_children(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<St
 
 /// The rows `f` selects, in ID order. Their `record` may be empty (see [`ChildRow::record`]):
 /// lists show the indexed columns only.
-pub fn list_children(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, QueryError> {
+pub fn list_children(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, StorageError> {
     let mut q = children::table.select(ChildRow::as_select()).into_boxed();
     if let Some(p) = &f.region_prefix {
         let pat = format!("{p}%");
@@ -295,7 +305,10 @@ pub fn list_children(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>
     if let Some(a) = &f.after {
         q = q.filter(children::id_number.gt(a.clone()));
     }
-    q.order(children::id_number.asc()).limit(f.limit).load(conn)
+    q.order(children::id_number.asc())
+        .limit(f.limit)
+        .load(conn)
+        .map_err(StorageError::from)
 }
 
 /// Every child row in ID order with its record, one page at a time (export).
@@ -303,7 +316,7 @@ pub fn page_children(
     conn: &mut DbConn,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<ChildRow>, QueryError> {
+) -> Result<Vec<ChildRow>, StorageError> {
     let mut rows = list_children(
         conn,
         &ChildFilter {
@@ -316,24 +329,32 @@ pub fn page_children(
     Ok(rows)
 }
 
-pub fn count_children(conn: &mut DbConn) -> Result<i64, QueryError> {
-    children::table.count().get_result(conn)
+pub fn count_children(conn: &mut DbConn) -> Result<i64, StorageError> {
+    children::table
+        .count()
+        .get_result(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn max_hlc(conn: &mut DbConn) -> Result<Option<i64>, QueryError> {
+pub fn max_hlc(conn: &mut DbConn) -> Result<Option<i64>, StorageError> {
     versions::table
         .select(diesel::dsl::max(versions::hlc))
         .first(conn)
+        .map_err(StorageError::from)
 }
 
-pub fn count_versions(conn: &mut DbConn) -> Result<i64, QueryError> {
-    versions::table.count().get_result(conn)
+pub fn count_versions(conn: &mut DbConn) -> Result<i64, StorageError> {
+    versions::table
+        .count()
+        .get_result(conn)
+        .map_err(StorageError::from)
 }
 
 /// Files whose current view merges more than `n` heads.
-pub fn count_children_with_heads_over(conn: &mut DbConn, n: i64) -> Result<i64, QueryError> {
+pub fn count_children_with_heads_over(conn: &mut DbConn, n: i64) -> Result<i64, StorageError> {
     children::table
         .filter(children::head_count.gt(n))
         .count()
         .get_result(conn)
+        .map_err(StorageError::from)
 }

@@ -306,7 +306,7 @@ fn check(
         records,
         batch_records,
     } = *batch;
-    let db = |e: storage::QueryError| (RejectCode::InvalidRecord, format!("storage: {e}"));
+    let db = |e: storage::StorageError| (RejectCode::InvalidRecord, format!("storage: {e}"));
     verify_signature(node, verified, v)?;
     let author = &v.version.author_node;
     let record = match records.get(&v.id) {

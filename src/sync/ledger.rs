@@ -56,12 +56,6 @@ impl LedgerError {
     }
 }
 
-impl From<storage::QueryError> for LedgerError {
-    fn from(e: storage::QueryError) -> Self {
-        LedgerError::Storage(StorageError::Query(e))
-    }
-}
-
 /// Today's date in China (UTC+8, no daylight saving), the calendar bureaus work in.
 pub fn china_today(now: DateTime<Utc>) -> NaiveDate {
     (now + chrono::Duration::hours(8)).date_naive()
@@ -573,10 +567,10 @@ fn row_with(
 
 fn row_record(row: &ChildRow) -> Result<ChildRecord, LedgerError> {
     serde_json::from_str(&row.record).map_err(|e| {
-        StorageError::Corrupt(format!(
-            "child view {}: {e}",
-            IdNumber::mask_text(&row.id_number)
-        ))
+        StorageError::corrupt(
+            "children",
+            format!("{}: {e}", IdNumber::mask_text(&row.id_number)),
+        )
         .into()
     })
 }
@@ -653,7 +647,7 @@ pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, L
 
 /// The largest HLC stamp stored in versions (start-up keeps the clock above it).
 pub fn latest_hlc(conn: &mut DbConn) -> Result<Option<i64>, StorageError> {
-    Ok(repo::max_hlc(conn)?)
+    repo::max_hlc(conn)
 }
 
 /// Which of these ID numbers already have a file.

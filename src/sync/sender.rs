@@ -96,12 +96,6 @@ pub fn backoff(failures: u32, max: Duration) -> Duration {
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 struct StorageErr(#[from] storage::StorageError);
-impl From<storage::QueryError> for StorageErr {
-    fn from(e: storage::QueryError) -> Self {
-        StorageErr(storage::StorageError::Query(e))
-    }
-}
-
 /// What one batch did.
 #[derive(Debug, Clone, Default)]
 struct Batch {
@@ -155,9 +149,7 @@ pub async fn deliver_queued(
             // for these versions. A receipt that leaves them queued is an error.
             let (p, ids) = (peer.to_string(), b.ids);
             let left = store
-                .run(move |c| {
-                    exchange::still_queued(c, &p, &ids).map_err(storage::StorageError::from)
-                })
+                .run(move |c| exchange::still_queued(c, &p, &ids))
                 .await
                 .map_err(|e| e.to_string())?;
             if left > 0 {

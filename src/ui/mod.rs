@@ -167,6 +167,7 @@ ui_error_via_api!(
     crate::sync::LedgerError,
     crate::audit::AuditError,
     crate::eligibility::service::CaseError,
+    crate::reconcile::ReconcileError,
 );
 
 /// `303 See Other` to a local path.

@@ -813,19 +813,18 @@ pub async fn audit_event(
 // ---------------------------------------------------------------------------------------------
 // Reconciliation
 
-fn run_row(r: crate::storage::reconcile::RunRow) -> RunRowView {
-    let report: Option<crate::reconcile::report::Report> = serde_json::from_str(&r.report).ok();
-    let num = |f: &dyn Fn(&crate::reconcile::report::Report) -> String| {
-        report.as_ref().map_or_else(|| "—".to_owned(), f)
-    };
+fn run_row(r: crate::reconcile::history::Run) -> RunRowView {
+    use crate::reconcile::{Report, RunStatus};
+    let report = r.report.as_ref();
+    let num = |f: &dyn Fn(&Report) -> String| report.map_or_else(|| "—".to_owned(), f);
     RunRowView {
-        started_at: when(r.started_at.and_utc()),
+        started_at: when(r.started_at),
         started_by: format!(
             "{}{}",
             r.started_by,
-            if r.dry_run != 0 { " (dry run)" } else { "" }
+            if r.dry_run { " (dry run)" } else { "" }
         ),
-        failed: r.status == "failed" || r.status == "interrupted",
+        failed: matches!(r.status, RunStatus::Failed | RunStatus::Interrupted),
         compared: num(&|x| format!("{} / {}", x.documents_compared, x.documents_equal)),
         to_peer: num(&|x| {
             format!(
@@ -848,9 +847,9 @@ fn run_row(r: crate::storage::reconcile::RunRow) -> RunRowView {
         conflicts: num(&|x| x.conflicts_found.to_string()),
         bytes: num(&|x| format!("{} / {}", x.bytes_received, x.bytes_sent)),
         duration: num(&|x| format!("{} ms", x.duration_ms)),
-        status: r.status,
-        peer: r.peer,
-        id: r.id,
+        status: r.status.as_str().to_owned(),
+        peer: r.peer.to_string(),
+        id: r.id.to_string(),
     }
 }
 
@@ -864,26 +863,21 @@ async fn reconcile_page(
 ) -> Result<HttpResponse, UiError> {
     let runs = state
         .store
-        .run(|c| {
-            crate::storage::reconcile::list_runs(c, None, None, 50)
-                .map_err(crate::storage::StorageError::from)
-        })
+        .run(|c| crate::reconcile::history::list(c, None, None, 50))
         .await?;
     let report = match &report_of {
         Some(id) => {
             let id = id.clone();
             let row = state
                 .store
-                .run(move |c| {
-                    crate::storage::reconcile::get_run(c, &id)
-                        .map_err(crate::storage::StorageError::from)
-                })
+                .run(move |c| crate::reconcile::history::find(c, &id))
                 .await?
                 .ok_or_else(|| UiError::NotFound("no such reconciliation run".into()))?;
-            Some(
-                serde_json::from_str::<crate::reconcile::report::Report>(&row.report)
-                    .map_or_else(|_| format!("{} ({})", row.status, row.peer), |r| r.render()),
-            )
+            // No report yet: the run is still running, or was interrupted before writing one.
+            Some(row.report.as_ref().map_or_else(
+                || format!("{} ({})", row.status.as_str(), row.peer),
+                |r| r.render(),
+            ))
         }
         None => None,
     };

@@ -4,7 +4,7 @@
 //! decides with the pure cores, then persists the version, the heads, the view, the outbox entry
 //! and the audit event in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use crate::domain::child::Benefit;
 use crate::domain::{IdNumber, NodeId, RegionCode};
 use crate::storage::cases::{self as repo, CaseFilter, CaseRow};
 use crate::storage::records as records_repo;
-use crate::storage::{self, exchange, DbConn, StorageError};
+use crate::storage::{self, DbConn, StorageError};
 use crate::sync::ledger::{self, LedgerError};
 use crate::sync::version::{DocKind, SignedVersion, Version, VersionId};
 use crate::sync::LocalNode;
@@ -231,42 +231,24 @@ pub fn refresh_row(
     Ok(body)
 }
 
-/// Stores a new case version: version, heads, view row, outbox for the other party, audit.
-#[allow(clippy::too_many_arguments)]
+/// Stores a new case version through the one write path (version, heads, outbox for the other
+/// party, audit event), then refreshes the case's view row.
 fn store(
     conn: &mut DbConn,
     node: &LocalNode,
     body: &CaseBody,
     v: &SignedVersion,
-    parents: &[VersionId],
     actor: &Actor,
     action: &'static str,
     now: DateTime<Utc>,
 ) -> Result<(), CaseError> {
-    let at = now.naive_utc();
     let case_id = body.case_id.to_string();
-    records_repo::insert_versions(conn, &[v.to_row(at)])?;
-    let ps: Vec<String> = parents.iter().map(ToString::to_string).collect();
-    records_repo::advance_heads(conn, "case", &case_id, &v.id.to_string(), &ps)?;
-    refresh_row(conn, node, &case_id, at)?;
-    for other in [&body.requester, &body.decider] {
-        if other != &node.id && node.directory.is_some() {
-            exchange::enqueue(
-                conn,
-                other.as_str(),
-                &[(v.id.to_string(), v.version.hlc.to_i64())],
-                at,
-            )?;
-        }
-    }
-    audit::append(
-        conn,
-        node.clock.now(),
-        now,
-        &Event::new(actor.clone(), action, Outcome::Ok)
-            .object("case", &case_id)
-            .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state})),
-    )?;
+    let parties: BTreeSet<NodeId> = [body.requester.clone(), body.decider.clone()].into();
+    let event = Event::new(actor.clone(), action, Outcome::Ok)
+        .object("case", &case_id)
+        .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state}));
+    crate::sync::store::store_one(conn, node, v, &parties, event, now)?;
+    refresh_row(conn, node, &case_id, now.naive_utc())?;
     Ok(())
 }
 
@@ -313,7 +295,7 @@ pub fn create(
         }
         .submit(node.id.clone(), now, officer)?;
         let v = version_of(node, &body, vec![])?;
-        store(conn, node, &body, &v, &[], actor, "case.submit", now)?;
+        store(conn, node, &body, &v, actor, "case.submit", now)?;
         // One node serving both sides receives at once, like a remote hukou node would.
         if body.decider == node.id {
             step(
@@ -367,7 +349,7 @@ fn step(
         "withdraw" => "case.withdraw",
         _ => "case.submit",
     };
-    store(conn, node, &next, &v, &heads, actor, action, now)?;
+    store(conn, node, &next, &v, actor, action, now)?;
     // An approval adds the benefit to the child's file, as a hukou-authored version.
     if let (
         Transition::Approve {

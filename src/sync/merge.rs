@@ -171,9 +171,7 @@ pub fn view_after(before: &MergedView, next: &MergeInput) -> Option<MergedView> 
         return None;
     }
     let closes = |field: ChildField| {
-        next.resolution
-            && owns_review(field, next.author_roles)
-            && next.fields.contains_key(&field)
+        next.resolution && owns_review(field, next.author_roles) && next.fields.contains_key(&field)
     };
     let mut conflicts: Vec<Conflict> = before
         .conflicts
@@ -190,7 +188,9 @@ pub fn view_after(before: &MergedView, next: &MergeInput) -> Option<MergedView> 
         let value = if conflicts.iter().any(|c| c.field == field) {
             before.fields.get(&field)
         } else {
-            next.fields.get(&field).or_else(|| before.fields.get(&field))
+            next.fields
+                .get(&field)
+                .or_else(|| before.fields.get(&field))
         };
         fields.insert(field, value?.clone());
     }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     pub node: Arc<LocalNode>,
     pub settings: Arc<Settings>,
+    /// Receives peers' batches (`POST /peer/v1/versions`).
+    pub receiver: Arc<crate::sync::receive::Receiver>,
 }
 
 impl AppState {

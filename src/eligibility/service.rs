@@ -425,6 +425,22 @@ pub fn after_ingest(
     Ok(())
 }
 
+/// Eligibility's reaction to received case versions, for the receive service
+/// (`sync::receive`): [`after_ingest`].
+pub struct Reactions;
+
+impl crate::sync::receive::CaseReactions for Reactions {
+    fn after_ingest(
+        &self,
+        conn: &mut DbConn,
+        node: &LocalNode,
+        case_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(after_ingest(conn, node, case_ids, now)?)
+    }
+}
+
 fn status(
     node: &LocalNode,
     body: &CaseBody,

@@ -1,5 +1,6 @@
 //! The error of the ledger's operations and of storing and receiving versions: one type, with
-//! one problem code per variant in the API. It depends on nothing above `sync`'s own leaves.
+//! one problem code per variant in the API. Within `sync` it imports only `version`, so every
+//! module of `sync` can use it without importing another's operations.
 
 use super::version::VersionError;
 use crate::audit::AuditError;

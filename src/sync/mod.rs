@@ -1,6 +1,7 @@
-//! Documents and their versions: building, signing, storing and merging versions; heads; the
-//! local ledger of children's files; ingesting versions from peers with signed receipts; the
-//! outbox and the sender loops that push to peers.
+//! Documents and their versions: building, signing and merging versions; the local ledger of
+//! children's files; the one write path of versions ([`store`]: version, heads, view, outbox,
+//! audit); receiving a peer's batch ([`receive`]: verify and ingest, signed receipts); the
+//! outbox's sender loops that push to peers.
 
 pub mod error;
 pub mod ingest;
@@ -8,6 +9,7 @@ pub mod ledger;
 pub mod merge;
 pub mod node;
 pub mod receipt;
+pub mod receive;
 pub mod sender;
 pub mod store;
 pub mod version;

@@ -1,6 +1,7 @@
 //! The ledger of children's files on this node (一人一档): create, update, import, read and list.
-//! Each operation loads, decides (pure domain rules), then persists the version, the heads, the
-//! current view and its audit event in one transaction — or nothing.
+//! Each operation loads, decides (pure domain rules), then persists through [`super::store`] the
+//! version, the heads, the current view, the outbox rows and its audit event in one transaction —
+//! or nothing.
 
 use std::collections::{BTreeSet, HashSet};
 

@@ -11,7 +11,9 @@
 //!   watch), started by `jobs::start` and stopped by `Jobs::shutdown`.
 //! - [`accounts`] — users (argon2id), sessions, bearer tokens, roles and their permissions.
 //! - [`conflicts`] — the review queue and resolution versions.
-//! - [`sync`] — documents and versions: build, sign, store; heads; the local ledger of files.
+//! - [`sync`] — documents and versions: build, sign, merge; the local ledger of files; the one
+//!   place a version is stored (`sync::store`) and the one place a peer's batch is received
+//!   (`sync::receive`).
 //! - [`reconcile`] — Merkle anti-entropy with peers: incremental per-peer summaries, the
 //!   root/nodes/buckets/versions/want protocol, repairs through the push path, reports, and the
 //!   six-month stale-file check.
@@ -24,8 +26,9 @@
 //!
 //! The path of an edit: `api::children` parses the body → `sync::ledger` validates it against
 //! `domain`, checks field authority, builds a `sync::Version` (parents = current heads), hashes
-//! its JCS bytes (`crypto`) and signs it → in one `storage::transaction` the version, its parent
-//! edges, the new heads, the current view and an `audit` event are written, or none of them.
+//! its JCS bytes (`crypto`) and signs it → in one `storage::transaction` `sync::store` writes the
+//! version, its parent edges, the new heads, the current view, the outbox rows and an `audit`
+//! event, or none of them.
 //! Writing the new heads also marks the document dirty for [`reconcile`], whose next run folds it
 //! into the per-peer summary, compares it with the peer's over `api::peer::reconcile`'s routes and
 //! repairs differences through `sync::sender`'s push path.

@@ -91,11 +91,20 @@ impl Application {
                 .with_context(|| format!("cannot listen on {}", settings.admin.listen))?,
         };
         let admin_port = admin_listener.local_addr()?.port();
+        let deadlines = deadlines(&settings)?;
+        let receiver = Arc::new(crate::sync::receive::Receiver::new(
+            store.clone(),
+            node.clone(),
+            Arc::new(crate::eligibility::service::Reactions {
+                deadlines: deadlines.clone(),
+            }),
+        ));
         let state = web::Data::new(AppState {
             store: store.clone(),
             node: node.clone(),
             settings: settings.clone(),
-            deadlines: deadlines(&settings)?,
+            deadlines,
+            receiver,
         });
         let peer_tls = match (&settings.peer, &settings.directory) {
             (Some(peer), Some(_)) => Some(load_peer_tls(peer)?),

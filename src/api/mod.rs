@@ -32,6 +32,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Deadlines of eligibility cases, built from `settings.eligibility` at start.
     pub deadlines: Arc<Deadlines>,
+    /// Receives peers' batches (`POST /peer/v1/versions`).
+    pub receiver: Arc<crate::sync::receive::Receiver>,
 }
 
 impl AppState {

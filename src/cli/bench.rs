@@ -223,7 +223,7 @@ fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_js
     let bare_rows: Vec<_> = rows
         .iter()
         .map(|(_, r)| ledger::view_row(r, now.naive_utc()))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let bare = time_bare_insert(postgres, "bare", |c| {
         storage::records::insert_children(c, &bare_rows)
     })?;

@@ -305,21 +305,16 @@ pub fn resolve(
         }
         let record = ChildRecord::from_fields(&fields, &ledger::rules(node, now))?;
         let version = ledger::signed_version(node, &record, view.heads.clone(), true)?;
-        ledger::store_on_heads(conn, node, &versions, &version, &record, now)?;
         let parents: Vec<String> = view.heads.iter().map(ToString::to_string).collect();
         let decided: BTreeMap<&str, &Value> = choices.iter().map(|(f, v)| (f.name(), v)).collect();
-        audit::append(
-            conn,
-            node.clock.now(),
-            now,
-            &Event::new(actor.clone(), "conflict.resolve", Outcome::Ok)
-                .object("child", id.as_str())
-                .details(serde_json::json!({
-                    "version": version.id,
-                    "replaces_heads": parents,
-                    "fields": decided.keys().collect::<Vec<_>>(),
-                })),
-        )?;
+        let event = Event::new(actor.clone(), "conflict.resolve", Outcome::Ok)
+            .object("child", id.as_str())
+            .details(serde_json::json!({
+                "version": version.id,
+                "replaces_heads": parents,
+                "fields": decided.keys().collect::<Vec<_>>(),
+            }));
+        crate::sync::store::on_heads(conn, node, &versions, &view, &version, &record, event, now)?;
         Ok(version.id)
     })?;
     node.wake_senders();

@@ -4,7 +4,7 @@
 //! decides with the pure cores, then persists the version, the heads, the view, the outbox entry
 //! and the audit event in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use crate::domain::child::Benefit;
 use crate::domain::{IdNumber, NodeId, RegionCode};
 use crate::storage::cases::{self as repo, CaseFilter, CaseRow};
 use crate::storage::records as records_repo;
-use crate::storage::{self, exchange, DbConn, StorageError};
+use crate::storage::{self, DbConn, StorageError};
 use crate::sync::ledger::{self, LedgerError};
 use crate::sync::version::{DocKind, SignedVersion, Version, VersionId};
 use crate::sync::LocalNode;
@@ -208,50 +208,38 @@ pub fn refresh_row(
             submitted_at: body.submitted_at().unwrap_or_else(Utc::now).naive_utc(),
             due_on: deadlines.due_on(&body),
             head_count: heads.len() as i64,
-            body: serde_json::to_string(&body).unwrap_or_default(),
+            body: serde_json::to_string(&body)
+                .map_err(|e| LedgerError::Internal(format!("serialising case {case_id}: {e}")))?,
             updated_at: at,
         },
     )?;
     Ok(body)
 }
 
-/// Stores a new case version: version, heads, view row, outbox for the other party, audit.
-#[allow(clippy::too_many_arguments)]
+/// Stores a new case version through the one write path (version, heads, outbox for the other
+/// party, audit event), then refreshes the case's view row.
 fn store(
     conn: &mut DbConn,
     node: &LocalNode,
     deadlines: &Deadlines,
     body: &CaseBody,
     v: &SignedVersion,
-    parents: &[VersionId],
     actor: &Actor,
-    action: &'static str,
     now: DateTime<Utc>,
 ) -> Result<(), CaseError> {
-    let at = now.naive_utc();
     let case_id = body.case_id.to_string();
-    records_repo::insert_versions(conn, &[v.to_row(at)])?;
-    let ps: Vec<String> = parents.iter().map(ToString::to_string).collect();
-    records_repo::advance_heads(conn, "case", &case_id, &v.id.to_string(), &ps)?;
-    refresh_row(conn, deadlines, &case_id, at)?;
-    for other in [&body.requester, &body.decider] {
-        if other != &node.id && node.directory.is_some() {
-            exchange::enqueue(
-                conn,
-                other.as_str(),
-                &[(v.id.to_string(), v.version.hlc.to_i64())],
-                at,
-            )?;
-        }
-    }
-    audit::append(
-        conn,
-        node.clock.now(),
-        now,
-        &Event::new(actor.clone(), action, Outcome::Ok)
-            .object("case", &case_id)
-            .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state})),
-    )?;
+    // The audit action names the transition this version makes: the last step of its history.
+    let action = body
+        .history
+        .last()
+        .map(|s| s.transition.kind().audit_action())
+        .ok_or_else(|| LedgerError::Internal("a case version without a step".into()))?;
+    let parties: BTreeSet<NodeId> = [body.requester.clone(), body.decider.clone()].into();
+    let event = Event::new(actor.clone(), action, Outcome::Ok)
+        .object("case", &case_id)
+        .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state}));
+    crate::sync::store::store_one(conn, node, v, &parties, event, now)?;
+    refresh_row(conn, deadlines, &case_id, now.naive_utc())?;
     Ok(())
 }
 
@@ -299,17 +287,7 @@ pub fn create(
         }
         .submit(node.id.clone(), now, officer)?;
         let v = version_of(node, &body, vec![])?;
-        store(
-            conn,
-            node,
-            deadlines,
-            &body,
-            &v,
-            &[],
-            actor,
-            "case.submit",
-            now,
-        )?;
+        store(conn, node, deadlines, &body, &v, actor, now)?;
         // One node serving both sides receives at once, like a remote hukou node would.
         if body.decider == node.id {
             step(
@@ -356,16 +334,7 @@ fn step(
     })?;
     check_step(Some(&current), &next, &node.id)?;
     let v = version_of(node, &next, heads.clone())?;
-    let action = match transition.kind().as_str() {
-        "receive" => "case.receive",
-        "request_info" => "case.request_info",
-        "provide_info" => "case.provide_info",
-        "approve" => "case.approve",
-        "deny" => "case.deny",
-        "withdraw" => "case.withdraw",
-        _ => "case.submit",
-    };
-    store(conn, node, deadlines, &next, &v, &heads, actor, action, now)?;
+    store(conn, node, deadlines, &next, &v, actor, now)?;
     // An approval adds the benefit to the child's file, as a hukou-authored version.
     if let (
         Transition::Approve {
@@ -377,7 +346,8 @@ fn step(
         if let Some(row) = records_repo::get_child(conn, next.child_id.as_str())? {
             let child: crate::domain::ChildRecord = serde_json::from_str(&row.record)
                 .map_err(|e| LedgerError::Internal(e.to_string()))?;
-            let mut benefits = serde_json::to_value(&child.benefits).unwrap_or_default();
+            let mut benefits = serde_json::to_value(&child.benefits)
+                .map_err(|e| LedgerError::Internal(e.to_string()))?;
             if let Some(list) = benefits.as_array_mut() {
                 list.retain(|b| b["benefit"] != next.benefit.code());
                 list.push(serde_json::json!({"benefit": next.benefit.code(), "since": effective_month.to_string()}));
@@ -443,6 +413,25 @@ pub fn after_ingest(
         node.wake_senders();
     }
     Ok(())
+}
+
+/// Eligibility's reaction to received case versions, for the receive service
+/// (`sync::receive`): [`after_ingest`].
+pub struct Reactions {
+    /// The deadlines new cases are received with.
+    pub deadlines: std::sync::Arc<Deadlines>,
+}
+
+impl crate::sync::receive::CaseReactions for Reactions {
+    fn after_ingest(
+        &self,
+        conn: &mut DbConn,
+        node: &LocalNode,
+        case_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(after_ingest(conn, node, &self.deadlines, case_ids, now)?)
+    }
 }
 
 fn status(

@@ -38,7 +38,7 @@ use crate::audit::{self, Actor, Event, Outcome};
 use crate::crypto::hash::Digest;
 use crate::domain::NodeId;
 use crate::storage::reconcile::{self as repo, LockAttempt};
-use crate::storage::{self, exchange, Store};
+use crate::storage::{self, Store};
 use crate::sync::sender::{self, ClientFactory, SenderConfig};
 use crate::sync::LocalNode;
 
@@ -535,11 +535,11 @@ impl RunHandle {
             }
         }
         if !to_push.is_empty() {
-            let (p, items) = (peer.to_string(), to_push.clone());
+            let (p, items) = (peer.clone(), to_push.clone());
             rec.store
                 .run(move |c| {
                     storage::transaction(c, |c| {
-                        exchange::enqueue(c, &p, &items, Utc::now().naive_utc())
+                        crate::sync::store::requeue(c, &p, &items, Utc::now().naive_utc())
                             .map_err(ReconcileError::from)
                     })
                 })

@@ -20,7 +20,7 @@ use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
 use crate::crypto::hash::Digest;
 use crate::domain::NodeId;
 use crate::storage::reconcile as repo;
-use crate::storage::{self, exchange, DbConn};
+use crate::storage::{self, DbConn};
 use crate::sync::LocalNode;
 
 /// Most node indices in one `nodes` request (a whole level 3).
@@ -334,7 +334,7 @@ pub fn want(
     }
     let queued = items.len();
     storage::transaction(conn, |c| -> Result<(), ReconcileError> {
-        exchange::enqueue(c, asker.as_str(), &items, now.naive_utc())?;
+        crate::sync::store::requeue(c, asker, &items, now.naive_utc())?;
         audit::append(
             c,
             node.clock.now(),

@@ -5,19 +5,21 @@
 //! node are parties of the child; and the author changed only fields its role owns (judged
 //! against the merged view of the version's ancestors, so both nodes judge alike). A batch is
 //! one transaction: accepted versions, their heads, the current views, the forwards to other
-//! parties and an audit event for every acceptance and every rejection — or nothing.
+//! parties and an audit event for every acceptance and every rejection — or nothing. What is
+//! accepted is written through the one write path, [`super::store`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::ledger::LedgerError;
+use super::error::LedgerError;
 use super::merge::{self, MergeInput};
 use super::node::LocalNode;
 use super::receipt::{RejectCode, Rejection};
+use super::store::{self, Batch};
 use super::version::{DocKind, SignedVersion, VersionId};
 use super::view;
-use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
+use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
 use crate::directory::Directory;
 use crate::domain::child::ChildRecord;
 use crate::domain::NodeId;
@@ -42,6 +44,12 @@ type Refusal = (RejectCode, String);
 /// transaction: the receiver stores the receipt it signs for the batch with the batch — one
 /// commit, never a receipt without its versions nor versions without their receipt. Without a
 /// directory there are no peers, so nothing can be ingested.
+///
+/// The steps: verify every version's id and signature and parse its record, on every core
+/// ([`verify_all`]); in the transaction, load which versions are stored already; check each
+/// version in topological order and write those that pass through the store ([`Intake::take`]);
+/// refresh the views of the files touched ([`Intake::refresh_views`]); write the rest of the
+/// batch with one audit event per acceptance and per rejection ([`Batch::finish`]); finish.
 pub fn ingest<T>(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -51,12 +59,24 @@ pub fn ingest<T>(
     now: DateTime<Utc>,
     finish: impl FnOnce(&mut DbConn, &IngestOutcome) -> Result<T, LedgerError>,
 ) -> Result<(IngestOutcome, T), LedgerError> {
-    let at = now.naive_utc();
-    let actor = Actor {
-        kind: ActorKind::Node,
-        id: sender.to_string(),
-        via: Via::Peer,
-    };
+    let facts = verify_all(dir, versions)?;
+    storage::transaction(conn, |conn| {
+        let stored = stored_already(conn, versions)?;
+        let mut intake = Intake::new(node, sender, &facts, now);
+        for v in topological(versions) {
+            intake.take(conn, v, &stored)?;
+        }
+        intake.refresh_views(conn)?;
+        let Intake { out, batch, .. } = intake;
+        batch.finish(conn)?;
+        let finished = finish(conn, &out)?;
+        Ok((out, finished))
+    })
+}
+
+/// The pure checks of a whole batch, on every core, before its transaction begins: each
+/// version's id and signature, and each child version's record.
+fn verify_all(dir: &Directory, versions: &[SignedVersion]) -> Result<BatchFacts, LedgerError> {
     let checked = par_map(versions, |v| {
         let record = (v.version.kind == DocKind::Child)
             .then(|| view::record_of(v).ok())
@@ -66,191 +86,195 @@ pub fn ingest<T>(
     if checked.len() != versions.len() {
         return Err(LedgerError::Internal("a verification thread failed".into()));
     }
-    let mut verified: HashMap<VersionId, Result<(), Refusal>> = HashMap::new();
-    let mut records: HashMap<VersionId, ChildRecord> = HashMap::new();
+    let mut facts = BatchFacts::default();
     for (id, result, record) in checked {
-        verified.insert(id, result);
+        facts.verified.insert(id, result);
         if let Some(r) = record {
-            records.insert(id, r);
+            facts.records.insert(id, r);
         }
     }
-    storage::transaction(conn, |conn| {
-        let ids: Vec<String> = versions.iter().map(|v| v.id.to_string()).collect();
-        let existing = repo::existing_versions(conn, &ids)?;
-        let mut out = IngestOutcome::default();
-        let mut accepted_here: HashMap<VersionId, ChildRecord> = HashMap::new();
-        let mut seen: HashSet<VersionId> = HashSet::new();
-        let mut touched_docs: BTreeSet<String> = BTreeSet::new();
-        let mut events = Vec::new();
-        let mut batch_records: HashMap<String, Vec<ChildRecord>> = HashMap::new();
-        for v in versions {
-            if let Some(r) = records.get(&v.id) {
-                batch_records
-                    .entry(v.version.doc_id.clone())
-                    .or_default()
-                    .push(r.clone());
-            }
+    for v in versions {
+        if let Some(r) = facts.records.get(&v.id) {
+            facts
+                .batch_records
+                .entry(v.version.doc_id.clone())
+                .or_default()
+                .push(r.clone());
         }
-        // Files new in this batch whose only version is a creation: their view is that record.
-        let mut creations: HashMap<String, ChildRecord> = HashMap::new();
-        // Creations are written together (multi-row inserts); anything that reads the versions
-        // table first flushes them.
-        let mut pending = Pending::default();
-        for v in topological(versions) {
-            if !seen.insert(v.id) {
-                continue;
-            }
-            if existing.contains(&v.id.to_string()) {
-                out.accepted.push(v.id);
-                continue;
-            }
-            if v.version.kind == DocKind::Case || !v.version.parents.is_empty() {
-                pending.flush(conn)?;
-            }
-            if v.version.kind == DocKind::Case {
-                match check_case(conn, node, &verified, sender, v) {
-                    Ok(()) => {
-                        let parents: Vec<String> =
-                            v.version.parents.iter().map(ToString::to_string).collect();
-                        repo::insert_versions(conn, &[v.to_row(at)])?;
-                        repo::advance_heads(
-                            conn,
-                            "case",
-                            &v.version.doc_id,
-                            &v.id.to_string(),
-                            &parents,
-                        )?;
-                        events.push(
-                            Event::new(actor.clone(), "version.ingest", Outcome::Ok)
-                                .object("case", &v.version.doc_id)
-                                .details(serde_json::json!({"version": v.id, "author": v.version.author_node})),
-                        );
-                        if !out.cases.contains(&v.version.doc_id) {
-                            out.cases.push(v.version.doc_id.clone());
-                        }
-                        out.accepted.push(v.id);
-                        out.stored += 1;
-                    }
-                    Err(refusal) => reject(&mut events, &mut out, &actor, "case", v, refusal),
-                }
-                continue;
-            }
-            let facts = BatchFacts {
-                verified: &verified,
-                records: &records,
-                batch_records: &batch_records,
-            };
-            match check(conn, node, &facts, sender, v, &accepted_here) {
-                Ok((record, parent_records)) => {
-                    if v.version.parents.is_empty() {
-                        pending.versions.push(v.to_row(at));
-                        pending
-                            .heads
-                            .push((v.version.doc_id.clone(), v.id.to_string()));
-                    } else {
-                        let parents: Vec<String> =
-                            v.version.parents.iter().map(ToString::to_string).collect();
-                        repo::insert_versions(conn, &[v.to_row(at)])?;
-                        repo::advance_heads(
-                            conn,
-                            "child",
-                            &v.version.doc_id,
-                            &v.id.to_string(),
-                            &parents,
-                        )?;
-                    }
-                    let forwarded =
-                        view::parties_to_forward(node, &record, &parent_records, Some(sender));
-                    if !forwarded.is_empty() {
-                        // An outbox row names a stored version (on PostgreSQL the key is
-                        // checked at once): a creation still pending is written first.
-                        pending.flush(conn)?;
-                    }
-                    view::enqueue_to(conn, v, &forwarded, at)?;
-                    events.push(
-                        Event::new(actor.clone(), "version.ingest", Outcome::Ok)
-                            .object("child", &v.version.doc_id)
-                            .details(serde_json::json!({
-                                "version": v.id, "author": v.version.author_node,
-                                "forwarded_to": forwarded,
-                            })),
-                    );
-                    if v.version.parents.is_empty() && !touched_docs.contains(&v.version.doc_id) {
-                        creations.insert(v.version.doc_id.clone(), record.clone());
-                    } else {
-                        creations.remove(&v.version.doc_id);
-                    }
-                    touched_docs.insert(v.version.doc_id.clone());
-                    accepted_here.insert(v.id, record);
-                    out.accepted.push(v.id);
-                    out.stored += 1;
-                }
-                Err(refusal) => reject(&mut events, &mut out, &actor, "child", v, refusal),
-            }
-        }
-        pending.flush(conn)?;
-        let new_docs: Vec<String> = creations.keys().cloned().collect();
-        let known = repo::existing_children(conn, &new_docs)?;
-        let mut first_rows = Vec::new();
-        for doc in &touched_docs {
-            match creations.get(doc) {
-                Some(record) if !known.contains(doc) => {
-                    first_rows.push(super::ledger::creation_row(record, at))
-                }
-                _ => {
-                    view::refresh_child_row(conn, node, doc, at)?;
-                }
-            }
-        }
-        repo::insert_children(conn, &first_rows)?;
-        let stamps = node.clock.now_many(events.len());
-        audit::append_many(conn, &stamps, now, &events)?;
-        let finished = finish(conn, &out)?;
-        Ok((out, finished))
-    })
+    }
+    Ok(facts)
 }
 
-/// Creation versions accepted but not yet written.
-#[derive(Default)]
-struct Pending {
-    versions: Vec<repo::VersionRow>,
-    /// (document, version) heads of the creations.
-    heads: Vec<(String, String)>,
+/// Which versions of the batch are stored here already (acknowledged as duplicates).
+fn stored_already(
+    conn: &mut DbConn,
+    versions: &[SignedVersion],
+) -> Result<HashSet<String>, LedgerError> {
+    let ids: Vec<String> = versions.iter().map(|v| v.id.to_string()).collect();
+    Ok(repo::existing_versions(conn, &ids)?)
 }
 
-impl Pending {
-    fn flush(&mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
-        if !self.versions.is_empty() {
-            repo::insert_versions(conn, &self.versions)?;
-            repo::insert_heads(conn, "child", &self.heads)?;
-            self.versions.clear();
-            self.heads.clear();
+/// A batch being checked and stored, version by version.
+struct Intake<'a> {
+    node: &'a LocalNode,
+    sender: &'a NodeId,
+    facts: &'a BatchFacts,
+    actor: Actor,
+    out: IngestOutcome,
+    /// The write path: accepted versions, forwards, views and audit events.
+    batch: Batch<'a>,
+    seen: HashSet<VersionId>,
+    /// Child versions accepted in this batch, with their records.
+    accepted_here: HashMap<VersionId, ChildRecord>,
+    touched_docs: BTreeSet<String>,
+    /// Files new in this batch whose only version is a creation: their view is that record.
+    creations: HashMap<String, ChildRecord>,
+}
+
+impl<'a> Intake<'a> {
+    fn new(
+        node: &'a LocalNode,
+        sender: &'a NodeId,
+        facts: &'a BatchFacts,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Intake {
+            node,
+            sender,
+            facts,
+            actor: Actor {
+                kind: ActorKind::Node,
+                id: sender.to_string(),
+                via: Via::Peer,
+            },
+            out: IngestOutcome::default(),
+            batch: Batch::new(node, now),
+            seen: HashSet::new(),
+            accepted_here: HashMap::new(),
+            touched_docs: BTreeSet::new(),
+            creations: HashMap::new(),
+        }
+    }
+
+    /// Checks one version (parents come first) and stores it, or records its rejection.
+    fn take(
+        &mut self,
+        conn: &mut DbConn,
+        v: &SignedVersion,
+        stored: &HashSet<String>,
+    ) -> Result<(), LedgerError> {
+        if !self.seen.insert(v.id) {
+            return Ok(());
+        }
+        if stored.contains(&v.id.to_string()) {
+            self.out.accepted.push(v.id);
+            return Ok(());
+        }
+        // Creations are written together (multi-row inserts); a check that reads the versions
+        // table first writes those accepted so far.
+        if v.version.kind == DocKind::Case || !v.version.parents.is_empty() {
+            self.batch.flush(conn)?;
+        }
+        match v.version.kind {
+            DocKind::Case => self.take_case(conn, v),
+            DocKind::Child => self.take_child(conn, v),
+        }
+    }
+
+    fn take_case(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {
+        match check_case(conn, self.node, &self.facts.verified, self.sender, v) {
+            Ok(()) => {
+                // A case is queued for nobody: its two parties are the sender and this node.
+                self.batch.add(conn, v, &BTreeSet::new())?;
+                self.batch.event(
+                    Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
+                        .object("case", &v.version.doc_id)
+                        .details(
+                            serde_json::json!({"version": v.id, "author": v.version.author_node}),
+                        ),
+                );
+                if !self.out.cases.contains(&v.version.doc_id) {
+                    self.out.cases.push(v.version.doc_id.clone());
+                }
+                self.out.accepted.push(v.id);
+                self.out.stored += 1;
+            }
+            Err(refusal) => self.reject("case", v, refusal),
         }
         Ok(())
     }
-}
 
-/// Records a refused version: its audit event and its line in the receipt.
-fn reject(
-    events: &mut Vec<Event>,
-    out: &mut IngestOutcome,
-    actor: &Actor,
-    kind: &str,
-    v: &SignedVersion,
-    (code, reason): Refusal,
-) {
-    // The claimed document id comes from an unverified version: keep it short.
-    let doc: String = v.version.doc_id.chars().take(64).collect();
-    events.push(
-        Event::new(actor.clone(), "version.reject", Outcome::Rejected)
-            .object(kind, &doc)
-            .details(serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason})),
-    );
-    out.rejected.push(Rejection {
-        id: v.id,
-        code,
-        reason,
-    });
+    fn take_child(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {
+        let (record, parent_records) = match check(
+            conn,
+            self.node,
+            self.facts,
+            self.sender,
+            v,
+            &self.accepted_here,
+        ) {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                self.reject("child", v, refusal);
+                return Ok(());
+            }
+        };
+        let forwarded =
+            store::parties_to_forward(self.node, &record, &parent_records, Some(self.sender));
+        self.batch.add(conn, v, &forwarded)?;
+        self.batch.event(
+            Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
+                .object("child", &v.version.doc_id)
+                .details(serde_json::json!({
+                    "version": v.id, "author": v.version.author_node,
+                    "forwarded_to": forwarded,
+                })),
+        );
+        let doc = &v.version.doc_id;
+        if v.version.parents.is_empty() && !self.touched_docs.contains(doc) {
+            self.creations.insert(doc.clone(), record.clone());
+        } else {
+            self.creations.remove(doc);
+        }
+        self.touched_docs.insert(doc.clone());
+        self.accepted_here.insert(v.id, record);
+        self.out.accepted.push(v.id);
+        self.out.stored += 1;
+        Ok(())
+    }
+
+    /// The views of the files the batch touched: a new file's is its creation, any other is
+    /// merged from its stored versions.
+    fn refresh_views(&mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
+        self.batch.flush(conn)?;
+        let new_docs: Vec<String> = self.creations.keys().cloned().collect();
+        let known = repo::existing_children(conn, &new_docs)?;
+        for doc in &self.touched_docs {
+            match self.creations.get(doc) {
+                Some(record) if !known.contains(doc) => self.batch.new_file(record),
+                _ => self.batch.refresh_view(conn, doc)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a refused version: its audit event and its line in the receipt.
+    fn reject(&mut self, kind: &str, v: &SignedVersion, (code, reason): Refusal) {
+        // The claimed document id comes from an unverified version: keep it short.
+        let doc: String = v.version.doc_id.chars().take(64).collect();
+        self.batch.event(
+            Event::new(self.actor.clone(), "version.reject", Outcome::Rejected)
+                .object(kind, &doc)
+                .details(
+                    serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason}),
+                ),
+        );
+        self.out.rejected.push(Rejection {
+            id: v.id,
+            code,
+            reason,
+        });
+    }
 }
 
 /// Parents before children within the batch (Kahn's algorithm, stable in input order).
@@ -282,21 +306,21 @@ fn topological(versions: &[SignedVersion]) -> Vec<&SignedVersion> {
 }
 
 /// What is known of a whole batch before its versions are checked one by one.
-#[derive(Clone, Copy)]
-struct BatchFacts<'a> {
+#[derive(Default)]
+struct BatchFacts {
     /// Id and signature check of each version (done on every core).
-    verified: &'a HashMap<VersionId, Result<(), Refusal>>,
+    verified: HashMap<VersionId, Result<(), Refusal>>,
     /// Each child version's record, parsed once.
-    records: &'a HashMap<VersionId, ChildRecord>,
+    records: HashMap<VersionId, ChildRecord>,
     /// The batch's records per document (a bureau a child moves to is a party through them).
-    batch_records: &'a HashMap<String, Vec<ChildRecord>>,
+    batch_records: HashMap<String, Vec<ChildRecord>>,
 }
 
 /// All checks of one version; on success its record and its parents' records.
 fn check(
     conn: &mut DbConn,
     node: &LocalNode,
-    batch: &BatchFacts<'_>,
+    batch: &BatchFacts,
     sender: &NodeId,
     v: &SignedVersion,
     accepted_here: &HashMap<VersionId, ChildRecord>,
@@ -305,7 +329,7 @@ fn check(
         verified,
         records,
         batch_records,
-    } = *batch;
+    } = batch;
     let db = |e: storage::StorageError| (RejectCode::InvalidRecord, format!("storage: {e}"));
     verify_signature(node, verified, v)?;
     let author = &v.version.author_node;

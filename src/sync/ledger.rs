@@ -1,60 +1,26 @@
 //! The ledger of children's files on this node (一人一档): create, update, import, read and list.
-//! Each operation loads, decides (pure domain rules), then persists the version, the heads, the
-//! current view and its audit event in one transaction — or nothing.
+//! Each operation loads, decides (pure domain rules), then persists through [`super::store`] the
+//! version, the heads, the current view, the outbox rows and its audit event in one transaction —
+//! or nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use super::error::LedgerError;
 use super::node::LocalNode;
+use super::store::{self, Batch};
 use super::version::{DocKind, SignedVersion, Version, VersionError, VersionId};
-use crate::audit::{self, Actor, AuditError, Event, Outcome};
-use crate::domain::child::{ChildField, ChildRecord, FieldError, Fields, RecordRules};
-use crate::domain::{Authority, IdNumber, Sex};
+use super::view::creation_row;
+/// Kept here for the benchmarks, which measure the bare insert rate of view rows.
+pub use super::view::view_row;
+use crate::audit::{self, Actor, Event, Outcome};
+use crate::domain::child::{ChildField, ChildRecord, Fields, RecordRules};
+use crate::domain::{IdNumber, NodeId, Sex};
 use crate::storage::records::{self as repo, ChildFilter, ChildRow};
 use crate::storage::{self, DbConn, StorageError};
-
-/// Errors of ledger operations; the API maps each to one problem code.
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    #[error("{0}")]
-    Invalid(#[from] FieldError),
-    #[error("unknown field {0:?}")]
-    UnknownField(String),
-    #[error("no child with ID number {0}")]
-    NotFound(String),
-    #[error("a file for {0} already exists")]
-    AlreadyExists(String),
-    #[error(
-        "this node serves neither the hukou region {hukou} nor the residence region {residence}"
-    )]
-    NotParty { hukou: String, residence: String },
-    #[error(
-        "{field} is decided by the {authority:?} bureau, and this node is not it for this child"
-    )]
-    FieldNotOwned { field: String, authority: Authority },
-    #[error("the ID number is the file's identity and cannot change")]
-    ImmutableId,
-    #[error("{0} is under review: a conflict on it must be resolved first")]
-    UnderReview(String),
-    #[error("internal inconsistency: {0}")]
-    Internal(String),
-    #[error(transparent)]
-    Version(#[from] VersionError),
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-impl LedgerError {
-    /// See [`StorageError::is_write_race`].
-    pub fn is_write_race(&self) -> bool {
-        matches!(self, LedgerError::Storage(e) if e.is_write_race())
-    }
-}
 
 /// Today's date in China (UTC+8, no daylight saving), the calendar bureaus work in.
 pub fn china_today(now: DateTime<Utc>) -> NaiveDate {
@@ -158,20 +124,16 @@ pub fn create_child(
         if repo::child_created_at(conn, id.as_str())?.is_some() {
             return Err(LedgerError::AlreadyExists(id.masked()));
         }
-        let at = now.naive_utc();
-        repo::insert_versions(conn, &[version.to_row(at)])?;
-        repo::advance_heads(conn, "child", id.as_str(), &version.id.to_string(), &[])?;
-        repo::insert_children(conn, &[creation_row(&record, at)])?;
-        super::view::enqueue_for_parties(conn, node, &version, &record, &[], None, at)?;
-        audit::append(
-            conn,
-            node.clock.now(),
-            now,
-            &Event::new(actor.clone(), "child.create", Outcome::Ok)
+        let mut batch = Batch::new(node, now);
+        let parties = store::parties_to_forward(node, &record, &[], None);
+        batch.add(conn, &version, &parties)?;
+        batch.new_file(&record);
+        batch.event(
+            Event::new(actor.clone(), "child.create", Outcome::Ok)
                 .object("child", id.as_str())
                 .details(serde_json::json!({"version": version.id})),
-        )?;
-        Ok(())
+        );
+        batch.finish(conn)
     })?;
     node.wake_senders();
     tracing::info!(child = %id.masked(), version = %version.id.short(), "child file created");
@@ -236,51 +198,13 @@ pub fn apply_update(
             });
         }
         let version = new_version(node, &updated, view.heads.clone())?;
-        store_on_heads(conn, node, &versions, &version, &updated, now)?;
         let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
-        audit::append(
-            conn,
-            node.clock.now(),
-            now,
-            &Event::new(actor.clone(), "child.update", Outcome::Ok)
-                .object("child", id.as_str())
-                .details(serde_json::json!({"version": version.id, "fields": changed_names})),
-        )?;
+        let event = Event::new(actor.clone(), "child.update", Outcome::Ok)
+            .object("child", id.as_str())
+            .details(serde_json::json!({"version": version.id, "fields": changed_names}));
+        store::on_heads(conn, node, &versions, &view, &version, &updated, event, now)?;
         Ok(Some(version.id))
     }
-}
-
-/// Stores a version this node just made on top of all of a file's current heads (`versions` are
-/// the file's versions it was made from), inside the caller's transaction: the version, the
-/// heads past it, the outbox entries for every party of it and of its parents, and the view.
-pub(crate) fn store_on_heads(
-    conn: &mut DbConn,
-    node: &LocalNode,
-    versions: &[SignedVersion],
-    version: &SignedVersion,
-    record: &ChildRecord,
-    now: DateTime<Utc>,
-) -> Result<(), LedgerError> {
-    let heads = &version.version.parents;
-    let parent_strings: Vec<String> = heads.iter().map(ToString::to_string).collect();
-    let parent_records: Vec<ChildRecord> = versions
-        .iter()
-        .filter(|v| heads.contains(&v.id))
-        .map(super::view::record_of)
-        .collect::<Result<_, _>>()?;
-    let at = now.naive_utc();
-    let doc_id = record.id_number.as_str();
-    repo::insert_versions(conn, &[version.to_row(at)])?;
-    repo::advance_heads(
-        conn,
-        "child",
-        doc_id,
-        &version.id.to_string(),
-        &parent_strings,
-    )?;
-    super::view::enqueue_for_parties(conn, node, version, record, &parent_records, None, at)?;
-    super::view::refresh_child_row(conn, node, doc_id, at)?;
-    Ok(())
 }
 
 /// Reads a file and records the read in the audit log.
@@ -393,34 +317,30 @@ pub fn import_children(
     /// One batch with all its CPU work (canonical bytes, hashes, signatures, rows) done.
     struct Prepared {
         versions: Vec<repo::VersionRow>,
-        heads: Vec<(String, String)>,
         children: Vec<ChildRow>,
         events: Vec<Event>,
-        /// (hukou, residence, hlc) per version, for queueing to the parties.
-        records: Vec<(crate::domain::RegionCode, crate::domain::RegionCode, i64)>,
+        /// Per version, the parties to queue it for (none without a directory).
+        parties: Vec<BTreeSet<NodeId>>,
     }
     let prepare = |chunk: &[(usize, ChildRecord)]| -> Result<Prepared, LedgerError> {
         let mut p = Prepared {
             versions: Vec::with_capacity(chunk.len()),
-            heads: Vec::with_capacity(chunk.len()),
             children: Vec::with_capacity(chunk.len()),
             events: Vec::with_capacity(chunk.len()),
-            records: Vec::with_capacity(chunk.len()),
+            parties: Vec::with_capacity(chunk.len()),
         };
         for (row_no, record) in chunk {
             let v = new_version(node, record, vec![])?;
-            p.heads
-                .push((record.id_number.to_string(), v.id.to_string()));
             p.events.push(
                 Event::new(actor.clone(), "child.import", Outcome::Ok)
                     .object("child", record.id_number.as_str())
                     .details(serde_json::json!({"version": v.id, "row": row_no})),
             );
-            p.records.push((
-                record.hukou_region.clone(),
-                record.residence_region.clone(),
-                v.version.hlc.to_i64(),
-            ));
+            p.parties.push(if node.directory.is_some() {
+                node.parties(&record.hukou_region, &record.residence_region)
+            } else {
+                BTreeSet::new()
+            });
             p.versions.push(v.to_row(at));
             p.children.push(creation_row(record, at));
         }
@@ -458,13 +378,19 @@ pub fn import_children(
                         "a preparing thread stopped early".into(),
                     ))
                 })??;
-                repo::insert_versions(conn, &p.versions)?;
-                repo::insert_heads(conn, "child", &p.heads)?;
-                repo::insert_children(conn, &p.children)?;
-                super::view::enqueue_new(conn, node, &p.records, &p.heads, at)?;
-                let stamps = node.clock.now_many(p.events.len());
-                audit::append_many(conn, &stamps, now, &p.events)?;
-                done += p.versions.len();
+                let count = p.versions.len();
+                let mut batch = Batch::new(node, now);
+                for (row, parties) in p.versions.into_iter().zip(p.parties) {
+                    batch.add_creation_row(DocKind::Child, row, parties);
+                }
+                for row in p.children {
+                    batch.new_file_row(row);
+                }
+                for event in p.events {
+                    batch.event(event);
+                }
+                batch.finish(conn)?;
+                done += count;
                 progress(done);
             }
             Ok::<_, LedgerError>(())
@@ -516,55 +442,6 @@ pub(crate) fn signed_version(
     Ok(version.sign(&node.key)?)
 }
 
-/// The current-view row of a record as first stored (benchmarks use it for the bare insert rate).
-pub fn view_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> ChildRow {
-    row_for(r, 1, at, at)
-}
-
-/// The view row of a new file whose only version is its creation: the record itself is not
-/// repeated, it is that version's body (see [`ChildRow::record`]).
-pub fn creation_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> ChildRow {
-    row_with(r, 1, at, at, String::new())
-}
-
-pub fn row_for(
-    r: &ChildRecord,
-    head_count: i64,
-    created_at: chrono::NaiveDateTime,
-    updated_at: chrono::NaiveDateTime,
-) -> ChildRow {
-    let record = serde_json::to_string(r).unwrap_or_default();
-    row_with(r, head_count, created_at, updated_at, record)
-}
-
-fn row_with(
-    r: &ChildRecord,
-    head_count: i64,
-    created_at: chrono::NaiveDateTime,
-    updated_at: chrono::NaiveDateTime,
-    record: String,
-) -> ChildRow {
-    let categories: String = r
-        .categories
-        .iter()
-        .map(|c| format!("|{}", c.code()))
-        .collect::<String>()
-        + "|";
-    ChildRow {
-        id_number: r.id_number.to_string(),
-        name: r.name.as_str().to_owned(),
-        hukou_region: r.hukou_region.to_string(),
-        residence_region: r.residence_region.to_string(),
-        categories,
-        risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
-        last_visit_on: r.last_visit_on,
-        record,
-        head_count,
-        created_at,
-        updated_at,
-    }
-}
-
 fn row_record(row: &ChildRow) -> Result<ChildRecord, LedgerError> {
     serde_json::from_str(&row.record).map_err(|e| {
         StorageError::corrupt(
@@ -609,7 +486,7 @@ pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, L
         let v = SignedVersion::from_row(row)?;
         let fields = serde_json::from_value::<ChildRecord>(v.version.body.clone())
             .map(|r| r.to_fields())
-            .unwrap_or_default();
+            .map_err(|e| LedgerError::Internal(format!("version {}: {e}", v.id.short())))?;
         let changed = match v.version.parents.first().and_then(|p| bodies.get(p)) {
             Some(parent) => ChildRecord::changed_fields(parent, &fields)
                 .iter()

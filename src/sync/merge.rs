@@ -156,6 +156,51 @@ pub fn merged_view(versions: &[MergeInput]) -> Result<MergedView, MergeError> {
     Ok(engine.view())
 }
 
+/// The view after `next`, a version made on top of ALL the current heads of the document whose
+/// view is `before` (an edit or a resolution made on this node), without merging the document
+/// again. `next` descends from every version, so it is the single head; it merges the sides the
+/// head set merged, so its disputes are the head set's, now at merge point `next`; as a
+/// resolution it closes every open conflict on a field its author owns and it carries; a field
+/// still under conflict keeps its fallback, any other field takes `next`'s value. `None` when
+/// `next` is not on exactly those heads: merge the document then.
+pub fn view_after(before: &MergedView, next: &MergeInput) -> Option<MergedView> {
+    let mut parents = next.parents.clone();
+    parents.sort_unstable();
+    parents.dedup();
+    if parents.is_empty() || parents != before.heads || parents.contains(&next.id) {
+        return None;
+    }
+    let closes = |field: ChildField| {
+        next.resolution && owns_review(field, next.author_roles) && next.fields.contains_key(&field)
+    };
+    let mut conflicts: Vec<Conflict> = before
+        .conflicts
+        .iter()
+        .filter(|c| !closes(c.field))
+        .map(|c| Conflict {
+            merge_point: c.merge_point.or(Some(next.id)),
+            ..c.clone()
+        })
+        .collect();
+    conflicts.sort_by_key(|c| (c.field, c.merge_point));
+    let mut fields = Fields::new();
+    for &field in ChildField::ALL.iter() {
+        let value = if conflicts.iter().any(|c| c.field == field) {
+            before.fields.get(&field)
+        } else {
+            next.fields
+                .get(&field)
+                .or_else(|| before.fields.get(&field))
+        };
+        fields.insert(field, value?.clone());
+    }
+    Some(MergedView {
+        fields,
+        heads: vec![next.id],
+        conflicts,
+    })
+}
+
 /// The fields under open conflict, which the API must refuse to edit. A new local edit carries
 /// their values from [`MergedView::fields`], which already holds each one's fallback.
 pub fn fields_under_review(view: &MergedView) -> BTreeSet<ChildField> {
@@ -1455,6 +1500,9 @@ mod tests {
         versions: Vec<MergeInput>,
         known: HashSet<VersionId>,
         made: usize,
+        /// For each edit or resolution on top of all heads: the view before, the version, the
+        /// view after (merged in full).
+        after_commit: Vec<(MergedView, MergeInput, MergedView)>,
     }
 
     impl SimNode {
@@ -1465,6 +1513,7 @@ mod tests {
                 versions: Vec::new(),
                 known: HashSet::new(),
                 made: 0,
+                after_commit: Vec::new(),
             }
         }
 
@@ -1489,7 +1538,11 @@ mod tests {
                 hlc: self.made as i64,
                 fields,
             };
+            let before = (!self.versions.is_empty()).then(|| self.view());
             self.receive(&v);
+            if let Some(before) = before {
+                self.after_commit.push((before, v, self.view()));
+            }
         }
 
         /// An edit of one field, refused (skipped) as the API would refuse it.
@@ -1609,6 +1662,32 @@ mod tests {
             keys.sort();
             keys.dedup();
             prop_assert_eq!(keys, before);
+        }
+
+        /// An edit or a resolution on top of all heads: the view derived from the view before
+        /// it is the view of the whole document merged again.
+        #[test]
+        fn the_view_after_a_version_on_all_heads_is_the_full_merge(ops in arb_ops()) {
+            let mut a = SimNode::new("A", HUKOU);
+            let mut b = SimNode::new("B", RESIDENCE);
+            for op in ops {
+                match op {
+                    Op::Edit { node_a, field, value } => {
+                        let node = if node_a { &mut a } else { &mut b };
+                        let f = SIM_FIELDS[field];
+                        node.edit(f, sim_value(f, value));
+                    }
+                    Op::Resolve { value } => a.resolve(value),
+                    Op::Sync { from_a: true, share } => sync(&a, &mut b, share),
+                    Op::Sync { from_a: false, share } => sync(&b, &mut a, share),
+                }
+            }
+            a.resolve(1);
+            for (before, v, full) in a.after_commit.iter().chain(&b.after_commit) {
+                let derived = view_after(before, v);
+                prop_assert!(derived.as_ref() == Some(full), "derived:\n{}\n---\nfull:\n{}",
+                    derived.as_ref().map(dump).unwrap_or_default(), dump(full));
+            }
         }
 
         /// Two nodes editing, resolving and syncing as the ledger does: once each has

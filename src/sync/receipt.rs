@@ -206,7 +206,8 @@ pub fn store(
             issued_at: r.issued_at.naive_utc(),
             accepted: r.accepted.len() as i64,
             rejected: r.rejected.len() as i64,
-            body: serde_json::to_string(receipt).unwrap_or_default(),
+            body: serde_json::to_string(receipt)
+                .map_err(|e| super::LedgerError::Internal(format!("serialising a receipt: {e}")))?,
             stored_at: at,
         },
     )?;

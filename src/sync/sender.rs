@@ -487,7 +487,7 @@ async fn post(
         let body: String = resp
             .text()
             .await
-            .unwrap_or_default()
+            .unwrap_or_else(|e| format!("(the answer's body could not be read: {e})"))
             .chars()
             .take(500)
             .collect();

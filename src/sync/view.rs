@@ -1,19 +1,17 @@
 //! The current view of a child's file: the merged view of all its versions (DESIGN §4) as the
-//! `children` table stores it for queries, its open conflicts as the review queue stores them,
-//! and the outbox entries a new version creates.
-
-use std::collections::BTreeSet;
+//! `children` table stores it for queries (its row), and its open conflicts as the review queue
+//! stores them. It depends on nothing above it in `sync`: [`super::store`] writes views through
+//! it, the ledger and ingest read through it.
 
 use chrono::NaiveDateTime;
 
-use super::ledger::LedgerError;
+use super::error::LedgerError;
 use super::merge::{self, MergeInput, MergedView};
 use super::node::LocalNode;
 use super::version::SignedVersion;
 use crate::domain::child::{ChildField, ChildRecord};
 use crate::domain::{Authority, NodeId, Roles};
 use crate::storage::conflicts::{self, ConflictRow};
-use crate::storage::exchange;
 use crate::storage::records::{self as repo, ChildRow, VersionRow};
 use crate::storage::DbConn;
 
@@ -80,19 +78,32 @@ pub fn refresh_child_row(
             let v = SignedVersion::from_row(&row)?;
             if v.version.parents.is_empty() {
                 let record = record_of(&v)?;
-                put_row(conn, doc_id, super::ledger::creation_row(&record, at))?;
+                put_row(conn, doc_id, creation_row(&record, at))?;
                 return Ok(record);
             }
         }
     }
     let (versions, view) = merged(conn, node, doc_id)?;
+    put_merged(conn, node, doc_id, &versions, &view, at)
+}
+
+/// Stores the `children` row and the open conflicts of a document from its merged `view`, already
+/// computed from `versions` (which hold every candidate side of its conflicts).
+pub fn put_merged(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    doc_id: &str,
+    versions: &[SignedVersion],
+    view: &MergedView,
+    at: NaiveDateTime,
+) -> Result<ChildRecord, LedgerError> {
     let record = ChildRecord::from_fields_structural(&view.fields)?;
     put_row(
         conn,
         doc_id,
-        super::ledger::row_for(&record, view.heads.len() as i64, at, at),
+        row_for(&record, view.heads.len() as i64, at, at)?,
     )?;
-    let rows = conflict_rows(node, &record, &view, &versions, at)?;
+    let rows = conflict_rows(node, &record, view, versions, at)?;
     conflicts::replace_for(conn, doc_id, &rows)?;
     Ok(record)
 }
@@ -155,86 +166,52 @@ fn put_row(conn: &mut DbConn, doc_id: &str, row: ChildRow) -> Result<(), LedgerE
     Ok(())
 }
 
-/// Queues a stored version for every party of it and of its parents except this node and `skip`
-/// (the peer it came from). Returns the peers queued for.
-pub fn enqueue_for_parties(
-    conn: &mut DbConn,
-    node: &LocalNode,
-    v: &SignedVersion,
-    record: &ChildRecord,
-    parent_records: &[ChildRecord],
-    skip: Option<&NodeId>,
-    at: NaiveDateTime,
-) -> Result<BTreeSet<NodeId>, LedgerError> {
-    let peers = parties_to_forward(node, record, parent_records, skip);
-    enqueue_to(conn, v, &peers, at)?;
-    Ok(peers)
+/// The current-view row of a record as first stored (benchmarks use it for the bare insert rate).
+pub fn view_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> Result<ChildRow, LedgerError> {
+    row_for(r, 1, at, at)
 }
 
-/// The other parties of a version of `record` (and of its parents' records): every node that
-/// serves one of their regions, except this node and `skip` (the peer it came from).
-pub fn parties_to_forward(
-    node: &LocalNode,
-    record: &ChildRecord,
-    parent_records: &[ChildRecord],
-    skip: Option<&NodeId>,
-) -> BTreeSet<NodeId> {
-    if node.directory.is_none() {
-        return BTreeSet::new();
-    }
-    let mut peers = node.parties(&record.hukou_region, &record.residence_region);
-    for p in parent_records {
-        peers.extend(node.parties(&p.hukou_region, &p.residence_region));
-    }
-    peers.remove(&node.id);
-    if let Some(s) = skip {
-        peers.remove(s);
-    }
-    peers
+/// The view row of a new file whose only version is its creation: the record itself is not
+/// repeated, it is that version's body (see [`ChildRow::record`]).
+pub fn creation_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> ChildRow {
+    row_with(r, 1, at, at, String::new())
 }
 
-/// Queues a stored version for each of `peers`.
-pub fn enqueue_to(
-    conn: &mut DbConn,
-    v: &SignedVersion,
-    peers: &BTreeSet<NodeId>,
-    at: NaiveDateTime,
-) -> Result<(), LedgerError> {
-    for peer in peers {
-        exchange::enqueue(
-            conn,
-            peer.as_str(),
-            &[(v.id.to_string(), v.version.hlc.to_i64())],
-            at,
-        )?;
-    }
-    Ok(())
+pub fn row_for(
+    r: &ChildRecord,
+    head_count: i64,
+    created_at: chrono::NaiveDateTime,
+    updated_at: chrono::NaiveDateTime,
+) -> Result<ChildRow, LedgerError> {
+    let record = serde_json::to_string(r)
+        .map_err(|e| LedgerError::Internal(format!("serialising a child's view: {e}")))?;
+    Ok(row_with(r, head_count, created_at, updated_at, record))
 }
 
-/// Queues brand-new creation versions (bulk import) for their other parties.
-pub fn enqueue_new(
-    conn: &mut DbConn,
-    node: &LocalNode,
-    records: &[(crate::domain::RegionCode, crate::domain::RegionCode, i64)],
-    heads: &[(String, String)],
-    at: NaiveDateTime,
-) -> Result<(), LedgerError> {
-    if node.directory.is_none() {
-        return Ok(());
+fn row_with(
+    r: &ChildRecord,
+    head_count: i64,
+    created_at: chrono::NaiveDateTime,
+    updated_at: chrono::NaiveDateTime,
+    record: String,
+) -> ChildRow {
+    let categories: String = r
+        .categories
+        .iter()
+        .map(|c| format!("|{}", c.code()))
+        .collect::<String>()
+        + "|";
+    ChildRow {
+        id_number: r.id_number.to_string(),
+        name: r.name.as_str().to_owned(),
+        hukou_region: r.hukou_region.to_string(),
+        residence_region: r.residence_region.to_string(),
+        categories,
+        risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
+        last_visit_on: r.last_visit_on,
+        record,
+        head_count,
+        created_at,
+        updated_at,
     }
-    let mut per_peer: std::collections::BTreeMap<NodeId, Vec<(String, i64)>> = Default::default();
-    for ((hukou, residence, hlc), (_, version)) in records.iter().zip(heads) {
-        for peer in node.parties(hukou, residence) {
-            if peer != node.id {
-                per_peer
-                    .entry(peer)
-                    .or_default()
-                    .push((version.clone(), *hlc));
-            }
-        }
-    }
-    for (peer, items) in per_peer {
-        exchange::enqueue_new(conn, peer.as_str(), &items, at)?;
-    }
-    Ok(())
 }

@@ -662,6 +662,47 @@ async fn a_moved_childs_history_is_forwarded_to_its_other_party() {
     assert_eq!(view["record"]["residence_region"], "510104");
 }
 
+/// Every version this node stores goes out once to each other party of the child, never to this
+/// node nor to a bureau that is no party, with one audit event: a file created and edited at the
+/// hukou bureau of a child living in Wuhan is queued twice for Wuhan and for nobody else.
+#[tokio::test]
+async fn a_stored_version_is_queued_once_for_each_other_party_with_one_audit_event() {
+    // Nothing listens on Wuhan's ports: its deliveries wait in the outbox.
+    let (admin, peer) = (bind(), bind());
+    let wuhan = NodePlan {
+        id: NodeId::parse(WUHAN).unwrap(),
+        serves: vec![RegionPrefix::parse("4201").unwrap()],
+        peer_port: peer.local_addr().unwrap().port(),
+        admin_port: admin.local_addr().unwrap().port(),
+    };
+    drop((admin, peer));
+    let pair = spawn_pair_among(vec![wuhan], |_, _| {}).await;
+    let hukou = &pair.hukou;
+    let mut body = flowing_child(310);
+    body["residence_region"] = json!("420102");
+    let id = body["id_number"].as_str().unwrap().to_owned();
+    hukou.create_child(&body).await;
+    assert_eq!(hukou.count(&format!("outbox WHERE peer = '{WUHAN}'")), 1);
+    assert_eq!(hukou.count("outbox"), 1);
+    assert_eq!(hukou.count("audit_events WHERE action = 'child.create'"), 1);
+    let r = hukou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"benefits": [{"benefit": "dibao", "since": "2026-10"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(hukou.count(&format!("outbox WHERE peer = '{WUHAN}'")), 2);
+    assert_eq!(hukou.count("outbox"), 2);
+    assert_eq!(hukou.count("audit_events WHERE action = 'child.update'"), 1);
+    assert_eq!(hukou.count("versions"), 2);
+    let view = file(hukou, &id).await.unwrap();
+    assert_eq!(view["record"]["benefits"][0]["benefit"], "dibao");
+    assert_eq!(view["heads"].as_array().unwrap().len(), 1);
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
 /// The same batch delivered four times at once (a sender's retry overtaking its first try, or a
 /// version forwarded by two parties): every delivery gets a signed receipt accepting every
 /// version, and each version is stored, viewed and audited once. On PostgreSQL the later

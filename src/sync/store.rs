@@ -1,0 +1,298 @@
+//! The one write path of versions (DESIGN §3): every version this node stores — made here (a new
+//! file, an edit, an import, a conflict resolution, a case transition) or received from a peer —
+//! is written through a [`Batch`], inside the caller's transaction:
+//!
+//! * the version and its parent edges;
+//! * its document's heads, moved past its parents. Moving heads also marks the document dirty
+//!   for reconciliation: the heads repository does that itself
+//!   (`storage::records::{advance_heads, insert_heads}` call `storage::reconcile::mark_dirty`),
+//!   so no version can move heads without it;
+//! * the `children` view row of a child's file, computed once: a new file's row is its creation;
+//!   a version made on top of all heads derives its view from the view the caller merged before
+//!   ([`super::merge::view_after`]); anything else is merged from the stored versions. (A case's
+//!   view row belongs to eligibility, which refreshes it after the store.);
+//! * the outbox rows that queue it for each of its parties other than this node;
+//! * its audit event.
+//!
+//! Writes are batched: creations wait and are written together (multi-row inserts) when the batch
+//! is flushed — before anything reads the versions table, and at the end; a version with parents
+//! is written at once, after them. Outbox rows, new view rows and audit events are written by
+//! [`Batch::finish`]. Storing one version is a batch of one ([`store_one`], [`on_heads`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use super::error::LedgerError;
+use super::merge::{self, MergedView};
+use super::node::LocalNode;
+use super::version::{DocKind, SignedVersion};
+use super::view;
+use crate::audit::{self, Event};
+use crate::domain::child::ChildRecord;
+use crate::domain::NodeId;
+use crate::storage::exchange;
+use crate::storage::records::{self as repo, ChildRow, VersionRow};
+use crate::storage::DbConn;
+
+/// Versions being stored in one transaction, with what goes with them.
+pub struct Batch<'n> {
+    node: &'n LocalNode,
+    now: DateTime<Utc>,
+    at: NaiveDateTime,
+    /// Creations not yet written.
+    creations: Vec<VersionRow>,
+    /// Their kinds, parallel to `creations`.
+    creation_kinds: Vec<DocKind>,
+    /// Versions to queue, per peer: (version, HLC).
+    outbox: BTreeMap<NodeId, Vec<(String, i64)>>,
+    /// View rows of new files (their only version is their creation).
+    new_views: Vec<ChildRow>,
+    events: Vec<Event>,
+}
+
+impl<'n> Batch<'n> {
+    pub fn new(node: &'n LocalNode, now: DateTime<Utc>) -> Self {
+        Batch {
+            node,
+            now,
+            at: now.naive_utc(),
+            creations: Vec::new(),
+            creation_kinds: Vec::new(),
+            outbox: BTreeMap::new(),
+            new_views: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// A new version, queued for `parties` (this node is skipped). A creation waits to be written
+    /// with the batch's other creations; a version with parents is written at once (after the
+    /// creations waiting), moving its document's heads past its parents.
+    pub fn add(
+        &mut self,
+        conn: &mut DbConn,
+        v: &SignedVersion,
+        parties: &BTreeSet<NodeId>,
+    ) -> Result<(), LedgerError> {
+        if v.version.parents.is_empty() {
+            self.creations.push(v.to_row(self.at));
+            self.creation_kinds.push(v.version.kind);
+        } else {
+            self.flush(conn)?;
+            let parents: Vec<String> = v.version.parents.iter().map(ToString::to_string).collect();
+            repo::insert_versions(conn, &[v.to_row(self.at)])?;
+            repo::advance_heads(
+                conn,
+                v.version.kind.as_str(),
+                &v.version.doc_id,
+                &v.id.to_string(),
+                &parents,
+            )?;
+        }
+        self.queue(v.id.to_string(), v.version.hlc.to_i64(), parties);
+        Ok(())
+    }
+
+    /// A creation already in row form (an import signs and serialises on worker threads), queued
+    /// for `parties` (this node is skipped).
+    pub fn add_creation_row(
+        &mut self,
+        kind: DocKind,
+        row: VersionRow,
+        parties: impl IntoIterator<Item = NodeId>,
+    ) {
+        if self.node.directory.is_some() {
+            for peer in parties {
+                if peer != self.node.id {
+                    self.outbox
+                        .entry(peer)
+                        .or_default()
+                        .push((row.id.clone(), row.hlc));
+                }
+            }
+        }
+        self.creations.push(row);
+        self.creation_kinds.push(kind);
+    }
+
+    fn queue(&mut self, id: String, hlc: i64, parties: &BTreeSet<NodeId>) {
+        if self.node.directory.is_none() {
+            return;
+        }
+        for peer in parties.iter().filter(|p| **p != self.node.id) {
+            self.outbox
+                .entry(peer.clone())
+                .or_default()
+                .push((id.clone(), hlc));
+        }
+    }
+
+    /// Writes the creations waiting (multi-row inserts) and their heads. Anything that reads
+    /// the versions table while the batch is open calls this first.
+    pub fn flush(&mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
+        if self.creations.is_empty() {
+            return Ok(());
+        }
+        repo::insert_versions(conn, &self.creations)?;
+        for kind in [DocKind::Child, DocKind::Case] {
+            let heads: Vec<(String, String)> = self
+                .creations
+                .iter()
+                .zip(&self.creation_kinds)
+                .filter(|(_, k)| **k == kind)
+                .map(|(r, _)| (r.doc_id.clone(), r.id.clone()))
+                .collect();
+            if !heads.is_empty() {
+                repo::insert_heads(conn, kind.as_str(), &heads)?;
+            }
+        }
+        self.creations.clear();
+        self.creation_kinds.clear();
+        Ok(())
+    }
+
+    /// The view row of a new file whose only version is its creation: that record.
+    pub fn new_file(&mut self, record: &ChildRecord) {
+        self.new_views.push(view::creation_row(record, self.at));
+    }
+
+    /// A view row written elsewhere in row form (an import builds them on worker threads).
+    pub fn new_file_row(&mut self, row: ChildRow) {
+        self.new_views.push(row);
+    }
+
+    /// Refreshes a child's view from its stored versions (after writing the creations waiting).
+    pub fn refresh_view(&mut self, conn: &mut DbConn, doc_id: &str) -> Result<(), LedgerError> {
+        self.flush(conn)?;
+        view::refresh_child_row(conn, self.node, doc_id, self.at)?;
+        Ok(())
+    }
+
+    /// Stores the view of a child after `v`, made on top of all the heads of `before` (the view
+    /// the caller merged from `versions`): derived from `before` without merging again, or, if
+    /// `v` is not on exactly those heads, merged from the stored versions.
+    pub fn view_after(
+        &mut self,
+        conn: &mut DbConn,
+        versions: &[SignedVersion],
+        before: &MergedView,
+        v: &SignedVersion,
+    ) -> Result<(), LedgerError> {
+        let next = view::merge_input(self.node, v)?;
+        match merge::view_after(before, &next) {
+            Some(after) => {
+                view::put_merged(
+                    conn,
+                    self.node,
+                    &v.version.doc_id,
+                    versions,
+                    &after,
+                    self.at,
+                )?;
+            }
+            None => self.refresh_view(conn, &v.version.doc_id)?,
+        }
+        Ok(())
+    }
+
+    /// An audit event, written in order with the batch's others by [`Batch::finish`].
+    pub fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Writes what is still waiting: the creations, the outbox rows (each names a stored
+    /// version: on PostgreSQL its foreign key is checked at once), the new files' view rows and
+    /// the audit events.
+    pub fn finish(mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
+        self.flush(conn)?;
+        for (peer, items) in &self.outbox {
+            exchange::enqueue_new(conn, peer.as_str(), items, self.at)?;
+        }
+        if !self.new_views.is_empty() {
+            repo::insert_children(conn, &self.new_views)?;
+        }
+        if !self.events.is_empty() {
+            let stamps = self.node.clock.now_many(self.events.len());
+            audit::append_many(conn, &stamps, self.now, &self.events)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores one version made on this node with its audit event (a batch of one), queued for
+/// `parties`. The caller refreshes the document's view (a case's row belongs to eligibility).
+pub fn store_one(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    v: &SignedVersion,
+    parties: &BTreeSet<NodeId>,
+    event: Event,
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    let mut batch = Batch::new(node, now);
+    batch.add(conn, v, parties)?;
+    batch.event(event);
+    batch.finish(conn)
+}
+
+/// Stores a version of a child's file this node made on top of all its current heads (an edit
+/// or a resolution), inside the caller's transaction: the version, the heads past it, the outbox
+/// rows for every party of it and of its parents, the view (derived from `before`, the view the
+/// caller merged from `versions`) and `event`.
+#[allow(clippy::too_many_arguments)]
+pub fn on_heads(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    versions: &[SignedVersion],
+    before: &MergedView,
+    version: &SignedVersion,
+    record: &ChildRecord,
+    event: Event,
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    let heads = &version.version.parents;
+    let parent_records: Vec<ChildRecord> = versions
+        .iter()
+        .filter(|v| heads.contains(&v.id))
+        .map(view::record_of)
+        .collect::<Result<_, _>>()?;
+    let parties = parties_to_forward(node, record, &parent_records, None);
+    let mut batch = Batch::new(node, now);
+    batch.add(conn, version, &parties)?;
+    batch.view_after(conn, versions, before, version)?;
+    batch.event(event);
+    batch.finish(conn)
+}
+
+/// The other parties of a version of `record` (and of its parents' records): every node that
+/// serves one of their regions, except this node and `skip` (the peer it came from).
+pub fn parties_to_forward(
+    node: &LocalNode,
+    record: &ChildRecord,
+    parent_records: &[ChildRecord],
+    skip: Option<&NodeId>,
+) -> BTreeSet<NodeId> {
+    if node.directory.is_none() {
+        return BTreeSet::new();
+    }
+    let mut peers = node.parties(&record.hukou_region, &record.residence_region);
+    for p in parent_records {
+        peers.extend(node.parties(&p.hukou_region, &p.residence_region));
+    }
+    peers.remove(&node.id);
+    if let Some(s) = skip {
+        peers.remove(s);
+    }
+    peers
+}
+
+/// Queues stored versions again for a peer that lacks them (reconciliation found the gap);
+/// versions already queued for it are left as they are. Returns how many were queued.
+pub fn requeue(
+    conn: &mut DbConn,
+    peer: &NodeId,
+    items: &[(String, i64)],
+    at: NaiveDateTime,
+) -> Result<usize, LedgerError> {
+    Ok(exchange::enqueue(conn, peer.as_str(), items, at)?)
+}

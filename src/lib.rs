@@ -13,6 +13,7 @@
 //! - [`reconcile`] — Merkle anti-entropy with peers: incremental per-peer summaries, the
 //!   root/nodes/buckets/versions/want protocol, repairs through the push path, reports, cron
 //!   schedules, and the six-month stale-file check.
+//! - [`ledger_file`] — the bureaus' CSV ledger (reader/writer) and the sample-ledger generator.
 //! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
 //! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
 //! - [`crypto`] — RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC.
@@ -38,6 +39,7 @@ pub mod crypto;
 pub mod directory;
 pub mod domain;
 pub mod eligibility;
+pub mod ledger_file;
 pub mod reconcile;
 pub mod startup;
 pub mod storage;

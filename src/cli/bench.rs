@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::ledger_csv::LedgerReader;
+use crate::ledger_file::csv::LedgerReader;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::config::Settings;
 use crate::domain::child::ChildRecord;
@@ -189,7 +189,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn bench_import(count: usize, postgres: Option<&str>) -> anyhow::Result<serde_json::Value> {
     let backend = backend_name(postgres);
     let mut csv = Vec::new();
-    super::sample::write_ledger(&mut csv, count, 7, "51", "41")?;
+    crate::ledger_file::sample::write_ledger(&mut csv, count, 7, "51", "41")?;
     let text = String::from_utf8(csv)?;
     eprintln!(
         "generated {count} rows ({} KiB); importing into {backend}…",
@@ -424,7 +424,7 @@ fn sample_records(
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<Vec<(usize, ChildRecord)>> {
     let mut csv = Vec::new();
-    super::sample::write_ledger(&mut csv, count, seed, "51", "41")?;
+    crate::ledger_file::sample::write_ledger(&mut csv, count, seed, "51", "41")?;
     let rules = RecordRules {
         today: china_today(now),
         palette,

@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::ledger_file::csv::LedgerReader;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::config::Settings;
 use crate::domain::child::ChildRecord;
 use crate::domain::RecordRules;
+use crate::ledger_file::csv::LedgerReader;
 use crate::storage::{self, ScratchSchema};
 use crate::sync::ledger::{self, china_today};
 

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 
-use crate::ledger_file::csv::{self as ledger_csv, Encoding, LedgerReader, RowError};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::config::Settings;
 use crate::domain::child::ChildRecord;
 use crate::domain::RecordRules;
+use crate::ledger_file::csv::{self as ledger_csv, Encoding, LedgerReader, RowError};
 use crate::sync::ledger::{self, china_today, ImportError};
 
 #[derive(Debug, clap::Args)]

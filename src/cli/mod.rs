@@ -179,7 +179,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             match out {
                 Some(path) => {
                     let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-                    crate::ledger_file::sample::write_ledger(&mut f, count, seed, &hukou, &residence)?;
+                    crate::ledger_file::sample::write_ledger(
+                        &mut f, count, seed, &hukou, &residence,
+                    )?;
                     eprintln!("wrote {count} children to {}", path.display());
                 }
                 None => crate::ledger_file::sample::write_ledger(

@@ -695,7 +695,7 @@ fn write_init(
     let directory_path = out.join(DIRECTORY);
     created.public_pem(&ca_cert, &ca.cert_pem)?;
     created.private_pem(&ca_key, &ca.key_pem)?;
-    created.file(&authority_key, authority_pkcs8.as_bytes(), 0o600)?;
+    created.secret(&authority_key, authority_pkcs8.as_bytes())?;
     created.file(
         &out.join(AUTHORITY_PUB),
         format!("{authority_public}\n").as_bytes(),
@@ -743,7 +743,7 @@ fn write_node(
     let config = dir.join(CONFIG);
     created.public_pem(&tls_cert, &node.cert.cert_pem)?;
     created.private_pem(&tls_key, &node.cert.key_pem)?;
-    created.file(&signing_key, node.signing_key.as_bytes(), 0o600)?;
+    created.secret(&signing_key, node.signing_key.as_bytes())?;
     let toml = render_config(&ConfigPaths {
         node,
         signing_key: &signing_key,
@@ -884,7 +884,14 @@ impl Created {
         Ok(())
     }
 
-    /// A new file (never overwriting) with `mode`, synced.
+    /// A new secret file (never overwriting), `0600` from the start, synced.
+    fn secret(&mut self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        crate::crypto::write_new_secret(path, bytes)?;
+        self.push(path.to_owned());
+        Ok(())
+    }
+
+    /// A new public file (never overwriting) with `mode`, synced.
     fn file(&mut self, path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)

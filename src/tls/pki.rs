@@ -36,6 +36,7 @@ use x509_parser::der_parser::asn1_rs::Tag;
 use x509_parser::extensions::ParsedExtension;
 
 use super::identity;
+use crate::crypto::secret_file::{write_new_secret, SecretFileError};
 
 /// Hosts put in a node certificate when the operator gives none.
 pub const DEFAULT_HOSTS: &[&str] = &["localhost", "127.0.0.1"];
@@ -281,7 +282,13 @@ pub fn load_ca(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, PkiErr
 ///
 /// Fails with [`PkiError::AlreadyExists`] rather than overwrite anything.
 pub fn write_private_pem(path: &Path, pem: &str) -> Result<(), PkiError> {
-    write_new_file(path, pem, 0o600)
+    write_new_secret(path, pem.as_bytes()).map_err(|e| match e {
+        SecretFileError::AlreadyExists { path } => PkiError::AlreadyExists { path },
+        SecretFileError::InsecurePermissions { path, mode } => {
+            PkiError::KeyFilePermissions { path, mode }
+        }
+        SecretFileError::Io { path, source, .. } => PkiError::Write { path, source },
+    })
 }
 
 /// Writes public PEM (a certificate) to a new file with mode `0644`.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use hukou_sync::audit::Actor;
-use hukou_sync::ledger_file::csv::LedgerReader;
 use hukou_sync::domain::child::ChildRecord;
 use hukou_sync::domain::{IdNumber, RecordRules};
+use hukou_sync::ledger_file::csv::LedgerReader;
 use hukou_sync::reconcile::run::{Progress, Stage};
 use hukou_sync::reconcile::{summary, ReconcileError, Reconciler, Report, RunOptions, StartedBy};
 use hukou_sync::storage::reconcile as recon_repo;

@@ -4,6 +4,8 @@
 //!
 //! - [`cli`] — the `hukou-sync` commands: serve, migrate, import/export, child, audit, keygen,
 //!   reconcile, stale.
+//! - [`devnet`] — a development/test network on one machine: the dev PKI on disk (CA, authority,
+//!   signed directory, node keys and configurations) and booting its nodes.
 //! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
 //! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
 //! - [`ui`] — the administrators' web pages (server-rendered, no JavaScript needed).
@@ -36,6 +38,7 @@ pub mod cli;
 pub mod config;
 pub mod conflicts;
 pub mod crypto;
+pub mod devnet;
 pub mod directory;
 pub mod domain;
 pub mod eligibility;

@@ -604,20 +604,20 @@ async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
     let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
     let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
     let plans = vec![
-        super::pki::NodePlan {
+        crate::devnet::pki::NodePlan {
             id: NodeId::parse("410100")?,
             serves: vec![RegionPrefix::parse("41")?],
             peer_port: port(&zp)?,
             admin_port: port(&za)?,
         },
-        super::pki::NodePlan {
+        crate::devnet::pki::NodePlan {
             id: NodeId::parse("510100")?,
             serves: vec![RegionPrefix::parse("51")?],
             peer_port: port(&cp)?,
             admin_port: port(&ca)?,
         },
     ];
-    let pki = super::pki::init_dev_pki(&root.path().join("pki"), &plans, 30)?;
+    let pki = crate::devnet::pki::init_dev_pki(&root.path().join("pki"), &plans, 30)?;
     let mut nodes = Vec::new();
     let mut dbs = Vec::new();
     let mut all_settings = Vec::new();

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::pki::{init_dev_pki, NodePlan};
 use crate::config::Settings;
+use crate::devnet::pki::{init_dev_pki, NodePlan};
 use crate::domain::{IdNumber, NodeId, RegionCode, RegionPrefix};
 use crate::startup::{Application, Listeners};
 

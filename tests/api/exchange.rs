@@ -4,10 +4,10 @@
 use std::net::TcpListener;
 
 use chrono::Utc;
-use hukou_sync::cli::pki::{init_dev_pki, resign_directory, DevPki, NodePlan};
 use hukou_sync::config::Settings;
 use hukou_sync::crypto::hlc::Hlc;
 use hukou_sync::crypto::keys::SigningKey;
+use hukou_sync::devnet::pki::{init_dev_pki, resign_directory, DevPki, NodePlan};
 use hukou_sync::domain::{NodeId, RegionPrefix};
 use hukou_sync::startup::Listeners;
 use hukou_sync::sync::receipt::{PushRequest, SignedReceipt};

@@ -555,7 +555,7 @@ async fn the_summary_is_maintained_incrementally_through_every_path() {
     assert_summary_exact(&pair.hukou, ZHENGZHOU);
     // A new directory (here the same routing, re-signed with a higher serial) makes the next
     // catch-up re-examine every document; the summary stays exact.
-    hukou_sync::cli::pki::resign_directory(&pair.pki, |_| {}).unwrap();
+    hukou_sync::devnet::pki::resign_directory(&pair.pki, |_| {}).unwrap();
     pair.hukou
         .node
         .directory

@@ -596,49 +596,24 @@ struct BenchPair {
 }
 
 async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
-    use crate::domain::{NodeId, RegionPrefix};
-    use crate::startup::{Application, Listeners};
-    use std::net::TcpListener;
+    use crate::devnet::{DevNet, NodeSpec};
     let root = tempfile::tempdir()?;
-    let bind = || TcpListener::bind("127.0.0.1:0");
-    let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
-    let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
-    let plans = vec![
-        crate::devnet::pki::NodePlan {
-            id: NodeId::parse("410100")?,
-            serves: vec![RegionPrefix::parse("41")?],
-            peer_port: port(&zp)?,
-            admin_port: port(&za)?,
-        },
-        crate::devnet::pki::NodePlan {
-            id: NodeId::parse("510100")?,
-            serves: vec![RegionPrefix::parse("51")?],
-            peer_port: port(&cp)?,
-            admin_port: port(&ca)?,
-        },
+    let specs = [
+        NodeSpec::new("410100", "41")?,
+        NodeSpec::new("510100", "51")?,
     ];
-    let pki = crate::devnet::pki::init_dev_pki(&root.path().join("pki"), &plans, 30)?;
+    let mut net = DevNet::create(&root.path().join("pki"), &specs, Vec::new())?;
     let mut nodes = Vec::new();
     let mut dbs = Vec::new();
     let mut all_settings = Vec::new();
-    for (node, (admin, peer)) in pki.nodes.iter().zip([(za, zp), (ca, cp)]) {
-        let db = bench_db(postgres, &format!("n{}", node.id))?;
-        let mut settings = Settings::load(Some(&node.config))?;
+    for spec in &specs {
+        let db = bench_db(postgres, &format!("n{}", spec.id))?;
+        let mut settings = net.settings(&spec.id)?;
         settings.database.url = db.url.clone();
         settings.log.filter = "error".into();
         all_settings.push(settings.clone());
-        let app = Application::build_with(
-            settings,
-            Listeners {
-                admin: Some(admin),
-                peer: Some(peer),
-            },
-        )
-        .await?;
-        let base = format!("http://127.0.0.1:{}", app.admin_port());
-        let entry = (app.store().clone(), app.node().clone(), app.handle(), base);
-        tokio::spawn(app.run_until_stopped());
-        nodes.push(entry);
+        let app = net.start(&spec.id, settings).await?;
+        nodes.push((app.store, app.node, app.stop, app.admin_base));
         dbs.push(db);
     }
     Ok(BenchPair {

@@ -19,10 +19,10 @@ use hukou_sync::storage::records;
 use hukou_sync::sync::ledger;
 use serde_json::{json, Value};
 
-use crate::exchange::{
-    residence_client, restart, spawn_pair, spawn_pair_with, Pair, CHENGDU, ZHENGZHOU,
+use crate::helpers::{
+    eventually, problem, residence_client, restart, spawn_pair, spawn_pair_with, Pair, TestApp,
+    CHENGDU, ZHENGZHOU,
 };
-use crate::helpers::{eventually, problem, TestApp};
 
 fn reconciler(app: &TestApp) -> Reconciler {
     hukou_sync::startup::reconciler(&app.settings, app.store.clone(), app.node.clone())

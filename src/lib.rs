@@ -19,7 +19,7 @@
 //! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
 //! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
 //! - [`crypto`] — RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC.
-//! - [`tls`] — every rustls configuration, the dev PKI, peer certificate → node id.
+//! - [`tls`] — every rustls configuration, certificate generation, peer certificate → node id.
 //! - [`config`] — settings from TOML and environment, validated once.
 //! - [`domain`] — ID numbers, regions, node ids, the child record and field authority. Pure.
 //!

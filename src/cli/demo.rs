@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::devnet::{DevNet, NodeSpec};
+use crate::devnet::{admin_client, DevNet, NodeSpec};
 use crate::domain::{IdNumber, RegionCode};
 
 #[derive(Debug, clap::Args)]
@@ -269,33 +269,6 @@ async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let body: Value = resp.json().await?;
     anyhow::ensure!(status.is_success(), "{status}: {body}");
     Ok(body)
-}
-
-/// An HTTP client carrying a fresh administrator token of the node (audited as `token.create`).
-pub(crate) async fn admin_client(
-    store: crate::storage::Store,
-    node: std::sync::Arc<crate::sync::LocalNode>,
-) -> anyhow::Result<reqwest::Client> {
-    let secret = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let mut conn = store.conn()?;
-        Ok(crate::accounts::create_token(
-            &mut conn,
-            node.clock.now(),
-            &crate::audit::Actor::console(),
-            "demo",
-            crate::accounts::Role::Administrator,
-            chrono::Utc::now(),
-        )?)
-    })
-    .await??;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {secret}").parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?)
 }
 
 /// Polls `path` on a node until `done` holds for its JSON (15 s at most).

@@ -7,7 +7,8 @@
 //!   127.0.0.1 first, so that the directory and the configurations can name the real ports, then
 //!   writes the PKI; [`DevNet::start`] starts a node's [`Application`] on those listeners with
 //!   settings loaded from its generated configuration (adjusted by the caller); [`run`] starts
-//!   any node from settings and listeners and keeps the handles a caller needs.
+//!   any node from settings and listeners and keeps the handles a caller needs; [`admin_client`]
+//!   is an HTTP client with a fresh administrator token of a node.
 
 pub mod pki;
 
@@ -145,4 +146,32 @@ pub async fn run(settings: Settings, listeners: Listeners) -> anyhow::Result<Run
         stop: app.handle(),
         task: tokio::spawn(app.run_until_stopped()),
     })
+}
+
+/// An HTTP client carrying a fresh administrator token of the node, named `demo` (audited as
+/// `token.create`): how the demo and the benchmarks call a node's admin API.
+pub async fn admin_client(
+    store: crate::storage::Store,
+    node: std::sync::Arc<crate::sync::LocalNode>,
+) -> anyhow::Result<reqwest::Client> {
+    let secret = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let mut conn = store.conn()?;
+        Ok(crate::accounts::create_token(
+            &mut conn,
+            node.clock.now(),
+            &crate::audit::Actor::console(),
+            "demo",
+            crate::accounts::Role::Administrator,
+            chrono::Utc::now(),
+        )?)
+    })
+    .await??;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {secret}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
 }

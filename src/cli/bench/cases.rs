@@ -42,7 +42,7 @@ pub(super) async fn bench_cases(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let http = crate::cli::demo::admin_client(zz_store.clone(), zz_node.clone()).await?;
+    let http = crate::devnet::admin_client(zz_store.clone(), zz_node.clone()).await?;
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let pb = crate::cli::progress_bar(count as u64, "cases", false);
     let start = Instant::now();

@@ -859,7 +859,8 @@ fn pick_port(
     )
 }
 
-/// Admin ports of the existing nodes' generated configurations (unreadable ones are skipped).
+/// Admin ports of the existing nodes' generated configurations. A node without one here (it runs
+/// elsewhere) is skipped; an unreadable or unparsable one is skipped with a warning.
 fn existing_admin_ports<'a>(out: &Path, ids: impl Iterator<Item = &'a NodeId>) -> BTreeSet<u16> {
     #[derive(Deserialize)]
     struct Config {
@@ -870,9 +871,22 @@ fn existing_admin_ports<'a>(out: &Path, ids: impl Iterator<Item = &'a NodeId>) -
         listen: Option<SocketAddr>,
     }
     ids.filter_map(|id| {
-        let text = fs::read_to_string(out.join(NODES).join(id.as_str()).join(CONFIG)).ok()?;
-        let config: Config = toml::from_str(&text).ok()?;
-        config.admin?.listen.map(|a| a.port())
+        let path = out.join(NODES).join(id.as_str()).join(CONFIG);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read a node configuration; its admin port is not avoided");
+                return None;
+            }
+        };
+        match toml::from_str::<Config>(&text) {
+            Ok(config) => config.admin?.listen.map(|a| a.port()),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot parse a node configuration; its admin port is not avoided");
+                None
+            }
+        }
     })
     .collect()
 }

@@ -1,37 +1,48 @@
 //! hukou-sync: the server each civil-affairs bureau runs to exchange children's files.
 //!
-//! Crate map (imports point down only):
+//! # Crate map
 //!
-//! - [`cli`] — the `hukou-sync` commands: serve, migrate, import/export, child, audit, keygen,
-//!   reconcile, stale.
-//! - [`startup`] — `Application::build(settings)`: binds listeners, wires state, runs.
-//! - [`api`] — the admin HTTP API: routes, DTOs, and the one place errors become problem+json.
-//! - [`ui`] — the administrators' web pages (server-rendered, no JavaScript needed).
-//! - [`jobs`] — every background loop (tree heads, senders, scheduled reconciliation, directory
-//!   watch), started by `jobs::start` and stopped by `Jobs::shutdown`.
-//! - [`accounts`] — users (argon2id), sessions, bearer tokens, roles and their permissions.
-//! - [`conflicts`] — the review queue and resolution versions.
-//! - [`sync`] — documents and versions: build, sign, merge; the local ledger of files; the one
-//!   place a version is stored (`sync::store`) and the one place a peer's batch is received
-//!   (`sync::receive`).
-//! - [`reconcile`] — Merkle anti-entropy with peers: incremental per-peer summaries, the
-//!   root/nodes/buckets/versions/want protocol, repairs through the push path, reports, and the
-//!   six-month stale-file check.
-//! - [`audit`] — the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs.
-//! - [`storage`] — the only module that names diesel: SQLite/PostgreSQL, migrations, repositories.
-//! - [`crypto`] — RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC.
-//! - [`tls`] — every rustls configuration, the dev PKI, peer certificate → node id.
-//! - [`config`] — settings from TOML and environment, validated once.
-//! - [`domain`] — ID numbers, regions, node ids, the child record and field authority. Pure.
+//! Layers from top to bottom; a module imports only from modules below it (DESIGN §10). The
+//! architecture test (`tests/api/architecture.rs`) holds the same table and fails on any import
+//! that points up or sideways.
 //!
-//! The path of an edit: `api::children` parses the body → `sync::ledger` validates it against
-//! `domain`, checks field authority, builds a `sync::Version` (parents = current heads), hashes
-//! its JCS bytes (`crypto`) and signs it → in one `storage::transaction` `sync::store` writes the
-//! version, its parent edges, the new heads, the current view, the outbox rows and an `audit`
-//! event, or none of them.
-//! Writing the new heads also marks the document dirty for [`reconcile`], whose next run folds it
-//! into the per-peer summary, compares it with the peer's over `api::peer::reconcile`'s routes and
-//! repairs differences through `sync::sender`'s push path.
+//! | layer | module | owns |
+//! |---|---|---|
+//! | commands | [`cli`] | the `hukou-sync` commands: parse arguments, call below, print (`cli::bench::*`: one file per benchmark) |
+//! | dev network | [`devnet`] | a development network on 127.0.0.1: dev PKI, signed directory, running nodes — for the demo, the benchmarks and the tests |
+//! | start | [`startup`] | `Application::build(settings)`: opens the store, binds the admin and peer listeners, wires state, calls `jobs::start` once |
+//! | surfaces | [`api`] | the admin API (`/api/v1`) and the peer API (`api::peer`, everything under `/peer/v1`, mutual TLS); `api::error` is **the one place an error becomes HTTP** |
+//! | | [`ui`] | the web pages (server-rendered, no JavaScript needed); errors through `api::error` |
+//! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, sender supervisor and per-peer senders, scheduled reconciliation, directory watch) and stops in `Jobs::shutdown` |
+//! | settings | [`config`] | settings from TOML and environment, validated once; builds the services' own settings types |
+//! | services | [`accounts`] | users (argon2id), sessions, bearer tokens, roles and their permissions |
+//! | | [`conflicts`] | the review queue and resolution versions |
+//! | | [`eligibility`] | eligibility cases: the service (load → decide → store) and the working-day calendar |
+//! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
+//! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness) |
+//! | | [`audit`] | the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs, offline verification |
+//! | | [`ledger_file`] | the ledger files people exchange: CSV reader and writer, the sample generator |
+//! | foundations | [`storage`] | the only module that names diesel: SQLite/PostgreSQL, migrations, typed repositories, `StorageError` |
+//! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |
+//! | | [`tls`] | every rustls configuration, certificate generation for the dev PKI, peer certificate → node id |
+//! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC, secret files |
+//! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the case state machine, report data. Pure; imports nothing from the crate |
+//!
+//! # The path of a version
+//!
+//! An edit: `api::children` parses the body → `sync::ledger` validates it against `domain`,
+//! checks field authority, builds a `sync::Version` (parents = current heads), hashes its JCS
+//! bytes (`crypto`) and signs it → in one `storage::transaction`, `sync::store` writes the
+//! version, its parent edges, the new heads, the current view (computed once), the outbox rows
+//! for the other parties and the `audit` event — or none of them. Imports, resolutions
+//! (`conflicts`), case transitions (`eligibility`) and peers' versions take the same path.
+//!
+//! To a peer: `jobs::sender` runs `sync::sender` per peer, which posts outbox batches over mutual
+//! TLS; the peer's `api::peer::versions` handler authenticates the certificate, parses the body
+//! and calls `sync::receive`, which verifies every version, ingests it through `sync::store`,
+//! signs and stores the receipt in the same transaction, witnesses the sender's tree head, and
+//! lets eligibility react to received cases. Writing new heads marks the document dirty for
+//! [`reconcile`], whose runs compare per-peer summaries and repair through the same push path.
 
 pub mod accounts;
 pub mod api;
@@ -40,10 +51,12 @@ pub mod cli;
 pub mod config;
 pub mod conflicts;
 pub mod crypto;
+pub mod devnet;
 pub mod directory;
 pub mod domain;
 pub mod eligibility;
 pub mod jobs;
+pub mod ledger_file;
 pub mod reconcile;
 pub mod startup;
 pub mod storage;

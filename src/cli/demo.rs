@@ -4,17 +4,14 @@
 //! bureaus edit her file over real mutual TLS, and every step is printed: versions, signatures
 //! verified, receipts, and the two identical views.
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::pki::{init_dev_pki, NodePlan};
-use crate::config::Settings;
-use crate::domain::{IdNumber, NodeId, RegionCode, RegionPrefix};
-use crate::startup::{Application, Listeners};
+use crate::devnet::{admin_client, DevNet, NodeSpec};
+use crate::domain::{IdNumber, RegionCode};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -42,60 +39,37 @@ struct Node {
 }
 
 async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
-    let bind = || TcpListener::bind("127.0.0.1:0");
-    let (za, zp, ca, cp) = (bind()?, bind()?, bind()?, bind()?);
-    let port = |l: &TcpListener| l.local_addr().map(|a| a.port());
-    let plans = vec![
-        NodePlan {
-            id: NodeId::parse("410100")?,
-            serves: vec![RegionPrefix::parse("4101")?],
-            peer_port: port(&zp)?,
-            admin_port: port(&za)?,
-        },
-        NodePlan {
-            id: NodeId::parse("510100")?,
-            serves: vec![RegionPrefix::parse("5101")?],
-            peer_port: port(&cp)?,
-            admin_port: port(&ca)?,
-        },
+    let specs = [
+        (
+            NodeSpec::new("410100", "4101")?,
+            "Zhengzhou residence bureau",
+        ),
+        (NodeSpec::new("510100", "5101")?, "Chengdu hukou bureau"),
     ];
-    let pki = init_dev_pki(&root.join("pki"), &plans, 30)?;
+    let node_specs: Vec<NodeSpec> = specs.iter().map(|(s, _)| s.clone()).collect();
+    let mut net = DevNet::create(&root.join("pki"), &node_specs, Vec::new())?;
     println!(
         "== dev PKI: exchange CA, directory authority {}, directory signed (serial 1)",
-        pki.authority_public.fingerprint()
+        net.pki.authority_public.fingerprint()
     );
     let mut nodes = Vec::new();
-    for ((node, admin, peer), name) in pki
-        .nodes
-        .iter()
-        .zip([(za, zp), (ca, cp)])
-        .map(|(n, (a, p))| (n, a, p))
-        .zip(["Zhengzhou residence bureau", "Chengdu hukou bureau"])
-    {
-        let mut settings = Settings::load(Some(&node.config))?;
+    for (spec, name) in specs {
+        let mut settings = net.settings(&spec.id)?;
         settings.database.url = format!(
             "sqlite://{}",
-            root.join(format!("{}.db", node.id)).display()
+            root.join(format!("{}.db", spec.id)).display()
         );
         settings.log.filter = "warn".into();
-        let app = Application::build_with(
-            settings,
-            Listeners {
-                admin: Some(admin),
-                peer: Some(peer),
-            },
-        )
-        .await?;
-        println!("== {name} (node {}): admin http://127.0.0.1:{}, peer https://127.0.0.1:{} (mutual TLS, cert {})", node.id, app.admin_port(), app.peer_port().unwrap_or(0), &node.fingerprint[..16]);
-        let base = format!("http://127.0.0.1:{}", app.admin_port());
-        let stop = app.handle();
-        let http = admin_client(app.store().clone(), app.node().clone()).await?;
+        let app = net.start(&spec.id, settings).await?;
+        let fingerprint = &net.node(&spec.id)?.fingerprint;
+        println!("== {name} (node {}): admin http://127.0.0.1:{}, peer https://127.0.0.1:{} (mutual TLS, cert {})", spec.id, app.admin_port, app.peer_port.unwrap_or(0), &fingerprint[..16]);
+        let http = admin_client(app.store.clone(), app.node.clone()).await?;
         nodes.push(Node {
             name,
-            base,
+            base: app.admin_base,
             http,
-            stop,
-            task: tokio::spawn(app.run_until_stopped()),
+            stop: app.stop,
+            task: app.task,
         });
     }
     let (zz, cd) = (&nodes[0], &nodes[1]);
@@ -295,33 +269,6 @@ async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let body: Value = resp.json().await?;
     anyhow::ensure!(status.is_success(), "{status}: {body}");
     Ok(body)
-}
-
-/// An HTTP client carrying a fresh administrator token of the node (audited as `token.create`).
-pub(crate) async fn admin_client(
-    store: crate::storage::Store,
-    node: std::sync::Arc<crate::sync::LocalNode>,
-) -> anyhow::Result<reqwest::Client> {
-    let secret = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let mut conn = store.conn()?;
-        Ok(crate::accounts::create_token(
-            &mut conn,
-            node.clock.now(),
-            &crate::audit::Actor::console(),
-            "demo",
-            crate::accounts::Role::Administrator,
-            chrono::Utc::now(),
-        )?)
-    })
-    .await??;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {secret}").parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?)
 }
 
 /// Polls `path` on a node until `done` holds for its JSON (15 s at most).

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 
-use super::ledger_csv::{self, Encoding, LedgerReader, RowError};
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::config::Settings;
 use crate::domain::child::ChildRecord;
 use crate::domain::RecordRules;
+use crate::ledger_file::csv::{self as ledger_csv, Encoding, LedgerReader, RowError};
 use crate::sync::ledger::{self, china_today, ImportError};
 
 #[derive(Debug, clap::Args)]
@@ -65,7 +65,8 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     let rows = good.len() + errors.len();
     let mut conn = store.conn()?;
     // Rows that repeat an ID or name a region this node does not serve are row errors too.
-    if let Err(pre) = precheck(&mut conn, &node, &good) {
+    let pre = precheck(&mut conn, &node, &good)?;
+    if !pre.is_empty() {
         for (row, field, reason) in pre {
             errors.push(RowError { row, field, reason });
         }
@@ -127,18 +128,20 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
 }
 
 /// Row-level checks that need the database: duplicates and regions this node does not serve.
+/// Returns the problems found (row, field, reason); a database error is an error, not "no ID
+/// number exists yet".
 fn precheck(
     conn: &mut crate::storage::DbConn,
     node: &crate::sync::LocalNode,
     rows: &[(usize, ChildRecord)],
-) -> Result<(), Vec<(usize, String, String)>> {
+) -> anyhow::Result<Vec<(usize, String, String)>> {
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
     let existing = ledger::existing_ids(
         conn,
         rows.iter().map(|(_, r)| r.id_number.to_string()).collect(),
     )
-    .unwrap_or_default();
+    .context("cannot look up which ID numbers already have a file")?;
     for (line, r) in rows {
         if !node.roles(&r.hukou_region, &r.residence_region).is_party() {
             problems.push((
@@ -156,11 +159,7 @@ fn precheck(
             ));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    Ok(problems)
 }
 
 fn write_report(path: &std::path::Path, errors: &[RowError]) -> anyhow::Result<()> {

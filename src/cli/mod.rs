@@ -10,10 +10,8 @@ mod case;
 mod child;
 mod demo;
 mod import;
-pub mod ledger_csv;
 pub mod pki;
 mod reconcile_cmd;
-pub mod sample;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -181,10 +179,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             match out {
                 Some(path) => {
                     let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-                    sample::write_ledger(&mut f, count, seed, &hukou, &residence)?;
+                    crate::ledger_file::sample::write_ledger(
+                        &mut f, count, seed, &hukou, &residence,
+                    )?;
                     eprintln!("wrote {count} children to {}", path.display());
                 }
-                None => sample::write_ledger(
+                None => crate::ledger_file::sample::write_ledger(
                     &mut std::io::stdout().lock(),
                     count,
                     seed,

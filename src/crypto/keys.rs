@@ -25,9 +25,9 @@
 //! in the allowed dependency set).
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -38,6 +38,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 
 use super::hash::{to_hex, Digest};
+use super::secret_file::{write_new_secret, SecretFileError};
 
 /// Length in bytes of an Ed25519 public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -260,28 +261,21 @@ impl SigningKey {
     pub fn write_new(path: impl AsRef<Path>) -> Result<SigningKey, KeyError> {
         let path = path.as_ref();
         let (key, doc) = SigningKey::generate()?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| {
-                if source.kind() == io::ErrorKind::AlreadyExists {
-                    KeyError::AlreadyExists {
-                        path: path.to_path_buf(),
-                    }
-                } else {
-                    io_error("create", path, source)
-                }
-            })?;
-        let written = write_and_check(&mut file, path, doc.as_bytes());
-        drop(file);
-        if let Err(e) = written {
-            // Best effort: the write error is the one worth reporting, and a
-            // failed removal leaves a file that `load` will refuse anyway.
-            let _ = fs::remove_file(path);
-            return Err(e);
-        }
+        write_new_secret(path, doc.as_bytes()).map_err(|e| match e {
+            SecretFileError::AlreadyExists { path } => KeyError::AlreadyExists { path },
+            SecretFileError::InsecurePermissions { path, mode } => {
+                KeyError::InsecurePermissions { path, mode }
+            }
+            SecretFileError::Io {
+                action,
+                path,
+                source,
+            } => KeyError::Io {
+                action,
+                path,
+                source,
+            },
+        })?;
         sync_parent_dir(path)?;
         Ok(key)
     }
@@ -374,27 +368,6 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> KeyError {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Writes `bytes`, fsyncs, and confirms the file did not end up readable by
-/// group/others (e.g. on a filesystem that ignores the requested mode).
-fn write_and_check(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    file.write_all(bytes)
-        .map_err(|e| io_error("write", path, e))?;
-    file.sync_all().map_err(|e| io_error("sync", path, e))?;
-    let mode = file
-        .metadata()
-        .map_err(|e| io_error("inspect", path, e))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::InsecurePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
 }
 
 /// Makes the new directory entry durable.

@@ -6,6 +6,8 @@
 //! * [`keys`]: Ed25519 record-signing keys, their 0600 key files, and
 //!   domain-separated signatures (`"hukou-sync/v1/" || label || "\0" || msg`,
 //!   see [`SigningContext`]);
+//! * [`secret_file`]: the one writer of files holding secrets (created
+//!   `0600` from the start, never overwriting);
 //! * [`hlc`]: the hybrid logical clock whose [`Hlc`] stamps order record
 //!   versions across bureaus.
 //!
@@ -17,6 +19,7 @@ pub mod hash;
 pub mod hlc;
 pub mod jcs;
 pub mod keys;
+pub mod secret_file;
 
 pub use hash::{Digest, DigestParseError};
 pub use hlc::{ClockSkewError, Hlc, HlcClock, HlcError, ManualClock, SystemClock, WallClock};
@@ -24,3 +27,4 @@ pub use jcs::{canonicalize, to_canonical_vec, JcsError};
 pub use keys::{
     KeyError, Pkcs8Document, PublicKey, Signature, SignatureError, SigningContext, SigningKey,
 };
+pub use secret_file::{write_new_secret, SecretFileError};

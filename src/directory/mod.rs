@@ -4,6 +4,8 @@
 //! prefix), "is this TLS peer a node we know" and "which keys may have signed this version",
 //! and swapping in a newer directory while the node runs.
 //!
+//! - [`assemble`]: building node entries and documents, and re-signing an edited document with
+//!   the next serial (the authority's tooling, the development PKI);
 //! - [`document`]: the file format (serde types), strict parsing, validation, signing and
 //!   writing (for tooling);
 //! - this file: the verified, immutable [`Directory`] with its lookups, the errors, and the
@@ -63,6 +65,7 @@
 //! - `issued_at` in the future is not refused: authority and node clocks may differ, and a
 //!   directory only ever narrows what a node accepts to what the authority signed.
 
+pub mod assemble;
 pub mod document;
 pub mod watch;
 

@@ -36,6 +36,7 @@ use x509_parser::der_parser::asn1_rs::Tag;
 use x509_parser::extensions::ParsedExtension;
 
 use super::identity;
+use crate::crypto::secret_file::{write_new_secret, SecretFileError};
 
 /// Hosts put in a node certificate when the operator gives none.
 pub const DEFAULT_HOSTS: &[&str] = &["localhost", "127.0.0.1"];
@@ -217,6 +218,37 @@ pub fn issue_node_cert(
     )
 }
 
+/// Issues a node certificate signed by `ca`, valid from five minutes ago (clock skew between
+/// nodes) for `days` days. See [`issue_node_cert_with_validity`] for its contents.
+pub fn issue_node_cert_for_days(
+    ca: &CertifiedKey,
+    node_id: &str,
+    hosts: &[&str],
+    days: u64,
+) -> Result<CertifiedKey, PkiError> {
+    let now = SystemTime::now();
+    let not_after = days
+        .checked_mul(24 * 60 * 60)
+        .and_then(|secs| now.checked_add(Duration::from_secs(secs)))
+        .ok_or(PkiError::InvalidValidity)?;
+    issue_node_cert_with_validity(
+        ca,
+        node_id,
+        hosts,
+        now.checked_sub(BACKDATE).unwrap_or(now),
+        not_after,
+    )
+}
+
+/// Lower-case hex SHA-256 of the first certificate of `cert_pem`: what the signed directory pins.
+pub fn pem_fingerprint(cert_pem: &str) -> Result<String, PkiError> {
+    let ders = load_certs_from_pem(cert_pem)?;
+    let der = ders.first().ok_or(PkiError::NoCertificates {
+        origin: "<in-memory PEM>".to_owned(),
+    })?;
+    Ok(identity::fingerprint(der))
+}
+
 /// Issues a node certificate signed by `ca` with an explicit validity window
 /// (tests use it to make expired or not-yet-valid certificates).
 ///
@@ -281,7 +313,13 @@ pub fn load_ca(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, PkiErr
 ///
 /// Fails with [`PkiError::AlreadyExists`] rather than overwrite anything.
 pub fn write_private_pem(path: &Path, pem: &str) -> Result<(), PkiError> {
-    write_new_file(path, pem, 0o600)
+    write_new_secret(path, pem.as_bytes()).map_err(|e| match e {
+        SecretFileError::AlreadyExists { path } => PkiError::AlreadyExists { path },
+        SecretFileError::InsecurePermissions { path, mode } => {
+            PkiError::KeyFilePermissions { path, mode }
+        }
+        SecretFileError::Io { path, source, .. } => PkiError::Write { path, source },
+    })
 }
 
 /// Writes public PEM (a certificate) to a new file with mode `0644`.

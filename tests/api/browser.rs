@@ -21,7 +21,7 @@ use hukou_sync::accounts::Role;
 use serde_json::{json, Value};
 
 use crate::conflicts::conflicted_pair;
-use crate::exchange::Pair;
+use crate::helpers::Pair;
 use crate::helpers::{add_user, eventually};
 
 const WAIT: Duration = Duration::from_secs(15);

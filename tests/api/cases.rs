@@ -2,8 +2,9 @@
 
 use serde_json::{json, Value};
 
-use crate::exchange::{restart, spawn_pair, CHENGDU, ZHENGZHOU};
-use crate::helpers::{eventually, flowing_child, problem, TestApp};
+use crate::helpers::{
+    eventually, flowing_child, problem, restart, spawn_pair, TestApp, CHENGDU, ZHENGZHOU,
+};
 
 fn request(child_id: &str) -> Value {
     json!({
@@ -44,7 +45,7 @@ async fn act(app: &TestApp, id: &str, transition: Value) -> reqwest::Response {
 }
 
 /// A pair with a flowing child known to both nodes; returns its ID number.
-async fn with_child(pair: &crate::exchange::Pair, seq: u16) -> String {
+async fn with_child(pair: &crate::helpers::Pair, seq: u16) -> String {
     let child = flowing_child(seq);
     let id = child["id_number"].as_str().unwrap().to_owned();
     pair.residence.create_child(&child).await;
@@ -307,7 +308,7 @@ async fn withdrawal_and_approval_at_the_same_moment_end_alike_on_both_nodes() {
         .unwrap();
     let id = created["case"]["case_id"].as_str().unwrap().to_owned();
     wait_state(&pair.residence, &id, "received").await;
-    let crate::exchange::Pair {
+    let crate::helpers::Pair {
         residence,
         hukou,
         pki,

@@ -8,11 +8,10 @@ use hukou_sync::domain::NodeId;
 use hukou_sync::sync::version::{DocKind, Version};
 use serde_json::{json, Value};
 
-use crate::exchange::{
-    peer_client, push, receipt, residence_key, spawn_pair, wait_for_versions, Pair, CHENGDU,
-    ZHENGZHOU,
+use crate::helpers::{
+    client_with_token, create_token, eventually, flowing_child, peer_client, problem, push,
+    receipt, residence_key, spawn_pair, wait_for_versions, Pair, CHENGDU, ZHENGZHOU,
 };
-use crate::helpers::{client_with_token, create_token, eventually, flowing_child, problem};
 
 /// Two nodes holding one child's file with an open conflict on `health_status` (a shared field:
 /// no authority decides it). The hukou node edits it through its API; concurrently (same parent)

@@ -1,142 +1,19 @@
 //! Two real nodes over mutual TLS on 127.0.0.1: a residence bureau in Zhengzhou (410100) and a
 //! hukou bureau in Chengdu (510100), with a fresh dev PKI and signed directory per test.
 
-use std::net::TcpListener;
-
 use chrono::Utc;
-use hukou_sync::cli::pki::{init_dev_pki, resign_directory, DevPki, NodePlan};
-use hukou_sync::config::Settings;
 use hukou_sync::crypto::hlc::Hlc;
 use hukou_sync::crypto::keys::SigningKey;
+use hukou_sync::devnet::pki::{resign_directory, NodePlan};
 use hukou_sync::domain::{NodeId, RegionPrefix};
-use hukou_sync::startup::Listeners;
-use hukou_sync::sync::receipt::{PushRequest, SignedReceipt};
 use hukou_sync::sync::version::{DocKind, SignedVersion, Version};
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, flowing_child, id_number, start, TestApp, TestDb};
-
-pub const ZHENGZHOU: &str = "410100";
-pub const CHENGDU: &str = "510100";
-pub const WUHAN: &str = "420100";
-
-pub struct Pair {
-    pub pki: DevPki,
-    pub residence: TestApp,
-    pub hukou: TestApp,
-    _root: tempfile::TempDir,
-}
-
-fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").unwrap()
-}
-
-/// Settings of a node from its generated config, on a fresh test database.
-pub fn node_settings(pki: &DevPki, id: &str, db: &TestDb) -> Settings {
-    let node = pki.nodes.iter().find(|n| n.id.as_str() == id).unwrap();
-    let mut s = Settings::load(Some(&node.config)).unwrap();
-    s.database.url = db.url.clone();
-    s.database.pool_size = 4;
-    s.sync.max_backoff_secs = 1;
-    s
-}
-
-pub async fn spawn_pair() -> Pair {
-    spawn_pair_with(|_, _| {}).await
-}
-
-/// The pair, with each node's settings adjusted by `configure(node_id, settings)` first.
-pub async fn spawn_pair_with(configure: impl Fn(&str, &mut Settings)) -> Pair {
-    spawn_pair_among(Vec::new(), configure).await
-}
-
-/// The pair in a directory that also lists the nodes of `others` (which do not run).
-pub async fn spawn_pair_among(
-    others: Vec<NodePlan>,
-    configure: impl Fn(&str, &mut Settings),
-) -> Pair {
-    let root = tempfile::tempdir().unwrap();
-    let (ra, rp, ha, hp) = (bind(), bind(), bind(), bind());
-    let port = |l: &TcpListener| l.local_addr().unwrap().port();
-    let mut plans = vec![
-        NodePlan {
-            id: NodeId::parse(ZHENGZHOU).unwrap(),
-            serves: vec![RegionPrefix::parse("4101").unwrap()],
-            peer_port: port(&rp),
-            admin_port: port(&ra),
-        },
-        NodePlan {
-            id: NodeId::parse(CHENGDU).unwrap(),
-            serves: vec![RegionPrefix::parse("5101").unwrap()],
-            peer_port: port(&hp),
-            admin_port: port(&ha),
-        },
-    ];
-    plans.extend(others);
-    let pki = init_dev_pki(&root.path().join("pki"), &plans, 30).unwrap();
-    let mut apps = Vec::new();
-    for (id, admin, peer) in [(ZHENGZHOU, ra, rp), (CHENGDU, ha, hp)] {
-        let dir = tempfile::tempdir().unwrap();
-        let db = TestDb::new(dir.path());
-        let mut settings = node_settings(&pki, id, &db);
-        configure(id, &mut settings);
-        apps.push(
-            start(
-                settings,
-                Listeners {
-                    admin: Some(admin),
-                    peer: Some(peer),
-                },
-                db,
-                dir,
-            )
-            .await,
-        );
-    }
-    let hukou = apps.pop().unwrap();
-    let residence = apps.pop().unwrap();
-    Pair {
-        pki,
-        residence,
-        hukou,
-        _root: root,
-    }
-}
-
-/// Restarts a stopped node on its old ports with its old database.
-pub async fn restart(settings: Settings, db: TestDb, dir: tempfile::TempDir) -> TestApp {
-    let admin = TcpListener::bind(settings.admin.listen).unwrap();
-    let peer = TcpListener::bind(settings.peer.as_ref().unwrap().listen).unwrap();
-    start(
-        settings,
-        Listeners {
-            admin: Some(admin),
-            peer: Some(peer),
-        },
-        db,
-        dir,
-    )
-    .await
-}
-
-async fn file(app: &TestApp, id: &str) -> Option<Value> {
-    let r = app.get(&format!("/api/v1/children/{id}")).await;
-    if r.status() == 200 {
-        Some(r.json().await.unwrap())
-    } else {
-        None
-    }
-}
-
-pub async fn wait_for_versions(app: &TestApp, id: &str, n: usize) -> Value {
-    eventually(20, &format!("{n} versions of the file"), || async {
-        file(app, id)
-            .await
-            .is_some_and(|f| f["history"].as_array().unwrap().len() == n)
-    })
-    .await;
-    file(app, id).await.unwrap()
-}
+use crate::helpers::{
+    bind, client_as, eventually, file, flowing_child, id_number, peer_url, push, receipt,
+    residence_client, residence_key, restart, spawn_pair, spawn_pair_among, spawn_pair_with,
+    wait_for_versions, Pair, TestApp, CHENGDU, WUHAN, ZHENGZHOU,
+};
 
 #[tokio::test]
 async fn edits_on_either_node_reach_the_other_with_signed_receipts() {
@@ -219,60 +96,6 @@ async fn edits_on_either_node_reach_the_other_with_signed_receipts() {
     pair.hukou.stop().await;
 }
 
-/// A client presenting `cert`/`key` (PEM files) to the hukou node's peer listener.
-pub fn client_as(pki: &DevPki, cert: &std::path::Path, key: &std::path::Path) -> reqwest::Client {
-    client_to(pki, cert, key, CHENGDU)
-}
-
-/// A client presenting `cert`/`key` to the peer listener of node `server`.
-fn client_to(
-    pki: &DevPki,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-    server: &str,
-) -> reqwest::Client {
-    let ca = hukou_sync::tls::pki::load_certs(&pki.ca_cert).unwrap();
-    let chain = hukou_sync::tls::pki::load_certs(cert).unwrap();
-    let key = hukou_sync::tls::pki::load_private_key(key).unwrap();
-    let cfg =
-        hukou_sync::tls::peer_client_config(&ca, chain, key, server, &Default::default()).unwrap();
-    reqwest::Client::builder()
-        .use_preconfigured_tls((*cfg).clone())
-        .build()
-        .unwrap()
-}
-
-/// Node `from`'s client to node `to`'s peer listener.
-pub fn peer_client(pki: &DevPki, from: &str, to: &str) -> reqwest::Client {
-    let n = pki.nodes.iter().find(|n| n.id.as_str() == from).unwrap();
-    client_to(pki, &n.tls_cert, &n.tls_key, to)
-}
-
-pub fn residence_client(pki: &DevPki) -> reqwest::Client {
-    let n = pki
-        .nodes
-        .iter()
-        .find(|n| n.id.as_str() == ZHENGZHOU)
-        .unwrap();
-    client_as(pki, &n.tls_cert, &n.tls_key)
-}
-
-pub fn residence_key(pki: &DevPki) -> SigningKey {
-    let n = pki
-        .nodes
-        .iter()
-        .find(|n| n.id.as_str() == ZHENGZHOU)
-        .unwrap();
-    SigningKey::load(&n.signing_key).unwrap()
-}
-
-fn peer_url(app: &TestApp) -> String {
-    format!(
-        "https://127.0.0.1:{}/peer/v1/versions",
-        app.settings.peer.as_ref().unwrap().listen.port()
-    )
-}
-
 /// A creation version of `body` authored by the residence node.
 fn creation(body: &Value, key: &SigningKey, author: &str) -> SignedVersion {
     Version::new(
@@ -316,25 +139,6 @@ fn full_record(body: &Value) -> Value {
             .unwrap();
     serde_json::to_value(hukou_sync::domain::ChildRecord::from_fields_structural(&fields).unwrap())
         .unwrap()
-}
-
-pub async fn push(
-    client: &reqwest::Client,
-    app: &TestApp,
-    sender: &str,
-    versions: Vec<SignedVersion>,
-) -> reqwest::Response {
-    let req = PushRequest {
-        sender: NodeId::parse(sender).unwrap(),
-        versions,
-        tree_head: None,
-    };
-    client.post(peer_url(app)).json(&req).send().await.unwrap()
-}
-
-pub async fn receipt(r: reqwest::Response) -> SignedReceipt {
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
 }
 
 #[tokio::test]

@@ -1,5 +1,8 @@
-//! Starting real nodes for tests, through the same seam as production: `Application::build`.
+//! Starting real nodes for tests through `hukou_sync::devnet` (the same seam as the demo and
+//! production: `Application::build`), and the two-node fixtures the exchange, case, conflict,
+//! reconciliation and UI tests share.
 
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -7,8 +10,14 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use hukou_sync::accounts::Role;
 use hukou_sync::config::Settings;
-use hukou_sync::startup::{Application, Listeners};
+use hukou_sync::crypto::keys::SigningKey;
+use hukou_sync::devnet::pki::{DevPki, NodePlan};
+use hukou_sync::devnet::{DevNet, NodeSpec, RunningNode};
+use hukou_sync::domain::NodeId;
+use hukou_sync::startup::Listeners;
 use hukou_sync::storage::Store;
+use hukou_sync::sync::receipt::{PushRequest, SignedReceipt};
+use hukou_sync::sync::version::SignedVersion;
 use hukou_sync::sync::LocalNode;
 use serde_json::{json, Value};
 
@@ -98,33 +107,38 @@ pub async fn start(
     db: TestDb,
     dir: tempfile::TempDir,
 ) -> TestApp {
-    let app = Application::build_with(settings.clone(), listeners)
+    let running = hukou_sync::devnet::run(settings.clone(), listeners)
         .await
         .expect("build app");
-    let base = format!("http://127.0.0.1:{}", app.admin_port());
-    let store = app.store().clone();
-    let node = app.node().clone();
-    let handle = app.handle();
-    tokio::spawn(app.run_until_stopped());
-    let token = create_token(
-        &store,
-        &node,
-        &format!("test-admin-{}", uuid::Uuid::now_v7().simple()),
-        Role::Administrator,
-    );
-    TestApp {
-        base,
-        http: client_with_token(&token),
-        store,
-        node,
-        settings,
-        handle,
-        db,
-        dir,
-    }
+    TestApp::new(running, settings, db, dir)
 }
 
 impl TestApp {
+    /// A started node as a test app, with a fresh administrator token.
+    pub fn new(
+        running: RunningNode,
+        settings: Settings,
+        db: TestDb,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let token = create_token(
+            &running.store,
+            &running.node,
+            &format!("test-admin-{}", uuid::Uuid::now_v7().simple()),
+            Role::Administrator,
+        );
+        TestApp {
+            base: running.admin_base,
+            http: client_with_token(&token),
+            store: running.store,
+            node: running.node,
+            settings,
+            handle: running.stop,
+            db,
+            dir,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -307,4 +321,183 @@ where
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+// ---- Two real nodes over mutual TLS on 127.0.0.1: a residence bureau in Zhengzhou (410100) and a
+// hukou bureau in Chengdu (510100), with a fresh dev PKI and signed directory per pair.
+
+pub const ZHENGZHOU: &str = "410100";
+pub const CHENGDU: &str = "510100";
+pub const WUHAN: &str = "420100";
+
+pub struct Pair {
+    pub pki: DevPki,
+    pub residence: TestApp,
+    pub hukou: TestApp,
+    pub _root: tempfile::TempDir,
+}
+
+pub fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+/// Settings of a node from its generated config, on a fresh test database.
+pub fn node_settings(pki: &DevPki, id: &str, db: &TestDb) -> Settings {
+    let node = pki.nodes.iter().find(|n| n.id.as_str() == id).unwrap();
+    let mut s = Settings::load(Some(&node.config)).unwrap();
+    s.database.url = db.url.clone();
+    s.database.pool_size = 4;
+    s.sync.max_backoff_secs = 1;
+    s
+}
+
+pub async fn spawn_pair() -> Pair {
+    spawn_pair_with(|_, _| {}).await
+}
+
+/// The pair, with each node's settings adjusted by `configure(node_id, settings)` first.
+pub async fn spawn_pair_with(configure: impl Fn(&str, &mut Settings)) -> Pair {
+    spawn_pair_among(Vec::new(), configure).await
+}
+
+/// The pair in a directory that also lists the nodes of `others` (which do not run).
+pub async fn spawn_pair_among(
+    others: Vec<NodePlan>,
+    configure: impl Fn(&str, &mut Settings),
+) -> Pair {
+    let root = tempfile::tempdir().unwrap();
+    let specs = [
+        NodeSpec::new(ZHENGZHOU, "4101").unwrap(),
+        NodeSpec::new(CHENGDU, "5101").unwrap(),
+    ];
+    let mut net = DevNet::create(&root.path().join("pki"), &specs, others).unwrap();
+    let mut apps = Vec::new();
+    for spec in &specs {
+        let id = spec.id.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::new(dir.path());
+        let mut settings = node_settings(&net.pki, id, &db);
+        configure(id, &mut settings);
+        let running = net
+            .start(&spec.id, settings.clone())
+            .await
+            .expect("start node");
+        apps.push(TestApp::new(running, settings, db, dir));
+    }
+    let hukou = apps.pop().unwrap();
+    let residence = apps.pop().unwrap();
+    Pair {
+        pki: net.pki,
+        residence,
+        hukou,
+        _root: root,
+    }
+}
+
+/// Restarts a stopped node on its old ports with its old database.
+pub async fn restart(settings: Settings, db: TestDb, dir: tempfile::TempDir) -> TestApp {
+    let admin = TcpListener::bind(settings.admin.listen).unwrap();
+    let peer = TcpListener::bind(settings.peer.as_ref().unwrap().listen).unwrap();
+    start(
+        settings,
+        Listeners {
+            admin: Some(admin),
+            peer: Some(peer),
+        },
+        db,
+        dir,
+    )
+    .await
+}
+
+pub async fn file(app: &TestApp, id: &str) -> Option<Value> {
+    let r = app.get(&format!("/api/v1/children/{id}")).await;
+    if r.status() == 200 {
+        Some(r.json().await.unwrap())
+    } else {
+        None
+    }
+}
+
+pub async fn wait_for_versions(app: &TestApp, id: &str, n: usize) -> Value {
+    eventually(20, &format!("{n} versions of the file"), || async {
+        file(app, id)
+            .await
+            .is_some_and(|f| f["history"].as_array().unwrap().len() == n)
+    })
+    .await;
+    file(app, id).await.unwrap()
+}
+
+/// A client presenting `cert`/`key` (PEM files) to the hukou node's peer listener.
+pub fn client_as(pki: &DevPki, cert: &std::path::Path, key: &std::path::Path) -> reqwest::Client {
+    client_to(pki, cert, key, CHENGDU)
+}
+
+/// A client presenting `cert`/`key` to the peer listener of node `server`.
+pub fn client_to(
+    pki: &DevPki,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    server: &str,
+) -> reqwest::Client {
+    let ca = hukou_sync::tls::pki::load_certs(&pki.ca_cert).unwrap();
+    let chain = hukou_sync::tls::pki::load_certs(cert).unwrap();
+    let key = hukou_sync::tls::pki::load_private_key(key).unwrap();
+    let cfg =
+        hukou_sync::tls::peer_client_config(&ca, chain, key, server, &Default::default()).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*cfg).clone())
+        .build()
+        .unwrap()
+}
+
+/// Node `from`'s client to node `to`'s peer listener.
+pub fn peer_client(pki: &DevPki, from: &str, to: &str) -> reqwest::Client {
+    let n = pki.nodes.iter().find(|n| n.id.as_str() == from).unwrap();
+    client_to(pki, &n.tls_cert, &n.tls_key, to)
+}
+
+pub fn residence_client(pki: &DevPki) -> reqwest::Client {
+    let n = pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == ZHENGZHOU)
+        .unwrap();
+    client_as(pki, &n.tls_cert, &n.tls_key)
+}
+
+pub fn residence_key(pki: &DevPki) -> SigningKey {
+    let n = pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == ZHENGZHOU)
+        .unwrap();
+    SigningKey::load(&n.signing_key).unwrap()
+}
+
+pub fn peer_url(app: &TestApp) -> String {
+    format!(
+        "https://127.0.0.1:{}/peer/v1/versions",
+        app.settings.peer.as_ref().unwrap().listen.port()
+    )
+}
+
+pub async fn push(
+    client: &reqwest::Client,
+    app: &TestApp,
+    sender: &str,
+    versions: Vec<SignedVersion>,
+) -> reqwest::Response {
+    let req = PushRequest {
+        sender: NodeId::parse(sender).unwrap(),
+        versions,
+        tree_head: None,
+    };
+    client.post(peer_url(app)).json(&req).send().await.unwrap()
+}
+
+pub async fn receipt(r: reqwest::Response) -> SignedReceipt {
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }

@@ -3,12 +3,12 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use hukou_sync::cli::pki::{init_dev_pki, NodePlan};
+use hukou_sync::devnet::pki::{init_dev_pki, NodePlan};
 use hukou_sync::domain::{NodeId, RegionPrefix};
 use hukou_sync::startup::{Application, Listeners};
 
-use crate::exchange::{node_settings, CHENGDU, ZHENGZHOU};
 use crate::helpers::{eventually, TestDb};
+use crate::helpers::{node_settings, CHENGDU, ZHENGZHOU};
 
 #[tokio::test]
 async fn stopping_an_application_ends_all_its_jobs() {

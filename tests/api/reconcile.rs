@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use hukou_sync::audit::Actor;
-use hukou_sync::cli::ledger_csv::LedgerReader;
 use hukou_sync::domain::child::ChildRecord;
 use hukou_sync::domain::{IdNumber, RecordRules};
+use hukou_sync::ledger_file::csv::LedgerReader;
 use hukou_sync::reconcile::run::{Progress, Stage};
 use hukou_sync::reconcile::{summary, ReconcileError, Reconciler, Report, RunOptions, StartedBy};
 use hukou_sync::storage::reconcile as recon_repo;
@@ -19,10 +19,10 @@ use hukou_sync::storage::records;
 use hukou_sync::sync::ledger;
 use serde_json::{json, Value};
 
-use crate::exchange::{
-    residence_client, restart, spawn_pair, spawn_pair_with, Pair, CHENGDU, ZHENGZHOU,
+use crate::helpers::{
+    eventually, problem, residence_client, restart, spawn_pair, spawn_pair_with, Pair, TestApp,
+    CHENGDU, ZHENGZHOU,
 };
-use crate::helpers::{eventually, problem, TestApp};
 
 fn reconciler(app: &TestApp) -> Reconciler {
     hukou_sync::startup::reconciler(&app.settings, app.store.clone(), app.node.clone())
@@ -53,7 +53,7 @@ async fn load(pair: &Pair, n: usize, edited: usize, seed: u64) -> Vec<String> {
     let (store, node) = (app.store.clone(), app.node.clone());
     let ids = tokio::task::spawn_blocking(move || {
         let mut csv = Vec::new();
-        hukou_sync::cli::sample::write_ledger(&mut csv, n, seed, "5101", "4101").unwrap();
+        hukou_sync::ledger_file::sample::write_ledger(&mut csv, n, seed, "5101", "4101").unwrap();
         let now = Utc::now();
         let rules = RecordRules {
             today: ledger::china_today(now),
@@ -99,7 +99,7 @@ fn lose_versions(app: &TestApp, count: usize, seed: u64) -> Vec<String> {
     let mut conn = app.store.conn().unwrap();
     let docs = recon_repo::all_doc_ids(&mut conn, "child").unwrap();
     let heads = recon_repo::heads_of_docs(&mut conn, "child", &docs).unwrap();
-    let mut rng = hukou_sync::cli::sample::SampleRng::new(seed);
+    let mut rng = hukou_sync::ledger_file::sample::SampleRng::new(seed);
     let mut chosen = std::collections::BTreeSet::new();
     while chosen.len() < count {
         chosen.insert(docs[rng.below(docs.len())].clone());
@@ -501,7 +501,7 @@ async fn the_summary_is_maintained_incrementally_through_every_path() {
     assert_summary_exact(&pair.hukou, ZHENGZHOU);
     // Local edits, edits ingested from the peer, a file that moves away, lost versions, and a
     // file neither party shares, in rounds, each checked against a full recomputation.
-    let mut rng = hukou_sync::cli::sample::SampleRng::new(3);
+    let mut rng = hukou_sync::ledger_file::sample::SampleRng::new(3);
     for round in 0..3u64 {
         let risk = ["红", "橙", "黄"][round as usize];
         for _ in 0..15 {
@@ -555,7 +555,7 @@ async fn the_summary_is_maintained_incrementally_through_every_path() {
     assert_summary_exact(&pair.hukou, ZHENGZHOU);
     // A new directory (here the same routing, re-signed with a higher serial) makes the next
     // catch-up re-examine every document; the summary stays exact.
-    hukou_sync::cli::pki::resign_directory(&pair.pki, |_| {}).unwrap();
+    hukou_sync::devnet::pki::resign_directory(&pair.pki, |_| {}).unwrap();
     pair.hukou
         .node
         .directory

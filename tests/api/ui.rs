@@ -8,7 +8,7 @@ use hukou_sync::accounts::Role;
 use serde_json::Value;
 
 use crate::conflicts::conflicted_pair;
-use crate::exchange::CHENGDU;
+use crate::helpers::CHENGDU;
 use crate::helpers::{add_user, spawn_app, TestApp};
 
 const PASSWORD: &str = "correct horse battery";
@@ -394,7 +394,7 @@ async fn the_resolve_form_refuses_what_it_must_and_pages_audit_their_reads() {
 
 #[tokio::test]
 async fn an_administrator_starts_a_reconciliation_from_the_page() {
-    let pair = crate::exchange::spawn_pair().await;
+    let pair = crate::helpers::spawn_pair().await;
     let huk = &pair.hukou;
     huk.create_child(&crate::helpers::flowing_child(3)).await;
     add_user(huk, "admin", Role::Administrator, PASSWORD);
@@ -410,7 +410,7 @@ async fn an_administrator_starts_a_reconciliation_from_the_page() {
     let p = rv
         .post(
             "/ui/reconcile",
-            &[("csrf", &csrf), ("peer", crate::exchange::ZHENGZHOU)],
+            &[("csrf", &csrf), ("peer", crate::helpers::ZHENGZHOU)],
         )
         .await;
     assert_eq!(p.status, 403);
@@ -421,7 +421,7 @@ async fn an_administrator_starts_a_reconciliation_from_the_page() {
     assert!(page.body.contains("id=\"start\""));
     let csrf = page.hidden("csrf");
     let p = admin
-        .post("/ui/reconcile", &[("peer", crate::exchange::ZHENGZHOU)])
+        .post("/ui/reconcile", &[("peer", crate::helpers::ZHENGZHOU)])
         .await;
     assert_eq!(p.status, 403, "no CSRF token");
     let p = admin
@@ -432,7 +432,7 @@ async fn an_administrator_starts_a_reconciliation_from_the_page() {
     let p = admin
         .post(
             "/ui/reconcile",
-            &[("csrf", &csrf), ("peer", crate::exchange::ZHENGZHOU)],
+            &[("csrf", &csrf), ("peer", crate::helpers::ZHENGZHOU)],
         )
         .await;
     assert_eq!(p.status, 303);

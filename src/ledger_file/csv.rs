@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn validate_all_keeps_order_and_lines_across_shares() {
         let mut csv = Vec::new();
-        crate::cli::sample::write_ledger(&mut csv, 9, 1, "51", "41").unwrap();
+        crate::ledger_file::sample::write_ledger(&mut csv, 9, 1, "51", "41").unwrap();
         let mut lines: Vec<String> = String::from_utf8(csv)
             .unwrap()
             .lines()

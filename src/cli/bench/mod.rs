@@ -1,0 +1,283 @@
+//! `hukou-sync bench`: throughput figures beside the bare limits of this machine, measured in
+//! the same run (see BENCHMARKS.md). Release builds only give meaningful numbers.
+//!
+//! This file parses the arguments, dispatches to one file per benchmark and holds what they
+//! share: fresh databases, the two-node pair (booted through [`crate::devnet`]), sample records,
+//! the bare signing rate, peak memory and rounding.
+
+mod audit;
+mod cases;
+mod conflicts;
+mod import;
+mod reconcile;
+mod sync;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::config::Settings;
+use crate::domain::child::ChildRecord;
+use crate::domain::RecordRules;
+use crate::ledger_file::csv::LedgerReader;
+use crate::storage::ScratchSchema;
+use crate::sync::ledger::china_today;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+    /// Print the figures as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BenchWhat {
+    /// Import N generated children (parse, validate, sign, store, audit) beside bare batched
+    /// inserts of the same rows into the same backend.
+    Import {
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// PostgreSQL URL to measure there (a scratch schema is created and dropped); default SQLite.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// Push N versions from one node to another over mutual TLS (sign, send, verify, store,
+    /// receipt) beside bare Ed25519 verifications; and single-edit latency to the peer.
+    Sync {
+        #[arg(long, default_value_t = 20_000)]
+        versions: usize,
+        /// Single edits for the latency figures.
+        #[arg(long, default_value_t = 200)]
+        edits: usize,
+        /// The residence node creates the files in imports of this many (each one transaction),
+        /// one after another while the push runs; `--commit-every` = `--versions` is one import
+        /// pushed after it commits.
+        #[arg(long, default_value_t = 2_000)]
+        commit_every: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// Eligibility requests from the residence node to the hukou node under load: each request
+    /// until the hukou node's signed receipt (the automatic `received`) is visible at the
+    /// requester; `concurrency` requests in flight.
+    Cases {
+        #[arg(long, default_value_t = 1000)]
+        cases: usize,
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// Merged view of one file with 2, 10 and 100 concurrent heads (pure merge, and read from the
+    /// database); and the conflict queue page with N open conflicts, over HTTP with a session.
+    Conflicts {
+        #[arg(long, default_value_t = 10_000)]
+        conflicts: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// Reconciliation between two nodes over mutual TLS: DOCS shared documents of which
+    /// DIFFERENCES differ (the summaries are filled directly from a generator), a dry run's wall
+    /// time and bytes beside a naive full head-list exchange over the same channel; and the
+    /// summary's catch-up rate over CATCH_UP real imported files.
+    Reconcile {
+        #[arg(long, default_value_t = 1_000_000)]
+        docs: usize,
+        #[arg(long, default_value_t = 100)]
+        differences: usize,
+        #[arg(long, default_value_t = 100_000)]
+        catch_up: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
+    /// inclusion proof at N.
+    Audit {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+}
+
+/// A fresh database for one measurement.
+struct BenchDb {
+    url: String,
+    _dir: tempfile::TempDir,
+    _schema: Option<ScratchSchema>,
+}
+
+fn bench_db(postgres: Option<&str>, tag: &str) -> anyhow::Result<BenchDb> {
+    let dir = tempfile::tempdir()?;
+    Ok(match postgres {
+        Some(base) => {
+            let name = format!("bench_{tag}_{}", uuid::Uuid::now_v7().simple());
+            let (url, guard) = ScratchSchema::create(base, &name)?;
+            BenchDb {
+                url,
+                _dir: dir,
+                _schema: Some(guard),
+            }
+        }
+        None => BenchDb {
+            url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+            _dir: dir,
+            _schema: None,
+        },
+    })
+}
+
+/// The backend a `--postgres` option selects, as the figures name it.
+fn backend_name(postgres: Option<&str>) -> &'static str {
+    if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+fn settings_for(db: &BenchDb) -> Settings {
+    let mut s = Settings::default();
+    s.database.url = db.url.clone();
+    s.database.pool_size = 2;
+    s.node.signing_key = db._dir.path().join("bench.key");
+    s
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let figures = match args.what {
+        BenchWhat::Import { count, postgres } => import::bench_import(count, postgres.as_deref())?,
+        BenchWhat::Audit { events, postgres } => audit::bench_audit(events, postgres.as_deref())?,
+        BenchWhat::Sync {
+            versions,
+            edits,
+            commit_every,
+            postgres,
+        } => {
+            super::runtime()?.block_on(sync::bench_sync(versions, edits, commit_every, postgres))?
+        }
+        BenchWhat::Cases {
+            cases,
+            concurrency,
+            postgres,
+        } => super::runtime()?.block_on(cases::bench_cases(cases, concurrency, postgres))?,
+        BenchWhat::Conflicts {
+            conflicts,
+            postgres,
+        } => super::runtime()?.block_on(conflicts::bench_conflicts(conflicts, postgres))?,
+        BenchWhat::Reconcile {
+            docs,
+            differences,
+            catch_up,
+            postgres,
+        } => super::runtime()?.block_on(reconcile::bench_reconcile(
+            docs,
+            differences,
+            catch_up,
+            postgres,
+        ))?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else if let serde_json::Value::Object(m) = &figures {
+        for (k, v) in m {
+            println!("{k:>32}: {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Bare Ed25519 signatures per second on one core: 32-byte messages (what a version signs).
+fn bare_sign_rate(n: usize) -> anyhow::Result<f64> {
+    let key = crate::crypto::keys::SigningKey::generate()?.0;
+    let mut msg = [7u8; 32];
+    let start = Instant::now();
+    for i in 0..n {
+        msg[0] = i as u8;
+        let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg);
+        std::hint::black_box(sig);
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `count` generated children (hukou in Sichuan, living in Henan), validated.
+fn sample_records(
+    count: usize,
+    seed: u64,
+    palette: &crate::domain::RiskPalette,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<Vec<(usize, ChildRecord)>> {
+    let mut csv = Vec::new();
+    crate::ledger_file::sample::write_ledger(&mut csv, count, seed, "51", "41")?;
+    let rules = RecordRules {
+        today: china_today(now),
+        palette,
+    };
+    let mut rows = Vec::with_capacity(count);
+    for (line, record) in LedgerReader::new(String::from_utf8(csv)?)?.validate_all(&rules) {
+        rows.push((line, record?));
+    }
+    Ok(rows)
+}
+
+/// Two nodes (residence 410100, hukou 510100) on fresh databases, as in the demo.
+struct BenchPair {
+    _root: tempfile::TempDir,
+    _dbs: Vec<BenchDb>,
+    settings: Vec<Settings>,
+    nodes: Vec<(
+        crate::storage::Store,
+        std::sync::Arc<crate::sync::LocalNode>,
+        crate::startup::StopHandle,
+        String,
+    )>,
+}
+
+async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
+    use crate::devnet::{DevNet, NodeSpec};
+    let root = tempfile::tempdir()?;
+    let specs = [
+        NodeSpec::new("410100", "41")?,
+        NodeSpec::new("510100", "51")?,
+    ];
+    let mut net = DevNet::create(&root.path().join("pki"), &specs, Vec::new())?;
+    let mut nodes = Vec::new();
+    let mut dbs = Vec::new();
+    let mut all_settings = Vec::new();
+    for spec in &specs {
+        let db = bench_db(postgres, &format!("n{}", spec.id))?;
+        let mut settings = net.settings(&spec.id)?;
+        settings.database.url = db.url.clone();
+        settings.log.filter = "error".into();
+        all_settings.push(settings.clone());
+        let app = net.start(&spec.id, settings).await?;
+        nodes.push((app.store, app.node, app.stop, app.admin_base));
+        dbs.push(db);
+    }
+    Ok(BenchPair {
+        _root: root,
+        _dbs: dbs,
+        settings: all_settings,
+        nodes,
+    })
+}

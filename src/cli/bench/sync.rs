@@ -1,0 +1,154 @@
+//! `bench sync`: pushing versions from one node to another over mutual TLS beside bare Ed25519
+//! verifications, and single-edit latency to the peer.
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::audit::Actor;
+use crate::storage;
+use crate::sync::ledger;
+
+use super::{backend_name, bare_sign_rate, bench_pair, round, sample_records};
+
+pub(super) async fn bench_sync(
+    count: usize,
+    edits: usize,
+    commit_every: usize,
+    postgres: Option<String>,
+) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(commit_every > 0, "--commit-every must be at least 1");
+    let backend = backend_name(postgres.as_deref());
+    let pair = bench_pair(postgres.as_deref()).await?;
+    let (zz_store, zz_node, _, _) = pair.nodes[0].clone();
+    let (cd_store, cd_node, _, _) = pair.nodes[1].clone();
+    let count_versions = |store: crate::storage::Store| async move {
+        store.run(storage::records::count_versions).await
+    };
+
+    // Throughput: N new files at the residence node, created (signed and stored) in imports of
+    // `commit_every`, each pushed to the hukou node as soon as it commits.
+    let now = Utc::now();
+    let rows = sample_records(count, 11, &zz_node.palette, now)?;
+    let pb = crate::cli::progress_bar(count as u64, "pushing", false);
+    let start = Instant::now();
+    let (s2, n2) = (zz_store.clone(), zz_node.clone());
+    let rows2 = rows.clone();
+    let mut signed = None;
+    let mut creating =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<std::time::Duration> {
+            let mut c = s2.conn()?;
+            for chunk in rows2.chunks(commit_every) {
+                ledger::import_children(&mut c, &n2, chunk, &Actor::console(), now, &mut |_| {})?;
+            }
+            Ok(start.elapsed())
+        });
+    loop {
+        let n = count_versions(cd_store.clone()).await? as usize;
+        pb.set_position(n as u64);
+        if n >= count {
+            break;
+        }
+        if signed.is_none() && creating.is_finished() {
+            // A failed import ends the run here, not at the time limit.
+            signed = Some((&mut creating).await??);
+        }
+        anyhow::ensure!(
+            start.elapsed() < std::time::Duration::from_secs(600),
+            "push did not complete"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let total = start.elapsed();
+    let signed = match signed {
+        Some(s) => s,
+        None => creating.await??,
+    };
+    pb.finish_and_clear();
+
+    // Latency: single edits, each until visible at the peer. The hukou node signals each batch
+    // it stores (it wakes its senders), so the wait looks when something arrived instead of
+    // querying its database in a tight loop beside the work it measures.
+    let mut arrived = cd_node.outbox_changed.subscribe();
+    let ids: Vec<crate::domain::IdNumber> = rows
+        .iter()
+        .take(edits)
+        .map(|(_, r)| r.id_number.clone())
+        .collect();
+    let mut lat = Vec::with_capacity(edits);
+    for (i, id) in ids.iter().enumerate() {
+        let (s2, n2, id2) = (zz_store.clone(), zz_node.clone(), id.clone());
+        arrived.borrow_and_update();
+        let t = Instant::now();
+        let file = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut c = s2.conn()?;
+            let patch = serde_json::json!({"notes": format!("visit {i}")});
+            Ok(ledger::update_child(
+                &mut c,
+                &n2,
+                &id2,
+                patch.as_object().cloned().unwrap_or_default(),
+                &Actor::console(),
+                Utc::now(),
+            )?)
+        })
+        .await??;
+        let vid = file
+            .history
+            .last()
+            .map(|v| v.id.to_string())
+            .unwrap_or_default();
+        loop {
+            let v = vid.clone();
+            let found = cd_store
+                .run(move |c| storage::records::get_version(c, &v))
+                .await?;
+            if found.is_some() {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "edit did not arrive"
+            );
+            // Look again when the hukou node stored a batch (or after 20 ms regardless).
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(20), arrived.changed()).await;
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+
+    // Bare Ed25519 verifications per second on this machine, same run.
+    let key = crate::crypto::keys::SigningKey::generate()?.0;
+    let msg = [7u8; 32];
+    let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg);
+    let pk = key.public_key();
+    let n = 20_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        pk.verify(crate::crypto::keys::SigningContext::Version, &msg, &sig)?;
+    }
+    let verify_rate = n as f64 / start.elapsed().as_secs_f64();
+    let sign_rate = bare_sign_rate(n)?;
+    for (_, _, stop, _) in &pair.nodes {
+        stop.stop(true).await;
+    }
+    Ok(serde_json::json!({
+        "backend": backend,
+        "versions": count,
+        "created_per_transaction": commit_every.min(count),
+        "signed_and_stored_at_sender_seconds": round(signed.as_secs_f64()),
+        "end_to_end_seconds": round(total.as_secs_f64()),
+        "end_to_end_versions_per_s": (count as f64 / total.as_secs_f64()).round(),
+        "bare_ed25519_verifications_per_s": verify_rate.round(),
+        "bare_ed25519_signatures_per_s": sign_rate.round(),
+        "single_edit_latency_p50_ms": round(pct(0.50)),
+        "single_edit_latency_p99_ms": round(pct(0.99)),
+        "single_edits": edits,
+    }))
+}

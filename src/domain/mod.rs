@@ -6,6 +6,7 @@ pub mod case;
 pub mod child;
 pub mod conflict;
 pub mod digest;
+pub mod doc_kind;
 pub mod id_number;
 pub mod month;
 pub mod node;
@@ -15,6 +16,7 @@ pub mod region;
 pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,
 };
+pub use doc_kind::{DocKind, UnknownDocKind};
 pub use id_number::{IdNumber, IdNumberError, Sex};
 pub use month::{Month, MonthError};
 pub use node::NodeId;

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::records::VersionRow;
+use super::records::{StoredVersion, VersionRow};
 use super::schema::{outbox, outbox_rejected, peer_status, peer_tree_heads, receipts, versions};
 use super::{DbConn, StorageError};
 
@@ -68,7 +68,7 @@ pub fn next_batch(
     peer: &str,
     limit: i64,
     after: Option<&(i64, String)>,
-) -> Result<Vec<VersionRow>, StorageError> {
+) -> Result<Vec<StoredVersion>, StorageError> {
     // No position: from the head (every stamp is above i64::MIN, or equal with a longer id).
     let (hlc, id) = after.map_or((i64::MIN, ""), |(h, id)| (*h, id.as_str()));
     outbox::table
@@ -82,8 +82,10 @@ pub fn next_batch(
         .order((outbox::hlc.asc(), outbox::version_id.asc()))
         .limit(limit)
         .select(VersionRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load::<VersionRow>(conn)?
+        .into_iter()
+        .map(StoredVersion::try_from)
+        .collect()
 }
 
 /// How many of `ids` are still queued for `peer`.

@@ -587,16 +587,16 @@ pub struct PeerStatus {
     pub peer: String,
     pub endpoint: Option<String>,
     /// Versions waiting to be sent.
-    pub outbox_depth: i64,
+    pub outbox_depth: u64,
     /// Seconds the oldest waiting version has waited.
     pub lag_seconds: Option<i64>,
-    pub delivered: i64,
+    pub delivered: u64,
     /// Versions the peer refused (kept, not retried).
-    pub rejected: i64,
+    pub rejected: u64,
     pub last_success_at: Option<chrono::DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_error_at: Option<chrono::DateTime<Utc>>,
-    pub consecutive_failures: i64,
+    pub consecutive_failures: u32,
 }
 
 /// Status of every peer in the directory (and any with queued versions).
@@ -613,26 +613,26 @@ pub fn peer_statuses(
         .flat_map(|d| d.nodes().map(|n| n.id.to_string()).collect::<Vec<_>>())
         .filter(|p| p != node.id.as_str())
         .collect();
-    peers.extend(depths.iter().map(|d| d.0.clone()));
+    peers.extend(depths.iter().map(|d| d.peer.to_string()));
     let mut out = Vec::new();
     for peer in peers {
-        let depth = depths.iter().find(|d| d.0 == peer);
-        let st = statuses.iter().find(|s| s.peer == peer);
+        let depth = depths.iter().find(|d| d.peer.as_str() == peer);
+        let st = statuses.iter().find(|s| s.peer.as_str() == peer);
         out.push(PeerStatus {
             endpoint: dir.as_ref().and_then(|d| {
                 NodeId::parse(&peer)
                     .ok()
                     .and_then(|id| d.node(&id).map(|n| n.endpoint.clone()))
             }),
-            outbox_depth: depth.map_or(0, |d| d.1),
+            outbox_depth: depth.map_or(0, |d| d.depth),
             lag_seconds: depth
-                .and_then(|d| d.2)
-                .map(|t| (now.naive_utc() - t).num_seconds().max(0)),
+                .and_then(|d| d.oldest)
+                .map(|t| (now - t).num_seconds().max(0)),
             delivered: st.map_or(0, |s| s.delivered),
             rejected: exchange::rejected_count(conn, &peer)?,
-            last_success_at: st.and_then(|s| s.last_success_at).map(|t| t.and_utc()),
+            last_success_at: st.and_then(|s| s.last_success_at),
             last_error: st.and_then(|s| s.last_error.clone()),
-            last_error_at: st.and_then(|s| s.last_error_at).map(|t| t.and_utc()),
+            last_error_at: st.and_then(|s| s.last_error_at),
             consecutive_failures: st.map_or(0, |s| s.failures),
             peer,
         });

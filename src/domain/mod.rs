@@ -12,6 +12,7 @@ pub mod month;
 pub mod node;
 pub mod reconcile_report;
 pub mod region;
+pub mod role;
 
 pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,
@@ -21,3 +22,4 @@ pub use id_number::{IdNumber, IdNumberError, Sex};
 pub use month::{Month, MonthError};
 pub use node::NodeId;
 pub use region::{RegionCode, RegionPrefix};
+pub use role::{Role, UnknownRole};

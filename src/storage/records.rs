@@ -216,10 +216,13 @@ pub struct ChildFilter {
 /// Inserts versions and their parent edges.
 pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), StorageError> {
     insert_many!(conn, versions::table, rows);
-    let edges: Vec<(&str, String)> = rows
-        .iter()
-        .flat_map(|r| parents_of(r).into_iter().map(|p| (r.id.as_str(), p)))
-        .collect();
+    let mut edges: Vec<(&str, String)> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let parents = r.parent_ids().map_err(|e| {
+            StorageError::corrupt("versions", format!("version {}: parents: {e}", r.id))
+        })?;
+        edges.extend(parents.into_iter().map(|p| (r.id.as_str(), p)));
+    }
     insert_many!(conn, version_parents::table, edges, |e| (
         version_parents::version_id.eq(e.0.to_owned()),
         version_parents::parent_id.eq(e.1.clone()),
@@ -232,10 +235,6 @@ impl VersionRow {
     pub fn parent_ids(&self) -> Result<Vec<String>, serde_json::Error> {
         serde_json::from_str(&self.parents)
     }
-}
-
-fn parents_of(row: &VersionRow) -> Vec<String> {
-    row.parent_ids().unwrap_or_default()
 }
 
 /// Which of `ids` are stored.

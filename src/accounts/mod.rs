@@ -4,9 +4,6 @@
 //! and the pages only ask [`Role::allows`]. Logins, failures, lockouts, token use and revocation
 //! are audited.
 
-use std::fmt;
-use std::str::FromStr;
-
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::{DateTime, Duration, Utc};
@@ -19,20 +16,7 @@ use crate::crypto::hlc::Hlc;
 use crate::storage::accounts::{self as repo, SessionRow, TokenRow, UserRow};
 use crate::storage::{self, DbConn, StorageError};
 
-/// What a person or system is to this node. Ordered by nothing: each role is a set of
-/// permissions, see [`Role::allows`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Reads and edits children's files and eligibility cases.
-    Caseworker,
-    /// A caseworker who may also resolve conflicts.
-    Reviewer,
-    /// Reads the audit trail and the exchange's status; no children's data.
-    Auditor,
-    /// Everything, including operations (tree heads, reconciliation).
-    Administrator,
-}
+pub use crate::domain::Role;
 
 /// One thing a caller may be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,33 +35,8 @@ pub enum Permission {
     Operate,
 }
 
+/// What each role may do: the one permission matrix.
 impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Caseworker,
-        Role::Reviewer,
-        Role::Auditor,
-        Role::Administrator,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Caseworker => "caseworker",
-            Role::Reviewer => "reviewer",
-            Role::Auditor => "auditor",
-            Role::Administrator => "administrator",
-        }
-    }
-
-    /// The role's name on the pages.
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            Role::Caseworker => "经办人",
-            Role::Reviewer => "审核人",
-            Role::Auditor => "审计员",
-            Role::Administrator => "管理员",
-        }
-    }
-
     /// The permission matrix (README, "Roles").
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
@@ -93,19 +52,9 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = AccountError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| AccountError::UnknownRole(s.to_owned()))
+impl From<crate::domain::UnknownRole> for AccountError {
+    fn from(e: crate::domain::UnknownRole) -> Self {
+        AccountError::UnknownRole(e.0)
     }
 }
 
@@ -418,10 +367,10 @@ pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserInfo>, AccountError> {
         .map(|u| UserInfo {
             username: u.username,
             display_name: u.display_name,
-            role: u.role,
-            locked_until: u.locked_until.map(|t| t.and_utc()),
-            disabled: u.disabled != 0,
-            created_at: u.created_at.and_utc(),
+            role: u.role.to_string(),
+            locked_until: u.locked_until,
+            disabled: u.disabled,
+            created_at: u.created_at,
         })
         .collect())
 }
@@ -470,7 +419,7 @@ pub fn login(
             let Some(user) = user else {
                 return fail(conn, "unknown_user", AccountError::BadCredentials);
             };
-            if let Some(until) = user.locked_until.map(|t| t.and_utc()).filter(|t| *t > now) {
+            if let Some(until) = user.locked_until.filter(|t| *t > now) {
                 // While locked nothing counts; only the right password learns of the lock.
                 let err = if ok {
                     AccountError::Locked { until }
@@ -480,9 +429,9 @@ pub fn login(
                 return fail(conn, "locked", err);
             }
             if !ok {
-                let failures = user.failed_logins + 1;
-                let lock = (failures >= i64::from(policy.max_failures))
-                    .then(|| (now + policy.lockout).naive_utc());
+                let failures = user.failed_logins.saturating_add(1);
+                let lock =
+                    (failures >= policy.max_failures).then(|| (now + policy.lockout).naive_utc());
                 // A lock starts a new count: the next window allows the full number of attempts.
                 repo::set_failures(
                     conn,
@@ -502,7 +451,7 @@ pub fn login(
                 }
                 return fail(conn, "bad_password", AccountError::BadCredentials);
             }
-            if user.disabled != 0 {
+            if user.disabled {
                 return fail(conn, "disabled", AccountError::Disabled);
             }
             repo::set_failures(conn, username, 0, None)?;
@@ -545,13 +494,13 @@ pub fn session(
 ) -> Result<Principal, AccountError> {
     let (session, user) = repo::session_with_user(conn, &secret_hash(cookie), now.naive_utc())?
         .ok_or(AccountError::NoSession)?;
-    if user.disabled != 0 {
+    if user.disabled {
         return Err(AccountError::Disabled);
     }
     Ok(Principal {
         name: format!("user:{}", user.username),
         kind: ActorKind::User,
-        role: user.role.parse()?,
+        role: user.role,
         csrf: Some(session.csrf_token),
     })
 }
@@ -656,10 +605,10 @@ pub fn list_tokens(conn: &mut DbConn) -> Result<Vec<TokenInfo>, AccountError> {
         .into_iter()
         .map(|t| TokenInfo {
             name: t.name,
-            role: t.role,
-            created_at: t.created_at.and_utc(),
-            revoked_at: t.revoked_at.map(|x| x.and_utc()),
-            last_used_at: t.last_used_at.map(|x| x.and_utc()),
+            role: t.role.to_string(),
+            created_at: t.created_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
         })
         .collect())
 }
@@ -680,14 +629,14 @@ pub fn bearer(
     }
     let stale = t
         .last_used_at
-        .map_or(true, |u| now.naive_utc() - u > Duration::minutes(1));
+        .map_or(true, |u| now - u > Duration::minutes(1));
     if stale {
         repo::touch_token(conn, &t.name, now.naive_utc())?;
     }
     Ok(Principal {
         name: format!("token:{}", t.name),
         kind: ActorKind::Token,
-        role: t.role.parse()?,
+        role: t.role,
         csrf: None,
     })
 }

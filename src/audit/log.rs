@@ -12,7 +12,9 @@ use crate::crypto::hash::Digest;
 use crate::crypto::hlc::Hlc;
 use crate::crypto::jcs;
 use crate::crypto::keys::{PublicKey, Signature, SigningContext, SigningKey};
-use crate::storage::audit::{self as repo, AuditEventRow, EventFilter, TreeHeadRow};
+use crate::storage::audit::{
+    self as repo, AuditEventRow, EventFilter, StoredTreeHead, TreeHeadRow,
+};
 use crate::storage::{DbConn, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +139,7 @@ fn completed_nodes(
             let idx = offset >> level;
             let hash = repo::subtree_hash(conn, i64::from(level), idx)?
                 .ok_or_else(|| AuditError::Corrupt(format!("missing subtree ({level}, {idx})")))?;
-            stack.push((level, idx, hash_from_hex(&hash)?));
+            stack.push((level, idx, hash.0));
             offset += 1i64 << level;
         }
     }
@@ -157,10 +159,6 @@ fn completed_nodes(
     Ok(out)
 }
 
-fn hash_from_hex(s: &str) -> Result<Hash, AuditError> {
-    merkle::from_hex(s).map_err(|_| AuditError::Corrupt(format!("bad hash {s:?}")))
-}
-
 /// Reads complete subtrees from the database for proofs.
 pub struct StoredSubtrees<'a>(pub RefCell<&'a mut DbConn>);
 
@@ -168,9 +166,9 @@ impl SubtreeSource for StoredSubtrees<'_> {
     type Error = AuditError;
     fn subtree(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
         let mut conn = self.0.borrow_mut();
-        let hex = repo::subtree_hash(&mut conn, i64::from(level), index as i64)?
+        let hash = repo::subtree_hash(&mut conn, i64::from(level), index as i64)?
             .ok_or_else(|| AuditError::Corrupt(format!("missing subtree ({level}, {index})")))?;
-        hash_from_hex(&hex)
+        Ok(hash.0)
     }
 }
 
@@ -218,15 +216,14 @@ impl SignedTreeHead {
         merkle::from_hex(&self.root).ok()
     }
 
-    pub fn from_row(row: &TreeHeadRow) -> Result<Self, AuditError> {
-        let bad = |w: &str| AuditError::Corrupt(format!("tree head {}: bad {w}", row.size));
-        Ok(Self {
-            size: row.size as u64,
-            root: row.root.clone(),
-            timestamp: row.signed_at.and_utc(),
-            public_key: row.public_key.parse().map_err(|_| bad("key"))?,
-            signature: row.signature.parse().map_err(|_| bad("signature"))?,
-        })
+    pub fn from_stored(head: &StoredTreeHead) -> Self {
+        Self {
+            size: head.size,
+            root: head.root.to_string(),
+            timestamp: head.signed_at,
+            public_key: head.public_key,
+            signature: head.signature,
+        }
     }
 }
 
@@ -239,8 +236,8 @@ pub fn sign_tree_head(
     crate::storage::transaction(conn, |conn| {
         let size = repo::lock_and_size(conn)?;
         if let Some(latest) = repo::latest_tree_head(conn)? {
-            if latest.size == size {
-                return SignedTreeHead::from_row(&latest);
+            if i64::try_from(latest.size).ok() == Some(size) {
+                return Ok(SignedTreeHead::from_stored(&latest));
             }
         }
         let root = if size == 0 {
@@ -274,10 +271,9 @@ pub fn sign_tree_head(
 }
 
 pub fn latest_tree_head(conn: &mut DbConn) -> Result<Option<SignedTreeHead>, AuditError> {
-    repo::latest_tree_head(conn)?
+    Ok(repo::latest_tree_head(conn)?
         .as_ref()
-        .map(SignedTreeHead::from_row)
-        .transpose()
+        .map(SignedTreeHead::from_stored))
 }
 
 /// A stored event as served: its columns, its leaf hash, and (when asked) its inclusion proof.

@@ -55,8 +55,8 @@ pub fn verify_database(
     let mut report = VerifyReport::default();
     let heads: Vec<SignedTreeHead> = repo::all_tree_heads(conn)?
         .iter()
-        .map(SignedTreeHead::from_row)
-        .collect::<Result<_, _>>()?;
+        .map(SignedTreeHead::from_stored)
+        .collect();
     let total = repo::size(conn)?;
     let mut frontier = Frontier::new();
     let mut next_head = heads.iter().peekable();

@@ -213,10 +213,10 @@ pub fn of_file(
     Ok(FileConflicts {
         reviewable_here: conflicts.iter().any(|c| c.owner == me),
         awaiting: awaiting.into_iter().collect(),
-        id_number: child.id_number,
+        id_number: child.id_number.to_string(),
         name: child.name,
-        hukou_region: child.hukou_region,
-        residence_region: child.residence_region,
+        hukou_region: child.hukou_region.to_string(),
+        residence_region: child.residence_region.to_string(),
         heads,
         conflicts,
     })
@@ -267,7 +267,7 @@ pub fn resolve(
         choices.insert(field, value);
     }
     let version = storage::transaction(conn, |conn| {
-        records_repo::get_child(conn, id.as_str())?
+        records_repo::child_created_at(conn, id.as_str())?
             .ok_or_else(|| ConflictError::NotFound(id.masked()))?;
         let (versions, view) = crate::sync::view::merged(conn, node, id.as_str())?;
         if view.heads != expected {

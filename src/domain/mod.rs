@@ -6,16 +6,20 @@ pub mod case;
 pub mod child;
 pub mod conflict;
 pub mod digest;
+pub mod doc_kind;
 pub mod id_number;
 pub mod month;
 pub mod node;
 pub mod reconcile_report;
 pub mod region;
+pub mod role;
 
 pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,
 };
+pub use doc_kind::{DocKind, UnknownDocKind};
 pub use id_number::{IdNumber, IdNumberError, Sex};
 pub use month::{Month, MonthError};
 pub use node::NodeId;
 pub use region::{RegionCode, RegionPrefix};
+pub use role::{Role, UnknownRole};

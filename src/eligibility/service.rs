@@ -174,7 +174,7 @@ pub fn load(conn: &mut DbConn, case_id: &str) -> Result<(CaseBody, Vec<VersionId
     for h in &heads {
         let row = records_repo::get_version(conn, h)?
             .ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
-        let v = SignedVersion::from_row(&row).map_err(LedgerError::from)?;
+        let v = SignedVersion::from_stored(&row).map_err(LedgerError::from)?;
         let body: CaseBody = serde_json::from_value(v.version.body.clone())
             .map_err(|e| LedgerError::Internal(e.to_string()))?;
         ids.push(v.id);
@@ -256,10 +256,9 @@ pub fn create(
         LedgerError::Invalid(crate::domain::FieldError::new("child_id", e.to_string()))
     })?;
     let case_id = storage::transaction(conn, |conn| {
-        let row =
-            records_repo::get_child(conn, child_id.as_str())?.ok_or(CaseError::ChildNotFound)?;
-        let child: crate::domain::ChildRecord =
-            serde_json::from_str(&row.record).map_err(|e| LedgerError::Internal(e.to_string()))?;
+        let child = records_repo::get_child(conn, child_id.as_str())?
+            .ok_or(CaseError::ChildNotFound)?
+            .record;
         if !node.serves(&child.residence_region) {
             return Err(CaseError::NotResidence(child.residence_region.to_string()));
         }
@@ -344,8 +343,7 @@ fn step(
     ) = (&transition, next.state)
     {
         if let Some(row) = records_repo::get_child(conn, next.child_id.as_str())? {
-            let child: crate::domain::ChildRecord = serde_json::from_str(&row.record)
-                .map_err(|e| LedgerError::Internal(e.to_string()))?;
+            let child = row.record;
             let mut benefits = serde_json::to_value(&child.benefits)
                 .map_err(|e| LedgerError::Internal(e.to_string()))?;
             if let Some(list) = benefits.as_array_mut() {

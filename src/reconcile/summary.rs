@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::tree::{self, Tree};
 use super::ReconcileError;
 use crate::crypto::hash::Digest;
-use crate::domain::{NodeId, RegionCode};
+use crate::domain::{DocKind, NodeId, RegionCode};
 use crate::storage::reconcile::{self as repo, BucketRow, SummaryRow};
 use crate::storage::{self, DbConn};
 use crate::sync::LocalNode;
@@ -51,14 +51,14 @@ pub fn catch_up(
             if dirty.is_empty() {
                 return Ok(0);
             }
-            for kind in ["child", "case"] {
+            for kind in [DocKind::Child, DocKind::Case] {
                 let docs: Vec<String> = dirty
                     .iter()
-                    .filter(|(k, _, _)| k == kind)
-                    .map(|(_, d, _)| d.clone())
+                    .filter(|d| d.kind == kind)
+                    .map(|d| d.doc_id.clone())
                     .collect();
                 if !docs.is_empty() {
-                    refresh(c, node, kind, &docs)?;
+                    refresh(c, node, kind.as_str(), &docs)?;
                 }
             }
             repo::clear_dirty(c, &dirty)?;

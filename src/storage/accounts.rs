@@ -1,11 +1,15 @@
-//! Repositories of people and machine clients: users, browser sessions and API tokens. Plain
-//! rows; the rules (hashing, lockout, roles, expiry) are decided by `accounts`.
+//! Repositories of people and machine clients: users, browser sessions and API tokens. Rows go
+//! in as [`UserRow`], [`SessionRow`] and [`TokenRow`]; they come out typed ([`User`], [`Session`],
+//! [`Token`]: the role, UTC times, counts and flags), and a stored value that does not parse is
+//! [`StorageError::Corrupt`]. The rules (hashing, lockout, permissions, expiry) are decided by
+//! `accounts`.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{api_tokens, sessions, users};
 use super::{DbConn, StorageError};
+use crate::domain::Role;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -46,6 +50,94 @@ pub struct TokenRow {
     pub last_used_at: Option<NaiveDateTime>,
 }
 
+/// A user as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// argon2id PHC string; never leaves the `accounts` module.
+    pub password_hash: String,
+    /// Consecutive failed logins since the last success.
+    pub failed_logins: u32,
+    pub locked_until: Option<DateTime<Utc>>,
+    /// The account may not log in.
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StorageError;
+
+    fn try_from(r: UserRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("users", format!("user {:?}: {what}: {e}", r.username))
+        };
+        Ok(User {
+            role: r.role.parse().map_err(|e| bad("role", &e))?,
+            failed_logins: u32::try_from(r.failed_logins).map_err(|e| bad("failed logins", &e))?,
+            locked_until: r.locked_until.map(|t| t.and_utc()),
+            disabled: r.disabled != 0,
+            created_at: r.created_at.and_utc(),
+            username: r.username,
+            display_name: r.display_name,
+            password_hash: r.password_hash,
+        })
+    }
+}
+
+/// A browser session as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// SHA-256 (hex) of the cookie's secret.
+    pub id_hash: String,
+    pub username: String,
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(r: SessionRow) -> Self {
+        Session {
+            id_hash: r.id_hash,
+            username: r.username,
+            csrf_token: r.csrf_token,
+            created_at: r.created_at.and_utc(),
+            expires_at: r.expires_at.and_utc(),
+        }
+    }
+}
+
+/// An API token as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub name: String,
+    /// SHA-256 (hex) of the secret.
+    pub token_hash: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TokenRow> for Token {
+    type Error = StorageError;
+
+    fn try_from(r: TokenRow) -> Result<Self, StorageError> {
+        Ok(Token {
+            role: r.role.parse().map_err(|e| {
+                StorageError::corrupt("api_tokens", format!("token {:?}: role: {e}", r.name))
+            })?,
+            created_at: r.created_at.and_utc(),
+            revoked_at: r.revoked_at.map(|t| t.and_utc()),
+            last_used_at: r.last_used_at.map(|t| t.and_utc()),
+            name: r.name,
+            token_hash: r.token_hash,
+        })
+    }
+}
+
 pub fn insert_user(conn: &mut DbConn, row: &UserRow) -> Result<(), StorageError> {
     diesel::insert_into(users::table)
         .values(row)
@@ -53,33 +145,35 @@ pub fn insert_user(conn: &mut DbConn, row: &UserRow) -> Result<(), StorageError>
     Ok(())
 }
 
-pub fn get_user(conn: &mut DbConn, username: &str) -> Result<Option<UserRow>, StorageError> {
-    users::table
+pub fn get_user(conn: &mut DbConn, username: &str) -> Result<Option<User>, StorageError> {
+    let row: Option<UserRow> = users::table
         .find(username)
         .select(UserRow::as_select())
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    row.map(User::try_from).transpose()
 }
 
-pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserRow>, StorageError> {
+pub fn list_users(conn: &mut DbConn) -> Result<Vec<User>, StorageError> {
     users::table
         .order(users::username.asc())
         .select(UserRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load::<UserRow>(conn)?
+        .into_iter()
+        .map(User::try_from)
+        .collect()
 }
 
 /// Records a failed login: the new failure count, and a lock when it is set.
 pub fn set_failures(
     conn: &mut DbConn,
     username: &str,
-    failed: i64,
+    failed: u32,
     locked_until: Option<NaiveDateTime>,
 ) -> Result<(), StorageError> {
     diesel::update(users::table.find(username))
         .set((
-            users::failed_logins.eq(failed),
+            users::failed_logins.eq(i64::from(failed)),
             users::locked_until.eq(locked_until),
         ))
         .execute(conn)?;
@@ -116,15 +210,17 @@ pub fn session_with_user(
     conn: &mut DbConn,
     id_hash: &str,
     now: NaiveDateTime,
-) -> Result<Option<(SessionRow, UserRow)>, StorageError> {
-    sessions::table
+) -> Result<Option<(Session, User)>, StorageError> {
+    let found: Option<(SessionRow, UserRow)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::id_hash.eq(id_hash))
         .filter(sessions::expires_at.gt(now))
         .select((SessionRow::as_select(), UserRow::as_select()))
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    found
+        .map(|(s, u)| Ok((Session::from(s), User::try_from(u)?)))
+        .transpose()
 }
 
 pub fn delete_session(conn: &mut DbConn, id_hash: &str) -> Result<usize, StorageError> {
@@ -156,30 +252,32 @@ pub fn insert_token(conn: &mut DbConn, row: &TokenRow) -> Result<(), StorageErro
     Ok(())
 }
 
-pub fn get_token(conn: &mut DbConn, name: &str) -> Result<Option<TokenRow>, StorageError> {
-    api_tokens::table
+pub fn get_token(conn: &mut DbConn, name: &str) -> Result<Option<Token>, StorageError> {
+    let row: Option<TokenRow> = api_tokens::table
         .find(name)
         .select(TokenRow::as_select())
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    row.map(Token::try_from).transpose()
 }
 
-pub fn token_by_hash(conn: &mut DbConn, hash: &str) -> Result<Option<TokenRow>, StorageError> {
-    api_tokens::table
+pub fn token_by_hash(conn: &mut DbConn, hash: &str) -> Result<Option<Token>, StorageError> {
+    let row: Option<TokenRow> = api_tokens::table
         .filter(api_tokens::token_hash.eq(hash))
         .select(TokenRow::as_select())
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    row.map(Token::try_from).transpose()
 }
 
-pub fn list_tokens(conn: &mut DbConn) -> Result<Vec<TokenRow>, StorageError> {
+pub fn list_tokens(conn: &mut DbConn) -> Result<Vec<Token>, StorageError> {
     api_tokens::table
         .order(api_tokens::name.asc())
         .select(TokenRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load::<TokenRow>(conn)?
+        .into_iter()
+        .map(Token::try_from)
+        .collect()
 }
 
 pub fn revoke_token(

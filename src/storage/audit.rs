@@ -1,12 +1,16 @@
 //! Repository of the audit log: events, stored subtree hashes and signed tree heads. Appends are
 //! serialised so sequence numbers are gapless: SQLite transactions here begin IMMEDIATE (one writer
-//! at a time); on PostgreSQL the appender takes a transaction-scoped advisory lock.
+//! at a time); on PostgreSQL the appender takes a transaction-scoped advisory lock. Tree heads
+//! and subtree hashes come out typed ([`StoredTreeHead`], [`Digest`]); a stored value that does
+//! not parse is [`StorageError::Corrupt`].
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{audit_events, audit_nodes, tree_heads};
 use super::{DbConn, StorageError};
+use crate::crypto::keys::{PublicKey, Signature};
+use crate::domain::digest::Digest;
 
 /// Key of the PostgreSQL advisory lock that serialises audit appends ("hukou" in ASCII).
 const AUDIT_LOCK_KEY: i64 = 0x0068_756b_6f75;
@@ -39,6 +43,33 @@ pub struct TreeHeadRow {
     pub signed_at: NaiveDateTime,
     pub public_key: String,
     pub signature: String,
+}
+
+/// A signed tree head as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTreeHead {
+    pub size: u64,
+    pub root: Digest,
+    pub signed_at: DateTime<Utc>,
+    pub public_key: PublicKey,
+    pub signature: Signature,
+}
+
+impl TryFrom<TreeHeadRow> for StoredTreeHead {
+    type Error = StorageError;
+
+    fn try_from(r: TreeHeadRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("tree_heads", format!("tree head {}: {what}: {e}", r.size))
+        };
+        Ok(StoredTreeHead {
+            size: u64::try_from(r.size).map_err(|e| bad("size", &e))?,
+            root: r.root.parse().map_err(|e| bad("root", &e))?,
+            signed_at: r.signed_at.and_utc(),
+            public_key: r.public_key.parse().map_err(|e| bad("key", &e))?,
+            signature: r.signature.parse().map_err(|e| bad("signature", &e))?,
+        })
+    }
 }
 
 /// Filters of the event list.
@@ -91,8 +122,8 @@ pub fn subtree_hash(
     conn: &mut DbConn,
     level: i64,
     idx: i64,
-) -> Result<Option<String>, StorageError> {
-    let hash = if level == 0 {
+) -> Result<Option<Digest>, StorageError> {
+    let hash: Option<String> = if level == 0 {
         audit_events::table
             .find(idx)
             .select(audit_events::leaf_hash)
@@ -105,7 +136,17 @@ pub fn subtree_hash(
             .first(conn)
             .optional()?
     };
-    Ok(hash)
+    hash.map(|h| {
+        h.parse().map_err(|e| {
+            let table = if level == 0 {
+                "audit_events"
+            } else {
+                "audit_nodes"
+            };
+            StorageError::corrupt(table, format!("subtree ({level}, {idx}): {e}"))
+        })
+    })
+    .transpose()
 }
 
 pub fn get_event(conn: &mut DbConn, seq: i64) -> Result<Option<AuditEventRow>, StorageError> {
@@ -170,28 +211,30 @@ pub fn insert_tree_head(conn: &mut DbConn, row: &TreeHeadRow) -> Result<(), Stor
     Ok(())
 }
 
-pub fn latest_tree_head(conn: &mut DbConn) -> Result<Option<TreeHeadRow>, StorageError> {
-    tree_heads::table
+pub fn latest_tree_head(conn: &mut DbConn) -> Result<Option<StoredTreeHead>, StorageError> {
+    let row: Option<TreeHeadRow> = tree_heads::table
         .order(tree_heads::size.desc())
         .select(TreeHeadRow::as_select())
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    row.map(StoredTreeHead::try_from).transpose()
 }
 
-pub fn tree_head_at(conn: &mut DbConn, size: i64) -> Result<Option<TreeHeadRow>, StorageError> {
-    tree_heads::table
+pub fn tree_head_at(conn: &mut DbConn, size: i64) -> Result<Option<StoredTreeHead>, StorageError> {
+    let row: Option<TreeHeadRow> = tree_heads::table
         .find(size)
         .select(TreeHeadRow::as_select())
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    row.map(StoredTreeHead::try_from).transpose()
 }
 
-pub fn all_tree_heads(conn: &mut DbConn) -> Result<Vec<TreeHeadRow>, StorageError> {
+pub fn all_tree_heads(conn: &mut DbConn) -> Result<Vec<StoredTreeHead>, StorageError> {
     tree_heads::table
         .order(tree_heads::size.asc())
         .select(TreeHeadRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load::<TreeHeadRow>(conn)?
+        .into_iter()
+        .map(StoredTreeHead::try_from)
+        .collect()
 }

@@ -1,12 +1,16 @@
 //! Repositories of the exchange: the outbox, refused deliveries, receipts, peer status and the
-//! tree heads peers sent.
+//! tree heads peers sent. Receipts go in as [`ReceiptRow`]; receipts, peer status and queue depths
+//! come out typed ([`StoredReceipt`], [`PeerStatus`], [`OutboxDepth`]), and a stored value that
+//! does not parse is [`StorageError::Corrupt`].
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::records::VersionRow;
+use super::records::{StoredVersion, VersionRow};
 use super::schema::{outbox, outbox_rejected, peer_status, peer_tree_heads, receipts, versions};
 use super::{DbConn, StorageError};
+use crate::domain::digest::Digest;
+use crate::domain::NodeId;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = receipts)]
@@ -21,15 +25,88 @@ pub struct ReceiptRow {
     pub stored_at: NaiveDateTime,
 }
 
+/// A stored receipt as read back. Its body stays the stored JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReceipt {
+    pub id: Digest,
+    pub issuer: NodeId,
+    pub recipient: NodeId,
+    pub issued_at: DateTime<Utc>,
+    /// How many versions it accepted, and refused.
+    pub accepted: u64,
+    pub rejected: u64,
+    pub body: String,
+    pub stored_at: DateTime<Utc>,
+}
+
+impl TryFrom<ReceiptRow> for StoredReceipt {
+    type Error = StorageError;
+
+    fn try_from(r: ReceiptRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("receipts", format!("receipt {}: {what}: {e}", r.id))
+        };
+        Ok(StoredReceipt {
+            id: r.id.parse().map_err(|e| bad("id", &e))?,
+            issuer: NodeId::parse(&r.issuer).map_err(|e| bad("issuer", &e))?,
+            recipient: NodeId::parse(&r.recipient).map_err(|e| bad("recipient", &e))?,
+            issued_at: r.issued_at.and_utc(),
+            accepted: u64::try_from(r.accepted).map_err(|e| bad("accepted", &e))?,
+            rejected: u64::try_from(r.rejected).map_err(|e| bad("rejected", &e))?,
+            stored_at: r.stored_at.and_utc(),
+            body: r.body,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = peer_status)]
-pub struct PeerStatusRow {
-    pub peer: String,
-    pub last_success_at: Option<NaiveDateTime>,
+struct PeerStatusRow {
+    peer: String,
+    last_success_at: Option<NaiveDateTime>,
+    last_error: Option<String>,
+    last_error_at: Option<NaiveDateTime>,
+    failures: i64,
+    delivered: i64,
+}
+
+/// How deliveries to a peer have gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    pub peer: NodeId,
+    pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
-    pub last_error_at: Option<NaiveDateTime>,
-    pub failures: i64,
-    pub delivered: i64,
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Failures since the last success.
+    pub failures: u32,
+    /// Versions delivered, ever.
+    pub delivered: u64,
+}
+
+impl TryFrom<PeerStatusRow> for PeerStatus {
+    type Error = StorageError;
+
+    fn try_from(r: PeerStatusRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("peer_status", format!("peer {:?}: {what}: {e}", r.peer))
+        };
+        Ok(PeerStatus {
+            peer: NodeId::parse(&r.peer).map_err(|e| bad("peer", &e))?,
+            last_success_at: r.last_success_at.map(|t| t.and_utc()),
+            last_error_at: r.last_error_at.map(|t| t.and_utc()),
+            failures: u32::try_from(r.failures).map_err(|e| bad("failures", &e))?,
+            delivered: u64::try_from(r.delivered).map_err(|e| bad("delivered", &e))?,
+            last_error: r.last_error,
+        })
+    }
+}
+
+/// A peer's queue: how many versions wait, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxDepth {
+    pub peer: NodeId,
+    pub depth: u64,
+    pub oldest: Option<DateTime<Utc>>,
 }
 
 /// Queues versions for a peer; already queued ones are left as they are.
@@ -68,7 +145,7 @@ pub fn next_batch(
     peer: &str,
     limit: i64,
     after: Option<&(i64, String)>,
-) -> Result<Vec<VersionRow>, StorageError> {
+) -> Result<Vec<StoredVersion>, StorageError> {
     // No position: from the head (every stamp is above i64::MIN, or equal with a longer id).
     let (hlc, id) = after.map_or((i64::MIN, ""), |(h, id)| (*h, id.as_str()));
     outbox::table
@@ -82,8 +159,10 @@ pub fn next_batch(
         .order((outbox::hlc.asc(), outbox::version_id.asc()))
         .limit(limit)
         .select(VersionRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load::<VersionRow>(conn)?
+        .into_iter()
+        .map(StoredVersion::try_from)
+        .collect()
 }
 
 /// How many of `ids` are still queued for `peer`.
@@ -139,26 +218,35 @@ pub fn record_rejection(
 }
 
 /// Queue depth and the oldest queued moment, per peer.
-pub fn outbox_depths(
-    conn: &mut DbConn,
-) -> Result<Vec<(String, i64, Option<NaiveDateTime>)>, StorageError> {
-    outbox::table
+pub fn outbox_depths(conn: &mut DbConn) -> Result<Vec<OutboxDepth>, StorageError> {
+    let rows: Vec<(String, i64, Option<NaiveDateTime>)> = outbox::table
         .group_by(outbox::peer)
         .select((
             outbox::peer,
             diesel::dsl::count_star(),
             diesel::dsl::min(outbox::enqueued_at),
         ))
-        .load(conn)
-        .map_err(StorageError::from)
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(peer, depth, oldest)| {
+            let bad = |e: &dyn std::fmt::Display| {
+                StorageError::corrupt("outbox", format!("peer {peer:?}: {e}"))
+            };
+            Ok(OutboxDepth {
+                peer: NodeId::parse(&peer).map_err(|e| bad(&e))?,
+                depth: u64::try_from(depth).map_err(|e| bad(&e))?,
+                oldest: oldest.map(|t| t.and_utc()),
+            })
+        })
+        .collect()
 }
 
-pub fn rejected_count(conn: &mut DbConn, peer: &str) -> Result<i64, StorageError> {
-    outbox_rejected::table
+pub fn rejected_count(conn: &mut DbConn, peer: &str) -> Result<u64, StorageError> {
+    let n: i64 = outbox_rejected::table
         .filter(outbox_rejected::peer.eq(peer))
         .count()
-        .get_result(conn)
-        .map_err(StorageError::from)
+        .get_result(conn)?;
+    u64::try_from(n).map_err(|e| StorageError::corrupt("outbox_rejected", e))
 }
 
 /// Stores a receipt once (its id is the hash of its content; a second copy changes nothing).
@@ -175,14 +263,16 @@ pub fn receipts_from(
     conn: &mut DbConn,
     issuer: &str,
     limit: i64,
-) -> Result<Vec<ReceiptRow>, StorageError> {
+) -> Result<Vec<StoredReceipt>, StorageError> {
     receipts::table
         .filter(receipts::issuer.eq(issuer))
         .order(receipts::issued_at.desc())
         .limit(limit)
         .select(ReceiptRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load::<ReceiptRow>(conn)?
+        .into_iter()
+        .map(StoredReceipt::try_from)
+        .collect()
 }
 
 fn ensure_status(conn: &mut DbConn, peer: &str) -> Result<(), StorageError> {
@@ -221,7 +311,7 @@ pub fn mark_failure(
     peer: &str,
     error: &str,
     at: NaiveDateTime,
-) -> Result<i64, StorageError> {
+) -> Result<u32, StorageError> {
     ensure_status(conn, peer)?;
     diesel::update(peer_status::table.find(peer))
         .set((
@@ -230,19 +320,21 @@ pub fn mark_failure(
             peer_status::failures.eq(peer_status::failures + 1),
         ))
         .execute(conn)?;
-    peer_status::table
+    let failures: i64 = peer_status::table
         .find(peer)
         .select(peer_status::failures)
-        .first(conn)
-        .map_err(StorageError::from)
+        .first(conn)?;
+    u32::try_from(failures).map_err(|e| StorageError::corrupt("peer_status", e))
 }
 
-pub fn statuses(conn: &mut DbConn) -> Result<Vec<PeerStatusRow>, StorageError> {
+pub fn statuses(conn: &mut DbConn) -> Result<Vec<PeerStatus>, StorageError> {
     peer_status::table
         .order(peer_status::peer.asc())
         .select(PeerStatusRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load::<PeerStatusRow>(conn)?
+        .into_iter()
+        .map(PeerStatus::try_from)
+        .collect()
 }
 
 /// Stores a tree head a peer sent, once per size. An upsert that does nothing on a second copy:

@@ -16,7 +16,7 @@ use super::schema::{
 };
 use super::{DbConn, QueryError, StorageError};
 use crate::domain::reconcile_report::{Report, RunStatus};
-use crate::domain::{IdNumber, NodeId, RegionCode};
+use crate::domain::{DocKind, IdNumber, NodeId, RegionCode};
 
 /// Rows per multi-row statement and ids per `IN (...)` list (well under SQLite's bound
 /// parameters limit).
@@ -52,27 +52,46 @@ pub fn mark_dirty(conn: &mut DbConn, kind: &str, docs: &[&str]) -> Result<(), St
     Ok(())
 }
 
-/// A dirty document: kind, id and the generation read.
-pub type DirtyDoc = (String, String, i64);
+/// A dirty document, with the generation read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyDoc {
+    pub kind: DocKind,
+    pub doc_id: String,
+    /// Bumped by every change of heads since the document was last caught up with.
+    pub gen: u64,
+}
 
 /// The next dirty documents, in a stable order.
 pub fn dirty_chunk(conn: &mut DbConn, limit: i64) -> Result<Vec<DirtyDoc>, StorageError> {
-    recon_dirty::table
+    let rows: Vec<(String, String, i64)> = recon_dirty::table
         .order((recon_dirty::kind.asc(), recon_dirty::doc_id.asc()))
         .limit(limit)
         .select((recon_dirty::kind, recon_dirty::doc_id, recon_dirty::gen))
-        .load(conn)
-        .map_err(StorageError::from)
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(kind, doc_id, gen)| {
+            let bad = |what: &str, e: &dyn std::fmt::Display| {
+                StorageError::corrupt("recon_dirty", format!("{kind} {doc_id}: {what}: {e}"))
+            };
+            Ok(DirtyDoc {
+                kind: kind.parse().map_err(|e| bad("kind", &e))?,
+                gen: u64::try_from(gen).map_err(|e| bad("generation", &e))?,
+                doc_id,
+            })
+        })
+        .collect()
 }
 
 /// Removes processed dirty rows, each only if its generation is still the one read.
 pub fn clear_dirty(conn: &mut DbConn, rows: &[DirtyDoc]) -> Result<usize, StorageError> {
     let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
-    for (kind, doc, gen) in rows {
+    for d in rows {
+        // A generation read from the i64 column, so it fits back.
+        let gen = i64::try_from(d.gen).map_err(|e| StorageError::corrupt("recon_dirty", e))?;
         groups
-            .entry((kind.as_str(), *gen))
+            .entry((d.kind.as_str(), gen))
             .or_default()
-            .push(doc.as_str());
+            .push(d.doc_id.as_str());
     }
     let mut n = 0;
     for ((kind, gen), docs) in groups {

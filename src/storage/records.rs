@@ -1,13 +1,19 @@
 //! Repositories of documents: versions and their parent edges, heads, and the children view.
-//! Plain rows in, plain rows out; what they mean is decided by `sync`.
+//! Rows go in as storage's own input types ([`VersionRow`], [`ChildRow`]); the children view
+//! comes out typed ([`ChildListing`], [`ChildView`] with the parsed [`ChildRecord`]), and a stored
+//! value that does not parse is [`StorageError::Corrupt`].
 
 use std::collections::HashSet;
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{children, heads, version_parents, versions};
 use super::{DbConn, StorageError, LIST_CHUNK};
+use crate::crypto::hlc::Hlc;
+use crate::crypto::keys::Signature;
+use crate::domain::digest::Digest;
+use crate::domain::{ChildRecord, DocKind, IdNumber, NodeId, RegionCode};
 
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -26,6 +32,62 @@ pub struct VersionRow {
     pub resolution: i64,
     pub signature: Option<String>,
     pub stored_at: NaiveDateTime,
+}
+
+/// A stored version as read back, typed. The body stays the stored JSON text, so a sender can
+/// pass it through without parsing and writing it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVersion {
+    pub id: Digest,
+    pub kind: DocKind,
+    pub doc_id: String,
+    pub author_node: NodeId,
+    pub hlc: Hlc,
+    /// Sorted.
+    pub parents: Vec<Digest>,
+    /// A conflict resolution version.
+    pub resolution: bool,
+    pub signature: Signature,
+    pub body: StoredBody,
+    pub stored_at: DateTime<Utc>,
+}
+
+/// A version's body as stored: JSON text, not checked here (its readers parse it, or a sender
+/// checks it is JSON as it copies it into a request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBody(pub String);
+
+impl StoredBody {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<VersionRow> for StoredVersion {
+    type Error = StorageError;
+
+    fn try_from(r: VersionRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::corrupt("versions", format!("version {}: {what}: {e}", r.id))
+        };
+        Ok(StoredVersion {
+            id: r.id.parse().map_err(|e| bad("id", &e))?,
+            kind: r.kind.parse().map_err(|e| bad("kind", &e))?,
+            author_node: NodeId::parse(&r.author_node).map_err(|e| bad("author", &e))?,
+            hlc: Hlc::from_i64(r.hlc).map_err(|e| bad("hlc", &e))?,
+            parents: serde_json::from_str(&r.parents).map_err(|e| bad("parents", &e))?,
+            resolution: r.resolution != 0,
+            signature: r
+                .signature
+                .as_deref()
+                .ok_or_else(|| bad("signature", &"missing"))?
+                .parse()
+                .map_err(|e| bad("signature", &e))?,
+            stored_at: r.stored_at.and_utc(),
+            doc_id: r.doc_id,
+            body: StoredBody(r.body),
+        })
+    }
 }
 
 /// One row of the current view of children.
@@ -51,6 +113,90 @@ pub struct ChildRow {
     pub updated_at: NaiveDateTime,
 }
 
+/// A file's row of the children view as listed: its indexed columns, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildListing {
+    pub id_number: IdNumber,
+    pub name: String,
+    pub hukou_region: RegionCode,
+    pub residence_region: RegionCode,
+    /// Category codes, in stored order.
+    pub categories: Vec<String>,
+    pub risk_level: Option<String>,
+    pub last_visit_on: Option<NaiveDate>,
+    /// Heads the view merges (more than one: concurrent edits).
+    pub head_count: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A file's row of the children view with its merged record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildView {
+    pub id_number: IdNumber,
+    pub name: String,
+    pub hukou_region: RegionCode,
+    pub residence_region: RegionCode,
+    pub head_count: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub record: ChildRecord,
+}
+
+fn corrupt_child(id: &str, what: &str, e: &dyn std::fmt::Display) -> StorageError {
+    StorageError::corrupt(
+        "children",
+        format!("{}: {what}: {e}", IdNumber::mask_text(id)),
+    )
+}
+
+impl TryFrom<ChildRow> for ChildListing {
+    type Error = StorageError;
+
+    fn try_from(r: ChildRow) -> Result<Self, StorageError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| corrupt_child(&r.id_number, what, e);
+        Ok(ChildListing {
+            id_number: IdNumber::parse(&r.id_number).map_err(|e| bad("id number", &e))?,
+            hukou_region: RegionCode::parse(&r.hukou_region)
+                .map_err(|e| bad("hukou region", &e))?,
+            residence_region: RegionCode::parse(&r.residence_region)
+                .map_err(|e| bad("residence region", &e))?,
+            categories: r
+                .categories
+                .split('|')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            head_count: u32::try_from(r.head_count).map_err(|e| bad("head count", &e))?,
+            created_at: r.created_at.and_utc(),
+            updated_at: r.updated_at.and_utc(),
+            last_visit_on: r.last_visit_on,
+            risk_level: r.risk_level,
+            name: r.name,
+        })
+    }
+}
+
+impl TryFrom<ChildRow> for ChildView {
+    type Error = StorageError;
+
+    fn try_from(r: ChildRow) -> Result<Self, StorageError> {
+        let record: ChildRecord = serde_json::from_str(&r.record)
+            .map_err(|e| corrupt_child(&r.id_number, "record", &e))?;
+        let l = ChildListing::try_from(r)?;
+        Ok(ChildView {
+            id_number: l.id_number,
+            name: l.name,
+            hukou_region: l.hukou_region,
+            residence_region: l.residence_region,
+            head_count: l.head_count,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+            record,
+        })
+    }
+}
+
 /// Filters of the children list; every one optional, combined with AND.
 #[derive(Debug, Clone, Default)]
 pub struct ChildFilter {
@@ -70,10 +216,13 @@ pub struct ChildFilter {
 /// Inserts versions and their parent edges.
 pub fn insert_versions(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), StorageError> {
     insert_many!(conn, versions::table, rows);
-    let edges: Vec<(&str, String)> = rows
-        .iter()
-        .flat_map(|r| parents_of(r).into_iter().map(|p| (r.id.as_str(), p)))
-        .collect();
+    let mut edges: Vec<(&str, String)> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let parents = r.parent_ids().map_err(|e| {
+            StorageError::corrupt("versions", format!("version {}: parents: {e}", r.id))
+        })?;
+        edges.extend(parents.into_iter().map(|p| (r.id.as_str(), p)));
+    }
     insert_many!(conn, version_parents::table, edges, |e| (
         version_parents::version_id.eq(e.0.to_owned()),
         version_parents::parent_id.eq(e.1.clone()),
@@ -86,10 +235,6 @@ impl VersionRow {
     pub fn parent_ids(&self) -> Result<Vec<String>, serde_json::Error> {
         serde_json::from_str(&self.parents)
     }
-}
-
-fn parents_of(row: &VersionRow) -> Vec<String> {
-    row.parent_ids().unwrap_or_default()
 }
 
 /// Which of `ids` are stored.
@@ -108,13 +253,13 @@ pub fn existing_versions(
     Ok(out)
 }
 
-pub fn get_version(conn: &mut DbConn, id: &str) -> Result<Option<VersionRow>, StorageError> {
-    versions::table
+pub fn get_version(conn: &mut DbConn, id: &str) -> Result<Option<StoredVersion>, StorageError> {
+    let row: Option<VersionRow> = versions::table
         .find(id)
         .select(VersionRow::as_select())
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    row.map(StoredVersion::try_from).transpose()
 }
 
 /// Every version of a document, oldest first (by HLC, then id for a total order).
@@ -122,14 +267,14 @@ pub fn versions_of(
     conn: &mut DbConn,
     kind: &str,
     doc_id: &str,
-) -> Result<Vec<VersionRow>, StorageError> {
-    versions::table
+) -> Result<Vec<StoredVersion>, StorageError> {
+    let rows: Vec<VersionRow> = versions::table
         .filter(versions::kind.eq(kind))
         .filter(versions::doc_id.eq(doc_id))
         .order((versions::hlc.asc(), versions::id.asc()))
         .select(VersionRow::as_select())
-        .load(conn)
-        .map_err(StorageError::from)
+        .load(conn)?;
+    rows.into_iter().map(StoredVersion::try_from).collect()
 }
 
 /// Current heads of a document, sorted.
@@ -204,7 +349,7 @@ pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), StorageErro
 }
 
 /// A file's view row, with its record.
-pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildRow>, StorageError> {
+pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildView>, StorageError> {
     let row: Option<ChildRow> = children::table
         .find(id_number)
         .select(ChildRow::as_select())
@@ -212,20 +357,20 @@ pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildRow>,
         .optional()?;
     let mut rows: Vec<ChildRow> = row.into_iter().collect();
     fill_records(conn, &mut rows)?;
-    Ok(rows.pop())
+    rows.pop().map(ChildView::try_from).transpose()
 }
 
 /// When a file's view row was created, if it exists.
 pub fn child_created_at(
     conn: &mut DbConn,
     id_number: &str,
-) -> Result<Option<NaiveDateTime>, StorageError> {
-    children::table
+) -> Result<Option<DateTime<Utc>>, StorageError> {
+    let at: Option<NaiveDateTime> = children::table
         .find(id_number)
         .select(children::created_at)
         .first(conn)
-        .optional()
-        .map_err(StorageError::from)
+        .optional()?;
+    Ok(at.map(|t| t.and_utc()))
 }
 
 /// Reads the record of each row stored without one (a file whose only head is its creation)
@@ -271,9 +416,19 @@ pub fn existing_children(
     Ok(out)
 }
 
-/// The rows `f` selects, in ID order. Their `record` may be empty (see [`ChildRow::record`]):
-/// lists show the indexed columns only.
-pub fn list_children(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, StorageError> {
+/// The files `f` selects, in ID order: lists show the indexed columns only.
+pub fn list_children(
+    conn: &mut DbConn,
+    f: &ChildFilter,
+) -> Result<Vec<ChildListing>, StorageError> {
+    list_rows(conn, f)?
+        .into_iter()
+        .map(ChildListing::try_from)
+        .collect()
+}
+
+/// The rows `f` selects, in ID order. Their `record` may be empty (see [`ChildRow::record`]).
+fn list_rows(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, StorageError> {
     let mut q = children::table.select(ChildRow::as_select()).into_boxed();
     if let Some(p) = &f.region_prefix {
         let pat = format!("{p}%");
@@ -316,8 +471,8 @@ pub fn page_children(
     conn: &mut DbConn,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<ChildRow>, StorageError> {
-    let mut rows = list_children(
+) -> Result<Vec<ChildView>, StorageError> {
+    let mut rows = list_rows(
         conn,
         &ChildFilter {
             after: after.map(str::to_owned),
@@ -326,7 +481,7 @@ pub fn page_children(
         },
     )?;
     fill_records(conn, &mut rows)?;
-    Ok(rows)
+    rows.into_iter().map(ChildView::try_from).collect()
 }
 
 pub fn count_children(conn: &mut DbConn) -> Result<i64, StorageError> {

@@ -350,7 +350,7 @@ fn check(
             continue;
         }
         let row = repo::get_version(conn, &p.to_string()).map_err(db)?;
-        match row.map(|r| SignedVersion::from_row(&r)) {
+        match row.map(|r| SignedVersion::from_stored(&r)) {
             Some(Ok(pv)) if pv.version.doc_id == v.version.doc_id => parent_records.push(
                 view::record_of(&pv).map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?,
             ),
@@ -532,7 +532,7 @@ fn check_case(
     for p in &v.version.parents {
         let row = repo::get_version(conn, &p.to_string())
             .map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
-        let Some(Ok(pv)) = row.map(|r| SignedVersion::from_row(&r)) else {
+        let Some(Ok(pv)) = row.map(|r| SignedVersion::from_stored(&r)) else {
             return Err((
                 RejectCode::UnknownParents,
                 format!("parent {} is not known here", p.short()),
@@ -564,7 +564,7 @@ fn check_authority(
         repo::versions_of(conn, "child", &v.version.doc_id).map_err(|e| invalid(e.to_string()))?;
     let mut all: HashMap<VersionId, MergeInput> = HashMap::new();
     for row in &rows {
-        let sv = SignedVersion::from_row(row).map_err(|e| invalid(e.to_string()))?;
+        let sv = SignedVersion::from_stored(row).map_err(|e| invalid(e.to_string()))?;
         all.insert(
             sv.id,
             view::merge_input(node, &sv).map_err(|e| invalid(e.to_string()))?,

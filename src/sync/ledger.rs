@@ -19,7 +19,7 @@ pub use super::view::view_row;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::domain::child::{ChildField, ChildRecord, Fields, RecordRules};
 use crate::domain::{IdNumber, NodeId, Sex};
-use crate::storage::records::{self as repo, ChildFilter, ChildRow};
+use crate::storage::records::{self as repo, ChildFilter, ChildListing};
 use crate::storage::{self, DbConn, StorageError};
 
 /// Today's date in China (UTC+8, no daylight saving), the calendar bureaus work in.
@@ -170,7 +170,8 @@ pub fn apply_update(
 ) -> Result<Option<VersionId>, LedgerError> {
     let patch = parse_fields(patch)?;
     {
-        repo::get_child(conn, id.as_str())?.ok_or_else(|| LedgerError::NotFound(id.masked()))?;
+        repo::child_created_at(conn, id.as_str())?
+            .ok_or_else(|| LedgerError::NotFound(id.masked()))?;
         let (versions, view) = super::view::merged(conn, node, id.as_str())?;
         let current = ChildRecord::from_fields_structural(&view.fields)?;
         let mut fields = current.to_fields();
@@ -251,7 +252,7 @@ pub fn list_children(
                 .details(serde_json::json!({"returned": ids, "filter": format!("{filter:?}")})),
         )?;
         let next_after = (rows.len() as i64 == filter.limit)
-            .then(|| rows.last().map(|r| r.id_number.clone()))
+            .then(|| rows.last().map(|r| r.id_number.to_string()))
             .flatten();
         Ok(ChildPage {
             items: rows.iter().map(summary).collect(),
@@ -317,7 +318,7 @@ pub fn import_children(
     /// One batch with all its CPU work (canonical bytes, hashes, signatures, rows) done.
     struct Prepared {
         versions: Vec<repo::VersionRow>,
-        children: Vec<ChildRow>,
+        children: Vec<repo::ChildRow>,
         events: Vec<Event>,
         /// Per version, the parties to queue it for (none without a directory).
         parties: Vec<BTreeSet<NodeId>>,
@@ -408,10 +409,10 @@ pub fn export_page(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ChildRecord>, LedgerError> {
-    repo::page_children(conn, after, limit)?
-        .iter()
-        .map(row_record)
-        .collect()
+    Ok(repo::page_children(conn, after, limit)?
+        .into_iter()
+        .map(|v| v.record)
+        .collect())
 }
 
 fn new_version(
@@ -442,39 +443,23 @@ pub(crate) fn signed_version(
     Ok(version.sign(&node.key)?)
 }
 
-fn row_record(row: &ChildRow) -> Result<ChildRecord, LedgerError> {
-    serde_json::from_str(&row.record).map_err(|e| {
-        StorageError::corrupt(
-            "children",
-            format!("{}: {e}", IdNumber::mask_text(&row.id_number)),
-        )
-        .into()
-    })
-}
-
-fn summary(row: &ChildRow) -> ChildSummary {
+fn summary(row: &ChildListing) -> ChildSummary {
     ChildSummary {
-        id_number: row.id_number.clone(),
+        id_number: row.id_number.to_string(),
         name: row.name.clone(),
-        hukou_region: row.hukou_region.clone(),
-        residence_region: row.residence_region.clone(),
-        categories: row
-            .categories
-            .split('|')
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        hukou_region: row.hukou_region.to_string(),
+        residence_region: row.residence_region.to_string(),
+        categories: row.categories.clone(),
         risk_level: row.risk_level.clone(),
         last_visit_on: row.last_visit_on,
-        updated_at: row.updated_at.and_utc(),
+        updated_at: row.updated_at,
     }
 }
 
 /// Loads a file with its history (no audit: callers decide).
 pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, LedgerError> {
-    let row =
+    let view =
         repo::get_child(conn, id.as_str())?.ok_or_else(|| LedgerError::NotFound(id.masked()))?;
-    let record = row_record(&row)?;
     let versions = repo::versions_of(conn, "child", id.as_str())?;
     let heads = repo::heads_of(conn, "child", id.as_str())?
         .iter()
@@ -483,7 +468,7 @@ pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, L
     let mut bodies = std::collections::HashMap::new();
     let mut history = Vec::with_capacity(versions.len());
     for row in &versions {
-        let v = SignedVersion::from_row(row)?;
+        let v = SignedVersion::from_stored(row)?;
         let fields = serde_json::from_value::<ChildRecord>(v.version.body.clone())
             .map(|r| r.to_fields())
             .map_err(|e| LedgerError::Internal(format!("version {}: {e}", v.id.short())))?;
@@ -503,21 +488,21 @@ pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, L
             parents: v.version.parents.clone(),
             author_node: v.version.author_node.to_string(),
             hlc: v.version.hlc.to_string(),
-            stored_at: row.stored_at.and_utc(),
+            stored_at: row.stored_at,
             changed,
             resolution: v.version.resolution,
         });
         bodies.insert(v.id, fields);
     }
     Ok(ChildFile {
-        sex: record.sex(),
-        birth_date: record.birth_date(),
-        hukou_region_name: record.hukou_region.full_name(),
-        residence_region_name: record.residence_region.full_name(),
-        record,
+        sex: view.record.sex(),
+        birth_date: view.record.birth_date(),
+        hukou_region_name: view.record.hukou_region.full_name(),
+        residence_region_name: view.record.residence_region.full_name(),
+        record: view.record,
         heads,
-        created_at: row.created_at.and_utc(),
-        updated_at: row.updated_at.and_utc(),
+        created_at: view.created_at,
+        updated_at: view.updated_at,
         history,
     })
 }

@@ -28,9 +28,10 @@ use super::version::{DocKind, VersionError};
 use crate::audit::{self, Actor, Event, Outcome, SignedTreeHead};
 use crate::crypto::hash::Digest;
 use crate::crypto::hlc::Hlc;
+use crate::crypto::keys::Signature;
 use crate::domain::NodeId;
 use crate::storage::exchange;
-use crate::storage::records::VersionRow;
+use crate::storage::records::StoredVersion;
 use crate::storage::{self, Store};
 
 /// Batches in flight to one peer at most.
@@ -204,25 +205,28 @@ async fn prepare(
     let prepared = store
         .run(move |c| -> Result<_, LedgerError> {
             let rows = exchange::next_batch(c, &p, limit as i64, after.as_ref())?;
-            let Some(last) = rows.last().map(|r| (r.hlc, r.id.clone())) else {
+            let Some(last) = rows.last().map(|r| (r.hlc.to_i64(), r.id.to_string())) else {
                 return Ok(None);
             };
-            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
             let parent_queued = match after {
                 None => false,
                 Some(_) => {
                     let inside: HashSet<&str> = ids.iter().map(String::as_str).collect();
                     let mut outside = Vec::new();
                     for r in &rows {
-                        let parents = r.parent_ids().map_err(|_| corrupt(&r.id, "parents"))?;
-                        outside
-                            .extend(parents.into_iter().filter(|p| !inside.contains(p.as_str())));
+                        outside.extend(
+                            r.parents
+                                .iter()
+                                .map(ToString::to_string)
+                                .filter(|p| !inside.contains(p.as_str())),
+                        );
                     }
                     !outside.is_empty() && exchange::still_queued(c, &p, &outside)? > 0
                 }
             };
             let docs = rows.iter().map(|r| r.doc_id.clone()).collect();
-            let children_only = rows.iter().all(|r| r.kind == DocKind::Child.as_str());
+            let children_only = rows.iter().all(|r| r.kind == DocKind::Child);
             let body = request_body(&sender, &rows, audit::log::latest_tree_head(c)?)?;
             Ok(Some(Prepared {
                 body,
@@ -242,22 +246,22 @@ fn corrupt(id: &str, what: &str) -> LedgerError {
     LedgerError::from(VersionError::Corrupt(format!("version {id}: {what}")))
 }
 
-/// A stored version as posted: the JSON of [`SignedVersion`], with the body and parents copied
-/// from the row as stored (checked to be JSON) instead of parsed into values and written again.
+/// A stored version as posted: the JSON of [`SignedVersion`], with the body copied from the row
+/// as stored (checked to be JSON) instead of parsed into a value and written again.
 /// The receiver checks the id against the content, so a damaged row is refused there.
 #[derive(Serialize)]
 struct WireVersion<'a> {
-    id: &'a str,
+    id: &'a Digest,
     version: WireContent<'a>,
-    signature: &'a str,
+    signature: &'a Signature,
 }
 
 #[derive(Serialize)]
 struct WireContent<'a> {
-    kind: &'a str,
+    kind: DocKind,
     doc_id: &'a str,
-    parents: Box<RawValue>,
-    author_node: &'a str,
+    parents: &'a [Digest],
+    author_node: &'a NodeId,
     hlc: Hlc,
     resolution: bool,
     body: Box<RawValue>,
@@ -266,7 +270,7 @@ struct WireContent<'a> {
 /// The JSON of the [`PushRequest`] of `rows`.
 fn request_body(
     sender: &NodeId,
-    rows: &[VersionRow],
+    rows: &[StoredVersion],
     tree_head: Option<SignedTreeHead>,
 ) -> Result<Vec<u8>, LedgerError> {
     #[derive(Serialize)]
@@ -275,26 +279,21 @@ fn request_body(
         versions: Vec<WireVersion<'a>>,
         tree_head: Option<SignedTreeHead>,
     }
-    let raw = |id: &str, what: &str, text: &str| {
-        RawValue::from_string(text.to_owned()).map_err(|_| corrupt(id, what))
-    };
     let mut versions = Vec::with_capacity(rows.len());
     for r in rows {
         versions.push(WireVersion {
             id: &r.id,
             version: WireContent {
-                kind: &r.kind,
+                kind: r.kind,
                 doc_id: &r.doc_id,
-                parents: raw(&r.id, "parents", &r.parents)?,
+                parents: &r.parents,
                 author_node: &r.author_node,
-                hlc: Hlc::from_i64(r.hlc).map_err(|_| corrupt(&r.id, "hlc"))?,
-                resolution: r.resolution != 0,
-                body: raw(&r.id, "body", &r.body)?,
+                hlc: r.hlc,
+                resolution: r.resolution,
+                body: RawValue::from_string(r.body.as_str().to_owned())
+                    .map_err(|_| corrupt(&r.id.to_string(), "body"))?,
             },
-            signature: r
-                .signature
-                .as_deref()
-                .ok_or_else(|| corrupt(&r.id, "missing signature"))?,
+            signature: &r.signature,
         });
     }
     serde_json::to_vec(&WireRequest {
@@ -588,16 +587,16 @@ pub struct PeerStatus {
     pub peer: String,
     pub endpoint: Option<String>,
     /// Versions waiting to be sent.
-    pub outbox_depth: i64,
+    pub outbox_depth: u64,
     /// Seconds the oldest waiting version has waited.
     pub lag_seconds: Option<i64>,
-    pub delivered: i64,
+    pub delivered: u64,
     /// Versions the peer refused (kept, not retried).
-    pub rejected: i64,
+    pub rejected: u64,
     pub last_success_at: Option<chrono::DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_error_at: Option<chrono::DateTime<Utc>>,
-    pub consecutive_failures: i64,
+    pub consecutive_failures: u32,
 }
 
 /// Status of every peer in the directory (and any with queued versions).
@@ -614,26 +613,26 @@ pub fn peer_statuses(
         .flat_map(|d| d.nodes().map(|n| n.id.to_string()).collect::<Vec<_>>())
         .filter(|p| p != node.id.as_str())
         .collect();
-    peers.extend(depths.iter().map(|d| d.0.clone()));
+    peers.extend(depths.iter().map(|d| d.peer.to_string()));
     let mut out = Vec::new();
     for peer in peers {
-        let depth = depths.iter().find(|d| d.0 == peer);
-        let st = statuses.iter().find(|s| s.peer == peer);
+        let depth = depths.iter().find(|d| d.peer.as_str() == peer);
+        let st = statuses.iter().find(|s| s.peer.as_str() == peer);
         out.push(PeerStatus {
             endpoint: dir.as_ref().and_then(|d| {
                 NodeId::parse(&peer)
                     .ok()
                     .and_then(|id| d.node(&id).map(|n| n.endpoint.clone()))
             }),
-            outbox_depth: depth.map_or(0, |d| d.1),
+            outbox_depth: depth.map_or(0, |d| d.depth),
             lag_seconds: depth
-                .and_then(|d| d.2)
-                .map(|t| (now.naive_utc() - t).num_seconds().max(0)),
+                .and_then(|d| d.oldest)
+                .map(|t| (now - t).num_seconds().max(0)),
             delivered: st.map_or(0, |s| s.delivered),
             rejected: exchange::rejected_count(conn, &peer)?,
-            last_success_at: st.and_then(|s| s.last_success_at).map(|t| t.and_utc()),
+            last_success_at: st.and_then(|s| s.last_success_at),
             last_error: st.and_then(|s| s.last_error.clone()),
-            last_error_at: st.and_then(|s| s.last_error_at).map(|t| t.and_utc()),
+            last_error_at: st.and_then(|s| s.last_error_at),
             consecutive_failures: st.map_or(0, |s| s.failures),
             peer,
         });
@@ -689,7 +688,10 @@ mod tests {
         second.resolution = true;
         let second = second.sign(&key).unwrap();
         let at = chrono::Utc::now().naive_utc();
-        let rows = vec![first.to_row(at), second.to_row(at)];
+        let rows: Vec<StoredVersion> = vec![first.to_row(at), second.to_row(at)]
+            .into_iter()
+            .map(|r| StoredVersion::try_from(r).unwrap())
+            .collect();
         let body = request_body(&node, &rows, None).unwrap();
         let read: PushRequest = serde_json::from_slice(&body).unwrap();
         assert_eq!(read.sender, node);
@@ -699,8 +701,8 @@ mod tests {
             .iter()
             .all(|v| v.verify(&key.public_key()).is_ok()));
         // A damaged row is an error here, not a request.
-        let mut bad = first.to_row(at);
-        bad.body = "{not json".into();
+        let mut bad = StoredVersion::try_from(first.to_row(at)).unwrap();
+        bad.body = crate::storage::records::StoredBody("{not json".into());
         assert!(request_body(&node, &[bad], None).is_err());
     }
 

@@ -13,33 +13,13 @@ use crate::crypto::hlc::Hlc;
 use crate::crypto::jcs;
 use crate::crypto::keys::{PublicKey, Signature, SigningContext, SigningKey};
 use crate::domain::NodeId;
-use crate::storage::records::VersionRow;
+use crate::storage::records::{StoredVersion, VersionRow};
 
-/// Kind of document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DocKind {
-    Child,
-    Case,
-}
+pub use crate::domain::DocKind;
 
-impl DocKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocKind::Child => "child",
-            DocKind::Case => "case",
-        }
-    }
-}
-
-impl FromStr for DocKind {
-    type Err = VersionError;
-    fn from_str(s: &str) -> Result<Self, VersionError> {
-        match s {
-            "child" => Ok(DocKind::Child),
-            "case" => Ok(DocKind::Case),
-            other => Err(VersionError::Corrupt(format!("unknown kind {other:?}"))),
-        }
+impl From<crate::domain::UnknownDocKind> for VersionError {
+    fn from(e: crate::domain::UnknownDocKind) -> Self {
+        VersionError::Corrupt(e.to_string())
     }
 }
 
@@ -208,25 +188,21 @@ impl SignedVersion {
         }
     }
 
-    pub fn from_row(row: &VersionRow) -> Result<Self, VersionError> {
-        let bad = |what: &str| VersionError::Corrupt(format!("version {}: {what}", row.id));
+    /// The version `stored` holds; its body parsed.
+    pub fn from_stored(stored: &StoredVersion) -> Result<Self, VersionError> {
         Ok(Self {
-            id: row.id.parse()?,
+            id: VersionId(stored.id),
             version: Version {
-                kind: row.kind.parse()?,
-                doc_id: row.doc_id.clone(),
-                parents: serde_json::from_str(&row.parents).map_err(|_| bad("parents"))?,
-                author_node: NodeId::parse(&row.author_node).map_err(|_| bad("author"))?,
-                hlc: Hlc::from_i64(row.hlc).map_err(|_| bad("hlc"))?,
-                resolution: row.resolution != 0,
-                body: serde_json::from_str(&row.body).map_err(|_| bad("body"))?,
+                kind: stored.kind,
+                doc_id: stored.doc_id.clone(),
+                parents: stored.parents.iter().copied().map(VersionId).collect(),
+                author_node: stored.author_node.clone(),
+                hlc: stored.hlc,
+                resolution: stored.resolution,
+                body: serde_json::from_str(stored.body.as_str())
+                    .map_err(|_| VersionError::Corrupt(format!("version {}: body", stored.id)))?,
             },
-            signature: row
-                .signature
-                .as_deref()
-                .ok_or_else(|| bad("missing signature"))?
-                .parse()
-                .map_err(|_| bad("signature"))?,
+            signature: stored.signature,
         })
     }
 }

@@ -12,7 +12,7 @@ use super::version::SignedVersion;
 use crate::domain::child::{ChildField, ChildRecord};
 use crate::domain::{Authority, NodeId, Roles};
 use crate::storage::conflicts::{self, ConflictRow};
-use crate::storage::records::{self as repo, ChildRow, VersionRow};
+use crate::storage::records::{self as repo, ChildRow, StoredVersion};
 use crate::storage::DbConn;
 
 /// A version's record, read structurally (versions were validated when made or ingested).
@@ -50,11 +50,11 @@ pub fn merged(
 
 pub fn merged_from_rows(
     node: &LocalNode,
-    rows: &[VersionRow],
+    rows: &[StoredVersion],
 ) -> Result<(Vec<SignedVersion>, MergedView), LedgerError> {
     let versions: Vec<SignedVersion> = rows
         .iter()
-        .map(SignedVersion::from_row)
+        .map(SignedVersion::from_stored)
         .collect::<Result<_, _>>()?;
     let inputs: Vec<MergeInput> = versions
         .iter()
@@ -75,7 +75,7 @@ pub fn refresh_child_row(
     let heads = repo::heads_of(conn, "child", doc_id)?;
     if let [only] = heads.as_slice() {
         if let Some(row) = repo::get_version(conn, only)? {
-            let v = SignedVersion::from_row(&row)?;
+            let v = SignedVersion::from_stored(&row)?;
             if v.version.parents.is_empty() {
                 let record = record_of(&v)?;
                 put_row(conn, doc_id, creation_row(&record, at))?;
@@ -160,7 +160,13 @@ pub fn conflict_rows(
 /// Writes a file's view row, keeping its creation time if it exists.
 fn put_row(conn: &mut DbConn, doc_id: &str, row: ChildRow) -> Result<(), LedgerError> {
     match repo::child_created_at(conn, doc_id)? {
-        Some(created_at) => repo::update_child(conn, &ChildRow { created_at, ..row })?,
+        Some(created_at) => repo::update_child(
+            conn,
+            &ChildRow {
+                created_at: created_at.naive_utc(),
+                ..row
+            },
+        )?,
         None => repo::insert_children(conn, &[row])?,
     }
     Ok(())

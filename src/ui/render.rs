@@ -169,10 +169,10 @@ pub struct CasesPage {
 pub struct PeerView {
     pub peer: String,
     pub endpoint: String,
-    pub outbox: i64,
+    pub outbox: u64,
     pub lag: String,
-    pub delivered: i64,
-    pub rejected: i64,
+    pub delivered: u64,
+    pub rejected: u64,
     pub last_success: String,
     pub last_error: String,
     pub failing: bool,

@@ -141,10 +141,10 @@ async fn served_proofs_verify() {
         .map(|h| merkle::from_hex(h.as_str().unwrap()).unwrap())
         .collect();
     merkle::verify_consistency(
-        old.size as u64,
-        new.size as u64,
-        &merkle::from_hex(&old.root).unwrap(),
-        &merkle::from_hex(&new.root).unwrap(),
+        old.size,
+        new.size,
+        &merkle::from_hex(&old.root.to_string()).unwrap(),
+        &merkle::from_hex(&new.root.to_string()).unwrap(),
         &path,
     )
     .unwrap();
@@ -221,11 +221,12 @@ async fn replacing_a_stored_head_is_caught() {
         .unwrap()
         .unwrap();
     drop(conn);
+    let root = head.root.to_string();
     // Another root under the same signature.
     let forged = format!(
         "{}{}",
-        if head.root.starts_with('0') { '1' } else { '0' },
-        &head.root[1..]
+        if root.starts_with('0') { '1' } else { '0' },
+        &root[1..]
     );
     app.exec(&format!(
         "UPDATE tree_heads SET root = '{forged}' WHERE size = {}",

@@ -665,7 +665,7 @@ async fn a_backlog_drains_with_batches_in_flight_and_parents_first() {
         hukou_sync::storage::exchange::receipts_from(&mut conn, CHENGDU, 1000)
             .unwrap()
             .into_iter()
-            .map(|r| r.id)
+            .map(|r| r.id.to_string())
             .collect()
     };
     let (received, issued) = (from_hukou(&residence), from_hukou(&hukou));

@@ -109,7 +109,7 @@ fn lose_versions(app: &TestApp, count: usize, seed: u64) -> Vec<String> {
     for doc in chosen {
         let head = heads[&doc][0].clone();
         let row = records::get_version(&mut conn, &head).unwrap().unwrap();
-        let parents: Vec<String> = serde_json::from_str(&row.parents).unwrap();
+        let parents: Vec<String> = row.parents.iter().map(ToString::to_string).collect();
         sql.push_str(&format!(
             "DELETE FROM heads WHERE version_id = '{head}';\
              DELETE FROM version_parents WHERE version_id = '{head}';\

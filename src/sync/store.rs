@@ -145,11 +145,12 @@ impl<'n> Batch<'n> {
         self.flush(conn)?;
         let own = v.id.to_string();
         let hlc = v.version.hlc.to_i64();
-        let history: Vec<String> = repo::versions_of(conn, v.version.kind.as_str(), &v.version.doc_id)?
-            .into_iter()
-            .map(|r| r.id)
-            .filter(|id| *id != own)
-            .collect();
+        let history: Vec<String> =
+            repo::versions_of(conn, v.version.kind.as_str(), &v.version.doc_id)?
+                .into_iter()
+                .map(|r| r.id)
+                .filter(|id| *id != own)
+                .collect();
         for peer in peers.iter().filter(|p| **p != self.node.id) {
             // Versions of this batch queued for the peer are written by `finish`.
             let in_batch: BTreeSet<&str> = self
@@ -299,7 +300,11 @@ pub fn on_heads(
     let parties = parties_to_forward(node, record, &parent_records, None);
     let mut batch = Batch::new(node, now);
     batch.add(conn, version, &parties)?;
-    batch.queue_history(conn, version, &new_parties(node, record, &parent_records, None))?;
+    batch.queue_history(
+        conn,
+        version,
+        &new_parties(node, record, &parent_records, None),
+    )?;
     batch.view_after(conn, versions, before, version)?;
     batch.event(event);
     batch.finish(conn)

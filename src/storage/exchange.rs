@@ -138,17 +138,20 @@ pub fn enqueue(
     Ok(added)
 }
 
-/// The next versions to send to a peer, parents before children (by HLC, then id), after the
-/// queue position `after` when given.
+/// The next versions to send to a peer, parents before children (by queue stamp, then id), after
+/// the queue position `after` when given, with the queue position of the last one: `limit` of
+/// them, and then the rest of the last one's group of equal stamps, so a batch never ends inside
+/// a group (a file's history queued for a bureau the child moved to is queued at the stamp of the
+/// move, and travels in one batch with it).
 pub fn next_batch(
     conn: &mut DbConn,
     peer: &str,
     limit: i64,
     after: Option<&(i64, String)>,
-) -> Result<Vec<StoredVersion>, StorageError> {
+) -> Result<QueuedBatch, StorageError> {
     // No position: from the head (every stamp is above i64::MIN, or equal with a longer id).
     let (hlc, id) = after.map_or((i64::MIN, ""), |(h, id)| (*h, id.as_str()));
-    outbox::table
+    let mut rows: Vec<(VersionRow, i64)> = outbox::table
         .inner_join(versions::table.on(versions::id.eq(outbox::version_id)))
         .filter(outbox::peer.eq(peer))
         .filter(
@@ -158,11 +161,41 @@ pub fn next_batch(
         )
         .order((outbox::hlc.asc(), outbox::version_id.asc()))
         .limit(limit)
-        .select(VersionRow::as_select())
-        .load::<VersionRow>(conn)?
+        .select((VersionRow::as_select(), outbox::hlc))
+        .load(conn)?;
+    if rows.len() as i64 == limit {
+        if let Some((last, queued)) = rows.last() {
+            let (last_id, last_hlc) = (last.id.clone(), *queued);
+            let rest: Vec<(VersionRow, i64)> = outbox::table
+                .inner_join(versions::table.on(versions::id.eq(outbox::version_id)))
+                .filter(outbox::peer.eq(peer))
+                .filter(outbox::hlc.eq(last_hlc))
+                .filter(outbox::version_id.gt(last_id))
+                .order(outbox::version_id.asc())
+                .select((VersionRow::as_select(), outbox::hlc))
+                .load(conn)?;
+            rows.extend(rest);
+        }
+    }
+    let last = rows.last().map(|(r, queued)| (*queued, r.id.clone()));
+    let stored = rows
         .into_iter()
-        .map(StoredVersion::try_from)
-        .collect()
+        .map(|(r, _)| StoredVersion::try_from(r))
+        .collect::<Result<_, _>>()?;
+    Ok(QueuedBatch {
+        versions: stored,
+        last,
+    })
+}
+
+/// A queue position: a version's queue stamp and its id (the queue's order).
+pub type QueuePosition = (i64, String);
+
+/// Versions read from a peer's queue, and the queue position of the last one.
+#[derive(Debug)]
+pub struct QueuedBatch {
+    pub versions: Vec<StoredVersion>,
+    pub last: Option<QueuePosition>,
 }
 
 /// How many of `ids` are still queued for `peer`.

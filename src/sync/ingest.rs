@@ -222,6 +222,8 @@ impl<'a> Intake<'a> {
         let forwarded =
             store::parties_to_forward(self.node, &record, &parent_records, Some(self.sender));
         self.batch.add(conn, v, &forwarded)?;
+        let new = store::new_parties(self.node, &record, &parent_records, Some(self.sender));
+        self.batch.queue_history(conn, v, &new)?;
         self.batch.event(
             Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
                 .object("child", &v.version.doc_id)

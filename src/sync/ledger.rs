@@ -192,6 +192,14 @@ pub fn apply_update(
         }
         // Authority is judged by what this node is to the child before the edit.
         let roles = node.roles(&current.hukou_region, &current.residence_region);
+        if !roles.is_party() {
+            // The child moved away (or was registered elsewhere): this copy is no longer served
+            // here, and its bureaus edit it.
+            return Err(LedgerError::NotParty {
+                hukou: current.hukou_region.to_string(),
+                residence: current.residence_region.to_string(),
+            });
+        }
         if let Some(f) = changed.iter().find(|f| !roles.may_change(**f)) {
             return Err(LedgerError::FieldNotOwned {
                 field: f.name().to_owned(),

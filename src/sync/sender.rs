@@ -204,8 +204,11 @@ async fn prepare(
     let (p, sender) = (peer.to_string(), node.id.clone());
     let prepared = store
         .run(move |c| -> Result<_, LedgerError> {
-            let rows = exchange::next_batch(c, &p, limit as i64, after.as_ref())?;
-            let Some(last) = rows.last().map(|r| (r.hlc.to_i64(), r.id.to_string())) else {
+            let exchange::QueuedBatch {
+                versions: rows,
+                last,
+            } = exchange::next_batch(c, &p, limit as i64, after.as_ref())?;
+            let Some(last) = last else {
                 return Ok(None);
             };
             let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();

@@ -127,6 +127,46 @@ impl<'n> Batch<'n> {
         }
     }
 
+    /// Queues the whole stored history of `v`'s document (every version but `v`, which the batch
+    /// queues itself) for `peers`, the parties `v` makes new (see [`new_parties`]): a bureau a
+    /// child moved to cannot take the move without the file it moves. The history is queued at
+    /// `v`'s stamp, so it sorts with `v` and the sender puts them in one batch (a batch never ends
+    /// inside a group of equal stamps): the receiver is a party of the old versions only through
+    /// the move beside them. Versions already queued for a peer stay as they are.
+    pub fn queue_history(
+        &mut self,
+        conn: &mut DbConn,
+        v: &SignedVersion,
+        peers: &BTreeSet<NodeId>,
+    ) -> Result<(), LedgerError> {
+        if peers.is_empty() || self.node.directory.is_none() {
+            return Ok(());
+        }
+        self.flush(conn)?;
+        let hlc = v.version.hlc.to_i64();
+        let history: Vec<String> =
+            repo::versions_of(conn, v.version.kind.as_str(), &v.version.doc_id)?
+                .into_iter()
+                .filter(|r| r.id != v.id.0)
+                .map(|r| r.id.to_string())
+                .collect();
+        for peer in peers.iter().filter(|p| **p != self.node.id) {
+            // Versions of this batch queued for the peer are written by `finish`.
+            let in_batch: BTreeSet<&str> = self
+                .outbox
+                .get(peer)
+                .map(|items| items.iter().map(|(id, _)| id.as_str()).collect())
+                .unwrap_or_default();
+            let items: Vec<(String, i64)> = history
+                .iter()
+                .filter(|id| !in_batch.contains(id.as_str()))
+                .map(|id| (id.clone(), hlc))
+                .collect();
+            exchange::enqueue(conn, peer.as_str(), &items, self.at)?;
+        }
+        Ok(())
+    }
+
     /// Writes the creations waiting (multi-row inserts) and their heads. Anything that reads
     /// the versions table while the batch is open calls this first.
     pub fn flush(&mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
@@ -259,9 +299,36 @@ pub fn on_heads(
     let parties = parties_to_forward(node, record, &parent_records, None);
     let mut batch = Batch::new(node, now);
     batch.add(conn, version, &parties)?;
+    batch.queue_history(
+        conn,
+        version,
+        &new_parties(node, record, &parent_records, None),
+    )?;
     batch.view_after(conn, versions, before, version)?;
     batch.event(event);
     batch.finish(conn)
+}
+
+/// The parties a version of `record` makes new: nodes that serve one of its regions but no region
+/// of its parents' records (a bureau the child moved to), except this node and `skip`. A new
+/// party has none of the file: it gets the whole history with the version
+/// ([`Batch::queue_history`]). A creation makes nobody new: it is its whole history.
+pub fn new_parties(
+    node: &LocalNode,
+    record: &ChildRecord,
+    parent_records: &[ChildRecord],
+    skip: Option<&NodeId>,
+) -> BTreeSet<NodeId> {
+    if node.directory.is_none() || parent_records.is_empty() {
+        return BTreeSet::new();
+    }
+    let before: BTreeSet<NodeId> = parent_records
+        .iter()
+        .flat_map(|p| node.parties(&p.hukou_region, &p.residence_region))
+        .collect();
+    let mut new = node.parties(&record.hukou_region, &record.residence_region);
+    new.retain(|p| !before.contains(p) && *p != node.id && Some(p) != skip);
+    new
 }
 
 /// The other parties of a version of `record` (and of its parents' records): every node that

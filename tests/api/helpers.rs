@@ -394,6 +394,34 @@ pub async fn spawn_pair_among(
     }
 }
 
+/// Running nodes, each serving one prefix (`(id, prefix)`), all in one signed directory.
+pub struct Network {
+    pub nodes: Vec<TestApp>,
+    _root: tempfile::TempDir,
+}
+
+/// Starts every node of `specs` on 127.0.0.1, each with its own fresh database.
+pub async fn spawn_network(specs: &[(&str, &str)]) -> Network {
+    let root = tempfile::tempdir().unwrap();
+    let specs: Vec<NodeSpec> = specs
+        .iter()
+        .map(|(id, prefix)| NodeSpec::new(id, prefix).unwrap())
+        .collect();
+    let mut net = DevNet::create(&root.path().join("pki"), &specs, vec![]).unwrap();
+    let mut nodes = Vec::new();
+    for spec in &specs {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::new(dir.path());
+        let settings = node_settings(&net.pki, spec.id.as_str(), &db);
+        let running = net
+            .start(&spec.id, settings.clone())
+            .await
+            .expect("start node");
+        nodes.push(TestApp::new(running, settings, db, dir));
+    }
+    Network { nodes, _root: root }
+}
+
 /// Restarts a stopped node on its old ports with its old database.
 pub async fn restart(settings: Settings, db: TestDb, dir: tempfile::TempDir) -> TestApp {
     let admin = TcpListener::bind(settings.admin.listen).unwrap();

@@ -13,6 +13,7 @@ mod conflicts;
 mod exchange;
 mod helpers;
 mod jobs;
+mod moves;
 mod reconcile;
 mod schema;
 mod storage;

@@ -1,0 +1,143 @@
+//! A child who moves to a third bureau (issue 19): three real nodes over mutual TLS. The bureau
+//! the child moves to becomes a party with the move and receives the file's whole history with
+//! it; it then edits as the residence bureau; the hukou bureau follows; nothing is refused
+//! anywhere and reconciliation between the new pair finds nothing to repair.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, flowing_child, problem, spawn_network, TestApp};
+
+const ZHENGZHOU: &str = "410100";
+const CHENGDU: &str = "510100";
+const HANGZHOU: &str = "330100";
+
+async fn record(app: &TestApp, id: &str) -> Option<Value> {
+    let r = app.get(&format!("/api/v1/children/{id}")).await;
+    if r.status() != 200 {
+        return None;
+    }
+    let file: Value = r.json().await.unwrap();
+    Some(file["record"].clone())
+}
+
+async fn history_len(app: &TestApp, id: &str) -> usize {
+    let file: Value = app
+        .get(&format!("/api/v1/children/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    file["history"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
+    let net = spawn_network(&[(ZHENGZHOU, "4101"), (CHENGDU, "5101"), (HANGZHOU, "3301")]).await;
+    let [zhengzhou, chengdu, hangzhou] = &net.nodes[..] else {
+        panic!("three nodes")
+    };
+    let child = flowing_child(401);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    zhengzhou.create_child(&child).await;
+    // Two more edits at the residence bureau before the move: a history of three versions.
+    for risk in ["橙", "红"] {
+        let r = zhengzhou
+            .patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"risk_level": risk}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    eventually(30, "Chengdu holds the three versions", || async {
+        record(chengdu, &id).await.is_some() && history_len(chengdu, &id).await == 3
+    })
+    .await;
+    assert!(record(hangzhou, &id).await.is_none(), "no party yet");
+
+    // The family moves to Hangzhou (西湖区 330106).
+    let r = zhengzhou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"residence_region": "330106"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    eventually(30, "Hangzhou holds the whole file", || async {
+        record(hangzhou, &id)
+            .await
+            .is_some_and(|r| r["residence_region"] == "330106")
+            && history_len(hangzhou, &id).await == 4
+    })
+    .await;
+
+    // Hangzhou is now the residence bureau: it grades the risk; the hukou bureau follows.
+    let r = hangzhou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"risk_level": "黄"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    eventually(30, "Chengdu sees Hangzhou's grading", || async {
+        record(chengdu, &id)
+            .await
+            .is_some_and(|r| r["risk_level"] == "黄")
+    })
+    .await;
+    let at_hangzhou = record(hangzhou, &id).await.unwrap();
+    assert_eq!(record(chengdu, &id).await.unwrap(), at_hangzhou);
+    assert_eq!(history_len(chengdu, &id).await, 5);
+    assert_eq!(history_len(hangzhou, &id).await, 5);
+
+    // Zhengzhou no longer serves the child: it keeps its copy as of the move and refuses edits
+    // as a bureau that is no party, not as a field's wrong authority.
+    let kept = record(zhengzhou, &id).await.unwrap();
+    assert_eq!(kept["residence_region"], "330106");
+    assert_eq!(kept["risk_level"], "红");
+    problem(
+        zhengzhou
+            .patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"notes": "still here?"}),
+            )
+            .await,
+        403,
+        "not_party",
+    )
+    .await;
+
+    // Nothing was refused anywhere, and every queue drained.
+    for node in [zhengzhou, chengdu, hangzhou] {
+        assert_eq!(node.count("outbox_rejected"), 0);
+        assert_eq!(
+            node.count("audit_events WHERE action = 'version.reject'"),
+            0
+        );
+        eventually(30, "the outbox drains", || async {
+            node.count("outbox") == 0
+        })
+        .await;
+    }
+
+    // Reconciliation between the hukou bureau and the new residence bureau: nothing differs.
+    let r = chengdu
+        .http
+        .post(chengdu.url(&format!("/api/v1/reconcile/{HANGZHOU}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    eventually(30, "the run finishes", || async {
+        let v: Value = chengdu.get(&location).await.json().await.unwrap();
+        v["status"] != "running"
+    })
+    .await;
+    let v: Value = chengdu.get(&location).await.json().await.unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["differences"], 0, "{v}");
+    for node in net.nodes {
+        node.stop().await;
+    }
+}

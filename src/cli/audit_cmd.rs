@@ -131,10 +131,13 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 
 fn print_report(report: &VerifyReport, json: bool) -> ExitCode {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: could not write the report as JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     } else if report.ok() {
         println!(
             "ok: {} events, {} signed tree heads, {} consistency proofs verified",

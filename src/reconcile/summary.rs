@@ -18,6 +18,7 @@ use crate::crypto::hash::Digest;
 use crate::domain::{DocKind, NodeId, RegionCode};
 use crate::storage::reconcile::{self as repo, BucketRow, SummaryRow};
 use crate::storage::{self, DbConn};
+use crate::sync::LedgerError;
 use crate::sync::LocalNode;
 
 /// Dirty documents folded in per transaction.
@@ -33,7 +34,12 @@ pub fn catch_up(
     // Parties come from the directory's routing: under a new directory every document is
     // re-examined once.
     if let Some(serial) = node.directory.as_ref().map(|d| d.current().serial()) {
-        let serial = i64::try_from(serial).unwrap_or(i64::MAX);
+        // Serials are small counters; one past i64 would be a forged directory, refused here.
+        let serial = i64::try_from(serial).map_err(|_| {
+            ReconcileError::Ledger(LedgerError::Internal(format!(
+                "directory serial {serial} is out of range"
+            )))
+        })?;
         storage::transaction(conn, |c| -> Result<(), ReconcileError> {
             repo::lock_catch_up(c)?;
             if repo::meta(c, "directory_serial")? != Some(serial) {

@@ -180,7 +180,16 @@ impl SignedVersion {
             doc_id: self.version.doc_id.clone(),
             author_node: self.version.author_node.to_string(),
             hlc: self.version.hlc.to_i64(),
-            parents: serde_json::to_string(&self.version.parents).unwrap_or_else(|_| "[]".into()),
+            // A JSON array of 64-digit hex strings, written directly: it cannot fail.
+            parents: format!(
+                "[{}]",
+                self.version
+                    .parents
+                    .iter()
+                    .map(|p| format!("\"{p}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             body: self.version.body.to_string(),
             resolution: i64::from(self.version.resolution),
             signature: Some(self.signature.to_string()),

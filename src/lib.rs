@@ -2,7 +2,8 @@
 //!
 //! # Crate map
 //!
-//! Layers from top to bottom; a module imports only from modules below it (DESIGN §10). The
+//! Layers from top to bottom; a module imports only from modules below it (`ARCHITECTURE.md`
+//! §10, whose section numbers the `DESIGN §n` references in module docs follow). The
 //! architecture test (`tests/api/architecture.rs`) holds the same table and fails on any import
 //! that points up or sideways.
 //!

@@ -160,17 +160,21 @@ pub fn next_batch(
                 .or(outbox::hlc.eq(hlc).and(outbox::version_id.gt(id))),
         )
         .order((outbox::hlc.asc(), outbox::version_id.asc()))
-        .limit(limit)
+        // One row past the batch tells whether the batch ends inside a group of equal stamps.
+        .limit(limit.saturating_add(1))
         .select((VersionRow::as_select(), outbox::hlc))
         .load(conn)?;
-    if rows.len() as i64 == limit {
-        if let Some((last, queued)) = rows.last() {
-            let (last_id, last_hlc) = (last.id.clone(), *queued);
+    if rows.len() as i64 > limit {
+        let past = rows.pop();
+        let inside_group = matches!((rows.last(), &past), (Some((_, a)), Some((_, b))) if a == b);
+        if let (true, Some(past)) = (inside_group, past) {
+            let (past_id, group_hlc) = (past.0.id.clone(), past.1);
+            rows.push(past);
             let rest: Vec<(VersionRow, i64)> = outbox::table
                 .inner_join(versions::table.on(versions::id.eq(outbox::version_id)))
                 .filter(outbox::peer.eq(peer))
-                .filter(outbox::hlc.eq(last_hlc))
-                .filter(outbox::version_id.gt(last_id))
+                .filter(outbox::hlc.eq(group_hlc))
+                .filter(outbox::version_id.gt(past_id))
                 .order(outbox::version_id.asc())
                 .select((VersionRow::as_select(), outbox::hlc))
                 .load(conn)?;

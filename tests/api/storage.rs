@@ -87,3 +87,49 @@ async fn a_head_of_an_unknown_version_is_refused_and_nothing_of_its_transaction_
     .unwrap();
     assert_eq!(app.count("heads"), heads + 1);
 }
+
+/// A peer's batch never ends inside a group of versions queued at one stamp (a file's history
+/// queued with the move that makes a bureau its party): the group comes whole, past the limit;
+/// otherwise a batch holds exactly `limit` versions, and the next read starts after the last.
+#[tokio::test]
+async fn a_queued_batch_never_ends_inside_a_group_of_equal_stamps() {
+    use hukou_sync::storage::exchange;
+    let app = spawn_app().await;
+    let signed = |i: usize| VersionRow {
+        signature: Some("A".repeat(86)),
+        ..version_row(i)
+    };
+    let rows: Vec<VersionRow> = (1..=8).map(signed).collect();
+    insert_in_transaction(&app, |c| records::insert_versions(c, &rows)).unwrap();
+    // Versions 1 and 2 at their own stamps; 3 to 6 queued together at stamp 6; 7 and 8 alone.
+    let items: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                if (3..=6).contains(&r.hlc) { 6 } else { r.hlc },
+            )
+        })
+        .collect();
+    let now = chrono::Utc::now().naive_utc();
+    insert_in_transaction(&app, |c| {
+        exchange::enqueue(c, "410100", &items, now).map(|_| ())
+    })
+    .unwrap();
+    let mut conn = app.store.conn().unwrap();
+    let ids = |b: &exchange::QueuedBatch| -> Vec<i64> {
+        b.versions.iter().map(|v| v.hlc.to_i64()).collect()
+    };
+    // A limit of 3 ends inside the group: the group comes whole.
+    let first = exchange::next_batch(&mut conn, "410100", 3, None).unwrap();
+    assert_eq!(ids(&first), vec![1, 2, 3, 4, 5, 6]);
+    let last = first.last.clone().unwrap();
+    assert_eq!(last.0, 6);
+    // A limit that ends at a group's edge takes exactly the limit.
+    let second = exchange::next_batch(&mut conn, "410100", 1, Some(&last)).unwrap();
+    assert_eq!(ids(&second), vec![7]);
+    let third = exchange::next_batch(&mut conn, "410100", 5, second.last.as_ref()).unwrap();
+    assert_eq!(ids(&third), vec![8]);
+    let none = exchange::next_batch(&mut conn, "410100", 5, third.last.as_ref()).unwrap();
+    assert!(none.versions.is_empty() && none.last.is_none());
+}

@@ -100,6 +100,20 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     r.risk_level.as_ref().map_or("-", |l| l.as_str()),
                     r.last_visit_on.map_or("-".into(), |d| d.to_string())
                 );
+                if !file.served_here {
+                    let by: Vec<String> =
+                        file.now_served_by.iter().map(ToString::to_string).collect();
+                    println!(
+                        "  不再由本节点服务 (no longer served here) since {} UTC: now at {} — \
+                         read-only copy as of the move",
+                        file.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                        if by.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            by.join(", ")
+                        }
+                    );
+                }
                 println!(
                     "  history ({} versions, {} head(s)):",
                     file.history.len(),

@@ -87,6 +87,11 @@ pub fn list(
         };
         after = Some(last.id_number.clone());
         for r in rows {
+            // A file this node no longer serves (the child moved to another bureau's region) is
+            // not this node's to refresh.
+            if !node.roles(&r.hukou_region, &r.residence_region).is_party() {
+                continue;
+            }
             let region = if node.serves(&r.residence_region) {
                 r.residence_region.to_string()
             } else {

@@ -43,6 +43,13 @@ pub struct ChildFile {
     pub updated_at: DateTime<Utc>,
     /// Every version, oldest first.
     pub history: Vec<VersionSummary>,
+    /// Whether this node still serves one of the child's regions. A file it no longer serves
+    /// (the child moved to another bureau's region) is kept as of the move, read-only: its
+    /// bureaus are `now_served_by`, and `updated_at` is when this node stored the move.
+    pub served_here: bool,
+    /// The nodes serving the child's current regions (by the directory), when not this one.
+    #[schema(value_type = Vec<String>)]
+    pub now_served_by: Vec<NodeId>,
 }
 
 /// One entry of a file's history.
@@ -137,7 +144,7 @@ pub fn create_child(
     })?;
     node.wake_senders();
     tracing::info!(child = %id.masked(), version = %version.id.short(), "child file created");
-    read_file(conn, &id)
+    read_file(conn, node, &id)
 }
 
 /// Changes some fields of a file: a new version whose parents are all current heads.
@@ -155,7 +162,7 @@ pub fn update_child(
         node.wake_senders();
         tracing::info!(child = %id.masked(), version = %v.short(), "child file updated");
     }
-    read_file(conn, id)
+    read_file(conn, node, id)
 }
 
 /// The body of an update, inside the caller's transaction: the new version (if anything
@@ -226,7 +233,7 @@ pub fn read_child(
     now: DateTime<Utc>,
 ) -> Result<ChildFile, LedgerError> {
     storage::transaction(conn, |conn| {
-        let file = read_file(conn, id)?;
+        let file = read_file(conn, node, id)?;
         audit::append(
             conn,
             node.clock.now(),
@@ -465,7 +472,11 @@ fn summary(row: &ChildListing) -> ChildSummary {
 }
 
 /// Loads a file with its history (no audit: callers decide).
-pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, LedgerError> {
+pub(crate) fn read_file(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+) -> Result<ChildFile, LedgerError> {
     let view =
         repo::get_child(conn, id.as_str())?.ok_or_else(|| LedgerError::NotFound(id.masked()))?;
     let versions = repo::versions_of(conn, "child", id.as_str())?;
@@ -502,7 +513,18 @@ pub(crate) fn read_file(conn: &mut DbConn, id: &IdNumber) -> Result<ChildFile, L
         });
         bodies.insert(v.id, fields);
     }
+    let roles = node.roles(&view.record.hukou_region, &view.record.residence_region);
+    let served_here = roles.is_party();
+    let now_served_by = if served_here {
+        Vec::new()
+    } else {
+        node.parties(&view.record.hukou_region, &view.record.residence_region)
+            .into_iter()
+            .collect()
+    };
     Ok(ChildFile {
+        served_here,
+        now_served_by,
         sex: view.record.sex(),
         birth_date: view.record.birth_date(),
         hukou_region_name: view.record.hukou_region.full_name(),

@@ -95,6 +95,38 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     let kept = record(zhengzhou, &id).await.unwrap();
     assert_eq!(kept["residence_region"], "330106");
     assert_eq!(kept["risk_level"], "红");
+    let file: Value = zhengzhou
+        .get(&format!("/api/v1/children/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["served_here"], false);
+    assert_eq!(file["now_served_by"], json!([HANGZHOU, CHENGDU]));
+    let at_chengdu: Value = chengdu
+        .get(&format!("/api/v1/children/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(at_chengdu["served_here"], true);
+    assert_eq!(at_chengdu["now_served_by"], json!([]));
+    // Its stale count leaves the file out, even once the file is old: it is no longer this
+    // node's to refresh. (The hukou node, still serving the child, counts it.)
+    for node in [zhengzhou, chengdu] {
+        node.exec("UPDATE children SET updated_at = '2020-01-01 00:00:00', last_visit_on = NULL");
+    }
+    let metrics = |node: &TestApp| {
+        let url = node.url("/metrics");
+        let http = node.http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(metrics(zhengzhou)
+        .await
+        .contains("hukou_sync_stale_children 0"));
+    assert!(metrics(chengdu)
+        .await
+        .contains("hukou_sync_stale_children 1"));
     problem(
         zhengzhou
             .patch_json(

@@ -256,7 +256,18 @@ pub fn list_children(
     now: DateTime<Utc>,
 ) -> Result<ChildPage, LedgerError> {
     storage::transaction(conn, |conn| {
-        let rows = repo::list_children(conn, filter)?;
+        let scanned = repo::list_children(conn, filter)?;
+        // The next page starts after the last row scanned, whether or not it is listed.
+        let next_after = (scanned.len() as i64 == filter.limit)
+            .then(|| scanned.last().map(|r| r.id_number.to_string()))
+            .flatten();
+        // A file this node no longer serves (the child moved to another bureau's region) is kept
+        // read-only as of the move and is not this node's to list: a page may then hold fewer
+        // than `limit` files, and `next_after` still continues the scan.
+        let rows: Vec<_> = scanned
+            .into_iter()
+            .filter(|r| node.roles(&r.hukou_region, &r.residence_region).is_party())
+            .collect();
         let ids: Vec<&str> = rows.iter().map(|r| r.id_number.as_str()).collect();
         audit::append(
             conn,
@@ -266,9 +277,6 @@ pub fn list_children(
                 .purpose(purpose)
                 .details(serde_json::json!({"returned": ids, "filter": format!("{filter:?}")})),
         )?;
-        let next_after = (rows.len() as i64 == filter.limit)
-            .then(|| rows.last().map(|r| r.id_number.to_string()))
-            .flatten();
         Ok(ChildPage {
             items: rows.iter().map(summary).collect(),
             next_after,

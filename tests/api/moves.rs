@@ -111,6 +111,17 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
         .unwrap();
     assert_eq!(at_chengdu["served_here"], true);
     assert_eq!(at_chengdu["now_served_by"], json!([]));
+    // Its list leaves the file out; the hukou node lists it.
+    let listed = |node: &TestApp| {
+        let url = node.url("/api/v1/children?limit=50");
+        let http = node.http.clone();
+        async move {
+            let page: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            page["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(listed(zhengzhou).await, 0);
+    assert_eq!(listed(chengdu).await, 1);
     // Its stale count leaves the file out, even once the file is old: it is no longer this
     // node's to refresh. (The hukou node, still serving the child, counts it.)
     for node in [zhengzhou, chengdu] {

@@ -40,7 +40,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Run the demo: a node on a temporary SQLite database, a file created, edited and read.
+    /// Run the demo: two bureaus on loopback (real mutual TLS, each on a temporary SQLite
+    /// database) exchanging a child's file, an eligibility case and a reconciliation run.
     Demo(demo::DemoArgs),
     /// Import a ledger CSV (UTF-8 or GB18030): all rows or none, unless --skip-invalid.
     Import(import::ImportArgs),
@@ -117,8 +118,10 @@ fn init_tracing(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.filter));
+    // Colour only on a terminal: a log file or a journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match settings.log.format {
         LogFormat::Json => builder.json().try_init(),
@@ -219,8 +222,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         p.lag_seconds.unwrap_or(0),
                         p.delivered,
                         p.rejected,
-                        p.last_success_at.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
-                        p.last_error.as_deref().map(|e| format!("last error: {e}")).unwrap_or_default()
+                        p.last_success_at.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                        // An error older than the last success is history, not the state.
+                        match (&p.last_error, p.last_error_at, p.last_success_at) {
+                            (Some(e), Some(at), ok) if ok.map_or(true, |ok| at > ok) =>
+                                format!("last error ({} UTC): {e}", at.format("%Y-%m-%d %H:%M:%S")),
+                            _ => String::new(),
+                        }
                     );
                 }
             }

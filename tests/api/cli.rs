@@ -305,3 +305,74 @@ fn a_config_with_an_unknown_key_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("database.url"));
 }
+
+/// `peers` shows a delivery error only while it is newer than the last success (an old
+/// "Connection refused" after later deliveries is history, not the peer's state), with times
+/// labelled UTC; and logs written to a pipe carry no colour codes.
+#[tokio::test]
+async fn peers_shows_only_a_current_error_and_logs_to_a_pipe_without_colour() {
+    let pair = crate::helpers::spawn_pair().await;
+    let residence = &pair.residence;
+    residence
+        .create_child(&crate::helpers::flowing_child(700))
+        .await;
+    crate::helpers::eventually(30, "a delivery succeeded", || async {
+        residence.count("peer_status WHERE last_success_at IS NOT NULL") == 1
+    })
+    .await;
+    // The node's own configuration (with its directory), on the test's database.
+    let config = pair
+        .pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == crate::helpers::ZHENGZHOU)
+        .unwrap()
+        .config
+        .clone();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("HUKOU_SYNC_CONFIG")
+            .env(
+                "HUKOU_SYNC__DATABASE__URL",
+                &residence.settings.database.url,
+            )
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap()
+    };
+    let peers = || run(&["peers"]);
+    residence.exec(
+        "UPDATE peer_status SET last_error = 'Connection refused', \
+         last_error_at = '2020-01-01 00:00:00'",
+    );
+    let out = peers();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("510100"), "{text}");
+    assert!(text.contains(" UTC"), "{text}");
+    assert!(!text.contains("last error"), "{text}");
+    // A command that logs (a dry reconciliation run against the live peer), to a pipe.
+    let out = run(&["reconcile", "--peer", crate::helpers::CHENGDU, "--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(!logs.is_empty(), "debug logs expected");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in piped logs: {logs:?}"
+    );
+    residence.exec("UPDATE peer_status SET last_error_at = '2999-01-01 00:00:00'");
+    let text = String::from_utf8(peers().stdout).unwrap();
+    assert!(
+        text.contains("last error (2999-01-01 00:00:00 UTC): Connection refused"),
+        "{text}"
+    );
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

@@ -359,26 +359,67 @@ impl From<crate::conflicts::ConflictError> for ApiError {
         use crate::conflicts::ConflictError as C;
         match e {
             C::NotFound(_) => ApiError::not_found("no child with this ID number"),
-            e @ C::NothingOpen => ApiError::new(StatusCode::CONFLICT, "no_open_conflict", e.to_string()),
-            e @ C::NotOwner { .. } => ApiError::new(StatusCode::FORBIDDEN, "not_review_owner", e.to_string()),
-            C::Stale { current } => match serde_json::to_value(&*current) {
+            e @ C::NothingOpen => {
+                ApiError::new(StatusCode::CONFLICT, "no_open_conflict", e.to_string())
+            }
+            e @ C::NotOwner { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "not_review_owner", e.to_string())
+            }
+            C::Stale {
+                missing,
+                unknown,
+                current,
+            } => match serde_json::to_value(&*current) {
                 Ok(current) => ApiError::new(
                     StatusCode::CONFLICT,
                     "stale_resolution",
-                    "the file changed since it was shown; review its current state (in `current`) and resolve again",
+                    stale_reason(&missing, &unknown),
                 )
                 .field("heads")
                 .extension("current", current),
                 Err(e) => ApiError::internal(format!("serialising the current file: {e}")),
             },
-            C::NotInConflict(f) => ApiError::unprocessable("not_in_conflict", "this field has no open conflict reviewed here").field(f),
-            C::MissingChoice(f) => ApiError::unprocessable("missing_choice", "choose a value for every disputed field").field(f),
-            C::UnknownField(f) => ApiError::unprocessable("unknown_field", "this field does not exist").field(f),
-            C::BadHead(_) => ApiError::unprocessable("invalid_head", "heads are 64-character hex version ids").field("heads"),
+            C::NotInConflict(f) => ApiError::unprocessable(
+                "not_in_conflict",
+                "this field has no open conflict reviewed here",
+            )
+            .field(f),
+            C::MissingChoice(f) => {
+                ApiError::unprocessable("missing_choice", "choose a value for every disputed field")
+                    .field(f)
+            }
+            C::UnknownField(f) => {
+                ApiError::unprocessable("unknown_field", "this field does not exist").field(f)
+            }
+            C::BadHead(_) => {
+                ApiError::unprocessable("invalid_head", "heads are 64-character hex version ids")
+                    .field("heads")
+            }
             C::Invalid(f) => ApiError::unprocessable("invalid_field", f.reason).field(f.field),
             C::Ledger(l) => l.into(),
             C::Audit(a) => a.into(),
             C::Storage(s) => s.into(),
         }
     }
+}
+
+/// Why a resolution's heads do not fit: the current heads it did not name (a resolution names
+/// every head; a head not seen means the file changed since it was shown) and the heads it named
+/// that are no longer the file's (the file moved on).
+fn stale_reason(missing: &[String], unknown: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "the file's current head(s) {} are not named: a resolution names every head (if you were not shown them, the file changed since it was shown)",
+            missing.join(", ")
+        ));
+    }
+    if !unknown.is_empty() {
+        parts.push(format!(
+            "head(s) {} are no longer the file's: it changed since it was shown",
+            unknown.join(", ")
+        ));
+    }
+    parts.push("review its current state (in `current`) and resolve again".into());
+    parts.join("; ")
 }

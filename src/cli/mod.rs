@@ -111,7 +111,18 @@ pub fn run() -> ExitCode {
 }
 
 fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
-    Ok(Settings::load(path)?)
+    let settings = Settings::load(path)?;
+    if path.is_none() {
+        // Without a configuration the defaults put a database and a signing key under the
+        // current directory, created on first use: say so, every time.
+        eprintln!(
+            "warning: no --config (or HUKOU_SYNC_CONFIG): using the defaults — database {} and \
+             signing key {}, relative to the current directory, created if missing",
+            crate::startup::redact_url(&settings.database.url),
+            settings.node.signing_key.display()
+        );
+    }
+    Ok(settings)
 }
 
 fn init_tracing(settings: &Settings) {

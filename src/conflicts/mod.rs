@@ -30,8 +30,12 @@ pub enum ConflictError {
     NothingOpen,
     #[error("the open conflicts of this file are reviewed at node {owner}, not here")]
     NotOwner { owner: String },
-    #[error("the file changed since it was shown (heads differ); review its current state")]
+    #[error("the resolution's heads are not the file's heads; review its current state")]
     Stale {
+        /// The file's current heads the resolution did not name (short ids).
+        missing: Vec<String>,
+        /// Heads the resolution named that are not (or no longer) the file's (short ids).
+        unknown: Vec<String>,
         /// The file's current conflicts, to show again.
         current: Box<FileConflicts>,
     },
@@ -272,6 +276,17 @@ pub fn resolve(
         let (versions, view) = crate::sync::view::merged(conn, node, id.as_str())?;
         if view.heads != expected {
             return Err(ConflictError::Stale {
+                missing: view
+                    .heads
+                    .iter()
+                    .filter(|h| !expected.contains(h))
+                    .map(|h| h.short())
+                    .collect(),
+                unknown: expected
+                    .iter()
+                    .filter(|h| !view.heads.contains(h))
+                    .map(|h| h.short())
+                    .collect(),
                 current: Box::new(of_file(conn, node, id)?),
             });
         }

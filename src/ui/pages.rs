@@ -472,7 +472,7 @@ pub async fn resolve(
         .await;
     match outcome {
         Ok(_) => Ok(see_other(&format!("/ui/conflicts/{id}?resolved=1"))),
-        Err(ConflictError::Stale { current }) => Ok(render::html(
+        Err(ConflictError::Stale { current, .. }) => Ok(render::html(
             StatusCode::CONFLICT,
             &conflict_page(
                 &state,

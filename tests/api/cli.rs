@@ -376,3 +376,19 @@ async fn peers_shows_only_a_current_error_and_logs_to_a_pipe_without_colour() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+/// A command run without a configuration says loudly where its defaults put the database and
+/// the signing key (it creates both in the current directory).
+#[test]
+fn a_command_without_a_configuration_warns_where_its_files_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .arg("peers")
+        .current_dir(dir.path())
+        .env_remove("HUKOU_SYNC_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: no --config"), "{err}");
+    assert!(err.contains("signing key"), "{err}");
+}

@@ -72,7 +72,10 @@ pub enum TokenCommand {
 }
 
 fn read_password() -> anyhow::Result<String> {
-    eprintln!("password (one line on standard input):");
+    // Ask only a person: a password piped in needs no prompt on the terminal.
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("password (one line on standard input):");
+    }
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let pw = line.trim_end_matches(['\r', '\n']).to_owned();

@@ -32,11 +32,14 @@ pub enum ChildCommand {
         category: Option<String>,
         #[arg(long)]
         risk_level: Option<String>,
-        /// Not updated or visited for this many days.
-        #[arg(long)]
+        /// Not updated or visited for this many days (1 to 36,500).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         stale_days: Option<u32>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Continue after this ID number (the `next_after` of the previous page).
+        #[arg(long)]
+        after: Option<String>,
         #[arg(long)]
         purpose: Option<String>,
         #[arg(long)]
@@ -136,9 +139,14 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
             risk_level,
             stale_days,
             limit,
+            after,
             purpose,
             json,
         } => {
+            let after = after
+                .map(|a| IdNumber::parse(&a).map(|id| id.to_string()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--after: {e}"))?;
             let region = region
                 .map(|r| RegionPrefix::parse(&r).map(|p| p.digits().to_owned()))
                 .transpose()
@@ -151,6 +159,7 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                 stale_before: stale_days
                     .map(|d| (now - chrono::Duration::days(i64::from(d))).naive_utc()),
                 limit: i64::from(limit.clamp(1, 10_000)),
+                after,
                 ..ChildFilter::default()
             };
             let page =
@@ -170,6 +179,9 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
                 println!("{} file(s)", page.items.len());
+                if let Some(next) = &page.next_after {
+                    println!("more: --after {next}");
+                }
             }
         }
         ChildCommand::Update {

@@ -47,7 +47,8 @@ pub enum ConflictError {
     UnknownField(String),
     #[error("{0:?} is not one of this file's heads")]
     BadHead(String),
-    #[error("{0}")]
+    // Transparent: a chained print (`{:#}`) would otherwise say the reason twice.
+    #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),

@@ -84,7 +84,8 @@ pub enum CaseError {
     NoDecider(String),
     #[error("{0} does not serve the child's hukou region, so it cannot decide")]
     DeciderNotParty(String),
-    #[error("{0}")]
+    // Transparent: a chained print (`{:#}`) would otherwise say the reason twice.
+    #[error(transparent)]
     Step(#[from] StepError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -582,4 +583,25 @@ pub fn list(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CaseError;
+    use crate::domain::case::state::TransitionError;
+    use crate::domain::case::StepError;
+
+    /// A refusal printed with its cause chain (as the CLI prints errors) says its reason once.
+    #[test]
+    fn a_chained_refusal_says_its_reason_once() {
+        let e = anyhow::Error::from(CaseError::Step(StepError::Transition(
+            TransitionError::MissingReason,
+        )));
+        assert_eq!(format!("{e:#}"), "a denial needs a reason text");
+        let e = anyhow::Error::from(crate::sync::LedgerError::Invalid(
+            crate::domain::FieldError::new("name", "must not be empty"),
+        ));
+        let text = format!("{e:#}");
+        assert_eq!(text.matches("must not be empty").count(), 1, "{text}");
+    }
 }

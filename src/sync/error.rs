@@ -11,7 +11,8 @@ use crate::storage::StorageError;
 /// Errors of ledger operations; the API maps each to one problem code.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("{0}")]
+    // Transparent: a chained print (`{:#}`) would otherwise say the reason twice.
+    #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error("unknown field {0:?}")]
     UnknownField(String),

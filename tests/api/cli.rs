@@ -392,3 +392,42 @@ fn a_command_without_a_configuration_warns_where_its_files_go() {
     assert!(err.contains("warning: no --config"), "{err}");
     assert!(err.contains("signing key"), "{err}");
 }
+
+/// `child list` pages with `--after` (it prints where the next page starts), and a day count
+/// past its bound is refused with a clear error instead of overflowing a date.
+#[tokio::test]
+async fn child_list_pages_with_after_and_bounds_stale_days() {
+    let app = spawn_app().await;
+    let rows: Vec<String> = (0..3).map(row).collect();
+    let path = app.dir.path().join("ledger.csv");
+    std::fs::write(&path, ledger(&rows)).unwrap();
+    let out = bin(&app, &["import", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin(&app, &["child", "list", "--limit", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("2 file(s)"), "{text}");
+    let next = text
+        .lines()
+        .find_map(|l| l.strip_prefix("more: --after "))
+        .unwrap_or_else(|| panic!("no next page in {text}"))
+        .to_owned();
+    let out = bin(&app, &["child", "list", "--limit", "2", "--after", &next]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("1 file(s)"), "{text}");
+    assert!(!text.contains(&next), "{text}");
+    let out = bin(&app, &["child", "list", "--stale-days", "2147483647"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stale-days"));
+    let out = bin(&app, &["child", "list", "--after", "not-an-id"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--after"));
+}

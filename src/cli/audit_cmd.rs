@@ -50,10 +50,23 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             key,
             json,
         } => {
-            let key = key
-                .map(|k| k.parse::<PublicKey>())
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            let in_file = export_key(&path)?;
+            let key = match key {
+                Some(k) => Some(trusted_key(&k, in_file.as_ref())?),
+                None => {
+                    // Nothing to compare with: the file vouches for itself. Say which key that
+                    // was, so it can be checked against the node's published one.
+                    if let Some(k) = &in_file {
+                        eprintln!(
+                            "warning: no --key: trusting the key the export names, {} ({k}); \
+                             compare it with the node's key (`hukou-sync audit head` there, or \
+                             the node's signing keys in the directory)",
+                            k.fingerprint()
+                        );
+                    }
+                    None
+                }
+            };
             let f = std::fs::File::open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             let report = verify::verify_export(&mut BufReader::new(f), key.as_ref());
@@ -65,11 +78,10 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let (store, node) = crate::startup::open_node_blocking(settings)?;
+            let own = node.key.public_key();
             let key = match key {
-                Some(k) => k
-                    .parse::<PublicKey>()
-                    .map_err(|e| anyhow::anyhow!("--key: {e}"))?,
-                None => node.key.public_key(),
+                Some(k) => trusted_key(&k, Some(&own))?,
+                None => own,
             };
             let mut conn = store.conn()?;
             let pb = super::progress_bar(0, "verifying", json);
@@ -117,11 +129,12 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&head)?);
             } else {
                 println!(
-                    "size {}  root {}  at {}  key {}",
+                    "size {}  root {}  at {} UTC  key {} ({})",
                     head.size,
                     head.root,
-                    head.timestamp,
-                    head.public_key.fingerprint()
+                    head.timestamp.format("%Y-%m-%d %H:%M:%S"),
+                    head.public_key.fingerprint(),
+                    head.public_key
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -156,5 +169,47 @@ fn print_report(report: &VerifyReport, json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The key an export's tree head names (its first line), if the file starts with one.
+fn export_key(path: &std::path::Path) -> anyhow::Result<Option<PublicKey>> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    for line in BufReader::new(f).lines() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        return Ok(match serde_json::from_str::<verify::ExportLine>(&line) {
+            Ok(verify::ExportLine::TreeHead(h)) => Some(h.public_key),
+            // Not a head first: the verification reports it.
+            _ => None,
+        });
+    }
+    Ok(None)
+}
+
+/// `--key`: a public key (43 base64url characters), or its 16-hex-digit id as `audit head` and
+/// the directory print it, which must then be the id of `known` (the export's or this node's
+/// key) — an id alone cannot be checked against anything else.
+fn trusted_key(given: &str, known: Option<&PublicKey>) -> anyhow::Result<PublicKey> {
+    let given = given.trim();
+    let is_id = given.len() == 16
+        && given
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !is_id {
+        return given.parse::<PublicKey>().map_err(|e| {
+            anyhow::anyhow!("--key: {e} (give the 43-character key or its 16-hex-digit id)")
+        });
+    }
+    match known {
+        Some(k) if k.fingerprint() == given => Ok(*k),
+        Some(k) => anyhow::bail!(
+            "--key: {given} is not the id of the key that signed this log ({}, {k})",
+            k.fingerprint()
+        ),
+        None => anyhow::bail!("--key: {given} is a key id, and the file names no key to match it"),
     }
 }

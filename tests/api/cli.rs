@@ -431,3 +431,53 @@ async fn child_list_pages_with_after_and_bounds_stale_days() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--after"));
 }
+
+/// One key format is enough: `audit head` prints the key's id and the key itself; `audit verify
+/// --export --key` takes either (an id must be the export's key's); without `--key` it names the
+/// key it trusted and warns.
+#[tokio::test]
+async fn audit_verify_takes_a_key_or_its_id_and_names_the_key_it_trusted() {
+    let app = spawn_app().await;
+    let head = String::from_utf8(bin(&app, &["audit", "head"]).stdout).unwrap();
+    // "size N  root R  at T UTC  key <id> (<key>)"
+    let key_part = head.split("  key ").nth(1).unwrap().trim();
+    let (id, key) = key_part.split_once(" (").unwrap();
+    let key = key.trim_end_matches(')');
+    assert_eq!(id.len(), 16, "{head}");
+    assert_eq!(key.len(), 43, "{head}");
+    assert!(head.contains(" UTC"), "{head}");
+    let export = app.dir.path().join("audit.jsonl");
+    assert!(bin(
+        &app,
+        &["audit", "export", "--out", export.to_str().unwrap()]
+    )
+    .status
+    .success());
+    let verify = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+            .args(["audit", "verify", "--export", export.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for k in [id, key] {
+        let out = verify(&["--key", k]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("no --key"));
+    }
+    let out = verify(&["--key", "0123456789abcdef"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not the id of the key"));
+    let out = verify(&[]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: no --key") && err.contains(key),
+        "{err}"
+    );
+    app.stop().await;
+}

@@ -37,7 +37,18 @@ struct ImportOutcome {
     rows: usize,
     imported: usize,
     rejected: usize,
+    /// Imported children one of whose regions no node in the directory serves: nobody receives
+    /// their file for that region (a hukou region without a node has no bureau to decide
+    /// benefits). Counted and listed by row, and warned about.
+    unserved: Vec<UnservedRow>,
     errors: Vec<RowError>,
+}
+
+#[derive(serde::Serialize)]
+struct UnservedRow {
+    row: usize,
+    field: &'static str,
+    region: String,
 }
 
 pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -77,6 +88,28 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     if let Some(path) = &args.report {
         write_report(path, &errors)?;
     }
+    // Children whose hukou or residence region no node serves (with a directory; a node without
+    // one exchanges with nobody and serves its own regions).
+    let unserved: Vec<UnservedRow> = if node.directory.is_some() {
+        good.iter()
+            .flat_map(|(line, r)| {
+                [
+                    ("hukou_region", &r.hukou_region),
+                    ("residence_region", &r.residence_region),
+                ]
+                .into_iter()
+                .filter(|(_, region)| node.node_for(region).is_none())
+                .map(|(field, region)| UnservedRow {
+                    row: *line,
+                    field,
+                    region: region.to_string(),
+                })
+                .collect::<Vec<_>>()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let refuse = !errors.is_empty() && !args.skip_invalid;
     let mut imported = 0;
     if !refuse && !good.is_empty() {
@@ -97,6 +130,7 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
         rows,
         imported,
         rejected: errors.len(),
+        unserved: if imported > 0 { unserved } else { Vec::new() },
         errors,
     };
     if args.json {
@@ -118,6 +152,19 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
                 "imported {} of {} rows ({} skipped)",
                 outcome.imported, outcome.rows, outcome.rejected
             );
+            if !outcome.unserved.is_empty() {
+                for u in outcome.unserved.iter().take(20) {
+                    eprintln!(
+                        "warning: row {}: {} {}: no node in the directory serves this region",
+                        u.row, u.field, u.region
+                    );
+                }
+                eprintln!(
+                    "warning: {} region(s) of imported children are served by no node: no bureau \
+                     receives those files for them (add the node to the directory)",
+                    outcome.unserved.len()
+                );
+            }
         }
     }
     Ok(if refuse {

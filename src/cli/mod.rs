@@ -71,8 +71,9 @@ enum Command {
         count: usize,
         #[arg(long, default_value_t = 2026)]
         seed: u64,
-        /// Hukou region prefix of the generated children.
-        #[arg(long, default_value = "51")]
+        /// Hukou region prefix of the generated children (default: Chengdu, as `pki init`'s
+        /// 510100 serves it).
+        #[arg(long, default_value = "5101")]
         hukou: String,
         /// Residence region prefix.
         #[arg(long, default_value = "4101")]

@@ -481,3 +481,61 @@ async fn audit_verify_takes_a_key_or_its_id_and_names_the_key_it_trusted() {
     );
     app.stop().await;
 }
+
+/// An import warns about, and counts, children whose hukou or residence region no node in the
+/// directory serves (nobody would receive those files for that region); `sample`'s default
+/// hukou prefix is one `pki init`'s network serves.
+#[tokio::test]
+async fn import_counts_children_whose_region_no_node_serves() {
+    let pair = crate::helpers::spawn_pair().await;
+    let residence = &pair.residence;
+    let config = pair
+        .pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == crate::helpers::ZHENGZHOU)
+        .unwrap()
+        .config
+        .clone();
+    // Row 2 is a Chengdu child; row 3's hukou is in Wuhan (420102), which no node serves.
+    let wuhan = format!(
+        "{},李小明,420102,410105,流动,黄,2026/9/1,李建国,祖父",
+        id_number("420102", (2015, 3, 3), 900)
+    );
+    let path = residence.dir.path().join("ledger.csv");
+    std::fs::write(&path, ledger(&[row(901), wuhan])).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .arg("--config")
+        .arg(&config)
+        .args(["import", path.to_str().unwrap(), "--json"])
+        .env_remove("HUKOU_SYNC_CONFIG")
+        .env(
+            "HUKOU_SYNC__DATABASE__URL",
+            &residence.settings.database.url,
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["imported"], 2);
+    assert_eq!(
+        summary["unserved"],
+        serde_json::json!([{"row": 3, "field": "hukou_region", "region": "420102"}])
+    );
+    // The default sample is served on both sides by a `pki init` network (4101 and 5101).
+    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .args(["sample", "--count", "5"])
+        .env_remove("HUKOU_SYNC_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines().skip(1) {
+        assert!(line.contains(",5101"), "{line}");
+    }
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

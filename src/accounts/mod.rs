@@ -18,8 +18,9 @@ use crate::storage::{self, DbConn, StorageError};
 
 pub use crate::domain::Role;
 
-/// One thing a caller may be allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One thing a caller may be allowed to do (audited by its snake_case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Permission {
     /// Read children's files, the conflict queue and cases.
     ReadChildren,

@@ -43,7 +43,7 @@ impl Caller {
         state
             .record(
                 Event::new(actor, "access.denied", Outcome::Denied)
-                    .details(serde_json::json!({"role": role.as_str(), "needs": format!("{p:?}")})),
+                    .details(serde_json::json!({"role": role.as_str(), "needs": p})),
             )
             .await;
         Err(forbidden(role, p))

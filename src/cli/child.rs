@@ -98,6 +98,29 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join("、")
                 );
+                let parent = |p: Option<crate::domain::child::ParentSituation>| {
+                    p.map_or("-", |p| p.label_zh())
+                };
+                println!(
+                    "  parents: father {}  mother {}",
+                    parent(r.father_situation),
+                    parent(r.mother_situation)
+                );
+                println!(
+                    "  benefits: {}",
+                    if r.benefits.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        r.benefits
+                            .iter()
+                            .map(|b| match &b.since {
+                                Some(m) => format!("{} since {m}", b.benefit.label_zh()),
+                                None => b.benefit.label_zh().to_owned(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    }
+                );
                 println!(
                     "  risk: {}  last visit: {}",
                     r.risk_level.as_ref().map_or("-", |l| l.as_str()),

@@ -502,7 +502,7 @@ pub fn read(
 }
 
 /// Which cases to list.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CaseQuery {
     /// `incoming` (this node decides) or `outgoing` (this node asked); both when `None`.
     pub incoming: Option<bool>,
@@ -532,7 +532,7 @@ pub fn list_for(
             now,
             &Event::new(actor.clone(), "case.list", Outcome::Ok)
                 .purpose(purpose)
-                .details(serde_json::json!({ "returned": returned, "query": format!("{q:?}") })),
+                .details(serde_json::json!({ "returned": returned, "query": q })),
         )?;
         Ok(cases)
     })

@@ -198,7 +198,7 @@ impl TryFrom<ChildRow> for ChildView {
 }
 
 /// Filters of the children list; every one optional, combined with AND.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ChildFilter {
     /// Hukou or residence region starts with this.
     pub region_prefix: Option<String>,

@@ -275,7 +275,7 @@ pub fn list_children(
             now,
             &Event::new(actor.clone(), "child.list", Outcome::Ok)
                 .purpose(purpose)
-                .details(serde_json::json!({"returned": ids, "filter": format!("{filter:?}")})),
+                .details(serde_json::json!({"returned": ids, "filter": filter})),
         )?;
         Ok(ChildPage {
             items: rows.iter().map(summary).collect(),

@@ -447,3 +447,29 @@ async fn health_and_openapi_describe_every_route() {
     problem(app.get("/nowhere").await, 404, "not_found").await;
     app.stop().await;
 }
+
+/// Audit details are structured JSON, not Rust debug text: a listing records its filter as an
+/// object with the parameters' names and values.
+#[tokio::test]
+async fn a_listing_is_audited_with_its_filter_as_json() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app.get("/api/v1/children?region=5101&limit=5").await;
+    assert_eq!(r.status(), 200);
+    let mut conn = app.store.conn().unwrap();
+    let filter: serde_json::Value = {
+        use hukou_sync::storage::audit as repo;
+        let events = repo::list_events(
+            &mut conn,
+            &repo::EventFilter {
+                action: Some("child.list".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let details: serde_json::Value = serde_json::from_str(&events[0].details).unwrap();
+        details["filter"].clone()
+    };
+    assert_eq!(filter["region_prefix"], "5101", "{filter}");
+    assert_eq!(filter["limit"], 5, "{filter}");
+}

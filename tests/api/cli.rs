@@ -539,3 +539,27 @@ async fn import_counts_children_whose_region_no_node_serves() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+/// `child show` shows the parents' situations and the benefits held, by their Chinese labels.
+#[tokio::test]
+async fn child_show_shows_parents_and_benefits() {
+    let app = spawn_app().await;
+    let mut child = crate::helpers::flowing_child(950);
+    child["hukou_region"] = serde_json::json!("410102");
+    child["id_number"] = serde_json::json!(id_number("410102", (2014, 6, 1), 950));
+    child["benefits"] = serde_json::json!([{"benefit": "dibao", "since": "2026-01"}]);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&child).await;
+    let out = bin(&app, &["child", "show", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("parents: father 外出务工  mother -"),
+        "{text}"
+    );
+    assert!(text.contains("benefits: 低保 since 2026-01"), "{text}");
+}

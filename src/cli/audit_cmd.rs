@@ -33,8 +33,15 @@ pub enum AuditCommand {
         /// Exclusive; default: all.
         #[arg(long)]
         to: Option<i64>,
+        /// Written with mode 0600 (events name children by ID number).
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing output file (refused otherwise).
+        #[arg(long)]
+        force: bool,
+        /// Why the log leaves the system (required); the export is itself audited.
+        #[arg(long)]
+        purpose: String,
     },
     /// Sign a tree head for the current size now and print it.
     Head {
@@ -92,14 +99,17 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             pb.finish_and_clear();
             Ok(print_report(&report, json))
         }
-        AuditCommand::Export { from, to, out } => {
+        AuditCommand::Export {
+            from,
+            to,
+            out,
+            force,
+            purpose,
+        } => {
             let (store, node) = crate::startup::open_node_blocking(settings)?;
             let mut conn = store.conn()?;
             let head = log::sign_tree_head(&mut conn, &node.key, Utc::now())?;
-            let mut w = std::io::BufWriter::new(
-                std::fs::File::create(&out)
-                    .with_context(|| format!("cannot write {}", out.display()))?,
-            );
+            let mut w = std::io::BufWriter::new(super::import::create_private(&out, force)?);
             let pb = super::progress_bar(0, "exporting", false);
             let n = verify::export(
                 &mut conn,
@@ -114,6 +124,24 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             )?;
             pb.finish_and_clear();
             std::io::Write::flush(&mut w)?;
+            // The export itself is an event: who took which range of the log, and why.
+            crate::storage::transaction(&mut conn, |c| {
+                crate::audit::append(
+                    c,
+                    node.clock.now(),
+                    Utc::now(),
+                    &crate::audit::Event::new(
+                        crate::audit::Actor::console(),
+                        "audit.export",
+                        crate::audit::Outcome::Ok,
+                    )
+                    .purpose(Some(purpose.as_str()))
+                    .details(serde_json::json!({
+                        "from": from, "to": to.unwrap_or(head.size as i64), "events": n,
+                        "tree_size": head.size,
+                    })),
+                )
+            })?;
             println!(
                 "exported {n} events with proofs against the head of size {} to {}",
                 head.size,

@@ -230,12 +230,43 @@ enum ExportFormat {
 pub struct ExportArgs {
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     format: ExportFormat,
-    /// Output file (default: standard output).
+    /// Output file (default: standard output). Written with mode 0600: it holds full ID numbers.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Why the data leaves the system; recorded in the audit log.
+    /// Replace an existing output file (refused otherwise).
     #[arg(long)]
-    purpose: Option<String>,
+    force: bool,
+    /// Start a CSV with a UTF-8 byte-order mark, so Excel and WPS on Chinese Windows read it as
+    /// UTF-8 (the import accepts it either way).
+    #[arg(long)]
+    bom: bool,
+    /// Why the data leaves the system (required); recorded in the audit log.
+    #[arg(long)]
+    purpose: String,
+}
+
+/// Creates a file that will hold children's data: mode 0600 from the start, and never over an
+/// existing file unless `force`.
+pub(super) fn create_private(path: &std::path::Path, force: bool) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).mode(0o600);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let f = o.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("{} exists; --force replaces it", path.display())
+        } else {
+            anyhow::anyhow!("cannot write {}: {e}", path.display())
+        }
+    })?;
+    // A replaced file keeps its old mode: make it private too.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    Ok(f)
 }
 
 pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -243,9 +274,7 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
     let mut conn = store.conn()?;
     let total = ledger::count(&mut conn)?;
     let out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
-        )),
+        Some(p) => Box::new(std::io::BufWriter::new(create_private(p, args.force)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let pb = super::progress_bar(total as u64, "exporting", args.out.is_none());
@@ -255,6 +284,10 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
     }
     let mut sink = match args.format {
         ExportFormat::Csv => {
+            let mut out = out;
+            if args.bom {
+                out.write_all("\u{feff}".as_bytes())?;
+            }
             let mut w = csv::Writer::from_writer(out);
             w.write_record(ledger_csv::headers())?;
             Sink::Csv(Box::new(w))
@@ -291,7 +324,7 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
             node.clock.now(),
             Utc::now(),
             &Event::new(Actor::console(), "child.export", Outcome::Ok)
-                .purpose(args.purpose.as_deref())
+                .purpose(Some(args.purpose.as_str()))
                 .details(serde_json::json!({"count": written, "ids_sha256": ids_digest})),
         )
         .map_err(anyhow::Error::from)

@@ -163,7 +163,9 @@ async fn import_reads_gb18030_and_english_headers_and_export_round_trips() {
             "--format",
             "jsonl",
             "--out",
-            jsonl.to_str().unwrap()
+            jsonl.to_str().unwrap(),
+            "--purpose",
+            "test"
         ]
     )
     .status
@@ -234,7 +236,14 @@ async fn audit_verify_and_export_from_the_command_line() {
     let export = app.dir.path().join("audit.jsonl");
     let out = bin(
         &app,
-        &["audit", "export", "--out", export.to_str().unwrap()],
+        &[
+            "audit",
+            "export",
+            "--out",
+            export.to_str().unwrap(),
+            "--purpose",
+            "test",
+        ],
     );
     assert!(
         out.status.success(),
@@ -449,7 +458,14 @@ async fn audit_verify_takes_a_key_or_its_id_and_names_the_key_it_trusted() {
     let export = app.dir.path().join("audit.jsonl");
     assert!(bin(
         &app,
-        &["audit", "export", "--out", export.to_str().unwrap()]
+        &[
+            "audit",
+            "export",
+            "--out",
+            export.to_str().unwrap(),
+            "--purpose",
+            "test"
+        ]
     )
     .status
     .success());
@@ -562,4 +578,81 @@ async fn child_show_shows_parents_and_benefits() {
         "{text}"
     );
     assert!(text.contains("benefits: 低保 since 2026-01"), "{text}");
+}
+
+/// Exports hold full ID numbers: they are written 0600, never over an existing file without
+/// `--force`, only with a purpose, and each is audited with it; `--bom` starts a CSV with the
+/// UTF-8 byte-order mark Excel on Chinese Windows needs, and the import reads it back.
+#[tokio::test]
+async fn exports_are_private_never_overwrite_and_are_audited_with_their_purpose() {
+    let app = spawn_app().await;
+    let path = app.dir.path().join("ledger.csv");
+    std::fs::write(&path, ledger(&(0..3).map(row).collect::<Vec<_>>())).unwrap();
+    assert!(bin(&app, &["import", path.to_str().unwrap()])
+        .status
+        .success());
+    let out_path = app.dir.path().join("out.csv");
+    let out = out_path.to_str().unwrap();
+    // No purpose: refused by the command line.
+    assert_eq!(bin(&app, &["export", "--out", out]).status.code(), Some(2));
+    assert!(!out_path.exists());
+    let ok = bin(
+        &app,
+        &["export", "--out", out, "--purpose", "月度核对", "--bom"],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mode = std::fs::metadata(&out_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let bytes = std::fs::read(&out_path).unwrap();
+    assert!(bytes.starts_with("\u{feff}".as_bytes()));
+    // Not over an existing file, unless asked.
+    let again = bin(&app, &["export", "--out", out, "--purpose", "again"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&out_path).unwrap(), bytes);
+    assert!(bin(
+        &app,
+        &["export", "--out", out, "--purpose", "again", "--force"]
+    )
+    .status
+    .success());
+    // The BOM file imports into an empty node.
+    let bom_path = app.dir.path().join("bom.csv");
+    std::fs::write(&bom_path, &bytes).unwrap();
+    let other = spawn_app().await;
+    let imported = bin(&other, &["import", bom_path.to_str().unwrap()]);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert_eq!(other.count("children"), 3);
+    // The audit log's export too: private, purposeful, itself audited.
+    let log_path = app.dir.path().join("log.jsonl");
+    let log = log_path.to_str().unwrap();
+    assert!(bin(
+        &app,
+        &["audit", "export", "--out", log, "--purpose", "审计抽查"]
+    )
+    .status
+    .success());
+    let mode = std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        bin(&app, &["audit", "export", "--out", log, "--purpose", "x"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(app.count("audit_events WHERE action = 'child.export'"), 2);
+    assert_eq!(
+        app.count("audit_events WHERE action = 'audit.export' AND purpose = '审计抽查'"),
+        1
+    );
+    app.stop().await;
+    other.stop().await;
 }

@@ -28,12 +28,29 @@ pub enum CaseCommand {
         case_id: String,
         #[arg(long)]
         purpose: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Open a case from a JSON request file (the body of POST /api/v1/cases).
     Create { file: PathBuf },
-    /// Make a transition: a JSON transition, e.g. '{"action":"approve","effective_month":"2026-12"}'.
+    /// Make a transition, given as JSON.
+    ///
+    /// The requester (residence bureau) may:
+    ///   '{"action":"provide_info","answer":"户口簿与低保证明已补交"}'
+    ///   '{"action":"withdraw","reason":"家庭已迁回原籍"}'          (reason optional)
+    /// The decider (hukou bureau) may:
+    ///   '{"action":"receive"}'                                   (done automatically on arrival)
+    ///   '{"action":"request_info","question":"请提供父亲的诊断证明"}'
+    ///   '{"action":"approve","effective_month":"2026-12","review_on":"2027-06-30"}'
+    ///                                                            (review_on optional)
+    ///   '{"action":"deny","reason_code":"income_above_threshold","reason_text":"家庭人均收入高于当地低保标准"}'
+    ///     reason_code: income_above_threshold, not_hukou_resident, documents_insufficient,
+    ///     not_eligible_category, duplicate, other
+    /// Texts are 1 to 2,000 characters; months are YYYY-MM, dates YYYY-MM-DD.
+    #[command(verbatim_doc_comment)]
     Act {
         case_id: String,
+        /// The transition as JSON (see above).
         transition: String,
         #[arg(long)]
         officer: Option<String>,
@@ -90,7 +107,11 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 println!("{} case(s)", list.len());
             }
         }
-        CaseCommand::Show { case_id, purpose } => {
+        CaseCommand::Show {
+            case_id,
+            purpose,
+            json,
+        } => {
             let v = service::read(
                 &mut conn,
                 &node,
@@ -100,7 +121,42 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 purpose.as_deref(),
                 Utc::now(),
             )?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let c = &v.case;
+                println!(
+                    "case {}  {} ({})  {} ({})",
+                    c.case_id,
+                    c.benefit.label_zh(),
+                    c.benefit.code(),
+                    c.state.label_zh(),
+                    c.state
+                );
+                println!(
+                    "  child {}  requester {}  decider {}",
+                    c.child_id, c.requester, c.decider
+                );
+                println!("  due {} (China working days)", v.due_on);
+                println!("  history:");
+                for step in &c.history {
+                    println!(
+                        "    {} UTC  {:<13} by {}{}",
+                        step.at.format("%Y-%m-%d %H:%M:%S"),
+                        step.transition.kind().as_str(),
+                        step.by,
+                        step.officer
+                            .as_deref()
+                            .map(|o| format!(" ({o})"))
+                            .unwrap_or_default()
+                    );
+                }
+                if v.allowed_actions.is_empty() {
+                    println!("  nothing for this node to do");
+                } else {
+                    println!("  this node may now: {}", v.allowed_actions.join(", "));
+                }
+            }
         }
         CaseCommand::Create { file } => {
             let new: NewCase = serde_json::from_str(&std::fs::read_to_string(&file)?)?;

@@ -375,3 +375,72 @@ async fn audit_events(app: &TestApp, action: &str) -> Vec<Value> {
         .unwrap();
     ev["items"].as_array().unwrap().clone()
 }
+
+/// `case show` prints the case for a person by default (labels, history, what this node may do
+/// now) and JSON with `--json`; `case act --help` documents every transition's body.
+#[tokio::test]
+async fn the_console_shows_a_case_for_people_and_documents_the_transitions() {
+    let pair = spawn_pair().await;
+    let child = with_child(&pair, 64).await;
+    let r = pair
+        .residence
+        .post_json("/api/v1/cases", &request(&child))
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: Value = r.json().await.unwrap();
+    let id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    wait_state(&pair.hukou, &id, "received").await;
+    let config = pair
+        .pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == CHENGDU)
+        .unwrap()
+        .config
+        .clone();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("HUKOU_SYNC_CONFIG")
+            .env(
+                "HUKOU_SYNC__DATABASE__URL",
+                &pair.hukou.settings.database.url,
+            )
+            .output()
+            .unwrap()
+    };
+    let out = run(&["case", "show", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("低保") && text.contains("已接收"), "{text}");
+    assert!(
+        text.contains(" UTC  submit") && text.contains(" UTC  receive"),
+        "{text}"
+    );
+    assert!(
+        text.contains("this node may now: request_info, approve, deny"),
+        "{text}"
+    );
+    let out = run(&["case", "show", &id, "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["case"]["state"], "received");
+    let help = String::from_utf8(run(&["case", "act", "--help"]).stdout).unwrap();
+    for needle in [
+        "provide_info",
+        "request_info",
+        "effective_month",
+        "reason_code",
+        "reason_text",
+        "income_above_threshold",
+    ] {
+        assert!(help.contains(needle), "{needle} in {help}");
+    }
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

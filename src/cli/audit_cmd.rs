@@ -109,7 +109,7 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let (store, node) = crate::startup::open_node_blocking(settings)?;
             let mut conn = store.conn()?;
             let head = log::sign_tree_head(&mut conn, &node.key, Utc::now())?;
-            let mut w = std::io::BufWriter::new(super::import::create_private(&out, force)?);
+            let mut w = std::io::BufWriter::new(super::open_output(&out, force)?);
             let pb = super::progress_bar(0, "exporting", false);
             let n = verify::export(
                 &mut conn,

@@ -245,36 +245,12 @@ pub struct ExportArgs {
     purpose: String,
 }
 
-/// Creates a file that will hold children's data: mode 0600 from the start, and never over an
-/// existing file unless `force`.
-pub(super) fn create_private(path: &std::path::Path, force: bool) -> anyhow::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).mode(0o600);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let f = o.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!("{} exists; --force replaces it", path.display())
-        } else {
-            anyhow::anyhow!("cannot write {}: {e}", path.display())
-        }
-    })?;
-    // A replaced file keeps its old mode: make it private too.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", path.display()))?;
-    Ok(f)
-}
-
 pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let mut conn = store.conn()?;
     let total = ledger::count(&mut conn)?;
     let out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::io::BufWriter::new(create_private(p, args.force)?)),
+        Some(p) => Box::new(std::io::BufWriter::new(super::open_output(p, args.force)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let pb = super::progress_bar(total as u64, "exporting", args.out.is_none());

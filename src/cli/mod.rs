@@ -111,6 +111,16 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Opens an export's output file (0600; never over an existing file unless `force`).
+fn open_output(path: &std::path::Path, force: bool) -> anyhow::Result<std::fs::File> {
+    crate::crypto::open_private(path, force).map_err(|e| match e {
+        crate::crypto::SecretFileError::AlreadyExists { path } => {
+            anyhow::anyhow!("{} exists; --force replaces it", path.display())
+        }
+        other => other.into(),
+    })
+}
+
 fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
     let settings = Settings::load(path)?;
     if path.is_none() {

@@ -27,4 +27,4 @@ pub use jcs::{canonicalize, to_canonical_vec, JcsError};
 pub use keys::{
     KeyError, Pkcs8Document, PublicKey, Signature, SignatureError, SigningContext, SigningKey,
 };
-pub use secret_file::{write_new_secret, SecretFileError};
+pub use secret_file::{open_private, write_new_secret, SecretFileError};

@@ -33,6 +33,37 @@ pub enum SecretFileError {
     },
 }
 
+/// Opens `path` for writing a file that holds children's data or secrets at length (an export):
+/// created with mode `0600` in the same system call; an existing file is refused unless
+/// `replace`, and a replaced file is truncated and narrowed to `0600` before anything is written.
+pub fn open_private(path: &Path, replace: bool) -> Result<fs::File, SecretFileError> {
+    let mut options = OpenOptions::new();
+    options.write(true).mode(SECRET_FILE_MODE);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let file = options.open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::AlreadyExists => SecretFileError::AlreadyExists {
+            path: path.to_owned(),
+        },
+        _ => SecretFileError::Io {
+            action: "create",
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    // The umask can only narrow the mode at creation; a replaced file keeps its old one.
+    file.set_permissions(fs::Permissions::from_mode(SECRET_FILE_MODE))
+        .map_err(|source| SecretFileError::Io {
+            action: "set the permissions of",
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(file)
+}
+
 /// Creates `path` (which must not exist) with mode `0600`, writes `bytes` and syncs the file.
 ///
 /// Fails with [`SecretFileError::AlreadyExists`] if anything is at `path`. If setting the mode,
@@ -46,21 +77,10 @@ pub fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), SecretFileError
             source,
         }
     };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(SECRET_FILE_MODE)
-        .open(path)
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::AlreadyExists => SecretFileError::AlreadyExists {
-                path: path.to_owned(),
-            },
-            _ => io_err("create")(source),
-        })?;
+    let mut file = open_private(path, false)?;
     let written = file
-        .set_permissions(fs::Permissions::from_mode(SECRET_FILE_MODE))
-        .map_err(io_err("set the permissions of"))
-        .and_then(|()| file.write_all(bytes).map_err(io_err("write")))
+        .write_all(bytes)
+        .map_err(io_err("write"))
         .and_then(|()| file.sync_all().map_err(io_err("sync")))
         .and_then(|()| {
             let mode = file

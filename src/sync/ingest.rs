@@ -16,7 +16,7 @@ use super::error::LedgerError;
 use super::merge::{self, MergeInput};
 use super::node::LocalNode;
 use super::receipt::{RejectCode, Rejection};
-use super::store::{self, Batch};
+use super::store::Batch;
 use super::version::{DocKind, SignedVersion, VersionId};
 use super::view;
 use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
@@ -220,10 +220,8 @@ impl<'a> Intake<'a> {
             }
         };
         let forwarded =
-            store::parties_to_forward(self.node, &record, &parent_records, Some(self.sender));
-        self.batch.add(conn, v, &forwarded)?;
-        let new = store::new_parties(self.node, &record, &parent_records, Some(self.sender));
-        self.batch.queue_history(conn, v, &new)?;
+            self.batch
+                .add_child(conn, v, &record, &parent_records, Some(self.sender))?;
         self.batch.event(
             Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
                 .object("child", &v.version.doc_id)

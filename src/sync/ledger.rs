@@ -132,8 +132,7 @@ pub fn create_child(
             return Err(LedgerError::AlreadyExists(id.masked()));
         }
         let mut batch = Batch::new(node, now);
-        let parties = store::parties_to_forward(node, &record, &[], None);
-        batch.add(conn, &version, &parties)?;
+        batch.add_child(conn, &version, &record, &[], None)?;
         batch.new_file(&record);
         batch.event(
             Event::new(actor.clone(), "child.create", Outcome::Ok)

@@ -1619,6 +1619,35 @@ mod tests {
         }
     }
 
+    /// Two simulated nodes, the hukou side `A` and the residence side `B`, after `ops`.
+    fn simulate(ops: Vec<Op>) -> (SimNode, SimNode) {
+        let mut a = SimNode::new("A", HUKOU);
+        let mut b = SimNode::new("B", RESIDENCE);
+        for op in ops {
+            match op {
+                Op::Edit {
+                    node_a,
+                    field,
+                    value,
+                } => {
+                    let node = if node_a { &mut a } else { &mut b };
+                    let f = SIM_FIELDS[field];
+                    node.edit(f, sim_value(f, value));
+                }
+                Op::Resolve { value } => a.resolve(value),
+                Op::Sync {
+                    from_a: true,
+                    share,
+                } => sync(&a, &mut b, share),
+                Op::Sync {
+                    from_a: false,
+                    share,
+                } => sync(&b, &mut a, share),
+            }
+        }
+        (a, b)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -1668,20 +1697,7 @@ mod tests {
         /// it is the view of the whole document merged again.
         #[test]
         fn the_view_after_a_version_on_all_heads_is_the_full_merge(ops in arb_ops()) {
-            let mut a = SimNode::new("A", HUKOU);
-            let mut b = SimNode::new("B", RESIDENCE);
-            for op in ops {
-                match op {
-                    Op::Edit { node_a, field, value } => {
-                        let node = if node_a { &mut a } else { &mut b };
-                        let f = SIM_FIELDS[field];
-                        node.edit(f, sim_value(f, value));
-                    }
-                    Op::Resolve { value } => a.resolve(value),
-                    Op::Sync { from_a: true, share } => sync(&a, &mut b, share),
-                    Op::Sync { from_a: false, share } => sync(&b, &mut a, share),
-                }
-            }
+            let (mut a, b) = simulate(ops);
             a.resolve(1);
             for (before, v, full) in a.after_commit.iter().chain(&b.after_commit) {
                 let derived = view_after(before, v);
@@ -1696,20 +1712,7 @@ mod tests {
         /// all heads closes them all on both nodes.
         #[test]
         fn two_nodes_converge(ops in arb_ops()) {
-            let mut a = SimNode::new("A", HUKOU);
-            let mut b = SimNode::new("B", RESIDENCE);
-            for op in ops {
-                match op {
-                    Op::Edit { node_a, field, value } => {
-                        let node = if node_a { &mut a } else { &mut b };
-                        let f = SIM_FIELDS[field];
-                        node.edit(f, sim_value(f, value));
-                    }
-                    Op::Resolve { value } => a.resolve(value),
-                    Op::Sync { from_a: true, share } => sync(&a, &mut b, share),
-                    Op::Sync { from_a: false, share } => sync(&b, &mut a, share),
-                }
-            }
+            let (mut a, mut b) = simulate(ops);
             prop_assume!(!a.versions.is_empty() || !b.versions.is_empty());
             sync(&a, &mut b, 100);
             sync(&b, &mut a, 100);

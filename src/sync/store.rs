@@ -127,30 +127,53 @@ impl<'n> Batch<'n> {
         }
     }
 
+    /// A new version of a child's file (`record`, made on `parent_records`), queued for every
+    /// party of it and of its parents except this node and `skip` (the peer it came from); a
+    /// party it makes new also gets the file's history with it ([`Self::queue_history`]).
+    /// Returns the peers it is queued for.
+    pub fn add_child(
+        &mut self,
+        conn: &mut DbConn,
+        v: &SignedVersion,
+        record: &ChildRecord,
+        parent_records: &[ChildRecord],
+        skip: Option<&NodeId>,
+    ) -> Result<BTreeSet<NodeId>, LedgerError> {
+        let Recipients { all, new } = recipients(self.node, record, parent_records, skip);
+        self.add(conn, v, &all)?;
+        self.queue_history(conn, v, &new)?;
+        Ok(all)
+    }
+
     /// Queues the whole stored history of `v`'s document (every version but `v`, which the batch
-    /// queues itself) for `peers`, the parties `v` makes new (see [`new_parties`]): a bureau a
-    /// child moved to cannot take the move without the file it moves. The history is queued at
-    /// `v`'s stamp, so it sorts with `v` and the sender puts them in one batch (a batch never ends
-    /// inside a group of equal stamps): the receiver is a party of the old versions only through
-    /// the move beside them. Versions already queued for a peer stay as they are.
-    pub fn queue_history(
+    /// queues itself) for `peers`, the parties `v` makes new: a bureau a child moved to cannot
+    /// take the move without the file it moves. The history is queued at `v`'s stamp, so it
+    /// sorts with `v` and the sender puts them in one batch (a batch never ends inside a group of
+    /// equal stamps): the receiver is a party of the old versions only through the move beside
+    /// them. Versions already queued for a peer stay as they are.
+    fn queue_history(
         &mut self,
         conn: &mut DbConn,
         v: &SignedVersion,
         peers: &BTreeSet<NodeId>,
     ) -> Result<(), LedgerError> {
-        if peers.is_empty() || self.node.directory.is_none() {
+        if peers.is_empty() {
             return Ok(());
         }
         self.flush(conn)?;
         let hlc = v.version.hlc.to_i64();
-        let history: Vec<String> =
-            repo::versions_of(conn, v.version.kind.as_str(), &v.version.doc_id)?
-                .into_iter()
-                .filter(|r| r.id != v.id.0)
-                .map(|r| r.id.to_string())
-                .collect();
-        for peer in peers.iter().filter(|p| **p != self.node.id) {
+        let own = v.id.to_string();
+        // Ids only: the bodies stay in the database.
+        let history: Vec<String> = crate::storage::reconcile::versions_of_docs(
+            conn,
+            v.version.kind.as_str(),
+            std::slice::from_ref(&v.version.doc_id),
+        )?
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .filter(|id| *id != own)
+        .collect();
+        for peer in peers {
             // Versions of this batch queued for the peer are written by `finish`.
             let in_batch: BTreeSet<&str> = self
                 .outbox
@@ -296,61 +319,50 @@ pub fn on_heads(
         .filter(|v| heads.contains(&v.id))
         .map(view::record_of)
         .collect::<Result<_, _>>()?;
-    let parties = parties_to_forward(node, record, &parent_records, None);
     let mut batch = Batch::new(node, now);
-    batch.add(conn, version, &parties)?;
-    batch.queue_history(
-        conn,
-        version,
-        &new_parties(node, record, &parent_records, None),
-    )?;
+    batch.add_child(conn, version, record, &parent_records, None)?;
     batch.view_after(conn, versions, before, version)?;
     batch.event(event);
     batch.finish(conn)
 }
 
-/// The parties a version of `record` makes new: nodes that serve one of its regions but no region
-/// of its parents' records (a bureau the child moved to), except this node and `skip`. A new
-/// party has none of the file: it gets the whole history with the version
-/// ([`Batch::queue_history`]). A creation makes nobody new: it is its whole history.
-pub fn new_parties(
+/// Where a version of a child's file goes.
+#[derive(Default)]
+struct Recipients {
+    /// Every node serving a region of the version's record or of its parents' records, except
+    /// this node and the peer it came from.
+    all: BTreeSet<NodeId>,
+    /// Those of `all` that serve a region of the record but none of its parents' (a bureau the
+    /// child moved to): they have none of the file. A creation makes nobody new: it is its whole
+    /// history.
+    new: BTreeSet<NodeId>,
+}
+
+fn recipients(
     node: &LocalNode,
     record: &ChildRecord,
     parent_records: &[ChildRecord],
     skip: Option<&NodeId>,
-) -> BTreeSet<NodeId> {
-    if node.directory.is_none() || parent_records.is_empty() {
-        return BTreeSet::new();
+) -> Recipients {
+    if node.directory.is_none() {
+        return Recipients::default();
     }
+    let own = node.parties(&record.hukou_region, &record.residence_region);
     let before: BTreeSet<NodeId> = parent_records
         .iter()
         .flat_map(|p| node.parties(&p.hukou_region, &p.residence_region))
         .collect();
-    let mut new = node.parties(&record.hukou_region, &record.residence_region);
-    new.retain(|p| !before.contains(p) && *p != node.id && Some(p) != skip);
-    new
-}
-
-/// The other parties of a version of `record` (and of its parents' records): every node that
-/// serves one of their regions, except this node and `skip` (the peer it came from).
-pub fn parties_to_forward(
-    node: &LocalNode,
-    record: &ChildRecord,
-    parent_records: &[ChildRecord],
-    skip: Option<&NodeId>,
-) -> BTreeSet<NodeId> {
-    if node.directory.is_none() {
-        return BTreeSet::new();
-    }
-    let mut peers = node.parties(&record.hukou_region, &record.residence_region);
-    for p in parent_records {
-        peers.extend(node.parties(&p.hukou_region, &p.residence_region));
-    }
-    peers.remove(&node.id);
-    if let Some(s) = skip {
-        peers.remove(s);
-    }
-    peers
+    let keep = |p: &NodeId| *p != node.id && Some(p) != skip;
+    let new = if parent_records.is_empty() {
+        BTreeSet::new()
+    } else {
+        own.difference(&before)
+            .filter(|p| keep(p))
+            .cloned()
+            .collect()
+    };
+    let all = own.union(&before).filter(|p| keep(p)).cloned().collect();
+    Recipients { all, new }
 }
 
 /// Queues stored versions again for a peer that lacks them (reconciliation found the gap);

@@ -60,17 +60,23 @@ async fn with_child(pair: &crate::helpers::Pair, seq: u16) -> String {
     id
 }
 
-#[tokio::test]
-async fn request_information_and_approval_round_trip() {
-    let pair = spawn_pair().await;
-    let child = with_child(&pair, 60).await;
+/// Opens a case for `child` at the residence node; the answer's body and the case's id.
+async fn open_case(pair: &crate::helpers::Pair, child: &str) -> (Value, String) {
     let r = pair
         .residence
-        .post_json("/api/v1/cases", &request(&child))
+        .post_json("/api/v1/cases", &request(child))
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let created: Value = r.json().await.unwrap();
     let id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    (created, id)
+}
+
+#[tokio::test]
+async fn request_information_and_approval_round_trip() {
+    let pair = spawn_pair().await;
+    let child = with_child(&pair, 60).await;
+    let (created, id) = open_case(&pair, &child).await;
     assert_eq!(created["case"]["decider"], CHENGDU);
     assert!(created["due_on"].as_str().is_some());
     assert!(
@@ -382,32 +388,11 @@ async fn audit_events(app: &TestApp, action: &str) -> Vec<Value> {
 async fn the_console_shows_a_case_for_people_and_documents_the_transitions() {
     let pair = spawn_pair().await;
     let child = with_child(&pair, 64).await;
-    let r = pair
-        .residence
-        .post_json("/api/v1/cases", &request(&child))
-        .await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let created: Value = r.json().await.unwrap();
-    let id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    let (_, id) = open_case(&pair, &child).await;
     wait_state(&pair.hukou, &id, "received").await;
-    let config = pair
-        .pki
-        .nodes
-        .iter()
-        .find(|n| n.id.as_str() == CHENGDU)
-        .unwrap()
-        .config
-        .clone();
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
-            .arg("--config")
-            .arg(&config)
+        crate::helpers::node_command(&pair.pki, CHENGDU, &pair.hukou)
             .args(args)
-            .env_remove("HUKOU_SYNC_CONFIG")
-            .env(
-                "HUKOU_SYNC__DATABASE__URL",
-                &pair.hukou.settings.database.url,
-            )
             .output()
             .unwrap()
     };

@@ -329,25 +329,9 @@ async fn peers_shows_only_a_current_error_and_logs_to_a_pipe_without_colour() {
         residence.count("peer_status WHERE last_success_at IS NOT NULL") == 1
     })
     .await;
-    // The node's own configuration (with its directory), on the test's database.
-    let config = pair
-        .pki
-        .nodes
-        .iter()
-        .find(|n| n.id.as_str() == crate::helpers::ZHENGZHOU)
-        .unwrap()
-        .config
-        .clone();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
-            .arg("--config")
-            .arg(&config)
+        crate::helpers::node_command(&pair.pki, crate::helpers::ZHENGZHOU, residence)
             .args(args)
-            .env_remove("HUKOU_SYNC_CONFIG")
-            .env(
-                "HUKOU_SYNC__DATABASE__URL",
-                &residence.settings.database.url,
-            )
             .env("RUST_LOG", "debug")
             .output()
             .unwrap()
@@ -505,14 +489,6 @@ async fn audit_verify_takes_a_key_or_its_id_and_names_the_key_it_trusted() {
 async fn import_counts_children_whose_region_no_node_serves() {
     let pair = crate::helpers::spawn_pair().await;
     let residence = &pair.residence;
-    let config = pair
-        .pki
-        .nodes
-        .iter()
-        .find(|n| n.id.as_str() == crate::helpers::ZHENGZHOU)
-        .unwrap()
-        .config
-        .clone();
     // Row 2 is a Chengdu child; row 3's hukou is in Wuhan (420102), which no node serves.
     let wuhan = format!(
         "{},李小明,420102,410105,流动,黄,2026/9/1,李建国,祖父",
@@ -520,15 +496,8 @@ async fn import_counts_children_whose_region_no_node_serves() {
     );
     let path = residence.dir.path().join("ledger.csv");
     std::fs::write(&path, ledger(&[row(901), wuhan])).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
-        .arg("--config")
-        .arg(&config)
+    let out = crate::helpers::node_command(&pair.pki, crate::helpers::ZHENGZHOU, residence)
         .args(["import", path.to_str().unwrap(), "--json"])
-        .env_remove("HUKOU_SYNC_CONFIG")
-        .env(
-            "HUKOU_SYNC__DATABASE__URL",
-            &residence.settings.database.url,
-        )
         .output()
         .unwrap();
     assert!(

@@ -413,22 +413,25 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
     pair.hukou.stop().await;
 }
 
+/// Wuhan (4201) in the directory, with nothing listening on its ports: its deliveries wait in the
+/// outbox.
+fn absent_wuhan() -> NodePlan {
+    let (admin, peer) = (bind(), bind());
+    NodePlan {
+        id: NodeId::parse(WUHAN).unwrap(),
+        serves: vec![RegionPrefix::parse("4201").unwrap()],
+        peer_port: peer.local_addr().unwrap().port(),
+        admin_port: admin.local_addr().unwrap().port(),
+    }
+}
+
 /// A bureau the child moved to receives the file's history in one batch, and passes its creation
 /// on to the child's other party (a third node): the creation, batched with other creations
 /// before it is written, is written before the outbox row that names it — on PostgreSQL that
 /// row's foreign key is checked at once.
 #[tokio::test]
 async fn a_moved_childs_history_is_forwarded_to_its_other_party() {
-    // Nothing listens on Wuhan's ports: its deliveries wait in the outbox.
-    let (admin, peer) = (bind(), bind());
-    let wuhan = NodePlan {
-        id: NodeId::parse(WUHAN).unwrap(),
-        serves: vec![RegionPrefix::parse("4201").unwrap()],
-        peer_port: peer.local_addr().unwrap().port(),
-        admin_port: admin.local_addr().unwrap().port(),
-    };
-    drop((admin, peer));
-    let pair = spawn_pair_among(vec![wuhan], |_, _| {}).await;
+    let pair = spawn_pair_among(vec![absent_wuhan()], |_, _| {}).await;
     let hukou = &pair.hukou;
     let client = residence_client(&pair.pki);
     let key = residence_key(&pair.pki);
@@ -471,16 +474,7 @@ async fn a_moved_childs_history_is_forwarded_to_its_other_party() {
 /// hukou bureau of a child living in Wuhan is queued twice for Wuhan and for nobody else.
 #[tokio::test]
 async fn a_stored_version_is_queued_once_for_each_other_party_with_one_audit_event() {
-    // Nothing listens on Wuhan's ports: its deliveries wait in the outbox.
-    let (admin, peer) = (bind(), bind());
-    let wuhan = NodePlan {
-        id: NodeId::parse(WUHAN).unwrap(),
-        serves: vec![RegionPrefix::parse("4201").unwrap()],
-        peer_port: peer.local_addr().unwrap().port(),
-        admin_port: admin.local_addr().unwrap().port(),
-    };
-    drop((admin, peer));
-    let pair = spawn_pair_among(vec![wuhan], |_, _| {}).await;
+    let pair = spawn_pair_among(vec![absent_wuhan()], |_, _| {}).await;
     let hukou = &pair.hukou;
     let mut body = flowing_child(310);
     body["residence_region"] = json!("420102");

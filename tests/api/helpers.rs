@@ -422,6 +422,20 @@ pub async fn spawn_network(specs: &[(&str, &str)]) -> Network {
     Network { nodes, _root: root }
 }
 
+/// The `hukou-sync` binary as node `id` of a network runs it: that node's generated
+/// configuration (with its directory and peer material), on the test's database `app` uses. The
+/// caller adds the command's arguments.
+pub fn node_command(pki: &DevPki, id: &str, app: &TestApp) -> std::process::Command {
+    let node = pki.nodes.iter().find(|n| n.id.as_str() == id).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hukou-sync"));
+    command
+        .arg("--config")
+        .arg(&node.config)
+        .env_remove("HUKOU_SYNC_CONFIG")
+        .env("HUKOU_SYNC__DATABASE__URL", &app.settings.database.url);
+    command
+}
+
 /// Restarts a stopped node on its old ports with its old database.
 pub async fn restart(settings: Settings, db: TestDb, dir: tempfile::TempDir) -> TestApp {
     let admin = TcpListener::bind(settings.admin.listen).unwrap();

@@ -27,15 +27,20 @@ pub struct EventQuery {
     since: Option<DateTime<Utc>>,
     /// RFC 3339, exclusive.
     until: Option<DateTime<Utc>>,
-    /// Keyset paging: events after this sequence number.
-    after_seq: Option<i64>,
+    /// Keyset paging: the `next_after` of the previous page (events after this sequence number).
+    #[param(minimum = 0)]
+    after: Option<i64>,
     /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
+/// A page of events, oldest first.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     items: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
 }
 
 /// List audit events.
@@ -59,7 +64,7 @@ pub async fn events(
         object_id: q.object_id,
         since: q.since.map(|t| t.naive_utc()),
         until: q.until.map(|t| t.naive_utc()),
-        after_seq: q.after_seq,
+        after_seq: q.after,
         limit: i64::from(limit),
     };
     let actor = caller.require(&state, Permission::ReadAudit).await?;
@@ -68,7 +73,10 @@ pub async fn events(
         .store
         .run(move |conn| log::read_events(conn, &filter, &actor, node.clock.now(), now()))
         .await?;
-    Ok(HttpResponse::Ok().json(EventPage { items }))
+    let next_after = (items.len() == limit as usize)
+        .then(|| items.last().map(|e| e.event.seq))
+        .flatten();
+    Ok(HttpResponse::Ok().json(EventPage { items, next_after }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

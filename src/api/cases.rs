@@ -3,7 +3,7 @@
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::IntoParams;
 
@@ -157,12 +157,25 @@ pub struct CaseListQuery {
     benefit: Option<Benefit>,
     /// Only open cases past their deadline.
     overdue: Option<bool>,
+    /// Keyset paging: the `next_after` of the previous page.
+    #[param(value_type = Option<String>, format = "uuid")]
+    after: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+}
+
+/// A page of cases, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CasePage {
+    pub items: Vec<CaseSummary>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
 }
 
 /// Incoming and outgoing cases, with deadlines flagged.
 #[utoipa::path(get, path = "/api/v1/cases", tag = "cases", params(CaseListQuery),
-    responses((status = 200, body = Vec<CaseSummary>), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = CasePage), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/cases")]
 pub async fn list(
     state: web::Data<AppState>,
@@ -184,12 +197,24 @@ pub async fn list(
             )
         }
     };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit is 1 to 1000").field("limit"));
+    }
+    if let Some(after) = &q.after {
+        if uuid::Uuid::parse_str(after).is_err() {
+            return Err(
+                ApiError::bad_request("invalid_query", "after is a case id (UUID)").field("after"),
+            );
+        }
+    }
     let query = CaseQuery {
         incoming,
         state: q.state,
         benefit: q.benefit,
         overdue_only: q.overdue.unwrap_or(false),
-        limit: i64::from(q.limit.unwrap_or(100).clamp(1, 1000)),
+        after: q.after,
+        limit: i64::from(limit),
     };
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();
@@ -200,5 +225,11 @@ pub async fn list(
             service::list_for(c, &node, &deadlines, &query, &actor, purpose.as_deref(), at)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(list))
+    let next_after = (list.len() == limit as usize)
+        .then(|| list.last().map(|c| c.case_id.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(CasePage {
+        items: list,
+        next_after,
+    }))
 }

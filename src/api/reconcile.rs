@@ -101,17 +101,18 @@ pub async fn start(
 pub struct RunsQuery {
     /// Only runs with this peer.
     peer: Option<String>,
-    /// Keyset paging: runs older than this run id.
-    before: Option<String>,
+    /// Keyset paging: the `next_after` of the previous page (runs older than this run id).
+    after: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunPage {
     pub items: Vec<RunView>,
-    /// Pass as `before` for the next page.
-    pub next_before: Option<String>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
 }
 
 /// Reconciliation runs and their reports, newest first.
@@ -131,14 +132,14 @@ pub async fn runs(
     }
     let rows = state
         .store
-        .run(move |c| history::list(c, q.peer.as_deref(), q.before.as_deref(), i64::from(limit)))
+        .run(move |c| history::list(c, q.peer.as_deref(), q.after.as_deref(), i64::from(limit)))
         .await?;
-    let next_before = (rows.len() == limit as usize)
+    let next_after = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
     Ok(HttpResponse::Ok().json(RunPage {
         items: rows.into_iter().map(RunView::from).collect(),
-        next_before,
+        next_after,
     }))
 }
 

@@ -213,17 +213,7 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let id = IdNumber::parse(&id_number).map_err(|e| anyhow::anyhow!("id_number: {e}"))?;
-            let mut patch = Map::new();
-            for s in set {
-                let (k, v) = s
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--set {s:?}: expected FIELD=VALUE"))?;
-                let value = match v {
-                    "" | "null" => Value::Null,
-                    _ => serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
-                };
-                patch.insert(k.to_owned(), value);
-            }
+            let patch: Map<String, Value> = parse_assignments("--set", &set)?.into_iter().collect();
             let file = ledger::update_child(&mut conn, &node, &id, patch, &actor, Utc::now())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&file)?);
@@ -239,4 +229,23 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FIELD=VALUE` arguments: the value as JSON, or a bare string; empty or `null` clears.
+pub(crate) fn parse_assignments(
+    flag: &str,
+    args: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, Value>> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in args {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{flag} {s:?}: expected FIELD=VALUE"))?;
+        let value = match v {
+            "" | "null" => Value::Null,
+            _ => serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
+        };
+        out.insert(k.to_owned(), value);
+    }
+    Ok(out)
 }

@@ -8,6 +8,7 @@ mod audit_cmd;
 mod bench;
 mod case;
 mod child;
+mod conflict;
 mod demo;
 mod import;
 pub mod pki;
@@ -53,6 +54,9 @@ enum Command {
     /// Eligibility cases: list, show, create, act.
     #[command(subcommand)]
     Case(case::CaseCommand),
+    /// The review queue of concurrent edits: list, show, resolve.
+    #[command(subcommand)]
+    Conflict(conflict::ConflictCommand),
     /// Accounts of the admin listener: users (admin pages) and bearer tokens (local systems).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -185,6 +189,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => import::run_export(&load_settings(config)?, args),
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
+        Command::Conflict(cmd) => conflict::run(&load_settings(config)?, cmd),
         Command::Audit(cmd) => audit_cmd::run(&load_settings(config)?, cmd),
         Command::Admin(cmd) => admin::run(&load_settings(config)?, cmd),
         Command::Keygen { out } => {

@@ -561,6 +561,33 @@ fn clean_serde_reason(msg: &str) -> String {
     msg.split(" at line ").next().unwrap_or(msg).to_owned()
 }
 
+impl ChildField {
+    /// The Chinese label of a field (the ledger's column names), for pages and the console.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            ChildField::IdNumber => "身份证号",
+            ChildField::Name => "姓名",
+            ChildField::HukouRegion => "户籍地",
+            ChildField::HukouAddress => "户籍地址",
+            ChildField::FatherSituation => "父亲情况",
+            ChildField::MotherSituation => "母亲情况",
+            ChildField::LegalGuardian => "法定监护人",
+            ChildField::Benefits => "享受待遇",
+            ChildField::ResidenceRegion => "居住地",
+            ChildField::ResidenceAddress => "居住地址",
+            ChildField::LeftHukouOn => "离开户籍地日期",
+            ChildField::ActualCaregiver => "实际照料人",
+            ChildField::LivingStatus => "生活状况",
+            ChildField::EducationStatus => "就学状况",
+            ChildField::LastVisitOn => "最近走访日期",
+            ChildField::RiskLevel => "风险等级",
+            ChildField::Categories => "儿童类别",
+            ChildField::HealthStatus => "健康状况",
+            ChildField::Notes => "备注",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

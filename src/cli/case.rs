@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::domain::shown_time::shown;
 use crate::eligibility::service::{self, CaseQuery, NewCase};
 
 #[derive(Debug, Subcommand)]
@@ -161,8 +162,8 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 println!("  history:");
                 for step in &c.history {
                     println!(
-                        "    {} UTC  {:<13} by {}{}",
-                        step.at.format("%Y-%m-%d %H:%M:%S"),
+                        "    {}  {:<13} by {}{}",
+                        shown(step.at),
                         step.transition.kind().as_str(),
                         step.by,
                         step.officer

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::domain::shown_time::shown;
 use crate::domain::{IdNumber, RegionPrefix};
 use crate::storage::records::ChildFilter;
 use crate::sync::ledger;
@@ -130,9 +131,9 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     let by: Vec<String> =
                         file.now_served_by.iter().map(ToString::to_string).collect();
                     println!(
-                        "  不再由本节点服务 (no longer served here) since {} UTC: now at {} — \
+                        "  不再由本节点服务 (no longer served here) since {}: now at {} — \
                          read-only copy as of the move",
-                        file.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                        shown(file.updated_at),
                         if by.is_empty() {
                             "-".to_owned()
                         } else {
@@ -149,7 +150,7 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "    {}  {}  by {}  changed: {}",
                         &v.id.to_string()[..12],
-                        v.stored_at.format("%Y-%m-%d %H:%M:%S"),
+                        shown(v.stored_at),
                         v.author_node,
                         v.changed.join(", ")
                     );

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::conflicts::{self, ConflictError, FileConflicts, Resolution};
 use crate::domain::child::ChildField;
 use crate::domain::id_number::IdNumber;
+use crate::domain::shown_time::shown;
 
 #[derive(Debug, Subcommand)]
 pub enum ConflictCommand {
@@ -87,7 +88,7 @@ pub fn run(settings: &Settings, cmd: ConflictCommand) -> anyhow::Result<ExitCode
             for c in &page.items {
                 let field = ChildField::from_name(&c.field).map_or("", ChildField::label_zh);
                 println!(
-                    "{}  {:<8}  {} ({}), {} values  reviewed at {}{}  since {} UTC",
+                    "{}  {:<8}  {} ({}), {} values  reviewed at {}{}  since {}",
                     c.id_number,
                     c.name,
                     field,
@@ -99,7 +100,7 @@ pub fn run(settings: &Settings, cmd: ConflictCommand) -> anyhow::Result<ExitCode
                     } else {
                         ""
                     },
-                    c.opened_at.format("%Y-%m-%d %H:%M:%S")
+                    shown(c.opened_at)
                 );
             }
             println!("{} open conflict(s)", page.items.len());
@@ -253,10 +254,7 @@ fn print_file(file: &FileConflicts, here: &str) {
                 cand.side.chars().take(12).collect::<String>(),
                 show_value(&cand.value),
                 cand.author.as_deref().unwrap_or("?"),
-                cand.at.map_or_else(
-                    || "?".to_owned(),
-                    |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-                )
+                cand.at.map_or_else(|| "?".to_owned(), shown)
             );
         }
         if c.owner == here {

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, Settings};
+use crate::domain::shown_time::shown;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -249,11 +250,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         p.lag_seconds.unwrap_or(0),
                         p.delivered,
                         p.rejected,
-                        p.last_success_at.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                        p.last_success_at.map_or("never".into(), shown),
                         // An error older than the last success is history, not the state.
                         match (&p.last_error, p.last_error_at, p.last_success_at) {
                             (Some(e), Some(at), ok) if ok.map_or(true, |ok| at > ok) =>
-                                format!("last error ({} UTC): {e}", at.format("%Y-%m-%d %H:%M:%S")),
+                                format!("last error ({}): {e}", shown(at)),
                             _ => String::new(),
                         }
                     );

@@ -286,9 +286,7 @@ pub fn show(v: &Value) -> String {
 
 /// Wall time in China (UTC+8), to the second.
 pub fn when(t: DateTime<Utc>) -> String {
-    (t + chrono::Duration::hours(8))
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    crate::domain::shown_time::shown(t)
 }
 
 pub fn when_opt(t: Option<DateTime<Utc>>) -> String {

@@ -13,6 +13,7 @@ pub mod node;
 pub mod reconcile_report;
 pub mod region;
 pub mod role;
+pub mod text;
 
 pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,

@@ -123,6 +123,13 @@ impl ResponseError for ApiError {
         if let Some(cause) = &self.internal {
             tracing::error!(error = %cause, "internal error");
         }
+        self.problem_response()
+    }
+}
+
+impl ApiError {
+    /// The problem+json response, without logging (`error_response` logs internal causes).
+    pub fn problem_response(&self) -> HttpResponse {
         let problem = Problem {
             problem_type: format!("urn:hukou-sync:problem:{}", self.code),
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -132,9 +139,16 @@ impl ResponseError for ApiError {
             reason: self.reason.clone(),
             extensions: self.extensions.clone(),
         };
-        HttpResponse::build(self.status)
-            .content_type("application/problem+json")
-            .json(problem)
+        let mut resp = HttpResponse::build(self.status);
+        resp.content_type("application/problem+json")
+            .insert_header((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.insert_header((
+                actix_web::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"hukou-sync\"",
+            ));
+        }
+        resp.json(problem)
     }
 }
 
@@ -304,7 +318,13 @@ pub fn query_error(
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
     let reason = err.to_string();
-    let field = reason.split('`').nth(1).map(str::to_owned);
+    // Only these messages quote the parameter's name; the others quote its value.
+    let names_parameter = ["unknown field", "missing field"]
+        .iter()
+        .any(|p| reason.contains(p));
+    let field = names_parameter
+        .then(|| reason.split('`').nth(1).map(str::to_owned))
+        .flatten();
     let mut api = ApiError::bad_request("invalid_query", reason);
     api.field = field;
     api.into()

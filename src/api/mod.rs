@@ -7,6 +7,8 @@ pub mod cases;
 pub mod children;
 pub mod conflicts;
 pub mod error;
+pub mod input;
+pub mod manners;
 pub mod metrics;
 pub mod peer;
 pub mod peers;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub deadlines: Arc<Deadlines>,
     /// Receives peers' batches (`POST /peer/v1/versions`).
     pub receiver: Arc<crate::sync::receive::Receiver>,
+    /// Failed logins per client address (`admin.login_attempts_per_client`).
+    pub login_limiter: Arc<crate::accounts::ClientLimiter>,
 }
 
 impl AppState {
@@ -73,8 +77,15 @@ impl AppState {
     }
 }
 
-/// Registers the admin routes and their extractor configuration.
-pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+/// Registers the admin routes and their extractor configuration. `panic_route` adds the
+/// test-only `GET /api/v1/test/panic` (`admin.panic_route_for_tests`, off by default).
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: bool) {
+    if panic_route {
+        cfg.route(
+            "/api/v1/test/panic",
+            web::get().to(manners::panic_for_tests),
+        );
+    }
     cfg.app_data(
         web::JsonConfig::default()
             .limit(body_limit)
@@ -107,9 +118,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .service(reconcile::run)
     .service(reconcile::start)
     .service(reconcile::stale)
-    .default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::not_found("no such route"))
-    }));
+    .default_service(web::to(manners::unmatched));
 }
 
 /// An ID number from a request path: 400 `invalid_id_number` if it is not one.
@@ -131,6 +140,16 @@ pub fn purpose_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         .field("X-Purpose")
     })?;
     let s = percent_decode(s);
+    if let Some((at, c, why)) = crate::domain::text::first_refused(&s, false) {
+        return Err(ApiError::bad_request(
+            "invalid_header",
+            format!(
+                "X-Purpose character {at} is U+{:04X}, {why}; send visible text",
+                u32::from(c)
+            ),
+        )
+        .field("X-Purpose"));
+    }
     if s.chars().count() > 200 {
         return Err(
             ApiError::bad_request("invalid_header", "X-Purpose is at most 200 characters")

@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{purpose_of, AppState};
+use super::{input, purpose_of, AppState};
 use crate::accounts::Permission;
 use crate::reconcile::report::Report;
 use crate::reconcile::stale::StaleList;
@@ -20,6 +20,12 @@ use crate::reconcile::{history, Reconciler, RunOptions, StartedBy};
 pub struct StartQuery {
     /// Compare and report only.
     dry_run: Option<bool>,
+}
+
+impl input::Bounds for StartQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// A run as the API shows it; `report` once it finished.
@@ -35,6 +41,12 @@ pub struct RunView {
     pub finished_at: Option<DateTime<Utc>>,
     pub differences: u64,
     pub report: Option<Report>,
+}
+
+impl input::Bounds for StaleQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        input::within("days", self.days, input::limits::STALE_DAYS)
+    }
 }
 
 impl From<history::Run> for RunView {
@@ -66,9 +78,9 @@ pub async fn start(
     req: HttpRequest,
     caller: Caller,
     path: web::Path<String>,
-    q: web::Query<StartQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::Operate).await?;
+    let q: StartQuery = input::query(&req)?;
     let Some(rec) = req.app_data::<web::Data<Reconciler>>().cloned() else {
         return Err(crate::reconcile::ReconcileError::NoDirectory.into());
     };
@@ -108,6 +120,12 @@ pub struct RunsQuery {
     limit: Option<u32>,
 }
 
+impl input::Bounds for RunsQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        input::within("limit", self.limit, input::limits::RUNS_PAGE)
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunPage {
     pub items: Vec<RunView>,
@@ -122,14 +140,11 @@ pub struct RunPage {
 pub async fn runs(
     state: web::Data<AppState>,
     caller: Caller,
-    q: web::Query<RunsQuery>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&state, Permission::ViewOperations).await?;
-    let q = q.into_inner();
+    let q: RunsQuery = input::query(&req)?;
     let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit is 1 to 200").field("limit"));
-    }
     let rows = state
         .store
         .run(move |c| history::list(c, q.peer.as_deref(), q.after.as_deref(), i64::from(limit)))
@@ -163,7 +178,8 @@ pub async fn run(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StaleQuery {
-    /// Window in days (default `records.stale_after_days`, 183).
+    /// Window in days, 1 to 36500 (default `records.stale_after_days`, 183).
+    #[param(minimum = 1, maximum = 36500)]
     days: Option<u32>,
     /// Only children with a region under this prefix, e.g. `4101`.
     region: Option<String>,
@@ -178,14 +194,11 @@ pub async fn stale(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
-    q: web::Query<StaleQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::ReadChildren).await?;
-    let q = q.into_inner();
+    let q: StaleQuery = input::query(&req)?;
     let days = q.days.unwrap_or(state.settings.records.stale_after_days);
-    if !(1..=36_500).contains(&days) {
-        return Err(ApiError::bad_request("invalid_query", "days is 1 to 36500").field("days"));
-    }
+    input::within("days", Some(days), input::limits::STALE_DAYS)?;
     if let Some(r) = &q.region {
         crate::domain::RegionPrefix::parse(r).map_err(|e| {
             ApiError::bad_request("invalid_query", format!("not a region prefix: {e}"))

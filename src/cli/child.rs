@@ -180,8 +180,12 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                 region_prefix: region,
                 category,
                 risk_level,
-                stale_before: stale_days
-                    .map(|d| (now - chrono::Duration::days(i64::from(d))).naive_utc()),
+                // Checked: a window reaching before year 1 means every file.
+                stale_before: stale_days.map(|d| {
+                    now.checked_sub_signed(chrono::Duration::days(i64::from(d)))
+                        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
+                        .naive_utc()
+                }),
                 limit: i64::from(limit.clamp(1, 10_000)),
                 after,
                 ..ChildFilter::default()

@@ -252,6 +252,87 @@ fn write_f64(out: &mut Vec<u8>, f: f64) -> Result<(), ()> {
     Ok(())
 }
 
+/// A member name that appears twice in one object of `json`, the first such found (depth
+/// first, in text order); `None` when every object's names are unique. RFC 8259 leaves
+/// duplicate names to the parser, and [`Value`] keeps the last: a body that is hashed, signed or
+/// acted on must have one meaning, so admin and peer bodies are refused when this finds one.
+/// Errors are the JSON's syntax errors. Nesting is bounded by serde_json's recursion limit (128).
+pub fn first_duplicate_key(json: &[u8]) -> Result<Option<String>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let found = dup::Walk.deserialize(&mut de)?;
+    de.end()?;
+    Ok(found)
+}
+
+/// The walk behind [`first_duplicate_key`]: visits every value, keeps nothing but each object's
+/// member names.
+mod dup {
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+    /// Deserialises any value, yielding the first duplicate name inside it.
+    pub struct Walk;
+
+    impl<'de> DeserializeSeed<'de> for Walk {
+        type Value = Option<String>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(inner) = seq.next_element_seed(Walk)? {
+                found = found.or(inner);
+            }
+            Ok(found)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut names = HashSet::new();
+            let mut found = None;
+            while let Some(name) = map.next_key::<String>()? {
+                let inner = map.next_value_seed(Walk)?;
+                if found.is_none() {
+                    if names.contains(&name) {
+                        found = Some(name);
+                    } else {
+                        found = inner;
+                        names.insert(name);
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Test data sources:
@@ -768,5 +849,30 @@ mod tests {
                 canonicalize(&Value::Object(backward)).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn duplicate_member_names_are_found_at_any_depth() {
+        assert_eq!(first_duplicate_key(br#"{"a":1,"b":2}"#).unwrap(), None);
+        assert_eq!(
+            first_duplicate_key(br#"{"a":1,"a":2}"#).unwrap().as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            first_duplicate_key(br#"{"x":[{"k":1},{"k":1,"k":2}]}"#)
+                .unwrap()
+                .as_deref(),
+            Some("k")
+        );
+        // Escapes name the same member.
+        assert_eq!(
+            first_duplicate_key(br#"{"a":1,"\u0061":2}"#)
+                .unwrap()
+                .as_deref(),
+            Some("a")
+        );
+        assert_eq!(first_duplicate_key(b"[1,2,3]").unwrap(), None);
+        assert!(first_duplicate_key(b"{\"a\":").is_err());
+        assert!(first_duplicate_key(b"{} x").is_err());
     }
 }

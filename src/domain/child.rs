@@ -118,8 +118,9 @@ impl FieldError {
     }
 }
 
-/// Trimmed text of 1 to `MAX` characters without control characters (newlines and tabs allowed
-/// only where `MULTILINE`).
+/// Trimmed text of 1 to `MAX` characters that passes the human-text validator
+/// ([`super::text::check`]: no control, bidirectional, invisible, tag or noncharacters; at least
+/// one visible character; newlines and tabs only where `MULTILINE`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text<const MAX: usize, const MULTILINE: bool = false>(String);
@@ -134,11 +135,7 @@ impl<const MAX: usize, const MULTILINE: bool> Text<MAX, MULTILINE> {
         if n > MAX {
             return Err(format!("at most {MAX} characters, got {n}"));
         }
-        if s.chars()
-            .any(|c| c.is_control() && !(MULTILINE && (c == '\n' || c == '\t')))
-        {
-            return Err("contains control characters".into());
-        }
+        super::text::check(s, MULTILINE)?;
         Ok(Self(s.to_owned()))
     }
     pub fn as_str(&self) -> &str {

@@ -14,6 +14,7 @@ pub mod reconcile_report;
 pub mod region;
 pub mod role;
 pub mod shown_time;
+pub mod text;
 
 pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,

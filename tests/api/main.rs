@@ -11,6 +11,7 @@ mod children;
 mod cli;
 mod conflicts;
 mod exchange;
+mod hardening_admin;
 mod helpers;
 mod jobs;
 mod moves;

@@ -15,6 +15,14 @@ pub async fn push_versions(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let peer = authenticate(&state, &req).await?;
+    // A signed body must have one meaning: no member named twice.
+    if let Ok(Some(name)) = crate::crypto::jcs::first_duplicate_key(&body) {
+        return Err(ApiError::bad_request(
+            "duplicate_key",
+            "an object names this member twice; send it once",
+        )
+        .field(name));
+    }
     let request: PushRequest = serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
             ApiError::unprocessable("invalid_body", format!("not a push request: {e}"))

@@ -36,7 +36,7 @@ fn parse_case_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Open a case: ask the hukou bureau to confirm one benefit for a child whose file is here.
-#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = NewCase,
+#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", operation_id = "create_case", request_body = NewCase,
     responses((status = 201, body = CaseView),
         (status = 403, description = "not_residence: only the residence bureau submits", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "child_not_found", body = Problem, content_type = "application/problem+json"),
@@ -71,7 +71,7 @@ pub struct TransitionRequest {
 }
 
 /// Make a transition as this node's party in the case.
-#[utoipa::path(post, path = "/api/v1/cases/{case_id}/transitions", tag = "cases", request_body = TransitionRequest,
+#[utoipa::path(post, path = "/api/v1/cases/{case_id}/transitions", tag = "cases", operation_id = "transition_case", request_body = TransitionRequest,
     params(("case_id" = String, Path)),
     responses((status = 200, body = CaseView),
         (status = 403, description = "wrong_party or not_party", body = Problem, content_type = "application/problem+json"),
@@ -113,7 +113,7 @@ pub async fn transition(
 }
 
 /// A case with its full history, deadline and the actions this node may take.
-#[utoipa::path(get, path = "/api/v1/cases/{case_id}", tag = "cases", params(("case_id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/cases/{case_id}", tag = "cases", operation_id = "read_case", params(("case_id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/cases/{case_id}")]
 pub async fn read(
@@ -161,7 +161,7 @@ pub struct CaseListQuery {
 }
 
 /// Incoming and outgoing cases, with deadlines flagged.
-#[utoipa::path(get, path = "/api/v1/cases", tag = "cases", params(CaseListQuery),
+#[utoipa::path(get, path = "/api/v1/cases", tag = "cases", operation_id = "list_cases", params(CaseListQuery),
     responses((status = 200, body = Vec<CaseSummary>), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/cases")]
 pub async fn list(

@@ -14,6 +14,7 @@ mod exchange;
 mod helpers;
 mod jobs;
 mod moves;
+mod openapi;
 mod reconcile;
 mod schema;
 mod storage;

@@ -98,7 +98,7 @@ pub struct EventPage {
 }
 
 /// List audit events.
-#[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit", params(EventQuery),
+#[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit", operation_id = "list_audit_events", params(EventQuery),
     responses((status = 200, body = EventPage), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field: since or until is not an RFC 3339 time", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/audit/events")]
@@ -143,7 +143,7 @@ pub struct EventWithProof {
 }
 
 /// One event with its inclusion proof against the latest signed tree head.
-#[utoipa::path(get, path = "/api/v1/audit/events/{seq}", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/audit/events/{seq}", tag = "audit", operation_id = "read_audit_event",
     params(("seq" = i64, Path, description = "Sequence number")),
     responses((status = 200, body = EventWithProof), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/audit/events/{seq}")]
@@ -196,7 +196,7 @@ impl input::Bounds for ConsistencyQuery {
 }
 
 /// RFC 9162 consistency proof between two tree sizes.
-#[utoipa::path(get, path = "/api/v1/audit/consistency", tag = "audit", params(ConsistencyQuery),
+#[utoipa::path(get, path = "/api/v1/audit/consistency", tag = "audit", operation_id = "audit_consistency", params(ConsistencyQuery),
     responses((status = 200, body = ConsistencyProof), (status = 400, description = "invalid_range or invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/audit/consistency")]
 pub async fn consistency(
@@ -215,7 +215,7 @@ pub async fn consistency(
 }
 
 /// The latest signed tree head.
-#[utoipa::path(get, path = "/api/v1/audit/tree-head", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/audit/tree-head", tag = "audit", operation_id = "read_tree_head",
     responses((status = 200, body = SignedTreeHead), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/audit/tree-head")]
 pub async fn tree_head(
@@ -231,7 +231,7 @@ pub async fn tree_head(
 }
 
 /// Sign a tree head for the current size now (also done on the configured interval).
-#[utoipa::path(post, path = "/api/v1/audit/tree-head", tag = "audit", responses((status = 200, body = SignedTreeHead)))]
+#[utoipa::path(post, path = "/api/v1/audit/tree-head", tag = "audit", operation_id = "sign_tree_head", responses((status = 200, body = SignedTreeHead)))]
 #[post("/api/v1/audit/tree-head")]
 pub async fn sign_tree_head(
     state: web::Data<AppState>,

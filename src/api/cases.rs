@@ -36,7 +36,7 @@ fn parse_case_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Open a case: ask the hukou bureau to confirm one benefit for a child whose file is here.
-#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = NewCase,
+#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", operation_id = "create_case", request_body = NewCase,
     responses((status = 201, body = CaseView),
         (status = 400, description = "malformed_json or duplicate_key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not_residence: only the residence bureau submits", body = Problem, content_type = "application/problem+json"),
@@ -73,7 +73,7 @@ pub struct TransitionRequest {
 }
 
 /// Make a transition as this node's party in the case.
-#[utoipa::path(post, path = "/api/v1/cases/{case_id}/transitions", tag = "cases", request_body = TransitionRequest,
+#[utoipa::path(post, path = "/api/v1/cases/{case_id}/transitions", tag = "cases", operation_id = "transition_case", request_body = TransitionRequest,
     params(("case_id" = String, Path)),
     responses((status = 200, body = CaseView),
         (status = 400, description = "malformed_json, duplicate_key or invalid_path", body = Problem, content_type = "application/problem+json"),
@@ -121,7 +121,7 @@ pub async fn transition(
 }
 
 /// A case with its full history, deadline and the actions this node may take.
-#[utoipa::path(get, path = "/api/v1/cases/{case_id}", tag = "cases", params(("case_id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/cases/{case_id}", tag = "cases", operation_id = "read_case", params(("case_id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/cases/{case_id}")]
 pub async fn read(
@@ -188,7 +188,7 @@ pub struct CasePage {
 }
 
 /// Incoming and outgoing cases, with deadlines flagged.
-#[utoipa::path(get, path = "/api/v1/cases", tag = "cases", params(CaseListQuery),
+#[utoipa::path(get, path = "/api/v1/cases", tag = "cases", operation_id = "list_cases", params(CaseListQuery),
     responses((status = 200, body = CasePage), (status = 400, description = "invalid_query (field: the parameter) or invalid_header (X-Purpose)", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/cases")]
 pub async fn list(

@@ -16,7 +16,7 @@ use crate::sync::ledger::{self, ChildFile, ChildPage};
 
 /// Create a child's file (一人一档). The body is a full record; sex and birth date come from the ID number.
 #[utoipa::path(
-    post, path = "/api/v1/children", tag = "children",
+    post, path = "/api/v1/children", tag = "children", operation_id = "create_child",
     request_body(content = Object, description = "A ChildRecord: id_number, name, hukou_region and residence_region are required"),
     responses(
         (status = 201, description = "Created", body = ChildFile),
@@ -49,7 +49,7 @@ pub async fn create(
 
 /// Read a child's file: the current view and its full version history. The read is audited.
 #[utoipa::path(
-    get, path = "/api/v1/children/{id_number}", tag = "children",
+    get, path = "/api/v1/children/{id_number}", tag = "children", operation_id = "read_child",
     params(("id_number" = String, Path, description = "18-character resident ID number"),
            ("X-Purpose" = Option<String>, Header, description = "Why the file is read; recorded in the audit log")),
     responses(
@@ -80,7 +80,7 @@ pub async fn read(
 /// Change some fields. Creates a version whose parents are all current heads. A node may change
 /// only the fields its role owns for this child (hukou or residence), plus shared fields.
 #[utoipa::path(
-    patch, path = "/api/v1/children/{id_number}", tag = "children",
+    patch, path = "/api/v1/children/{id_number}", tag = "children", operation_id = "update_child",
     params(("id_number" = String, Path, description = "18-character resident ID number")),
     request_body(content = Object, description = "Fields to set; null clears an optional field"),
     responses(
@@ -145,7 +145,7 @@ impl input::Bounds for ListQuery {
 
 /// List files with filters and paging. Which files were returned is audited.
 #[utoipa::path(
-    get, path = "/api/v1/children", tag = "children",
+    get, path = "/api/v1/children", tag = "children", operation_id = "list_children",
     params(ListQuery, ("X-Purpose" = Option<String>, Header, description = "Why; recorded in the audit log")),
     responses(
         (status = 200, description = "A page", body = ChildPage),

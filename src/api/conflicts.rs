@@ -32,7 +32,7 @@ impl input::Bounds for QueueQuery {
 }
 
 /// The review queue: open conflicts, oldest first.
-#[utoipa::path(get, path = "/api/v1/conflicts", tag = "conflicts", params(QueueQuery),
+#[utoipa::path(get, path = "/api/v1/conflicts", tag = "conflicts", operation_id = "list_conflicts", params(QueueQuery),
     responses((status = 200, body = QueuePage), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/conflicts")]
 pub async fn queue(
@@ -61,7 +61,7 @@ pub async fn queue(
 
 /// A file's open conflicts: each disputed field, the common ancestor's value, the competing
 /// values with author and time, and who reviews it. The read is audited.
-#[utoipa::path(get, path = "/api/v1/children/{id_number}/conflicts", tag = "conflicts",
+#[utoipa::path(get, path = "/api/v1/children/{id_number}/conflicts", tag = "conflicts", operation_id = "read_file_conflicts",
     params(("id_number" = String, Path, description = "18-character resident ID number")),
     responses((status = 200, body = FileConflicts),
         (status = 400, description = "invalid_id_number", body = Problem, content_type = "application/problem+json"),
@@ -86,7 +86,7 @@ pub async fn of_file(
 /// Resolve a file's open conflicts: a signed resolution version (all heads as parents) with the
 /// chosen value of every disputed field this node reviews. Applies only if the file's heads are
 /// still those sent; otherwise 409 `stale_resolution` with the current state in `current`.
-#[utoipa::path(post, path = "/api/v1/children/{id_number}/conflicts/resolve", tag = "conflicts",
+#[utoipa::path(post, path = "/api/v1/children/{id_number}/conflicts/resolve", tag = "conflicts", operation_id = "resolve_conflicts",
     params(("id_number" = String, Path, description = "18-character resident ID number")),
     request_body = Resolution,
     responses((status = 200, description = "Resolved; the file's remaining conflicts", body = FileConflicts),

@@ -67,7 +67,7 @@ impl From<history::Run> for RunView {
 
 /// Start a reconciliation run with a peer. It runs in the background: follow it at the
 /// returned `Location`.
-#[utoipa::path(post, path = "/api/v1/reconcile/{peer}", tag = "reconcile",
+#[utoipa::path(post, path = "/api/v1/reconcile/{peer}", tag = "reconcile", operation_id = "start_reconcile",
     params(("peer" = String, Path, description = "The peer's node id"), StartQuery),
     responses((status = 202, body = RunView, description = "started"),
         (status = 404, description = "unknown_peer", body = Problem, content_type = "application/problem+json"),
@@ -134,7 +134,7 @@ pub struct RunPage {
 }
 
 /// Reconciliation runs and their reports, newest first.
-#[utoipa::path(get, path = "/api/v1/reconcile/runs", tag = "reconcile", params(RunsQuery),
+#[utoipa::path(get, path = "/api/v1/reconcile/runs", tag = "reconcile", operation_id = "list_reconcile_runs", params(RunsQuery),
     responses((status = 200, body = RunPage), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/reconcile/runs")]
 pub async fn runs(
@@ -159,7 +159,7 @@ pub async fn runs(
 }
 
 /// One run and its report.
-#[utoipa::path(get, path = "/api/v1/reconcile/runs/{id}", tag = "reconcile",
+#[utoipa::path(get, path = "/api/v1/reconcile/runs/{id}", tag = "reconcile", operation_id = "read_reconcile_run",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = RunView), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/reconcile/runs/{id}")]
@@ -187,7 +187,7 @@ pub struct StaleQuery {
 
 /// Children whose file was neither updated nor visited within the window, per region. A read of
 /// children's data: audited (`stale.list`), with the `X-Purpose` header.
-#[utoipa::path(get, path = "/api/v1/stale", tag = "reconcile", params(StaleQuery),
+#[utoipa::path(get, path = "/api/v1/stale", tag = "reconcile", operation_id = "list_stale", params(StaleQuery),
     responses((status = 200, body = StaleList), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/stale")]
 pub async fn stale(

@@ -210,9 +210,29 @@ impl fmt::Debug for Phone {
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal / $zh:literal),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name {
             $(#[serde(rename = $code, alias = $zh)] $variant),*
+        }
+        // Written by hand: the derive cannot read a `rename` given by a macro argument, and
+        // spelled the variants' Rust names. On the wire a value is its code (what the node
+        // writes) or its Chinese label (also accepted on input).
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($code, $zh),*]))
+                    .description(Some(concat!(
+                        "The English code (written by the node) or the Chinese label (accepted on input): ",
+                        $($code, " ", $zh, "; "),*
+                    )))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
         }
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),*];

@@ -400,7 +400,7 @@ fn check(
 
 /// Id and signature (a key of the author valid at the version's time, not revoked): pure, so a
 /// batch is checked on every core before its transaction begins.
-fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
+pub(crate) fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
     match v.version.id() {
         Ok(id) if id == v.id => {}
         _ => {

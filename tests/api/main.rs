@@ -15,6 +15,7 @@ mod hardening_admin;
 mod helpers;
 mod jobs;
 mod moves;
+mod openapi;
 mod reconcile;
 mod schema;
 mod storage;

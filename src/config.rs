@@ -245,12 +245,39 @@ impl Default for SyncSettings {
 pub struct AuditSettings {
     /// Seconds between signed tree heads (a head is signed only if the log grew).
     pub tree_head_interval_secs: u64,
+    /// Peers witnessing this node's log (`[audit.witness]`).
+    pub witness: WitnessSettings,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             tree_head_interval_secs: 60,
+            witness: WitnessSettings::default(),
+        }
+    }
+}
+
+/// `[audit.witness]`: how this node asks its peers to cosign its checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WitnessSettings {
+    /// Seconds between rounds: each peer is asked to cosign when the log grew since its last
+    /// cosignature (pushes and receipts grow it).
+    pub interval_secs: u64,
+    /// Seconds after which a peer is asked again even if the log did not grow (a fresh
+    /// timestamp shows the witness still sees this log as it was).
+    pub idle_secs: u64,
+    /// How many peers must cosign a checkpoint for it to be *witnessed* (k of n).
+    pub quorum: usize,
+}
+
+impl Default for WitnessSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10,
+            idle_secs: 300,
+            quorum: 1,
         }
     }
 }
@@ -451,6 +478,12 @@ impl Settings {
         }
         if self.admin.lockout_minutes == 0 {
             return bad("admin.lockout_minutes: must be at least 1".into());
+        }
+        if self.audit.witness.interval_secs == 0 || self.audit.witness.idle_secs == 0 {
+            return bad("audit.witness: interval_secs and idle_secs must be at least 1".into());
+        }
+        if self.audit.witness.quorum > 64 {
+            return bad("audit.witness.quorum: at most 64".into());
         }
         if self.audit.tree_head_interval_secs == 0 {
             return bad("audit.tree_head_interval_secs: must be at least 1".into());

@@ -220,6 +220,10 @@ impl Application {
                     authority,
                     interval: Duration::from_secs(dirset.reload_interval_secs.max(1)),
                 },
+                witness: jobs::witness::WitnessTiming {
+                    interval: Duration::from_secs(settings.audit.witness.interval_secs.max(1)),
+                    idle: Duration::from_secs(settings.audit.witness.idle_secs.max(1)),
+                },
             });
         }
         let jobs = jobs::start(JobsContext {

@@ -172,7 +172,31 @@ impl From<AuditError> for ApiError {
             AuditError::NoTreeHead => ApiError::not_found("no signed tree head yet"),
             AuditError::Range(r) => ApiError::bad_request("invalid_range", r),
             AuditError::Storage(s) => s.into(),
-            e @ (AuditError::Canonical(_) | AuditError::Corrupt(_)) => ApiError::internal(e),
+            e @ (AuditError::Canonical(_) | AuditError::Corrupt(_) | AuditError::Note(_)) => {
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
+impl From<crate::sync::witness::WitnessError> for ApiError {
+    fn from(e: crate::sync::witness::WitnessError) -> Self {
+        use crate::sync::witness::WitnessError as W;
+        match e {
+            W::Malformed(r) => ApiError::bad_request("malformed_checkpoint", r),
+            e @ W::UnknownLog(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_log", e.to_string())
+            }
+            W::Forbidden(r) => ApiError::new(StatusCode::FORBIDDEN, "checkpoint_not_trusted", r),
+            e @ W::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "old_size_mismatch", e.to_string())
+            }
+            e @ W::Inconsistent { .. } => {
+                ApiError::unprocessable("inconsistent_checkpoint", e.to_string())
+            }
+            e @ W::Suspended(_) => ApiError::unprocessable("cosigning_suspended", e.to_string()),
+            W::Storage(s) => s.into(),
+            W::Audit(a) => a.into(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition of what an operator watches — outbox depth and
 //! delivery age per peer, overdue and due-soon eligibility cases, files with concurrent heads,
-//! the size of the audit log, the last reconciliation run per peer, and stale files.
+//! witnessing (sizes cosigned, evidence against peers), the size of the audit log, the last reconciliation run per peer, and stale files.
 
 use actix_web::{get, web, HttpResponse};
 use chrono::Utc;
@@ -61,6 +61,22 @@ fn metrics_text(
         peers
             .iter()
             .map(|p| (label(p), p.outbox_depth as f64))
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_witness_inconsistent",
+        "Evidence against a peer's audit log (equivocation, rollback, failing proof) not yet acknowledged; while above 0 this node cosigns nothing for it.",
+        peers
+            .iter()
+            .map(|p| (label(p), p.witness_inconsistent as f64))
+            .collect(),
+    );
+    gauge(
+        "hukou_sync_witness_cosigned_size",
+        "The largest size of this node's audit log the peer cosigned (-1: never).",
+        peers
+            .iter()
+            .map(|p| (label(p), p.cosigned_size.map_or(-1.0, |n| n as f64)))
             .collect(),
     );
     gauge(

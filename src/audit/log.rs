@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::checkpoint::{Checkpoint, Note};
 use super::event::{truncate_ms, Actor, Event, LeafEvent, Outcome};
 use super::merkle::{self, Hash, SubtreeSource};
 use crate::crypto::hash::Digest;
@@ -31,6 +32,8 @@ pub enum AuditError {
     NoTreeHead,
     #[error("invalid range: {0}")]
     Range(String),
+    #[error(transparent)]
+    Note(#[from] super::checkpoint::NoteError),
 }
 
 /// Appends one event. Call inside the transaction of the action it records.
@@ -264,10 +267,49 @@ pub fn sign_tree_head(
                 signed_at: timestamp.naive_utc(),
                 public_key: head.public_key.to_string(),
                 signature: head.signature.to_string(),
+                checkpoint: None,
             },
         )?;
         Ok(head)
     })
+}
+
+/// This node's latest checkpoint (C2SP signed note, [`super::checkpoint`]): a tree head is signed
+/// first if the log grew, and the head's checkpoint if it has none yet (heads signed before
+/// checkpoints existed). Its timestamp line is the head's signing time.
+pub fn latest_checkpoint(
+    conn: &mut DbConn,
+    node: &crate::domain::NodeId,
+    key: &SigningKey,
+    now: DateTime<Utc>,
+) -> Result<(Checkpoint, Note), AuditError> {
+    let head = sign_tree_head(conn, key, now)?;
+    let stored = repo::tree_head_at(conn, head.size as i64)?.ok_or(AuditError::NoTreeHead)?;
+    checkpoint_of(conn, node, key, &stored)
+}
+
+/// The checkpoint of a stored head, signed and kept now if it has none (Ed25519 signatures are
+/// deterministic: two callers racing here sign and keep the same note).
+pub fn checkpoint_of(
+    conn: &mut DbConn,
+    node: &crate::domain::NodeId,
+    key: &SigningKey,
+    head: &StoredTreeHead,
+) -> Result<(Checkpoint, Note), AuditError> {
+    if let Some(text) = &head.checkpoint {
+        let note = Note::parse(text.as_bytes())?;
+        let cp = Checkpoint::parse(&note.text)?;
+        return Ok((cp, note));
+    }
+    let cp = Checkpoint {
+        origin: super::checkpoint::name_of(node),
+        size: head.size,
+        root: head.root.0,
+        timestamp: Some(head.signed_at),
+    };
+    let note = cp.sign(key)?;
+    repo::set_checkpoint(conn, head.size as i64, &note.to_string())?;
+    Ok((cp, note))
 }
 
 pub fn latest_tree_head(conn: &mut DbConn) -> Result<Option<SignedTreeHead>, AuditError> {

@@ -1,4 +1,4 @@
-//! `hukou-sync audit verify|export|head`.
+//! `hukou-sync audit verify|export|head` (and `checkpoint`, `evidence`: `cli::witness_cmd`).
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -49,10 +49,40 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print this node's latest checkpoint (C2SP signed note) with the cosignatures its
+    /// witnesses gave it; `audit checkpoint verify FILE` checks one offline.
+    #[command(args_conflicts_with_subcommands = true)]
+    Checkpoint {
+        #[command(subcommand)]
+        action: Option<super::witness_cmd::CheckpointAction>,
+        /// The largest checkpoint a witness cosigned, instead of the latest.
+        #[arg(long)]
+        cosigned: bool,
+    },
+    /// Evidence that a peer's log equivocated, rolled back or could not prove consistency.
+    Evidence {
+        #[command(subcommand)]
+        action: super::witness_cmd::EvidenceAction,
+    },
 }
 
 pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    use super::witness_cmd::{self, CheckpointAction};
     match cmd {
+        AuditCommand::Checkpoint {
+            action: None,
+            cosigned,
+        } => witness_cmd::print_checkpoint(settings, cosigned),
+        AuditCommand::Checkpoint {
+            action:
+                Some(CheckpointAction::Verify {
+                    file,
+                    directory,
+                    quorum,
+                }),
+            ..
+        } => witness_cmd::verify_checkpoint(settings, &file, &directory, quorum),
+        AuditCommand::Evidence { action } => witness_cmd::evidence(settings, action),
         AuditCommand::Verify {
             export: Some(path),
             key,

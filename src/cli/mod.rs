@@ -13,6 +13,7 @@ mod demo;
 mod import;
 pub mod pki;
 mod reconcile_cmd;
+mod witness_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

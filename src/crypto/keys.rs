@@ -343,6 +343,15 @@ impl SigningKey {
         self.sign_raw(&signed_message(ctx, msg))
     }
 
+    /// Signs the text of a C2SP signed note (`c2sp.org/signed-note`) or a `cosignature/v1`
+    /// message as it is, with no context prefix: those formats separate their own domains (a
+    /// checkpoint note begins with its origin line, `hukou-sync/<node id>` and a newline; a
+    /// cosignature message with `cosignature/v1` and a newline). `None` for a text that begins
+    /// with [`DOMAIN_PREFIX`], so a note signature can never stand for a contextual one.
+    pub fn sign_note(&self, text: &[u8]) -> Option<Signature> {
+        (!text.starts_with(DOMAIN_PREFIX)).then(|| self.sign_raw(text))
+    }
+
     /// Plain Ed25519 over `bytes`, with no domain separation.
     fn sign_raw(&self, bytes: &[u8]) -> Signature {
         let sig = self.pair.sign(bytes);
@@ -410,6 +419,12 @@ impl PublicKey {
                 key: self.fingerprint(),
                 context: ctx,
             })
+    }
+
+    /// Whether `sig` is this key's signature of a signed note's text (see
+    /// [`SigningKey::sign_note`]); a text beginning with [`DOMAIN_PREFIX`] never verifies.
+    pub fn verify_note(&self, text: &[u8], sig: &Signature) -> bool {
+        !text.starts_with(DOMAIN_PREFIX) && self.verify_raw(text, sig).is_ok()
     }
 
     /// Plain Ed25519 verification over `bytes`, with no domain separation.

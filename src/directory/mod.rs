@@ -289,6 +289,28 @@ impl Directory {
         Directory::from_signed_json(&bytes, authority, now)
     }
 
+    /// Reads and verifies a directory file as [`Directory::load`] does, except that an expired
+    /// directory is accepted: for checking signatures offline (checkpoints, witness evidence),
+    /// where the question is which keys a node had, not whether to talk to it now.
+    pub fn load_for_verification(
+        path: &Path,
+        authority: &PublicKey,
+    ) -> Result<Directory, DirectoryError> {
+        let file = File::open(path).map_err(|e| document::io_error("open", path, e))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_DIRECTORY_FILE_LEN + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| document::io_error("read", path, e))?;
+        if bytes.len() as u64 > MAX_DIRECTORY_FILE_LEN {
+            return Err(DirectoryError::TooLarge {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(Directory::index(document::verify_signed_json(
+            &bytes, authority,
+        )?))
+    }
+
     /// Builds the lookup tables of a verified, validated document.
     fn index(doc: DirectoryDoc) -> Directory {
         let mut by_id = HashMap::with_capacity(doc.nodes.len());

@@ -3,7 +3,8 @@
 //! - [`tree_heads`]: signs a tree head of the audit log on an interval when it grew;
 //! - [`sender`]: one delivery loop per peer in the directory, kept by a supervisor;
 //! - [`reconcile`]: the scheduled reconciliation runs (`[[reconcile.schedule]]`);
-//! - [`directory`]: reloads the signed directory on `SIGHUP` and when its file changes.
+//! - [`directory`]: reloads the signed directory on `SIGHUP` and when its file changes;
+//! - [`witness`]: asks each peer to cosign this node's latest checkpoint.
 //!
 //! The work each loop repeats lives with its service (`sync::sender` delivers a batch,
 //! `reconcile` runs, `directory` reloads and verifies, `audit` signs); here are only the loops,
@@ -13,6 +14,7 @@ pub mod directory;
 pub mod reconcile;
 pub mod sender;
 pub mod tree_heads;
+pub mod witness;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ pub struct ExchangeJobs {
     pub schedule: Vec<(NodeId, CronSchedule)>,
     /// The directory file to watch (the node's directory handle is reloaded from it).
     pub directory: DirectoryWatch,
+    /// When peers are asked to cosign checkpoints.
+    pub witness: witness::WitnessTiming,
 }
 
 /// The signed directory file and how to check it.
@@ -144,6 +148,16 @@ pub fn start(ctx: JobsContext) -> Jobs {
                 )),
             ));
         }
+        tasks.push((
+            "witnessing",
+            running.spawn(witness::run(
+                ctx.store.clone(),
+                ctx.node.clone(),
+                ex.clients.clone(),
+                ex.witness,
+                rx.clone(),
+            )),
+        ));
         tasks.push((
             "sender supervisor",
             running.spawn(sender::supervise(

@@ -37,12 +37,16 @@ pub struct AuditEventRow {
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = tree_heads)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct TreeHeadRow {
     pub size: i64,
     pub root: String,
     pub signed_at: NaiveDateTime,
     pub public_key: String,
     pub signature: String,
+    /// The same head as a C2SP checkpoint (signed note); `None` for heads signed before
+    /// checkpoints existed.
+    pub checkpoint: Option<String>,
 }
 
 /// A signed tree head as read back.
@@ -53,6 +57,7 @@ pub struct StoredTreeHead {
     pub signed_at: DateTime<Utc>,
     pub public_key: PublicKey,
     pub signature: Signature,
+    pub checkpoint: Option<String>,
 }
 
 impl TryFrom<TreeHeadRow> for StoredTreeHead {
@@ -68,6 +73,7 @@ impl TryFrom<TreeHeadRow> for StoredTreeHead {
             signed_at: r.signed_at.and_utc(),
             public_key: r.public_key.parse().map_err(|e| bad("key", &e))?,
             signature: r.signature.parse().map_err(|e| bad("signature", &e))?,
+            checkpoint: r.checkpoint,
         })
     }
 }
@@ -208,6 +214,18 @@ pub fn insert_tree_head(conn: &mut DbConn, row: &TreeHeadRow) -> Result<(), Stor
     per_backend!(conn, |c| diesel::insert_into(tree_heads::table)
         .values(row)
         .execute(c))?;
+    Ok(())
+}
+
+/// Adds the checkpoint of a head signed before checkpoints existed (only where it has none).
+pub fn set_checkpoint(conn: &mut DbConn, size: i64, checkpoint: &str) -> Result<(), StorageError> {
+    diesel::update(
+        tree_heads::table
+            .filter(tree_heads::size.eq(size))
+            .filter(tree_heads::checkpoint.is_null()),
+    )
+    .set(tree_heads::checkpoint.eq(checkpoint))
+    .execute(conn)?;
     Ok(())
 }
 

@@ -84,6 +84,39 @@ diesel::table! {
         signed_at -> Timestamp,
         public_key -> Text,
         signature -> Text,
+        checkpoint -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    witnessed_logs (peer) {
+        peer -> Text,
+        size -> BigInt,
+        root -> Text,
+        checkpoint -> Text,
+        cosigned_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    cosignatures (witness, size) {
+        witness -> Text,
+        size -> BigInt,
+        root -> Text,
+        line -> Text,
+        cosigned_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    witness_evidence (id) {
+        id -> Text,
+        peer -> Text,
+        kind -> Text,
+        detected_at -> Timestamp,
+        document -> Text,
+        acknowledged_at -> Nullable<Timestamp>,
+        acknowledged_by -> Nullable<Text>,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod sender;
 pub mod store;
 pub mod version;
 pub mod view;
+pub mod witness;
 
 #[cfg(test)]
 mod fuzz;

@@ -600,6 +600,14 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     pub last_error_at: Option<chrono::DateTime<Utc>>,
     pub consecutive_failures: u32,
+    /// The largest size of this node's log the peer cosigned (witnessing); `None`: never.
+    pub cosigned_size: Option<u64>,
+    /// The largest size of the peer's log this node cosigned; `None`: never (or since an
+    /// acknowledged restore).
+    pub witnessed_size: Option<u64>,
+    /// Evidence against the peer's log not yet acknowledged by an administrator (while
+    /// above 0, this node cosigns nothing for it).
+    pub witness_inconsistent: u64,
 }
 
 /// Status of every peer in the directory (and any with queued versions).
@@ -611,12 +619,16 @@ pub fn peer_statuses(
     let depths = exchange::outbox_depths(conn)?;
     let statuses = exchange::statuses(conn)?;
     let dir = node.directory.as_ref().map(|d| d.current());
+    let cosigned = crate::storage::witness::latest_cosignatures(conn)?;
+    let witnessed = crate::storage::witness::all_witnessed(conn)?;
+    let open = crate::storage::witness::evidence(conn, None, true)?;
     let mut peers: std::collections::BTreeSet<String> = dir
         .iter()
         .flat_map(|d| d.nodes().map(|n| n.id.to_string()).collect::<Vec<_>>())
         .filter(|p| p != node.id.as_str())
         .collect();
     peers.extend(depths.iter().map(|d| d.peer.to_string()));
+    peers.extend(open.iter().map(|e| e.peer.clone()));
     let mut out = Vec::new();
     for peer in peers {
         let depth = depths.iter().find(|d| d.peer.as_str() == peer);
@@ -637,6 +649,15 @@ pub fn peer_statuses(
             last_error: st.and_then(|s| s.last_error.clone()),
             last_error_at: st.and_then(|s| s.last_error_at),
             consecutive_failures: st.map_or(0, |s| s.failures),
+            cosigned_size: cosigned
+                .iter()
+                .find(|c| c.witness == peer)
+                .map(|c| c.size.max(0) as u64),
+            witnessed_size: witnessed
+                .iter()
+                .find(|w| w.peer == peer)
+                .map(|w| w.size.max(0) as u64),
+            witness_inconsistent: open.iter().filter(|e| e.peer == peer).count() as u64,
             peer,
         });
     }

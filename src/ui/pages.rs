@@ -736,7 +736,14 @@ pub async fn peers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let rows = list
         .into_iter()
         .map(|s| PeerView {
-            failing: s.consecutive_failures > 0,
+            failing: s.consecutive_failures > 0 || s.witness_inconsistent > 0,
+            cosigned: s
+                .cosigned_size
+                .map_or_else(|| "—".into(), |n| n.to_string()),
+            witnessed: s
+                .witnessed_size
+                .map_or_else(|| "—".into(), |n| n.to_string()),
+            inconsistent: s.witness_inconsistent,
             endpoint: s.endpoint.unwrap_or_default(),
             outbox: s.outbox_depth,
             lag: s

@@ -176,6 +176,11 @@ pub struct PeerView {
     pub last_success: String,
     pub last_error: String,
     pub failing: bool,
+    /// Sizes cosigned each way, `—` for never.
+    pub cosigned: String,
+    pub witnessed: String,
+    /// Open evidence against the peer's log.
+    pub inconsistent: u64,
 }
 
 #[derive(Template)]

@@ -1,4 +1,5 @@
-//! The peer listener's routes (mutual TLS): `POST /peer/v1/versions` (in [`versions`]), and reconciliation's
+//! The peer listener's routes (mutual TLS): `POST /peer/v1/versions` (in [`versions`]),
+//! `POST /peer/v1/witness/add-checkpoint` (in [`witness`]), and reconciliation's
 //! `/peer/v1/reconcile/...` (in [`reconcile`]). The peer is the node of
 //! the verified client certificate — never a header or a body field — checked against the
 //! signed directory (known, pinned, not revoked); every body field that names a node is checked
@@ -6,6 +7,7 @@
 
 pub mod reconcile;
 pub mod versions;
+pub mod witness;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -24,6 +26,7 @@ pub struct PeerCertificate(pub CertificateDer<'static>);
 pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     cfg.app_data(web::PayloadConfig::default().limit(body_limit))
         .service(versions::push_versions)
+        .service(witness::add_checkpoint)
         .configure(reconcile::configure_peer)
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found("no such route"))

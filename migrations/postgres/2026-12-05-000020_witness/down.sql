@@ -1,0 +1,4 @@
+DROP TABLE witness_evidence;
+DROP TABLE cosignatures;
+DROP TABLE witnessed_logs;
+ALTER TABLE tree_heads DROP COLUMN checkpoint;

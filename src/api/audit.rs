@@ -230,6 +230,40 @@ pub async fn tree_head(
     Ok(HttpResponse::Ok().json(head))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointQuery {
+    /// `true`: the largest checkpoint a witness cosigned; default: the latest signed.
+    cosigned: Option<bool>,
+}
+
+/// This node's checkpoint as a C2SP signed note (`text/plain`), with the `cosignature/v1`
+/// lines its witnesses gave it.
+#[utoipa::path(get, path = "/api/v1/audit/checkpoint", tag = "audit", operation_id = "read_checkpoint", params(CheckpointQuery),
+    responses((status = 200, description = "the signed note", body = String, content_type = "text/plain"), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
+#[get("/api/v1/audit/checkpoint")]
+pub async fn checkpoint(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<CheckpointQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&state, Permission::ReadAudit).await?;
+    let node = state.node.clone();
+    let which = if query.cosigned.unwrap_or(false) {
+        crate::sync::witness::WhichCheckpoint::Cosigned
+    } else {
+        crate::sync::witness::WhichCheckpoint::Latest
+    };
+    let (_, note, _) = state
+        .store
+        .run(move |conn| crate::sync::witness::checkpoint_with_cosignatures(conn, &node, which))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(note.to_string()))
+}
+
 /// Sign a tree head for the current size now (also done on the configured interval).
 #[utoipa::path(post, path = "/api/v1/audit/tree-head", tag = "audit", operation_id = "sign_tree_head", responses((status = 200, body = SignedTreeHead)))]
 #[post("/api/v1/audit/tree-head")]

@@ -108,6 +108,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(audit::event)
     .service(audit::consistency)
     .service(audit::tree_head)
+    .service(audit::checkpoint)
     .service(audit::sign_tree_head)
     .service(peers::peers)
     .service(cases::create)
@@ -224,6 +225,7 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         audit::event,
         audit::consistency,
         audit::tree_head,
+        audit::checkpoint,
         audit::sign_tree_head,
         peers::peers,
         cases::create,

@@ -60,6 +60,8 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
             root.join(format!("{}.db", spec.id)).display()
         );
         settings.log.filter = "warn".into();
+        // Witnessing rounds every second, so the demo ends with each log cosigned.
+        settings.audit.witness.interval_secs = 1;
         let app = net.start(&spec.id, settings).await?;
         let fingerprint = &net.node(&spec.id)?.fingerprint;
         println!("== {name} (node {}): admin http://127.0.0.1:{}, peer https://127.0.0.1:{} (mutual TLS, cert {})", spec.id, app.admin_port, app.peer_port.unwrap_or(0), &fingerprint[..16]);
@@ -228,14 +230,27 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
     );
 
     println!("\n-- 9. audit trails");
+    let mut sizes = Vec::new();
     for n in &nodes {
         let head = send(n.http.post(format!("{}/api/v1/audit/tree-head", n.base))).await?;
+        sizes.push(head["size"].as_u64().unwrap_or(0));
         println!(
             "   {}: {} events, signed tree head root {}",
             n.name,
             head["size"],
             &head["root"].as_str().unwrap_or("")[..16]
         );
+    }
+
+    println!(
+        "\n-- 10. witnessing: each node's checkpoint (C2SP signed note) cosigned by the other"
+    );
+    for ((n, witness), size) in [(zz, "510100"), (cd, "410100")].into_iter().zip(sizes) {
+        let note = cosigned_checkpoint(n, witness, size).await?;
+        println!("   {}:", n.name);
+        for line in note.lines() {
+            println!("     {line}");
+        }
     }
     for n in nodes {
         n.stop.stop(true).await;
@@ -298,6 +313,36 @@ async fn poll(
             node.name
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until a checkpoint of at least `size` events of the node's log carries `witness`'s
+/// cosignature; returns it.
+async fn cosigned_checkpoint(node: &Node, witness: &str, size: u64) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let line = format!("\u{2014} hukou-sync/{witness} ");
+    loop {
+        let r = node
+            .http
+            .get(format!(
+                "{}/api/v1/audit/checkpoint?cosigned=true",
+                node.base
+            ))
+            .send()
+            .await?;
+        if r.status().is_success() {
+            let note = r.text().await?;
+            let cosigned_size = note.lines().nth(1).and_then(|l| l.parse::<u64>().ok());
+            if note.contains(&line) && cosigned_size >= Some(size) {
+                return Ok(note);
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{witness} did not cosign {}'s checkpoint",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -115,8 +115,13 @@ fn read_small(path: &Path) -> anyhow::Result<Vec<u8>> {
 pub fn print_checkpoint(settings: &Settings, cosigned: bool) -> anyhow::Result<ExitCode> {
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let mut conn = store.conn()?;
+    let which = if cosigned {
+        witness::WhichCheckpoint::Cosigned
+    } else {
+        witness::WhichCheckpoint::SignedNow
+    };
     let (_, note, n) =
-        witness::checkpoint_with_cosignatures(&mut conn, &node, cosigned).context(if cosigned {
+        witness::checkpoint_with_cosignatures(&mut conn, &node, which).context(if cosigned {
             "no witness has cosigned a checkpoint of this log yet"
         } else {
             "cannot sign a checkpoint"

@@ -466,25 +466,48 @@ async fn keep_cosignature(
     Ok(())
 }
 
+/// Which checkpoint of this node's log to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhichCheckpoint {
+    /// Sign a tree head first if the log grew.
+    SignedNow,
+    /// The latest head already signed.
+    Latest,
+    /// The largest one a witness cosigned.
+    Cosigned,
+}
+
 /// A checkpoint of this node's log with the cosignatures its witnesses gave for it (a note
-/// anyone verifies with the directory), and how many there are: the latest checkpoint (a head
-/// is signed first if the log grew), or with `cosigned` the largest one a witness cosigned.
+/// anyone verifies with the directory), and how many there are.
 pub fn checkpoint_with_cosignatures(
     conn: &mut DbConn,
     node: &LocalNode,
-    cosigned: bool,
+    which: WhichCheckpoint,
 ) -> Result<(Checkpoint, Note, usize), AuditError> {
-    let (cp, mut note) = if cosigned {
-        let size = repo::latest_cosignatures(conn)?
-            .iter()
-            .map(|r| r.size)
-            .max()
-            .ok_or(AuditError::NoTreeHead)?;
-        let head =
-            crate::storage::audit::tree_head_at(conn, size)?.ok_or(AuditError::NoTreeHead)?;
-        audit::log::checkpoint_of(conn, &node.id, &node.key, &head)?
-    } else {
-        audit::log::latest_checkpoint(conn, &node.id, &node.key, Utc::now())?
+    let stored = |conn: &mut DbConn, size: Option<i64>| {
+        let head = match size {
+            Some(s) => crate::storage::audit::tree_head_at(conn, s)?,
+            None => crate::storage::audit::latest_tree_head(conn)?,
+        };
+        head.ok_or(AuditError::NoTreeHead)
+    };
+    let (cp, mut note) = match which {
+        WhichCheckpoint::SignedNow => {
+            audit::log::latest_checkpoint(conn, &node.id, &node.key, Utc::now())?
+        }
+        WhichCheckpoint::Latest => {
+            let head = stored(conn, None)?;
+            audit::log::checkpoint_of(conn, &node.id, &node.key, &head)?
+        }
+        WhichCheckpoint::Cosigned => {
+            let size = repo::latest_cosignatures(conn)?
+                .iter()
+                .map(|r| r.size)
+                .max()
+                .ok_or(AuditError::NoTreeHead)?;
+            let head = stored(conn, Some(size))?;
+            audit::log::checkpoint_of(conn, &node.id, &node.key, &head)?
+        }
     };
     let root = merkle::to_hex(&cp.root);
     let mut n = 0;

@@ -33,6 +33,10 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub eligibility: EligibilitySettings,
     pub reconcile: ReconcileSettings,
+    /// Set by `serve --accept-restore`, never from a file: start although the self check of the
+    /// audit log failed (`audit::selfcheck`).
+    #[serde(skip)]
+    pub accept_restore: bool,
 }
 
 /// Reconciliation with peers (DESIGN §7). Stale files use `records.stale_after_days`.

@@ -68,6 +68,7 @@ impl Application {
         install_crypto_provider();
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
+        self_check(&store, &node, settings.accept_restore).await?;
         // The configuration in force, by digest (it holds paths and credentials), and the keys:
         // a change between two starts is visible in the audit trail.
         let config_digest =
@@ -405,6 +406,56 @@ pub fn deadlines(settings: &Settings) -> anyhow::Result<Arc<Deadlines>> {
         .deadlines()
         .map(Arc::new)
         .map_err(|e| anyhow::anyhow!("eligibility.calendar: {e}"))
+}
+
+/// The start-up self check of the audit log (`audit::selfcheck`): a finding stops the start
+/// with a message naming it, unless `accept_restore`, which records it and starts over.
+async fn self_check(
+    store: &Store,
+    node: &Arc<LocalNode>,
+    accept_restore: bool,
+) -> anyhow::Result<()> {
+    let (s, n) = (store.clone(), node.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut conn = s.conn()?;
+        let started = std::time::Instant::now();
+        let found = crate::audit::selfcheck::self_check(&mut conn, &mut |_, _| {})?;
+        match found {
+            Ok(c) => {
+                tracing::info!(
+                    events = c.size,
+                    checked = c.size - c.from,
+                    heads = c.heads,
+                    witnesses = c.witnesses,
+                    ms = started.elapsed().as_millis() as u64,
+                    "audit log self check passed"
+                );
+                Ok(())
+            }
+            Err(finding) if accept_restore => {
+                let size = crate::audit::selfcheck::accept_restore(
+                    &mut conn,
+                    &finding,
+                    n.clock.now(),
+                    chrono::Utc::now(),
+                )?;
+                tracing::warn!(
+                    events = size,
+                    "starting with --accept-restore: {finding}; recorded as audit.restore_accepted; reconcile with every peer to bring lost versions back"
+                );
+                Ok(())
+            }
+            Err(finding) => anyhow::bail!(
+                "refusing to start: the audit log failed its self check: {finding}.\n\
+                 If this database was restored from a backup on purpose, start with \
+                 `hukou-sync serve --accept-restore` (what was lost is audited), ask each peer's \
+                 administrator to acknowledge the evidence they keep (`hukou-sync audit evidence \
+                 ack`), and reconcile with every peer. Otherwise keep the node stopped and \
+                 investigate: `hukou-sync audit verify` names the first bad event."
+            ),
+        }
+    })
+    .await?
 }
 
 /// Opens the store (running migrations) and builds this node's identity from settings.

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod event;
 pub mod log;
 pub mod merkle;
+pub mod selfcheck;
 pub mod verify;
 pub mod witness;
 

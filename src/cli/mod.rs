@@ -39,8 +39,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the node until interrupted.
-    Serve,
+    /// Run the node until interrupted. It first checks its own audit log (README, "Witnessing")
+    /// and refuses to start on a log that lost or rewrote history.
+    Serve {
+        /// Start although the self check failed, after a restore from backup an administrator
+        /// decided on: what was lost is audited (`audit.restore_accepted`) and reconciliation
+        /// brings the versions back.
+        #[arg(long)]
+        accept_restore: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Run the demo: two bureaus on loopback (real mutual TLS, each on a temporary SQLite
@@ -166,8 +173,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Serve => {
-            let settings = load_settings(config)?;
+        Command::Serve { accept_restore } => {
+            let mut settings = load_settings(config)?;
+            settings.accept_restore = accept_restore;
             init_tracing(&settings);
             runtime()?.block_on(async {
                 let app = crate::startup::Application::build(settings).await?;

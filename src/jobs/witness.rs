@@ -38,7 +38,11 @@ pub async fn run(
     timing: WitnessTiming,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(timing.interval);
+    // The first round one interval after the start (the start's own events are then in).
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + timing.interval,
+        timing.interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut peers: HashMap<NodeId, PeerState> = HashMap::new();
     loop {

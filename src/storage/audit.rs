@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{audit_events, audit_nodes, tree_heads};
+use super::schema::{audit_events, audit_nodes, audit_self_check, tree_heads};
 use super::{DbConn, StorageError};
 use crate::crypto::keys::{PublicKey, Signature};
 use crate::domain::digest::Digest;
@@ -255,4 +255,63 @@ pub fn all_tree_heads(conn: &mut DbConn) -> Result<Vec<StoredTreeHead>, StorageE
         .into_iter()
         .map(StoredTreeHead::try_from)
         .collect()
+}
+
+/// Where the start-up self check resumes: `(size, peaks)`, or `None` before the first check.
+pub fn self_check_mark(conn: &mut DbConn) -> Result<Option<(i64, String)>, StorageError> {
+    audit_self_check::table
+        .find("log")
+        .select((audit_self_check::size, audit_self_check::peaks))
+        .first(conn)
+        .optional()
+        .map_err(StorageError::from)
+}
+
+pub fn set_self_check_mark(
+    conn: &mut DbConn,
+    size: i64,
+    peaks: &str,
+    at: NaiveDateTime,
+) -> Result<(), StorageError> {
+    per_backend!(conn, |c| diesel::insert_into(audit_self_check::table)
+        .values((
+            audit_self_check::name.eq("log"),
+            audit_self_check::size.eq(size),
+            audit_self_check::peaks.eq(peaks),
+            audit_self_check::checked_at.eq(at),
+        ))
+        .on_conflict(audit_self_check::name)
+        .do_update()
+        .set((
+            audit_self_check::size.eq(size),
+            audit_self_check::peaks.eq(peaks),
+            audit_self_check::checked_at.eq(at),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+/// Signed heads of a size in `(from, to]`, smallest first.
+pub fn tree_heads_between(
+    conn: &mut DbConn,
+    from: i64,
+    to: i64,
+) -> Result<Vec<StoredTreeHead>, StorageError> {
+    tree_heads::table
+        .filter(tree_heads::size.gt(from))
+        .filter(tree_heads::size.le(to))
+        .order(tree_heads::size.asc())
+        .select(TreeHeadRow::as_select())
+        .load::<TreeHeadRow>(conn)?
+        .into_iter()
+        .map(StoredTreeHead::try_from)
+        .collect()
+}
+
+/// Removes signed heads of sizes above `size` (after an accepted restore: they describe events
+/// that no longer exist; the audit event of the acceptance lists them).
+pub fn delete_tree_heads_above(conn: &mut DbConn, size: i64) -> Result<usize, StorageError> {
+    diesel::delete(tree_heads::table.filter(tree_heads::size.gt(size)))
+        .execute(conn)
+        .map_err(StorageError::from)
 }

@@ -89,6 +89,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_self_check (name) {
+        name -> Text,
+        size -> BigInt,
+        peaks -> Text,
+        checked_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     witnessed_logs (peer) {
         peer -> Text,
         size -> BigInt,

@@ -197,3 +197,18 @@ pub fn release(conn: &mut DbConn, peer: &str) -> Result<(), StorageError> {
     diesel::delete(witnessed_logs::table.find(peer)).execute(conn)?;
     Ok(())
 }
+
+/// Removes the cosignatures received for sizes above `size` (after an accepted restore).
+pub fn delete_cosignatures_above(conn: &mut DbConn, size: i64) -> Result<usize, StorageError> {
+    diesel::delete(cosignatures::table.filter(cosignatures::size.gt(size)))
+        .execute(conn)
+        .map_err(StorageError::from)
+}
+
+/// Removes every cosignature a witness gave (after an accepted restore whose history diverges
+/// from what it cosigned).
+pub fn delete_cosignatures_of(conn: &mut DbConn, witness: &str) -> Result<usize, StorageError> {
+    diesel::delete(cosignatures::table.filter(cosignatures::witness.eq(witness)))
+        .execute(conn)
+        .map_err(StorageError::from)
+}

@@ -507,3 +507,119 @@ async fn a_witness_keeps_its_state_across_a_restart_and_refuses_bad_requests() {
     residence.stop().await;
     hukou.stop().await;
 }
+
+fn exec_on(db: &crate::helpers::TestDb, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    let mut c = hukou_sync::storage::Store::open(&db.url, 1)
+        .unwrap()
+        .conn()
+        .unwrap();
+    match &mut *c {
+        storage::DbConn::Sqlite(s) => s.batch_execute(sql).unwrap(),
+        storage::DbConn::Postgres(p) => p.batch_execute(sql).unwrap(),
+    }
+}
+
+/// Starts a stopped node again; the error of a refused start.
+async fn start_again(settings: &Settings) -> Result<hukou_sync::devnet::RunningNode, String> {
+    let listeners = hukou_sync::startup::Listeners {
+        admin: Some(std::net::TcpListener::bind(settings.admin.listen).unwrap()),
+        peer: Some(std::net::TcpListener::bind(settings.peer.as_ref().unwrap().listen).unwrap()),
+    };
+    hukou_sync::devnet::run(settings.clone(), listeners)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The issue's second scenario: the last 30 events of a stopped node deleted with its tree
+/// heads. Its own `audit verify` passes, but its witness had cosigned a larger tree: it refuses
+/// to start, naming the sizes and the witness; `--accept-restore` starts it and audits the gap.
+#[tokio::test]
+async fn a_node_whose_log_lost_its_last_events_refuses_to_start() {
+    let Pair {
+        pki,
+        residence,
+        hukou,
+        _root,
+    } = spawn_pair_with(by_hand).await;
+    for seq in 1..36 {
+        residence.create_child(&flowing_child(seq)).await;
+    }
+    let cosigned = cosign(&pki, &residence, CHENGDU).await.unwrap();
+    assert!(cosigned > 30);
+    {
+        let mut c = residence.store.conn().unwrap();
+        let rows = storage::witness::latest_cosignatures(&mut c).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].size as u64, cosigned, "{rows:?}");
+    }
+    let (settings, db, dir) = residence.shut_down().await;
+    let end = cosigned - 30;
+    exec_on(
+        &db,
+        &format!(
+            "DELETE FROM audit_events WHERE seq >= {end}; \
+             DELETE FROM audit_nodes WHERE ((idx + 1) * (CAST(1 AS BIGINT) << CAST(level AS INTEGER))) > {end}; \
+             DELETE FROM tree_heads WHERE size > {end};"
+        ),
+    );
+    let err = start_again(&settings)
+        .await
+        .err()
+        .expect("the start is refused");
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "witness 510100 cosigned size {cosigned} of this log"
+        )),
+        "{err}"
+    );
+    // (A write the stopping node had under way may land after the deletion: `end` or a few more.)
+    assert!(err.contains("it lost history its witness saw"), "{err}");
+    assert!(err.contains("--accept-restore"), "{err}");
+
+    let mut accepted = settings.clone();
+    accepted.accept_restore = true;
+    let running = start_again(&accepted).await.unwrap();
+    let residence = TestApp::new(running, settings, db, dir);
+    let ev = events(&residence, "audit.restore_accepted");
+    assert_eq!(ev.len(), 1);
+    assert!(ev[0]["size"].as_u64().unwrap() < cosigned, "{}", ev[0]);
+    assert_eq!(ev[0]["lost_cosignatures"][0]["witness"], CHENGDU);
+    assert_eq!(ev[0]["lost_cosignatures"][0]["size"], cosigned);
+    // The check passes from now on: a second start is not refused.
+    let (settings, db, dir) = residence.shut_down().await;
+    let running = start_again(&settings).await.unwrap();
+    TestApp::new(running, settings, db, dir).stop().await;
+    hukou.stop().await;
+}
+
+/// An audit event rewritten in a stopped node's database: the node refuses to start, naming it.
+#[tokio::test]
+async fn a_node_whose_audit_event_was_rewritten_refuses_to_start() {
+    let Pair {
+        residence,
+        hukou,
+        _root,
+        ..
+    } = spawn_pair_with(by_hand).await;
+    residence.create_child(&flowing_child(1)).await;
+    let seq = residence.count("audit_events") - 1;
+    let (settings, db, dir) = residence.shut_down().await;
+    exec_on(
+        &db,
+        &format!("UPDATE audit_events SET purpose = 'nothing to see' WHERE seq = {seq}"),
+    );
+    let err = start_again(&settings)
+        .await
+        .err()
+        .expect("the start is refused");
+    assert!(
+        err.contains(&format!(
+            "audit event {seq} was changed after it was written"
+        )),
+        "{err}"
+    );
+    drop((db, dir));
+    hukou.stop().await;
+}

@@ -1,3 +1,4 @@
+DROP TABLE audit_self_check;
 DROP TABLE witness_evidence;
 DROP TABLE cosignatures;
 DROP TABLE witnessed_logs;

@@ -37,3 +37,13 @@ CREATE TABLE witness_evidence (
     acknowledged_by TEXT
 );
 CREATE INDEX witness_evidence_peer ON witness_evidence (peer);
+
+-- Where the start-up self check resumes: the log verified up to `size` (events recomputed from
+-- their columns, every signed head compared), kept as the peaks of its Merkle frontier (hex,
+-- comma-separated, largest first), so a start hashes only the events added since.
+CREATE TABLE audit_self_check (
+    name       TEXT PRIMARY KEY NOT NULL,      -- 'log'
+    size       BIGINT NOT NULL,
+    peaks      TEXT NOT NULL,
+    checked_at TIMESTAMP NOT NULL
+);

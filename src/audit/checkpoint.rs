@@ -297,6 +297,31 @@ pub fn cosign(
     })
 }
 
+/// The witnesses whose `cosignature/v1` on `note` verifies with their keys (`keys_of`, e.g. the
+/// directory's), each counted once, the log itself never: `(witness, cosignature time)`.
+pub fn cosigners(
+    note: &Note,
+    log: &NodeId,
+    keys_of: impl Fn(&NodeId) -> Vec<PublicKey>,
+) -> Vec<(NodeId, u64)> {
+    let mut out: Vec<(NodeId, u64)> = Vec::new();
+    for sig in &note.signatures {
+        let Some(w) = node_of_name(&sig.name) else {
+            continue;
+        };
+        if &w == log || out.iter().any(|(n, _)| n == &w) {
+            continue;
+        }
+        if let Some(t) = keys_of(&w)
+            .iter()
+            .find_map(|k| sig.cosignature_time(&note.text, &sig.name, k))
+        {
+            out.push((w, t));
+        }
+    }
+    out
+}
+
 /// A log's statement of its size and root (tlog-checkpoint, "Note text").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {

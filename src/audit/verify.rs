@@ -1,6 +1,9 @@
 //! Offline verification: recompute the whole tree from the stored events and check every stored
 //! signed head and the consistency between consecutive heads; and export a range of events with
-//! a signed head and inclusion proofs that [`verify_export`] checks without a database.
+//! a signed head and inclusion proofs that [`verify_export`] checks without a database. An
+//! export also carries the largest checkpoint the node's witnesses cosigned, with a consistency
+//! proof from it to the export's head; [`verify_export_witnessed`] checks the cosignatures
+//! against the directory's keys and the quorum (k of n).
 
 use std::cell::RefCell;
 use std::io::{BufRead, Write};
@@ -28,6 +31,13 @@ pub struct VerifyReport {
     /// The first sequence number whose event is missing or altered, when one can be named.
     pub first_bad_seq: Option<i64>,
     pub problems: Vec<String>,
+    /// The size of the cosigned checkpoint the export carries, when its cosignatures were
+    /// checked: events below it were witnessed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnessed_size: Option<u64>,
+    /// The witnesses whose cosignature verified.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cosigned_by: Vec<String>,
 }
 
 impl VerifyReport {
@@ -189,7 +199,26 @@ fn check_head(
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
     TreeHead(SignedTreeHead),
+    /// After the head: the largest checkpoint witnesses cosigned.
+    Witnessed(WitnessedCheckpoint),
     Event(AuditEntry),
+}
+
+/// A cosigned checkpoint of the log and the proof that the export's head extends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessedCheckpoint {
+    /// The signed note: the log's signature and the witnesses' cosignatures.
+    pub checkpoint: String,
+    /// RFC 9162 consistency proof (hex) from the checkpoint's size to the head's.
+    pub consistency: Vec<String>,
+}
+
+/// What an export's cosignatures are checked against.
+pub struct WitnessPolicy<'a> {
+    pub directory: &'a crate::directory::Directory,
+    /// Witnesses that must have cosigned (k of n).
+    pub quorum: usize,
 }
 
 /// Writes the head and then the events `from <= seq < to`, each with its inclusion proof
@@ -199,6 +228,20 @@ pub fn export(
     head: &SignedTreeHead,
     from: i64,
     to: i64,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, AuditError> {
+    export_witnessed(conn, head, from, to, None, out, progress)
+}
+
+/// [`export`], with the cosigned checkpoint `witnessed` (of a size up to the head's) and the
+/// consistency proof from it to the head after the head.
+pub fn export_witnessed(
+    conn: &mut DbConn,
+    head: &SignedTreeHead,
+    from: i64,
+    to: i64,
+    witnessed: Option<&super::checkpoint::Note>,
     out: &mut dyn Write,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, AuditError> {
@@ -230,6 +273,25 @@ pub fn export(
         serde_json::to_string(&ExportLine::TreeHead(head.clone())).map_err(json)?
     )
     .map_err(io)?;
+    if let Some(note) = witnessed {
+        let cp = super::checkpoint::Checkpoint::parse(&note.text)?;
+        if cp.size <= head.size {
+            let consistency = if cp.size == 0 || cp.size == head.size {
+                Vec::new()
+            } else {
+                merkle::consistency_proof(&tree, cp.size, head.size)
+                    .map_err(|e| AuditError::Corrupt(e.to_string()))?
+                    .iter()
+                    .map(merkle::to_hex)
+                    .collect()
+            };
+            let line = ExportLine::Witnessed(WitnessedCheckpoint {
+                checkpoint: note.to_string(),
+                consistency,
+            });
+            writeln!(out, "{}", serde_json::to_string(&line).map_err(json)?).map_err(io)?;
+        }
+    }
     let mut written = 0u64;
     let mut seq = from;
     while seq < to {
@@ -258,8 +320,20 @@ pub fn export(
 /// Checks an export file: the head's signature (and key, if trusted one is given), then every
 /// event's leaf and inclusion proof. Returns the report; line numbers start at 1.
 pub fn verify_export(input: &mut dyn BufRead, trusted_key: Option<&PublicKey>) -> VerifyReport {
+    verify_export_witnessed(input, trusted_key, None)
+}
+
+/// [`verify_export`], and with a policy: the export's cosigned checkpoint must be signed by the
+/// head's key as the log's (a directory key of the log), cosigned by at least `quorum` witnesses
+/// of the directory, and extended by the head (its consistency proof).
+pub fn verify_export_witnessed(
+    input: &mut dyn BufRead,
+    trusted_key: Option<&PublicKey>,
+    policy: Option<&WitnessPolicy>,
+) -> VerifyReport {
     let mut report = VerifyReport::default();
     let mut head: Option<SignedTreeHead> = None;
+    let mut witnessed_seen = false;
     for (n, line) in input.lines().enumerate() {
         let lineno = n + 1;
         let line = match line {
@@ -287,6 +361,21 @@ pub fn verify_export(input: &mut dyn BufRead, trusted_key: Option<&PublicKey>) -
             Ok(ExportLine::TreeHead(_)) => {
                 report.fail(None, format!("line {lineno}: a second tree head"))
             }
+            Ok(ExportLine::Witnessed(w)) => {
+                let Some(h) = &head else {
+                    report.fail(
+                        None,
+                        format!("line {lineno}: checkpoint before the tree head"),
+                    );
+                    break;
+                };
+                witnessed_seen = true;
+                if let Some(p) = policy {
+                    if let Err(e) = check_witnessed(&mut report, &w, h, p) {
+                        report.fail(None, format!("line {lineno}: {e}"));
+                    }
+                }
+            }
             Ok(ExportLine::Event(e)) => {
                 let Some(h) = &head else {
                     report.fail(None, format!("line {lineno}: event before the tree head"));
@@ -305,7 +394,60 @@ pub fn verify_export(input: &mut dyn BufRead, trusted_key: Option<&PublicKey>) -
     if head.is_none() && report.problems.is_empty() {
         report.fail(None, "no tree head in the export".into());
     }
+    if let Some(p) = policy {
+        if !witnessed_seen && p.quorum > 0 {
+            report.fail(
+                None,
+                format!(
+                    "the export carries no cosigned checkpoint; the quorum is {}",
+                    p.quorum
+                ),
+            );
+        }
+    }
     report
+}
+
+fn check_witnessed(
+    report: &mut VerifyReport,
+    w: &WitnessedCheckpoint,
+    head: &SignedTreeHead,
+    policy: &WitnessPolicy,
+) -> Result<(), String> {
+    use super::checkpoint::{self, Checkpoint};
+    let (cp, note) = Checkpoint::open(w.checkpoint.as_bytes(), &[head.public_key])
+        .map_err(|e| format!("the cosigned checkpoint: {e}"))?;
+    let log = checkpoint::node_of_name(&cp.origin)
+        .ok_or_else(|| format!("the checkpoint's origin {} names no node", cp.origin))?;
+    if !policy.directory.note_keys(&log).contains(&head.public_key) {
+        return Err(format!(
+            "the export's key is not a key of {log} in the directory"
+        ));
+    }
+    let proof: Vec<Hash> = w
+        .consistency
+        .iter()
+        .map(|h| merkle::from_hex(h).map_err(|_| "bad hash in the consistency proof".to_string()))
+        .collect::<Result<_, _>>()?;
+    let head_root = head.root_hash().ok_or("bad root in head")?;
+    merkle::verify_consistency(cp.size, head.size, &cp.root, &head_root, &proof).map_err(|e| {
+        format!(
+            "the head of size {} does not extend the cosigned checkpoint of size {}: {e}",
+            head.size, cp.size
+        )
+    })?;
+    let cosigned = checkpoint::cosigners(&note, &log, |n| policy.directory.note_keys(n));
+    report.witnessed_size = Some(cp.size);
+    report.cosigned_by = cosigned.iter().map(|(n, _)| n.to_string()).collect();
+    if cosigned.len() < policy.quorum {
+        return Err(format!(
+            "the checkpoint of size {} is cosigned by {} witness(es); the quorum is {}",
+            cp.size,
+            cosigned.len(),
+            policy.quorum
+        ));
+    }
+    Ok(())
 }
 
 fn check_exported_event(e: &AuditEntry, head: &SignedTreeHead) -> Result<(), String> {

@@ -26,6 +26,13 @@ pub enum AuditCommand {
         key: Option<String>,
         #[arg(long)]
         json: bool,
+        /// With --export: the signed directory to check the export's cosignatures against
+        /// (default: this node's configuration; without one they are not checked).
+        #[command(flatten)]
+        directory: super::witness_cmd::DirectoryArgs,
+        /// With --export: witnesses that must have cosigned (default: `[audit.witness] quorum`).
+        #[arg(long)]
+        quorum: Option<usize>,
     },
     /// Write events [from, to) as JSON Lines with a freshly signed head and inclusion proofs.
     Export {
@@ -87,6 +94,8 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             export: Some(path),
             key,
             json,
+            directory,
+            quorum,
         } => {
             let in_file = export_key(&path)?;
             let key = match key {
@@ -107,13 +116,29 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             };
             let f = std::fs::File::open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
-            let report = verify::verify_export(&mut BufReader::new(f), key.as_ref());
+            let dir = directory.load_if_any(settings)?;
+            if dir.is_none() {
+                eprintln!(
+                    "warning: no directory (--directory and --authority, or [directory] in the \
+                     configuration): the export's cosignatures are not checked"
+                );
+            }
+            let policy = dir.as_ref().map(|d| verify::WitnessPolicy {
+                directory: d,
+                quorum: quorum.unwrap_or(settings.audit.witness.quorum),
+            });
+            let report = verify::verify_export_witnessed(
+                &mut BufReader::new(f),
+                key.as_ref(),
+                policy.as_ref(),
+            );
             Ok(print_report(&report, json))
         }
         AuditCommand::Verify {
             export: None,
             key,
             json,
+            ..
         } => {
             let (store, node) = crate::startup::open_node_blocking(settings)?;
             let own = node.key.public_key();
@@ -140,13 +165,24 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let (store, node) = crate::startup::open_node_blocking(settings)?;
             let mut conn = store.conn()?;
             let head = log::sign_tree_head(&mut conn, &node.key, Utc::now())?;
+            // The largest checkpoint witnesses cosigned travels with the export.
+            let witnessed = match crate::sync::witness::checkpoint_with_cosignatures(
+                &mut conn,
+                &node,
+                crate::sync::witness::WhichCheckpoint::Cosigned,
+            ) {
+                Ok((_, note, n)) if n > 0 => Some(note),
+                Ok(_) | Err(crate::audit::AuditError::NoTreeHead) => None,
+                Err(e) => return Err(e.into()),
+            };
             let mut w = std::io::BufWriter::new(super::open_output(&out, force)?);
             let pb = super::progress_bar(0, "exporting", false);
-            let n = verify::export(
+            let n = verify::export_witnessed(
                 &mut conn,
                 &head,
                 from,
                 to.unwrap_or(head.size as i64),
+                witnessed.as_ref(),
                 &mut w,
                 &mut |d, t| {
                     pb.set_length(t);
@@ -215,6 +251,12 @@ fn print_report(report: &VerifyReport, json: bool) -> ExitCode {
             "ok: {} events, {} signed tree heads, {} consistency proofs verified",
             report.events, report.tree_heads, report.consistency_proofs
         );
+        if let Some(size) = report.witnessed_size {
+            println!(
+                "witnessed: the events below {size} were cosigned by {}",
+                report.cosigned_by.join(", ")
+            );
+        }
     } else {
         match report.first_bad_seq {
             Some(seq) => println!("FAILED: first bad event is sequence number {seq}"),

@@ -77,6 +77,14 @@ pub struct DirectoryArgs {
 }
 
 impl DirectoryArgs {
+    /// The directory when one is given or configured; `None` when neither.
+    pub fn load_if_any(&self, settings: &Settings) -> anyhow::Result<Option<Directory>> {
+        if self.directory.is_none() && settings.directory.is_none() {
+            return Ok(None);
+        }
+        self.load(settings).map(Some)
+    }
+
     fn load(&self, settings: &Settings) -> anyhow::Result<Directory> {
         let configured = settings.directory.as_ref();
         let path = self
@@ -138,26 +146,6 @@ pub fn print_checkpoint(settings: &Settings, cosigned: bool) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// Witnesses that cosigned `note`, checked with the directory: (node, cosignature time).
-pub fn cosigners(dir: &Directory, note: &Note, log: &NodeId) -> Vec<(NodeId, u64)> {
-    let mut out: Vec<(NodeId, u64)> = Vec::new();
-    for sig in &note.signatures {
-        let Some(w) = checkpoint::node_of_name(&sig.name) else {
-            continue;
-        };
-        if &w == log || out.iter().any(|(n, _)| n == &w) {
-            continue;
-        }
-        if let Some(t) = note_keys(dir, &w)
-            .iter()
-            .find_map(|k| sig.cosignature_time(&note.text, &sig.name, k))
-        {
-            out.push((w, t));
-        }
-    }
-    out
-}
-
 pub fn verify_checkpoint(
     settings: &Settings,
     file: &Path,
@@ -189,7 +177,7 @@ pub fn verify_checkpoint(
         return Ok(ExitCode::from(1));
     }
     println!("ok: signed by {log}");
-    let cosigned = cosigners(&dir, &note, &log);
+    let cosigned = checkpoint::cosigners(&note, &log, |n| dir.note_keys(n));
     for (w, t) in &cosigned {
         let at = DateTime::<Utc>::from_timestamp(*t as i64, 0)
             .map(shown)

@@ -422,6 +422,21 @@ impl Directory {
         keys
     }
 
+    /// The keys that may sign `node`'s notes (checkpoints, cosignatures): every record-signing
+    /// key the directory lists for it and has not revoked, whatever its window (a checkpoint is
+    /// checked by who signed it, not by when). Empty for an unknown node.
+    pub fn note_keys(&self, node: &NodeId) -> Vec<PublicKey> {
+        let mut keys = Vec::new();
+        if let Some(entry) = self.node(node) {
+            for w in &entry.signing_keys {
+                if !self.revoked_keys.contains(&w.key) && !keys.contains(&w.key) {
+                    keys.push(w.key);
+                }
+            }
+        }
+        keys
+    }
+
     /// Whether `key` is on the directory's revocation list.
     pub fn is_key_revoked(&self, key: &PublicKey) -> bool {
         self.revoked_keys.contains(key)

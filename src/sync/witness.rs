@@ -77,18 +77,9 @@ impl From<crate::audit::witness::WitnessError> for WitnessError {
     }
 }
 
-/// The keys that may sign a node's notes: every record-signing key the directory lists for it
-/// and has not revoked (a checkpoint is checked by who signed it, not by when).
+/// The keys that may sign a node's notes ([`Directory::note_keys`]).
 pub fn note_keys(dir: &Directory, node: &NodeId) -> Vec<crate::crypto::keys::PublicKey> {
-    let mut keys = Vec::new();
-    if let Some(entry) = dir.node(node) {
-        for w in &entry.signing_keys {
-            if !dir.is_key_revoked(&w.key) && !keys.contains(&w.key) {
-                keys.push(w.key);
-            }
-        }
-    }
-    keys
+    dir.note_keys(node)
 }
 
 /// What the witness did with a request that it answered with a cosignature.

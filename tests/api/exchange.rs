@@ -415,7 +415,7 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
 
 /// Wuhan (4201) in the directory, with nothing listening on its ports: its deliveries wait in the
 /// outbox.
-fn absent_wuhan() -> NodePlan {
+pub(crate) fn absent_wuhan() -> NodePlan {
     let (admin, peer) = (bind(), bind());
     NodePlan {
         id: NodeId::parse(WUHAN).unwrap(),

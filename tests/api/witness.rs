@@ -92,10 +92,12 @@ async fn metric(app: &TestApp, line_start: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Each node's checkpoint is cosigned by the other on the job's own schedule; a third node of
+/// the directory that never runs cosigns nothing, so a quorum of two is not met — in the
+/// checkpoint and in an export, both verified offline.
 #[tokio::test]
 async fn each_nodes_checkpoint_is_cosigned_by_the_other_and_verifies_offline() {
-    // The job's own schedule, fast: no test drives it.
-    let pair = spawn_pair_with(|_, s| {
+    let pair = crate::helpers::spawn_pair_among(vec![crate::exchange::absent_wuhan()], |_, s| {
         s.audit.witness.interval_secs = 1;
         s.audit.witness.idle_secs = 1;
     })
@@ -112,8 +114,24 @@ async fn each_nodes_checkpoint_is_cosigned_by_the_other_and_verifies_offline() {
         .json()
         .await
         .unwrap();
-    assert!(peers[0]["cosigned_size"].as_u64().unwrap() > 0, "{peers}");
-    assert_eq!(peers[0]["witness_inconsistent"], 0);
+    let of = |id: &str| {
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        of(CHENGDU)["cosigned_size"].as_u64().unwrap() > 0,
+        "{peers}"
+    );
+    assert_eq!(of(CHENGDU)["witness_inconsistent"], 0);
+    assert!(
+        of(crate::helpers::WUHAN)["cosigned_size"].is_null(),
+        "{peers}"
+    );
 
     // The cosigned checkpoint, printed, verifies offline with the directory alone.
     let (ok, note, err) = run(node_command(&pair.pki, ZHENGZHOU, &pair.residence).args([
@@ -163,6 +181,37 @@ async fn each_nodes_checkpoint_is_cosigned_by_the_other_and_verifies_offline() {
     let (ok, out, _) = verify(&[]);
     assert!(!ok);
     assert!(out.contains("FAILED: no key of 410100"), "{out}");
+
+    // An audit export carries the cosigned checkpoint; its verification checks the quorum.
+    let export = pair.residence.dir.path().join("audit.jsonl");
+    let (ok, _, err) = run(node_command(&pair.pki, ZHENGZHOU, &pair.residence).args([
+        "audit",
+        "export",
+        "--out",
+        export.to_str().unwrap(),
+        "--purpose",
+        "test",
+    ]));
+    assert!(ok, "{err}");
+    let verify_export = |extra: &[&str]| {
+        let mut c = node_command(&pair.pki, CHENGDU, &pair.hukou);
+        c.args(["audit", "verify", "--export", export.to_str().unwrap()])
+            .args(extra)
+            .env(
+                "HUKOU_SYNC__DATABASE__URL",
+                "sqlite:///nonexistent/never-opened.db",
+            );
+        run(&mut c)
+    };
+    let (ok, out, err) = verify_export(&[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("were cosigned by 510100"), "{out}");
+    let (ok, out, _) = verify_export(&["--quorum", "2"]);
+    assert!(!ok);
+    assert!(
+        out.contains("is cosigned by 1 witness(es); the quorum is 2"),
+        "{out}"
+    );
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }

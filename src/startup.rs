@@ -378,6 +378,15 @@ pub fn reconciler(
     }
 }
 
+/// The pinned mutual-TLS clients of a node with a peer listener and a directory (benchmarks and
+/// tools that talk to peers as the node).
+pub fn peer_clients(settings: &Settings) -> anyhow::Result<Option<ClientFactory>> {
+    match (&settings.peer, &settings.directory) {
+        (Some(peer), Some(_)) => Ok(Some(client_factory(load_peer_tls(peer)?))),
+        _ => Ok(None),
+    }
+}
+
 /// Builds a pinned mutual-TLS client per peer.
 fn client_factory(tls: PeerTls) -> ClientFactory {
     let tls = Arc::new(tls);

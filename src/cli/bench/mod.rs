@@ -11,6 +11,7 @@ mod conflicts;
 mod import;
 mod reconcile;
 mod sync;
+mod witness;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -93,6 +94,20 @@ enum BenchWhat {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// What witnessing costs: cosignature round trips between two nodes over mutual TLS (after
+    /// the log grew, and idle) with CPU time, the witness's pure work per cosignature, and the
+    /// start-up self check, on a log of EVENTS.
+    Witness {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Events appended between two timed rounds.
+        #[arg(long, default_value_t = 100)]
+        grow: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
     /// inclusion proof at N.
     Audit {
@@ -164,6 +179,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let figures = match args.what {
         BenchWhat::Import { count, postgres } => import::bench_import(count, postgres.as_deref())?,
         BenchWhat::Audit { events, postgres } => audit::bench_audit(events, postgres.as_deref())?,
+        BenchWhat::Witness {
+            events,
+            rounds,
+            grow,
+            postgres,
+        } => super::runtime()?.block_on(witness::bench_witness(events, rounds, grow, postgres))?,
         BenchWhat::Sync {
             versions,
             edits,

@@ -249,6 +249,10 @@ impl Default for SyncSettings {
 pub struct AuditSettings {
     /// Seconds between signed tree heads (a head is signed only if the log grew).
     pub tree_head_interval_secs: u64,
+    /// Seconds between pages of the version integrity check (re-hashing stored versions).
+    pub version_check_interval_secs: u64,
+    /// Versions re-hashed per page (1 to 100,000).
+    pub version_check_page: u64,
     /// Peers witnessing this node's log (`[audit.witness]`).
     pub witness: WitnessSettings,
 }
@@ -257,6 +261,8 @@ impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             tree_head_interval_secs: 60,
+            version_check_interval_secs: 10,
+            version_check_page: 2000,
             witness: WitnessSettings::default(),
         }
     }
@@ -485,6 +491,14 @@ impl Settings {
         }
         if self.audit.witness.interval_secs == 0 || self.audit.witness.idle_secs == 0 {
             return bad("audit.witness: interval_secs and idle_secs must be at least 1".into());
+        }
+        if self.audit.version_check_interval_secs == 0
+            || !(1..=100_000).contains(&self.audit.version_check_page)
+        {
+            return bad(
+                "audit: version_check_interval_secs at least 1, version_check_page 1 to 100000"
+                    .into(),
+            );
         }
         if self.audit.witness.quorum > 64 {
             return bad("audit.witness.quorum: at most 64".into());

@@ -231,6 +231,10 @@ impl Application {
             store: store.clone(),
             node: node.clone(),
             tree_head_interval: Duration::from_secs(settings.audit.tree_head_interval_secs),
+            version_check: (
+                Duration::from_secs(settings.audit.version_check_interval_secs.max(1)),
+                settings.audit.version_check_page.clamp(1, 100_000) as i64,
+            ),
             exchange,
         });
         tracing::info!(node = %node.id, port = admin_port, "admin listener bound");

@@ -72,6 +72,14 @@ fn metrics_text(
             .collect(),
     );
     gauge(
+        "hukou_sync_versions_tampered",
+        "Stored versions whose content no longer hashes to their id (changed in the database).",
+        vec![(
+            String::new(),
+            crate::storage::records::count_tampered(conn)? as f64,
+        )],
+    );
+    gauge(
         "hukou_sync_witness_cosigned_size",
         "The largest size of this node's audit log the peer cosigned (-1: never).",
         peers

@@ -123,8 +123,11 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                      configuration): the export's cosignatures are not checked"
                 );
             }
-            let policy = dir.as_ref().map(|d| verify::WitnessPolicy {
-                directory: d,
+            let keys_of = |n: &crate::domain::NodeId| {
+                dir.as_ref().map(|d| d.note_keys(n)).unwrap_or_default()
+            };
+            let policy = dir.as_ref().map(|_| verify::WitnessPolicy {
+                keys_of: &keys_of,
                 quorum: quorum.unwrap_or(settings.audit.witness.quorum),
             });
             let report = verify::verify_export_witnessed(

@@ -1,6 +1,7 @@
 //! Every background loop of a running node, started in one place ([`start`]) and stopped
 //! together ([`Jobs::shutdown`]):
 //! - [`tree_heads`]: signs a tree head of the audit log on an interval when it grew;
+//! - [`integrity`]: re-hashes stored versions, a page at a time;
 //! - [`sender`]: one delivery loop per peer in the directory, kept by a supervisor;
 //! - [`reconcile`]: the scheduled reconciliation runs (`[[reconcile.schedule]]`);
 //! - [`directory`]: reloads the signed directory on `SIGHUP` and when its file changes;
@@ -11,6 +12,7 @@
 //! their timing and their shutdown.
 
 pub mod directory;
+pub mod integrity;
 pub mod reconcile;
 pub mod sender;
 pub mod tree_heads;
@@ -42,6 +44,8 @@ pub struct JobsContext {
     pub node: Arc<LocalNode>,
     /// Between signed tree heads.
     pub tree_head_interval: Duration,
+    /// Between pages of the version integrity check, and the page size.
+    pub version_check: (Duration, i64),
     /// The jobs of a node that exchanges with peers; `None` for a standalone node.
     pub exchange: Option<ExchangeJobs>,
 }
@@ -103,15 +107,27 @@ impl Running {
 pub fn start(ctx: JobsContext) -> Jobs {
     let (shutdown, rx) = watch::channel(false);
     let running = Running::default();
-    let mut tasks = vec![(
-        "tree heads",
-        running.spawn(tree_heads::run(
-            ctx.store.clone(),
-            ctx.node.clone(),
-            ctx.tree_head_interval,
-            rx.clone(),
-        )),
-    )];
+    let mut tasks = vec![
+        (
+            "tree heads",
+            running.spawn(tree_heads::run(
+                ctx.store.clone(),
+                ctx.node.clone(),
+                ctx.tree_head_interval,
+                rx.clone(),
+            )),
+        ),
+        (
+            "version integrity",
+            running.spawn(integrity::run(
+                ctx.store.clone(),
+                ctx.node.clone(),
+                ctx.version_check.0,
+                ctx.version_check.1,
+                rx.clone(),
+            )),
+        ),
+    ];
     if let Some(ex) = ctx.exchange {
         if let Some(handle) = ctx.node.directory.clone() {
             let mut stop = rx.clone();

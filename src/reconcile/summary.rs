@@ -6,8 +6,9 @@
 //! documents in, a chunk per transaction — so an interrupted catch-up leaves a consistent
 //! summary and the next one goes on. A document's parties are read from its current view (a
 //! child's hukou and residence regions routed through the directory; a case's requester and
-//! decider). A document this node is not a party of, or one with no heads (lost by a restored
-//! backup), is in no peer's summary. Parties depend on the directory's routing, so when the
+//! decider). A document this node is not a party of, one with no heads (lost by a restored
+//! backup), or one with a version whose body no longer hashes to its id (`sync::integrity`) is
+//! in no peer's summary: a run then shows it as differing, never as equal. Parties depend on the directory's routing, so when the
 //! directory's serial changes every document is re-examined once.
 
 use std::collections::{BTreeSet, HashMap};
@@ -125,7 +126,11 @@ fn refresh(
     kind: &str,
     docs: &[String],
 ) -> Result<(), ReconcileError> {
-    let heads = repo::heads_of_docs(conn, kind, docs)?;
+    let mut heads = repo::heads_of_docs(conn, kind, docs)?;
+    // A document with a tampered version is in no summary: never counted equal (module doc).
+    for d in crate::storage::records::tampered_docs(conn, kind)? {
+        heads.remove(&d);
+    }
     let peers = sharing_peers(conn, node, kind, docs)?;
     let old = repo::summary_rows_of_docs(conn, kind, docs)?;
     let mut new = Vec::new();
@@ -230,7 +235,10 @@ pub fn recompute(
     let mut out = Vec::new();
     for kind in ["child", "case"] {
         let docs = repo::all_doc_ids(conn, kind)?;
-        let heads = repo::heads_of_docs(conn, kind, &docs)?;
+        let mut heads = repo::heads_of_docs(conn, kind, &docs)?;
+        for d in crate::storage::records::tampered_docs(conn, kind)? {
+            heads.remove(&d);
+        }
         let peers = sharing_peers(conn, node, kind, &docs)?;
         for doc in &docs {
             let (Some(h), Some(ps)) = (heads.get(doc), peers.get(doc)) else {

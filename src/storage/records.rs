@@ -513,3 +513,96 @@ pub fn count_children_with_heads_over(conn: &mut DbConn, n: i64) -> Result<i64, 
         .get_result(conn)
         .map_err(StorageError::from)
 }
+
+/// Versions in id order after `after` (keyset), at most `limit`: the integrity job's pages.
+pub fn versions_after(
+    conn: &mut DbConn,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<StoredVersion>, StorageError> {
+    let rows: Vec<VersionRow> = versions::table
+        .filter(versions::id.gt(after))
+        .order(versions::id.asc())
+        .limit(limit)
+        .select(VersionRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(StoredVersion::try_from).collect()
+}
+
+/// Where the integrity job is: `(after_id, passes)`.
+pub fn version_check_position(conn: &mut DbConn) -> Result<(String, i64), StorageError> {
+    use super::schema::version_check;
+    Ok(version_check::table
+        .find("versions")
+        .select((version_check::after_id, version_check::passes))
+        .first(conn)
+        .optional()?
+        .unwrap_or_default())
+}
+
+pub fn set_version_check_position(
+    conn: &mut DbConn,
+    after: &str,
+    passes: i64,
+    at: NaiveDateTime,
+) -> Result<(), StorageError> {
+    use super::schema::version_check;
+    per_backend!(conn, |c| diesel::insert_into(version_check::table)
+        .values((
+            version_check::name.eq("versions"),
+            version_check::after_id.eq(after),
+            version_check::passes.eq(passes),
+            version_check::updated_at.eq(at),
+        ))
+        .on_conflict(version_check::name)
+        .do_update()
+        .set((
+            version_check::after_id.eq(after),
+            version_check::passes.eq(passes),
+            version_check::updated_at.eq(at),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+/// Records a version whose body no longer hashes to its id; false if already recorded.
+pub fn insert_tampered(
+    conn: &mut DbConn,
+    version_id: &str,
+    kind: &str,
+    doc_id: &str,
+    at: NaiveDateTime,
+) -> Result<bool, StorageError> {
+    use super::schema::tampered_versions;
+    let n = per_backend!(conn, |c| diesel::insert_into(tampered_versions::table)
+        .values((
+            tampered_versions::version_id.eq(version_id),
+            tampered_versions::kind.eq(kind),
+            tampered_versions::doc_id.eq(doc_id),
+            tampered_versions::found_at.eq(at),
+        ))
+        .on_conflict(tampered_versions::version_id)
+        .do_nothing()
+        .execute(c))?;
+    Ok(n > 0)
+}
+
+/// Documents of `kind` with a tampered version.
+pub fn tampered_docs(conn: &mut DbConn, kind: &str) -> Result<Vec<String>, StorageError> {
+    use super::schema::tampered_versions;
+    tampered_versions::table
+        .filter(tampered_versions::kind.eq(kind))
+        .select(tampered_versions::doc_id)
+        .distinct()
+        .load(conn)
+        .map_err(StorageError::from)
+}
+
+/// How many versions are recorded as tampered.
+pub fn count_tampered(conn: &mut DbConn) -> Result<i64, StorageError> {
+    use super::schema::tampered_versions;
+    tampered_versions::table
+        .count()
+        .get_result(conn)
+        .map_err(StorageError::from)
+}

@@ -89,6 +89,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    version_check (name) {
+        name -> Text,
+        after_id -> Text,
+        passes -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tampered_versions (version_id) {
+        version_id -> Text,
+        kind -> Text,
+        doc_id -> Text,
+        found_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     audit_self_check (name) {
         name -> Text,
         size -> BigInt,

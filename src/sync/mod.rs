@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod ingest;
+pub mod integrity;
 pub mod ledger;
 pub mod merge;
 pub mod node;

@@ -672,3 +672,67 @@ async fn a_node_whose_audit_event_was_rewritten_refuses_to_start() {
     drop((db, dir));
     hukou.stop().await;
 }
+
+/// The issue's third scenario: a version body changed in a stopped node's database. The
+/// integrity job finds it (audit event, metric) and reconciliation no longer counts the file
+/// equal.
+#[tokio::test]
+async fn a_version_body_changed_in_the_database_is_found_and_never_counted_equal() {
+    let Pair {
+        pki: _pki,
+        residence,
+        hukou,
+        _root,
+    } = spawn_pair_with(|id, s| {
+        by_hand(id, s);
+        s.audit.version_check_interval_secs = 1;
+    })
+    .await;
+    let body = flowing_child(1);
+    residence.create_child(&body).await;
+    let id = body["id_number"].as_str().unwrap().to_owned();
+    crate::helpers::wait_for_versions(&hukou, &id, 1).await;
+    let (settings, db, dir) = residence.shut_down().await;
+    exec_on(
+        &db,
+        &format!(
+            "UPDATE versions SET body = replace(body, '\"name\":\"', '\"name\":\"改') \
+             WHERE doc_id = '{id}'"
+        ),
+    );
+    let residence = restart(settings, db, dir).await;
+    crate::helpers::eventually(20, "the changed version is found", || async {
+        !events(&residence, "version.tampered").is_empty()
+    })
+    .await;
+    let ev = events(&residence, "version.tampered");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        metric(&residence, "hukou_sync_versions_tampered ")
+            .await
+            .as_deref(),
+        Some("hukou_sync_versions_tampered 1")
+    );
+    // Reconciliation: the file is not equal (it is in no summary of the changed node).
+    let r = residence
+        .http
+        .post(residence.url("/api/v1/reconcile/510100?dry_run=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    crate::helpers::eventually(30, "the run finishes", || async {
+        let v: Value = residence.get(&location).await.json().await.unwrap();
+        v["status"] == "ok"
+    })
+    .await;
+    let v: Value = residence.get(&location).await.json().await.unwrap();
+    assert_eq!(v["report"]["documents_equal"], 0, "{v}");
+    assert!(
+        v["report"]["documents_differing"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    residence.stop().await;
+    hukou.stop().await;
+}

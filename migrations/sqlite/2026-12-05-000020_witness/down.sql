@@ -1,3 +1,5 @@
+DROP TABLE tampered_versions;
+DROP TABLE version_check;
 DROP TABLE audit_self_check;
 DROP TABLE witness_evidence;
 DROP TABLE cosignatures;

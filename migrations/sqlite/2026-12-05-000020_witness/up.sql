@@ -47,3 +47,19 @@ CREATE TABLE audit_self_check (
     peaks      TEXT NOT NULL,
     checked_at TIMESTAMP NOT NULL
 );
+
+-- Version integrity: the background job re-hashes stored versions (a body whose hash is not its
+-- id was changed in the database) and keeps where it is and what it found.
+CREATE TABLE version_check (
+    name       TEXT PRIMARY KEY NOT NULL,      -- 'versions'
+    after_id   TEXT NOT NULL,                  -- the last id checked ('' : start over)
+    passes     BIGINT NOT NULL,                -- complete passes over every version
+    updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE tampered_versions (
+    version_id TEXT PRIMARY KEY NOT NULL,
+    kind       TEXT NOT NULL,
+    doc_id     TEXT NOT NULL,
+    found_at   TIMESTAMP NOT NULL
+);
+CREATE INDEX tampered_versions_doc ON tampered_versions (kind, doc_id);

@@ -392,6 +392,15 @@ async fn the_console_lists_shows_and_resolves_a_conflict() {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert!(page["next_after"].is_null());
 
+    // The file, shown for people, names its open conflict and where to look.
+    let (code, file, _) = cli(&["child", "show", &id]);
+    assert_eq!(code, Some(0), "{file}");
+    assert!(
+        file.contains("open conflict: 健康状况 (health_status), 2 competing values, reviewed here")
+            && file.contains(&format!("hukou-sync conflict show {id}")),
+        "{file}"
+    );
+
     let (code, show, _) = cli(&["conflict", "show", &id]);
     assert_eq!(code, Some(0), "{show}");
     assert!(

@@ -20,3 +20,4 @@ mod reconcile;
 mod schema;
 mod storage;
 mod ui;
+mod walkthrough;

@@ -108,7 +108,12 @@ pub fn parse_record(
     now: DateTime<Utc>,
 ) -> Result<ChildRecord, LedgerError> {
     let fields = parse_fields(body)?;
-    Ok(ChildRecord::from_fields(&fields, &rules(node, now))?)
+    let mut record = ChildRecord::from_fields(&fields, &rules(node, now))?;
+    // A file created by hand records facts confirmed today, unless it says when.
+    if record.info_updated_on.is_none() {
+        record.info_updated_on = Some(china_today(now));
+    }
+    Ok(record)
 }
 
 /// Creates a child's file from a full record.
@@ -185,11 +190,30 @@ pub fn apply_update(
         for (f, v) in &patch {
             fields.insert(*f, v.clone());
         }
-        let updated = ChildRecord::from_fields(&fields, &rules(node, now))?;
-        let changed = ChildRecord::changed_fields(&current.to_fields(), &updated.to_fields());
+        let mut updated = ChildRecord::from_fields_structural(&fields)?;
+        let mut changed = ChildRecord::changed_fields(&current.to_fields(), &updated.to_fields());
         if changed.is_empty() {
             return Ok(None);
         }
+        // The residence side confirming or changing the child's facts refreshes the file for
+        // the six-month rule (unless the edit names the date itself).
+        let residence_facts = changed.iter().any(|f| {
+            f.authority() == crate::domain::Authority::Residence
+                && !matches!(f, ChildField::LastVisitOn | ChildField::InfoUpdatedOn)
+        });
+        if residence_facts
+            && !patch.contains_key(&ChildField::InfoUpdatedOn)
+            && node.serves(&current.residence_region)
+        {
+            let today = china_today(now);
+            if updated.info_updated_on != Some(today) {
+                updated.info_updated_on = Some(today);
+                changed.push(ChildField::InfoUpdatedOn);
+            }
+        }
+        // Only what the edit changes is checked against this node's rules: a field it leaves
+        // alone (a risk level graded under another bureau's palette) never makes it fail.
+        updated.check_changed(&rules(node, now), &changed)?;
         if changed.contains(&ChildField::IdNumber) {
             return Err(LedgerError::ImmutableId);
         }

@@ -17,6 +17,7 @@ mod jobs;
 mod moves;
 mod openapi;
 mod reconcile;
+mod records;
 mod schema;
 mod storage;
 mod ui;

@@ -150,7 +150,7 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     // Its stale count leaves the file out, even once the file is old: it is no longer this
     // node's to refresh. (The hukou node, still serving the child, counts it.)
     for node in [zhengzhou, chengdu] {
-        node.exec("UPDATE children SET updated_at = '2020-01-01 00:00:00', last_visit_on = NULL");
+        node.exec("UPDATE children SET refreshed_on = '2020-01-01'");
     }
     let metrics = |node: &TestApp| {
         let url = node.url("/metrics");

@@ -14,14 +14,14 @@
 //! | start | [`startup`] | `Application::build(settings)`: opens the store, binds the admin and peer listeners, wires state, calls `jobs::start` once |
 //! | surfaces | [`api`] | the admin API (`/api/v1`) and the peer API (`api::peer`, everything under `/peer/v1`, mutual TLS); `api::error` is **the one place an error becomes HTTP** |
 //! | | [`ui`] | the web pages (server-rendered, no JavaScript needed); errors through `api::error` |
-//! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, sender supervisor and per-peer senders, scheduled reconciliation, directory watch) and stops in `Jobs::shutdown` |
+//! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, version integrity, witnessing, sender supervisor and per-peer senders, scheduled reconciliation, directory watch) and stops in `Jobs::shutdown` |
 //! | settings | [`config`] | settings from TOML and environment, validated once; builds the services' own settings types |
 //! | services | [`accounts`] | users (argon2id), sessions, bearer tokens, roles and their permissions |
 //! | | [`conflicts`] | the review queue and resolution versions |
 //! | | [`eligibility`] | eligibility cases: the service (load → decide → store) and the working-day calendar |
 //! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
-//! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness) |
-//! | | [`audit`] | the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, proofs, offline verification |
+//! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness); `sync::witness`: peers cosigning each other's checkpoints (both sides of tlog-witness); `sync::integrity`: re-hashing stored versions |
+//! | | [`audit`] | the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, C2SP checkpoints and cosignatures, what a witness decides and its evidence, the start-up self check, proofs, offline verification |
 //! | | [`ledger_file`] | the ledger files people exchange: CSV reader and writer, the sample generator |
 //! | foundations | [`storage`] | the only module that names diesel: SQLite/PostgreSQL, migrations, typed repositories, `StorageError` |
 //! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |

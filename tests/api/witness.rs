@@ -736,3 +736,65 @@ async fn a_version_body_changed_in_the_database_is_found_and_never_counted_equal
     residence.stop().await;
     hukou.stop().await;
 }
+
+/// A node restored from a backup that then grows past the size its witness holds: the witness
+/// answers 409 with its size, the node proves consistency from there with its own (other)
+/// history, the proof fails, and the witness keeps the evidence (verifiable; a fork unless the
+/// node can give a proof that verifies).
+#[tokio::test]
+async fn a_restored_node_that_grew_past_its_witness_fails_the_proof() {
+    let Pair {
+        pki,
+        residence,
+        hukou,
+        _root,
+    } = spawn_pair_with(by_hand).await;
+    residence.create_child(&flowing_child(1)).await;
+    let backup = cosign(&pki, &residence, CHENGDU).await.unwrap();
+    for seq in 2..5 {
+        residence.create_child(&flowing_child(seq)).await;
+    }
+    let seen = cosign(&pki, &residence, CHENGDU).await.unwrap();
+    let (settings, db, dir) = residence.shut_down().await;
+    exec_on(
+        &db,
+        &format!(
+            "DELETE FROM audit_events WHERE seq >= {backup}; \
+             DELETE FROM audit_nodes WHERE ((idx + 1) * (CAST(1 AS BIGINT) << CAST(level AS INTEGER))) > {backup}; \
+             DELETE FROM tree_heads WHERE size > {backup}; \
+             DELETE FROM cosignatures WHERE size > {backup};"
+        ),
+    );
+    let residence = restart(settings, db, dir).await;
+    // Other history, longer than what the witness saw.
+    for seq in 10..(12 + seen) as u16 {
+        residence.create_child(&flowing_child(seq)).await;
+    }
+    match cosign(&pki, &residence, CHENGDU).await {
+        Err(CosignError::Refused {
+            status: 422, body, ..
+        }) => {
+            assert!(body.contains("inconsistent_checkpoint"), "{body}")
+        }
+        other => panic!("expected the witness to refuse, got {other:?}"),
+    }
+    let open = open_evidence(&hukou);
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].kind, "inconsistent_proof");
+    let file = hukou.dir.path().join("fork.json");
+    std::fs::write(&file, &open[0].document).unwrap();
+    let (ok, out, err) = run(node_command(&pki, CHENGDU, &hukou).args([
+        "audit",
+        "evidence",
+        "verify",
+        file.to_str().unwrap(),
+    ]));
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("ok: inconsistent_proof evidence against 410100"),
+        "{out}"
+    );
+    assert!(!out.contains("(proof on its own)"), "{out}");
+    residence.stop().await;
+    hukou.stop().await;
+}

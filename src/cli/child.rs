@@ -152,6 +152,37 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     r.risk_level.as_ref().map_or("-", |l| l.as_str()),
                     r.last_visit_on.map_or("-".into(), |d| d.to_string())
                 );
+                if let Some(w) = &r.responsible_worker {
+                    println!(
+                        "  responsible worker (包保人): {} ({}){}{}",
+                        w.name.as_str(),
+                        w.role.label_zh(),
+                        w.phone
+                            .clone()
+                            .map(|p| format!(" {}", String::from(p)))
+                            .unwrap_or_default(),
+                        w.township
+                            .as_ref()
+                            .map(|t| format!(" · {} {}", t, t.name()))
+                            .unwrap_or_default()
+                    );
+                }
+                if !r.key_care.is_empty() {
+                    println!(
+                        "  key care (重点关爱): {}",
+                        r.key_care
+                            .iter()
+                            .map(|k| k.label_zh())
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    );
+                }
+                if let Some(d) = &r.disability {
+                    println!("  disability: {} {}", d.kind.label_zh(), d.grade.label_zh());
+                }
+                if let Some(p) = r.psychological_state {
+                    println!("  psychological state: {}", p.label_zh());
+                }
                 if let Some(notes) = &r.notes {
                     println!("  notes: {}", notes.as_str());
                 }

@@ -94,10 +94,14 @@ child_fields! {
     LivingStatus = "living_status": Residence,
     EducationStatus = "education_status": Residence,
     LastVisitOn = "last_visit_on": Residence,
+    ResponsibleWorker = "responsible_worker": Residence,
+    KeyCare = "key_care": Residence,
     InfoUpdatedOn = "info_updated_on": Residence,
     RiskLevel = "risk_level": Residence,
     Categories = "categories": Shared,
     HealthStatus = "health_status": Shared,
+    Disability = "disability": Shared,
+    PsychologicalState = "psychological_state": Shared,
     Notes = "notes": Shared,
 }
 
@@ -325,6 +329,85 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Role of the worker responsible for a child (包保人).
+    WorkerRole {
+        ChildrenDirector = "children_director" / "儿童主任",
+        ChildSupervisor = "child_supervisor" / "儿童督导员",
+        SocialWorker = "social_worker" / "社工",
+        Caseworker = "caseworker" / "民政工作人员",
+        Other = "other" / "其他",
+    }
+}
+
+vocabulary! {
+    /// Why a child is in the key-care ledger (重点关爱).
+    KeyCareReason {
+        FamilyHardship = "family_hardship" / "家庭困难",
+        OwnDisability = "own_disability" / "自身残疾",
+        GuardianshipMissing = "guardianship_missing" / "监护缺失",
+        StreetRoaming = "street_roaming" / "流浪",
+        PsychologicalBehavioural = "psychological_behavioural" / "心理行为问题",
+    }
+}
+
+vocabulary! {
+    /// Kind of disability (残疾类别), GB/T 26341.
+    DisabilityKind {
+        Visual = "visual" / "视力残疾",
+        Hearing = "hearing" / "听力残疾",
+        Speech = "speech" / "言语残疾",
+        Physical = "physical" / "肢体残疾",
+        Intellectual = "intellectual" / "智力残疾",
+        Mental = "mental" / "精神残疾",
+        Multiple = "multiple" / "多重残疾",
+    }
+}
+
+vocabulary! {
+    /// Grade of disability (残疾等级), 一级 the most severe.
+    DisabilityGrade {
+        Grade1 = "grade_1" / "一级",
+        Grade2 = "grade_2" / "二级",
+        Grade3 = "grade_3" / "三级",
+        Grade4 = "grade_4" / "四级",
+    }
+}
+
+vocabulary! {
+    /// Psychological state as last assessed (心理状况).
+    PsychologicalState {
+        Good = "good" / "良好",
+        Fair = "fair" / "一般",
+        NeedsAttention = "needs_attention" / "需关注",
+        NeedsIntervention = "needs_intervention" / "需干预",
+    }
+}
+
+/// The worker responsible for a child (包保人), one-to-one or one of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsibleWorker {
+    #[schema(value_type = String, max_length = 50)]
+    pub name: PersonName,
+    pub role: WorkerRole,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 32)]
+    pub phone: Option<Phone>,
+    /// The township (9 digits) the worker covers, inside the child's residence region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{9}$")]
+    pub township: Option<TownshipCode>,
+}
+
+/// A disability: its kind and grade (as on the 残疾人证).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disability {
+    pub kind: DisabilityKind,
+    pub grade: DisabilityGrade,
+}
+
 impl fmt::Display for Benefit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -413,6 +496,10 @@ pub struct ChildRecord {
     pub living_status: Option<LivingStatus>,
     pub education_status: Option<EducationStatus>,
     pub last_visit_on: Option<NaiveDate>,
+    /// The worker responsible for the child (包保人).
+    pub responsible_worker: Option<ResponsibleWorker>,
+    /// Reasons the child is in the key-care ledger (重点关爱); empty when not.
+    pub key_care: BTreeSet<KeyCareReason>,
     /// When the residence side last confirmed the child's facts (信息更新日期): set by an edit
     /// of residence-side facts, or taken from a ledger's column on import. With `last_visit_on`
     /// it decides the six-month rule; storing or merging a version never changes it.
@@ -423,6 +510,8 @@ pub struct ChildRecord {
     // --- shared ---
     pub categories: BTreeSet<Category>,
     pub health_status: Option<HealthStatus>,
+    pub disability: Option<Disability>,
+    pub psychological_state: Option<PsychologicalState>,
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub notes: Option<Notes>,
 }
@@ -627,6 +716,24 @@ impl ChildRecord {
                 _ => {}
             }
         }
+        if let Some(t) = self
+            .responsible_worker
+            .as_ref()
+            .and_then(|w| w.township.as_ref())
+            .filter(|_| {
+                applies(ChildField::ResponsibleWorker) || applies(ChildField::ResidenceRegion)
+            })
+        {
+            if t.county() != self.residence_region.as_str() {
+                return Err(FieldError::new(
+                    "responsible_worker",
+                    format!(
+                        "the worker's township {t} is not in the residence region {}",
+                        self.residence_region.as_str()
+                    ),
+                ));
+            }
+        }
         if let Some(r) = self
             .risk_level
             .as_ref()
@@ -668,7 +775,7 @@ impl ChildRecord {
 /// The empty value of a field: `[]` for list fields, `null` otherwise.
 pub fn empty_value(field: ChildField) -> Value {
     match field {
-        ChildField::Benefits | ChildField::Categories => Value::Array(vec![]),
+        ChildField::Benefits | ChildField::Categories | ChildField::KeyCare => Value::Array(vec![]),
         _ => Value::Null,
     }
 }
@@ -697,6 +804,10 @@ impl ChildField {
             ChildField::LivingStatus => "生活状况",
             ChildField::EducationStatus => "就学状况",
             ChildField::LastVisitOn => "最近走访日期",
+            ChildField::ResponsibleWorker => "包保人",
+            ChildField::KeyCare => "重点关爱",
+            ChildField::Disability => "残疾",
+            ChildField::PsychologicalState => "心理状况",
             ChildField::HukouTownship => "户籍地乡镇（街道）",
             ChildField::HukouVillage => "户籍地村（社区）",
             ChildField::ResidenceTownship => "居住地乡镇（街道）",
@@ -890,7 +1001,7 @@ mod tests {
         assert!(residence.may_change(ChildField::Notes));
         assert!(!residence.may_change(ChildField::Benefits));
         assert!(!Roles::default().may_change(ChildField::Notes));
-        assert_eq!(ChildField::ALL.len(), 24);
+        assert_eq!(ChildField::ALL.len(), 28);
         for f in ChildField::ALL {
             assert_eq!(ChildField::from_name(f.name()), Some(*f));
         }

@@ -172,6 +172,31 @@ const COLUMNS: &[Column] = &[
         kind: Kind::Date,
     },
     Column {
+        name: "responsible_worker_name",
+        aliases: &["包保人姓名", "包保人"],
+        kind: Kind::Person("responsible_worker", "name"),
+    },
+    Column {
+        name: "responsible_worker_role",
+        aliases: &["包保人身份", "包保人类型"],
+        kind: Kind::Person("responsible_worker", "role"),
+    },
+    Column {
+        name: "responsible_worker_phone",
+        aliases: &["包保人电话"],
+        kind: Kind::Person("responsible_worker", "phone"),
+    },
+    Column {
+        name: "responsible_worker_township",
+        aliases: &["包保人乡镇（街道）", "包保人乡镇"],
+        kind: Kind::Person("responsible_worker", "township"),
+    },
+    Column {
+        name: "key_care",
+        aliases: &["重点关爱原因", "重点关爱"],
+        kind: Kind::List,
+    },
+    Column {
         name: "info_updated_on",
         aliases: &["信息更新日期", "更新日期", "资料更新日期"],
         kind: Kind::Date,
@@ -189,6 +214,21 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "health_status",
         aliases: &["健康状况"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "disability_kind",
+        aliases: &["残疾类别"],
+        kind: Kind::Person("disability", "kind"),
+    },
+    Column {
+        name: "disability_grade",
+        aliases: &["残疾等级"],
+        kind: Kind::Person("disability", "grade"),
+    },
+    Column {
+        name: "psychological_state",
+        aliases: &["心理状况"],
         kind: Kind::Text,
     },
     Column {
@@ -575,6 +615,21 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             .unwrap_or_default()
     };
     let opt = |v: Option<String>| v.unwrap_or_default();
+    let worker = |part: &str| -> String {
+        r.responsible_worker
+            .as_ref()
+            .map(|w| match part {
+                "name" => w.name.as_str().to_owned(),
+                "role" => w.role.code().to_owned(),
+                "phone" => w.phone.clone().map(String::from).unwrap_or_default(),
+                _ => w
+                    .township
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default()
+    };
     COLUMNS
         .iter()
         .map(|c| match c.name {
@@ -611,6 +666,19 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             "living_status" => opt(r.living_status.map(|s| s.code().to_owned())),
             "education_status" => opt(r.education_status.map(|s| s.code().to_owned())),
             "last_visit_on" => opt(r.last_visit_on.map(|d| d.to_string())),
+            "responsible_worker_name" => worker("name"),
+            "responsible_worker_role" => worker("role"),
+            "responsible_worker_phone" => worker("phone"),
+            "responsible_worker_township" => worker("township"),
+            "key_care" => r
+                .key_care
+                .iter()
+                .map(|k| k.code())
+                .collect::<Vec<_>>()
+                .join(";"),
+            "disability_kind" => opt(r.disability.as_ref().map(|d| d.kind.code().to_owned())),
+            "disability_grade" => opt(r.disability.as_ref().map(|d| d.grade.code().to_owned())),
+            "psychological_state" => opt(r.psychological_state.map(|p| p.code().to_owned())),
             "info_updated_on" => opt(r.info_updated_on.map(|d| d.to_string())),
             "risk_level" => opt(r.risk_level.as_ref().map(|l| l.as_str().to_owned())),
             "categories" => r

@@ -301,3 +301,158 @@ async fn a_file_names_its_township_and_village_and_lists_filter_by_township() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_carries_its_responsible_worker_key_care_disability_and_psychological_state() {
+    let pair = spawn_pair().await;
+    let mut child = crate::helpers::flowing_child(509);
+    child["responsible_worker"] = json!({"name": "李芳", "role": "儿童主任",
+        "phone": "13800000000", "township": "410105001"});
+    child["key_care"] = json!(["family_hardship", "监护缺失"]);
+    child["disability"] = json!({"kind": "肢体残疾", "grade": "二级"});
+    child["psychological_state"] = json!("需关注");
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    let created = pair.residence.create_child(&child).await;
+    assert_eq!(
+        created["record"]["responsible_worker"]["role"],
+        "children_director"
+    );
+    assert_eq!(
+        created["record"]["key_care"],
+        json!(["family_hardship", "guardianship_missing"])
+    );
+    assert_eq!(
+        created["record"]["disability"],
+        json!({"kind": "physical", "grade": "grade_2"})
+    );
+    // Bad inputs: each refused naming its field, nothing stored.
+    let versions = pair.residence.count("versions");
+    for (field, value) in [
+        (
+            "responsible_worker",
+            json!({"name": "李芳", "role": "儿童主任", "township": "410104001"}),
+        ),
+        (
+            "responsible_worker",
+            json!({"name": "李芳", "role": "队长"}),
+        ),
+        ("responsible_worker", json!({"role": "儿童主任"})),
+        ("key_care", json!(["rich"])),
+        ("disability", json!({"kind": "physical", "grade": "五级"})),
+        ("disability", json!({"kind": "physical"})),
+        ("psychological_state", json!("excellent")),
+    ] {
+        let mut c = crate::helpers::flowing_child(510);
+        c[field] = value.clone();
+        let p = crate::helpers::problem(
+            pair.residence.post_json("/api/v1/children", &c).await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(p["field"], field, "{value} → {p}");
+    }
+    assert_eq!(pair.residence.count("versions"), versions);
+    // The hukou bureau may not change the residence side's worker or key-care ledger.
+    eventually(20, "the file reaches Chengdu", || async {
+        pair.hukou
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    crate::helpers::problem(
+        pair.hukou
+            .patch_json(&format!("/api/v1/children/{id}"), &json!({"key_care": []}))
+            .await,
+        403,
+        "field_not_owned",
+    )
+    .await;
+    // Export → import keeps them; the console shows them by their labels.
+    let out = node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .args(["export", "--purpose", "核对", "--format", "csv"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let header = csv.lines().next().unwrap();
+    for column in [
+        "responsible_worker_name",
+        "key_care",
+        "disability_grade",
+        "psychological_state",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = csv.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(
+        row.contains("李芳")
+            && row.contains("children_director")
+            && row.contains("family_hardship;guardianship_missing"),
+        "{row}"
+    );
+    let out = node_command(&pair.pki, CHENGDU, &pair.hukou)
+        .args(["child", "show", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "responsible worker (包保人): 李芳 (儿童主任) 13800000000 · 410105001 经八路街道"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("key care (重点关爱): 家庭困难、监护缺失"),
+        "{text}"
+    );
+    assert!(
+        text.contains("disability: 肢体残疾 二级") && text.contains("psychological state: 需关注"),
+        "{text}"
+    );
+    // A ledger's Chinese columns import.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.csv");
+    let imported = id_number("510104", (2015, 3, 1), 511);
+    std::fs::write(
+        &ledger,
+        format!(
+            "身份证号,姓名,户籍地区划代码,居住地区划代码,儿童类别,包保人姓名,包保人身份,重点关爱原因,残疾类别,残疾等级,心理状况\n\
+             {imported},刘小,510104,410105,流动,王强,社工,流浪;心理行为问题,听力残疾,三级,需干预\n"
+        ),
+    )
+    .unwrap();
+    let out = node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .arg("import")
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f: Value = pair
+        .residence
+        .get(&format!("/api/v1/children/{imported}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        f["record"]["responsible_worker"],
+        json!({"name": "王强", "role": "social_worker"})
+    );
+    assert_eq!(
+        f["record"]["key_care"],
+        json!(["street_roaming", "psychological_behavioural"])
+    );
+    assert_eq!(
+        f["record"]["disability"],
+        json!({"kind": "hearing", "grade": "grade_3"})
+    );
+    assert_eq!(f["record"]["psychological_state"], "needs_intervention");
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

@@ -84,6 +84,7 @@ child_fields! {
     FatherSituation = "father_situation": Hukou,
     MotherSituation = "mother_situation": Hukou,
     LegalGuardian = "legal_guardian": Hukou,
+    Guardianship = "guardianship": Hukou,
     Benefits = "benefits": Hukou,
     ResidenceRegion = "residence_region": Residence,
     ResidenceAddress = "residence_address": Residence,
@@ -384,6 +385,38 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// How the child's guardianship is arranged (监护方式).
+    GuardianshipKind {
+        Parents = "parents" / "父母监护",
+        EntrustedCare = "entrusted_care" / "委托照护",
+        TemporaryGuardianship = "temporary_guardianship" / "临时监护",
+        LongTermGuardianship = "long_term_guardianship" / "长期监护",
+        CourtAppointed = "court_appointed" / "法院指定监护",
+        RevokedByCourt = "revoked_by_court" / "法院撤销监护资格",
+    }
+}
+
+/// The guardianship arrangement and since when, with the reference and date of the agreement
+/// (委托照护协议) or the decision it rests on. The person caring for the child under it is the
+/// file's `actual_caregiver` (residence side).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guardianship {
+    pub kind: GuardianshipKind,
+    /// The day it took effect.
+    #[schema(value_type = String, format = Date)]
+    pub since: NaiveDate,
+    /// The agreement's or the court decision's reference number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 64)]
+    pub reference: Option<Text<64>>,
+    /// The day the agreement was signed or the decision made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub decided_on: Option<NaiveDate>,
+}
+
 /// The worker responsible for a child (包保人), one-to-one or one of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -477,6 +510,8 @@ pub struct ChildRecord {
     pub father_situation: Option<ParentSituation>,
     pub mother_situation: Option<ParentSituation>,
     pub legal_guardian: Option<Person>,
+    /// How guardianship is arranged (监护方式), with dates.
+    pub guardianship: Option<Guardianship>,
     pub benefits: Vec<BenefitGrant>,
     // --- residence authority ---
     /// GB/T 2260 code of where the child lives (居住地).
@@ -716,6 +751,37 @@ impl ChildRecord {
                 _ => {}
             }
         }
+        if let Some(g) = self
+            .guardianship
+            .as_ref()
+            .filter(|_| applies(ChildField::Guardianship))
+        {
+            for (what, d) in [("since", Some(g.since)), ("decided_on", g.decided_on)] {
+                if let Some(d) = d {
+                    if d > rules.today {
+                        return Err(FieldError::new(
+                            "guardianship",
+                            format!("{what} {d} is in the future"),
+                        ));
+                    }
+                }
+            }
+            if matches!(
+                g.kind,
+                GuardianshipKind::EntrustedCare
+                    | GuardianshipKind::CourtAppointed
+                    | GuardianshipKind::RevokedByCourt
+            ) && g.reference.is_none()
+            {
+                return Err(FieldError::new(
+                    "guardianship",
+                    format!(
+                        "{} rests on a document: give its reference",
+                        g.kind.label_zh()
+                    ),
+                ));
+            }
+        }
         if let Some(t) = self
             .responsible_worker
             .as_ref()
@@ -804,6 +870,7 @@ impl ChildField {
             ChildField::LivingStatus => "生活状况",
             ChildField::EducationStatus => "就学状况",
             ChildField::LastVisitOn => "最近走访日期",
+            ChildField::Guardianship => "监护方式",
             ChildField::ResponsibleWorker => "包保人",
             ChildField::KeyCare => "重点关爱",
             ChildField::Disability => "残疾",
@@ -1001,7 +1068,7 @@ mod tests {
         assert!(residence.may_change(ChildField::Notes));
         assert!(!residence.may_change(ChildField::Benefits));
         assert!(!Roles::default().may_change(ChildField::Notes));
-        assert_eq!(ChildField::ALL.len(), 28);
+        assert_eq!(ChildField::ALL.len(), 29);
         for f in ChildField::ALL {
             assert_eq!(ChildField::from_name(f.name()), Some(*f));
         }

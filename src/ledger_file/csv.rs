@@ -99,6 +99,26 @@ const COLUMNS: &[Column] = &[
         kind: Kind::Person("legal_guardian", "phone"),
     },
     Column {
+        name: "guardianship_kind",
+        aliases: &["监护方式"],
+        kind: Kind::Person("guardianship", "kind"),
+    },
+    Column {
+        name: "guardianship_since",
+        aliases: &["监护起始日期", "监护开始日期"],
+        kind: Kind::Person("guardianship", "since"),
+    },
+    Column {
+        name: "guardianship_reference",
+        aliases: &["委托协议或判决文号", "监护文书编号"],
+        kind: Kind::Person("guardianship", "reference"),
+    },
+    Column {
+        name: "guardianship_decided_on",
+        aliases: &["协议签订或判决日期"],
+        kind: Kind::Person("guardianship", "decided_on"),
+    },
+    Column {
         name: "benefits",
         aliases: &["享受保障", "保障待遇"],
         kind: Kind::List,
@@ -615,6 +635,21 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             .unwrap_or_default()
     };
     let opt = |v: Option<String>| v.unwrap_or_default();
+    let guardianship = |part: &str| -> String {
+        r.guardianship
+            .as_ref()
+            .map(|g| match part {
+                "kind" => g.kind.code().to_owned(),
+                "since" => g.since.to_string(),
+                "decided_on" => g.decided_on.map(|d| d.to_string()).unwrap_or_default(),
+                _ => g
+                    .reference
+                    .as_ref()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default()
+    };
     let worker = |part: &str| -> String {
         r.responsible_worker
             .as_ref()
@@ -649,6 +684,10 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             "legal_guardian_name" => person(&r.legal_guardian, "name"),
             "legal_guardian_relation" => person(&r.legal_guardian, "relation"),
             "legal_guardian_phone" => person(&r.legal_guardian, "phone"),
+            "guardianship_kind" => guardianship("kind"),
+            "guardianship_since" => guardianship("since"),
+            "guardianship_reference" => guardianship("reference"),
+            "guardianship_decided_on" => guardianship("decided_on"),
             "benefits" => r
                 .benefits
                 .iter()

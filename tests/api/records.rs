@@ -456,3 +456,74 @@ async fn a_file_carries_its_responsible_worker_key_care_disability_and_psycholog
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn the_guardianship_arrangement_is_the_hukou_sides_with_its_dates_and_reference() {
+    let pair = spawn_pair().await;
+    let mut child = crate::helpers::flowing_child(512);
+    child["guardianship"] = json!({"kind": "委托照护", "since": "2025-03-01",
+        "reference": "WT-2025-031", "decided_on": "2025-02-20"});
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    let created = pair.residence.create_child(&child).await;
+    assert_eq!(created["record"]["guardianship"]["kind"], "entrusted_care");
+    let versions = pair.residence.count("versions");
+    for g in [
+        json!({"kind": "entrusted_care", "since": "2025-03-01"}),
+        json!({"kind": "temporary_guardianship", "since": "2999-01-01"}),
+        json!({"kind": "adopted", "since": "2025-03-01"}),
+        json!({"kind": "parents"}),
+    ] {
+        let mut c = crate::helpers::flowing_child(513);
+        c["guardianship"] = g.clone();
+        let p = crate::helpers::problem(
+            pair.residence.post_json("/api/v1/children", &c).await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(p["field"], "guardianship", "{g} → {p}");
+    }
+    assert_eq!(pair.residence.count("versions"), versions);
+    // Once the file exists, the hukou bureau records a change of guardianship; the residence
+    // bureau may not.
+    crate::helpers::problem(
+        pair.residence
+            .patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"guardianship": {"kind": "parents", "since": "2026-01-01"}}),
+            )
+            .await,
+        403,
+        "field_not_owned",
+    )
+    .await;
+    eventually(20, "the file reaches Chengdu", || async {
+        pair.hukou
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    let r = pair
+        .hukou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"guardianship": {"kind": "temporary_guardianship", "since": "2026-11-30"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    eventually(20, "the change reaches Zhengzhou", || async {
+        let f: Value = pair
+            .residence
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        f["record"]["guardianship"]["kind"] == "temporary_guardianship"
+    })
+    .await;
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

@@ -221,8 +221,15 @@ fn default_reload_secs() -> u64 {
 pub struct SyncSettings {
     /// Versions per push request.
     pub batch_size: usize,
-    /// Largest request body on the peer listener, in bytes.
+    /// Largest request body on the peer listener, in bytes (a larger push gets 413
+    /// `body_too_large` before its body is read past the limit).
     pub peer_body_limit: usize,
+    /// Most versions one pushed batch may hold (a larger one gets 413 `too_many_versions`
+    /// before any version is parsed). At least `batch_size`, which a sender uses.
+    pub peer_max_versions: usize,
+    /// Batches one peer may have in flight at once on the peer listener; the next gets 503
+    /// `busy` with `Retry-After`, before its body is read.
+    pub peer_batches_in_flight: usize,
     /// Seconds a peer's stamp may run ahead of this node's clock.
     pub max_clock_skew_secs: u64,
     /// Longest wait between retries of a failing peer, in seconds.
@@ -234,6 +241,8 @@ impl Default for SyncSettings {
         Self {
             batch_size: 2000,
             peer_body_limit: 16 * 1024 * 1024,
+            peer_max_versions: 5000,
+            peer_batches_in_flight: 2,
             max_clock_skew_secs: 300,
             max_backoff_secs: 60,
         }
@@ -476,6 +485,15 @@ impl Settings {
         }
         if !(1..=5000).contains(&self.sync.batch_size) {
             return bad("sync.batch_size: between 1 and 5000".into());
+        }
+        if !(self.sync.batch_size..=50_000).contains(&self.sync.peer_max_versions) {
+            return bad("sync.peer_max_versions: between sync.batch_size and 50000".into());
+        }
+        if !(1..=64).contains(&self.sync.peer_batches_in_flight) {
+            return bad("sync.peer_batches_in_flight: between 1 and 64".into());
+        }
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.sync.peer_body_limit) {
+            return bad("sync.peer_body_limit: between 65536 and 268435456 bytes".into());
         }
         for (i, s) in self.reconcile.schedule.iter().enumerate() {
             if let Err(e) = CronSchedule::parse(&s.cron) {

@@ -98,6 +98,11 @@ impl Application {
             Arc::new(crate::eligibility::service::Reactions {
                 deadlines: deadlines.clone(),
             }),
+            crate::sync::receive::PushLimits {
+                in_flight_per_peer: settings.sync.peer_batches_in_flight,
+                max_versions: settings.sync.peer_max_versions,
+                max_bytes: settings.sync.peer_body_limit,
+            },
         ));
         let state = web::Data::new(AppState {
             store: store.clone(),

@@ -44,6 +44,8 @@ pub struct ApiError {
     reason: String,
     /// Logged, never sent.
     internal: Option<String>,
+    /// Seconds for a `Retry-After` header (a temporary refusal).
+    retry_after: Option<u32>,
     extensions: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -55,6 +57,7 @@ impl ApiError {
             field: None,
             reason: reason.into(),
             internal: None,
+            retry_after: None,
             extensions: Default::default(),
         }
     }
@@ -62,6 +65,12 @@ impl ApiError {
     /// Adds an extension member to the problem document.
     pub fn extension(mut self, name: &str, value: serde_json::Value) -> Self {
         self.extensions.insert(name.to_owned(), value);
+        self
+    }
+
+    /// A temporary refusal: the client may retry after `secs` seconds (`Retry-After`).
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 
@@ -89,6 +98,7 @@ impl ApiError {
             field: None,
             reason: "an internal error occurred; it has been logged".into(),
             internal: Some(cause.to_string()),
+            retry_after: None,
             extensions: Default::default(),
         }
     }
@@ -132,9 +142,11 @@ impl ResponseError for ApiError {
             reason: self.reason.clone(),
             extensions: self.extensions.clone(),
         };
-        HttpResponse::build(self.status)
-            .content_type("application/problem+json")
-            .json(problem)
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.content_type("application/problem+json").json(problem)
     }
 }
 
@@ -202,6 +214,31 @@ impl From<LedgerError> for ApiError {
             LedgerError::Storage(s) => s.into(),
             LedgerError::Audit(a) => a.into(),
             e @ (LedgerError::Version(_) | LedgerError::Internal(_)) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::sync::receive::PushError> for ApiError {
+    fn from(e: crate::sync::receive::PushError) -> Self {
+        use crate::sync::receive::PushError as P;
+        let reason = e.to_string();
+        match e {
+            P::Busy { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", reason)
+                .retry_after(1),
+            P::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", reason)
+            }
+            P::TooManyVersions { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_versions", reason)
+                    .field("versions")
+            }
+            P::Malformed(_) => ApiError::bad_request("malformed_json", reason),
+            P::DuplicateKey(_) => ApiError::bad_request("duplicate_key", reason),
+            P::Invalid(_) => ApiError::unprocessable("invalid_body", reason),
+            P::SenderMismatch { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "sender_mismatch", reason).field("sender")
+            }
+            P::Ledger(l) => l.into(),
         }
     }
 }

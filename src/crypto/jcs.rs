@@ -74,6 +74,83 @@ pub enum JcsError {
     Serialize(#[from] serde_json::Error),
 }
 
+/// A JSON text with one meaning: no object in it repeats a member name (a parser would keep
+/// the last one silently, and a signed body would mean what the last duplicate says). Checked
+/// on the text before it is parsed into a value; also refuses text that is not JSON.
+pub fn reject_duplicate_keys(bytes: &[u8]) -> Result<(), DuplicateKeyError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    OneMeaning.deserialize(&mut de).map_err(DuplicateKeyError)?;
+    de.end().map_err(DuplicateKeyError)
+}
+
+/// A repeated member name (or text that is not JSON), with where it was found.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DuplicateKeyError(serde_json::Error);
+
+impl DuplicateKeyError {
+    /// True when the text is JSON with a repeated member name (false: not JSON at all).
+    pub fn is_duplicate(&self) -> bool {
+        self.0.is_data()
+    }
+}
+
+/// Walks a JSON text without keeping it, refusing repeated member names.
+struct OneMeaning;
+
+impl<'de> serde::de::DeserializeSeed<'de> for OneMeaning {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OneMeaning {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(OneMeaning)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the member name {:?} appears twice in one object",
+                    key.chars().take(64).collect::<String>()
+                )));
+            }
+            map.next_value_seed(OneMeaning)?;
+        }
+        Ok(())
+    }
+}
+
 /// The RFC 8785 canonical UTF-8 bytes of `value`.
 pub fn canonicalize(value: &Value) -> Result<Vec<u8>, JcsError> {
     let mut out = Vec::new();
@@ -768,5 +845,21 @@ mod tests {
                 canonicalize(&Value::Object(backward)).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn repeated_member_names_are_refused_at_any_depth() {
+        assert!(reject_duplicate_keys(br#"{"a":1,"b":[{"c":1,"d":2}],"e":{"a":1}}"#).is_ok());
+        for bad in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"v":[{"x":1,"y":2,"x":3}]}"#,
+            r#"{"a\u0062":1,"ab":2}"#,
+        ] {
+            let e = reject_duplicate_keys(bad.as_bytes()).unwrap_err();
+            assert!(e.is_duplicate(), "{bad}: {e}");
+        }
+        let e = reject_duplicate_keys(b"{\"a\":").unwrap_err();
+        assert!(!e.is_duplicate());
+        assert!(reject_duplicate_keys(b"{} {}").is_err());
     }
 }

@@ -296,6 +296,14 @@ pub struct AdminSettings {
     pub max_failed_logins: u32,
     /// How long a locked account stays locked, in minutes.
     pub lockout_minutes: u32,
+    /// Failed logins one client address may make within `login_window_minutes` (whatever user
+    /// names it tries); more are refused with 429 until the window slides.
+    pub login_attempts_per_client: u32,
+    /// The sliding window of `login_attempts_per_client`, in minutes.
+    pub login_window_minutes: u32,
+    /// Test-only: registers `GET /api/v1/test/panic`, which panics, so the tests can prove a
+    /// panicking handler becomes a 500. Never set it in production.
+    pub panic_route_for_tests: bool,
     /// Serve the admin listener over TLS (server certificate only; cookies then get `Secure`).
     pub tls: Option<AdminTls>,
 }
@@ -371,6 +379,9 @@ impl Default for AdminSettings {
             session_hours: 8,
             max_failed_logins: 5,
             lockout_minutes: 15,
+            login_attempts_per_client: 20,
+            login_window_minutes: 15,
+            panic_route_for_tests: false,
             tls: None,
         }
     }
@@ -440,6 +451,12 @@ impl Settings {
         }
         if !(1..=100).contains(&self.admin.max_failed_logins) {
             return bad("admin.max_failed_logins: between 1 and 100".into());
+        }
+        if !(1..=10_000).contains(&self.admin.login_attempts_per_client) {
+            return bad("admin.login_attempts_per_client: between 1 and 10000".into());
+        }
+        if !(1..=24 * 60).contains(&self.admin.login_window_minutes) {
+            return bad("admin.login_window_minutes: between 1 and 1440".into());
         }
         if self.admin.lockout_minutes == 0 {
             return bad("admin.lockout_minutes: must be at least 1".into());

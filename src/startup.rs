@@ -110,6 +110,10 @@ impl Application {
             settings: settings.clone(),
             deadlines,
             receiver,
+            login_limiter: Arc::new(crate::accounts::ClientLimiter::new(
+                settings.admin.login_attempts_per_client,
+                Duration::from_secs(u64::from(settings.admin.login_window_minutes) * 60),
+            )),
         });
         let peer_tls = match (&settings.peer, &settings.directory) {
             (Some(peer), Some(_)) => Some(load_peer_tls(peer)?),
@@ -128,17 +132,21 @@ impl Application {
         let secure_cookies = settings.admin.tls.is_some();
         let admin_state = state.clone();
         let admin_reconciler = reconciler.clone();
+        let panic_route = settings.admin.panic_route_for_tests;
+        let known = web::Data::new(api::manners::KnownRoutes::new(crate::ui::ROUTES));
         let admin = HttpServer::new(move || {
             let rec = admin_reconciler.clone();
             App::new()
+                .wrap(actix_web::middleware::from_fn(api::manners::manners))
                 .wrap(request_logger().log_target("hukou_sync::http"))
                 .app_data(admin_state.clone())
+                .app_data(known.clone())
                 .configure(|cfg| crate::ui::configure(cfg, secure_cookies))
                 .configure(move |cfg| {
                     if let Some(r) = rec {
                         cfg.app_data(r);
                     }
-                    api::configure(cfg, body_limit)
+                    api::configure(cfg, body_limit, panic_route)
                 })
         })
         .workers(2);
@@ -303,27 +311,10 @@ fn request_logger() -> actix_web::middleware::Logger {
     )
 }
 
-/// Replaces every run of 17 digits followed by a digit or X with its masked form.
+/// Replaces every run of 17 digits followed by a digit or X with its masked form
+/// ([`crate::domain::IdNumber::mask_within`]).
 pub fn mask_id_numbers(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let candidate = i + 18 <= chars.len()
-            && chars[i..i + 17].iter().all(char::is_ascii_digit)
-            && (chars[i + 17].is_ascii_digit() || chars[i + 17] == 'X' || chars[i + 17] == 'x')
-            && (i == 0 || !chars[i - 1].is_ascii_digit());
-        if candidate {
-            out.extend(&chars[i..i + 4]);
-            out.push_str("**********");
-            out.extend(&chars[i + 14..i + 18]);
-            i += 18;
-        } else {
-            out.push(chars[i]);
-            i += 1;
-        }
-    }
-    out
+    crate::domain::IdNumber::mask_within(text)
 }
 
 impl Clone for PeerTlsKey {

@@ -136,6 +136,8 @@ pub struct NewSession {
     pub cookie: String,
     pub csrf: String,
     pub expires_at: DateTime<Utc>,
+    /// The user's role (the pages pick the landing page by it).
+    pub role: Role,
 }
 
 /// A user as listed (never the hash).
@@ -378,9 +380,11 @@ pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserInfo>, AccountError> {
 
 /// Checks a user name and password. A success resets the failure count and opens a session; a
 /// failure counts towards the lockout. Both are audited, the failure with its reason (never the
-/// password). The password is checked before the lock, with the same cost for unknown users, so
-/// neither timing nor the answer tells whether a name exists; a locked account says so only to
-/// the right password.
+/// password). The password is always hashed (a dummy hash for unknown users), and an unknown
+/// user, a wrong password, a locked account and a disabled account all answer
+/// [`AccountError::BadCredentials`] — whatever the password — so neither timing nor the answer
+/// tells whether a name exists, is locked, or whether a guess was right. Wrong passwords during
+/// a lock still count: reaching the limit again extends the lock.
 pub fn login(
     conn: &mut DbConn,
     hlc: Hlc,
@@ -420,25 +424,18 @@ pub fn login(
             let Some(user) = user else {
                 return fail(conn, "unknown_user", AccountError::BadCredentials);
             };
-            if let Some(until) = user.locked_until.filter(|t| *t > now) {
-                // While locked nothing counts; only the right password learns of the lock.
-                let err = if ok {
-                    AccountError::Locked { until }
-                } else {
-                    AccountError::BadCredentials
-                };
-                return fail(conn, "locked", err);
-            }
+            let locked = user.locked_until.filter(|t| *t > now);
             if !ok {
                 let failures = user.failed_logins.saturating_add(1);
                 let lock =
                     (failures >= policy.max_failures).then(|| (now + policy.lockout).naive_utc());
-                // A lock starts a new count: the next window allows the full number of attempts.
+                // A lock starts a new count; failures during a lock count too, and reaching the
+                // limit again extends it.
                 repo::set_failures(
                     conn,
                     username,
                     if lock.is_some() { 0 } else { failures },
-                    lock,
+                    lock.or(locked.map(|t| t.naive_utc())),
                 )?;
                 if let Some(until) = lock {
                     audit_event(
@@ -450,10 +447,20 @@ pub fn login(
                             .details(serde_json::json!({"until": until.and_utc()})),
                     )?;
                 }
-                return fail(conn, "bad_password", AccountError::BadCredentials);
+                let reason = if locked.is_some() {
+                    "locked"
+                } else {
+                    "bad_password"
+                };
+                return fail(conn, reason, AccountError::BadCredentials);
+            }
+            // The right password of a locked or disabled account gets the wrong password's
+            // answer: the caller must not learn that the guess was right.
+            if locked.is_some() {
+                return fail(conn, "locked", AccountError::BadCredentials);
             }
             if user.disabled {
-                return fail(conn, "disabled", AccountError::Disabled);
+                return fail(conn, "disabled", AccountError::BadCredentials);
             }
             repo::set_failures(conn, username, 0, None)?;
             repo::delete_expired_sessions(conn, now.naive_utc())?;
@@ -482,9 +489,102 @@ pub fn login(
                 cookie,
                 csrf,
                 expires_at,
+                role: user.role,
             }))
         },
     )?
+}
+
+/// Failed logins per client address in a sliding window, in memory and bounded: at most
+/// `max` timestamps per address and [`ClientLimiter::MAX_CLIENTS`] addresses (past that, expired
+/// entries are dropped, then the address whose latest failure is oldest). Counts failures only,
+/// whatever user names they tried; a success does not reset the count.
+pub struct ClientLimiter {
+    max: usize,
+    window: std::time::Duration,
+    failures: std::sync::Mutex<
+        std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<std::time::Instant>>,
+    >,
+}
+
+impl ClientLimiter {
+    /// Addresses remembered at most.
+    pub const MAX_CLIENTS: usize = 10_000;
+
+    pub fn new(max: u32, window: std::time::Duration) -> Self {
+        Self {
+            max: usize::try_from(max.max(1)).unwrap_or(usize::MAX),
+            window,
+            failures: Default::default(),
+        }
+    }
+
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<std::net::IpAddr, std::collections::VecDeque<std::time::Instant>>,
+    > {
+        // The map holds only counters; one left by a panicking holder is still usable.
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `Err(wait)` when `client` has used up its failures in the window.
+    pub fn check(
+        &self,
+        client: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> Result<(), std::time::Duration> {
+        let mut map = self.map();
+        let Some(q) = map.get_mut(&client) else {
+            return Ok(());
+        };
+        while q
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            q.pop_front();
+        }
+        match q.front() {
+            Some(first) if q.len() >= self.max => Err(self
+                .window
+                .saturating_sub(now.saturating_duration_since(*first))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed login of `client`.
+    pub fn failed(&self, client: std::net::IpAddr, now: std::time::Instant) {
+        let mut map = self.map();
+        if !map.contains_key(&client) && map.len() >= Self::MAX_CLIENTS {
+            let window = self.window;
+            map.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) < window)
+            });
+            if map.len() >= Self::MAX_CLIENTS {
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, q)| q.back().copied())
+                    .map(|(ip, _)| *ip);
+                if let Some(ip) = oldest {
+                    map.remove(&ip);
+                }
+            }
+        }
+        let q = map.entry(client).or_default();
+        q.push_back(now);
+        while q.len() > self.max {
+            q.pop_front();
+        }
+    }
+
+    /// Addresses currently remembered.
+    pub fn clients(&self) -> usize {
+        self.map().len()
+    }
 }
 
 /// The user of a live session cookie.
@@ -681,5 +781,28 @@ mod tests {
         assert!(!valid_name("a b"));
         assert!(check_password("short").is_err());
         assert!(check_password("twelve chars").is_ok());
+    }
+
+    #[test]
+    fn the_client_limiter_slides_and_stays_bounded() {
+        use std::net::{IpAddr, Ipv4Addr};
+        use std::time::{Duration as D, Instant};
+        let l = ClientLimiter::new(3, D::from_secs(60));
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert!(l.check(a, t0 + D::from_secs(i)).is_ok());
+            l.failed(a, t0 + D::from_secs(i));
+        }
+        let wait = l.check(a, t0 + D::from_secs(10)).unwrap_err();
+        assert_eq!(wait, D::from_secs(50));
+        // Another address is not affected; the first slides free after the window.
+        assert!(l.check(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), t0).is_ok());
+        assert!(l.check(a, t0 + D::from_secs(61)).is_ok());
+        // Bounded: many addresses never hold more than MAX_CLIENTS entries.
+        for i in 0..(ClientLimiter::MAX_CLIENTS as u32 + 50) {
+            l.failed(IpAddr::V4(Ipv4Addr::from(i)), t0 + D::from_secs(1));
+        }
+        assert!(l.clients() <= ClientLimiter::MAX_CLIENTS);
     }
 }

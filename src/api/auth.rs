@@ -64,9 +64,17 @@ pub fn unauthenticated(reason: impl Into<String>) -> ApiError {
 
 /// The bearer token of a request, if it sends one.
 fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(h) = req.headers().get("authorization") else {
+    let mut all = req.headers().get_all("authorization");
+    let Some(h) = all.next() else {
         return Ok(None);
     };
+    if all.next().is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_header",
+            "send one Authorization header, not several",
+        )
+        .field("Authorization"));
+    }
     let h = h
         .to_str()
         .map_err(|_| unauthenticated("the Authorization header is not ASCII"))?;

@@ -3,13 +3,13 @@
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{now, purpose_of, AppState};
+use super::{input, now, purpose_of, AppState};
 use crate::accounts::Permission;
 use crate::domain::case::state::{CaseState, Transition};
 use crate::domain::child::Benefit;
@@ -36,8 +36,9 @@ fn parse_case_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Open a case: ask the hukou bureau to confirm one benefit for a child whose file is here.
-#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = NewCase,
+#[utoipa::path(post, path = "/api/v1/cases", tag = "cases", operation_id = "create_case", request_body = NewCase,
     responses((status = 201, body = CaseView),
+        (status = 400, description = "malformed_json or duplicate_key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not_residence: only the residence bureau submits", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "child_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field, decider_not_party, no_decider", body = Problem, content_type = "application/problem+json")))]
@@ -45,10 +46,11 @@ fn parse_case_id(raw: &str) -> Result<String, ApiError> {
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<Value>,
+    req: HttpRequest,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let new: NewCase = parse(body.into_inner())?;
     let actor = caller.require(&state, Permission::EditChildren).await?;
+    let new: NewCase = parse(input::body(&req, body).await?)?;
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();
     let at = now();
@@ -71,9 +73,10 @@ pub struct TransitionRequest {
 }
 
 /// Make a transition as this node's party in the case.
-#[utoipa::path(post, path = "/api/v1/cases/{case_id}/transitions", tag = "cases", request_body = TransitionRequest,
+#[utoipa::path(post, path = "/api/v1/cases/{case_id}/transitions", tag = "cases", operation_id = "transition_case", request_body = TransitionRequest,
     params(("case_id" = String, Path)),
     responses((status = 200, body = CaseView),
+        (status = 400, description = "malformed_json, duplicate_key or invalid_path", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "wrong_party or not_party", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "terminal_state or illegal_transition", body = Problem, content_type = "application/problem+json"),
@@ -82,15 +85,20 @@ pub struct TransitionRequest {
 pub async fn transition(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<Value>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(&state, Permission::EditChildren).await?;
     let case_id = parse_case_id(&path)?;
-    let t: TransitionRequest = parse(body.into_inner())?;
+    let t: TransitionRequest = parse(input::body(&req, body).await?)?;
     t.transition
         .validate()
         .map_err(|e| ApiError::from(service::CaseError::Step(e.into())))?;
-    let actor = caller.require(&state, Permission::EditChildren).await?;
+    if let Some(officer) = &t.officer {
+        crate::domain::text::check(officer, false)
+            .map_err(|reason| ApiError::unprocessable("invalid_field", reason).field("officer"))?;
+    }
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();
     let at = now();
@@ -113,7 +121,7 @@ pub async fn transition(
 }
 
 /// A case with its full history, deadline and the actions this node may take.
-#[utoipa::path(get, path = "/api/v1/cases/{case_id}", tag = "cases", params(("case_id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/cases/{case_id}", tag = "cases", operation_id = "read_case", params(("case_id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/cases/{case_id}")]
 pub async fn read(
@@ -122,8 +130,8 @@ pub async fn read(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let case_id = parse_case_id(&path)?;
     let actor = caller.require(&state, Permission::ReadChildren).await?;
+    let case_id = parse_case_id(&path)?;
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();
@@ -157,22 +165,40 @@ pub struct CaseListQuery {
     benefit: Option<Benefit>,
     /// Only open cases past their deadline.
     overdue: Option<bool>,
+    /// Keyset paging: the `next_after` of the previous page.
+    #[param(value_type = Option<String>, format = "uuid")]
+    after: Option<String>,
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
+impl input::Bounds for CaseListQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        input::within("limit", self.limit, input::limits::CASES_PAGE)
+    }
+}
+
+/// A page of cases, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CasePage {
+    pub items: Vec<CaseSummary>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
 /// Incoming and outgoing cases, with deadlines flagged.
-#[utoipa::path(get, path = "/api/v1/cases", tag = "cases", params(CaseListQuery),
-    responses((status = 200, body = Vec<CaseSummary>), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v1/cases", tag = "cases", operation_id = "list_cases", params(CaseListQuery),
+    responses((status = 200, body = CasePage), (status = 400, description = "invalid_query (field: the parameter) or invalid_header (X-Purpose)", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/cases")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    q: web::Query<CaseListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::ReadChildren).await?;
+    let q: CaseListQuery = input::query(&req)?;
     let purpose = purpose_of(&req)?;
-    let q = q.into_inner();
     let incoming = match q.direction.as_deref() {
         None => None,
         Some("incoming") => Some(true),
@@ -184,12 +210,21 @@ pub async fn list(
             )
         }
     };
+    let limit = q.limit.unwrap_or(100);
+    if let Some(after) = &q.after {
+        if uuid::Uuid::parse_str(after).is_err() {
+            return Err(
+                ApiError::bad_request("invalid_query", "after is a case id (UUID)").field("after"),
+            );
+        }
+    }
     let query = CaseQuery {
         incoming,
         state: q.state,
         benefit: q.benefit,
         overdue_only: q.overdue.unwrap_or(false),
-        limit: i64::from(q.limit.unwrap_or(100).clamp(1, 1000)),
+        after: q.after,
+        limit: i64::from(limit),
     };
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();
@@ -200,5 +235,11 @@ pub async fn list(
             service::list_for(c, &node, &deadlines, &query, &actor, purpose.as_deref(), at)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(list))
+    let next_after = (list.len() == limit as usize)
+        .then(|| list.last().map(|c| c.case_id.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(CasePage {
+        items: list,
+        next_after,
+    }))
 }

@@ -7,7 +7,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{now, parse_id, purpose_of, AppState};
+use super::{input, now, parse_id, purpose_of, AppState};
 use crate::accounts::Permission;
 use crate::domain::child::Category;
 use crate::domain::{IdNumber, RegionPrefix};
@@ -16,11 +16,11 @@ use crate::sync::ledger::{self, ChildFile, ChildPage};
 
 /// Create a child's file (一人一档). The body is a full record; sex and birth date come from the ID number.
 #[utoipa::path(
-    post, path = "/api/v1/children", tag = "children",
+    post, path = "/api/v1/children", tag = "children", operation_id = "create_child",
     request_body(content = Object, description = "A ChildRecord: id_number, name, hukou_region and residence_region are required"),
     responses(
         (status = 201, description = "Created", body = ChildFile),
-        (status = 400, description = "malformed_json", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json or duplicate_key (field: the member named twice)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not_party: this node serves neither region", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already_exists", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
@@ -32,12 +32,14 @@ use crate::sync::ledger::{self, ChildFile, ChildPage};
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<Map<String, Value>>,
+    req: HttpRequest,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::EditChildren).await?;
+    let body: Map<String, Value> = input::body(&req, body).await?;
     let node = state.node.clone();
     let at = now();
-    let record = ledger::parse_record(&node, body.into_inner(), at)?;
+    let record = ledger::parse_record(&node, body, at)?;
     let file = state
         .store
         .run(move |conn| ledger::create_child(conn, &node, record, &actor, at))
@@ -47,12 +49,12 @@ pub async fn create(
 
 /// Read a child's file: the current view and its full version history. The read is audited.
 #[utoipa::path(
-    get, path = "/api/v1/children/{id_number}", tag = "children",
+    get, path = "/api/v1/children/{id_number}", tag = "children", operation_id = "read_child",
     params(("id_number" = String, Path, description = "18-character resident ID number"),
            ("X-Purpose" = Option<String>, Header, description = "Why the file is read; recorded in the audit log")),
     responses(
         (status = 200, description = "The file", body = ChildFile),
-        (status = 400, description = "invalid_id_number", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid_id_number or invalid_header (X-Purpose)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -63,8 +65,8 @@ pub async fn read(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
     let actor = caller.require(&state, Permission::ReadChildren).await?;
+    let id = parse_id(&path)?;
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();
     let at = now();
@@ -78,12 +80,12 @@ pub async fn read(
 /// Change some fields. Creates a version whose parents are all current heads. A node may change
 /// only the fields its role owns for this child (hukou or residence), plus shared fields.
 #[utoipa::path(
-    patch, path = "/api/v1/children/{id_number}", tag = "children",
+    patch, path = "/api/v1/children/{id_number}", tag = "children", operation_id = "update_child",
     params(("id_number" = String, Path, description = "18-character resident ID number")),
     request_body(content = Object, description = "Fields to set; null clears an optional field"),
     responses(
         (status = 200, description = "The updated file", body = ChildFile),
-        (status = 400, description = "malformed_json or invalid_id_number", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed_json, duplicate_key or invalid_id_number", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "field_not_owned", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
@@ -94,14 +96,15 @@ pub async fn read(
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<Map<String, Value>>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
     let actor = caller.require(&state, Permission::EditChildren).await?;
+    let id = parse_id(&path)?;
+    let patch: Map<String, Value> = input::body(&req, body).await?;
     let node = state.node.clone();
     let at = now();
-    let patch = body.into_inner();
     let file = state
         .store
         .run(move |conn| ledger::update_child(conn, &node, &id, patch, &actor, at))
@@ -122,21 +125,31 @@ pub struct ListQuery {
     category: Option<String>,
     /// One of the configured palette, e.g. 红.
     risk_level: Option<String>,
-    /// Only files not updated and not visited for this many days (the six-month rule: 183).
+    /// Only files not updated and not visited for this many days (the six-month rule: 183);
+    /// 1 to 36500.
+    #[param(minimum = 1, maximum = 36500)]
     stale_days: Option<u32>,
     /// Keyset paging: the `next_after` of the previous page.
     after: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+}
+
+impl input::Bounds for ListQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        input::within("stale_days", self.stale_days, input::limits::STALE_DAYS)?;
+        input::within("limit", self.limit, input::limits::CHILDREN_PAGE)
+    }
 }
 
 /// List files with filters and paging. Which files were returned is audited.
 #[utoipa::path(
-    get, path = "/api/v1/children", tag = "children",
+    get, path = "/api/v1/children", tag = "children", operation_id = "list_children",
     params(ListQuery, ("X-Purpose" = Option<String>, Header, description = "Why; recorded in the audit log")),
     responses(
         (status = 200, description = "A page", body = ChildPage),
-        (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "invalid_query (field: the parameter) or invalid_header (X-Purpose)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/children")]
@@ -144,9 +157,9 @@ pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = query.into_inner();
+    let actor = caller.require(&state, Permission::ReadChildren).await?;
+    let q: ListQuery = input::query(&req)?;
     let prefix = |field: &'static str, v: Option<String>| -> Result<Option<String>, ApiError> {
         v.map(|p| {
             RegionPrefix::parse(&p)
@@ -176,9 +189,6 @@ pub async fn list(
         }
     }
     let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit is 1 to 500").field("limit"));
-    }
     if let Some(a) = &q.after {
         IdNumber::parse(a)
             .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()).field("after"))?;
@@ -190,13 +200,20 @@ pub async fn list(
         residence_prefix: prefix("residence_region", q.residence_region)?,
         category,
         risk_level: q.risk_level,
-        stale_before: q
-            .stale_days
-            .map(|d| (at - chrono::Duration::days(i64::from(d))).naive_utc()),
+        stale_before: match q.stale_days {
+            Some(d) => Some(
+                at.checked_sub_signed(chrono::Duration::days(i64::from(d)))
+                    .ok_or_else(|| {
+                        ApiError::bad_request("invalid_query", "stale_days reaches before year 1")
+                            .field("stale_days")
+                    })?
+                    .naive_utc(),
+            ),
+            None => None,
+        },
         after: q.after,
         limit: i64::from(limit),
     };
-    let actor = caller.require(&state, Permission::ReadChildren).await?;
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();
     let page = state

@@ -133,6 +133,13 @@ impl ResponseError for ApiError {
         if let Some(cause) = &self.internal {
             tracing::error!(error = %cause, "internal error");
         }
+        self.problem_response()
+    }
+}
+
+impl ApiError {
+    /// The problem+json response, without logging (`error_response` logs internal causes).
+    pub fn problem_response(&self) -> HttpResponse {
         let problem = Problem {
             problem_type: format!("urn:hukou-sync:problem:{}", self.code),
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -142,11 +149,19 @@ impl ResponseError for ApiError {
             reason: self.reason.clone(),
             extensions: self.extensions.clone(),
         };
-        let mut response = HttpResponse::build(self.status);
-        if let Some(secs) = self.retry_after {
-            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        let mut resp = HttpResponse::build(self.status);
+        resp.content_type("application/problem+json")
+            .insert_header((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.insert_header((
+                actix_web::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"hukou-sync\"",
+            ));
         }
-        response.content_type("application/problem+json").json(problem)
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        resp.json(problem)
     }
 }
 
@@ -223,8 +238,9 @@ impl From<crate::sync::receive::PushError> for ApiError {
         use crate::sync::receive::PushError as P;
         let reason = e.to_string();
         match e {
-            P::Busy { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", reason)
-                .retry_after(1),
+            P::Busy { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", reason).retry_after(1)
+            }
             P::TooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", reason)
             }
@@ -233,7 +249,7 @@ impl From<crate::sync::receive::PushError> for ApiError {
                     .field("versions")
             }
             P::Malformed(_) => ApiError::bad_request("malformed_json", reason),
-            P::DuplicateKey(_) => ApiError::bad_request("duplicate_key", reason),
+            P::DuplicateKey(name) => ApiError::bad_request("duplicate_key", reason).field(name),
             P::Invalid(_) => ApiError::unprocessable("invalid_body", reason),
             P::SenderMismatch { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "sender_mismatch", reason).field("sender")
@@ -341,7 +357,13 @@ pub fn query_error(
     _req: &actix_web::HttpRequest,
 ) -> actix_web::Error {
     let reason = err.to_string();
-    let field = reason.split('`').nth(1).map(str::to_owned);
+    // Only these messages quote the parameter's name; the others quote its value.
+    let names_parameter = ["unknown field", "missing field"]
+        .iter()
+        .any(|p| reason.contains(p));
+    let field = names_parameter
+        .then(|| reason.split('`').nth(1).map(str::to_owned))
+        .flatten();
     let mut api = ApiError::bad_request("invalid_query", reason);
     api.field = field;
     api.into()

@@ -13,7 +13,7 @@ use crate::sync::sender::{peer_statuses, PeerStatus};
 use crate::sync::{LedgerError, LocalNode};
 
 /// Metrics in the Prometheus text format (version 0.0.4).
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let node = state.node.clone();

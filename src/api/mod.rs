@@ -7,6 +7,8 @@ pub mod cases;
 pub mod children;
 pub mod conflicts;
 pub mod error;
+pub mod input;
+pub mod manners;
 pub mod metrics;
 pub mod peer;
 pub mod peers;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub deadlines: Arc<Deadlines>,
     /// Receives peers' batches (`POST /peer/v1/versions`).
     pub receiver: Arc<crate::sync::receive::Receiver>,
+    /// Failed logins per client address (`admin.login_attempts_per_client`).
+    pub login_limiter: Arc<crate::accounts::ClientLimiter>,
 }
 
 impl AppState {
@@ -73,8 +77,15 @@ impl AppState {
     }
 }
 
-/// Registers the admin routes and their extractor configuration.
-pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+/// Registers the admin routes and their extractor configuration. `panic_route` adds the
+/// test-only `GET /api/v1/test/panic` (`admin.panic_route_for_tests`, off by default).
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: bool) {
+    if panic_route {
+        cfg.route(
+            "/api/v1/test/panic",
+            web::get().to(manners::panic_for_tests),
+        );
+    }
     cfg.app_data(
         web::JsonConfig::default()
             .limit(body_limit)
@@ -107,9 +118,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     .service(reconcile::run)
     .service(reconcile::start)
     .service(reconcile::stale)
-    .default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::not_found("no such route"))
-    }));
+    .default_service(web::to(manners::unmatched));
 }
 
 /// An ID number from a request path: 400 `invalid_id_number` if it is not one.
@@ -131,6 +140,16 @@ pub fn purpose_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         .field("X-Purpose")
     })?;
     let s = percent_decode(s);
+    if let Some((at, c, why)) = crate::domain::text::first_refused(&s, false) {
+        return Err(ApiError::bad_request(
+            "invalid_header",
+            format!(
+                "X-Purpose character {at} is U+{:04X}, {why}; send visible text",
+                u32::from(c)
+            ),
+        )
+        .field("X-Purpose"));
+    }
     if s.chars().count() > 200 {
         return Err(
             ApiError::bad_request("invalid_header", "X-Purpose is at most 200 characters")
@@ -171,7 +190,7 @@ pub struct Health {
 }
 
 /// Liveness and database reachability.
-#[utoipa::path(get, path = "/healthz", tag = "ops",
+#[utoipa::path(get, path = "/healthz", tag = "ops", operation_id = "health",
     responses((status = 200, body = Health), (status = 503, description = "unavailable", body = error::Problem, content_type = "application/problem+json")))]
 #[get("/healthz")]
 pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -219,13 +238,239 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         conflicts::of_file,
         conflicts::resolve,
     ),
-    components(schemas(error::Problem))
+    components(schemas(error::Problem, crate::domain::child::ChildRecord))
 )]
 pub struct ApiDoc;
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", operation_id = "openapi",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    HttpResponse::Ok().json(document())
+}
+
+/// The OpenAPI document served at `/openapi.json`: what the annotations say, completed with what
+/// holds for every `/api/v1` operation alike and is therefore written once here — the security
+/// schemes (a bearer token, or a session cookie whose changes carry the CSRF header), the error
+/// statuses every authenticated route can answer, and the bodies of children's files.
+pub fn document() -> serde_json::Value {
+    let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(doc) => doc,
+        // Serialising plain data cannot fail; an empty document would fail every client test.
+        Err(_) => return serde_json::Value::Null,
+    };
+    complete(&mut doc);
+    doc
+}
+
+/// A problem response with `description`.
+fn problem(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+fn complete(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let schemas = &mut doc["components"]["schemas"];
+    // The create body: a record with only the four fields a file cannot lack required.
+    if let Some(record) = schemas.get("ChildRecord").cloned() {
+        let mut new_child = record.clone();
+        new_child["required"] = json!(["id_number", "name", "hukou_region", "residence_region"]);
+        new_child["description"] = json!("A child's full record. id_number, name, hukou_region and residence_region are required; other fields are null, [] or absent when empty.");
+        let mut patch = record;
+        if let Some(o) = patch.as_object_mut() {
+            o.remove("required");
+        }
+        patch["description"] = json!("Fields to set; null clears an optional field. id_number cannot change (422 immutable_field).");
+        schemas["NewChild"] = new_child;
+        schemas["ChildPatch"] = patch;
+    }
+    schemas["Transition"] = transition_schema();
+    if let Some(t) = schemas.pointer_mut("/TransitionRequest/properties/transition") {
+        *t = json!({"$ref": "#/components/schemas/Transition"});
+    }
+    for (path, method, schema) in [
+        ("/api/v1/children", "post", "NewChild"),
+        ("/api/v1/children/{id_number}", "patch", "ChildPatch"),
+    ] {
+        if let Some(op) = doc["paths"][path].get_mut(method) {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {
+                "schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        }
+    }
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for op in item.values_mut() {
+                let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+                    continue;
+                };
+                for param in params {
+                    let name = param["name"].as_str().unwrap_or_default().to_owned();
+                    if let Some(extra) = parameter_schema(path, &name) {
+                        if let (Some(schema), Some(extra)) =
+                            (param["schema"].as_object_mut(), extra.as_object())
+                        {
+                            for (k, v) in extra {
+                                schema.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    doc["components"]["securitySchemes"] = json!({
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "A token from `hukou-sync admin token create NAME --role R` (hks_…)."},
+        "session": {"type": "apiKey", "in": "cookie", "name": crate::accounts::SESSION_COOKIE,
+                    "description": "A logged-in browser's session cookie."},
+        "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token",
+                 "description": "The session's CSRF token; a session's changes need it."}
+    });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let has_body = op.get("requestBody").is_some();
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path = params.iter().any(|p| p["in"] == "path");
+            let in_query_or_header = params
+                .iter()
+                .any(|p| p["in"] == "query" || p["in"] == "header");
+            let Some(responses) = op["responses"].as_object_mut() else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description));
+            };
+            if path.starts_with("/api/v1/") {
+                add(
+                    "400",
+                    "invalid_header (X-Purpose, Authorization), invalid_query or invalid_path",
+                );
+                add(
+                    "401",
+                    "unauthenticated: no credentials, or an unknown, revoked or ended one",
+                );
+                add(
+                    "403",
+                    "forbidden: the caller's role lacks the permission; csrf_token_invalid",
+                );
+                add("503", "unavailable: the database is busy; retry");
+            }
+            if in_path {
+                add("400", "invalid_path or invalid_id_number");
+                add("404", "not_found");
+            }
+            if in_query_or_header {
+                add("400", "invalid_query or invalid_header");
+            }
+            if has_body {
+                add("400", "malformed_json: the body is not JSON");
+                add("413", "body_too_large");
+                add(
+                    "415",
+                    "unsupported_media_type: send Content-Type: application/json",
+                );
+                add("422", "invalid_field, unknown_field or invalid_body");
+            }
+            if path.starts_with("/api/v1/") {
+                let mut session = json!({"session": []});
+                if method != "get" {
+                    session["csrf"] = json!([]);
+                }
+                op["security"] = Value::Array(vec![json!({"bearer": []}), session]);
+            }
+        }
+    }
+}
+
+/// Constraints of a parameter the handler checks beyond its Rust type: patterns, bounds, the
+/// values an enumerated string takes. Kept beside each other so the document states every bound
+/// the handlers enforce (`limit` differs per route).
+fn parameter_schema(path: &str, name: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    const ID_NUMBER: &str = "^[0-9]{17}[0-9Xx]$";
+    const REGION_PREFIX: &str = "^[0-9]{2}([0-9]{2}){0,2}$";
+    let category: Vec<&str> = crate::domain::child::Category::ALL
+        .iter()
+        .flat_map(|c| [c.code(), c.label_zh()])
+        .collect();
+    Some(match (path, name) {
+        (_, "id_number") => json!({"pattern": ID_NUMBER, "minLength": 18, "maxLength": 18}),
+        (_, "case_id") => json!({"format": "uuid"}),
+        ("/api/v1/children", "after") => json!({"pattern": ID_NUMBER}),
+        (_, "region" | "hukou_region" | "residence_region") => json!({"pattern": REGION_PREFIX}),
+        (_, "category") => json!({"enum": category}),
+        ("/api/v1/children", "stale_days") => json!({"minimum": 1, "maximum": 36_500}),
+        ("/api/v1/children", "limit") => json!({"minimum": 1, "maximum": 500}),
+        ("/api/v1/conflicts", "limit") => json!({"minimum": 1, "maximum": 500}),
+        ("/api/v1/conflicts", "owner") => json!({"enum": ["here", "all"]}),
+        ("/api/v1/cases", "limit") => json!({"minimum": 1, "maximum": 1000}),
+        ("/api/v1/cases", "direction") => json!({"enum": ["incoming", "outgoing"]}),
+        ("/api/v1/cases", "state") => {
+            json!({"enum": wire_names(crate::domain::case::state::CaseState::ALL)})
+        }
+        ("/api/v1/audit/events", "limit") => json!({"minimum": 1, "maximum": 1000}),
+        ("/api/v1/audit/events/{seq}", "seq") => json!({"minimum": 0}),
+        ("/api/v1/audit/consistency", "old_size" | "new_size") => json!({"minimum": 1}),
+        ("/api/v1/reconcile/runs", "limit") => json!({"minimum": 1, "maximum": 200}),
+        ("/api/v1/stale", "days") => json!({"minimum": 1, "maximum": 36_500}),
+        ("/api/v1/reconcile/runs/{id}", "id") => json!({"format": "uuid"}),
+        _ => return None,
+    })
+}
+
+/// A case transition as `POST /api/v1/cases/{case_id}/transitions` takes it: one object per
+/// action, no other members (`domain::case::state::Transition` on the wire).
+fn transition_schema() -> serde_json::Value {
+    use serde_json::json;
+    let action = |name: &str, props: serde_json::Value, required: &[&str]| {
+        let mut properties = json!({"action": {"type": "string", "const": name}});
+        if let (Some(p), Some(extra)) = (properties.as_object_mut(), props.as_object()) {
+            for (k, v) in extra {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        let mut req = vec!["action"];
+        req.extend_from_slice(required);
+        json!({"type": "object", "properties": properties, "required": req,
+               "additionalProperties": false})
+    };
+    json!({
+        "description": "One step of a case: its `action` and that action's fields.",
+        "oneOf": [
+            action("submit", json!({}), &[]),
+            action("receive", json!({}), &[]),
+            action("request_info", json!({"question": {"type": "string"}}), &["question"]),
+            action("provide_info", json!({"answer": {"type": "string"}}), &["answer"]),
+            action("approve", json!({
+                "effective_month": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+                "review_on": {"type": ["string", "null"], "format": "date"}}), &["effective_month"]),
+            action("deny", json!({
+                "reason_code": {"type": "string",
+                    "enum": wire_names(crate::domain::case::state::DenialReason::ALL)},
+                "reason_text": {"type": "string"}}), &["reason_code", "reason_text"]),
+            action("withdraw", json!({"reason": {"type": ["string", "null"]}}), &[]),
+        ]
+    })
+}
+
+/// How serde spells each value of an enum: the document's `enum` list.
+fn wire_names<T: serde::Serialize>(all: impl IntoIterator<Item = T>) -> Vec<serde_json::Value> {
+    all.into_iter()
+        .filter_map(|v| serde_json::to_value(v).ok())
+        .collect()
 }

@@ -9,7 +9,7 @@ use crate::accounts::Permission;
 use crate::sync::sender::{self, PeerStatus};
 
 /// Delivery state of every peer.
-#[utoipa::path(get, path = "/api/v1/peers", tag = "exchange", responses((status = 200, body = Vec<PeerStatus>)))]
+#[utoipa::path(get, path = "/api/v1/peers", tag = "exchange", operation_id = "list_peers", responses((status = 200, body = Vec<PeerStatus>)))]
 #[get("/api/v1/peers")]
 pub async fn peers(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(&state, Permission::ViewOperations).await?;

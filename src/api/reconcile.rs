@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::{purpose_of, AppState};
+use super::{input, purpose_of, AppState};
 use crate::accounts::Permission;
 use crate::reconcile::report::Report;
 use crate::reconcile::stale::StaleList;
@@ -20,6 +20,12 @@ use crate::reconcile::{history, Reconciler, RunOptions, StartedBy};
 pub struct StartQuery {
     /// Compare and report only.
     dry_run: Option<bool>,
+}
+
+impl input::Bounds for StartQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// A run as the API shows it; `report` once it finished.
@@ -35,6 +41,12 @@ pub struct RunView {
     pub finished_at: Option<DateTime<Utc>>,
     pub differences: u64,
     pub report: Option<Report>,
+}
+
+impl input::Bounds for StaleQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        input::within("days", self.days, input::limits::STALE_DAYS)
+    }
 }
 
 impl From<history::Run> for RunView {
@@ -55,7 +67,7 @@ impl From<history::Run> for RunView {
 
 /// Start a reconciliation run with a peer. It runs in the background: follow it at the
 /// returned `Location`.
-#[utoipa::path(post, path = "/api/v1/reconcile/{peer}", tag = "reconcile",
+#[utoipa::path(post, path = "/api/v1/reconcile/{peer}", tag = "reconcile", operation_id = "start_reconcile",
     params(("peer" = String, Path, description = "The peer's node id"), StartQuery),
     responses((status = 202, body = RunView, description = "started"),
         (status = 404, description = "unknown_peer", body = Problem, content_type = "application/problem+json"),
@@ -66,9 +78,9 @@ pub async fn start(
     req: HttpRequest,
     caller: Caller,
     path: web::Path<String>,
-    q: web::Query<StartQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::Operate).await?;
+    let q: StartQuery = input::query(&req)?;
     let Some(rec) = req.app_data::<web::Data<Reconciler>>().cloned() else {
         return Err(crate::reconcile::ReconcileError::NoDirectory.into());
     };
@@ -101,49 +113,53 @@ pub async fn start(
 pub struct RunsQuery {
     /// Only runs with this peer.
     peer: Option<String>,
-    /// Keyset paging: runs older than this run id.
-    before: Option<String>,
+    /// Keyset paging: the `next_after` of the previous page (runs older than this run id).
+    after: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+}
+
+impl input::Bounds for RunsQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        input::within("limit", self.limit, input::limits::RUNS_PAGE)
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunPage {
     pub items: Vec<RunView>,
-    /// Pass as `before` for the next page.
-    pub next_before: Option<String>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
 }
 
 /// Reconciliation runs and their reports, newest first.
-#[utoipa::path(get, path = "/api/v1/reconcile/runs", tag = "reconcile", params(RunsQuery),
+#[utoipa::path(get, path = "/api/v1/reconcile/runs", tag = "reconcile", operation_id = "list_reconcile_runs", params(RunsQuery),
     responses((status = 200, body = RunPage), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/reconcile/runs")]
 pub async fn runs(
     state: web::Data<AppState>,
     caller: Caller,
-    q: web::Query<RunsQuery>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&state, Permission::ViewOperations).await?;
-    let q = q.into_inner();
+    let q: RunsQuery = input::query(&req)?;
     let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit is 1 to 200").field("limit"));
-    }
     let rows = state
         .store
-        .run(move |c| history::list(c, q.peer.as_deref(), q.before.as_deref(), i64::from(limit)))
+        .run(move |c| history::list(c, q.peer.as_deref(), q.after.as_deref(), i64::from(limit)))
         .await?;
-    let next_before = (rows.len() == limit as usize)
+    let next_after = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
     Ok(HttpResponse::Ok().json(RunPage {
         items: rows.into_iter().map(RunView::from).collect(),
-        next_before,
+        next_after,
     }))
 }
 
 /// One run and its report.
-#[utoipa::path(get, path = "/api/v1/reconcile/runs/{id}", tag = "reconcile",
+#[utoipa::path(get, path = "/api/v1/reconcile/runs/{id}", tag = "reconcile", operation_id = "read_reconcile_run",
     params(("id" = String, Path, description = "Run id")),
     responses((status = 200, body = RunView), (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/reconcile/runs/{id}")]
@@ -162,7 +178,8 @@ pub async fn run(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StaleQuery {
-    /// Window in days (default `records.stale_after_days`, 183).
+    /// Window in days, 1 to 36500 (default `records.stale_after_days`, 183).
+    #[param(minimum = 1, maximum = 36500)]
     days: Option<u32>,
     /// Only children with a region under this prefix, e.g. `4101`.
     region: Option<String>,
@@ -170,21 +187,18 @@ pub struct StaleQuery {
 
 /// Children whose file was neither updated nor visited within the window, per region. A read of
 /// children's data: audited (`stale.list`), with the `X-Purpose` header.
-#[utoipa::path(get, path = "/api/v1/stale", tag = "reconcile", params(StaleQuery),
+#[utoipa::path(get, path = "/api/v1/stale", tag = "reconcile", operation_id = "list_stale", params(StaleQuery),
     responses((status = 200, body = StaleList), (status = 400, description = "invalid_query", body = Problem, content_type = "application/problem+json")))]
 #[get("/api/v1/stale")]
 pub async fn stale(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
-    q: web::Query<StaleQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::ReadChildren).await?;
-    let q = q.into_inner();
+    let q: StaleQuery = input::query(&req)?;
     let days = q.days.unwrap_or(state.settings.records.stale_after_days);
-    if !(1..=36_500).contains(&days) {
-        return Err(ApiError::bad_request("invalid_query", "days is 1 to 36500").field("days"));
-    }
+    input::within("days", Some(days), input::limits::STALE_DAYS)?;
     if let Some(r) = &q.region {
         crate::domain::RegionPrefix::parse(r).map_err(|e| {
             ApiError::bad_request("invalid_query", format!("not a region prefix: {e}"))

@@ -12,6 +12,7 @@ use crate::audit::log;
 use crate::audit::verify::{self, VerifyReport};
 use crate::config::Settings;
 use crate::crypto::keys::PublicKey;
+use crate::domain::shown_time::shown;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -157,10 +158,10 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&head)?);
             } else {
                 println!(
-                    "size {}  root {}  at {} UTC  key {} ({})",
+                    "size {}  root {}  at {}  key {} ({})",
                     head.size,
                     head.root,
-                    head.timestamp.format("%Y-%m-%d %H:%M:%S"),
+                    shown(head.timestamp),
                     head.public_key.fingerprint(),
                     head.public_key
                 );

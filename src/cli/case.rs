@@ -8,11 +8,12 @@ use clap::Subcommand;
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::domain::shown_time::shown;
 use crate::eligibility::service::{self, CaseQuery, NewCase};
 
 #[derive(Debug, Subcommand)]
 pub enum CaseCommand {
-    /// List cases: --incoming (this node decides), --outgoing, --overdue.
+    /// List cases, oldest first: --incoming (this node decides), --outgoing, --overdue.
     List {
         #[arg(long, conflicts_with = "outgoing")]
         incoming: bool,
@@ -20,6 +21,12 @@ pub enum CaseCommand {
         outgoing: bool,
         #[arg(long)]
         overdue: bool,
+        /// Keyset paging: the case id printed after "more:" (`next_after` in --json).
+        #[arg(long)]
+        after: Option<uuid::Uuid>,
+        /// Cases per page, 1 to 1000.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -67,6 +74,8 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             incoming,
             outgoing,
             overdue,
+            after,
+            limit,
             json,
         } => {
             let q = CaseQuery {
@@ -78,13 +87,22 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                     None
                 },
                 overdue_only: overdue,
-                limit: 1000,
+                after: after.map(|a| a.to_string()),
+                limit: i64::from(limit),
                 ..CaseQuery::default()
             };
             let list =
                 service::list_for(&mut conn, &node, &deadlines, &q, &actor, None, Utc::now())?;
+            let next_after = (list.len() == limit as usize)
+                .then(|| list.last().map(|c| c.case_id.clone()))
+                .flatten();
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "items": list, "next_after": next_after })
+                    )?
+                );
             } else {
                 for c in &list {
                     let flag = match &c.deadline {
@@ -105,6 +123,9 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
                 println!("{} case(s)", list.len());
+                if let Some(next) = &next_after {
+                    println!("more: --after {next}");
+                }
             }
         }
         CaseCommand::Show {
@@ -141,8 +162,8 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 println!("  history:");
                 for step in &c.history {
                     println!(
-                        "    {} UTC  {:<13} by {}{}",
-                        step.at.format("%Y-%m-%d %H:%M:%S"),
+                        "    {}  {:<13} by {}{}",
+                        shown(step.at),
                         step.transition.kind().as_str(),
                         step.by,
                         step.officer

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::domain::shown_time::shown;
 use crate::domain::{IdNumber, RegionPrefix};
 use crate::storage::records::ChildFilter;
 use crate::sync::ledger;
@@ -130,9 +131,9 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     let by: Vec<String> =
                         file.now_served_by.iter().map(ToString::to_string).collect();
                     println!(
-                        "  不再由本节点服务 (no longer served here) since {} UTC: now at {} — \
+                        "  不再由本节点服务 (no longer served here) since {}: now at {} — \
                          read-only copy as of the move",
-                        file.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                        shown(file.updated_at),
                         if by.is_empty() {
                             "-".to_owned()
                         } else {
@@ -149,7 +150,7 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "    {}  {}  by {}  changed: {}",
                         &v.id.to_string()[..12],
-                        v.stored_at.format("%Y-%m-%d %H:%M:%S"),
+                        shown(v.stored_at),
                         v.author_node,
                         v.changed.join(", ")
                     );
@@ -179,8 +180,12 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                 region_prefix: region,
                 category,
                 risk_level,
-                stale_before: stale_days
-                    .map(|d| (now - chrono::Duration::days(i64::from(d))).naive_utc()),
+                // Checked: a window reaching before year 1 means every file.
+                stale_before: stale_days.map(|d| {
+                    now.checked_sub_signed(chrono::Duration::days(i64::from(d)))
+                        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
+                        .naive_utc()
+                }),
                 limit: i64::from(limit.clamp(1, 10_000)),
                 after,
                 ..ChildFilter::default()
@@ -213,17 +218,7 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let id = IdNumber::parse(&id_number).map_err(|e| anyhow::anyhow!("id_number: {e}"))?;
-            let mut patch = Map::new();
-            for s in set {
-                let (k, v) = s
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--set {s:?}: expected FIELD=VALUE"))?;
-                let value = match v {
-                    "" | "null" => Value::Null,
-                    _ => serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
-                };
-                patch.insert(k.to_owned(), value);
-            }
+            let patch: Map<String, Value> = parse_assignments("--set", &set)?.into_iter().collect();
             let file = ledger::update_child(&mut conn, &node, &id, patch, &actor, Utc::now())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&file)?);
@@ -239,4 +234,23 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FIELD=VALUE` arguments: the value as JSON, or a bare string; empty or `null` clears.
+pub(crate) fn parse_assignments(
+    flag: &str,
+    args: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, Value>> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in args {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{flag} {s:?}: expected FIELD=VALUE"))?;
+        let value = match v {
+            "" | "null" => Value::Null,
+            _ => serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
+        };
+        out.insert(k.to_owned(), value);
+    }
+    Ok(out)
 }

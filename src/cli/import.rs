@@ -196,14 +196,18 @@ fn precheck(
                 "residence_region".into(),
                 "this node serves neither the hukou nor the residence region".into(),
             ));
-        } else if let Some(first) = seen.insert(r.id_number.to_string(), *line) {
+        } else if let Some(first) = seen.get(r.id_number.as_str()) {
+            // Named by its first occurrence, however many repeats follow.
             problems.push((*line, "id_number".into(), format!("repeats row {first}")));
-        } else if existing.contains(r.id_number.as_str()) {
-            problems.push((
-                *line,
-                "id_number".into(),
-                "a file for this ID number already exists".into(),
-            ));
+        } else {
+            seen.insert(r.id_number.to_string(), *line);
+            if existing.contains(r.id_number.as_str()) {
+                problems.push((
+                    *line,
+                    "id_number".into(),
+                    "a file for this ID number already exists".into(),
+                ));
+            }
         }
     }
     Ok(problems)

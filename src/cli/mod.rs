@@ -8,6 +8,7 @@ mod audit_cmd;
 mod bench;
 mod case;
 mod child;
+mod conflict;
 mod demo;
 mod import;
 pub mod pki;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{LogFormat, Settings};
+use crate::domain::shown_time::shown;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +55,9 @@ enum Command {
     /// Eligibility cases: list, show, create, act.
     #[command(subcommand)]
     Case(case::CaseCommand),
+    /// The review queue of concurrent edits: list, show, resolve.
+    #[command(subcommand)]
+    Conflict(conflict::ConflictCommand),
     /// Accounts of the admin listener: users (admin pages) and bearer tokens (local systems).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -185,6 +190,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => import::run_export(&load_settings(config)?, args),
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
+        Command::Conflict(cmd) => conflict::run(&load_settings(config)?, cmd),
         Command::Audit(cmd) => audit_cmd::run(&load_settings(config)?, cmd),
         Command::Admin(cmd) => admin::run(&load_settings(config)?, cmd),
         Command::Keygen { out } => {
@@ -244,11 +250,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         p.lag_seconds.unwrap_or(0),
                         p.delivered,
                         p.rejected,
-                        p.last_success_at.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                        p.last_success_at.map_or("never".into(), shown),
                         // An error older than the last success is history, not the state.
                         match (&p.last_error, p.last_error_at, p.last_success_at) {
                             (Some(e), Some(at), ok) if ok.map_or(true, |ok| at > ok) =>
-                                format!("last error ({} UTC): {e}", at.format("%Y-%m-%d %H:%M:%S")),
+                                format!("last error ({}): {e}", shown(at)),
                             _ => String::new(),
                         }
                     );

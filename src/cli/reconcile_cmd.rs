@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::domain::shown_time::shown;
 use crate::reconcile::run::{Progress, Stage};
 use crate::reconcile::{ReconcileError, RunOptions, RunStatus, StartedBy};
 
@@ -84,7 +85,7 @@ pub fn run_reconcile(settings: &Settings, args: ReconcileArgs) -> anyhow::Result
             for r in &rows {
                 println!(
                     "{}  {:<10} {:<11} {:<8} differences {:>6}{}  {}",
-                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    shown(r.started_at),
                     r.peer,
                     r.status.as_str(),
                     r.started_by,

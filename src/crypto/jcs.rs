@@ -74,83 +74,6 @@ pub enum JcsError {
     Serialize(#[from] serde_json::Error),
 }
 
-/// A JSON text with one meaning: no object in it repeats a member name (a parser would keep
-/// the last one silently, and a signed body would mean what the last duplicate says). Checked
-/// on the text before it is parsed into a value; also refuses text that is not JSON.
-pub fn reject_duplicate_keys(bytes: &[u8]) -> Result<(), DuplicateKeyError> {
-    use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    OneMeaning.deserialize(&mut de).map_err(DuplicateKeyError)?;
-    de.end().map_err(DuplicateKeyError)
-}
-
-/// A repeated member name (or text that is not JSON), with where it was found.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DuplicateKeyError(serde_json::Error);
-
-impl DuplicateKeyError {
-    /// True when the text is JSON with a repeated member name (false: not JSON at all).
-    pub fn is_duplicate(&self) -> bool {
-        self.0.is_data()
-    }
-}
-
-/// Walks a JSON text without keeping it, refusing repeated member names.
-struct OneMeaning;
-
-impl<'de> serde::de::DeserializeSeed<'de> for OneMeaning {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for OneMeaning {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(OneMeaning)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !seen.insert(key.clone()) {
-                return Err(serde::de::Error::custom(format!(
-                    "the member name {:?} appears twice in one object",
-                    key.chars().take(64).collect::<String>()
-                )));
-            }
-            map.next_value_seed(OneMeaning)?;
-        }
-        Ok(())
-    }
-}
-
 /// The RFC 8785 canonical UTF-8 bytes of `value`.
 pub fn canonicalize(value: &Value) -> Result<Vec<u8>, JcsError> {
     let mut out = Vec::new();
@@ -327,6 +250,87 @@ fn write_f64(out: &mut Vec<u8>, f: f64) -> Result<(), ()> {
     let mut buf = ryu_js::Buffer::new();
     out.extend_from_slice(buf.format_finite(f).as_bytes());
     Ok(())
+}
+
+/// A member name that appears twice in one object of `json`, the first such found (depth
+/// first, in text order); `None` when every object's names are unique. RFC 8259 leaves
+/// duplicate names to the parser, and [`Value`] keeps the last: a body that is hashed, signed or
+/// acted on must have one meaning, so admin and peer bodies are refused when this finds one.
+/// Errors are the JSON's syntax errors. Nesting is bounded by serde_json's recursion limit (128).
+pub fn first_duplicate_key(json: &[u8]) -> Result<Option<String>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let found = dup::Walk.deserialize(&mut de)?;
+    de.end()?;
+    Ok(found)
+}
+
+/// The walk behind [`first_duplicate_key`]: visits every value, keeps nothing but each object's
+/// member names.
+mod dup {
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+    /// Deserialises any value, yielding the first duplicate name inside it.
+    pub struct Walk;
+
+    impl<'de> DeserializeSeed<'de> for Walk {
+        type Value = Option<String>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(inner) = seq.next_element_seed(Walk)? {
+                found = found.or(inner);
+            }
+            Ok(found)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut names = HashSet::new();
+            let mut found = None;
+            while let Some(name) = map.next_key::<String>()? {
+                let inner = map.next_value_seed(Walk)?;
+                if found.is_none() {
+                    if names.contains(&name) {
+                        found = Some(name);
+                    } else {
+                        found = inner;
+                        names.insert(name);
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -848,18 +852,27 @@ mod tests {
     }
 
     #[test]
-    fn repeated_member_names_are_refused_at_any_depth() {
-        assert!(reject_duplicate_keys(br#"{"a":1,"b":[{"c":1,"d":2}],"e":{"a":1}}"#).is_ok());
-        for bad in [
-            r#"{"a":1,"a":2}"#,
-            r#"{"v":[{"x":1,"y":2,"x":3}]}"#,
-            r#"{"a\u0062":1,"ab":2}"#,
-        ] {
-            let e = reject_duplicate_keys(bad.as_bytes()).unwrap_err();
-            assert!(e.is_duplicate(), "{bad}: {e}");
-        }
-        let e = reject_duplicate_keys(b"{\"a\":").unwrap_err();
-        assert!(!e.is_duplicate());
-        assert!(reject_duplicate_keys(b"{} {}").is_err());
+    fn duplicate_member_names_are_found_at_any_depth() {
+        assert_eq!(first_duplicate_key(br#"{"a":1,"b":2}"#).unwrap(), None);
+        assert_eq!(
+            first_duplicate_key(br#"{"a":1,"a":2}"#).unwrap().as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            first_duplicate_key(br#"{"x":[{"k":1},{"k":1,"k":2}]}"#)
+                .unwrap()
+                .as_deref(),
+            Some("k")
+        );
+        // Escapes name the same member.
+        assert_eq!(
+            first_duplicate_key(br#"{"a":1,"\u0061":2}"#)
+                .unwrap()
+                .as_deref(),
+            Some("a")
+        );
+        assert_eq!(first_duplicate_key(b"[1,2,3]").unwrap(), None);
+        assert!(first_duplicate_key(b"{\"a\":").is_err());
+        assert!(first_duplicate_key(b"{} x").is_err());
     }
 }

@@ -21,6 +21,10 @@ pub mod jcs;
 pub mod keys;
 pub mod secret_file;
 
+/// The bounded fuzz driver and its targets (test builds only).
+#[cfg(test)]
+pub(crate) mod fuzz;
+
 pub use hash::{Digest, DigestParseError};
 pub use hlc::{ClockSkewError, Hlc, HlcClock, HlcError, ManualClock, SystemClock, WallClock};
 pub use jcs::{canonicalize, to_canonical_vec, JcsError};

@@ -69,6 +69,9 @@ pub mod assemble;
 pub mod document;
 pub mod watch;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};

@@ -67,7 +67,10 @@ impl Watcher {
     ) -> Option<WatchEvent> {
         let event = match file_stamp(path).await {
             Ok(stamp) if self.loaded == Some(stamp) => None,
-            Ok(stamp) => self.reload(handle, path, authority, Some(stamp), false).await,
+            Ok(stamp) => {
+                self.reload(handle, path, authority, Some(stamp), false)
+                    .await
+            }
             Err(e) => self.failed(
                 path,
                 format!("cannot inspect the directory file: {e}"),

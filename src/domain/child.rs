@@ -118,8 +118,9 @@ impl FieldError {
     }
 }
 
-/// Trimmed text of 1 to `MAX` characters without control characters (newlines and tabs allowed
-/// only where `MULTILINE`).
+/// Trimmed text of 1 to `MAX` characters that passes the human-text validator
+/// ([`super::text::check`]: no control, bidirectional, invisible, tag or noncharacters; at least
+/// one visible character; newlines and tabs only where `MULTILINE`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text<const MAX: usize, const MULTILINE: bool = false>(String);
@@ -134,11 +135,7 @@ impl<const MAX: usize, const MULTILINE: bool> Text<MAX, MULTILINE> {
         if n > MAX {
             return Err(format!("at most {MAX} characters, got {n}"));
         }
-        if s.chars()
-            .any(|c| c.is_control() && !(MULTILINE && (c == '\n' || c == '\t')))
-        {
-            return Err("contains control characters".into());
-        }
+        super::text::check(s, MULTILINE)?;
         Ok(Self(s.to_owned()))
     }
     pub fn as_str(&self) -> &str {
@@ -213,9 +210,29 @@ impl fmt::Debug for Phone {
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal / $zh:literal),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name {
             $(#[serde(rename = $code, alias = $zh)] $variant),*
+        }
+        // Written by hand: the derive cannot read a `rename` given by a macro argument, and
+        // spelled the variants' Rust names. On the wire a value is its code (what the node
+        // writes) or its Chinese label (also accepted on input).
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($code, $zh),*]))
+                    .description(Some(concat!(
+                        "The English code (written by the node) or the Chinese label (accepted on input): ",
+                        $($code, " ", $zh, "; "),*
+                    )))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
         }
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),*];
@@ -559,6 +576,33 @@ pub fn empty_value(field: ChildField) -> Value {
 /// serde's messages mention Rust types; keep the part a person can act on.
 fn clean_serde_reason(msg: &str) -> String {
     msg.split(" at line ").next().unwrap_or(msg).to_owned()
+}
+
+impl ChildField {
+    /// The Chinese label of a field (the ledger's column names), for pages and the console.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            ChildField::IdNumber => "身份证号",
+            ChildField::Name => "姓名",
+            ChildField::HukouRegion => "户籍地",
+            ChildField::HukouAddress => "户籍地址",
+            ChildField::FatherSituation => "父亲情况",
+            ChildField::MotherSituation => "母亲情况",
+            ChildField::LegalGuardian => "法定监护人",
+            ChildField::Benefits => "享受待遇",
+            ChildField::ResidenceRegion => "居住地",
+            ChildField::ResidenceAddress => "居住地址",
+            ChildField::LeftHukouOn => "离开户籍地日期",
+            ChildField::ActualCaregiver => "实际照料人",
+            ChildField::LivingStatus => "生活状况",
+            ChildField::EducationStatus => "就学状况",
+            ChildField::LastVisitOn => "最近走访日期",
+            ChildField::RiskLevel => "风险等级",
+            ChildField::Categories => "儿童类别",
+            ChildField::HealthStatus => "健康状况",
+            ChildField::Notes => "备注",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,31 @@ impl IdNumber {
         Self::parse(text).map_or_else(|_| "******".to_owned(), |i| i.masked())
     }
 
+    /// Masks every ID number inside free text (a run of 17 digits and a digit or `X`, not part
+    /// of a longer run of digits), leaving the rest: `4101**********0012`. For logs, panic
+    /// messages and audit events shown to roles that may not read children.
+    pub fn mask_within(text: &str) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < chars.len() {
+            let candidate = i + 18 <= chars.len()
+                && chars[i..i + 17].iter().all(char::is_ascii_digit)
+                && (chars[i + 17].is_ascii_digit() || chars[i + 17] == 'X' || chars[i + 17] == 'x')
+                && (i == 0 || !chars[i - 1].is_ascii_digit());
+            if candidate {
+                out.extend(&chars[i..i + 4]);
+                out.push_str("**********");
+                out.extend(&chars[i + 14..i + 18]);
+                i += 18;
+            } else {
+                out.push(chars[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
     /// Builds a valid number from a region, a birth date and a three-digit sequence (sample data
     /// and tests). The sequence's parity decides the sex.
     pub fn generate(region: &RegionCode, birth: NaiveDate, sequence: u16) -> Self {

@@ -13,6 +13,8 @@ pub mod node;
 pub mod reconcile_report;
 pub mod region;
 pub mod role;
+pub mod shown_time;
+pub mod text;
 
 pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,

@@ -509,6 +509,8 @@ pub struct CaseQuery {
     pub state: Option<CaseState>,
     pub benefit: Option<Benefit>,
     pub overdue_only: bool,
+    /// Keyset paging: the `next_after` of the previous page.
+    pub after: Option<String>,
     pub limit: i64,
 }
 
@@ -554,12 +556,13 @@ pub fn list(
         state: q.state,
         benefit: q.benefit,
         due_before: q.overdue_only.then(|| ledger::china_today(now)),
+        party: Some(me.clone()),
+        after: q.after.clone(),
         limit: q.limit,
     };
     let rows = repo::list(conn, &filter)?;
     Ok(rows
         .into_iter()
-        .filter(|r| &r.requester == me || &r.decider == me)
         .map(|r| {
             let open = !r.state.is_terminal();
             CaseSummary {

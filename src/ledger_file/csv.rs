@@ -178,8 +178,12 @@ pub enum Encoding {
 pub enum LedgerCsvError {
     #[error("cannot read the file: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the file is not valid {0}")]
-    Encoding(&'static str),
+    #[error("the file is not valid {encoding}: line {line}, byte offset {offset} (from 0) is the first bad byte; save the file as UTF-8 or GB18030, or choose --encoding")]
+    Encoding {
+        encoding: &'static str,
+        line: usize,
+        offset: usize,
+    },
     #[error("CSV: {0}")]
     Csv(#[from] csv::Error),
     #[error("unknown column {0:?}; see the README for the accepted headers")]
@@ -190,33 +194,118 @@ pub enum LedgerCsvError {
     MissingColumn(&'static str),
 }
 
-/// Decodes the file to text.
+/// Decodes the file to text. `Auto` takes UTF-8 when the bytes are valid UTF-8; bytes that are
+/// *nearly* UTF-8 (valid multi-byte UTF-8 sequences at least twice as many as the invalid ones:
+/// a UTF-8 ledger with a stray byte) are refused, naming the first bad byte, rather than decoded
+/// as GB18030 into mojibake; anything else is decoded as GB18030. Every encoding error names the
+/// line and the byte offset (from 0, in the file) of the first bad byte.
 pub fn decode(mut input: impl Read, encoding: Encoding) -> Result<String, LedgerCsvError> {
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes)?;
+    let bom = if bytes.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
     let utf8 = |b: Vec<u8>| {
-        let b = b
-            .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-            .map(<[u8]>::to_vec)
-            .unwrap_or(b);
+        let mut b = b;
+        b.drain(..bom);
         String::from_utf8(b)
     };
+    let utf8_error = |bytes: &[u8], e: std::str::Utf8Error| {
+        let offset = bom + e.valid_up_to();
+        LedgerCsvError::Encoding {
+            encoding: "UTF-8",
+            line: line_of(bytes, offset),
+            offset,
+        }
+    };
     match encoding {
-        Encoding::Utf8 => utf8(bytes).map_err(|_| LedgerCsvError::Encoding("UTF-8")),
+        Encoding::Utf8 => utf8(bytes).map_err(|e| {
+            let err = e.utf8_error();
+            let mut all = e.into_bytes();
+            all.splice(0..0, b"\xEF\xBB\xBF"[..bom].iter().copied());
+            utf8_error(&all, err)
+        }),
         Encoding::Gb18030 => gb18030(&bytes),
-        Encoding::Auto => match utf8(bytes) {
-            Ok(s) => Ok(s),
-            Err(e) => gb18030(e.as_bytes()),
-        },
+        Encoding::Auto => {
+            if let Err(e) = std::str::from_utf8(&bytes[bom..]) {
+                if nearly_utf8(&bytes[bom..]) {
+                    return Err(utf8_error(&bytes, e));
+                }
+                return gb18030(&bytes);
+            }
+            utf8(bytes).map_err(|e| LedgerCsvError::Encoding {
+                encoding: "UTF-8",
+                line: 1,
+                offset: e.utf8_error().valid_up_to(),
+            })
+        }
     }
 }
 
-fn gb18030(bytes: &[u8]) -> Result<String, LedgerCsvError> {
-    let (text, _, had_errors) = encoding_rs::GB18030.decode(bytes);
-    if had_errors {
-        return Err(LedgerCsvError::Encoding("GB18030"));
+/// The 1-based line holding byte `offset`.
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+}
+
+/// Whether invalid UTF-8 is nearly UTF-8: its valid multi-byte sequences are at least twice as
+/// many as its invalid spots. GB18030 text forms a valid UTF-8 sequence only by chance (about
+/// one character in three at most), so it stays below; a UTF-8 file with a few stray bytes is
+/// far above.
+fn nearly_utf8(mut bytes: &[u8]) -> bool {
+    let (mut valid, mut invalid) = (0usize, 0usize);
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                valid += s.chars().filter(|c| c.len_utf8() > 1).count();
+                break;
+            }
+            Err(e) => {
+                let good = &bytes[..e.valid_up_to()];
+                // Valid by construction: `valid_up_to` bounds the valid prefix.
+                valid += std::str::from_utf8(good)
+                    .map_or(0, |s| s.chars().filter(|c| c.len_utf8() > 1).count());
+                invalid += 1;
+                let skip = e.valid_up_to()
+                    + e.error_len()
+                        .unwrap_or(bytes.len() - e.valid_up_to())
+                        .max(1);
+                bytes = &bytes[skip.min(bytes.len())..];
+            }
+        }
     }
-    Ok(text.into_owned())
+    valid > 0 && valid >= 2 * invalid
+}
+
+fn gb18030(bytes: &[u8]) -> Result<String, LedgerCsvError> {
+    let mut decoder = encoding_rs::GB18030.new_decoder_with_bom_removal();
+    let mut text = String::with_capacity(
+        decoder
+            .max_utf8_buffer_length_without_replacement(bytes.len())
+            .unwrap_or(bytes.len().saturating_mul(3)),
+    );
+    let (result, read) = decoder.decode_to_string_without_replacement(bytes, &mut text, true);
+    match result {
+        encoding_rs::DecoderResult::InputEmpty => Ok(text),
+        encoding_rs::DecoderResult::Malformed(bad, extra) => {
+            let offset = read.saturating_sub(usize::from(bad) + usize::from(extra));
+            Err(LedgerCsvError::Encoding {
+                encoding: "GB18030",
+                line: line_of(bytes, offset),
+                offset,
+            })
+        }
+        // The buffer holds the worst case, so it cannot fill up.
+        encoding_rs::DecoderResult::OutputFull => Err(LedgerCsvError::Encoding {
+            encoding: "GB18030",
+            line: line_of(bytes, read),
+            offset: read,
+        }),
+    }
 }
 
 /// A row that failed, for the error report.
@@ -326,6 +415,7 @@ fn row_fields(columns: &[&Column], rec: &csv::StringRecord) -> Result<Fields, Fi
     let mut map = Map::new();
     let mut derived = Vec::new();
     for (col, cell) in columns.iter().zip(rec.iter()) {
+        let cell = unneutralise(cell);
         if cell.is_empty() {
             continue;
         }
@@ -396,8 +486,42 @@ fn normalise_date(s: &str) -> String {
     s.to_owned()
 }
 
-/// One record as an export row, in `headers()` order.
+/// Characters that make a spreadsheet (Excel, WPS) read a cell as a formula (OWASP CSV
+/// injection), including tab and carriage return, which some tools skip before looking.
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Whether `cell`, after any leading `'`, starts a formula.
+fn formula_after_quotes(cell: &str) -> bool {
+    cell.trim_start_matches('\'')
+        .starts_with(FORMULA_START.as_slice())
+}
+
+/// A cell as written on export: one `'` put in front of a cell that starts a formula, and of a
+/// cell that starts with `'` followed by one (so [`unneutralise`] can tell them apart). The
+/// spreadsheet then shows text, not a formula's result.
+pub fn neutralise(cell: String) -> String {
+    if formula_after_quotes(&cell) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+/// A cell as read on import: removes exactly the `'` [`neutralise`] added, so export → import
+/// is a round trip.
+pub fn unneutralise(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if formula_after_quotes(rest) => rest,
+        _ => cell,
+    }
+}
+
+/// One record as an export row, in `headers()` order, each cell [`neutralise`]d.
 pub fn export_row(r: &ChildRecord) -> Vec<String> {
+    export_cells(r).into_iter().map(neutralise).collect()
+}
+
+fn export_cells(r: &ChildRecord) -> Vec<String> {
     let person = |p: &Option<crate::domain::child::Person>, part: &str| -> String {
         p.as_ref()
             .map(|p| match part {
@@ -498,5 +622,62 @@ mod tests {
             .map(|(_, l)| l[..18].to_owned())
             .collect();
         assert_eq!(ids, expected);
+    }
+
+    #[test]
+    fn formulas_are_neutralised_and_restored_exactly() {
+        for cell in [
+            "=1+2", "+86 138", "-2+3", "@SUM(1)", "\t=x", "\r=x", "'=x", "''+x", "'plain", "plain",
+            "", "'", "a=b",
+        ] {
+            let out = neutralise(cell.to_owned());
+            assert!(
+                !out.starts_with(FORMULA_START.as_slice()),
+                "{cell:?} exported as {out:?}"
+            );
+            assert_eq!(unneutralise(&out), cell, "{cell:?} via {out:?}");
+        }
+        assert_eq!(neutralise("=1".into()), "'=1");
+        assert_eq!(neutralise("'plain".into()), "'plain");
+    }
+
+    #[test]
+    fn nearly_utf8_is_refused_with_line_and_offset_and_gb18030_still_decodes() {
+        let mut bytes = "姓名\n王小明\ncaf".as_bytes().to_vec();
+        let at = bytes.len();
+        bytes.push(0xE9);
+        bytes.extend(b"\n");
+        match decode(bytes.as_slice(), Encoding::Auto) {
+            Err(LedgerCsvError::Encoding {
+                encoding: "UTF-8",
+                line: 3,
+                offset,
+            }) => assert_eq!(offset, at),
+            other => panic!("{other:?}"),
+        }
+        let (gb, _, _) = encoding_rs::GB18030.encode("姓名\n王小明\n李四\n");
+        assert_eq!(
+            decode(&gb[..], Encoding::Auto).unwrap(),
+            "姓名\n王小明\n李四\n"
+        );
+        let mut bad = gb.to_vec();
+        bad.extend([b'\n', 0x81, b'\n']);
+        match decode(bad.as_slice(), Encoding::Gb18030) {
+            Err(LedgerCsvError::Encoding {
+                encoding: "GB18030",
+                line: 5,
+                offset,
+            }) => assert_eq!(offset, gb.len() + 1),
+            other => panic!("{other:?}"),
+        }
+        // With a BOM, offsets still count from the file's first byte.
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend(b"ab\xFF");
+        match decode(bom.as_slice(), Encoding::Utf8) {
+            Err(LedgerCsvError::Encoding {
+                offset: 5, line: 1, ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
     }
 }

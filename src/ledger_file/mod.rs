@@ -7,3 +7,6 @@
 
 pub mod csv;
 pub mod sample;
+
+#[cfg(test)]
+mod fuzz;

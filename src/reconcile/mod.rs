@@ -27,6 +27,9 @@ pub mod stale;
 pub mod summary;
 pub mod tree;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use report::{Report, RunStatus};
 pub use run::{Reconciler, RunHandle, RunOptions, StartedBy};
 

@@ -163,29 +163,53 @@ fn peer_actor(asker: &NodeId) -> Actor {
     }
 }
 
+impl NodesRequest {
+    /// A level of the tree and at most [`MAX_INDICES`] of its nodes.
+    pub fn check(&self) -> Result<(), ReconcileError> {
+        let level = self.level as usize;
+        if level >= DEPTH {
+            return Err(ReconcileError::invalid(
+                "invalid_level",
+                "level",
+                format!("level must be below {DEPTH}"),
+            ));
+        }
+        check_len("indices", self.indices.len(), MAX_INDICES)?;
+        let width = tree::level_width(level);
+        if let Some(bad) = self.indices.iter().find(|i| **i as usize >= width) {
+            return Err(ReconcileError::invalid(
+                "invalid_index",
+                "indices",
+                format!("{bad} is not a node of level {level} (below {width})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl BucketsRequest {
+    /// At most [`MAX_BUCKETS`] buckets, each below [`tree::BUCKETS`].
+    pub fn check(&self) -> Result<(), ReconcileError> {
+        check_len("buckets", self.buckets.len(), MAX_BUCKETS)?;
+        if let Some(bad) = self.buckets.iter().find(|b| **b as usize >= tree::BUCKETS) {
+            return Err(ReconcileError::invalid(
+                "invalid_bucket",
+                "buckets",
+                format!("{bad} is not a bucket (below {})", tree::BUCKETS),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The children of the named nodes.
 pub fn nodes(
     conn: &mut DbConn,
     asker: &NodeId,
     req: &NodesRequest,
 ) -> Result<NodesResponse, ReconcileError> {
+    req.check()?;
     let level = req.level as usize;
-    if level >= DEPTH {
-        return Err(ReconcileError::invalid(
-            "invalid_level",
-            "level",
-            format!("level must be below {DEPTH}"),
-        ));
-    }
-    check_len("indices", req.indices.len(), MAX_INDICES)?;
-    let width = tree::level_width(level);
-    if let Some(bad) = req.indices.iter().find(|i| **i as usize >= width) {
-        return Err(ReconcileError::invalid(
-            "invalid_index",
-            "indices",
-            format!("{bad} is not a node of level {level} (below {width})"),
-        ));
-    }
     let (tree, _) = summary::tree_for(conn, asker.as_str())?;
     let children = req
         .indices
@@ -216,14 +240,7 @@ pub fn buckets(
     asker: &NodeId,
     req: &BucketsRequest,
 ) -> Result<BucketsResponse, ReconcileError> {
-    check_len("buckets", req.buckets.len(), MAX_BUCKETS)?;
-    if let Some(bad) = req.buckets.iter().find(|b| **b as usize >= tree::BUCKETS) {
-        return Err(ReconcileError::invalid(
-            "invalid_bucket",
-            "buckets",
-            format!("{bad} is not a bucket (below {})", tree::BUCKETS),
-        ));
-    }
+    req.check()?;
     let ids: Vec<i64> = req.buckets.iter().map(|b| i64::from(*b)).collect();
     let rows = repo::summary_in_buckets(conn, asker.as_str(), &ids)?;
     Ok(BucketsResponse {
@@ -246,7 +263,7 @@ pub(crate) fn split_heads(joined: &str) -> Vec<String> {
         .collect()
 }
 
-fn check_docs(docs: &[DocRef]) -> Result<(), ReconcileError> {
+pub(crate) fn check_docs(docs: &[DocRef]) -> Result<(), ReconcileError> {
     check_len("docs", docs.len(), MAX_DOCS)?;
     for d in docs {
         if d.kind != "child" && d.kind != "case" {

@@ -64,7 +64,10 @@ pub fn list(
     now: DateTime<Utc>,
     with_files: bool,
 ) -> Result<StaleList, ReconcileError> {
-    let cutoff = now - chrono::Duration::days(i64::from(after_days));
+    // Checked: a window reaching before year 1 means every file.
+    let cutoff = now
+        .checked_sub_signed(chrono::Duration::days(i64::from(after_days)))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut out = StaleList {
         after_days,
         cutoff,

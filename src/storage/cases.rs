@@ -82,6 +82,10 @@ pub struct CaseFilter {
     pub benefit: Option<Benefit>,
     /// Only open cases due before this date.
     pub due_before: Option<NaiveDate>,
+    /// Only cases this node asked or decides (either side), when set.
+    pub party: Option<NodeId>,
+    /// Keyset paging: cases whose id sorts after this one (ids are UUIDv7: creation order).
+    pub after: Option<String>,
     pub limit: i64,
 }
 
@@ -132,9 +136,16 @@ pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<Case>, StorageError
             .filter(cases::due_on.lt(d))
             .filter(cases::state.ne_all(terminal.collect::<Vec<_>>()));
     }
-    let rows: Vec<CaseRow> = q
-        .order(cases::submitted_at.asc())
-        .limit(f.limit)
-        .load(conn)?;
+    if let Some(me) = &f.party {
+        q = q.filter(
+            cases::requester
+                .eq(me.to_string())
+                .or(cases::decider.eq(me.to_string())),
+        );
+    }
+    if let Some(after) = &f.after {
+        q = q.filter(cases::case_id.gt(after.clone()));
+    }
+    let rows: Vec<CaseRow> = q.order(cases::case_id.asc()).limit(f.limit).load(conn)?;
     rows.into_iter().map(Case::try_from).collect()
 }

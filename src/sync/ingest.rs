@@ -435,7 +435,7 @@ fn check(
 
 /// Id and signature (a key of the author valid at the version's time, not revoked): pure, so a
 /// batch is checked on every core before its transaction begins.
-fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
+pub(crate) fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
     // Parents sorted and unique: the same parents always give the same id, and a parent edge
     // is stored once.
     if !v.version.parents.windows(2).all(|w| w[0] < w[1]) {

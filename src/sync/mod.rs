@@ -15,6 +15,9 @@ pub mod store;
 pub mod version;
 pub mod view;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use error::LedgerError;
 pub use node::LocalNode;
 pub use version::{DocKind, SignedVersion, Version, VersionId};

@@ -76,7 +76,7 @@ pub enum PushError {
     Malformed(String),
     #[error("not a push request: {0}")]
     Invalid(String),
-    #[error("a signed body must have one meaning: {0}")]
+    #[error("an object names the member {0:?} twice; send it once")]
     DuplicateKey(String),
     #[error("the body names {claimed} but the certificate is {peer}'s")]
     SenderMismatch { claimed: NodeId, peer: NodeId },
@@ -106,7 +106,11 @@ impl Drop for Admission {
 /// Reads a push request from its body: the sender first (it must be `peer`), then how many
 /// versions it holds (borrowed, unparsed), and only then each version. The body is borrowed
 /// throughout: the versions are parsed from it once, into their final form.
-pub fn parse_push(body: &[u8], peer: &NodeId, max_versions: usize) -> Result<PushRequest, PushError> {
+pub fn parse_push(
+    body: &[u8],
+    peer: &NodeId,
+    max_versions: usize,
+) -> Result<PushRequest, PushError> {
     use serde::Deserialize;
     use serde_json::value::RawValue;
     #[derive(Deserialize)]
@@ -126,13 +130,11 @@ pub fn parse_push(body: &[u8], peer: &NodeId, max_versions: usize) -> Result<Pus
         }
     };
     // A signed body must have one meaning: a repeated member name is refused, not resolved.
-    crate::crypto::jcs::reject_duplicate_keys(body).map_err(|e| {
-        if e.is_duplicate() {
-            PushError::DuplicateKey(e.to_string())
-        } else {
-            PushError::Malformed(e.to_string())
-        }
-    })?;
+    match crate::crypto::jcs::first_duplicate_key(body) {
+        Ok(Some(name)) => return Err(PushError::DuplicateKey(name)),
+        Ok(None) => {}
+        Err(e) => return Err(PushError::Malformed(e.to_string())),
+    }
     let raw: Raw<'_> = serde_json::from_slice(body).map_err(classify)?;
     if &raw.sender != peer {
         return Err(PushError::SenderMismatch {

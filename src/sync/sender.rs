@@ -565,7 +565,14 @@ fn store_receipt(
                     != Some(RejectCode::UnknownParents.as_str())
                 && requeue_with_history(c, peer, &id, at)?
             {
-                exchange::record_rejection(c, peer.as_str(), &id, rej.code.as_str(), &rej.reason, at)?;
+                exchange::record_rejection(
+                    c,
+                    peer.as_str(),
+                    &id,
+                    rej.code.as_str(),
+                    &rej.reason,
+                    at,
+                )?;
                 retried += 1;
                 done += 1;
                 continue;
@@ -704,8 +711,12 @@ pub fn peer_statuses(
             rejected: exchange::rejected_count(conn, &peer)?,
             last_success_at: st.and_then(|s| s.last_success_at),
             // An error older than the last success is history, not the state.
-            last_error: st.filter(|s| error_is_current(s)).and_then(|s| s.last_error.clone()),
-            last_error_at: st.filter(|s| error_is_current(s)).and_then(|s| s.last_error_at),
+            last_error: st
+                .filter(|s| error_is_current(s))
+                .and_then(|s| s.last_error.clone()),
+            last_error_at: st
+                .filter(|s| error_is_current(s))
+                .and_then(|s| s.last_error_at),
             consecutive_failures: st.map_or(0, |s| s.failures),
             peer,
         });

@@ -30,16 +30,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
     cfg.app_data(web::Data::new(CookiePolicy {
         secure: secure_cookies,
     }))
-    .app_data(web::FormConfig::default().limit(64 * 1024))
-    .route("/", web::get().to(|| async { see_other("/ui/conflicts") }))
-    .route(
-        "/ui",
-        web::get().to(|| async { see_other("/ui/conflicts") }),
+    .app_data(
+        web::FormConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|err, _req| {
+                UiError::BadRequest(format!("the form could not be read: {err}")).into()
+            }),
     )
-    .route(
-        "/ui/",
-        web::get().to(|| async { see_other("/ui/conflicts") }),
-    )
+    .route("/", web::get().to(pages::landing))
+    .route("/ui", web::get().to(pages::landing))
+    .route("/ui/", web::get().to(pages::landing))
     .route("/ui/login", web::get().to(pages::login_form))
     .route("/ui/login", web::post().to(pages::login))
     .route("/ui/logout", web::post().to(pages::logout))
@@ -56,6 +56,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
     .route("/ui/audit", web::get().to(pages::audit_log))
     .route("/ui/audit/{seq}", web::get().to(pages::audit_event));
 }
+
+/// The pages' routes and methods, as registered in [`configure`] (for 405 answers with
+/// `Allow`; a test checks each one answers).
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/", &["GET"]),
+    ("/ui", &["GET"]),
+    ("/ui/", &["GET"]),
+    ("/ui/login", &["GET", "POST"]),
+    ("/ui/logout", &["POST"]),
+    ("/ui/conflicts", &["GET"]),
+    ("/ui/conflicts/{id}", &["GET", "POST"]),
+    ("/ui/children", &["GET"]),
+    ("/ui/children/{id}", &["GET"]),
+    ("/ui/cases", &["GET"]),
+    ("/ui/peers", &["GET"]),
+    ("/ui/reconcile", &["GET", "POST"]),
+    ("/ui/reconcile/{id}", &["GET"]),
+    ("/ui/audit", &["GET"]),
+    ("/ui/audit/{seq}", &["GET"]),
+];
 
 /// Whether cookies get the `Secure` attribute (the admin listener speaks TLS).
 #[derive(Debug, Clone, Copy)]

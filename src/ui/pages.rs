@@ -33,12 +33,38 @@ fn parse_id(raw: &str) -> Result<IdNumber, UiError> {
         .map_err(|e| UiError::BadRequest(format!("not a valid ID number: {e}")))
 }
 
-/// Only local pages are followed after login (no open redirect).
+/// Only local pages are followed after login (no open redirect); the default is the landing
+/// page, which depends on the role.
 fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with("/ui/") && !n.starts_with("//") => n.to_owned(),
-        _ => "/ui/conflicts".to_owned(),
+        _ => "/ui/".to_owned(),
     }
+}
+
+/// Where a role starts: the audit log for a role that may not read children's data (an
+/// auditor), the conflict queue otherwise.
+fn landing_of(role: accounts::Role) -> &'static str {
+    if role.allows(Permission::ReadChildren) {
+        "/ui/conflicts"
+    } else {
+        "/ui/audit"
+    }
+}
+
+/// `/`, `/ui`, `/ui/`: the logged-in user's landing page, or the login page.
+pub async fn landing(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, UiError> {
+    let principal = match req.cookie(SESSION_COOKIE) {
+        Some(c) => state.session_of(c.value()).await?,
+        None => None,
+    };
+    Ok(match principal {
+        Some(p) => see_other(landing_of(p.role)),
+        None => see_other("/ui/login"),
+    })
 }
 
 fn set_cookie(resp: &mut HttpResponse, cookie: &Cookie<'_>) -> Result<(), UiError> {
@@ -97,11 +123,15 @@ pub async fn login_form(
     )
 }
 
+/// Every field optional: a form missing one gets the login page with an error, not a parse
+/// error.
 #[derive(Deserialize)]
 pub struct LoginForm {
-    csrf: String,
+    csrf: Option<String>,
     next: Option<String>,
+    #[serde(default)]
     username: String,
+    #[serde(default)]
     password: String,
 }
 
@@ -114,8 +144,9 @@ pub async fn login(
     let form = form.into_inner();
     let next = safe_next(form.next.as_deref());
     let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
-    let csrf_ok =
-        expected.is_some_and(|e| accounts::constant_time_eq(e.as_bytes(), form.csrf.as_bytes()));
+    let sent = form.csrf.unwrap_or_default();
+    let csrf_ok = !sent.is_empty()
+        && expected.is_some_and(|e| accounts::constant_time_eq(e.as_bytes(), sent.as_bytes()));
     if !csrf_ok {
         return login_page(
             &state,
@@ -125,11 +156,31 @@ pub async fn login(
             Some("表单已过期，请重新登录 (The form's security token is missing or wrong; try again.)".into()),
         );
     }
+    let ip = req.peer_addr().map(|a| a.ip());
+    if let Some(ip) = ip {
+        if let Err(wait) = state.login_limiter.check(ip, std::time::Instant::now()) {
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            let mut resp = login_page(
+                &state,
+                &cookies,
+                StatusCode::TOO_MANY_REQUESTS,
+                next,
+                Some(format!(
+                    "登录失败次数过多，请 {minutes} 分钟后再试 (Too many failed logins from this address; try again in {minutes} minutes.)"
+                )),
+            )?;
+            if let Ok(v) =
+                actix_web::http::header::HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+            {
+                resp.headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            return Ok(resp);
+        }
+    }
     let node = state.node.clone();
     let policy = state.settings.admin.account_policy();
-    let client = req
-        .peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    let client = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let (username, password) = (form.username, form.password);
     let result = state
         .store
@@ -147,6 +198,15 @@ pub async fn login(
         .await;
     match result {
         Ok(session) => {
+            // The default landing, or a page the role may not open by default, becomes the
+            // role's own landing page.
+            let next = if next == "/ui/"
+                || (next == "/ui/conflicts" && !session.role.allows(Permission::ReadChildren))
+            {
+                landing_of(session.role).to_owned()
+            } else {
+                next
+            };
             let mut resp = see_other(&next);
             let mut cookie = cookies.cookie(SESSION_COOKIE, session.cookie, "/");
             cookie.set_max_age(actix_web::cookie::time::Duration::seconds(
@@ -156,26 +216,21 @@ pub async fn login(
             set_cookie(&mut resp, &removal(LOGIN_CSRF_COOKIE, "/ui/login"))?;
             Ok(resp)
         }
-        Err(e @ (AccountError::BadCredentials | AccountError::Disabled)) => login_page(
-            &state,
-            &cookies,
-            StatusCode::UNAUTHORIZED,
-            next,
-            Some(match e {
-                AccountError::Disabled => "此账号已停用 (This account is disabled.)".to_owned(),
-                _ => "用户名或密码错误 (Wrong user name or password.)".to_owned(),
-            }),
-        ),
-        Err(AccountError::Locked { until }) => login_page(
-            &state,
-            &cookies,
-            StatusCode::FORBIDDEN,
-            next,
-            Some(format!(
-                "多次登录失败，账号已锁定至 {} (Locked after repeated failures until then.)",
-                when(until)
-            )),
-        ),
+        // A locked or disabled account answers exactly as a wrong password does.
+        Err(
+            AccountError::BadCredentials | AccountError::Disabled | AccountError::Locked { .. },
+        ) => {
+            if let Some(ip) = ip {
+                state.login_limiter.failed(ip, std::time::Instant::now());
+            }
+            login_page(
+                &state,
+                &cookies,
+                StatusCode::UNAUTHORIZED,
+                next,
+                Some("用户名或密码错误 (Wrong user name or password.)".to_owned()),
+            )
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -774,6 +829,14 @@ pub async fn audit_event(
     let node = state.node.clone();
     let a = actor(&p);
     let seq = path.into_inner();
+    // A role without the right to read children sees ID numbers masked.
+    let mask = |text: String| {
+        if p.allows(Permission::ReadChildren) {
+            text
+        } else {
+            IdNumber::mask_within(&text)
+        }
+    };
     let (entry, head) = state
         .store
         .run(move |c| audit::log::read_event(c, seq, &a, node.clock.now(), Utc::now()))
@@ -793,13 +856,13 @@ pub async fn audit_event(
             at: when(e.at),
             actor: format!("{} ({:?} via {:?})", e.actor.id, e.actor.kind, e.actor.via),
             action: e.action,
-            object: match (e.object_kind, e.object_id) {
+            object: mask(match (e.object_kind, e.object_id) {
                 (Some(k), Some(id)) => format!("{k}:{id}"),
                 _ => String::new(),
-            },
-            purpose: e.purpose.unwrap_or_default(),
+            }),
+            purpose: mask(e.purpose.unwrap_or_default()),
             outcome: e.outcome.as_str().to_owned(),
-            details: entry.details.to_string(),
+            details: mask(entry.details.to_string()),
             leaf_hash: entry.leaf_hash,
             tree_size: proof.as_ref().map_or(head.size, |p| p.tree_size),
             root: head.root,

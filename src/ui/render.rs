@@ -286,9 +286,7 @@ pub fn show(v: &Value) -> String {
 
 /// Wall time in China (UTC+8), to the second.
 pub fn when(t: DateTime<Utc>) -> String {
-    (t + chrono::Duration::hours(8))
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    crate::domain::shown_time::shown(t)
 }
 
 pub fn when_opt(t: Option<DateTime<Utc>>) -> String {
@@ -297,27 +295,7 @@ pub fn when_opt(t: Option<DateTime<Utc>>) -> String {
 
 /// The Chinese label of a field (the ledger's column names).
 pub fn label(field: ChildField) -> &'static str {
-    match field {
-        ChildField::IdNumber => "身份证号",
-        ChildField::Name => "姓名",
-        ChildField::HukouRegion => "户籍地",
-        ChildField::HukouAddress => "户籍地址",
-        ChildField::FatherSituation => "父亲情况",
-        ChildField::MotherSituation => "母亲情况",
-        ChildField::LegalGuardian => "法定监护人",
-        ChildField::Benefits => "享受待遇",
-        ChildField::ResidenceRegion => "居住地",
-        ChildField::ResidenceAddress => "居住地址",
-        ChildField::LeftHukouOn => "离开户籍地日期",
-        ChildField::ActualCaregiver => "实际照料人",
-        ChildField::LivingStatus => "生活状况",
-        ChildField::EducationStatus => "就学状况",
-        ChildField::LastVisitOn => "最近走访日期",
-        ChildField::RiskLevel => "风险等级",
-        ChildField::Categories => "儿童类别",
-        ChildField::HealthStatus => "健康状况",
-        ChildField::Notes => "备注",
-    }
+    field.label_zh()
 }
 
 pub fn label_of(name: &str) -> &'static str {

@@ -128,15 +128,13 @@ async fn request_information_and_approval_round_trip() {
     .await;
     // Lists, and audit on both nodes.
     // Metrics: nothing queued once delivered, no open case left.
-    eventually(10, "outbox drained", || async {
+    eventually(10, "outbox drained, as the metrics say", || async {
+        let metrics = pair.residence.get("/metrics").await.text().await.unwrap();
         pair.residence.count("outbox") == 0
+            && metrics.contains("hukou_sync_outbox_depth{peer=\"510100\"} 0")
     })
     .await;
     let metrics = pair.residence.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("hukou_sync_outbox_depth{peer=\"510100\"} 0"),
-        "{metrics}"
-    );
     assert!(metrics.contains("hukou_sync_cases_open 0"), "{metrics}");
     assert!(metrics.contains("# TYPE hukou_sync_audit_events gauge"));
     let incoming: Value = pair
@@ -146,7 +144,8 @@ async fn request_information_and_approval_round_trip() {
         .json()
         .await
         .unwrap();
-    assert_eq!(incoming.as_array().unwrap().len(), 1);
+    assert_eq!(incoming["items"].as_array().unwrap().len(), 1);
+    assert!(incoming["next_after"].is_null());
     let outgoing: Value = pair
         .residence
         .get("/api/v1/cases?direction=outgoing&state=approved")
@@ -154,7 +153,7 @@ async fn request_information_and_approval_round_trip() {
         .json()
         .await
         .unwrap();
-    assert_eq!(outgoing.as_array().unwrap().len(), 1);
+    assert_eq!(outgoing["items"].as_array().unwrap().len(), 1);
     for (app, action) in [
         (&pair.hukou, "case.approve"),
         (&pair.residence, "case.submit"),
@@ -167,7 +166,7 @@ async fn request_information_and_approval_round_trip() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(
         items[0]["details"]["returned"],
-        json!([incoming[0]["case_id"]]),
+        json!([incoming["items"][0]["case_id"]]),
         "{items:?}"
     );
     // The cases page shows the case as incoming at the deciding node, and audits that read too.
@@ -181,7 +180,7 @@ async fn request_information_and_approval_round_trip() {
     visitor.login("li.na", "correct horse battery").await;
     let page = visitor.get("/ui/cases").await;
     assert_eq!(page.status, 200);
-    let case_id = incoming[0]["case_id"].as_str().unwrap();
+    let case_id = incoming["items"][0]["case_id"].as_str().unwrap();
     let (incoming_table, outgoing_table) = page
         .body
         .split_once("Outgoing: this node asked")
@@ -405,7 +404,7 @@ async fn the_console_shows_a_case_for_people_and_documents_the_transitions() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("低保") && text.contains("已接收"), "{text}");
     assert!(
-        text.contains(" UTC  submit") && text.contains(" UTC  receive"),
+        text.contains(" UTC+8  submit") && text.contains(" UTC+8  receive"),
         "{text}"
     );
     assert!(
@@ -428,4 +427,87 @@ async fn the_console_shows_a_case_for_people_and_documents_the_transitions() {
     }
     pair.residence.stop().await;
     pair.hukou.stop().await;
+}
+
+/// Every list pages the same way: `after` (the previous page's `next_after`) and `limit`, an
+/// answer `{items, next_after}` whose `next_after` is absent on the last page; the old names
+/// (`after_seq`, `before`) are refused rather than ignored.
+#[tokio::test]
+async fn every_list_pages_with_after_and_next_after() {
+    let pair = spawn_pair().await;
+    let mut cases = Vec::new();
+    for seq in 61..64 {
+        let child = with_child(&pair, seq).await;
+        cases.push(open_case(&pair, &child).await.1);
+    }
+    for route in ["/api/v1/cases", "/api/v1/children", "/api/v1/audit/events"] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!("{route}?limit=2&after={a}"),
+                None => format!("{route}?limit=2"),
+            };
+            let page: Value = pair.residence.get(&url).await.json().await.unwrap();
+            let items = page["items"].as_array().unwrap();
+            assert!(items.len() <= 2, "{route}: {page}");
+            seen.extend(items.iter().cloned());
+            match &page["next_after"] {
+                Value::Null => break,
+                Value::String(s) => after = Some(s.clone()),
+                Value::Number(n) => after = Some(n.to_string()),
+                other => panic!("{route}: next_after {other}"),
+            }
+            assert!(seen.len() < 10_000, "{route} never ends");
+        }
+        let all: Value = pair
+            .residence
+            .get(&format!("{route}?limit=100"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if route != "/api/v1/audit/events" {
+            // The audit log grows with every read; the others must page to exactly the whole.
+            // A case's state moves on as its decider receives it, so cases compare by id.
+            let key = |items: &[Value]| -> Vec<Value> {
+                items
+                    .iter()
+                    .map(|i| match route {
+                        "/api/v1/cases" => i["case_id"].clone(),
+                        _ => i.clone(),
+                    })
+                    .collect()
+            };
+            assert_eq!(key(&seen), key(all["items"].as_array().unwrap()), "{route}");
+        } else {
+            let seqs: Vec<i64> = seen
+                .iter()
+                .map(|e| e["event"]["seq"].as_i64().unwrap())
+                .collect();
+            assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        }
+    }
+    let page: Value = pair
+        .residence
+        .get("/api/v1/cases?limit=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["case_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, cases.iter().map(String::as_str).collect::<Vec<_>>());
+    for bad in [
+        "/api/v1/audit/events?after_seq=1",
+        "/api/v1/reconcile/runs?before=x",
+        "/api/v1/cases?after=nope",
+        "/api/v1/cases?limit=0",
+    ] {
+        problem(pair.residence.get(bad).await, 400, "invalid_query").await;
+    }
 }

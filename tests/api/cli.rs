@@ -345,7 +345,7 @@ async fn peers_shows_only_a_current_error_and_logs_to_a_pipe_without_colour() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("510100"), "{text}");
-    assert!(text.contains(" UTC"), "{text}");
+    assert!(text.contains(" UTC+8"), "{text}");
     assert!(!text.contains("last error"), "{text}");
     // A command that logs (a dry reconciliation run against the live peer), to a pipe.
     let out = run(&["reconcile", "--peer", crate::helpers::CHENGDU, "--dry-run"]);
@@ -363,7 +363,7 @@ async fn peers_shows_only_a_current_error_and_logs_to_a_pipe_without_colour() {
     residence.exec("UPDATE peer_status SET last_error_at = '2999-01-01 00:00:00'");
     let text = String::from_utf8(peers().stdout).unwrap();
     assert!(
-        text.contains("last error (2999-01-01 00:00:00 UTC): Connection refused"),
+        text.contains("last error (2999-01-01 08:00:00 UTC+8): Connection refused"),
         "{text}"
     );
     pair.residence.stop().await;
@@ -438,7 +438,7 @@ async fn audit_verify_takes_a_key_or_its_id_and_names_the_key_it_trusted() {
     let key = key.trim_end_matches(')');
     assert_eq!(id.len(), 16, "{head}");
     assert_eq!(key.len(), 43, "{head}");
-    assert!(head.contains(" UTC"), "{head}");
+    assert!(head.contains(" UTC+8"), "{head}");
     let export = app.dir.path().join("audit.jsonl");
     assert!(bin(
         &app,

@@ -350,3 +350,89 @@ async fn the_api_refuses_callers_without_a_valid_token() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+/// The review queue from the console: `conflict list` shows it, `conflict show` prints the
+/// competing values and the exact command to resolve, a resolution naming only some heads says
+/// which are missing and stores nothing, and the printed command resolves it for both nodes.
+#[tokio::test]
+async fn the_console_lists_shows_and_resolves_a_conflict() {
+    let (pair, id) = conflicted_pair().await;
+    let cli = |args: &[&str]| {
+        let out = crate::helpers::node_command(&pair.pki, CHENGDU, &pair.hukou)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, list, _) = cli(&["conflict", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        list.contains(&id) && list.contains("健康状况 (health_status)") && list.contains("(here)"),
+        "{list}"
+    );
+    let (_, json_list, _) = cli(&["conflict", "list", "--json"]);
+    let page: Value = serde_json::from_str(&json_list).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert!(page["next_after"].is_null());
+
+    let (code, show, _) = cli(&["conflict", "show", &id]);
+    assert_eq!(code, Some(0), "{show}");
+    assert!(
+        show.contains("healthy") && show.contains("chronic_illness"),
+        "{show}"
+    );
+    let command = show
+        .lines()
+        .find(|l| l.trim_start().starts_with("hukou-sync conflict resolve"))
+        .unwrap_or_else(|| panic!("no resolve command in {show}"));
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let heads_at = args.iter().position(|a| *a == "--heads").unwrap() + 1;
+    let heads: Vec<&str> = args[heads_at].split(',').collect();
+    assert_eq!(heads.len(), 2, "{command}");
+
+    // Only one of the two heads: refused, naming the one left out; nothing stored.
+    let versions_before = pair.hukou.count("versions");
+    let mut partial = args.clone();
+    partial[heads_at] = heads[0];
+    let (code, _, err) = cli(&partial);
+    assert_eq!(code, Some(1), "{err}");
+    let left_out: String = heads[1].chars().take(12).collect();
+    assert!(
+        err.contains("leaves out") && err.contains(&left_out),
+        "{err}"
+    );
+    assert_eq!(pair.hukou.count("versions"), versions_before);
+
+    // A side that matches no candidate is refused with the candidates named.
+    let (code, _, err) = cli(&[
+        "conflict",
+        "resolve",
+        &id,
+        "--heads",
+        args[heads_at],
+        "--keep",
+        "health_status=ffff",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no candidate"), "{err}");
+
+    let (code, out, err) = cli(&args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("resolved") && out.contains("0 conflict(s) left open"),
+        "{out}"
+    );
+    eventually(20, "the resolution reaches the residence node", || async {
+        conflicts_of(&pair.residence, &id).await["conflicts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let (_, list, _) = cli(&["conflict", "list"]);
+    assert!(list.contains("0 open conflict(s)"), "{list}");
+}

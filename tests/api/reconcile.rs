@@ -306,12 +306,12 @@ async fn equal_nodes_exchange_only_their_roots() {
         .await
         .unwrap();
     assert_eq!(page["items"][0]["id"], v["id"]);
-    assert!(page["next_before"].is_string());
+    assert!(page["next_after"].is_string());
     let older: Value = pair
         .residence
         .get(&format!(
-            "/api/v1/reconcile/runs?before={}",
-            page["next_before"].as_str().unwrap()
+            "/api/v1/reconcile/runs?after={}",
+            page["next_after"].as_str().unwrap()
         ))
         .await
         .json()

@@ -227,13 +227,14 @@ async fn login_sessions_lockout_and_csrf() {
     replay.cookies.insert("hks_session".into(), secret);
     assert_eq!(replay.get("/ui/conflicts").await.status, 303);
 
-    // Five failures lock the account: then even the right password is refused, with the reason.
+    // Five failures lock the account: then even the right password is refused, exactly as a
+    // wrong one (issue 18 #1: the answer must not tell that the guess was right).
     for _ in 0..5 {
         assert_eq!(v.login("li.wei", "not the password").await.status, 401);
     }
     let p = v.login("li.wei", PASSWORD).await;
-    assert_eq!(p.status, 403);
-    assert!(p.body.contains("锁定"), "{}", p.body);
+    assert_eq!(p.status, 401);
+    assert!(!p.body.contains("锁定"), "{}", p.body);
     let events: Value = app
         .get("/api/v1/audit/events?action=user.lockout")
         .await

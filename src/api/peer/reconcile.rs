@@ -40,6 +40,13 @@ async fn read_json<T: DeserializeOwned>(
         .await
         .map_err(|_| too_large())?
         .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    if let Ok(Some(name)) = crate::crypto::jcs::first_duplicate_key(&body) {
+        return Err(ApiError::bad_request(
+            "duplicate_key",
+            "an object names this member twice; send it once",
+        )
+        .field(name));
+    }
     serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
             ApiError::unprocessable("invalid_body", format!("not a valid request: {e}"))

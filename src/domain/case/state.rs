@@ -504,16 +504,7 @@ fn check_text(field: &'static str, s: &str) -> Result<(), TransitionError> {
             "at most {MAX_TEXT_CHARS} characters, got {n}"
         )));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(invalid(format!(
-            "must not contain the control character U+{:04X}",
-            u32::from(c)
-        )));
-    }
-    Ok(())
+    crate::domain::text::check(s, true).map_err(invalid)
 }
 
 /// Why a transition cannot be applied. Each variant has a stable [`TransitionError::code`].

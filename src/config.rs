@@ -242,7 +242,7 @@ impl Default for SyncSettings {
             batch_size: 2000,
             peer_body_limit: 16 * 1024 * 1024,
             peer_max_versions: 5000,
-            peer_batches_in_flight: 2,
+            peer_batches_in_flight: 4,
             max_clock_skew_secs: 300,
             max_backoff_secs: 60,
         }

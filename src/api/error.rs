@@ -241,9 +241,6 @@ impl From<crate::sync::receive::PushError> for ApiError {
             P::Busy { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", reason).retry_after(1)
             }
-            P::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", reason)
-            }
             P::TooManyVersions { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_versions", reason)
                     .field("versions")

@@ -6,9 +6,10 @@
 //! ([`CaseReactions`], which eligibility implements; `startup` wires it in).
 //!
 //! It also bounds what one peer can make this node hold ([`PushLimits`]): batches in flight per
-//! peer ([`Receiver::admit`], taken before the body is read), bytes per body and versions per
-//! batch ([`parse_push`], which counts the versions before parsing any of them and borrows the
-//! body instead of copying it).
+//! peer ([`Receiver::admit`], taken before the body is read), bytes per body (the listener reads
+//! at most [`PushLimits::max_bytes`]) and versions per batch ([`parse_push`], which counts the
+//! versions before parsing any of them and borrows the body instead of copying it). A batch's
+//! refusals are one audit event, whatever their number (`ingest`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,7 +57,7 @@ pub struct PushLimits {
 impl Default for PushLimits {
     fn default() -> Self {
         PushLimits {
-            in_flight_per_peer: 2,
+            in_flight_per_peer: 4,
             max_versions: 5000,
             max_bytes: 16 * 1024 * 1024,
         }
@@ -68,8 +69,6 @@ impl Default for PushLimits {
 pub enum PushError {
     #[error("{peer} already has {limit} batches being received; retry later")]
     Busy { peer: NodeId, limit: usize },
-    #[error("the body exceeds {limit} bytes")]
-    TooLarge { limit: usize },
     #[error("the batch holds {count} versions; at most {limit} are accepted at once")]
     TooManyVersions { count: usize, limit: usize },
     #[error("the body is not valid JSON: {0}")]

@@ -37,6 +37,10 @@ use crate::storage::{self, Store};
 /// Batches in flight to one peer at most.
 pub const WINDOW: usize = 2;
 
+/// How many times [`deliver_queued`] waits for a peer that answers 503 `busy` (it has as many of
+/// our batches in flight as it accepts at once) before it reports the delivery as failed.
+const BUSY_WAITS: u32 = 30;
+
 /// Builds the mutual-TLS HTTP client for a peer (pinned to its node id). Made by `startup`,
 /// which owns the TLS material.
 pub type ClientFactory = Arc<dyn Fn(&NodeId) -> Result<reqwest::Client, String> + Send + Sync>;
@@ -141,10 +145,17 @@ pub async fn deliver_queued(
 ) -> Result<Delivered, String> {
     let mut client = None;
     let mut total = Delivered::default();
+    let mut busy_waits = 0;
     loop {
-        let b = send_once(store, node, peer, clients, &mut client, config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let b = match send_once(store, node, peer, clients, &mut client, config).await {
+            // The peer is receiving other batches of ours (the sender loop's): wait a moment.
+            Err(e) if e.is_busy() && busy_waits < BUSY_WAITS => {
+                busy_waits += 1;
+                tokio::time::sleep(backoff(1, config.max_backoff)).await;
+                continue;
+            }
+            r => r.map_err(|e| e.to_string())?,
+        };
         if b.sent == 0 {
             return Ok(total);
         }

@@ -30,6 +30,35 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         }));
 }
 
+/// Reads a request body of at most `limit` bytes: 413 problem+json `body_too_large` when the
+/// declared length is larger (before reading any of it) or when the body grows past the limit.
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| too_large())?
+        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))
+}
+
 /// Identifies the peer of a request from its certificate and the directory.
 pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<NodeId, ApiError> {
     use actix_web::http::StatusCode;

@@ -21,22 +21,7 @@ pub async fn push_versions(
     let receiver = &state.receiver;
     let _admission = receiver.admit(&peer)?;
     let limits = receiver.limits();
-    let too_large = || PushError::TooLarge {
-        limit: limits.max_bytes,
-    };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limits.max_bytes) {
-        return Err(too_large().into());
-    }
-    let body = payload
-        .to_bytes_limited(limits.max_bytes)
-        .await
-        .map_err(|_| too_large())?
-        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let body = super::read_body(&req, payload, limits.max_bytes).await?;
     let request = match receive::parse_push(&body, &peer, limits.max_versions) {
         Ok(r) => r,
         Err(e @ PushError::SenderMismatch { .. }) => {

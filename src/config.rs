@@ -230,6 +230,10 @@ pub struct SyncSettings {
     /// Batches one peer may have in flight at once on the peer listener; the next gets 503
     /// `busy` with `Retry-After`, before its body is read.
     pub peer_batches_in_flight: usize,
+    /// Batches of all peers read, parsed and stored at once; other admitted batches wait with
+    /// their bodies unread. Bounds the memory pushes can take (about six times the body limit
+    /// per batch).
+    pub peer_batches_at_once: usize,
     /// Seconds a peer's stamp may run ahead of this node's clock.
     pub max_clock_skew_secs: u64,
     /// Longest wait between retries of a failing peer, in seconds.
@@ -243,6 +247,7 @@ impl Default for SyncSettings {
             peer_body_limit: 16 * 1024 * 1024,
             peer_max_versions: 5000,
             peer_batches_in_flight: 4,
+            peer_batches_at_once: 1,
             max_clock_skew_secs: 300,
             max_backoff_secs: 60,
         }
@@ -508,6 +513,9 @@ impl Settings {
         }
         if !(1..=64).contains(&self.sync.peer_batches_in_flight) {
             return bad("sync.peer_batches_in_flight: between 1 and 64".into());
+        }
+        if !(1..=16).contains(&self.sync.peer_batches_at_once) {
+            return bad("sync.peer_batches_at_once: between 1 and 16".into());
         }
         if !(64 * 1024..=256 * 1024 * 1024).contains(&self.sync.peer_body_limit) {
             return bad("sync.peer_body_limit: between 65536 and 268435456 bytes".into());

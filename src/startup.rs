@@ -100,6 +100,7 @@ impl Application {
             }),
             crate::sync::receive::PushLimits {
                 in_flight_per_peer: settings.sync.peer_batches_in_flight,
+                at_once: settings.sync.peer_batches_at_once,
                 max_versions: settings.sync.peer_max_versions,
                 max_bytes: settings.sync.peer_body_limit,
             },

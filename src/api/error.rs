@@ -45,7 +45,7 @@ pub struct ApiError {
     /// Logged, never sent.
     internal: Option<String>,
     /// Seconds for a `Retry-After` header (a temporary refusal).
-    retry_after: Option<u32>,
+    retry_after: Option<u16>,
     extensions: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -69,7 +69,7 @@ impl ApiError {
     }
 
     /// A temporary refusal: the client may retry after `secs` seconds (`Retry-After`).
-    pub fn retry_after(mut self, secs: u32) -> Self {
+    pub fn retry_after(mut self, secs: u16) -> Self {
         self.retry_after = Some(secs);
         self
     }

@@ -40,7 +40,7 @@ fn peer_batch_takes_any_bytes() {
     let second = Version::new(
         DocKind::Child,
         "410105201406010016".into(),
-        vec![first.id.clone()],
+        vec![first.id],
         NodeId::parse("410100").unwrap(),
         "2026-11-23T08:49:36.000Z+0000".parse::<Hlc>().unwrap(),
         json!({"risk_level": "黄", "n": 1.5e300}),

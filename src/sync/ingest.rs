@@ -22,7 +22,7 @@ use super::view;
 use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
 use crate::directory::Directory;
 use crate::domain::child::ChildRecord;
-use crate::domain::NodeId;
+use crate::domain::{NodeId, RegionCode};
 use crate::storage::records as repo;
 use crate::storage::{self, DbConn};
 
@@ -98,10 +98,10 @@ fn verify_all(dir: &Directory, versions: &[SignedVersion]) -> Result<BatchFacts,
     for v in versions {
         if let Some(r) = facts.records.get(&v.id) {
             facts
-                .batch_records
+                .batch_regions
                 .entry(v.version.doc_id.clone())
                 .or_default()
-                .push(r.clone());
+                .push((r.hukou_region.clone(), r.residence_region.clone()));
         }
     }
     Ok(facts)
@@ -347,8 +347,9 @@ struct BatchFacts {
     verified: HashMap<VersionId, Result<(), Refusal>>,
     /// Each child version's record, parsed once.
     records: HashMap<VersionId, ChildRecord>,
-    /// The batch's records per document (a bureau a child moves to is a party through them).
-    batch_records: HashMap<String, Vec<ChildRecord>>,
+    /// The regions (hukou, residence) of the batch's records per document: a bureau a child
+    /// moves to is a party through them. (Only the regions: a batch's records are held once.)
+    batch_regions: HashMap<String, Vec<(RegionCode, RegionCode)>>,
 }
 
 /// All checks of one version; on success its record and its parents' records.
@@ -363,7 +364,7 @@ fn check(
     let BatchFacts {
         verified,
         records,
-        batch_records,
+        batch_regions,
     } = batch;
     let db = |e: storage::StorageError| (RejectCode::InvalidRecord, format!("storage: {e}"));
     verify_signature(node, verified, v)?;
@@ -415,11 +416,11 @@ fn check(
             format!("{sender} serves neither region of this child"),
         ));
     }
-    let batch_parties: BTreeSet<NodeId> = batch_records
+    let batch_parties: BTreeSet<NodeId> = batch_regions
         .get(&v.version.doc_id)
         .into_iter()
         .flatten()
-        .flat_map(|r| node.parties(&r.hukou_region, &r.residence_region))
+        .flat_map(|(hukou, residence)| node.parties(hukou, residence))
         .collect();
     if !parties.contains(&node.id) && !batch_parties.contains(&node.id) {
         return Err((

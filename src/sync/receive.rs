@@ -46,8 +46,12 @@ const INGEST_ATTEMPTS: u32 = 4;
 /// What one peer may make this node hold (`[sync]` settings).
 #[derive(Debug, Clone, Copy)]
 pub struct PushLimits {
-    /// Batches of one peer being received at once.
+    /// Batches of one peer being received at once (past it: 503 `busy`).
     pub in_flight_per_peer: usize,
+    /// Batches of all peers read, parsed and stored at once; the others admitted wait, their
+    /// bodies unread. What a batch holds while it is received (its body, its parsed versions,
+    /// its records, its receipt: about six times its body) is bounded node-wide by this.
+    pub at_once: usize,
     /// Versions in one batch.
     pub max_versions: usize,
     /// Bytes of one request body.
@@ -58,6 +62,7 @@ impl Default for PushLimits {
     fn default() -> Self {
         PushLimits {
             in_flight_per_peer: 4,
+            at_once: 1,
             max_versions: 5000,
             max_bytes: 16 * 1024 * 1024,
         }
@@ -84,20 +89,37 @@ pub enum PushError {
 }
 
 /// A batch being received from a peer: while it lives, it counts against the peer's
-/// [`PushLimits::in_flight_per_peer`].
+/// [`PushLimits::in_flight_per_peer`], and holds one of the node's [`PushLimits::at_once`].
 pub struct Admission {
     counts: Arc<Mutex<HashMap<NodeId, usize>>>,
     peer: NodeId,
+    working: Option<tokio::sync::OwnedSemaphorePermit>,
+    at_once: Arc<tokio::sync::Semaphore>,
+    limit: usize,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = counts.get_mut(&self.peer) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.peer);
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&self.peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&self.peer);
+                }
             }
+        }
+        if self.working.take().is_some() && self.at_once.available_permits() == self.limit {
+            // The last batch being received is done: once its answer is sent too (a moment
+            // later), and if no other batch started meanwhile, what it held goes back to the
+            // system.
+            let (at_once, limit) = (self.at_once.clone(), self.limit);
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if at_once.available_permits() == limit {
+                    crate::sync::memory::give_back_freed_memory();
+                }
+            });
         }
     }
 }
@@ -170,6 +192,7 @@ pub struct Receiver {
     cases: Arc<dyn CaseReactions>,
     limits: PushLimits,
     in_flight: Arc<Mutex<HashMap<NodeId, usize>>>,
+    at_once: Arc<tokio::sync::Semaphore>,
 }
 
 impl Receiver {
@@ -185,6 +208,7 @@ impl Receiver {
             cases,
             limits,
             in_flight: Arc::default(),
+            at_once: Arc::new(tokio::sync::Semaphore::new(limits.at_once.max(1))),
         }
     }
 
@@ -192,23 +216,32 @@ impl Receiver {
         self.limits
     }
 
-    /// Admits one more batch of `peer`, or refuses it when the peer already has
-    /// [`PushLimits::in_flight_per_peer`] being received. Called before the body is read.
-    pub fn admit(&self, peer: &NodeId) -> Result<Admission, PushError> {
+    /// Admits one more batch of `peer`, or refuses it at once when the peer already has
+    /// [`PushLimits::in_flight_per_peer`] being received; then waits for one of the node's
+    /// [`PushLimits::at_once`]. Called before the body is read.
+    pub async fn admit(&self, peer: &NodeId) -> Result<Admission, PushError> {
         let limit = self.limits.in_flight_per_peer;
-        let mut counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(peer.clone()).or_insert(0);
-        if *n >= limit {
-            return Err(PushError::Busy {
-                peer: peer.clone(),
-                limit,
-            });
+        {
+            let mut counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(peer.clone()).or_insert(0);
+            if *n >= limit {
+                return Err(PushError::Busy {
+                    peer: peer.clone(),
+                    limit,
+                });
+            }
+            *n += 1;
         }
-        *n += 1;
-        Ok(Admission {
+        let mut admission = Admission {
             counts: self.in_flight.clone(),
             peer: peer.clone(),
-        })
+            working: None,
+            at_once: self.at_once.clone(),
+            limit: self.limits.at_once.max(1),
+        };
+        // Never closed: an error cannot happen; if it did, the batch goes on without a permit.
+        admission.working = self.at_once.clone().acquire_owned().await.ok();
+        Ok(admission)
     }
 
     /// Receives a batch from `peer` (authenticated by the caller; `request.sender` is it) and

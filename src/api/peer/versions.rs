@@ -19,7 +19,7 @@ pub async fn push_versions(
 ) -> Result<HttpResponse, ApiError> {
     let peer = authenticate(&state, &req).await?;
     let receiver = &state.receiver;
-    let _admission = receiver.admit(&peer)?;
+    let _admission = receiver.admit(&peer).await?;
     let limits = receiver.limits();
     let body = super::read_body(&req, payload, limits.max_bytes).await?;
     let request = match receive::parse_push(&body, &peer, limits.max_versions) {

@@ -200,9 +200,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             pushes,
             in_flight,
             postgres,
-        } => super::runtime()?.block_on(push_memory::bench_push_memory(
-            pushes, in_flight, postgres,
-        ))?,
+        } => super::runtime()?
+            .block_on(push_memory::bench_push_memory(pushes, in_flight, postgres))?,
         BenchWhat::Cases {
             cases,
             concurrency,

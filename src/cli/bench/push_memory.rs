@@ -134,15 +134,11 @@ pub(super) async fn bench_push_memory(
     let author = residence.id.clone();
 
     // The bodies, built before anything is measured.
-    let records: Vec<serde_json::Value> = sample_records(
-        1000,
-        17,
-        &crate::domain::RiskPalette::default(),
-        Utc::now(),
-    )?
-    .into_iter()
-    .map(|(_, r)| serde_json::to_value(r))
-    .collect::<Result<_, _>>()?;
+    let records: Vec<serde_json::Value> =
+        sample_records(1000, 17, &crate::domain::RiskPalette::default(), Utc::now())?
+            .into_iter()
+            .map(|(_, r)| serde_json::to_value(r))
+            .collect::<Result<_, _>>()?;
     let bodies: Vec<Vec<u8>> = (0..pushes)
         .map(|p| {
             push_body(

@@ -66,6 +66,7 @@ impl Application {
 
     pub async fn build_with(settings: Settings, listeners: Listeners) -> anyhow::Result<Self> {
         install_crypto_provider();
+        crate::sync::memory::limit_arenas();
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
         // The configuration in force, by digest (it holds paths and credentials), and the keys:

@@ -171,11 +171,17 @@ impl KnownRoutes {
         )
     }
 
-    /// The methods a path answers, `GET` implying `HEAD`; empty for an unknown path.
+    /// The methods a path answers, `GET` implying `HEAD`; empty for an unknown path. A route
+    /// spelled out literally (`/api/v1/reconcile/runs`) hides the templates it also matches
+    /// (`/api/v1/reconcile/{peer}`): it is the resource the path names.
     pub fn allowed(&self, path: &str) -> Vec<Method> {
+        let literal = self.0.iter().any(|(def, _)| {
+            !def.is_prefix() && !def.pattern().unwrap_or("{").contains('{') && def.is_match(path)
+        });
         let mut out: Vec<Method> = Vec::new();
         for (def, methods) in &self.0 {
-            if def.is_match(path) {
+            let templated = def.pattern().unwrap_or("{").contains('{');
+            if def.is_match(path) && !(literal && templated) {
                 for m in methods {
                     if !out.contains(m) {
                         out.push(m.clone());

@@ -455,7 +455,9 @@ fn transition_schema() -> serde_json::Value {
             action("submit", json!({}), &[]),
             action("receive", json!({}), &[]),
             action("request_info", json!({"question": {"type": "string"}}), &["question"]),
-            action("provide_info", json!({"answer": {"type": "string"}}), &["answer"]),
+            action("provide_info", json!({"answer": {"type": "string"},
+                "evidence": {"type": "array", "maxItems": crate::domain::case::MAX_EVIDENCE,
+                    "items": {"$ref": "#/components/schemas/Evidence"}}}), &["answer"]),
             action("approve", json!({
                 "effective_month": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
                 "review_on": {"type": ["string", "null"], "format": "date"}}), &["effective_month"]),

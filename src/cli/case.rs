@@ -8,6 +8,9 @@ use clap::Subcommand;
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::crypto::hash::Digest;
+use crate::domain::case::state::Transition;
+use crate::domain::case::{Evidence, MAX_EVIDENCE};
 use crate::domain::shown_time::shown;
 use crate::eligibility::service::{self, CaseQuery, NewCase};
 
@@ -54,6 +57,10 @@ pub enum CaseCommand {
     ///     reason_code: income_above_threshold, not_hukou_resident, documents_insufficient,
     ///     not_eligible_category, duplicate, other
     /// Texts are 1 to 2,000 characters; months are YYYY-MM, dates YYYY-MM-DD.
+    /// An answer may attach documents: each --evidence TYPE:ISSUER:NUMBER:FILE is hashed
+    /// (SHA-256) here and sent as its type, issuer, number and hash (the file stays here), e.g.
+    ///   case act ID '{"action":"provide_info","answer":"已补交父亲诊断证明"}' \
+    ///     --evidence '诊断证明:成都市第一人民医院:ZD-2026-118:./诊断证明.pdf'
     #[command(verbatim_doc_comment)]
     Act {
         case_id: String,
@@ -61,6 +68,9 @@ pub enum CaseCommand {
         transition: String,
         #[arg(long)]
         officer: Option<String>,
+        /// A document the answer adds (provide_info only; up to 20): TYPE:ISSUER:NUMBER:FILE.
+        #[arg(long, value_name = "TYPE:ISSUER:NUMBER:FILE")]
+        evidence: Vec<String>,
     },
 }
 
@@ -159,6 +169,23 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                     c.child_id, c.requester, c.decider
                 );
                 println!("  due {} (China working days)", v.due_on);
+                let documents = c
+                    .grounds
+                    .evidence
+                    .iter()
+                    .chain(c.history.iter().flat_map(|s| match &s.transition {
+                        Transition::ProvideInfo { evidence, .. } => evidence.as_slice(),
+                        _ => &[],
+                    }));
+                for e in documents {
+                    println!(
+                        "  document {} ({} {})  sha256 {}",
+                        e.doc_type.as_str(),
+                        e.issuer.as_str(),
+                        e.number.as_str(),
+                        e.sha256
+                    );
+                }
                 println!("  history:");
                 for step in &c.history {
                     println!(
@@ -194,9 +221,21 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             case_id,
             transition,
             officer,
+            evidence,
         } => {
-            let t = serde_json::from_str(&transition)
+            let mut t: Transition = serde_json::from_str(&transition)
                 .map_err(|e| anyhow::anyhow!("transition: {e}"))?;
+            if !evidence.is_empty() {
+                let Transition::ProvideInfo { evidence: list, .. } = &mut t else {
+                    anyhow::bail!("--evidence goes with provide_info (an answer's documents)");
+                };
+                if list.len() + evidence.len() > MAX_EVIDENCE {
+                    anyhow::bail!("--evidence: at most {MAX_EVIDENCE} documents per answer");
+                }
+                for spec in &evidence {
+                    list.push(evidence_of(spec)?);
+                }
+            }
             let v = service::transition(
                 &mut conn,
                 &node,
@@ -211,4 +250,34 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `--evidence TYPE:ISSUER:NUMBER:FILE`: the file is hashed here; the other parts are
+/// checked as the API checks them.
+fn evidence_of(spec: &str) -> anyhow::Result<Evidence> {
+    let parts: Vec<&str> = spec.splitn(4, ':').collect();
+    let [doc_type, issuer, number, file] = parts.as_slice() else {
+        anyhow::bail!("--evidence {spec:?}: expected TYPE:ISSUER:NUMBER:FILE");
+    };
+    let text = |name: &str, v: &str| {
+        anyhow::anyhow!("--evidence: the {name} {v:?} is not accepted (1 to its length limit, no control characters)")
+    };
+    let f = std::fs::File::open(file)
+        .map_err(|e| anyhow::anyhow!("--evidence: cannot read {file}: {e}"))?;
+    Ok(Evidence {
+        doc_type: (*doc_type)
+            .to_owned()
+            .try_into()
+            .map_err(|_| text("type", doc_type))?,
+        issuer: (*issuer)
+            .to_owned()
+            .try_into()
+            .map_err(|_| text("issuer", issuer))?,
+        number: (*number)
+            .to_owned()
+            .try_into()
+            .map_err(|_| text("number", number))?,
+        sha256: Digest::of_reader(f)
+            .map_err(|e| anyhow::anyhow!("--evidence: cannot read {file}: {e}"))?,
+    })
 }

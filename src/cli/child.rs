@@ -80,10 +80,13 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
             } else {
                 let r = &file.record;
                 println!(
-                    "{}  {}  {:?}  born {}",
+                    "{}  {}  {}  born {}",
                     r.id_number,
                     r.name.as_str(),
-                    file.sex,
+                    match file.sex {
+                        crate::domain::Sex::Male => "男 (male)",
+                        crate::domain::Sex::Female => "女 (female)",
+                    },
                     file.birth_date
                 );
                 println!("  hukou:     {} {}", r.hukou_region, file.hukou_region_name);
@@ -127,6 +130,27 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     r.risk_level.as_ref().map_or("-", |l| l.as_str()),
                     r.last_visit_on.map_or("-".into(), |d| d.to_string())
                 );
+                if let Some(notes) = &r.notes {
+                    println!("  notes: {}", notes.as_str());
+                }
+                // Open conflicts (the read above is already audited).
+                let open = crate::conflicts::of_file(&mut conn, &node, &id)?;
+                for c in &open.conflicts {
+                    let label = crate::domain::ChildField::from_name(&c.field)
+                        .map_or(c.field.as_str(), |f| f.label_zh());
+                    let who = if c.owner == node.id.as_str() {
+                        "reviewed here".to_owned()
+                    } else {
+                        format!("awaiting review at {}", c.owner)
+                    };
+                    println!(
+                        "  open conflict: {label} ({}), {} competing values, {who} — \
+                         hukou-sync conflict show {}",
+                        c.field,
+                        c.candidates.len(),
+                        r.id_number
+                    );
+                }
                 if !file.served_here {
                     let by: Vec<String> =
                         file.now_served_by.iter().map(ToString::to_string).collect();
@@ -246,11 +270,45 @@ pub(crate) fn parse_assignments(
         let (k, v) = s
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("{flag} {s:?}: expected FIELD=VALUE"))?;
+        // No field of a file holds a number or a boolean: `residence_region=330106` is the code
+        // as text, as `'residence_region="330106"'` is; arrays (`'categories=["flowing"]'`)
+        // and quoted strings are read as JSON, anything else is the text itself.
         let value = match v {
             "" | "null" => Value::Null,
-            _ => serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
+            _ => match serde_json::from_str(v) {
+                Ok(Value::Number(_) | Value::Bool(_)) | Err(_) => Value::String(v.to_owned()),
+                Ok(json) => json,
+            },
         };
         out.insert(k.to_owned(), value);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignments_read_codes_as_text_and_json_where_it_is_json() {
+        let args: Vec<String> = [
+            "residence_region=330106",
+            r#"hukou_region="510115""#,
+            r#"categories=["flowing"]"#,
+            "notes=true",
+            "risk_level=橙",
+            "last_visit_on=",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let got = parse_assignments("--set", &args).unwrap();
+        assert_eq!(got["residence_region"], Value::String("330106".into()));
+        assert_eq!(got["hukou_region"], Value::String("510115".into()));
+        assert_eq!(got["categories"], serde_json::json!(["flowing"]));
+        assert_eq!(got["notes"], Value::String("true".into()));
+        assert_eq!(got["risk_level"], Value::String("橙".into()));
+        assert_eq!(got["last_visit_on"], Value::Null);
+        assert!(parse_assignments("--set", &["no_equals".to_owned()]).is_err());
+    }
 }

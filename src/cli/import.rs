@@ -247,6 +247,10 @@ pub struct ExportArgs {
     /// Why the data leaves the system (required); recorded in the audit log.
     #[arg(long)]
     purpose: String,
+    /// Also export the files this node no longer serves (children who moved to another
+    /// bureau's regions: read-only copies as of the move, left out by default).
+    #[arg(long)]
+    include_former: bool,
 }
 
 pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -276,20 +280,27 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
     };
     let mut after: Option<String> = None;
     let mut written = 0usize;
+    let mut former = 0usize;
     let mut digest_input = Vec::new();
     loop {
         let page = ledger::export_page(&mut conn, after.as_deref(), 1000)?;
         let Some(last) = page.last() else { break };
         after = Some(last.id_number.to_string());
+        let scanned = page.len();
         for r in &page {
+            if !args.include_former && !node.roles(&r.hukou_region, &r.residence_region).is_party()
+            {
+                former += 1;
+                continue;
+            }
+            written += 1;
             digest_input.extend_from_slice(r.id_number.as_str().as_bytes());
             match &mut sink {
                 Sink::Csv(w) => w.write_record(ledger_csv::export_row(r))?,
                 Sink::Jsonl(w) => writeln!(w, "{}", serde_json::to_string(r)?)?,
             }
         }
-        written += page.len();
-        pb.set_position(written as u64);
+        pb.inc(scanned as u64);
     }
     match &mut sink {
         Sink::Csv(w) => w.flush()?,
@@ -305,10 +316,19 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
             Utc::now(),
             &Event::new(Actor::console(), "child.export", Outcome::Ok)
                 .purpose(Some(args.purpose.as_str()))
-                .details(serde_json::json!({"count": written, "ids_sha256": ids_digest})),
+                .details(
+                    serde_json::json!({"count": written, "ids_sha256": ids_digest,
+                    "former_left_out": former}),
+                ),
         )
         .map_err(anyhow::Error::from)
     })?;
     eprintln!("exported {written} files");
+    if former > 0 {
+        eprintln!(
+            "left out {former} files this node no longer serves (the children moved to other \
+             bureaus' regions; --include-former exports them too)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -191,6 +191,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
         Command::Conflict(cmd) => conflict::run(&load_settings(config)?, cmd),
+        // Checking an export needs no database: no warning about the defaults' database.
+        Command::Audit(
+            cmd @ audit_cmd::AuditCommand::Verify {
+                export: Some(_), ..
+            },
+        ) => audit_cmd::run(&Settings::load(config)?, cmd),
         Command::Audit(cmd) => audit_cmd::run(&load_settings(config)?, cmd),
         Command::Admin(cmd) => admin::run(&load_settings(config)?, cmd),
         Command::Keygen { out } => {

@@ -319,7 +319,9 @@ pub fn resolve(
         for (f, v) in &choices {
             fields.insert(*f, v.clone());
         }
-        let record = ChildRecord::from_fields(&fields, &ledger::rules(node, now))?;
+        let record = ChildRecord::from_fields_structural(&fields)?;
+        let decided: Vec<ChildField> = choices.keys().copied().collect();
+        record.check_changed(&ledger::rules(node, now), &decided)?;
         let version = ledger::signed_version(node, &record, view.heads.clone(), true)?;
         let parents: Vec<String> = view.heads.iter().map(ToString::to_string).collect();
         let decided: BTreeMap<&str, &Value> = choices.iter().map(|(f, v)| (f.name(), v)).collect();

@@ -15,6 +15,24 @@ impl Digest {
         out.copy_from_slice(d.as_ref());
         Digest(out)
     }
+
+    /// SHA-256 of everything `r` yields, read in 64 KiB pieces (a file of any size in bounded
+    /// memory).
+    pub fn of_reader(mut r: impl std::io::Read) -> std::io::Result<Self> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+        }
+        let mut out = [0u8; DIGEST_LEN];
+        // Invariant: as in `of`, the output is exactly 32 bytes.
+        out.copy_from_slice(ctx.finish().as_ref());
+        Ok(Digest(out))
+    }
 }
 
 #[cfg(test)]
@@ -28,6 +46,9 @@ mod tests {
     #[test]
     fn known_answers() {
         assert_eq!(Digest::of(b"").to_string(), EMPTY);
+        assert_eq!(Digest::of_reader(&b""[..]).unwrap().to_string(), EMPTY);
+        let big = vec![b'a'; 200_000];
+        assert_eq!(Digest::of_reader(&big[..]).unwrap(), Digest::of(&big));
         assert_eq!(Digest::of(b"abc").to_string(), ABC);
         assert_eq!(
             Digest::of(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq").to_string(),

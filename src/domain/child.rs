@@ -89,6 +89,7 @@ child_fields! {
     LivingStatus = "living_status": Residence,
     EducationStatus = "education_status": Residence,
     LastVisitOn = "last_visit_on": Residence,
+    InfoUpdatedOn = "info_updated_on": Residence,
     RiskLevel = "risk_level": Residence,
     Categories = "categories": Shared,
     HealthStatus = "health_status": Shared,
@@ -394,6 +395,10 @@ pub struct ChildRecord {
     pub living_status: Option<LivingStatus>,
     pub education_status: Option<EducationStatus>,
     pub last_visit_on: Option<NaiveDate>,
+    /// When the residence side last confirmed the child's facts (信息更新日期): set by an edit
+    /// of residence-side facts, or taken from a ledger's column on import. With `last_visit_on`
+    /// it decides the six-month rule; storing or merging a version never changes it.
+    pub info_updated_on: Option<NaiveDate>,
     /// One of the configured palette (default 红/橙/黄/绿).
     #[schema(value_type = Option<String>, example = "黄")]
     pub risk_level: Option<Text<16>>,
@@ -515,8 +520,27 @@ impl ChildRecord {
     }
 
     fn check(&self, rules: &RecordRules<'_>) -> Result<(), FieldError> {
+        self.check_where(rules, |_| true)
+    }
+
+    /// The rules of [`ChildRecord::from_fields`] for the fields an edit changes only: a field
+    /// it leaves alone never makes it fail (a risk level graded under another bureau's palette,
+    /// a visit date checked when it was made).
+    pub fn check_changed(
+        &self,
+        rules: &RecordRules<'_>,
+        changed: &[ChildField],
+    ) -> Result<(), FieldError> {
+        self.check_where(rules, |f| changed.contains(&f))
+    }
+
+    fn check_where(
+        &self,
+        rules: &RecordRules<'_>,
+        applies: impl Fn(ChildField) -> bool,
+    ) -> Result<(), FieldError> {
         let birth = self.birth_date();
-        if birth > rules.today {
+        if applies(ChildField::IdNumber) && birth > rules.today {
             return Err(FieldError::new(
                 "id_number",
                 "the birth date in the ID number is in the future",
@@ -525,7 +549,11 @@ impl ChildRecord {
         for (field, date) in [
             (ChildField::LeftHukouOn, self.left_hukou_on),
             (ChildField::LastVisitOn, self.last_visit_on),
+            (ChildField::InfoUpdatedOn, self.info_updated_on),
         ] {
+            if !applies(field) {
+                continue;
+            }
             if let Some(d) = date {
                 if d < birth {
                     return Err(FieldError::new(field.name(), "is before the birth date"));
@@ -535,7 +563,11 @@ impl ChildRecord {
                 }
             }
         }
-        if let Some(r) = &self.risk_level {
+        if let Some(r) = self
+            .risk_level
+            .as_ref()
+            .filter(|_| applies(ChildField::RiskLevel))
+        {
             if !rules.palette.contains(r.as_str()) {
                 return Err(FieldError::new(
                     "risk_level",
@@ -544,7 +576,11 @@ impl ChildRecord {
             }
         }
         let mut seen = BTreeSet::new();
-        for g in &self.benefits {
+        for g in self
+            .benefits
+            .iter()
+            .filter(|_| applies(ChildField::Benefits))
+        {
             if !seen.insert(g.benefit) {
                 return Err(FieldError::new(
                     "benefits",
@@ -597,6 +633,7 @@ impl ChildField {
             ChildField::LivingStatus => "生活状况",
             ChildField::EducationStatus => "就学状况",
             ChildField::LastVisitOn => "最近走访日期",
+            ChildField::InfoUpdatedOn => "信息更新日期",
             ChildField::RiskLevel => "风险等级",
             ChildField::Categories => "儿童类别",
             ChildField::HealthStatus => "健康状况",
@@ -785,7 +822,7 @@ mod tests {
         assert!(residence.may_change(ChildField::Notes));
         assert!(!residence.may_change(ChildField::Benefits));
         assert!(!Roles::default().may_change(ChildField::Notes));
-        assert_eq!(ChildField::ALL.len(), 19);
+        assert_eq!(ChildField::ALL.len(), 20);
         for f in ChildField::ALL {
             assert_eq!(ChildField::from_name(f.name()), Some(*f));
         }

@@ -134,6 +134,11 @@ const COLUMNS: &[Column] = &[
         kind: Kind::Date,
     },
     Column {
+        name: "info_updated_on",
+        aliases: &["信息更新日期", "更新日期", "资料更新日期"],
+        kind: Kind::Date,
+    },
+    Column {
         name: "risk_level",
         aliases: &["风险等级"],
         kind: Kind::Text,
@@ -564,6 +569,7 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             "living_status" => opt(r.living_status.map(|s| s.code().to_owned())),
             "education_status" => opt(r.education_status.map(|s| s.code().to_owned())),
             "last_visit_on" => opt(r.last_visit_on.map(|d| d.to_string())),
+            "info_updated_on" => opt(r.info_updated_on.map(|d| d.to_string())),
             "risk_level" => opt(r.risk_level.as_ref().map(|l| l.as_str().to_owned())),
             "categories" => r
                 .categories

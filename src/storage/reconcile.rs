@@ -719,11 +719,10 @@ pub fn stale_children(
 ) -> Result<Vec<StaleChild>, StorageError> {
     let before = before.naive_utc();
     let mut q = children::table
-        .filter(children::updated_at.lt(before))
         .filter(
-            children::last_visit_on
+            children::refreshed_on
                 .is_null()
-                .or(children::last_visit_on.lt(before.date())),
+                .or(children::refreshed_on.lt(before.date())),
         )
         .select((
             children::id_number,

@@ -104,6 +104,9 @@ pub struct ChildRow {
     pub categories: String,
     pub risk_level: Option<String>,
     pub last_visit_on: Option<NaiveDate>,
+    /// The later of `last_visit_on` and the record's `info_updated_on`: the six-month rule
+    /// compares it (a file without either is stale).
+    pub refreshed_on: Option<NaiveDate>,
     /// The merged record, JSON. Empty when the file's only head is its creation: the view is then
     /// that version's body, and [`get_child`] and [`page_children`] read it from `versions`. An
     /// import or a new file from a peer thus writes the record once, not twice.
@@ -451,10 +454,10 @@ fn list_rows(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, Storag
         q = q.filter(children::risk_level.eq(r.clone()));
     }
     if let Some(t) = f.stale_before {
-        q = q.filter(children::updated_at.lt(t)).filter(
-            children::last_visit_on
+        q = q.filter(
+            children::refreshed_on
                 .is_null()
-                .or(children::last_visit_on.lt(t.date())),
+                .or(children::refreshed_on.lt(t.date())),
         );
     }
     if let Some(a) = &f.after {

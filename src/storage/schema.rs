@@ -40,6 +40,7 @@ diesel::table! {
         categories -> Text,
         risk_level -> Nullable<Text>,
         last_visit_on -> Nullable<Date>,
+        refreshed_on -> Nullable<Date>,
         record -> Text,
         head_count -> BigInt,
         created_at -> Timestamp,

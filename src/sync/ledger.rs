@@ -3,13 +3,14 @@
 //! version, the heads, the current view, the outbox rows and its audit event in one transaction —
 //! or nothing.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use super::error::LedgerError;
+use super::merge::{self, MergeInput};
 use super::node::LocalNode;
 use super::store::{self, Batch};
 use super::version::{DocKind, SignedVersion, Version, VersionError, VersionId};
@@ -107,7 +108,12 @@ pub fn parse_record(
     now: DateTime<Utc>,
 ) -> Result<ChildRecord, LedgerError> {
     let fields = parse_fields(body)?;
-    Ok(ChildRecord::from_fields(&fields, &rules(node, now))?)
+    let mut record = ChildRecord::from_fields(&fields, &rules(node, now))?;
+    // A file created by hand records facts confirmed today, unless it says when.
+    if record.info_updated_on.is_none() {
+        record.info_updated_on = Some(china_today(now));
+    }
+    Ok(record)
 }
 
 /// Creates a child's file from a full record.
@@ -184,11 +190,30 @@ pub fn apply_update(
         for (f, v) in &patch {
             fields.insert(*f, v.clone());
         }
-        let updated = ChildRecord::from_fields(&fields, &rules(node, now))?;
-        let changed = ChildRecord::changed_fields(&current.to_fields(), &updated.to_fields());
+        let mut updated = ChildRecord::from_fields_structural(&fields)?;
+        let mut changed = ChildRecord::changed_fields(&current.to_fields(), &updated.to_fields());
         if changed.is_empty() {
             return Ok(None);
         }
+        // The residence side confirming or changing the child's facts refreshes the file for
+        // the six-month rule (unless the edit names the date itself).
+        let residence_facts = changed.iter().any(|f| {
+            f.authority() == crate::domain::Authority::Residence
+                && !matches!(f, ChildField::LastVisitOn | ChildField::InfoUpdatedOn)
+        });
+        if residence_facts
+            && !patch.contains_key(&ChildField::InfoUpdatedOn)
+            && node.serves(&current.residence_region)
+        {
+            let today = china_today(now);
+            if updated.info_updated_on != Some(today) {
+                updated.info_updated_on = Some(today);
+                changed.push(ChildField::InfoUpdatedOn);
+            }
+        }
+        // Only what the edit changes is checked against this node's rules: a field it leaves
+        // alone (a risk level graded under another bureau's palette) never makes it fail.
+        updated.check_changed(&rules(node, now), &changed)?;
         if changed.contains(&ChildField::IdNumber) {
             return Err(LedgerError::ImmutableId);
         }
@@ -465,6 +490,23 @@ pub(crate) fn signed_version(
     Ok(version.sign(&node.key)?)
 }
 
+/// The merged view of `parents` from the versions they descend from (all in `known`; `None`
+/// when one is missing, which the caller then treats as a creation).
+fn parents_view(known: &HashMap<VersionId, MergeInput>, parents: &[VersionId]) -> Option<Fields> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<VersionId> = parents.to_vec();
+    let mut ancestry = Vec::new();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let input = known.get(&id)?;
+        todo.extend(input.parents.iter().copied());
+        ancestry.push(input.clone());
+    }
+    merge::merged_view(&ancestry).ok().map(|v| v.fields)
+}
+
 fn summary(row: &ChildListing) -> ChildSummary {
     ChildSummary {
         id_number: row.id_number.to_string(),
@@ -491,15 +533,26 @@ pub(crate) fn read_file(
         .iter()
         .map(|h| h.parse())
         .collect::<Result<Vec<VersionId>, _>>()?;
-    let mut bodies = std::collections::HashMap::new();
+    let mut bodies = HashMap::new();
+    let mut inputs: HashMap<VersionId, MergeInput> = HashMap::new();
     let mut history = Vec::with_capacity(versions.len());
     for row in &versions {
         let v = SignedVersion::from_stored(row)?;
         let fields = serde_json::from_value::<ChildRecord>(v.version.body.clone())
             .map(|r| r.to_fields())
             .map_err(|e| LedgerError::Internal(format!("version {}: {e}", v.id.short())))?;
-        let changed = match v.version.parents.first().and_then(|p| bodies.get(p)) {
-            Some(parent) => ChildRecord::changed_fields(parent, &fields)
+        let input = super::view::merge_input(node, &v)?;
+        // What a version changed is measured against what its author saw: its one parent, or
+        // for a merge or a resolution the merged view of its parents (so a resolution of one
+        // field does not list the fields the merge had already taken from the other side).
+        let seen = match v.version.parents.as_slice() {
+            [] => None,
+            [one] => bodies.get(one).cloned(),
+            several => parents_view(&inputs, several),
+        };
+        inputs.insert(v.id, input);
+        let changed = match seen {
+            Some(parent) => ChildRecord::changed_fields(&parent, &fields)
                 .iter()
                 .map(|f| f.name().to_owned())
                 .collect(),

@@ -215,6 +215,7 @@ fn row_with(
         categories,
         risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
         last_visit_on: r.last_visit_on,
+        refreshed_on: r.last_visit_on.max(r.info_updated_on),
         record,
         head_count,
         created_at,

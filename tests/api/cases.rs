@@ -97,14 +97,29 @@ async fn request_information_and_approval_round_trip() {
     .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     wait_state(&pair.residence, &id, "info_requested").await;
+    // An answer attaches documents (type, issuer, number, SHA-256), at most 20.
+    let document = json!({"doc_type": "收入证明", "issuer": "金水区某村委会",
+        "number": "SR-2026-77", "sha256": "ab".repeat(32)});
+    let too_many = vec![document.clone(); 21];
     let r = act(
         &pair.residence,
         &id,
-        json!({"action": "provide_info", "answer": "已上传村委会出具的收入证明"}),
+        json!({"action": "provide_info", "answer": "已上传", "evidence": too_many}),
+    )
+    .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = act(
+        &pair.residence,
+        &id,
+        json!({"action": "provide_info", "answer": "已上传村委会出具的收入证明",
+               "evidence": [document.clone()]}),
     )
     .await;
     assert_eq!(r.status(), 200);
-    wait_state(&pair.hukou, &id, "info_provided").await;
+    let provided = wait_state(&pair.hukou, &id, "info_provided").await;
+    let step = &provided["case"]["history"][3]["transition"];
+    assert_eq!(step["action"], "provide_info", "{provided}");
+    assert_eq!(step["evidence"], json!([document]), "{provided}");
     let r = act(
         &pair.hukou,
         &id,
@@ -414,6 +429,69 @@ async fn the_console_shows_a_case_for_people_and_documents_the_transitions() {
     let out = run(&["case", "show", &id, "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["case"]["state"], "received");
+
+    // The requester answers from its console with a document: the file is hashed there, and
+    // the decider's console lists the document with that hash.
+    let out = run(&[
+        "case",
+        "act",
+        &id,
+        r#"{"action":"request_info","question":"请提供诊断证明"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(&pair.residence, &id, "info_requested").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("诊断证明.pdf");
+    std::fs::write(&file, b"%PDF-1.4 diagnosis").unwrap();
+    let hash = hukou_sync::crypto::hash::Digest::of(b"%PDF-1.4 diagnosis").to_string();
+    let residence_run = |args: &[&str]| {
+        crate::helpers::node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let answer = r#"{"action":"provide_info","answer":"已补交诊断证明"}"#;
+    for bad in [
+        vec!["--evidence", "诊断证明:某医院"],
+        vec!["--evidence", "诊断证明:某医院:ZD-1:/no/such/file.pdf"],
+    ] {
+        let mut args = vec!["case", "act", &id, answer];
+        args.extend(bad.iter().copied());
+        let out = residence_run(&args);
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--evidence"),
+            "{bad:?}"
+        );
+    }
+    let spec = format!("诊断证明:成都市第一人民医院:ZD-2026-118:{}", file.display());
+    let out = residence_run(&[
+        "case",
+        "act",
+        &id,
+        r#"{"action":"withdraw"}"#,
+        "--evidence",
+        &spec,
+    ]);
+    assert!(!out.status.success(), "--evidence with a withdrawal");
+    let out = residence_run(&["case", "act", &id, answer, "--evidence", &spec]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(&pair.hukou, &id, "info_provided").await;
+    let text = String::from_utf8(run(&["case", "show", &id]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "document 诊断证明 (成都市第一人民医院 ZD-2026-118)  sha256 {hash}"
+        )),
+        "{text}"
+    );
     let help = String::from_utf8(run(&["case", "act", "--help"]).stdout).unwrap();
     for needle in [
         "provide_info",

@@ -393,30 +393,75 @@ async fn list_filters_and_pages() {
 
 #[tokio::test]
 async fn stale_files_are_found() {
+    // The six-month rule: a file is stale when neither a visit nor a confirmation of the
+    // residence side's facts happened within 183 days. Storing a file, or an edit that leaves
+    // those facts alone, does not refresh it.
     let app = spawn_app().await;
-    let mut c = flowing_child(30);
-    c["last_visit_on"] = json!("2025-01-01");
-    let id = c["id_number"].as_str().unwrap().to_owned();
-    app.create_child(&c).await;
-    app.create_child(&flowing_child(31)).await;
-    // Age one file's update time by a year, as if nobody touched it.
-    let old = if app.db.is_postgres() {
-        "NOW() - INTERVAL '365 days'"
-    } else {
-        "datetime('now', '-365 days')"
+    let mut old = flowing_child(30);
+    old["last_visit_on"] = json!("2025-01-01");
+    old["info_updated_on"] = json!("2025-02-01");
+    let id = old["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&old).await;
+    let mut fresh = flowing_child(31);
+    fresh["last_visit_on"] = Value::Null;
+    let fresh_id = fresh["id_number"].as_str().unwrap().to_owned();
+    let created = app.create_child(&fresh).await;
+    // A file created by hand records its facts as confirmed today.
+    assert_eq!(
+        created["record"]["info_updated_on"],
+        json!(hukou_sync::sync::ledger::china_today(chrono::Utc::now()).to_string())
+    );
+    let stale = || async {
+        let page: Value = app
+            .get("/api/v1/children?stale_days=183")
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id_number"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
     };
-    app.exec(&format!(
-        "UPDATE children SET updated_at = {old} WHERE id_number = '{id}'"
-    ));
-    let page: Value = app
-        .get("/api/v1/children?stale_days=183")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let items = page["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["id_number"], id.as_str());
+    assert_eq!(stale().await, vec![id.clone()]);
+    // A note (a shared field) is not a visit nor the residence side's facts: still stale.
+    let r = app
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"notes": "电话联系未接通"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(stale().await, vec![id.clone()]);
+    // The residence side confirming where the child lives refreshes it, dated today.
+    let r = app
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"residence_address": "金水区花园路2号"}),
+        )
+        .await;
+    let file: Value = r.json().await.unwrap();
+    assert_eq!(
+        file["record"]["info_updated_on"],
+        created["record"]["info_updated_on"]
+    );
+    assert!(stale().await.is_empty());
+    // A visit date in the future, or an update date before birth, is refused.
+    for bad in [
+        json!({"last_visit_on": "2999-01-01"}),
+        json!({"info_updated_on": "2999-01-01"}),
+        json!({"info_updated_on": "2001-01-01"}),
+    ] {
+        problem(
+            app.patch_json(&format!("/api/v1/children/{fresh_id}"), &bad)
+                .await,
+            422,
+            "invalid_field",
+        )
+        .await;
+    }
     app.stop().await;
 }
 

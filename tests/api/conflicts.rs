@@ -18,6 +18,13 @@ use crate::helpers::{
 /// the residence node's version changes it differently and reaches both nodes by push.
 /// Returns the ID number.
 pub async fn conflicted_pair() -> (Pair, String) {
+    conflicted_pair_with(json!({}), json!({})).await
+}
+
+/// As [`conflicted_pair`], the hukou side's edit also setting `hukou_more` and the residence
+/// side's concurrent version also setting `residence_more` (fields only that side changes, which
+/// the merge takes without a conflict).
+pub async fn conflicted_pair_with(hukou_more: Value, residence_more: Value) -> (Pair, String) {
     let pair = spawn_pair().await;
     let child = flowing_child(7);
     let id = child["id_number"].as_str().unwrap().to_owned();
@@ -27,15 +34,21 @@ pub async fn conflicted_pair() -> (Pair, String) {
 
     let r = pair
         .hukou
-        .patch_json(
-            &format!("/api/v1/children/{id}"),
-            &json!({"health_status": "healthy"}),
-        )
+        .patch_json(&format!("/api/v1/children/{id}"), &{
+            let mut patch = json!({"health_status": "healthy"});
+            for (k, v) in hukou_more.as_object().unwrap() {
+                patch[k] = v.clone();
+            }
+            patch
+        })
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
     let mut body = created["record"].clone();
     body["health_status"] = json!("chronic_illness");
+    for (k, v) in residence_more.as_object().unwrap() {
+        body[k] = v.clone();
+    }
     let concurrent = Version::new(
         DocKind::Child,
         id.clone(),
@@ -379,6 +392,15 @@ async fn the_console_lists_shows_and_resolves_a_conflict() {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert!(page["next_after"].is_null());
 
+    // The file, shown for people, names its open conflict and where to look.
+    let (code, file, _) = cli(&["child", "show", &id]);
+    assert_eq!(code, Some(0), "{file}");
+    assert!(
+        file.contains("open conflict: 健康状况 (health_status), 2 competing values, reviewed here")
+            && file.contains(&format!("hukou-sync conflict show {id}")),
+        "{file}"
+    );
+
     let (code, show, _) = cli(&["conflict", "show", &id]);
     assert_eq!(code, Some(0), "{show}");
     assert!(
@@ -435,4 +457,53 @@ async fn the_console_lists_shows_and_resolves_a_conflict() {
     .await;
     let (_, list, _) = cli(&["conflict", "list"]);
     assert!(list.contains("0 open conflict(s)"), "{list}");
+}
+
+/// A resolution's history entry lists what the reviewer decided, measured against the merged
+/// view of the versions it resolves — not against one of them, which would list what the merge
+/// had already taken from the other side.
+#[tokio::test]
+async fn a_resolution_changes_only_what_the_reviewer_decided() {
+    let (pair, id) = conflicted_pair_with(
+        json!({"hukou_address": "成都市锦江区春熙路1号"}),
+        json!({"residence_address": "郑州市金水区花园路2号"}),
+    )
+    .await;
+    let huk = &pair.hukou;
+    let heads = conflicts_of(huk, &id).await["heads"].clone();
+    let r = huk
+        .post_json(
+            &format!("/api/v1/children/{id}/conflicts/resolve"),
+            &json!({"heads": heads, "values": {"health_status": "chronic_illness"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let file: Value = huk
+        .get(&format!("/api/v1/children/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(file["record"]["hukou_address"], "成都市锦江区春熙路1号");
+    assert_eq!(file["record"]["residence_address"], "郑州市金水区花园路2号");
+    let history = file["history"].as_array().unwrap();
+    let resolution = history
+        .iter()
+        .find(|v| v["resolution"] == true)
+        .expect("a resolution in the history");
+    assert_eq!(resolution["changed"], json!(["health_status"]), "{file}");
+    // Each side's own edit still lists what it changed.
+    let edits: Vec<&Value> = history
+        .iter()
+        .filter(|v| v["parents"].as_array().unwrap().len() == 1)
+        .map(|v| &v["changed"])
+        .collect();
+    assert!(
+        edits.contains(&&json!(["hukou_address", "health_status"])),
+        "{edits:?}"
+    );
+    assert!(
+        edits.contains(&&json!(["residence_address", "health_status"])),
+        "{edits:?}"
+    );
 }

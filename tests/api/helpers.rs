@@ -50,10 +50,6 @@ impl TestDb {
             },
         }
     }
-
-    pub fn is_postgres(&self) -> bool {
-        self.pg.is_some()
-    }
 }
 
 impl Drop for TestDb {
@@ -397,6 +393,8 @@ pub async fn spawn_pair_among(
 /// Running nodes, each serving one prefix (`(id, prefix)`), all in one signed directory.
 pub struct Network {
     pub nodes: Vec<TestApp>,
+    /// The network's PKI (for [`node_command`]).
+    pub pki: DevPki,
     _root: tempfile::TempDir,
 }
 
@@ -419,7 +417,11 @@ pub async fn spawn_network(specs: &[(&str, &str)]) -> Network {
             .expect("start node");
         nodes.push(TestApp::new(running, settings, db, dir));
     }
-    Network { nodes, _root: root }
+    Network {
+        nodes,
+        pki: net.pki,
+        _root: root,
+    }
 }
 
 /// The `hukou-sync` binary as node `id` of a network runs it: that node's generated

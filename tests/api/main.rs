@@ -18,6 +18,8 @@ mod jobs;
 mod moves;
 mod openapi;
 mod reconcile;
+mod records;
 mod schema;
 mod storage;
 mod ui;
+mod walkthrough;

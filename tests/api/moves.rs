@@ -122,10 +122,35 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     };
     assert_eq!(listed(zhengzhou).await, 0);
     assert_eq!(listed(chengdu).await, 1);
+    // Its export leaves the file out and says so; --include-former exports it.
+    let export = |extra: &[&str]| {
+        let out = crate::helpers::node_command(&net.pki, ZHENGZHOU, zhengzhou)
+            .args(["export", "--format", "jsonl", "--purpose", "年度核对"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (rows, said) = export(&[]);
+    assert!(!rows.contains(&id), "{rows}");
+    assert!(
+        said.contains("left out 1 files this node no longer serves"),
+        "{said}"
+    );
+    let (rows, _) = export(&["--include-former"]);
+    assert!(rows.contains(&id), "{rows}");
     // Its stale count leaves the file out, even once the file is old: it is no longer this
     // node's to refresh. (The hukou node, still serving the child, counts it.)
     for node in [zhengzhou, chengdu] {
-        node.exec("UPDATE children SET updated_at = '2020-01-01 00:00:00', last_visit_on = NULL");
+        node.exec("UPDATE children SET refreshed_on = '2020-01-01'");
     }
     let metrics = |node: &TestApp| {
         let url = node.url("/metrics");

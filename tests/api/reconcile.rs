@@ -61,7 +61,12 @@ async fn load(pair: &Pair, n: usize, edited: usize, seed: u64) -> Vec<String> {
         };
         let rows: Vec<(usize, ChildRecord)> = LedgerReader::new(String::from_utf8(csv).unwrap())
             .unwrap()
-            .map(|(line, f)| (line, ChildRecord::from_fields(&f.unwrap(), &rules).unwrap()))
+            .map(|(line, f)| {
+                // Facts confirmed today: only the files a test ages are stale.
+                let mut r = ChildRecord::from_fields(&f.unwrap(), &rules).unwrap();
+                r.info_updated_on = Some(rules.today);
+                (line, r)
+            })
             .collect();
         let mut conn = store.conn().unwrap();
         ledger::import_children(&mut conn, &node, &rows, &Actor::console(), now, &mut |_| {})
@@ -792,8 +797,7 @@ async fn the_cli_reconciles_lists_reports_and_stale_files() {
 
     // Stale files: not updated and not visited for six months.
     pair.residence.exec(&format!(
-        "UPDATE children SET updated_at = '2025-01-01 00:00:00', last_visit_on = NULL \
-         WHERE id_number IN ('{}', '{}')",
+        "UPDATE children SET refreshed_on = NULL WHERE id_number IN ('{}', '{}')",
         ids[0], ids[1]
     ));
     let out = cli(&pair.residence, &["stale", "--json"]);

@@ -12,7 +12,7 @@ use crate::domain::child::{Benefit, ParentSituation, Text};
 use crate::domain::{IdNumber, NodeId, RegionCode};
 
 /// One piece of evidence: a document the requester holds, identified by its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
     /// e.g. 死亡证明, 服刑通知书, 残疾证.
@@ -27,6 +27,21 @@ pub struct Evidence {
     pub sha256: crate::domain::digest::Digest,
 }
 
+/// The most documents one grounds or one answer lists.
+pub const MAX_EVIDENCE: usize = 20;
+
+/// Reads a list of evidence of at most [`MAX_EVIDENCE`] documents.
+pub fn bounded_evidence<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Evidence>, D::Error> {
+    let list = Vec::<Evidence>::deserialize(d)?;
+    if list.len() > MAX_EVIDENCE {
+        return Err(serde::de::Error::invalid_length(
+            list.len(),
+            &"at most 20 documents",
+        ));
+    }
+    Ok(list)
+}
+
 /// Why the child may qualify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +52,9 @@ pub struct Grounds {
     pub mother_situation: Option<ParentSituation>,
     #[schema(value_type = String)]
     pub summary: Text<2000, true>,
-    #[serde(default)]
+    /// At most [`MAX_EVIDENCE`] documents.
+    #[serde(default, deserialize_with = "bounded_evidence")]
+    #[schema(max_items = 20)]
     pub evidence: Vec<Evidence>,
 }
 

@@ -354,6 +354,10 @@ pub enum Transition {
     ProvideInfo {
         /// 1..=2000 characters, not blank.
         answer: String,
+        /// Documents the answer adds to the case (as the grounds' evidence: type, issuer, number,
+        /// SHA-256 of the file), at most [`super::MAX_EVIDENCE`]; omitted when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        evidence: Vec<super::Evidence>,
     },
     /// Decider confirms the benefit.
     Approve {
@@ -397,6 +401,8 @@ mod wire {
         },
         ProvideInfo {
             answer: String,
+            #[serde(default, deserialize_with = "super::super::bounded_evidence")]
+            evidence: Vec<super::super::Evidence>,
         },
         Approve {
             effective_month: Month,
@@ -420,7 +426,9 @@ impl From<wire::Transition> for Transition {
             wire::Transition::Submit {} => Transition::Submit,
             wire::Transition::Receive {} => Transition::Receive,
             wire::Transition::RequestInfo { question } => Transition::RequestInfo { question },
-            wire::Transition::ProvideInfo { answer } => Transition::ProvideInfo { answer },
+            wire::Transition::ProvideInfo { answer, evidence } => {
+                Transition::ProvideInfo { answer, evidence }
+            }
             wire::Transition::Approve {
                 effective_month,
                 review_on,
@@ -462,7 +470,7 @@ impl Transition {
         match self {
             Transition::Submit | Transition::Receive => Ok(()),
             Transition::RequestInfo { question } => check_text("question", question),
-            Transition::ProvideInfo { answer } => check_text("answer", answer),
+            Transition::ProvideInfo { answer, .. } => check_text("answer", answer),
             Transition::Approve {
                 effective_month,
                 review_on,
@@ -686,6 +694,7 @@ mod tests {
             },
             TransitionKind::ProvideInfo => Transition::ProvideInfo {
                 answer: "已上传收入证明".into(),
+                evidence: vec![],
             },
             TransitionKind::Approve => Transition::Approve {
                 effective_month: month(2026, 3),
@@ -902,7 +911,10 @@ mod tests {
                 "{bad:?}: {err:?}"
             );
         }
-        let answer = Transition::ProvideInfo { answer: " ".into() };
+        let answer = Transition::ProvideInfo {
+            answer: " ".into(),
+            evidence: vec![],
+        };
         assert!(matches!(
             apply(Some(S::InfoRequested), Party::Requester, &answer),
             Err(TransitionError::InvalidField {

@@ -1,0 +1,171 @@
+//! The child's file as the bureaus keep it (issue 21, first part): the six-month rule counted
+//! from visits and the residence side's confirmations only — an old ledger imported today is as
+//! stale as it was, and replication does not refresh it — and edits validated on what they
+//! change only, so bureaus with different risk palettes edit one child and decide its cases.
+
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    eventually, id_number, node_command, spawn_pair, spawn_pair_with, CHENGDU, ZHENGZHOU,
+};
+
+fn stale_ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id_number"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_old_ledger_imported_today_is_as_stale_as_it_was_on_both_nodes() {
+    let pair = spawn_pair().await;
+    let today = hukou_sync::sync::ledger::china_today(Utc::now());
+    let eleven_months_ago = today - Duration::days(335);
+    let last_month = today - Duration::days(30);
+    let (old, updated, visited) = (
+        id_number("510104", (2014, 6, 1), 501),
+        id_number("510104", (2014, 6, 1), 502),
+        id_number("510104", (2014, 6, 1), 503),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.csv");
+    std::fs::write(
+        &ledger,
+        format!(
+            "身份证号,姓名,户籍地区划代码,居住地区划代码,儿童类别,最近走访日期,信息更新日期\n\
+             {old},王小,510104,410105,流动,{eleven_months_ago},\n\
+             {updated},李小,510104,410105,流动,{eleven_months_ago},{last_month}\n\
+             {visited},赵小,510104,410105,流动,{last_month},\n"
+        ),
+    )
+    .unwrap();
+    let out = node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .arg("import")
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // At the residence node, which imported it, and at the hukou node once it has the files:
+    // only the file neither visited nor confirmed in six months.
+    for app in [&pair.residence, &pair.hukou] {
+        eventually(20, "the files reach the node", || async {
+            let page: Value = app.get("/api/v1/children").await.json().await.unwrap();
+            page["items"].as_array().unwrap().len() == 3
+        })
+        .await;
+        let page: Value = app
+            .get("/api/v1/children?stale_days=183")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stale_ids(&page), vec![old.clone()], "{page}");
+        let m = app.get("/metrics").await.text().await.unwrap();
+        assert!(m.contains("hukou_sync_stale_children 1"), "{m}");
+    }
+    // The export carries the date, so an export → import round trip keeps the rule.
+    let out = node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .args(["export", "--purpose", "核对", "--format", "csv"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.contains(&last_month.to_string()), "{csv}");
+    assert!(
+        csv.lines().next().unwrap().contains("info_updated_on"),
+        "{csv}"
+    );
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
+#[tokio::test]
+async fn bureaus_with_different_palettes_edit_one_child_and_decide_its_cases() {
+    // Zhengzhou grades 红橙黄绿, Chengdu 红黄蓝绿.
+    let pair = spawn_pair_with(|id, s| {
+        if id == CHENGDU {
+            s.records.risk_palette = ["红", "黄", "蓝", "绿"].map(String::from).to_vec();
+        }
+    })
+    .await;
+    let mut child = crate::helpers::flowing_child(504);
+    child["risk_level"] = json!("橙");
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    pair.residence.create_child(&child).await;
+    eventually(20, "the file reaches Chengdu", || async {
+        pair.hukou
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    // Chengdu edits what it owns; the 橙 it does not know is not its edit's concern.
+    let r = pair
+        .hukou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"hukou_address": "成都市锦江区春熙路1号"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // And decides a case for the child.
+    let opened: Value = pair
+        .residence
+        .post_json(
+            "/api/v1/cases",
+            &json!({"child_id": id, "benefit": "dibao",
+                    "grounds": {"summary": "家庭人均收入低于当地低保标准"},
+                    "officers": {"requester": "ZZ-1"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let case_id = opened["case"]["case_id"].as_str().unwrap().to_owned();
+    eventually(20, "the case is received", || async {
+        let r = pair.hukou.get(&format!("/api/v1/cases/{case_id}")).await;
+        r.status() == 200 && r.json::<Value>().await.unwrap()["case"]["state"] == "received"
+    })
+    .await;
+    let r = pair
+        .hukou
+        .post_json(
+            &format!("/api/v1/cases/{case_id}/transitions"),
+            &json!({"transition": {"action": "approve", "effective_month": "2026-12"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    eventually(20, "the benefit reaches Zhengzhou", || async {
+        let f: Value = pair
+            .residence
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        f["record"]["benefits"][0]["benefit"] == "dibao" && f["record"]["risk_level"] == "橙"
+    })
+    .await;
+    // What an edit changes is still checked: Chengdu cannot grade under a palette it lacks,
+    // and Zhengzhou refuses 蓝.
+    crate::helpers::problem(
+        pair.residence
+            .patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"risk_level": "蓝"}),
+            )
+            .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

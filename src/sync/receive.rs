@@ -96,6 +96,22 @@ pub struct Admission {
     working: Option<tokio::sync::OwnedSemaphorePermit>,
     at_once: Arc<tokio::sync::Semaphore>,
     limit: usize,
+    /// Set when a large body was received since memory was last given back (shared by all
+    /// admissions): only a burst of large batches is worth a trim.
+    large_since_trim: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A body from this size up makes the node give memory back once it is idle again.
+const LARGE_BODY: usize = 1024 * 1024;
+
+impl Admission {
+    /// Notes the size of the body read for this batch.
+    pub fn body_read(&self, len: usize) {
+        if len >= LARGE_BODY {
+            self.large_since_trim
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Admission {
@@ -109,10 +125,15 @@ impl Drop for Admission {
                 }
             }
         }
-        if self.working.take().is_some() && self.at_once.available_permits() == self.limit {
-            // The last batch being received is done: once its answer is sent too (a moment
-            // later), and if no other batch started meanwhile, what it held goes back to the
-            // system.
+        if self.working.take().is_some()
+            && self.at_once.available_permits() == self.limit
+            && self
+                .large_since_trim
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            // The last batch being received after large ones is done: once its answer is sent
+            // too (a moment later), and if no other batch started meanwhile, what they held goes
+            // back to the system.
             let (at_once, limit) = (self.at_once.clone(), self.limit);
             std::thread::spawn(move || {
                 std::thread::sleep(std::time::Duration::from_millis(500));
@@ -193,6 +214,7 @@ pub struct Receiver {
     limits: PushLimits,
     in_flight: Arc<Mutex<HashMap<NodeId, usize>>>,
     at_once: Arc<tokio::sync::Semaphore>,
+    large_since_trim: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
@@ -209,6 +231,7 @@ impl Receiver {
             limits,
             in_flight: Arc::default(),
             at_once: Arc::new(tokio::sync::Semaphore::new(limits.at_once.max(1))),
+            large_since_trim: Arc::default(),
         }
     }
 
@@ -238,6 +261,7 @@ impl Receiver {
             working: None,
             at_once: self.at_once.clone(),
             limit: self.limits.at_once.max(1),
+            large_since_trim: self.large_since_trim.clone(),
         };
         // Never closed: an error cannot happen; if it did, the batch goes on without a permit.
         admission.working = self.at_once.clone().acquire_owned().await.ok();

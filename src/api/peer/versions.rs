@@ -19,9 +19,10 @@ pub async fn push_versions(
 ) -> Result<HttpResponse, ApiError> {
     let peer = authenticate(&state, &req).await?;
     let receiver = &state.receiver;
-    let _admission = receiver.admit(&peer).await?;
+    let admission = receiver.admit(&peer).await?;
     let limits = receiver.limits();
     let body = super::read_body(&req, payload, limits.max_bytes).await?;
+    admission.body_read(body.len());
     let request = match receive::parse_push(&body, &peer, limits.max_versions) {
         Ok(r) => r,
         Err(e @ PushError::SenderMismatch { .. }) => {

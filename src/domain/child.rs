@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::division::{TownshipCode, VillageCode};
 use super::id_number::{IdNumber, Sex};
 use super::month::Month;
 use super::region::RegionCode;
@@ -78,12 +79,16 @@ child_fields! {
     Name = "name": Hukou,
     HukouRegion = "hukou_region": Hukou,
     HukouAddress = "hukou_address": Hukou,
+    HukouTownship = "hukou_township": Hukou,
+    HukouVillage = "hukou_village": Hukou,
     FatherSituation = "father_situation": Hukou,
     MotherSituation = "mother_situation": Hukou,
     LegalGuardian = "legal_guardian": Hukou,
     Benefits = "benefits": Hukou,
     ResidenceRegion = "residence_region": Residence,
     ResidenceAddress = "residence_address": Residence,
+    ResidenceTownship = "residence_township": Residence,
+    ResidenceVillage = "residence_village": Residence,
     LeftHukouOn = "left_hukou_on": Residence,
     ActualCaregiver = "actual_caregiver": Residence,
     LivingStatus = "living_status": Residence,
@@ -380,6 +385,12 @@ pub struct ChildRecord {
     pub hukou_region: RegionCode,
     #[schema(value_type = Option<String>, max_length = 200)]
     pub hukou_address: Option<Address>,
+    /// NBS 9-digit township (乡镇/街道) of the hukou, inside `hukou_region`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{9}$", example = "510104017")]
+    pub hukou_township: Option<TownshipCode>,
+    /// NBS 12-digit village or community (村/社区) of the hukou, inside `hukou_township`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{12}$", example = "510104017001")]
+    pub hukou_village: Option<VillageCode>,
     pub father_situation: Option<ParentSituation>,
     pub mother_situation: Option<ParentSituation>,
     pub legal_guardian: Option<Person>,
@@ -390,6 +401,13 @@ pub struct ChildRecord {
     pub residence_region: RegionCode,
     #[schema(value_type = Option<String>, max_length = 200)]
     pub residence_address: Option<Address>,
+    /// NBS 9-digit township (乡镇/街道) where the child lives, inside `residence_region`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{9}$", example = "410105001")]
+    pub residence_township: Option<TownshipCode>,
+    /// NBS 12-digit village or community (村/社区) where the child lives, inside
+    /// `residence_township`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{12}$", example = "410105001001")]
+    pub residence_village: Option<VillageCode>,
     pub left_hukou_on: Option<NaiveDate>,
     pub actual_caregiver: Option<Person>,
     pub living_status: Option<LivingStatus>,
@@ -563,6 +581,52 @@ impl ChildRecord {
                 }
             }
         }
+        for (region, township, village, (rf, tf, vf)) in [
+            (
+                &self.hukou_region,
+                &self.hukou_township,
+                &self.hukou_village,
+                (
+                    ChildField::HukouRegion,
+                    ChildField::HukouTownship,
+                    ChildField::HukouVillage,
+                ),
+            ),
+            (
+                &self.residence_region,
+                &self.residence_township,
+                &self.residence_village,
+                (
+                    ChildField::ResidenceRegion,
+                    ChildField::ResidenceTownship,
+                    ChildField::ResidenceVillage,
+                ),
+            ),
+        ] {
+            if !(applies(rf) || applies(tf) || applies(vf)) {
+                continue;
+            }
+            if let Some(t) = township {
+                if t.county() != region.as_str() {
+                    return Err(FieldError::new(
+                        tf.name(),
+                        format!("{t} is not a township of {}", region.as_str()),
+                    ));
+                }
+            }
+            match (township, village) {
+                (None, Some(_)) => {
+                    return Err(FieldError::new(vf.name(), "a village needs its township"));
+                }
+                (Some(t), Some(v)) if v.township() != t.as_str() => {
+                    return Err(FieldError::new(
+                        vf.name(),
+                        format!("{v} is not a village of township {t}"),
+                    ));
+                }
+                _ => {}
+            }
+        }
         if let Some(r) = self
             .risk_level
             .as_ref()
@@ -633,6 +697,10 @@ impl ChildField {
             ChildField::LivingStatus => "生活状况",
             ChildField::EducationStatus => "就学状况",
             ChildField::LastVisitOn => "最近走访日期",
+            ChildField::HukouTownship => "户籍地乡镇（街道）",
+            ChildField::HukouVillage => "户籍地村（社区）",
+            ChildField::ResidenceTownship => "居住地乡镇（街道）",
+            ChildField::ResidenceVillage => "居住地村（社区）",
             ChildField::InfoUpdatedOn => "信息更新日期",
             ChildField::RiskLevel => "风险等级",
             ChildField::Categories => "儿童类别",
@@ -822,7 +890,7 @@ mod tests {
         assert!(residence.may_change(ChildField::Notes));
         assert!(!residence.may_change(ChildField::Benefits));
         assert!(!Roles::default().may_change(ChildField::Notes));
-        assert_eq!(ChildField::ALL.len(), 20);
+        assert_eq!(ChildField::ALL.len(), 24);
         for f in ChildField::ALL {
             assert_eq!(ChildField::from_name(f.name()), Some(*f));
         }

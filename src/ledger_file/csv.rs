@@ -59,6 +59,21 @@ const COLUMNS: &[Column] = &[
         kind: Kind::Text,
     },
     Column {
+        name: "hukou_township",
+        aliases: &[
+            "户籍地乡镇（街道）",
+            "户籍地乡镇(街道)",
+            "户籍地乡镇",
+            "户籍地街道",
+        ],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "hukou_village",
+        aliases: &["户籍地村（社区）", "户籍地村(社区)", "户籍地村居"],
+        kind: Kind::Text,
+    },
+    Column {
         name: "father_situation",
         aliases: &["父亲情况"],
         kind: Kind::Text,
@@ -96,6 +111,29 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "residence_address",
         aliases: &["居住地址", "现住址"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "residence_township",
+        aliases: &[
+            "居住地乡镇（街道）",
+            "居住地乡镇(街道)",
+            "乡镇（街道）",
+            "乡镇(街道)",
+            "乡镇",
+            "街道",
+        ],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "residence_village",
+        aliases: &[
+            "居住地村（社区）",
+            "居住地村(社区)",
+            "村（社区）",
+            "村(社区)",
+            "村居",
+        ],
         kind: Kind::Text,
     },
     Column {
@@ -549,6 +587,8 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             "birth_date" => r.birth_date().to_string(),
             "hukou_region" => r.hukou_region.to_string(),
             "hukou_address" => opt(r.hukou_address.as_ref().map(|a| a.as_str().to_owned())),
+            "hukou_township" => opt(r.hukou_township.as_ref().map(ToString::to_string)),
+            "hukou_village" => opt(r.hukou_village.as_ref().map(ToString::to_string)),
             "father_situation" => opt(r.father_situation.map(|s| s.code().to_owned())),
             "mother_situation" => opt(r.mother_situation.map(|s| s.code().to_owned())),
             "legal_guardian_name" => person(&r.legal_guardian, "name"),
@@ -562,6 +602,8 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
                 .join(";"),
             "residence_region" => r.residence_region.to_string(),
             "residence_address" => opt(r.residence_address.as_ref().map(|a| a.as_str().to_owned())),
+            "residence_township" => opt(r.residence_township.as_ref().map(ToString::to_string)),
+            "residence_village" => opt(r.residence_village.as_ref().map(ToString::to_string)),
             "left_hukou_on" => opt(r.left_hukou_on.map(|d| d.to_string())),
             "actual_caregiver_name" => person(&r.actual_caregiver, "name"),
             "actual_caregiver_relation" => person(&r.actual_caregiver, "relation"),

@@ -169,3 +169,135 @@ async fn bureaus_with_different_palettes_edit_one_child_and_decide_its_cases() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_names_its_township_and_village_and_lists_filter_by_township() {
+    let pair = spawn_pair().await;
+    let mut child = crate::helpers::flowing_child(505);
+    child["residence_township"] = json!("410105001");
+    child["residence_village"] = json!("410105001003");
+    child["hukou_township"] = json!("510104017");
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    let created = pair.residence.create_child(&child).await;
+    assert_eq!(created["record"]["residence_village"], "410105001003");
+    pair.residence
+        .create_child(&crate::helpers::flowing_child(506))
+        .await;
+    // Bad codes: each refused with its field, nothing stored.
+    let mut bad_cases = Vec::new();
+    for (field, value, blamed) in [
+        (
+            "residence_township",
+            json!("410104001"),
+            "residence_township",
+        ),
+        (
+            "residence_township",
+            json!("410105999"),
+            "residence_township",
+        ),
+        (
+            "residence_township",
+            json!("41010500"),
+            "residence_township",
+        ),
+        (
+            "residence_village",
+            json!("410105002001"),
+            "residence_village",
+        ),
+        ("hukou_village", json!("510104017001"), "hukou_village"),
+        ("hukou_township", json!("410105001"), "hukou_township"),
+    ] {
+        let mut c = crate::helpers::flowing_child(507);
+        c["residence_township"] = json!("410105001");
+        c[field] = value;
+        bad_cases.push((c, blamed));
+    }
+    // A village without its township.
+    let mut c = crate::helpers::flowing_child(507);
+    c["residence_village"] = json!("410105001003");
+    bad_cases.push((c, "residence_village"));
+    let versions = pair.residence.count("versions");
+    for (c, blamed) in bad_cases {
+        let p = crate::helpers::problem(
+            pair.residence.post_json("/api/v1/children", &c).await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(p["field"], blamed, "{c} → {p}");
+    }
+    assert_eq!(pair.residence.count("versions"), versions);
+    // Lists filter by township, at both bureaus (the hukou one by the hukou township).
+    for (app, township) in [(&pair.residence, "410105001"), (&pair.hukou, "510104017")] {
+        eventually(20, "both files at the node", || async {
+            let page: Value = app.get("/api/v1/children").await.json().await.unwrap();
+            page["items"].as_array().unwrap().len() == 2
+        })
+        .await;
+        let page: Value = app
+            .get(&format!("/api/v1/children?township={township}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stale_ids(&page), vec![id.clone()], "{page}");
+    }
+    crate::helpers::problem(
+        pair.residence
+            .get("/api/v1/children?township=4101050")
+            .await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    // The console shows the names, and lists by township.
+    let out = node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .args(["child", "show", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("410105001 经八路街道 · 410105001003 体育社区居民居委会"),
+        "{text}"
+    );
+    let out = node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .args(["child", "list", "--township", "410105999"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--township"));
+    // A ledger's 乡镇（街道） and 村（社区） columns import.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.csv");
+    let imported = id_number("510104", (2015, 3, 1), 508);
+    std::fs::write(
+        &ledger,
+        format!(
+            "身份证号,姓名,户籍地区划代码,居住地区划代码,乡镇（街道）,村（社区）,儿童类别\n\
+             {imported},刘小,510104,410105,410105002,,流动\n"
+        ),
+    )
+    .unwrap();
+    let out = node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .arg("import")
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = pair
+        .residence
+        .get("/api/v1/children?township=410105002")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stale_ids(&page), vec![imported], "{page}");
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

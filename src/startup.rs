@@ -66,6 +66,7 @@ impl Application {
 
     pub async fn build_with(settings: Settings, listeners: Listeners) -> anyhow::Result<Self> {
         install_crypto_provider();
+        crate::sync::memory::limit_arenas();
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
         // The configuration in force, by digest (it holds paths and credentials), and the keys:
@@ -98,6 +99,12 @@ impl Application {
             Arc::new(crate::eligibility::service::Reactions {
                 deadlines: deadlines.clone(),
             }),
+            crate::sync::receive::PushLimits {
+                in_flight_per_peer: settings.sync.peer_batches_in_flight,
+                at_once: settings.sync.peer_batches_at_once,
+                max_versions: settings.sync.peer_max_versions,
+                max_bytes: settings.sync.peer_body_limit,
+            },
         ));
         let state = web::Data::new(AppState {
             store: store.clone(),

@@ -19,6 +19,25 @@ fn stale_ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The record of a file at a node (`Null` while the node does not hold it).
+async fn record_at(app: &crate::helpers::TestApp, id: &str) -> Value {
+    let r = app.get(&format!("/api/v1/children/{id}")).await;
+    if r.status() != 200 {
+        return Value::Null;
+    }
+    r.json::<Value>().await.unwrap()["record"].clone()
+}
+
+/// Waits until the file's record at `app` satisfies `ok`.
+async fn await_record(
+    app: &crate::helpers::TestApp,
+    id: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) {
+    eventually(20, what, || async { ok(&record_at(app, id).await) }).await;
+}
+
 #[tokio::test]
 async fn an_old_ledger_imported_today_is_as_stale_as_it_was_on_both_nodes() {
     let pair = spawn_pair().await;
@@ -98,12 +117,8 @@ async fn bureaus_with_different_palettes_edit_one_child_and_decide_its_cases() {
     child["risk_level"] = json!("橙");
     let id = child["id_number"].as_str().unwrap().to_owned();
     pair.residence.create_child(&child).await;
-    eventually(20, "the file reaches Chengdu", || async {
-        pair.hukou
-            .get(&format!("/api/v1/children/{id}"))
-            .await
-            .status()
-            == 200
+    await_record(&pair.hukou, &id, "the file reaches Chengdu", |r| {
+        !r.is_null()
     })
     .await;
     // Chengdu edits what it owns; the 橙 it does not know is not its edit's concern.
@@ -142,15 +157,8 @@ async fn bureaus_with_different_palettes_edit_one_child_and_decide_its_cases() {
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    eventually(20, "the benefit reaches Zhengzhou", || async {
-        let f: Value = pair
-            .residence
-            .get(&format!("/api/v1/children/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        f["record"]["benefits"][0]["benefit"] == "dibao" && f["record"]["risk_level"] == "橙"
+    await_record(&pair.residence, &id, "the benefit reaches Zhengzhou", |r| {
+        r["benefits"][0]["benefit"] == "dibao" && r["risk_level"] == "橙"
     })
     .await;
     // What an edit changes is still checked: Chengdu cannot grade under a palette it lacks,
@@ -354,12 +362,8 @@ async fn a_file_carries_its_responsible_worker_key_care_disability_and_psycholog
     }
     assert_eq!(pair.residence.count("versions"), versions);
     // The hukou bureau may not change the residence side's worker or key-care ledger.
-    eventually(20, "the file reaches Chengdu", || async {
-        pair.hukou
-            .get(&format!("/api/v1/children/{id}"))
-            .await
-            .status()
-            == 200
+    await_record(&pair.hukou, &id, "the file reaches Chengdu", |r| {
+        !r.is_null()
     })
     .await;
     crate::helpers::problem(
@@ -433,13 +437,7 @@ async fn a_file_carries_its_responsible_worker_key_care_disability_and_psycholog
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let f: Value = pair
-        .residence
-        .get(&format!("/api/v1/children/{imported}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let f = json!({"record": record_at(&pair.residence, &imported).await});
     assert_eq!(
         f["record"]["responsible_worker"],
         json!({"name": "王强", "role": "social_worker"})
@@ -497,12 +495,8 @@ async fn the_guardianship_arrangement_is_the_hukou_sides_with_its_dates_and_refe
         "field_not_owned",
     )
     .await;
-    eventually(20, "the file reaches Chengdu", || async {
-        pair.hukou
-            .get(&format!("/api/v1/children/{id}"))
-            .await
-            .status()
-            == 200
+    await_record(&pair.hukou, &id, "the file reaches Chengdu", |r| {
+        !r.is_null()
     })
     .await;
     let r = pair
@@ -513,15 +507,8 @@ async fn the_guardianship_arrangement_is_the_hukou_sides_with_its_dates_and_refe
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    eventually(20, "the change reaches Zhengzhou", || async {
-        let f: Value = pair
-            .residence
-            .get(&format!("/api/v1/children/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        f["record"]["guardianship"]["kind"] == "temporary_guardianship"
+    await_record(&pair.residence, &id, "the change reaches Zhengzhou", |r| {
+        r["guardianship"]["kind"] == "temporary_guardianship"
     })
     .await;
     pair.residence.stop().await;

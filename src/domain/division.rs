@@ -158,6 +158,16 @@ impl VillageCode {
     }
 }
 
+/// A stale-list filter: a region prefix (2, 4 or 6 digits, or `*`) or a township (9 digits).
+pub fn check_region_or_township(s: &str) -> Result<(), String> {
+    if s.len() == 9 {
+        return TownshipCode::parse(s).map(|_| ()).map_err(|e| e.to_string());
+    }
+    super::RegionPrefix::parse(s)
+        .map(|_| ())
+        .map_err(|e| format!("not a region prefix or township: {e}"))
+}
+
 macro_rules! text_forms {
     ($t:ty) => {
         impl TryFrom<String> for $t {

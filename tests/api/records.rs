@@ -306,6 +306,24 @@ async fn a_file_names_its_township_and_village_and_lists_filter_by_township() {
         .await
         .unwrap();
     assert_eq!(stale_ids(&page), vec![imported], "{page}");
+    // The six-month list by township: the imported file gave no dates, the other was confirmed
+    // today.
+    for (township, total) in [("410105002", 1), ("410105001", 0)] {
+        let list: Value = pair
+            .residence
+            .get(&format!("/api/v1/stale?region={township}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["total"], total, "{township}: {list}");
+    }
+    crate::helpers::problem(
+        pair.residence.get("/api/v1/stale?region=410105999").await,
+        400,
+        "invalid_query",
+    )
+    .await;
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }

@@ -225,8 +225,19 @@ fn default_reload_secs() -> u64 {
 pub struct SyncSettings {
     /// Versions per push request.
     pub batch_size: usize,
-    /// Largest request body on the peer listener, in bytes.
+    /// Largest request body on the peer listener, in bytes (a larger push gets 413
+    /// `body_too_large` before its body is read past the limit).
     pub peer_body_limit: usize,
+    /// Most versions one pushed batch may hold (a larger one gets 413 `too_many_versions`
+    /// before any version is parsed). At least `batch_size`, which a sender uses.
+    pub peer_max_versions: usize,
+    /// Batches one peer may have in flight at once on the peer listener; the next gets 503
+    /// `busy` with `Retry-After`, before its body is read.
+    pub peer_batches_in_flight: usize,
+    /// Batches of all peers read, parsed and stored at once; other admitted batches wait with
+    /// their bodies unread. Bounds the memory pushes can take (about six times the body limit
+    /// per batch).
+    pub peer_batches_at_once: usize,
     /// Seconds a peer's stamp may run ahead of this node's clock.
     pub max_clock_skew_secs: u64,
     /// Longest wait between retries of a failing peer, in seconds.
@@ -238,6 +249,9 @@ impl Default for SyncSettings {
         Self {
             batch_size: 2000,
             peer_body_limit: 16 * 1024 * 1024,
+            peer_max_versions: 5000,
+            peer_batches_in_flight: 4,
+            peer_batches_at_once: 1,
             max_clock_skew_secs: 300,
             max_backoff_secs: 60,
         }
@@ -544,6 +558,18 @@ impl Settings {
         }
         if !(1..=5000).contains(&self.sync.batch_size) {
             return bad("sync.batch_size: between 1 and 5000".into());
+        }
+        if !(self.sync.batch_size..=50_000).contains(&self.sync.peer_max_versions) {
+            return bad("sync.peer_max_versions: between sync.batch_size and 50000".into());
+        }
+        if !(1..=64).contains(&self.sync.peer_batches_in_flight) {
+            return bad("sync.peer_batches_in_flight: between 1 and 64".into());
+        }
+        if !(1..=16).contains(&self.sync.peer_batches_at_once) {
+            return bad("sync.peer_batches_at_once: between 1 and 16".into());
+        }
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.sync.peer_body_limit) {
+            return bad("sync.peer_body_limit: between 65536 and 268435456 bytes".into());
         }
         for (i, s) in self.reconcile.schedule.iter().enumerate() {
             if let Err(e) = CronSchedule::parse(&s.cron) {

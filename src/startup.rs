@@ -66,6 +66,7 @@ impl Application {
 
     pub async fn build_with(settings: Settings, listeners: Listeners) -> anyhow::Result<Self> {
         install_crypto_provider();
+        crate::sync::memory::limit_arenas();
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
         self_check(&store, &node, settings.accept_restore).await?;
@@ -99,6 +100,12 @@ impl Application {
             Arc::new(crate::eligibility::service::Reactions {
                 deadlines: deadlines.clone(),
             }),
+            crate::sync::receive::PushLimits {
+                in_flight_per_peer: settings.sync.peer_batches_in_flight,
+                at_once: settings.sync.peer_batches_at_once,
+                max_versions: settings.sync.peer_max_versions,
+                max_bytes: settings.sync.peer_body_limit,
+            },
         ));
         let state = web::Data::new(AppState {
             store: store.clone(),

@@ -125,7 +125,10 @@ pub struct ListQuery {
     category: Option<String>,
     /// One of the configured palette, e.g. 红.
     risk_level: Option<String>,
-    /// Only files not updated and not visited for this many days (the six-month rule: 183);
+    /// Files whose residence or hukou township (9-digit NBS code) is this one.
+    #[param(pattern = "^[0-9]{9}$")]
+    township: Option<String>,
+    /// Only files neither visited nor confirmed for this many days (the six-month rule: 183);
     /// 1 to 36500.
     #[param(minimum = 1, maximum = 36500)]
     stale_days: Option<u32>,
@@ -188,6 +191,16 @@ pub async fn list(
             );
         }
     }
+    let township = q
+        .township
+        .map(|t| {
+            crate::domain::division::TownshipCode::parse(&t)
+                .map(|t| t.to_string())
+                .map_err(|e| {
+                    ApiError::bad_request("invalid_query", e.to_string()).field("township")
+                })
+        })
+        .transpose()?;
     let limit = q.limit.unwrap_or(100);
     if let Some(a) = &q.after {
         IdNumber::parse(a)
@@ -200,6 +213,7 @@ pub async fn list(
         residence_prefix: prefix("residence_region", q.residence_region)?,
         category,
         risk_level: q.risk_level,
+        township,
         stale_before: match q.stale_days {
             Some(d) => Some(
                 at.checked_sub_signed(chrono::Duration::days(i64::from(d)))

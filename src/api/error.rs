@@ -44,6 +44,8 @@ pub struct ApiError {
     reason: String,
     /// Logged, never sent.
     internal: Option<String>,
+    /// Seconds for a `Retry-After` header (a temporary refusal).
+    retry_after: Option<u16>,
     extensions: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -55,6 +57,7 @@ impl ApiError {
             field: None,
             reason: reason.into(),
             internal: None,
+            retry_after: None,
             extensions: Default::default(),
         }
     }
@@ -62,6 +65,12 @@ impl ApiError {
     /// Adds an extension member to the problem document.
     pub fn extension(mut self, name: &str, value: serde_json::Value) -> Self {
         self.extensions.insert(name.to_owned(), value);
+        self
+    }
+
+    /// A temporary refusal: the client may retry after `secs` seconds (`Retry-After`).
+    pub fn retry_after(mut self, secs: u16) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 
@@ -89,6 +98,7 @@ impl ApiError {
             field: None,
             reason: "an internal error occurred; it has been logged".into(),
             internal: Some(cause.to_string()),
+            retry_after: None,
             extensions: Default::default(),
         }
     }
@@ -147,6 +157,9 @@ impl ApiError {
                 actix_web::http::header::WWW_AUTHENTICATE,
                 "Bearer realm=\"hukou-sync\"",
             ));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
         }
         resp.json(problem)
     }
@@ -240,6 +253,29 @@ impl From<LedgerError> for ApiError {
             LedgerError::Storage(s) => s.into(),
             LedgerError::Audit(a) => a.into(),
             e @ (LedgerError::Version(_) | LedgerError::Internal(_)) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::sync::receive::PushError> for ApiError {
+    fn from(e: crate::sync::receive::PushError) -> Self {
+        use crate::sync::receive::PushError as P;
+        let reason = e.to_string();
+        match e {
+            P::Busy { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", reason).retry_after(1)
+            }
+            P::TooManyVersions { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_versions", reason)
+                    .field("versions")
+            }
+            P::Malformed(_) => ApiError::bad_request("malformed_json", reason),
+            P::DuplicateKey(name) => ApiError::bad_request("duplicate_key", reason).field(name),
+            P::Invalid(_) => ApiError::unprocessable("invalid_body", reason),
+            P::SenderMismatch { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "sender_mismatch", reason).field("sender")
+            }
+            P::Ledger(l) => l.into(),
         }
     }
 }

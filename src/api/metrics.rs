@@ -119,7 +119,7 @@ fn metrics_text(
     );
     gauge(
         "hukou_sync_peer_refused_versions",
-        "Versions a peer refused (kept, not retried).",
+        "Versions a peer refused and has not accepted since.",
         peers
             .iter()
             .map(|p| (label(p), p.rejected as f64))

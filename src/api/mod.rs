@@ -417,6 +417,7 @@ fn parameter_schema(path: &str, name: &str) -> Option<serde_json::Value> {
         (_, "region" | "hukou_region" | "residence_region") => json!({"pattern": REGION_PREFIX}),
         (_, "category") => json!({"enum": category}),
         ("/api/v1/children", "stale_days") => json!({"minimum": 1, "maximum": 36_500}),
+        ("/api/v1/children", "township") => json!({"pattern": "^[0-9]{9}$"}),
         ("/api/v1/children", "limit") => json!({"minimum": 1, "maximum": 500}),
         ("/api/v1/conflicts", "limit") => json!({"minimum": 1, "maximum": 500}),
         ("/api/v1/conflicts", "owner") => json!({"enum": ["here", "all"]}),

@@ -181,7 +181,9 @@ pub struct StaleQuery {
     /// Window in days, 1 to 36500 (default `records.stale_after_days`, 183).
     #[param(minimum = 1, maximum = 36500)]
     days: Option<u32>,
-    /// Only children with a region under this prefix, e.g. `4101`.
+    /// Only children with a region under this prefix, e.g. `4101`, or naming this 9-digit
+    /// township, e.g. `410105001`.
+    #[param(pattern = "^(\\*|[0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9})$")]
     region: Option<String>,
 }
 
@@ -200,10 +202,8 @@ pub async fn stale(
     let days = q.days.unwrap_or(state.settings.records.stale_after_days);
     input::within("days", Some(days), input::limits::STALE_DAYS)?;
     if let Some(r) = &q.region {
-        crate::domain::RegionPrefix::parse(r).map_err(|e| {
-            ApiError::bad_request("invalid_query", format!("not a region prefix: {e}"))
-                .field("region")
-        })?;
+        crate::domain::division::check_region_or_township(r)
+            .map_err(|e| ApiError::bad_request("invalid_query", e).field("region"))?;
     }
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();

@@ -33,7 +33,10 @@ pub enum ChildCommand {
         category: Option<String>,
         #[arg(long)]
         risk_level: Option<String>,
-        /// Not updated or visited for this many days (1 to 36,500).
+        /// Residence or hukou township, a 9-digit NBS code (e.g. 510104017).
+        #[arg(long)]
+        township: Option<String>,
+        /// Neither visited nor confirmed for this many days (1 to 36,500; the six-month rule).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         stale_days: Option<u32>,
         #[arg(long, default_value_t = 50)]
@@ -89,10 +92,29 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     },
                     file.birth_date
                 );
-                println!("  hukou:     {} {}", r.hukou_region, file.hukou_region_name);
+                let below =
+                    |t: &Option<crate::domain::division::TownshipCode>,
+                     v: &Option<crate::domain::division::VillageCode>| {
+                        let mut out = String::new();
+                        if let Some(t) = t {
+                            out.push_str(&format!(" · {t} {}", t.name()));
+                        }
+                        if let Some(v) = v {
+                            out.push_str(&format!(" · {v} {}", v.name()));
+                        }
+                        out
+                    };
                 println!(
-                    "  residence: {} {}",
-                    r.residence_region, file.residence_region_name
+                    "  hukou:     {} {}{}",
+                    r.hukou_region,
+                    file.hukou_region_name,
+                    below(&r.hukou_township, &r.hukou_village)
+                );
+                println!(
+                    "  residence: {} {}{}",
+                    r.residence_region,
+                    file.residence_region_name,
+                    below(&r.residence_township, &r.residence_village)
                 );
                 println!(
                     "  categories: {}",
@@ -130,6 +152,37 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     r.risk_level.as_ref().map_or("-", |l| l.as_str()),
                     r.last_visit_on.map_or("-".into(), |d| d.to_string())
                 );
+                if let Some(w) = &r.responsible_worker {
+                    println!(
+                        "  responsible worker (包保人): {} ({}){}{}",
+                        w.name.as_str(),
+                        w.role.label_zh(),
+                        w.phone
+                            .clone()
+                            .map(|p| format!(" {}", String::from(p)))
+                            .unwrap_or_default(),
+                        w.township
+                            .as_ref()
+                            .map(|t| format!(" · {} {}", t, t.name()))
+                            .unwrap_or_default()
+                    );
+                }
+                if !r.key_care.is_empty() {
+                    println!(
+                        "  key care (重点关爱): {}",
+                        r.key_care
+                            .iter()
+                            .map(|k| k.label_zh())
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    );
+                }
+                if let Some(d) = &r.disability {
+                    println!("  disability: {} {}", d.kind.label_zh(), d.grade.label_zh());
+                }
+                if let Some(p) = r.psychological_state {
+                    println!("  psychological state: {}", p.label_zh());
+                }
                 if let Some(notes) = &r.notes {
                     println!("  notes: {}", notes.as_str());
                 }
@@ -183,6 +236,7 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
         }
         ChildCommand::List {
             region,
+            township,
             category,
             risk_level,
             stale_days,
@@ -199,9 +253,14 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                 .map(|r| RegionPrefix::parse(&r).map(|p| p.digits().to_owned()))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+            let township = township
+                .map(|t| crate::domain::division::TownshipCode::parse(&t).map(|t| t.to_string()))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--township: {e}"))?;
             let now = Utc::now();
             let filter = ChildFilter {
                 region_prefix: region,
+                township,
                 category,
                 risk_level,
                 // Checked: a window reaching before year 1 means every file.

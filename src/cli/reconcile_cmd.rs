@@ -41,7 +41,8 @@ pub struct StaleArgs {
     /// Window in days (default: records.stale_after_days, 183).
     #[arg(long)]
     days: Option<u32>,
-    /// Only children with a region under this prefix.
+    /// Only children with a region under this prefix (2, 4 or 6 digits), or naming this
+    /// township (9 digits).
     #[arg(long)]
     region: Option<String>,
     /// Why the list is read (recorded in the audit trail).
@@ -152,7 +153,7 @@ pub fn run_stale(settings: &Settings, args: StaleArgs) -> anyhow::Result<ExitCod
     let days = args.days.unwrap_or(settings.records.stale_after_days);
     anyhow::ensure!((1..=36_500).contains(&days), "--days: between 1 and 36500");
     if let Some(r) = &args.region {
-        crate::domain::RegionPrefix::parse(r)
+        crate::domain::division::check_region_or_township(r)
             .map_err(|e| anyhow::anyhow!("--region {r:?}: {e}"))?;
     }
     let (store, node) = crate::startup::open_node_blocking(settings)?;

@@ -87,7 +87,7 @@ pub use document::{
     sign, write_signed, DirectoryDoc, KeyWindow, NodeEntry, SignedDirectory, FINGERPRINT_LEN,
     FORMAT,
 };
-pub use watch::Watcher;
+pub use watch::{WatchEvent, Watcher};
 
 /// Largest directory file read. A directory of every county bureau in China (about 3,000
 /// nodes of well under 1 KiB each) is a few MiB; anything beyond this is not a directory.

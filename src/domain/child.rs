@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::division::{TownshipCode, VillageCode};
 use super::id_number::{IdNumber, Sex};
 use super::month::Month;
 use super::region::RegionCode;
@@ -78,21 +79,30 @@ child_fields! {
     Name = "name": Hukou,
     HukouRegion = "hukou_region": Hukou,
     HukouAddress = "hukou_address": Hukou,
+    HukouTownship = "hukou_township": Hukou,
+    HukouVillage = "hukou_village": Hukou,
     FatherSituation = "father_situation": Hukou,
     MotherSituation = "mother_situation": Hukou,
     LegalGuardian = "legal_guardian": Hukou,
+    Guardianship = "guardianship": Hukou,
     Benefits = "benefits": Hukou,
     ResidenceRegion = "residence_region": Residence,
     ResidenceAddress = "residence_address": Residence,
+    ResidenceTownship = "residence_township": Residence,
+    ResidenceVillage = "residence_village": Residence,
     LeftHukouOn = "left_hukou_on": Residence,
     ActualCaregiver = "actual_caregiver": Residence,
     LivingStatus = "living_status": Residence,
     EducationStatus = "education_status": Residence,
     LastVisitOn = "last_visit_on": Residence,
+    ResponsibleWorker = "responsible_worker": Residence,
+    KeyCare = "key_care": Residence,
     InfoUpdatedOn = "info_updated_on": Residence,
     RiskLevel = "risk_level": Residence,
     Categories = "categories": Shared,
     HealthStatus = "health_status": Shared,
+    Disability = "disability": Shared,
+    PsychologicalState = "psychological_state": Shared,
     Notes = "notes": Shared,
 }
 
@@ -320,6 +330,117 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Role of the worker responsible for a child (包保人).
+    WorkerRole {
+        ChildrenDirector = "children_director" / "儿童主任",
+        ChildSupervisor = "child_supervisor" / "儿童督导员",
+        SocialWorker = "social_worker" / "社工",
+        Caseworker = "caseworker" / "民政工作人员",
+        Other = "other" / "其他",
+    }
+}
+
+vocabulary! {
+    /// Why a child is in the key-care ledger (重点关爱).
+    KeyCareReason {
+        FamilyHardship = "family_hardship" / "家庭困难",
+        OwnDisability = "own_disability" / "自身残疾",
+        GuardianshipMissing = "guardianship_missing" / "监护缺失",
+        StreetRoaming = "street_roaming" / "流浪",
+        PsychologicalBehavioural = "psychological_behavioural" / "心理行为问题",
+    }
+}
+
+vocabulary! {
+    /// Kind of disability (残疾类别), GB/T 26341.
+    DisabilityKind {
+        Visual = "visual" / "视力残疾",
+        Hearing = "hearing" / "听力残疾",
+        Speech = "speech" / "言语残疾",
+        Physical = "physical" / "肢体残疾",
+        Intellectual = "intellectual" / "智力残疾",
+        Mental = "mental" / "精神残疾",
+        Multiple = "multiple" / "多重残疾",
+    }
+}
+
+vocabulary! {
+    /// Grade of disability (残疾等级), 一级 the most severe.
+    DisabilityGrade {
+        Grade1 = "grade_1" / "一级",
+        Grade2 = "grade_2" / "二级",
+        Grade3 = "grade_3" / "三级",
+        Grade4 = "grade_4" / "四级",
+    }
+}
+
+vocabulary! {
+    /// Psychological state as last assessed (心理状况).
+    PsychologicalState {
+        Good = "good" / "良好",
+        Fair = "fair" / "一般",
+        NeedsAttention = "needs_attention" / "需关注",
+        NeedsIntervention = "needs_intervention" / "需干预",
+    }
+}
+
+vocabulary! {
+    /// How the child's guardianship is arranged (监护方式).
+    GuardianshipKind {
+        Parents = "parents" / "父母监护",
+        EntrustedCare = "entrusted_care" / "委托照护",
+        TemporaryGuardianship = "temporary_guardianship" / "临时监护",
+        LongTermGuardianship = "long_term_guardianship" / "长期监护",
+        CourtAppointed = "court_appointed" / "法院指定监护",
+        RevokedByCourt = "revoked_by_court" / "法院撤销监护资格",
+    }
+}
+
+/// The guardianship arrangement and since when, with the reference and date of the agreement
+/// (委托照护协议) or the decision it rests on. The person caring for the child under it is the
+/// file's `actual_caregiver` (residence side).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guardianship {
+    pub kind: GuardianshipKind,
+    /// The day it took effect.
+    #[schema(value_type = String, format = Date)]
+    pub since: NaiveDate,
+    /// The agreement's or the court decision's reference number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 64)]
+    pub reference: Option<Text<64>>,
+    /// The day the agreement was signed or the decision made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub decided_on: Option<NaiveDate>,
+}
+
+/// The worker responsible for a child (包保人), one-to-one or one of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsibleWorker {
+    #[schema(value_type = String, max_length = 50)]
+    pub name: PersonName,
+    pub role: WorkerRole,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 32)]
+    pub phone: Option<Phone>,
+    /// The township (9 digits) the worker covers, inside the child's residence region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{9}$")]
+    pub township: Option<TownshipCode>,
+}
+
+/// A disability: its kind and grade (as on the 残疾人证).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disability {
+    pub kind: DisabilityKind,
+    pub grade: DisabilityGrade,
+}
+
 impl fmt::Display for Benefit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -380,9 +501,17 @@ pub struct ChildRecord {
     pub hukou_region: RegionCode,
     #[schema(value_type = Option<String>, max_length = 200)]
     pub hukou_address: Option<Address>,
+    /// NBS 9-digit township (乡镇/街道) of the hukou, inside `hukou_region`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{9}$", example = "510104017")]
+    pub hukou_township: Option<TownshipCode>,
+    /// NBS 12-digit village or community (村/社区) of the hukou, inside `hukou_township`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{12}$", example = "510104017001")]
+    pub hukou_village: Option<VillageCode>,
     pub father_situation: Option<ParentSituation>,
     pub mother_situation: Option<ParentSituation>,
     pub legal_guardian: Option<Person>,
+    /// How guardianship is arranged (监护方式), with dates.
+    pub guardianship: Option<Guardianship>,
     pub benefits: Vec<BenefitGrant>,
     // --- residence authority ---
     /// GB/T 2260 code of where the child lives (居住地).
@@ -390,11 +519,22 @@ pub struct ChildRecord {
     pub residence_region: RegionCode,
     #[schema(value_type = Option<String>, max_length = 200)]
     pub residence_address: Option<Address>,
+    /// NBS 9-digit township (乡镇/街道) where the child lives, inside `residence_region`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{9}$", example = "410105001")]
+    pub residence_township: Option<TownshipCode>,
+    /// NBS 12-digit village or community (村/社区) where the child lives, inside
+    /// `residence_township`.
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{12}$", example = "410105001001")]
+    pub residence_village: Option<VillageCode>,
     pub left_hukou_on: Option<NaiveDate>,
     pub actual_caregiver: Option<Person>,
     pub living_status: Option<LivingStatus>,
     pub education_status: Option<EducationStatus>,
     pub last_visit_on: Option<NaiveDate>,
+    /// The worker responsible for the child (包保人).
+    pub responsible_worker: Option<ResponsibleWorker>,
+    /// Reasons the child is in the key-care ledger (重点关爱); empty when not.
+    pub key_care: BTreeSet<KeyCareReason>,
     /// When the residence side last confirmed the child's facts (信息更新日期): set by an edit
     /// of residence-side facts, or taken from a ledger's column on import. With `last_visit_on`
     /// it decides the six-month rule; storing or merging a version never changes it.
@@ -405,6 +545,8 @@ pub struct ChildRecord {
     // --- shared ---
     pub categories: BTreeSet<Category>,
     pub health_status: Option<HealthStatus>,
+    pub disability: Option<Disability>,
+    pub psychological_state: Option<PsychologicalState>,
     #[schema(value_type = Option<String>, max_length = 2000)]
     pub notes: Option<Notes>,
 }
@@ -563,6 +705,101 @@ impl ChildRecord {
                 }
             }
         }
+        for (region, township, village, (rf, tf, vf)) in [
+            (
+                &self.hukou_region,
+                &self.hukou_township,
+                &self.hukou_village,
+                (
+                    ChildField::HukouRegion,
+                    ChildField::HukouTownship,
+                    ChildField::HukouVillage,
+                ),
+            ),
+            (
+                &self.residence_region,
+                &self.residence_township,
+                &self.residence_village,
+                (
+                    ChildField::ResidenceRegion,
+                    ChildField::ResidenceTownship,
+                    ChildField::ResidenceVillage,
+                ),
+            ),
+        ] {
+            if !(applies(rf) || applies(tf) || applies(vf)) {
+                continue;
+            }
+            if let Some(t) = township {
+                if t.county() != region.as_str() {
+                    return Err(FieldError::new(
+                        tf.name(),
+                        format!("{t} is not a township of {}", region.as_str()),
+                    ));
+                }
+            }
+            match (township, village) {
+                (None, Some(_)) => {
+                    return Err(FieldError::new(vf.name(), "a village needs its township"));
+                }
+                (Some(t), Some(v)) if v.township() != t.as_str() => {
+                    return Err(FieldError::new(
+                        vf.name(),
+                        format!("{v} is not a village of township {t}"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(g) = self
+            .guardianship
+            .as_ref()
+            .filter(|_| applies(ChildField::Guardianship))
+        {
+            for (what, d) in [("since", Some(g.since)), ("decided_on", g.decided_on)] {
+                if let Some(d) = d {
+                    if d > rules.today {
+                        return Err(FieldError::new(
+                            "guardianship",
+                            format!("{what} {d} is in the future"),
+                        ));
+                    }
+                }
+            }
+            if matches!(
+                g.kind,
+                GuardianshipKind::EntrustedCare
+                    | GuardianshipKind::CourtAppointed
+                    | GuardianshipKind::RevokedByCourt
+            ) && g.reference.is_none()
+            {
+                return Err(FieldError::new(
+                    "guardianship",
+                    format!(
+                        "{} rests on a document: give its reference",
+                        g.kind.label_zh()
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = self
+            .responsible_worker
+            .as_ref()
+            .and_then(|w| w.township.as_ref())
+            .filter(|_| {
+                applies(ChildField::ResponsibleWorker) || applies(ChildField::ResidenceRegion)
+            })
+        {
+            if t.county() != self.residence_region.as_str() {
+                return Err(FieldError::new(
+                    "responsible_worker",
+                    format!(
+                        "the worker's township {t} is not in the residence region {}",
+                        self.residence_region.as_str()
+                    ),
+                ));
+            }
+        }
         if let Some(r) = self
             .risk_level
             .as_ref()
@@ -604,7 +841,7 @@ impl ChildRecord {
 /// The empty value of a field: `[]` for list fields, `null` otherwise.
 pub fn empty_value(field: ChildField) -> Value {
     match field {
-        ChildField::Benefits | ChildField::Categories => Value::Array(vec![]),
+        ChildField::Benefits | ChildField::Categories | ChildField::KeyCare => Value::Array(vec![]),
         _ => Value::Null,
     }
 }
@@ -633,6 +870,15 @@ impl ChildField {
             ChildField::LivingStatus => "生活状况",
             ChildField::EducationStatus => "就学状况",
             ChildField::LastVisitOn => "最近走访日期",
+            ChildField::Guardianship => "监护方式",
+            ChildField::ResponsibleWorker => "包保人",
+            ChildField::KeyCare => "重点关爱",
+            ChildField::Disability => "残疾",
+            ChildField::PsychologicalState => "心理状况",
+            ChildField::HukouTownship => "户籍地乡镇（街道）",
+            ChildField::HukouVillage => "户籍地村（社区）",
+            ChildField::ResidenceTownship => "居住地乡镇（街道）",
+            ChildField::ResidenceVillage => "居住地村（社区）",
             ChildField::InfoUpdatedOn => "信息更新日期",
             ChildField::RiskLevel => "风险等级",
             ChildField::Categories => "儿童类别",
@@ -822,7 +1068,7 @@ mod tests {
         assert!(residence.may_change(ChildField::Notes));
         assert!(!residence.may_change(ChildField::Benefits));
         assert!(!Roles::default().may_change(ChildField::Notes));
-        assert_eq!(ChildField::ALL.len(), 20);
+        assert_eq!(ChildField::ALL.len(), 29);
         for f in ChildField::ALL {
             assert_eq!(ChildField::from_name(f.name()), Some(*f));
         }

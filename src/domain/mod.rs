@@ -6,6 +6,7 @@ pub mod case;
 pub mod child;
 pub mod conflict;
 pub mod digest;
+pub mod division;
 pub mod doc_kind;
 pub mod id_number;
 pub mod month;

@@ -1,5 +1,6 @@
 //! Keeps the directory in use current while the node runs: reloads the directory file on
-//! `SIGHUP` and whenever the file changes (polled), with a `directory::Watcher`.
+//! `SIGHUP` and whenever the file changes (polled), with a `directory::Watcher`; audits each
+//! install (`directory.install`) and each refused file (`directory.refuse`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -7,8 +8,16 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use std::sync::Arc;
+
+use crate::audit::{Actor, Event, Outcome};
 use crate::crypto::PublicKey;
-use crate::directory::{DirectoryHandle, Watcher};
+use crate::directory::{DirectoryHandle, WatchEvent, Watcher};
+use crate::storage::Store;
+use crate::sync::LocalNode;
+
+/// Where the watch records what it did: the node's store and its clock.
+pub type AuditTo = Option<(Store, Arc<LocalNode>)>;
 
 /// Shortest poll period used, whatever is asked (a zero period would spin, and
 /// `tokio::time::interval` refuses it).
@@ -30,6 +39,7 @@ pub async fn run(
     path: PathBuf,
     authority: PublicKey,
     interval: Duration,
+    audit: AuditTo,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut hangup = match signal(SignalKind::hangup()) {
@@ -55,18 +65,55 @@ pub async fn run(
                 return;
             }
             _ = ticker.tick() => {
-                state.poll(&handle, &path, &authority).await;
+                if let Some(e) = state.poll(&handle, &path, &authority).await {
+                    record(&audit, &path, e).await;
+                }
             }
             received = next_hangup(&mut hangup) => {
                 if received {
                     tracing::info!(path = %path.display(), "SIGHUP: reloading the directory");
-                    state.reload_now(&handle, &path, &authority).await;
+                    if let Some(e) = state.reload_now(&handle, &path, &authority).await {
+                        record(&audit, &path, e).await;
+                    }
                 } else {
                     tracing::warn!("the SIGHUP stream ended; the directory file is only polled");
                     hangup = None;
                 }
             }
         }
+    }
+}
+
+/// Audits an install or a refused file; a failure to record it is logged.
+async fn record(audit: &AuditTo, path: &std::path::Path, event: WatchEvent) {
+    let Some((store, node)) = audit else {
+        return;
+    };
+    let file = path.display().to_string();
+    let event = match event {
+        WatchEvent::Installed {
+            old_serial,
+            new_serial,
+        } => Event::new(Actor::job("directory"), "directory.install", Outcome::Ok).details(
+            serde_json::json!({"file": file, "old_serial": old_serial, "new_serial": new_serial}),
+        ),
+        WatchEvent::Refused { message } => Event::new(
+            Actor::job("directory"),
+            "directory.refuse",
+            Outcome::Rejected,
+        )
+        .details(serde_json::json!({"file": file, "reason": message})),
+    };
+    let node = node.clone();
+    let r = store
+        .run(move |c| {
+            crate::storage::transaction(c, |c| {
+                crate::audit::append(c, node.clock.now(), chrono::Utc::now(), &event)
+            })
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "could not audit a directory reload");
     }
 }
 
@@ -151,6 +198,7 @@ mod tests {
             fx.path.clone(),
             fx.key.public_key(),
             Duration::from_millis(10),
+            None,
             async {
                 let _ = stopped.await;
             },
@@ -187,6 +235,7 @@ mod tests {
             fx.path.clone(),
             fx.key.public_key(),
             hour,
+            None,
             async {
                 let _ = stopped.await;
             },
@@ -223,6 +272,7 @@ mod tests {
             fx.path.clone(),
             fx.key.public_key(),
             Duration::ZERO,
+            None,
             async {
                 let _ = stopped.await;
             },

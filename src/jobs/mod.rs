@@ -138,6 +138,7 @@ pub fn start(ctx: JobsContext) -> Jobs {
                     ex.directory.path,
                     ex.directory.authority,
                     ex.directory.interval,
+                    Some((ctx.store.clone(), ctx.node.clone())),
                     async move {
                         // An error means the sender is gone: stop as well.
                         let _ = stop.wait_for(|s| *s).await;

@@ -91,6 +91,14 @@ pub async fn run(
                 }
             }
             Ok(_) => failures = 0,
+            Err(e) if e.is_busy() => {
+                // The peer is receiving other batches of ours: not a failure; wait a moment.
+                tracing::info!(peer = %peer, "the peer is busy with our other batches; retrying shortly");
+                tokio::select! {
+                    _ = tokio::time::sleep(sender::backoff(1, config.max_backoff)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 client = None;

@@ -59,6 +59,21 @@ const COLUMNS: &[Column] = &[
         kind: Kind::Text,
     },
     Column {
+        name: "hukou_township",
+        aliases: &[
+            "户籍地乡镇（街道）",
+            "户籍地乡镇(街道)",
+            "户籍地乡镇",
+            "户籍地街道",
+        ],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "hukou_village",
+        aliases: &["户籍地村（社区）", "户籍地村(社区)", "户籍地村居"],
+        kind: Kind::Text,
+    },
+    Column {
         name: "father_situation",
         aliases: &["父亲情况"],
         kind: Kind::Text,
@@ -84,6 +99,26 @@ const COLUMNS: &[Column] = &[
         kind: Kind::Person("legal_guardian", "phone"),
     },
     Column {
+        name: "guardianship_kind",
+        aliases: &["监护方式"],
+        kind: Kind::Person("guardianship", "kind"),
+    },
+    Column {
+        name: "guardianship_since",
+        aliases: &["监护起始日期", "监护开始日期"],
+        kind: Kind::Person("guardianship", "since"),
+    },
+    Column {
+        name: "guardianship_reference",
+        aliases: &["委托协议或判决文号", "监护文书编号"],
+        kind: Kind::Person("guardianship", "reference"),
+    },
+    Column {
+        name: "guardianship_decided_on",
+        aliases: &["协议签订或判决日期"],
+        kind: Kind::Person("guardianship", "decided_on"),
+    },
+    Column {
         name: "benefits",
         aliases: &["享受保障", "保障待遇"],
         kind: Kind::List,
@@ -96,6 +131,29 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "residence_address",
         aliases: &["居住地址", "现住址"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "residence_township",
+        aliases: &[
+            "居住地乡镇（街道）",
+            "居住地乡镇(街道)",
+            "乡镇（街道）",
+            "乡镇(街道)",
+            "乡镇",
+            "街道",
+        ],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "residence_village",
+        aliases: &[
+            "居住地村（社区）",
+            "居住地村(社区)",
+            "村（社区）",
+            "村(社区)",
+            "村居",
+        ],
         kind: Kind::Text,
     },
     Column {
@@ -134,6 +192,31 @@ const COLUMNS: &[Column] = &[
         kind: Kind::Date,
     },
     Column {
+        name: "responsible_worker_name",
+        aliases: &["包保人姓名", "包保人"],
+        kind: Kind::Person("responsible_worker", "name"),
+    },
+    Column {
+        name: "responsible_worker_role",
+        aliases: &["包保人身份", "包保人类型"],
+        kind: Kind::Person("responsible_worker", "role"),
+    },
+    Column {
+        name: "responsible_worker_phone",
+        aliases: &["包保人电话"],
+        kind: Kind::Person("responsible_worker", "phone"),
+    },
+    Column {
+        name: "responsible_worker_township",
+        aliases: &["包保人乡镇（街道）", "包保人乡镇"],
+        kind: Kind::Person("responsible_worker", "township"),
+    },
+    Column {
+        name: "key_care",
+        aliases: &["重点关爱原因", "重点关爱"],
+        kind: Kind::List,
+    },
+    Column {
         name: "info_updated_on",
         aliases: &["信息更新日期", "更新日期", "资料更新日期"],
         kind: Kind::Date,
@@ -151,6 +234,21 @@ const COLUMNS: &[Column] = &[
     Column {
         name: "health_status",
         aliases: &["健康状况"],
+        kind: Kind::Text,
+    },
+    Column {
+        name: "disability_kind",
+        aliases: &["残疾类别"],
+        kind: Kind::Person("disability", "kind"),
+    },
+    Column {
+        name: "disability_grade",
+        aliases: &["残疾等级"],
+        kind: Kind::Person("disability", "grade"),
+    },
+    Column {
+        name: "psychological_state",
+        aliases: &["心理状况"],
         kind: Kind::Text,
     },
     Column {
@@ -537,6 +635,36 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             .unwrap_or_default()
     };
     let opt = |v: Option<String>| v.unwrap_or_default();
+    let guardianship = |part: &str| -> String {
+        r.guardianship
+            .as_ref()
+            .map(|g| match part {
+                "kind" => g.kind.code().to_owned(),
+                "since" => g.since.to_string(),
+                "decided_on" => g.decided_on.map(|d| d.to_string()).unwrap_or_default(),
+                _ => g
+                    .reference
+                    .as_ref()
+                    .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default()
+    };
+    let worker = |part: &str| -> String {
+        r.responsible_worker
+            .as_ref()
+            .map(|w| match part {
+                "name" => w.name.as_str().to_owned(),
+                "role" => w.role.code().to_owned(),
+                "phone" => w.phone.clone().map(String::from).unwrap_or_default(),
+                _ => w
+                    .township
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default()
+    };
     COLUMNS
         .iter()
         .map(|c| match c.name {
@@ -549,11 +677,17 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             "birth_date" => r.birth_date().to_string(),
             "hukou_region" => r.hukou_region.to_string(),
             "hukou_address" => opt(r.hukou_address.as_ref().map(|a| a.as_str().to_owned())),
+            "hukou_township" => opt(r.hukou_township.as_ref().map(ToString::to_string)),
+            "hukou_village" => opt(r.hukou_village.as_ref().map(ToString::to_string)),
             "father_situation" => opt(r.father_situation.map(|s| s.code().to_owned())),
             "mother_situation" => opt(r.mother_situation.map(|s| s.code().to_owned())),
             "legal_guardian_name" => person(&r.legal_guardian, "name"),
             "legal_guardian_relation" => person(&r.legal_guardian, "relation"),
             "legal_guardian_phone" => person(&r.legal_guardian, "phone"),
+            "guardianship_kind" => guardianship("kind"),
+            "guardianship_since" => guardianship("since"),
+            "guardianship_reference" => guardianship("reference"),
+            "guardianship_decided_on" => guardianship("decided_on"),
             "benefits" => r
                 .benefits
                 .iter()
@@ -562,6 +696,8 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
                 .join(";"),
             "residence_region" => r.residence_region.to_string(),
             "residence_address" => opt(r.residence_address.as_ref().map(|a| a.as_str().to_owned())),
+            "residence_township" => opt(r.residence_township.as_ref().map(ToString::to_string)),
+            "residence_village" => opt(r.residence_village.as_ref().map(ToString::to_string)),
             "left_hukou_on" => opt(r.left_hukou_on.map(|d| d.to_string())),
             "actual_caregiver_name" => person(&r.actual_caregiver, "name"),
             "actual_caregiver_relation" => person(&r.actual_caregiver, "relation"),
@@ -569,6 +705,19 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
             "living_status" => opt(r.living_status.map(|s| s.code().to_owned())),
             "education_status" => opt(r.education_status.map(|s| s.code().to_owned())),
             "last_visit_on" => opt(r.last_visit_on.map(|d| d.to_string())),
+            "responsible_worker_name" => worker("name"),
+            "responsible_worker_role" => worker("role"),
+            "responsible_worker_phone" => worker("phone"),
+            "responsible_worker_township" => worker("township"),
+            "key_care" => r
+                .key_care
+                .iter()
+                .map(|k| k.code())
+                .collect::<Vec<_>>()
+                .join(";"),
+            "disability_kind" => opt(r.disability.as_ref().map(|d| d.kind.code().to_owned())),
+            "disability_grade" => opt(r.disability.as_ref().map(|d| d.grade.code().to_owned())),
+            "psychological_state" => opt(r.psychological_state.map(|p| p.code().to_owned())),
             "info_updated_on" => opt(r.info_updated_on.map(|d| d.to_string())),
             "risk_level" => opt(r.risk_level.as_ref().map(|l| l.as_str().to_owned())),
             "categories" => r

@@ -254,6 +254,51 @@ pub fn record_rejection(
     Ok(())
 }
 
+/// Forgets `peer`'s refusals of `ids` (they were accepted later: a refusal that was repaired is
+/// no longer a refusal). Returns how many were forgotten.
+pub fn clear_rejections(
+    conn: &mut DbConn,
+    peer: &str,
+    ids: &[String],
+) -> Result<usize, StorageError> {
+    let mut n = 0;
+    for chunk in ids.chunks(500) {
+        n += diesel::delete(
+            outbox_rejected::table
+                .filter(outbox_rejected::peer.eq(peer))
+                .filter(outbox_rejected::version_id.eq_any(chunk)),
+        )
+        .execute(conn)?;
+    }
+    Ok(n)
+}
+
+/// The code of `peer`'s refusal of version `id`, if it refused it.
+pub fn rejection_code(
+    conn: &mut DbConn,
+    peer: &str,
+    id: &str,
+) -> Result<Option<String>, StorageError> {
+    outbox_rejected::table
+        .filter(outbox_rejected::peer.eq(peer))
+        .filter(outbox_rejected::version_id.eq(id))
+        .select(outbox_rejected::code)
+        .first(conn)
+        .optional()
+        .map_err(StorageError::from)
+}
+
+/// The queue stamp of version `id` in `peer`'s queue, if it is queued there.
+pub fn queued_stamp(conn: &mut DbConn, peer: &str, id: &str) -> Result<Option<i64>, StorageError> {
+    outbox::table
+        .filter(outbox::peer.eq(peer))
+        .filter(outbox::version_id.eq(id))
+        .select(outbox::hlc)
+        .first(conn)
+        .optional()
+        .map_err(StorageError::from)
+}
+
 /// Queue depth and the oldest queued moment, per peer.
 pub fn outbox_depths(conn: &mut DbConn) -> Result<Vec<OutboxDepth>, StorageError> {
     let rows: Vec<(String, i64, Option<NaiveDateTime>)> = outbox::table

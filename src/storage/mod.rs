@@ -223,14 +223,18 @@ impl StorageError {
     /// A row another transaction committed first: on PostgreSQL two transactions that write
     /// the same key concurrently both pass their "already stored?" reads, and the later one's
     /// insert fails when the first commits. Running the later one again sees the row.
+    ///
+    /// Also a deadlock or a serialization failure (PostgreSQL aborts one of two transactions
+    /// that wait on each other's rows): run again, it goes through.
     pub fn is_write_race(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Query(QueryFailure(QueryError::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _
-            )))
-        )
+        use diesel::result::DatabaseErrorKind as K;
+        match self {
+            StorageError::Query(QueryFailure(QueryError::DatabaseError(kind, info))) => {
+                matches!(kind, K::UniqueViolation | K::SerializationFailure)
+                    || info.message().contains("deadlock detected")
+            }
+            _ => false,
+        }
     }
 }
 
@@ -416,6 +420,42 @@ where
             Err(e)
         }
     }
+}
+
+/// Whether [`durable_commits`] makes SQLite commits durable (always, except in `bench sync`'s
+/// comparison of the cost).
+static DURABLE_COMMITS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// For `bench sync` only: measure what [`durable_commits`] costs by turning it off for a run.
+#[doc(hidden)]
+pub fn set_durable_commits(on: bool) {
+    DURABLE_COMMITS.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Runs `f` with every commit it makes durable before it returns: what it committed survives a
+/// power loss. SQLite connections run `synchronous = NORMAL` (in WAL mode a commit is then not
+/// synced to disk until a checkpoint); here they run `FULL` (the WAL is synced at each commit)
+/// and go back to `NORMAL` after. PostgreSQL commits are durable already (`synchronous_commit`
+/// is on by default and never turned off here).
+pub fn durable_commits<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<StorageError>,
+{
+    let sqlite = matches!(conn, DbConn::Sqlite(_))
+        && DURABLE_COMMITS.load(std::sync::atomic::Ordering::SeqCst);
+    if sqlite {
+        conn.batch_execute("PRAGMA synchronous = FULL")
+            .map_err(StorageError::from)?;
+    }
+    let result = f(conn);
+    if sqlite {
+        if let Err(e) = conn.batch_execute("PRAGMA synchronous = NORMAL") {
+            // Only slower: the connection keeps syncing every commit.
+            tracing::warn!(error = %e, "could not set a connection back to synchronous = NORMAL");
+        }
+    }
+    result
 }
 
 /// A trivial query, to prove the database answers.

@@ -732,13 +732,24 @@ pub fn stale_children(
             children::last_visit_on,
         ))
         .into_boxed();
-    if let Some(p) = region_prefix {
-        let pat = format!("{p}%");
-        q = q.filter(
-            children::hukou_region
-                .like(pat.clone())
-                .or(children::residence_region.like(pat)),
-        );
+    match region_prefix {
+        // A 9-digit township: the files naming it as their residence or hukou township.
+        Some(t) if t.len() == 9 => {
+            q = q.filter(
+                children::residence_township
+                    .eq(t.to_owned())
+                    .or(children::hukou_township.eq(t.to_owned())),
+            );
+        }
+        Some(p) => {
+            let pat = format!("{p}%");
+            q = q.filter(
+                children::hukou_region
+                    .like(pat.clone())
+                    .or(children::residence_region.like(pat)),
+            );
+        }
+        None => {}
     }
     if let Some(peer) = shared_with {
         q = q.filter(

@@ -107,6 +107,9 @@ pub struct ChildRow {
     /// The later of `last_visit_on` and the record's `info_updated_on`: the six-month rule
     /// compares it (a file without either is stale).
     pub refreshed_on: Option<NaiveDate>,
+    /// The record's 9-digit townships, for lists filtered by township.
+    pub residence_township: Option<String>,
+    pub hukou_township: Option<String>,
     /// The merged record, JSON. Empty when the file's only head is its creation: the view is then
     /// that version's body, and [`get_child`] and [`page_children`] read it from `versions`. An
     /// import or a new file from a peer thus writes the record once, not twice.
@@ -209,7 +212,9 @@ pub struct ChildFilter {
     pub residence_prefix: Option<String>,
     pub category: Option<String>,
     pub risk_level: Option<String>,
-    /// Not updated since, and not visited since, this moment.
+    /// The residence or hukou township (9 digits) is this one.
+    pub township: Option<String>,
+    /// Neither visited nor confirmed since this moment's date (the six-month rule).
     pub stale_before: Option<NaiveDateTime>,
     /// Keyset paging: only ID numbers after this one.
     pub after: Option<String>,
@@ -452,6 +457,13 @@ fn list_rows(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, Storag
     }
     if let Some(r) = &f.risk_level {
         q = q.filter(children::risk_level.eq(r.clone()));
+    }
+    if let Some(t) = &f.township {
+        q = q.filter(
+            children::residence_township
+                .eq(t.clone())
+                .or(children::hukou_township.eq(t.clone())),
+        );
     }
     if let Some(t) = f.stale_before {
         q = q.filter(

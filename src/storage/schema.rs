@@ -41,6 +41,8 @@ diesel::table! {
         risk_level -> Nullable<Text>,
         last_visit_on -> Nullable<Date>,
         refreshed_on -> Nullable<Date>,
+        residence_township -> Nullable<Text>,
+        hukou_township -> Nullable<Text>,
         record -> Text,
         head_count -> BigInt,
         created_at -> Timestamp,

@@ -22,7 +22,7 @@ use super::view;
 use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
 use crate::directory::Directory;
 use crate::domain::child::ChildRecord;
-use crate::domain::NodeId;
+use crate::domain::{NodeId, RegionCode};
 use crate::storage::records as repo;
 use crate::storage::{self, DbConn};
 
@@ -49,7 +49,8 @@ type Refusal = (RejectCode, String);
 /// ([`verify_all`]); in the transaction, load which versions are stored already; check each
 /// version in topological order and write those that pass through the store ([`Intake::take`]);
 /// refresh the views of the files touched ([`Intake::refresh_views`]); write the rest of the
-/// batch with one audit event per acceptance and per rejection ([`Batch::finish`]); finish.
+/// batch with one audit event per acceptance and one for all rejections ([`Batch::finish`]);
+/// finish.
 pub fn ingest<T>(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -67,6 +68,7 @@ pub fn ingest<T>(
             intake.take(conn, v, &stored)?;
         }
         intake.refresh_views(conn)?;
+        intake.record_rejections();
         let Intake { out, batch, .. } = intake;
         batch.finish(conn)?;
         let finished = finish(conn, &out)?;
@@ -96,10 +98,10 @@ fn verify_all(dir: &Directory, versions: &[SignedVersion]) -> Result<BatchFacts,
     for v in versions {
         if let Some(r) = facts.records.get(&v.id) {
             facts
-                .batch_records
+                .batch_regions
                 .entry(v.version.doc_id.clone())
                 .or_default()
-                .push(r.clone());
+                .push((r.hukou_region.clone(), r.residence_region.clone()));
         }
     }
     Ok(facts)
@@ -199,7 +201,7 @@ impl<'a> Intake<'a> {
                 self.out.accepted.push(v.id);
                 self.out.stored += 1;
             }
-            Err(refusal) => self.reject("case", v, refusal),
+            Err(refusal) => self.reject(v, refusal),
         }
         Ok(())
     }
@@ -215,7 +217,7 @@ impl<'a> Intake<'a> {
         ) {
             Ok(checked) => checked,
             Err(refusal) => {
-                self.reject("child", v, refusal);
+                self.reject(v, refusal);
                 return Ok(());
             }
         };
@@ -258,31 +260,64 @@ impl<'a> Intake<'a> {
         Ok(())
     }
 
-    /// Records a refused version: its audit event and its line in the receipt.
-    fn reject(&mut self, kind: &str, v: &SignedVersion, (code, reason): Refusal) {
-        // The claimed document id comes from an unverified version: keep it short.
-        let doc: String = v.version.doc_id.chars().take(64).collect();
-        self.batch.event(
-            Event::new(self.actor.clone(), "version.reject", Outcome::Rejected)
-                .object(kind, &doc)
-                .details(
-                    serde_json::json!({"version": v.id, "code": code.as_str(), "reason": reason}),
-                ),
-        );
+    /// Records a refused version: its line in the receipt (the audit log gets one event for
+    /// all of a batch's refusals, [`Self::record_rejections`]).
+    fn reject(&mut self, v: &SignedVersion, (code, reason): Refusal) {
         self.out.rejected.push(Rejection {
             id: v.id,
             code,
             reason,
         });
     }
+
+    /// One `batch.reject` audit event for every refusal of the batch, however many: how many
+    /// per code, the first reason given for each code, and the SHA-256 of the refused ids
+    /// (sorted, one per line), which the receipt lists.
+    fn record_rejections(&mut self) {
+        let rejected = &self.out.rejected;
+        if rejected.is_empty() {
+            return;
+        }
+        let mut per_code: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
+        for r in rejected {
+            per_code.entry(r.code.as_str()).or_insert((0, &r.reason)).0 += 1;
+        }
+        let counts: serde_json::Map<String, serde_json::Value> = per_code
+            .iter()
+            .map(|(code, (n, _))| ((*code).to_owned(), serde_json::json!(n)))
+            .collect();
+        // Reasons come from unverified versions: keep each short.
+        let reasons: serde_json::Map<String, serde_json::Value> = per_code
+            .iter()
+            .map(|(code, (_, why))| {
+                let why: String = why.chars().take(200).collect();
+                ((*code).to_owned(), serde_json::json!(why))
+            })
+            .collect();
+        let mut ids: Vec<String> = rejected.iter().map(|r| r.id.to_string()).collect();
+        ids.sort();
+        let digest = crate::crypto::hash::Digest::of(ids.join("\n").as_bytes());
+        self.batch.event(
+            Event::new(self.actor.clone(), "batch.reject", Outcome::Rejected).details(
+                serde_json::json!({
+                    "rejected": rejected.len(), "codes": counts, "reasons": reasons,
+                    "ids_sha256": digest.to_string(),
+                }),
+            ),
+        );
+    }
 }
 
-/// Parents before children within the batch (Kahn's algorithm, stable in input order).
+/// Parents before children within the batch (Kahn's algorithm over the versions sorted by
+/// stamp and id). The order does not depend on the order the sender chose: two batches holding
+/// the same versions write — and lock — their rows in the same order, so on PostgreSQL they
+/// wait for each other instead of deadlocking.
 fn topological(versions: &[SignedVersion]) -> Vec<&SignedVersion> {
     let in_batch: HashSet<VersionId> = versions.iter().map(|v| v.id).collect();
     let mut placed: HashSet<VersionId> = HashSet::new();
     let mut out = Vec::with_capacity(versions.len());
     let mut rest: Vec<&SignedVersion> = versions.iter().collect();
+    rest.sort_by_key(|v| (v.version.hlc.to_i64(), v.id));
     while !rest.is_empty() {
         let before = rest.len();
         rest.retain(|v| {
@@ -312,8 +347,9 @@ struct BatchFacts {
     verified: HashMap<VersionId, Result<(), Refusal>>,
     /// Each child version's record, parsed once.
     records: HashMap<VersionId, ChildRecord>,
-    /// The batch's records per document (a bureau a child moves to is a party through them).
-    batch_records: HashMap<String, Vec<ChildRecord>>,
+    /// The regions (hukou, residence) of the batch's records per document: a bureau a child
+    /// moves to is a party through them. (Only the regions: a batch's records are held once.)
+    batch_regions: HashMap<String, Vec<(RegionCode, RegionCode)>>,
 }
 
 /// All checks of one version; on success its record and its parents' records.
@@ -328,7 +364,7 @@ fn check(
     let BatchFacts {
         verified,
         records,
-        batch_records,
+        batch_regions,
     } = batch;
     let db = |e: storage::StorageError| (RejectCode::InvalidRecord, format!("storage: {e}"));
     verify_signature(node, verified, v)?;
@@ -380,11 +416,11 @@ fn check(
             format!("{sender} serves neither region of this child"),
         ));
     }
-    let batch_parties: BTreeSet<NodeId> = batch_records
+    let batch_parties: BTreeSet<NodeId> = batch_regions
         .get(&v.version.doc_id)
         .into_iter()
         .flatten()
-        .flat_map(|r| node.parties(&r.hukou_region, &r.residence_region))
+        .flat_map(|(hukou, residence)| node.parties(hukou, residence))
         .collect();
     if !parties.contains(&node.id) && !batch_parties.contains(&node.id) {
         return Err((
@@ -401,6 +437,14 @@ fn check(
 /// Id and signature (a key of the author valid at the version's time, not revoked): pure, so a
 /// batch is checked on every core before its transaction begins.
 pub(crate) fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Refusal> {
+    // Parents sorted and unique: the same parents always give the same id, and a parent edge
+    // is stored once.
+    if !v.version.parents.windows(2).all(|w| w[0] < w[1]) {
+        return Err((
+            RejectCode::NonCanonical,
+            "the parents are not sorted and unique".into(),
+        ));
+    }
     match v.version.id() {
         Ok(id) if id == v.id => {}
         _ => {

@@ -68,6 +68,8 @@ pub enum RejectCode {
     UnsupportedKind,
     /// A case version that is not one legal step by its party.
     IllegalTransition,
+    /// The version is not in its canonical form (its parents are not sorted and unique).
+    NonCanonical,
 }
 
 impl RejectCode {
@@ -86,6 +88,7 @@ impl RejectCode {
             RejectCode::InvalidRecord => "invalid_record",
             RejectCode::UnsupportedKind => "unsupported_kind",
             RejectCode::IllegalTransition => "illegal_transition",
+            RejectCode::NonCanonical => "non_canonical",
         }
     }
 }

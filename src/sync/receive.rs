@@ -4,8 +4,15 @@
 //! deliveries on PostgreSQL, witnesses the sender's tree head, wakes the senders when something
 //! new must be forwarded, and lets the services that react to received case versions react
 //! ([`CaseReactions`], which eligibility implements; `startup` wires it in).
+//!
+//! It also bounds what one peer can make this node hold ([`PushLimits`]): batches in flight per
+//! peer ([`Receiver::admit`], taken before the body is read), bytes per body (the listener reads
+//! at most [`PushLimits::max_bytes`]) and versions per batch ([`parse_push`], which counts the
+//! versions before parsing any of them and borrows the body instead of copying it). A batch's
+//! refusals are one audit event, whatever their number (`ingest`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -36,16 +43,229 @@ pub trait CaseReactions: Send + Sync {
 /// practice; past them the sender gets a 500 and retries later, as after any failure).
 const INGEST_ATTEMPTS: u32 = 4;
 
+/// What one peer may make this node hold (`[sync]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct PushLimits {
+    /// Batches of one peer being received at once (past it: 503 `busy`).
+    pub in_flight_per_peer: usize,
+    /// Batches of all peers read, parsed and stored at once; the others admitted wait, their
+    /// bodies unread. What a batch holds while it is received (its body, its parsed versions,
+    /// its records, its receipt: about six times its body) is bounded node-wide by this.
+    pub at_once: usize,
+    /// Versions in one batch.
+    pub max_versions: usize,
+    /// Bytes of one request body.
+    pub max_bytes: usize,
+}
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        PushLimits {
+            in_flight_per_peer: 4,
+            at_once: 1,
+            max_versions: 5000,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a push was refused as a whole (each version's refusals are in the receipt instead).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{peer} already has {limit} batches being received; retry later")]
+    Busy { peer: NodeId, limit: usize },
+    #[error("the batch holds {count} versions; at most {limit} are accepted at once")]
+    TooManyVersions { count: usize, limit: usize },
+    #[error("the body is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("not a push request: {0}")]
+    Invalid(String),
+    #[error("an object names the member {0:?} twice; send it once")]
+    DuplicateKey(String),
+    #[error("the body names {claimed} but the certificate is {peer}'s")]
+    SenderMismatch { claimed: NodeId, peer: NodeId },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// A batch being received from a peer: while it lives, it counts against the peer's
+/// [`PushLimits::in_flight_per_peer`], and holds one of the node's [`PushLimits::at_once`].
+pub struct Admission {
+    counts: Arc<Mutex<HashMap<NodeId, usize>>>,
+    peer: NodeId,
+    working: Option<tokio::sync::OwnedSemaphorePermit>,
+    at_once: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    /// Set when a large body was received since memory was last given back (shared by all
+    /// admissions): only a burst of large batches is worth a trim.
+    large_since_trim: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A body from this size up makes the node give memory back once it is idle again.
+const LARGE_BODY: usize = 1024 * 1024;
+
+impl Admission {
+    /// Notes the size of the body read for this batch.
+    pub fn body_read(&self, len: usize) {
+        if len >= LARGE_BODY {
+            self.large_since_trim
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&self.peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&self.peer);
+                }
+            }
+        }
+        if self.working.take().is_some()
+            && self.at_once.available_permits() == self.limit
+            && self
+                .large_since_trim
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            // The last batch being received after large ones is done: once its answer is sent
+            // too (a moment later), and if no other batch started meanwhile, what they held goes
+            // back to the system.
+            let (at_once, limit) = (self.at_once.clone(), self.limit);
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if at_once.available_permits() == limit {
+                    crate::sync::memory::give_back_freed_memory();
+                }
+            });
+        }
+    }
+}
+
+/// Reads a push request from its body: the sender first (it must be `peer`), then how many
+/// versions it holds (borrowed, unparsed), and only then each version. The body is borrowed
+/// throughout: the versions are parsed from it once, into their final form.
+pub fn parse_push(
+    body: &[u8],
+    peer: &NodeId,
+    max_versions: usize,
+) -> Result<PushRequest, PushError> {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw<'a> {
+        sender: NodeId,
+        #[serde(borrow)]
+        versions: Vec<&'a RawValue>,
+        #[serde(default)]
+        tree_head: Option<crate::audit::SignedTreeHead>,
+    }
+    let classify = |e: serde_json::Error| {
+        if e.is_data() {
+            PushError::Invalid(e.to_string())
+        } else {
+            PushError::Malformed(e.to_string())
+        }
+    };
+    // A signed body must have one meaning: a repeated member name is refused, not resolved.
+    match crate::crypto::jcs::first_duplicate_key(body) {
+        Ok(Some(name)) => return Err(PushError::DuplicateKey(name)),
+        Ok(None) => {}
+        Err(e) => return Err(PushError::Malformed(e.to_string())),
+    }
+    let raw: Raw<'_> = serde_json::from_slice(body).map_err(classify)?;
+    if &raw.sender != peer {
+        return Err(PushError::SenderMismatch {
+            claimed: raw.sender,
+            peer: peer.clone(),
+        });
+    }
+    if raw.versions.len() > max_versions {
+        return Err(PushError::TooManyVersions {
+            count: raw.versions.len(),
+            limit: max_versions,
+        });
+    }
+    let versions = raw
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_str(v.get())
+                .map_err(|e| PushError::Invalid(format!("versions[{i}]: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(PushRequest {
+        sender: raw.sender,
+        versions,
+        tree_head: raw.tree_head,
+    })
+}
+
 /// The receiving side of the exchange.
 pub struct Receiver {
     store: Store,
     node: Arc<LocalNode>,
     cases: Arc<dyn CaseReactions>,
+    limits: PushLimits,
+    in_flight: Arc<Mutex<HashMap<NodeId, usize>>>,
+    at_once: Arc<tokio::sync::Semaphore>,
+    large_since_trim: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
-    pub fn new(store: Store, node: Arc<LocalNode>, cases: Arc<dyn CaseReactions>) -> Self {
-        Receiver { store, node, cases }
+    pub fn new(
+        store: Store,
+        node: Arc<LocalNode>,
+        cases: Arc<dyn CaseReactions>,
+        limits: PushLimits,
+    ) -> Self {
+        Receiver {
+            store,
+            node,
+            cases,
+            limits,
+            in_flight: Arc::default(),
+            at_once: Arc::new(tokio::sync::Semaphore::new(limits.at_once.max(1))),
+            large_since_trim: Arc::default(),
+        }
+    }
+
+    pub fn limits(&self) -> PushLimits {
+        self.limits
+    }
+
+    /// Admits one more batch of `peer`, or refuses it at once when the peer already has
+    /// [`PushLimits::in_flight_per_peer`] being received; then waits for one of the node's
+    /// [`PushLimits::at_once`]. Called before the body is read.
+    pub async fn admit(&self, peer: &NodeId) -> Result<Admission, PushError> {
+        let limit = self.limits.in_flight_per_peer;
+        {
+            let mut counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(peer.clone()).or_insert(0);
+            if *n >= limit {
+                return Err(PushError::Busy {
+                    peer: peer.clone(),
+                    limit,
+                });
+            }
+            *n += 1;
+        }
+        let mut admission = Admission {
+            counts: self.in_flight.clone(),
+            peer: peer.clone(),
+            working: None,
+            at_once: self.at_once.clone(),
+            limit: self.limits.at_once.max(1),
+            large_since_trim: self.large_since_trim.clone(),
+        };
+        // Never closed: an error cannot happen; if it did, the batch goes on without a permit.
+        admission.working = self.at_once.clone().acquire_owned().await.ok();
+        Ok(admission)
     }
 
     /// Receives a batch from `peer` (authenticated by the caller; `request.sender` is it) and
@@ -67,7 +287,10 @@ impl Receiver {
         let (outcome, receipt) = self
             .store
             .run(move |c| {
-                let stored = ingest_with_retries(c, &node, &dir, &peer, &request, now, may_race)?;
+                // The receipt says "stored": its commit is durable before it is sent.
+                let stored = crate::storage::durable_commits(c, |c| {
+                    ingest_with_retries(c, &node, &dir, &peer, &request, now, may_race)
+                })?;
                 // The sender's tree head is kept on its own, after the batch: inside the batch's
                 // transaction, two batches from one peer carrying the same head would each hold
                 // what the other waits for (on PostgreSQL, a deadlock).

@@ -23,7 +23,7 @@ use super::node::LocalNode;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::receipt::SignedReceipt;
+use super::receipt::{RejectCode, SignedReceipt};
 use super::version::{DocKind, VersionError};
 use crate::audit::{self, Actor, Event, Outcome, SignedTreeHead};
 use crate::crypto::hash::Digest;
@@ -36,6 +36,10 @@ use crate::storage::{self, Store};
 
 /// Batches in flight to one peer at most.
 pub const WINDOW: usize = 2;
+
+/// How many times [`deliver_queued`] waits for a peer that answers 503 `busy` (it has as many of
+/// our batches in flight as it accepts at once) before it reports the delivery as failed.
+const BUSY_WAITS: u32 = 30;
 
 /// Builds the mutual-TLS HTTP client for a peer (pinned to its node id). Made by `startup`,
 /// which owns the TLS material.
@@ -65,6 +69,14 @@ pub enum SendError {
     Receipt(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+}
+
+impl SendError {
+    /// The peer is busy receiving other batches of ours (503 `busy`): temporary, not a failure
+    /// of the peer; retry after a short wait.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, SendError::Status { status: 503, .. })
+    }
 }
 
 /// Records a failed delivery to `peer` (its status for people and monitoring); a failure to
@@ -133,10 +145,17 @@ pub async fn deliver_queued(
 ) -> Result<Delivered, String> {
     let mut client = None;
     let mut total = Delivered::default();
+    let mut busy_waits = 0;
     loop {
-        let b = send_once(store, node, peer, clients, &mut client, config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let b = match send_once(store, node, peer, clients, &mut client, config).await {
+            // The peer is receiving other batches of ours (the sender loop's): wait a moment.
+            Err(e) if e.is_busy() && busy_waits < BUSY_WAITS => {
+                busy_waits += 1;
+                tokio::time::sleep(backoff(1, config.max_backoff)).await;
+                continue;
+            }
+            r => r.map_err(|e| e.to_string())?,
+        };
         if b.sent == 0 {
             return Ok(total);
         }
@@ -529,6 +548,12 @@ async fn post(
 }
 
 /// Stores a verified receipt and settles the queue by it, with an audit event, atomically.
+/// Accepted versions leave the queue, and any earlier refusal of them is forgotten (it was
+/// repaired). A refusal is kept and the version leaves the queue — except `unknown_parents` the
+/// first time: the peer lacks the file's history (a peer restored from an old backup), so the
+/// version stays queued and the history is queued with it, at its stamp, to travel in one
+/// batch ([`requeue_with_history`]). Returns how many versions the receipt settled (those kept
+/// for another try included).
 fn store_receipt(
     conn: &mut storage::DbConn,
     node: &LocalNode,
@@ -542,22 +567,47 @@ fn store_receipt(
         let receipt_id = super::receipt::store(c, receipt, at)?.to_string();
         let accepted: Vec<String> = r.accepted.iter().map(ToString::to_string).collect();
         let mut done = exchange::dequeue(c, peer.as_str(), &accepted)?;
+        let repaired = exchange::clear_rejections(c, peer.as_str(), &accepted)?;
+        let mut retried = 0;
         for rej in &r.rejected {
-            exchange::record_rejection(
-                c,
-                peer.as_str(),
-                &rej.id.to_string(),
-                rej.code.as_str(),
-                &rej.reason,
-                at,
-            )?;
-            done += exchange::dequeue(c, peer.as_str(), &[rej.id.to_string()])?;
+            let id = rej.id.to_string();
+            if rej.code == RejectCode::UnknownParents
+                && exchange::rejection_code(c, peer.as_str(), &id)?.as_deref()
+                    != Some(RejectCode::UnknownParents.as_str())
+                && requeue_with_history(c, peer, &id, at)?
+            {
+                exchange::record_rejection(
+                    c,
+                    peer.as_str(),
+                    &id,
+                    rej.code.as_str(),
+                    &rej.reason,
+                    at,
+                )?;
+                retried += 1;
+                done += 1;
+                continue;
+            }
+            if rej.code == RejectCode::UnknownParents {
+                tracing::warn!(
+                    %peer, version = %rej.id.short(),
+                    "the peer refused a version for unknown parents again after its history was sent; it is dropped from the queue (run a reconciliation with the peer)"
+                );
+            }
+            exchange::record_rejection(c, peer.as_str(), &id, rej.code.as_str(), &rej.reason, at)?;
+            done += exchange::dequeue(c, peer.as_str(), &[id])?;
         }
         exchange::mark_success(c, peer.as_str(), r.accepted.len() as i64, at)?;
         if let Some(h) = &r.tree_head {
             if let Some(dir) = node.directory.as_ref().map(|d| d.current()) {
                 super::receipt::witness(c, &dir, peer, h, now)?;
             }
+        }
+        if retried > 0 {
+            tracing::warn!(
+                %peer, versions = retried,
+                "the peer lacks the history of versions it was sent (unknown_parents): their files' history is queued for it and they are sent again"
+            );
         }
         audit::append(
             c,
@@ -566,10 +616,38 @@ fn store_receipt(
             &Event::new(Actor::job(&format!("sender:{peer}")), "receipt.store", Outcome::Ok).details(serde_json::json!({
                 "receipt": receipt_id, "issuer": r.issuer, "accepted": r.accepted.len(),
                 "rejected": r.rejected.iter().map(|x| serde_json::json!({"id": x.id, "code": x.code})).collect::<Vec<_>>(),
+                "refusals_repaired": repaired, "resent_with_history": retried,
             })),
         )?;
         Ok(done)
     })
+}
+
+/// Keeps version `id` queued for `peer` and queues its file's whole stored history beside it,
+/// at its queue stamp (so they go in one batch; the receiver orders a batch parents first).
+/// False if the version is no longer queued or not stored here (nothing to resend).
+fn requeue_with_history(
+    c: &mut storage::DbConn,
+    peer: &NodeId,
+    id: &str,
+    at: chrono::NaiveDateTime,
+) -> Result<bool, LedgerError> {
+    let Some(stamp) = exchange::queued_stamp(c, peer.as_str(), id)? else {
+        return Ok(false);
+    };
+    let Some(v) = crate::storage::records::get_version(c, id)? else {
+        return Ok(false);
+    };
+    let history: Vec<(String, i64)> = crate::storage::reconcile::versions_of_docs(
+        c,
+        v.kind.as_str(),
+        std::slice::from_ref(&v.doc_id),
+    )?
+    .into_iter()
+    .map(|(_, vid, _)| (vid, stamp))
+    .collect();
+    exchange::enqueue(c, peer.as_str(), &history, at)?;
+    Ok(true)
 }
 
 /// An error and its sources, `outer: inner: …`, for logs and reports.
@@ -610,6 +688,15 @@ pub struct PeerStatus {
     pub witness_inconsistent: u64,
 }
 
+/// Whether a peer's last error is newer than its last success.
+fn error_is_current(s: &exchange::PeerStatus) -> bool {
+    match (s.last_error_at, s.last_success_at) {
+        (Some(e), Some(ok)) => e > ok,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Status of every peer in the directory (and any with queued versions).
 pub fn peer_statuses(
     conn: &mut storage::DbConn,
@@ -646,8 +733,13 @@ pub fn peer_statuses(
             delivered: st.map_or(0, |s| s.delivered),
             rejected: exchange::rejected_count(conn, &peer)?,
             last_success_at: st.and_then(|s| s.last_success_at),
-            last_error: st.and_then(|s| s.last_error.clone()),
-            last_error_at: st.and_then(|s| s.last_error_at),
+            // An error older than the last success is history, not the state.
+            last_error: st
+                .filter(|s| error_is_current(s))
+                .and_then(|s| s.last_error.clone()),
+            last_error_at: st
+                .filter(|s| error_is_current(s))
+                .and_then(|s| s.last_error_at),
             consecutive_failures: st.map_or(0, |s| s.failures),
             cosigned_size: cosigned
                 .iter()

@@ -216,6 +216,8 @@ fn row_with(
         risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
         last_visit_on: r.last_visit_on,
         refreshed_on: r.last_visit_on.max(r.info_updated_on),
+        residence_township: r.residence_township.as_ref().map(ToString::to_string),
+        hukou_township: r.hukou_township.as_ref().map(ToString::to_string),
         record,
         head_count,
         created_at,

@@ -12,6 +12,7 @@ mod cli;
 mod conflicts;
 mod exchange;
 mod hardening_admin;
+mod hardening_peer;
 mod helpers;
 mod jobs;
 mod moves;

@@ -38,7 +38,7 @@ fn opts(dry_run: bool) -> RunOptions {
     }
 }
 
-async fn run(app: &TestApp, peer: &str, dry_run: bool) -> Report {
+pub(crate) async fn run(app: &TestApp, peer: &str, dry_run: bool) -> Report {
     reconciler(app)
         .run(peer, opts(dry_run), Arc::new(|_| {}))
         .await
@@ -100,7 +100,7 @@ async fn load(pair: &Pair, n: usize, edited: usize, seed: u64) -> Vec<String> {
 /// Loses the latest version of `count` randomly chosen files, as a restored backup would: the
 /// previous version is the head again, a file that had only one version is gone; the summary
 /// is told (a restored backup's summary matches its data). Returns the lost version ids.
-fn lose_versions(app: &TestApp, count: usize, seed: u64) -> Vec<String> {
+pub(crate) fn lose_versions(app: &TestApp, count: usize, seed: u64) -> Vec<String> {
     let mut conn = app.store.conn().unwrap();
     let docs = recon_repo::all_doc_ids(&mut conn, "child").unwrap();
     let heads = recon_repo::heads_of_docs(&mut conn, "child", &docs).unwrap();

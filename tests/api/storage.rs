@@ -133,3 +133,44 @@ async fn a_queued_batch_never_ends_inside_a_group_of_equal_stamps() {
     let none = exchange::next_batch(&mut conn, "410100", 5, third.last.as_ref()).unwrap();
     assert!(none.versions.is_empty() && none.last.is_none());
 }
+
+/// SQLite's `synchronous` level on this connection (0 OFF, 1 NORMAL, 2 FULL).
+fn synchronous(conn: &mut storage::DbConn) -> i32 {
+    use diesel::sql_types::Integer;
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Level {
+        #[diesel(sql_type = Integer)]
+        synchronous: i32,
+    }
+    let storage::DbConn::Sqlite(c) = conn else {
+        panic!("not SQLite")
+    };
+    diesel::sql_query("PRAGMA synchronous")
+        .get_result::<Level>(c)
+        .unwrap()
+        .synchronous
+}
+
+/// A signed receipt means stored: the ingest of a batch commits under `durable_commits`, where a
+/// SQLite commit is synced to disk (`synchronous = FULL`) before it returns; the connection goes
+/// back to `NORMAL` after (everything else keeps the faster setting).
+#[tokio::test]
+async fn durable_commits_sync_each_commit_on_sqlite() {
+    let app = spawn_app().await;
+    if app.db.url.starts_with("postgres") {
+        // PostgreSQL commits are durable already (synchronous_commit is never turned off).
+        return;
+    }
+    let mut conn = app.store.conn().unwrap();
+    assert_eq!(synchronous(&mut conn), 1);
+    let inside = storage::durable_commits(&mut conn, |c| {
+        storage::transaction(c, |c| {
+            records::insert_versions(c, &[version_row(1)])?;
+            Ok::<_, StorageError>(synchronous(c))
+        })
+    })
+    .unwrap();
+    assert_eq!(inside, 2);
+    assert_eq!(synchronous(&mut conn), 1);
+}

@@ -33,6 +33,44 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         }));
 }
 
+/// Reads a request body of at most `limit` bytes into one buffer (of the declared length when
+/// there is one, so a large body is not copied as its buffer grows): 413 problem+json
+/// `body_too_large` when the declared length is larger (before reading any of it) or when the
+/// body grows past the limit.
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    use futures_core::Stream;
+    let too_large = || {
+        ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut payload).poll_next(cx)).await
+    {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// Identifies the peer of a request from its certificate and the directory.
 pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<NodeId, ApiError> {
     use actix_web::http::StatusCode;

@@ -19,27 +19,7 @@ async fn read_json<T: DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<T, ApiError> {
-    use actix_web::http::StatusCode;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body exceeds {} bytes", serve::MAX_BODY),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > serve::MAX_BODY) {
-        return Err(too_large());
-    }
-    let body = payload
-        .to_bytes_limited(serve::MAX_BODY)
-        .await
-        .map_err(|_| too_large())?
-        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let body = super::read_body(req, payload, serve::MAX_BODY).await?;
     if let Ok(Some(name)) = crate::crypto::jcs::first_duplicate_key(&body) {
         return Err(ApiError::bad_request(
             "duplicate_key",

@@ -1,46 +1,46 @@
 //! `POST /peer/v1/versions`: a peer pushes a batch of signed versions and gets a signed receipt.
+//! The peer is admitted (batches in flight) before its body is read, the body is read up to the
+//! byte limit, and the versions are counted before any is parsed (`sync::receive`).
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 
 use super::authenticate;
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::sync::receipt::PushRequest;
+use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
+use crate::sync::receive::{self, PushError};
 
 /// Receive a batch of signed versions; answer with a signed receipt.
 #[post("/peer/v1/versions")]
 pub async fn push_versions(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let peer = authenticate(&state, &req).await?;
-    // A signed body must have one meaning: no member named twice.
-    if let Ok(Some(name)) = crate::crypto::jcs::first_duplicate_key(&body) {
-        return Err(ApiError::bad_request(
-            "duplicate_key",
-            "an object names this member twice; send it once",
-        )
-        .field(name));
-    }
-    let request: PushRequest = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_data() {
-            ApiError::unprocessable("invalid_body", format!("not a push request: {e}"))
-        } else {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+    let receiver = &state.receiver;
+    let admission = receiver.admit(&peer).await?;
+    let limits = receiver.limits();
+    let body = super::read_body(&req, payload, limits.max_bytes).await?;
+    admission.body_read(body.len());
+    let request = match receive::parse_push(&body, &peer, limits.max_versions) {
+        Ok(r) => r,
+        Err(e @ PushError::SenderMismatch { .. }) => {
+            let actor = Actor {
+                kind: ActorKind::Node,
+                id: peer.to_string(),
+                via: Via::Peer,
+            };
+            let details = serde_json::json!({"code": "sender_mismatch", "reason": e.to_string()});
+            state
+                .record(Event::new(actor, "peer.refused", Outcome::Denied).details(details))
+                .await;
+            return Err(e.into());
         }
-    })?;
-    if request.sender != peer {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "sender_mismatch",
-            format!(
-                "the body names {} but the certificate is {peer}'s",
-                request.sender
-            ),
-        )
-        .field("sender"));
-    }
-    let receipt = state.receiver.receive(peer, request).await?;
+        Err(e) => return Err(e.into()),
+    };
+    // The versions are parsed: the body's bytes are not needed while they are stored.
+    drop(body);
+    let receipt = receiver.receive(peer, request).await?;
     Ok(HttpResponse::Ok().json(receipt))
 }

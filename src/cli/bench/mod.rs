@@ -9,6 +9,7 @@ mod audit;
 mod cases;
 mod conflicts;
 mod import;
+mod push_memory;
 mod reconcile;
 mod sync;
 mod witness;
@@ -58,6 +59,24 @@ enum BenchWhat {
         /// pushed after it commits.
         #[arg(long, default_value_t = 2_000)]
         commit_every: usize,
+        /// Whether the receiving node syncs each batch's commit to disk before it signs the
+        /// receipt (SQLite `synchronous = FULL` for that transaction; always on in a node): `false`
+        /// measures what durability costs.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        durable_receipts: bool,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// A pinned peer pushing PUSHES maximum-size batches at once (as many versions with unknown
+    /// parents as a batch may hold, padded to the body limit) to a node running as its own
+    /// process: the node's resident memory before, at peak and after, and the audit events
+    /// written per refused batch. Answers 503 busy are retried as a sender does.
+    PushMemory {
+        #[arg(long, default_value_t = 8)]
+        pushes: usize,
+        /// The node's `sync.peer_batches_in_flight` for this run.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
         #[arg(long)]
         postgres: Option<String>,
     },
@@ -189,10 +208,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             versions,
             edits,
             commit_every,
+            durable_receipts,
             postgres,
-        } => {
-            super::runtime()?.block_on(sync::bench_sync(versions, edits, commit_every, postgres))?
-        }
+        } => super::runtime()?.block_on(sync::bench_sync(
+            versions,
+            edits,
+            commit_every,
+            durable_receipts,
+            postgres,
+        ))?,
+        BenchWhat::PushMemory {
+            pushes,
+            in_flight,
+            postgres,
+        } => super::runtime()?
+            .block_on(push_memory::bench_push_memory(pushes, in_flight, postgres))?,
         BenchWhat::Cases {
             cases,
             concurrency,

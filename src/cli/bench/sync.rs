@@ -15,9 +15,12 @@ pub(super) async fn bench_sync(
     count: usize,
     edits: usize,
     commit_every: usize,
+    durable_receipts: bool,
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(commit_every > 0, "--commit-every must be at least 1");
+    // Both nodes run in this process: the switch applies to the receiving one.
+    storage::set_durable_commits(durable_receipts);
     let backend = backend_name(postgres.as_deref());
     let pair = bench_pair(postgres.as_deref()).await?;
     let (zz_store, zz_node, _, _) = pair.nodes[0].clone();
@@ -142,6 +145,7 @@ pub(super) async fn bench_sync(
         "backend": backend,
         "versions": count,
         "created_per_transaction": commit_every.min(count),
+        "durable_receipts": durable_receipts,
         "signed_and_stored_at_sender_seconds": round(signed.as_secs_f64()),
         "end_to_end_seconds": round(total.as_secs_f64()),
         "end_to_end_versions_per_s": (count as f64 / total.as_secs_f64()).round(),

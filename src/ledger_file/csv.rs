@@ -625,110 +625,91 @@ pub fn export_row(r: &ChildRecord) -> Vec<String> {
 }
 
 fn export_cells(r: &ChildRecord) -> Vec<String> {
-    let person = |p: &Option<crate::domain::child::Person>, part: &str| -> String {
-        p.as_ref()
-            .map(|p| match part {
-                "name" => p.name.as_str().to_owned(),
-                "relation" => p.relation.as_str().to_owned(),
-                _ => p.phone.clone().map(String::from).unwrap_or_default(),
-            })
-            .unwrap_or_default()
-    };
     let opt = |v: Option<String>| v.unwrap_or_default();
-    let guardianship = |part: &str| -> String {
-        r.guardianship
-            .as_ref()
-            .map(|g| match part {
-                "kind" => g.kind.code().to_owned(),
-                "since" => g.since.to_string(),
-                "decided_on" => g.decided_on.map(|d| d.to_string()).unwrap_or_default(),
-                _ => g
-                    .reference
-                    .as_ref()
-                    .map(|t| t.as_str().to_owned())
-                    .unwrap_or_default(),
-            })
+    // The objects split over several columns (`Kind::Person`), each as the wire writes it, once
+    // per row: a column is its part (codes for vocabularies, dates as `YYYY-MM-DD`).
+    let to_json = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+    let nested: [(&str, Value); 5] = [
+        (
+            "legal_guardian",
+            to_json(serde_json::to_value(&r.legal_guardian)),
+        ),
+        (
+            "actual_caregiver",
+            to_json(serde_json::to_value(&r.actual_caregiver)),
+        ),
+        (
+            "guardianship",
+            to_json(serde_json::to_value(&r.guardianship)),
+        ),
+        (
+            "responsible_worker",
+            to_json(serde_json::to_value(&r.responsible_worker)),
+        ),
+        ("disability", to_json(serde_json::to_value(&r.disability))),
+    ];
+    let part = |field: &str, part: &str| -> String {
+        nested
+            .iter()
+            .find(|(f, _)| *f == field)
+            .and_then(|(_, v)| v.get(part))
+            .and_then(Value::as_str)
             .unwrap_or_default()
-    };
-    let worker = |part: &str| -> String {
-        r.responsible_worker
-            .as_ref()
-            .map(|w| match part {
-                "name" => w.name.as_str().to_owned(),
-                "role" => w.role.code().to_owned(),
-                "phone" => w.phone.clone().map(String::from).unwrap_or_default(),
-                _ => w
-                    .township
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            })
-            .unwrap_or_default()
+            .to_owned()
     };
     COLUMNS
         .iter()
-        .map(|c| match c.name {
-            "id_number" => r.id_number.to_string(),
-            "name" => r.name.as_str().to_owned(),
-            "sex" => match r.sex() {
-                crate::domain::Sex::Male => "男".into(),
-                crate::domain::Sex::Female => "女".into(),
+        .map(|c| match (c.kind, c.name) {
+            (Kind::Person(field, p), _) => part(field, p),
+            (_, name) => match name {
+                "id_number" => r.id_number.to_string(),
+                "name" => r.name.as_str().to_owned(),
+                "sex" => match r.sex() {
+                    crate::domain::Sex::Male => "男".into(),
+                    crate::domain::Sex::Female => "女".into(),
+                },
+                "birth_date" => r.birth_date().to_string(),
+                "hukou_region" => r.hukou_region.to_string(),
+                "hukou_address" => opt(r.hukou_address.as_ref().map(|a| a.as_str().to_owned())),
+                "hukou_township" => opt(r.hukou_township.as_ref().map(ToString::to_string)),
+                "hukou_village" => opt(r.hukou_village.as_ref().map(ToString::to_string)),
+                "father_situation" => opt(r.father_situation.map(|s| s.code().to_owned())),
+                "mother_situation" => opt(r.mother_situation.map(|s| s.code().to_owned())),
+                "benefits" => r
+                    .benefits
+                    .iter()
+                    .map(|b| b.benefit.code())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                "residence_region" => r.residence_region.to_string(),
+                "residence_address" => {
+                    opt(r.residence_address.as_ref().map(|a| a.as_str().to_owned()))
+                }
+                "residence_township" => opt(r.residence_township.as_ref().map(ToString::to_string)),
+                "residence_village" => opt(r.residence_village.as_ref().map(ToString::to_string)),
+                "left_hukou_on" => opt(r.left_hukou_on.map(|d| d.to_string())),
+                "living_status" => opt(r.living_status.map(|s| s.code().to_owned())),
+                "education_status" => opt(r.education_status.map(|s| s.code().to_owned())),
+                "last_visit_on" => opt(r.last_visit_on.map(|d| d.to_string())),
+                "key_care" => r
+                    .key_care
+                    .iter()
+                    .map(|k| k.code())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                "psychological_state" => opt(r.psychological_state.map(|p| p.code().to_owned())),
+                "info_updated_on" => opt(r.info_updated_on.map(|d| d.to_string())),
+                "risk_level" => opt(r.risk_level.as_ref().map(|l| l.as_str().to_owned())),
+                "categories" => r
+                    .categories
+                    .iter()
+                    .map(|c| c.code())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                "health_status" => opt(r.health_status.map(|s| s.code().to_owned())),
+                "notes" => opt(r.notes.as_ref().map(|n| n.as_str().to_owned())),
+                _ => String::new(),
             },
-            "birth_date" => r.birth_date().to_string(),
-            "hukou_region" => r.hukou_region.to_string(),
-            "hukou_address" => opt(r.hukou_address.as_ref().map(|a| a.as_str().to_owned())),
-            "hukou_township" => opt(r.hukou_township.as_ref().map(ToString::to_string)),
-            "hukou_village" => opt(r.hukou_village.as_ref().map(ToString::to_string)),
-            "father_situation" => opt(r.father_situation.map(|s| s.code().to_owned())),
-            "mother_situation" => opt(r.mother_situation.map(|s| s.code().to_owned())),
-            "legal_guardian_name" => person(&r.legal_guardian, "name"),
-            "legal_guardian_relation" => person(&r.legal_guardian, "relation"),
-            "legal_guardian_phone" => person(&r.legal_guardian, "phone"),
-            "guardianship_kind" => guardianship("kind"),
-            "guardianship_since" => guardianship("since"),
-            "guardianship_reference" => guardianship("reference"),
-            "guardianship_decided_on" => guardianship("decided_on"),
-            "benefits" => r
-                .benefits
-                .iter()
-                .map(|b| b.benefit.code())
-                .collect::<Vec<_>>()
-                .join(";"),
-            "residence_region" => r.residence_region.to_string(),
-            "residence_address" => opt(r.residence_address.as_ref().map(|a| a.as_str().to_owned())),
-            "residence_township" => opt(r.residence_township.as_ref().map(ToString::to_string)),
-            "residence_village" => opt(r.residence_village.as_ref().map(ToString::to_string)),
-            "left_hukou_on" => opt(r.left_hukou_on.map(|d| d.to_string())),
-            "actual_caregiver_name" => person(&r.actual_caregiver, "name"),
-            "actual_caregiver_relation" => person(&r.actual_caregiver, "relation"),
-            "actual_caregiver_phone" => person(&r.actual_caregiver, "phone"),
-            "living_status" => opt(r.living_status.map(|s| s.code().to_owned())),
-            "education_status" => opt(r.education_status.map(|s| s.code().to_owned())),
-            "last_visit_on" => opt(r.last_visit_on.map(|d| d.to_string())),
-            "responsible_worker_name" => worker("name"),
-            "responsible_worker_role" => worker("role"),
-            "responsible_worker_phone" => worker("phone"),
-            "responsible_worker_township" => worker("township"),
-            "key_care" => r
-                .key_care
-                .iter()
-                .map(|k| k.code())
-                .collect::<Vec<_>>()
-                .join(";"),
-            "disability_kind" => opt(r.disability.as_ref().map(|d| d.kind.code().to_owned())),
-            "disability_grade" => opt(r.disability.as_ref().map(|d| d.grade.code().to_owned())),
-            "psychological_state" => opt(r.psychological_state.map(|p| p.code().to_owned())),
-            "info_updated_on" => opt(r.info_updated_on.map(|d| d.to_string())),
-            "risk_level" => opt(r.risk_level.as_ref().map(|l| l.as_str().to_owned())),
-            "categories" => r
-                .categories
-                .iter()
-                .map(|c| c.code())
-                .collect::<Vec<_>>()
-                .join(";"),
-            "health_status" => opt(r.health_status.map(|s| s.code().to_owned())),
-            "notes" => opt(r.notes.as_ref().map(|n| n.as_str().to_owned())),
-            _ => String::new(),
         })
         .collect()
 }

@@ -365,6 +365,15 @@ pub fn shared_docs(
     Ok(out)
 }
 
+/// The ids of every version of one document, oldest first (its whole history, ids only: the
+/// bodies stay in the database).
+pub fn history_ids(conn: &mut DbConn, kind: &str, doc: &str) -> Result<Vec<String>, StorageError> {
+    Ok(versions_of_docs(conn, kind, &[doc.to_owned()])?
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect())
+}
+
 /// (document, version id, HLC) of every version of these documents.
 pub fn versions_of_docs(
     conn: &mut DbConn,

@@ -638,14 +638,11 @@ fn requeue_with_history(
     let Some(v) = crate::storage::records::get_version(c, id)? else {
         return Ok(false);
     };
-    let history: Vec<(String, i64)> = crate::storage::reconcile::versions_of_docs(
-        c,
-        v.kind.as_str(),
-        std::slice::from_ref(&v.doc_id),
-    )?
-    .into_iter()
-    .map(|(_, vid, _)| (vid, stamp))
-    .collect();
+    let history: Vec<(String, i64)> =
+        crate::storage::reconcile::history_ids(c, v.kind.as_str(), &v.doc_id)?
+            .into_iter()
+            .map(|vid| (vid, stamp))
+            .collect();
     exchange::enqueue(c, peer.as_str(), &history, at)?;
     Ok(true)
 }

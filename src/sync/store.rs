@@ -163,14 +163,12 @@ impl<'n> Batch<'n> {
         self.flush(conn)?;
         let hlc = v.version.hlc.to_i64();
         let own = v.id.to_string();
-        // Ids only: the bodies stay in the database.
-        let history: Vec<String> = crate::storage::reconcile::versions_of_docs(
+        let history: Vec<String> = crate::storage::reconcile::history_ids(
             conn,
             v.version.kind.as_str(),
-            std::slice::from_ref(&v.version.doc_id),
+            &v.version.doc_id,
         )?
         .into_iter()
-        .map(|(_, id, _)| id)
         .filter(|id| *id != own)
         .collect();
         for peer in peers {

@@ -16,6 +16,7 @@ use super::division::{TownshipCode, VillageCode};
 use super::id_number::{IdNumber, Sex};
 use super::month::Month;
 use super::region::RegionCode;
+pub use super::risk::RiskPalette;
 
 /// Which bureau decides a field (DESIGN §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -456,34 +457,6 @@ pub struct BenefitGrant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "2026-01")]
     pub since: Option<Month>,
-}
-
-/// The risk palette (风险等级), configurable; default 红/橙/黄/绿.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RiskPalette(Vec<String>);
-
-impl Default for RiskPalette {
-    fn default() -> Self {
-        Self(["红", "橙", "黄", "绿"].map(String::from).to_vec())
-    }
-}
-impl RiskPalette {
-    pub fn new(levels: Vec<String>) -> Result<Self, String> {
-        if levels.is_empty() {
-            return Err("the risk palette needs at least one level".into());
-        }
-        let unique: BTreeSet<_> = levels.iter().collect();
-        if unique.len() != levels.len() || levels.iter().any(|l| l.trim().is_empty()) {
-            return Err("risk levels must be distinct and non-empty".into());
-        }
-        Ok(Self(levels))
-    }
-    pub fn contains(&self, level: &str) -> bool {
-        self.0.iter().any(|l| l == level)
-    }
-    pub fn levels(&self) -> &[String] {
-        &self.0
-    }
 }
 
 /// One child's file. Sex and birth date are not stored: the ID number states them.

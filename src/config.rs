@@ -12,6 +12,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Policy;
+use crate::domain::visit::{RuleTarget, VisitSchedule};
 use crate::domain::{NodeId, RegionPrefix, RiskPalette};
 use crate::eligibility::calendar::WorkCalendar;
 use crate::eligibility::service::Deadlines;
@@ -33,10 +34,56 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub eligibility: EligibilitySettings,
     pub reconcile: ReconcileSettings,
+    pub visits: VisitSettings,
     /// Set by `serve --accept-restore`, never from a file: start although the self check of the
     /// audit log failed (`audit::selfcheck`).
     #[serde(skip)]
     pub accept_restore: bool,
+}
+
+/// How often children must be visited (issue 21 #2), over the defaults of
+/// [`VisitSchedule::default`]: a key is a category code or Chinese label (`flowing`, `困境`, …)
+/// or a risk level `risk_1` … `risk_4`; a value is days between visits (1–366).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisitSettings {
+    /// E.g. `every_days = { left_behind = 90, risk_2 = 14 }`.
+    pub every_days: std::collections::BTreeMap<String, u32>,
+    /// Overrides per residence-region prefix, e.g. `[visits.jurisdictions.41] flowing = 90`.
+    pub jurisdictions: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
+}
+
+impl VisitSettings {
+    /// The schedule these settings give.
+    pub fn schedule(&self) -> Result<VisitSchedule, String> {
+        let target = |key: &str| -> Result<RuleTarget, String> {
+            if let Some(n) = key.strip_prefix("risk_") {
+                return n
+                    .parse::<u8>()
+                    .ok()
+                    .and_then(|n| crate::domain::RiskLevel::new(n).ok())
+                    .map(RuleTarget::Risk)
+                    .ok_or_else(|| format!("{key:?}: risk levels are risk_1 to risk_4"));
+            }
+            crate::domain::child::Category::ALL
+                .iter()
+                .find(|c| c.code() == key || c.label_zh() == key)
+                .map(|c| RuleTarget::Category(*c))
+                .ok_or_else(|| format!("{key:?} is neither a category nor risk_1 to risk_4"))
+        };
+        let mut rules = Vec::new();
+        for (key, days) in &self.every_days {
+            rules.push((RegionPrefix::everywhere(), target(key)?, *days));
+        }
+        for (prefix, over) in &self.jurisdictions {
+            let p = RegionPrefix::parse(prefix)
+                .map_err(|_| format!("jurisdictions: {prefix:?} is not a region prefix"))?;
+            for (key, days) in over {
+                rules.push((p.clone(), target(key)?, *days));
+            }
+        }
+        VisitSchedule::with(rules)
+    }
 }
 
 /// Reconciliation with peers (DESIGN §7). Stale files use `records.stale_after_days`.
@@ -549,6 +596,9 @@ impl Settings {
                 return bad(format!("eligibility.deadlines: unknown benefit {code:?}"));
             }
         }
+        if let Err(e) = self.visits.schedule() {
+            return bad(format!("visits: {e}"));
+        }
         for prefix in self.eligibility.jurisdictions.keys() {
             if RegionPrefix::parse(prefix).is_err() {
                 return bad(format!(
@@ -594,6 +644,13 @@ impl Settings {
         crate::storage::DatabaseUrl::parse(&self.database.url)
             .map_err(|e| ConfigError::Invalid(format!("database.url: {e}")))?;
         Ok(())
+    }
+
+    /// The visit schedule of `[visits]` (checked by [`Settings::load`]).
+    pub fn visit_schedule(&self) -> Result<VisitSchedule, ConfigError> {
+        self.visits
+            .schedule()
+            .map_err(|e| ConfigError::Invalid(format!("visits: {e}")))
     }
 
     /// The risk palette of `records.risk_palette` (checked by [`Settings::load`]; hand-built

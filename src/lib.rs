@@ -64,3 +64,4 @@ pub mod storage;
 pub mod sync;
 pub mod tls;
 pub mod ui;
+pub mod visits;

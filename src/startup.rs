@@ -533,6 +533,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         key,
         clock,
         palette: settings.risk_palette()?,
+        visits: settings.visit_schedule()?,
         directory,
         outbox_changed: tokio::sync::watch::channel(0).0,
     });

@@ -256,6 +256,8 @@ macro_rules! vocabulary {
     };
 }
 
+pub(crate) use vocabulary;
+
 vocabulary! {
     /// Child categories (儿童类别).
     Category {

@@ -1,4 +1,4 @@
-//! The kinds of document the exchange carries: a child's file and a case.
+//! The kinds of document the exchange carries: a child's file, a case and a visit.
 
 use std::str::FromStr;
 
@@ -10,13 +10,17 @@ use serde::{Deserialize, Serialize};
 pub enum DocKind {
     Child,
     Case,
+    Visit,
 }
 
 impl DocKind {
+    pub const ALL: [DocKind; 3] = [DocKind::Child, DocKind::Case, DocKind::Visit];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DocKind::Child => "child",
             DocKind::Case => "case",
+            DocKind::Visit => "visit",
         }
     }
 }
@@ -32,6 +36,7 @@ impl FromStr for DocKind {
         match s {
             "child" => Ok(DocKind::Child),
             "case" => Ok(DocKind::Case),
+            "visit" => Ok(DocKind::Visit),
             other => Err(UnknownDocKind(other.to_owned())),
         }
     }

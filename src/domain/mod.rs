@@ -17,6 +17,7 @@ pub mod risk;
 pub mod role;
 pub mod shown_time;
 pub mod text;
+pub mod visit;
 
 pub use child::{
     Authority, ChildField, ChildRecord, FieldError, Fields, RecordRules, RiskPalette, Roles,

@@ -173,6 +173,11 @@ impl RegionPrefix {
         Ok(Self(s.to_owned()))
     }
 
+    /// The digits of the prefix ("" for `*`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// `*`: every region.
     pub fn everywhere() -> Self {
         Self(String::new())

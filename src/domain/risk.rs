@@ -101,7 +101,9 @@ impl RiskPalette {
         if unique.len() != LEVELS || levels.iter().any(bad) {
             return Err(RiskError::BadLabel);
         }
-        Ok(Self(levels.into_iter().map(|l| l.trim().to_owned()).collect()))
+        Ok(Self(
+            levels.into_iter().map(|l| l.trim().to_owned()).collect(),
+        ))
     }
 
     /// The local label of a level.

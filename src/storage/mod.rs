@@ -130,6 +130,7 @@ pub mod exchange;
 pub mod reconcile;
 pub mod records;
 pub mod schema;
+pub mod visits;
 pub mod witness;
 
 use std::time::Duration;

@@ -110,6 +110,10 @@ pub struct ChildRow {
     /// The record's 9-digit townships, for lists filtered by township.
     pub residence_township: Option<String>,
     pub hukou_township: Option<String>,
+    /// When the next visit is due under this node's schedule (`None`: no rule applies).
+    pub visit_due_on: Option<NaiveDate>,
+    /// The responsible worker's name (包保人), for the due list per worker.
+    pub responsible_worker: Option<String>,
     /// The merged record, JSON. Empty when the file's only head is its creation: the view is then
     /// that version's body, and [`get_child`] and [`page_children`] read it from `versions`. An
     /// import or a new file from a peer thus writes the record once, not twice.

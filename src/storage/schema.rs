@@ -43,6 +43,8 @@ diesel::table! {
         refreshed_on -> Nullable<Date>,
         residence_township -> Nullable<Text>,
         hukou_township -> Nullable<Text>,
+        visit_due_on -> Nullable<Date>,
+        responsible_worker -> Nullable<Text>,
         record -> Text,
         head_count -> BigInt,
         created_at -> Timestamp,
@@ -218,6 +220,23 @@ diesel::table! {
         due_on -> Date,
         head_count -> BigInt,
         body -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    visits (visit_id) {
+        visit_id -> Text,
+        child_id -> Text,
+        recorded_by -> Text,
+        visited_on -> Date,
+        kind -> Text,
+        visitor_role -> Text,
+        risk_level -> Nullable<Text>,
+        next_due_on -> Nullable<Date>,
+        head -> Text,
+        body -> Text,
+        recorded_at -> Timestamp,
         updated_at -> Timestamp,
     }
 }

@@ -19,6 +19,7 @@ use super::receipt::{RejectCode, Rejection};
 use super::store::Batch;
 use super::version::{DocKind, SignedVersion, VersionId};
 use super::view;
+use super::visit;
 use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
 use crate::directory::Directory;
 use crate::domain::child::ChildRecord;
@@ -131,6 +132,8 @@ struct Intake<'a> {
     touched_docs: BTreeSet<String>,
     /// Files new in this batch whose only version is a creation: their view is that record.
     creations: HashMap<String, ChildRecord>,
+    /// Stamps of the visit versions accepted in this batch.
+    visit_stamps: HashMap<VersionId, i64>,
 }
 
 impl<'a> Intake<'a> {
@@ -155,6 +158,7 @@ impl<'a> Intake<'a> {
             accepted_here: HashMap::new(),
             touched_docs: BTreeSet::new(),
             creations: HashMap::new(),
+            visit_stamps: HashMap::new(),
         }
     }
 
@@ -174,13 +178,51 @@ impl<'a> Intake<'a> {
         }
         // Creations are written together (multi-row inserts); a check that reads the versions
         // table first writes those accepted so far.
-        if v.version.kind == DocKind::Case || !v.version.parents.is_empty() {
+        if v.version.kind != DocKind::Child || !v.version.parents.is_empty() {
             self.batch.flush(conn)?;
         }
         match v.version.kind {
             DocKind::Case => self.take_case(conn, v),
             DocKind::Child => self.take_child(conn, v),
+            DocKind::Visit => self.take_visit(conn, v),
         }
+    }
+
+    /// A visit: checked ([`visit::check`]), queued for the child's other bureaus (a bureau the
+    /// child moved to after the visit was recorded gets it with the file's history), its view row
+    /// written.
+    fn take_visit(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {
+        if let Err(refusal) = verify_signature(self.node, &self.facts.verified, v) {
+            self.reject(v, refusal);
+            return Ok(());
+        }
+        let child = visit::body_of(v).ok().map(|b| b.child_id.to_string());
+        let regions = child
+            .as_ref()
+            .and_then(|c| self.facts.batch_regions.get(c))
+            .cloned()
+            .unwrap_or_default();
+        match visit::check(conn, self.node, self.sender, v, &regions) {
+            Ok((body, mut parties)) => {
+                parties.remove(self.sender);
+                self.batch.add(conn, v, &parties)?;
+                self.batch.flush(conn)?;
+                visit::put_row(conn, v, &body, self.batch.at(), &self.visit_stamps)?;
+                self.visit_stamps.insert(v.id, v.version.hlc.to_i64());
+                self.batch.event(
+                    Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
+                        .object("visit", &v.version.doc_id)
+                        .details(serde_json::json!({
+                            "version": v.id, "author": v.version.author_node,
+                            "child": body.child_id.masked(),
+                        })),
+                );
+                self.out.accepted.push(v.id);
+                self.out.stored += 1;
+            }
+            Err(refusal) => self.reject(v, refusal),
+        }
+        Ok(())
     }
 
     fn take_case(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {

@@ -390,7 +390,7 @@ pub fn import_children(
                 BTreeSet::new()
             });
             p.versions.push(v.to_row(at));
-            p.children.push(creation_row(record, at));
+            p.children.push(creation_row(record, at, &node.visits));
         }
         Ok(p)
     };

@@ -16,6 +16,7 @@ pub mod sender;
 pub mod store;
 pub mod version;
 pub mod view;
+pub mod visit;
 pub mod witness;
 
 #[cfg(test)]

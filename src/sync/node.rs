@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use crate::crypto::hlc::{HlcClock, SystemClock};
 use crate::crypto::keys::SigningKey;
 use crate::directory::DirectoryHandle;
+use crate::domain::visit::VisitSchedule;
 use crate::domain::{NodeId, RegionCode, RegionPrefix, RiskPalette, Roles};
 
 /// This node, as its services see it.
@@ -18,6 +19,8 @@ pub struct LocalNode {
     pub key: SigningKey,
     pub clock: HlcClock<SystemClock>,
     pub palette: RiskPalette,
+    /// How often children must be visited here (the due list and each file's due date).
+    pub visits: VisitSchedule,
     /// The signed directory; `None` for a node that exchanges with nobody. With a directory,
     /// the directory (longest prefix) decides which node serves a region, for this node too.
     pub directory: Option<DirectoryHandle>,

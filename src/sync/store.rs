@@ -65,6 +65,11 @@ impl<'n> Batch<'n> {
         }
     }
 
+    /// The time the batch stores its rows at.
+    pub fn at(&self) -> NaiveDateTime {
+        self.at
+    }
+
     /// A new version, queued for `parties` (this node is skipped). A creation waits to be written
     /// with the batch's other creations; a version with parents is written at once (after the
     /// creations waiting), moving its document's heads past its parents.
@@ -163,7 +168,7 @@ impl<'n> Batch<'n> {
         self.flush(conn)?;
         let hlc = v.version.hlc.to_i64();
         let own = v.id.to_string();
-        let history: Vec<String> = crate::storage::reconcile::history_ids(
+        let mut history: Vec<String> = crate::storage::reconcile::history_ids(
             conn,
             v.version.kind.as_str(),
             &v.version.doc_id,
@@ -171,6 +176,20 @@ impl<'n> Batch<'n> {
         .into_iter()
         .filter(|id| *id != own)
         .collect();
+        // A child's visits go with the file (after it: the receiver checks a visit against the
+        // child's file).
+        if v.version.kind == DocKind::Child {
+            let visits = crate::storage::visits::ids_of_child(conn, &v.version.doc_id)?;
+            history.extend(
+                crate::storage::reconcile::versions_of_docs(
+                    conn,
+                    DocKind::Visit.as_str(),
+                    &visits,
+                )?
+                .into_iter()
+                .map(|(_, id, _)| id),
+            );
+        }
         for peer in peers {
             // Versions of this batch queued for the peer are written by `finish`.
             let in_batch: BTreeSet<&str> = self
@@ -195,7 +214,7 @@ impl<'n> Batch<'n> {
             return Ok(());
         }
         repo::insert_versions(conn, &self.creations)?;
-        for kind in [DocKind::Child, DocKind::Case] {
+        for kind in DocKind::ALL {
             let heads: Vec<(String, String)> = self
                 .creations
                 .iter()
@@ -214,7 +233,8 @@ impl<'n> Batch<'n> {
 
     /// The view row of a new file whose only version is its creation: that record.
     pub fn new_file(&mut self, record: &ChildRecord) {
-        self.new_views.push(view::creation_row(record, self.at));
+        self.new_views
+            .push(view::creation_row(record, self.at, &self.node.visits));
     }
 
     /// A view row written elsewhere in row form (an import builds them on worker threads).

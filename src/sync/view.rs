@@ -10,6 +10,7 @@ use super::merge::{self, MergeInput, MergedView};
 use super::node::LocalNode;
 use super::version::SignedVersion;
 use crate::domain::child::{ChildField, ChildRecord};
+use crate::domain::visit::VisitSchedule;
 use crate::domain::{Authority, NodeId, Roles};
 use crate::storage::conflicts::{self, ConflictRow};
 use crate::storage::records::{self as repo, ChildRow, StoredVersion};
@@ -78,7 +79,7 @@ pub fn refresh_child_row(
             let v = SignedVersion::from_stored(&row)?;
             if v.version.parents.is_empty() {
                 let record = record_of(&v)?;
-                put_row(conn, doc_id, creation_row(&record, at))?;
+                put_row(conn, doc_id, creation_row(&record, at, &node.visits))?;
                 return Ok(record);
             }
         }
@@ -101,7 +102,7 @@ pub fn put_merged(
     put_row(
         conn,
         doc_id,
-        row_for(&record, view.heads.len() as i64, at, at)?,
+        row_for(&record, view.heads.len() as i64, at, at, &node.visits)?,
     )?;
     let rows = conflict_rows(node, &record, view, versions, at)?;
     conflicts::replace_for(conn, doc_id, &rows)?;
@@ -173,14 +174,22 @@ fn put_row(conn: &mut DbConn, doc_id: &str, row: ChildRow) -> Result<(), LedgerE
 }
 
 /// The current-view row of a record as first stored (benchmarks use it for the bare insert rate).
-pub fn view_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> Result<ChildRow, LedgerError> {
-    row_for(r, 1, at, at)
+pub fn view_row(
+    r: &ChildRecord,
+    at: chrono::NaiveDateTime,
+    schedule: &VisitSchedule,
+) -> Result<ChildRow, LedgerError> {
+    row_for(r, 1, at, at, schedule)
 }
 
 /// The view row of a new file whose only version is its creation: the record itself is not
 /// repeated, it is that version's body (see [`ChildRow::record`]).
-pub fn creation_row(r: &ChildRecord, at: chrono::NaiveDateTime) -> ChildRow {
-    row_with(r, 1, at, at, String::new())
+pub fn creation_row(
+    r: &ChildRecord,
+    at: chrono::NaiveDateTime,
+    schedule: &VisitSchedule,
+) -> ChildRow {
+    row_with(r, 1, at, at, String::new(), schedule)
 }
 
 pub fn row_for(
@@ -188,10 +197,35 @@ pub fn row_for(
     head_count: i64,
     created_at: chrono::NaiveDateTime,
     updated_at: chrono::NaiveDateTime,
+    schedule: &VisitSchedule,
 ) -> Result<ChildRow, LedgerError> {
     let record = serde_json::to_string(r)
         .map_err(|e| LedgerError::Internal(format!("serialising a child's view: {e}")))?;
-    Ok(row_with(r, head_count, created_at, updated_at, record))
+    Ok(row_with(
+        r, head_count, created_at, updated_at, record, schedule,
+    ))
+}
+
+/// When a child's next visit is due: its last visit (or, never visited, the day its facts were
+/// last confirmed, or the day the file was stored here) plus the shortest interval the schedule
+/// gives its categories and risk in its residence region; `None` when no rule applies.
+pub fn visit_due_on(
+    r: &ChildRecord,
+    created: chrono::NaiveDate,
+    schedule: &VisitSchedule,
+) -> Option<chrono::NaiveDate> {
+    let days = schedule.interval(r.residence_region.as_str(), &r.categories, risk_of(r))?;
+    let base = r.last_visit_on.or(r.info_updated_on).unwrap_or(created);
+    base.checked_add_days(chrono::Days::new(u64::from(days)))
+}
+
+/// The record's risk on the common scale.
+fn risk_of(r: &ChildRecord) -> Option<crate::domain::RiskLevel> {
+    r.risk_level.as_ref().and_then(|l| {
+        crate::domain::RiskPalette::default()
+            .level_of(l.as_str())
+            .ok()
+    })
 }
 
 fn row_with(
@@ -200,6 +234,7 @@ fn row_with(
     created_at: chrono::NaiveDateTime,
     updated_at: chrono::NaiveDateTime,
     record: String,
+    schedule: &VisitSchedule,
 ) -> ChildRow {
     let categories: String = r
         .categories
@@ -218,6 +253,11 @@ fn row_with(
         refreshed_on: r.last_visit_on.max(r.info_updated_on),
         residence_township: r.residence_township.as_ref().map(ToString::to_string),
         hukou_township: r.hukou_township.as_ref().map(ToString::to_string),
+        visit_due_on: visit_due_on(r, created_at.date(), schedule),
+        responsible_worker: r
+            .responsible_worker
+            .as_ref()
+            .map(|w| w.name.as_str().to_owned()),
         record,
         head_count,
         created_at,

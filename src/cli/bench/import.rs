@@ -53,7 +53,7 @@ pub(super) fn bench_import(
     // Bare: the same number of current-view rows, batched, one transaction, nothing else.
     let bare_rows: Vec<_> = rows
         .iter()
-        .map(|(_, r)| ledger::view_row(r, now.naive_utc()))
+        .map(|(_, r)| ledger::view_row(r, now.naive_utc(), &node.visits))
         .collect::<Result<_, _>>()?;
     let bare = time_bare_insert(postgres, "bare", |c| {
         storage::records::insert_children(c, &bare_rows)

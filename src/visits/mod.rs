@@ -1,0 +1,593 @@
+//! Visits (走访) as a service (issue 21 #1, #2): record a visit of a child served here, amend it
+//! (only the node that recorded it), read and list a child's visits (audited as reads of the
+//! child's data), and the due list — whose next visit is due by a day, per region, township and
+//! responsible worker. A visit is a document of its own, signed and exchanged to the child's
+//! bureaus like any version (`sync::visit`). Where this node is the child's residence bureau, a
+//! visit also updates the file the residence side keeps, in the same transaction: the last visit
+//! day and, from the latest visit that assessed risk, the risk level — so the file shows the last
+//! visit and the current risk, and its due date follows.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, Event, Outcome};
+use crate::domain::child::{PersonName, Text};
+use crate::domain::visit::{
+    Area, Assessment, Findings, Indicator, Seen, VisitBody, VisitKind, Visitor,
+};
+use crate::domain::{IdNumber, NodeId, RiskLevel};
+use crate::storage::records as records_repo;
+use crate::storage::visits::{self as repo, DueFilter, VisitRow};
+use crate::storage::{self, DbConn, StorageError};
+use crate::sync::ledger::{self, china_today, LedgerError};
+use crate::sync::store::Batch;
+use crate::sync::version::{DocKind, SignedVersion, Version, VersionId};
+use crate::sync::{visit as sync_visit, LocalNode};
+
+/// Rows a list or the due list returns at most per page.
+pub const MAX_PAGE: i64 = 500;
+
+/// Errors of the visits service.
+#[derive(Debug, thiserror::Error)]
+pub enum VisitError {
+    #[error("no visit {0}")]
+    NotFound(String),
+    #[error("no file for the child here")]
+    ChildNotFound,
+    #[error("visit {0} was recorded by {1}; only that node may amend it")]
+    NotAuthor(String, NodeId),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<StorageError> for VisitError {
+    fn from(e: StorageError) -> Self {
+        VisitError::Ledger(LedgerError::Storage(e))
+    }
+}
+impl From<crate::audit::AuditError> for VisitError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        VisitError::Ledger(LedgerError::Audit(e))
+    }
+}
+
+/// One graded area as written: the grade is a level 1–4 or this node's label for it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IndicatorInput {
+    /// 1 (most severe) to 4, or the local label (e.g. 红).
+    #[schema(value_type = String, example = "红")]
+    pub grade: GradeInput,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub note: Option<Text<200>>,
+}
+
+/// A grade as a number or a local label.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum GradeInput {
+    Number(u8),
+    Label(String),
+}
+
+impl GradeInput {
+    fn level(&self, node: &LocalNode, field: &str) -> Result<RiskLevel, LedgerError> {
+        let bad = |e: crate::domain::RiskError| {
+            LedgerError::Invalid(crate::domain::FieldError::new(field, e.to_string()))
+        };
+        match self {
+            GradeInput::Number(n) => RiskLevel::new(*n).map_err(bad),
+            GradeInput::Label(l) => node.palette.level_of(l).map_err(bad),
+        }
+    }
+}
+
+/// An assessment as written; `level` defaults to the most severe indicator.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssessmentInput {
+    /// Graded areas: `guardianship`, `living`, `psychological`, `safety` (at least one).
+    #[schema(value_type = Object)]
+    pub indicators: std::collections::BTreeMap<Area, IndicatorInput>,
+    #[schema(value_type = String, max_length = 50)]
+    pub assessor: PersonName,
+    /// The resulting level (1–4 or the local label); by default the most severe grade.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub level: Option<GradeInput>,
+}
+
+/// A visit as a caseworker writes it (`POST /api/v1/children/{id}/visits`, `visit add`).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitInput {
+    pub visited_on: NaiveDate,
+    pub visitor: Visitor,
+    pub kind: VisitKind,
+    /// Whom the visitor saw: `child`, `guardian`, `caregiver`, `teacher`, `village_cadre`, `other`.
+    pub seen: BTreeSet<Seen>,
+    #[serde(default)]
+    pub findings: Findings,
+    #[serde(default)]
+    pub assessment: Option<AssessmentInput>,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, max_items = 10)]
+    pub follow_up: Vec<Text<200>>,
+    #[serde(default)]
+    pub next_due_on: Option<NaiveDate>,
+}
+
+impl VisitInput {
+    /// The visit body this input makes for `child` at this node, checked against today.
+    fn body(
+        self,
+        node: &LocalNode,
+        visit_id: uuid::Uuid,
+        child: &IdNumber,
+        today: NaiveDate,
+    ) -> Result<VisitBody, LedgerError> {
+        let assessment = match self.assessment {
+            None => None,
+            Some(a) => {
+                let mut indicators = std::collections::BTreeMap::new();
+                for (area, i) in a.indicators {
+                    let field = format!("assessment.indicators.{}.grade", area.code());
+                    indicators.insert(
+                        area,
+                        Indicator {
+                            grade: i.grade.level(node, &field)?,
+                            note: i.note,
+                        },
+                    );
+                }
+                let worst = indicators.values().map(|i| i.grade).min();
+                let level = match (&a.level, worst) {
+                    (Some(l), _) => l.level(node, "assessment.level")?,
+                    (None, Some(w)) => w,
+                    (None, None) => {
+                        return Err(LedgerError::Invalid(crate::domain::FieldError::new(
+                            "assessment.indicators",
+                            "an assessment grades at least one area (guardianship, living, psychological, safety)",
+                        )))
+                    }
+                };
+                Some(Assessment {
+                    indicators,
+                    assessor: a.assessor,
+                    level,
+                })
+            }
+        };
+        let body = VisitBody {
+            visit_id,
+            child_id: child.clone(),
+            recorded_by: node.id.clone(),
+            visited_on: self.visited_on,
+            visitor: self.visitor,
+            kind: self.kind,
+            seen: self.seen,
+            findings: self.findings,
+            assessment,
+            follow_up: self.follow_up,
+            next_due_on: self.next_due_on,
+        };
+        body.check(today)?;
+        Ok(body)
+    }
+}
+
+/// A visit as a reader sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VisitView {
+    pub visit: VisitBody,
+    /// The assessment's level by this node's palette (e.g. 红), when the visit assessed risk.
+    pub risk_label: Option<String>,
+    /// The version shown (the author's latest).
+    #[schema(value_type = String)]
+    pub version: VersionId,
+    pub recorded_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Whether recording it updated the child's file here (last visit, risk): only at the
+    /// child's residence bureau, and not while those fields are under review.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_updated: Option<bool>,
+}
+
+/// A page of a child's visits, latest first; pass `next_after` as `after` for the next page.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VisitPage {
+    pub items: Vec<VisitView>,
+    pub next_after: Option<String>,
+}
+
+/// One file on the due list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DueVisit {
+    pub id_number: String,
+    pub name: String,
+    pub residence_region: String,
+    pub residence_township: Option<String>,
+    pub responsible_worker: Option<String>,
+    pub categories: Vec<String>,
+    /// The file's risk level as stored here.
+    pub risk_level: Option<String>,
+    pub last_visit_on: Option<NaiveDate>,
+    pub due_on: NaiveDate,
+    /// Days past due (0: due today or later).
+    pub overdue_days: i64,
+}
+
+/// A page of the due list, earliest due first.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DuePage {
+    /// Due on or before this day.
+    pub due_by: NaiveDate,
+    pub items: Vec<DueVisit>,
+    pub next_after: Option<String>,
+}
+
+fn view_of(node: &LocalNode, row: VisitRow) -> Result<VisitView, VisitError> {
+    let bad = |what: &str| {
+        VisitError::Ledger(LedgerError::Storage(StorageError::corrupt(
+            "visits",
+            format!("visit {}: {what}", row.visit_id),
+        )))
+    };
+    let visit: VisitBody = serde_json::from_str(&row.body).map_err(|_| bad("body"))?;
+    let version: VersionId = row.head.parse().map_err(|_| bad("head"))?;
+    Ok(VisitView {
+        risk_label: visit
+            .assessment
+            .as_ref()
+            .map(|a| node.palette.label(a.level).to_owned()),
+        visit,
+        version,
+        recorded_at: row.recorded_at.and_utc(),
+        updated_at: row.updated_at.and_utc(),
+        file_updated: None,
+    })
+}
+
+fn sign(
+    node: &LocalNode,
+    body: &VisitBody,
+    parents: Vec<VersionId>,
+) -> Result<SignedVersion, LedgerError> {
+    let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
+    Ok(Version::new(
+        DocKind::Visit,
+        body.visit_id.to_string(),
+        parents,
+        node.id.clone(),
+        node.clock.now(),
+        value,
+    )
+    .sign(&node.key)?)
+}
+
+/// Records a visit of a child whose file this node holds and serves.
+pub fn record(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    child: &IdNumber,
+    input: VisitInput,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<VisitView, VisitError> {
+    let today = china_today(now);
+    let body = input.body(node, uuid::Uuid::now_v7(), child, today)?;
+    let out = storage::transaction(conn, |conn| {
+        let parties = sync_visit::parties_of_child(conn, node, child.as_str(), &[])?
+            .ok_or(VisitError::ChildNotFound)?;
+        if !parties.contains(&node.id) {
+            let c =
+                records_repo::get_child(conn, child.as_str())?.ok_or(VisitError::ChildNotFound)?;
+            return Err(VisitError::Ledger(LedgerError::NotParty {
+                hukou: c.hukou_region.to_string(),
+                residence: c.residence_region.to_string(),
+            }));
+        }
+        let v = sign(node, &body, Vec::new())?;
+        store(conn, node, &v, &body, &parties, "visit.create", actor, now)?;
+        let updated = update_file(conn, node, child, actor, now)?;
+        Ok((v, updated))
+    })?;
+    node.wake_senders();
+    tracing::info!(child = %child.masked(), version = %out.0.id.short(), "visit recorded");
+    let row = repo::get(conn, &body.visit_id.to_string())?
+        .ok_or_else(|| VisitError::NotFound(body.visit_id.to_string()))?;
+    let mut view = view_of(node, row)?;
+    view.file_updated = Some(out.1);
+    Ok(view)
+}
+
+/// Amends a visit this node recorded: a new version on top of the one shown, replacing the
+/// whole visit (its id, child and node stay).
+pub fn amend(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    visit_id: &uuid::Uuid,
+    input: VisitInput,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<VisitView, VisitError> {
+    let today = china_today(now);
+    let id = visit_id.to_string();
+    let updated = storage::transaction(conn, |conn| {
+        let row = repo::get(conn, &id)?.ok_or_else(|| VisitError::NotFound(id.clone()))?;
+        let before = view_of(node, row)?;
+        if before.visit.recorded_by != node.id {
+            return Err(VisitError::NotAuthor(id.clone(), before.visit.recorded_by));
+        }
+        let child = before.visit.child_id.clone();
+        let body = input.body(node, *visit_id, &child, today)?;
+        if body == before.visit {
+            return Ok(false);
+        }
+        let parties = sync_visit::parties_of_child(conn, node, child.as_str(), &[])?
+            .ok_or(VisitError::ChildNotFound)?;
+        let v = sign(node, &body, vec![before.version])?;
+        store(conn, node, &v, &body, &parties, "visit.amend", actor, now)?;
+        update_file(conn, node, &child, actor, now)
+    })?;
+    node.wake_senders();
+    let row = repo::get(conn, &id)?.ok_or_else(|| VisitError::NotFound(id.clone()))?;
+    let mut view = view_of(node, row)?;
+    view.file_updated = Some(updated);
+    Ok(view)
+}
+
+/// Stores a visit version made here: version, heads, outbox rows for the child's other
+/// bureaus, view row and audit event.
+#[allow(clippy::too_many_arguments)]
+fn store(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    v: &SignedVersion,
+    body: &VisitBody,
+    parties: &BTreeSet<NodeId>,
+    action: &'static str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(), VisitError> {
+    let mut batch = Batch::new(node, now);
+    batch.add(conn, v, parties)?;
+    batch.flush(conn)?;
+    sync_visit::put_row(conn, v, body, batch.at(), &Default::default())?;
+    batch.event(
+        Event::new(actor.clone(), action, Outcome::Ok)
+            .object("visit", &body.visit_id.to_string())
+            .details(serde_json::json!({
+                "version": v.id,
+                "child": body.child_id.masked(),
+                "visited_on": body.visited_on,
+                "risk_level": body.assessment.as_ref().map(|a| a.level),
+            })),
+    );
+    batch.finish(conn)?;
+    Ok(())
+}
+
+/// At the child's residence bureau: the file's last visit day and risk level from its visits
+/// stored here (the last visit day only moves forward; the risk is the level of the latest visit
+/// that assessed risk). Returns whether the file changed or already agreed; `false` when this
+/// node is not the residence bureau or a field is under review (the visit stands).
+fn update_file(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    child: &IdNumber,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<bool, VisitError> {
+    let Some(file) = records_repo::get_child(conn, child.as_str())? else {
+        return Ok(false);
+    };
+    if !node.serves(&file.residence_region) {
+        return Ok(false);
+    }
+    let visits = repo::of_child(conn, child.as_str(), None, MAX_PAGE)?;
+    let mut patch = serde_json::Map::new();
+    if let Some(latest) = visits.iter().map(|v| v.visited_on).max() {
+        if file.record.last_visit_on.is_none_or(|d| d < latest) {
+            patch.insert("last_visit_on".into(), serde_json::json!(latest));
+        }
+    }
+    // `of_child` is latest first: the first with a level is the latest assessment.
+    if let Some(level) = visits
+        .iter()
+        .find_map(|v| v.risk_level.as_deref())
+        .and_then(|l| l.parse::<u8>().ok())
+        .and_then(|l| RiskLevel::new(l).ok())
+    {
+        patch.insert(
+            "risk_level".into(),
+            serde_json::json!(node.palette.label(level)),
+        );
+    }
+    match ledger::apply_update(conn, node, child, patch, actor, now) {
+        Ok(_) => Ok(true),
+        Err(LedgerError::UnderReview(field)) => {
+            tracing::warn!(child = %child.masked(), field, "visit recorded; the file's field is under review, not updated");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads one visit; the read is audited (a visit is the child's data).
+pub fn read(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    visit_id: &uuid::Uuid,
+    actor: &Actor,
+    purpose: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<VisitView, VisitError> {
+    let id = visit_id.to_string();
+    storage::transaction(conn, |conn| {
+        let row = repo::get(conn, &id)?.ok_or_else(|| VisitError::NotFound(id.clone()))?;
+        let view = view_of(node, row)?;
+        let e = Event::new(actor.clone(), "visit.read", Outcome::Ok)
+            .object("visit", &id)
+            .purpose(purpose);
+        crate::audit::append(conn, node.clock.now(), now, &e)?;
+        Ok(view)
+    })
+}
+
+/// A child's visits, latest first; the read is audited. `after` is a page's `next_after`
+/// (`YYYY-MM-DD/visit-id`).
+pub fn list(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    child: &IdNumber,
+    after: Option<(NaiveDate, String)>,
+    limit: i64,
+    actor: &Actor,
+    purpose: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<VisitPage, VisitError> {
+    storage::transaction(conn, |conn| {
+        records_repo::child_created_at(conn, child.as_str())?.ok_or(VisitError::ChildNotFound)?;
+        let rows = repo::of_child(conn, child.as_str(), after, limit.clamp(1, MAX_PAGE) + 1)?;
+        let more = rows.len() as i64 > limit.clamp(1, MAX_PAGE);
+        let mut items = rows
+            .into_iter()
+            .take(limit.clamp(1, MAX_PAGE) as usize)
+            .map(|r| view_of(node, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        items.iter_mut().for_each(|v| v.file_updated = None);
+        let next_after = more
+            .then(|| {
+                items
+                    .last()
+                    .map(|v| format!("{}/{}", v.visit.visited_on, v.visit.visit_id))
+            })
+            .flatten();
+        let e = Event::new(actor.clone(), "visit.list", Outcome::Ok)
+            .object("child", child.as_str())
+            .purpose(purpose)
+            .details(serde_json::json!({"visits": items.len()}));
+        crate::audit::append(conn, node.clock.now(), now, &e)?;
+        Ok(VisitPage { items, next_after })
+    })
+}
+
+/// Parses a page cursor of [`list`]: `YYYY-MM-DD/uuid`.
+pub fn parse_list_cursor(s: &str) -> Option<(NaiveDate, String)> {
+    let (d, id) = s.split_once('/')?;
+    let day = d.parse::<NaiveDate>().ok()?;
+    let id = uuid::Uuid::parse_str(id).ok()?;
+    Some((day, id.to_string()))
+}
+
+/// Parses a page cursor of [`due`]: `YYYY-MM-DD/ID-number`.
+pub fn parse_due_cursor(s: &str) -> Option<(NaiveDate, String)> {
+    let (d, id) = s.split_once('/')?;
+    let day = d.parse::<NaiveDate>().ok()?;
+    let id = IdNumber::parse(id).ok()?;
+    Some((day, id.to_string()))
+}
+
+/// The due list: files this node serves as the residence bureau whose next visit is due by
+/// `filter.due_by`, earliest first.
+pub fn due(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    mut filter: DueFilter,
+    today: NaiveDate,
+) -> Result<DuePage, VisitError> {
+    let limit = filter.limit.clamp(1, MAX_PAGE);
+    let mut items = Vec::new();
+    let mut next_after = None;
+    // Files of children who moved away stay in the view (read-only) but are not this node's
+    // work: read on until a page is full.
+    'pages: loop {
+        filter.limit = limit + 1;
+        let rows = repo::due(conn, &filter)?;
+        let last_page = (rows.len() as i64) <= limit;
+        for r in rows {
+            filter.after = Some((r.visit_due_on, r.id_number.clone()));
+            let served = crate::domain::RegionCode::parse(&r.residence_region)
+                .map(|rc| node.serves(&rc))
+                .unwrap_or(false);
+            if !served {
+                continue;
+            }
+            if items.len() as i64 == limit {
+                next_after = items
+                    .last()
+                    .map(|d: &DueVisit| format!("{}/{}", d.due_on, d.id_number));
+                break 'pages;
+            }
+            items.push(DueVisit {
+                overdue_days: (today - r.visit_due_on).num_days().max(0),
+                id_number: r.id_number,
+                name: r.name,
+                residence_region: r.residence_region,
+                residence_township: r.residence_township,
+                responsible_worker: r.responsible_worker,
+                categories: r
+                    .categories
+                    .split('|')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                risk_level: r.risk_level,
+                last_visit_on: r.last_visit_on,
+                due_on: r.visit_due_on,
+            });
+        }
+        if last_page {
+            break;
+        }
+    }
+    Ok(DuePage {
+        due_by: filter.due_by,
+        items,
+        next_after,
+    })
+}
+
+/// Recomputes every file's due date when the schedule changed since the last start (its
+/// fingerprint is kept in the database); returns how many files were rewritten.
+pub fn refresh_due_dates(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    progress: &mut dyn FnMut(usize),
+) -> Result<usize, VisitError> {
+    const KEY: &str = "visit_schedule";
+    let fingerprint = node.visits.fingerprint();
+    if storage::reconcile::meta(conn, KEY)? == Some(fingerprint) {
+        return Ok(0);
+    }
+    let mut after: Option<String> = None;
+    let mut n = 0;
+    loop {
+        let ids = repo::child_ids_after(conn, after.as_deref(), 1000)?;
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        storage::transaction(conn, |conn| -> Result<(), VisitError> {
+            for id in &ids {
+                if let Some(file) = records_repo::get_child(conn, id)? {
+                    let due = crate::sync::view::visit_due_on(
+                        &file.record,
+                        file.created_at.date_naive(),
+                        &node.visits,
+                    );
+                    repo::set_due(conn, id, due)?;
+                }
+            }
+            Ok(())
+        })?;
+        n += ids.len();
+        progress(n);
+        after = Some(last);
+    }
+    storage::reconcile::set_meta(conn, KEY, fingerprint)?;
+    Ok(n)
+}

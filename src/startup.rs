@@ -545,6 +545,21 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
             serde_json::json!({"public_key": node.key.public_key(), "path": settings.node.signing_key}),
         )?;
     }
+    // A changed visit schedule moves every file's due date: rewritten once, here.
+    {
+        let mut conn = store.conn()?;
+        let n = crate::visits::refresh_due_dates(&mut conn, &node, &mut |n| {
+            if n % 100_000 == 0 {
+                tracing::info!(
+                    files = n,
+                    "rewriting due dates under the new visit schedule"
+                );
+            }
+        })?;
+        if n > 0 {
+            tracing::info!(files = n, "due dates follow the visit schedule");
+        }
+    }
     Ok((store, node))
 }
 

@@ -16,7 +16,7 @@ use crate::domain::child::Benefit;
 use crate::eligibility::service::{self, CaseQuery, CaseSummary, CaseView, NewCase};
 
 /// Deserialises a body naming the field at fault.
-fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let field = e.path().to_string();
         let reason = e.into_inner().to_string();

@@ -316,6 +316,25 @@ impl From<crate::eligibility::service::CaseError> for ApiError {
     }
 }
 
+impl From<crate::visits::VisitError> for ApiError {
+    fn from(e: crate::visits::VisitError) -> Self {
+        use crate::visits::VisitError as V;
+        match e {
+            V::NotFound(_) => ApiError::not_found("no such visit"),
+            V::ChildNotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "child_not_found",
+                "no file for this child on this node",
+            )
+            .field("id_number"),
+            e @ V::NotAuthor(..) => {
+                ApiError::new(StatusCode::FORBIDDEN, "not_author", e.to_string())
+            }
+            V::Ledger(l) => l.into(),
+        }
+    }
+}
+
 impl From<crate::reconcile::ReconcileError> for ApiError {
     fn from(e: crate::reconcile::ReconcileError) -> Self {
         use crate::reconcile::ReconcileError as R;

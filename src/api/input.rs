@@ -27,6 +27,9 @@ pub mod limits {
     pub const AUDIT_PAGE: RangeInclusive<u32> = 1..=1000;
     pub const CASES_PAGE: RangeInclusive<u32> = 1..=1000;
     pub const RUNS_PAGE: RangeInclusive<u32> = 1..=200;
+    pub const VISITS_PAGE: RangeInclusive<u32> = 1..=500;
+    /// `within_days` of the due list: today to a year ahead.
+    pub const DUE_WITHIN_DAYS: RangeInclusive<u32> = 0..=366;
     /// Audit sequence numbers and tree sizes (they are `BIGINT`s).
     pub const SEQ: RangeInclusive<i64> = 0..=i64::MAX;
     pub const TREE_SIZE: RangeInclusive<u64> = 0..=(i64::MAX as u64);

@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition of what an operator watches — outbox depth and
 //! delivery age per peer, overdue and due-soon eligibility cases, files with concurrent heads,
-//! witnessing (sizes cosigned, evidence against peers), the size of the audit log, the last reconciliation run per peer, and stale files.
+//! witnessing (sizes cosigned, evidence against peers), visits overdue and recorded, the size of the audit log, the last reconciliation run per peer, and stale files.
 
 use actix_web::{get, web, HttpResponse};
 use chrono::Utc;
@@ -70,6 +70,24 @@ fn metrics_text(
             .iter()
             .map(|p| (label(p), p.witness_inconsistent as f64))
             .collect(),
+    );
+    let overdue: i64 =
+        crate::storage::visits::overdue_by_region(conn, crate::sync::ledger::china_today(now))?
+            .into_iter()
+            .filter(|(region, _)| {
+                crate::domain::RegionCode::parse(region).is_ok_and(|r| node.serves(&r))
+            })
+            .map(|(_, n)| n)
+            .sum();
+    gauge(
+        "hukou_visits_overdue",
+        "Files this node serves as the residence bureau whose next visit is past due under the visit schedule.",
+        vec![(String::new(), overdue as f64)],
+    );
+    gauge(
+        "hukou_visits_recorded",
+        "Visits held here (recorded here or received from the child's other bureau).",
+        vec![(String::new(), crate::storage::visits::count(conn)? as f64)],
     );
     gauge(
         "hukou_sync_versions_tampered",

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod peer;
 pub mod peers;
 pub mod reconcile;
+pub mod visits;
 
 use std::sync::Arc;
 
@@ -119,6 +120,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(reconcile::run)
     .service(reconcile::start)
     .service(reconcile::stale)
+    .service(visits::due)
+    .service(visits::record)
+    .service(visits::list)
+    .service(visits::read)
+    .service(visits::amend)
     .default_service(web::to(manners::unmatched));
 }
 
@@ -239,6 +245,11 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         conflicts::queue,
         conflicts::of_file,
         conflicts::resolve,
+        visits::record,
+        visits::list,
+        visits::read,
+        visits::amend,
+        visits::due,
     ),
     components(schemas(error::Problem, crate::domain::child::ChildRecord))
 )]

@@ -13,6 +13,7 @@ mod demo;
 mod import;
 pub mod pki;
 mod reconcile_cmd;
+mod visit;
 mod witness_cmd;
 
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ enum Command {
     /// Eligibility cases: list, show, create, act.
     #[command(subcommand)]
     Case(case::CaseCommand),
+    /// Visits (走访): add, amend, show, list a child's, and the due list.
+    #[command(subcommand)]
+    Visit(visit::VisitCommand),
     /// The review queue of concurrent edits: list, show, resolve.
     #[command(subcommand)]
     Conflict(conflict::ConflictCommand),
@@ -200,6 +204,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
         Command::Conflict(cmd) => conflict::run(&load_settings(config)?, cmd),
+        Command::Visit(cmd) => visit::run(&load_settings(config)?, cmd),
         // Checking an export needs no database: no warning about the defaults' database.
         Command::Audit(
             cmd @ audit_cmd::AuditCommand::Verify {

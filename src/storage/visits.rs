@@ -215,12 +215,16 @@ pub fn due(conn: &mut DbConn, f: &DueFilter) -> Result<Vec<DueRow>, StorageError
     )
 }
 
-/// How many files served under `residence_prefixes` are overdue (due before `today`).
-pub fn overdue_count(conn: &mut DbConn, today: NaiveDate) -> Result<i64, StorageError> {
+/// How many files are overdue (due before `today`), per residence region.
+pub fn overdue_by_region(
+    conn: &mut DbConn,
+    today: NaiveDate,
+) -> Result<Vec<(String, i64)>, StorageError> {
     Ok(children::table
         .filter(children::visit_due_on.lt(today))
-        .count()
-        .get_result(conn)?)
+        .group_by(children::residence_region)
+        .select((children::residence_region, diesel::dsl::count_star()))
+        .load(conn)?)
 }
 
 /// Rewrites every file's due date in chunks of ids (after a change of the schedule): `recompute`

@@ -58,7 +58,6 @@ impl From<crate::audit::AuditError> for VisitError {
 #[serde(deny_unknown_fields)]
 pub struct IndicatorInput {
     /// 1 (most severe) to 4, or the local label (e.g. 红).
-    #[schema(value_type = String, example = "红")]
     pub grade: GradeInput,
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 200)]
@@ -71,6 +70,35 @@ pub struct IndicatorInput {
 pub enum GradeInput {
     Number(u8),
     Label(String),
+}
+
+// Written by hand: an integer 1–4 or a label, which the derive cannot say of an untagged enum.
+impl utoipa::PartialSchema for GradeInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(4)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(16)),
+            )
+            .description(Some(
+                "A risk level on the common scale: 1 (most severe) to 4, or this node's label for it (e.g. 红)",
+            ))
+            .into()
+    }
+}
+impl utoipa::ToSchema for GradeInput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("RiskGrade")
+    }
 }
 
 impl GradeInput {
@@ -96,7 +124,6 @@ pub struct AssessmentInput {
     pub assessor: PersonName,
     /// The resulting level (1–4 or the local label); by default the most severe grade.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     pub level: Option<GradeInput>,
 }
 
@@ -391,7 +418,7 @@ fn update_file(
     let visits = repo::of_child(conn, child.as_str(), None, MAX_PAGE)?;
     let mut patch = serde_json::Map::new();
     if let Some(latest) = visits.iter().map(|v| v.visited_on).max() {
-        if file.record.last_visit_on.is_none_or(|d| d < latest) {
+        if file.record.last_visit_on.map_or(true, |d| d < latest) {
             patch.insert("last_visit_on".into(), serde_json::json!(latest));
         }
     }
@@ -440,6 +467,7 @@ pub fn read(
 
 /// A child's visits, latest first; the read is audited. `after` is a page's `next_after`
 /// (`YYYY-MM-DD/visit-id`).
+#[allow(clippy::too_many_arguments)]
 pub fn list(
     conn: &mut DbConn,
     node: &LocalNode,

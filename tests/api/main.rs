@@ -22,5 +22,6 @@ mod records;
 mod schema;
 mod storage;
 mod ui;
+mod visits;
 mod walkthrough;
 mod witness;

@@ -49,8 +49,19 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
             .await;
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
-    eventually(30, "Chengdu holds the three versions", || async {
-        record(chengdu, &id).await.is_some() && history_len(chengdu, &id).await == 3
+    // A visit before the move (the file's last visit follows it: a fourth version); the visit
+    // travels with the file.
+    let r = zhengzhou
+        .post_json(
+            &format!("/api/v1/children/{id}/visits"),
+            &json!({"visited_on": hukou_sync::sync::ledger::china_today(chrono::Utc::now()),
+                    "visitor": {"name": "李娟", "role": "children_director"},
+                    "kind": "home", "seen": ["child"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    eventually(30, "Chengdu holds the four versions", || async {
+        record(chengdu, &id).await.is_some() && history_len(chengdu, &id).await == 4
     })
     .await;
     assert!(record(hangzhou, &id).await.is_none(), "no party yet");
@@ -67,10 +78,16 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
         record(hangzhou, &id)
             .await
             .is_some_and(|r| r["residence_region"] == "330106")
-            && history_len(hangzhou, &id).await == 4
+            && history_len(hangzhou, &id).await == 5
     })
     .await;
 
+    eventually(
+        30,
+        "Hangzhou holds the visit made before the move",
+        || async { hangzhou.count("visits") == 1 },
+    )
+    .await;
     // Hangzhou is now the residence bureau: it grades the risk; the hukou bureau follows.
     let r = hangzhou
         .patch_json(
@@ -87,8 +104,8 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     .await;
     let at_hangzhou = record(hangzhou, &id).await.unwrap();
     assert_eq!(record(chengdu, &id).await.unwrap(), at_hangzhou);
-    assert_eq!(history_len(chengdu, &id).await, 5);
-    assert_eq!(history_len(hangzhou, &id).await, 5);
+    assert_eq!(history_len(chengdu, &id).await, 6);
+    assert_eq!(history_len(hangzhou, &id).await, 6);
 
     // Zhengzhou no longer serves the child: it keeps its copy as of the move and refuses edits
     // as a bureau that is no party, not as a field's wrong authority.

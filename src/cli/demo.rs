@@ -29,6 +29,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Chengdu's risk palette in the demo (Zhengzhou keeps the default 红/橙/黄/绿).
+const CHENGDU_PALETTE: [&str; 4] = ["红", "黄", "蓝", "绿"];
+
 struct Node {
     name: &'static str,
     base: String,
@@ -62,6 +65,10 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         settings.log.filter = "warn".into();
         // Witnessing rounds every second, so the demo ends with each log cosigned.
         settings.audit.witness.interval_secs = 1;
+        // Chengdu names the four risk levels 红黄蓝绿; Zhengzhou keeps the default 红橙黄绿.
+        if spec.id.as_str() == "510100" {
+            settings.records.risk_palette = CHENGDU_PALETTE.map(String::from).to_vec();
+        }
         let app = net.start(&spec.id, settings).await?;
         let fingerprint = &net.node(&spec.id)?.fingerprint;
         println!("== {name} (node {}): admin http://127.0.0.1:{}, peer https://127.0.0.1:{} (mutual TLS, cert {})", spec.id, app.admin_port, app.peer_port.unwrap_or(0), &fingerprint[..16]);
@@ -107,17 +114,60 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
     println!("   arrived at 410100 in {} ms", t.elapsed().as_millis());
 
     println!(
-        "\n-- 3. {} records a home visit (residence fields)",
+        "\n-- 3. {}: the children's director (儿童主任) visits her at home and grades her guardianship red",
         zz.name
     );
     let t = Instant::now();
-    let visited = send(zz.http.patch(format!("{}{path}", zz.base)).json(
-        &json!({"last_visit_on": "2026-11-20", "risk_level": "橙", "education_status": "primary"}),
-    ))
-    .await?;
-    print_version(&visited, "signed by 410100");
+    let today = crate::sync::ledger::china_today(chrono::Utc::now());
+    let visit = send(zz.http.post(format!("{}{path}/visits", zz.base)).json(&json!({
+        "visited_on": today, "visitor": {"name": "王秀兰", "role": "children_director"},
+        "kind": "home", "seen": ["child", "caregiver"],
+        "findings": {"guardianship": "父母均外出务工，半年未联系；祖父年迈多病", "education": "按时上学"},
+        "assessment": {
+            "indicators": {
+                "guardianship": {"grade": 1, "note": "监护缺失"},
+                "living": {"grade": 2},
+                "psychological": {"grade": 3, "note": "想念父母"}
+            },
+            "assessor": "王秀兰"
+        },
+        "follow_up": ["报乡镇儿童督导员", "联系父母"],
+        "next_due_on": today + chrono::Days::new(7),
+    }))).await?;
+    let visit_id = visit["visit"]["visit_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "   visit {} signed by 410100 (a document of its own): level {} = {} under 410100's palette 红/橙/黄/绿; the file's last visit and risk follow it",
+        &visit_id[..8.min(visit_id.len())],
+        visit["visit"]["assessment"]["level"],
+        visit["risk_label"].as_str().unwrap_or("-")
+    );
     wait_for(cd, &path, 3).await?;
-    println!("   arrived at 510100 in {} ms", t.elapsed().as_millis());
+    let seen = poll(cd, &format!("{path}/visits"), "the visit's arrival", |v| {
+        v["items"].as_array().is_some_and(|i| !i.is_empty())
+    })
+    .await?;
+    let there = &seen["items"][0];
+    let palette = crate::domain::RiskPalette::new(CHENGDU_PALETTE.map(String::from).to_vec())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let named = |area: &str| {
+        there["visit"]["assessment"]["indicators"][area]["grade"]
+            .as_u64()
+            .and_then(|g| u8::try_from(g).ok())
+            .and_then(|g| crate::domain::RiskLevel::new(g).ok())
+            .map_or("-".to_owned(), |l| format!("{} = {}", l, palette.label(l)))
+    };
+    println!(
+        "   510100 holds the visit and the file's new risk after {} ms; under its own palette 红/黄/蓝/绿 it reads level {} = {} (guardianship {}, living {}, psychological {})",
+        t.elapsed().as_millis(),
+        there["visit"]["assessment"]["level"],
+        there["risk_label"].as_str().unwrap_or("-"),
+        named("guardianship"),
+        named("living"),
+        named("psychological"),
+    );
 
     println!("\n-- 4. the residence bureau may not change a hukou field");
     let refused = zz

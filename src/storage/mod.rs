@@ -494,3 +494,10 @@ impl Drop for ScratchSchema {
         }
     }
 }
+
+/// Refreshes the query planner's statistics (after a bulk load: benchmarks).
+pub fn analyze(conn: &mut DbConn) -> Result<(), StorageError> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("ANALYZE").execute(conn)?;
+    Ok(())
+}

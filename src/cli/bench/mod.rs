@@ -12,6 +12,7 @@ mod import;
 mod push_memory;
 mod reconcile;
 mod sync;
+mod visits;
 mod witness;
 
 use std::process::ExitCode;
@@ -127,6 +128,22 @@ enum BenchWhat {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Visits: each recorded at the residence node until its signed version is stored at the
+    /// hukou node (beside a single edit measured the same way, alternately), over FILES files;
+    /// and the due list over DUE_FILES files (QUERIES of each query shape) beside the bare index
+    /// scan of the same page.
+    Visits {
+        #[arg(long, default_value_t = 1000)]
+        files: usize,
+        #[arg(long, default_value_t = 200)]
+        visits: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        due_files: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
     /// inclusion proof at N.
     Audit {
@@ -197,6 +214,15 @@ fn peak_rss_mib() -> f64 {
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let figures = match args.what {
         BenchWhat::Import { count, postgres } => import::bench_import(count, postgres.as_deref())?,
+        BenchWhat::Visits {
+            files,
+            visits,
+            due_files,
+            queries,
+            postgres,
+        } => super::runtime()?.block_on(visits::bench_visits(
+            files, visits, due_files, queries, postgres,
+        ))?,
         BenchWhat::Audit { events, postgres } => audit::bench_audit(events, postgres.as_deref())?,
         BenchWhat::Witness {
             events,

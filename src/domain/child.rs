@@ -16,6 +16,7 @@ use super::division::{TownshipCode, VillageCode};
 use super::id_number::{IdNumber, Sex};
 use super::month::Month;
 use super::region::RegionCode;
+use super::risk::{RiskError, RiskLevel};
 pub use super::risk::RiskPalette;
 
 /// Which bureau decides a field (DESIGN §4).
@@ -512,9 +513,11 @@ pub struct ChildRecord {
     /// of residence-side facts, or taken from a ledger's column on import. With `last_visit_on`
     /// it decides the six-month rule; storing or merging a version never changes it.
     pub info_updated_on: Option<NaiveDate>,
-    /// One of the configured palette (default 红/橙/黄/绿).
-    #[schema(value_type = Option<String>, example = "黄")]
-    pub risk_level: Option<Text<16>>,
+    /// The risk level on the common scale, 1 (most severe) to 4 (风险等级, DESIGN §4). The
+    /// exchange carries the number; each node names it with its own palette (`risk_label` of a
+    /// file), and people may type the local label where they write a record.
+    #[schema(value_type = Option<u8>, minimum = 1, maximum = 4, example = 1)]
+    pub risk_level: Option<RiskLevel>,
     // --- shared ---
     pub categories: BTreeSet<Category>,
     pub health_status: Option<HealthStatus>,
@@ -527,10 +530,45 @@ pub struct ChildRecord {
 /// Fields of a record keyed by field, each a JSON value (`null` when empty).
 pub type Fields = BTreeMap<ChildField, Value>;
 
-/// What a record must satisfy beyond its types.
+/// What a record must satisfy beyond its types, and how this node reads what people type.
 pub struct RecordRules<'a> {
     pub today: NaiveDate,
     pub palette: &'a RiskPalette,
+}
+
+impl RecordRules<'_> {
+    /// Reads what people typed into the record's wire form, with this node's palette — the one
+    /// place this happens, for every input people write (the admin API's create and patch
+    /// bodies, the ledger CSV, `child edit --set`, a conflict's entered value): a `risk_level`
+    /// given as a local label ("红") or as the level's number ("1", `1`) becomes the number.
+    /// Anything else is refused, naming `risk_level`. The structural parse that follows (and
+    /// every parse of a peer's version or a merged view) never consults the palette.
+    pub fn read_input(&self, fields: &mut Fields) -> Result<(), FieldError> {
+        let Some(v) = fields.get_mut(&ChildField::RiskLevel) else {
+            return Ok(());
+        };
+        let level = match &*v {
+            Value::Null => return Ok(()),
+            Value::String(s) => self.palette.level_of(s),
+            Value::Number(n) => n
+                .as_f64()
+                .filter(|x| x.fract() == 0.0 && (1.0..=4.0).contains(x))
+                .and_then(|x| RiskLevel::new(x as u8).ok())
+                .ok_or_else(|| RiskError::OutOfScale(n.to_string())),
+            _ => {
+                return Err(FieldError::new(
+                    ChildField::RiskLevel.name(),
+                    format!(
+                        "must be a risk label here ({}) or a level 1–4",
+                        self.palette.levels().join("/")
+                    ),
+                ))
+            }
+        }
+        .map_err(|e| FieldError::new(ChildField::RiskLevel.name(), e.to_string()))?;
+        *v = Value::from(level.get());
+        Ok(())
+    }
 }
 
 impl ChildRecord {
@@ -555,17 +593,19 @@ impl ChildRecord {
         out
     }
 
-    /// Builds a record from per-field values (missing optional fields are empty) and checks the
-    /// cross-field rules. The first failure names its field.
-    pub fn from_fields(fields: &Fields, rules: &RecordRules<'_>) -> Result<Self, FieldError> {
-        let record = Self::from_fields_structural(fields)?;
+    /// Builds a record from per-field values as people typed them (missing optional fields are
+    /// empty; [`RecordRules::read_input`] reads a local risk label) and checks the cross-field
+    /// rules. The first failure names its field.
+    pub fn from_fields(mut fields: Fields, rules: &RecordRules<'_>) -> Result<Self, FieldError> {
+        rules.read_input(&mut fields)?;
+        let record = Self::from_fields_structural(&fields)?;
         record.check(rules)?;
         Ok(record)
     }
 
     /// Builds a record checking types and value sets only, not the rules that depend on today's
-    /// date or the local palette: for versions received from peers and merged views, which were
-    /// checked where they were made.
+    /// date, and never the local palette (a risk level is any number 1–4 here): for versions
+    /// received from peers and merged views, which were checked where they were made.
     pub fn from_fields_structural(fields: &Fields) -> Result<Self, FieldError> {
         // Read the values where they are; only a failure pays for the copy that names the path.
         static NULL: Value = Value::Null;
@@ -639,8 +679,7 @@ impl ChildRecord {
     }
 
     /// The rules of [`ChildRecord::from_fields`] for the fields an edit changes only: a field
-    /// it leaves alone never makes it fail (a risk level graded under another bureau's palette,
-    /// a visit date checked when it was made).
+    /// it leaves alone never makes it fail (a visit date checked when it was made).
     pub fn check_changed(
         &self,
         rules: &RecordRules<'_>,
@@ -773,18 +812,6 @@ impl ChildRecord {
                 ));
             }
         }
-        if let Some(r) = self
-            .risk_level
-            .as_ref()
-            .filter(|_| applies(ChildField::RiskLevel))
-        {
-            if !rules.palette.contains(r.as_str()) {
-                return Err(FieldError::new(
-                    "risk_level",
-                    format!("must be one of {}", rules.palette.levels().join("/")),
-                ));
-            }
-        }
         let mut seen = BTreeSet::new();
         for g in self
             .benefits
@@ -899,10 +926,10 @@ mod tests {
     fn builds_and_round_trips() {
         let p = RiskPalette::default();
         let fields = ChildRecord::fields_from_json(sample()).unwrap();
-        let rec = ChildRecord::from_fields(&fields, &rules(&p)).unwrap();
+        let rec = ChildRecord::from_fields(fields, &rules(&p)).unwrap();
         assert!(rec.categories.contains(&Category::LeftBehind));
         assert_eq!(rec.father_situation, Some(ParentSituation::WorkingAway));
-        let again = ChildRecord::from_fields(&rec.to_fields(), &rules(&p)).unwrap();
+        let again = ChildRecord::from_fields(rec.to_fields(), &rules(&p)).unwrap();
         assert_eq!(rec, again);
         assert_eq!(rec.to_fields().len(), ChildField::ALL.len());
     }
@@ -914,7 +941,7 @@ mod tests {
     fn reading_in_place_agrees_with_the_copying_path() {
         let p = RiskPalette::default();
         let full = ChildRecord::from_fields(
-            &ChildRecord::fields_from_json(sample()).unwrap(),
+            ChildRecord::fields_from_json(sample()).unwrap(),
             &rules(&p),
         )
         .unwrap();
@@ -977,7 +1004,7 @@ mod tests {
         let mut m = sample();
         m.insert("residence_address".into(), json!(5));
         let f = ChildRecord::fields_from_json(m).unwrap();
-        let e = ChildRecord::from_fields(&f, &rules(&p)).unwrap_err();
+        let e = ChildRecord::from_fields(f, &rules(&p)).unwrap_err();
         assert_eq!(e.field, "residence_address");
         assert!(e.reason.contains("invalid type"), "{}", e.reason);
 
@@ -985,14 +1012,14 @@ mod tests {
         m.insert("risk_level".into(), json!("紫"));
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().field,
             "risk_level"
         );
 
         let mut m = sample();
         m.insert("hukou_region".into(), json!("519999"));
         let f = ChildRecord::fields_from_json(m).unwrap();
-        let e = ChildRecord::from_fields(&f, &rules(&p)).unwrap_err();
+        let e = ChildRecord::from_fields(f, &rules(&p)).unwrap_err();
         assert_eq!(e.field, "hukou_region");
         assert!(e.reason.contains("GB/T 2260"));
 
@@ -1003,7 +1030,7 @@ mod tests {
         );
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().field,
             "legal_guardian"
         );
 
@@ -1018,7 +1045,7 @@ mod tests {
         m.remove("name");
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().field,
             "name"
         );
 
@@ -1026,7 +1053,7 @@ mod tests {
         m.insert("last_visit_on".into(), json!("2000-01-01"));
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().reason,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().reason,
             "is before the birth date"
         );
     }

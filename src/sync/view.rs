@@ -213,7 +213,7 @@ fn row_with(
         hukou_region: r.hukou_region.to_string(),
         residence_region: r.residence_region.to_string(),
         categories,
-        risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
+        risk_level: r.risk_level.map(|l| l.as_str().to_owned()),
         last_visit_on: r.last_visit_on,
         refreshed_on: r.last_visit_on.max(r.info_updated_on),
         residence_township: r.residence_township.as_ref().map(ToString::to_string),

@@ -63,7 +63,7 @@ async fn load(pair: &Pair, n: usize, edited: usize, seed: u64) -> Vec<String> {
             .unwrap()
             .map(|(line, f)| {
                 // Facts confirmed today: only the files a test ages are stale.
-                let mut r = ChildRecord::from_fields(&f.unwrap(), &rules).unwrap();
+                let mut r = ChildRecord::from_fields(f.unwrap(), &rules).unwrap();
                 r.info_updated_on = Some(rules.today);
                 (line, r)
             })

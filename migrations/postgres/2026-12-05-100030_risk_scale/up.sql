@@ -1,8 +1,8 @@
 -- Risk on one scale (issue 21 #4): the view column holds the level on the common scale, "1" (most
 -- severe) to "4", no longer a node's local label. Labels of the default palette map to their
 -- levels; any other text (another palette's label) cannot be read without its palette → NULL.
--- The version bodies are not rewritten (pre-1.0: files graded before this migration are graded
--- again).
+-- Version bodies and the view's merged record are not rewritten: pre-1.0, a body carrying a
+-- label is not read any more (README, "Risk levels"); such files are imported again.
 UPDATE children SET risk_level = CASE risk_level
     WHEN '红' THEN '1'
     WHEN '橙' THEN '2'

@@ -1006,7 +1006,7 @@ async fn concurrent_edits_that_push_lost_are_exchanged_and_reported_as_conflicts
         .await
         .unwrap();
     assert_eq!(file["heads"].as_array().unwrap().len(), 2);
-    assert_eq!(file["record"]["risk_level"], "红");
+    assert_eq!(file["record"]["risk_level"], 1);
     assert_eq!(file["record"]["benefits"][0]["benefit"], "dibao");
     pair.residence.stop().await;
     hukou.stop().await;

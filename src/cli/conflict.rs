@@ -14,8 +14,8 @@ use crate::config::Settings;
 use crate::conflicts::{self, ConflictError, FileConflicts, Resolution};
 use crate::domain::child::ChildField;
 use crate::domain::id_number::IdNumber;
-use crate::domain::RiskPalette;
 use crate::domain::shown_time::shown;
+use crate::domain::RiskPalette;
 
 #[derive(Debug, Subcommand)]
 pub enum ConflictCommand {
@@ -254,7 +254,10 @@ fn print_file(file: &FileConflicts, here: &str, palette: &RiskPalette) {
             format!("reviewed at {}", c.owner)
         };
         println!("{label} ({}): {whose}", c.field);
-        println!("  common ancestor: {}", show_value(&c.field, &c.base, palette));
+        println!(
+            "  common ancestor: {}",
+            show_value(&c.field, &c.base, palette)
+        );
         for cand in &c.candidates {
             println!(
                 "  side {}  {}  by {} at {}",
@@ -283,5 +286,25 @@ fn print_file(file: &FileConflicts, here: &str, palette: &RiskPalette) {
         );
     } else {
         println!("awaiting review at {}", file.awaiting.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_risk_level_in_conflict_is_shown_by_this_nodes_label() {
+        let palette =
+            RiskPalette::new(["橙", "红", "黄", "绿"].map(String::from).to_vec()).unwrap();
+        assert_eq!(
+            show_value("risk_level", &serde_json::json!(1), &palette),
+            "橙 (1)"
+        );
+        assert_eq!(
+            show_value("risk_level", &Value::Null, &palette),
+            "（空）(empty)"
+        );
+        assert_eq!(show_value("notes", &serde_json::json!(1), &palette), "1");
     }
 }

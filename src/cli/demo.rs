@@ -116,8 +116,14 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
     ))
     .await?;
     print_version(&visited, "signed by 410100");
-    wait_for(cd, &path, 3).await?;
+    let arrived = wait_for(cd, &path, 3).await?;
     println!("   arrived at 510100 in {} ms", t.elapsed().as_millis());
+    println!(
+        "   risk: typed {} at 410100, exchanged as level {} of the common scale, shown as {} under 510100's palette",
+        visited["risk_label"].as_str().unwrap_or("-"),
+        arrived["record"]["risk_level"],
+        arrived["risk_label"].as_str().unwrap_or("-")
+    );
 
     println!("\n-- 4. the residence bureau may not change a hukou field");
     let refused = zz

@@ -16,8 +16,8 @@ use super::division::{TownshipCode, VillageCode};
 use super::id_number::{IdNumber, Sex};
 use super::month::Month;
 use super::region::RegionCode;
-use super::risk::{RiskError, RiskLevel};
 pub use super::risk::RiskPalette;
+use super::risk::{RiskError, RiskLevel};
 
 /// Which bureau decides a field (DESIGN §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -940,11 +940,9 @@ mod tests {
     #[test]
     fn reading_in_place_agrees_with_the_copying_path() {
         let p = RiskPalette::default();
-        let full = ChildRecord::from_fields(
-            ChildRecord::fields_from_json(sample()).unwrap(),
-            &rules(&p),
-        )
-        .unwrap();
+        let full =
+            ChildRecord::from_fields(ChildRecord::fields_from_json(sample()).unwrap(), &rules(&p))
+                .unwrap();
         let Value::Object(full) = serde_json::to_value(&full).unwrap() else {
             panic!("a record serializes to an object")
         };

@@ -101,7 +101,9 @@ impl RiskPalette {
         if unique.len() != LEVELS || levels.iter().any(bad) {
             return Err(RiskError::BadLabel);
         }
-        Ok(Self(levels.into_iter().map(|l| l.trim().to_owned()).collect()))
+        Ok(Self(
+            levels.into_iter().map(|l| l.trim().to_owned()).collect(),
+        ))
     }
 
     /// The local label of a level.
@@ -163,7 +165,10 @@ mod tests {
         let orange_first = palette(["橙", "红", "黄", "绿"]);
         assert_eq!(orange_first.label(RiskLevel::MOST_SEVERE), "橙");
         assert_eq!(orange_first.level_of("橙").unwrap(), RiskLevel::MOST_SEVERE);
-        assert_eq!(b.shown_value(&serde_json::json!(3)).as_deref(), Some("蓝 (3)"));
+        assert_eq!(
+            b.shown_value(&serde_json::json!(3)).as_deref(),
+            Some("蓝 (3)")
+        );
         assert_eq!(b.shown_value(&serde_json::Value::Null), None);
     }
 
@@ -173,7 +178,10 @@ mod tests {
         assert!(matches!(a.level_of("蓝"), Err(RiskError::UnknownLabel(..))));
         assert!(matches!(a.level_of("5"), Err(RiskError::OutOfScale(_))));
         assert!(matches!(a.level_of("0"), Err(RiskError::OutOfScale(_))));
-        assert!(matches!(a.level_of("1.5"), Err(RiskError::UnknownLabel(..))));
+        assert!(matches!(
+            a.level_of("1.5"),
+            Err(RiskError::UnknownLabel(..))
+        ));
         assert!(matches!(a.level_of(""), Err(RiskError::UnknownLabel(..))));
         assert_eq!(
             RiskPalette::new(vec!["红".into(), "绿".into()]),

@@ -1,5 +1,6 @@
 //! The pages' view models (askama templates in `templates/`) and how values are shown: every
-//! template field is text already formatted for people, so templates stay free of logic.
+//! template field is text already formatted for people (a risk level by this node's label, `红 (1)`),
+//! so templates stay free of logic.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -348,11 +349,13 @@ mod tests {
         assert_eq!(show(&Value::Null), "（空 empty）");
         assert_eq!(show(&serde_json::json!(["留守", "流动"])), "留守、流动");
         assert_eq!(show(&serde_json::json!("良好")), "良好");
-        let palette = crate::domain::RiskPalette::new(
-            ["红", "黄", "蓝", "绿"].map(String::from).to_vec(),
-        )
-        .unwrap();
-        assert_eq!(show_field("risk_level", &serde_json::json!(3), &palette), "蓝 (3)");
+        let palette =
+            crate::domain::RiskPalette::new(["红", "黄", "蓝", "绿"].map(String::from).to_vec())
+                .unwrap();
+        assert_eq!(
+            show_field("risk_level", &serde_json::json!(3), &palette),
+            "蓝 (3)"
+        );
         assert_eq!(show_field("notes", &serde_json::json!(3), &palette), "3");
         assert_eq!(
             url_encode("/ui/conflicts?after=1~a"),

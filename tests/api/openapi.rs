@@ -279,9 +279,16 @@ fn the_create_body_is_the_full_record() {
 fn the_risk_level_is_an_integer_one_to_four_and_the_label_a_string() {
     let doc = hukou_sync::api::document();
     let schemas = &doc["components"]["schemas"];
-    for (schema, prop) in [("ChildRecord", "risk_level"), ("ChildSummary", "risk_level")] {
+    for (schema, prop) in [
+        ("ChildRecord", "risk_level"),
+        ("ChildSummary", "risk_level"),
+    ] {
         let p = &schemas[schema]["properties"][prop];
-        assert_eq!(p["type"], serde_json::json!(["integer", "null"]), "{schema}");
+        assert_eq!(
+            p["type"],
+            serde_json::json!(["integer", "null"]),
+            "{schema}"
+        );
         assert_eq!(p["minimum"], 1, "{schema}");
         assert_eq!(p["maximum"], 4, "{schema}");
     }

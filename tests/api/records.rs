@@ -6,9 +6,7 @@
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    eventually, id_number, node_command, spawn_pair, CHENGDU, ZHENGZHOU,
-};
+use crate::helpers::{eventually, id_number, node_command, spawn_pair, CHENGDU, ZHENGZHOU};
 
 fn stale_ids(page: &Value) -> Vec<String> {
     page["items"]

@@ -71,7 +71,10 @@ async fn bureaus_with_different_palettes_grade_edit_and_decide_one_child() {
     // The residence node grades 红: level 1.
     let graded: Value = pair
         .residence
-        .patch_json(&format!("/api/v1/children/{id}"), &json!({"risk_level": "红"}))
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"risk_level": "红"}),
+        )
         .await
         .json()
         .await
@@ -119,7 +122,10 @@ async fn bureaus_with_different_palettes_grade_edit_and_decide_one_child() {
     // Chengdu edits another field and decides a case for the child graded under another palette.
     let r = pair
         .hukou
-        .patch_json(&format!("/api/v1/children/{id}"), &json!({"notes": "户籍地核实"}))
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"notes": "户籍地核实"}),
+        )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let opened: Value = pair
@@ -161,8 +167,11 @@ async fn bureaus_with_different_palettes_grade_edit_and_decide_one_child() {
     for (app, label) in [(&pair.residence, "橙"), (&pair.hukou, "蓝")] {
         let before = app.count("versions");
         let p = problem(
-            app.patch_json(&format!("/api/v1/children/{id}"), &json!({"risk_level": label}))
-                .await,
+            app.patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"risk_level": label}),
+            )
+            .await,
             422,
             "invalid_field",
         )
@@ -171,7 +180,9 @@ async fn bureaus_with_different_palettes_grade_edit_and_decide_one_child() {
         assert_eq!(app.count("versions"), before);
     }
     problem(
-        pair.hukou.get("/api/v1/children?risk_level=%E8%93%9D").await,
+        pair.hukou
+            .get("/api/v1/children?risk_level=%E8%93%9D")
+            .await,
         400,
         "invalid_query",
     )
@@ -247,7 +258,10 @@ async fn a_label_or_a_level_is_read_and_anything_else_refused_with_nothing_store
     )
     .await;
     assert!(
-        p["reason"].as_str().unwrap_or_default().contains("橙/红/黄/绿"),
+        p["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("橙/红/黄/绿"),
         "{p}"
     );
     assert_eq!(app.count("versions"), versions);
@@ -269,7 +283,10 @@ fn a_palette_names_exactly_four_distinct_levels_most_severe_first() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");
     for (palette, says) in [
-        ("[\"红\", \"黄\", \"绿\"]", "exactly four levels, most severe first"),
+        (
+            "[\"红\", \"黄\", \"绿\"]",
+            "exactly four levels, most severe first",
+        ),
         (
             "[\"红\", \"橙\", \"黄\", \"绿\", \"蓝\"]",
             "exactly four levels, most severe first",
@@ -285,7 +302,11 @@ fn a_palette_names_exactly_four_distinct_levels_most_severe_first() {
         assert!(e.contains("records.risk_palette"), "{palette}: {e}");
         assert!(e.contains(says), "{palette}: {e}");
     }
-    std::fs::write(&p, "[records]\nrisk_palette = [\"橙\", \"红\", \"黄\", \"绿\"]\n").unwrap();
+    std::fs::write(
+        &p,
+        "[records]\nrisk_palette = [\"橙\", \"红\", \"黄\", \"绿\"]\n",
+    )
+    .unwrap();
     let s = hukou_sync::config::Settings::load(Some(&p)).unwrap();
     let palette = s.risk_palette().unwrap();
     assert_eq!(
@@ -356,7 +377,10 @@ async fn a_ledger_grades_with_labels_or_digits_and_the_console_shows_labels() {
     assert!(listed.contains("2 file(s)"), "{listed}");
     assert!(listed.contains("橙 (1)"), "{listed}");
     let listed = ok(&bin(&app, &["child", "list", "--risk-level", "2"]));
-    assert!(listed.contains("1 file(s)") && listed.contains("红 (2)"), "{listed}");
+    assert!(
+        listed.contains("1 file(s)") && listed.contains("红 (2)"),
+        "{listed}"
+    );
     let out = bin(&app, &["child", "list", "--risk", "蓝"]);
     assert!(!out.status.success());
     assert!(
@@ -368,10 +392,7 @@ async fn a_ledger_grades_with_labels_or_digits_and_the_console_shows_labels() {
         &app,
         &["child", "edit", &ids[3], "--set", "risk_level=黄"],
     ));
-    let shown = ok(&bin(
-        &app,
-        &["child", "show", &ids[3], "--purpose", "核对"],
-    ));
+    let shown = ok(&bin(&app, &["child", "show", &ids[3], "--purpose", "核对"]));
     assert!(shown.contains("risk: 黄 (3)"), "{shown}");
     let out = bin(&app, &["child", "update", &ids[3], "--set", "risk_level=5"]);
     assert!(!out.status.success());
@@ -404,10 +425,7 @@ async fn the_metric_counts_files_served_here_per_level() {
         app.create_child(&c).await;
     }
     let text = app.get("/metrics").await.text().await.unwrap();
-    assert!(
-        text.contains("# TYPE hukou_children_risk gauge"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE hukou_children_risk gauge"), "{text}");
     for (level, n) in [("1", "2"), ("2", "0"), ("3", "1"), ("4", "0")] {
         assert!(
             text.contains(&format!("hukou_children_risk{{level=\"{level}\"}} {n}\n")),

@@ -62,6 +62,11 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         settings.log.filter = "warn".into();
         // Witnessing rounds every second, so the demo ends with each log cosigned.
         settings.audit.witness.interval_secs = 1;
+        // Chengdu colours risk 红黄蓝绿, Zhengzhou 红橙黄绿 (the default): the exchange carries
+        // the level, each node shows its own label.
+        if spec.id.as_str() == "510100" {
+            settings.records.risk_palette = ["红", "黄", "蓝", "绿"].map(String::from).to_vec();
+        }
         let app = net.start(&spec.id, settings).await?;
         let fingerprint = &net.node(&spec.id)?.fingerprint;
         println!("== {name} (node {}): admin http://127.0.0.1:{}, peer https://127.0.0.1:{} (mutual TLS, cert {})", spec.id, app.admin_port, app.peer_port.unwrap_or(0), &fingerprint[..16]);

@@ -2,7 +2,8 @@
 //! with its own palette. Two bureaus with different palettes grade, see, edit and decide one
 //! child; what people type (API bodies, the ledger CSV, `child update --set`, list filters) is read
 //! with the local palette and anything else refused; the palette itself must name exactly four
-//! distinct levels; `/metrics` counts the files served here per level.
+//! distinct levels; `/metrics` counts the files served here per level; the `risk_scale` migration
+//! maps the view column both ways.
 
 use std::process::{Command, Output};
 
@@ -438,4 +439,79 @@ async fn the_metric_counts_files_served_here_per_level() {
         value.parse::<f64>().unwrap();
     }
     app.stop().await;
+}
+
+/// The `risk_scale` migration on this backend: down maps the view column's levels back to the
+/// default palette's labels, up maps those labels to levels and anything else to NULL.
+#[tokio::test]
+async fn the_migration_maps_the_default_labels_to_levels_and_back() {
+    use diesel::RunQueryDsl;
+    use diesel_migrations::MigrationHarness;
+    use hukou_sync::storage::{self, DbConn, Store, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+    let app = spawn_app_with(|_| {}).await;
+    let mut ids = Vec::new();
+    for (i, grade) in [json!(1), json!(2), json!(3), json!(4), Value::Null]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = flowing_child(640 + i as u16);
+        c["risk_level"] = grade;
+        ids.push(c["id_number"].as_str().unwrap().to_owned());
+        app.create_child(&c).await;
+    }
+    let (settings, _db, _dir) = app.shut_down().await;
+    let store = Store::open(&settings.database.url, 1).unwrap();
+    let mut conn = store.conn().unwrap();
+    let column = |conn: &mut DbConn| -> Vec<Option<String>> {
+        #[derive(diesel::QueryableByName)]
+        struct R {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            risk_level: Option<String>,
+        }
+        let rows: Vec<R> = diesel::sql_query("SELECT risk_level FROM children ORDER BY id_number")
+            .load(&mut *conn)
+            .unwrap();
+        rows.into_iter().map(|r| r.risk_level).collect()
+    };
+    let mut order = ids.clone();
+    order.sort();
+    let expect = |by_id: &dyn Fn(usize) -> Option<&'static str>| -> Vec<Option<String>> {
+        order
+            .iter()
+            .map(|id| by_id(ids.iter().position(|i| i == id).unwrap()).map(String::from))
+            .collect()
+    };
+    assert_eq!(
+        column(&mut conn),
+        expect(&|i| ["1", "2", "3", "4"].get(i).copied())
+    );
+    // Down, as far as risk_scale (later migrations first).
+    loop {
+        let reverted = match &mut *conn {
+            DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+            DbConn::Postgres(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+        }
+        .unwrap()
+        .to_string();
+        if reverted.contains("100030") {
+            break;
+        }
+    }
+    assert_eq!(
+        column(&mut conn),
+        expect(&|i| ["红", "橙", "黄", "绿"].get(i).copied())
+    );
+    // A label of another palette in the old column cannot be read: up leaves it empty.
+    diesel::sql_query(format!(
+        "UPDATE children SET risk_level = '蓝' WHERE id_number = '{}'",
+        ids[3]
+    ))
+    .execute(&mut *conn)
+    .unwrap();
+    storage::run_migrations(&mut conn).unwrap();
+    assert_eq!(
+        column(&mut conn),
+        expect(&|i| ["1", "2", "3"].get(i).copied())
+    );
 }

@@ -1,3 +1,4 @@
+DROP INDEX children_risk;
 -- Back to the default palette's labels.
 UPDATE children SET risk_level = CASE risk_level
     WHEN '1' THEN '红'

@@ -11,3 +11,6 @@ UPDATE children SET risk_level = CASE risk_level
     ELSE NULL
 END
 WHERE risk_level IS NOT NULL;
+-- The per-level gauge (hukou_children_risk) groups graded files by level and regions at every
+-- scrape, and the red-risk list filters by level: both read this index alone.
+CREATE INDEX children_risk ON children (risk_level, hukou_region, residence_region);

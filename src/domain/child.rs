@@ -996,6 +996,46 @@ mod tests {
         );
     }
 
+    /// What people type is read with the palette; the structural parse takes numbers only.
+    #[test]
+    fn a_risk_label_or_number_is_read_with_the_palette_and_nothing_else() {
+        let p = RiskPalette::new(["橙", "红", "黄", "绿"].map(String::from).to_vec()).unwrap();
+        let read = |v: Value| {
+            let mut f = Fields::from([(ChildField::RiskLevel, v)]);
+            rules(&p)
+                .read_input(&mut f)
+                .map(|()| f[&ChildField::RiskLevel].clone())
+        };
+        assert_eq!(read(json!("橙")), Ok(json!(1)));
+        assert_eq!(read(json!(" 红 ")), Ok(json!(2)));
+        assert_eq!(read(json!("3")), Ok(json!(3)));
+        assert_eq!(read(json!(4)), Ok(json!(4)));
+        assert_eq!(read(json!(4.0)), Ok(json!(4)));
+        assert_eq!(read(Value::Null), Ok(Value::Null));
+        for bad in [
+            json!("蓝"),
+            json!("0"),
+            json!("5"),
+            json!("1.5"),
+            json!(1.5),
+            json!(0),
+            json!(-1),
+            json!(true),
+            json!([1]),
+        ] {
+            assert_eq!(read(bad.clone()).unwrap_err().field, "risk_level", "{bad}");
+        }
+        let mut m = sample();
+        m.insert("risk_level".into(), json!("红"));
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        assert_eq!(
+            ChildRecord::from_fields_structural(&f).unwrap_err().field,
+            "risk_level"
+        );
+        let r = ChildRecord::from_fields(f, &rules(&p)).unwrap();
+        assert_eq!(r.risk_level.map(RiskLevel::get), Some(2));
+    }
+
     #[test]
     fn errors_name_the_field() {
         let p = RiskPalette::default();

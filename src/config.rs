@@ -419,7 +419,9 @@ pub struct AdminTls {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordSettings {
-    /// Risk levels, most severe first.
+    /// This node's names of the four levels of the common risk scale, most severe first:
+    /// exactly four distinct labels (红橙黄绿 by default; 红黄蓝绿, 橙红黄绿 elsewhere). The
+    /// exchange carries the level (1–4); the label is local.
     pub risk_palette: Vec<String>,
     /// A file not updated or visited for this many days is stale (policy: six months).
     pub stale_after_days: u32,

@@ -28,7 +28,7 @@
 //! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |
 //! | | [`tls`] | every rustls configuration, certificate generation for the dev PKI, peer certificate → node id |
 //! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC, secret files |
-//! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the case state machine, report data. Pure; imports nothing from the crate |
+//! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the risk scale and palettes (`domain::risk`), the case state machine, report data. Pure; imports nothing from the crate |
 //!
 //! # The path of a version
 //!

@@ -123,7 +123,8 @@ pub struct ListQuery {
     residence_region: Option<String>,
     /// A category code: flowing, left_behind, in_difficulty, orphan, de_facto_unsupported.
     category: Option<String>,
-    /// One of the configured palette, e.g. 红.
+    /// A risk level: this node's label (e.g. 红) or the level on the common scale, 1 (most
+    /// severe) to 4.
     risk_level: Option<String>,
     /// Files whose residence or hukou township (9-digit NBS code) is this one.
     #[param(pattern = "^[0-9]{9}$")]
@@ -183,14 +184,14 @@ pub async fn list(
                 })
         })
         .transpose()?;
-    if let Some(r) = &q.risk_level {
-        if !state.node.palette.contains(r) {
-            return Err(
-                ApiError::bad_request("invalid_query", "not a configured risk level")
-                    .field("risk_level"),
-            );
-        }
-    }
+    let risk_level = q
+        .risk_level
+        .map(|r| {
+            state.node.palette.level_of(&r).map_err(|e| {
+                ApiError::bad_request("invalid_query", e.to_string()).field("risk_level")
+            })
+        })
+        .transpose()?;
     let township = q
         .township
         .map(|t| {
@@ -212,7 +213,7 @@ pub async fn list(
         hukou_prefix: prefix("hukou_region", q.hukou_region)?,
         residence_prefix: prefix("residence_region", q.residence_region)?,
         category,
-        risk_level: q.risk_level,
+        risk_level,
         township,
         stale_before: match q.stale_days {
             Some(d) => Some(

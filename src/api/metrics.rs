@@ -1,12 +1,14 @@
 //! `GET /metrics`: Prometheus text exposition of what an operator watches — outbox depth and
 //! delivery age per peer, overdue and due-soon eligibility cases, files with concurrent heads,
-//! witnessing (sizes cosigned, evidence against peers), visits overdue and recorded, the size of the audit log, the last reconciliation run per peer, and stale files.
+//! witnessing (sizes cosigned, evidence against peers), visits overdue and recorded, the size of
+//! the audit log, children's files served here per risk level, the last reconciliation run per peer, and stale files.
 
 use actix_web::{get, web, HttpResponse};
 use chrono::Utc;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::domain::RiskLevel;
 use crate::eligibility::service::Deadlines;
 use crate::storage;
 use crate::sync::sender::{peer_statuses, PeerStatus};
@@ -38,7 +40,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 }
 
 /// The node's gauges in Prometheus text format: delivery per peer, eligibility cases by
-/// deadline, concurrent heads, open conflicts and the audit log's size.
+/// deadline, concurrent heads, open conflicts, files per risk level and the audit log's size.
 fn metrics_text(
     conn: &mut storage::DbConn,
     node: &LocalNode,
@@ -194,6 +196,23 @@ fn metrics_text(
         "hukou_sync_open_conflicts",
         "Open conflicts of children's files, by the node whose reviewers resolve them.",
         open_conflicts,
+    );
+    // Files served here only: a file kept read-only after the child moved away is not this
+    // node's to grade (as in lists and the stale files).
+    let mut per_level = [0i64; crate::domain::risk::LEVELS];
+    for (level, hukou, residence, n) in storage::records::count_risk_by_regions(conn)? {
+        if node.roles(&hukou, &residence).is_party() {
+            per_level[usize::from(level.get() - 1)] += n;
+        }
+    }
+    gauge(
+        "hukou_children_risk",
+        "Children's files served here by risk level on the common scale (1 the most severe; the label is each node's own).",
+        RiskLevel::ALL
+            .iter()
+            .zip(per_level)
+            .map(|(l, n)| (format!("{{level=\"{l}\"}}"), n as f64))
+            .collect(),
     );
     let audit_size = storage::audit::size(conn)?;
     gauge(

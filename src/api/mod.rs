@@ -298,6 +298,17 @@ fn complete(doc: &mut serde_json::Value) {
             o.remove("required");
         }
         patch["description"] = json!("Fields to set; null clears an optional field. id_number cannot change (422 immutable_field).");
+        // What people write: a risk level as the level or as this node's label.
+        let risk_input = json!({
+            "description": "The risk level: on the common scale, 1 (most severe) to 4, or this node's label of it (records.risk_palette, e.g. 红); stored and exchanged as the number. Anything else is refused (422 invalid_field, field risk_level).",
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 4},
+                {"type": "string", "minLength": 1, "maxLength": 16},
+                {"type": "null"}
+            ]
+        });
+        new_child["properties"]["risk_level"] = risk_input.clone();
+        patch["properties"]["risk_level"] = risk_input;
         schemas["NewChild"] = new_child;
         schemas["ChildPatch"] = patch;
     }

@@ -31,7 +31,8 @@ pub enum ChildCommand {
         region: Option<String>,
         #[arg(long)]
         category: Option<String>,
-        #[arg(long)]
+        /// A risk level: this node's label (e.g. 红) or the level, 1 (most severe) to 4.
+        #[arg(long, visible_alias = "risk")]
         risk_level: Option<String>,
         /// Residence or hukou township, a 9-digit NBS code (e.g. 510104017).
         #[arg(long)]
@@ -49,7 +50,9 @@ pub enum ChildCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change fields: --set field=value (repeatable; JSON values allowed, e.g. --set 'categories=["flowing"]').
+    /// Change fields: --set field=value (repeatable; JSON values allowed, e.g. --set 'categories=["flowing"]';
+    /// a risk level as this node's label or its number: --set risk_level=红).
+    #[command(visible_alias = "edit")]
     Update {
         id_number: String,
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
@@ -149,7 +152,7 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                 );
                 println!(
                     "  risk: {}  last visit: {}",
-                    r.risk_level.as_ref().map_or("-", |l| l.as_str()),
+                    r.risk_level.map_or("-".into(), |l| node.palette.shown(l)),
                     r.last_visit_on.map_or("-".into(), |d| d.to_string())
                 );
                 if let Some(w) = &r.responsible_worker {
@@ -257,6 +260,10 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                 .map(|t| crate::domain::division::TownshipCode::parse(&t).map(|t| t.to_string()))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--township: {e}"))?;
+            let risk_level = risk_level
+                .map(|r| node.palette.level_of(&r))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--risk-level: {e}"))?;
             let now = Utc::now();
             let filter = ChildFilter {
                 region_prefix: region,
@@ -280,12 +287,12 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
             } else {
                 for c in &page.items {
                     println!(
-                        "{}  {:<8}  hukou {}  residence {}  risk {:<2}  {}",
+                        "{}  {:<8}  hukou {}  residence {}  risk {:<5}  {}",
                         c.id_number,
                         c.name,
                         c.hukou_region,
                         c.residence_region,
-                        c.risk_level.as_deref().unwrap_or("-"),
+                        c.risk_level.map_or("-".into(), |l| node.palette.shown(l)),
                         c.categories.join(",")
                     );
                 }

@@ -15,6 +15,7 @@ use crate::conflicts::{self, ConflictError, FileConflicts, Resolution};
 use crate::domain::child::ChildField;
 use crate::domain::id_number::IdNumber;
 use crate::domain::shown_time::shown;
+use crate::domain::RiskPalette;
 
 #[derive(Debug, Subcommand)]
 pub enum ConflictCommand {
@@ -45,7 +46,7 @@ pub enum ConflictCommand {
     /// For each disputed field either keep a candidate by its side (the short version id shown)
     /// or set a value (JSON, or a bare string):
     ///   hukou-sync conflict resolve 510104201406010615 --heads 3f2a…,9b1c… --keep risk_level=3f2a1b
-    ///   hukou-sync conflict resolve 510104201406010615 --heads 3f2a…,9b1c… --set 'risk_level="橙"'
+    ///   hukou-sync conflict resolve 510104201406010615 --heads 3f2a…,9b1c… --set risk_level=橙
     #[command(verbatim_doc_comment)]
     Resolve {
         id_number: String,
@@ -114,7 +115,7 @@ pub fn run(settings: &Settings, cmd: ConflictCommand) -> anyhow::Result<ExitCode
             if json {
                 println!("{}", serde_json::to_string_pretty(&file)?);
             } else {
-                print_file(&file, &node.id.to_string());
+                print_file(&file, &node.id.to_string(), &node.palette);
             }
         }
         ConflictCommand::Resolve {
@@ -171,7 +172,7 @@ pub fn run(settings: &Settings, cmd: ConflictCommand) -> anyhow::Result<ExitCode
                         ));
                     }
                     eprintln!("error: {}; the file now:", why.join("; "));
-                    print_file(&current, &node.id.to_string());
+                    print_file(&current, &node.id.to_string(), &node.palette);
                     return Ok(ExitCode::FAILURE);
                 }
                 Err(e) => return Err(e.into()),
@@ -219,7 +220,13 @@ fn sides(c: &conflicts::OpenConflict) -> String {
         .join(", ")
 }
 
-fn show_value(v: &Value) -> String {
+/// A value as people read it: a risk level by this node's label (`红 (1)`).
+fn show_value(field: &str, v: &Value, palette: &RiskPalette) -> String {
+    if field == ChildField::RiskLevel.name() {
+        if let Some(shown) = palette.shown_value(v) {
+            return shown;
+        }
+    }
     match v {
         Value::Null => "（空）(empty)".to_owned(),
         Value::String(s) => s.clone(),
@@ -227,7 +234,7 @@ fn show_value(v: &Value) -> String {
     }
 }
 
-fn print_file(file: &FileConflicts, here: &str) {
+fn print_file(file: &FileConflicts, here: &str, palette: &RiskPalette) {
     let id = IdNumber::parse(&file.id_number).map_or_else(|_| "******".to_owned(), |i| i.masked());
     println!(
         "{id}  {}  hukou {}  residence {}",
@@ -247,12 +254,15 @@ fn print_file(file: &FileConflicts, here: &str) {
             format!("reviewed at {}", c.owner)
         };
         println!("{label} ({}): {whose}", c.field);
-        println!("  common ancestor: {}", show_value(&c.base));
+        println!(
+            "  common ancestor: {}",
+            show_value(&c.field, &c.base, palette)
+        );
         for cand in &c.candidates {
             println!(
                 "  side {}  {}  by {} at {}",
                 cand.side.chars().take(12).collect::<String>(),
-                show_value(&cand.value),
+                show_value(&c.field, &cand.value, palette),
                 cand.author.as_deref().unwrap_or("?"),
                 cand.at.map_or_else(|| "?".to_owned(), shown)
             );
@@ -276,5 +286,25 @@ fn print_file(file: &FileConflicts, here: &str) {
         );
     } else {
         println!("awaiting review at {}", file.awaiting.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_risk_level_in_conflict_is_shown_by_this_nodes_label() {
+        let palette =
+            RiskPalette::new(["橙", "红", "黄", "绿"].map(String::from).to_vec()).unwrap();
+        assert_eq!(
+            show_value("risk_level", &serde_json::json!(1), &palette),
+            "橙 (1)"
+        );
+        assert_eq!(
+            show_value("risk_level", &Value::Null, &palette),
+            "（空）(empty)"
+        );
+        assert_eq!(show_value("notes", &serde_json::json!(1), &palette), "1");
     }
 }

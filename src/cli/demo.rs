@@ -144,7 +144,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         visit["visit"]["assessment"]["level"],
         visit["risk_label"].as_str().unwrap_or("-")
     );
-    wait_for(cd, &path, 3).await?;
+    let arrived = wait_for(cd, &path, 3).await?;
     let seen = poll(cd, &format!("{path}/visits"), "the visit's arrival", |v| {
         v["items"].as_array().is_some_and(|i| !i.is_empty())
     })
@@ -167,6 +167,12 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         named("guardianship"),
         named("living"),
         named("psychological"),
+    );
+    println!(
+        "   the file at 510100: risk level {} of the common scale, shown as {}; last visit {}",
+        arrived["record"]["risk_level"],
+        arrived["risk_label"].as_str().unwrap_or("-"),
+        arrived["record"]["last_visit_on"].as_str().unwrap_or("-")
     );
 
     println!("\n-- 4. the residence bureau may not change a hukou field");

@@ -296,7 +296,7 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
             written += 1;
             digest_input.extend_from_slice(r.id_number.as_str().as_bytes());
             match &mut sink {
-                Sink::Csv(w) => w.write_record(ledger_csv::export_row(r))?,
+                Sink::Csv(w) => w.write_record(ledger_csv::export_row(r, &node.palette))?,
                 Sink::Jsonl(w) => writeln!(w, "{}", serde_json::to_string(r)?)?,
             }
         }

@@ -271,6 +271,8 @@ pub fn resolve(
         let field = ChildField::from_name(&name).ok_or(ConflictError::UnknownField(name))?;
         choices.insert(field, value);
     }
+    // A value entered by a reviewer is read as any edit's is (a risk label → its level).
+    ledger::rules(node, now).read_input(&mut choices)?;
     let version = storage::transaction(conn, |conn| {
         records_repo::child_created_at(conn, id.as_str())?
             .ok_or_else(|| ConflictError::NotFound(id.masked()))?;

@@ -17,6 +17,7 @@ use super::id_number::{IdNumber, Sex};
 use super::month::Month;
 use super::region::RegionCode;
 pub use super::risk::RiskPalette;
+use super::risk::{RiskError, RiskLevel};
 
 /// Which bureau decides a field (DESIGN §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -514,9 +515,11 @@ pub struct ChildRecord {
     /// of residence-side facts, or taken from a ledger's column on import. With `last_visit_on`
     /// it decides the six-month rule; storing or merging a version never changes it.
     pub info_updated_on: Option<NaiveDate>,
-    /// One of the configured palette (default 红/橙/黄/绿).
-    #[schema(value_type = Option<String>, example = "黄")]
-    pub risk_level: Option<Text<16>>,
+    /// The risk level on the common scale, 1 (most severe) to 4 (风险等级, DESIGN §4). The
+    /// exchange carries the number; each node names it with its own palette (`risk_label` of a
+    /// file), and people may type the local label where they write a record.
+    #[schema(value_type = Option<u8>, minimum = 1, maximum = 4, example = 1)]
+    pub risk_level: Option<RiskLevel>,
     // --- shared ---
     pub categories: BTreeSet<Category>,
     pub health_status: Option<HealthStatus>,
@@ -529,10 +532,45 @@ pub struct ChildRecord {
 /// Fields of a record keyed by field, each a JSON value (`null` when empty).
 pub type Fields = BTreeMap<ChildField, Value>;
 
-/// What a record must satisfy beyond its types.
+/// What a record must satisfy beyond its types, and how this node reads what people type.
 pub struct RecordRules<'a> {
     pub today: NaiveDate,
     pub palette: &'a RiskPalette,
+}
+
+impl RecordRules<'_> {
+    /// Reads what people typed into the record's wire form, with this node's palette — the one
+    /// place this happens, for every input people write (the admin API's create and patch
+    /// bodies, the ledger CSV, `child edit --set`, a conflict's entered value): a `risk_level`
+    /// given as a local label ("红") or as the level's number ("1", `1`) becomes the number.
+    /// Anything else is refused, naming `risk_level`. The structural parse that follows (and
+    /// every parse of a peer's version or a merged view) never consults the palette.
+    pub fn read_input(&self, fields: &mut Fields) -> Result<(), FieldError> {
+        let Some(v) = fields.get_mut(&ChildField::RiskLevel) else {
+            return Ok(());
+        };
+        let level = match &*v {
+            Value::Null => return Ok(()),
+            Value::String(s) => self.palette.level_of(s),
+            Value::Number(n) => n
+                .as_f64()
+                .filter(|x| x.fract() == 0.0 && (1.0..=4.0).contains(x))
+                .and_then(|x| RiskLevel::new(x as u8).ok())
+                .ok_or_else(|| RiskError::OutOfScale(n.to_string())),
+            _ => {
+                return Err(FieldError::new(
+                    ChildField::RiskLevel.name(),
+                    format!(
+                        "must be a risk label here ({}) or a level 1–4",
+                        self.palette.levels().join("/")
+                    ),
+                ))
+            }
+        }
+        .map_err(|e| FieldError::new(ChildField::RiskLevel.name(), e.to_string()))?;
+        *v = Value::from(level.get());
+        Ok(())
+    }
 }
 
 impl ChildRecord {
@@ -557,17 +595,19 @@ impl ChildRecord {
         out
     }
 
-    /// Builds a record from per-field values (missing optional fields are empty) and checks the
-    /// cross-field rules. The first failure names its field.
-    pub fn from_fields(fields: &Fields, rules: &RecordRules<'_>) -> Result<Self, FieldError> {
-        let record = Self::from_fields_structural(fields)?;
+    /// Builds a record from per-field values as people typed them (missing optional fields are
+    /// empty; [`RecordRules::read_input`] reads a local risk label) and checks the cross-field
+    /// rules. The first failure names its field.
+    pub fn from_fields(mut fields: Fields, rules: &RecordRules<'_>) -> Result<Self, FieldError> {
+        rules.read_input(&mut fields)?;
+        let record = Self::from_fields_structural(&fields)?;
         record.check(rules)?;
         Ok(record)
     }
 
     /// Builds a record checking types and value sets only, not the rules that depend on today's
-    /// date or the local palette: for versions received from peers and merged views, which were
-    /// checked where they were made.
+    /// date, and never the local palette (a risk level is any number 1–4 here): for versions
+    /// received from peers and merged views, which were checked where they were made.
     pub fn from_fields_structural(fields: &Fields) -> Result<Self, FieldError> {
         // Read the values where they are; only a failure pays for the copy that names the path.
         static NULL: Value = Value::Null;
@@ -641,8 +681,7 @@ impl ChildRecord {
     }
 
     /// The rules of [`ChildRecord::from_fields`] for the fields an edit changes only: a field
-    /// it leaves alone never makes it fail (a risk level graded under another bureau's palette,
-    /// a visit date checked when it was made).
+    /// it leaves alone never makes it fail (a visit date checked when it was made).
     pub fn check_changed(
         &self,
         rules: &RecordRules<'_>,
@@ -775,18 +814,6 @@ impl ChildRecord {
                 ));
             }
         }
-        if let Some(r) = self
-            .risk_level
-            .as_ref()
-            .filter(|_| applies(ChildField::RiskLevel))
-        {
-            if !rules.palette.contains(r.as_str()) {
-                return Err(FieldError::new(
-                    "risk_level",
-                    format!("must be one of {}", rules.palette.levels().join("/")),
-                ));
-            }
-        }
         let mut seen = BTreeSet::new();
         for g in self
             .benefits
@@ -901,10 +928,10 @@ mod tests {
     fn builds_and_round_trips() {
         let p = RiskPalette::default();
         let fields = ChildRecord::fields_from_json(sample()).unwrap();
-        let rec = ChildRecord::from_fields(&fields, &rules(&p)).unwrap();
+        let rec = ChildRecord::from_fields(fields, &rules(&p)).unwrap();
         assert!(rec.categories.contains(&Category::LeftBehind));
         assert_eq!(rec.father_situation, Some(ParentSituation::WorkingAway));
-        let again = ChildRecord::from_fields(&rec.to_fields(), &rules(&p)).unwrap();
+        let again = ChildRecord::from_fields(rec.to_fields(), &rules(&p)).unwrap();
         assert_eq!(rec, again);
         assert_eq!(rec.to_fields().len(), ChildField::ALL.len());
     }
@@ -915,11 +942,9 @@ mod tests {
     #[test]
     fn reading_in_place_agrees_with_the_copying_path() {
         let p = RiskPalette::default();
-        let full = ChildRecord::from_fields(
-            &ChildRecord::fields_from_json(sample()).unwrap(),
-            &rules(&p),
-        )
-        .unwrap();
+        let full =
+            ChildRecord::from_fields(ChildRecord::fields_from_json(sample()).unwrap(), &rules(&p))
+                .unwrap();
         let Value::Object(full) = serde_json::to_value(&full).unwrap() else {
             panic!("a record serializes to an object")
         };
@@ -973,13 +998,53 @@ mod tests {
         );
     }
 
+    /// What people type is read with the palette; the structural parse takes numbers only.
+    #[test]
+    fn a_risk_label_or_number_is_read_with_the_palette_and_nothing_else() {
+        let p = RiskPalette::new(["橙", "红", "黄", "绿"].map(String::from).to_vec()).unwrap();
+        let read = |v: Value| {
+            let mut f = Fields::from([(ChildField::RiskLevel, v)]);
+            rules(&p)
+                .read_input(&mut f)
+                .map(|()| f[&ChildField::RiskLevel].clone())
+        };
+        assert_eq!(read(json!("橙")), Ok(json!(1)));
+        assert_eq!(read(json!(" 红 ")), Ok(json!(2)));
+        assert_eq!(read(json!("3")), Ok(json!(3)));
+        assert_eq!(read(json!(4)), Ok(json!(4)));
+        assert_eq!(read(json!(4.0)), Ok(json!(4)));
+        assert_eq!(read(Value::Null), Ok(Value::Null));
+        for bad in [
+            json!("蓝"),
+            json!("0"),
+            json!("5"),
+            json!("1.5"),
+            json!(1.5),
+            json!(0),
+            json!(-1),
+            json!(true),
+            json!([1]),
+        ] {
+            assert_eq!(read(bad.clone()).unwrap_err().field, "risk_level", "{bad}");
+        }
+        let mut m = sample();
+        m.insert("risk_level".into(), json!("红"));
+        let f = ChildRecord::fields_from_json(m).unwrap();
+        assert_eq!(
+            ChildRecord::from_fields_structural(&f).unwrap_err().field,
+            "risk_level"
+        );
+        let r = ChildRecord::from_fields(f, &rules(&p)).unwrap();
+        assert_eq!(r.risk_level.map(RiskLevel::get), Some(2));
+    }
+
     #[test]
     fn errors_name_the_field() {
         let p = RiskPalette::default();
         let mut m = sample();
         m.insert("residence_address".into(), json!(5));
         let f = ChildRecord::fields_from_json(m).unwrap();
-        let e = ChildRecord::from_fields(&f, &rules(&p)).unwrap_err();
+        let e = ChildRecord::from_fields(f, &rules(&p)).unwrap_err();
         assert_eq!(e.field, "residence_address");
         assert!(e.reason.contains("invalid type"), "{}", e.reason);
 
@@ -987,14 +1052,14 @@ mod tests {
         m.insert("risk_level".into(), json!("紫"));
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().field,
             "risk_level"
         );
 
         let mut m = sample();
         m.insert("hukou_region".into(), json!("519999"));
         let f = ChildRecord::fields_from_json(m).unwrap();
-        let e = ChildRecord::from_fields(&f, &rules(&p)).unwrap_err();
+        let e = ChildRecord::from_fields(f, &rules(&p)).unwrap_err();
         assert_eq!(e.field, "hukou_region");
         assert!(e.reason.contains("GB/T 2260"));
 
@@ -1005,7 +1070,7 @@ mod tests {
         );
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().field,
             "legal_guardian"
         );
 
@@ -1020,7 +1085,7 @@ mod tests {
         m.remove("name");
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().field,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().field,
             "name"
         );
 
@@ -1028,7 +1093,7 @@ mod tests {
         m.insert("last_visit_on".into(), json!("2000-01-01"));
         let f = ChildRecord::fields_from_json(m).unwrap();
         assert_eq!(
-            ChildRecord::from_fields(&f, &rules(&p)).unwrap_err().reason,
+            ChildRecord::from_fields(f, &rules(&p)).unwrap_err().reason,
             "is before the birth date"
         );
     }

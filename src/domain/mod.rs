@@ -1,5 +1,5 @@
 //! The vocabulary of the exchange, pure and without I/O: ID numbers, regions, node ids, the
-//! child's record with the authority of each field, the case core and the reconciliation report. Nothing here imports from the rest of the
+//! child's record with the authority of each field, the risk scale and palettes, the case core and the reconciliation report. Nothing here imports from the rest of the
 //! crate; everything else builds on it.
 
 pub mod case;

@@ -128,9 +128,16 @@ impl RiskPalette {
         }
     }
 
-    /// Whether `label` is one of this palette's labels.
-    pub fn contains(&self, label: &str) -> bool {
-        self.0.iter().any(|l| l == label)
+    /// A level as people read it here: the local label with the level, `红 (1)`.
+    pub fn shown(&self, level: RiskLevel) -> String {
+        format!("{} ({})", self.label(level), level)
+    }
+
+    /// A stored value of the `risk_level` field (the wire's number) as [`RiskPalette::shown`]
+    /// reads it; `None` for anything that is not a level (an empty field).
+    pub fn shown_value(&self, v: &serde_json::Value) -> Option<String> {
+        let level = v.as_u64().and_then(|n| u8::try_from(n).ok())?;
+        RiskLevel::new(level).ok().map(|l| self.shown(l))
     }
 
     pub fn levels(&self) -> &[String] {
@@ -157,6 +164,12 @@ mod tests {
         assert_eq!(a.level_of("1").unwrap(), RiskLevel::MOST_SEVERE);
         let orange_first = palette(["橙", "红", "黄", "绿"]);
         assert_eq!(orange_first.label(RiskLevel::MOST_SEVERE), "橙");
+        assert_eq!(orange_first.level_of("橙").unwrap(), RiskLevel::MOST_SEVERE);
+        assert_eq!(
+            b.shown_value(&serde_json::json!(3)).as_deref(),
+            Some("蓝 (3)")
+        );
+        assert_eq!(b.shown_value(&serde_json::Value::Null), None);
     }
 
     #[test]
@@ -165,6 +178,11 @@ mod tests {
         assert!(matches!(a.level_of("蓝"), Err(RiskError::UnknownLabel(..))));
         assert!(matches!(a.level_of("5"), Err(RiskError::OutOfScale(_))));
         assert!(matches!(a.level_of("0"), Err(RiskError::OutOfScale(_))));
+        assert!(matches!(
+            a.level_of("1.5"),
+            Err(RiskError::UnknownLabel(..))
+        ));
+        assert!(matches!(a.level_of(""), Err(RiskError::UnknownLabel(..))));
         assert_eq!(
             RiskPalette::new(vec!["红".into(), "绿".into()]),
             Err(RiskError::WrongSize)

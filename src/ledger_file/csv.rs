@@ -1,13 +1,14 @@
 //! The spreadsheet ledger bureaus keep today, as CSV: header names in Chinese or English, UTF-8
 //! or GB18030, one child per row. Parsing turns each row into the same field object the API
-//! takes, so the import applies exactly the API's validation.
+//! takes, so the import applies exactly the API's validation (a 风险等级 cell is the node's label
+//! or the level 1–4, read by `RecordRules::read_input`; the export writes the label).
 
 use std::io::Read;
 
 use serde_json::{json, Map, Value};
 
 use crate::domain::child::{ChildRecord, Fields};
-use crate::domain::{FieldError, RecordRules};
+use crate::domain::{FieldError, RecordRules, RiskPalette};
 
 /// A column: the English header (also used on export), its Chinese aliases, and how to read it.
 struct Column {
@@ -480,7 +481,7 @@ impl LedgerReader {
                             .map(|(i, rec)| {
                                 let record = match rec {
                                     Ok(r) => row_fields(columns, r)
-                                        .and_then(|f| ChildRecord::from_fields(&f, rules)),
+                                        .and_then(|f| ChildRecord::from_fields(f, rules)),
                                     Err(e) => Err(FieldError::new("row", e.to_string())),
                                 };
                                 (first + k * share + i, record)
@@ -619,12 +620,16 @@ pub fn unneutralise(cell: &str) -> &str {
     }
 }
 
-/// One record as an export row, in `headers()` order, each cell [`neutralise`]d.
-pub fn export_row(r: &ChildRecord) -> Vec<String> {
-    export_cells(r).into_iter().map(neutralise).collect()
+/// One record as an export row, in `headers()` order, each cell [`neutralise`]d; the risk level
+/// is written as this node's label (`palette`), which its import reads back.
+pub fn export_row(r: &ChildRecord, palette: &RiskPalette) -> Vec<String> {
+    export_cells(r, palette)
+        .into_iter()
+        .map(neutralise)
+        .collect()
 }
 
-fn export_cells(r: &ChildRecord) -> Vec<String> {
+fn export_cells(r: &ChildRecord, palette: &RiskPalette) -> Vec<String> {
     let opt = |v: Option<String>| v.unwrap_or_default();
     // The objects split over several columns (`Kind::Person`), each as the wire writes it, once
     // per row: a column is its part (codes for vocabularies, dates as `YYYY-MM-DD`).
@@ -699,7 +704,7 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
                     .join(";"),
                 "psychological_state" => opt(r.psychological_state.map(|p| p.code().to_owned())),
                 "info_updated_on" => opt(r.info_updated_on.map(|d| d.to_string())),
-                "risk_level" => opt(r.risk_level.as_ref().map(|l| l.as_str().to_owned())),
+                "risk_level" => opt(r.risk_level.map(|l| palette.label(l).to_owned())),
                 "categories" => r
                     .categories
                     .iter()
@@ -717,7 +722,6 @@ fn export_cells(r: &ChildRecord) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::RiskPalette;
 
     /// Validation on several cores keeps file order and each row's line, whichever share a row
     /// falls in.

@@ -13,7 +13,7 @@ use super::{DbConn, StorageError, LIST_CHUNK};
 use crate::crypto::hlc::Hlc;
 use crate::crypto::keys::Signature;
 use crate::domain::digest::Digest;
-use crate::domain::{ChildRecord, DocKind, IdNumber, NodeId, RegionCode};
+use crate::domain::{ChildRecord, DocKind, IdNumber, NodeId, RegionCode, RiskLevel};
 
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -102,6 +102,8 @@ pub struct ChildRow {
     pub residence_region: String,
     /// `|code|code|`, so one category is found with `LIKE '%|code|%'`.
     pub categories: String,
+    /// The risk level on the common scale as `"1"`..`"4"` ([`RiskLevel::as_str`]), never a
+    /// local label.
     pub risk_level: Option<String>,
     pub last_visit_on: Option<NaiveDate>,
     /// The later of `last_visit_on` and the record's `info_updated_on`: the six-month rule
@@ -132,7 +134,7 @@ pub struct ChildListing {
     pub residence_region: RegionCode,
     /// Category codes, in stored order.
     pub categories: Vec<String>,
-    pub risk_level: Option<String>,
+    pub risk_level: Option<RiskLevel>,
     pub last_visit_on: Option<NaiveDate>,
     /// Heads the view merges (more than one: concurrent edits).
     pub head_count: u32,
@@ -181,7 +183,16 @@ impl TryFrom<ChildRow> for ChildListing {
             created_at: r.created_at.and_utc(),
             updated_at: r.updated_at.and_utc(),
             last_visit_on: r.last_visit_on,
-            risk_level: r.risk_level,
+            risk_level: r
+                .risk_level
+                .as_deref()
+                .map(|l| {
+                    l.parse::<u8>()
+                        .map_err(|e| e.to_string())
+                        .and_then(|n| RiskLevel::new(n).map_err(|e| e.to_string()))
+                        .map_err(|e| bad("risk level", &e))
+                })
+                .transpose()?,
             name: r.name,
         })
     }
@@ -215,7 +226,7 @@ pub struct ChildFilter {
     pub hukou_prefix: Option<String>,
     pub residence_prefix: Option<String>,
     pub category: Option<String>,
-    pub risk_level: Option<String>,
+    pub risk_level: Option<RiskLevel>,
     /// The residence or hukou township (9 digits) is this one.
     pub township: Option<String>,
     /// Neither visited nor confirmed since this moment's date (the six-month rule).
@@ -460,7 +471,7 @@ fn list_rows(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, Storag
         q = q.filter(children::categories.like(format!("%|{c}|%")));
     }
     if let Some(r) = &f.risk_level {
-        q = q.filter(children::risk_level.eq(r.clone()));
+        q = q.filter(children::risk_level.eq(r.as_str()));
     }
     if let Some(t) = &f.township {
         q = q.filter(
@@ -531,6 +542,47 @@ pub fn count_children_with_heads_over(conn: &mut DbConn, n: i64) -> Result<i64, 
         .count()
         .get_result(conn)
         .map_err(StorageError::from)
+}
+
+/// Files with a risk level, counted per level and pair of regions (so the caller can keep the
+/// files its node serves): `(level, hukou_region, residence_region, count)`.
+pub fn count_risk_by_regions(
+    conn: &mut DbConn,
+) -> Result<Vec<(RiskLevel, RegionCode, RegionCode, i64)>, StorageError> {
+    let rows: Vec<(Option<String>, String, String, i64)> = children::table
+        .filter(children::risk_level.is_not_null())
+        .group_by((
+            children::risk_level,
+            children::hukou_region,
+            children::residence_region,
+        ))
+        .select((
+            children::risk_level,
+            children::hukou_region,
+            children::residence_region,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(level, hukou, residence, n)| {
+            let bad = |what: &str, e: &dyn std::fmt::Display| {
+                StorageError::corrupt("children", format!("{what}: {e}"))
+            };
+            let level = level
+                .as_deref()
+                .unwrap_or_default()
+                .parse::<u8>()
+                .map_err(|e| e.to_string())
+                .and_then(|n| RiskLevel::new(n).map_err(|e| e.to_string()))
+                .map_err(|e| bad("risk level", &e))?;
+            Ok((
+                level,
+                RegionCode::parse(&hukou).map_err(|e| bad("hukou region", &e))?,
+                RegionCode::parse(&residence).map_err(|e| bad("residence region", &e))?,
+                n,
+            ))
+        })
+        .collect()
 }
 
 /// Versions in id order after `after` (keyset), at most `limit`: the integrity job's pages.

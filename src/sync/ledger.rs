@@ -19,7 +19,7 @@ use super::view::creation_row;
 pub use super::view::view_row;
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::domain::child::{ChildField, ChildRecord, Fields, RecordRules};
-use crate::domain::{IdNumber, NodeId, Sex};
+use crate::domain::{IdNumber, NodeId, RiskLevel, Sex};
 use crate::storage::records::{self as repo, ChildFilter, ChildListing};
 use crate::storage::{self, DbConn, StorageError};
 
@@ -33,6 +33,10 @@ pub fn china_today(now: DateTime<Utc>) -> NaiveDate {
 pub struct ChildFile {
     #[schema(value_type = Object)]
     pub record: ChildRecord,
+    /// This node's label of the record's `risk_level` (its palette, e.g. 红 for level 1); the
+    /// label is local, the exchange carries the level.
+    #[schema(max_length = 16, example = "红")]
+    pub risk_label: Option<String>,
     pub sex: Sex,
     pub birth_date: NaiveDate,
     pub hukou_region_name: String,
@@ -77,7 +81,12 @@ pub struct ChildSummary {
     pub hukou_region: String,
     pub residence_region: String,
     pub categories: Vec<String>,
-    pub risk_level: Option<String>,
+    /// The risk level on the common scale, 1 (most severe) to 4.
+    #[schema(value_type = Option<u8>, minimum = 1, maximum = 4, example = 1)]
+    pub risk_level: Option<RiskLevel>,
+    /// This node's label of `risk_level` (e.g. 红).
+    #[schema(max_length = 16, example = "红")]
+    pub risk_label: Option<String>,
     pub last_visit_on: Option<NaiveDate>,
     pub updated_at: DateTime<Utc>,
 }
@@ -108,7 +117,7 @@ pub fn parse_record(
     now: DateTime<Utc>,
 ) -> Result<ChildRecord, LedgerError> {
     let fields = parse_fields(body)?;
-    let mut record = ChildRecord::from_fields(&fields, &rules(node, now))?;
+    let mut record = ChildRecord::from_fields(fields, &rules(node, now))?;
     // A file created by hand records facts confirmed today, unless it says when.
     if record.info_updated_on.is_none() {
         record.info_updated_on = Some(china_today(now));
@@ -180,7 +189,8 @@ pub fn apply_update(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Option<VersionId>, LedgerError> {
-    let patch = parse_fields(patch)?;
+    let mut patch = parse_fields(patch)?;
+    rules(node, now).read_input(&mut patch)?;
     {
         repo::child_created_at(conn, id.as_str())?
             .ok_or_else(|| LedgerError::NotFound(id.masked()))?;
@@ -212,7 +222,7 @@ pub fn apply_update(
             }
         }
         // Only what the edit changes is checked against this node's rules: a field it leaves
-        // alone (a risk level graded under another bureau's palette) never makes it fail.
+        // alone never makes it fail (and the palette only read what the patch typed).
         updated.check_changed(&rules(node, now), &changed)?;
         if changed.contains(&ChildField::IdNumber) {
             return Err(LedgerError::ImmutableId);
@@ -302,7 +312,7 @@ pub fn list_children(
                 .details(serde_json::json!({"returned": ids, "filter": filter})),
         )?;
         Ok(ChildPage {
-            items: rows.iter().map(summary).collect(),
+            items: rows.iter().map(|r| summary(node, r)).collect(),
             next_after,
         })
     })
@@ -507,14 +517,15 @@ fn parents_view(known: &HashMap<VersionId, MergeInput>, parents: &[VersionId]) -
     merge::merged_view(&ancestry).ok().map(|v| v.fields)
 }
 
-fn summary(row: &ChildListing) -> ChildSummary {
+fn summary(node: &LocalNode, row: &ChildListing) -> ChildSummary {
     ChildSummary {
         id_number: row.id_number.to_string(),
         name: row.name.clone(),
         hukou_region: row.hukou_region.to_string(),
         residence_region: row.residence_region.to_string(),
         categories: row.categories.clone(),
-        risk_level: row.risk_level.clone(),
+        risk_level: row.risk_level,
+        risk_label: row.risk_level.map(|l| node.palette.label(l).to_owned()),
         last_visit_on: row.last_visit_on,
         updated_at: row.updated_at,
     }
@@ -589,6 +600,10 @@ pub(crate) fn read_file(
         birth_date: view.record.birth_date(),
         hukou_region_name: view.record.hukou_region.full_name(),
         residence_region_name: view.record.residence_region.full_name(),
+        risk_label: view
+            .record
+            .risk_level
+            .map(|l| node.palette.label(l).to_owned()),
         record: view.record,
         heads,
         created_at: view.created_at,

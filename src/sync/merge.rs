@@ -1045,14 +1045,14 @@ mod tests {
     fn linear_history_is_the_head() {
         let mut d = Doc::default();
         d.create("a", HUKOU, &[]);
-        d.edit("b", &["a"], RESIDENCE, &[(RiskLevel, json!("黄"))]);
+        d.edit("b", &["a"], RESIDENCE, &[(RiskLevel, json!(3))]);
         d.edit("c", &["b"], HUKOU, &[(Name, json!("张晓明"))]);
         let view = d.view();
         assert_eq!(view.heads, vec![id("c")]);
         assert!(view.conflicts.is_empty());
         assert_eq!(view.fields.len(), ChildField::ALL.len());
         assert_eq!(view.fields[&Name], json!("张晓明"));
-        assert_eq!(view.fields[&RiskLevel], json!("黄"));
+        assert_eq!(view.fields[&RiskLevel], json!(3));
         assert_eq!(view.fields[&Categories], json!([]));
         assert!(fields_under_review(&view).is_empty());
     }
@@ -1062,12 +1062,12 @@ mod tests {
         let mut d = Doc::default();
         d.create("a", HUKOU, &[]);
         d.edit("b", &["a"], HUKOU, &[(Name, json!("张晓明"))]);
-        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!("红"))]);
+        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!(1))]);
         let view = d.view();
         assert_eq!(view.heads, sorted_ids(&["b", "c"]));
         assert!(view.conflicts.is_empty());
         assert_eq!(view.fields[&Name], json!("张晓明"));
-        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&RiskLevel], json!(1));
         assert_eq!(view.fields[&Notes], json!("n0"));
     }
 
@@ -1085,25 +1085,25 @@ mod tests {
     #[test]
     fn the_fields_authority_wins_a_disagreement() {
         let mut d = Doc::default();
-        d.create("a", HUKOU, &[(RiskLevel, json!("黄"))]);
+        d.create("a", HUKOU, &[(RiskLevel, json!(3))]);
         // Each side also writes the other side's field (ingest would refuse it; the merge must
         // still be defined): the authority's value wins on each field.
         d.edit(
             "b",
             &["a"],
             HUKOU,
-            &[(Name, json!("李四")), (RiskLevel, json!("红"))],
+            &[(Name, json!("李四")), (RiskLevel, json!(1))],
         );
         d.edit(
             "c",
             &["a"],
             RESIDENCE,
-            &[(Name, json!("王五")), (RiskLevel, json!("绿"))],
+            &[(Name, json!("王五")), (RiskLevel, json!(4))],
         );
         let view = d.view();
         assert!(view.conflicts.is_empty(), "{view:?}");
         assert_eq!(view.fields[&Name], json!("李四"));
-        assert_eq!(view.fields[&RiskLevel], json!("绿"));
+        assert_eq!(view.fields[&RiskLevel], json!(4));
     }
 
     #[test]
@@ -1132,7 +1132,7 @@ mod tests {
         d.create(
             "x",
             RESIDENCE,
-            &[(Name, json!("甲")), (RiskLevel, json!("红"))],
+            &[(Name, json!("甲")), (RiskLevel, json!(1))],
         );
         d.create("y", RESIDENCE, &[(Name, json!("乙"))]);
         let view = d.view();
@@ -1143,7 +1143,7 @@ mod tests {
         assert_eq!(c.candidates.len(), 2);
         assert_eq!(view.fields[&Name], Value::Null);
         // One side set it, the other left it empty: taken.
-        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&RiskLevel], json!(1));
         // Both set it alike.
         assert_eq!(view.fields[&Notes], json!("n0"));
 
@@ -1158,12 +1158,12 @@ mod tests {
     #[test]
     fn a_merge_version_keeps_the_conflict_open() {
         let mut d = shared_dispute();
-        d.edit("m", &["b", "c"], HUKOU, &[(RiskLevel, json!("黄"))]);
+        d.edit("m", &["b", "c"], HUKOU, &[(RiskLevel, json!(3))]);
         let view = d.view();
         assert_eq!(view.heads, vec![id("m")]);
         assert_eq!(view.conflicts, vec![notes_conflict(Some("m"))]);
         assert_eq!(view.fields[&Notes], json!("n0"));
-        assert_eq!(view.fields[&RiskLevel], json!("黄"));
+        assert_eq!(view.fields[&RiskLevel], json!(3));
 
         // A merge version whose author wrote a side's value into the field settles nothing.
         let mut d = shared_dispute();
@@ -1182,24 +1182,24 @@ mod tests {
             "e",
             &["d"],
             RESIDENCE,
-            &[(Notes, json!("e")), (RiskLevel, json!("红"))],
+            &[(Notes, json!("e")), (RiskLevel, json!(1))],
         );
         let view = d.view();
         assert_eq!(view.conflicts, vec![notes_conflict(Some("m"))]);
         assert_eq!(view.fields[&Notes], json!("n0"));
-        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&RiskLevel], json!(1));
     }
 
     #[test]
     fn a_hukou_side_resolution_closes_it() {
         let mut d = shared_dispute();
         d.edit("m", &["b", "c"], RESIDENCE, &[]);
-        d.edit("d", &["m"], RESIDENCE, &[(RiskLevel, json!("红"))]);
+        d.edit("d", &["m"], RESIDENCE, &[(RiskLevel, json!(1))]);
         d.resolve("r", &["d"], HUKOU, &[(Notes, json!("r"))]);
         let view = d.view();
         assert!(view.conflicts.is_empty(), "{view:?}");
         assert_eq!(view.fields[&Notes], json!("r"));
-        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&RiskLevel], json!(1));
         // Afterwards the field is ordinary again.
         d.edit("e", &["r"], RESIDENCE, &[(Notes, json!("e"))]);
         assert_eq!(d.view().fields[&Notes], json!("e"));
@@ -1238,18 +1238,18 @@ mod tests {
     fn a_residence_field_conflict_is_closed_by_the_residence_side() {
         // Two residence-side nodes (the child moved) disagree on the risk level.
         let mut d = Doc::default();
-        d.create("a", RESIDENCE, &[(RiskLevel, json!("黄"))]);
-        d.edit("b", &["a"], RESIDENCE, &[(RiskLevel, json!("红"))]);
-        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!("绿"))]);
-        d.resolve("r", &["b", "c"], HUKOU, &[(RiskLevel, json!("红"))]);
+        d.create("a", RESIDENCE, &[(RiskLevel, json!(3))]);
+        d.edit("b", &["a"], RESIDENCE, &[(RiskLevel, json!(1))]);
+        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!(4))]);
+        d.resolve("r", &["b", "c"], HUKOU, &[(RiskLevel, json!(1))]);
         let view = d.view();
         assert_eq!(fields_under_review(&view), BTreeSet::from([RiskLevel]));
         assert_eq!(view.conflicts[0].merge_point, Some(id("r")));
-        assert_eq!(view.fields[&RiskLevel], json!("黄"));
-        d.resolve("s", &["r"], RESIDENCE, &[(RiskLevel, json!("绿"))]);
+        assert_eq!(view.fields[&RiskLevel], json!(3));
+        d.resolve("s", &["r"], RESIDENCE, &[(RiskLevel, json!(4))]);
         let view = d.view();
         assert!(view.conflicts.is_empty());
-        assert_eq!(view.fields[&RiskLevel], json!("绿"));
+        assert_eq!(view.fields[&RiskLevel], json!(4));
     }
 
     #[test]
@@ -1262,13 +1262,13 @@ mod tests {
             "e",
             &["m"],
             RESIDENCE,
-            &[(Notes, json!("e")), (RiskLevel, json!("红"))],
+            &[(Notes, json!("e")), (RiskLevel, json!(1))],
         );
         let view = d.view();
         assert_eq!(view.heads, sorted_ids(&["e", "r"]));
         assert!(view.conflicts.is_empty(), "{view:?}");
         assert_eq!(view.fields[&Notes], json!("r"));
-        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&RiskLevel], json!(1));
     }
 
     /// Every permutation of `items` (Heap's algorithm).
@@ -1300,7 +1300,7 @@ mod tests {
         let mut d = Doc::default();
         d.create("a", HUKOU, &[]);
         d.edit("b", &["a"], HUKOU, &[(Name, json!("张晓明"))]);
-        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!("红"))]);
+        d.edit("c", &["a"], RESIDENCE, &[(RiskLevel, json!(1))]);
         d.edit("m1", &["b", "c"], HUKOU, &[(Notes, json!("m1"))]);
         d.edit(
             "m2",
@@ -1311,7 +1311,7 @@ mod tests {
         let view = d.view();
         assert!(view.conflicts.is_empty(), "{view:?}");
         assert_eq!(view.fields[&Name], json!("张晓明"));
-        assert_eq!(view.fields[&RiskLevel], json!("红"));
+        assert_eq!(view.fields[&RiskLevel], json!(1));
         assert_eq!(view.fields[&Notes], json!("m1"));
         assert_eq!(view.fields[&HealthStatus], json!("healthy"));
         let perms = permutations(&d.versions);
@@ -1394,7 +1394,7 @@ mod tests {
                 [json!([]), json!(["flowing"]), json!(["orphan", "flowing"])][pick].clone()
             }
             Name => json!(["甲", "乙", "丙"][pick]),
-            RiskLevel => json!(["红", "黄", "绿"][pick]),
+            RiskLevel => json!([1, 3, 4][pick]),
             _ => json!(["x", "y", "z"][pick]),
         }
     }

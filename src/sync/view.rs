@@ -214,18 +214,9 @@ pub fn visit_due_on(
     created: chrono::NaiveDate,
     schedule: &VisitSchedule,
 ) -> Option<chrono::NaiveDate> {
-    let days = schedule.interval(r.residence_region.as_str(), &r.categories, risk_of(r))?;
+    let days = schedule.interval(r.residence_region.as_str(), &r.categories, r.risk_level)?;
     let base = r.last_visit_on.or(r.info_updated_on).unwrap_or(created);
     base.checked_add_days(chrono::Days::new(u64::from(days)))
-}
-
-/// The record's risk on the common scale.
-fn risk_of(r: &ChildRecord) -> Option<crate::domain::RiskLevel> {
-    r.risk_level.as_ref().and_then(|l| {
-        crate::domain::RiskPalette::default()
-            .level_of(l.as_str())
-            .ok()
-    })
 }
 
 fn row_with(
@@ -248,7 +239,7 @@ fn row_with(
         hukou_region: r.hukou_region.to_string(),
         residence_region: r.residence_region.to_string(),
         categories,
-        risk_level: r.risk_level.as_ref().map(|l| l.as_str().to_owned()),
+        risk_level: r.risk_level.map(|l| l.as_str().to_owned()),
         last_visit_on: r.last_visit_on,
         refreshed_on: r.last_visit_on.max(r.info_updated_on),
         residence_township: r.residence_township.as_ref().map(ToString::to_string),

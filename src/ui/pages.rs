@@ -361,14 +361,14 @@ fn conflict_page(
                 cand.author.clone().unwrap_or_else(|| "?".into())
             ),
             at: when_opt(cand.at),
-            value: show(&cand.value),
+            value: show_field(&c.field, &cand.value, &state.node.palette),
         });
         match fields.iter_mut().find(|f| f.field == c.field) {
             Some(f) => f.candidates.extend(candidates),
             None => fields.push(FieldConflictView {
                 field: c.field.clone(),
                 label: label_of(&c.field),
-                base: show(&c.base),
+                base: show_field(&c.field, &c.base, &state.node.palette),
                 owner: c.owner.clone(),
                 mine: c.owner == me,
                 candidates: candidates.collect(),
@@ -603,7 +603,7 @@ pub async fn child(
         .map(|(f, v)| FieldView {
             field: f.name(),
             label: label(f),
-            value: show(&v),
+            value: show_field(f.name(), &v, &state.node.palette),
             authority: authority_label(f.authority()),
         })
         .collect();

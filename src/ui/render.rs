@@ -1,5 +1,6 @@
 //! The pages' view models (askama templates in `templates/`) and how values are shown: every
-//! template field is text already formatted for people, so templates stay free of logic.
+//! template field is text already formatted for people (a risk level by this node's label, `红 (1)`),
+//! so templates stay free of logic.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -289,6 +290,16 @@ pub fn show(v: &Value) -> String {
     }
 }
 
+/// A field's value for people, a risk level by this node's label with its level (`红 (1)`).
+pub fn show_field(field: &str, v: &Value, palette: &crate::domain::RiskPalette) -> String {
+    if field == ChildField::RiskLevel.name() {
+        if let Some(shown) = palette.shown_value(v) {
+            return shown;
+        }
+    }
+    show(v)
+}
+
 /// Wall time in China (UTC+8), to the second.
 pub fn when(t: DateTime<Utc>) -> String {
     crate::domain::shown_time::shown(t)
@@ -338,6 +349,14 @@ mod tests {
         assert_eq!(show(&Value::Null), "（空 empty）");
         assert_eq!(show(&serde_json::json!(["留守", "流动"])), "留守、流动");
         assert_eq!(show(&serde_json::json!("良好")), "良好");
+        let palette =
+            crate::domain::RiskPalette::new(["红", "黄", "蓝", "绿"].map(String::from).to_vec())
+                .unwrap();
+        assert_eq!(
+            show_field("risk_level", &serde_json::json!(3), &palette),
+            "蓝 (3)"
+        );
+        assert_eq!(show_field("notes", &serde_json::json!(3), &palette), "3");
         assert_eq!(
             url_encode("/ui/conflicts?after=1~a"),
             "/ui/conflicts%3Fafter%3D1~a"

@@ -239,8 +239,11 @@ pub struct DueVisit {
     pub residence_township: Option<String>,
     pub responsible_worker: Option<String>,
     pub categories: Vec<String>,
-    /// The file's risk level as stored here.
-    pub risk_level: Option<String>,
+    /// The file's risk level on the common scale (1 most severe … 4).
+    #[schema(minimum = 1, maximum = 4)]
+    pub risk_level: Option<u8>,
+    /// Its name in this node's palette (e.g. 红).
+    pub risk_label: Option<String>,
     pub last_visit_on: Option<NaiveDate>,
     pub due_on: NaiveDate,
     /// Days past due (0: due today or later).
@@ -429,10 +432,7 @@ fn update_file(
         .and_then(|l| l.parse::<u8>().ok())
         .and_then(|l| RiskLevel::new(l).ok())
     {
-        patch.insert(
-            "risk_level".into(),
-            serde_json::json!(node.palette.label(level)),
-        );
+        patch.insert("risk_level".into(), serde_json::json!(level.get()));
     }
     match ledger::apply_update(conn, node, child, patch, actor, now) {
         Ok(_) => Ok(true),
@@ -551,6 +551,11 @@ pub fn due(
                     .map(|d: &DueVisit| format!("{}/{}", d.due_on, d.id_number));
                 break 'pages;
             }
+            let level = r
+                .risk_level
+                .as_deref()
+                .and_then(|l| l.parse::<u8>().ok())
+                .and_then(|l| RiskLevel::new(l).ok());
             items.push(DueVisit {
                 overdue_days: (today - r.visit_due_on).num_days().max(0),
                 id_number: r.id_number,
@@ -564,7 +569,8 @@ pub fn due(
                     .filter(|c| !c.is_empty())
                     .map(str::to_owned)
                     .collect(),
-                risk_level: r.risk_level,
+                risk_level: level.map(RiskLevel::get),
+                risk_label: level.map(|l| node.palette.label(l).to_owned()),
                 last_visit_on: r.last_visit_on,
                 due_on: r.visit_due_on,
             });

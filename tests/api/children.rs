@@ -34,7 +34,10 @@ async fn create_read_update_keeps_history() {
         .await;
     assert_eq!(r.status(), 200);
     let updated: Value = r.json().await.unwrap();
-    assert_eq!(updated["record"]["risk_level"], "红");
+    // The label typed is read with the node's palette: the record holds the level, the file
+    // shows the label beside it.
+    assert_eq!(updated["record"]["risk_level"], 1);
+    assert_eq!(updated["risk_label"], "红");
     let history = updated["history"].as_array().unwrap();
     assert_eq!(history.len(), 2);
     assert_eq!(history[1]["parents"], json!([first]));
@@ -299,6 +302,25 @@ async fn list_filters_and_pages() {
         .await
         .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
+    assert_eq!(page["items"][0]["risk_level"], 1);
+    assert_eq!(page["items"][0]["risk_label"], "红");
+    // The level's number finds the same files; anything else is refused.
+    let by_level: Value = app
+        .get("/api/v1/children?risk_level=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_level["items"], page["items"]);
+    for bad in ["0", "5", "1.5", "%E8%93%9D"] {
+        let p = problem(
+            app.get(&format!("/api/v1/children?risk_level={bad}")).await,
+            400,
+            "invalid_query",
+        )
+        .await;
+        assert_eq!(p["field"], "risk_level", "{bad}");
+    }
     let page: Value = app
         .get("/api/v1/children?category=in_difficulty&residence_region=4101")
         .await

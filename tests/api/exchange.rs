@@ -511,7 +511,7 @@ async fn concurrent_deliveries_of_one_batch_are_each_acknowledged_and_stored_onc
     let mut batch = Vec::new();
     for seq in 0..150 {
         let created = creation(&flowing_child(200 + seq), &key, ZHENGZHOU);
-        let edit = residence_edit(&created, |b| b["risk_level"] = json!("红"), &key, 1);
+        let edit = residence_edit(&created, |b| b["risk_level"] = json!(1), &key, 1);
         batch.push(created);
         batch.push(edit);
     }
@@ -538,7 +538,7 @@ async fn concurrent_deliveries_of_one_batch_are_each_acknowledged_and_stored_onc
     }
     assert_eq!(hukou.count("versions"), versions + 300);
     assert_eq!(hukou.count("heads"), heads + 150);
-    assert_eq!(hukou.count("children WHERE risk_level = '红'"), 150);
+    assert_eq!(hukou.count("children WHERE risk_level = '1'"), 150);
     assert_eq!(ingested(hukou), events + 300);
     assert_eq!(hukou.count("receipts"), receipts + 4);
 }
@@ -594,7 +594,8 @@ async fn a_receiver_that_was_down_gets_everything_in_order_exactly_once() {
     let residence = restart(r_settings, r_db, r_dir).await;
     let hukou = restart(h_settings, h_db, h_dir).await;
     let got = wait_for_versions(&hukou, &id, 5).await;
-    assert_eq!(got["record"]["risk_level"], "绿");
+    assert_eq!(got["record"]["risk_level"], 4);
+    assert_eq!(got["risk_label"], "绿");
     assert_eq!(got["heads"].as_array().unwrap().len(), 1);
     delivered_once(&residence, &hukou, 5).await;
     let _ = pki;

@@ -279,7 +279,7 @@ pub fn flowing_child(seq: u16) -> Value {
         "residence_region": "410105",
         "categories": ["flowing", "left_behind"],
         "father_situation": "working_away",
-        "risk_level": "黄",
+        "risk_level": 3,
         "last_visit_on": "2026-10-01",
     })
 }

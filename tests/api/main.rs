@@ -19,6 +19,7 @@ mod moves;
 mod openapi;
 mod reconcile;
 mod records;
+mod risk;
 mod schema;
 mod storage;
 mod ui;

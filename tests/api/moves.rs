@@ -99,7 +99,7 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     eventually(30, "Chengdu sees Hangzhou's grading", || async {
         record(chengdu, &id)
             .await
-            .is_some_and(|r| r["risk_level"] == "黄")
+            .is_some_and(|r| r["risk_level"] == 3)
     })
     .await;
     let at_hangzhou = record(hangzhou, &id).await.unwrap();
@@ -111,7 +111,7 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     // as a bureau that is no party, not as a field's wrong authority.
     let kept = record(zhengzhou, &id).await.unwrap();
     assert_eq!(kept["residence_region"], "330106");
-    assert_eq!(kept["risk_level"], "红");
+    assert_eq!(kept["risk_level"], 1);
     let file: Value = zhengzhou
         .get(&format!("/api/v1/children/{id}"))
         .await
@@ -180,6 +180,13 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     assert!(metrics(chengdu)
         .await
         .contains("hukou_sync_stale_children 1"));
+    // Nor is it counted by risk level here: Zhengzhou's copy, graded 红 (1), is not its to
+    // grade any more; Chengdu counts the level Hangzhou gave (黄, 3).
+    let zz = metrics(zhengzhou).await;
+    assert!(zz.contains("hukou_children_risk{level=\"1\"} 0"), "{zz}");
+    let cd = metrics(chengdu).await;
+    assert!(cd.contains("hukou_children_risk{level=\"3\"} 1"), "{cd}");
+    assert!(cd.contains("hukou_children_risk{level=\"1\"} 0"), "{cd}");
     problem(
         zhengzhou
             .patch_json(

@@ -272,3 +272,36 @@ fn the_create_body_is_the_full_record() {
         BTreeSet::from(["id_number", "name", "hukou_region", "residence_region"])
     );
 }
+
+/// Risk on one scale: the record, list rows and files carry the level as an integer 1–4 and the
+/// local label beside it; the create and patch bodies also take the label people type.
+#[test]
+fn the_risk_level_is_an_integer_one_to_four_and_the_label_a_string() {
+    let doc = hukou_sync::api::document();
+    let schemas = &doc["components"]["schemas"];
+    for (schema, prop) in [
+        ("ChildRecord", "risk_level"),
+        ("ChildSummary", "risk_level"),
+    ] {
+        let p = &schemas[schema]["properties"][prop];
+        assert_eq!(
+            p["type"],
+            serde_json::json!(["integer", "null"]),
+            "{schema}"
+        );
+        assert_eq!(p["minimum"], 1, "{schema}");
+        assert_eq!(p["maximum"], 4, "{schema}");
+    }
+    for schema in ["ChildSummary", "ChildFile"] {
+        let p = &schemas[schema]["properties"]["risk_label"];
+        assert_eq!(p["type"], serde_json::json!(["string", "null"]), "{schema}");
+    }
+    for schema in ["NewChild", "ChildPatch"] {
+        let any = schemas[schema]["properties"]["risk_level"]["anyOf"]
+            .as_array()
+            .unwrap();
+        assert!(any.contains(&serde_json::json!({"type": "integer", "minimum": 1, "maximum": 4})));
+        assert!(any.iter().any(|s| s["type"] == "string"), "{schema}");
+        assert!(any.iter().any(|s| s["type"] == "null"), "{schema}");
+    }
+}

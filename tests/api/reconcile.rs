@@ -63,7 +63,7 @@ async fn load(pair: &Pair, n: usize, edited: usize, seed: u64) -> Vec<String> {
             .unwrap()
             .map(|(line, f)| {
                 // Facts confirmed today: only the files a test ages are stale.
-                let mut r = ChildRecord::from_fields(&f.unwrap(), &rules).unwrap();
+                let mut r = ChildRecord::from_fields(f.unwrap(), &rules).unwrap();
                 r.info_updated_on = Some(rules.today);
                 (line, r)
             })
@@ -1006,7 +1006,7 @@ async fn concurrent_edits_that_push_lost_are_exchanged_and_reported_as_conflicts
         .await
         .unwrap();
     assert_eq!(file["heads"].as_array().unwrap().len(), 2);
-    assert_eq!(file["record"]["risk_level"], "红");
+    assert_eq!(file["record"]["risk_level"], 1);
     assert_eq!(file["record"]["benefits"][0]["benefit"], "dibao");
     pair.residence.stop().await;
     hukou.stop().await;

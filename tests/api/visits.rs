@@ -93,7 +93,7 @@ async fn a_visit_is_recorded_exchanged_and_raises_the_risk_on_both_sides() {
     // The residence file shows the visit and the risk it assessed.
     let rec = record_of(&pair.residence, &id).await;
     assert_eq!(rec["last_visit_on"], json!(day));
-    assert_eq!(rec["risk_level"], "红");
+    assert_eq!(rec["risk_level"], 1);
 
     // The hukou bureau receives the visit, signed, and the file's new risk with it.
     eventually(20, "the hukou node holds the visit", || async {
@@ -104,7 +104,7 @@ async fn a_visit_is_recorded_exchanged_and_raises_the_risk_on_both_sides() {
     assert_eq!(there["visit"], made["visit"]);
     assert_eq!(there["version"], made["version"]);
     eventually(20, "the hukou node sees the new risk", || async {
-        record_of(&pair.hukou, &id).await["risk_level"] == "红"
+        record_of(&pair.hukou, &id).await["risk_level"] == 1
     })
     .await;
     assert_eq!(

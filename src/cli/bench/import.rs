@@ -68,7 +68,7 @@ pub(super) fn bench_import(
     let start = Instant::now();
     let mut valid = 0usize;
     for (_, fields) in LedgerReader::new(text_again)? {
-        valid += usize::from(fields.is_ok_and(|f| ChildRecord::from_fields(&f, &rules).is_ok()));
+        valid += usize::from(fields.is_ok_and(|f| ChildRecord::from_fields(f, &rules).is_ok()));
     }
     let parse_one_core = start.elapsed();
     anyhow::ensure!(

@@ -317,7 +317,7 @@ mod tests {
     fn visit() -> serde_json::Value {
         json!({
             "visit_id": "0193a0b4-7c00-7000-8000-000000000001",
-            "child_id": "410105201406010016",
+            "child_id": "41010520140601001X",
             "recorded_by": "410100",
             "visited_on": "2026-12-01",
             "visitor": {"name": "李主任", "role": "儿童主任"},

@@ -22,7 +22,8 @@ pub enum AuditCommand {
         #[arg(long)]
         export: Option<PathBuf>,
         /// The public key heads must be signed with (default: this node's key; for --export, the key in the file, reported).
-        #[arg(long)]
+        /// A base64url key may begin with `-`: it is taken as the value, not as an option.
+        #[arg(long, allow_hyphen_values = true)]
         key: Option<String>,
         #[arg(long)]
         json: bool,

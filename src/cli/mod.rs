@@ -300,3 +300,23 @@ pub(crate) fn progress_bar(len: u64, what: &str, hidden: bool) -> indicatif::Pro
     pb.set_message(what.to_owned());
     pb
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// A base64url public key may begin with `-` (one in 64 does): `--key` takes it as its value.
+    #[test]
+    fn a_key_beginning_with_a_hyphen_is_a_value() {
+        let cli = super::Cli::try_parse_from([
+            "hukou-sync",
+            "audit",
+            "verify",
+            "--export",
+            "a.jsonl",
+            "--key",
+            "-iX9mQ3Yb2cVn8Lk4Jw7Hs1Gd5Fa0Ze6Rt9Uo2Pq4Wk",
+        ]);
+        assert!(cli.is_ok(), "{:?}", cli.err());
+    }
+}

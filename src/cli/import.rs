@@ -29,6 +29,10 @@ pub struct ImportArgs {
     /// Machine-readable summary on standard output.
     #[arg(long)]
     json: bool,
+    /// The file is a visit ledger (走访台账, as `export --visits` writes it): every row checked
+    /// first, then all recorded as this node's visits in one transaction, or none.
+    #[arg(long)]
+    visits: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -55,6 +59,9 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let text = ledger_csv::decode(file, args.encoding)?;
+    if args.visits {
+        return import_visits(settings, &args, &text);
+    }
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let now = Utc::now();
     let rules = RecordRules {
@@ -251,11 +258,17 @@ pub struct ExportArgs {
     /// bureau's regions: read-only copies as of the move, left out by default).
     #[arg(long)]
     include_former: bool,
+    /// Export the visit ledger (走访台账: one visit per row, Chinese headers) instead of the files.
+    #[arg(long)]
+    visits: bool,
 }
 
 pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let mut conn = store.conn()?;
+    if args.visits {
+        return export_visits(&mut conn, &node, &args);
+    }
     let total = ledger::count(&mut conn)?;
     let out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(super::open_output(p, args.force)?)),
@@ -329,6 +342,139 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
             "left out {former} files this node no longer serves (the children moved to other \
              bureaus' regions; --include-former exports them too)"
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `export --visits`: the visit ledger, CSV (Chinese headers, labels) or JSON Lines (the signed
+/// visit bodies), audited as one `visit.export` event with a digest of the ids.
+fn export_visits(
+    conn: &mut crate::storage::DbConn,
+    node: &crate::sync::LocalNode,
+    args: &ExportArgs,
+) -> anyhow::Result<ExitCode> {
+    let out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(super::open_output(p, args.force)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let total = crate::storage::visits::count(conn)?;
+    let pb = super::progress_bar(total as u64, "exporting visits", args.out.is_none());
+    let mut csv_out = None;
+    let mut jsonl_out = None;
+    match args.format {
+        ExportFormat::Csv => {
+            let mut out = out;
+            if args.bom {
+                out.write_all("\u{feff}".as_bytes())?;
+            }
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(crate::ledger_file::visits::headers())?;
+            csv_out = Some(w);
+        }
+        ExportFormat::Jsonl => jsonl_out = Some(out),
+    }
+    let (mut after, mut written, mut former) = (None::<String>, 0usize, 0usize);
+    let mut digest_input = Vec::new();
+    loop {
+        let page = crate::visits::export_page(conn, node, after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.visit_id.to_string());
+        pb.inc(page.len() as u64);
+        for (v, served) in &page {
+            if !served && !args.include_former {
+                former += 1;
+                continue;
+            }
+            written += 1;
+            digest_input.extend_from_slice(v.visit_id.to_string().as_bytes());
+            if let Some(w) = &mut csv_out {
+                w.write_record(crate::ledger_file::visits::row(v, &node.palette))?;
+            }
+            if let Some(w) = &mut jsonl_out {
+                writeln!(w, "{}", serde_json::to_string(v)?)?;
+            }
+        }
+    }
+    if let Some(w) = &mut csv_out {
+        w.flush()?;
+    }
+    if let Some(w) = &mut jsonl_out {
+        w.flush()?;
+    }
+    pb.finish_and_clear();
+    let ids_digest = crate::crypto::hash::Digest::of(&digest_input).to_string();
+    crate::storage::transaction(conn, |conn| {
+        audit::append(
+            conn,
+            node.clock.now(),
+            Utc::now(),
+            &Event::new(Actor::console(), "visit.export", Outcome::Ok)
+                .purpose(Some(args.purpose.as_str()))
+                .details(
+                    serde_json::json!({"count": written, "ids_sha256": ids_digest,
+                    "former_left_out": former}),
+                ),
+        )
+        .map_err(anyhow::Error::from)
+    })?;
+    eprintln!("exported {written} visits");
+    if former > 0 {
+        eprintln!(
+            "left out {former} visits of children this node no longer serves (--include-former exports them too)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `import --visits`: a visit ledger, all rows or none; every refused row is named.
+fn import_visits(settings: &Settings, args: &ImportArgs, text: &str) -> anyhow::Result<ExitCode> {
+    let rows = crate::ledger_file::visits::read(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut good = Vec::with_capacity(rows.len());
+    let mut errors = Vec::new();
+    for (line, child, body) in rows {
+        let child = match crate::domain::IdNumber::parse(&child) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("line {line}: 身份证号: {e}"));
+                continue;
+            }
+        };
+        match serde_path_to_error::deserialize::<_, crate::visits::VisitInput>(body) {
+            Ok(input) => good.push((line, child, input)),
+            Err(e) => errors.push(format!("line {line}: {}: {}", e.path(), e.inner())),
+        }
+    }
+    if !errors.is_empty() {
+        for e in errors.iter().take(50) {
+            eprintln!("{e}");
+        }
+        anyhow::bail!(
+            "{} of {} rows refused; nothing imported",
+            errors.len(),
+            errors.len() + good.len()
+        );
+    }
+    let (store, node) = crate::startup::open_node_blocking(settings)?;
+    let mut conn = store.conn()?;
+    let total = good.len();
+    let pb = super::progress_bar(total as u64, "recording visits", false);
+    let n = crate::visits::import(
+        &mut conn,
+        &node,
+        good,
+        &Actor::console(),
+        Utc::now(),
+        &mut |n| pb.set_position(n as u64),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}; nothing imported"))?;
+    pb.finish_and_clear();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"file": args.file.display().to_string(), "visits": n})
+        );
+    } else {
+        println!("imported {n} visits from {}", args.file.display());
     }
     Ok(ExitCode::SUCCESS)
 }

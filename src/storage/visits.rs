@@ -96,6 +96,19 @@ pub fn of_child(
     )
 }
 
+/// Visits in id order after `after` (an export's pages).
+pub fn page(
+    conn: &mut DbConn,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<VisitRow>, StorageError> {
+    let mut q = visits::table.select(VisitRow::as_select()).into_boxed();
+    if let Some(a) = after {
+        q = q.filter(visits::visit_id.gt(a.to_owned()));
+    }
+    Ok(q.order(visits::visit_id.asc()).limit(limit).load(conn)?)
+}
+
 /// The ids of a child's visits (a bureau the child moves to receives them with the file).
 pub fn ids_of_child(conn: &mut DbConn, child_id: &str) -> Result<Vec<String>, StorageError> {
     Ok(visits::table

@@ -310,20 +310,7 @@ pub fn record(
     let today = china_today(now);
     let body = input.body(node, uuid::Uuid::now_v7(), child, today)?;
     let out = storage::transaction(conn, |conn| {
-        let parties = sync_visit::parties_of_child(conn, node, child.as_str(), &[])?
-            .ok_or(VisitError::ChildNotFound)?;
-        if !parties.contains(&node.id) {
-            let c =
-                records_repo::get_child(conn, child.as_str())?.ok_or(VisitError::ChildNotFound)?;
-            return Err(VisitError::Ledger(LedgerError::NotParty {
-                hukou: c.hukou_region.to_string(),
-                residence: c.residence_region.to_string(),
-            }));
-        }
-        let v = sign(node, &body, Vec::new())?;
-        store(conn, node, &v, &body, &parties, "visit.create", actor, now)?;
-        let updated = update_file(conn, node, child, actor, now)?;
-        Ok((v, updated))
+        record_in(conn, node, &body, "visit.create", actor, now)
     })?;
     node.wake_senders();
     tracing::info!(child = %child.masked(), version = %out.0.id.short(), "visit recorded");
@@ -332,6 +319,89 @@ pub fn record(
     let mut view = view_of(node, row)?;
     view.file_updated = Some(out.1);
     Ok(view)
+}
+
+/// Records a checked visit inside the caller's transaction: its version, view row, outbox rows
+/// and audit event, and at the residence bureau the file's update. Returns the version and
+/// whether the file followed.
+fn record_in(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    body: &VisitBody,
+    action: &'static str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(SignedVersion, bool), VisitError> {
+    let child = &body.child_id;
+    let parties = sync_visit::parties_of_child(conn, node, child.as_str(), &[])?
+        .ok_or(VisitError::ChildNotFound)?;
+    if !parties.contains(&node.id) {
+        let c = records_repo::get_child(conn, child.as_str())?.ok_or(VisitError::ChildNotFound)?;
+        return Err(VisitError::Ledger(LedgerError::NotParty {
+            hukou: c.hukou_region.to_string(),
+            residence: c.residence_region.to_string(),
+        }));
+    }
+    let v = sign(node, body, Vec::new())?;
+    store(conn, node, &v, body, &parties, action, actor, now)?;
+    let updated = update_file(conn, node, child, actor, now)?;
+    Ok((v, updated))
+}
+
+/// Imports a visit ledger: every row is checked first (its line named on error); then all are
+/// recorded in one transaction, as visits made by this node's people (`visit.import` events) —
+/// all or nothing. Returns how many were recorded.
+pub fn import(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    rows: Vec<(usize, IdNumber, VisitInput)>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<usize, ImportError> {
+    let today = china_today(now);
+    let mut bodies = Vec::with_capacity(rows.len());
+    for (line, child, input) in rows {
+        let body = input
+            .body(node, uuid::Uuid::now_v7(), &child, today)
+            .map_err(|e| ImportError {
+                line: Some(line),
+                error: e.into(),
+            })?;
+        bodies.push((line, body));
+    }
+    let n = bodies.len();
+    storage::transaction(conn, |conn| {
+        for (i, (line, body)) in bodies.iter().enumerate() {
+            record_in(conn, node, body, "visit.import", actor, now).map_err(|error| {
+                ImportError {
+                    line: Some(*line),
+                    error,
+                }
+            })?;
+            progress(i + 1);
+        }
+        Ok::<(), ImportError>(())
+    })?;
+    node.wake_senders();
+    Ok(n)
+}
+
+/// Why a visit ledger was not imported: the line at fault (none for a database failure).
+#[derive(Debug, thiserror::Error)]
+#[error("{}{error}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct ImportError {
+    pub line: Option<usize>,
+    pub error: VisitError,
+}
+
+impl From<StorageError> for ImportError {
+    fn from(e: StorageError) -> Self {
+        ImportError {
+            line: None,
+            error: e.into(),
+        }
+    }
 }
 
 /// Amends a visit this node recorded: a new version on top of the one shown, replacing the
@@ -624,4 +694,33 @@ pub fn refresh_due_dates(
     }
     storage::reconcile::set_meta(conn, KEY, fingerprint)?;
     Ok(n)
+}
+
+/// A page of visits in id order for an export: each visit with whether this node still serves
+/// its child (a moved child's visits are kept as of the move). `after` is the last id of the
+/// previous page.
+pub fn export_page(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(VisitBody, bool)>, VisitError> {
+    let rows = repo::page(conn, after, limit)?;
+    let children: Vec<String> = rows.iter().map(|r| r.child_id.clone()).collect();
+    let regions = storage::reconcile::child_regions(conn, &children)?;
+    rows.into_iter()
+        .map(|r| {
+            let served = regions.get(&r.child_id).is_some_and(|(h, res)| {
+                match (
+                    crate::domain::RegionCode::parse(h),
+                    crate::domain::RegionCode::parse(res),
+                ) {
+                    (Ok(h), Ok(res)) => node.roles(&h, &res).is_party(),
+                    _ => false,
+                }
+            });
+            let view = view_of(node, r)?;
+            Ok((view.visit, served))
+        })
+        .collect()
 }

@@ -560,6 +560,64 @@ async fn a_childrens_director_records_and_lists_visits_from_the_console() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("future"));
     assert_eq!(pair.residence.count("visits"), 1);
+
+    // The visit ledger: exported with Chinese headers and labels, imported back all or nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("visits.csv");
+    let out = run(&[
+        "export",
+        "--visits",
+        "--purpose",
+        "核对",
+        "--out",
+        ledger.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(&ledger).unwrap();
+    assert!(csv.starts_with("走访编号,身份证号,走访日期"), "{csv}");
+    assert!(
+        csv.contains("入户走访") && csv.contains("心理状况:橙（需心理疏导）"),
+        "{csv}"
+    );
+    assert_eq!(
+        pair.residence
+            .count("audit_events WHERE action = 'visit.export'"),
+        1
+    );
+    let mut bad = csv.clone();
+    bad.push_str(
+        &csv.lines()
+            .nth(1)
+            .unwrap()
+            .replace(&today().to_string(), &tomorrow),
+    );
+    bad.push('\n');
+    let bad_file = dir.path().join("bad.csv");
+    std::fs::write(&bad_file, bad).unwrap();
+    let out = run(&["import", "--visits", bad_file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3") && err.contains("nothing imported"),
+        "{err}"
+    );
+    assert_eq!(pair.residence.count("visits"), 1, "all or nothing");
+    let out = run(&["import", "--visits", ledger.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pair.residence.count("visits"), 2);
+    assert_eq!(
+        pair.residence
+            .count("audit_events WHERE action = 'visit.import'"),
+        1
+    );
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }

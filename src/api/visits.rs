@@ -71,6 +71,10 @@ pub async fn amend(
     path: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // `/api/v1/visits/due` is the due list (GET only), not a visit: 405 with `Allow`.
+    if path.as_str() == "due" {
+        return super::manners::unmatched(req).await;
+    }
     let actor = caller.require(&state, Permission::EditChildren).await?;
     let id = parse_visit_id(&path)?;
     let input: VisitInput = parse(input::body(&req, body).await?)?;

@@ -124,7 +124,7 @@ pub struct CaseView {
     #[schema(value_type = Vec<String>)]
     pub heads: Vec<VersionId>,
     pub due_on: NaiveDate,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub deadline: Option<DeadlineStatus>,
     /// Actions this node may take now.
     pub allowed_actions: Vec<String>,
@@ -141,7 +141,7 @@ pub struct CaseSummary {
     pub state: String,
     pub submitted_at: DateTime<Utc>,
     pub due_on: NaiveDate,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub deadline: Option<DeadlineStatus>,
     /// Several heads: concurrent transitions merged by precedence.
     pub concurrent: bool,

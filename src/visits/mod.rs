@@ -134,8 +134,10 @@ pub struct VisitInput {
     pub visited_on: NaiveDate,
     pub visitor: Visitor,
     pub kind: VisitKind,
-    /// Whom the visitor saw: `child`, `guardian`, `caregiver`, `teacher`, `village_cadre`, `other`.
-    pub seen: BTreeSet<Seen>,
+    /// Whom the visitor saw (at least one, each once): `child`, `guardian`, `caregiver`,
+    /// `teacher`, `village_cadre`, `other`.
+    #[schema(min_items = 1)]
+    pub seen: Vec<Seen>,
     #[serde(default)]
     pub findings: Findings,
     #[serde(default)]
@@ -188,6 +190,13 @@ impl VisitInput {
                 })
             }
         };
+        let seen: BTreeSet<Seen> = self.seen.iter().copied().collect();
+        if seen.len() != self.seen.len() {
+            return Err(LedgerError::Invalid(crate::domain::FieldError::new(
+                "seen",
+                "names someone twice",
+            )));
+        }
         let body = VisitBody {
             visit_id,
             child_id: child.clone(),
@@ -195,7 +204,7 @@ impl VisitInput {
             visited_on: self.visited_on,
             visitor: self.visitor,
             kind: self.kind,
-            seen: self.seen,
+            seen,
             findings: self.findings,
             assessment,
             follow_up: self.follow_up,

@@ -198,6 +198,10 @@ async fn bad_visits_are_refused_and_nothing_is_stored() {
             Box::new(|v| v["assessment"]["indicators"]["guardianship"]["grade"] = json!(5)),
         ),
         ("seen", Box::new(|v| v["seen"] = json!([]))),
+        (
+            "seen",
+            Box::new(|v| v["seen"] = json!(["child", "儿童本人"])),
+        ),
         ("kind", Box::new(|v| v["kind"] = json!("letter"))),
         (
             "visitor.role",

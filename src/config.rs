@@ -191,13 +191,15 @@ pub struct EligibilitySettings {
     /// A case this many working days or fewer from its deadline is "due soon".
     pub due_soon_days: u32,
     /// Extra holidays and make-up workdays (TOML: `holidays = [...]`, `workdays = [...]`),
-    /// merged with the shipped 2026 calendar of the State Council.
+    /// merged with the shipped 2026 calendar of the State Council: a year's published calendar
+    /// (any year it lists a holiday of is published), and local days off.
     pub calendar: Option<PathBuf>,
 }
 
 impl EligibilitySettings {
     /// The deadlines of eligibility cases: these settings on the shipped 2026 calendar of the
-    /// State Council, merged with the extra calendar file if one is set (read here).
+    /// State Council, merged with the extra calendar file if one is set (read here), and the
+    /// days off the law fixes for every year from 2025 to 2100 neither lists a holiday of.
     pub fn deadlines(&self) -> Result<Deadlines, String> {
         let mut calendar = WorkCalendar::china_2026();
         if let Some(p) = &self.calendar {
@@ -206,6 +208,9 @@ impl EligibilitySettings {
                 WorkCalendar::from_toml_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
             calendar = calendar.merge(extra).map_err(|e| e.to_string())?;
         }
+        let calendar = calendar.with_statutory_holidays(
+            crate::eligibility::statutory::FIRST_YEAR..=crate::eligibility::statutory::LAST_YEAR,
+        );
         Ok(Deadlines::new(
             calendar,
             self.deadlines.clone(),

@@ -191,13 +191,15 @@ pub struct EligibilitySettings {
     /// A case this many working days or fewer from its deadline is "due soon".
     pub due_soon_days: u32,
     /// Extra holidays and make-up workdays (TOML: `holidays = [...]`, `workdays = [...]`),
-    /// merged with the shipped 2026 calendar of the State Council.
+    /// merged with the shipped 2026 calendar of the State Council: a year's published calendar
+    /// (any year it lists a holiday of is published), and local days off.
     pub calendar: Option<PathBuf>,
 }
 
 impl EligibilitySettings {
     /// The deadlines of eligibility cases: these settings on the shipped 2026 calendar of the
-    /// State Council, merged with the extra calendar file if one is set (read here).
+    /// State Council, merged with the extra calendar file if one is set (read here), and the
+    /// days off the law fixes for every year from 2025 to 2100 neither lists a holiday of.
     pub fn deadlines(&self) -> Result<Deadlines, String> {
         let mut calendar = WorkCalendar::china_2026();
         if let Some(p) = &self.calendar {
@@ -206,6 +208,9 @@ impl EligibilitySettings {
                 WorkCalendar::from_toml_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
             calendar = calendar.merge(extra).map_err(|e| e.to_string())?;
         }
+        let calendar = calendar.with_statutory_holidays(
+            crate::eligibility::statutory::FIRST_YEAR..=crate::eligibility::statutory::LAST_YEAR,
+        );
         Ok(Deadlines::new(
             calendar,
             self.deadlines.clone(),
@@ -812,6 +817,61 @@ mod deadline_tests {
             5,
         );
         assert!(matches!(status, DeadlineStatus::Overdue { .. }));
+    }
+}
+
+#[cfg(test)]
+mod computed_year_tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    /// Issue 22 #6: a case submitted on 2026-12-20 with 30 working days is due on 1 February
+    /// 2027 (元旦 off by law), provisionally; with 2027's calendar configured (here a made-up
+    /// one: 元旦 and 4 January off) it is due 2 February and firm; the fingerprint moves.
+    #[test]
+    fn deadlines_past_the_shipped_calendar() {
+        let s = EligibilitySettings::default();
+        let d0 = s.deadlines().unwrap();
+        let start = d(2026, 12, 20);
+        let due = d0.calendar.add_working_days(start, 30);
+        assert_eq!(due, d(2027, 2, 1));
+        assert!(d0.provisional(start, due));
+        assert!(!d0.provisional(d(2026, 9, 10), d(2026, 10, 28)));
+        assert_eq!(d0.fingerprint(), s.deadlines().unwrap().fingerprint());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calendar.toml");
+        std::fs::write(&path, "holidays = [\"2027-01-01\", \"2027-01-04\"]\n").unwrap();
+        let s2 = EligibilitySettings {
+            calendar: Some(path.clone()),
+            ..EligibilitySettings::default()
+        };
+        let d2 = s2.deadlines().unwrap();
+        let due2 = d2.calendar.add_working_days(start, 30);
+        assert_eq!(due2, d(2027, 2, 2));
+        assert!(!d2.provisional(start, due2));
+        assert_ne!(d0.fingerprint(), d2.fingerprint());
+        // Another number of days moves the fingerprint too.
+        let mut s3 = EligibilitySettings::default();
+        s3.deadlines.insert("dibao".into(), 20);
+        assert_ne!(d0.fingerprint(), s3.deadlines().unwrap().fingerprint());
+
+        // Bad files name themselves.
+        std::fs::write(&path, "holidays = [\"2027-02-30\"]\n").unwrap();
+        let e = s2.deadlines().unwrap_err();
+        assert!(
+            e.contains("calendar.toml") && e.contains("2027-02-30"),
+            "{e}"
+        );
+        let missing = EligibilitySettings {
+            calendar: Some(dir.path().join("none.toml")),
+            ..EligibilitySettings::default()
+        };
+        assert!(missing.deadlines().unwrap_err().contains("none.toml"));
     }
 }
 

@@ -18,7 +18,7 @@
 //! | settings | [`config`] | settings from TOML and environment, validated once; builds the services' own settings types |
 //! | services | [`accounts`] | users (argon2id), sessions, bearer tokens, roles and their permissions |
 //! | | [`conflicts`] | the review queue and resolution versions |
-//! | | [`eligibility`] | eligibility cases: the service (load → decide → store) and the working-day calendar |
+//! | | [`eligibility`] | eligibility cases: the service (load → decide → store), the working-day calendar and the holidays the law fixes for years without a published one (`eligibility::statutory`) |
 //! | | [`visits`] | visits (走访): record, amend, read and list a child's visits; the due list by the visit schedule |
 //! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
 //! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness); `sync::witness`: peers cosigning each other's checkpoints (both sides of tlog-witness); `sync::integrity`: re-hashing stored versions |

@@ -94,6 +94,10 @@ impl Application {
         };
         let admin_port = admin_listener.local_addr()?.port();
         let deadlines = deadlines(&settings)?;
+        {
+            let (s2, d2) = (store.clone(), deadlines.clone());
+            tokio::task::spawn_blocking(move || refresh_case_deadlines(&s2, &d2)).await??;
+        }
         let receiver = Arc::new(crate::sync::receive::Receiver::new(
             store.clone(),
             node.clone(),
@@ -426,6 +430,36 @@ pub fn deadlines(settings: &Settings) -> anyhow::Result<Arc<Deadlines>> {
         .deadlines()
         .map(Arc::new)
         .map_err(|e| anyhow::anyhow!("eligibility.calendar: {e}"))
+}
+
+/// At start: warns when this year or the next has no published holiday calendar (naming the
+/// years computed by law), and recomputes open cases' due dates when the calendar or the
+/// deadlines changed since the last start (`eligibility::service::refresh_due_dates`).
+fn refresh_case_deadlines(store: &Store, deadlines: &Deadlines) -> anyhow::Result<()> {
+    let this_year = chrono::Datelike::year(&crate::sync::ledger::china_today(chrono::Utc::now()));
+    let computed: Vec<String> = deadlines
+        .calendar
+        .computed_years()
+        .filter(|y| (this_year..=this_year + 1).contains(y))
+        .map(|y| y.to_string())
+        .collect();
+    if !computed.is_empty() {
+        tracing::warn!(
+            years = %computed.join(","),
+            "no published holiday calendar for {}: deadlines counted into it use the holidays the \
+             law fixes (no bridging, no make-up workdays) and are provisional (暂定); add the \
+             year's calendar to the file [eligibility] calendar names",
+            computed.join(", ")
+        );
+    }
+    let mut conn = store.conn()?;
+    if let Some(moved) = crate::eligibility::service::refresh_due_dates(&mut conn, deadlines)? {
+        tracing::info!(
+            moved,
+            "open cases' due dates recomputed on the current calendar and deadlines"
+        );
+    }
+    Ok(())
 }
 
 /// The start-up self check of the audit log (`audit::selfcheck`): a finding stops the start

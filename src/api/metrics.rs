@@ -156,8 +156,11 @@ fn metrics_text(
         now,
     )
     .map_err(|e| LedgerError::Internal(e.to_string()))?;
-    let (mut overdue, mut due_soon, mut open) = (0, 0, 0);
+    let (mut overdue, mut due_soon, mut open, mut provisional) = (0, 0, 0, 0);
     for c in &cases {
+        if c.deadline.is_some() && c.due_provisional {
+            provisional += 1;
+        }
         match c.deadline {
             Some(crate::eligibility::calendar::DeadlineStatus::Overdue { .. }) => overdue += 1,
             Some(crate::eligibility::calendar::DeadlineStatus::DueSoon { .. }) => due_soon += 1,
@@ -181,6 +184,11 @@ fn metrics_text(
         "hukou_sync_cases_due_soon",
         "Open cases close to their deadline.",
         vec![(String::new(), f64::from(due_soon))],
+    );
+    gauge(
+        "hukou_cases_due_provisional",
+        "Open cases whose due date counts into a year without a published holiday calendar (statutory holidays only, 暂定).",
+        vec![(String::new(), f64::from(provisional))],
     );
     let concurrent = storage::records::count_children_with_heads_over(conn, 1)?;
     gauge(

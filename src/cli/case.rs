@@ -127,8 +127,13 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                         }) => format!("{days_left} working days left"),
                         None => String::new(),
                     };
+                    let provisional = if c.due_provisional {
+                        " 暂定 (provisional)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "{}  {:<28} {:<15} {} → {}  due {}  {flag}",
+                        "{}  {:<28} {:<15} {} → {}  due {}{provisional}  {flag}",
                         c.case_id, c.benefit, c.state, c.requester, c.decider, c.due_on
                     );
                 }
@@ -168,7 +173,15 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                     "  child {}  requester {}  decider {}",
                     c.child_id, c.requester, c.decider
                 );
-                println!("  due {} (China working days)", v.due_on);
+                if v.due_provisional {
+                    println!(
+                        "  due {} (China working days) 暂定 (provisional: it counts into a year \
+                         without a published holiday calendar, on the statutory holidays only)",
+                        v.due_on
+                    );
+                } else {
+                    println!("  due {} (China working days)", v.due_on);
+                }
                 let documents = c
                     .grounds
                     .evidence
@@ -210,11 +223,16 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             let new: NewCase = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
             let v = service::create(&mut conn, &node, &deadlines, new, &actor, Utc::now())?;
             println!(
-                "opened case {} ({}), decider {}, due {}",
+                "opened case {} ({}), decider {}, due {}{}",
                 v.case.case_id,
                 v.case.benefit.code(),
                 v.case.decider,
-                v.due_on
+                v.due_on,
+                if v.due_provisional {
+                    " 暂定 (provisional)"
+                } else {
+                    ""
+                }
             );
         }
         CaseCommand::Act {

@@ -5,7 +5,15 @@
 //! A day is a working day when it is a listed make-up workday, or a Monday to Friday that is not
 //! a listed holiday. The shipped default, [`WorkCalendar::china_2026`], is the State Council's
 //! 2026 schedule (`calendar-cn-2026.toml` beside this file); a bureau can merge local holidays
-//! into it with [`WorkCalendar::merge`]. Years the calendar does not list count weekends only.
+//! into it with [`WorkCalendar::merge`].
+//!
+//! A year is **published** when the calendar lists at least one holiday in it (the shipped 2026
+//! file, and any year an administrator's file lists a holiday of). For a year that is not,
+//! [`WorkCalendar::with_statutory_holidays`] adds the days off the law itself fixes
+//! ([`super::statutory`]): no bridging, no make-up workdays, which only the year's published
+//! notice can say. A deadline counted across a year that is not published is **provisional**
+//! ([`WorkCalendar::rests_on_unpublished`]). Years neither published nor computed count weekends
+//! only.
 //!
 //! The file format:
 //!
@@ -18,7 +26,7 @@
 //! both lists, or a make-up workday that is not a Saturday or Sunday, is an error naming the date.
 
 use std::collections::BTreeSet;
-use std::ops::Bound;
+use std::ops::{Bound, RangeInclusive};
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
@@ -26,11 +34,16 @@ use serde::{Deserialize, Serialize};
 /// Which days are working days.
 ///
 /// Invariant: `holidays` and `workdays` are disjoint, and every date in `workdays` is a Saturday
-/// or Sunday. Every constructor keeps it.
+/// or Sunday; `published` holds the year of every listed (not computed) holiday; `computed` and
+/// `published` are disjoint. Every constructor keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkCalendar {
     holidays: BTreeSet<NaiveDate>,
     workdays: BTreeSet<NaiveDate>,
+    /// Years with at least one listed holiday.
+    published: BTreeSet<i32>,
+    /// Years whose holidays were computed by law ([`WorkCalendar::with_statutory_holidays`]).
+    computed: BTreeSet<i32>,
 }
 
 /// Why a calendar cannot be read or merged.
@@ -112,9 +125,12 @@ impl WorkCalendar {
         holidays: impl IntoIterator<Item = NaiveDate>,
         workdays: impl IntoIterator<Item = NaiveDate>,
     ) -> Result<Self, CalendarError> {
+        let holidays: BTreeSet<NaiveDate> = holidays.into_iter().collect();
         let cal = WorkCalendar {
-            holidays: holidays.into_iter().collect(),
+            published: holidays.iter().map(|d| d.year()).collect(),
+            holidays,
             workdays: workdays.into_iter().collect(),
+            computed: BTreeSet::new(),
         };
         cal.check()
     }
@@ -160,11 +176,63 @@ impl WorkCalendar {
     }
 
     /// The union of two calendars (e.g. the national one and a bureau's local holidays). A date
-    /// that is a holiday in one and a make-up workday in the other is an error naming it.
+    /// that is a holiday in one and a make-up workday in the other is an error naming it. Merge
+    /// listed calendars only: computed years are added last, by
+    /// [`WorkCalendar::with_statutory_holidays`].
     pub fn merge(mut self, other: Self) -> Result<Self, CalendarError> {
         self.holidays.extend(other.holidays);
         self.workdays.extend(other.workdays);
+        self.published.extend(other.published);
+        self.computed.extend(other.computed);
+        let published = &self.published;
+        self.computed.retain(|y| !published.contains(y));
         self.check()
+    }
+
+    /// Adds, for every year of `years` that is not published and that
+    /// [`super::statutory::days_off`] covers, the days off the law fixes; a listed make-up
+    /// workday stays a working day. Those years are then [`WorkCalendar::computed_years`].
+    pub fn with_statutory_holidays(mut self, years: RangeInclusive<i32>) -> Self {
+        for year in years {
+            if self.published.contains(&year) {
+                continue;
+            }
+            if let Some(days) = super::statutory::days_off(year) {
+                let workdays = &self.workdays;
+                self.holidays
+                    .extend(days.into_iter().filter(|d| !workdays.contains(d)));
+                self.computed.insert(year);
+            }
+        }
+        self
+    }
+
+    /// Years with at least one listed holiday, in order.
+    pub fn published_years(&self) -> impl Iterator<Item = i32> + '_ {
+        self.published.iter().copied()
+    }
+
+    /// Years whose holidays are computed by law rather than published, in order.
+    pub fn computed_years(&self) -> impl Iterator<Item = i32> + '_ {
+        self.computed.iter().copied()
+    }
+
+    /// The years of the days in `(from, to]` that are not published (computed, or weekends
+    /// only), in order: the years a deadline counted from `from` to `to` rests on without a
+    /// published calendar. Empty when `to <= from`.
+    pub fn unpublished_years_between(&self, from: NaiveDate, to: NaiveDate) -> Vec<i32> {
+        match from.succ_opt() {
+            Some(first) if to >= first => (first.year()..=to.year())
+                .filter(|y| !self.published.contains(y))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// True when a day of `(from, to]` lies in a year that is not published: a deadline counted
+    /// over it is provisional.
+    pub fn rests_on_unpublished(&self, from: NaiveDate, to: NaiveDate) -> bool {
+        !self.unpublished_years_between(from, to).is_empty()
     }
 
     /// The listed holidays, in date order.
@@ -548,6 +616,101 @@ mod tests {
         );
     }
 
+    /// The shipped calendar with the law's holidays for the years it does not list, as a node
+    /// builds it.
+    fn filled() -> WorkCalendar {
+        WorkCalendar::china_2026().with_statutory_holidays(2025..=2100)
+    }
+
+    #[test]
+    fn published_and_computed_years() {
+        let cal = filled();
+        assert_eq!(cal.published_years().collect::<Vec<_>>(), vec![2026]);
+        let computed: Vec<i32> = cal.computed_years().collect();
+        assert_eq!(computed.first(), Some(&2025));
+        assert_eq!(computed.last(), Some(&2100));
+        assert!(!computed.contains(&2026));
+        assert_eq!(computed.len(), 75);
+        // 2026 is exactly the published file: nothing computed was added to it.
+        assert_eq!(
+            cal.holidays().filter(|d| d.year() == 2026).count(),
+            WorkCalendar::china_2026().holidays().count()
+        );
+        // 2027: 元旦, 春节 (除夕 to 初三 and two days in lieu), 国庆 are off; the Saturday before
+        // the Spring Festival is not a make-up workday (nothing is known of 调休).
+        for day in [
+            d(2027, 1, 1),
+            d(2027, 2, 5),
+            d(2027, 2, 8),
+            d(2027, 2, 10),
+            d(2027, 10, 4),
+        ] {
+            assert!(!cal.is_working_day(day), "{day}");
+        }
+        assert!(!cal.is_working_day(d(2027, 1, 30)));
+        assert!(cal.is_working_day(d(2027, 2, 11)));
+        // An administrator's file for 2027 (one holiday is enough) makes 2027 published: only
+        // its days count then, and merging after filling drops 2027 from the computed years.
+        let file = WorkCalendar::from_toml_str("holidays = [\"2027-01-01\"]").unwrap();
+        let cal = WorkCalendar::china_2026()
+            .merge(file.clone())
+            .unwrap()
+            .with_statutory_holidays(2025..=2100);
+        assert_eq!(cal.published_years().collect::<Vec<_>>(), vec![2026, 2027]);
+        assert!(!cal.computed_years().any(|y| y == 2027));
+        assert!(cal.is_working_day(d(2027, 2, 8)));
+        let late = filled().merge(file).unwrap();
+        assert!(!late.computed_years().any(|y| y == 2027));
+        // Years before the 2024 revision and after the lunar table are neither.
+        assert!(!filled().computed_years().any(|y| y == 2024 || y == 2101));
+    }
+
+    #[test]
+    fn a_listed_workday_wins_over_a_computed_holiday() {
+        // A file naming only a make-up Sunday in 2027 does not publish 2027; the computed 7 Feb
+        // (初二, a Sunday) stays a working day because the file says so.
+        let file = WorkCalendar::from_toml_str("workdays = [\"2027-02-07\"]").unwrap();
+        let cal = WorkCalendar::china_2026()
+            .merge(file)
+            .unwrap()
+            .with_statutory_holidays(2025..=2100);
+        assert!(cal.computed_years().any(|y| y == 2027));
+        assert!(cal.is_working_day(d(2027, 2, 7)));
+        assert!(!cal.is_working_day(d(2027, 2, 8)));
+    }
+
+    /// A case submitted on Sunday 2026-12-20 with 30 working days: by hand, 12/21–25 (1–5),
+    /// 12/28–31 (6–9), 1/1 元旦 off, 1/4–8 (10–14), 1/11–15 (15–19), 1/18–22 (20–24),
+    /// 1/25–29 (25–29), Mon 2/1 (30). Counting 1 January as a working day gave 29 January.
+    #[test]
+    fn a_deadline_into_an_unpublished_year() {
+        let cal = filled();
+        let start = d(2026, 12, 20);
+        let due = cal.add_working_days(start, 30);
+        assert_eq!(due, d(2027, 2, 1));
+        assert_eq!(
+            WorkCalendar::china_2026().add_working_days(start, 30),
+            d(2027, 1, 29)
+        );
+        assert!(cal.rests_on_unpublished(start, due));
+        assert_eq!(cal.unpublished_years_between(start, due), vec![2027]);
+        // Across the Spring Festival of 2027: from Mon 2027-01-25, 5/6/7 Feb are off, 8–10 Feb
+        // too (初三 and two days in lieu): 1/26–29 (1–4), 2/1–4 (5–8), 2/11–12 (9–10).
+        assert_eq!(cal.add_working_days(d(2027, 1, 25), 10), d(2027, 2, 12));
+        // Within 2026 nothing is provisional; a span ending on 31 December neither.
+        assert!(!cal.rests_on_unpublished(d(2026, 9, 10), d(2026, 10, 28)));
+        assert!(!cal.rests_on_unpublished(d(2026, 12, 1), d(2026, 12, 31)));
+        assert!(cal.rests_on_unpublished(d(2026, 12, 31), d(2027, 1, 4)));
+        // No days counted, nothing rests on anything.
+        assert!(!cal.rests_on_unpublished(d(2027, 3, 1), d(2027, 3, 1)));
+        assert!(!cal.rests_on_unpublished(d(2027, 3, 1), d(2027, 2, 1)));
+        // A span over several years names each unpublished one.
+        assert_eq!(
+            cal.unpublished_years_between(d(2025, 12, 1), d(2028, 1, 5)),
+            vec![2025, 2027, 2028]
+        );
+    }
+
     #[test]
     fn saturates_at_the_end_of_time() {
         let cal = WorkCalendar::default();
@@ -566,6 +729,8 @@ mod tests {
             prop_assert_eq!(cal.working_days_between(a, b), naive_between(&cal, a, b));
             let plain = WorkCalendar::default();
             prop_assert_eq!(plain.working_days_between(a, b), naive_between(&plain, a, b));
+            let filled = filled();
+            prop_assert_eq!(filled.working_days_between(a, b), naive_between(&filled, a, b));
         }
 
         #[test]
@@ -577,6 +742,10 @@ mod tests {
             if n > 0 {
                 prop_assert!(cal.is_working_day(end));
             }
+            let filled = filled();
+            let end = filled.add_working_days(start, n);
+            prop_assert_eq!(end, naive_add(&filled, start, n));
+            prop_assert_eq!(filled.working_days_between(start, end), i64::from(n));
         }
 
         #[test]

@@ -1,8 +1,10 @@
 //! Eligibility confirmation (DESIGN §5): the residence bureau asks the hukou bureau to confirm one
 //! benefit for one child; the case travels as signed versions like a child's file. Pure cores:
-//! the state machine ([`state`]), the working-day calendar ([`calendar`]) and the case document
-//! with its step rule and merge of concurrent heads ([`case`]); the [`service`] loads, decides
-//! and persists with audit in one transaction.
+//! the state machine ([`state`]), the working-day calendar ([`calendar`]) with the holidays the
+//! law fixes for years without a published calendar ([`statutory`]), and the case document with
+//! its step rule and merge of concurrent heads ([`case`]); the [`service`] loads, decides and
+//! persists with audit in one transaction.
 
 pub mod calendar;
 pub mod service;
+pub mod statutory;

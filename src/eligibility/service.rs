@@ -63,12 +63,54 @@ impl Deadlines {
             .unwrap_or(30)
     }
 
+    /// The day a case's deadline is counted from: its submission date in China.
+    pub fn start_of(body: &CaseBody) -> NaiveDate {
+        body.submitted_at()
+            .map_or_else(|| ledger::china_today(Utc::now()), ledger::china_today)
+    }
+
     pub fn due_on(&self, body: &CaseBody) -> NaiveDate {
-        let start = body
-            .submitted_at()
-            .map_or_else(|| Utc::now().date_naive(), ledger::china_today);
-        self.calendar
-            .add_working_days(start, self.days(body.benefit, &body.deciding_region))
+        self.calendar.add_working_days(
+            Self::start_of(body),
+            self.days(body.benefit, &body.deciding_region),
+        )
+    }
+
+    /// Whether a deadline counted from `start` (the submission date) to `due` rests on a year
+    /// without a published calendar (its holidays computed by law, or weekends only).
+    pub fn provisional(&self, start: NaiveDate, due: NaiveDate) -> bool {
+        self.calendar.rests_on_unpublished(start, due)
+    }
+
+    /// A stable digest of everything a due date depends on (the days off and make-up workdays,
+    /// the published years, the working days per benefit and jurisdiction): a change between two
+    /// starts means open cases' due dates are recomputed ([`refresh_due_dates`]).
+    pub fn fingerprint(&self) -> i64 {
+        let mut text = String::new();
+        for d in self.calendar.holidays() {
+            text.push_str(&format!("h{d};"));
+        }
+        for d in self.calendar.workdays() {
+            text.push_str(&format!("w{d};"));
+        }
+        for y in self.calendar.published_years() {
+            text.push_str(&format!("p{y};"));
+        }
+        for (b, n) in &self.per_benefit {
+            text.push_str(&format!("b{b}={n};"));
+        }
+        for (prefix, m) in &self.jurisdictions {
+            for (b, n) in m {
+                text.push_str(&format!("j{prefix}:{b}={n};"));
+            }
+        }
+        // FNV-1a: stable across builds and platforms (unlike the std hasher).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h >> 1) as i64
     }
 }
 
@@ -124,6 +166,10 @@ pub struct CaseView {
     #[schema(value_type = Vec<String>)]
     pub heads: Vec<VersionId>,
     pub due_on: NaiveDate,
+    /// The due date is counted across a year without a published holiday calendar (暂定): its
+    /// holidays are the ones the law fixes, without the State Council's bridging and make-up
+    /// workdays; it is recomputed when the year's calendar is configured.
+    pub due_provisional: bool,
     #[schema(value_type = Option<Object>)]
     pub deadline: Option<DeadlineStatus>,
     /// Actions this node may take now.
@@ -141,6 +187,8 @@ pub struct CaseSummary {
     pub state: String,
     pub submitted_at: DateTime<Utc>,
     pub due_on: NaiveDate,
+    /// The due date rests on a year without a published holiday calendar (暂定).
+    pub due_provisional: bool,
     #[schema(value_type = Option<Object>)]
     pub deadline: Option<DeadlineStatus>,
     /// Several heads: concurrent transitions merged by precedence.
@@ -458,6 +506,7 @@ pub fn view(
 ) -> Result<CaseView, CaseError> {
     let (case, heads) = load(conn, case_id)?;
     let due_on = deadlines.due_on(&case);
+    let due_provisional = deadlines.provisional(Deadlines::start_of(&case), due_on);
     let mut allowed = Vec::new();
     for party in [Party::Requester, Party::Decider] {
         if case.party_of(&node.id, Some(party)).is_some() {
@@ -474,6 +523,7 @@ pub fn view(
         case,
         heads,
         due_on,
+        due_provisional,
     })
 }
 
@@ -581,11 +631,43 @@ pub fn list(
                 requester: r.requester.to_string(),
                 decider: r.decider.to_string(),
                 state: r.state.as_str().to_owned(),
+                due_provisional: deadlines
+                    .provisional(ledger::china_today(r.submitted_at), r.due_on),
                 submitted_at: r.submitted_at,
                 due_on: r.due_on,
             }
         })
         .collect())
+}
+
+/// Recomputes the stored due date of every open case when what due dates depend on changed
+/// since the last run ([`Deadlines::fingerprint`], kept in `recon_meta` like the visit
+/// schedule's): e.g. an administrator configured the published calendar of a year that was
+/// computed. Decided and withdrawn cases keep theirs. Returns the number of open cases whose
+/// due date moved, `None` when nothing changed.
+pub fn refresh_due_dates(
+    conn: &mut DbConn,
+    deadlines: &Deadlines,
+) -> Result<Option<usize>, CaseError> {
+    const KEY: &str = "case_deadlines";
+    let fingerprint = deadlines.fingerprint();
+    if storage::reconcile::meta(conn, KEY)? == Some(fingerprint) {
+        return Ok(None);
+    }
+    let moved = storage::transaction(conn, |conn| -> Result<usize, CaseError> {
+        let mut moved = 0;
+        for (case_id, body) in repo::open_bodies(conn)? {
+            let body: CaseBody = serde_json::from_str(&body).map_err(|e| {
+                StorageError::corrupt("cases", format!("case {case_id}: body: {e}"))
+            })?;
+            if repo::set_due(conn, &case_id, deadlines.due_on(&body))? {
+                moved += 1;
+            }
+        }
+        storage::reconcile::set_meta(conn, KEY, fingerprint)?;
+        Ok(moved)
+    })?;
+    Ok(Some(moved))
 }
 
 #[cfg(test)]

@@ -149,3 +149,25 @@ pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<Case>, StorageError
     let rows: Vec<CaseRow> = q.order(cases::case_id.asc()).limit(f.limit).load(conn)?;
     rows.into_iter().map(Case::try_from).collect()
 }
+
+/// `(case_id, stored body)` of every case not yet decided or withdrawn.
+pub fn open_bodies(conn: &mut DbConn) -> Result<Vec<(String, String)>, StorageError> {
+    let terminal: Vec<&str> = CaseState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(CaseState::as_str)
+        .collect();
+    Ok(cases::table
+        .filter(cases::state.ne_all(terminal))
+        .select((cases::case_id, cases::body))
+        .order(cases::case_id.asc())
+        .load(conn)?)
+}
+
+/// Sets a case's due date; true when it changed.
+pub fn set_due(conn: &mut DbConn, case_id: &str, due: NaiveDate) -> Result<bool, StorageError> {
+    let n = diesel::update(cases::table.find(case_id).filter(cases::due_on.ne(due)))
+        .set(cases::due_on.eq(due))
+        .execute(conn)?;
+    Ok(n > 0)
+}

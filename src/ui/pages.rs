@@ -696,6 +696,7 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
                     other: if incoming { c.requester } else { c.decider },
                     submitted_at: when(c.submitted_at),
                     due_on: c.due_on.to_string(),
+                    due_provisional: c.due_provisional,
                     case_id: c.case_id,
                     child_id: c.child_id,
                     benefit: c.benefit,

@@ -149,6 +149,8 @@ pub struct CaseRowView {
     pub other: String,
     pub submitted_at: String,
     pub due_on: String,
+    /// The due date rests on a year without a published holiday calendar: shown 暂定.
+    pub due_provisional: bool,
     pub deadline: String,
     /// `overdue`, `due-soon` or empty.
     pub class: &'static str,

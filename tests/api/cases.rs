@@ -429,6 +429,17 @@ async fn the_console_shows_a_case_for_people_and_documents_the_transitions() {
     let out = run(&["case", "show", &id, "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["case"]["state"], "received");
+    // A due date that counts into a year without a published calendar (any case opened from
+    // mid-November 2026 on) is marked 暂定 by `case show` and `case list`, and only then.
+    let provisional = v["due_provisional"].as_bool().unwrap();
+    assert_eq!(text.contains("暂定 (provisional"), provisional, "{text}");
+    let out = run(&["case", "list"]);
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.contains(&id), "{list}");
+    assert_eq!(list.contains("暂定 (provisional)"), provisional, "{list}");
+    let out = run(&["case", "list", "--json"]);
+    let l: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(l["items"][0]["due_provisional"], json!(provisional));
 
     // The requester answers from its console with a document: the file is hashed there, and
     // the decider's console lists the document with that hash.
@@ -588,4 +599,135 @@ async fn every_list_pages_with_after_and_next_after() {
     ] {
         problem(pair.residence.get(bad).await, 400, "invalid_query").await;
     }
+}
+
+/// Whether the cases page marks case `id`'s due date 暂定, as seen by the user `wang.fang`.
+async fn page_marks_provisional(app: &TestApp, id: &str) -> bool {
+    let mut visitor = crate::ui::Visitor::new(app);
+    visitor.login("wang.fang", "correct horse battery").await;
+    let page = visitor.get("/ui/cases").await;
+    assert_eq!(page.status, 200);
+    let row = page
+        .body
+        .lines()
+        .find(|l| l.contains(id))
+        .unwrap_or_else(|| panic!("{}", page.body));
+    row.contains("暂定 (provisional)")
+}
+
+/// Issue 22 #6. Cases take "now": a case submitted now (December 2026) with 30 working days
+/// counts into 2027, which no calendar publishes — its due date counts the holidays the law
+/// fixes (元旦 off) and is provisional in the answer, the list and the metric. An administrator
+/// then configures the year's published calendar (one file, `[eligibility] calendar`) and
+/// restarts: the flag clears and the stored due date is recomputed on the new calendar. A file
+/// that contradicts the shipped calendar keeps the node from starting, naming the file.
+#[tokio::test]
+async fn a_due_date_past_the_published_calendar_is_provisional_until_the_year_is_configured() {
+    use chrono::{Datelike, NaiveDate};
+    let pair = spawn_pair().await;
+    let child = with_child(&pair, 65).await;
+    let (created, id) = open_case(&pair, &child).await;
+    let at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(created["case"]["history"][0]["at"].clone()).unwrap();
+    let start = hukou_sync::sync::ledger::china_today(at);
+    let due: NaiveDate = serde_json::from_value(created["due_on"].clone()).unwrap();
+    let deadlines = hukou_sync::startup::deadlines(&pair.residence.settings).unwrap();
+    assert_eq!(due, deadlines.calendar.add_working_days(start, 30));
+    // Only 2026 is published: a span in 2026 alone is firm, anything else provisional (in
+    // December 2026, when this was written, the deadline reaches into 2027).
+    let provisional = start.year() != 2026 || due.year() != 2026;
+    if start.year() == 2026 && start.month() == 12 {
+        assert!(provisional && due.year() == 2027, "{start} → {due}");
+    }
+    assert_eq!(created["due_provisional"], json!(provisional), "{created}");
+    let listed: Value = pair
+        .residence
+        .get("/api/v1/cases")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let row = |list: &Value| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["case_id"] == id.as_str())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row(&listed)["due_provisional"], json!(provisional));
+    assert_eq!(row(&listed)["due_on"], json!(due));
+    let metrics = pair.residence.get("/metrics").await.text().await.unwrap();
+    let gauge = |n: u8| format!("hukou_cases_due_provisional {n}");
+    assert!(metrics.contains(&gauge(u8::from(provisional))), "{metrics}");
+    // The cases page marks the due date 暂定.
+    crate::helpers::add_user(
+        &pair.residence,
+        "wang.fang",
+        hukou_sync::accounts::Role::Caseworker,
+        "correct horse battery",
+    );
+    assert_eq!(
+        page_marks_provisional(&pair.residence, &id).await,
+        provisional
+    );
+
+    // The published calendar for the years the deadline spans (a holiday in each makes the year
+    // published), with one extra day off on the first working day after submission so the due
+    // date moves whatever today is.
+    let mut days: Vec<String> = (start.year()..=due.year() + 1)
+        .filter(|y| *y != 2026)
+        .map(|y| format!("{y}-01-01"))
+        .collect();
+    let extra = deadlines.calendar.add_working_days(start, 1);
+    days.push(extra.to_string());
+    let crate::helpers::Pair {
+        residence,
+        hukou,
+        pki,
+        ..
+    } = pair;
+    let (mut settings, db, dir) = residence.shut_down().await;
+    let path = dir.path().join("calendar-published.toml");
+    // Bad input first: a make-up workday on a weekday, and one that contradicts the shipped
+    // 2026 calendar, are refused with the file's name.
+    for bad in [
+        "workdays = [\"2026-12-16\"]\n",
+        "holidays = [\"2026-02-28\"]\n",
+        "holidays = [\"2027-1-1\"]\n",
+    ] {
+        std::fs::write(&path, bad).unwrap();
+        settings.eligibility.calendar = Some(path.clone());
+        let e = hukou_sync::startup::deadlines(&settings).unwrap_err();
+        assert!(format!("{e:#}").contains("eligibility.calendar"), "{e:#}");
+    }
+    std::fs::write(
+        &path,
+        format!(
+            "holidays = [{}]\n",
+            days.iter()
+                .map(|d| format!("\"{d}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .unwrap();
+    let new_deadlines = hukou_sync::startup::deadlines(&settings).unwrap();
+    let new_due = new_deadlines.calendar.add_working_days(start, 30);
+    assert_ne!(new_due, due);
+    let residence = restart(settings, db, dir).await;
+    let shown = case(&residence, &id).await.unwrap();
+    assert_eq!(shown["due_provisional"], json!(false), "{shown}");
+    assert_eq!(shown["due_on"], json!(new_due));
+    // The stored row was recomputed at start: the list (read from it) agrees.
+    let listed: Value = residence.get("/api/v1/cases").await.json().await.unwrap();
+    assert_eq!(row(&listed)["due_on"], json!(new_due), "{listed}");
+    assert_eq!(row(&listed)["due_provisional"], json!(false));
+    let metrics = residence.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(&gauge(0)), "{metrics}");
+    assert!(!page_marks_provisional(&residence, &id).await);
+    let _ = pki;
+    residence.stop().await;
+    hukou.stop().await;
 }

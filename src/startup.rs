@@ -104,6 +104,7 @@ impl Application {
             Arc::new(crate::eligibility::service::Reactions {
                 deadlines: deadlines.clone(),
             }),
+            Arc::new(crate::visits::Reactions),
             crate::sync::receive::PushLimits {
                 in_flight_per_peer: settings.sync.peer_batches_in_flight,
                 at_once: settings.sync.peer_batches_at_once,

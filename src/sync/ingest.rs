@@ -37,6 +37,9 @@ pub struct IngestOutcome {
     pub stored: usize,
     /// Cases that received versions (the eligibility service refreshes them).
     pub cases: Vec<String>,
+    /// Children whose visits received versions (the visits service brings the residence side's
+    /// file in line with them).
+    pub visited_children: Vec<String>,
 }
 
 type Refusal = (RejectCode, String);
@@ -208,6 +211,10 @@ impl<'a> Intake<'a> {
                 self.batch.add(conn, v, &parties)?;
                 self.batch.flush(conn)?;
                 visit::put_row(conn, v, &body, self.batch.at(), &self.visit_stamps)?;
+                let child = body.child_id.to_string();
+                if !self.out.visited_children.contains(&child) {
+                    self.out.visited_children.push(child);
+                }
                 self.visit_stamps.insert(v.id, v.version.hlc.to_i64());
                 self.batch.event(
                     Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)

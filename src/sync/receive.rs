@@ -38,6 +38,19 @@ pub trait CaseReactions: Send + Sync {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
+/// What a service does after visits of children were received and stored (the visits service
+/// brings the file's last visit and risk in line at the child's residence bureau). Called in its
+/// own transaction per child, after the batch's; a failure is logged, the batch stands.
+pub trait FileReactions: Send + Sync {
+    fn after_visits(
+        &self,
+        conn: &mut DbConn,
+        node: &LocalNode,
+        child_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
 /// How many times a batch is ingested when concurrent deliveries of the same versions race
 /// (each race needs a delivery that committed in between, so a few attempts always suffice in
 /// practice; past them the sender gets a 500 and retries later, as after any failure).
@@ -211,6 +224,7 @@ pub struct Receiver {
     store: Store,
     node: Arc<LocalNode>,
     cases: Arc<dyn CaseReactions>,
+    files: Arc<dyn FileReactions>,
     limits: PushLimits,
     in_flight: Arc<Mutex<HashMap<NodeId, usize>>>,
     at_once: Arc<tokio::sync::Semaphore>,
@@ -222,12 +236,14 @@ impl Receiver {
         store: Store,
         node: Arc<LocalNode>,
         cases: Arc<dyn CaseReactions>,
+        files: Arc<dyn FileReactions>,
         limits: PushLimits,
     ) -> Self {
         Receiver {
             store,
             node,
             cases,
+            files,
             limits,
             in_flight: Arc::default(),
             at_once: Arc::new(tokio::sync::Semaphore::new(limits.at_once.max(1))),
@@ -302,6 +318,21 @@ impl Receiver {
             .await?;
         if !outcome.cases.is_empty() {
             self.react_to_cases(outcome.cases.clone()).await;
+        }
+        if !outcome.visited_children.is_empty() {
+            let (node, files) = (self.node.clone(), self.files.clone());
+            let children = outcome.visited_children.clone();
+            let r = self
+                .store
+                .run(move |c| {
+                    files
+                        .after_visits(c, &node, &children, Utc::now())
+                        .map_err(|e| LedgerError::Internal(e.to_string()))
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "could not bring files in line with received visits");
+            }
         }
         if outcome.stored > 0 {
             self.node.wake_senders();

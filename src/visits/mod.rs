@@ -733,3 +733,35 @@ pub fn export_page(
         })
         .collect()
 }
+
+/// The visits service's reaction to visits received from a peer (`sync::receive`): at the
+/// child's residence bureau, the file's last visit and risk follow them as they follow a visit
+/// recorded here (a visit the hukou bureau's caseworker made counts like one made here).
+pub struct Reactions;
+
+impl crate::sync::receive::FileReactions for Reactions {
+    fn after_visits(
+        &self,
+        conn: &mut DbConn,
+        node: &LocalNode,
+        child_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let actor = Actor {
+            kind: crate::audit::ActorKind::System,
+            id: format!("node:{}", node.id),
+            via: crate::audit::Via::Job,
+        };
+        for id in child_ids {
+            let Ok(child) = IdNumber::parse(id) else {
+                continue;
+            };
+            let changed =
+                storage::transaction(conn, |c| update_file(c, node, &child, &actor, now))?;
+            if changed {
+                node.wake_senders();
+            }
+        }
+        Ok(())
+    }
+}

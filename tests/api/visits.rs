@@ -625,3 +625,49 @@ async fn a_childrens_director_records_and_lists_visits_from_the_console() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn a_visit_made_by_the_hukou_bureau_updates_the_file_at_the_residence_bureau() {
+    let pair = spawn_pair().await;
+    let child = flowing_child(641);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    pair.residence.create_child(&child).await;
+    eventually(20, "the hukou node holds the file", || async {
+        pair.hukou
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    // Chengdu's caseworker calls the family: the hukou side records the visit, but the file's
+    // last visit and risk are the residence side's — Zhengzhou brings them in line on receipt.
+    let day = today();
+    let mut call = red_visit(day);
+    call["kind"] = json!("phone");
+    call["visitor"] = json!({"name": "王芳", "role": "caseworker"});
+    let r = pair
+        .hukou
+        .post_json(&format!("/api/v1/children/{id}/visits"), &call)
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let made: Value = r.json().await.unwrap();
+    assert_eq!(
+        made["file_updated"], false,
+        "the hukou side does not edit residence fields"
+    );
+    for app in [&pair.residence, &pair.hukou] {
+        eventually(20, "the file follows the hukou bureau's visit", || async {
+            let rec = record_of(app, &id).await;
+            rec["risk_level"] == 1 && rec["last_visit_on"] == json!(day)
+        })
+        .await;
+    }
+    assert_eq!(
+        pair.residence
+            .count("audit_events WHERE action = 'child.update' AND actor_kind = 'system'"),
+        1
+    );
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

@@ -87,6 +87,19 @@ fn metrics_text(
         vec![(String::new(), overdue as f64)],
     );
     gauge(
+        "hukou_reports_urgent_unassessed",
+        "Urgent reports no visit of the child has assessed since (the child's risk stays red at the residence bureau).",
+        vec![(
+            String::new(),
+            crate::storage::reports::urgent_unassessed(conn)? as f64,
+        )],
+    );
+    gauge(
+        "hukou_reports_recorded",
+        "Reports and referrals held here.",
+        vec![(String::new(), crate::storage::reports::count(conn)? as f64)],
+    );
+    gauge(
         "hukou_visits_recorded",
         "Visits held here (recorded here or received from the child's other bureau).",
         vec![(String::new(), crate::storage::visits::count(conn)? as f64)],

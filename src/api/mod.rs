@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod peer;
 pub mod peers;
 pub mod reconcile;
+pub mod reports;
 pub mod visits;
 
 use std::sync::Arc;
@@ -125,6 +126,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(visits::list)
     .service(visits::read)
     .service(visits::amend)
+    .service(reports::record)
+    .service(reports::of_child)
+    .service(reports::list)
+    .service(reports::read)
+    .service(reports::amend)
     .default_service(web::to(manners::unmatched));
 }
 
@@ -250,6 +256,11 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         visits::read,
         visits::amend,
         visits::due,
+        reports::record,
+        reports::of_child,
+        reports::list,
+        reports::read,
+        reports::amend,
     ),
     components(schemas(error::Problem, crate::domain::child::ChildRecord))
 )]

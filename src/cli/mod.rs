@@ -13,6 +13,7 @@ mod demo;
 mod import;
 pub mod pki;
 mod reconcile_cmd;
+mod report;
 mod visit;
 mod witness_cmd;
 
@@ -67,6 +68,9 @@ enum Command {
     /// Visits (走访): add, amend, show, list a child's, and the due list.
     #[command(subcommand)]
     Visit(visit::VisitCommand),
+    /// Mandatory reports and referrals (强制报告与转介): add, list, show.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// The review queue of concurrent edits: list, show, resolve.
     #[command(subcommand)]
     Conflict(conflict::ConflictCommand),
@@ -205,6 +209,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
         Command::Conflict(cmd) => conflict::run(&load_settings(config)?, cmd),
         Command::Visit(cmd) => visit::run(&load_settings(config)?, cmd),
+        Command::Report(cmd) => report::run(&load_settings(config)?, cmd),
         // Checking an export needs no database: no warning about the defaults' database.
         Command::Audit(
             cmd @ audit_cmd::AuditCommand::Verify {

@@ -1,4 +1,4 @@
-//! The kinds of document the exchange carries: a child's file, a case and a visit.
+//! The kinds of document the exchange carries: a child's file, a case, a visit and a report.
 
 use std::str::FromStr;
 
@@ -11,16 +11,23 @@ pub enum DocKind {
     Child,
     Case,
     Visit,
+    Report,
 }
 
 impl DocKind {
-    pub const ALL: [DocKind; 3] = [DocKind::Child, DocKind::Case, DocKind::Visit];
+    pub const ALL: [DocKind; 4] = [
+        DocKind::Child,
+        DocKind::Case,
+        DocKind::Visit,
+        DocKind::Report,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DocKind::Child => "child",
             DocKind::Case => "case",
             DocKind::Visit => "visit",
+            DocKind::Report => "report",
         }
     }
 }
@@ -37,6 +44,7 @@ impl FromStr for DocKind {
             "child" => Ok(DocKind::Child),
             "case" => Ok(DocKind::Case),
             "visit" => Ok(DocKind::Visit),
+            "report" => Ok(DocKind::Report),
             other => Err(UnknownDocKind(other.to_owned())),
         }
     }

@@ -13,6 +13,7 @@ pub mod month;
 pub mod node;
 pub mod reconcile_report;
 pub mod region;
+pub mod report;
 pub mod risk;
 pub mod role;
 pub mod shown_time;

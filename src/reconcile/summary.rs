@@ -6,7 +6,7 @@
 //! documents in, a chunk per transaction — so an interrupted catch-up leaves a consistent
 //! summary and the next one goes on. A document's parties are read from its current view (a
 //! child's hukou and residence regions routed through the directory; a case's requester and
-//! decider; a visit's child's). A document this node is not a party of, one with no heads (lost by a restored
+//! decider; a visit's or a report's child's). A document this node is not a party of, one with no heads (lost by a restored
 //! backup), or one with a version whose body no longer hashes to its id (`sync::integrity`) is
 //! in no peer's summary: a run then shows it as differing, never as equal. Parties depend on the directory's routing, so when the
 //! directory's serial changes every document is re-examined once.
@@ -65,9 +65,14 @@ pub fn catch_up(
                     .filter(|d| d.kind == kind)
                     .map(|d| d.doc_id.clone())
                     .collect();
-                // A child's visits share its parties: a changed file (a move) re-examines them.
-                if kind == DocKind::Visit && !children.is_empty() {
-                    docs.extend(crate::storage::visits::ids_of_children(c, &children)?);
+                // A child's visits and reports share its parties: a changed file (a move)
+                // re-examines them.
+                if !children.is_empty() && matches!(kind, DocKind::Visit | DocKind::Report) {
+                    docs.extend(if kind == DocKind::Visit {
+                        crate::storage::visits::ids_of_children(c, &children)?
+                    } else {
+                        crate::storage::reports::ids_of_children(c, &children)?
+                    });
                     docs.sort_unstable();
                     docs.dedup();
                 }
@@ -119,9 +124,13 @@ fn sharing_peers(
             .into_iter()
             .map(|(d, (q, r))| (d, parties_of(&q, &r, false)))
             .collect(),
-        // A visit's parties are its child's.
-        "visit" => {
-            let child_of = crate::storage::visits::children_of(conn, docs)?;
+        // A visit's and a report's parties are its child's.
+        "visit" | "report" => {
+            let child_of = if kind == "visit" {
+                crate::storage::visits::children_of(conn, docs)?
+            } else {
+                crate::storage::reports::children_of(conn, docs)?
+            };
             let children: Vec<String> = child_of.values().cloned().collect();
             let regions = repo::child_regions(conn, &children)?;
             child_of

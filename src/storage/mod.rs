@@ -129,6 +129,7 @@ pub mod conflicts;
 pub mod exchange;
 pub mod reconcile;
 pub mod records;
+pub mod reports;
 pub mod schema;
 pub mod visits;
 pub mod witness;

@@ -242,6 +242,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    reports (report_id) {
+        report_id -> Text,
+        child_id -> Text,
+        recorded_by -> Text,
+        reported_on -> Date,
+        reporter_kind -> Text,
+        urgent -> BigInt,
+        police_called -> BigInt,
+        referral_target -> Nullable<Text>,
+        head -> Text,
+        body -> Text,
+        recorded_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     users (username) {
         username -> Text,
         display_name -> Text,
@@ -290,6 +307,7 @@ diesel::table! {
 diesel::joinable!(sessions -> users (username));
 diesel::allow_tables_to_appear_in_same_query!(users, sessions);
 diesel::allow_tables_to_appear_in_same_query!(conflicts, children);
+diesel::allow_tables_to_appear_in_same_query!(reports, visits);
 
 diesel::table! {
     recon_dirty (kind, doc_id) {

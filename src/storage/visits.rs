@@ -108,15 +108,6 @@ pub fn page(
     Ok(q.order(visits::visit_id.asc()).limit(limit).load(conn)?)
 }
 
-/// The ids of a child's visits (a bureau the child moves to receives them with the file).
-pub fn ids_of_child(conn: &mut DbConn, child_id: &str) -> Result<Vec<String>, StorageError> {
-    Ok(visits::table
-        .filter(visits::child_id.eq(child_id))
-        .select(visits::visit_id)
-        .order(visits::visit_id.asc())
-        .load(conn)?)
-}
-
 /// The visits of these children.
 pub fn ids_of_children(
     conn: &mut DbConn,

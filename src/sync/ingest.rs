@@ -19,10 +19,12 @@ use super::receipt::{RejectCode, Rejection};
 use super::store::Batch;
 use super::version::{DocKind, SignedVersion, VersionId};
 use super::view;
-use super::visit;
+use super::visit::{self, ChildDoc};
 use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
 use crate::directory::Directory;
 use crate::domain::child::ChildRecord;
+use crate::domain::report::ReportBody;
+use crate::domain::visit::VisitBody;
 use crate::domain::{NodeId, RegionCode};
 use crate::storage::records as repo;
 use crate::storage::{self, DbConn};
@@ -37,8 +39,8 @@ pub struct IngestOutcome {
     pub stored: usize,
     /// Cases that received versions (the eligibility service refreshes them).
     pub cases: Vec<String>,
-    /// Children whose visits received versions (the visits service brings the residence side's
-    /// file in line with them).
+    /// Children whose visits or reports received versions (the visits service brings the
+    /// residence side's file in line with them).
     pub visited_children: Vec<String>,
 }
 
@@ -187,41 +189,48 @@ impl<'a> Intake<'a> {
         match v.version.kind {
             DocKind::Case => self.take_case(conn, v),
             DocKind::Child => self.take_child(conn, v),
-            DocKind::Visit => self.take_visit(conn, v),
+            DocKind::Visit => self.take_child_doc::<VisitBody>(conn, v),
+            DocKind::Report => self.take_child_doc::<ReportBody>(conn, v),
         }
     }
 
-    /// A visit: checked ([`visit::check`]), queued for the child's other bureaus (a bureau the
-    /// child moved to after the visit was recorded gets it with the file's history), its view row
-    /// written.
-    fn take_visit(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {
+    /// A visit or a report: checked ([`visit::check`]), queued for the child's other bureaus (a
+    /// bureau the child moved to after it was recorded gets it with the file's history), its view
+    /// row written.
+    fn take_child_doc<T: ChildDoc>(
+        &mut self,
+        conn: &mut DbConn,
+        v: &SignedVersion,
+    ) -> Result<(), LedgerError> {
         if let Err(refusal) = verify_signature(self.node, &self.facts.verified, v) {
             self.reject(v, refusal);
             return Ok(());
         }
-        let child = visit::body_of(v).ok().map(|b| b.child_id.to_string());
+        let child = visit::body_of::<T>(v)
+            .ok()
+            .map(|b| b.child_id().to_string());
         let regions = child
             .as_ref()
             .and_then(|c| self.facts.batch_regions.get(c))
             .cloned()
             .unwrap_or_default();
-        match visit::check(conn, self.node, self.sender, v, &regions) {
+        match visit::check::<T>(conn, self.node, self.sender, v, &regions) {
             Ok((body, mut parties)) => {
                 parties.remove(self.sender);
                 self.batch.add(conn, v, &parties)?;
                 self.batch.flush(conn)?;
                 visit::put_row(conn, v, &body, self.batch.at(), &self.visit_stamps)?;
-                let child = body.child_id.to_string();
+                let child = body.child_id().to_string();
                 if !self.out.visited_children.contains(&child) {
                     self.out.visited_children.push(child);
                 }
                 self.visit_stamps.insert(v.id, v.version.hlc.to_i64());
                 self.batch.event(
                     Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
-                        .object("visit", &v.version.doc_id)
+                        .object(T::KIND.as_str(), &v.version.doc_id)
                         .details(serde_json::json!({
                             "version": v.id, "author": v.version.author_node,
-                            "child": body.child_id.masked(),
+                            "child": body.child_id().masked(),
                         })),
                 );
                 self.out.accepted.push(v.id);

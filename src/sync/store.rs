@@ -176,19 +176,19 @@ impl<'n> Batch<'n> {
         .into_iter()
         .filter(|id| *id != own)
         .collect();
-        // A child's visits go with the file (after it: the receiver checks a visit against the
-        // child's file).
+        // A child's visits and reports go with the file (after it: the receiver checks them
+        // against the child's file).
         if v.version.kind == DocKind::Child {
-            let visits = crate::storage::visits::ids_of_child(conn, &v.version.doc_id)?;
-            history.extend(
-                crate::storage::reconcile::versions_of_docs(
-                    conn,
-                    DocKind::Visit.as_str(),
-                    &visits,
-                )?
-                .into_iter()
-                .map(|(_, id, _)| id),
-            );
+            let child = [v.version.doc_id.clone()];
+            let visits = crate::storage::visits::ids_of_children(conn, &child)?;
+            let reports = crate::storage::reports::ids_of_children(conn, &child)?;
+            for (kind, docs) in [(DocKind::Visit, visits), (DocKind::Report, reports)] {
+                history.extend(
+                    crate::storage::reconcile::versions_of_docs(conn, kind.as_str(), &docs)?
+                        .into_iter()
+                        .map(|(_, id, _)| id),
+                );
+            }
         }
         for peer in peers {
             // Versions of this batch queued for the peer are written by `finish`.

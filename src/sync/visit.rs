@@ -1,8 +1,9 @@
-//! Visit documents in the exchange (DESIGN §3): what makes a peer's visit version acceptable,
-//! who a visit is queued for, and its view row. A visit is written by one node — the one whose
-//! person made it (`recorded_by`) — and amended only by that node, each amendment on top of the
-//! last: its versions form a line, never a conflict. Its parties are the child's: the bureaus
-//! serving the child's hukou and residence regions.
+//! Documents about a child that accumulate — visits and reports (DESIGN §3) — in the exchange:
+//! what makes a peer's version acceptable, who it is queued for, and its view row, for any kind
+//! that implements [`ChildDoc`]. Such a document is written by one node — the one that recorded
+//! it (`recorded_by`) — and amended only by that node, each amendment on top of the last: its
+//! versions form a line, never a conflict. Its parties are the child's: the bureaus serving the
+//! child's hukou and residence regions.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,18 +13,110 @@ use super::error::LedgerError;
 use super::node::LocalNode;
 use super::receipt::RejectCode;
 use super::version::{SignedVersion, VersionId};
+use crate::domain::report::ReportBody;
 use crate::domain::visit::VisitBody;
-use crate::domain::{NodeId, RegionCode};
+use crate::domain::{DocKind, FieldError, IdNumber, NodeId, RegionCode};
 use crate::storage::records as repo;
+use crate::storage::reports::{self as reports_repo, ReportRow};
 use crate::storage::visits::{self as visits_repo, VisitRow};
-use crate::storage::DbConn;
+use crate::storage::{DbConn, StorageError};
 
 /// A refusal: its code and reason.
 pub type Refusal = (RejectCode, String);
 
-/// The body of a visit version.
-pub fn body_of(v: &SignedVersion) -> Result<VisitBody, String> {
-    serde_json::from_value(v.version.body.clone()).map_err(|e| format!("not a visit: {e}"))
+/// A kind of document about one child, recorded by one node.
+pub trait ChildDoc: serde::de::DeserializeOwned {
+    const KIND: DocKind;
+    fn doc_id(&self) -> String;
+    fn child_id(&self) -> &IdNumber;
+    fn recorded_by(&self) -> &NodeId;
+    /// The kind's own rules, with `latest` the last day it may be dated.
+    fn check_at(&self, latest: chrono::NaiveDate) -> Result<(), FieldError>;
+    /// The version the view row of `doc_id` shows, if it has one.
+    fn shown_head(conn: &mut DbConn, doc_id: &str) -> Result<Option<String>, StorageError>;
+    /// Writes the view row at version `v`.
+    fn write_row(
+        conn: &mut DbConn,
+        v: &SignedVersion,
+        body: &Self,
+        at: NaiveDateTime,
+    ) -> Result<(), StorageError>;
+}
+
+impl ChildDoc for VisitBody {
+    const KIND: DocKind = DocKind::Visit;
+    fn doc_id(&self) -> String {
+        self.visit_id.to_string()
+    }
+    fn child_id(&self) -> &IdNumber {
+        &self.child_id
+    }
+    fn recorded_by(&self) -> &NodeId {
+        &self.recorded_by
+    }
+    fn check_at(&self, latest: chrono::NaiveDate) -> Result<(), FieldError> {
+        self.check(latest)
+    }
+    fn shown_head(conn: &mut DbConn, doc_id: &str) -> Result<Option<String>, StorageError> {
+        Ok(visits_repo::get(conn, doc_id)?.map(|r| r.head))
+    }
+    fn write_row(
+        conn: &mut DbConn,
+        v: &SignedVersion,
+        body: &Self,
+        at: NaiveDateTime,
+    ) -> Result<(), StorageError> {
+        visits_repo::upsert(conn, &row_of(v, body, at))
+    }
+}
+
+impl ChildDoc for ReportBody {
+    const KIND: DocKind = DocKind::Report;
+    fn doc_id(&self) -> String {
+        self.report_id.to_string()
+    }
+    fn child_id(&self) -> &IdNumber {
+        &self.child_id
+    }
+    fn recorded_by(&self) -> &NodeId {
+        &self.recorded_by
+    }
+    fn check_at(&self, latest: chrono::NaiveDate) -> Result<(), FieldError> {
+        self.check(latest)
+    }
+    fn shown_head(conn: &mut DbConn, doc_id: &str) -> Result<Option<String>, StorageError> {
+        Ok(reports_repo::get(conn, doc_id)?.map(|r| r.head))
+    }
+    fn write_row(
+        conn: &mut DbConn,
+        v: &SignedVersion,
+        body: &Self,
+        at: NaiveDateTime,
+    ) -> Result<(), StorageError> {
+        reports_repo::upsert(
+            conn,
+            &ReportRow {
+                report_id: body.report_id.to_string(),
+                child_id: body.child_id.to_string(),
+                recorded_by: body.recorded_by.to_string(),
+                reported_on: body.reported_on,
+                reporter_kind: body.reporter.kind.code().to_owned(),
+                urgent: i64::from(body.is_urgent()),
+                police_called: i64::from(body.police_called),
+                referral_target: body.referral.as_ref().map(|r| r.target.code().to_owned()),
+                head: v.id.to_string(),
+                body: v.version.body.to_string(),
+                recorded_at: at,
+                updated_at: at,
+            },
+        )
+    }
+}
+
+/// The body of a version of a child document.
+pub fn body_of<T: ChildDoc>(v: &SignedVersion) -> Result<T, String> {
+    serde_json::from_value(v.version.body.clone())
+        .map_err(|e| format!("not a {}: {e}", T::KIND.as_str()))
 }
 
 /// The bureaus of the child of a visit: those serving the regions of the child's current view
@@ -49,31 +142,35 @@ pub fn parties_of_child(
     Ok(Some(parties))
 }
 
-/// All checks of a peer's visit version but its signature (checked with the batch): the body is
-/// a valid visit about a child held here (or arriving in the same batch) and dated no later than
-/// the day after its stamp; its id is the document's; the author is the node that recorded it;
-/// the author, the sender and this node are parties of the child; an amendment is on top of a
-/// version of the same visit by the same node and changes neither the child nor the visit's id.
-/// On success the visit and the child's parties.
-pub fn check(
+/// All checks of a peer's version of a child document but its signature (checked with the
+/// batch): the body is valid for its kind, about a child held here (or arriving in the same
+/// batch) and dated no later than the day after its stamp; its id is the document's; the author is
+/// the node that recorded it; the author, the sender and this node are parties of the child; an
+/// amendment is on top of a version of the same document by the same node and changes neither
+/// the child nor the id. On success the body and the child's parties.
+pub fn check<T: ChildDoc>(
     conn: &mut DbConn,
     node: &LocalNode,
     sender: &NodeId,
     v: &SignedVersion,
     batch_regions: &[(RegionCode, RegionCode)],
-) -> Result<(VisitBody, BTreeSet<NodeId>), Refusal> {
+) -> Result<(T, BTreeSet<NodeId>), Refusal> {
     let invalid = |e: String| (RejectCode::InvalidRecord, e);
-    let body = body_of(v).map_err(invalid)?;
-    if body.visit_id.to_string() != v.version.doc_id {
-        return Err(invalid("doc_id is not the visit id".into()));
+    let body: T = body_of(v).map_err(invalid)?;
+    if body.doc_id() != v.version.doc_id {
+        return Err(invalid(format!(
+            "doc_id is not the {} id",
+            T::KIND.as_str()
+        )));
     }
     let author = &v.version.author_node;
-    if &body.recorded_by != author {
+    if body.recorded_by() != author {
         return Err((
             RejectCode::AuthorNotParty,
             format!(
-                "{author} did not record this visit ({} did)",
-                body.recorded_by
+                "{author} did not record this {} ({} did)",
+                T::KIND.as_str(),
+                body.recorded_by()
             ),
         ));
     }
@@ -82,9 +179,9 @@ pub fn check(
     let stamped = super::ledger::china_today(v.version.hlc.wall_time())
         .checked_add_days(Days::new(1))
         .ok_or_else(|| invalid("the stamp is out of range".into()))?;
-    body.check(stamped)
+    body.check_at(stamped)
         .map_err(|e| invalid(format!("{}: {}", e.field, e.reason)))?;
-    let parties = parties_of_child(conn, node, body.child_id.as_str(), batch_regions)
+    let parties = parties_of_child(conn, node, body.child_id().as_str(), batch_regions)
         .map_err(|e| invalid(format!("storage: {e}")))?
         .ok_or_else(|| {
             (
@@ -119,14 +216,16 @@ pub fn check(
                 format!("parent {} is not known here", p.short()),
             ));
         };
-        let before = body_of(&pv).map_err(invalid)?;
+        let before: T = body_of(&pv).map_err(invalid)?;
         if pv.version.doc_id != v.version.doc_id
+            || pv.version.kind != T::KIND
             || pv.version.author_node != *author
-            || before.child_id != body.child_id
+            || before.child_id() != body.child_id()
         {
-            return Err(invalid(
-                "an amendment is made by the visit's own node on the same visit and child".into(),
-            ));
+            return Err(invalid(format!(
+                "an amendment is made by the {0}'s own node on the same {0} and child",
+                T::KIND.as_str()
+            )));
         }
     }
     Ok((body, parties))
@@ -153,22 +252,22 @@ pub fn row_of(v: &SignedVersion, body: &VisitBody, at: NaiveDateTime) -> VisitRo
     }
 }
 
-/// Writes a visit's view row for `v`, unless the row shows a later version already: `v` replaces
-/// it when it is made on top of the version shown, or when neither descends from the other and
-/// `v` is stamped later (two amendments made at once at the same node).
-pub fn put_row(
+/// Writes a document's view row for `v`, unless the row shows a later version already: `v`
+/// replaces it when it is made on top of the version shown, or when neither descends from the
+/// other and `v` is stamped later (two amendments made at once at the same node).
+pub fn put_row<T: ChildDoc>(
     conn: &mut DbConn,
     v: &SignedVersion,
-    body: &VisitBody,
+    body: &T,
     at: NaiveDateTime,
     accepted_here: &HashMap<VersionId, i64>,
 ) -> Result<(), LedgerError> {
-    if let Some(row) = visits_repo::get(conn, &body.visit_id.to_string())? {
-        let shown = row.head.parse::<VersionId>()?;
+    if let Some(head) = T::shown_head(conn, &body.doc_id())? {
+        let shown = head.parse::<VersionId>()?;
         if !v.version.parents.contains(&shown) {
             let shown_hlc = match accepted_here.get(&shown) {
                 Some(h) => *h,
-                None => repo::get_version(conn, &row.head)?
+                None => repo::get_version(conn, &head)?
                     .map(|r| r.hlc.to_i64())
                     .unwrap_or(i64::MIN),
             };
@@ -177,6 +276,6 @@ pub fn put_row(
             }
         }
     }
-    visits_repo::upsert(conn, &row_of(v, body, at))?;
+    T::write_row(conn, v, body, at)?;
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! day and, from the latest visit that assessed risk, the risk level — so the file shows the last
 //! visit and the current risk, and its due date follows.
 
+pub mod reports;
+
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -481,10 +483,10 @@ fn store(
 }
 
 /// At the child's residence bureau: the file's last visit day and risk level from its visits
-/// stored here (the last visit day only moves forward; the risk is the level of the latest visit
-/// that assessed risk). Returns whether the file changed or already agreed; `false` when this
+/// and reports stored here (the last visit day only moves forward; the risk is the level of the
+/// latest visit that assessed risk — or red, 1, while an urgent report is later than it). Returns whether the file changed or already agreed; `false` when this
 /// node is not the residence bureau or a field is under review (the visit stands).
-fn update_file(
+pub(crate) fn update_file(
     conn: &mut DbConn,
     node: &LocalNode,
     child: &IdNumber,
@@ -504,13 +506,23 @@ fn update_file(
             patch.insert("last_visit_on".into(), serde_json::json!(latest));
         }
     }
-    // `of_child` is latest first: the first with a level is the latest assessment.
-    if let Some(level) = visits
-        .iter()
-        .find_map(|v| v.risk_level.as_deref())
-        .and_then(|l| l.parse::<u8>().ok())
-        .and_then(|l| RiskLevel::new(l).ok())
-    {
+    // `of_child` is latest first: the first with a level is the latest assessment. An urgent
+    // report after it (or with none) makes the risk red until a visit assesses the child.
+    let assessed = visits.iter().find_map(|v| {
+        v.risk_level
+            .as_deref()
+            .and_then(|l| l.parse::<u8>().ok())
+            .and_then(|l| RiskLevel::new(l).ok())
+            .map(|l| (v.visited_on, l))
+    });
+    let urgent = crate::storage::reports::latest_urgent(conn, child.as_str())?;
+    let level = match (assessed, urgent) {
+        (Some((on, _)), Some(reported)) if reported > on => Some(RiskLevel::MOST_SEVERE),
+        (None, Some(_)) => Some(RiskLevel::MOST_SEVERE),
+        (Some((_, level)), _) => Some(level),
+        (None, None) => None,
+    };
+    if let Some(level) = level {
         patch.insert("risk_level".into(), serde_json::json!(level.get()));
     }
     match ledger::apply_update(conn, node, child, patch, actor, now) {

@@ -19,6 +19,7 @@ mod moves;
 mod openapi;
 mod reconcile;
 mod records;
+mod reports;
 mod risk;
 mod schema;
 mod storage;

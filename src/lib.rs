@@ -19,7 +19,7 @@
 //! | services | [`accounts`] | users (argon2id), sessions, bearer tokens, roles and their permissions |
 //! | | [`conflicts`] | the review queue and resolution versions |
 //! | | [`eligibility`] | eligibility cases: the service (load → decide → store), the working-day calendar and the holidays the law fixes for years without a published one (`eligibility::statutory`) |
-//! | | [`visits`] | visits (走访): record, amend, read and list a child's visits; the due list by the visit schedule |
+//! | | [`visits`] | visits (走访): record, amend, read and list a child's visits; the due list by the visit schedule; reports and referrals (`visits::reports`); the file following them at the residence bureau |
 //! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
 //! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness); `sync::witness`: peers cosigning each other's checkpoints (both sides of tlog-witness); `sync::integrity`: re-hashing stored versions |
 //! | | [`audit`] | the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, C2SP checkpoints and cosignatures, what a witness decides and its evidence, the start-up self check, proofs, offline verification |

@@ -11,8 +11,6 @@ use super::cases::parse;
 use super::error::{ApiError, Problem};
 use super::{input, now, parse_id, purpose_of, AppState};
 use crate::accounts::Permission;
-use crate::domain::RegionPrefix;
-use crate::storage::visits::DueFilter;
 use crate::sync::ledger::china_today;
 use crate::visits::{self, DuePage, VisitInput, VisitPage, VisitView};
 
@@ -227,56 +225,18 @@ pub async fn due(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&state, Permission::ReadChildren).await?;
     let q: DueQuery = input::query(&req)?;
-    let bad = |field: &'static str, why: &str| {
-        ApiError::bad_request("invalid_query", why.to_owned()).field(field)
-    };
-    let residence_prefix = q
-        .region
-        .as_deref()
-        .map(|r| match RegionPrefix::parse(r) {
-            Ok(p) if !p.as_str().is_empty() => Ok(p.as_str().to_owned()),
-            _ => Err(bad("region", "a region prefix is 2, 4 or 6 digits")),
-        })
-        .transpose()?;
-    let township = q
-        .township
-        .as_deref()
-        .map(|t| {
-            crate::domain::division::TownshipCode::parse(t)
-                .map(|t| t.to_string())
-                .map_err(|e| bad("township", &e.to_string()))
-        })
-        .transpose()?;
-    let worker = q
-        .worker
-        .as_deref()
-        .map(|w| {
-            crate::domain::child::PersonName::parse(w)
-                .map(|w| w.as_str().to_owned())
-                .map_err(|e| bad("worker", &e))
-        })
-        .transpose()?;
-    let after = q
-        .after
-        .as_deref()
-        .map(|a| {
-            visits::parse_due_cursor(a).ok_or_else(|| bad("after", "after is YYYY-MM-DD/ID-number"))
-        })
-        .transpose()?;
     let today = china_today(now());
-    let due_by = if q.overdue.unwrap_or(false) {
-        today.pred_opt().unwrap_or(today)
-    } else {
-        today + chrono::Days::new(u64::from(q.within_days.unwrap_or(7)))
-    };
-    let filter = DueFilter {
-        due_by,
-        residence_prefix,
-        township,
-        worker,
-        after,
+    let filter = visits::DueQuery {
+        within_days: q.within_days.unwrap_or(7),
+        overdue: q.overdue.unwrap_or(false),
+        region: q.region.as_deref(),
+        township: q.township.as_deref(),
+        worker: q.worker.as_deref(),
+        after: q.after.as_deref(),
         limit: i64::from(q.limit.unwrap_or(100)),
-    };
+    }
+    .filter(today)
+    .map_err(|(field, why)| ApiError::bad_request("invalid_query", why).field(field))?;
     let node = state.node.clone();
     let page = state
         .store

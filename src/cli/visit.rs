@@ -9,8 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::audit::Actor;
 use crate::config::Settings;
-use crate::domain::{IdNumber, RegionPrefix};
-use crate::storage::visits::DueFilter;
+use crate::domain::IdNumber;
 use crate::sync::ledger::china_today;
 use crate::visits::{self, VisitInput, VisitView};
 
@@ -381,42 +380,18 @@ pub fn run(settings: &Settings, cmd: VisitCommand) -> anyhow::Result<ExitCode> {
             after,
             json,
         } => {
-            let residence_prefix = region
-                .as_deref()
-                .map(|r| match RegionPrefix::parse(r) {
-                    Ok(p) if !p.as_str().is_empty() => Ok(p.as_str().to_owned()),
-                    _ => Err(anyhow::anyhow!("--region: 2, 4 or 6 digits")),
-                })
-                .transpose()?;
-            let township = township
-                .as_deref()
-                .map(|t| {
-                    crate::domain::division::TownshipCode::parse(t)
-                        .map(|t| t.to_string())
-                        .map_err(|e| anyhow::anyhow!("--township: {e}"))
-                })
-                .transpose()?;
-            let after = after
-                .as_deref()
-                .map(|a| {
-                    visits::parse_due_cursor(a)
-                        .ok_or_else(|| anyhow::anyhow!("--after is YYYY-MM-DD/ID-number"))
-                })
-                .transpose()?;
             let today = china_today(Utc::now());
-            let due_by = if overdue {
-                today.pred_opt().unwrap_or(today)
-            } else {
-                today + chrono::Days::new(u64::from(within))
-            };
-            let filter = DueFilter {
-                due_by,
-                residence_prefix,
-                township,
-                worker,
-                after,
+            let filter = visits::DueQuery {
+                within_days: within,
+                overdue,
+                region: region.as_deref(),
+                township: township.as_deref(),
+                worker: worker.as_deref(),
+                after: after.as_deref(),
                 limit: i64::from(limit),
-            };
+            }
+            .filter(today)
+            .map_err(|(field, why)| anyhow::anyhow!("--{field}: {why}"))?;
             let page = visits::due(&mut conn, &node, filter, today)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&page)?);

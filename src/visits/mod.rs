@@ -603,6 +603,66 @@ pub fn parse_list_cursor(s: &str) -> Option<(NaiveDate, String)> {
     Some((day, id.to_string()))
 }
 
+/// What a due list asks, as typed (the API's query, the CLI's options).
+#[derive(Debug, Clone, Default)]
+pub struct DueQuery<'a> {
+    pub within_days: u32,
+    pub overdue: bool,
+    pub region: Option<&'a str>,
+    pub township: Option<&'a str>,
+    pub worker: Option<&'a str>,
+    pub after: Option<&'a str>,
+    pub limit: i64,
+}
+
+impl DueQuery<'_> {
+    /// The storage filter for `today`, or the parameter at fault and why.
+    pub fn filter(&self, today: NaiveDate) -> Result<DueFilter, (&'static str, String)> {
+        let residence_prefix = self
+            .region
+            .map(|r| match crate::domain::RegionPrefix::parse(r) {
+                Ok(p) if !p.as_str().is_empty() => Ok(p.as_str().to_owned()),
+                _ => Err(("region", "a region prefix is 2, 4 or 6 digits".to_owned())),
+            })
+            .transpose()?;
+        let township = self
+            .township
+            .map(|t| {
+                crate::domain::division::TownshipCode::parse(t)
+                    .map(|t| t.to_string())
+                    .map_err(|e| ("township", e.to_string()))
+            })
+            .transpose()?;
+        let worker = self
+            .worker
+            .map(|w| {
+                PersonName::parse(w)
+                    .map(|w| w.as_str().to_owned())
+                    .map_err(|e| ("worker", e))
+            })
+            .transpose()?;
+        let after = self
+            .after
+            .map(|a| {
+                parse_due_cursor(a).ok_or(("after", "after is YYYY-MM-DD/ID-number".to_owned()))
+            })
+            .transpose()?;
+        let due_by = if self.overdue {
+            today.pred_opt().unwrap_or(today)
+        } else {
+            today + chrono::Days::new(u64::from(self.within_days))
+        };
+        Ok(DueFilter {
+            due_by,
+            residence_prefix,
+            township,
+            worker,
+            after,
+            limit: self.limit,
+        })
+    }
+}
+
 /// Parses a page cursor of [`due`]: `YYYY-MM-DD/ID-number`.
 pub fn parse_due_cursor(s: &str) -> Option<(NaiveDate, String)> {
     let (d, id) = s.split_once('/')?;

@@ -188,6 +188,7 @@ ui_error_via_api!(
     crate::audit::AuditError,
     crate::eligibility::service::CaseError,
     crate::reconcile::ReconcileError,
+    crate::visits::VisitError,
 );
 
 /// `303 See Other` to a local path.

@@ -588,14 +588,113 @@ pub async fn child(
     let id = parse_id(&path)?;
     let node = state.node.clone();
     let a = actor(&p);
-    let (file, open) = state
+    let (file, open, visits, reports) = state
         .store
         .run(move |c| -> Result<_, UiError> {
-            let file = ledger::read_child(c, &node, &id, &a, Some("admin page"), Utc::now())?;
+            let now = Utc::now();
+            let file = ledger::read_child(c, &node, &id, &a, Some("admin page"), now)?;
             let open = conflicts::of_file(c, &node, &id).map_err(conflict_error)?;
-            Ok((file, open))
+            let visits = crate::visits::list(c, &node, &id, None, 50, &a, Some("admin page"), now)?;
+            let reports = crate::visits::reports::list(
+                c,
+                &node,
+                Some(&id),
+                false,
+                None,
+                50,
+                &a,
+                Some("admin page"),
+                now,
+            )?;
+            Ok((file, open, visits, reports))
         })
         .await?;
+    let palette = &state.node.palette;
+    let visits = visits
+        .items
+        .iter()
+        .map(|v| {
+            let b = &v.visit;
+            VisitRowView {
+                on: b.visited_on.to_string(),
+                kind: b.kind.label_zh(),
+                visitor: format!(
+                    "{} ({})",
+                    b.visitor.name.as_str(),
+                    b.visitor.role.label_zh()
+                ),
+                seen: b
+                    .seen
+                    .iter()
+                    .map(|s| s.label_zh())
+                    .collect::<Vec<_>>()
+                    .join("、"),
+                assessment: b.assessment.as_ref().map_or_else(String::new, |a| {
+                    let areas = a
+                        .indicators
+                        .iter()
+                        .map(|(area, i)| format!("{} {}", area.label_zh(), palette.label(i.grade)))
+                        .collect::<Vec<_>>()
+                        .join("、");
+                    format!(
+                        "{} ({areas}; {})",
+                        palette.label(a.level),
+                        a.assessor.as_str()
+                    )
+                }),
+                follow_up: b
+                    .follow_up
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join("；"),
+                next: b.next_due_on.map(|d| d.to_string()).unwrap_or_default(),
+                node: b.recorded_by.to_string(),
+            }
+        })
+        .collect();
+    let reports = reports
+        .items
+        .iter()
+        .map(|r| {
+            let b = &r.report;
+            ReportRowView {
+                on: b.reported_on.to_string(),
+                urgency: b.urgency.label_zh(),
+                urgent: b.is_urgent(),
+                reporter: format!(
+                    "{}{}",
+                    b.reporter.kind.label_zh(),
+                    b.reporter
+                        .name
+                        .as_ref()
+                        .map(|n| format!(" {}", n.as_str()))
+                        .unwrap_or_default()
+                ),
+                seen: b.seen.as_str().to_owned(),
+                police: if b.police_called {
+                    "已报警 (yes)"
+                } else {
+                    ""
+                },
+                referral: b.referral.as_ref().map_or_else(String::new, |f| {
+                    format!(
+                        "{}{}{}",
+                        f.target.label_zh(),
+                        f.name
+                            .as_ref()
+                            .map(|n| format!(" {}", n.as_str()))
+                            .unwrap_or_default(),
+                        f.outcome
+                            .as_ref()
+                            .map(|o| format!("：{}", o.as_str()))
+                            .unwrap_or_default()
+                    )
+                }),
+                node: b.recorded_by.to_string(),
+            }
+        })
+        .collect();
     let fields = file
         .record
         .to_fields()
@@ -648,6 +747,8 @@ pub async fn child(
             updated_at: when(file.updated_at),
             fields,
             history,
+            visits,
+            reports,
             awaiting: open.awaiting,
             conflicts_here,
         },

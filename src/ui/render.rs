@@ -136,8 +136,34 @@ pub struct ChildPage {
     pub updated_at: String,
     pub fields: Vec<FieldView>,
     pub history: Vec<HistoryView>,
+    pub visits: Vec<VisitRowView>,
+    pub reports: Vec<ReportRowView>,
     pub awaiting: Vec<String>,
     pub conflicts_here: usize,
+}
+
+/// One visit on a child's page, values by their Chinese labels.
+pub struct VisitRowView {
+    pub on: String,
+    pub kind: &'static str,
+    pub visitor: String,
+    pub seen: String,
+    pub assessment: String,
+    pub follow_up: String,
+    pub next: String,
+    pub node: String,
+}
+
+/// One report on a child's page.
+pub struct ReportRowView {
+    pub on: String,
+    pub urgency: &'static str,
+    pub urgent: bool,
+    pub reporter: String,
+    pub seen: String,
+    pub police: &'static str,
+    pub referral: String,
+    pub node: String,
 }
 
 pub struct CaseRowView {

@@ -298,3 +298,44 @@ async fn bad_reports_are_refused_and_nothing_is_stored() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn the_childs_page_shows_its_visits_and_reports() {
+    use hukou_sync::accounts::Role;
+    let app = crate::helpers::spawn_app().await;
+    let child = flowing_child(706);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&child).await;
+    let r = app
+        .post_json(&format!("/api/v1/children/{id}/reports"), &urgent_report())
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .post_json(
+            &format!("/api/v1/children/{id}/visits"),
+            &json!({"visited_on": today(), "visitor": {"name": "王秀兰", "role": "儿童主任"},
+                    "kind": "home", "seen": ["child"], "follow_up": ["联系学校"],
+                    "assessment": {"indicators": {"safety": {"grade": "橙"}}, "assessor": "王秀兰"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    crate::helpers::add_user(&app, "cw", Role::Caseworker, "correct horse battery");
+    let mut v = crate::ui::Visitor::new(&app);
+    assert_eq!(v.login("cw", "correct horse battery").await.status, 303);
+    let page = v.get(&format!("/ui/children/{id}")).await;
+    assert_eq!(page.status, 200);
+    for text in [
+        "走访记录 (Visits)",
+        "入户走访",
+        "王秀兰 (儿童主任)",
+        "橙 (安全状况 橙; 王秀兰)",
+        "联系学校",
+        "报告与转介 (Reports and referrals)",
+        "紧急",
+        "学校及教育机构 金水区第一小学",
+        "已报警",
+    ] {
+        assert!(page.body.contains(text), "{text}: {}", page.body);
+    }
+    app.stop().await;
+}

@@ -105,6 +105,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(children::list)
     .service(children::read)
     .service(children::update)
+    .service(children::end_benefit)
     .service(audit::events)
     .service(audit::event)
     .service(audit::consistency)
@@ -227,6 +228,7 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         children::read,
         children::update,
         children::list,
+        children::end_benefit,
         audit::events,
         audit::event,
         audit::consistency,

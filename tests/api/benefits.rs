@@ -1,0 +1,330 @@
+//! Benefits over time (issue 22 #1): ending a benefit as the hukou bureau, the exclusivity and
+//! precedence rules an approval is checked against, the age-out job and the review due list.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{flowing_child, id_number, problem, spawn_app, spawn_app_with, TestApp};
+
+async fn file(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/api/v1/children/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn end(app: &TestApp, id: &str, benefit: &str, body: Value) -> reqwest::Response {
+    app.post_json(
+        &format!("/api/v1/children/{id}/benefits/{benefit}/end"),
+        &body,
+    )
+    .await
+}
+
+/// A child holding `benefits`, on `app`; its ID number.
+async fn child_with(app: &TestApp, seq: u16, benefits: Value) -> String {
+    let mut child = flowing_child(seq);
+    child["benefits"] = benefits;
+    app.create_child(&child).await;
+    child["id_number"].as_str().unwrap().to_owned()
+}
+
+async fn audited(app: &TestApp, action: &str) -> Vec<Value> {
+    let page: Value = app
+        .get(&format!("/api/v1/audit/events?action={action}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_hukou_bureau_ends_a_benefit_and_the_grant_stays_as_history() {
+    let app = spawn_app().await;
+    let id = child_with(
+        &app,
+        1,
+        json!([{"benefit": "dibao", "since": "2026-01", "review_on": "2027-01-15"}]),
+    )
+    .await;
+    let versions = app.count("versions");
+
+    // An end month before the start, a benefit the child does not hold, an unknown benefit,
+    // an unknown reason: refused, nothing stored.
+    let p = problem(
+        end(
+            &app,
+            &id,
+            "dibao",
+            json!({"month": "2025-12", "reason": "income_over"}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "month", "{p}");
+    assert!(p["reason"].as_str().unwrap().contains("2026-01"), "{p}");
+    let p = problem(
+        end(
+            &app,
+            &id,
+            "tekun",
+            json!({"month": "2026-11", "reason": "changed"}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "benefit", "{p}");
+    assert!(
+        p["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold tekun"),
+        "{p}"
+    );
+    let p = problem(
+        end(
+            &app,
+            &id,
+            "bonus",
+            json!({"month": "2026-11", "reason": "changed"}),
+        )
+        .await,
+        400,
+        "invalid_path",
+    )
+    .await;
+    assert_eq!(p["field"], "benefit");
+    let p = problem(
+        end(
+            &app,
+            &id,
+            "dibao",
+            json!({"month": "2026-11", "reason": "bored"}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "reason");
+    problem(
+        end(
+            &app,
+            &id,
+            "dibao",
+            json!({"month": "2026-11", "reason": "other", "by": "x"}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(app.count("versions"), versions);
+
+    // The Chinese label names the benefit and the reason as well.
+    let r = end(
+        &app,
+        &id,
+        "%E4%BD%8E%E4%BF%9D",
+        json!({"month": "2026-11", "reason": "收入超标", "note": "2026年复核：家庭人均收入超过标准"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(
+        f["record"]["benefits"],
+        json!([{"benefit": "dibao", "since": "2026-01", "review_on": "2027-01-15",
+                "ended": {"month": "2026-11", "reason": "income_over", "note": "2026年复核：家庭人均收入超过标准"}}])
+    );
+    assert_eq!(app.count("versions"), versions + 1);
+    let events = audited(&app, "benefit.end").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"]["object_id"], id.as_str(), "{events:?}");
+    // Ended: ending again is refused; granting it again starts a second grant beside the first.
+    let p = problem(
+        end(
+            &app,
+            &id,
+            "dibao",
+            json!({"month": "2026-12", "reason": "other"}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "benefit");
+    let mut benefits = f["record"]["benefits"].clone();
+    benefits
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"benefit": "dibao", "since": "2027-03"}));
+    let r = app
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"benefits": benefits}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // Two active grants of one benefit, or an end before the start, are refused in an edit too.
+    benefits
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"benefit": "dibao", "since": "2027-04"}));
+    let p = problem(
+        app.patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"benefits": benefits}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert!(p["reason"].as_str().unwrap().contains("held twice"), "{p}");
+    let p = problem(
+        app.patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"benefits": [{"benefit": "tekun", "since": "2026-05",
+                                  "ended": {"month": "2026-04", "reason": "changed"}}]}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(p["field"], "benefits");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_hukou_bureau_ends_a_benefit() {
+    // Serving Zhengzhou only: the residence bureau of a Chengdu child.
+    let app = spawn_app_with(|s| {
+        s.node.serves = vec![hukou_sync::domain::RegionPrefix::parse("41").unwrap()]
+    })
+    .await;
+    let id = child_with(&app, 2, json!([{"benefit": "tekun", "since": "2026-01"}])).await;
+    let p = problem(
+        end(
+            &app,
+            &id,
+            "tekun",
+            json!({"month": "2026-11", "reason": "changed"}),
+        )
+        .await,
+        403,
+        "field_not_owned",
+    )
+    .await;
+    assert_eq!(p["field"], "benefits");
+    assert!(file(&app, &id).await["record"]["benefits"][0]["ended"].is_null());
+    app.stop().await;
+}
+
+/// Opens a case for `benefit` and approves it (one node serves both regions); the case's id,
+/// the number of stored versions before the approval and the approval's answer.
+async fn open_and_approve(
+    app: &TestApp,
+    id: &str,
+    benefit: &str,
+) -> (String, i64, reqwest::Response) {
+    let r = app
+        .post_json(
+            "/api/v1/cases",
+            &json!({"child_id": id, "benefit": benefit,
+                    "grounds": {"summary": "父母双亡，由祖母抚养"},
+                    "officers": {"requester": "ZZ-1"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let case: Value = r.json().await.unwrap();
+    let case_id = case["case"]["case_id"].as_str().unwrap().to_owned();
+    assert_eq!(case["case"]["state"], "received", "{case}");
+    let versions = app.count("versions");
+    let r = app
+        .post_json(
+            &format!("/api/v1/cases/{case_id}/transitions"),
+            &json!({"transition": {"action": "approve", "effective_month": "2026-12"}}),
+        )
+        .await;
+    (case_id, versions, r)
+}
+
+#[tokio::test]
+async fn an_approval_that_would_stack_excluded_benefits_is_refused() {
+    let app = spawn_app().await;
+    let id = child_with(&app, 3, json!([{"benefit": "tekun", "since": "2026-01"}])).await;
+
+    // 特困 and 低保 exclude each other: refused, naming the benefit held; nothing stored.
+    let (case_id, versions, r) = open_and_approve(&app, &id, "dibao").await;
+    let p = problem(r, 422, "benefit_excluded").await;
+    assert_eq!(p["field"], "benefit", "{p}");
+    assert_eq!(p["conflicting_benefit"], "tekun", "{p}");
+    let reason = p["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("tekun") && reason.contains("特困"),
+        "{reason}"
+    );
+    let case: Value = app
+        .get(&format!("/api/v1/cases/{case_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(case["case"]["state"], "received");
+    assert_eq!(app.count("versions"), versions);
+    assert_eq!(
+        file(&app, &id).await["record"]["benefits"],
+        json!([{"benefit": "tekun", "since": "2026-01"}])
+    );
+
+    // 孤儿基本生活费 takes precedence over 特困: approved, and 特困 ends in the same month.
+    let (_, _, r) = open_and_approve(&app, &id, "orphan_allowance").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let f = file(&app, &id).await;
+    let benefits = f["record"]["benefits"].as_array().unwrap();
+    assert_eq!(benefits.len(), 2, "{f}");
+    assert_eq!(benefits[0]["benefit"], "tekun");
+    assert_eq!(benefits[0]["ended"]["month"], "2026-12");
+    assert_eq!(benefits[0]["ended"]["reason"], "changed");
+    assert!(benefits[0]["ended"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("孤儿基本生活费"));
+    assert_eq!(
+        benefits[1],
+        json!({"benefit": "orphan_allowance", "since": "2026-12"})
+    );
+    assert_eq!(audited(&app, "benefit.end").await.len(), 1);
+
+    // Now 特困 and 事实无人抚养儿童生活补贴 are refused, each naming the orphan allowance.
+    for benefit in ["tekun", "de_facto_unsupported_subsidy"] {
+        let (_, _, r) = open_and_approve(&app, &id, benefit).await;
+        let p = problem(r, 422, "benefit_excluded").await;
+        assert_eq!(p["conflicting_benefit"], "orphan_allowance", "{p}");
+    }
+    // 低保 is compatible with the orphan allowance.
+    let (_, _, r) = open_and_approve(&app, &id, "dibao").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn exclusivity_is_configurable() {
+    // A bureau that lets 特困 and 低保 stack.
+    let app = spawn_app_with(|s| {
+        s.eligibility.exclusive = vec![];
+    })
+    .await;
+    let id = child_with(&app, 4, json!([{"benefit": "tekun", "since": "2026-01"}])).await;
+    let (_, _, r) = open_and_approve(&app, &id, "dibao").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let _ = id_number;
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod benefits;
 pub mod cases;
 pub mod children;
 pub mod conflicts;
@@ -106,6 +107,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(children::read)
     .service(children::update)
     .service(children::end_benefit)
+    .service(benefits::review_due)
     .service(audit::events)
     .service(audit::event)
     .service(audit::consistency)
@@ -229,6 +231,7 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         children::update,
         children::list,
         children::end_benefit,
+        benefits::review_due,
         audit::events,
         audit::event,
         audit::consistency,

@@ -416,6 +416,13 @@ pub fn list_children(
         let rows: Vec<_> = scanned
             .into_iter()
             .filter(|r| node.roles(&r.hukou_region, &r.residence_region).is_party())
+            // The stale list (`stale_before`) leaves adults out: their files are kept, not
+            // refreshed.
+            .filter(|r| {
+                filter.stale_before.is_none()
+                    || crate::domain::benefit::age_on(r.id_number.birth_date(), china_today(now))
+                        < crate::domain::benefit::ADULT_AGE
+            })
             .collect();
         let ids: Vec<&str> = rows.iter().map(|r| r.id_number.as_str()).collect();
         audit::append(

@@ -621,7 +621,10 @@ pub fn due(
             let served = crate::domain::RegionCode::parse(&r.residence_region)
                 .map(|rc| node.serves(&rc))
                 .unwrap_or(false);
-            if !served {
+            // Adults (18 by the ID number) leave the list (issue 22 #1).
+            let adult = crate::domain::IdNumber::parse(&r.id_number)
+                .is_ok_and(|id| crate::domain::benefit::age_on(id.birth_date(), today) >= 18);
+            if !served || adult {
                 continue;
             }
             if items.len() as i64 == limit {

@@ -325,6 +325,276 @@ async fn exclusivity_is_configurable() {
     let id = child_with(&app, 4, json!([{"benefit": "tekun", "since": "2026-01"}])).await;
     let (_, _, r) = open_and_approve(&app, &id, "dibao").await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let _ = id_number;
+    app.stop().await;
+}
+
+/// Today in China, and the day `years` before it.
+fn china_today() -> chrono::NaiveDate {
+    hukou_sync::sync::ledger::china_today(chrono::Utc::now())
+}
+
+fn years_ago(years: u32) -> (i32, u32, u32) {
+    use chrono::Datelike;
+    let d = china_today()
+        .checked_sub_months(chrono::Months::new(12 * years))
+        .unwrap();
+    (d.year(), d.month(), d.day())
+}
+
+/// A child with its hukou and residence in Chengdu born on `birth`, not visited for long.
+async fn person(
+    app: &TestApp,
+    birth: (i32, u32, u32),
+    seq: u16,
+    education: Option<&str>,
+    benefits: Value,
+) -> String {
+    let id = id_number("510104", birth, seq);
+    app.create_child(&json!({
+        "id_number": id, "name": "李小红", "hukou_region": "510104", "residence_region": "510104",
+        "categories": ["orphan"], "education_status": education, "benefits": benefits,
+        "last_visit_on": format!("{}-01-02", birth.0 + 1), "info_updated_on": format!("{}-01-02", birth.0 + 1),
+    }))
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn at_18_the_age_limited_benefits_end_and_the_file_leaves_the_work_lists() {
+    let app = spawn_app().await;
+    let month = china_today().format("%Y-%m").to_string();
+    let orphan = json!([{"benefit": "orphan_allowance", "since": "2020-01"}, {"benefit": "dibao", "since": "2021-03"}]);
+    // 18 today, not in school: the orphan allowance ends; 低保 is not age-limited.
+    let adult = person(&app, years_ago(18), 11, None, orphan.clone()).await;
+    // 19 and at a vocational school: kept; 23 and still at school: past the limit (22).
+    let student = person(
+        &app,
+        years_ago(19),
+        12,
+        Some("vocational"),
+        json!([{"benefit": "de_facto_unsupported_subsidy", "since": "2019-01"}]),
+    )
+    .await;
+    let too_old = person(
+        &app,
+        years_ago(23),
+        13,
+        Some("senior_secondary"),
+        json!([{"benefit": "orphan_allowance", "since": "2015-01"}]),
+    )
+    .await;
+    let minor = person(&app, years_ago(17), 14, None, orphan.clone()).await;
+
+    let run = || {
+        let mut conn = app.store.conn().unwrap();
+        hukou_sync::eligibility::benefits::age_out(&mut conn, &app.node, chrono::Utc::now())
+            .unwrap()
+    };
+    assert_eq!(run(), 2);
+    let f = file(&app, &adult).await;
+    assert_eq!(
+        f["record"]["benefits"][0]["ended"],
+        json!({"month": month, "reason": "age_18", "note": "18 or older and not in school"}),
+        "{f}"
+    );
+    assert!(f["record"]["benefits"][1]["ended"].is_null(), "{f}");
+    assert!(file(&app, &student).await["record"]["benefits"][0]["ended"].is_null());
+    let f = file(&app, &too_old).await;
+    assert_eq!(
+        f["record"]["benefits"][0]["ended"]["reason"], "age_18",
+        "{f}"
+    );
+    assert!(file(&app, &minor).await["record"]["benefits"][0]["ended"].is_null());
+    let events = audited(&app, "benefit.end").await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["event"]["actor"]["id"], "job:age-out");
+    // Run again: nothing more to end.
+    assert_eq!(run(), 0);
+
+    // Adults leave the visit due list and the stale lists; the minor stays on them.
+    let due: Value = app
+        .get("/api/v1/visits/due?within_days=366")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = due["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![minor.as_str()], "{due}");
+    let stale: Value = app
+        .get("/api/v1/children?stale_days=183")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = stale["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![minor.as_str()], "{stale}");
+    let stale: Value = app
+        .get("/api/v1/stale?days=183")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stale["total"], 1, "{stale}");
+    // Still readable, and in the plain list.
+    let all: Value = app.get("/api/v1/children").await.json().await.unwrap();
+    assert_eq!(all["items"].as_array().unwrap().len(), 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn review_dates_make_a_due_list() {
+    let app = spawn_app().await;
+    let today = china_today();
+    let soon = (today + chrono::Days::new(10)).to_string();
+    let late = (today + chrono::Days::new(100)).to_string();
+    let past = (today - chrono::Days::new(3)).to_string();
+    let a = child_with(
+        &app,
+        21,
+        json!([{"benefit": "dibao", "since": "2026-01", "review_on": soon}]),
+    )
+    .await;
+    let b = child_with(
+        &app,
+        22,
+        json!([{"benefit": "tekun", "since": "2025-01", "review_on": past},
+        {"benefit": "orphan_allowance", "since": "2024-01", "review_on": past,
+         "ended": {"month": "2024-12", "reason": "changed"}}]),
+    )
+    .await;
+    child_with(
+        &app,
+        23,
+        json!([{"benefit": "dibao", "since": "2026-01", "review_on": late}]),
+    )
+    .await;
+    let page: Value = app
+        .get("/api/v1/benefits/review-due?within_days=30")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{page}");
+    assert_eq!(items[0]["id_number"], b.as_str());
+    assert_eq!(items[0]["benefit"], "tekun");
+    assert_eq!(items[0]["overdue"], true);
+    assert_eq!(items[1]["id_number"], a.as_str());
+    assert_eq!(items[1]["overdue"], false);
+    assert!(page["next_after"].is_null());
+    let page: Value = app
+        .get("/api/v1/benefits/review-due?within_days=0")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    // Paging scans `limit` files at a time.
+    let page: Value = app
+        .get("/api/v1/benefits/review-due?within_days=366&limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let next = page["next_after"].as_str().unwrap().to_owned();
+    let rest: Value = app
+        .get(&format!(
+            "/api/v1/benefits/review-due?within_days=366&limit=2&after={next}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["items"].as_array().unwrap().len() + rest["items"].as_array().unwrap().len(),
+        3
+    );
+    for bad in ["within_days=400", "limit=0", "after=123", "colour=red"] {
+        let p = problem(
+            app.get(&format!("/api/v1/benefits/review-due?{bad}")).await,
+            400,
+            "invalid_query",
+        )
+        .await;
+        assert!(p["field"].is_string() || bad.starts_with("colour"), "{p}");
+    }
+    assert_eq!(audited(&app, "benefit.review_due").await.len(), 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_command_line_ends_a_benefit_and_lists_reviews() {
+    let app = spawn_app().await;
+    let review = (china_today() + chrono::Days::new(5)).to_string();
+    let id = child_with(
+        &app,
+        31,
+        json!([{"benefit": "tekun", "since": "2026-01", "review_on": review}]),
+    )
+    .await;
+    let bin = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+            .arg("--config")
+            .arg(app.config_file())
+            .args(args)
+            .env_remove("HUKOU_SYNC_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = bin(&["benefit", "review-due", "--within-days", "7"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&id) && text.contains("特困"),
+        "{text}"
+    );
+    let out = bin(&[
+        "child",
+        "end-benefit",
+        &id,
+        "特困",
+        "--month",
+        "2025-12",
+        "--reason",
+        "changed",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("before the benefit started"));
+    let out = bin(&[
+        "child",
+        "end-benefit",
+        &id,
+        "tekun",
+        "--month",
+        "2026-12",
+        "--reason",
+        "死亡",
+        "--note",
+        "死亡证明 2026-120",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ended tekun"));
+    let f = file(&app, &id).await;
+    assert_eq!(
+        f["record"]["benefits"][0]["ended"]["reason"], "deceased",
+        "{f}"
+    );
+    let out = bin(&["benefit", "review-due", "--within-days", "7"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no benefit due"));
+    let out = bin(&["benefit", "age-out"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 file(s)"));
     app.stop().await;
 }

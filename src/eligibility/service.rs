@@ -391,7 +391,9 @@ fn step(
     let grant = match (&transition, next.state) {
         (
             Transition::Approve {
-                effective_month, ..
+                effective_month,
+                review_on,
+                ..
             },
             CaseState::Approved,
         ) => match records_repo::get_child(conn, next.child_id.as_str())? {
@@ -399,7 +401,7 @@ fn step(
                 let ends = node
                     .benefits
                     .check_grant(&row.record.held_benefits(), next.benefit)?;
-                Some((row.record, *effective_month, ends))
+                Some((row.record, *effective_month, *review_on, ends))
             }
             None => None,
         },
@@ -407,14 +409,23 @@ fn step(
     };
     let v = version_of(node, &next, heads.clone())?;
     store(conn, node, deadlines, &next, &v, actor, now)?;
-    if let Some((child, month, ends)) = grant {
-        grant_benefit(conn, node, &next, child, month, &ends, actor, now)?;
+    if let Some((child, month, review_on, ends)) = grant {
+        grant_benefit(
+            conn,
+            node,
+            &next,
+            child,
+            (month, review_on),
+            &ends,
+            actor,
+            now,
+        )?;
     }
     Ok(next)
 }
 
-/// Writes an approved benefit into the child's file: a new grant from `month` (a benefit held
-/// already keeps its grant), and the benefits it takes precedence over ended in the same month
+/// Writes an approved benefit into the child's file: a new grant from `month` with the
+/// approval's review date (a benefit held already keeps its grant), and the benefits it takes precedence over ended in the same month
 /// (never before their start) with reason `changed`.
 #[allow(clippy::too_many_arguments)]
 fn grant_benefit(
@@ -422,7 +433,7 @@ fn grant_benefit(
     node: &LocalNode,
     case: &CaseBody,
     mut child: ChildRecord,
-    month: Month,
+    (month, review_on): (Month, Option<NaiveDate>),
     ends: &[Benefit],
     actor: &Actor,
     now: DateTime<Utc>,
@@ -452,7 +463,7 @@ fn grant_benefit(
         child.benefits.push(BenefitGrant {
             benefit: case.benefit,
             since: Some(month),
-            review_on: None,
+            review_on,
             ended: None,
         });
     }

@@ -250,7 +250,7 @@ async fn open_and_approve(
     let r = app
         .post_json(
             &format!("/api/v1/cases/{case_id}/transitions"),
-            &json!({"transition": {"action": "approve", "effective_month": "2026-12"}}),
+            &json!({"transition": {"action": "approve", "effective_month": "2026-12", "review_on": "2027-12-01"}}),
         )
         .await;
     (case_id, versions, r)
@@ -299,7 +299,7 @@ async fn an_approval_that_would_stack_excluded_benefits_is_refused() {
         .contains("孤儿基本生活费"));
     assert_eq!(
         benefits[1],
-        json!({"benefit": "orphan_allowance", "since": "2026-12"})
+        json!({"benefit": "orphan_allowance", "since": "2026-12", "review_on": "2027-12-01"})
     );
     assert_eq!(audited(&app, "benefit.end").await.len(), 1);
 
@@ -597,4 +597,59 @@ async fn the_command_line_ends_a_benefit_and_lists_reviews() {
     let out = bin(&["benefit", "age-out"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 file(s)"));
     app.stop().await;
+}
+
+/// Ending is a signed version like any edit: it reaches the residence bureau, which may not end
+/// a benefit itself.
+#[tokio::test]
+async fn an_ended_benefit_reaches_the_residence_bureau() {
+    let pair = crate::helpers::spawn_pair().await;
+    let child = flowing_child(41);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    pair.residence.create_child(&child).await;
+    crate::helpers::eventually(20, "the file reaches the hukou node", || async {
+        pair.hukou
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    let r = pair
+        .hukou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"benefits": [{"benefit": "dibao", "since": "2026-01"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    crate::helpers::eventually(20, "the grant reaches the residence node", || async {
+        file(&pair.residence, &id).await["record"]["benefits"][0]["benefit"] == "dibao"
+    })
+    .await;
+    problem(
+        end(
+            &pair.residence,
+            &id,
+            "dibao",
+            json!({"month": "2026-11", "reason": "moved_out"}),
+        )
+        .await,
+        403,
+        "field_not_owned",
+    )
+    .await;
+    let r = end(
+        &pair.hukou,
+        &id,
+        "dibao",
+        json!({"month": "2026-11", "reason": "迁出"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    crate::helpers::eventually(20, "the end reaches the residence node", || async {
+        file(&pair.residence, &id).await["record"]["benefits"][0]["ended"]
+            == json!({"month": "2026-11", "reason": "moved_out"})
+    })
+    .await;
 }

@@ -944,4 +944,38 @@ mod example_file {
         assert_eq!(s.records.stale_after_days, 183);
         assert!(s.peer.is_none());
     }
+
+    /// The benefit rules read codes or Chinese labels, and refuse what cannot be meant.
+    #[test]
+    fn benefit_rules_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[eligibility]\nexclusive = [[\"低保\", \"tekun\"]]\nprecedence = []\nin_school = [\"高中\"]\nschool_age_limit = 24\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&p)).unwrap();
+        let policy = s.benefit_policy().unwrap();
+        assert_eq!(policy.exclusive, vec![(Benefit::Dibao, Benefit::Tekun)]);
+        assert!(policy.precedence.is_empty());
+        assert_eq!(policy.school_age_limit, 24);
+        for (text, expect) in [
+            ("exclusive = [[\"dibao\", \"bonus\"]]", "exclusive"),
+            ("exclusive = [[\"dibao\", \"dibao\"]]", "paired with itself"),
+            (
+                "precedence = [[\"tekun\", \"dibao\"], [\"dibao\", \"tekun\"]]",
+                "each take precedence",
+            ),
+            ("school_age_limit = 17", "school_age_limit"),
+        ] {
+            std::fs::write(&p, format!("[eligibility]\n{text}\n")).unwrap();
+            let e = Settings::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains(expect), "{text}: {e}");
+        }
+        assert_eq!(
+            EligibilitySettings::default().benefit_policy().unwrap(),
+            BenefitPolicy::default()
+        );
+    }
 }

@@ -594,6 +594,13 @@ async fn the_command_line_ends_a_benefit_and_lists_reviews() {
     );
     let out = bin(&["benefit", "review-due", "--within-days", "7"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("no benefit due"));
+    // The ledger's 享受待遇 column lists what the child holds; the JSON Lines keep the history.
+    let out = bin(&["export", "--purpose", "测试"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let line = csv.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(!line.contains("tekun") && !line.contains("特困"), "{line}");
+    let out = bin(&["export", "--format", "jsonl", "--purpose", "测试"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"deceased\""));
     let out = bin(&["benefit", "age-out"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 file(s)"));
     app.stop().await;

@@ -76,6 +76,13 @@ pub fn age_on(birth: NaiveDate, today: NaiveDate) -> u32 {
     today.years_since(birth).unwrap_or(0)
 }
 
+/// Whether the child born on `birth` is an adult on `today` (18 by the ID number): the file
+/// leaves the visit due list and the stale lists, and keeps the age-limited benefits only in
+/// school.
+pub fn is_adult(birth: NaiveDate, today: NaiveDate) -> bool {
+    age_on(birth, today) >= ADULT_AGE
+}
+
 impl BenefitPolicy {
     /// Whether the two benefits are an exclusive pair (either order).
     fn exclusive_pair(&self, a: Benefit, b: Benefit) -> bool {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Months, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::audit::Actor;
-use crate::domain::benefit::{age_on, ADULT_AGE};
+use crate::domain::benefit::ADULT_AGE;
 use crate::domain::child::{BenefitEnd, EndReason, Text};
 use crate::domain::IdNumber;
 use crate::storage::records as repo;
@@ -20,12 +20,6 @@ const PAGE: i64 = 500;
 /// The last birth date of an adult on `today` (18 years before it), `None` before year 19.
 pub fn adult_born_by(today: NaiveDate) -> Option<NaiveDate> {
     today.checked_sub_months(Months::new(12 * ADULT_AGE))
-}
-
-/// Whether the child born on `birth` is an adult on `today`: the file leaves the visit due list
-/// and the stale list.
-pub fn is_adult(birth: NaiveDate, today: NaiveDate) -> bool {
-    age_on(birth, today) >= ADULT_AGE
 }
 
 /// Ends the age-limited benefits of every adult whose file this node keeps as the hukou bureau
@@ -52,7 +46,7 @@ pub fn age_out(
             let Ok(id) = IdNumber::parse(raw) else {
                 continue;
             };
-            let ended = storage::transaction(conn, |conn| {
+            let ended = match storage::transaction(conn, |conn| {
                 let record = ledger::current_record(conn, node, &id)?;
                 if !node
                     .roles(&record.hukou_region, &record.residence_region)
@@ -70,7 +64,15 @@ pub fn age_out(
                 };
                 ledger::end_benefits_in(conn, node, &id, &out.end, end, &actor, now)?;
                 Ok::<_, LedgerError>(true)
-            })?;
+            }) {
+                // An open conflict on the benefits waits for its resolution; the next run ends
+                // them. Other files go on.
+                Err(LedgerError::UnderReview(field)) => {
+                    tracing::warn!(child = %id.masked(), field, "age-out waits for a conflict's resolution");
+                    false
+                }
+                other => other?,
+            };
             if ended {
                 changed += 1;
                 tracing::info!(child = %id.masked(), "age-limited benefits ended at 18");

@@ -96,11 +96,10 @@ pub fn list(
                 continue;
             }
             // Nor is an adult's (18 by the ID number): the file is kept, not refreshed.
-            if crate::domain::benefit::age_on(
+            if crate::domain::benefit::is_adult(
                 r.id_number.birth_date(),
                 crate::sync::ledger::china_today(now),
-            ) >= crate::domain::benefit::ADULT_AGE
-            {
+            ) {
                 continue;
             }
             let region = if node.serves(&r.residence_region) {

@@ -420,8 +420,7 @@ pub fn list_children(
             // refreshed.
             .filter(|r| {
                 filter.stale_before.is_none()
-                    || crate::domain::benefit::age_on(r.id_number.birth_date(), china_today(now))
-                        < crate::domain::benefit::ADULT_AGE
+                    || !crate::domain::benefit::is_adult(r.id_number.birth_date(), china_today(now))
             })
             .collect();
         let ids: Vec<&str> = rows.iter().map(|r| r.id_number.as_str()).collect();

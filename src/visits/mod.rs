@@ -623,7 +623,7 @@ pub fn due(
                 .unwrap_or(false);
             // Adults (18 by the ID number) leave the list (issue 22 #1).
             let adult = crate::domain::IdNumber::parse(&r.id_number)
-                .is_ok_and(|id| crate::domain::benefit::age_on(id.birth_date(), today) >= 18);
+                .is_ok_and(|id| crate::domain::benefit::is_adult(id.birth_date(), today));
             if !served || adult {
                 continue;
             }

@@ -1,4 +1,5 @@
-//! `/api/v1/children`: create, read, update and list children's files.
+//! `/api/v1/children`: create, read, update and list children's files, and end a benefit a child
+//! holds (the hukou bureau's 退出).
 
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;

@@ -1,4 +1,4 @@
-//! `hukou-sync child show|list|update`: the ledger from the console, audited like the API.
+//! `hukou-sync child show|list|update|end-benefit`: the ledger from the console, audited like the API.
 
 use std::process::ExitCode;
 

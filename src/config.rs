@@ -12,6 +12,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Policy;
+use crate::domain::benefit::BenefitPolicy;
+use crate::domain::child::{Benefit, EducationStatus};
 use crate::domain::visit::{RuleTarget, VisitSchedule};
 use crate::domain::{NodeId, RegionPrefix, RiskPalette};
 use crate::eligibility::calendar::WorkCalendar;
@@ -194,6 +196,18 @@ pub struct EligibilitySettings {
     /// merged with the shipped 2026 calendar of the State Council: a year's published calendar
     /// (any year it lists a holiday of is published), and local days off.
     pub calendar: Option<PathBuf>,
+    /// Pairs of benefits never held together (codes or Chinese labels): approving either while
+    /// the other is held is refused (`benefit_excluded`).
+    pub exclusive: Vec<[Benefit; 2]>,
+    /// `[preferred, other]`: approving `preferred` ends `other` (reason `changed`) in the same
+    /// transaction; approving `other` while `preferred` is held is refused.
+    pub precedence: Vec<[Benefit; 2]>,
+    /// Benefits the age-out job ends at 18.
+    pub age_limited: Vec<Benefit>,
+    /// Schooling that keeps them past 18 (education_status codes or labels).
+    pub in_school: Vec<EducationStatus>,
+    /// The age at which they end even in school (policy: "until graduation"; 19 to 30).
+    pub school_age_limit: u32,
 }
 
 impl EligibilitySettings {
@@ -218,10 +232,39 @@ impl EligibilitySettings {
             self.due_soon_days,
         ))
     }
+
+    /// The rules between benefits and the age-out bounds of these settings.
+    pub fn benefit_policy(&self) -> Result<BenefitPolicy, String> {
+        if !(19..=30).contains(&self.school_age_limit) {
+            return Err("eligibility.school_age_limit: between 19 and 30".into());
+        }
+        for [a, b] in self.exclusive.iter().chain(&self.precedence) {
+            if a == b {
+                return Err(format!(
+                    "eligibility.exclusive/precedence: {a} is paired with itself"
+                ));
+            }
+        }
+        for [a, b] in &self.precedence {
+            if self.precedence.contains(&[*b, *a]) {
+                return Err(format!(
+                    "eligibility.precedence: {a} and {b} each take precedence over the other"
+                ));
+            }
+        }
+        Ok(BenefitPolicy {
+            exclusive: self.exclusive.iter().map(|[a, b]| (*a, *b)).collect(),
+            precedence: self.precedence.iter().map(|[a, b]| (*a, *b)).collect(),
+            age_limited: self.age_limited.iter().copied().collect(),
+            in_school: self.in_school.iter().copied().collect(),
+            school_age_limit: self.school_age_limit,
+        })
+    }
 }
 
 impl Default for EligibilitySettings {
     fn default() -> Self {
+        let policy = BenefitPolicy::default();
         let deadlines = [
             ("dibao", 30),
             ("tekun", 30),
@@ -236,6 +279,11 @@ impl Default for EligibilitySettings {
             jurisdictions: Default::default(),
             due_soon_days: 5,
             calendar: None,
+            exclusive: policy.exclusive.iter().map(|&(a, b)| [a, b]).collect(),
+            precedence: policy.precedence.iter().map(|&(a, b)| [a, b]).collect(),
+            age_limited: policy.age_limited.iter().copied().collect(),
+            in_school: policy.in_school.iter().copied().collect(),
+            school_age_limit: policy.school_age_limit,
         }
     }
 }
@@ -606,6 +654,9 @@ impl Settings {
         if let Err(e) = self.visits.schedule() {
             return bad(format!("visits: {e}"));
         }
+        if let Err(e) = self.eligibility.benefit_policy() {
+            return bad(e);
+        }
         for prefix in self.eligibility.jurisdictions.keys() {
             if RegionPrefix::parse(prefix).is_err() {
                 return bad(format!(
@@ -658,6 +709,13 @@ impl Settings {
         self.visits
             .schedule()
             .map_err(|e| ConfigError::Invalid(format!("visits: {e}")))
+    }
+
+    /// The benefit rules of `[eligibility]` (checked by [`Settings::load`]).
+    pub fn benefit_policy(&self) -> Result<BenefitPolicy, ConfigError> {
+        self.eligibility
+            .benefit_policy()
+            .map_err(ConfigError::Invalid)
     }
 
     /// The risk palette of `records.risk_palette` (checked by [`Settings::load`]; hand-built
@@ -885,5 +943,39 @@ mod example_file {
         let s = Settings::load(Some(&path)).unwrap();
         assert_eq!(s.records.stale_after_days, 183);
         assert!(s.peer.is_none());
+    }
+
+    /// The benefit rules read codes or Chinese labels, and refuse what cannot be meant.
+    #[test]
+    fn benefit_rules_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[eligibility]\nexclusive = [[\"低保\", \"tekun\"]]\nprecedence = []\nin_school = [\"高中\"]\nschool_age_limit = 24\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&p)).unwrap();
+        let policy = s.benefit_policy().unwrap();
+        assert_eq!(policy.exclusive, vec![(Benefit::Dibao, Benefit::Tekun)]);
+        assert!(policy.precedence.is_empty());
+        assert_eq!(policy.school_age_limit, 24);
+        for (text, expect) in [
+            ("exclusive = [[\"dibao\", \"bonus\"]]", "exclusive"),
+            ("exclusive = [[\"dibao\", \"dibao\"]]", "paired with itself"),
+            (
+                "precedence = [[\"tekun\", \"dibao\"], [\"dibao\", \"tekun\"]]",
+                "each take precedence",
+            ),
+            ("school_age_limit = 17", "school_age_limit"),
+        ] {
+            std::fs::write(&p, format!("[eligibility]\n{text}\n")).unwrap();
+            let e = Settings::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains(expect), "{text}: {e}");
+        }
+        assert_eq!(
+            EligibilitySettings::default().benefit_policy().unwrap(),
+            BenefitPolicy::default()
+        );
     }
 }

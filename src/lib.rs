@@ -14,11 +14,11 @@
 //! | start | [`startup`] | `Application::build(settings)`: opens the store, binds the admin and peer listeners, wires state, calls `jobs::start` once |
 //! | surfaces | [`api`] | the admin API (`/api/v1`) and the peer API (`api::peer`, everything under `/peer/v1`, mutual TLS); `api::error` is **the one place an error becomes HTTP** |
 //! | | [`ui`] | the web pages (server-rendered, no JavaScript needed); errors through `api::error` |
-//! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, version integrity, witnessing, sender supervisor and per-peer senders, scheduled reconciliation, directory watch) and stops in `Jobs::shutdown` |
+//! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, version integrity, witnessing, sender supervisor and per-peer senders, scheduled reconciliation, directory watch, age-out) and stops in `Jobs::shutdown` |
 //! | settings | [`config`] | settings from TOML and environment, validated once; builds the services' own settings types |
 //! | services | [`accounts`] | users (argon2id), sessions, bearer tokens, roles and their permissions |
 //! | | [`conflicts`] | the review queue and resolution versions |
-//! | | [`eligibility`] | eligibility cases: the service (load → decide → store), the working-day calendar and the holidays the law fixes for years without a published one (`eligibility::statutory`) |
+//! | | [`eligibility`] | eligibility cases: the service (load → decide → store; an approval checked against the benefits held), the working-day calendar and the holidays the law fixes for years without a published one (`eligibility::statutory`); benefits over time (`eligibility::benefits`: the age-out run, the review due list) |
 //! | | [`visits`] | visits (走访): record, amend, read and list a child's visits; the due list by the visit schedule; reports and referrals (`visits::reports`); the file following them at the residence bureau |
 //! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
 //! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness); `sync::witness`: peers cosigning each other's checkpoints (both sides of tlog-witness); `sync::integrity`: re-hashing stored versions |
@@ -28,7 +28,7 @@
 //! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |
 //! | | [`tls`] | every rustls configuration, certificate generation for the dev PKI, peer certificate → node id |
 //! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC, secret files |
-//! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the risk scale and palettes (`domain::risk`), the case state machine, report data. Pure; imports nothing from the crate |
+//! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the risk scale and palettes (`domain::risk`), the rules between benefits (`domain::benefit`), the case state machine, report data. Pure; imports nothing from the crate |
 //!
 //! # The path of a version
 //!

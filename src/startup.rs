@@ -569,6 +569,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         clock,
         palette: settings.risk_palette()?,
         visits: settings.visit_schedule()?,
+        benefits: settings.benefit_policy()?,
         directory,
         outbox_changed: tokio::sync::watch::channel(0).0,
     });

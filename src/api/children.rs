@@ -1,4 +1,5 @@
-//! `/api/v1/children`: create, read, update and list children's files.
+//! `/api/v1/children`: create, read, update and list children's files, and end a benefit a child
+//! holds (the hukou bureau's 退出).
 
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -9,7 +10,7 @@ use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::{input, now, parse_id, purpose_of, AppState};
 use crate::accounts::Permission;
-use crate::domain::child::Category;
+use crate::domain::child::{Benefit, BenefitEnd, Category};
 use crate::domain::{IdNumber, RegionPrefix};
 use crate::storage::records::ChildFilter;
 use crate::sync::ledger::{self, ChildFile, ChildPage};
@@ -238,4 +239,67 @@ pub async fn list(
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
+}
+
+/// End a benefit the child holds (退出), as the child's hukou bureau: the grant stays in the file
+/// with its end month and reason; a signed version carries it to the residence bureau, and the
+/// change is audited (`benefit.end`).
+#[utoipa::path(
+    post, path = "/api/v1/children/{id_number}/benefits/{benefit}/end", tag = "children", operation_id = "end_benefit",
+    params(("id_number" = String, Path, description = "18-character resident ID number"),
+           ("benefit" = Benefit, Path, description = "The benefit's code or Chinese label")),
+    request_body = BenefitEnd,
+    responses(
+        (status = 200, description = "The updated file", body = ChildFile),
+        (status = 400, description = "malformed_json, duplicate_key, invalid_id_number or invalid_path (field: benefit)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "field_not_owned (benefits are decided by the hukou bureau) or not_party", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "field_under_review: benefits have an open conflict", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid_field: the child does not hold the benefit (field: benefit), or the end month is before its start (field: month)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/children/{id_number}/benefits/{benefit}/end")]
+pub async fn end_benefit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(&state, Permission::EditChildren).await?;
+    let (id, benefit) = path.into_inner();
+    let id = parse_id(&id)?;
+    let benefit = parse_benefit(&benefit)?;
+    let end: BenefitEnd = super::cases::parse(input::body(&req, body).await?)?;
+    let node = state.node.clone();
+    let at = now();
+    let file = state
+        .store
+        .run(move |conn| ledger::end_benefit(conn, &node, &id, benefit, end, &actor, at))
+        .await?;
+    Ok(HttpResponse::Ok().json(file))
+}
+
+/// A benefit named in a path: its code or Chinese label.
+pub(crate) fn parse_benefit(raw: &str) -> Result<Benefit, ApiError> {
+    Benefit::ALL
+        .iter()
+        .copied()
+        .find(|b| b.code() == raw || b.label_zh() == raw)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_path",
+                format!(
+                    "unknown benefit; one of {}",
+                    Benefit::ALL
+                        .iter()
+                        .map(|b| b.code())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .field("benefit")
+        })
 }

@@ -311,6 +311,9 @@ impl From<crate::eligibility::service::CaseError> for ApiError {
                 }
                 api
             }
+            C::BenefitExcluded(x) => ApiError::unprocessable("benefit_excluded", x.to_string())
+                .field("benefit")
+                .extension("conflicting_benefit", serde_json::json!(x.held)),
             C::Ledger(l) => l.into(),
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod benefits;
 pub mod cases;
 pub mod children;
 pub mod conflicts;
@@ -106,6 +107,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(children::list)
     .service(children::read)
     .service(children::update)
+    .service(children::end_benefit)
+    .service(benefits::review_due)
     .service(audit::events)
     .service(audit::event)
     .service(audit::consistency)
@@ -233,6 +236,8 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         children::read,
         children::update,
         children::list,
+        children::end_benefit,
+        benefits::review_due,
         audit::events,
         audit::event,
         audit::consistency,

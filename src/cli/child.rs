@@ -1,4 +1,4 @@
-//! `hukou-sync child show|list|update`: the ledger from the console, audited like the API.
+//! `hukou-sync child show|list|update|end-benefit`: the ledger from the console, audited like the API.
 
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::domain::child::{Benefit, BenefitEnd};
 use crate::domain::shown_time::shown;
 use crate::domain::{IdNumber, RegionPrefix};
 use crate::storage::records::ChildFilter;
@@ -57,6 +58,24 @@ pub enum ChildCommand {
         id_number: String,
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
         set: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a benefit the child holds (退出), as the child's hukou bureau; the grant stays in the
+    /// file with its end.
+    EndBenefit {
+        id_number: String,
+        /// dibao, tekun, orphan_allowance, de_facto_unsupported_subsidy (or the Chinese label).
+        benefit: String,
+        /// The last month paid, YYYY-MM (not before the grant's start).
+        #[arg(long)]
+        month: String,
+        /// age_18, income_over, changed, deceased, moved_out, other (or the Chinese label).
+        #[arg(long)]
+        reason: String,
+        /// The decision's reference or what changed (up to 200 characters).
+        #[arg(long)]
+        note: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -319,6 +338,35 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     id.masked(),
                     last.map_or(String::new(), |v| v.id.short()),
                     last.map_or(String::new(), |v| v.changed.join(", "))
+                );
+            }
+        }
+        ChildCommand::EndBenefit {
+            id_number,
+            benefit,
+            month,
+            reason,
+            note,
+            json,
+        } => {
+            let id = IdNumber::parse(&id_number).map_err(|e| anyhow::anyhow!("id_number: {e}"))?;
+            let benefit: Benefit = serde_json::from_value(Value::String(benefit))
+                .map_err(|e| anyhow::anyhow!("benefit: {e}"))?;
+            let end: BenefitEnd = serde_json::from_value(serde_json::json!({
+                "month": month, "reason": reason, "note": note,
+            }))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let file =
+                ledger::end_benefit(&mut conn, &node, &id, benefit, end, &actor, Utc::now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&file)?);
+            } else {
+                println!(
+                    "ended {} ({}) for {}: version {}",
+                    benefit,
+                    benefit.label_zh(),
+                    id.masked(),
+                    file.history.last().map_or(String::new(), |v| v.id.short()),
                 );
             }
         }

@@ -219,15 +219,47 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
     send(zz.http.post(format!("{}{case_path}/transitions", zz.base)).json(&json!({"transition": {"action": "provide_info", "answer": "已补充派出所出具的失联证明"}, "officer": "ZZ-JS-017"}))).await?;
     wait_case(cd, &case_path, "info_provided").await?;
     println!("   410100 provided it; 510100 sees info_provided");
-    send(cd.http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "approve", "effective_month": "2026-12"}, "officer": "CD-JJ-003"}))).await?;
+    let approve = json!({"transition": {"action": "approve", "effective_month": "2026-12", "review_on": "2027-12-01"}, "officer": "CD-JJ-003"});
+    let refused = cd
+        .http
+        .post(format!("{}{case_path}/transitions", cd.base))
+        .json(&approve)
+        .send()
+        .await?;
+    let status = refused.status();
+    let problem: Value = refused.json().await?;
+    println!(
+        "   approving it is refused while she holds 低保 ({status} {}): {}",
+        problem["code"].as_str().unwrap_or("-"),
+        problem["reason"].as_str().unwrap_or("-")
+    );
+    let ended = send(
+        cd.http
+            .post(format!("{}{path}/benefits/dibao/end", cd.base))
+            .json(
+                &json!({"month": "2026-11", "reason": "changed", "note": "转为特困人员救助供养"}),
+            ),
+    )
+    .await?;
+    println!(
+        "   510100 ends 低保 in 2026-11 by decision (情况变化): the grant stays in her file as history: {}",
+        ended["record"]["benefits"][0]
+    );
+    send(
+        cd.http
+            .post(format!("{}{case_path}/transitions", cd.base))
+            .json(&approve),
+    )
+    .await?;
     let c = wait_case(zz, &case_path, "approved").await?;
     println!(
         "   510100 approved from 2026-12; 410100 sees approved after {} signed steps",
         c["case"]["history"].as_array().map_or(0, Vec::len)
     );
-    wait_for(zz, &path, 4).await?;
+    let file = wait_for(zz, &path, 5).await?;
     println!(
-        "   the approval added 特困 to the child's file at 510100, and the version reached 410100"
+        "   the end of 低保 and the grant of 特困 (review 2027-12-01) reached 410100: {}",
+        file["record"]["benefits"]
     );
 
     println!("\n-- 6. receipts and delivery state");

@@ -6,6 +6,7 @@
 mod admin;
 mod audit_cmd;
 mod bench;
+mod benefit;
 mod case;
 mod child;
 mod conflict;
@@ -62,6 +63,9 @@ enum Command {
     /// Read, list and update children's files.
     #[command(subcommand)]
     Child(child::ChildCommand),
+    /// Benefits over time: the review due list, the age-out run.
+    #[command(subcommand)]
+    Benefit(benefit::BenefitCommand),
     /// Eligibility cases: list, show, create, act.
     #[command(subcommand)]
     Case(case::CaseCommand),
@@ -207,6 +211,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => import::run_export(&load_settings(config)?, args),
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
+        Command::Benefit(cmd) => benefit::run(&load_settings(config)?, cmd),
         Command::Conflict(cmd) => conflict::run(&load_settings(config)?, cmd),
         Command::Visit(cmd) => visit::run(&load_settings(config)?, cmd),
         Command::Report(cmd) => report::run(&load_settings(config)?, cmd),

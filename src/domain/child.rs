@@ -451,7 +451,36 @@ impl fmt::Display for Benefit {
     }
 }
 
-/// A benefit the hukou bureau granted, with the month it took effect when known.
+vocabulary! {
+    /// Why a benefit ended (退出原因).
+    EndReason {
+        Age18 = "age_18" / "年满18周岁",
+        IncomeOver = "income_over" / "收入超标",
+        Changed = "changed" / "情况变化",
+        Deceased = "deceased" / "死亡",
+        MovedOut = "moved_out" / "迁出",
+        Other = "other" / "其他",
+    }
+}
+
+/// When and why a benefit ended (退出): the grant stays in the file as history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenefitEnd {
+    /// The last month the benefit is paid, `YYYY-MM`; not before the grant's `since`.
+    #[schema(value_type = String, example = "2026-12")]
+    pub month: Month,
+    pub reason: EndReason,
+    /// Free text: the decision's reference, what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub note: Option<Text<200>>,
+}
+
+/// A benefit the hukou bureau granted, with the month it took effect when known, when it is
+/// next reviewed (复核) and, once it ended, when and why. A child *holds* a benefit while a
+/// grant of it has not ended; an ended grant stays in the list as history, and at most one
+/// grant of each benefit is active.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BenefitGrant {
@@ -460,6 +489,20 @@ pub struct BenefitGrant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "2026-01")]
     pub since: Option<Month>,
+    /// The day the grant is next reviewed (复核); listed by the review due list while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub review_on: Option<NaiveDate>,
+    /// Set when the benefit ended; `null` while it is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<BenefitEnd>,
+}
+
+impl BenefitGrant {
+    /// Whether the grant is still held (not ended).
+    pub fn is_active(&self) -> bool {
+        self.ended.is_none()
+    }
 }
 
 /// One child's file. Sex and birth date are not stored: the ID number states them.
@@ -814,19 +857,81 @@ impl ChildRecord {
                 ));
             }
         }
-        let mut seen = BTreeSet::new();
+        let mut active = BTreeSet::new();
         for g in self
             .benefits
             .iter()
             .filter(|_| applies(ChildField::Benefits))
         {
-            if !seen.insert(g.benefit) {
+            if g.is_active() && !active.insert(g.benefit) {
                 return Err(FieldError::new(
                     "benefits",
-                    format!("{} is listed twice", g.benefit),
+                    format!("{} is held twice: end one grant first", g.benefit),
+                ));
+            }
+            if let (Some(since), Some(end)) = (g.since, &g.ended) {
+                if end.month < since {
+                    return Err(FieldError::new(
+                        "benefits",
+                        format!(
+                            "{} ends in {} before it started in {since}",
+                            g.benefit, end.month
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the child holds `benefit` (a grant of it that has not ended).
+    pub fn holds(&self, benefit: Benefit) -> bool {
+        self.benefits
+            .iter()
+            .any(|g| g.benefit == benefit && g.is_active())
+    }
+
+    /// The benefits the child holds.
+    pub fn held_benefits(&self) -> Vec<Benefit> {
+        self.benefits
+            .iter()
+            .filter(|g| g.is_active())
+            .map(|g| g.benefit)
+            .collect()
+    }
+
+    /// Ends the active grant of `benefit` (退出): it stays in the list with its end. Refused,
+    /// naming `field`, when the child does not hold the benefit or the end month is before the
+    /// grant's start.
+    pub fn end_benefit(
+        &mut self,
+        benefit: Benefit,
+        end: BenefitEnd,
+        field: &str,
+    ) -> Result<(), FieldError> {
+        let grant = self
+            .benefits
+            .iter_mut()
+            .find(|g| g.benefit == benefit && g.is_active())
+            .ok_or_else(|| {
+                FieldError::new(
+                    "benefit",
+                    format!(
+                        "the child does not hold {} ({})",
+                        benefit,
+                        benefit.label_zh()
+                    ),
+                )
+            })?;
+        if let Some(since) = grant.since {
+            if end.month < since {
+                return Err(FieldError::new(
+                    field,
+                    format!("{} is before the benefit started ({since})", end.month),
                 ));
             }
         }
+        grant.ended = Some(end);
         Ok(())
     }
 

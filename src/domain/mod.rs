@@ -2,6 +2,7 @@
 //! child's record with the authority of each field, the risk scale and palettes, the case core and the reconciliation report. Nothing here imports from the rest of the
 //! crate; everything else builds on it.
 
+pub mod benefit;
 pub mod case;
 pub mod child;
 pub mod conflict;

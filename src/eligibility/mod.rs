@@ -3,8 +3,10 @@
 //! the state machine ([`state`]), the working-day calendar ([`calendar`]) with the holidays the
 //! law fixes for years without a published calendar ([`statutory`]), and the case document with
 //! its step rule and merge of concurrent heads ([`case`]); the [`service`] loads, decides and
-//! persists with audit in one transaction.
+//! persists with audit in one transaction; [`benefits`] ends the age-limited benefits at 18 and
+//! lists the grants due for review.
 
+pub mod benefits;
 pub mod calendar;
 pub mod service;
 pub mod statutory;

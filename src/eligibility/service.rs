@@ -11,12 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::{deadline_status, DeadlineStatus, WorkCalendar};
 use crate::audit::{self, Actor, Event, Outcome};
+use crate::domain::benefit::Excluded;
 use crate::domain::case::state::{CaseState, Party, Transition};
 use crate::domain::case::{
     check_step, merge_heads, CaseBody, Grounds, Head, Officers, Step, StepError,
 };
-use crate::domain::child::Benefit;
-use crate::domain::{IdNumber, NodeId, RegionCode};
+use crate::domain::child::{Benefit, BenefitEnd, BenefitGrant, ChildRecord, EndReason, Text};
+use crate::domain::{IdNumber, Month, NodeId, RegionCode};
 use crate::storage::cases::{self as repo, CaseFilter, CaseRow};
 use crate::storage::records as records_repo;
 use crate::storage::{self, DbConn, StorageError};
@@ -129,6 +130,10 @@ pub enum CaseError {
     // Transparent: a chained print (`{:#}`) would otherwise say the reason twice.
     #[error(transparent)]
     Step(#[from] StepError),
+    /// Approving the case would have the child hold two benefits that exclude each other
+    /// (`[eligibility] exclusive`, `precedence`); nothing is stored.
+    #[error(transparent)]
+    BenefitExcluded(#[from] Excluded),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -381,30 +386,105 @@ fn step(
         officer,
     })?;
     check_step(Some(&current), &next, &node.id)?;
+    // An approval adds the benefit to the child's file, as a hukou-authored version: checked
+    // against the benefits the child holds before anything is stored.
+    let grant = match (&transition, next.state) {
+        (
+            Transition::Approve {
+                effective_month,
+                review_on,
+                ..
+            },
+            CaseState::Approved,
+        ) => match records_repo::get_child(conn, next.child_id.as_str())? {
+            Some(row) => {
+                let ends = node
+                    .benefits
+                    .check_grant(&row.record.held_benefits(), next.benefit)?;
+                Some((row.record, *effective_month, *review_on, ends))
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let v = version_of(node, &next, heads.clone())?;
     store(conn, node, deadlines, &next, &v, actor, now)?;
-    // An approval adds the benefit to the child's file, as a hukou-authored version.
-    if let (
-        Transition::Approve {
-            effective_month, ..
-        },
-        CaseState::Approved,
-    ) = (&transition, next.state)
-    {
-        if let Some(row) = records_repo::get_child(conn, next.child_id.as_str())? {
-            let child = row.record;
-            let mut benefits = serde_json::to_value(&child.benefits)
-                .map_err(|e| LedgerError::Internal(e.to_string()))?;
-            if let Some(list) = benefits.as_array_mut() {
-                list.retain(|b| b["benefit"] != next.benefit.code());
-                list.push(serde_json::json!({"benefit": next.benefit.code(), "since": effective_month.to_string()}));
-            }
-            let mut patch = serde_json::Map::new();
-            patch.insert("benefits".into(), benefits);
-            ledger::apply_update(conn, node, &next.child_id, patch, actor, now)?;
-        }
+    if let Some((child, month, review_on, ends)) = grant {
+        grant_benefit(
+            conn,
+            node,
+            &next,
+            child,
+            (month, review_on),
+            &ends,
+            actor,
+            now,
+        )?;
     }
     Ok(next)
+}
+
+/// Writes an approved benefit into the child's file: a new grant from `month` with the
+/// approval's review date (a benefit held already keeps its grant), and the benefits it takes precedence over ended in the same month
+/// (never before their start) with reason `changed`.
+#[allow(clippy::too_many_arguments)]
+fn grant_benefit(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    case: &CaseBody,
+    mut child: ChildRecord,
+    (month, review_on): (Month, Option<NaiveDate>),
+    ends: &[Benefit],
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(), CaseError> {
+    let note = Text::parse(&format!(
+        "replaced by {} (case {})",
+        case.benefit.label_zh(),
+        case.case_id
+    ))
+    .ok();
+    for b in ends {
+        let since = child
+            .benefits
+            .iter()
+            .filter(|g| g.benefit == *b && g.is_active())
+            .find_map(|g| g.since);
+        let end = BenefitEnd {
+            month: since.map_or(month, |s| s.max(month)),
+            reason: EndReason::Changed,
+            note: note.clone(),
+        };
+        child
+            .end_benefit(*b, end, "benefit")
+            .map_err(LedgerError::from)?;
+    }
+    if !child.holds(case.benefit) {
+        child.benefits.push(BenefitGrant {
+            benefit: case.benefit,
+            since: Some(month),
+            review_on,
+            ended: None,
+        });
+    }
+    let mut patch = serde_json::Map::new();
+    patch.insert(
+        "benefits".into(),
+        serde_json::to_value(&child.benefits).map_err(|e| LedgerError::Internal(e.to_string()))?,
+    );
+    let (action, mut extra) = ("child.update", serde_json::Map::new());
+    extra.insert("case".into(), serde_json::json!(case.case_id));
+    extra.insert("granted".into(), serde_json::json!(case.benefit));
+    let action = if ends.is_empty() {
+        action
+    } else {
+        extra.insert("benefits".into(), serde_json::json!(ends));
+        extra.insert("month".into(), serde_json::json!(month));
+        extra.insert("reason".into(), serde_json::json!(EndReason::Changed));
+        "benefit.end"
+    };
+    ledger::apply_update_as(conn, node, &case.child_id, patch, actor, now, action, extra)?;
+    Ok(())
 }
 
 /// Makes a transition on behalf of a person or system at this node.

@@ -5,12 +5,14 @@
 //! - [`sender`]: one delivery loop per peer in the directory, kept by a supervisor;
 //! - [`reconcile`]: the scheduled reconciliation runs (`[[reconcile.schedule]]`);
 //! - [`directory`]: reloads the signed directory on `SIGHUP` and when its file changes;
-//! - [`witness`]: asks each peer to cosign this node's latest checkpoint.
+//! - [`witness`]: asks each peer to cosign this node's latest checkpoint;
+//! - [`age_out`]: once a day, ends the age-limited benefits of those who turned 18.
 //!
 //! The work each loop repeats lives with its service (`sync::sender` delivers a batch,
 //! `reconcile` runs, `directory` reloads and verifies, `audit` signs); here are only the loops,
 //! their timing and their shutdown.
 
+pub mod age_out;
 pub mod directory;
 pub mod integrity;
 pub mod reconcile;
@@ -124,6 +126,15 @@ pub fn start(ctx: JobsContext) -> Jobs {
                 ctx.node.clone(),
                 ctx.version_check.0,
                 ctx.version_check.1,
+                rx.clone(),
+            )),
+        ),
+        (
+            "age-out",
+            running.spawn(age_out::run(
+                ctx.store.clone(),
+                ctx.node.clone(),
+                age_out::EVERY,
                 rx.clone(),
             )),
         ),

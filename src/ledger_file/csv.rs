@@ -680,9 +680,12 @@ fn export_cells(r: &ChildRecord, palette: &RiskPalette) -> Vec<String> {
                 "hukou_village" => opt(r.hukou_village.as_ref().map(ToString::to_string)),
                 "father_situation" => opt(r.father_situation.map(|s| s.code().to_owned())),
                 "mother_situation" => opt(r.mother_situation.map(|s| s.code().to_owned())),
+                // The ledger's 享受待遇 is what the child holds now; ended grants are history
+                // (in the JSON Lines export).
                 "benefits" => r
                     .benefits
                     .iter()
+                    .filter(|b| b.is_active())
                     .map(|b| b.benefit.code())
                     .collect::<Vec<_>>()
                     .join(";"),

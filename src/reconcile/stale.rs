@@ -95,6 +95,13 @@ pub fn list(
             if !node.roles(&r.hukou_region, &r.residence_region).is_party() {
                 continue;
             }
+            // Nor is an adult's (18 by the ID number): the file is kept, not refreshed.
+            if crate::domain::benefit::is_adult(
+                r.id_number.birth_date(),
+                crate::sync::ledger::china_today(now),
+            ) {
+                continue;
+            }
             let region = if node.serves(&r.residence_region) {
                 r.residence_region.to_string()
             } else {

@@ -677,3 +677,26 @@ pub fn count_tampered(conn: &mut DbConn) -> Result<i64, StorageError> {
         .get_result(conn)
         .map_err(StorageError::from)
 }
+
+/// ID numbers of files whose child was born on or before `born_by` (the birth date the ID number
+/// states: its characters 7 to 14, `YYYYMMDD`), in ID order after `after`: the adults the
+/// age-out job looks at.
+pub fn born_by(
+    conn: &mut DbConn,
+    born_by: NaiveDate,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, StorageError> {
+    use diesel::sql_types::{Bool, Text};
+    let mut q = children::table
+        .select(children::id_number)
+        .filter(
+            diesel::dsl::sql::<Bool>("substr(id_number, 7, 8) <= ")
+                .bind::<Text, _>(born_by.format("%Y%m%d").to_string()),
+        )
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(children::id_number.gt(a.to_owned()));
+    }
+    Ok(q.order(children::id_number.asc()).limit(limit).load(conn)?)
+}

@@ -18,7 +18,7 @@ use super::view::creation_row;
 /// Kept here for the benchmarks, which measure the bare insert rate of view rows.
 pub use super::view::view_row;
 use crate::audit::{self, Actor, Event, Outcome};
-use crate::domain::child::{ChildField, ChildRecord, Fields, RecordRules};
+use crate::domain::child::{Benefit, BenefitEnd, ChildField, ChildRecord, Fields, RecordRules};
 use crate::domain::{IdNumber, NodeId, RiskLevel, Sex};
 use crate::storage::records::{self as repo, ChildFilter, ChildListing};
 use crate::storage::{self, DbConn, StorageError};
@@ -189,6 +189,118 @@ pub fn apply_update(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Option<VersionId>, LedgerError> {
+    apply_update_as(
+        conn,
+        node,
+        id,
+        patch,
+        actor,
+        now,
+        "child.update",
+        Map::new(),
+    )
+}
+
+/// Ends the benefit a child holds (退出) as the hukou bureau: the grant stays in the file with
+/// its end month and reason, through the one edit path (a signed version to the child's other
+/// bureau), audited as `benefit.end`. Refused when this node is not the child's hukou bureau
+/// (`field_not_owned`), the child does not hold the benefit, or the end month is before the
+/// grant's start (both `invalid_field`).
+pub fn end_benefit(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    benefit: Benefit,
+    end: BenefitEnd,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<ChildFile, LedgerError> {
+    let v = storage::transaction(conn, |conn| {
+        apply_end_benefit(conn, node, id, benefit, end, actor, now)
+    })?;
+    node.wake_senders();
+    tracing::info!(child = %id.masked(), version = %v.short(), benefit = %benefit, "benefit ended");
+    read_file(conn, node, id)
+}
+
+/// The body of [`end_benefit`] inside the caller's transaction (the age-out job ends several
+/// in one version through [`end_benefits_in`]).
+pub fn apply_end_benefit(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    benefit: Benefit,
+    end: BenefitEnd,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<VersionId, LedgerError> {
+    end_benefits_in(conn, node, id, &[benefit], end, actor, now)
+}
+
+/// Ends each of `benefits` with the same end, in one version audited as `benefit.end`.
+pub fn end_benefits_in(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    benefits: &[Benefit],
+    end: BenefitEnd,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<VersionId, LedgerError> {
+    let current = current_record(conn, node, id)?;
+    let roles = node.roles(&current.hukou_region, &current.residence_region);
+    if !roles.is_party() {
+        return Err(LedgerError::NotParty {
+            hukou: current.hukou_region.to_string(),
+            residence: current.residence_region.to_string(),
+        });
+    }
+    if !roles.hukou {
+        return Err(LedgerError::FieldNotOwned {
+            field: ChildField::Benefits.name().to_owned(),
+            authority: crate::domain::Authority::Hukou,
+        });
+    }
+    let mut record = current;
+    for b in benefits {
+        record.end_benefit(*b, end.clone(), "month")?;
+    }
+    let mut patch = Map::new();
+    patch.insert(
+        ChildField::Benefits.name().to_owned(),
+        serde_json::to_value(&record.benefits).map_err(|e| LedgerError::Internal(e.to_string()))?,
+    );
+    let mut details = Map::new();
+    details.insert("benefits".into(), serde_json::json!(benefits));
+    details.insert("month".into(), serde_json::json!(end.month));
+    details.insert("reason".into(), serde_json::json!(end.reason));
+    apply_update_as(conn, node, id, patch, actor, now, "benefit.end", details)?
+        .ok_or_else(|| LedgerError::Internal("ending a benefit changed nothing".into()))
+}
+
+/// The current (merged) record of a file.
+pub fn current_record(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+) -> Result<ChildRecord, LedgerError> {
+    repo::child_created_at(conn, id.as_str())?.ok_or_else(|| LedgerError::NotFound(id.masked()))?;
+    let (_, view) = super::view::merged(conn, node, id.as_str())?;
+    Ok(ChildRecord::from_fields_structural(&view.fields)?)
+}
+
+/// [`apply_update`] audited as `action`, with `extra` added to the event's details.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_update_as(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    patch: Map<String, Value>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    action: &'static str,
+    extra: Map<String, Value>,
+) -> Result<Option<VersionId>, LedgerError> {
     let mut patch = parse_fields(patch)?;
     rules(node, now).read_input(&mut patch)?;
     {
@@ -249,9 +361,12 @@ pub fn apply_update(
         }
         let version = new_version(node, &updated, view.heads.clone())?;
         let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
-        let event = Event::new(actor.clone(), "child.update", Outcome::Ok)
+        let mut details = extra;
+        details.insert("version".into(), serde_json::json!(version.id));
+        details.insert("fields".into(), serde_json::json!(changed_names));
+        let event = Event::new(actor.clone(), action, Outcome::Ok)
             .object("child", id.as_str())
-            .details(serde_json::json!({"version": version.id, "fields": changed_names}));
+            .details(Value::Object(details));
         store::on_heads(conn, node, &versions, &view, &version, &updated, event, now)?;
         Ok(Some(version.id))
     }
@@ -301,6 +416,12 @@ pub fn list_children(
         let rows: Vec<_> = scanned
             .into_iter()
             .filter(|r| node.roles(&r.hukou_region, &r.residence_region).is_party())
+            // The stale list (`stale_before`) leaves adults out: their files are kept, not
+            // refreshed.
+            .filter(|r| {
+                filter.stale_before.is_none()
+                    || !crate::domain::benefit::is_adult(r.id_number.birth_date(), china_today(now))
+            })
             .collect();
         let ids: Vec<&str> = rows.iter().map(|r| r.id_number.as_str()).collect();
         audit::append(

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use crate::crypto::hlc::{HlcClock, SystemClock};
 use crate::crypto::keys::SigningKey;
 use crate::directory::DirectoryHandle;
+use crate::domain::benefit::BenefitPolicy;
 use crate::domain::visit::VisitSchedule;
 use crate::domain::{NodeId, RegionCode, RegionPrefix, RiskPalette, Roles};
 
@@ -21,6 +22,8 @@ pub struct LocalNode {
     pub palette: RiskPalette,
     /// How often children must be visited here (the due list and each file's due date).
     pub visits: VisitSchedule,
+    /// The rules between benefits and when they stop at 18 (`[eligibility]`).
+    pub benefits: BenefitPolicy,
     /// The signed directory; `None` for a node that exchanges with nobody. With a directory,
     /// the directory (longest prefix) decides which node serves a region, for this node too.
     pub directory: Option<DirectoryHandle>,

@@ -693,7 +693,10 @@ pub fn due(
             let served = crate::domain::RegionCode::parse(&r.residence_region)
                 .map(|rc| node.serves(&rc))
                 .unwrap_or(false);
-            if !served {
+            // Adults (18 by the ID number) leave the list (issue 22 #1).
+            let adult = crate::domain::IdNumber::parse(&r.id_number)
+                .is_ok_and(|id| crate::domain::benefit::is_adult(id.birth_date(), today));
+            if !served || adult {
                 continue;
             }
             if items.len() as i64 == limit {

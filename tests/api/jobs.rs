@@ -34,7 +34,7 @@ async fn stopping_an_application_ends_all_its_jobs() {
     let pki = init_dev_pki(&root.path().join("pki"), &plans, 30).unwrap();
     let db = TestDb::new(root.path());
     let mut settings = node_settings(&pki, ZHENGZHOU, &db);
-    // Every kind of job: tree heads, version integrity, the directory watch, a scheduled run,
+    // Every kind of job: tree heads, version integrity, age-out, the directory watch, a scheduled run,
     // witnessing, the sender loops.
     settings.reconcile.schedule = vec![hukou_sync::config::ReconcileSchedule {
         peer: NodeId::parse(CHENGDU).unwrap(),
@@ -53,11 +53,11 @@ async fn stopping_an_application_ends_all_its_jobs() {
     let running = app.running_jobs();
     let handle = app.handle();
     let served = tokio::spawn(app.run_until_stopped());
-    // Tree heads, version integrity, directory watch, one schedule, witnessing, the supervisor,
-    // and its loop for the peer.
+    // Tree heads, version integrity, age-out, directory watch, one schedule, witnessing, the
+    // supervisor, and its loop for the peer.
     eventually(20, "every job started", || {
         let n = running.count();
-        async move { n == 7 }
+        async move { n == 8 }
     })
     .await;
     handle.stop(true).await;

@@ -5,6 +5,7 @@
 
 mod architecture;
 mod audit;
+mod benefits;
 mod browser;
 mod cases;
 mod children;

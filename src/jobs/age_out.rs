@@ -1,0 +1,36 @@
+//! Once a day (and once at start), ends the age-limited benefits of the young people who turned
+//! 18 in files this node keeps as the hukou bureau (`eligibility::benefits::age_out`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::storage::Store;
+use crate::sync::LocalNode;
+
+/// Between runs.
+pub const EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+pub async fn run(
+    store: Store,
+    node: Arc<LocalNode>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let n = node.clone();
+        let r = store
+            .run(move |c| crate::eligibility::benefits::age_out(c, &n, chrono::Utc::now()))
+            .await;
+        match r {
+            Ok(0) => {}
+            Ok(files) => tracing::info!(files, "age-limited benefits ended at 18"),
+            Err(e) => tracing::warn!(error = %e, "the age-out run failed"),
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Once a day (and once at start), ends the age-limited benefits of the young people who turned
-//! 18 in files this node keeps as the hukou bureau (`eligibility::benefits::age_out`).
+//! 18 in files this node keeps as the hukou bureau (`eligibility::benefits::age_out`), and takes
+//! every file of a child who turned 18 off the visit due list (`visits::clear_adults_due`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,12 @@ pub async fn run(
             Ok(0) => {}
             Ok(files) => tracing::info!(files, "age-limited benefits ended at 18"),
             Err(e) => tracing::warn!(error = %e, "the age-out run failed"),
+        }
+        let r = store
+            .run(|c| crate::visits::clear_adults_due(c, chrono::Utc::now()))
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not take adults off the visit due list");
         }
     }
 }

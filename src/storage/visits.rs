@@ -247,6 +247,23 @@ pub fn child_ids_after(
     Ok(q.order(children::id_number.asc()).limit(limit).load(conn)?)
 }
 
+/// Clears the due dates of files whose child was born on or before `born_by` (18 today): adults
+/// leave the due list in the database, so they never crowd the front of its index. Returns how
+/// many files it cleared.
+pub fn clear_adults_due(conn: &mut DbConn, born_by: NaiveDate) -> Result<usize, StorageError> {
+    use diesel::sql_types::{Bool, Text};
+    Ok(diesel::update(
+        children::table
+            .filter(children::visit_due_on.is_not_null())
+            .filter(
+                diesel::dsl::sql::<Bool>("substr(id_number, 7, 8) <= ")
+                    .bind::<Text, _>(born_by.format("%Y%m%d").to_string()),
+            ),
+    )
+    .set(children::visit_due_on.eq(None::<NaiveDate>))
+    .execute(conn)?)
+}
+
 /// Sets one file's due date.
 pub fn set_due(
     conn: &mut DbConn,

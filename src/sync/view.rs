@@ -208,7 +208,8 @@ pub fn row_for(
 
 /// When a child's next visit is due: its last visit (or, never visited, the day its facts were
 /// last confirmed, or the day the file was stored here) plus the shortest interval the schedule
-/// gives its categories and risk in its residence region; `None` when no rule applies.
+/// gives its categories and risk in its residence region; `None` when no rule applies or the
+/// child is 18 by then.
 pub fn visit_due_on(
     r: &ChildRecord,
     created: chrono::NaiveDate,
@@ -216,7 +217,14 @@ pub fn visit_due_on(
 ) -> Option<chrono::NaiveDate> {
     let days = schedule.interval(r.residence_region.as_str(), &r.categories, r.risk_level)?;
     let base = r.last_visit_on.or(r.info_updated_on).unwrap_or(created);
-    base.checked_add_days(chrono::Days::new(u64::from(days)))
+    let due = base.checked_add_days(chrono::Days::new(u64::from(days)))?;
+    // A visit due once the child is 18 is no child's visit: the file leaves the due list (and
+    // an adult's past due date is cleared daily, `storage::visits::clear_adults_due`).
+    let adult_on = r
+        .id_number
+        .birth_date()
+        .checked_add_months(chrono::Months::new(12 * 18))?;
+    (due < adult_on).then_some(due)
 }
 
 fn row_with(

@@ -840,3 +840,12 @@ impl crate::sync::receive::FileReactions for Reactions {
         Ok(())
     }
 }
+
+/// Takes the files of children who are 18 today off the due list (the daily age-out run calls it).
+pub fn clear_adults_due(conn: &mut DbConn, now: DateTime<Utc>) -> Result<usize, VisitError> {
+    let today = china_today(now);
+    let born_by = today
+        .checked_sub_months(chrono::Months::new(12 * 18))
+        .unwrap_or(NaiveDate::MIN);
+    Ok(repo::clear_adults_due(conn, born_by)?)
+}

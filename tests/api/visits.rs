@@ -361,9 +361,28 @@ async fn the_due_list_follows_the_schedule_by_township_and_worker() {
     let red = due_child(612, &["flowing"], 10, Some("红"), "王芳"); // weekly: 3 days overdue
     let soon = due_child(613, &["in_difficulty"], 25, None, "李娟"); // monthly: due in 5 days
     let fine = due_child(614, &["flowing"], 100, None, "李娟"); // six-monthly: due in 83 days
-    for c in [&orphan, &red, &soon, &fine] {
+                                                                // Eighteen last month: no child's visit is due any more.
+    let mut adult = due_child(615, &["orphan"], 40, None, "李娟");
+    adult["id_number"] = json!(id_number("410105", (2008, 11, 1), 615));
+    for c in [&orphan, &red, &soon, &fine, &adult] {
         app.create_child(c).await;
     }
+    assert_eq!(
+        app.count("children WHERE visit_due_on IS NULL"),
+        1,
+        "the adult's file has no due date"
+    );
+    // One stored before the cap (or overdue at 18) is cleared by the daily run.
+    let adult_id = adult["id_number"].as_str().unwrap().to_owned();
+    app.exec(&format!(
+        "UPDATE children SET visit_due_on = '2026-01-01' WHERE id_number = '{adult_id}'"
+    ));
+    let mut conn = app.store.conn().unwrap();
+    assert_eq!(
+        hukou_sync::visits::clear_adults_due(&mut conn, Utc::now()).unwrap(),
+        1
+    );
+    assert_eq!(app.count("children WHERE visit_due_on IS NULL"), 1);
     let id = |c: &Value| c["id_number"].as_str().unwrap().to_owned();
     let page: Value = app.get("/api/v1/visits/due").await.json().await.unwrap();
     assert_eq!(

@@ -30,9 +30,7 @@ pub(crate) fn parse<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
 }
 
 fn parse_case_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::bad_request("invalid_path", "a case id is a UUID").field("case_id"))
+    super::parse_uuid(raw, "case_id").map(|u| u.to_string())
 }
 
 /// Open a case: ask the hukou bureau to confirm one benefit for a child whose file is here.

@@ -143,6 +143,13 @@ pub fn parse_id(raw: &str) -> Result<crate::domain::IdNumber, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_id_number", e.to_string()).field("id_number"))
 }
 
+/// A document id (UUID) from a request path: 400 `invalid_path` naming `field` if it is not one.
+pub fn parse_uuid(raw: &str, field: &'static str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| {
+        ApiError::bad_request("invalid_path", format!("{field} is a UUID")).field(field)
+    })
+}
+
 /// The `X-Purpose` header: why a person or system reads a child's data (at most 200 characters).
 pub fn purpose_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("x-purpose") else {

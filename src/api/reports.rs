@@ -14,9 +14,7 @@ use crate::accounts::Permission;
 use crate::visits::reports::{self, ReportInput, ReportPage, ReportView};
 
 fn parse_report_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| {
-        ApiError::bad_request("invalid_path", "a report id is a UUID").field("report_id")
-    })
+    super::parse_uuid(raw, "report_id")
 }
 
 /// Record a report about a child whose file is here. An urgent one makes the child's risk red

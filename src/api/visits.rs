@@ -15,9 +15,7 @@ use crate::sync::ledger::china_today;
 use crate::visits::{self, DuePage, VisitInput, VisitPage, VisitView};
 
 fn parse_visit_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| {
-        ApiError::bad_request("invalid_path", "a visit id is a UUID").field("visit_id")
-    })
+    super::parse_uuid(raw, "visit_id")
 }
 
 /// Record a visit of a child whose file is here. At the child's residence bureau the file's

@@ -206,15 +206,7 @@ impl<'a> Intake<'a> {
             self.reject(v, refusal);
             return Ok(());
         }
-        let child = visit::body_of::<T>(v)
-            .ok()
-            .map(|b| b.child_id().to_string());
-        let regions = child
-            .as_ref()
-            .and_then(|c| self.facts.batch_regions.get(c))
-            .cloned()
-            .unwrap_or_default();
-        match visit::check::<T>(conn, self.node, self.sender, v, &regions) {
+        match visit::check::<T>(conn, self.node, self.sender, v, &self.facts.batch_regions) {
             Ok((body, mut parties)) => {
                 parties.remove(self.sender);
                 self.batch.add(conn, v, &parties)?;

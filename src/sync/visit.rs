@@ -144,7 +144,7 @@ pub fn parties_of_child(
 
 /// All checks of a peer's version of a child document but its signature (checked with the
 /// batch): the body is valid for its kind, about a child held here (or arriving in the same
-/// batch) and dated no later than the day after its stamp; its id is the document's; the author is
+/// batch: `batch_regions`, the regions of the batch's records per child) and dated no later than the day after its stamp; its id is the document's; the author is
 /// the node that recorded it; the author, the sender and this node are parties of the child; an
 /// amendment is on top of a version of the same document by the same node and changes neither
 /// the child nor the id. On success the body and the child's parties.
@@ -153,7 +153,7 @@ pub fn check<T: ChildDoc>(
     node: &LocalNode,
     sender: &NodeId,
     v: &SignedVersion,
-    batch_regions: &[(RegionCode, RegionCode)],
+    batch_regions: &HashMap<String, Vec<(RegionCode, RegionCode)>>,
 ) -> Result<(T, BTreeSet<NodeId>), Refusal> {
     let invalid = |e: String| (RejectCode::InvalidRecord, e);
     let body: T = body_of(v).map_err(invalid)?;
@@ -181,7 +181,9 @@ pub fn check<T: ChildDoc>(
         .ok_or_else(|| invalid("the stamp is out of range".into()))?;
     body.check_at(stamped)
         .map_err(|e| invalid(format!("{}: {}", e.field, e.reason)))?;
-    let parties = parties_of_child(conn, node, body.child_id().as_str(), batch_regions)
+    let child = body.child_id().as_str();
+    let in_batch = batch_regions.get(child).map_or(&[][..], Vec::as_slice);
+    let parties = parties_of_child(conn, node, child, in_batch)
         .map_err(|e| invalid(format!("storage: {e}")))?
         .ok_or_else(|| {
             (

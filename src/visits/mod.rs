@@ -25,8 +25,9 @@ use crate::storage::visits::{self as repo, DueFilter, VisitRow};
 use crate::storage::{self, DbConn, StorageError};
 use crate::sync::ledger::{self, china_today, LedgerError};
 use crate::sync::store::Batch;
-use crate::sync::version::{DocKind, SignedVersion, Version, VersionId};
-use crate::sync::{visit as sync_visit, LocalNode};
+use crate::sync::version::{SignedVersion, Version, VersionId};
+use crate::sync::visit::{self as sync_visit, ChildDoc};
+use crate::sync::LocalNode;
 
 /// Rows a list or the due list returns at most per page.
 pub const MAX_PAGE: i64 = 500;
@@ -292,23 +293,6 @@ fn view_of(node: &LocalNode, row: VisitRow) -> Result<VisitView, VisitError> {
     })
 }
 
-fn sign(
-    node: &LocalNode,
-    body: &VisitBody,
-    parents: Vec<VersionId>,
-) -> Result<SignedVersion, LedgerError> {
-    let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
-    Ok(Version::new(
-        DocKind::Visit,
-        body.visit_id.to_string(),
-        parents,
-        node.id.clone(),
-        node.clock.now(),
-        value,
-    )
-    .sign(&node.key)?)
-}
-
 /// Records a visit of a child whose file this node holds and serves.
 pub fn record(
     conn: &mut DbConn,
@@ -332,9 +316,8 @@ pub fn record(
     Ok(view)
 }
 
-/// Records a checked visit inside the caller's transaction: its version, view row, outbox rows
-/// and audit event, and at the residence bureau the file's update. Returns the version and
-/// whether the file followed.
+/// Records a checked visit inside the caller's transaction (see [`store_doc`]). Returns the
+/// version and whether the file followed.
 fn record_in(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -343,7 +326,43 @@ fn record_in(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<(SignedVersion, bool), VisitError> {
-    let child = &body.child_id;
+    store_doc(
+        conn,
+        node,
+        body,
+        Vec::new(),
+        action,
+        visit_details(body),
+        actor,
+        now,
+    )
+}
+
+/// What a visit's audit event says besides its version and child.
+fn visit_details(body: &VisitBody) -> serde_json::Value {
+    serde_json::json!({
+        "visited_on": body.visited_on,
+        "risk_level": body.assessment.as_ref().map(|a| a.level),
+    })
+}
+
+/// Stores a version of a child document (a visit or a report) made here, inside the caller's
+/// transaction: refused unless this node is a party of the child; then the signed version, its
+/// heads, the outbox rows for the child's other bureaus, the view row and the audit event
+/// (`details` with the version and the masked child added); and at the residence bureau the
+/// file brought in line ([`update_file`]). Returns the version and whether the file followed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_doc<T: ChildDoc + Serialize>(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    body: &T,
+    parents: Vec<VersionId>,
+    action: &'static str,
+    mut details: serde_json::Value,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(SignedVersion, bool), VisitError> {
+    let child = body.child_id();
     let parties = sync_visit::parties_of_child(conn, node, child.as_str(), &[])?
         .ok_or(VisitError::ChildNotFound)?;
     if !parties.contains(&node.id) {
@@ -353,8 +372,29 @@ fn record_in(
             residence: c.residence_region.to_string(),
         }));
     }
-    let v = sign(node, body, Vec::new())?;
-    store(conn, node, &v, body, &parties, action, actor, now)?;
+    let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
+    let v = Version::new(
+        T::KIND,
+        body.doc_id(),
+        parents,
+        node.id.clone(),
+        node.clock.now(),
+        value,
+    )
+    .sign(&node.key)
+    .map_err(LedgerError::from)?;
+    let mut batch = Batch::new(node, now);
+    batch.add(conn, &v, &parties)?;
+    batch.flush(conn)?;
+    sync_visit::put_row(conn, &v, body, batch.at(), &Default::default())?;
+    details["version"] = serde_json::json!(v.id);
+    details["child"] = serde_json::json!(child.masked());
+    batch.event(
+        Event::new(actor.clone(), action, Outcome::Ok)
+            .object(T::KIND.as_str(), &body.doc_id())
+            .details(details),
+    );
+    batch.finish(conn)?;
     let updated = update_file(conn, node, child, actor, now)?;
     Ok((v, updated))
 }
@@ -438,48 +478,24 @@ pub fn amend(
         if body == before.visit {
             return Ok(false);
         }
-        let parties = sync_visit::parties_of_child(conn, node, child.as_str(), &[])?
-            .ok_or(VisitError::ChildNotFound)?;
-        let v = sign(node, &body, vec![before.version])?;
-        store(conn, node, &v, &body, &parties, "visit.amend", actor, now)?;
-        update_file(conn, node, &child, actor, now)
+        let details = visit_details(&body);
+        let (_, updated) = store_doc(
+            conn,
+            node,
+            &body,
+            vec![before.version],
+            "visit.amend",
+            details,
+            actor,
+            now,
+        )?;
+        Ok(updated)
     })?;
     node.wake_senders();
     let row = repo::get(conn, &id)?.ok_or_else(|| VisitError::NotFound(id.clone()))?;
     let mut view = view_of(node, row)?;
     view.file_updated = Some(updated);
     Ok(view)
-}
-
-/// Stores a visit version made here: version, heads, outbox rows for the child's other
-/// bureaus, view row and audit event.
-#[allow(clippy::too_many_arguments)]
-fn store(
-    conn: &mut DbConn,
-    node: &LocalNode,
-    v: &SignedVersion,
-    body: &VisitBody,
-    parties: &BTreeSet<NodeId>,
-    action: &'static str,
-    actor: &Actor,
-    now: DateTime<Utc>,
-) -> Result<(), VisitError> {
-    let mut batch = Batch::new(node, now);
-    batch.add(conn, v, parties)?;
-    batch.flush(conn)?;
-    sync_visit::put_row(conn, v, body, batch.at(), &Default::default())?;
-    batch.event(
-        Event::new(actor.clone(), action, Outcome::Ok)
-            .object("visit", &body.visit_id.to_string())
-            .details(serde_json::json!({
-                "version": v.id,
-                "child": body.child_id.masked(),
-                "visited_on": body.visited_on,
-                "risk_level": body.assessment.as_ref().map(|a| a.level),
-            })),
-    );
-    batch.finish(conn)?;
-    Ok(())
 }
 
 /// At the child's residence bureau: the file's last visit day and risk level from its visits

@@ -1,7 +1,7 @@
 //! Reports and referrals (强制报告与转介) as a service: record a report about a child this node
 //! serves, amend it (only the node that took it — to record what a referral came to), read one,
 //! and list them, urgent first. A report is a document of its own exchanged to the child's
-//! bureaus (`sync::visit::ChildDoc`). An urgent report makes the child's risk red at the
+//! bureaus (`sync::visit::ChildDoc`, stored through `super::store_doc`). An urgent report makes the child's risk red at the
 //! residence bureau until a visit assesses the child again (`super::update_file`).
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -16,9 +16,8 @@ use crate::storage::records as records_repo;
 use crate::storage::reports::{self as repo, ReportFilter, ReportRow};
 use crate::storage::{self, DbConn, StorageError};
 use crate::sync::ledger::{china_today, LedgerError};
-use crate::sync::store::Batch;
-use crate::sync::version::{DocKind, SignedVersion, Version, VersionId};
-use crate::sync::{visit as sync_doc, LocalNode};
+use crate::sync::version::VersionId;
+use crate::sync::LocalNode;
 
 /// A report as a caseworker writes it (`POST /api/v1/children/{id}/reports`, `report add`).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -94,24 +93,7 @@ fn body_of(
     Ok(body)
 }
 
-fn sign(
-    node: &LocalNode,
-    body: &ReportBody,
-    parents: Vec<VersionId>,
-) -> Result<SignedVersion, LedgerError> {
-    let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
-    Ok(Version::new(
-        DocKind::Report,
-        body.report_id.to_string(),
-        parents,
-        node.id.clone(),
-        node.clock.now(),
-        value,
-    )
-    .sign(&node.key)?)
-}
-
-/// Stores a report version made here and, at the residence bureau, brings the file in line.
+/// Stores a report version made here (see [`super::store_doc`]); whether the file followed.
 fn store(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -121,33 +103,12 @@ fn store(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<bool, VisitError> {
-    let child = &body.child_id;
-    let parties = sync_doc::parties_of_child(conn, node, child.as_str(), &[])?
-        .ok_or(VisitError::ChildNotFound)?;
-    if !parties.contains(&node.id) {
-        let c = records_repo::get_child(conn, child.as_str())?.ok_or(VisitError::ChildNotFound)?;
-        return Err(VisitError::Ledger(LedgerError::NotParty {
-            hukou: c.hukou_region.to_string(),
-            residence: c.residence_region.to_string(),
-        }));
-    }
-    let v = sign(node, body, parents)?;
-    let mut batch = Batch::new(node, now);
-    batch.add(conn, &v, &parties)?;
-    batch.flush(conn)?;
-    sync_doc::put_row(conn, &v, body, batch.at(), &Default::default())?;
-    batch.event(
-        Event::new(actor.clone(), action, Outcome::Ok)
-            .object("report", &body.report_id.to_string())
-            .details(serde_json::json!({
-                "version": v.id,
-                "child": child.masked(),
-                "urgency": body.urgency.code(),
-                "police_called": body.police_called,
-            })),
-    );
-    batch.finish(conn)?;
-    super::update_file(conn, node, child, actor, now)
+    let details = serde_json::json!({
+        "urgency": body.urgency.code(),
+        "police_called": body.police_called,
+    });
+    let (_, updated) = super::store_doc(conn, node, body, parents, action, details, actor, now)?;
+    Ok(updated)
 }
 
 /// Records a report about a child whose file this node holds and serves.

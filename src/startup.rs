@@ -112,22 +112,23 @@ impl Application {
                 max_bytes: settings.sync.peer_body_limit,
             },
         ));
+        let peer_tls = match (&settings.peer, &settings.directory) {
+            (Some(peer), Some(_)) => Some(load_peer_tls(peer)?),
+            _ => None,
+        };
+        let clients = peer_tls.as_ref().map(|t| client_factory(t.clone()));
         let state = web::Data::new(AppState {
             store: store.clone(),
             node: node.clone(),
             settings: settings.clone(),
             deadlines,
             receiver,
+            peer_clients: clients.clone(),
             login_limiter: Arc::new(crate::accounts::ClientLimiter::new(
                 settings.admin.login_attempts_per_client,
                 Duration::from_secs(u64::from(settings.admin.login_window_minutes) * 60),
             )),
         });
-        let peer_tls = match (&settings.peer, &settings.directory) {
-            (Some(peer), Some(_)) => Some(load_peer_tls(peer)?),
-            _ => None,
-        };
-        let clients = peer_tls.as_ref().map(|t| client_factory(t.clone()));
         let reconciler = clients.as_ref().map(|c| {
             web::Data::new(reconciler_with(
                 &settings,

@@ -214,6 +214,26 @@ impl From<crate::sync::witness::WitnessError> for ApiError {
     }
 }
 
+impl From<crate::sync::lookup::LookupError> for ApiError {
+    fn from(e: crate::sync::lookup::LookupError) -> Self {
+        use crate::sync::lookup::LookupError as L;
+        let reason = e.to_string();
+        match e {
+            L::NotServed(_) => ApiError::unprocessable("region_not_served", reason),
+            L::NotAsker(_) => ApiError::new(StatusCode::FORBIDDEN, "not_serving_region", reason)
+                .field("residence_region"),
+            L::NoFile => ApiError::new(StatusCode::NOT_FOUND, "no_file", reason),
+            L::BadNonce => ApiError::unprocessable("invalid_field", reason).field("nonce"),
+            L::Forged(_) => ApiError::new(StatusCode::BAD_GATEWAY, "statement_invalid", reason),
+            L::Peer { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "peer_unavailable", reason),
+            L::NoDirectory => ApiError::unprocessable("region_not_served", reason),
+            L::Ledger(l) => l.into(),
+            L::Storage(s) => s.into(),
+            L::Audit(a) => a.into(),
+        }
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {
@@ -240,6 +260,16 @@ impl From<LedgerError> for ApiError {
                     .to_lowercase(),
             )
             .field(field),
+            LedgerError::RecognitionNotOwned(c) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "recognition_not_owned",
+                format!(
+                    "{} ({}) is recognised (认定) by the child's hukou bureau: ask it, or submit an eligibility case",
+                    c.label_zh(),
+                    c.code()
+                ),
+            )
+            .field("categories"),
             LedgerError::ImmutableId => {
                 ApiError::unprocessable("immutable_field", "the ID number cannot change")
                     .field("id_number")

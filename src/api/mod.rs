@@ -9,6 +9,7 @@ pub mod children;
 pub mod conflicts;
 pub mod error;
 pub mod input;
+pub mod lookups;
 pub mod manners;
 pub mod metrics;
 pub mod peer;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub receiver: Arc<crate::sync::receive::Receiver>,
     /// Failed logins per client address (`admin.login_attempts_per_client`).
     pub login_limiter: Arc<crate::accounts::ClientLimiter>,
+    /// Mutual-TLS clients to peers (lookups and handovers); `None` without a directory.
+    pub peer_clients: Option<crate::sync::sender::ClientFactory>,
 }
 
 impl AppState {
@@ -108,6 +111,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(children::read)
     .service(children::update)
     .service(children::end_benefit)
+    .service(lookups::handover)
+    .service(lookups::verify)
+    .service(lookups::ask)
     .service(benefits::review_due)
     .service(audit::events)
     .service(audit::event)
@@ -244,6 +250,9 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         children::update,
         children::list,
         children::end_benefit,
+        lookups::ask,
+        lookups::verify,
+        lookups::handover,
         benefits::review_due,
         audit::events,
         audit::event,

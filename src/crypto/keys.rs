@@ -8,7 +8,7 @@
 //! ```
 //!
 //! where `label` names a [`SigningContext`] (`version`, `receipt`,
-//! `tree-head`, `directory`, `request`). A version signature, for example, is
+//! `tree-head`, `directory`, `request`, `lookup`). A version signature, for example, is
 //! over `"hukou-sync/v1/version\0" || id`. The labels contain no NUL byte, so
 //! the prefix ends unambiguously and a signature made for one context never
 //! verifies in another.
@@ -67,16 +67,19 @@ pub enum SigningContext {
     Directory,
     /// An authenticated request between bureaus.
     Request,
+    /// A bureau's answer whether it holds a child's file (a lookup statement).
+    Lookup,
 }
 
 impl SigningContext {
     /// Every context, in declaration order.
-    pub const ALL: [SigningContext; 5] = [
+    pub const ALL: [SigningContext; 6] = [
         SigningContext::Version,
         SigningContext::Receipt,
         SigningContext::TreeHead,
         SigningContext::Directory,
         SigningContext::Request,
+        SigningContext::Lookup,
     ];
 
     /// The label written into the signed message. Stable wire format: never
@@ -88,6 +91,7 @@ impl SigningContext {
             SigningContext::TreeHead => "tree-head",
             SigningContext::Directory => "directory",
             SigningContext::Request => "request",
+            SigningContext::Lookup => "lookup",
         }
     }
 }
@@ -621,7 +625,14 @@ mod tests {
         let labels: Vec<&str> = SigningContext::ALL.iter().map(|c| c.label()).collect();
         assert_eq!(
             labels,
-            ["version", "receipt", "tree-head", "directory", "request"]
+            [
+                "version",
+                "receipt",
+                "tree-head",
+                "directory",
+                "request",
+                "lookup"
+            ]
         );
         // The signature is plain Ed25519 over exactly those bytes, checked
         // here with ring directly rather than through this module.

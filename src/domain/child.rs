@@ -52,6 +52,40 @@ impl Roles {
     }
 }
 
+impl Category {
+    /// 孤儿 and 事实无人抚养 are **recognitions** (认定) of the child's hukou bureau, set by it or by
+    /// an approved eligibility case, never observations another bureau may make.
+    pub fn is_recognition(self) -> bool {
+        matches!(self, Category::Orphan | Category::DeFactoUnsupported)
+    }
+}
+
+impl Benefit {
+    /// The category an approved case for this benefit recognises.
+    pub fn recognises(self) -> Option<Category> {
+        match self {
+            Benefit::OrphanAllowance => Some(Category::Orphan),
+            Benefit::DeFactoUnsupportedSubsidy => Some(Category::DeFactoUnsupported),
+            _ => None,
+        }
+    }
+}
+
+/// The first recognition `new` adds or removes relative to `old`: a change only the child's
+/// hukou bureau may make.
+pub fn recognition_changed(old: &BTreeSet<Category>, new: &BTreeSet<Category>) -> Option<Category> {
+    old.symmetric_difference(new)
+        .copied()
+        .find(|c| c.is_recognition())
+}
+
+/// A **handover** (DESIGN §3): the hukou bureau, not the residence bureau, writes the child's
+/// move to a bureau that asked for the file — a version changing `residence_region` and nothing
+/// else. The one change a bureau may make to a field another role owns.
+pub fn is_handover(roles: Roles, changed: &[ChildField]) -> bool {
+    roles.hukou && !roles.residence && changed == [ChildField::ResidenceRegion]
+}
+
 macro_rules! child_fields {
     ($($variant:ident = $name:literal : $auth:ident),* $(,)?) => {
         /// A field of [`ChildRecord`], named as on the wire.

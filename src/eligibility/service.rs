@@ -459,6 +459,11 @@ fn grant_benefit(
             .end_benefit(*b, end, "benefit")
             .map_err(LedgerError::from)?;
     }
+    // An approved orphan allowance or unsupported-child subsidy is the recognition (认定).
+    let recognised = case.benefit.recognises();
+    if let Some(c) = recognised {
+        child.categories.insert(c);
+    }
     if !child.holds(case.benefit) {
         child.benefits.push(BenefitGrant {
             benefit: case.benefit,
@@ -472,6 +477,13 @@ fn grant_benefit(
         "benefits".into(),
         serde_json::to_value(&child.benefits).map_err(|e| LedgerError::Internal(e.to_string()))?,
     );
+    if recognised.is_some() {
+        patch.insert(
+            "categories".into(),
+            serde_json::to_value(&child.categories)
+                .map_err(|e| LedgerError::Internal(e.to_string()))?,
+        );
+    }
     let (action, mut extra) = ("child.update", serde_json::Map::new());
     extra.insert("case".into(), serde_json::json!(case.case_id));
     extra.insert("granted".into(), serde_json::json!(case.benefit));

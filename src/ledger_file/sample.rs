@@ -115,7 +115,7 @@ pub fn write_ledger(
             name,
             h.to_string(),
             r.to_string(),
-            rng.pick(&["流动", "流动;留守", "流动;困境", "流动;事实无人抚养"])
+            rng.pick(&["流动", "流动;留守", "流动;困境", "流动;留守;困境"])
                 .to_string(),
             rng.pick(&["外出务工", "正常", "服刑在押", "重病", "失联"])
                 .to_string(),

@@ -28,6 +28,8 @@ pub enum LedgerError {
         "{field} is decided by the {authority:?} bureau, and this node is not it for this child"
     )]
     FieldNotOwned { field: String, authority: Authority },
+    #[error("{} is recognised (认定) by the child's hukou bureau, and this node is not it for this child", .0.code())]
+    RecognitionNotOwned(crate::domain::child::Category),
     #[error("the ID number is the file's identity and cannot change")]
     ImmutableId,
     #[error("{0} is under review: a conflict on it must be resolved first")]

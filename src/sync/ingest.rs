@@ -271,9 +271,22 @@ impl<'a> Intake<'a> {
                 return Ok(());
             }
         };
+        // A second root: a creation of a file held here already (made where the file was not
+        // known). Its sender holds only its own creation: it gets the file's history, so both
+        // merge the same versions (rule 6 of `merge`).
+        let doc = &v.version.doc_id;
+        let second_root = v.version.parents.is_empty()
+            && (self.touched_docs.contains(doc)
+                || repo::child_created_at(conn, doc)
+                    .map_err(LedgerError::from)?
+                    .is_some());
         let forwarded =
             self.batch
                 .add_child(conn, v, &record, &parent_records, Some(self.sender))?;
+        if second_root {
+            self.batch
+                .queue_history(conn, v, &BTreeSet::from([self.sender.clone()]))?;
+        }
         self.batch.event(
             Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
                 .object("child", &v.version.doc_id)
@@ -282,7 +295,6 @@ impl<'a> Intake<'a> {
                     "forwarded_to": forwarded,
                 })),
         );
-        let doc = &v.version.doc_id;
         if v.version.parents.is_empty() && !self.touched_docs.contains(doc) {
             self.creations.insert(doc.clone(), record.clone());
         } else {
@@ -472,7 +484,14 @@ fn check(
         .flatten()
         .flat_map(|(hukou, residence)| node.parties(hukou, residence))
         .collect();
-    if !parties.contains(&node.id) && !batch_parties.contains(&node.id) {
+    // A second root (rule 6 of `merge`) may name only its creator's regions: this node is a
+    // party when it serves the file it holds already.
+    let party_here = parties.contains(&node.id)
+        || batch_parties.contains(&node.id)
+        || repo::get_child(conn, &v.version.doc_id)
+            .map_err(db)?
+            .is_some_and(|f| node.roles(&f.hukou_region, &f.residence_region).is_party());
+    if !party_here {
         return Err((
             RejectCode::NotParty,
             format!("{} serves neither region of this child", node.id),
@@ -646,7 +665,9 @@ fn check_case(
 }
 
 /// The author may change only fields its role owns, relative to the merged view of the
-/// version's ancestors; a resolution by the hukou side may also settle fields under review.
+/// version's ancestors; a resolution by the hukou side may also settle fields under review, and
+/// the hukou side may hand the residence role over (a version changing `residence_region`
+/// alone, [`crate::domain::child::is_handover`]).
 fn check_authority(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -687,9 +708,25 @@ fn check_authority(
         &base_record.hukou_region,
         &base_record.residence_region,
     );
-    for f in ChildRecord::changed_fields(&base.fields, &record.to_fields()) {
+    if let Some(c) =
+        crate::domain::child::recognition_changed(&base_record.categories, &record.categories)
+    {
+        if !roles.hukou {
+            return Err((
+                RejectCode::FieldNotOwned,
+                format!(
+                    "{} may not change the recognition {} (the hukou bureau's)",
+                    v.version.author_node,
+                    c.code()
+                ),
+            ));
+        }
+    }
+    let changed = ChildRecord::changed_fields(&base.fields, &record.to_fields());
+    let handover = crate::domain::child::is_handover(roles, &changed);
+    for f in changed {
         let settles = v.version.resolution && roles.hukou && under_review.contains(&f);
-        if !roles.may_change(f) && !settles {
+        if !roles.may_change(f) && !settles && !handover {
             return Err((
                 RejectCode::FieldNotOwned,
                 format!(

@@ -55,6 +55,9 @@ pub struct ChildFile {
     /// The nodes serving the child's current regions (by the directory), when not this one.
     #[schema(value_type = Vec<String>)]
     pub now_served_by: Vec<NodeId>,
+    /// The categories the hukou bureau recognised (认定: 孤儿, 事实无人抚养), apart from the
+    /// categories observed (the rest of `record.categories`).
+    pub recognised_categories: Vec<crate::domain::child::Category>,
 }
 
 /// One entry of a file's history.
@@ -140,6 +143,7 @@ pub fn create_child(
             residence: record.residence_region.to_string(),
         });
     }
+    check_recognitions(roles, &Default::default(), &record.categories)?;
     let version = new_version(node, &record, vec![])?;
     let id = record.id_number.clone();
     storage::transaction(conn, |conn| {
@@ -159,6 +163,19 @@ pub fn create_child(
     node.wake_senders();
     tracing::info!(child = %id.masked(), version = %version.id.short(), "child file created");
     read_file(conn, node, &id)
+}
+
+/// 孤儿 and 事实无人抚养 in `categories` are the hukou bureau's recognitions: another bureau may
+/// neither add nor remove them.
+pub(crate) fn check_recognitions(
+    roles: crate::domain::Roles,
+    old: &std::collections::BTreeSet<crate::domain::child::Category>,
+    new: &std::collections::BTreeSet<crate::domain::child::Category>,
+) -> Result<(), LedgerError> {
+    match crate::domain::child::recognition_changed(old, new) {
+        Some(c) if !roles.hukou => Err(LedgerError::RecognitionNotOwned(c)),
+        _ => Ok(()),
+    }
 }
 
 /// Changes some fields of a file: a new version whose parents are all current heads.
@@ -289,6 +306,39 @@ pub fn current_record(
     Ok(ChildRecord::from_fields_structural(&view.fields)?)
 }
 
+/// The hukou bureau's move of a child to `residence_region` at the request of the bureau
+/// serving it (a handover, [`crate::domain::child::is_handover`]), audited `child.handover`
+/// with the asker's purpose; inside the caller's transaction.
+pub fn apply_handover(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    residence_region: &crate::domain::RegionCode,
+    purpose: &str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<VersionId, LedgerError> {
+    let mut patch = Map::new();
+    patch.insert(
+        ChildField::ResidenceRegion.name().to_owned(),
+        Value::String(residence_region.to_string()),
+    );
+    let mut details = Map::new();
+    details.insert("purpose".into(), Value::String(purpose.to_owned()));
+    details.insert("to".into(), Value::String(actor.id.clone()));
+    edit(
+        conn,
+        node,
+        id,
+        patch,
+        actor,
+        now,
+        ("child.handover", details),
+        true,
+    )?
+    .ok_or_else(|| LedgerError::Internal("the handover changed nothing".into()))
+}
+
 /// [`apply_update`] audited as `action`, with `extra` added to the event's details.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_update_as(
@@ -300,6 +350,22 @@ pub fn apply_update_as(
     now: DateTime<Utc>,
     action: &'static str,
     extra: Map<String, Value>,
+) -> Result<Option<VersionId>, LedgerError> {
+    edit(conn, node, id, patch, actor, now, (action, extra), false)
+}
+
+/// The one edit path: `handover` lets the hukou bureau write a handover and nothing else of
+/// the residence side's.
+#[allow(clippy::too_many_arguments)]
+fn edit(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    id: &IdNumber,
+    patch: Map<String, Value>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    (action, extra): (&'static str, Map<String, Value>),
+    handover: bool,
 ) -> Result<Option<VersionId>, LedgerError> {
     let mut patch = parse_fields(patch)?;
     rules(node, now).read_input(&mut patch)?;
@@ -353,7 +419,12 @@ pub fn apply_update_as(
                 residence: current.residence_region.to_string(),
             });
         }
-        if let Some(f) = changed.iter().find(|f| !roles.may_change(**f)) {
+        check_recognitions(roles, &current.categories, &updated.categories)?;
+        let handing_over = handover && crate::domain::child::is_handover(roles, &changed);
+        if let Some(f) = changed
+            .iter()
+            .find(|f| !roles.may_change(**f) && !handing_over)
+        {
             return Err(LedgerError::FieldNotOwned {
                 field: f.name().to_owned(),
                 authority: f.authority(),
@@ -450,6 +521,8 @@ pub struct ImportSummary {
 pub enum ImportError {
     #[error("rows {0:?} name children this node serves in neither region")]
     NotParty(Vec<usize>),
+    #[error("rows {0:?} name 孤儿 or 事实无人抚养, which only the child's hukou bureau recognises (认定)")]
+    NotRecognising(Vec<usize>),
     #[error("rows {0:?} repeat an ID number already in the file or in the database")]
     Duplicates(Vec<usize>),
     #[error(transparent)]
@@ -473,6 +546,17 @@ pub fn import_children(
         .collect();
     if !not_party.is_empty() {
         return Err(ImportError::NotParty(not_party));
+    }
+    let not_recognising: Vec<usize> = rows
+        .iter()
+        .filter(|(_, r)| {
+            let roles = node.roles(&r.hukou_region, &r.residence_region);
+            check_recognitions(roles, &Default::default(), &r.categories).is_err()
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    if !not_recognising.is_empty() {
+        return Err(ImportError::NotRecognising(not_recognising));
     }
     let mut seen = HashSet::new();
     let mut dupes: Vec<usize> = rows
@@ -717,6 +801,13 @@ pub(crate) fn read_file(
     Ok(ChildFile {
         served_here,
         now_served_by,
+        recognised_categories: view
+            .record
+            .categories
+            .iter()
+            .copied()
+            .filter(|c| c.is_recognition())
+            .collect(),
         sex: view.record.sex(),
         birth_date: view.record.birth_date(),
         hukou_region_name: view.record.hukou_region.full_name(),

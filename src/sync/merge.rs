@@ -1,7 +1,8 @@
 //! The merged view of a child's file (DESIGN §3–§4): the per-field 3-way merge of a document's
 //! version DAG, the open conflicts that DAG contains, and the fields under review. This module
-//! owns those rules and nothing else: it is pure (no I/O, no clock), and it never looks at HLC
-//! stamps or arrival order — the same *set* of versions always gives the same [`MergedView`].
+//! owns those rules and nothing else: it is pure (no I/O, no clock), and it never looks at arrival
+//! order — the same *set* of versions always gives the same [`MergedView`]. (The one rule that
+//! reads a stamp, rule 6, reads the signed stamps of creations.)
 //!
 //! # Terms
 //!
@@ -55,6 +56,19 @@
 //! version merges those heads, that version is the merge point and the same dispute is found
 //! there. A conflict is listed in the view when no version of the document closes it.
 //!
+//! # Second roots (rule 6)
+//!
+//! Two creations of one file (a bureau that created the file before it could ask the hukou
+//! bureau, a race, an offline node) are one file, not a dispute: the second root is merged by a
+//! rule, never queued for review. Where the sides of a merge share no ancestor, rules 1–3 apply
+//! as everywhere (a field only one creation set is taken; the field's authority wins a
+//! disagreement), and instead of rule 4 a field still disputed takes the value of the side
+//! holding the **first file** — the root with the lowest `(hlc, id)`, the earlier signed stamp
+//! with the id breaking a tie, so every node picks the same side — except a residence field,
+//! which takes the **latest** creation's: a second file is nearly always made by the bureau a
+//! child has just arrived at, whose word on where and how the child lives is the newest. No
+//! conflict is opened there; the other creation's differing values stay in its history.
+//!
 //! The view is the head's state (one head) or the virtual head-set merge (several heads), with
 //! rule 5 applied.
 
@@ -79,7 +93,7 @@ pub struct MergeInput {
     pub author_roles: Roles,
     /// Marked as a reviewer's resolution of open conflicts.
     pub resolution: bool,
-    /// The author's HLC stamp. Carried for callers; the merge never reads it.
+    /// The author's HLC stamp. The merge reads it only to order creations (rule 6).
     pub hlc: i64,
     /// The version's body, one JSON value per field.
     pub fields: Fields,
@@ -467,6 +481,28 @@ impl<'a> Dag<'a> {
         self.versions.len()
     }
 
+    /// Rule 6: of `sides` sharing no ancestor, the one whose ancestry holds the first root — the
+    /// creation with the lowest `(hlc, id)`, both signed, so every node picks the same — or,
+    /// with `latest`, the one holding the latest root.
+    fn side_with_root(&self, sides: &[usize], latest: bool) -> Option<usize> {
+        let side_root = |s: usize| {
+            let roots = (0..self.len())
+                .filter(|&v| self.parents[v].is_empty() && self.ancestry[s].contains(v))
+                .map(|v| (self.versions[v].hlc, self.versions[v].id));
+            if latest {
+                roots.max()
+            } else {
+                roots.min()
+            }
+        };
+        let ranked = sides.iter().filter_map(|&s| side_root(s).map(|r| (r, s)));
+        if latest {
+            ranked.max().map(|(_, s)| s)
+        } else {
+            ranked.min().map(|(_, s)| s)
+        }
+    }
+
     fn id(&self, v: usize) -> VersionId {
         self.versions[v].id
     }
@@ -576,17 +612,31 @@ impl<'d, 'a> Engine<'d, 'a> {
         }
     }
 
-    /// Rules 1–4 for every field, merging `sides` (at least two, all already processed).
+    /// Rules 1–4 for every field, merging `sides` (at least two, all already processed); rule 6
+    /// instead of rule 4 when the sides share no ancestor.
     fn merge(&mut self, sides: &[usize]) -> Merged {
         let base = self.base_state(sides);
+        // Rule 6: independent creations — the side holding the first file (residence fields:
+        // the latest) decides disputes.
+        let roots = self.dag.lowest_common_ancestors(sides).is_empty().then(|| {
+            (
+                self.dag.side_with_root(sides, false),
+                self.dag.side_with_root(sides, true),
+            )
+        });
         let mut state = Vec::with_capacity(ChildField::ALL.len());
         let mut disputes = Vec::new();
         for (i, &field) in ChildField::ALL.iter().enumerate() {
             let side_states: Vec<(usize, &FieldState)> =
                 sides.iter().map(|&s| (s, &self.states[s][i])).collect();
-            match merge_field(field, &base[i], &side_states) {
-                FieldMerge::Clean(s) => state.push(s),
-                FieldMerge::Disputed(candidates) => {
+            let rule6 = roots.and_then(|(first, latest)| match field.authority() {
+                Authority::Residence => latest,
+                Authority::Hukou | Authority::Shared => first,
+            });
+            match (merge_field(field, &base[i], &side_states), rule6) {
+                (FieldMerge::Clean(s), _) => state.push(s),
+                (FieldMerge::Disputed(_), Some(side)) => state.push(self.states[side][i].clone()),
+                (FieldMerge::Disputed(candidates), None) => {
                     state.push(FieldState {
                         value: base[i].value.clone(),
                         writer: Roles::default(),
@@ -1127,25 +1177,53 @@ mod tests {
     }
 
     #[test]
-    fn independent_creations_dispute_against_nothing() {
+    fn a_second_root_is_merged_by_the_first_file_rule() {
+        // "y" is created second (a later stamp) by the same side: the first file's value wins
+        // the disagreement, and nothing goes to review.
         let mut d = Doc::default();
         d.create(
             "x",
             RESIDENCE,
             &[(Name, json!("甲")), (RiskLevel, json!(1))],
         );
-        d.create("y", RESIDENCE, &[(Name, json!("乙"))]);
+        d.create("y", RESIDENCE, &[(Name, json!("乙")), (Notes, json!("y"))]);
         let view = d.view();
         assert_eq!(view.heads, sorted_ids(&["x", "y"]));
-        assert_eq!(fields_under_review(&view), BTreeSet::from([Name]));
-        let c = &view.conflicts[0];
-        assert_eq!((c.merge_point, c.base.clone()), (None, Value::Null));
-        assert_eq!(c.candidates.len(), 2);
-        assert_eq!(view.fields[&Name], Value::Null);
+        assert!(view.conflicts.is_empty(), "{view:?}");
+        assert_eq!(view.fields[&Name], json!("甲"));
+        assert_eq!(view.fields[&Notes], json!("n0"));
         // One side set it, the other left it empty: taken.
         assert_eq!(view.fields[&RiskLevel], json!(1));
-        // Both set it alike.
-        assert_eq!(view.fields[&Notes], json!("n0"));
+
+        // A residence field both set: the latest creation's (both by the residence side here).
+        let mut d = Doc::default();
+        d.create("x", RESIDENCE, &[(RiskLevel, json!(1))]);
+        d.create("y", RESIDENCE, &[(RiskLevel, json!(4))]);
+        assert_eq!(d.view().fields[&RiskLevel], json!(4));
+        assert!(d.view().conflicts.is_empty());
+
+        // The stamp decides, not the id: the same creations stamped the other way round.
+        let mut d = Doc::default();
+        d.create("y", RESIDENCE, &[(Name, json!("乙"))]);
+        d.create("x", RESIDENCE, &[(Name, json!("甲"))]);
+        assert_eq!(d.view().fields[&Name], json!("乙"));
+
+        // Later edits on each root, then a merge version: the merge point has no common
+        // ancestor either, so the same rule holds there and the merge opens nothing.
+        let mut d = Doc::default();
+        d.create("x", HUKOU, &[(Notes, json!("x"))]);
+        d.create(
+            "y",
+            RESIDENCE,
+            &[(Notes, json!("y")), (RiskLevel, json!(2))],
+        );
+        d.edit("x1", &["x"], HUKOU, &[(Notes, json!("x1"))]);
+        d.edit("y1", &["y"], RESIDENCE, &[(Notes, json!("y1"))]);
+        d.edit("m", &["x1", "y1"], HUKOU, &[]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty(), "{view:?}");
+        assert_eq!(view.fields[&Notes], json!("x1"));
+        assert_eq!(view.fields[&RiskLevel], json!(2));
 
         let mut d = Doc::default();
         d.create("x", RESIDENCE, &[(Name, json!("甲"))]);

@@ -7,6 +7,7 @@ pub mod error;
 pub mod ingest;
 pub mod integrity;
 pub mod ledger;
+pub mod lookup;
 pub mod memory;
 pub mod merge;
 pub mod node;

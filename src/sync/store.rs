@@ -156,7 +156,7 @@ impl<'n> Batch<'n> {
     /// sorts with `v` and the sender puts them in one batch (a batch never ends inside a group of
     /// equal stamps): the receiver is a party of the old versions only through the move beside
     /// them. Versions already queued for a peer stay as they are.
-    fn queue_history(
+    pub(crate) fn queue_history(
         &mut self,
         conn: &mut DbConn,
         v: &SignedVersion,

@@ -702,7 +702,11 @@ pub async fn child(
         .map(|(f, v)| FieldView {
             field: f.name(),
             label: label(f),
-            value: show_field(f.name(), &v, &state.node.palette),
+            value: if f == ChildField::Categories {
+                show_categories(&file.record.categories)
+            } else {
+                show_field(f.name(), &v, &state.node.palette)
+            },
             authority: authority_label(f.authority()),
         })
         .collect();
@@ -1153,5 +1157,34 @@ pub async fn start_reconcile(
             )
             .await
         }
+    }
+}
+
+/// A file's categories: the hukou bureau's recognitions (认定) apart from the observations.
+fn show_categories(
+    categories: &std::collections::BTreeSet<crate::domain::child::Category>,
+) -> String {
+    let (recognised, observed): (Vec<_>, Vec<_>) =
+        categories.iter().partition(|c| c.is_recognition());
+    let labels = |cs: &[&crate::domain::child::Category]| {
+        cs.iter()
+            .map(|c| c.label_zh())
+            .collect::<Vec<_>>()
+            .join("、")
+    };
+    let mut parts = Vec::new();
+    if !recognised.is_empty() {
+        parts.push(format!(
+            "户籍地认定 (recognised by the hukou bureau): {}",
+            labels(&recognised)
+        ));
+    }
+    if !observed.is_empty() {
+        parts.push(labels(&observed));
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(" · ")
     }
 }

@@ -302,6 +302,12 @@ async fn an_approval_that_would_stack_excluded_benefits_is_refused() {
         json!({"benefit": "orphan_allowance", "since": "2026-12", "review_on": "2027-12-01"})
     );
     assert_eq!(audited(&app, "benefit.end").await.len(), 1);
+    // The approval is the recognition (认定): 孤儿 is in the file, shown apart.
+    assert_eq!(f["recognised_categories"], json!(["orphan"]), "{f}");
+    assert!(f["record"]["categories"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("orphan")));
 
     // Now 特困 and 事实无人抚养儿童生活补贴 are refused, each naming the orphan allowance.
     for benefit in ["tekun", "de_facto_unsupported_subsidy"] {
@@ -658,5 +664,79 @@ async fn an_ended_benefit_reaches_the_residence_bureau() {
         file(&pair.residence, &id).await["record"]["benefits"][0]["ended"]
             == json!({"month": "2026-11", "reason": "moved_out"})
     })
+    .await;
+}
+
+/// 孤儿 and 事实无人抚养 are the hukou bureau's recognitions (认定): the residence bureau can
+/// neither create a file saying so nor add or remove them; the hukou bureau can, and the
+/// residence bureau shows them as recognised.
+#[tokio::test]
+async fn only_the_hukou_bureau_recognises_an_orphan() {
+    let pair = crate::helpers::spawn_pair().await;
+    let (residence, hukou) = (&pair.residence, &pair.hukou);
+    let mut child = flowing_child(61);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    child["categories"] = json!(["flowing", "orphan"]);
+    let p = problem(
+        residence.post_json("/api/v1/children", &child).await,
+        403,
+        "recognition_not_owned",
+    )
+    .await;
+    assert_eq!(p["field"], "categories");
+    assert!(p["reason"].as_str().unwrap().contains("孤儿"), "{p}");
+    assert_eq!(residence.count("children"), 0);
+    child["categories"] = json!(["flowing"]);
+    residence.create_child(&child).await;
+    let versions = residence.count("versions");
+    let p = problem(
+        residence
+            .patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"categories": ["flowing", "de_facto_unsupported"]}),
+            )
+            .await,
+        403,
+        "recognition_not_owned",
+    )
+    .await;
+    assert_eq!(p["field"], "categories");
+    assert_eq!(residence.count("versions"), versions);
+    // An observation is the residence bureau's to make.
+    let r = residence
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"categories": ["flowing", "in_difficulty"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    crate::helpers::eventually(30, "the hukou bureau holds the file", || async {
+        hukou.get(&format!("/api/v1/children/{id}")).await.status() == 200
+            && file(hukou, &id).await["record"]["categories"] == json!(["flowing", "in_difficulty"])
+    })
+    .await;
+    // The hukou bureau recognises the child as de-facto unsupported.
+    let r = hukou
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({"categories": ["de_facto_unsupported", "flowing", "in_difficulty"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    crate::helpers::eventually(30, "the residence bureau shows the recognition", || async {
+        file(residence, &id).await["recognised_categories"] == json!(["de_facto_unsupported"])
+    })
+    .await;
+    // And the residence bureau cannot take it away.
+    problem(
+        residence
+            .patch_json(
+                &format!("/api/v1/children/{id}"),
+                &json!({"categories": ["flowing"]}),
+            )
+            .await,
+        403,
+        "recognition_not_owned",
+    )
     .await;
 }

@@ -16,6 +16,7 @@ mod hardening_admin;
 mod hardening_peer;
 mod helpers;
 mod jobs;
+mod lookups;
 mod moves;
 mod openapi;
 mod reconcile;

@@ -23,11 +23,13 @@ use crate::sync::ledger::{self, ChildFile, ChildPage};
         (status = 201, description = "Created", body = ChildFile),
         (status = 400, description = "malformed_json or duplicate_key (field: the member named twice)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not_party: this node serves neither region", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "already_exists", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_exists, or file_at_hukou_bureau: the hukou bureau holds this child's file (ask for it: POST /api/v1/children/{id}/handover)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field, unknown_field or invalid_body", body = Problem, content_type = "application/problem+json"),
-    )
+        (status = 502, description = "statement_invalid: the hukou bureau's answer did not verify", body = Problem, content_type = "application/problem+json"),
+    ),
+    params(CreateQuery)
 )]
 #[post("/api/v1/children")]
 pub async fn create(
@@ -37,15 +39,80 @@ pub async fn create(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::EditChildren).await?;
+    let query: CreateQuery = input::query(&req)?;
     let body: Map<String, Value> = input::body(&req, body).await?;
     let node = state.node.clone();
     let at = now();
     let record = ledger::parse_record(&node, body, at)?;
+    if query.lookup.unwrap_or(true) {
+        ask_hukou_bureau_first(&state, &record, &actor).await?;
+    }
     let file = state
         .store
         .run(move |conn| ledger::create_child(conn, &node, record, &actor, at))
         .await?;
     Ok(HttpResponse::Created().json(file))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CreateQuery {
+    /// Ask the bureau serving the hukou region whether it holds a file first (default true).
+    /// `false`: create without asking (the bureau is known to be unreachable); a file it holds
+    /// merges with this one by the first-file rule, without review.
+    lookup: Option<bool>,
+}
+
+impl input::Bounds for CreateQuery {
+    fn check_bounds(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// Before a file is created for a child whose hukou region another bureau serves: asks that
+/// bureau (a signed, audited lookup). It holds a file → 409 `file_at_hukou_bureau` (ask for
+/// it instead); it cannot be reached → the file is created (warned in the log; the two files
+/// merge when they meet); an answer that does not verify → 502.
+async fn ask_hukou_bureau_first(
+    state: &AppState,
+    record: &crate::domain::child::ChildRecord,
+    actor: &crate::audit::Actor,
+) -> Result<(), ApiError> {
+    use crate::sync::lookup::{self, LookupError, LookupRequest};
+    let Some(clients) = state.peer_clients.as_ref() else {
+        return Ok(());
+    };
+    if state.node.serves(&record.hukou_region)
+        || state.node.node_for(&record.hukou_region).is_none()
+    {
+        return Ok(());
+    }
+    let request = LookupRequest {
+        id_number: record.id_number.clone(),
+        hukou_region: record.hukou_region.clone(),
+        purpose: crate::domain::child::Text::parse("建档前核查 (lookup before creating a file)")
+            .map_err(ApiError::internal)?,
+        nonce: lookup::new_nonce()?,
+    };
+    match lookup::ask(&state.store, &state.node, Some(clients), request, actor, now()).await {
+        Ok(a) if a.found && !a.held_here => Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "file_at_hukou_bureau",
+            format!(
+                "the hukou bureau {} holds this child's file: ask for it (POST /api/v1/children/{{id}}/handover) instead of starting a second one",
+                a.hukou_node
+            ),
+        )
+        .field("id_number")
+        .extension("hukou_node", serde_json::json!(a.hukou_node))),
+        Ok(_) => Ok(()),
+        Err(LookupError::Peer { peer, reason }) => {
+            tracing::warn!(hukou_node = %peer, %reason, "the hukou bureau did not answer the lookup before a creation; creating the file");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Read a child's file: the current view and its full version history. The read is audited.

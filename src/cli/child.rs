@@ -79,6 +79,36 @@ pub enum ChildCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the bureau serving the child's hukou region whether it holds a file (a signed
+    /// statement; both bureaus record the purpose).
+    Lookup {
+        id_number: String,
+        /// Why you ask (recorded by both bureaus).
+        #[arg(long)]
+        purpose: String,
+        /// The hukou region, when not the region of the ID number's first six digits.
+        #[arg(long)]
+        hukou_region: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the hukou bureau to hand the child's residence role over to this node: it writes the
+    /// move and the whole file arrives here (this node's server must be running to receive it).
+    Handover {
+        id_number: String,
+        /// The child's residence region now, one this node serves.
+        #[arg(long)]
+        residence: String,
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        hukou_region: Option<String>,
+        /// Wait up to this many seconds for the file to arrive (0: do not wait).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+        wait: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
@@ -340,6 +370,42 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
                     last.map_or(String::new(), |v| v.changed.join(", "))
                 );
             }
+        }
+        ChildCommand::Lookup {
+            id_number,
+            purpose,
+            hukou_region,
+            json,
+        } => {
+            return super::lookup::lookup(
+                settings,
+                (&store, &node),
+                &id_number,
+                &purpose,
+                hukou_region,
+                json,
+            )
+        }
+        ChildCommand::Handover {
+            id_number,
+            residence,
+            purpose,
+            hukou_region,
+            wait,
+            json,
+        } => {
+            return super::lookup::handover(
+                settings,
+                (&store, &node),
+                super::lookup::HandoverArgs {
+                    id_number,
+                    residence,
+                    purpose,
+                    hukou_region,
+                    wait,
+                    json,
+                },
+            )
         }
         ChildCommand::EndBenefit {
             id_number,

@@ -12,6 +12,7 @@ mod child;
 mod conflict;
 mod demo;
 mod import;
+mod lookup;
 pub mod pki;
 mod reconcile_cmd;
 mod report;

@@ -61,7 +61,23 @@ async fn a_child_moves_twice_with_one_file_by_lookup_and_handover() {
         }))
         .await;
 
-    // The family arrives in Zhengzhou. Zhengzhou asks: a signed statement that the file exists.
+    // The family arrives in Zhengzhou. Starting a file there is refused: Chengdu holds one
+    // (the creation asks first), and nothing is stored.
+    let p = problem(
+        zhengzhou
+            .post_json(
+                "/api/v1/children",
+                &json!({"id_number": id, "name": "刘小雨", "hukou_region": "510104",
+                        "residence_region": "410105"}),
+            )
+            .await,
+        409,
+        "file_at_hukou_bureau",
+    )
+    .await;
+    assert_eq!(p["hukou_node"], CHENGDU, "{p}");
+    assert_eq!(zhengzhou.count("children"), 0);
+    // Zhengzhou asks itself: a signed statement that the file exists.
     let answer = lookup(zhengzhou, &id).await;
     assert_eq!(answer["found"], true, "{answer}");
     assert_eq!(answer["hukou_node"], CHENGDU);
@@ -199,7 +215,8 @@ async fn a_second_file_created_anyway_is_merged_without_review() {
         panic!("two nodes")
     };
     let id = id_number("510104", (2013, 8, 2), 77);
-    // Chengdu created the file first; Zhengzhou, unaware (it did not look up), creates its own.
+    // Chengdu created the file first; Zhengzhou, told not to ask (as when Chengdu is offline),
+    // creates its own.
     chengdu
         .create_child(&json!({
             "id_number": id, "name": "王小兰", "hukou_region": "510104",
@@ -207,13 +224,17 @@ async fn a_second_file_created_anyway_is_merged_without_review() {
             "notes": "成都先建",
         }))
         .await;
-    zhengzhou
-        .create_child(&json!({
-            "id_number": id, "name": "王晓兰", "hukou_region": "510104",
-            "residence_region": "410105", "categories": ["flowing"],
-            "notes": "郑州后建", "risk_level": 2,
-        }))
+    let r = zhengzhou
+        .post_json(
+            "/api/v1/children?lookup=false",
+            &json!({
+                "id_number": id, "name": "王晓兰", "hukou_region": "510104",
+                "residence_region": "410105", "categories": ["flowing"],
+                "notes": "郑州后建", "risk_level": 2,
+            }),
+        )
         .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     eventually(30, "both nodes hold both creations", || async {
         for node in [zhengzhou, chengdu] {
             let Some(f) = file(node, &id).await else {
@@ -351,6 +372,57 @@ async fn lookups_and_handovers_refuse_what_they_must() {
     assert_eq!(f["record"]["residence_region"], "410105");
     assert_eq!(f["history"].as_array().unwrap().len(), 1);
     assert!(file(hangzhou, &id).await.is_none());
+
+    // From the console, as the node: a bad ID number is a clear error; then the lookup and the
+    // handover, which waits until the file has arrived.
+    let cli = |args: &[&str]| {
+        let out = crate::helpers::node_command(&net.pki, HANGZHOU, hangzhou)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = cli(&["child", "lookup", "51010420140202000X", "--purpose", "核查"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("id_number"), "{err}");
+    let (code, out, err) = cli(&["child", "lookup", &id, "--purpose", "迁入核查"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("holds a file"), "{out}");
+    assert!(
+        !out.contains(&id),
+        "the full ID number is not printed: {out}"
+    );
+    // The nodes' sender loops run on this test's runtime: the command waits off it.
+    let mut handover = crate::helpers::node_command(&net.pki, HANGZHOU, hangzhou);
+    handover.args([
+        "child",
+        "handover",
+        &id,
+        "--residence",
+        "330106",
+        "--purpose",
+        "随父母迁入",
+        "--wait",
+        "30",
+    ]);
+    let out = tokio::task::spawn_blocking(move || handover.output().unwrap())
+        .await
+        .unwrap();
+    let (code, out, err) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("the file is here"), "{out}");
+    assert_eq!(
+        file(hangzhou, &id).await.unwrap()["record"]["residence_region"],
+        "330106"
+    );
     // A lookup from the peer listener without a client certificate is refused first.
     let bare = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)

@@ -228,6 +228,102 @@ async fn a_file_travels_with_its_case_is_verified_downloaded_and_decided_on() {
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // The case page lists the document with its status and a download link that works with
+    // the session.
+    crate::helpers::add_user(
+        &pair.hukou,
+        "wang.fang",
+        hukou_sync::accounts::Role::Caseworker,
+        "correct horse battery",
+    );
+    let mut visitor = crate::ui::Visitor::new(&pair.hukou);
+    visitor.login("wang.fang", "correct horse battery").await;
+    let list = visitor.get("/ui/cases").await;
+    assert!(
+        list.body.contains(&format!("/ui/cases/{id}")),
+        "{}",
+        list.body
+    );
+    let page = visitor.get(&format!("/ui/cases/{id}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("证明材料 (Evidence)"), "{}", page.body);
+    assert!(page.body.contains("已收到 (present)"), "{}", page.body);
+    assert!(page.body.contains("死亡证明"), "{}", page.body);
+    let link = format!("/api/v1/cases/{id}/evidence/{sha}");
+    assert!(page.body.contains(&link), "{}", page.body);
+    let download = visitor.get(&link).await;
+    assert_eq!(download.status, 200);
+    assert_eq!(download.body.as_bytes(), file.as_slice());
+
+    // The console: store a file (its type from its bytes), save one a case names.
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("note.txt");
+    std::fs::write(&text, "not a document").unwrap();
+    let out = crate::helpers::node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .args(["case", "evidence", "add", text.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a PDF, JPEG or PNG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = dir.path().join("户口簿.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\nhousehold register").unwrap();
+    let out = crate::helpers::node_command(&pair.pki, ZHENGZHOU, &pair.residence)
+        .args(["case", "evidence", "add", png.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["media_type"], "image/png");
+    assert_eq!(
+        added["sha256"],
+        hukou_sync::crypto::hash::Digest::of(b"\x89PNG\r\n\x1a\nhousehold register").to_string()
+    );
+    assert_eq!(pair.residence.count("evidence_files"), 2);
+    let saved = dir.path().join("saved.pdf");
+    let get = |extra: &[&str]| {
+        let mut args = vec![
+            "case",
+            "evidence",
+            "get",
+            &id,
+            &sha,
+            "--out",
+            saved.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        crate::helpers::node_command(&pair.pki, CHENGDU, &pair.hukou)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = get(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&saved).unwrap(), file);
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!get(&[]).status.success(), "an existing file is kept");
+    assert!(get(&["--force"]).status.success());
+    let out = crate::helpers::node_command(&pair.pki, CHENGDU, &pair.hukou)
+        .args(["case", "evidence", "get", &id, "XYZ", "--out", "/tmp/never"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a SHA-256"));
+
     // The decision is made on the file.
     let r = act(&pair.hukou, &id, approve()).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());

@@ -498,7 +498,8 @@ pub fn deadlines(settings: &Settings) -> anyhow::Result<Arc<Deadlines>> {
 }
 
 /// At start: warns when this year or the next has no published holiday calendar (naming the
-/// years computed by law), and recomputes open cases' due dates when the calendar or the
+/// years computed by law), records once which evidence files open cases name
+/// (`eligibility::evidence::backfill_named`, for cases stored before files travelled), and recomputes open cases' due dates when the calendar or the
 /// deadlines changed since the last start (`eligibility::service::refresh_due_dates`).
 fn refresh_case_deadlines(store: &Store, deadlines: &Deadlines) -> anyhow::Result<()> {
     let this_year = chrono::Datelike::year(&crate::sync::ledger::china_today(chrono::Utc::now()));
@@ -518,6 +519,11 @@ fn refresh_case_deadlines(store: &Store, deadlines: &Deadlines) -> anyhow::Resul
         );
     }
     let mut conn = store.conn()?;
+    if let Some(n) = crate::eligibility::evidence::backfill_named(&mut conn)? {
+        if n > 0 {
+            tracing::info!(cases = n, "recorded the evidence files open cases name");
+        }
+    }
     if let Some(moved) = crate::eligibility::service::refresh_due_dates(&mut conn, deadlines)? {
         tracing::info!(
             moved,

@@ -20,7 +20,7 @@
 //!   and verified at the decider ([`unverified`], `CaseError::EvidenceNotVerified`); asking for
 //!   information stays allowed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -646,11 +646,27 @@ impl Fetcher {
     }
 }
 
-/// The files cases decided here name that are not stored here, per requester (for the
-/// `hukou_evidence_missing` gauge and tests).
-pub fn wanted(
-    conn: &mut DbConn,
-    node: &LocalNode,
-) -> Result<BTreeMap<String, BTreeSet<String>>, StorageError> {
-    repo::wanted(conn, node.id.as_str())
+/// Records which files the open cases name (`case_evidence`), once, for cases stored before the
+/// table existed (their views were built without it): without the rows a requester would not
+/// serve their files to the decider. Returns the cases recorded, `None` when done before.
+pub fn backfill_named(conn: &mut DbConn) -> Result<Option<usize>, StorageError> {
+    const KEY: &str = "case_evidence_backfill";
+    if storage::reconcile::meta(conn, KEY)?.is_some() {
+        return Ok(None);
+    }
+    storage::transaction(conn, |conn| {
+        let mut n = 0;
+        for (case_id, body) in storage::cases::open_bodies(conn)? {
+            let body: CaseBody = serde_json::from_str(&body).map_err(|e| {
+                StorageError::corrupt("cases", format!("case {case_id}: body: {e}"))
+            })?;
+            let named = named_hashes(&body);
+            if !named.is_empty() {
+                repo::name_for_case(conn, &case_id, &named)?;
+                n += 1;
+            }
+        }
+        storage::reconcile::set_meta(conn, KEY, 1)?;
+        Ok(Some(n))
+    })
 }

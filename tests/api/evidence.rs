@@ -576,6 +576,13 @@ async fn bad_uploads_and_unknown_names_are_refused_and_nothing_is_stored() {
     .await;
     assert_eq!(p["field"], "transition.evidence[0].sha256");
     assert_eq!(app.count("versions"), versions);
+    // Cases stored before files travelled get their named files recorded once, at start.
+    assert_eq!(app.count("case_evidence"), 1);
+    app.exec("DELETE FROM case_evidence");
+    app.exec("DELETE FROM recon_meta WHERE name = 'case_evidence_backfill'");
+    let (settings, db, dir) = app.shut_down().await;
+    let app = crate::helpers::start(settings, Default::default(), db, dir).await;
+    assert_eq!(app.count("case_evidence"), 1);
     app.stop().await;
 }
 

@@ -37,6 +37,7 @@ pub struct Settings {
     pub eligibility: EligibilitySettings,
     pub reconcile: ReconcileSettings,
     pub visits: VisitSettings,
+    pub evidence: EvidenceSettings,
     /// Set by `serve --accept-restore`, never from a file: start although the self check of the
     /// audit log failed (`audit::selfcheck`).
     #[serde(skip)]
@@ -406,6 +407,44 @@ impl Default for WitnessSettings {
     }
 }
 
+/// Evidence files that travel with cases (issue 22 #4; README "Evidence files").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSettings {
+    /// The AES-256-GCM key the files are stored under (32 random bytes, mode 0600), created on
+    /// first start. Default: `evidence.key` next to `node.signing_key`. Never in the database:
+    /// a database backup without this file holds no readable evidence.
+    pub key: Option<PathBuf>,
+    /// The largest file accepted, uploaded or fetched from a peer (1 KiB to 100 MiB; default
+    /// 10 MiB).
+    pub max_bytes: usize,
+    /// Seconds before a file the decider could not fetch is asked for again (1 to 86400).
+    pub retry_secs: u64,
+}
+
+impl Default for EvidenceSettings {
+    fn default() -> Self {
+        Self {
+            key: None,
+            max_bytes: 10 * 1024 * 1024,
+            retry_secs: 60,
+        }
+    }
+}
+
+impl EvidenceSettings {
+    /// The key file: `key`, or `evidence.key` beside the record-signing key.
+    pub fn key_path(&self, node: &NodeSettings) -> PathBuf {
+        match &self.key {
+            Some(p) => p.clone(),
+            None => node
+                .signing_key
+                .parent()
+                .map_or_else(|| PathBuf::from("evidence.key"), |d| d.join("evidence.key")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeSettings {
@@ -621,6 +660,15 @@ impl Settings {
         }
         if self.audit.tree_head_interval_secs == 0 {
             return bad("audit.tree_head_interval_secs: must be at least 1".into());
+        }
+        if !(1024..=100 * 1024 * 1024).contains(&self.evidence.max_bytes) {
+            return bad("evidence.max_bytes: between 1024 and 104857600 bytes".into());
+        }
+        if !(1..=86_400).contains(&self.evidence.retry_secs) {
+            return bad("evidence.retry_secs: between 1 and 86400".into());
+        }
+        if self.evidence.key_path(&self.node) == self.node.signing_key {
+            return bad("evidence.key: must not be the record-signing key's file".into());
         }
         if !(1..=128).contains(&self.database.pool_size) {
             return bad("database.pool_size: between 1 and 128".into());

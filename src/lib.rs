@@ -18,7 +18,7 @@
 //! | settings | [`config`] | settings from TOML and environment, validated once; builds the services' own settings types |
 //! | services | [`accounts`] | users (argon2id), sessions, bearer tokens, roles and their permissions |
 //! | | [`conflicts`] | the review queue and resolution versions |
-//! | | [`eligibility`] | eligibility cases: the service (load → decide → store; an approval checked against the benefits held), the working-day calendar and the holidays the law fixes for years without a published one (`eligibility::statutory`); benefits over time (`eligibility::benefits`: the age-out run, the review due list) |
+//! | | [`eligibility`] | eligibility cases: the service (load → decide → store; an approval checked against the benefits held), the working-day calendar and the holidays the law fixes for years without a published one (`eligibility::statutory`); benefits over time (`eligibility::benefits`: the age-out run, the review due list); evidence files (`eligibility::evidence`: upload, sealed at rest, pulled by the decider and verified, downloads) |
 //! | | [`visits`] | visits (走访): record, amend, read and list a child's visits; the due list by the visit schedule; reports and referrals (`visits::reports`); the file following them at the residence bureau |
 //! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
 //! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness); `sync::witness`: peers cosigning each other's checkpoints (both sides of tlog-witness); `sync::integrity`: re-hashing stored versions |
@@ -27,8 +27,8 @@
 //! | foundations | [`storage`] | the only module that names diesel: SQLite/PostgreSQL, migrations, typed repositories, `StorageError` |
 //! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |
 //! | | [`tls`] | every rustls configuration, certificate generation for the dev PKI, peer certificate → node id |
-//! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC, secret files |
-//! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the risk scale and palettes (`domain::risk`), the rules between benefits (`domain::benefit`), the case state machine, report data. Pure; imports nothing from the crate |
+//! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC, secret files, AES-256-GCM at rest (`crypto::at_rest`) |
+//! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the risk scale and palettes (`domain::risk`), the rules between benefits (`domain::benefit`), the case state machine, evidence file types, report data. Pure; imports nothing from the crate |
 //!
 //! # The path of a version
 //!

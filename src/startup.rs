@@ -70,6 +70,7 @@ impl Application {
         let settings = Arc::new(settings);
         let (store, node) = open_node(&settings).await?;
         self_check(&store, &node, settings.accept_restore).await?;
+        let vault = evidence_vault(&settings, &store, &node)?;
         // The configuration in force, by digest (it holds paths and credentials), and the keys:
         // a change between two starts is visible in the audit trail.
         let config_digest =
@@ -124,17 +125,28 @@ impl Application {
             deadlines,
             receiver,
             peer_clients: clients.clone(),
+            evidence: vault.clone(),
             login_limiter: Arc::new(crate::accounts::ClientLimiter::new(
                 settings.admin.login_attempts_per_client,
                 Duration::from_secs(u64::from(settings.admin.login_window_minutes) * 60),
             )),
         });
-        let reconciler = clients.as_ref().map(|c| {
+        let fetcher = clients.as_ref().map(|c| {
+            crate::eligibility::evidence::Fetcher::new(
+                store.clone(),
+                node.clone(),
+                vault.clone(),
+                c.clone(),
+                Duration::from_secs(settings.evidence.retry_secs.max(1)),
+            )
+        });
+        let reconciler = clients.as_ref().zip(fetcher.clone()).map(|(c, f)| {
             web::Data::new(reconciler_with(
                 &settings,
                 store.clone(),
                 node.clone(),
                 c.clone(),
+                f,
             ))
         });
         let body_limit = settings.admin.body_limit;
@@ -224,8 +236,10 @@ impl Application {
                     }
                 }
             }
-            exchange = reconciler.map(|rec| ExchangeJobs {
+            exchange = reconciler.zip(fetcher).map(|(rec, evidence)| ExchangeJobs {
                 clients,
+                evidence,
+                evidence_retry: Duration::from_secs(settings.evidence.retry_secs.max(1)),
                 sender: sender_config(&settings),
                 reconciler: crate::reconcile::Reconciler::clone(&rec),
                 schedule,
@@ -364,6 +378,7 @@ fn reconciler_with(
     store: Store,
     node: Arc<LocalNode>,
     clients: ClientFactory,
+    evidence: crate::eligibility::evidence::Fetcher,
 ) -> crate::reconcile::Reconciler {
     crate::reconcile::Reconciler::new(
         store,
@@ -377,6 +392,45 @@ fn reconciler_with(
             peer_listener: settings.peer.as_ref().map(|p| p.listen),
         },
     )
+    .also_repairing(Arc::new(EvidenceRepair(evidence)))
+}
+
+/// A reconciliation run also fetches the evidence files this node (the decider) lacks from the
+/// peer (reconciliation imports no service: the two meet here).
+struct EvidenceRepair(crate::eligibility::evidence::Fetcher);
+
+impl crate::reconcile::run::AlsoRepair for EvidenceRepair {
+    fn repair<'a>(&'a self, peer: &'a NodeId) -> crate::reconcile::run::RepairFuture<'a> {
+        Box::pin(async move {
+            let s = self.0.fetch_from(peer).await.map_err(|e| e.to_string())?;
+            Ok((s.fetched, s.failed + s.mismatched))
+        })
+    }
+}
+
+/// The evidence vault of a node: its key file (`[evidence] key`, created with mode 0600 on
+/// first use and audited `key.create`) and the size limit.
+pub fn evidence_vault(
+    settings: &Settings,
+    store: &Store,
+    node: &LocalNode,
+) -> anyhow::Result<Arc<crate::eligibility::evidence::Vault>> {
+    let path = settings.evidence.key_path(&settings.node);
+    let (key, created) = crate::crypto::AtRestKey::load_or_create(&path)
+        .with_context(|| format!("the evidence key {}", path.display()))?;
+    if created {
+        tracing::info!(path = %path.display(), "created a new evidence encryption key (AES-256-GCM); back it up apart from the database");
+        record_system_event(
+            store,
+            node,
+            "key.create",
+            serde_json::json!({"evidence_key": path}),
+        )?;
+    }
+    Ok(Arc::new(crate::eligibility::evidence::Vault::new(
+        key,
+        settings.evidence.max_bytes,
+    )))
 }
 
 /// The reconciliation runner of a node, for the CLI and tests: its mutual-TLS clients from the
@@ -389,7 +443,17 @@ pub fn reconciler(
     match (&settings.peer, &settings.directory) {
         (Some(peer), Some(_)) => {
             let clients = client_factory(load_peer_tls(peer)?);
-            Ok(Some(reconciler_with(settings, store, node, clients)))
+            let vault = evidence_vault(settings, &store, &node)?;
+            let fetcher = crate::eligibility::evidence::Fetcher::new(
+                store.clone(),
+                node.clone(),
+                vault,
+                clients.clone(),
+                Duration::from_secs(settings.evidence.retry_secs.max(1)),
+            );
+            Ok(Some(reconciler_with(
+                settings, store, node, clients, fetcher,
+            )))
         }
         _ => Ok(None),
     }
@@ -435,7 +499,8 @@ pub fn deadlines(settings: &Settings) -> anyhow::Result<Arc<Deadlines>> {
 }
 
 /// At start: warns when this year or the next has no published holiday calendar (naming the
-/// years computed by law), and recomputes open cases' due dates when the calendar or the
+/// years computed by law), records once which evidence files open cases name
+/// (`eligibility::evidence::backfill_named`, for cases stored before files travelled), and recomputes open cases' due dates when the calendar or the
 /// deadlines changed since the last start (`eligibility::service::refresh_due_dates`).
 fn refresh_case_deadlines(store: &Store, deadlines: &Deadlines) -> anyhow::Result<()> {
     let this_year = chrono::Datelike::year(&crate::sync::ledger::china_today(chrono::Utc::now()));
@@ -455,6 +520,11 @@ fn refresh_case_deadlines(store: &Store, deadlines: &Deadlines) -> anyhow::Resul
         );
     }
     let mut conn = store.conn()?;
+    if let Some(n) = crate::eligibility::evidence::backfill_named(&mut conn)? {
+        if n > 0 {
+            tracing::info!(cases = n, "recorded the evidence files open cases name");
+        }
+    }
     if let Some(moved) = crate::eligibility::service::refresh_due_dates(&mut conn, deadlines)? {
         tracing::info!(
             moved,
@@ -573,6 +643,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         benefits: settings.benefit_policy()?,
         directory,
         outbox_changed: tokio::sync::watch::channel(0).0,
+        evidence_wanted: tokio::sync::watch::channel(0).0,
     });
     if created {
         record_system_event(

@@ -341,10 +341,62 @@ impl From<crate::eligibility::service::CaseError> for ApiError {
                 }
                 api
             }
+            C::EvidenceMissing { field, sha256 } => {
+                let reason = C::EvidenceMissing {
+                    field: String::new(),
+                    sha256: sha256.clone(),
+                }
+                .to_string();
+                ApiError::unprocessable("evidence_missing", reason)
+                    .field(field)
+                    .extension("sha256", serde_json::json!(sha256))
+            }
+            C::EvidenceNotVerified {
+                missing,
+                mismatching,
+            } => {
+                let (m, x) = (serde_json::json!(missing), serde_json::json!(mismatching));
+                let reason = C::EvidenceNotVerified {
+                    missing,
+                    mismatching,
+                }
+                .to_string();
+                ApiError::new(StatusCode::CONFLICT, "evidence_not_verified", reason)
+                    .extension("missing", m)
+                    .extension("mismatching", x)
+            }
             C::BenefitExcluded(x) => ApiError::unprocessable("benefit_excluded", x.to_string())
                 .field("benefit")
                 .extension("conflicting_benefit", serde_json::json!(x.held)),
             C::Ledger(l) => l.into(),
+        }
+    }
+}
+
+impl From<crate::eligibility::evidence::EvidenceError> for ApiError {
+    fn from(e: crate::eligibility::evidence::EvidenceError) -> Self {
+        use crate::eligibility::evidence::EvidenceError as E;
+        match e {
+            e @ E::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "evidence_too_large",
+                format!("{e}; nothing was stored"),
+            ),
+            E::Type(t) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "evidence_type",
+                format!("{t}; nothing was stored"),
+            ),
+            E::CaseNotFound => ApiError::not_found("no such case"),
+            e @ E::NotNamed => ApiError::not_found(e.to_string()).field("sha256"),
+            e @ E::NotPresent(_) => {
+                ApiError::new(StatusCode::CONFLICT, "evidence_not_present", e.to_string())
+                    .field("sha256")
+            }
+            E::Case(c) => c.into(),
+            E::Storage(s) => s.into(),
+            E::Audit(a) => a.into(),
+            e @ E::Sealed(_) => ApiError::internal(e),
         }
     }
 }

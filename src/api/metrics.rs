@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition of what an operator watches — outbox depth and
 //! delivery age per peer, overdue and due-soon eligibility cases, files with concurrent heads,
 //! witnessing (sizes cosigned, evidence against peers), visits overdue and recorded, the size of
-//! the audit log, children's files served here per risk level, the last reconciliation run per peer, and stale files.
+//! the audit log, children's files served here per risk level, the last reconciliation run per peer, stale files, and evidence files (missing at the decider, mismatching, bytes stored).
 
 use actix_web::{get, web, HttpResponse};
 use chrono::Utc;
@@ -92,6 +92,30 @@ fn metrics_text(
         vec![(
             String::new(),
             crate::storage::reports::urgent_unassessed(conn)? as f64,
+        )],
+    );
+    gauge(
+        "hukou_evidence_missing",
+        "Open cases this node decides that name an evidence file not present and verified here (fetched from the requesting bureau; a decision waits for it).",
+        vec![(
+            String::new(),
+            crate::storage::evidence::cases_missing(conn, node.id.as_str())? as f64,
+        )],
+    );
+    gauge(
+        "hukou_evidence_mismatch",
+        "Evidence files a requesting bureau served with another SHA-256 than the case names (kept out; the decision stays blocked).",
+        vec![(
+            String::new(),
+            crate::storage::evidence::mismatching(conn)? as f64,
+        )],
+    );
+    gauge(
+        "hukou_evidence_stored_bytes",
+        "Bytes of the evidence files stored here (plaintext sizes; stored encrypted).",
+        vec![(
+            String::new(),
+            crate::storage::evidence::stored_bytes(conn)? as f64,
         )],
     );
     gauge(

@@ -8,6 +8,7 @@ pub mod cases;
 pub mod children;
 pub mod conflicts;
 pub mod error;
+pub mod evidence;
 pub mod input;
 pub mod lookups;
 pub mod manners;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub login_limiter: Arc<crate::accounts::ClientLimiter>,
     /// Mutual-TLS clients to peers (lookups and handovers); `None` without a directory.
     pub peer_clients: Option<crate::sync::sender::ClientFactory>,
+    /// Evidence files: the key they are sealed under and the size limit (`[evidence]`).
+    pub evidence: Arc<crate::eligibility::evidence::Vault>,
 }
 
 impl AppState {
@@ -126,6 +129,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(cases::list)
     .service(cases::read)
     .service(cases::transition)
+    .service(evidence::upload)
+    .service(evidence::download)
     .service(reconcile::runs)
     .service(reconcile::run)
     .service(reconcile::start)
@@ -265,6 +270,8 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         cases::list,
         cases::read,
         cases::transition,
+        evidence::upload,
+        evidence::download,
         reconcile::start,
         reconcile::runs,
         reconcile::run,
@@ -348,6 +355,18 @@ fn complete(doc: &mut serde_json::Value) {
     if let Some(t) = schemas.pointer_mut("/TransitionRequest/properties/transition") {
         *t = json!({"$ref": "#/components/schemas/Transition"});
     }
+    // Evidence files travel as themselves: the upload's body and the download's answer.
+    let file = || {
+        let binary = json!({"schema": {"type": "string", "format": "binary"}});
+        json!({"application/pdf": binary, "image/jpeg": binary, "image/png": binary})
+    };
+    if let Some(op) = doc["paths"]["/api/v1/evidence"].get_mut("post") {
+        op["requestBody"]["content"] = file();
+        op["requestBody"]["required"] = json!(true);
+    }
+    if let Some(op) = doc["paths"]["/api/v1/cases/{case_id}/evidence/{sha256}"].get_mut("get") {
+        op["responses"]["200"]["content"] = file();
+    }
     for (path, method, schema) in [
         ("/api/v1/children", "post", "NewChild"),
         ("/api/v1/children/{id_number}", "patch", "ChildPatch"),
@@ -398,6 +417,10 @@ fn complete(doc: &mut serde_json::Value) {
         };
         for (method, op) in item.iter_mut() {
             let has_body = op.get("requestBody").is_some();
+            // A JSON body (every one but the evidence upload, whose refusals are its own).
+            let json_body = op
+                .pointer("/requestBody/content/application~1json")
+                .is_some();
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             let in_path = params.iter().any(|p| p["in"] == "path");
             let in_query_or_header = params
@@ -433,7 +456,10 @@ fn complete(doc: &mut serde_json::Value) {
             if in_query_or_header {
                 add("400", "invalid_query or invalid_header");
             }
-            if has_body {
+            if has_body && !json_body {
+                add("400", "bad_body: the body could not be read");
+            }
+            if json_body {
                 add("400", "malformed_json: the body is not JSON");
                 add("413", "body_too_large");
                 add(
@@ -467,6 +493,7 @@ fn parameter_schema(path: &str, name: &str) -> Option<serde_json::Value> {
     Some(match (path, name) {
         (_, "id_number") => json!({"pattern": ID_NUMBER, "minLength": 18, "maxLength": 18}),
         (_, "case_id") => json!({"format": "uuid"}),
+        (_, "sha256") => json!({"pattern": "^[0-9a-f]{64}$", "minLength": 64, "maxLength": 64}),
         ("/api/v1/children", "after") => json!({"pattern": ID_NUMBER}),
         (_, "region" | "hukou_region" | "residence_region") => json!({"pattern": REGION_PREFIX}),
         (_, "category") => json!({"enum": category}),

@@ -1,4 +1,5 @@
-//! `hukou-sync case list|show|create|act`: eligibility cases from the console, audited like the API.
+//! `hukou-sync case list|show|create|act|evidence`: eligibility cases and their evidence files
+//! from the console, audited like the API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,8 +42,12 @@ pub enum CaseCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Open a case from a JSON request file (the body of POST /api/v1/cases).
+    /// Open a case from a JSON request file (the body of POST /api/v1/cases). Every document
+    /// it names must be stored here first (`case evidence add FILE`).
     Create { file: PathBuf },
+    /// Evidence files (证明材料): store one here, or save one a case names.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// Make a transition, given as JSON.
     ///
     /// The requester (residence bureau) may:
@@ -57,8 +62,9 @@ pub enum CaseCommand {
     ///     reason_code: income_above_threshold, not_hukou_resident, documents_insufficient,
     ///     not_eligible_category, duplicate, other
     /// Texts are 1 to 2,000 characters; months are YYYY-MM, dates YYYY-MM-DD.
-    /// An answer may attach documents: each --evidence TYPE:ISSUER:NUMBER:FILE is hashed
-    /// (SHA-256) here and sent as its type, issuer, number and hash (the file stays here), e.g.
+    /// An answer may attach documents: each --evidence TYPE:ISSUER:NUMBER:FILE (PDF, JPEG or
+    /// PNG) is stored here encrypted and named by its SHA-256 with its type, issuer and number;
+    /// the deciding bureau fetches the file over mutual TLS, e.g.
     ///   case act ID '{"action":"provide_info","answer":"已补交父亲诊断证明"}' \
     ///     --evidence '诊断证明:成都市第一人民医院:ZD-2026-118:./诊断证明.pdf'
     #[command(verbatim_doc_comment)]
@@ -74,11 +80,36 @@ pub enum CaseCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Store a PDF, JPEG or PNG file here (encrypted) and print its SHA-256, the name a case
+    /// gives it ("sha256" in grounds.evidence or an answer's evidence).
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save a file a case names (decrypted; audited evidence.download) to --out (mode 0600).
+    Get {
+        case_id: String,
+        sha256: String,
+        /// Where to write it; an existing file is refused unless --force.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+        /// Why it is read (recorded in the audit event).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+}
+
 pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let deadlines = crate::startup::deadlines(settings)?;
     let mut conn = store.conn()?;
     let actor = Actor::console();
+    let vault = || crate::startup::evidence_vault(settings, &store, &node);
     match cmd {
         CaseCommand::List {
             incoming,
@@ -250,8 +281,9 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
                 if list.len() + evidence.len() > MAX_EVIDENCE {
                     anyhow::bail!("--evidence: at most {MAX_EVIDENCE} documents per answer");
                 }
+                let vault = vault()?;
                 for spec in &evidence {
-                    list.push(evidence_of(spec)?);
+                    list.push(evidence_of(spec, &mut conn, &node, &vault, &actor)?);
                 }
             }
             let v = service::transition(
@@ -266,13 +298,109 @@ pub fn run(settings: &Settings, cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             )?;
             println!("case {} is now {}", v.case.case_id, v.case.state);
         }
+        CaseCommand::Evidence(EvidenceCommand::Add { file, json }) => {
+            let vault = vault()?;
+            let (stored, created) = store_file(&file, &mut conn, &node, &vault, &actor)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "sha256": stored.sha256, "media_type": stored.media_type,
+                        "size": stored.size, "new": created,
+                    }))?
+                );
+            } else {
+                println!("{}", stored.sha256);
+                eprintln!(
+                    "{} {} ({}, {} bytes), stored encrypted; name it in a case by this sha256",
+                    if created { "stored" } else { "already stored:" },
+                    file.display(),
+                    stored.media_type.as_str(),
+                    stored.size
+                );
+            }
+        }
+        CaseCommand::Evidence(EvidenceCommand::Get {
+            case_id,
+            sha256,
+            out,
+            force,
+            purpose,
+        }) => {
+            let vault = vault()?;
+            let sha: Digest = sha256.parse().map_err(|_| {
+                anyhow::anyhow!("{sha256:?} is not a SHA-256 (64 lower-case hex characters)")
+            })?;
+            let (media, bytes) = crate::eligibility::evidence::download(
+                &mut conn,
+                &node,
+                &vault,
+                &case_id,
+                &sha,
+                &actor,
+                purpose.as_deref(),
+                Utc::now(),
+            )?;
+            let mut f = super::open_output(&out, force)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            println!(
+                "wrote {} bytes ({}) to {}",
+                bytes.len(),
+                media.as_str(),
+                out.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One `--evidence TYPE:ISSUER:NUMBER:FILE`: the file is hashed here; the other parts are
-/// checked as the API checks them.
-fn evidence_of(spec: &str) -> anyhow::Result<Evidence> {
+/// Stores a file as evidence, its type found from its first bytes.
+fn store_file(
+    file: &std::path::Path,
+    conn: &mut crate::storage::DbConn,
+    node: &crate::sync::LocalNode,
+    vault: &crate::eligibility::evidence::Vault,
+    actor: &Actor,
+) -> anyhow::Result<(crate::eligibility::evidence::StoredEvidence, bool)> {
+    let meta = std::fs::metadata(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    if meta.len() > vault.max_bytes as u64 {
+        anyhow::bail!(
+            "{} is {} bytes, more than [evidence] max_bytes ({})",
+            file.display(),
+            meta.len(),
+            vault.max_bytes
+        );
+    }
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let media = crate::domain::evidence_file::sniff(&bytes).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} is not a PDF, JPEG or PNG file (it does not start like one)",
+            file.display()
+        )
+    })?;
+    Ok(crate::eligibility::evidence::upload(
+        conn,
+        node,
+        vault,
+        media.as_str(),
+        &bytes,
+        actor,
+        Utc::now(),
+    )?)
+}
+
+/// One `--evidence TYPE:ISSUER:NUMBER:FILE`: the file is stored here (as `case evidence add`
+/// does) and named by its hash; the other parts are checked as the API checks them.
+fn evidence_of(
+    spec: &str,
+    conn: &mut crate::storage::DbConn,
+    node: &crate::sync::LocalNode,
+    vault: &crate::eligibility::evidence::Vault,
+    actor: &Actor,
+) -> anyhow::Result<Evidence> {
     let parts: Vec<&str> = spec.splitn(4, ':').collect();
     let [doc_type, issuer, number, file] = parts.as_slice() else {
         anyhow::bail!("--evidence {spec:?}: expected TYPE:ISSUER:NUMBER:FILE");
@@ -280,8 +408,8 @@ fn evidence_of(spec: &str) -> anyhow::Result<Evidence> {
     let text = |name: &str, v: &str| {
         anyhow::anyhow!("--evidence: the {name} {v:?} is not accepted (1 to its length limit, no control characters)")
     };
-    let f = std::fs::File::open(file)
-        .map_err(|e| anyhow::anyhow!("--evidence: cannot read {file}: {e}"))?;
+    let (stored, _) = store_file(std::path::Path::new(file), conn, node, vault, actor)
+        .map_err(|e| anyhow::anyhow!("--evidence: {e:#}"))?;
     Ok(Evidence {
         doc_type: (*doc_type)
             .to_owned()
@@ -295,7 +423,6 @@ fn evidence_of(spec: &str) -> anyhow::Result<Evidence> {
             .to_owned()
             .try_into()
             .map_err(|_| text("number", number))?,
-        sha256: Digest::of_reader(f)
-            .map_err(|e| anyhow::anyhow!("--evidence: cannot read {file}: {e}"))?,
+        sha256: stored.sha256,
     })
 }

@@ -188,13 +188,27 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         "\n-- 5. eligibility: {} asks {} to confirm 特困 (extreme-poverty support)",
         zz.name, cd.name
     );
+    // The residence bureau's proof, uploaded first (a PDF; stored encrypted), named by its hash.
+    let proof = b"%PDF-1.4\n% demo: \xe6\x9d\x91\xe5\xa7\x94\xe4\xbc\x9a\xe8\xaf\x81\xe6\x98\x8e JS-2026-0412\n%%EOF\n".to_vec();
+    let uploaded = send(
+        zz.http
+            .post(format!("{}/api/v1/evidence", zz.base))
+            .header("content-type", "application/pdf")
+            .body(proof.clone()),
+    )
+    .await?;
+    let sha = uploaded["sha256"].as_str().unwrap_or_default().to_owned();
+    println!(
+        "   {} uploads the 村委会证明 (a PDF, {} bytes): stored encrypted, sha256 {sha}",
+        zz.name, uploaded["size"]
+    );
     let t = Instant::now();
     let opened = send(zz.http.post(format!("{}/api/v1/cases", zz.base)).json(&json!({
         "child_id": id.as_str(), "benefit": "tekun",
         "grounds": {"father_situation": "working_away", "mother_situation": "working_away",
                     "summary": "父母长期外出务工且失去联系，由年迈祖父抚养，无稳定收入",
                     "evidence": [{"doc_type": "村委会证明", "issuer": "金水区某社区居委会", "number": "JS-2026-0412",
-                                  "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"}]},
+                                  "sha256": sha}]},
         "officers": {"requester": "ZZ-JS-017"},
     }))).await?;
     let case_id = opened["case"]["case_id"]
@@ -212,6 +226,22 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         cd.name,
         t.elapsed().as_millis(),
         c["case"]["history"].as_array().map_or(0, Vec::len)
+    );
+    poll(cd, &case_path, "the evidence file arriving", |v| {
+        v["evidence"][0]["status"] == "present"
+    })
+    .await?;
+    let file = cd
+        .http
+        .get(format!("{}{case_path}/evidence/{sha}", cd.base))
+        .send()
+        .await?;
+    let same = file.status().is_success() && file.bytes().await?.as_ref() == proof.as_slice();
+    println!(
+        "   {} fetched the file from {} over mutual TLS and verified its sha256; its reviewer downloads it (audited evidence.download): {}",
+        cd.name,
+        zz.name,
+        if same { "the same bytes" } else { "DIFFERENT BYTES" }
     );
     send(cd.http.post(format!("{}{case_path}/transitions", cd.base)).json(&json!({"transition": {"action": "request_info", "question": "请补充父母失联的派出所证明"}, "officer": "CD-JJ-003"}))).await?;
     wait_case(zz, &case_path, "info_requested").await?;

@@ -9,12 +9,15 @@
 //! * [`secret_file`]: the one writer of files holding secrets (created
 //!   `0600` from the start, never overwriting);
 //! * [`hlc`]: the hybrid logical clock whose [`Hlc`] stamps order record
-//!   versions across bureaus.
+//!   versions across bureaus;
+//! * [`at_rest`]: AES-256-GCM for files the database keeps encrypted (evidence),
+//!   under a key file outside the database.
 //!
 //! `ring` is the only cryptography library used. Nothing here does I/O
 //! except reading and writing key files, and nothing here knows about
 //! records, bureaus or the database.
 
+pub mod at_rest;
 pub mod hash;
 pub mod hlc;
 pub mod jcs;
@@ -25,6 +28,7 @@ pub mod secret_file;
 #[cfg(test)]
 pub(crate) mod fuzz;
 
+pub use at_rest::{AtRestError, AtRestKey};
 pub use hash::{Digest, DigestParseError};
 pub use hlc::{ClockSkewError, Hlc, HlcClock, HlcError, ManualClock, SystemClock, WallClock};
 pub use jcs::{canonicalize, to_canonical_vec, JcsError};

@@ -1,5 +1,5 @@
 //! The vocabulary of the exchange, pure and without I/O: ID numbers, regions, node ids, the
-//! child's record with the authority of each field, the risk scale and palettes, the case core and the reconciliation report. Nothing here imports from the rest of the
+//! child's record with the authority of each field, the risk scale and palettes, the case core, evidence file types (`evidence_file`) and the reconciliation report. Nothing here imports from the rest of the
 //! crate; everything else builds on it.
 
 pub mod benefit;
@@ -9,6 +9,7 @@ pub mod conflict;
 pub mod digest;
 pub mod division;
 pub mod doc_kind;
+pub mod evidence_file;
 pub mod id_number;
 pub mod month;
 pub mod node;

@@ -98,6 +98,12 @@ pub struct Report {
     /// Requests made to the peer.
     pub round_trips: u64,
     pub stale: StaleSummary,
+    /// Evidence files cases with the peer name that this node (their decider) fetched from it
+    /// during the run, and those still not here after it.
+    #[serde(default)]
+    pub evidence_fetched: u64,
+    #[serde(default)]
+    pub evidence_missing: u64,
     pub errors: Vec<String>,
 }
 
@@ -138,6 +144,8 @@ impl Report {
             bytes_received: 0,
             round_trips: 0,
             stale: StaleSummary::default(),
+            evidence_fetched: 0,
+            evidence_missing: 0,
             errors: Vec::new(),
         }
     }
@@ -187,6 +195,13 @@ impl Report {
             "  conflicts  {} documents with concurrent heads, {} with fields awaiting review",
             self.conflicts_found, self.open_conflicts_found
         );
+        if self.evidence_fetched > 0 || self.evidence_missing > 0 {
+            let _ = writeln!(
+                s,
+                "  evidence   {} files fetched from the peer, {} still missing",
+                self.evidence_fetched, self.evidence_missing
+            );
+        }
         let _ = writeln!(
             s,
             "  wire       {} bytes sent, {} received, {} requests, {} differing buckets; {} ms",

@@ -4,9 +4,11 @@
 //! law fixes for years without a published calendar ([`statutory`]), and the case document with
 //! its step rule and merge of concurrent heads ([`case`]); the [`service`] loads, decides and
 //! persists with audit in one transaction; [`benefits`] ends the age-limited benefits at 18 and
-//! lists the grants due for review.
+//! lists the grants due for review; [`evidence`] keeps the files a case names (uploaded at the
+//! requester, sealed at rest, pulled by the decider and verified, downloaded with an audit event).
 
 pub mod benefits;
 pub mod calendar;
+pub mod evidence;
 pub mod service;
 pub mod statutory;

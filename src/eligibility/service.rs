@@ -134,8 +134,42 @@ pub enum CaseError {
     /// (`[eligibility] exclusive`, `precedence`); nothing is stored.
     #[error(transparent)]
     BenefitExcluded(#[from] Excluded),
+    /// A submission or an answer names a file not stored at this node (upload it first:
+    /// `POST /api/v1/evidence`); nothing is stored.
+    #[error("no evidence file {sha256} is stored at this node: upload it first (POST /api/v1/evidence, or `hukou-sync case evidence add FILE`)")]
+    EvidenceMissing { field: String, sha256: String },
+    /// An approval or denial while files the case names are not present and verified here.
+    #[error("{}", not_verified_reason(missing, mismatching))]
+    EvidenceNotVerified {
+        missing: Vec<String>,
+        mismatching: Vec<String>,
+    },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+}
+
+/// Why a decision waits for evidence, in words a reviewer can act on.
+fn not_verified_reason(missing: &[String], mismatching: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "evidence file(s) {} have not arrived from the requesting bureau yet",
+            missing.join(", ")
+        ));
+    }
+    if !mismatching.is_empty() {
+        parts.push(format!(
+            "evidence file(s) {} arrived but do not match the SHA-256 the case names (kept out)",
+            mismatching.join(", ")
+        ));
+    }
+    parts.push(
+        "a decision needs every named file present and verified here: wait for the files to \
+         arrive (they are fetched again on a schedule and on reconciliation) or request \
+         information (request_info)"
+            .into(),
+    );
+    parts.join("; ")
 }
 
 impl From<StorageError> for CaseError {
@@ -179,6 +213,9 @@ pub struct CaseView {
     pub deadline: Option<DeadlineStatus>,
     /// Actions this node may take now.
     pub allowed_actions: Vec<String>,
+    /// Every document the case names (grounds, then answers) with where its file stands here:
+    /// a decision needs all of them `present`.
+    pub evidence: Vec<super::evidence::EvidenceView>,
 }
 
 /// One row of a list.
@@ -267,6 +304,7 @@ pub fn refresh_row(
             updated_at: at,
         },
     )?;
+    crate::storage::evidence::name_for_case(conn, case_id, &super::evidence::named_hashes(&body))?;
     Ok(body)
 }
 
@@ -324,6 +362,7 @@ pub fn create(
                 return Err(CaseError::DeciderNotParty(d.to_string()));
             }
         }
+        super::evidence::check_stored(conn, &new.grounds.evidence, "grounds.evidence")?;
         let officer = Some(new.officers.requester.as_str().to_owned());
         let body = CaseBody {
             case_id: uuid::Uuid::now_v7(),
@@ -386,6 +425,23 @@ fn step(
         officer,
     })?;
     check_step(Some(&current), &next, &node.id)?;
+    match &transition {
+        // An answer names only files stored here (they travel to the decider from here).
+        Transition::ProvideInfo { evidence, .. } => {
+            super::evidence::check_stored(conn, evidence, "transition.evidence")?;
+        }
+        // A decision is made on the files, not on their hashes.
+        Transition::Approve { .. } | Transition::Deny { .. } => {
+            let (missing, mismatching) = super::evidence::unverified(conn, &current)?;
+            if !missing.is_empty() || !mismatching.is_empty() {
+                return Err(CaseError::EvidenceNotVerified {
+                    missing,
+                    mismatching,
+                });
+            }
+        }
+        _ => {}
+    }
     // An approval adds the benefit to the child's file, as a hukou-authored version: checked
     // against the benefits the child holds before anything is stored.
     let grant = match (&transition, next.state) {
@@ -528,9 +584,16 @@ pub fn after_ingest(
     now: DateTime<Utc>,
 ) -> Result<(), CaseError> {
     let mut received = false;
+    let mut wanted = false;
     for id in case_ids {
         storage::transaction(conn, |conn| {
             let body = refresh_row(conn, deadlines, id, now.naive_utc())?;
+            if body.decider == node.id
+                && body.requester != node.id
+                && !super::evidence::named(&body).is_empty()
+            {
+                wanted = true;
+            }
             if body.state == CaseState::Submitted && body.decider == node.id {
                 step(
                     conn,
@@ -550,6 +613,9 @@ pub fn after_ingest(
     }
     if received {
         node.wake_senders();
+    }
+    if wanted {
+        node.want_evidence();
     }
     Ok(())
 }
@@ -609,7 +675,9 @@ pub fn view(
             );
         }
     }
+    let evidence = super::evidence::statuses(conn, &case)?;
     Ok(CaseView {
+        evidence,
         deadline: status(deadlines, &case, due_on, Utc::now()),
         allowed_actions: allowed,
         case,

@@ -6,7 +6,8 @@
 //! - [`reconcile`]: the scheduled reconciliation runs (`[[reconcile.schedule]]`);
 //! - [`directory`]: reloads the signed directory on `SIGHUP` and when its file changes;
 //! - [`witness`]: asks each peer to cosign this node's latest checkpoint;
-//! - [`age_out`]: once a day, ends the age-limited benefits of those who turned 18.
+//! - [`age_out`]: once a day, ends the age-limited benefits of those who turned 18;
+//! - [`evidence`]: the decider fetches the evidence files its cases name from the requesters.
 //!
 //! The work each loop repeats lives with its service (`sync::sender` delivers a batch,
 //! `reconcile` runs, `directory` reloads and verifies, `audit` signs); here are only the loops,
@@ -14,6 +15,7 @@
 
 pub mod age_out;
 pub mod directory;
+pub mod evidence;
 pub mod integrity;
 pub mod reconcile;
 pub mod sender;
@@ -55,6 +57,10 @@ pub struct JobsContext {
 /// The jobs of a node with a peer listener and a directory.
 pub struct ExchangeJobs {
     pub clients: ClientFactory,
+    /// Fetches the evidence files this node decides on (its loop: [`evidence`]).
+    pub evidence: crate::eligibility::evidence::Fetcher,
+    /// Between fetch rounds of files not yet here.
+    pub evidence_retry: Duration,
     pub sender: SenderConfig,
     /// Scheduled runs: the reconciler and each peer with its schedule.
     pub reconciler: Reconciler,
@@ -176,6 +182,15 @@ pub fn start(ctx: JobsContext) -> Jobs {
                 )),
             ));
         }
+        tasks.push((
+            "evidence fetch",
+            running.spawn(evidence::run(
+                ex.evidence,
+                ctx.node.clone(),
+                ex.evidence_retry,
+                rx.clone(),
+            )),
+        ));
         tasks.push((
             "witnessing",
             running.spawn(witness::run(

@@ -97,6 +97,18 @@ pub struct Progress {
 /// A progress callback.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
+/// The future of an [`AlsoRepair`]: items brought here and items still missing, or why not.
+pub type RepairFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(u64, u64), String>> + Send + 'a>>;
+
+/// What a run repairs beyond versions, after them: eligibility's evidence files (the decider
+/// fetches from the peer the files its cases name and lacks). Wired in by `startup`, since
+/// reconciliation imports no service.
+pub trait AlsoRepair: Send + Sync {
+    /// Repairs with `peer`: how many items were brought here, and how many are still missing.
+    fn repair<'a>(&'a self, peer: &'a NodeId) -> RepairFuture<'a>;
+}
+
 /// Runs reconciliations of this node; cheap to clone. Used by the CLI, the admin API and the
 /// schedule alike.
 #[derive(Clone)]
@@ -113,6 +125,8 @@ pub struct Reconciler {
     /// This node's peer listener: versions asked of the peer arrive there, so a run waits for
     /// them only if it answers.
     peer_listener: Option<SocketAddr>,
+    /// Repaired after the versions (evidence files), if wired in.
+    also: Option<Arc<dyn AlsoRepair>>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -149,7 +163,14 @@ impl Reconciler {
             lease: config.lease,
             stale_after_days: config.stale_after_days,
             peer_listener: config.peer_listener,
+            also: None,
         }
+    }
+
+    /// The same runner, repairing `also` after the versions of each (not dry) run.
+    pub fn also_repairing(mut self, also: Arc<dyn AlsoRepair>) -> Self {
+        self.also = Some(also);
+        self
     }
 
     /// The peer named, if it is one: in the directory and not this node.
@@ -266,6 +287,15 @@ impl RunHandle {
         );
         if let Err(e) = self.protocol(&mut report, &progress).await {
             report.errors.push(e.to_string());
+        }
+        if let (Some(also), false) = (&self.rec.also, self.opts.dry_run) {
+            match also.repair(&self.peer).await {
+                Ok((fetched, missing)) => {
+                    report.evidence_fetched = fetched;
+                    report.evidence_missing = missing;
+                }
+                Err(e) => report.errors.push(format!("evidence files: {e}")),
+            }
         }
         let (node, p, days) = (
             self.rec.node.clone(),

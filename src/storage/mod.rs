@@ -126,6 +126,7 @@ pub mod accounts;
 pub mod audit;
 pub mod cases;
 pub mod conflicts;
+pub mod evidence;
 pub mod exchange;
 pub mod reconcile;
 pub mod records;

@@ -1,5 +1,6 @@
-//! Table definitions shared by both backends. Only portable types (Text, BigInt, Date, Timestamp)
-//! appear: diesel's `MultiConnection` supports no others without hand-written glue.
+//! Table definitions shared by both backends. Only portable types (Text, BigInt, Date, Timestamp,
+//! and Binary — BLOB on SQLite, BYTEA on PostgreSQL — for encrypted evidence files) appear:
+//! diesel's `MultiConnection` supports no others without hand-written glue.
 
 diesel::table! {
     versions (id) {
@@ -369,3 +370,40 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(recon_docs, children);
 diesel::allow_tables_to_appear_in_same_query!(recon_docs, versions);
+
+diesel::table! {
+    evidence_files (sha256) {
+        sha256 -> Text,
+        media_type -> Text,
+        size -> BigInt,
+        nonce -> Binary,
+        ciphertext -> Binary,
+        stored_at -> Timestamp,
+        source_node -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    case_evidence (case_id, sha256) {
+        case_id -> Text,
+        sha256 -> Text,
+    }
+}
+
+diesel::table! {
+    evidence_fetches (sha256) {
+        sha256 -> Text,
+        peer -> Text,
+        outcome -> Text,
+        attempts -> BigInt,
+        last_attempt_at -> Timestamp,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    case_evidence,
+    cases,
+    evidence_files,
+    evidence_fetches
+);

@@ -29,6 +29,9 @@ pub struct LocalNode {
     pub directory: Option<DirectoryHandle>,
     /// Bumped after every commit that queues versions, so sender loops wake without polling.
     pub outbox_changed: tokio::sync::watch::Sender<u64>,
+    /// Bumped when a received case names evidence files, so the fetch job (the decider pulls
+    /// the files from the requester) wakes without polling.
+    pub evidence_wanted: tokio::sync::watch::Sender<u64>,
 }
 
 impl LocalNode {
@@ -68,6 +71,11 @@ impl LocalNode {
             .into_iter()
             .filter_map(|r| self.node_for(r))
             .collect()
+    }
+
+    /// Wakes the evidence fetch job.
+    pub fn want_evidence(&self) {
+        self.evidence_wanted.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Wakes the sender loops.

@@ -49,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
     .route("/ui/children", web::get().to(pages::find_child))
     .route("/ui/children/{id}", web::get().to(pages::child))
     .route("/ui/cases", web::get().to(pages::cases))
+    .route("/ui/cases/{id}", web::get().to(pages::case))
     .route("/ui/peers", web::get().to(pages::peers))
     .route("/ui/reconcile", web::get().to(pages::reconcile))
     .route("/ui/reconcile", web::post().to(pages::start_reconcile))
@@ -70,6 +71,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/ui/children", &["GET"]),
     ("/ui/children/{id}", &["GET"]),
     ("/ui/cases", &["GET"]),
+    ("/ui/cases/{id}", &["GET"]),
     ("/ui/peers", &["GET"]),
     ("/ui/reconcile", &["GET", "POST"]),
     ("/ui/reconcile/{id}", &["GET"]),

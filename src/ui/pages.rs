@@ -832,6 +832,84 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     ))
 }
 
+/// One case: its request, its documents with where each file stands here (a download link when
+/// present), and its history. The read is audited (`case.read`), a download again on its own.
+pub async fn case(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, UiError> {
+    use crate::domain::evidence_file::EvidenceStatus;
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let case_id = uuid::Uuid::parse_str(path.trim())
+        .map_err(|_| UiError::BadRequest("a case id is a UUID".into()))?
+        .to_string();
+    let (node, deadlines, a) = (state.node.clone(), state.deadlines.clone(), actor(&p));
+    let v = state
+        .store
+        .run(move |c| {
+            cases_service::read(
+                c,
+                &node,
+                &deadlines,
+                &case_id,
+                &a,
+                Some("admin page"),
+                Utc::now(),
+            )
+        })
+        .await?;
+    let c = &v.case;
+    let evidence: Vec<EvidenceRowView> = v
+        .evidence
+        .iter()
+        .map(|e| EvidenceRowView {
+            doc_type: e.doc_type.clone(),
+            issuer: e.issuer.clone(),
+            number: e.number.clone(),
+            sha256: e.sha256.to_string(),
+            status: e.status.label(),
+            present: e.status == EvidenceStatus::Present,
+            kind: match (e.media_type, e.size) {
+                (Some(m), Some(n)) => format!("{}, {n} bytes", m.as_str()),
+                _ => String::new(),
+            },
+            class: match e.status {
+                EvidenceStatus::Present => "",
+                EvidenceStatus::Missing => "due-soon",
+                EvidenceStatus::Mismatch => "overdue",
+            },
+        })
+        .collect();
+    Ok(render::html(
+        StatusCode::OK,
+        &CasePage {
+            nav: Nav::new(&node_id(&state), Some(&p), "资格核查案件 (Case)", "cases"),
+            case_id: c.case_id.to_string(),
+            child_id: c.child_id.to_string(),
+            child_masked: c.child_id.masked(),
+            benefit: format!("{} ({})", c.benefit.label_zh(), c.benefit.code()),
+            state: format!("{} ({})", c.state.label_zh(), c.state.as_str()),
+            requester: c.requester.to_string(),
+            decider: c.decider.to_string(),
+            due_on: v.due_on.to_string(),
+            summary: c.grounds.summary.as_str().to_owned(),
+            blocked: evidence.iter().any(|e| !e.present),
+            evidence,
+            history: c
+                .history
+                .iter()
+                .map(|s| StepView {
+                    at: when(s.at),
+                    action: s.transition.kind().as_str(),
+                    by: s.by.to_string(),
+                    officer: s.officer.clone().unwrap_or_default(),
+                })
+                .collect(),
+        },
+    ))
+}
+
 pub async fn peers(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
     let p = user(&state, &req, Permission::ViewOperations).await?;
     let node = state.node.clone();

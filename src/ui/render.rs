@@ -195,6 +195,47 @@ pub struct CasesPage {
     pub sections: Vec<CaseSection>,
 }
 
+/// One document of a case on its page.
+pub struct EvidenceRowView {
+    pub doc_type: String,
+    pub issuer: String,
+    pub number: String,
+    pub sha256: String,
+    /// Chinese label, English in brackets.
+    pub status: &'static str,
+    pub present: bool,
+    /// The file's type and size, when present.
+    pub kind: String,
+    /// `overdue` (mismatch), `due-soon` (missing) or empty.
+    pub class: &'static str,
+}
+
+pub struct StepView {
+    pub at: String,
+    pub action: &'static str,
+    pub by: String,
+    pub officer: String,
+}
+
+#[derive(Template)]
+#[template(path = "case.html")]
+pub struct CasePage {
+    pub nav: Nav,
+    pub case_id: String,
+    pub child_id: String,
+    pub child_masked: String,
+    pub benefit: String,
+    pub state: String,
+    pub requester: String,
+    pub decider: String,
+    pub due_on: String,
+    pub summary: String,
+    pub evidence: Vec<EvidenceRowView>,
+    /// Some document is not present and verified here.
+    pub blocked: bool,
+    pub history: Vec<StepView>,
+}
+
 pub struct PeerView {
     pub peer: String,
     pub endpoint: String,

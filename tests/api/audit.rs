@@ -57,7 +57,15 @@ async fn actions_and_reads_are_recorded_with_purpose() {
         .json()
         .await
         .unwrap();
-    assert_eq!(keys["items"].as_array().unwrap().len(), 1);
+    // The record-signing key and the evidence key, each created once (the latter by path only).
+    let keys = keys["items"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys
+        .iter()
+        .any(|k| k["details"]["public_key"] == app.node.key.public_key().to_string()));
+    assert!(keys
+        .iter()
+        .any(|k| k["details"]["evidence_key"].as_str().is_some()));
     let events: Value = app
         .get("/api/v1/audit/events?limit=100")
         .await

@@ -6,7 +6,8 @@ use crate::helpers::{
     eventually, flowing_child, problem, restart, spawn_pair, TestApp, CHENGDU, ZHENGZHOU,
 };
 
-fn request(child_id: &str) -> Value {
+/// A case request naming `sha256` (a file stored at the residence node) as its evidence.
+fn request_with(child_id: &str, sha256: &str) -> Value {
     json!({
         "child_id": child_id,
         "benefit": "dibao",
@@ -14,10 +15,21 @@ fn request(child_id: &str) -> Value {
             "father_situation": "imprisoned",
             "mother_situation": "missing",
             "summary": "父亲服刑在押，母亲失联，由祖父抚养，家庭无稳定收入",
-            "evidence": [{"doc_type": "服刑通知书", "issuer": "四川省某监狱", "number": "川监2025-118", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}],
+            "evidence": [{"doc_type": "服刑通知书", "issuer": "四川省某监狱", "number": "川监2025-118", "sha256": sha256}],
         },
         "officers": {"requester": "ZZ-JS-017"},
     })
+}
+
+/// The request of the tests: its evidence file is uploaded at the residence node first.
+async fn request(pair: &crate::helpers::Pair, child_id: &str) -> Value {
+    let sha = crate::helpers::upload_evidence(
+        &pair.residence,
+        &crate::helpers::pdf("服刑通知书 川监2025-118"),
+        "application/pdf",
+    )
+    .await;
+    request_with(child_id, &sha)
 }
 
 async fn case(app: &TestApp, id: &str) -> Option<Value> {
@@ -34,6 +46,20 @@ async fn wait_state(app: &TestApp, id: &str, state: &str) -> Value {
     })
     .await;
     case(app, id).await.unwrap()
+}
+
+/// Waits until every document the case names is present (fetched and verified) at `app`.
+async fn evidence_present(app: &TestApp, id: &str) {
+    eventually(20, "the case's evidence files present", || async {
+        case(app, id).await.is_some_and(|c| {
+            c["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["status"] == "present")
+        })
+    })
+    .await;
 }
 
 async fn act(app: &TestApp, id: &str, transition: Value) -> reqwest::Response {
@@ -64,7 +90,7 @@ async fn with_child(pair: &crate::helpers::Pair, seq: u16) -> String {
 async fn open_case(pair: &crate::helpers::Pair, child: &str) -> (Value, String) {
     let r = pair
         .residence
-        .post_json("/api/v1/cases", &request(child))
+        .post_json("/api/v1/cases", &request(pair, child).await)
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let created: Value = r.json().await.unwrap();
@@ -98,8 +124,14 @@ async fn request_information_and_approval_round_trip() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     wait_state(&pair.residence, &id, "info_requested").await;
     // An answer attaches documents (type, issuer, number, SHA-256), at most 20.
+    let income = crate::helpers::upload_evidence(
+        &pair.residence,
+        &crate::helpers::pdf("收入证明 SR-2026-77"),
+        "application/pdf",
+    )
+    .await;
     let document = json!({"doc_type": "收入证明", "issuer": "金水区某村委会",
-        "number": "SR-2026-77", "sha256": "ab".repeat(32)});
+        "number": "SR-2026-77", "sha256": income});
     let too_many = vec![document.clone(); 21];
     let r = act(
         &pair.residence,
@@ -120,6 +152,7 @@ async fn request_information_and_approval_round_trip() {
     let step = &provided["case"]["history"][3]["transition"];
     assert_eq!(step["action"], "provide_info", "{provided}");
     assert_eq!(step["evidence"], json!([document]), "{provided}");
+    evidence_present(&pair.hukou, &id).await;
     let r = act(
         &pair.hukou,
         &id,
@@ -215,14 +248,14 @@ async fn illegal_requests_and_transitions_are_refused_and_nothing_is_stored() {
     // The hukou side cannot submit (it does not serve the residence).
     problem(
         pair.hukou
-            .post_json("/api/v1/cases", &request(&child))
+            .post_json("/api/v1/cases", &request(&pair, &child).await)
             .await,
         403,
         "not_residence",
     )
     .await;
     // An unknown benefit, a bad evidence digest, a decider that does not serve the hukou region.
-    let mut bad = request(&child);
+    let mut bad = request(&pair, &child).await;
     bad["benefit"] = json!("housing");
     let p = problem(
         pair.residence.post_json("/api/v1/cases", &bad).await,
@@ -231,7 +264,7 @@ async fn illegal_requests_and_transitions_are_refused_and_nothing_is_stored() {
     )
     .await;
     assert_eq!(p["field"], "benefit");
-    let mut bad = request(&child);
+    let mut bad = request(&pair, &child).await;
     bad["grounds"]["evidence"][0]["sha256"] = json!("abc123");
     let p = problem(
         pair.residence.post_json("/api/v1/cases", &bad).await,
@@ -240,7 +273,7 @@ async fn illegal_requests_and_transitions_are_refused_and_nothing_is_stored() {
     )
     .await;
     assert_eq!(p["field"], "grounds.evidence[0].sha256");
-    let mut bad = request(&child);
+    let mut bad = request(&pair, &child).await;
     bad["decider"] = json!(ZHENGZHOU);
     problem(
         pair.residence.post_json("/api/v1/cases", &bad).await,
@@ -252,7 +285,7 @@ async fn illegal_requests_and_transitions_are_refused_and_nothing_is_stored() {
 
     let created: Value = pair
         .residence
-        .post_json("/api/v1/cases", &request(&child))
+        .post_json("/api/v1/cases", &request(&pair, &child).await)
         .await
         .json()
         .await
@@ -297,6 +330,7 @@ async fn illegal_requests_and_transitions_are_refused_and_nothing_is_stored() {
     .await;
     assert_eq!(pair.residence.count("versions"), before);
     // A transition from a terminal state.
+    evidence_present(&pair.hukou, &id).await;
     assert_eq!(act(&pair.hukou, &id, json!({"action": "deny", "reason_code": "income_above_threshold", "reason_text": "家庭人均收入高于当地低保标准"})).await.status(), 200);
     wait_state(&pair.residence, &id, "denied").await;
     problem(
@@ -321,13 +355,14 @@ async fn withdrawal_and_approval_at_the_same_moment_end_alike_on_both_nodes() {
     let child = with_child(&pair, 62).await;
     let created: Value = pair
         .residence
-        .post_json("/api/v1/cases", &request(&child))
+        .post_json("/api/v1/cases", &request(&pair, &child).await)
         .await
         .json()
         .await
         .unwrap();
     let id = created["case"]["case_id"].as_str().unwrap().to_owned();
     wait_state(&pair.residence, &id, "received").await;
+    evidence_present(&pair.hukou, &id).await;
     let crate::helpers::Pair {
         residence,
         hukou,

@@ -545,3 +545,27 @@ pub async fn receipt(r: reqwest::Response) -> SignedReceipt {
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
+
+/// Stores an evidence file at `app` (`POST /api/v1/evidence`) and returns its SHA-256.
+pub async fn upload_evidence(app: &TestApp, bytes: &[u8], media_type: &str) -> String {
+    let r = app
+        .http
+        .post(app.url("/api/v1/evidence"))
+        .header("content-type", media_type)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status() == 201 || r.status() == 200,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let v: Value = r.json().await.unwrap();
+    v["sha256"].as_str().unwrap().to_owned()
+}
+
+/// A small PDF whose bytes carry `marker`.
+pub fn pdf(marker: &str) -> Vec<u8> {
+    format!("%PDF-1.4\n% {marker}\n%%EOF\n").into_bytes()
+}

@@ -11,6 +11,7 @@ mod cases;
 mod children;
 mod cli;
 mod conflicts;
+mod evidence;
 mod exchange;
 mod hardening_admin;
 mod hardening_peer;

@@ -137,6 +137,13 @@ fn every_api_operation_states_its_security_and_error_statuses() {
             );
         }
         if op.get("requestBody").is_some() {
+            assert!(responses.contains_key("413"), "{method} {path} lacks 413");
+            assert!(responses.contains_key("415"), "{method} {path} lacks 415");
+        }
+        if op
+            .pointer("/requestBody/content/application~1json")
+            .is_some()
+        {
             for status in ["413", "415", "422"] {
                 assert!(
                     responses.contains_key(status),

@@ -92,6 +92,7 @@ fn sqlite_tables(conn: &mut DbConn) -> Tables {
             "TEXT" => "text",
             "DATE" => "date",
             "TIMESTAMP" => "timestamp",
+            "BLOB" => "binary",
             _ => "(unlisted)",
         }
     })
@@ -117,6 +118,7 @@ fn postgres_tables(conn: &mut DbConn) -> Tables {
         "text" => "text",
         "date" => "date",
         "timestamp without time zone" => "timestamp",
+        "bytea" => "binary",
         // `integer` is 32 bits here: diesel's `BigInt` could not read it.
         _ => "(unlisted)",
     })

@@ -1,11 +1,12 @@
 //! The peer listener's routes (mutual TLS): `POST /peer/v1/versions` (in [`versions`]),
 //! `POST /peer/v1/witness/add-checkpoint` (in [`witness`]), `POST /peer/v1/lookup` and
-//! `POST /peer/v1/handover` (in [`lookup`]), and reconciliation's
-//! `/peer/v1/reconcile/...` (in [`reconcile`]). The peer is the node of
+//! `POST /peer/v1/handover` (in [`lookup`]), reconciliation's `/peer/v1/reconcile/...` (in
+//! [`reconcile`]) and `GET /peer/v1/evidence/{sha256}` (in [`evidence`]). The peer is the node of
 //! the verified client certificate — never a header or a body field — checked against the
 //! signed directory (known, pinned, not revoked); every body field that names a node is checked
 //! against it. Refusals are answered with problem+json and recorded in the audit log.
 
+pub mod evidence;
 pub mod lookup;
 pub mod reconcile;
 pub mod versions;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .service(witness::add_checkpoint)
         .service(lookup::answer)
         .service(lookup::hand_over)
+        .service(evidence::file)
         .configure(reconcile::configure_peer)
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found("no such route"))

@@ -1,0 +1,3 @@
+DROP TABLE evidence_fetches;
+DROP TABLE case_evidence;
+DROP TABLE evidence_files;

@@ -1,8 +1,10 @@
-//! `hukou-sync demo`: two bureaus in one process on loopback — the residence bureau of Zhengzhou
-//! (node 410100) and the hukou bureau of Chengdu (node 510100) — with a fresh dev PKI, a signed
-//! directory and temporary SQLite databases. A flowing child is registered where she lives, both
-//! bureaus edit her file over real mutual TLS, and every step is printed: versions, signatures
-//! verified, receipts, and the two identical views.
+//! `hukou-sync demo`: three bureaus in one process on loopback — the residence bureau of
+//! Zhengzhou (node 410100), the hukou bureau of Chengdu (node 510100) and the bureau of Hangzhou
+//! (node 330100) — with a fresh dev PKI, a signed directory and temporary SQLite databases. A
+//! flowing child is registered where she lives, both bureaus edit her file over real mutual TLS,
+//! a case travels with its evidence and is decided, and the family moves on to Hangzhou, which
+//! gets her file by lookup and handover rather than starting a second one. Every step is printed:
+//! versions, signatures verified, receipts, and the identical views.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -48,6 +50,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
             "Zhengzhou residence bureau",
         ),
         (NodeSpec::new("510100", "5101")?, "Chengdu hukou bureau"),
+        (NodeSpec::new("330100", "3301")?, "Hangzhou bureau"),
     ];
     let node_specs: Vec<NodeSpec> = specs.iter().map(|(s, _)| s.clone()).collect();
     let mut net = DevNet::create(&root.join("pki"), &node_specs, Vec::new())?;
@@ -81,7 +84,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
             task: app.task,
         });
     }
-    let (zz, cd) = (&nodes[0], &nodes[1]);
+    let (zz, cd, hz) = (&nodes[0], &nodes[1], &nodes[2]);
 
     let id = IdNumber::generate(
         &RegionCode::parse("510104")?,
@@ -347,7 +350,67 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         r["duration_ms"]
     );
 
-    println!("\n-- 9. audit trails");
+    println!(
+        "\n-- 9. the family moves on to 杭州市西湖区 (330106): {} gets her file, not a second one",
+        hz.name
+    );
+    let t = Instant::now();
+    let attempt = hz
+        .http
+        .post(format!("{}/api/v1/children", hz.base))
+        .json(&json!({"id_number": id.as_str(), "name": "李小雨", "hukou_region": "510104", "residence_region": "330106"}))
+        .send()
+        .await?;
+    let status = attempt.status();
+    let problem: Value = attempt.json().await?;
+    println!(
+        "   starting a file is refused ({status} {}): the creation asked 510100 first",
+        problem["code"].as_str().unwrap_or("-")
+    );
+    let found = send(
+        hz.http
+            .post(format!("{}/api/v1/lookups", hz.base))
+            .json(&json!({"id_number": id.as_str(), "purpose": "随父母迁入杭州，核查是否已建档"})),
+    )
+    .await?;
+    let statement = &found["statement"]["statement"];
+    println!(
+        "   330100 asks 510100 (purpose recorded on both sides): found {}, {} head(s) — a statement signed by {} and verified against the directory",
+        found["found"],
+        statement["file"]["heads"].as_array().map_or(0, Vec::len),
+        statement["answered_by"]
+    );
+    let handed = send(
+        hz.http
+            .post(format!("{}{path}/handover", hz.base))
+            .json(&json!({"residence_region": "330106", "purpose": "随父母迁入杭州"})),
+    )
+    .await?;
+    let moved = poll(hz, &path, "the file's arrival", |f| {
+        f["record"]["residence_region"] == "330106" && f["served_here"] == true
+    })
+    .await?;
+    println!(
+        "   510100 writes the move (version {}); the whole file — {} versions, her visit with it — reached 330100 in {} ms",
+        handed["version"].as_str().and_then(|v| v.get(..12)).unwrap_or("-"),
+        moved["history"].as_array().map_or(0, Vec::len),
+        t.elapsed().as_millis()
+    );
+    let left = poll(zz, &path, "the move reaching 410100", |f| {
+        f["served_here"] == false
+    })
+    .await?;
+    let mut open_conflicts = 0;
+    for n in &nodes {
+        let queue = send(n.http.get(format!("{}/api/v1/conflicts", n.base))).await?;
+        open_conflicts += queue["items"].as_array().map_or(0, Vec::len);
+    }
+    println!(
+        "   410100 keeps its copy as of the move, read-only (served_here {}, now served by {}); open conflicts on the three nodes: {open_conflicts}",
+        left["served_here"], left["now_served_by"]
+    );
+
+    println!("\n-- 10. audit trails");
     let mut sizes = Vec::new();
     for n in &nodes {
         let head = send(n.http.post(format!("{}/api/v1/audit/tree-head", n.base))).await?;
@@ -361,7 +424,7 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
     }
 
     println!(
-        "\n-- 10. witnessing: each node's checkpoint (C2SP signed note) cosigned by the other"
+        "\n-- 11. witnessing: each node's checkpoint (C2SP signed note) cosigned by the other"
     );
     for ((n, witness), size) in [(zz, "510100"), (cd, "410100")].into_iter().zip(sizes) {
         let note = cosigned_checkpoint(n, witness, size).await?;

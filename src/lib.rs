@@ -20,6 +20,7 @@
 //! | | [`conflicts`] | the review queue and resolution versions |
 //! | | [`eligibility`] | eligibility cases: the service (load → decide → store; an approval checked against the benefits held), the working-day calendar and the holidays the law fixes for years without a published one (`eligibility::statutory`); benefits over time (`eligibility::benefits`: the age-out run, the review due list); evidence files (`eligibility::evidence`: upload, sealed at rest, pulled by the decider and verified, downloads) |
 //! | | [`visits`] | visits (走访): record, amend, read and list a child's visits; the due list by the visit schedule; reports and referrals (`visits::reports`); the file following them at the residence bureau |
+//! | | [`stats`] | statistics for superiors: files by region, township, category, risk and worker, visits due and per month, cases by state and timeliness, stale files — from grouped counts, files served here only |
 //! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
 //! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness); `sync::witness`: peers cosigning each other's checkpoints (both sides of tlog-witness); `sync::integrity`: re-hashing stored versions |
 //! | | [`audit`] | the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, C2SP checkpoints and cosignatures, what a witness decides and its evidence, the start-up self check, proofs, offline verification |
@@ -61,6 +62,7 @@ pub mod jobs;
 pub mod ledger_file;
 pub mod reconcile;
 pub mod startup;
+pub mod stats;
 pub mod storage;
 pub mod sync;
 pub mod tls;

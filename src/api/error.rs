@@ -234,6 +234,15 @@ impl From<crate::sync::lookup::LookupError> for ApiError {
     }
 }
 
+impl From<crate::stats::StatsError> for ApiError {
+    fn from(e: crate::stats::StatsError) -> Self {
+        match e {
+            crate::stats::StatsError::Storage(s) => s.into(),
+            crate::stats::StatsError::Audit(a) => a.into(),
+        }
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {

@@ -17,6 +17,7 @@ pub mod peer;
 pub mod peers;
 pub mod reconcile;
 pub mod reports;
+pub mod stats;
 pub mod visits;
 
 use std::sync::Arc;
@@ -118,6 +119,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize, panic_route: b
     .service(lookups::verify)
     .service(lookups::ask)
     .service(benefits::review_due)
+    .service(stats::read)
     .service(audit::events)
     .service(audit::event)
     .service(audit::consistency)
@@ -259,6 +261,7 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         lookups::verify,
         lookups::handover,
         benefits::review_due,
+        stats::read,
         audit::events,
         audit::event,
         audit::consistency,

@@ -16,6 +16,7 @@ mod lookup;
 pub mod pki;
 mod reconcile_cmd;
 mod report;
+mod stats_cmd;
 mod visit;
 mod witness_cmd;
 
@@ -120,6 +121,12 @@ enum Command {
     Reconcile(reconcile_cmd::ReconcileArgs),
     /// Children whose file was neither updated nor visited in six months (configurable).
     Stale(reconcile_cmd::StaleArgs),
+    /// Statistics for superiors: files by region, township, category, risk and worker; visits
+    /// due and per month; cases by state and timeliness; stale files (`--json` for all of them).
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure throughput beside the bare limits of this machine (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
 }
@@ -263,6 +270,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             reconcile_cmd::run_reconcile(&settings, args)
         }
         Command::Stale(args) => reconcile_cmd::run_stale(&load_settings(config)?, args),
+        Command::Stats { json } => stats_cmd::run(&load_settings(config)?, json),
         Command::Pki(cmd) => pki::run(cmd),
         Command::Peers { json } => {
             let settings = load_settings(config)?;

@@ -132,6 +132,7 @@ pub mod reconcile;
 pub mod records;
 pub mod reports;
 pub mod schema;
+pub mod stats;
 pub mod visits;
 pub mod witness;
 

@@ -51,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
     .route("/ui/cases", web::get().to(pages::cases))
     .route("/ui/cases/{id}", web::get().to(pages::case))
     .route("/ui/peers", web::get().to(pages::peers))
+    .route("/ui/stats", web::get().to(pages::stats))
     .route("/ui/reconcile", web::get().to(pages::reconcile))
     .route("/ui/reconcile", web::post().to(pages::start_reconcile))
     .route("/ui/reconcile/{id}", web::get().to(pages::reconcile_run))
@@ -73,6 +74,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/ui/cases", &["GET"]),
     ("/ui/cases/{id}", &["GET"]),
     ("/ui/peers", &["GET"]),
+    ("/ui/stats", &["GET"]),
     ("/ui/reconcile", &["GET", "POST"]),
     ("/ui/reconcile/{id}", &["GET"]),
     ("/ui/audit", &["GET"]),

@@ -1266,3 +1266,114 @@ fn show_categories(
         parts.join(" · ")
     }
 }
+
+/// The most bars a chart shows (the API lists all).
+const CHART_BARS: usize = 20;
+
+/// `GET /ui/stats`: the statistics page (the same figures as `GET /api/v1/stats`, charts drawn
+/// as server-rendered SVG).
+pub async fn stats(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
+    use super::render::{BarView, ChartView, MonthView, StatsPage};
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let s = crate::api::stats::figures(&state, actor(&p))
+        .await
+        .map_err(UiError::Problem)?;
+    let chart = |id: &'static str, title: &'static str, items: &[crate::stats::Count]| {
+        let shown = &items[..items.len().min(CHART_BARS)];
+        let most = shown.iter().map(|c| c.count).max().unwrap_or(0).max(1);
+        ChartView {
+            id,
+            title,
+            height: 22 * shown.len() as i64 + 4,
+            bars: shown
+                .iter()
+                .enumerate()
+                .map(|(i, c)| BarView {
+                    label: c.label.chars().take(24).collect(),
+                    count: c.count,
+                    y: 22 * i as i64,
+                    width: (400 * c.count / most).max(1),
+                })
+                .collect(),
+        }
+    };
+    let charts = vec![
+        chart(
+            "by-region",
+            "按居住地区县 (By residence county)",
+            &s.by_region,
+        ),
+        chart(
+            "by-township",
+            "按乡镇（街道） (By township)",
+            &s.by_township,
+        ),
+        chart("by-category", "按儿童类别 (By category)", &s.by_category),
+        chart("by-risk", "按风险等级 (By risk level)", &s.by_risk),
+        chart(
+            "by-worker",
+            "按包保人 (By responsible worker)",
+            &s.by_worker,
+        ),
+    ];
+    let most = s
+        .visits_per_month
+        .iter()
+        .map(|m| m.count)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let months = s
+        .visits_per_month
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let height = 160 * m.count / most;
+            MonthView {
+                label: m.label.clone(),
+                count: m.count,
+                x: 8 + 58 * i as i64,
+                y: 178 - height,
+                height,
+            }
+        })
+        .collect();
+    let mut case_rows: Vec<(String, i64, i64)> = Vec::new();
+    for (c, outgoing) in s
+        .cases
+        .outgoing
+        .iter()
+        .map(|c| (c, true))
+        .chain(s.cases.incoming.iter().map(|c| (c, false)))
+    {
+        let row = match case_rows.iter_mut().find(|r| r.0 == c.label) {
+            Some(r) => r,
+            None => {
+                case_rows.push((c.label.clone(), 0, 0));
+                let last = case_rows.len() - 1;
+                &mut case_rows[last]
+            }
+        };
+        if outgoing {
+            row.1 += c.count;
+        } else {
+            row.2 += c.count;
+        }
+    }
+    let me = node_id(&state);
+    Ok(render::html(
+        StatusCode::OK,
+        &StatsPage {
+            nav: Nav::new(&me, Some(&p), "统计 (Statistics)", "stats"),
+            generated_at: when(s.generated_at),
+            mean_days: s
+                .cases
+                .mean_working_days_to_decision
+                .map_or_else(|| "—".into(), |d| format!("{d:.1}")),
+            charts,
+            months,
+            case_rows,
+            s,
+        },
+    ))
+}

@@ -446,3 +446,41 @@ mod tests {
         );
     }
 }
+
+/// One horizontal bar of a statistics chart, laid out by the page handler.
+pub struct BarView {
+    pub label: String,
+    pub count: i64,
+    pub y: i64,
+    pub width: i64,
+}
+
+/// A chart of bars.
+pub struct ChartView {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub height: i64,
+    pub bars: Vec<BarView>,
+}
+
+/// One month of the trend.
+pub struct MonthView {
+    pub label: String,
+    pub count: i64,
+    pub x: i64,
+    pub y: i64,
+    pub height: i64,
+}
+
+#[derive(Template)]
+#[template(path = "stats.html")]
+pub struct StatsPage {
+    pub nav: Nav,
+    pub s: crate::stats::Stats,
+    pub generated_at: String,
+    pub mean_days: String,
+    pub charts: Vec<ChartView>,
+    pub months: Vec<MonthView>,
+    /// (state label, asked here, decided here).
+    pub case_rows: Vec<(String, i64, i64)>,
+}

@@ -25,6 +25,7 @@ mod records;
 mod reports;
 mod risk;
 mod schema;
+mod stats;
 mod storage;
 mod ui;
 mod visits;

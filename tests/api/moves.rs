@@ -186,6 +186,19 @@ async fn a_child_who_moves_to_a_third_bureau_keeps_one_file_everywhere() {
     assert!(zz.contains("hukou_children_risk{level=\"1\"} 0"), "{zz}");
     let cd = metrics(chengdu).await;
     assert!(cd.contains("hukou_children_risk{level=\"3\"} 1"), "{cd}");
+    // Nor in its statistics (the hukou node counts it, in Hangzhou's county).
+    let stats = |node: &TestApp| {
+        let url = node.url("/api/v1/stats");
+        let http = node.http.clone();
+        async move {
+            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            v
+        }
+    };
+    assert_eq!(stats(zhengzhou).await["files"], 0);
+    let at_cd = stats(chengdu).await;
+    assert_eq!(at_cd["files"], 1);
+    assert_eq!(at_cd["by_region"][0]["key"], "330106");
     assert!(cd.contains("hukou_children_risk{level=\"1\"} 0"), "{cd}");
     problem(
         zhengzhou

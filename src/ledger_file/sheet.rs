@@ -765,6 +765,69 @@ mod tests {
         );
     }
 
+    /// A minimal OpenDocument spreadsheet (as LibreOffice or WPS saves one): a title row, the
+    /// header, and a row with a float region code and a date cell.
+    fn ods(id: &str) -> Vec<u8> {
+        use std::io::Write;
+        use zip::write::SimpleFileOptions;
+        let cell = |v: &str| {
+            format!("<table:table-cell office:value-type=\"string\"><text:p>{v}</text:p></table:table-cell>")
+        };
+        let header: String = ["身份证号", "姓名", "户籍地", "居住地", "最近走访日期"]
+            .iter()
+            .map(|h| cell(h))
+            .collect();
+        let content = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.3">
+<office:body><office:spreadsheet><table:table table:name="台账">
+<table:table-row><table:table-cell table:number-columns-spanned="5" office:value-type="string"><text:p>儿童台账</text:p></table:table-cell></table:table-row>
+<table:table-row>{header}</table:table-row>
+<table:table-row>{}{}<table:table-cell office:value-type="float" office:value="510104"><text:p>510104</text:p></table:table-cell>{}<table:table-cell office:value-type="date" office:date-value="2026-09-01"><text:p>2026/9/1</text:p></table:table-cell></table:table-row>
+<table:table-row table:number-rows-repeated="3"><table:table-cell table:number-columns-repeated="5"/></table:table-row>
+</table:table></office:spreadsheet></office:body></office:document-content>"#,
+            cell(id),
+            cell("王小明"),
+            cell("410105"),
+        );
+        let manifest = r#"<?xml version="1.0" encoding="UTF-8"?>
+<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#;
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, body) in [
+            ("mimetype", "application/vnd.oasis.opendocument.spreadsheet"),
+            ("META-INF/manifest.xml", manifest),
+            ("content.xml", content.as_str()),
+        ] {
+            zip.start_file(name, stored).unwrap();
+            zip.write_all(body.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn an_opendocument_spreadsheet_reads_like_an_xlsx() {
+        let ledger = read_bytes(ods(&id(1))).unwrap();
+        assert_eq!(
+            (ledger.sheet(), ledger.header_rows(), ledger.len()),
+            ("台账", (2, 2), 1)
+        );
+        let palette = RiskPalette::default();
+        let rows = ledger.validate_all(&rules(&palette));
+        assert_eq!(rows[0].0, 3);
+        let r = rows[0].1.as_ref().unwrap();
+        assert_eq!(r.hukou_region.to_string(), "510104");
+        assert_eq!(r.last_visit_on.unwrap().to_string(), "2026-09-01");
+        let rows = read_bytes(ods("510104"))
+            .unwrap()
+            .validate_all(&rules(&palette));
+        assert_eq!(
+            rows[0].1.as_ref().unwrap_err().cell.as_deref(),
+            Some("台账!A3")
+        );
+    }
+
     #[test]
     fn typed_cells_read_as_csv_would_hold_them() {
         let date_col = crate::ledger_file::csv::COLUMNS

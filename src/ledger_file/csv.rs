@@ -596,6 +596,24 @@ pub(super) fn row_fields<'a>(
             Kind::Derived => derived.push((col.name, cell)),
         }
     }
+    // A township given by its name (花园路街道), as ledgers often hold it, is the township of that
+    // name in the row's region; anything else is left for validation to refuse.
+    for (township, region) in [
+        ("residence_township", "residence_region"),
+        ("hukou_township", "hukou_region"),
+    ] {
+        let code = match (map.get(township), map.get(region)) {
+            (Some(Value::String(t)), Some(Value::String(r)))
+                if !t.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                crate::domain::division::TownshipCode::by_name(r, t)
+            }
+            _ => None,
+        };
+        if let Some(code) = code {
+            map.insert(township.into(), Value::String(code.as_str().to_owned()));
+        }
+    }
     let fields = ChildRecord::fields_from_json(map)?;
     // Sex and birth date columns, when present, must agree with the ID number.
     if let Some(Value::String(id)) = fields.get(&crate::domain::ChildField::IdNumber) {

@@ -55,7 +55,13 @@ fn child(seq: u16) -> [String; 8] {
         format!("王小{seq}"),
         "510104".into(),
         "410105".into(),
-        "410105002".into(),
+        // 乡镇（街道） by code, or by name as ledgers often hold it (the same township).
+        if seq == 1 {
+            "花园路街道"
+        } else {
+            "410105002"
+        }
+        .into(),
         "流动、留守".into(),
         "黄".into(),
         String::new(),
@@ -191,6 +197,18 @@ async fn an_excel_ledger_with_serial_numbers_and_extra_columns_imports_and_expor
     assert_eq!(r["last_visit_on"], "2026-09-01");
     assert_eq!(r["legal_guardian"]["relation"], "祖父");
 
+    // Text that looks like a formula stays text in the workbook.
+    ok(&bin(
+        &app,
+        &[
+            "child",
+            "update",
+            &rows[1][0],
+            "--set",
+            r#"notes==HYPERLINK("http://x","y")"#,
+        ],
+    ));
+
     // Export as a workbook, audited like the CSV export.
     let events = app.count("audit_events");
     let exported = app.dir.path().join("导出.xlsx");
@@ -224,6 +242,16 @@ async fn an_excel_ledger_with_serial_numbers_and_extra_columns_imports_and_expor
     assert_eq!(first[col("户籍地区划代码")], "510104");
     assert!(dates.contains(&(1, col("最近走访日期"))), "{dates:?}");
     assert!(dates.contains(&(1, col("出生日期"))));
+    let second = sheet.iter().find(|r| r[0] == rows[1][0]).unwrap();
+    assert_eq!(second[col("备注")], r#"=HYPERLINK("http://x","y")"#);
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&exported).unwrap()).unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name("xl/worksheets/sheet1.xml").unwrap(),
+        &mut xml,
+    )
+    .unwrap();
+    assert!(!xml.contains("<f>"), "no cell is a formula");
     // The same files come back from the workbook, unchanged, at another node.
     let other = spawn_app().await;
     let copied = write(&other, "导出.xlsx", &std::fs::read(&exported).unwrap());

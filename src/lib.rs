@@ -24,7 +24,7 @@
 //! | | [`reconcile`] | Merkle anti-entropy with peers: summaries, protocol, repairs, reports (`reconcile::history` reads stored runs), stale files |
 //! | exchange | [`sync`] | versions, heads, merge, outbox, sender, receipts; **`sync::store` is the one place a version is stored**; **`sync::receive` is where a peer's batch is received** (verify, ingest, receipt, witness); `sync::witness`: peers cosigning each other's checkpoints (both sides of tlog-witness); `sync::integrity`: re-hashing stored versions |
 //! | | [`audit`] | the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, C2SP checkpoints and cosignatures, what a witness decides and its evidence, the start-up self check, proofs, offline verification |
-//! | | [`ledger_file`] | the ledger files people exchange: CSV reader and writer, the sample generator |
+//! | | [`ledger_file`] | the ledger files people exchange: CSV and workbook (.xlsx/.xls/.ods) readers, CSV and .xlsx writers, the sample generator, values typed on one line |
 //! | foundations | [`storage`] | the only module that names diesel: SQLite/PostgreSQL, migrations, typed repositories, `StorageError` |
 //! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |
 //! | | [`tls`] | every rustls configuration, certificate generation for the dev PKI, peer certificate → node id |

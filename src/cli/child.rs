@@ -51,8 +51,11 @@ pub enum ChildCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change fields: --set field=value (repeatable; JSON values allowed, e.g. --set 'categories=["flowing"]';
-    /// a risk level as this node's label or its number: --set risk_level=红).
+    /// Change fields: --set field=value (repeatable), each value read by the field's type: codes
+    /// as text (--set residence_region=440305), lists separated by ';' (--set categories=流动;留守),
+    /// dates (--set last_visit_on=2026/9/1), a person as its parts (--set
+    /// legal_guardian='王建国;祖父;13800000000'), a risk level as this node's label or its number
+    /// (--set risk_level=红); JSON for structured values (--set 'categories=["flowing"]').
     #[command(visible_alias = "edit")]
     Update {
         id_number: String,
@@ -440,27 +443,18 @@ pub fn run(settings: &Settings, cmd: ChildCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `FIELD=VALUE` arguments: the value as JSON, or a bare string; empty or `null` clears.
+/// `FIELD=VALUE` arguments, each value read by its field's type
+/// ([`crate::ledger_file::typed`]: codes as text, `;`-separated lists, dates, JSON for
+/// structured values); empty or `null` clears. An error names the flag and the field.
 pub(crate) fn parse_assignments(
     flag: &str,
     args: &[String],
 ) -> anyhow::Result<std::collections::BTreeMap<String, Value>> {
     let mut out = std::collections::BTreeMap::new();
     for s in args {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("{flag} {s:?}: expected FIELD=VALUE"))?;
-        // No field of a file holds a number or a boolean: `residence_region=330106` is the code
-        // as text, as `'residence_region="330106"'` is; arrays (`'categories=["flowing"]'`)
-        // and quoted strings are read as JSON, anything else is the text itself.
-        let value = match v {
-            "" | "null" => Value::Null,
-            _ => match serde_json::from_str(v) {
-                Ok(Value::Number(_) | Value::Bool(_)) | Err(_) => Value::String(v.to_owned()),
-                Ok(json) => json,
-            },
-        };
-        out.insert(k.to_owned(), value);
+        let (k, v) = crate::ledger_file::typed::read_assignment(s)
+            .map_err(|e| anyhow::anyhow!("{flag} {}: {}", e.field, e.reason))?;
+        out.insert(k, v);
     }
     Ok(out)
 }
@@ -490,5 +484,17 @@ mod tests {
         assert_eq!(got["risk_level"], Value::String("橙".into()));
         assert_eq!(got["last_visit_on"], Value::Null);
         assert!(parse_assignments("--set", &["no_equals".to_owned()]).is_err());
+        let e = parse_assignments("--set", &["last_visit_on=2026-02-30".to_owned()]).unwrap_err();
+        assert!(e.to_string().starts_with("--set last_visit_on: "), "{e}");
+        let got = parse_assignments(
+            "--set",
+            &[
+                "categories=流动;留守".to_owned(),
+                "last_visit_on=2026/9/1".to_owned(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got["categories"], serde_json::json!(["流动", "留守"]));
+        assert_eq!(got["last_visit_on"], serde_json::json!("2026-09-01"));
     }
 }

@@ -12,20 +12,28 @@ use crate::config::Settings;
 use crate::domain::child::ChildRecord;
 use crate::domain::RecordRules;
 use crate::ledger_file::csv::{self as ledger_csv, Encoding, LedgerReader, RowError};
+use crate::ledger_file::header::IgnoredColumn;
+use crate::ledger_file::sheet::{self, SheetLedger};
+use crate::ledger_file::xlsx::{self, LedgerWorkbook};
 use crate::sync::ledger::{self, china_today, ImportError};
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// The ledger CSV.
+    /// The ledger: CSV, or a workbook (.xlsx, .xls, .ods; recognised by its bytes).
     file: PathBuf,
     /// Import the valid rows and report the others, instead of refusing the whole file.
     #[arg(long)]
     skip_invalid: bool,
-    /// Write the per-row error report (CSV: row, field, reason) here.
+    /// Write the per-row error report (CSV: row, field, reason; a workbook's also names the cell) here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// The CSV file's encoding (a workbook says its own).
     #[arg(long, value_enum, default_value_t = Encoding::Auto)]
     encoding: Encoding,
+    /// Refuse a file with columns the ledger does not use (序号, 联系人, …) instead of ignoring
+    /// and reporting them.
+    #[arg(long)]
+    strict: bool,
     /// Machine-readable summary on standard output.
     #[arg(long)]
     json: bool,
@@ -38,9 +46,15 @@ pub struct ImportArgs {
 #[derive(serde::Serialize)]
 struct ImportOutcome {
     file: String,
+    /// The workbook's sheet the ledger was read from (absent for CSV).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sheet: Option<String>,
     rows: usize,
     imported: usize,
     rejected: usize,
+    /// Columns of the file the ledger does not use (序号, 联系人, …): ignored, or with
+    /// `--strict` refused.
+    ignored_columns: Vec<IgnoredColumn>,
     /// Imported children one of whose regions no node in the directory serves: nobody receives
     /// their file for that region (a hukou region without a node has no bureau to decide
     /// benefits). Counted and listed by row, and warned about.
@@ -55,13 +69,102 @@ struct UnservedRow {
     region: String,
 }
 
-pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let text = ledger_csv::decode(file, args.encoding)?;
-    if args.visits {
-        return import_visits(settings, &args, &text);
+/// Whether the file is a workbook: by its name (`.xlsx`, `.xlsm`, `.xls`, `.ods`) or by its
+/// first bytes (a ZIP archive or an OLE2 file, whatever it is called); anything else is CSV.
+fn is_workbook(path: &std::path::Path) -> anyhow::Result<bool> {
+    let by_name = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["xlsx", "xlsm", "xls", "ods"]
+            .iter()
+            .any(|w| e.eq_ignore_ascii_case(w))
+    });
+    if by_name {
+        return Ok(true);
     }
+    let mut head = [0u8; 8];
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let n = std::io::Read::read(&mut f, &mut head)?;
+    Ok(head[..n].starts_with(b"PK\x03\x04")
+        || head[..n] == [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1])
+}
+
+/// A ledger file read and its header checked, before any row is validated.
+enum LedgerInput {
+    Csv(Box<LedgerReader>),
+    Workbook(Box<SheetLedger>),
+}
+
+/// Validated rows, in file order, with their row numbers.
+type Validated = Vec<(usize, Result<ChildRecord, RowError>)>;
+
+impl LedgerInput {
+    fn read(args: &ImportArgs) -> anyhow::Result<Self> {
+        let input = if is_workbook(&args.file)? {
+            let ledger =
+                sheet::read_file(&args.file).with_context(|| format!("{}", args.file.display()))?;
+            LedgerInput::Workbook(Box::new(ledger))
+        } else {
+            let file = std::fs::File::open(&args.file)
+                .with_context(|| format!("cannot open {}", args.file.display()))?;
+            LedgerInput::Csv(Box::new(LedgerReader::new(ledger_csv::decode(
+                file,
+                args.encoding,
+            )?)?))
+        };
+        if args.strict {
+            input.header().check_strict()?;
+        }
+        Ok(input)
+    }
+
+    fn header(&self) -> &crate::ledger_file::header::Header {
+        match self {
+            LedgerInput::Csv(r) => r.header(),
+            LedgerInput::Workbook(w) => w.header(),
+        }
+    }
+
+    /// Every row validated, in file order; and the workbook, which places later errors.
+    fn validate_all(self, rules: &RecordRules<'_>) -> (Validated, Option<Box<SheetLedger>>) {
+        match self {
+            LedgerInput::Workbook(w) => (w.validate_all(rules), Some(w)),
+            LedgerInput::Csv(reader) => (
+                reader
+                    .validate_all(rules)
+                    .into_iter()
+                    .map(|(line, r)| {
+                        let r = r.map_err(|e| RowError {
+                            row: line,
+                            field: e.field,
+                            reason: e.reason,
+                            cell: None,
+                        });
+                        (line, r)
+                    })
+                    .collect(),
+                None,
+            ),
+        }
+    }
+}
+
+pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    if args.visits {
+        return import_visits(settings, &args);
+    }
+    let input = LedgerInput::read(&args)?;
+    let ignored = input.header().ignored().to_vec();
+    if !ignored.is_empty() && !args.json {
+        eprintln!(
+            "ignored {} column(s) the ledger does not use: {} (--strict refuses them)",
+            ignored.len(),
+            crate::ledger_file::header::describe(&ignored)
+        );
+    }
+    let sheet_name = match &input {
+        LedgerInput::Workbook(w) => Some(w.sheet().to_owned()),
+        LedgerInput::Csv(_) => None,
+    };
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let now = Utc::now();
     let rules = RecordRules {
@@ -70,14 +173,11 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     };
     let mut good = Vec::new();
     let mut errors = Vec::new();
-    for (line, record) in LedgerReader::new(text)?.validate_all(&rules) {
+    let (validated, workbook) = input.validate_all(&rules);
+    for (line, record) in validated {
         match record {
             Ok(r) => good.push((line, r)),
-            Err(e) => errors.push(RowError {
-                row: line,
-                field: e.field,
-                reason: e.reason,
-            }),
+            Err(e) => errors.push(e),
         }
     }
     let rows = good.len() + errors.len();
@@ -86,14 +186,20 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     let pre = precheck(&mut conn, &node, &good)?;
     if !pre.is_empty() {
         for (row, field, reason) in pre {
-            errors.push(RowError { row, field, reason });
+            let cell = workbook.as_ref().map(|w| w.place_of(row, &field));
+            errors.push(RowError {
+                row,
+                field,
+                reason,
+                cell,
+            });
         }
         let bad: std::collections::HashSet<usize> = errors.iter().map(|e| e.row).collect();
         good.retain(|(l, _)| !bad.contains(l));
     }
     errors.sort_by_key(|e| e.row);
     if let Some(path) = &args.report {
-        write_report(path, &errors)?;
+        write_report(path, &errors, sheet_name.is_some())?;
     }
     // Children whose hukou or residence region no node serves (with a directory; a node without
     // one exchanges with nobody and serves its own regions).
@@ -134,6 +240,8 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     }
     let outcome = ImportOutcome {
         file: args.file.display().to_string(),
+        sheet: sheet_name,
+        ignored_columns: ignored,
         rows,
         imported,
         rejected: errors.len(),
@@ -144,7 +252,10 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         for e in outcome.errors.iter().take(50) {
-            eprintln!("row {}: {}: {}", e.row, e.field, e.reason);
+            match &e.cell {
+                Some(cell) => eprintln!("{cell}: {}: {}", e.field, e.reason),
+                None => eprintln!("row {}: {}: {}", e.row, e.field, e.reason),
+            }
         }
         if outcome.errors.len() > 50 {
             eprintln!("… and {} more (see --report)", outcome.errors.len() - 50);
@@ -220,12 +331,22 @@ fn precheck(
     Ok(problems)
 }
 
-fn write_report(path: &std::path::Path, errors: &[RowError]) -> anyhow::Result<()> {
+/// The error report: `row, field, reason`, and for a workbook `row, cell, field, reason`.
+fn write_report(path: &std::path::Path, errors: &[RowError], cells: bool) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
-    w.write_record(["row", "field", "reason"])?;
+    if cells {
+        w.write_record(["row", "cell", "field", "reason"])?;
+    } else {
+        w.write_record(["row", "field", "reason"])?;
+    }
     for e in errors {
-        w.write_record([e.row.to_string(), e.field.clone(), e.reason.clone()])?;
+        let row = e.row.to_string();
+        match (&e.cell, cells) {
+            (Some(cell), true) => w.write_record([&row, cell, &e.field, &e.reason])?,
+            (None, true) => w.write_record([&row, "", &e.field, &e.reason])?,
+            _ => w.write_record([&row, &e.field, &e.reason])?,
+        }
     }
     w.flush()?;
     Ok(())
@@ -235,6 +356,8 @@ fn write_report(path: &std::path::Path, errors: &[RowError]) -> anyhow::Result<(
 enum ExportFormat {
     Csv,
     Jsonl,
+    /// A workbook (needs --out): Chinese headers, labels, dates as dates, drop-down lists.
+    Xlsx,
 }
 
 #[derive(Debug, clap::Args)]
@@ -269,6 +392,9 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
     if args.visits {
         return export_visits(&mut conn, &node, &args);
     }
+    if let ExportFormat::Xlsx = args.format {
+        return export_xlsx(&mut conn, &node, &args);
+    }
     let total = ledger::count(&mut conn)?;
     let out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::io::BufWriter::new(super::open_output(p, args.force)?)),
@@ -289,7 +415,7 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
             w.write_record(ledger_csv::headers())?;
             Sink::Csv(Box::new(w))
         }
-        ExportFormat::Jsonl => Sink::Jsonl(out),
+        ExportFormat::Jsonl | ExportFormat::Xlsx => Sink::Jsonl(out),
     };
     let mut after: Option<String> = None;
     let mut written = 0usize;
@@ -346,6 +472,97 @@ pub fn run_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `export --format xlsx`: the ledger as a workbook ([`crate::ledger_file::xlsx`]), the same
+/// files as the CSV export, audited the same way (`child.export`, with `"format": "xlsx"`).
+fn export_xlsx(
+    conn: &mut crate::storage::DbConn,
+    node: &crate::sync::LocalNode,
+    args: &ExportArgs,
+) -> anyhow::Result<ExitCode> {
+    let Some(path) = &args.out else {
+        anyhow::bail!("--format xlsx writes a workbook: name it with --out FILE.xlsx");
+    };
+    // Opened first: an existing file is refused before any work.
+    let file = super::open_output(path, args.force)?;
+    let total = ledger::count(conn)?;
+    let pb = super::progress_bar(total as u64, "exporting", false);
+    let mut book = LedgerWorkbook::new(&node.palette)?;
+    let (mut after, mut former) = (None::<String>, 0usize);
+    let mut digest_input = Vec::new();
+    loop {
+        let page = ledger::export_page(conn, after.as_deref(), 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id_number.to_string());
+        for r in &page {
+            if !args.include_former && !node.roles(&r.hukou_region, &r.residence_region).is_party()
+            {
+                former += 1;
+                continue;
+            }
+            digest_input.extend_from_slice(r.id_number.as_str().as_bytes());
+            book.push(r, &node.palette)?;
+        }
+        pb.inc(page.len() as u64);
+    }
+    let written = book.rows();
+    book.finish(std::io::BufWriter::new(file))?;
+    pb.finish_and_clear();
+    let ids_digest = crate::crypto::hash::Digest::of(&digest_input).to_string();
+    crate::storage::transaction(conn, |conn| {
+        audit::append(
+            conn,
+            node.clock.now(),
+            Utc::now(),
+            &Event::new(Actor::console(), "child.export", Outcome::Ok)
+                .purpose(Some(args.purpose.as_str()))
+                .details(
+                    serde_json::json!({"count": written, "ids_sha256": ids_digest,
+                    "former_left_out": former, "format": "xlsx"}),
+                ),
+        )
+        .map_err(anyhow::Error::from)
+    })?;
+    eprintln!(
+        "exported {written} files to {} (sheet {})",
+        path.display(),
+        xlsx::SHEET
+    );
+    if former > 0 {
+        eprintln!(
+            "left out {former} files this node no longer serves (the children moved to other \
+             bureaus' regions; --include-former exports them too)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TemplateArgs {
+    /// Where to write the empty ledger workbook (e.g. 台账模板.xlsx).
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing file (refused otherwise).
+    #[arg(long)]
+    force: bool,
+}
+
+/// `template`: the empty ledger workbook with this node's risk labels in its lists. Holds no
+/// child's data, so it needs no database and is not audited.
+pub fn run_template(settings: &Settings, args: TemplateArgs) -> anyhow::Result<ExitCode> {
+    let palette = settings.risk_palette()?;
+    let bytes = xlsx::template(&palette)?;
+    let mut file = super::open_output(&args.out, args.force)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    println!(
+        "wrote {}: sheet {}, {} columns, drop-down lists for the vocabularies",
+        args.out.display(),
+        xlsx::SHEET,
+        ledger_csv::headers().len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `export --visits`: the visit ledger, CSV (Chinese headers, labels) or JSON Lines (the signed
 /// visit bodies), audited as one `visit.export` event with a digest of the ids.
 fn export_visits(
@@ -372,6 +589,7 @@ fn export_visits(
             csv_out = Some(w);
         }
         ExportFormat::Jsonl => jsonl_out = Some(out),
+        ExportFormat::Xlsx => anyhow::bail!("export --visits writes csv or jsonl"),
     }
     let (mut after, mut written, mut former) = (None::<String>, 0usize, 0usize);
     let mut digest_input = Vec::new();
@@ -427,8 +645,17 @@ fn export_visits(
 }
 
 /// `import --visits`: a visit ledger, all rows or none; every refused row is named.
-fn import_visits(settings: &Settings, args: &ImportArgs, text: &str) -> anyhow::Result<ExitCode> {
-    let rows = crate::ledger_file::visits::read(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+fn import_visits(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    if is_workbook(&args.file)? {
+        anyhow::bail!(
+            "import --visits reads the visit ledger as CSV (as export --visits writes it); save \
+             the workbook as CSV first"
+        );
+    }
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let text = ledger_csv::decode(file, args.encoding)?;
+    let rows = crate::ledger_file::visits::read(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut good = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
     for (line, child, body) in rows {

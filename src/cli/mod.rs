@@ -58,10 +58,15 @@ enum Command {
     /// Run the demo: two bureaus on loopback (real mutual TLS, each on a temporary SQLite
     /// database) exchanging a child's file, an eligibility case and a reconciliation run.
     Demo(demo::DemoArgs),
-    /// Import a ledger CSV (UTF-8 or GB18030): all rows or none, unless --skip-invalid.
+    /// Import a ledger: CSV (UTF-8 or GB18030) or a workbook (.xlsx, .xls, .ods); all rows or
+    /// none, unless --skip-invalid. Columns the ledger does not use are ignored and reported
+    /// (--strict refuses them).
     Import(import::ImportArgs),
-    /// Export every file as CSV or JSON Lines.
+    /// Export every file as CSV, JSON Lines or an .xlsx workbook.
     Export(import::ExportArgs),
+    /// Write the empty ledger workbook (.xlsx): Chinese headers, drop-down lists for the
+    /// vocabularies and this node's risk labels.
+    Template(import::TemplateArgs),
     /// Read, list and update children's files.
     #[command(subcommand)]
     Child(child::ChildCommand),
@@ -217,6 +222,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Import(args) => import::run_import(&load_settings(config)?, args),
         Command::Export(args) => import::run_export(&load_settings(config)?, args),
+        // The template holds no data: the configuration only names the risk labels.
+        Command::Template(args) => import::run_template(&Settings::load(config)?, args),
         Command::Child(cmd) => child::run(&load_settings(config)?, cmd),
         Command::Case(cmd) => case::run(&load_settings(config)?, cmd),
         Command::Benefit(cmd) => benefit::run(&load_settings(config)?, cmd),

@@ -82,7 +82,8 @@ fn digits(s: &str, n: usize) -> bool {
 
 /// A 9-digit township (乡镇/街道) code present in the shipped table.
 ///
-/// Invariant: `0` is a key of `TOWNSHIPS`. Construct only through [`TownshipCode::parse`].
+/// Invariant: `0` is a key of `TOWNSHIPS`. Construct only through [`TownshipCode::parse`] (or
+/// [`TownshipCode::by_name`], which finds a key).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TownshipCode(String);
@@ -110,6 +111,19 @@ impl TownshipCode {
 
     pub fn name(&self) -> &'static str {
         TOWNSHIPS.get(self.0.as_str()).copied().unwrap_or("")
+    }
+
+    /// The township of `county` (six digits) named `name` (花园路街道), when exactly one is: how
+    /// a ledger's 乡镇（街道） column holding names is read.
+    pub fn by_name(county: &str, name: &str) -> Option<Self> {
+        let name = name.trim();
+        let mut found = TOWNSHIPS
+            .iter()
+            .filter(|(code, n)| code.starts_with(county) && **n == name);
+        match (found.next(), found.next()) {
+            (Some((code, _)), None) if county.len() == 6 => Some(Self((*code).to_owned())),
+            _ => None,
+        }
     }
 }
 
@@ -211,6 +225,14 @@ mod tests {
     #[test]
     fn codes_parse_against_the_tables() {
         let t = TownshipCode::parse("510104017").unwrap();
+        assert_eq!(
+            TownshipCode::by_name("410105", "花园路街道")
+                .unwrap()
+                .as_str(),
+            "410105002"
+        );
+        assert_eq!(TownshipCode::by_name("410105", "不存在街道"), None);
+        assert_eq!(TownshipCode::by_name("4101", "花园路街道"), None);
         assert_eq!(t.county(), "510104");
         assert!(!t.name().is_empty());
         let v = VillageCode::parse("110101001001").unwrap();

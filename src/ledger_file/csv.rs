@@ -10,15 +10,43 @@ use serde_json::{json, Map, Value};
 use crate::domain::child::{ChildRecord, Fields};
 use crate::domain::{FieldError, RecordRules, RiskPalette};
 
-/// A column: the English header (also used on export), its Chinese aliases, and how to read it.
-struct Column {
-    name: &'static str,
-    aliases: &'static [&'static str],
-    kind: Kind,
+use super::header::Header;
+
+/// A column: the English header (also used on the CSV export), its Chinese aliases (the first
+/// is the spreadsheet export's header), and how to read it.
+pub(super) struct Column {
+    pub(super) name: &'static str,
+    pub(super) aliases: &'static [&'static str],
+    pub(super) kind: Kind,
+}
+
+impl Column {
+    /// The Chinese header the spreadsheet export and template write.
+    pub(super) fn header_zh(&self) -> &'static str {
+        self.aliases.first().copied().unwrap_or(self.name)
+    }
+
+    /// Whether the column holds a date (written as a date in a spreadsheet).
+    pub(super) fn is_date(&self) -> bool {
+        matches!(self.kind, Kind::Date)
+            || matches!(
+                self.name,
+                "birth_date" | "guardianship_since" | "guardianship_decided_on"
+            )
+    }
+
+    /// The field a validation error names for this column: the column itself, or the object
+    /// it is part of (`legal_guardian` for `legal_guardian_phone`).
+    pub(super) fn field(&self) -> &'static str {
+        match self.kind {
+            Kind::Person(field, _) => field,
+            _ => self.name,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Text,
     Date,
     List,
@@ -28,7 +56,7 @@ enum Kind {
     Derived,
 }
 
-const COLUMNS: &[Column] = &[
+pub(super) const COLUMNS: &[Column] = &[
     Column {
         name: "id_number",
         aliases: &["身份证号", "公民身份号码", "身份证号码"],
@@ -56,7 +84,7 @@ const COLUMNS: &[Column] = &[
     },
     Column {
         name: "hukou_address",
-        aliases: &["户籍地址"],
+        aliases: &["户籍地址", "户籍地地址", "户籍地详细地址"],
         kind: Kind::Text,
     },
     Column {
@@ -131,7 +159,7 @@ const COLUMNS: &[Column] = &[
     },
     Column {
         name: "residence_address",
-        aliases: &["居住地址", "现住址"],
+        aliases: &["居住地址", "现住址", "居住地地址", "居住地详细地址"],
         kind: Kind::Text,
     },
     Column {
@@ -290,8 +318,8 @@ pub enum LedgerCsvError {
     },
     #[error("CSV: {0}")]
     Csv(#[from] csv::Error),
-    #[error("unknown column {0:?}; see the README for the accepted headers")]
-    UnknownColumn(String),
+    #[error("--strict: the file has columns the ledger does not use: {0}; remove them, or import without --strict (they are then ignored and reported)")]
+    IgnoredColumns(String),
     #[error("column {0:?} appears twice")]
     DuplicateColumn(String),
     #[error("required column {0} is missing")]
@@ -415,46 +443,44 @@ fn gb18030(bytes: &[u8]) -> Result<String, LedgerCsvError> {
 /// A row that failed, for the error report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RowError {
-    /// 1-based line of the data row in the file (the header is line 1).
+    /// 1-based line of the data row in a CSV file (the header is line 1); the sheet's own row
+    /// number in a workbook.
     pub row: usize,
     pub field: String,
     pub reason: String,
+    /// In a workbook, the cell: `台账!C7` (the row alone, `台账!7`, when no column holds the
+    /// field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
 }
 
 /// Parses rows into per-field values; does not validate them (the caller applies the record rules).
 pub struct LedgerReader {
-    columns: Vec<&'static Column>,
+    header: Header,
     records: csv::StringRecordsIntoIter<std::io::Cursor<String>>,
     line: usize,
 }
 
 impl LedgerReader {
+    /// Reads the header row ([`Header::read`]: columns the ledger does not use are ignored and
+    /// listed by [`LedgerReader::header`]; a CSV column is named by its 1-based position).
     pub fn new(text: String) -> Result<Self, LedgerCsvError> {
         let mut rdr = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .flexible(false)
             .from_reader(std::io::Cursor::new(text));
-        let mut columns = Vec::new();
-        for h in rdr.headers()?.iter() {
-            let c = COLUMNS
-                .iter()
-                .find(|c| c.name == h || c.aliases.contains(&h))
-                .ok_or_else(|| LedgerCsvError::UnknownColumn(h.to_owned()))?;
-            if columns.iter().any(|x: &&Column| x.name == c.name) {
-                return Err(LedgerCsvError::DuplicateColumn(h.to_owned()));
-            }
-            columns.push(c);
-        }
-        for required in ["id_number", "name", "hukou_region", "residence_region"] {
-            if !columns.iter().any(|c| c.name == required) {
-                return Err(LedgerCsvError::MissingColumn(required));
-            }
-        }
+        let names: Vec<String> = rdr.headers()?.iter().map(str::to_owned).collect();
+        let header = Header::read(&names, |i| (i + 1).to_string())?;
         Ok(Self {
-            columns,
+            header,
             records: rdr.into_records(),
             line: 1,
         })
+    }
+
+    /// How the file's columns map onto the ledger's (and which are ignored).
+    pub fn header(&self) -> &Header {
+        &self.header
     }
 
     /// Every remaining row validated into a record by `rules`, in file order, with its line.
@@ -464,7 +490,7 @@ impl LedgerReader {
         self,
         rules: &RecordRules<'_>,
     ) -> Vec<(usize, Result<ChildRecord, FieldError>)> {
-        let columns = self.columns;
+        let header = self.header;
         let first = self.line + 1;
         let raw: Vec<_> = self.records.collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -474,13 +500,13 @@ impl LedgerReader {
                 .chunks(share)
                 .enumerate()
                 .map(|(k, part)| {
-                    let columns = &columns;
+                    let header = &header;
                     s.spawn(move || {
                         part.iter()
                             .enumerate()
                             .map(|(i, rec)| {
                                 let record = match rec {
-                                    Ok(r) => row_fields(columns, r)
+                                    Ok(r) => csv_row_fields(header, r)
                                         .and_then(|f| ChildRecord::from_fields(f, rules)),
                                     Err(e) => Err(FieldError::new("row", e.to_string())),
                                 };
@@ -511,15 +537,28 @@ impl Iterator for LedgerReader {
             Ok(r) => r,
             Err(e) => return Some((line, Err(FieldError::new("row", e.to_string())))),
         };
-        Some((line, row_fields(&self.columns, &rec)))
+        Some((line, csv_row_fields(&self.header, &rec)))
     }
 }
 
-fn row_fields(columns: &[&Column], rec: &csv::StringRecord) -> Result<Fields, FieldError> {
+/// A CSV row's fields: each cell with the one `'` the CSV export added removed ([`unneutralise`]).
+fn csv_row_fields(header: &Header, rec: &csv::StringRecord) -> Result<Fields, FieldError> {
+    row_fields(
+        header
+            .slots()
+            .iter()
+            .zip(rec.iter())
+            .filter_map(|(col, cell)| col.map(|c| (c, unneutralise(cell)))),
+    )
+}
+
+/// One row's cells, each with its ledger column, as the API's field values (not yet validated).
+pub(super) fn row_fields<'a>(
+    cells: impl Iterator<Item = (&'static Column, &'a str)>,
+) -> Result<Fields, FieldError> {
     let mut map = Map::new();
     let mut derived = Vec::new();
-    for (col, cell) in columns.iter().zip(rec.iter()) {
-        let cell = unneutralise(cell);
+    for (col, cell) in cells {
         if cell.is_empty() {
             continue;
         }
@@ -546,10 +585,33 @@ fn row_fields(columns: &[&Column], rec: &csv::StringRecord) -> Result<Fields, Fi
             Kind::Person(field, part) => {
                 let entry = map.entry(field).or_insert_with(|| json!({}));
                 if let Value::Object(o) = entry {
-                    o.insert(part.into(), Value::String(cell.into()));
+                    let value = if col.is_date() {
+                        normalise_date(cell)
+                    } else {
+                        cell.into()
+                    };
+                    o.insert(part.into(), Value::String(value));
                 }
             }
             Kind::Derived => derived.push((col.name, cell)),
+        }
+    }
+    // A township given by its name (花园路街道), as ledgers often hold it, is the township of that
+    // name in the row's region; anything else is left for validation to refuse.
+    for (township, region) in [
+        ("residence_township", "residence_region"),
+        ("hukou_township", "hukou_region"),
+    ] {
+        let code = match (map.get(township), map.get(region)) {
+            (Some(Value::String(t)), Some(Value::String(r)))
+                if !t.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                crate::domain::division::TownshipCode::by_name(r, t)
+            }
+            _ => None,
+        };
+        if let Some(code) = code {
+            map.insert(township.into(), Value::String(code.as_str().to_owned()));
         }
     }
     let fields = ChildRecord::fields_from_json(map)?;
@@ -574,14 +636,17 @@ fn row_fields(columns: &[&Column], rec: &csv::StringRecord) -> Result<Fields, Fi
     Ok(fields)
 }
 
-/// `2024/3/5`, `20240305` and `2024-03-05` all become `2024-03-05`; anything else is left for
-/// the date parser to reject with its own message.
-fn normalise_date(s: &str) -> String {
+/// `2024/3/5`, `2024.3.5`, `2024年3月5日`, `20240305` and `2024-03-05` all become
+/// `2024-03-05`; anything else is left for the date parser to reject with its own message.
+pub fn normalise_date(s: &str) -> String {
     let s = s.trim();
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
         return format!("{}-{}-{}", &s[..4], &s[4..6], &s[6..]);
     }
-    let parts: Vec<&str> = s.split(['/', '-', '.']).collect();
+    let parts: Vec<&str> = s
+        .trim_end_matches('日')
+        .split(['/', '-', '.', '年', '月'])
+        .collect();
     if let [y, m, d] = parts[..] {
         if let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) {
             return format!("{y:04}-{m:02}-{d:02}");
@@ -629,7 +694,7 @@ pub fn export_row(r: &ChildRecord, palette: &RiskPalette) -> Vec<String> {
         .collect()
 }
 
-fn export_cells(r: &ChildRecord, palette: &RiskPalette) -> Vec<String> {
+pub(super) fn export_cells(r: &ChildRecord, palette: &RiskPalette) -> Vec<String> {
     let opt = |v: Option<String>| v.unwrap_or_default();
     // The objects split over several columns (`Kind::Person`), each as the wire writes it, once
     // per row: a column is its part (codes for vocabularies, dates as `YYYY-MM-DD`).

@@ -12,6 +12,7 @@ mod children;
 mod cli;
 mod conflicts;
 mod evidence;
+mod excel;
 mod exchange;
 mod hardening_admin;
 mod hardening_peer;

@@ -28,7 +28,8 @@
 //! 1. No side changed F → the base's value.
 //! 2. The sides that changed F all agree → that value.
 //! 3. They disagree → if exactly one of the disagreeing values was written by F's authority
-//!    (hukou fields: a writer with `roles.hukou`; residence fields: `roles.residence`; shared
+//!    (hukou fields: a writer with `roles.hukou`; residence fields: `roles.residence`, and for
+//!    `residence_region` also `roles.hukou`, whose one change to it is a handover; shared
 //!    fields have no authority) → that value. A value counts as the authority's when any side
 //!    holding it got it from a change by the authority.
 //! 4. Otherwise the merge point **opens a conflict** on F; the merged value is the *fallback*, the
@@ -225,9 +226,15 @@ pub fn fields_under_review(view: &MergedView) -> BTreeSet<ChildField> {
 // Field rules
 
 /// Whether a writer with `roles` is the authority of `field` (rule 3). Shared fields have none.
+/// `residence_region` has two: the residence side, and the hukou side, whose only change to it
+/// is a handover (`domain::child::is_handover`, checked at ingest) — so a handover disputed by
+/// the old residence bureau's concurrent move goes to review instead of being lost.
 fn has_authority(field: ChildField, roles: Roles) -> bool {
     match field.authority() {
         Authority::Hukou => roles.hukou,
+        Authority::Residence if field == ChildField::ResidenceRegion => {
+            roles.residence || roles.hukou
+        }
         Authority::Residence => roles.residence,
         Authority::Shared => false,
     }
@@ -926,7 +933,7 @@ mod tests {
 
     use super::*;
     use crate::crypto::hash::Digest;
-    use ChildField::{Categories, HealthStatus, Name, Notes, RiskLevel};
+    use ChildField::{Categories, HealthStatus, Name, Notes, ResidenceRegion, RiskLevel};
 
     const HUKOU: Roles = Roles {
         hukou: true,
@@ -1154,6 +1161,35 @@ mod tests {
         assert!(view.conflicts.is_empty(), "{view:?}");
         assert_eq!(view.fields[&Name], json!("李四"));
         assert_eq!(view.fields[&RiskLevel], json!(4));
+    }
+
+    #[test]
+    fn a_handover_disputed_by_a_concurrent_move_goes_to_review() {
+        let mut d = Doc::default();
+        d.create("a", RESIDENCE, &[(ResidenceRegion, json!("410105"))]);
+        // The hukou side hands the child over to another bureau's region while the old
+        // residence bureau moves it within its own: neither wins silently.
+        d.edit("h", &["a"], HUKOU, &[(ResidenceRegion, json!("330106"))]);
+        d.edit(
+            "z",
+            &["a"],
+            RESIDENCE,
+            &[(ResidenceRegion, json!("410102"))],
+        );
+        let view = d.view();
+        assert_eq!(
+            fields_under_review(&view),
+            BTreeSet::from([ResidenceRegion])
+        );
+        assert_eq!(view.fields[&ResidenceRegion], json!("410105"));
+        // Undisputed, the handover is simply taken.
+        let mut d = Doc::default();
+        d.create("a", RESIDENCE, &[(ResidenceRegion, json!("410105"))]);
+        d.edit("h", &["a"], HUKOU, &[(ResidenceRegion, json!("330106"))]);
+        d.edit("z", &["a"], RESIDENCE, &[(RiskLevel, json!(2))]);
+        let view = d.view();
+        assert!(view.conflicts.is_empty());
+        assert_eq!(view.fields[&ResidenceRegion], json!("330106"));
     }
 
     #[test]

@@ -100,6 +100,14 @@ impl TryFrom<VersionRow> for StoredVersion {
     }
 }
 
+/// How many stored versions carry a second signature (a migration between suites).
+pub fn count_dual_signed(conn: &mut DbConn) -> Result<i64, StorageError> {
+    Ok(per_backend!(conn, |c| versions::table
+        .filter(versions::second_signature.is_not_null())
+        .count()
+        .get_result::<i64>(c))?)
+}
+
 /// One row of the current view of children.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = children)]

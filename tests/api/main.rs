@@ -26,6 +26,7 @@ mod reports;
 mod risk;
 mod schema;
 mod storage;
+mod suites;
 mod ui;
 mod visits;
 mod walkthrough;

@@ -642,7 +642,10 @@ mod tests {
             sig.cosignature_time(&note.text, w, &witness.public_key()),
             Some(1_764_900_001)
         );
-        assert_eq!(sig.cosignature_time(&note.text, w, &ed_witness.public_key()), None);
+        assert_eq!(
+            sig.cosignature_time(&note.text, w, &ed_witness.public_key()),
+            None
+        );
         assert_eq!(sig.cosignature_time(&note.text, w, &log.public_key()), None);
         // A note line of the SM2 log does not pass as its cosignature, nor the reverse.
         assert_eq!(
@@ -653,7 +656,10 @@ mod tests {
         // The verifier key names the SM2 type and parses back.
         let vk = log_vkey(&cp.origin, &log.public_key());
         let (name, alg, parsed) = parse_vkey(&vk).unwrap();
-        assert_eq!((name.as_str(), alg, parsed), (cp.origin.as_str(), 0xff, log.public_key()));
+        assert_eq!(
+            (name.as_str(), alg, parsed),
+            (cp.origin.as_str(), 0xff, log.public_key())
+        );
         assert_eq!(
             log_vkey(&cp.origin, &ed_log.public_key()),
             vkey(&cp.origin, ALG_ED25519, &ed_log.public_key())

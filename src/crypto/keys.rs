@@ -417,8 +417,8 @@ impl SigningKey {
         let key = sm2::dsa::SigningKey::new(SM2_DISTID, secret)
             .map_err(|e| KeyError::InvalidPkcs8(format!("SM2 key: {e}")))?;
         let point = key.verifying_key().to_sec1_bytes();
-        let public = <[u8; SM2_PUBLIC_KEY_LEN]>::try_from(&point[..])
-            .map_err(|_| KeyError::Sm2PublicKey)?;
+        let public =
+            <[u8; SM2_PUBLIC_KEY_LEN]>::try_from(&point[..]).map_err(|_| KeyError::Sm2PublicKey)?;
         Ok(SigningKey {
             backend: Backend::Sm2(Box::new(key)),
             public: PublicKey(KeyBytes::Sm2(public)),
@@ -1232,7 +1232,10 @@ mod tests {
         assert_eq!(text.parse::<PublicKey>().unwrap(), public);
         let sig = key.sign(SigningContext::Version, b"x");
         let s_text = sig.to_string();
-        assert!(s_text.starts_with("sm2:") && s_text.len() == 4 + 86, "{s_text}");
+        assert!(
+            s_text.starts_with("sm2:") && s_text.len() == 4 + 86,
+            "{s_text}"
+        );
         assert_eq!(s_text.parse::<Signature>().unwrap(), sig);
         let json = serde_json::to_string(&(public, sig, Suite::Sm2Sm3)).unwrap();
         assert_eq!(json, format!("[\"{text}\",\"{s_text}\",\"sm2-sm3\"]"));
@@ -1278,7 +1281,9 @@ mod tests {
         assert!(err.to_string().contains("sm2-sm3"), "{err}");
         // Notes: SM2 signs and verifies them too; the domain prefix is still refused.
         let note = sm.sign_note(b"hukou-sync/410000\n1\n").unwrap();
-        assert!(sm.public_key().verify_note(b"hukou-sync/410000\n1\n", &note));
+        assert!(sm
+            .public_key()
+            .verify_note(b"hukou-sync/410000\n1\n", &note));
         assert!(sm.sign_note(b"hukou-sync/v1/version\0x").is_none());
     }
 

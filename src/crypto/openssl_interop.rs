@@ -103,7 +103,10 @@ fn this_crates_sm2_signatures_verify_with_openssl() {
     );
     let spki = std::fs::read(d.join("pub.der")).unwrap();
     assert!(spki.ends_with(key.public_key().as_bytes()));
-    let text = ok_text(&["pkey", "-inform", "DER", "-in", "key.p8", "-noout", "-text"], d);
+    let text = ok_text(
+        &["pkey", "-inform", "DER", "-in", "key.p8", "-noout", "-text"],
+        d,
+    );
     assert!(text.contains("SM2"), "{text}");
 
     for (i, ctx) in SigningContext::ALL.into_iter().enumerate() {
@@ -113,8 +116,22 @@ fn this_crates_sm2_signatures_verify_with_openssl() {
         std::fs::write(d.join("msg"), signed_message(ctx, msg.as_bytes())).unwrap();
         std::fs::write(d.join("sig.der"), to_der(sig.as_bytes())).unwrap();
         let verify = [
-            "pkeyutl", "-verify", "-rawin", "-digest", "sm3", "-pkeyopt", &distid(), "-pubin",
-            "-keyform", "DER", "-inkey", "pub.der", "-in", "msg", "-sigfile", "sig.der",
+            "pkeyutl",
+            "-verify",
+            "-rawin",
+            "-digest",
+            "sm3",
+            "-pkeyopt",
+            &distid(),
+            "-pubin",
+            "-keyform",
+            "DER",
+            "-inkey",
+            "pub.der",
+            "-in",
+            "msg",
+            "-sigfile",
+            "sig.der",
         ];
         ok(&verify, d);
         // A flipped message byte fails there too.
@@ -133,7 +150,11 @@ fn this_crates_sm2_signatures_verify_with_openssl() {
 
 fn ok_text(args: &[&str], dir: &Path) -> String {
     let out = openssl(args, dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -157,17 +178,32 @@ fn openssl_sm2_signatures_verify_here_and_tampering_is_rejected() {
     assert!(public.to_string().starts_with("sm2:"));
     // The point OpenSSL derives is the one this crate derives.
     ok(
-        &["pkey", "-in", "key.pem", "-pubout", "-outform", "DER", "-out", "pub.der"],
+        &[
+            "pkey", "-in", "key.pem", "-pubout", "-outform", "DER", "-out", "pub.der",
+        ],
         d,
     );
-    assert!(std::fs::read(d.join("pub.der")).unwrap().ends_with(public.as_bytes()));
+    assert!(std::fs::read(d.join("pub.der"))
+        .unwrap()
+        .ends_with(public.as_bytes()));
 
     let msg = b"3f9a version id";
     std::fs::write(d.join("msg"), signed_message(SigningContext::Version, msg)).unwrap();
     ok(
         &[
-            "pkeyutl", "-sign", "-rawin", "-digest", "sm3", "-pkeyopt", &distid(), "-inkey",
-            "key.pem", "-in", "msg", "-out", "sig.der",
+            "pkeyutl",
+            "-sign",
+            "-rawin",
+            "-digest",
+            "sm3",
+            "-pkeyopt",
+            &distid(),
+            "-inkey",
+            "key.pem",
+            "-in",
+            "msg",
+            "-out",
+            "sig.der",
         ],
         d,
     );
@@ -178,7 +214,9 @@ fn openssl_sm2_signatures_verify_here_and_tampering_is_rejected() {
     assert_eq!(sig.to_string().parse::<Signature>().unwrap(), sig);
 
     // Tampered message, context, signature and key are all rejected.
-    assert!(public.verify(SigningContext::Version, b"3f9a version iD", &sig).is_err());
+    assert!(public
+        .verify(SigningContext::Version, b"3f9a version iD", &sig)
+        .is_err());
     assert!(public.verify(SigningContext::Receipt, msg, &sig).is_err());
     for i in [0, 31, 32, 63] {
         let mut bad = raw;
@@ -186,7 +224,10 @@ fn openssl_sm2_signatures_verify_here_and_tampering_is_rejected() {
         let bad = Signature::from_suite_bytes(Suite::Sm2Sm3, bad);
         assert!(public.verify(SigningContext::Version, msg, &bad).is_err());
     }
-    let other = SigningKey::generate_in(Suite::Sm2Sm3).unwrap().0.public_key();
+    let other = SigningKey::generate_in(Suite::Sm2Sm3)
+        .unwrap()
+        .0
+        .public_key();
     assert!(other.verify(SigningContext::Version, msg, &sig).is_err());
     // The same bytes labelled Ed25519 verify under no Ed25519 key (suites never mix).
     let as_ed = Signature::from_suite_bytes(Suite::Ed25519, raw);

@@ -156,7 +156,14 @@ pub fn init_dev_pki_in(
     authority_validity_days: i64,
     suite: Suite,
 ) -> anyhow::Result<DevPki> {
-    init_with_suite(out, nodes, authority_validity_days, &Hosts::new(&[])?, suite).map(|i| i.pki)
+    init_with_suite(
+        out,
+        nodes,
+        authority_validity_days,
+        &Hosts::new(&[])?,
+        suite,
+    )
+    .map(|i| i.pki)
 }
 
 /// Re-signs the directory after `edit` changes it ([`assemble::resign`]). Tests use it to revoke

@@ -748,8 +748,8 @@ mod suite_tests {
     use crate::directory::testutil::{now, sample_doc};
     use crate::directory::{document, Directory, KeyWindow};
     use crate::domain::{DocKind, NodeId};
-    use crate::sync::version::{SignedVersion, Version};
     use crate::sync::receipt::RejectCode;
+    use crate::sync::version::{SignedVersion, Version};
 
     fn window(key: &SigningKey) -> KeyWindow {
         KeyWindow {

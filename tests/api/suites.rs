@@ -25,7 +25,10 @@ fn dual_signed(app: &TestApp) -> i64 {
 
 async fn edit(app: &TestApp, id: &str, notes: &str) {
     let r = app
-        .patch_json(&format!("/api/v1/children/{id}"), &json!({ "notes": notes }))
+        .patch_json(
+            &format!("/api/v1/children/{id}"),
+            &json!({ "notes": notes }),
+        )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }

@@ -452,8 +452,16 @@ pub struct NodeSettings {
     pub id: NodeId,
     /// Region prefixes this node serves: `41` (a province), `4101` (a city), `410105`, or `*`.
     pub serves: Vec<RegionPrefix>,
-    /// PKCS#8 Ed25519 record-signing key (mode 0600). Created on first start if missing.
+    /// PKCS#8 record-signing key (mode 0600): the key of every new signature (versions,
+    /// receipts, tree heads, checkpoints, lookup statements). Created on first start if
+    /// missing, in `signature_suite`.
     pub signing_key: PathBuf,
+    /// The suite of new signatures, `ed25519` or `sm2-sm3`: `signing_key` must be of it.
+    pub signature_suite: crate::crypto::keys::Suite,
+    /// A second record-signing key, of the other suite, for a migration window: every new
+    /// version then carries a second signature by it (both are checked). Never created; the
+    /// directory must publish its public key before peers accept versions signed with it.
+    pub dual_signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -541,6 +549,8 @@ impl Default for NodeSettings {
             id: NodeId::local(),
             serves: vec![RegionPrefix::everywhere()],
             signing_key: PathBuf::from("data/node-signing.key"),
+            signature_suite: crate::crypto::keys::Suite::Ed25519,
+            dual_signing_key: None,
         }
     }
 }
@@ -667,6 +677,9 @@ impl Settings {
         if !(1..=86_400).contains(&self.evidence.retry_secs) {
             return bad("evidence.retry_secs: between 1 and 86400".into());
         }
+        if self.node.dual_signing_key.as_ref() == Some(&self.node.signing_key) {
+            return bad("node.dual_signing_key: must not be the signing_key's file".into());
+        }
         if self.evidence.key_path(&self.node) == self.node.signing_key {
             return bad("evidence.key: must not be the record-signing key's file".into());
         }
@@ -683,7 +696,10 @@ impl Settings {
                 .parse::<crate::crypto::keys::PublicKey>()
                 .is_err()
             {
-                return bad("directory.authority_key: not a base64url Ed25519 public key".into());
+                return bad(
+                    "directory.authority_key: not a public key (base64url Ed25519, or sm2:…)"
+                        .into(),
+                );
             }
         }
         for (code, _) in self

@@ -601,7 +601,33 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
                 redact_url(&settings.database.url)
             )
         })?;
-    let (key, created) = load_or_create_key(&settings.node.signing_key)?;
+    let (key, created) =
+        load_or_create_key_in(&settings.node.signing_key, settings.node.signature_suite)?;
+    if key.suite() != settings.node.signature_suite {
+        anyhow::bail!(
+            "node.signing_key {} is an {} key but node.signature_suite is {}: new signatures \
+             must be of the configured suite",
+            settings.node.signing_key.display(),
+            key.suite(),
+            settings.node.signature_suite
+        );
+    }
+    let dual_key = match &settings.node.dual_signing_key {
+        None => None,
+        Some(path) => {
+            let k = SigningKey::load(path)
+                .with_context(|| format!("loading node.dual_signing_key {}", path.display()))?;
+            if k.suite() == key.suite() {
+                anyhow::bail!(
+                    "node.dual_signing_key {} is of the same suite as node.signing_key ({}): a \
+                     second signature is for the other suite during a migration",
+                    path.display(),
+                    k.suite()
+                );
+            }
+            Some(k)
+        }
+    };
     let mut clock = HlcClock::new(
         SystemClock,
         Duration::from_secs(settings.sync.max_clock_skew_secs),
@@ -637,6 +663,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         id: settings.node.id.clone(),
         serves: settings.node.serves.clone(),
         key,
+        dual_key,
         clock,
         palette: settings.risk_palette()?,
         visits: settings.visit_schedule()?,
@@ -699,6 +726,14 @@ fn record_system_event(
 /// Loads the record-signing key, creating it (mode 0600) on first start.
 /// Whether the key existed or was just created.
 pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<(SigningKey, bool)> {
+    load_or_create_key_in(path, crate::crypto::keys::Suite::Ed25519)
+}
+
+/// Loads the record-signing key, creating it (mode 0600) in `suite` on first start.
+pub fn load_or_create_key_in(
+    path: &std::path::Path,
+    suite: crate::crypto::keys::Suite,
+) -> anyhow::Result<(SigningKey, bool)> {
     if path.exists() {
         return SigningKey::load(path)
             .map(|k| (k, false))
@@ -707,7 +742,7 @@ pub fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<(SigningKey,
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let key = SigningKey::write_new(path)
+    let key = SigningKey::write_new_in(path, suite)
         .with_context(|| format!("creating the signing key {}", path.display()))?;
     tracing::info!(path = %path.display(), key = %key.public_key().fingerprint(), "created a new record-signing key");
     Ok((key, true))

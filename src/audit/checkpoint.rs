@@ -13,6 +13,15 @@
 //!   POSIX timestamp then an Ed25519 signature over `cosignature/v1\ntime <t>\n` || the note
 //!   text.
 //!
+//! A node whose record-signing key is SM2 (suite `sm2-sm3`) signs notes with it too. The
+//! signed-note specification leaves type byte `0xff` to "signature types without an identifier
+//! byte assigned by this specification", followed by a longer identifier: an SM2 note
+//! signature's type is `0xff || "hukou-sync/sm2-sm3"` and an SM2 cosignature's
+//! `0xff || "hukou-sync/sm2-sm3-cosignature/v1"` (the key id hashes the whole type, then the
+//! 65-byte point); the signature bytes are `r || s` (64 bytes), after the 8-byte timestamp for a
+//! cosignature, over exactly the bytes the Ed25519 forms sign. Tools that know only the
+//! assigned types ignore these lines as signatures of unknown keys.
+//!
 //! A node signs its notes with its record-signing key, and is named `hukou-sync/<node id>`
 //! both as a log and as a witness (the key ids differ by their type byte). The note signature
 //! has no context prefix of its own; `crypto::keys::SigningKey::sign_note` refuses any text
@@ -29,7 +38,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use super::merkle::Hash;
-use crate::crypto::keys::{PublicKey, Signature, SigningKey};
+use crate::crypto::keys::{PublicKey, Signature, SigningKey, Suite};
 use crate::domain::NodeId;
 
 /// Signature type byte of an Ed25519 note signature (signed-note, "Signature types").
@@ -42,6 +51,27 @@ pub const MAX_NOTE_BYTES: usize = 16 * 1024;
 pub const MAX_SIGNATURES: usize = 64;
 /// The prefix of every origin and key name of this network.
 pub const NAME_PREFIX: &str = "hukou-sync/";
+
+/// The signed-note type of an SM2 note signature: `0xff` and this identifier.
+pub const SM2_NOTE_TYPE: &[u8] = b"\xffhukou-sync/sm2-sm3";
+/// The signed-note type of an SM2 `cosignature/v1`: `0xff` and this identifier.
+pub const SM2_COSIGNATURE_TYPE: &[u8] = b"\xffhukou-sync/sm2-sm3-cosignature/v1";
+
+/// The signed-note type of `key`'s note signatures (`[0x01]` for Ed25519).
+fn note_type(key: &PublicKey) -> &'static [u8] {
+    match key.suite() {
+        Suite::Ed25519 => &[ALG_ED25519],
+        Suite::Sm2Sm3 => SM2_NOTE_TYPE,
+    }
+}
+
+/// The signed-note type of `key`'s cosignatures (`[0x04]` for Ed25519).
+fn cosignature_type(key: &PublicKey) -> &'static [u8] {
+    match key.suite() {
+        Suite::Ed25519 => &[ALG_COSIGNATURE_V1],
+        Suite::Sm2Sm3 => SM2_COSIGNATURE_TYPE,
+    }
+}
 
 const DASH: &str = "\u{2014} ";
 const COSIGNATURE_HEADER: &str = "cosignature/v1\n";
@@ -76,10 +106,15 @@ pub fn node_of_name(name: &str) -> Option<NodeId> {
 
 /// The 32-bit key id of a key: `SHA-256(name || "\n" || type || key)[:4]`, big-endian.
 pub fn key_id(name: &str, alg: u8, key: &PublicKey) -> u32 {
+    key_id_of_type(name, &[alg], key)
+}
+
+/// The key id for a signature type of any length (`0xff` and an identifier for SM2).
+pub fn key_id_of_type(name: &str, sig_type: &[u8], key: &PublicKey) -> u32 {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(name.as_bytes());
     ctx.update(b"\n");
-    ctx.update(&[alg]);
+    ctx.update(sig_type);
     ctx.update(key.as_bytes());
     let d = ctx.finish();
     let b = d.as_ref();
@@ -89,11 +124,20 @@ pub fn key_id(name: &str, alg: u8, key: &PublicKey) -> u32 {
 /// The verifier key text (`<name>+<key id hex>+base64(type || key)`), as Go's `note` package and
 /// the witness tools read it.
 pub fn vkey(name: &str, alg: u8, key: &PublicKey) -> String {
-    let mut raw = vec![alg];
+    vkey_of_type(name, &[alg], key)
+}
+
+/// The verifier key of a log's note signatures by `key`, whatever its suite.
+pub fn log_vkey(name: &str, key: &PublicKey) -> String {
+    vkey_of_type(name, note_type(key), key)
+}
+
+fn vkey_of_type(name: &str, sig_type: &[u8], key: &PublicKey) -> String {
+    let mut raw = sig_type.to_vec();
     raw.extend_from_slice(key.as_bytes());
     format!(
         "{name}+{:08x}+{}",
-        key_id(name, alg, key),
+        key_id_of_type(name, sig_type, key),
         STANDARD.encode(raw)
     )
 }
@@ -108,15 +152,25 @@ pub fn parse_vkey(text: &str) -> Result<(String, u8, PublicKey), NoteError> {
     let raw = STANDARD
         .decode(b64)
         .map_err(|_| malformed("the verifier key is not base64"))?;
-    let (Some(&alg), Ok(key)) = (
-        raw.first(),
-        PublicKey::try_from(raw.get(1..).unwrap_or_default()),
-    ) else {
-        return Err(malformed(
-            "the verifier key is not a type and an Ed25519 key",
-        ));
+    let sm2 = [SM2_NOTE_TYPE, SM2_COSIGNATURE_TYPE]
+        .into_iter()
+        .find_map(|t| Some((t, raw.strip_prefix(t)?)))
+        .and_then(|(t, k)| Some((t, PublicKey::sm2_from_bytes(k).ok()?)));
+    let (sig_type, key) = match sm2 {
+        Some((t, key)) => (t, key),
+        None => match PublicKey::try_from(raw.get(1..).unwrap_or_default()) {
+            Ok(key) if !raw.is_empty() => (&raw[..1], key),
+            _ => {
+                return Err(malformed(
+                    "the verifier key is not a type and an Ed25519 or SM2 key",
+                ))
+            }
+        },
     };
-    if id.len() != 8 || u32::from_str_radix(id, 16).ok() != Some(key_id(name, alg, &key)) {
+    let alg = sig_type[0];
+    if id.len() != 8
+        || u32::from_str_radix(id, 16).ok() != Some(key_id_of_type(name, sig_type, &key))
+    {
         return Err(malformed(
             "the verifier key's id does not match its name and key",
         ));
@@ -143,7 +197,7 @@ fn check_name(name: &str) -> Result<(), NoteError> {
 pub struct NoteSignature {
     pub name: String,
     pub key_id: u32,
-    /// What follows the key id: an Ed25519 signature (64 bytes), or for a cosignature a
+    /// What follows the key id: a signature (64 bytes, Ed25519 or SM2), or for a cosignature a
     /// timestamp and a signature (72 bytes).
     pub bytes: Vec<u8>,
 }
@@ -177,25 +231,30 @@ impl NoteSignature {
         })
     }
 
-    /// Whether this is `key`'s Ed25519 note signature (type 0x01) of `text` under `name`.
+    /// Whether this is `key`'s note signature (type 0x01 for Ed25519, [`SM2_NOTE_TYPE`] for
+    /// SM2) of `text` under `name`.
     pub fn verifies(&self, text: &str, name: &str, key: &PublicKey) -> bool {
         self.name == name
-            && self.key_id == key_id(name, ALG_ED25519, key)
-            && Signature::try_from(self.bytes.as_slice())
-                .is_ok_and(|s| key.verify_note(text.as_bytes(), &s))
+            && self.key_id == key_id_of_type(name, note_type(key), key)
+            && <[u8; 64]>::try_from(self.bytes.as_slice()).is_ok_and(|b| {
+                key.verify_note(
+                    text.as_bytes(),
+                    &Signature::from_suite_bytes(key.suite(), b),
+                )
+            })
     }
 
     /// The timestamp of this cosignature when it is `key`'s `cosignature/v1` of `text` under
     /// `name`.
     pub fn cosignature_time(&self, text: &str, name: &str, key: &PublicKey) -> Option<u64> {
         if self.name != name
-            || self.key_id != key_id(name, ALG_COSIGNATURE_V1, key)
+            || self.key_id != key_id_of_type(name, cosignature_type(key), key)
             || self.bytes.len() != 72
         {
             return None;
         }
         let t = u64::from_be_bytes(self.bytes[..8].try_into().ok()?);
-        let sig = Signature::try_from(&self.bytes[8..]).ok()?;
+        let sig = Signature::from_suite_bytes(key.suite(), self.bytes[8..].try_into().ok()?);
         key.verify_note(cosigned_message(text, t).as_bytes(), &sig)
             .then_some(t)
     }
@@ -244,7 +303,7 @@ impl Note {
         })
     }
 
-    /// Adds `key`'s Ed25519 note signature under `name`.
+    /// Adds `key`'s note signature (of its suite) under `name`.
     pub fn sign(&mut self, name: &str, key: &SigningKey) -> Result<(), NoteError> {
         check_name(name)?;
         let sig = key
@@ -252,7 +311,7 @@ impl Note {
             .ok_or(NoteError::Unsignable)?;
         self.signatures.push(NoteSignature {
             name: name.to_owned(),
-            key_id: key_id(name, ALG_ED25519, &key.public_key()),
+            key_id: key_id_of_type(name, note_type(&key.public_key()), &key.public_key()),
             bytes: sig.as_bytes().to_vec(),
         });
         Ok(())
@@ -292,7 +351,7 @@ pub fn cosign(
     bytes.extend_from_slice(sig.as_bytes());
     Ok(NoteSignature {
         name: name.to_owned(),
-        key_id: key_id(name, ALG_COSIGNATURE_V1, &key.public_key()),
+        key_id: key_id_of_type(name, cosignature_type(&key.public_key()), &key.public_key()),
         bytes,
     })
 }
@@ -558,5 +617,52 @@ mod tests {
             signatures: vec![],
         };
         assert_eq!(n.sign("x", &k), Err(NoteError::Unsignable));
+    }
+
+    /// SM2 logs and witnesses: notes and cosignatures under the `0xff` types, verified by key,
+    /// and mixed with Ed25519 on one note (a network migrating between suites).
+    #[test]
+    fn sm2_checkpoints_sign_open_and_cosign() {
+        let sm2 = || SigningKey::generate_in(Suite::Sm2Sm3).unwrap().0;
+        let (log, witness, ed_witness) = (sm2(), sm2(), key());
+        let cp = checkpoint(12);
+        let mut note = cp.sign(&log).unwrap();
+        // An Ed25519 key of the same log signs the same text beside it.
+        let ed_log = key();
+        note.sign(&cp.origin, &ed_log).unwrap();
+        let text = note.to_string();
+        for k in [log.public_key(), ed_log.public_key()] {
+            let (opened, _) = Checkpoint::open(text.as_bytes(), &[k]).unwrap();
+            assert_eq!(opened, cp);
+        }
+        assert!(Checkpoint::open(text.as_bytes(), &[witness.public_key()]).is_err());
+        let w = "hukou-sync/410100";
+        let sig = cosign(&note.text, w, &witness, 1_764_900_001).unwrap();
+        assert_eq!(
+            sig.cosignature_time(&note.text, w, &witness.public_key()),
+            Some(1_764_900_001)
+        );
+        assert_eq!(
+            sig.cosignature_time(&note.text, w, &ed_witness.public_key()),
+            None
+        );
+        assert_eq!(sig.cosignature_time(&note.text, w, &log.public_key()), None);
+        // A note line of the SM2 log does not pass as its cosignature, nor the reverse.
+        assert_eq!(
+            note.signatures[0].cosignature_time(&note.text, &cp.origin, &log.public_key()),
+            None
+        );
+        assert!(!sig.verifies(&note.text, w, &witness.public_key()));
+        // The verifier key names the SM2 type and parses back.
+        let vk = log_vkey(&cp.origin, &log.public_key());
+        let (name, alg, parsed) = parse_vkey(&vk).unwrap();
+        assert_eq!(
+            (name.as_str(), alg, parsed),
+            (cp.origin.as_str(), 0xff, log.public_key())
+        );
+        assert_eq!(
+            log_vkey(&cp.origin, &ed_log.public_key()),
+            vkey(&cp.origin, ALG_ED25519, &ed_log.public_key())
+        );
     }
 }

@@ -20,11 +20,15 @@ pub struct DemoArgs {
     /// Keep the temporary directory (PKI, databases) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Signature suite of every key: `ed25519`, or `sm2-sm3` (SM2 over SM3 for the directory
+    /// authority and both bureaus).
+    #[arg(long, default_value_t = crate::crypto::Suite::Ed25519)]
+    suite: crate::crypto::Suite,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    super::runtime()?.block_on(demo(dir.path()))?;
+    super::runtime()?.block_on(demo(dir.path(), args.suite))?;
     if args.keep {
         println!("kept {}", dir.keep().display());
     }
@@ -43,7 +47,7 @@ struct Node {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
+async fn demo(root: &std::path::Path, suite: crate::crypto::Suite) -> anyhow::Result<()> {
     let specs = [
         (
             NodeSpec::new("410100", "4101")?,
@@ -53,11 +57,21 @@ async fn demo(root: &std::path::Path) -> anyhow::Result<()> {
         (NodeSpec::new("330100", "3301")?, "Hangzhou bureau"),
     ];
     let node_specs: Vec<NodeSpec> = specs.iter().map(|(s, _)| s.clone()).collect();
-    let mut net = DevNet::create(&root.join("pki"), &node_specs, Vec::new())?;
+    let mut net = DevNet::create_in(&root.join("pki"), &node_specs, Vec::new(), suite)?;
     println!(
-        "== dev PKI: exchange CA, directory authority {}, directory signed (serial 1)",
+        "== dev PKI ({suite}): exchange CA, directory authority {}, directory signed (serial 1)",
         net.pki.authority_public.fingerprint()
     );
+    for n in &net.pki.nodes {
+        let key = crate::crypto::SigningKey::load(&n.signing_key)?.public_key();
+        let text = key.to_string();
+        println!(
+            "   node {} signs with a {} key {}…",
+            n.id,
+            key.suite(),
+            text.get(..24).unwrap_or(&text)
+        );
+    }
     let mut nodes = Vec::new();
     for (spec, name) in specs {
         let mut settings = net.settings(&spec.id)?;

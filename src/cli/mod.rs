@@ -91,11 +91,15 @@ enum Command {
     /// Audit trail: verify, export, sign a tree head, show proofs.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
-    /// Write a new Ed25519 record-signing key (PKCS#8, mode 0600) and print its public key.
+    /// Write a new record-signing key (PKCS#8, mode 0600) and print its public key.
     Keygen {
         /// Where to write the key; refuses to overwrite.
         #[arg(long)]
         out: PathBuf,
+        /// Signature suite: `ed25519`, or `sm2-sm3` (SM2 over SM3, PKCS#8 with the SM2 curve
+        /// OID; its public key prints as `sm2:…`).
+        #[arg(long, default_value_t = crate::crypto::keys::Suite::Ed25519)]
+        suite: crate::crypto::keys::Suite,
     },
     /// Write a generated sample ledger with valid-checksum ID numbers.
     Sample {
@@ -238,9 +242,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         ) => audit_cmd::run(&Settings::load(config)?, cmd),
         Command::Audit(cmd) => audit_cmd::run(&load_settings(config)?, cmd),
         Command::Admin(cmd) => admin::run(&load_settings(config)?, cmd),
-        Command::Keygen { out } => {
-            let key = crate::crypto::keys::SigningKey::write_new(&out)?;
-            println!("wrote {} (mode 0600)", out.display());
+        Command::Keygen { out, suite } => {
+            let key = crate::crypto::keys::SigningKey::write_new_in(&out, suite)?;
+            println!("wrote {} (mode 0600, {suite})", out.display());
             println!("public key: {}", key.public_key());
             println!("fingerprint: {}", key.public_key().fingerprint());
             Ok(ExitCode::SUCCESS)

@@ -11,9 +11,9 @@ use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::crypto::PublicKey;
+use crate::crypto::{PublicKey, Suite};
 use crate::devnet::pki::{
-    init_with_hosts, issue_node, DevNode, Hosts, Initialized, IssueRequest, Listen, NodePlan,
+    init_with_suite, issue_node, DevNode, Hosts, Initialized, IssueRequest, Listen, NodePlan,
     AUTHORITY_PUB, DEFAULT_ADMIN_PORT, DEFAULT_PEER_PORT, MAX_DAYS,
 };
 use crate::directory::assemble::default_serves;
@@ -59,6 +59,10 @@ pub struct InitArgs {
     /// Validity of the directory and of the record-signing key windows, in days.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=MAX_DAYS))]
     days: i64,
+    /// Signature suite of the directory authority's and every node's record-signing key
+    /// (`ed25519` or `sm2-sm3`); each node's configuration sets `signature_suite` to it.
+    #[arg(long, default_value_t = Suite::Ed25519)]
+    suite: Suite,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -89,6 +93,9 @@ pub struct IssueArgs {
     /// Validity of its record-signing key window, in days.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=MAX_DAYS))]
     days: i64,
+    /// Signature suite of its record-signing key (`ed25519` or `sm2-sm3`).
+    #[arg(long, default_value_t = Suite::Ed25519)]
+    suite: Suite,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -110,7 +117,7 @@ fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
         args.admin_base_port,
     )?;
     let hosts = Hosts::new(&args.hosts)?;
-    let init = init_with_hosts(&args.out, &plans, args.days, &hosts)?;
+    let init = init_with_suite(&args.out, &plans, args.days, &hosts, args.suite)?;
     let report = InitReport::new(&init);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -137,6 +144,7 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
         peer_port: args.port,
         admin_port: args.admin_port,
         days: args.days,
+        suite: args.suite,
     };
     let issued = issue_node(&args.dir, request)?;
     let report = IssueReport {

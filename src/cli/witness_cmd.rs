@@ -137,11 +137,7 @@ pub fn print_checkpoint(settings: &Settings, cosigned: bool) -> anyhow::Result<E
     print!("{note}");
     eprintln!(
         "{n} cosignature(s); log key {}",
-        checkpoint::vkey(
-            &checkpoint::name_of(&node.id),
-            checkpoint::ALG_ED25519,
-            &node.key.public_key()
-        )
+        checkpoint::log_vkey(&checkpoint::name_of(&node.id), &node.key.public_key())
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
-//! SHA-256 hashing: [`Digest::of`] over bytes through `ring::digest`, the only crypto library
-//! this crate uses. The [`Digest`] value, its hex text form and the hex helpers live in
-//! `domain::digest` (pure values), re-exported here.
+//! Hashing: SHA-256 ([`Digest::of`], through `ring::digest`), the hash of content ids, and
+//! SM3 ([`Digest::sm3_of`], GB/T 32905-2016, through RustCrypto's `sm3`), the hash inside SM2
+//! signatures, tested here against the standard's examples. The [`Digest`] value, its hex
+//! text form and the hex helpers live in `domain::digest` (pure values), re-exported here.
 
 pub use crate::domain::digest::{to_hex, Digest, DigestParseError, DIGEST_HEX_LEN, DIGEST_LEN};
 
@@ -33,6 +34,12 @@ impl Digest {
         out.copy_from_slice(ctx.finish().as_ref());
         Ok(Digest(out))
     }
+
+    /// SM3 (GB/T 32905-2016) of `bytes`: like SHA-256, a 256-bit digest.
+    pub fn sm3_of(bytes: &[u8]) -> Self {
+        use sm3::Digest as _;
+        Digest(sm3::Sm3::digest(bytes).into())
+    }
 }
 
 #[cfg(test)]
@@ -54,6 +61,20 @@ mod tests {
             Digest::of(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq").to_string(),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
         );
+    }
+
+    /// GB/T 32905-2016 Appendix A: example 1 (`abc`) and example 2 (`abcd` sixteen times).
+    #[test]
+    fn sm3_known_answers() {
+        assert_eq!(
+            Digest::sm3_of(b"abc").to_string(),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+        assert_eq!(
+            Digest::sm3_of("abcd".repeat(16).as_bytes()).to_string(),
+            "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
+        );
+        assert_ne!(Digest::sm3_of(b"abc"), Digest::of(b"abc"));
     }
 
     #[test]

@@ -1,7 +1,25 @@
-//! Ed25519 record-signing keys (via `ring`), their on-disk form, and
-//! domain-separated signatures.
+//! Record-signing keys of the two signature suites, their on-disk form, and domain-separated
+//! signatures: the one signer/verifier interface every signature of the node goes through
+//! (versions, receipts, tree heads, checkpoints and cosignatures, the directory, lookup
+//! statements).
 //!
-//! Every signature this crate makes or checks is over
+//! # Suites
+//!
+//! * [`Suite::Ed25519`] (`ed25519`): Ed25519 (RFC 8032) through `ring`, the original suite.
+//! * [`Suite::Sm2Sm3`] (`sm2-sm3`): SM2 signatures (GB/T 32918.2-2016 §6, "数字签名生成算法")
+//!   with the SM3 hash (GB/T 32905-2016) over `Z_A || M`, where `Z_A` (GB/T 32918.2 §5.5) binds
+//!   the distinguishing identifier [`SM2_DISTID`] `1234567812345678` (the default of
+//!   GB/T 35276-2017 §10) and the public key. Through RustCrypto's `sm2` crate (pure Rust; the
+//!   nonce is RFC 6979-style deterministic over SM3, so a signature of the same bytes by the
+//!   same key is the same, as with Ed25519). OpenSSL 3 verifies these signatures and this
+//!   module verifies OpenSSL's (tested at test time with the system `openssl`).
+//!
+//! A key names its suite; so does every public key and signature in its text form, and a
+//! verifier checks a signature only with a key of the signature's own suite.
+//!
+//! # What is signed
+//!
+//! Every signature this crate makes or checks, whatever the suite, is over
 //!
 //! ```text
 //! b"hukou-sync/v1/" || label || b"\0" || message
@@ -13,16 +31,38 @@
 //! the prefix ends unambiguously and a signature made for one context never
 //! verifies in another.
 //!
-//! Text forms: [`PublicKey`] and [`Signature`] are written (Display, FromStr,
-//! serde) as base64url without padding (RFC 4648 §5). Decoding is strict:
-//! padding, the standard alphabet's `+` and `/`, whitespace and
-//! non-canonical trailing bits are refused, so each value has one spelling.
+//! # Text forms
 //!
-//! Key files hold the raw PKCS#8 v2 DER document that `ring` generates
-//! (RFC 5958; 83 bytes, not PEM), with mode 0600. This module is
-//! Unix-only: it relies on Unix permission bits to keep the file private.
-//! Secret bytes are not wiped from memory after use (no zeroizing crate is
-//! in the allowed dependency set).
+//! [`PublicKey`] and [`Signature`] are written (Display, FromStr, serde) as base64url without
+//! padding (RFC 4648 §5):
+//!
+//! * Ed25519: the bare 32-byte key (43 characters) and the bare 64-byte signature
+//!   (86 characters), exactly as before SM2 existed, so every stored directory, key and
+//!   signature stays valid and an Ed25519-only network's bytes are unchanged;
+//! * SM2: `sm2:` then the 65-byte uncompressed point `04 || x || y` (SEC 1 §2.3.3), and `sm2:`
+//!   then the 64-byte signature `r || s` (each 32 bytes big-endian, GB/T 32918.2 §6.1 A7; not
+//!   DER — fixed length like Ed25519's, and one spelling per signature).
+//!
+//! Decoding is strict: padding, the standard alphabet's `+` and `/`, whitespace and
+//! non-canonical trailing bits are refused, so each value has one spelling; an SM2 key must
+//! be a point on the curve.
+//!
+//! # Key files
+//!
+//! Key files hold a raw PKCS#8 DER document (not PEM), with mode 0600: for Ed25519 the
+//! PKCS#8 v2 document `ring` generates (RFC 5958; 83 bytes), for SM2 a PKCS#8 document
+//! whose algorithm is `id-ecPublicKey` with the SM2 curve OID 1.2.156.10197.1.301 as its
+//! parameter (RFC 5915 inside RFC 5208), the form `openssl genpkey -algorithm SM2` writes (as
+//! PEM; `openssl pkey -outform DER` gives this file). This module is Unix-only: it relies on
+//! Unix permission bits to keep the file private.
+//!
+//! # The signer
+//!
+//! [`SigningKey`] is the signer: it holds the private key and only ever hands out public keys
+//! and signatures (its `Debug` shows the public key). A certified signing device (密码机) holding
+//! the SM2 key would become a further variant of its private backend, with the same methods;
+//! nothing outside this module reads private key bytes (the PKCS#8 document exists only when a
+//! key is generated, to be written to its file).
 
 use std::fmt;
 use std::fs::{self, File};
@@ -36,6 +76,7 @@ use base64::Engine as _;
 use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
+use sm2::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 
 use super::hash::{to_hex, Digest};
 use super::secret_file::{write_new_secret, SecretFileError};
@@ -43,15 +84,70 @@ use super::secret_file::{write_new_secret, SecretFileError};
 /// Length in bytes of an Ed25519 public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
 
-/// Length in bytes of an Ed25519 signature.
+/// Length in bytes of an SM2 public key: an uncompressed SEC 1 point `04 || x || y`.
+pub const SM2_PUBLIC_KEY_LEN: usize = 65;
+
+/// Length in bytes of a signature of either suite (Ed25519 `R || S`, SM2 `r || s`).
 pub const SIGNATURE_LEN: usize = 64;
 
 /// Prefix shared by every signed message; see the module docs.
 pub const DOMAIN_PREFIX: &[u8] = b"hukou-sync/v1/";
 
+/// The SM2 distinguishing identifier (GB/T 35276-2017 §10's default user id), hashed into
+/// `Z_A` of every SM2 signature this crate makes or checks.
+pub const SM2_DISTID: &str = "1234567812345678";
+
+/// Prefix of the text form of SM2 public keys and signatures.
+pub const SM2_TEXT_PREFIX: &str = "sm2:";
+
 /// Largest key file [`SigningKey::load`] reads. An Ed25519 PKCS#8 v2
-/// document is 83 bytes; anything much larger is not a key file.
+/// document is 83 bytes, an SM2 one about 150; anything much larger is not a key file.
 const MAX_KEY_FILE_LEN: u64 = 1024;
+
+/// A signature suite: the algorithm of a key and of the signatures it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Suite {
+    /// Ed25519 (RFC 8032).
+    #[default]
+    Ed25519,
+    /// SM2 over SM3 with the distinguishing identifier [`SM2_DISTID`] (GB/T 32918, GB/T 32905).
+    Sm2Sm3,
+}
+
+impl Suite {
+    /// Every suite.
+    pub const ALL: [Suite; 2] = [Suite::Ed25519, Suite::Sm2Sm3];
+
+    /// The suite's name in configuration, on the command line and in the directory.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Suite::Ed25519 => "ed25519",
+            Suite::Sm2Sm3 => "sm2-sm3",
+        }
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A suite name that is neither `ed25519` nor `sm2-sm3`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signature suite {0:?}: expected \"ed25519\" or \"sm2-sm3\"")]
+pub struct UnknownSuite(pub String);
+
+impl FromStr for Suite {
+    type Err = UnknownSuite;
+
+    fn from_str(s: &str) -> Result<Self, UnknownSuite> {
+        Suite::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| UnknownSuite(s.to_owned()))
+    }
+}
 
 /// What a signature is for. Part of the signed bytes, so a signature made in
 /// one context cannot be replayed as one in another.
@@ -119,17 +215,17 @@ pub fn signed_message(ctx: SigningContext, msg: &[u8]) -> Vec<u8> {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The system random number generator failed.
-    #[error("could not generate an Ed25519 key: the system random number generator failed")]
+    #[error("could not generate a signing key: the system random number generator failed")]
     Generate,
-    /// Bytes that are not an Ed25519 PKCS#8 v2 document (`ring`'s reason).
-    #[error("not a valid Ed25519 PKCS#8 v2 private key document: {0}")]
+    /// Bytes that are neither an Ed25519 PKCS#8 v2 document nor an SM2 PKCS#8 document.
+    #[error("not a valid Ed25519 PKCS#8 v2 or SM2 PKCS#8 private key document: {0}")]
     InvalidPkcs8(String),
-    /// A key file whose contents are not an Ed25519 PKCS#8 v2 document.
-    #[error("key file {} is not a valid Ed25519 PKCS#8 v2 DER document: {reason}", path.display())]
+    /// A key file whose contents are not a PKCS#8 document of either suite.
+    #[error("key file {} is not a valid Ed25519 PKCS#8 v2 or SM2 PKCS#8 DER document: {reason}", path.display())]
     InvalidKeyFile {
         /// The key file.
         path: PathBuf,
-        /// `ring`'s reason.
+        /// The parsers' reasons.
         reason: String,
     },
     /// [`SigningKey::write_new`] found a file already at the path; it never
@@ -158,8 +254,8 @@ pub enum KeyError {
         /// The path.
         path: PathBuf,
     },
-    /// The file is far larger than any Ed25519 PKCS#8 document.
-    #[error("key file {} is {len} bytes, too large to be an Ed25519 PKCS#8 document", path.display())]
+    /// The file is far larger than any PKCS#8 key document.
+    #[error("key file {} is {len} bytes, too large to be a PKCS#8 key document", path.display())]
     KeyFileTooLarge {
         /// The key file.
         path: PathBuf,
@@ -178,41 +274,54 @@ pub enum KeyError {
         source: io::Error,
     },
     /// A public key's text is not base64url without padding.
-    #[error("Ed25519 public key is not unpadded base64url (RFC 4648 §5): {0}")]
+    #[error("public key is not unpadded base64url (RFC 4648 §5), optionally after \"sm2:\": {0}")]
     PublicKeyEncoding(String),
-    /// A public key of the wrong length.
+    /// An Ed25519 public key of the wrong length.
     #[error("Ed25519 public key must be {PUBLIC_KEY_LEN} bytes (43 unpadded base64url characters), got {0} bytes")]
     PublicKeyLength(usize),
+    /// An SM2 public key that is not an uncompressed point on the curve.
+    #[error("SM2 public key must be a {SM2_PUBLIC_KEY_LEN}-byte uncompressed point (04 || x || y) on the SM2 curve")]
+    Sm2PublicKey,
 }
 
 /// Errors about signatures: parsing them and checking them.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
-    /// The signature is not valid for this key, context and message.
-    #[error("Ed25519 signature does not verify under key {key} in context \"{context}\"")]
+    /// The signature is not valid for this key, context and message (or is of another suite).
+    #[error("{suite} signature does not verify under key {key} in context \"{context}\"")]
     Invalid {
+        /// The suite of the key tried.
+        suite: Suite,
         /// [`PublicKey::fingerprint`] of the key tried.
         key: String,
         /// The context the signature was checked in.
         context: SigningContext,
     },
     /// A signature's text is not base64url without padding.
-    #[error("Ed25519 signature is not unpadded base64url (RFC 4648 §5): {0}")]
+    #[error("signature is not unpadded base64url (RFC 4648 §5), optionally after \"sm2:\": {0}")]
     Encoding(String),
     /// A signature of the wrong length.
-    #[error("Ed25519 signature must be {SIGNATURE_LEN} bytes (86 unpadded base64url characters), got {0} bytes")]
+    #[error("a signature must be {SIGNATURE_LEN} bytes (86 unpadded base64url characters), got {0} bytes")]
     Length(usize),
 }
 
-/// A PKCS#8 v2 (RFC 5958) DER document holding an Ed25519 private key, as
-/// generated by [`SigningKey::generate`]. Secret: its `Debug` prints nothing
-/// of the contents.
-pub struct Pkcs8Document(ring::pkcs8::Document);
+/// A PKCS#8 DER document holding a private key of either suite, as generated by
+/// [`SigningKey::generate_in`]. Secret: its `Debug` prints nothing of the contents.
+pub struct Pkcs8Document(Pkcs8Bytes);
+
+enum Pkcs8Bytes {
+    Ring(ring::pkcs8::Document),
+    /// Zeroised on drop by the `der` crate.
+    Der(sm2::pkcs8::SecretDocument),
+}
 
 impl Pkcs8Document {
     /// The DER bytes. Secret.
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_ref()
+        match &self.0 {
+            Pkcs8Bytes::Ring(d) => d.as_ref(),
+            Pkcs8Bytes::Der(d) => d.as_bytes(),
+        }
     }
 }
 
@@ -228,32 +337,100 @@ impl fmt::Debug for Pkcs8Document {
     }
 }
 
-/// An Ed25519 private key used to sign records. `Debug` shows only the
+/// The private half of a [`SigningKey`]: where signatures are made. A signing device would be
+/// a further variant.
+enum Backend {
+    Ed25519(Ed25519KeyPair),
+    /// Boxed: the SM2 key with its precomputed verifying key and `Z_A` is a few hundred bytes.
+    Sm2(Box<sm2::dsa::SigningKey>),
+}
+
+/// A private key used to sign records, of either [`Suite`]. `Debug` shows only the
 /// public key.
 pub struct SigningKey {
-    pair: Ed25519KeyPair,
+    backend: Backend,
+    public: PublicKey,
 }
 
 impl SigningKey {
-    /// A fresh key from the system random number generator, with its PKCS#8
+    /// A fresh Ed25519 key from the system random number generator, with its PKCS#8
     /// v2 document for storage.
     pub fn generate() -> Result<(SigningKey, Pkcs8Document), KeyError> {
-        let rng = ring::rand::SystemRandom::new();
-        let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generate)?;
-        let key = SigningKey::from_pkcs8(doc.as_ref())?;
-        Ok((key, Pkcs8Document(doc)))
+        SigningKey::generate_in(Suite::Ed25519)
     }
 
-    /// Parses a PKCS#8 v2 DER document (one that includes the public key,
-    /// which `ring` checks against the private key). v1 documents are
-    /// refused.
+    /// A fresh key of `suite` from the system random number generator, with its PKCS#8
+    /// document for storage.
+    pub fn generate_in(suite: Suite) -> Result<(SigningKey, Pkcs8Document), KeyError> {
+        let doc = match suite {
+            Suite::Ed25519 => {
+                let rng = ring::rand::SystemRandom::new();
+                Pkcs8Bytes::Ring(
+                    Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generate)?,
+                )
+            }
+            Suite::Sm2Sm3 => {
+                let mut rng = sm2::elliptic_curve::rand_core::OsRng;
+                let secret = sm2::SecretKey::random(&mut rng);
+                Pkcs8Bytes::Der(
+                    secret
+                        .to_pkcs8_der()
+                        .map_err(|e| KeyError::InvalidPkcs8(e.to_string()))?,
+                )
+            }
+        };
+        let doc = Pkcs8Document(doc);
+        let key = SigningKey::from_pkcs8(doc.as_bytes())?;
+        Ok((key, doc))
+    }
+
+    /// Parses a PKCS#8 DER document of either suite: an Ed25519 PKCS#8 v2 document (one that
+    /// includes the public key, which `ring` checks against the private key; v1 documents are
+    /// refused), or an SM2 one (`id-ecPublicKey` with the SM2 curve OID).
     pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyError> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8(der).map_err(|e| KeyError::InvalidPkcs8(e.to_string()))?;
-        Ok(SigningKey { pair })
+        let ed = match Ed25519KeyPair::from_pkcs8(der) {
+            Ok(pair) => return Ok(SigningKey::ed25519(pair)),
+            Err(e) => e,
+        };
+        let sm2 = match sm2::SecretKey::from_pkcs8_der(der) {
+            Ok(secret) => return SigningKey::sm2(&secret),
+            Err(e) => e,
+        };
+        Err(KeyError::InvalidPkcs8(format!(
+            "as Ed25519: {ed}; as SM2: {sm2}"
+        )))
     }
 
-    /// Generates a key and writes its PKCS#8 document to a new file at
+    fn ed25519(pair: Ed25519KeyPair) -> SigningKey {
+        let mut bytes = [0u8; PUBLIC_KEY_LEN];
+        // Invariant: an Ed25519 public key is always 32 bytes, so
+        // `copy_from_slice` (which panics only on a length mismatch) cannot
+        // panic.
+        bytes.copy_from_slice(pair.public_key().as_ref());
+        SigningKey {
+            backend: Backend::Ed25519(pair),
+            public: PublicKey(KeyBytes::Ed25519(bytes)),
+        }
+    }
+
+    fn sm2(secret: &sm2::SecretKey) -> Result<SigningKey, KeyError> {
+        let key = sm2::dsa::SigningKey::new(SM2_DISTID, secret)
+            .map_err(|e| KeyError::InvalidPkcs8(format!("SM2 key: {e}")))?;
+        let point = key.verifying_key().to_sec1_bytes();
+        let public =
+            <[u8; SM2_PUBLIC_KEY_LEN]>::try_from(&point[..]).map_err(|_| KeyError::Sm2PublicKey)?;
+        Ok(SigningKey {
+            backend: Backend::Sm2(Box::new(key)),
+            public: PublicKey(KeyBytes::Sm2(public)),
+        })
+    }
+
+    /// Generates an Ed25519 key and writes it to a new file; see [`SigningKey::write_new_in`].
+    pub fn write_new(path: impl AsRef<Path>) -> Result<SigningKey, KeyError> {
+        SigningKey::write_new_in(path, Suite::Ed25519)
+    }
+
+    /// Generates a key of `suite` and writes its PKCS#8 document to a new file at
     /// `path` with mode 0600 (further narrowed by the umask).
     ///
     /// The file is created with `O_CREAT|O_EXCL`, so an existing file is
@@ -262,9 +439,9 @@ impl SigningKey {
     /// fsynced before returning. If writing the data fails the partial file
     /// is removed; if only the final directory fsync fails, the (complete)
     /// key file is left in place and the error is returned.
-    pub fn write_new(path: impl AsRef<Path>) -> Result<SigningKey, KeyError> {
+    pub fn write_new_in(path: impl AsRef<Path>, suite: Suite) -> Result<SigningKey, KeyError> {
         let path = path.as_ref();
-        let (key, doc) = SigningKey::generate()?;
+        let (key, doc) = SigningKey::generate_in(suite)?;
         write_new_secret(path, doc.as_bytes()).map_err(|e| match e {
             SecretFileError::AlreadyExists { path } => KeyError::AlreadyExists { path },
             SecretFileError::InsecurePermissions { path, mode } => {
@@ -284,8 +461,8 @@ impl SigningKey {
         Ok(key)
     }
 
-    /// Reads a key file written by [`SigningKey::write_new`] (or any PKCS#8
-    /// v2 DER Ed25519 key).
+    /// Reads a key file written by [`SigningKey::write_new_in`] (or any PKCS#8
+    /// DER document [`SigningKey::from_pkcs8`] reads).
     ///
     /// Refuses a file whose mode gives group or others any access
     /// (`mode & 0o077 != 0`) with [`KeyError::InsecurePermissions`], whose
@@ -325,21 +502,23 @@ impl SigningKey {
         file.take(MAX_KEY_FILE_LEN + 1)
             .read_to_end(&mut der)
             .map_err(|e| io_error("read", path, e))?;
-        let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|e| KeyError::InvalidKeyFile {
+        SigningKey::from_pkcs8(&der).map_err(|e| KeyError::InvalidKeyFile {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Ok(SigningKey { pair })
+            reason: match e {
+                KeyError::InvalidPkcs8(reason) => reason,
+                other => other.to_string(),
+            },
+        })
+    }
+
+    /// The suite of this key and of every signature it makes.
+    pub fn suite(&self) -> Suite {
+        self.public.suite()
     }
 
     /// The public half of this key.
     pub fn public_key(&self) -> PublicKey {
-        let mut bytes = [0u8; PUBLIC_KEY_LEN];
-        // Invariant: an Ed25519 public key is always 32 bytes, so
-        // `copy_from_slice` (which panics only on a length mismatch) cannot
-        // panic.
-        bytes.copy_from_slice(self.pair.public_key().as_ref());
-        PublicKey(bytes)
+        self.public
     }
 
     /// Signs `msg` in context `ctx`, i.e. signs [`signed_message`]`(ctx, msg)`.
@@ -356,14 +535,36 @@ impl SigningKey {
         (!text.starts_with(DOMAIN_PREFIX)).then(|| self.sign_raw(text))
     }
 
-    /// Plain Ed25519 over `bytes`, with no domain separation.
+    /// A plain signature of the key's suite over `bytes`, with no domain separation.
     fn sign_raw(&self, bytes: &[u8]) -> Signature {
-        let sig = self.pair.sign(bytes);
-        let mut out = [0u8; SIGNATURE_LEN];
-        // Invariant: an Ed25519 signature is always 64 bytes, so
-        // `copy_from_slice` cannot panic.
-        out.copy_from_slice(sig.as_ref());
-        Signature(out)
+        match &self.backend {
+            Backend::Ed25519(pair) => {
+                let sig = pair.sign(bytes);
+                let mut out = [0u8; SIGNATURE_LEN];
+                // Invariant: an Ed25519 signature is always 64 bytes, so
+                // `copy_from_slice` cannot panic.
+                out.copy_from_slice(sig.as_ref());
+                Signature(SigBytes::Ed25519(out))
+            }
+            Backend::Sm2(key) => Signature(SigBytes::Sm2(sm2_sign(key, bytes))),
+        }
+    }
+}
+
+/// SM2 over SM3 (GB/T 32918.2 §6.1): `e = SM3(Z_A || M)`, then `(r, s)`. The deterministic
+/// nonce fails only when `r = 0`, `r + k = n` or `s = 0` (probability about 2^-255 each); then
+/// the signature is made again with fresh randomness mixed into the nonce, which ends with
+/// probability one.
+fn sm2_sign(key: &sm2::dsa::SigningKey, bytes: &[u8]) -> [u8; SIGNATURE_LEN] {
+    use sm2::dsa::signature::{RandomizedSigner as _, Signer as _};
+    if let Ok(sig) = key.try_sign(bytes) {
+        return sig.to_bytes();
+    }
+    let mut rng = sm2::elliptic_curve::rand_core::OsRng;
+    loop {
+        if let Ok(sig) = key.try_sign_with_rng(&mut rng, bytes) {
+            return sig.to_bytes();
+        }
     }
 }
 
@@ -394,24 +595,55 @@ fn sync_parent_dir(path: &Path) -> Result<(), KeyError> {
         .map_err(|e| io_error("sync the directory of", path, e))
 }
 
-/// An Ed25519 public key (32 bytes). Text form: unpadded base64url
-/// (43 characters).
+/// The bytes of a public key, by suite.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PublicKey([u8; PUBLIC_KEY_LEN]);
+enum KeyBytes {
+    Ed25519([u8; PUBLIC_KEY_LEN]),
+    /// Invariant: an uncompressed point on the SM2 curve (checked by every constructor).
+    Sm2([u8; SM2_PUBLIC_KEY_LEN]),
+}
+
+/// A public key of either suite: Ed25519 (32 bytes; text: 43 unpadded base64url characters)
+/// or SM2 (the 65-byte uncompressed point; text: `sm2:` and 87 characters).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey(KeyBytes);
 
 impl PublicKey {
-    /// Wraps raw key bytes. Not checked to be a valid curve point; an
+    /// Wraps raw Ed25519 key bytes. Not checked to be a valid curve point; an
     /// invalid key simply verifies nothing.
     pub const fn from_bytes(bytes: [u8; PUBLIC_KEY_LEN]) -> Self {
-        PublicKey(bytes)
+        PublicKey(KeyBytes::Ed25519(bytes))
     }
 
-    /// The raw 32 key bytes.
-    pub const fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
-        &self.0
+    /// An SM2 public key from its uncompressed SEC 1 point; refused unless on the curve.
+    pub fn sm2_from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let point =
+            <[u8; SM2_PUBLIC_KEY_LEN]>::try_from(bytes).map_err(|_| KeyError::Sm2PublicKey)?;
+        if point[0] != 0x04 || sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DISTID, &point).is_err()
+        {
+            return Err(KeyError::Sm2PublicKey);
+        }
+        Ok(PublicKey(KeyBytes::Sm2(point)))
     }
 
-    /// Checks that `sig` is this key's signature of `msg` in context `ctx`.
+    /// The suite of the key.
+    pub const fn suite(&self) -> Suite {
+        match self.0 {
+            KeyBytes::Ed25519(_) => Suite::Ed25519,
+            KeyBytes::Sm2(_) => Suite::Sm2Sm3,
+        }
+    }
+
+    /// The raw key bytes: 32 for Ed25519, the 65-byte point for SM2.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            KeyBytes::Ed25519(b) => b,
+            KeyBytes::Sm2(b) => b,
+        }
+    }
+
+    /// Checks that `sig` is this key's signature of `msg` in context `ctx`. A signature of
+    /// another suite never verifies.
     pub fn verify(
         &self,
         ctx: SigningContext,
@@ -420,6 +652,7 @@ impl PublicKey {
     ) -> Result<(), SignatureError> {
         self.verify_raw(&signed_message(ctx, msg), sig)
             .map_err(|()| SignatureError::Invalid {
+                suite: self.suite(),
                 key: self.fingerprint(),
                 context: ctx,
             })
@@ -431,33 +664,49 @@ impl PublicKey {
         !text.starts_with(DOMAIN_PREFIX) && self.verify_raw(text, sig).is_ok()
     }
 
-    /// Plain Ed25519 verification over `bytes`, with no domain separation.
+    /// Plain verification over `bytes` in the key's suite, with no domain separation.
     fn verify_raw(&self, bytes: &[u8], sig: &Signature) -> Result<(), ()> {
-        UnparsedPublicKey::new(&ED25519, &self.0)
-            .verify(bytes, &sig.0)
-            .map_err(|_| ())
+        match (&self.0, &sig.0) {
+            (KeyBytes::Ed25519(key), SigBytes::Ed25519(sig)) => {
+                UnparsedPublicKey::new(&ED25519, key)
+                    .verify(bytes, sig)
+                    .map_err(|_| ())
+            }
+            (KeyBytes::Sm2(key), SigBytes::Sm2(sig)) => {
+                use sm2::dsa::signature::Verifier as _;
+                let key =
+                    sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DISTID, key).map_err(|_| ())?;
+                let sig = sm2::dsa::Signature::from_bytes(sig).map_err(|_| ())?;
+                key.verify(bytes, &sig).map_err(|_| ())
+            }
+            _ => Err(()),
+        }
     }
 
     /// Short identifier for logs: the first 16 lower-case hex characters
     /// (8 bytes) of SHA-256 of the key bytes. Not for security decisions.
     pub fn fingerprint(&self) -> String {
-        to_hex(&Digest::of(&self.0).0[..8])
+        to_hex(&Digest::of(self.as_bytes()).0[..8])
     }
 }
 
 impl TryFrom<&[u8]> for PublicKey {
     type Error = KeyError;
 
+    /// An Ed25519 key from its 32 bytes.
     fn try_from(bytes: &[u8]) -> Result<Self, KeyError> {
         <[u8; PUBLIC_KEY_LEN]>::try_from(bytes)
-            .map(PublicKey)
+            .map(PublicKey::from_bytes)
             .map_err(|_| KeyError::PublicKeyLength(bytes.len()))
     }
 }
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&URL_SAFE_NO_PAD.encode(self.0))
+        match &self.0 {
+            KeyBytes::Ed25519(b) => f.write_str(&URL_SAFE_NO_PAD.encode(b)),
+            KeyBytes::Sm2(b) => write!(f, "{SM2_TEXT_PREFIX}{}", URL_SAFE_NO_PAD.encode(b)),
+        }
     }
 }
 
@@ -471,43 +720,81 @@ impl FromStr for PublicKey {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<Self, KeyError> {
+        let (sm2, b64) = match s.strip_prefix(SM2_TEXT_PREFIX) {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
         let bytes = URL_SAFE_NO_PAD
-            .decode(s)
+            .decode(b64)
             .map_err(|e| KeyError::PublicKeyEncoding(e.to_string()))?;
-        PublicKey::try_from(bytes.as_slice())
+        if sm2 {
+            PublicKey::sm2_from_bytes(&bytes)
+        } else {
+            PublicKey::try_from(bytes.as_slice())
+        }
     }
 }
 
-/// An Ed25519 signature (64 bytes). Text form: unpadded base64url
-/// (86 characters).
+/// The bytes of a signature, by suite (both 64 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Signature([u8; SIGNATURE_LEN]);
+enum SigBytes {
+    Ed25519([u8; SIGNATURE_LEN]),
+    /// `r || s`, each 32 bytes big-endian.
+    Sm2([u8; SIGNATURE_LEN]),
+}
+
+/// A signature of either suite (64 bytes). Text form: unpadded base64url (86 characters),
+/// after `sm2:` for SM2.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(SigBytes);
 
 impl Signature {
-    /// Wraps raw signature bytes.
+    /// Wraps raw Ed25519 signature bytes.
     pub const fn from_bytes(bytes: [u8; SIGNATURE_LEN]) -> Self {
-        Signature(bytes)
+        Signature(SigBytes::Ed25519(bytes))
+    }
+
+    /// Wraps raw signature bytes of `suite` (for SM2: `r || s`).
+    pub const fn from_suite_bytes(suite: Suite, bytes: [u8; SIGNATURE_LEN]) -> Self {
+        Signature(match suite {
+            Suite::Ed25519 => SigBytes::Ed25519(bytes),
+            Suite::Sm2Sm3 => SigBytes::Sm2(bytes),
+        })
+    }
+
+    /// The suite of the signature.
+    pub const fn suite(&self) -> Suite {
+        match self.0 {
+            SigBytes::Ed25519(_) => Suite::Ed25519,
+            SigBytes::Sm2(_) => Suite::Sm2Sm3,
+        }
     }
 
     /// The raw 64 signature bytes.
     pub const fn as_bytes(&self) -> &[u8; SIGNATURE_LEN] {
-        &self.0
+        match &self.0 {
+            SigBytes::Ed25519(b) | SigBytes::Sm2(b) => b,
+        }
     }
 }
 
 impl TryFrom<&[u8]> for Signature {
     type Error = SignatureError;
 
+    /// An Ed25519 signature from its 64 bytes.
     fn try_from(bytes: &[u8]) -> Result<Self, SignatureError> {
         <[u8; SIGNATURE_LEN]>::try_from(bytes)
-            .map(Signature)
+            .map(Signature::from_bytes)
             .map_err(|_| SignatureError::Length(bytes.len()))
     }
 }
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&URL_SAFE_NO_PAD.encode(self.0))
+        if self.suite() == Suite::Sm2Sm3 {
+            f.write_str(SM2_TEXT_PREFIX)?;
+        }
+        f.write_str(&URL_SAFE_NO_PAD.encode(self.as_bytes()))
     }
 }
 
@@ -521,10 +808,16 @@ impl FromStr for Signature {
     type Err = SignatureError;
 
     fn from_str(s: &str) -> Result<Self, SignatureError> {
+        let (suite, b64) = match s.strip_prefix(SM2_TEXT_PREFIX) {
+            Some(rest) => (Suite::Sm2Sm3, rest),
+            None => (Suite::Ed25519, s),
+        };
         let bytes = URL_SAFE_NO_PAD
-            .decode(s)
+            .decode(b64)
             .map_err(|e| SignatureError::Encoding(e.to_string()))?;
-        Signature::try_from(bytes.as_slice())
+        <[u8; SIGNATURE_LEN]>::try_from(bytes.as_slice())
+            .map(|b| Signature::from_suite_bytes(suite, b))
+            .map_err(|_| SignatureError::Length(bytes.len()))
     }
 }
 
@@ -561,12 +854,13 @@ macro_rules! serde_via_str {
 
 serde_via_str!(
     PublicKey,
-    "an Ed25519 public key as 43 unpadded base64url characters"
+    "a public key: Ed25519 as 43 unpadded base64url characters, or SM2 as \"sm2:\" and 87"
 );
 serde_via_str!(
     Signature,
-    "an Ed25519 signature as 86 unpadded base64url characters"
+    "a signature: 86 unpadded base64url characters, after \"sm2:\" for SM2"
 );
+serde_via_str!(Suite, "a signature suite, \"ed25519\" or \"sm2-sm3\"");
 
 #[cfg(test)]
 mod tests {
@@ -908,5 +1202,97 @@ mod tests {
         let fp = public.fingerprint();
         assert_eq!(fp.len(), 16);
         assert_eq!(fp, Digest::of(public.as_bytes()).to_string()[..16]);
+    }
+
+    #[test]
+    fn sm2_keys_sign_verify_and_round_trip_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sm2.key");
+        let written = SigningKey::write_new_in(&path, Suite::Sm2Sm3).unwrap();
+        assert_eq!(written.suite(), Suite::Sm2Sm3);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let key = SigningKey::load(&path).unwrap();
+        assert_eq!(key.public_key(), written.public_key());
+        let public = key.public_key();
+        assert_eq!(public.suite(), Suite::Sm2Sm3);
+        assert_eq!(public.as_bytes().len(), SM2_PUBLIC_KEY_LEN);
+        for ctx in SigningContext::ALL {
+            let sig = key.sign(ctx, b"record 42");
+            assert_eq!(sig.suite(), Suite::Sm2Sm3);
+            public.verify(ctx, b"record 42", &sig).unwrap();
+            // Deterministic nonce: the same bytes give the same signature.
+            assert_eq!(key.sign(ctx, b"record 42"), sig);
+            for other in SigningContext::ALL.into_iter().filter(|c| *c != ctx) {
+                assert!(public.verify(other, b"record 42", &sig).is_err());
+            }
+        }
+        let text = public.to_string();
+        assert!(text.starts_with("sm2:") && text.len() == 4 + 87, "{text}");
+        assert_eq!(text.parse::<PublicKey>().unwrap(), public);
+        let sig = key.sign(SigningContext::Version, b"x");
+        let s_text = sig.to_string();
+        assert!(
+            s_text.starts_with("sm2:") && s_text.len() == 4 + 86,
+            "{s_text}"
+        );
+        assert_eq!(s_text.parse::<Signature>().unwrap(), sig);
+        let json = serde_json::to_string(&(public, sig, Suite::Sm2Sm3)).unwrap();
+        assert_eq!(json, format!("[\"{text}\",\"{s_text}\",\"sm2-sm3\"]"));
+        let back: (PublicKey, Signature, Suite) = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, (public, sig, Suite::Sm2Sm3));
+        // Strict: an Ed25519-length key after "sm2:", an SM2 key without the prefix, a
+        // compressed point, and an unknown suite are refused.
+        let ed = SigningKey::generate().unwrap().0.public_key();
+        assert!(format!("sm2:{ed}").parse::<PublicKey>().is_err());
+        assert!(text[4..].parse::<PublicKey>().is_err());
+        let mut compressed = public.as_bytes()[..33].to_vec();
+        compressed[0] = 0x02;
+        assert!(PublicKey::sm2_from_bytes(&compressed).is_err());
+        assert!("sm2-sm4".parse::<Suite>().is_err());
+        assert_eq!("sm2-sm3".parse::<Suite>().unwrap(), Suite::Sm2Sm3);
+        assert_eq!("ed25519".parse::<Suite>().unwrap(), Suite::Ed25519);
+    }
+
+    #[test]
+    fn suites_never_verify_each_other() {
+        let ed = key();
+        let sm = SigningKey::generate_in(Suite::Sm2Sm3).unwrap().0;
+        let ed_sig = ed.sign(SigningContext::Version, b"id");
+        let sm_sig = sm.sign(SigningContext::Version, b"id");
+        assert!(sm
+            .public_key()
+            .verify(SigningContext::Version, b"id", &ed_sig)
+            .is_err());
+        assert!(ed
+            .public_key()
+            .verify(SigningContext::Version, b"id", &sm_sig)
+            .is_err());
+        // The same 64 bytes relabelled as the other suite verify nowhere.
+        let relabelled = Signature::from_suite_bytes(Suite::Ed25519, *sm_sig.as_bytes());
+        assert!(ed
+            .public_key()
+            .verify(SigningContext::Version, b"id", &relabelled)
+            .is_err());
+        let err = sm
+            .public_key()
+            .verify(SigningContext::Version, b"id", &ed_sig)
+            .unwrap_err();
+        assert!(err.to_string().contains("sm2-sm3"), "{err}");
+        // Notes: SM2 signs and verifies them too; the domain prefix is still refused.
+        let note = sm.sign_note(b"hukou-sync/410000\n1\n").unwrap();
+        assert!(sm
+            .public_key()
+            .verify_note(b"hukou-sync/410000\n1\n", &note));
+        assert!(sm.sign_note(b"hukou-sync/v1/version\0x").is_none());
+    }
+
+    #[test]
+    fn debug_does_not_leak_an_sm2_private_key() {
+        let (key, doc) = SigningKey::generate_in(Suite::Sm2Sm3).unwrap();
+        let debug = format!("{key:?} {doc:?}");
+        assert!(debug.contains(&key.public_key().to_string()), "{debug}");
+        assert!(!debug.contains(&format!("{:?}", doc.as_bytes())), "{debug}");
+        assert!(!debug.contains(&to_hex(doc.as_bytes())), "{debug}");
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use self::pki::{init_dev_pki, DevNode, DevPki, NodePlan};
+use self::pki::{init_dev_pki_in, DevNode, DevPki, NodePlan};
 use crate::config::Settings;
 use crate::domain::{NodeId, RegionPrefix};
 use crate::startup::{Application, Listeners, StopHandle};
@@ -66,6 +66,17 @@ impl DevNet {
         nodes: &[NodeSpec],
         absent: Vec<NodePlan>,
     ) -> anyhow::Result<DevNet> {
+        DevNet::create_in(pki_dir, nodes, absent, crate::crypto::Suite::Ed25519)
+    }
+
+    /// [`DevNet::create`] with the directory authority's and every node's record-signing key of
+    /// `suite`.
+    pub fn create_in(
+        pki_dir: &Path,
+        nodes: &[NodeSpec],
+        absent: Vec<NodePlan>,
+        suite: crate::crypto::Suite,
+    ) -> anyhow::Result<DevNet> {
         let bind =
             || TcpListener::bind("127.0.0.1:0").context("cannot bind a listener on 127.0.0.1");
         let port = |l: &TcpListener| -> anyhow::Result<u16> { Ok(l.local_addr()?.port()) };
@@ -88,7 +99,7 @@ impl DevNet {
             );
         }
         plans.extend(absent);
-        let pki = init_dev_pki(pki_dir, &plans, DIRECTORY_DAYS)?;
+        let pki = init_dev_pki_in(pki_dir, &plans, DIRECTORY_DAYS, suite)?;
         Ok(DevNet { pki, listeners })
     }
 

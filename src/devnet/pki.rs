@@ -42,7 +42,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::Pkcs8Document;
-use crate::crypto::{PublicKey, SigningKey};
+use crate::crypto::{PublicKey, SigningKey, Suite};
 use crate::directory::assemble::{self, default_serves, endpoint_port, load_authority_key};
 use crate::directory::{self, Directory, DirectoryDoc, NodeEntry, SignedDirectory};
 use crate::domain::{NodeId, RegionPrefix};
@@ -146,6 +146,24 @@ pub fn init_dev_pki(
     authority_validity_days: i64,
 ) -> anyhow::Result<DevPki> {
     init_with_hosts(out, nodes, authority_validity_days, &Hosts::new(&[])?).map(|i| i.pki)
+}
+
+/// [`init_dev_pki`] with every key (the directory authority's and each node's record-signing
+/// key) of `suite`; each node's configuration sets `signature_suite` to it.
+pub fn init_dev_pki_in(
+    out: &Path,
+    nodes: &[NodePlan],
+    authority_validity_days: i64,
+    suite: Suite,
+) -> anyhow::Result<DevPki> {
+    init_with_suite(
+        out,
+        nodes,
+        authority_validity_days,
+        &Hosts::new(&[])?,
+        suite,
+    )
+    .map(|i| i.pki)
 }
 
 /// Re-signs the directory after `edit` changes it ([`assemble::resign`]). Tests use it to revoke
@@ -253,6 +271,7 @@ struct PreparedNode {
     plan: NodePlan,
     cert: CertifiedKey,
     signing_key: Pkcs8Document,
+    suite: Suite,
     entry: NodeEntry,
     listen: Listen,
 }
@@ -264,6 +283,7 @@ fn prepare_node(
     hosts: &Hosts,
     now: DateTime<Utc>,
     days: i64,
+    suite: Suite,
 ) -> anyhow::Result<PreparedNode> {
     let validity = days_duration(days)?;
     let cert_days =
@@ -272,7 +292,7 @@ fn prepare_node(
         tls_pki::issue_node_cert_for_days(ca, plan.id.as_str(), &hosts.san_refs(), cert_days)
             .with_context(|| format!("issuing the TLS certificate of node {}", plan.id))?;
     let fingerprint = tls_pki::pem_fingerprint(&cert.cert_pem)?;
-    let (signing, signing_key) = SigningKey::generate()?;
+    let (signing, signing_key) = SigningKey::generate_in(suite)?;
     let entry = assemble::node_entry(
         &plan.id,
         plan.serves.clone(),
@@ -286,6 +306,7 @@ fn prepare_node(
         plan: plan.clone(),
         cert,
         signing_key,
+        suite,
         entry,
         listen: Listen {
             peer: hosts.peer_listen(plan.peer_port),
@@ -356,17 +377,28 @@ pub fn init_with_hosts(
     days: i64,
     hosts: &Hosts,
 ) -> anyhow::Result<Initialized> {
+    init_with_suite(out, nodes, days, hosts, Suite::Ed25519)
+}
+
+/// [`init_with_hosts`] with every key of `suite` (see [`init_dev_pki_in`]).
+pub fn init_with_suite(
+    out: &Path,
+    nodes: &[NodePlan],
+    days: i64,
+    hosts: &Hosts,
+    suite: Suite,
+) -> anyhow::Result<Initialized> {
     check_plans(nodes)?;
     let validity = days_duration(days)?;
 
     // Everything is generated, and the directory signed (which validates it), in memory first.
     let ca = tls_pki::generate_ca(CA_NAME)?;
-    let (authority, authority_pkcs8) = SigningKey::generate()?;
+    let (authority, authority_pkcs8) = SigningKey::generate_in(suite)?;
     let authority_public = authority.public_key();
     let now = Utc::now();
     let prepared = nodes
         .iter()
-        .map(|plan| prepare_node(&ca, plan, hosts, now, days))
+        .map(|plan| prepare_node(&ca, plan, hosts, now, days, suite))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let doc = assemble::first_document(
         prepared.iter().map(|p| p.entry.clone()).collect(),
@@ -542,6 +574,13 @@ struct NodeSection<'a> {
     id: &'a NodeId,
     serves: &'a [RegionPrefix],
     signing_key: &'a Path,
+    /// Written only for SM2, so an Ed25519 node's configuration is as before.
+    #[serde(skip_serializing_if = "is_ed25519")]
+    signature_suite: Suite,
+}
+
+fn is_ed25519(s: &Suite) -> bool {
+    *s == Suite::Ed25519
 }
 
 #[derive(Debug, Serialize)]
@@ -580,6 +619,7 @@ fn render_config(c: &ConfigPaths<'_>) -> anyhow::Result<String> {
             id: &node.plan.id,
             serves: &node.plan.serves,
             signing_key: c.signing_key,
+            signature_suite: node.suite,
         },
         database: DatabaseSection {
             url: format!("sqlite://{}", utf8(c.database)?),
@@ -697,6 +737,8 @@ pub struct IssueRequest {
     pub admin_port: Option<u16>,
     /// Validity of its signing-key window.
     pub days: i64,
+    /// Suite of its record-signing key.
+    pub suite: Suite,
 }
 
 /// What [`issue_node`] did.
@@ -788,7 +830,7 @@ pub fn issue_node(dir: &Path, req: IssueRequest) -> anyhow::Result<Issued> {
 
     let authority = load_authority_key(&out.join(AUTHORITY_KEY), &authority_public)?;
     let ca = tls_pki::load_ca(&out.join(CA_CERT), &out.join(CA_KEY))?;
-    let prepared = prepare_node(&ca, &plan, &req.hosts, now, req.days)?;
+    let prepared = prepare_node(&ca, &plan, &req.hosts, now, req.days, req.suite)?;
     let mut doc = current.doc().clone();
     doc.nodes.push(prepared.entry.clone());
     assemble::next_issue(&mut doc, now)?;
@@ -1113,6 +1155,7 @@ mod tests {
                 peer_port: None,
                 admin_port: None,
                 days: 30,
+                suite: Suite::Ed25519,
             },
         )
         .unwrap();
@@ -1143,6 +1186,7 @@ mod tests {
                 peer_port: Some(7444),
                 admin_port: None,
                 days: 30,
+                suite: Suite::Ed25519,
             },
         );
         assert!(taken.unwrap_err().to_string().contains("already used"));
@@ -1155,6 +1199,7 @@ mod tests {
                 peer_port: Some(9443),
                 admin_port: Some(9080),
                 days: 30,
+                suite: Suite::Ed25519,
             },
         )
         .unwrap();
@@ -1182,6 +1227,7 @@ mod tests {
             peer_port: None,
             admin_port: None,
             days: 30,
+            suite: Suite::Ed25519,
         };
 
         let err = issue_node(&pki.out, request("410100", None)).unwrap_err();

@@ -243,15 +243,14 @@ fn version_of(
     parents: Vec<VersionId>,
 ) -> Result<SignedVersion, LedgerError> {
     let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
-    Ok(Version::new(
+    Ok(node.sign_version(Version::new(
         DocKind::Case,
         body.case_id.to_string(),
         parents,
         node.id.clone(),
         node.clock.now(),
         value,
-    )
-    .sign(&node.key)?)
+    ))?)
 }
 
 /// Loads a case's versions and merges its heads.

@@ -32,6 +32,8 @@ pub struct VersionRow {
     pub resolution: i64,
     pub signature: Option<String>,
     pub stored_at: NaiveDateTime,
+    /// The author's second signature (of the other suite) during a migration window.
+    pub second_signature: Option<String>,
 }
 
 /// A stored version as read back, typed. The body stays the stored JSON text, so a sender can
@@ -48,6 +50,8 @@ pub struct StoredVersion {
     /// A conflict resolution version.
     pub resolution: bool,
     pub signature: Signature,
+    /// The author's second signature, of the other suite, if it signed twice.
+    pub second_signature: Option<Signature>,
     pub body: StoredBody,
     pub stored_at: DateTime<Utc>,
 }
@@ -83,11 +87,25 @@ impl TryFrom<VersionRow> for StoredVersion {
                 .ok_or_else(|| bad("signature", &"missing"))?
                 .parse()
                 .map_err(|e| bad("signature", &e))?,
+            second_signature: r
+                .second_signature
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| bad("second_signature", &e))?,
             stored_at: r.stored_at.and_utc(),
             doc_id: r.doc_id,
             body: StoredBody(r.body),
         })
     }
+}
+
+/// How many stored versions carry a second signature (a migration between suites).
+pub fn count_dual_signed(conn: &mut DbConn) -> Result<i64, StorageError> {
+    Ok(per_backend!(conn, |c| versions::table
+        .filter(versions::second_signature.is_not_null())
+        .count()
+        .get_result::<i64>(c))?)
 }
 
 /// One row of the current view of children.

@@ -14,6 +14,7 @@ diesel::table! {
         resolution -> BigInt,
         signature -> Nullable<Text>,
         stored_at -> Timestamp,
+        second_signature -> Nullable<Text>,
     }
 }
 

@@ -531,16 +531,12 @@ pub(crate) fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Re
         )
     })?;
     let stamped = v.version.hlc.wall_time();
-    let verifies = |k: &crate::crypto::keys::PublicKey| {
-        k.verify(
-            crate::crypto::keys::SigningContext::Version,
-            v.id.0.as_bytes(),
-            &v.signature,
-        )
-        .is_ok()
-    };
-    if !dir.signing_keys_at(author, stamped).iter().any(verifies) {
-        return Err(if entry.signing_keys.iter().any(|w| verifies(&w.key)) {
+    // Every signature (two during a migration between suites) must verify with a key of the
+    // author, of the signature's own suite, valid at the version's time: a version signed in a
+    // suite the author has no key of, or with one good and one bad signature, is refused.
+    if !v.signatures_verify(&dir.signing_keys_at(author, stamped)) {
+        let all: Vec<_> = entry.signing_keys.iter().map(|w| w.key).collect();
+        return Err(if v.signatures_verify(&all) {
             (
                 RejectCode::KeyNotValid,
                 format!("the key that signed it is revoked or was not valid at {stamped}"),
@@ -738,4 +734,107 @@ fn check_authority(
         }
     }
     Ok(())
+}
+
+/// Signatures of both suites at ingest: a version is checked with the author's keys of its
+/// signatures' suites, and a second signature must verify too.
+#[cfg(test)]
+mod suite_tests {
+    use serde_json::json;
+
+    use super::verify_crypto;
+    use crate::crypto::keys::Suite;
+    use crate::crypto::{Hlc, Signature, SigningKey};
+    use crate::directory::testutil::{now, sample_doc};
+    use crate::directory::{document, Directory, KeyWindow};
+    use crate::domain::{DocKind, NodeId};
+    use crate::sync::receipt::RejectCode;
+    use crate::sync::version::{SignedVersion, Version};
+
+    fn window(key: &SigningKey) -> KeyWindow {
+        KeyWindow {
+            key: key.public_key(),
+            valid_from: "2026-01-01T00:00:00Z".parse().unwrap(),
+            valid_until: "2027-01-01T00:00:00Z".parse().unwrap(),
+        }
+    }
+
+    /// A directory in which the author (the first node) publishes `keys`.
+    fn directory(keys: &[&SigningKey]) -> Directory {
+        let (authority, _) = SigningKey::generate_in(Suite::Sm2Sm3).unwrap();
+        let mut doc = sample_doc(3);
+        doc.nodes[0].signing_keys = keys.iter().map(|k| window(k)).collect();
+        let signed = serde_json::to_vec(&document::sign(&doc, &authority).unwrap()).unwrap();
+        Directory::from_signed_json(&signed, &authority.public_key(), now()).unwrap()
+    }
+
+    fn version(author: &NodeId) -> Version {
+        Version::new(
+            DocKind::Child,
+            "410105201406010016".into(),
+            vec![],
+            author.clone(),
+            "2026-11-23T08:49:35.123Z+0003".parse::<Hlc>().unwrap(),
+            json!({"id_number": "410105201406010016", "name": "王小明"}),
+        )
+    }
+
+    fn code(dir: &Directory, v: &SignedVersion) -> Option<RejectCode> {
+        verify_crypto(dir, v).err().map(|(c, _)| c)
+    }
+
+    #[test]
+    fn each_signature_is_checked_with_the_authors_key_of_its_suite() {
+        let ed = SigningKey::generate().unwrap().0;
+        let sm = SigningKey::generate_in(Suite::Sm2Sm3).unwrap().0;
+        let both = directory(&[&ed, &sm]);
+        let ed_only = directory(&[&ed]);
+        let sm_only = directory(&[&sm]);
+        let author = sample_doc(3).nodes[0].id.clone();
+
+        let by_sm = version(&author).sign(&sm).unwrap();
+        let by_ed = version(&author).sign(&ed).unwrap();
+        let dual = version(&author).sign(&sm).unwrap().countersign(&ed);
+        // Ed25519-only versions keep their exact JSON: no second_signature member.
+        assert!(!serde_json::to_string(&by_ed)
+            .unwrap()
+            .contains("second_signature"));
+        let json = serde_json::to_string(&dual).unwrap();
+        assert_eq!(serde_json::from_str::<SignedVersion>(&json).unwrap(), dual);
+
+        assert_eq!(code(&both, &by_sm), None);
+        assert_eq!(code(&both, &by_ed), None);
+        assert_eq!(code(&both, &dual), None);
+        assert_eq!(code(&sm_only, &by_sm), None);
+        // A suite the author's directory keys lack.
+        assert_eq!(code(&ed_only, &by_sm), Some(RejectCode::BadSignature));
+        assert_eq!(code(&sm_only, &by_ed), Some(RejectCode::BadSignature));
+        // Dual-signed, but the directory has only one of the keys: the other is unverifiable.
+        assert_eq!(code(&ed_only, &dual), Some(RejectCode::BadSignature));
+        // One bad signature of two.
+        let mut bad = dual.clone();
+        let mut bytes = *bad.second_signature.unwrap().as_bytes();
+        bytes[5] ^= 1;
+        bad.second_signature = Some(Signature::from_suite_bytes(Suite::Ed25519, bytes));
+        assert_eq!(code(&both, &bad), Some(RejectCode::BadSignature));
+        let mut bad = dual.clone();
+        let mut bytes = *bad.signature.as_bytes();
+        bytes[40] ^= 1;
+        bad.signature = Signature::from_suite_bytes(Suite::Sm2Sm3, bytes);
+        assert_eq!(code(&both, &bad), Some(RejectCode::BadSignature));
+        // Two signatures of one suite are not a dual signature.
+        let sm2b = SigningKey::generate_in(Suite::Sm2Sm3).unwrap().0;
+        let twice = version(&author).sign(&sm).unwrap().countersign(&sm2b);
+        assert_eq!(
+            code(&directory(&[&sm, &sm2b]), &twice),
+            Some(RejectCode::BadSignature)
+        );
+        // A second signature by a key of another node.
+        let stranger = SigningKey::generate().unwrap().0;
+        let foreign = version(&author).sign(&sm).unwrap().countersign(&stranger);
+        assert_eq!(code(&both, &foreign), Some(RejectCode::BadSignature));
+        // SignedVersion::verify agrees.
+        assert!(by_sm.verify(&sm.public_key()).is_ok());
+        assert!(dual.verify(&sm.public_key()).is_err());
+    }
 }

@@ -702,7 +702,7 @@ pub(crate) fn signed_version(
         body,
     );
     version.resolution = resolution;
-    Ok(version.sign(&node.key)?)
+    Ok(node.sign_version(version)?)
 }
 
 /// The merged view of `parents` from the versions they descend from (all in `known`; `None`

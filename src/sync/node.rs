@@ -17,7 +17,11 @@ pub struct LocalNode {
     pub id: NodeId,
     /// Used only without a directory. Invariant: not empty (checked by settings validation).
     pub serves: Vec<RegionPrefix>,
+    /// The key of every new signature, of the configured suite (`[node] signature_suite`).
     pub key: SigningKey,
+    /// During a migration between suites: a key of the other suite that signs every new
+    /// version a second time (`[node] dual_signing_key`).
+    pub dual_key: Option<SigningKey>,
     pub clock: HlcClock<SystemClock>,
     pub palette: RiskPalette,
     /// How often children must be visited here (the due list and each file's due date).
@@ -71,6 +75,19 @@ impl LocalNode {
             .into_iter()
             .filter_map(|r| self.node_for(r))
             .collect()
+    }
+
+    /// Signs a version this node authored: with its key, and a second time with the dual key
+    /// during a migration window.
+    pub fn sign_version(
+        &self,
+        version: crate::sync::version::Version,
+    ) -> Result<crate::sync::version::SignedVersion, crate::sync::version::VersionError> {
+        let signed = version.sign(&self.key)?;
+        Ok(match &self.dual_key {
+            Some(k) => signed.countersign(k),
+            None => signed,
+        })
     }
 
     /// Wakes the evidence fetch job.

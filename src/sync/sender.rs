@@ -276,6 +276,8 @@ struct WireVersion<'a> {
     id: &'a Digest,
     version: WireContent<'a>,
     signature: &'a Signature,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second_signature: Option<&'a Signature>,
 }
 
 #[derive(Serialize)]
@@ -316,6 +318,7 @@ fn request_body(
                     .map_err(|_| corrupt(&r.id.to_string(), "body"))?,
             },
             signature: &r.signature,
+            second_signature: r.second_signature.as_ref(),
         });
     }
     serde_json::to_vec(&WireRequest {

@@ -1,5 +1,8 @@
 //! Versions (DESIGN §3): immutable full snapshots of a document, content-addressed by the SHA-256
-//! of their RFC 8785 canonical bytes and signed by their author.
+//! of their RFC 8785 canonical bytes and signed by their author — with a key of either suite
+//! (`ed25519`, `sm2-sm3`), and during a migration between suites a second time with a key of the
+//! other (`second_signature`, absent from the JSON otherwise, so a version signed once has the
+//! same bytes as before dual signatures existed).
 
 use std::fmt;
 use std::str::FromStr;
@@ -142,6 +145,7 @@ impl Version {
             id,
             version: self,
             signature,
+            second_signature: None,
         })
     }
 }
@@ -153,10 +157,40 @@ pub struct SignedVersion {
     pub id: VersionId,
     pub version: Version,
     pub signature: Signature,
+    /// The author's second signature, by its key of the other suite, during a migration
+    /// window. When present it must verify as well as `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_signature: Option<Signature>,
 }
 
 impl SignedVersion {
-    /// Checks that the id is the hash of the content and the signature is the key's.
+    /// Adds a second signature by `key` (a key of the other suite, during a migration).
+    pub fn countersign(mut self, key: &SigningKey) -> Self {
+        self.second_signature = Some(key.sign(SigningContext::Version, self.id.0.as_bytes()));
+        self
+    }
+
+    /// Every signature the version carries: the first, then the second if any.
+    pub fn signatures(&self) -> impl Iterator<Item = &Signature> {
+        std::iter::once(&self.signature).chain(self.second_signature.as_ref())
+    }
+
+    /// Whether every signature of the version verifies with one of `keys` (a signature is
+    /// checked only with keys of its own suite), and a second signature is of the other suite.
+    pub fn signatures_verify(&self, keys: &[PublicKey]) -> bool {
+        let dual_of_one_suite = self
+            .second_signature
+            .is_some_and(|s| s.suite() == self.signature.suite());
+        !dual_of_one_suite
+            && self.signatures().all(|sig| {
+                keys.iter().any(|k| {
+                    k.verify(SigningContext::Version, self.id.0.as_bytes(), sig)
+                        .is_ok()
+                })
+            })
+    }
+
+    /// Checks that the id is the hash of the content and every signature is the key's.
     pub fn verify(&self, key: &PublicKey) -> Result<(), IntegrityError> {
         let id = self
             .version
@@ -165,12 +199,11 @@ impl SignedVersion {
         if id != self.id {
             return Err(IntegrityError::IdMismatch);
         }
-        key.verify(
-            SigningContext::Version,
-            self.id.0.as_bytes(),
-            &self.signature,
-        )
-        .map_err(|_| IntegrityError::BadSignature)
+        if self.signatures_verify(std::slice::from_ref(key)) {
+            Ok(())
+        } else {
+            Err(IntegrityError::BadSignature)
+        }
     }
 
     pub fn to_row(&self, stored_at: NaiveDateTime) -> VersionRow {
@@ -194,6 +227,7 @@ impl SignedVersion {
             resolution: i64::from(self.version.resolution),
             signature: Some(self.signature.to_string()),
             stored_at,
+            second_signature: self.second_signature.map(|s| s.to_string()),
         }
     }
 
@@ -212,6 +246,7 @@ impl SignedVersion {
                     .map_err(|_| VersionError::Corrupt(format!("version {}: body", stored.id)))?,
             },
             signature: stored.signature,
+            second_signature: stored.second_signature,
         })
     }
 }

@@ -373,16 +373,16 @@ pub(crate) fn store_doc<T: ChildDoc + Serialize>(
         }));
     }
     let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
-    let v = Version::new(
-        T::KIND,
-        body.doc_id(),
-        parents,
-        node.id.clone(),
-        node.clock.now(),
-        value,
-    )
-    .sign(&node.key)
-    .map_err(LedgerError::from)?;
+    let v = node
+        .sign_version(Version::new(
+            T::KIND,
+            body.doc_id(),
+            parents,
+            node.id.clone(),
+            node.clock.now(),
+            value,
+        ))
+        .map_err(LedgerError::from)?;
     let mut batch = Batch::new(node, now);
     batch.add(conn, &v, &parties)?;
     batch.flush(conn)?;

@@ -28,6 +28,7 @@ mod risk;
 mod schema;
 mod stats;
 mod storage;
+mod suites;
 mod ui;
 mod visits;
 mod walkthrough;

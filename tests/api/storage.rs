@@ -19,6 +19,7 @@ fn version_row(i: usize) -> VersionRow {
         resolution: 0,
         signature: None,
         stored_at: chrono::Utc::now().naive_utc(),
+        second_signature: None,
     }
 }
 

@@ -64,7 +64,7 @@ pub(super) fn bench_import(
     // version, store its view row. Spread perfectly over every core and with nothing else to do
     // (no heads, audit events, reconciliation marks, JSON or commit), this machine cannot import
     // faster than `ceiling`.
-    let sign_rate = bare_sign_rate(20_000)?;
+    let sign_rate = bare_sign_rate(crate::crypto::Suite::Ed25519, 20_000)?;
     let start = Instant::now();
     let mut valid = 0usize;
     for (_, fields) in LedgerReader::new(text_again)? {

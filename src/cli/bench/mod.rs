@@ -48,8 +48,11 @@ enum BenchWhat {
         postgres: Option<String>,
     },
     /// Push N versions from one node to another over mutual TLS (sign, send, verify, store,
-    /// receipt) beside bare Ed25519 verifications; and single-edit latency to the peer.
+    /// receipt) beside bare verifications of the suite; and single-edit latency to the peer.
     Sync {
+        /// Signature suite of both nodes' keys (`ed25519` or `sm2-sm3`).
+        #[arg(long, default_value_t = crate::crypto::Suite::Ed25519)]
+        suite: crate::crypto::Suite,
         #[arg(long, default_value_t = 20_000)]
         versions: usize,
         /// Single edits for the latency figures.
@@ -231,12 +234,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             postgres,
         } => super::runtime()?.block_on(witness::bench_witness(events, rounds, grow, postgres))?,
         BenchWhat::Sync {
+            suite,
             versions,
             edits,
             commit_every,
             durable_receipts,
             postgres,
         } => super::runtime()?.block_on(sync::bench_sync(
+            suite,
             versions,
             edits,
             commit_every,
@@ -280,9 +285,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Bare Ed25519 signatures per second on one core: 32-byte messages (what a version signs).
-fn bare_sign_rate(n: usize) -> anyhow::Result<f64> {
-    let key = crate::crypto::keys::SigningKey::generate()?.0;
+/// Bare signatures per second of `suite` on one core: 32-byte messages (what a version signs).
+fn bare_sign_rate(suite: crate::crypto::Suite, n: usize) -> anyhow::Result<f64> {
+    let key = crate::crypto::keys::SigningKey::generate_in(suite)?.0;
     let mut msg = [7u8; 32];
     let start = Instant::now();
     for i in 0..n {
@@ -331,13 +336,21 @@ struct BenchPair {
 }
 
 async fn bench_pair(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
+    bench_pair_in(postgres, crate::crypto::Suite::Ed25519).await
+}
+
+/// [`bench_pair`] with every key of `suite`.
+async fn bench_pair_in(
+    postgres: Option<&str>,
+    suite: crate::crypto::Suite,
+) -> anyhow::Result<BenchPair> {
     use crate::devnet::{DevNet, NodeSpec};
     let root = tempfile::tempdir()?;
     let specs = [
         NodeSpec::new("410100", "41")?,
         NodeSpec::new("510100", "51")?,
     ];
-    let mut net = DevNet::create(&root.path().join("pki"), &specs, Vec::new())?;
+    let mut net = DevNet::create_in(&root.path().join("pki"), &specs, Vec::new(), suite)?;
     let mut nodes = Vec::new();
     let mut dbs = Vec::new();
     let mut all_settings = Vec::new();

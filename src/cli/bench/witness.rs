@@ -125,7 +125,7 @@ pub(super) async fn bench_witness(
         std::hint::black_box(sig);
     }
     let pure = t0.elapsed() / pure_n as u32;
-    let bare_sign = bare_sign_rate(2000)?;
+    let bare_sign = bare_sign_rate(crate::crypto::Suite::Ed25519, 2000)?;
 
     // The start-up self check at this size: from nothing, then with nothing new.
     let mut conn = zz_store.conn()?;

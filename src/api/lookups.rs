@@ -20,7 +20,7 @@ use crate::sync::lookup::{self, HandoverAnswer, LookupAnswer, LookupRequest, Sig
 fn hukou_region_of(named: Option<RegionCode>, id: &IdNumber) -> Result<RegionCode, ApiError> {
     match named {
         Some(r) => Ok(r),
-        None => RegionCode::parse(id.issuing_region_digits()).map_err(|_| {
+        None => id.issuing_region().map_err(|_| {
             ApiError::unprocessable(
                 "invalid_field",
                 "the ID number's region is not a current GB/T 2260 code: name the hukou region",

@@ -24,18 +24,13 @@ pub async fn read(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 pub async fn figures(state: &AppState, actor: crate::audit::Actor) -> Result<Stats, ApiError> {
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();
-    let stale_days = i64::from(state.settings.records.stale_after_days);
+    let stale_days = state.settings.records.stale_after_days;
     let at = now();
     state
         .store
         .run(move |c| {
-            let today = crate::sync::ledger::china_today(at);
             let working = |a, b| deadlines.calendar.working_days_between(a, b);
-            let input = Inputs {
-                today,
-                stale_before: today - chrono::Duration::days(stale_days),
-                working_days: &working,
-            };
+            let input = Inputs::at(at, stale_days, &working);
             stats::compute(c, &node, &input, &actor, at)
         })
         .await

@@ -12,13 +12,8 @@ pub fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let deadlines = crate::startup::deadlines(settings)?;
     let mut conn = store.conn()?;
     let now = chrono::Utc::now();
-    let today = crate::sync::ledger::china_today(now);
     let working = |a, b| deadlines.calendar.working_days_between(a, b);
-    let input = Inputs {
-        today,
-        stale_before: today - chrono::Duration::days(i64::from(settings.records.stale_after_days)),
-        working_days: &working,
-    };
+    let input = Inputs::at(now, settings.records.stale_after_days, &working);
     let s = stats::compute(&mut conn, &node, &input, &Actor::console(), now)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);

@@ -94,6 +94,12 @@ impl IdNumber {
         &self.0[..6]
     }
 
+    /// The issuing region as a code of the shipped GB/T 2260 table — the default hukou region a
+    /// person names when asking about a child; an error when the code is no longer in the table.
+    pub fn issuing_region(&self) -> Result<RegionCode, super::region::RegionError> {
+        RegionCode::parse(self.issuing_region_digits())
+    }
+
     /// Masked form for logs: `4101**********0012`.
     pub fn masked(&self) -> String {
         format!("{}**********{}", &self.0[..4], &self.0[14..])

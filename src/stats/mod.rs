@@ -87,6 +87,22 @@ pub struct Inputs<'a> {
     pub working_days: &'a dyn Fn(NaiveDate, NaiveDate) -> i64,
 }
 
+impl<'a> Inputs<'a> {
+    /// The inputs at `now`: today in China, and the cut-off `stale_after_days` before it.
+    pub fn at(
+        now: DateTime<Utc>,
+        stale_after_days: u32,
+        working_days: &'a dyn Fn(NaiveDate, NaiveDate) -> i64,
+    ) -> Self {
+        let today = crate::sync::ledger::china_today(now);
+        Inputs {
+            today,
+            stale_before: today - chrono::Duration::days(i64::from(stale_after_days)),
+            working_days,
+        }
+    }
+}
+
 /// Computes the statistics and audits the read.
 pub fn compute(
     conn: &mut DbConn,

@@ -137,6 +137,8 @@ struct Intake<'a> {
     touched_docs: BTreeSet<String>,
     /// Files new in this batch whose only version is a creation: their view is that record.
     creations: HashMap<String, ChildRecord>,
+    /// The first version of a file in this batch when it is a creation: (doc, id, stamp).
+    roots: Vec<(String, VersionId, i64)>,
     /// Stamps of the visit versions accepted in this batch.
     visit_stamps: HashMap<VersionId, i64>,
 }
@@ -163,6 +165,7 @@ impl<'a> Intake<'a> {
             accepted_here: HashMap::new(),
             touched_docs: BTreeSet::new(),
             creations: HashMap::new(),
+            roots: Vec::new(),
             visit_stamps: HashMap::new(),
         }
     }
@@ -271,22 +274,10 @@ impl<'a> Intake<'a> {
                 return Ok(());
             }
         };
-        // A second root: a creation of a file held here already (made where the file was not
-        // known). Its sender holds only its own creation: it gets the file's history, so both
-        // merge the same versions (rule 6 of `merge`).
         let doc = &v.version.doc_id;
-        let second_root = v.version.parents.is_empty()
-            && (self.touched_docs.contains(doc)
-                || repo::child_created_at(conn, doc)
-                    .map_err(LedgerError::from)?
-                    .is_some());
         let forwarded =
             self.batch
                 .add_child(conn, v, &record, &parent_records, Some(self.sender))?;
-        if second_root {
-            self.batch
-                .queue_history(conn, v, &BTreeSet::from([self.sender.clone()]))?;
-        }
         self.batch.event(
             Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
                 .object("child", &v.version.doc_id)
@@ -297,6 +288,7 @@ impl<'a> Intake<'a> {
         );
         if v.version.parents.is_empty() && !self.touched_docs.contains(doc) {
             self.creations.insert(doc.clone(), record.clone());
+            self.roots.push((doc.clone(), v.id, v.version.hlc.to_i64()));
         } else {
             self.creations.remove(doc);
         }
@@ -309,10 +301,25 @@ impl<'a> Intake<'a> {
 
     /// The views of the files the batch touched: a new file's is its creation, any other is
     /// merged from its stored versions.
+    ///
+    /// A creation of a file held here before the batch is a **second root** (made where the
+    /// file was not known): its sender holds only its own creation, so it gets the file's
+    /// history and both merge the same versions (rule 6 of `merge`).
     fn refresh_views(&mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
         self.batch.flush(conn)?;
-        let new_docs: Vec<String> = self.creations.keys().cloned().collect();
-        let known = repo::existing_children(conn, &new_docs)?;
+        let root_docs: Vec<String> = self.roots.iter().map(|(doc, _, _)| doc.clone()).collect();
+        let known = repo::existing_children(conn, &root_docs)?;
+        let sender = BTreeSet::from([self.sender.clone()]);
+        for (doc, id, hlc) in &self.roots {
+            if known.contains(doc) {
+                self.batch.queue_history_of(
+                    conn,
+                    (DocKind::Child, doc),
+                    (&id.to_string(), *hlc),
+                    &sender,
+                )?;
+            }
+        }
         for doc in &self.touched_docs {
             match self.creations.get(doc) {
                 Some(record) if !known.contains(doc) => self.batch.new_file(record),

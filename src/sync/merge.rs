@@ -489,25 +489,30 @@ impl<'a> Dag<'a> {
     }
 
     /// Rule 6: of `sides` sharing no ancestor, the one whose ancestry holds the first root — the
-    /// creation with the lowest `(hlc, id)`, both signed, so every node picks the same — or,
-    /// with `latest`, the one holding the latest root.
-    fn side_with_root(&self, sides: &[usize], latest: bool) -> Option<usize> {
-        let side_root = |s: usize| {
-            let roots = (0..self.len())
-                .filter(|&v| self.parents[v].is_empty() && self.ancestry[s].contains(v))
-                .map(|v| (self.versions[v].hlc, self.versions[v].id));
-            if latest {
-                roots.max()
+    /// creation with the lowest `(hlc, id)`, both signed, so every node picks the same — and the
+    /// one holding the latest root.
+    fn sides_with_first_and_latest_root(&self, sides: &[usize]) -> (Option<usize>, Option<usize>) {
+        let held = |v: usize| sides.iter().any(|&s| self.ancestry[s].contains(v));
+        let roots: Vec<((i64, VersionId), usize)> = (0..self.len())
+            .filter(|&v| self.parents[v].is_empty() && held(v))
+            .map(|v| ((self.versions[v].hlc, self.versions[v].id), v))
+            .collect();
+        let side_holding = |root: Option<&((i64, VersionId), usize)>, last: bool| {
+            let &(_, v) = root?;
+            let with = sides
+                .iter()
+                .copied()
+                .filter(|&s| self.ancestry[s].contains(v));
+            if last {
+                with.max()
             } else {
-                roots.min()
+                with.min()
             }
         };
-        let ranked = sides.iter().filter_map(|&s| side_root(s).map(|r| (r, s)));
-        if latest {
-            ranked.max().map(|(_, s)| s)
-        } else {
-            ranked.min().map(|(_, s)| s)
-        }
+        (
+            side_holding(roots.iter().min(), false),
+            side_holding(roots.iter().max(), true),
+        )
     }
 
     fn id(&self, v: usize) -> VersionId {
@@ -600,9 +605,8 @@ impl<'d, 'a> Engine<'d, 'a> {
         }
     }
 
-    /// The base state of a merge of `sides` (all already processed).
-    fn base_state(&mut self, sides: &[usize]) -> Rc<State> {
-        let lowest = self.dag.lowest_common_ancestors(sides);
+    /// The base state of a merge whose sides' lowest common ancestors are `lowest`.
+    fn base_state(&mut self, lowest: Vec<usize>) -> Rc<State> {
         match lowest.as_slice() {
             [] => Rc::new(empty_state()),
             [one] => Rc::clone(&self.states[*one]),
@@ -622,15 +626,13 @@ impl<'d, 'a> Engine<'d, 'a> {
     /// Rules 1–4 for every field, merging `sides` (at least two, all already processed); rule 6
     /// instead of rule 4 when the sides share no ancestor.
     fn merge(&mut self, sides: &[usize]) -> Merged {
-        let base = self.base_state(sides);
+        let lowest = self.dag.lowest_common_ancestors(sides);
         // Rule 6: independent creations — the side holding the first file (residence fields:
         // the latest) decides disputes.
-        let roots = self.dag.lowest_common_ancestors(sides).is_empty().then(|| {
-            (
-                self.dag.side_with_root(sides, false),
-                self.dag.side_with_root(sides, true),
-            )
-        });
+        let roots = lowest
+            .is_empty()
+            .then(|| self.dag.sides_with_first_and_latest_root(sides));
+        let base = self.base_state(lowest);
         let mut state = Vec::with_capacity(ChildField::ALL.len());
         let mut disputes = Vec::new();
         for (i, &field) in ChildField::ALL.iter().enumerate() {

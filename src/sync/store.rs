@@ -156,30 +156,42 @@ impl<'n> Batch<'n> {
     /// sorts with `v` and the sender puts them in one batch (a batch never ends inside a group of
     /// equal stamps): the receiver is a party of the old versions only through the move beside
     /// them. Versions already queued for a peer stay as they are.
-    pub(crate) fn queue_history(
+    fn queue_history(
         &mut self,
         conn: &mut DbConn,
         v: &SignedVersion,
+        peers: &BTreeSet<NodeId>,
+    ) -> Result<(), LedgerError> {
+        let own = v.id.to_string();
+        self.queue_history_of(
+            conn,
+            (v.version.kind, &v.version.doc_id),
+            (&own, v.version.hlc.to_i64()),
+            peers,
+        )
+    }
+
+    /// [`Self::queue_history`] for the document `(kind, doc_id)` of the version `(own, hlc)`.
+    pub(crate) fn queue_history_of(
+        &mut self,
+        conn: &mut DbConn,
+        (kind, doc_id): (DocKind, &str),
+        (own, hlc): (&str, i64),
         peers: &BTreeSet<NodeId>,
     ) -> Result<(), LedgerError> {
         if peers.is_empty() {
             return Ok(());
         }
         self.flush(conn)?;
-        let hlc = v.version.hlc.to_i64();
-        let own = v.id.to_string();
-        let mut history: Vec<String> = crate::storage::reconcile::history_ids(
-            conn,
-            v.version.kind.as_str(),
-            &v.version.doc_id,
-        )?
-        .into_iter()
-        .filter(|id| *id != own)
-        .collect();
+        let mut history: Vec<String> =
+            crate::storage::reconcile::history_ids(conn, kind.as_str(), doc_id)?
+                .into_iter()
+                .filter(|id| id != own)
+                .collect();
         // A child's visits and reports go with the file (after it: the receiver checks them
         // against the child's file).
-        if v.version.kind == DocKind::Child {
-            let child = [v.version.doc_id.clone()];
+        if kind == DocKind::Child {
+            let child = [doc_id.to_owned()];
             let visits = crate::storage::visits::ids_of_children(conn, &child)?;
             let reports = crate::storage::reports::ids_of_children(conn, &child)?;
             for (kind, docs) in [(DocKind::Visit, visits), (DocKind::Report, reports)] {

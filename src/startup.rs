@@ -710,6 +710,7 @@ fn record_system_event(
         kind: ActorKind::System,
         id: format!("node:{}", node.id),
         via: Via::Job,
+        scope: crate::domain::Scope::whole_node(),
     };
     let mut conn = store.conn()?;
     crate::storage::transaction(&mut conn, |c| {

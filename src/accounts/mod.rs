@@ -16,7 +16,7 @@ use crate::crypto::hlc::Hlc;
 use crate::storage::accounts::{self as repo, SessionRow, TokenRow, UserRow};
 use crate::storage::{self, DbConn, StorageError};
 
-pub use crate::domain::Role;
+pub use crate::domain::{Role, Scope};
 
 /// One thing a caller may be allowed to do (audited by its snake_case name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -112,6 +112,8 @@ pub struct Principal {
     pub name: String,
     pub kind: ActorKind,
     pub role: Role,
+    /// The children it may see and edit (the whole node when empty).
+    pub scope: Scope,
     /// The session's CSRF token (browser sessions only).
     pub csrf: Option<String>,
 }
@@ -122,6 +124,7 @@ impl Principal {
             kind: self.kind,
             id: self.name.clone(),
             via,
+            scope: self.scope.clone(),
         }
     }
 
@@ -149,6 +152,8 @@ pub struct UserInfo {
     pub locked_until: Option<DateTime<Utc>>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The region scope (`*`: the whole node).
+    pub scope: String,
 }
 
 /// A token as listed (never the secret or its hash).
@@ -159,6 +164,8 @@ pub struct TokenInfo {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The region scope (`*`: the whole node).
+    pub scope: String,
 }
 
 /// The browser session cookie's name (HttpOnly, SameSite=Strict; Secure over TLS).
@@ -241,6 +248,8 @@ pub struct NewUser<'a> {
     pub display_name: &'a str,
     pub role: Role,
     pub password: &'a str,
+    /// The children the user may see and edit.
+    pub scope: &'a Scope,
 }
 
 /// Adds a user (the CLI's `admin user add`).
@@ -256,6 +265,7 @@ pub fn add_user(
         display_name,
         role,
         password,
+        scope,
     } = *user;
     if !valid_name(username) {
         return Err(AccountError::BadUsername);
@@ -277,6 +287,7 @@ pub fn add_user(
                 locked_until: None,
                 disabled: 0,
                 created_at: now.naive_utc(),
+                scope: scope.to_string_stored(),
             },
         )?;
         audit_event(
@@ -285,7 +296,7 @@ pub fn add_user(
             now,
             Event::new(actor.clone(), "user.add", Outcome::Ok)
                 .object("user", username)
-                .details(serde_json::json!({"role": role.as_str()})),
+                .details(serde_json::json!({"role": role.as_str(), "scope": scope.to_string()})),
         )
     })
 }
@@ -364,6 +375,31 @@ pub fn set_disabled(
     })
 }
 
+/// Sets a user's region scope; ends their sessions so the new scope applies at once.
+pub fn set_scope(
+    conn: &mut DbConn,
+    hlc: Hlc,
+    actor: &Actor,
+    username: &str,
+    scope: &Scope,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    storage::transaction(conn, |conn| {
+        if repo::set_user_scope(conn, username, &scope.to_string_stored())? == 0 {
+            return Err(AccountError::NotFound("user"));
+        }
+        repo::delete_sessions_of(conn, username)?;
+        audit_event(
+            conn,
+            hlc,
+            now,
+            Event::new(actor.clone(), "user.scope", Outcome::Ok)
+                .object("user", username)
+                .details(serde_json::json!({"scope": scope.to_string()})),
+        )
+    })
+}
+
 pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserInfo>, AccountError> {
     Ok(repo::list_users(conn)?
         .into_iter()
@@ -374,6 +410,7 @@ pub fn list_users(conn: &mut DbConn) -> Result<Vec<UserInfo>, AccountError> {
             locked_until: u.locked_until,
             disabled: u.disabled,
             created_at: u.created_at,
+            scope: u.scope.to_string(),
         })
         .collect())
 }
@@ -404,6 +441,7 @@ pub fn login(
         kind: ActorKind::User,
         id: format!("user:{username}"),
         via: Via::Ui,
+        scope: crate::domain::Scope::whole_node(),
     };
     let fail = |conn: &mut DbConn, reason: &str, err: AccountError| {
         audit_event(
@@ -602,6 +640,7 @@ pub fn session(
         name: format!("user:{}", user.username),
         kind: ActorKind::User,
         role: user.role,
+        scope: user.scope,
         csrf: Some(session.csrf_token),
     })
 }
@@ -647,6 +686,7 @@ pub fn create_token(
     actor: &Actor,
     name: &str,
     role: Role,
+    scope: &Scope,
     now: DateTime<Utc>,
 ) -> Result<String, AccountError> {
     if !valid_name(name) {
@@ -666,6 +706,7 @@ pub fn create_token(
                 created_at: now.naive_utc(),
                 revoked_at: None,
                 last_used_at: None,
+                scope: scope.to_string_stored(),
             },
         )?;
         audit_event(
@@ -674,7 +715,7 @@ pub fn create_token(
             now,
             Event::new(actor.clone(), "token.create", Outcome::Ok)
                 .object("token", name)
-                .details(serde_json::json!({"role": role.as_str()})),
+                .details(serde_json::json!({"role": role.as_str(), "scope": scope.to_string()})),
         )
     })?;
     Ok(secret)
@@ -710,6 +751,7 @@ pub fn list_tokens(conn: &mut DbConn) -> Result<Vec<TokenInfo>, AccountError> {
             created_at: t.created_at,
             revoked_at: t.revoked_at,
             last_used_at: t.last_used_at,
+            scope: t.scope.to_string(),
         })
         .collect())
 }
@@ -738,6 +780,7 @@ pub fn bearer(
         name: format!("token:{}", t.name),
         kind: ActorKind::Token,
         role: t.role,
+        scope: t.scope,
         csrf: None,
     })
 }

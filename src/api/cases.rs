@@ -223,6 +223,8 @@ pub async fn list(
         overdue_only: q.overdue.unwrap_or(false),
         after: q.after,
         limit: i64::from(limit),
+        // The service limits the list to the caller's scope.
+        scope: Default::default(),
     };
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();

@@ -296,6 +296,8 @@ pub async fn list(
         },
         after: q.after,
         limit: i64::from(limit),
+        // The service limits the list to the caller's scope.
+        scope: Default::default(),
     };
     let purpose = purpose_of(&req)?;
     let node = state.node.clone();

@@ -40,7 +40,7 @@ pub async fn queue(
     caller: Caller,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&state, Permission::ReadChildren).await?;
+    let actor = caller.require(&state, Permission::ReadChildren).await?;
     let q: QueueQuery = input::query(&req)?;
     let owner = match q.owner.as_deref() {
         None | Some("here") => Some(state.node.id.to_string()),
@@ -54,7 +54,9 @@ pub async fn queue(
     let limit = i64::from(q.limit.unwrap_or(100));
     let page = state
         .store
-        .run(move |c| conflicts::queue(c, owner.as_deref(), q.after.as_deref(), limit))
+        .run(move |c| {
+            conflicts::queue(c, owner.as_deref(), q.after.as_deref(), limit, &actor.scope)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }

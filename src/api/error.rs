@@ -262,6 +262,9 @@ impl From<LedgerError> for ApiError {
             e @ LedgerError::NotParty { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "not_party", e.to_string())
             }
+            e @ LedgerError::OutsideScope { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "outside_scope", e.to_string())
+            }
             LedgerError::FieldNotOwned { field, authority } => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "field_not_owned",

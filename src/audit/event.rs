@@ -64,6 +64,13 @@ pub struct Actor {
     pub kind: ActorKind,
     pub id: String,
     pub via: Via,
+    /// The children the actor may see and edit: its account's region scope. Not part of the
+    /// audit record (the event names the actor; its scope is in `user.add`/`user.scope`); the
+    /// whole node for peers, jobs and the console. Services that list or touch children
+    /// apply it.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub scope: crate::domain::Scope,
 }
 
 impl Actor {
@@ -74,6 +81,7 @@ impl Actor {
             kind: ActorKind::System,
             id: format!("console:{user}"),
             via: Via::Cli,
+            scope: crate::domain::Scope::whole_node(),
         }
     }
 
@@ -83,6 +91,7 @@ impl Actor {
             kind: ActorKind::System,
             id: format!("job:{name}"),
             via: Via::Job,
+            scope: crate::domain::Scope::whole_node(),
         }
     }
 }
@@ -281,6 +290,7 @@ mod tests {
                     kind: [ActorKind::User, ActorKind::Node, ActorKind::Token, ActorKind::System][kind],
                     id,
                     via: [Via::Api, Via::Cli, Via::Peer, Via::Ui, Via::Job][via],
+                    scope: crate::domain::Scope::whole_node(),
                 },
                 action,
                 object_kind: object.as_ref().map(|o| o.0.clone()),

@@ -114,6 +114,7 @@ pub fn leaf_of(row: &AuditEventRow) -> Result<LeafEvent, AuditError> {
                 .map_err(|_| bad("actor kind"))?,
             id: row.actor_id.clone(),
             via: serde_json::from_value(Value::String(row.via.clone())).map_err(|_| bad("via"))?,
+            scope: crate::domain::Scope::whole_node(),
         },
         action: row.action.clone(),
         object_kind: row.object_kind.clone(),

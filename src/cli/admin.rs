@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::Subcommand;
 
-use crate::accounts::{self, Role};
+use crate::accounts::{self, Role, Scope};
 use crate::audit::Actor;
 use crate::config::Settings;
 
@@ -33,6 +33,16 @@ pub enum UserCommand {
         /// The name shown on the pages (default: the user name).
         #[arg(long)]
         display_name: Option<String>,
+        /// Limit the user to these regions: region prefixes (41, 4101, 410105) or townships
+        /// (410105001), comma-separated; default the whole node.
+        #[arg(long, default_value = "*")]
+        scope: String,
+    },
+    /// Change the regions a user may see and edit; ends their sessions.
+    Scope {
+        username: String,
+        /// Region or township prefixes, comma-separated; `*` for the whole node.
+        scope: String,
     },
     /// Set a new password (read from standard input); unlocks and ends the user's sessions.
     Passwd {
@@ -62,6 +72,9 @@ pub enum TokenCommand {
         name: String,
         #[arg(long)]
         role: String,
+        /// Limit the token to these regions (as for users); default the whole node.
+        #[arg(long, default_value = "*")]
+        scope: String,
     },
     /// Revoke a token; the next request with it is refused.
     Revoke { name: String },
@@ -94,8 +107,10 @@ pub fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             username,
             role,
             display_name,
+            scope,
         }) => {
             let role: Role = role.parse()?;
+            let scope: Scope = scope.parse()?;
             let password = read_password()?;
             let display = display_name.unwrap_or_else(|| username.clone());
             let user = accounts::NewUser {
@@ -103,9 +118,15 @@ pub fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
                 display_name: &display,
                 role,
                 password: &password,
+                scope: &scope,
             };
             accounts::add_user(&mut conn, hlc(), &actor, &user, now)?;
-            println!("added user {username} ({role})");
+            println!("added user {username} ({role}, scope {scope})");
+        }
+        AdminCommand::User(UserCommand::Scope { username, scope }) => {
+            let scope: Scope = scope.parse()?;
+            accounts::set_scope(&mut conn, hlc(), &actor, &username, &scope, now)?;
+            println!("scope of {username} is now {scope}; their sessions ended");
         }
         AdminCommand::User(UserCommand::Passwd { username }) => {
             let password = read_password()?;
@@ -129,7 +150,10 @@ pub fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
-                println!("{:<24} {:<14} {:<10} display name", "user", "role", "state");
+                println!(
+                    "{:<24} {:<14} {:<10} {:<20} display name",
+                    "user", "role", "state", "scope"
+                );
                 for u in users {
                     let state = if u.disabled {
                         "disabled"
@@ -139,16 +163,18 @@ pub fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
                         "active"
                     };
                     println!(
-                        "{:<24} {:<14} {:<10} {}",
-                        u.username, u.role, state, u.display_name
+                        "{:<24} {:<14} {:<10} {:<20} {}",
+                        u.username, u.role, state, u.scope, u.display_name
                     );
                 }
             }
         }
-        AdminCommand::Token(TokenCommand::Create { name, role }) => {
+        AdminCommand::Token(TokenCommand::Create { name, role, scope }) => {
             let role: Role = role.parse()?;
-            let secret = accounts::create_token(&mut conn, hlc(), &actor, &name, role, now)?;
-            eprintln!("token {name} ({role}) created; this is the only time its secret is shown:");
+            let scope: Scope = scope.parse()?;
+            let secret =
+                accounts::create_token(&mut conn, hlc(), &actor, &name, role, &scope, now)?;
+            eprintln!("token {name} ({role}, scope {scope}) created; this is the only time its secret is shown:");
             println!("{secret}");
         }
         AdminCommand::Token(TokenCommand::Revoke { name }) => {
@@ -160,10 +186,13 @@ pub fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&tokens)?);
             } else {
-                println!("{:<24} {:<14} {:<8} last used", "token", "role", "state");
+                println!(
+                    "{:<24} {:<14} {:<8} {:<20} last used",
+                    "token", "role", "state", "scope"
+                );
                 for t in tokens {
                     println!(
-                        "{:<24} {:<14} {:<8} {}",
+                        "{:<24} {:<14} {:<8} {:<20} {}",
                         t.name,
                         t.role,
                         if t.revoked_at.is_some() {
@@ -171,6 +200,7 @@ pub fn run(settings: &Settings, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
                         } else {
                             "active"
                         },
+                        t.scope,
                         t.last_used_at.map_or("never".into(), |x| x.to_rfc3339())
                     );
                 }

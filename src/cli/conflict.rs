@@ -81,6 +81,7 @@ pub fn run(settings: &Settings, cmd: ConflictCommand) -> anyhow::Result<ExitCode
                 owner.as_deref(),
                 after.as_deref(),
                 i64::from(limit),
+                &crate::domain::Scope::whole_node(),
             )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&page)?);

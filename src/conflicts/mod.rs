@@ -157,9 +157,10 @@ pub fn queue(
     owner: Option<&str>,
     after: Option<&str>,
     limit: i64,
+    scope: &crate::domain::Scope,
 ) -> Result<QueuePage, ConflictError> {
     let limit = limit.clamp(1, 500);
-    let rows = repo::queue(conn, owner, after.and_then(parse_cursor), limit + 1)?;
+    let rows = repo::queue(conn, owner, after.and_then(parse_cursor), limit + 1, scope)?;
     let more = rows.len() as i64 > limit;
     let rows = &rows[..rows.len().min(limit as usize)];
     let items = rows
@@ -236,6 +237,10 @@ pub fn read(
     now: DateTime<Utc>,
 ) -> Result<FileConflicts, ConflictError> {
     storage::transaction(conn, |conn| {
+        ledger::check_scope_of(conn, actor, id.as_str(), false).map_err(|e| match e {
+            LedgerError::NotFound(_) => ConflictError::NotFound(id.masked()),
+            e => e.into(),
+        })?;
         let file = of_file(conn, node, id)?;
         audit::append(
             conn,
@@ -276,6 +281,7 @@ pub fn resolve(
     let version = storage::transaction(conn, |conn| {
         records_repo::child_created_at(conn, id.as_str())?
             .ok_or_else(|| ConflictError::NotFound(id.masked()))?;
+        ledger::check_scope_of(conn, actor, id.as_str(), true)?;
         let (versions, view) = crate::sync::view::merged(conn, node, id.as_str())?;
         if view.heads != expected {
             return Err(ConflictError::Stale {

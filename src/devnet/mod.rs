@@ -173,6 +173,7 @@ pub async fn admin_client(
             &crate::audit::Actor::console(),
             "demo",
             crate::accounts::Role::Administrator,
+            &crate::accounts::Scope::whole_node(),
             chrono::Utc::now(),
         )?)
     })

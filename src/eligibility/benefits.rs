@@ -118,6 +118,7 @@ pub fn review_due(
     today: NaiveDate,
     after: Option<&str>,
     scan: i64,
+    scope: &crate::domain::Scope,
 ) -> Result<ReviewPage, LedgerError> {
     let files = repo::page_children(conn, after, scan)?;
     let next_after = (files.len() as i64 == scan)
@@ -125,7 +126,9 @@ pub fn review_due(
         .flatten();
     let mut items = Vec::new();
     for f in files {
-        if !node.roles(&f.hukou_region, &f.residence_region).hukou {
+        if !node.roles(&f.hukou_region, &f.residence_region).hukou
+            || !scope.admits_record(&f.record)
+        {
             continue;
         }
         for g in f.record.benefits.iter().filter(|g| g.is_active()) {
@@ -161,7 +164,7 @@ pub fn review_due_for(
 ) -> Result<ReviewPage, LedgerError> {
     let today = china_today(now);
     storage::transaction(conn, |conn| {
-        let page = review_due(conn, node, due_by, today, after, scan)?;
+        let page = review_due(conn, node, due_by, today, after, scan, &actor.scope)?;
         let returned: Vec<&str> = page.items.iter().map(|i| i.id_number.as_str()).collect();
         crate::audit::append(
             conn,

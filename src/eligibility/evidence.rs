@@ -293,6 +293,10 @@ pub fn download(
         Err(CaseError::NotFound(_)) => return Err(EvidenceError::CaseNotFound),
         other => other?,
     };
+    // A case of a child outside the account's scope is not there for it.
+    if crate::sync::ledger::check_scope_of(conn, actor, body.child_id.as_str(), false).is_err() {
+        return Err(EvidenceError::CaseNotFound);
+    }
     if !named(&body).iter().any(|e| &e.sha256 == sha256) {
         return Err(EvidenceError::NotNamed);
     }
@@ -368,6 +372,7 @@ fn peer_actor(peer: &NodeId) -> Actor {
         kind: ActorKind::Node,
         id: peer.to_string(),
         via: Via::Peer,
+        scope: crate::domain::Scope::whole_node(),
     }
 }
 

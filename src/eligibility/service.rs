@@ -347,6 +347,10 @@ pub fn create(
         LedgerError::Invalid(crate::domain::FieldError::new("child_id", e.to_string()))
     })?;
     let case_id = storage::transaction(conn, |conn| {
+        ledger::check_scope_of(conn, actor, child_id.as_str(), true).map_err(|e| match e {
+            LedgerError::NotFound(_) => CaseError::ChildNotFound,
+            e => e.into(),
+        })?;
         let child = records_repo::get_child(conn, child_id.as_str())?
             .ok_or(CaseError::ChildNotFound)?
             .record;
@@ -567,6 +571,7 @@ pub fn transition(
     now: DateTime<Utc>,
 ) -> Result<CaseView, CaseError> {
     storage::transaction(conn, |conn| {
+        check_case_scope(conn, actor, case_id, true)?;
         step(conn, node, deadlines, case_id, t, officer, None, actor, now)
     })?;
     node.wake_senders();
@@ -686,6 +691,25 @@ pub fn view(
     })
 }
 
+/// Refuses a case whose child is outside the actor's scope: as absent for a read (404), 403
+/// `outside_scope` for an action. A case whose child's file this node does not hold is seen
+/// only by accounts of the whole node.
+fn check_case_scope(
+    conn: &mut DbConn,
+    actor: &Actor,
+    case_id: &str,
+    write: bool,
+) -> Result<(), CaseError> {
+    if actor.scope.is_whole_node() {
+        return Ok(());
+    }
+    let case = repo::get(conn, case_id)?.ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
+    ledger::check_scope_of(conn, actor, case.child_id.as_str(), write).map_err(|e| match e {
+        LedgerError::NotFound(_) => CaseError::NotFound(case_id.to_owned()),
+        e => e.into(),
+    })
+}
+
 /// Reads a case (it names a child and its grounds) and audits the read.
 pub fn read(
     conn: &mut DbConn,
@@ -697,6 +721,7 @@ pub fn read(
     now: DateTime<Utc>,
 ) -> Result<CaseView, CaseError> {
     storage::transaction(conn, |conn| {
+        check_case_scope(conn, actor, case_id, false)?;
         let v = view(conn, node, deadlines, case_id)?;
         audit::append(
             conn,
@@ -721,6 +746,9 @@ pub struct CaseQuery {
     /// Keyset paging: the `next_after` of the previous page.
     pub after: Option<String>,
     pub limit: i64,
+    /// Only cases of children within this scope (the caller's).
+    #[serde(skip)]
+    pub scope: crate::domain::Scope,
 }
 
 /// Lists cases for a person or a local system and audits the read (`case.list`, with the cases
@@ -734,6 +762,10 @@ pub fn list_for(
     purpose: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<CaseSummary>, CaseError> {
+    let q = &CaseQuery {
+        scope: actor.scope.clone(),
+        ..q.clone()
+    };
     storage::transaction(conn, |conn| {
         let cases = list(conn, node, deadlines, q, now)?;
         let returned: Vec<&str> = cases.iter().map(|c| c.case_id.as_str()).collect();
@@ -768,6 +800,7 @@ pub fn list(
         party: Some(me.clone()),
         after: q.after.clone(),
         limit: q.limit,
+        scope: q.scope.clone(),
     };
     let rows = repo::list(conn, &filter)?;
     Ok(rows

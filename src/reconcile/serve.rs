@@ -160,6 +160,7 @@ fn peer_actor(asker: &NodeId) -> Actor {
         kind: ActorKind::Node,
         id: asker.to_string(),
         via: Via::Peer,
+        scope: crate::domain::Scope::whole_node(),
     }
 }
 

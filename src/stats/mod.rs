@@ -56,6 +56,8 @@ pub struct CaseFigures {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub generated_at: DateTime<Utc>,
+    /// The account scope the figures are limited to (`*`: the whole node).
+    pub scope: String,
     /// Files served here.
     pub files: i64,
     /// Per residence region (county level), most files first.
@@ -111,6 +113,7 @@ pub fn compute(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Stats, StatsError> {
+    let scope = &actor.scope;
     let served = |h: &str, r: &str| match (RegionCode::parse(h), RegionCode::parse(r)) {
         (Ok(h), Ok(r)) => node.roles(&h, &r).is_party(),
         _ => false,
@@ -118,7 +121,7 @@ pub fn compute(
     let mut files = 0;
     let mut regions: BTreeMap<String, i64> = BTreeMap::new();
     let mut townships: BTreeMap<String, i64> = BTreeMap::new();
-    for (h, r, township, n) in repo::by_township(conn)? {
+    for (h, r, township, n) in repo::by_township(conn, scope)? {
         if served(&h, &r) {
             files += n;
             *regions.entry(r).or_default() += n;
@@ -128,7 +131,7 @@ pub fn compute(
         }
     }
     let mut categories: BTreeMap<Category, i64> = BTreeMap::new();
-    for (h, r, set, n) in repo::by_categories(conn)? {
+    for (h, r, set, n) in repo::by_categories(conn, scope)? {
         if served(&h, &r) {
             for code in set.split('|').filter(|c| !c.is_empty()) {
                 if let Some(c) = Category::ALL.iter().find(|c| c.code() == code) {
@@ -138,7 +141,7 @@ pub fn compute(
         }
     }
     let mut risk: BTreeMap<String, i64> = BTreeMap::new();
-    for (h, r, level, n) in repo::by_risk(conn)? {
+    for (h, r, level, n) in repo::by_risk(conn, scope)? {
         if served(&h, &r) {
             *risk
                 .entry(level.unwrap_or_else(|| "none".into()))
@@ -146,7 +149,7 @@ pub fn compute(
         }
     }
     let mut workers: BTreeMap<String, i64> = BTreeMap::new();
-    for (h, r, worker, n) in repo::by_worker(conn)? {
+    for (h, r, worker, n) in repo::by_worker(conn, scope)? {
         if served(&h, &r) {
             *workers
                 .entry(worker.map_or_else(|| "none".into(), |w| worker_name(&w)))
@@ -159,23 +162,25 @@ pub fn compute(
             .map(|(_, _, _, n)| n)
             .sum()
     };
-    let visits_overdue = count_served(repo::due_before(conn, input.today)?);
+    let visits_overdue = count_served(repo::due_before(conn, input.today, scope)?);
     let soon = input.today + chrono::Duration::days(7);
-    let visits_due_within_7_days = count_served(repo::due_before(conn, soon)?) - visits_overdue;
-    let stale = count_served(repo::stale(conn, input.stale_before)?);
+    let visits_due_within_7_days =
+        count_served(repo::due_before(conn, soon, scope)?) - visits_overdue;
+    let stale = count_served(repo::stale(conn, input.stale_before, scope)?);
     let first_month = months_back(input.today, 11);
     let mut per_month: BTreeMap<String, i64> = (0..12)
         .map(|i| (month_key(months_forward(first_month, i)), 0))
         .collect();
-    for (day, n) in repo::visits_per_day(conn, first_month)? {
+    for (day, n) in repo::visits_per_day(conn, first_month, scope)? {
         if let Some(m) = per_month.get_mut(&month_key(day)) {
             *m += n;
         }
     }
-    let cases = case_figures(conn, node, input)?;
+    let cases = case_figures(conn, node, input, scope)?;
     let palette = &node.palette;
     let stats = Stats {
         generated_at: now,
+        scope: scope.to_string(),
         files,
         by_region: sorted(regions.into_iter().map(|(code, n)| {
             let label = RegionCode::parse(&code).map_or_else(|_| code.clone(), |r| r.full_name());
@@ -248,10 +253,11 @@ fn case_figures(
     conn: &mut DbConn,
     node: &LocalNode,
     input: &Inputs<'_>,
+    scope: &crate::domain::Scope,
 ) -> Result<CaseFigures, StatsError> {
     let mut outgoing: BTreeMap<String, i64> = BTreeMap::new();
     let mut incoming: BTreeMap<String, i64> = BTreeMap::new();
-    for (state, _benefit, requester, decider, n) in repo::cases_by_state(conn)? {
+    for (state, _benefit, requester, decider, n) in repo::cases_by_state(conn, scope)? {
         if requester == node.id.as_str() {
             *outgoing.entry(state.clone()).or_default() += n;
         }
@@ -262,7 +268,7 @@ fn case_figures(
     let mut on_time = 0;
     let mut late = 0;
     let mut days = 0i64;
-    let decided = repo::decided_cases(conn)?;
+    let decided = repo::decided_cases(conn, scope)?;
     for (submitted, decided_at, due_on) in &decided {
         let china = |t: &chrono::NaiveDateTime| crate::sync::ledger::china_today(t.and_utc());
         let decided_on = china(decided_at);
@@ -287,7 +293,7 @@ fn case_figures(
         incoming: states(incoming),
         decided_on_time: on_time,
         decided_late: late,
-        open_overdue: repo::open_cases_overdue(conn, input.today)?,
+        open_overdue: repo::open_cases_overdue(conn, input.today, scope)?,
         mean_working_days_to_decision: (!decided.is_empty())
             .then(|| days as f64 / decided.len() as f64),
     })

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::schema::{api_tokens, sessions, users};
 use super::{DbConn, StorageError};
-use crate::domain::Role;
+use crate::domain::{Role, Scope};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -25,6 +25,8 @@ pub struct UserRow {
     /// 1 when the account may not log in.
     pub disabled: i64,
     pub created_at: NaiveDateTime,
+    /// `domain::Scope`'s text form; '' is the whole node.
+    pub scope: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -48,6 +50,8 @@ pub struct TokenRow {
     pub created_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
     pub last_used_at: Option<NaiveDateTime>,
+    /// `domain::Scope`'s text form; '' is the whole node.
+    pub scope: String,
 }
 
 /// A user as read back.
@@ -64,6 +68,8 @@ pub struct User {
     /// The account may not log in.
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// The children the user may see and edit.
+    pub scope: Scope,
 }
 
 impl TryFrom<UserRow> for User {
@@ -79,6 +85,7 @@ impl TryFrom<UserRow> for User {
             locked_until: r.locked_until.map(|t| t.and_utc()),
             disabled: r.disabled != 0,
             created_at: r.created_at.and_utc(),
+            scope: r.scope.parse().map_err(|e| bad("scope", &e))?,
             username: r.username,
             display_name: r.display_name,
             password_hash: r.password_hash,
@@ -119,6 +126,8 @@ pub struct Token {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The children the token may see and edit.
+    pub scope: Scope,
 }
 
 impl TryFrom<TokenRow> for Token {
@@ -128,6 +137,9 @@ impl TryFrom<TokenRow> for Token {
         Ok(Token {
             role: r.role.parse().map_err(|e| {
                 StorageError::corrupt("api_tokens", format!("token {:?}: role: {e}", r.name))
+            })?,
+            scope: r.scope.parse().map_err(|e| {
+                StorageError::corrupt("api_tokens", format!("token {:?}: scope: {e}", r.name))
             })?,
             created_at: r.created_at.and_utc(),
             revoked_at: r.revoked_at.map(|t| t.and_utc()),
@@ -178,6 +190,18 @@ pub fn set_failures(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Sets a user's scope (its text form); the number of users changed.
+pub fn set_user_scope(
+    conn: &mut DbConn,
+    username: &str,
+    scope: &str,
+) -> Result<usize, StorageError> {
+    diesel::update(users::table.find(username))
+        .set(users::scope.eq(scope))
+        .execute(conn)
+        .map_err(StorageError::from)
 }
 
 pub fn set_password(conn: &mut DbConn, username: &str, hash: &str) -> Result<usize, StorageError> {

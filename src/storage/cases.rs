@@ -87,6 +87,8 @@ pub struct CaseFilter {
     /// Keyset paging: cases whose id sorts after this one (ids are UUIDv7: creation order).
     pub after: Option<String>,
     pub limit: i64,
+    /// Only cases of children within this account scope (whose file this node holds).
+    pub scope: crate::domain::Scope,
 }
 
 pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), StorageError> {
@@ -142,6 +144,9 @@ pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<Case>, StorageError
                 .eq(me.to_string())
                 .or(cases::decider.eq(me.to_string())),
         );
+    }
+    if let Some(within) = super::records::scope_exists("cases.child_id", &f.scope) {
+        q = q.filter(within);
     }
     if let Some(after) = &f.after {
         q = q.filter(cases::case_id.gt(after.clone()));

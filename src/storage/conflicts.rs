@@ -166,6 +166,7 @@ pub fn queue(
     owner: Option<&str>,
     after: Option<(DateTime<Utc>, String, String)>,
     limit: i64,
+    scope: &crate::domain::Scope,
 ) -> Result<Vec<QueueEntry>, StorageError> {
     let mut q = conflicts::table
         .left_join(children::table.on(children::id_number.eq(conflicts::doc_id)))
@@ -178,6 +179,9 @@ pub fn queue(
         .into_boxed();
     if let Some(o) = owner {
         q = q.filter(conflicts::owner.eq(o.to_owned()));
+    }
+    if let Some(within) = super::records::scope_exists("conflicts.doc_id", scope) {
+        q = q.filter(within);
     }
     if let Some((at, doc, field)) = after {
         let at = at.naive_utc();

@@ -13,7 +13,7 @@ use super::{DbConn, StorageError, LIST_CHUNK};
 use crate::crypto::hlc::Hlc;
 use crate::crypto::keys::Signature;
 use crate::domain::digest::Digest;
-use crate::domain::{ChildRecord, DocKind, IdNumber, NodeId, RegionCode, RiskLevel};
+use crate::domain::{ChildRecord, DocKind, IdNumber, NodeId, RegionCode, RiskLevel, Scope};
 
 /// A stored version (DESIGN §3).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -252,6 +252,82 @@ pub struct ChildFilter {
     /// Keyset paging: only ID numbers after this one.
     pub after: Option<String>,
     pub limit: i64,
+    /// Only children within this account scope (the caller's; the whole node by default).
+    #[serde(skip)]
+    pub scope: Scope,
+}
+
+/// The backend of [`DbConn`] (either database), for boxed conditions.
+pub(crate) type Backend = <DbConn as diesel::Connection>::Backend;
+
+/// A condition on `children` rows, boxed so conditions can be chosen at run time.
+pub(crate) type ChildCondition = Box<
+    dyn BoxableExpression<
+        children::table,
+        Backend,
+        SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>,
+    >,
+>;
+
+/// The rows of `children` within `scope` (`domain::Scope::admits` in SQL): a region prefix
+/// matches the hukou or residence region, a township prefix the hukou or residence township.
+/// `None` for the whole node (no condition).
+pub(crate) fn scope_condition(scope: &Scope) -> Option<ChildCondition> {
+    scope
+        .prefixes()
+        .iter()
+        .fold(None, |acc: Option<ChildCondition>, p| {
+            let pat = format!("{}%", p.as_str());
+            let one: ChildCondition = if p.is_township() {
+                Box::new(
+                    children::residence_township
+                        .like(pat.clone())
+                        .or(children::hukou_township.like(pat)),
+                )
+            } else {
+                Box::new(
+                    children::hukou_region
+                        .like(pat.clone())
+                        .or(children::residence_region.like(pat))
+                        .nullable(),
+                )
+            };
+            Some(match acc {
+                None => one,
+                Some(a) => Box::new(a.or(one)),
+            })
+        })
+}
+
+/// For lists of other tables: SQL that holds when the child named by `outer` (a qualified
+/// column, e.g. `cases.child_id`) has a view row within `scope`; `None` for the whole node. The
+/// prefixes are ASCII digits by `Scope`'s invariant and are written into the text (checked again
+/// here: a prefix that is not digits matches nothing), so no input reaches the SQL unchecked.
+pub(crate) fn scope_exists(
+    outer: &'static str,
+    scope: &Scope,
+) -> Option<diesel::expression::SqlLiteral<diesel::sql_types::Bool>> {
+    if scope.is_whole_node() {
+        return None;
+    }
+    let conditions: Vec<String> = scope
+        .prefixes()
+        .iter()
+        .map(|p| {
+            let d = p.as_str();
+            if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) {
+                "1 = 0".to_owned()
+            } else if p.is_township() {
+                format!("c.residence_township LIKE '{d}%' OR c.hukou_township LIKE '{d}%'")
+            } else {
+                format!("c.hukou_region LIKE '{d}%' OR c.residence_region LIKE '{d}%'")
+            }
+        })
+        .collect();
+    Some(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "EXISTS (SELECT 1 FROM children c WHERE c.id_number = {outer} AND ({}))",
+        conditions.join(" OR ")
+    )))
 }
 
 /// Inserts versions and their parent edges.
@@ -401,6 +477,25 @@ pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildView>
     rows.pop().map(ChildView::try_from).transpose()
 }
 
+/// Whether the file `id_number` is within `scope` (`None`: no such file), from its view row.
+pub fn child_in_scope(
+    conn: &mut DbConn,
+    id_number: &str,
+    scope: &Scope,
+) -> Result<Option<bool>, StorageError> {
+    let row: Option<(String, String, Option<String>, Option<String>)> = children::table
+        .find(id_number)
+        .select((
+            children::hukou_region,
+            children::residence_region,
+            children::hukou_township,
+            children::residence_township,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(h, r, ht, rt)| scope.admits(&h, &r, ht.as_deref(), rt.as_deref())))
+}
+
 /// When a file's view row was created, if it exists.
 pub fn child_created_at(
     conn: &mut DbConn,
@@ -471,6 +566,9 @@ pub fn list_children(
 /// The rows `f` selects, in ID order. Their `record` may be empty (see [`ChildRow::record`]).
 fn list_rows(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, StorageError> {
     let mut q = children::table.select(ChildRow::as_select()).into_boxed();
+    if let Some(c) = scope_condition(&f.scope) {
+        q = q.filter(c);
+    }
     if let Some(p) = &f.region_prefix {
         let pat = format!("{p}%");
         q = q.filter(

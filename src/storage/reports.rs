@@ -72,6 +72,8 @@ pub struct ReportFilter {
     /// Keyset paging: after this (urgent, id) in the list's order.
     pub after: Option<(i64, String)>,
     pub limit: i64,
+    /// Only reports of children within this account scope.
+    pub scope: crate::domain::Scope,
 }
 
 /// Reports, urgent first, then newest first (ids are UUIDv7: creation order).
@@ -82,6 +84,9 @@ pub fn list(conn: &mut DbConn, f: &ReportFilter) -> Result<Vec<ReportRow>, Stora
     }
     if f.urgent_only {
         q = q.filter(reports::urgent.eq(1));
+    }
+    if let Some(within) = super::records::scope_exists("reports.child_id", &f.scope) {
+        q = q.filter(within);
     }
     if let Some((u, id)) = &f.after {
         q = q

@@ -270,6 +270,7 @@ diesel::table! {
         locked_until -> Nullable<Timestamp>,
         disabled -> BigInt,
         created_at -> Timestamp,
+        scope -> Text,
     }
 }
 
@@ -291,6 +292,7 @@ diesel::table! {
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
         last_used_at -> Nullable<Timestamp>,
+        scope -> Text,
     }
 }
 

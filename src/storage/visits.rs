@@ -160,6 +160,8 @@ pub struct DueFilter {
     /// Keyset paging: rows after this (due day, ID number).
     pub after: Option<(NaiveDate, String)>,
     pub limit: i64,
+    /// Only children within this account scope.
+    pub scope: crate::domain::Scope,
 }
 
 /// One row of the due list, as stored.
@@ -195,6 +197,9 @@ pub fn due(conn: &mut DbConn, f: &DueFilter) -> Result<Vec<DueRow>, StorageError
             children::visit_due_on.assume_not_null(),
         ))
         .into_boxed();
+    if let Some(c) = super::records::scope_condition(&f.scope) {
+        q = q.filter(c);
+    }
     if let Some(p) = &f.residence_prefix {
         q = q.filter(children::residence_region.like(format!("{p}%")));
     }

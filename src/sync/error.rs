@@ -30,6 +30,8 @@ pub enum LedgerError {
     FieldNotOwned { field: String, authority: Authority },
     #[error("{} is recognised (认定) by the child's hukou bureau, and this node is not it for this child", .0.code())]
     RecognitionNotOwned(crate::domain::child::Category),
+    #[error("the child is outside the regions this account covers ({scope})")]
+    OutsideScope { scope: String },
     #[error("the ID number is the file's identity and cannot change")]
     ImmutableId,
     #[error("{0} is under review: a conflict on it must be resolved first")]

@@ -158,6 +158,7 @@ impl<'a> Intake<'a> {
                 kind: ActorKind::Node,
                 id: sender.to_string(),
                 via: Via::Peer,
+                scope: crate::domain::Scope::whole_node(),
             },
             out: IngestOutcome::default(),
             batch: Batch::new(node, now),

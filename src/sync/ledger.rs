@@ -143,6 +143,7 @@ pub fn create_child(
             residence: record.residence_region.to_string(),
         });
     }
+    check_scope(actor, &record)?;
     check_recognitions(roles, &Default::default(), &record.categories)?;
     let version = new_version(node, &record, vec![])?;
     let id = record.id_number.clone();
@@ -163,6 +164,42 @@ pub fn create_child(
     node.wake_senders();
     tracing::info!(child = %id.masked(), version = %version.id.short(), "child file created");
     read_file(conn, node, &id)
+}
+
+/// Whether the child of `r` is within the actor's account scope (`domain::Scope::admits`).
+pub fn within_scope(actor: &Actor, r: &ChildRecord) -> bool {
+    actor.scope.admits_record(r)
+}
+
+/// Checks that the file `id` is within the actor's scope before it is read (outside: 404, as
+/// if absent) or changed (outside: 403 `outside_scope`). No file: `NotFound`.
+pub fn check_scope_of(
+    conn: &mut DbConn,
+    actor: &Actor,
+    id: &str,
+    write: bool,
+) -> Result<(), LedgerError> {
+    if actor.scope.is_whole_node() {
+        return Ok(());
+    }
+    match repo::child_in_scope(conn, id, &actor.scope)? {
+        Some(true) => Ok(()),
+        Some(false) if write => Err(LedgerError::OutsideScope {
+            scope: actor.scope.to_string(),
+        }),
+        _ => Err(LedgerError::NotFound(IdNumber::mask_text(id))),
+    }
+}
+
+/// Refuses to create or change a file outside the actor's scope (403 `outside_scope`).
+pub(crate) fn check_scope(actor: &Actor, r: &ChildRecord) -> Result<(), LedgerError> {
+    if within_scope(actor, r) {
+        Ok(())
+    } else {
+        Err(LedgerError::OutsideScope {
+            scope: actor.scope.to_string(),
+        })
+    }
 }
 
 /// 孤儿 and 事实无人抚养 in `categories` are the hukou bureau's recognitions: another bureau may
@@ -265,6 +302,7 @@ pub fn end_benefits_in(
     now: DateTime<Utc>,
 ) -> Result<VersionId, LedgerError> {
     let current = current_record(conn, node, id)?;
+    check_scope(actor, &current)?;
     let roles = node.roles(&current.hukou_region, &current.residence_region);
     if !roles.is_party() {
         return Err(LedgerError::NotParty {
@@ -374,6 +412,7 @@ fn edit(
             .ok_or_else(|| LedgerError::NotFound(id.masked()))?;
         let (versions, view) = super::view::merged(conn, node, id.as_str())?;
         let current = ChildRecord::from_fields_structural(&view.fields)?;
+        check_scope(actor, &current)?;
         let mut fields = current.to_fields();
         for (f, v) in &patch {
             fields.insert(*f, v.clone());
@@ -454,6 +493,10 @@ pub fn read_child(
 ) -> Result<ChildFile, LedgerError> {
     storage::transaction(conn, |conn| {
         let file = read_file(conn, node, id)?;
+        // Outside the account's scope a file is not there for it.
+        if !within_scope(actor, &file.record) {
+            return Err(LedgerError::NotFound(id.masked()));
+        }
         audit::append(
             conn,
             node.clock.now(),
@@ -475,6 +518,10 @@ pub fn list_children(
     purpose: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<ChildPage, LedgerError> {
+    let filter = &ChildFilter {
+        scope: actor.scope.clone(),
+        ..filter.clone()
+    };
     storage::transaction(conn, |conn| {
         let scanned = repo::list_children(conn, filter)?;
         // The next page starts after the last row scanned, whether or not it is listed.
@@ -523,6 +570,8 @@ pub enum ImportError {
     NotParty(Vec<usize>),
     #[error("rows {0:?} name 孤儿 or 事实无人抚养, which only the child's hukou bureau recognises (认定)")]
     NotRecognising(Vec<usize>),
+    #[error("rows {0:?} name children outside the regions this account covers")]
+    OutsideScope(Vec<usize>),
     #[error("rows {0:?} repeat an ID number already in the file or in the database")]
     Duplicates(Vec<usize>),
     #[error(transparent)]
@@ -557,6 +606,14 @@ pub fn import_children(
         .collect();
     if !not_recognising.is_empty() {
         return Err(ImportError::NotRecognising(not_recognising));
+    }
+    let outside: Vec<usize> = rows
+        .iter()
+        .filter(|(_, r)| !within_scope(actor, r))
+        .map(|(n, _)| *n)
+        .collect();
+    if !outside.is_empty() {
+        return Err(ImportError::OutsideScope(outside));
     }
     let mut seen = HashSet::new();
     let mut dupes: Vec<usize> = rows

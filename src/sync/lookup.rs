@@ -261,6 +261,7 @@ pub fn answer(
             kind: ActorKind::Node,
             id: asker.to_string(),
             via: Via::Peer,
+            scope: crate::domain::Scope::whole_node(),
         };
         let event = Event::new(actor, "peer.lookup", Outcome::Ok)
             .object("child", req.id_number.as_str())
@@ -440,6 +441,7 @@ pub fn grant_handover(
         kind: ActorKind::Node,
         id: asker.to_string(),
         via: Via::Peer,
+        scope: crate::domain::Scope::whole_node(),
     };
     let version = storage::transaction(conn, |conn| {
         super::ledger::apply_handover(
@@ -478,6 +480,13 @@ pub async fn request_handover(
             "this node does not serve the residence region {}",
             req.residence_region
         )));
+    }
+    // A scoped account brings a child only into the regions it covers.
+    if !actor.scope.covers_region(req.residence_region.as_str()) {
+        return Err(LedgerError::OutsideScope {
+            scope: actor.scope.to_string(),
+        }
+        .into());
     }
     let hukou_node = dir
         .route(hukou_region)

@@ -285,7 +285,7 @@ pub async fn queue(
         .run(move |c| -> Result<_, ConflictError> {
             storage::transaction(c, |c| {
                 let me = node.id.to_string();
-                let page = conflicts::queue(c, Some(&me), after.as_deref(), 100)?;
+                let page = conflicts::queue(c, Some(&me), after.as_deref(), 100, &a.scope)?;
                 let counts = conflicts::counts(c)?;
                 let shown: Vec<&str> = page.items.iter().map(|i| i.id_number.as_str()).collect();
                 audit::append(

@@ -20,6 +20,8 @@ pub struct Nav {
     pub role: String,
     pub csrf: String,
     pub section: &'static str,
+    /// The account's region scope as people read it (`全节点 (whole node)` when unlimited).
+    pub scope: String,
 }
 
 impl Nav {
@@ -33,8 +35,37 @@ impl Nav {
             }),
             csrf: p.and_then(|p| p.csrf.clone()).unwrap_or_default(),
             section,
+            scope: p.map_or(String::new(), |p| scope_label(&p.scope)),
         }
     }
+}
+
+/// A scope as people read it: each prefix with its name where the tables know it.
+pub fn scope_label(scope: &crate::domain::Scope) -> String {
+    if scope.is_whole_node() {
+        return "全节点 (whole node)".to_owned();
+    }
+    scope
+        .prefixes()
+        .iter()
+        .map(|p| {
+            let code = p.as_str();
+            let name = if p.is_township() {
+                crate::domain::division::TownshipCode::parse(code)
+                    .ok()
+                    .map(|t| t.name().to_owned())
+            } else {
+                crate::domain::RegionCode::parse(&format!("{code:0<6}"))
+                    .ok()
+                    .map(|r| r.full_name())
+            };
+            match name {
+                Some(n) => format!("{code} {n}"),
+                None => code.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("、")
 }
 
 #[derive(Template)]

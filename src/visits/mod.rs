@@ -363,6 +363,7 @@ pub(crate) fn store_doc<T: ChildDoc + Serialize>(
     now: DateTime<Utc>,
 ) -> Result<(SignedVersion, bool), VisitError> {
     let child = body.child_id();
+    ledger::check_scope_of(conn, actor, child.as_str(), true)?;
     let parties = sync_visit::parties_of_child(conn, node, child.as_str(), &[])?
         .ok_or(VisitError::ChildNotFound)?;
     if !parties.contains(&node.id) {
@@ -563,6 +564,9 @@ pub fn read(
     let id = visit_id.to_string();
     storage::transaction(conn, |conn| {
         let row = repo::get(conn, &id)?.ok_or_else(|| VisitError::NotFound(id.clone()))?;
+        if ledger::check_scope_of(conn, actor, &row.child_id, false).is_err() {
+            return Err(VisitError::NotFound(id.clone()));
+        }
         let view = view_of(node, row)?;
         let e = Event::new(actor.clone(), "visit.read", Outcome::Ok)
             .object("visit", &id)
@@ -587,6 +591,9 @@ pub fn list(
 ) -> Result<VisitPage, VisitError> {
     storage::transaction(conn, |conn| {
         records_repo::child_created_at(conn, child.as_str())?.ok_or(VisitError::ChildNotFound)?;
+        if ledger::check_scope_of(conn, actor, child.as_str(), false).is_err() {
+            return Err(VisitError::ChildNotFound);
+        }
         let rows = repo::of_child(conn, child.as_str(), after, limit.clamp(1, MAX_PAGE) + 1)?;
         let more = rows.len() as i64 > limit.clamp(1, MAX_PAGE);
         let mut items = rows
@@ -675,6 +682,7 @@ impl DueQuery<'_> {
             worker,
             after,
             limit: self.limit,
+            scope: Default::default(),
         })
     }
 }
@@ -842,6 +850,7 @@ impl crate::sync::receive::FileReactions for Reactions {
             kind: crate::audit::ActorKind::System,
             id: format!("node:{}", node.id),
             via: crate::audit::Via::Job,
+            scope: crate::domain::Scope::whole_node(),
         };
         for id in child_ids {
             let Ok(child) = IdNumber::parse(id) else {

@@ -15,7 +15,7 @@ use crate::domain::IdNumber;
 use crate::storage::records as records_repo;
 use crate::storage::reports::{self as repo, ReportFilter, ReportRow};
 use crate::storage::{self, DbConn, StorageError};
-use crate::sync::ledger::{china_today, LedgerError};
+use crate::sync::ledger::{self, china_today, LedgerError};
 use crate::sync::version::VersionId;
 use crate::sync::LocalNode;
 
@@ -188,6 +188,9 @@ pub fn read(
     let id = report_id.to_string();
     storage::transaction(conn, |conn| {
         let row = repo::get(conn, &id)?.ok_or_else(|| VisitError::NotFound(id.clone()))?;
+        if ledger::check_scope_of(conn, actor, &row.child_id, false).is_err() {
+            return Err(VisitError::NotFound(id.clone()));
+        }
         let view = view_of(row)?;
         let e = Event::new(actor.clone(), "report.read", Outcome::Ok)
             .object("report", &id)
@@ -226,6 +229,9 @@ pub fn list(
     storage::transaction(conn, |conn| {
         if let Some(c) = child {
             records_repo::child_created_at(conn, c.as_str())?.ok_or(VisitError::ChildNotFound)?;
+            if ledger::check_scope_of(conn, actor, c.as_str(), false).is_err() {
+                return Err(VisitError::ChildNotFound);
+            }
         }
         let rows = repo::list(
             conn,
@@ -234,6 +240,7 @@ pub fn list(
                 urgent_only,
                 after,
                 limit: limit + 1,
+                scope: actor.scope.clone(),
             },
         )?;
         let more = rows.len() as i64 > limit;

@@ -216,6 +216,17 @@ impl TestApp {
 
 /// Creates a bearer token on a node's database, as `hukou-sync admin token create` does.
 pub fn create_token(store: &Store, node: &LocalNode, name: &str, role: Role) -> String {
+    create_scoped_token(store, node, name, role, "*")
+}
+
+/// Creates a bearer token limited to `scope` (`410105,410105001`; `*` the whole node).
+pub fn create_scoped_token(
+    store: &Store,
+    node: &LocalNode,
+    name: &str,
+    role: Role,
+    scope: &str,
+) -> String {
     let mut conn = store.conn().unwrap();
     hukou_sync::accounts::create_token(
         &mut conn,
@@ -223,6 +234,7 @@ pub fn create_token(store: &Store, node: &LocalNode, name: &str, role: Role) -> 
         &hukou_sync::audit::Actor::console(),
         name,
         role,
+        &scope.parse().unwrap(),
         chrono::Utc::now(),
     )
     .unwrap()
@@ -244,6 +256,11 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
 
 /// Adds a user with a password, as `hukou-sync admin user add` does.
 pub fn add_user(app: &TestApp, username: &str, role: Role, password: &str) {
+    add_scoped_user(app, username, role, password, "*")
+}
+
+/// Adds a user limited to `scope` (`410105,410105001`; `*` the whole node).
+pub fn add_scoped_user(app: &TestApp, username: &str, role: Role, password: &str, scope: &str) {
     let mut conn = app.store.conn().unwrap();
     hukou_sync::accounts::add_user(
         &mut conn,
@@ -254,6 +271,7 @@ pub fn add_user(app: &TestApp, username: &str, role: Role, password: &str) {
             display_name: username,
             role,
             password,
+            scope: &scope.parse().unwrap(),
         },
         chrono::Utc::now(),
     )

@@ -26,6 +26,7 @@ mod records;
 mod reports;
 mod risk;
 mod schema;
+mod scopes;
 mod stats;
 mod storage;
 mod suites;

@@ -100,6 +100,7 @@ pub(crate) async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<
             kind: ActorKind::Node,
             id: "unauthenticated".into(),
             via: Via::Peer,
+            scope: crate::domain::Scope::whole_node(),
         };
         state
             .record(Event::new(actor, "peer.refused", Outcome::Denied).details(details))

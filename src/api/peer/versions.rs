@@ -30,6 +30,7 @@ pub async fn push_versions(
                 kind: ActorKind::Node,
                 id: peer.to_string(),
                 via: Via::Peer,
+                scope: crate::domain::Scope::whole_node(),
             };
             let details = serde_json::json!({"code": "sender_mismatch", "reason": e.to_string()});
             state

@@ -158,6 +158,7 @@ pub(super) async fn bench_conflicts(
                 display_name: "bench",
                 role: crate::accounts::Role::Reviewer,
                 password: "bench password 1",
+                scope: &crate::accounts::Scope::whole_node(),
             },
             now,
         )?;
@@ -194,7 +195,13 @@ pub(super) async fn bench_conflicts(
         let mut conn = s3.conn()?;
         let t = Instant::now();
         for _ in 0..rounds {
-            std::hint::black_box(crate::conflicts::queue(&mut conn, Some(&me), None, 100)?);
+            std::hint::black_box(crate::conflicts::queue(
+                &mut conn,
+                Some(&me),
+                None,
+                100,
+                &crate::domain::Scope::whole_node(),
+            )?);
         }
         Ok(t.elapsed().as_secs_f64() * 1000.0 / rounds as f64)
     })

@@ -185,6 +185,7 @@ pub(super) async fn bench_visits(
         (
             "due_within_7_days",
             DueFilter {
+                scope: Default::default(),
                 due_by: today + Days::new(7),
                 limit: 100,
                 ..Default::default()
@@ -193,6 +194,7 @@ pub(super) async fn bench_visits(
         (
             "overdue",
             DueFilter {
+                scope: Default::default(),
                 due_by: today - Days::new(1),
                 limit: 100,
                 ..Default::default()
@@ -201,6 +203,7 @@ pub(super) async fn bench_visits(
         (
             "township",
             DueFilter {
+                scope: Default::default(),
                 due_by: today + Days::new(7),
                 township: Some("410105017".into()),
                 limit: 100,
@@ -210,6 +213,7 @@ pub(super) async fn bench_visits(
         (
             "worker",
             DueFilter {
+                scope: Default::default(),
                 due_by: today + Days::new(7),
                 worker: Some("工作人员123".into()),
                 limit: 100,
@@ -219,6 +223,7 @@ pub(super) async fn bench_visits(
         (
             "deep_page",
             DueFilter {
+                scope: Default::default(),
                 due_by: today + Days::new(7),
                 after: Some((today - Days::new(3), String::new())),
                 limit: 100,
@@ -273,6 +278,7 @@ pub(super) async fn bench_visits(
         let rows = storage::visits::due(
             &mut conn,
             &DueFilter {
+                scope: Default::default(),
                 due_by: today + Days::new(7),
                 limit: 100,
                 ..Default::default()

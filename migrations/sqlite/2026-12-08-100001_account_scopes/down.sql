@@ -1,0 +1,2 @@
+ALTER TABLE users DROP COLUMN scope;
+ALTER TABLE api_tokens DROP COLUMN scope;

@@ -37,7 +37,7 @@ fn parse_case_id(raw: &str) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/api/v1/cases", tag = "cases", operation_id = "create_case", request_body = NewCase,
     responses((status = 201, body = CaseView),
         (status = 400, description = "malformed_json or duplicate_key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not_residence: only the residence bureau submits", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_residence: only the residence bureau submits; outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "child_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field, decider_not_party, no_decider", body = Problem, content_type = "application/problem+json")))]
 #[post("/api/v1/cases")]
@@ -75,7 +75,7 @@ pub struct TransitionRequest {
     params(("case_id" = String, Path)),
     responses((status = 200, body = CaseView),
         (status = 400, description = "malformed_json, duplicate_key or invalid_path", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "wrong_party or not_party", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "wrong_party or not_party; outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "terminal_state or illegal_transition", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "missing_reason or invalid_field", body = Problem, content_type = "application/problem+json")))]

@@ -22,7 +22,7 @@ use crate::sync::ledger::{self, ChildFile, ChildPage};
     responses(
         (status = 201, description = "Created", body = ChildFile),
         (status = 400, description = "malformed_json or duplicate_key (field: the member named twice)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not_party: this node serves neither region", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_party: this node serves neither region; outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already_exists, or file_at_hukou_bureau: the hukou bureau holds this child's file (ask for it: POST /api/v1/children/{id}/handover)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
@@ -154,7 +154,7 @@ pub async fn read(
     responses(
         (status = 200, description = "The updated file", body = ChildFile),
         (status = 400, description = "malformed_json, duplicate_key or invalid_id_number", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "field_not_owned", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "field_not_owned; outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field, unknown_field, immutable_field or invalid_body", body = Problem, content_type = "application/problem+json"),
@@ -321,7 +321,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The updated file", body = ChildFile),
         (status = 400, description = "malformed_json, duplicate_key, invalid_id_number or invalid_path (field: benefit)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "field_not_owned (benefits are decided by the hukou bureau) or not_party", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "field_not_owned (benefits are decided by the hukou bureau) or not_party; outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "field_under_review: benefits have an open conflict", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),

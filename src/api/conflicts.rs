@@ -93,7 +93,7 @@ pub async fn of_file(
     request_body = Resolution,
     responses((status = 200, description = "Resolved; the file's remaining conflicts", body = FileConflicts),
         (status = 400, description = "malformed_json, duplicate_key or invalid_id_number", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden (role) or not_review_owner (another node reviews these)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden (role) or not_review_owner (another node reviews these); outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "stale_resolution or no_open_conflict", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "missing_choice, not_in_conflict, invalid_field, unknown_field, invalid_head or invalid_body", body = Problem, content_type = "application/problem+json")))]
 #[post("/api/v1/children/{id_number}/conflicts/resolve")]

@@ -151,6 +151,7 @@ pub struct HandoverInput {
     request_body = HandoverInput,
     responses((status = 202, body = HandoverAnswer),
         (status = 400, description = "malformed_json, duplicate_key or invalid_id_number", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_serving_region: the hukou bureau finds this node does not serve the new residence region; outside_scope: the new residence region is outside the regions the account covers; forbidden (role)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no_file: the hukou bureau holds no file of this child", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field, or region_not_served: this node does not serve the residence region, or no bureau serves the hukou region", body = Problem, content_type = "application/problem+json"),

@@ -25,7 +25,7 @@ fn parse_visit_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     request_body = VisitInput,
     responses((status = 201, body = VisitView),
         (status = 400, description = "malformed_json, duplicate_key or invalid_id_number", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not_party: this node serves neither of the child's regions", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_party: this node serves neither of the child's regions; outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "child_not_found", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field (field: the member at fault)", body = Problem, content_type = "application/problem+json")))]
@@ -55,7 +55,7 @@ pub async fn record(
     request_body = VisitInput,
     responses((status = 200, body = VisitView),
         (status = 400, description = "malformed_json, duplicate_key or invalid_path", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not_author: another node recorded the visit", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not_author: another node recorded the visit; outside_scope: the child is outside the regions the account covers", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not_found", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "body_too_large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid_field (field: the member at fault)", body = Problem, content_type = "application/problem+json")))]

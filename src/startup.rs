@@ -680,6 +680,18 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
             serde_json::json!({"public_key": node.key.public_key(), "path": settings.node.signing_key}),
         )?;
     }
+    // Files stored before the view had a benefits column get it, once.
+    {
+        let mut conn = store.conn()?;
+        let n = crate::sync::view::backfill_benefits(&mut conn, &mut |n| {
+            if n % 100_000 == 0 {
+                tracing::info!(files = n, "filling the benefits column of the view");
+            }
+        })?;
+        if n > 0 {
+            tracing::info!(files = n, "the view lists benefits held");
+        }
+    }
     // A changed visit schedule moves every file's due date: rewritten once, here.
     {
         let mut conn = store.conn()?;

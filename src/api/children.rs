@@ -201,6 +201,15 @@ pub struct ListQuery {
     /// 1 to 36500.
     #[param(minimum = 1, maximum = 36500)]
     stale_days: Option<u32>,
+    /// Files holding this benefit now: its code (dibao, tekun, orphan_allowance,
+    /// unsupported_child_subsidy) or Chinese label.
+    benefit: Option<String>,
+    /// Files whose responsible worker (包保人) is this person (1 to 50 characters).
+    #[param(min_length = 1, max_length = 50)]
+    worker: Option<String>,
+    /// Files whose next visit is due within this many days, overdue ones included (0 to 366).
+    #[param(minimum = 0, maximum = 366)]
+    visits_due_within_days: Option<u32>,
     /// Keyset paging: the `next_after` of the previous page.
     after: Option<String>,
     /// Page size, 1 to 500 (default 100).
@@ -211,6 +220,11 @@ pub struct ListQuery {
 impl input::Bounds for ListQuery {
     fn check_bounds(&self) -> Result<(), ApiError> {
         input::within("stale_days", self.stale_days, input::limits::STALE_DAYS)?;
+        input::within(
+            "visits_due_within_days",
+            self.visits_due_within_days,
+            input::limits::DUE_WITHIN_DAYS,
+        )?;
         input::within("limit", self.limit, input::limits::CHILDREN_PAGE)
     }
 }
@@ -270,6 +284,29 @@ pub async fn list(
                 })
         })
         .transpose()?;
+    let benefit = q
+        .benefit
+        .as_deref()
+        .map(|b| {
+            parse_benefit(b).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "unknown benefit: dibao, tekun, orphan_allowance or unsupported_child_subsidy (or the Chinese label)",
+                )
+                .field("benefit")
+            })
+        })
+        .transpose()?
+        .map(|b| b.code().to_owned());
+    let worker = q
+        .worker
+        .as_deref()
+        .map(|w| {
+            crate::domain::child::PersonName::parse(w)
+                .map(|w| w.as_str().to_owned())
+                .map_err(|e| ApiError::bad_request("invalid_query", e).field("worker"))
+        })
+        .transpose()?;
     let limit = q.limit.unwrap_or(100);
     if let Some(a) = &q.after {
         IdNumber::parse(a)
@@ -294,6 +331,11 @@ pub async fn list(
             ),
             None => None,
         },
+        benefit,
+        worker,
+        visit_due_by: q
+            .visits_due_within_days
+            .map(|d| crate::sync::ledger::china_today(at) + chrono::Days::new(u64::from(d))),
         after: q.after,
         limit: i64::from(limit),
         // The service limits the list to the caller's scope.

@@ -45,6 +45,7 @@ pub fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     table("by residence county (按居住地区县)", &s.by_region);
     table("by township (按乡镇)", &s.by_township);
     table("by category (按类别)", &s.by_category);
+    table("by benefit held (按享受待遇)", &s.by_benefit);
     table("by risk level (按风险等级)", &s.by_risk);
     table("by responsible worker (按包保人)", &s.by_worker);
     table("visits per month (每月走访)", &s.visits_per_month);

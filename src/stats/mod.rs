@@ -11,7 +11,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::audit::{self, Actor, AuditError, Event, Outcome};
-use crate::domain::child::Category;
+use crate::domain::child::{Benefit, Category};
 use crate::domain::{RegionCode, RiskLevel};
 use crate::storage::{self, stats as repo, DbConn, StorageError};
 use crate::sync::LocalNode;
@@ -66,6 +66,8 @@ pub struct Stats {
     pub by_township: Vec<Count>,
     /// Per category (a file counts once in each of its categories).
     pub by_category: Vec<Count>,
+    /// Per benefit held now (低保, 特困, …; a file counts once for each it holds).
+    pub by_benefit: Vec<Count>,
     /// Per risk level on the common scale, labelled by this node's palette; `none`: not graded.
     pub by_risk: Vec<Count>,
     /// Per responsible worker (包保人); `none`: nobody named.
@@ -140,6 +142,14 @@ pub fn compute(
             }
         }
     }
+    let mut benefits: BTreeMap<Benefit, i64> = BTreeMap::new();
+    for (h, r, code, n) in repo::by_benefit(conn, scope)? {
+        if served(&h, &r) {
+            if let Some(b) = Benefit::ALL.iter().find(|b| b.code() == code) {
+                *benefits.entry(*b).or_default() += n;
+            }
+        }
+    }
     let mut risk: BTreeMap<String, i64> = BTreeMap::new();
     for (h, r, level, n) in repo::by_risk(conn, scope)? {
         if served(&h, &r) {
@@ -197,6 +207,11 @@ pub fn compute(
             categories
                 .into_iter()
                 .map(|(c, n)| (c.code().to_owned(), c.label_zh().to_owned(), n)),
+        ),
+        by_benefit: sorted(
+            benefits
+                .into_iter()
+                .map(|(b, n)| (b.code().to_owned(), b.label_zh().to_owned(), n)),
         ),
         by_risk: risk
             .into_iter()

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{children, heads, version_parents, versions};
+use super::schema::{child_benefits, children, heads, version_parents, versions};
 use super::{DbConn, StorageError, LIST_CHUNK};
 use crate::crypto::hlc::Hlc;
 use crate::crypto::keys::Signature;
@@ -249,6 +249,12 @@ pub struct ChildFilter {
     pub township: Option<String>,
     /// Neither visited nor confirmed since this moment's date (the six-month rule).
     pub stale_before: Option<NaiveDateTime>,
+    /// Holds this benefit now (a `Benefit` code).
+    pub benefit: Option<String>,
+    /// The responsible worker (包保人) is this person.
+    pub worker: Option<String>,
+    /// The next visit is due on or before this day (overdue ones included).
+    pub visit_due_by: Option<NaiveDate>,
     /// Keyset paging: only ID numbers after this one.
     pub after: Option<String>,
     pub limit: i64,
@@ -496,6 +502,27 @@ pub fn child_in_scope(
     Ok(row.map(|(h, r, ht, rt)| scope.admits(&h, &r, ht.as_deref(), rt.as_deref())))
 }
 
+/// Replaces the benefits a file holds (`child_benefits`) with `benefits` (codes).
+pub fn set_benefits(
+    conn: &mut DbConn,
+    id_number: &str,
+    benefits: &[&str],
+) -> Result<(), StorageError> {
+    diesel::delete(child_benefits::table.filter(child_benefits::id_number.eq(id_number)))
+        .execute(conn)?;
+    let pairs: Vec<(&str, &str)> = benefits.iter().map(|b| (id_number, *b)).collect();
+    insert_benefits(conn, &pairs)
+}
+
+/// Adds `(ID number, benefit code)` rows for new files.
+pub fn insert_benefits(conn: &mut DbConn, pairs: &[(&str, &str)]) -> Result<(), StorageError> {
+    insert_many!(conn, child_benefits::table, pairs, |p| (
+        child_benefits::id_number.eq(p.0.to_owned()),
+        child_benefits::benefit.eq(p.1.to_owned()),
+    ));
+    Ok(())
+}
+
 /// When a file's view row was created, if it exists.
 pub fn child_created_at(
     conn: &mut DbConn,
@@ -602,6 +629,21 @@ fn list_rows(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, Storag
                 .is_null()
                 .or(children::refreshed_on.lt(t.date())),
         );
+    }
+    if let Some(b) = &f.benefit {
+        q = q.filter(
+            children::id_number.eq_any(
+                child_benefits::table
+                    .filter(child_benefits::benefit.eq(b.clone()))
+                    .select(child_benefits::id_number),
+            ),
+        );
+    }
+    if let Some(w) = &f.worker {
+        q = q.filter(children::responsible_worker.eq(w.clone()));
+    }
+    if let Some(d) = f.visit_due_by {
+        q = q.filter(children::visit_due_on.le(d));
     }
     if let Some(a) = &f.after {
         q = q.filter(children::id_number.gt(a.clone()));

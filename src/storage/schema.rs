@@ -54,6 +54,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The benefits each child holds now (`sync::view::held_benefits`), kept with `children`.
+    child_benefits (id_number, benefit) {
+        id_number -> Text,
+        benefit -> Text,
+    }
+}
+
+diesel::joinable!(child_benefits -> children (id_number));
+diesel::allow_tables_to_appear_in_same_query!(child_benefits, children);
+diesel::allow_columns_to_appear_in_same_group_by_clause!(
+    children::hukou_region,
+    children::residence_region,
+    child_benefits::benefit,
+);
+
 diesel::allow_tables_to_appear_in_same_query!(versions, version_parents, heads, children);
 diesel::allow_tables_to_appear_in_same_query!(audit_events, audit_nodes, tree_heads);
 

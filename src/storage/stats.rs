@@ -8,7 +8,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::records::{scope_condition, scope_exists};
-use super::schema::{cases, children, visits};
+use super::schema::{cases, child_benefits, children, visits};
 use super::{DbConn, StorageError};
 use crate::domain::Scope;
 
@@ -64,6 +64,31 @@ pub fn by_worker(
     scope: &Scope,
 ) -> Result<Vec<PairCount<Option<String>>>, StorageError> {
     by_pair!(conn, scope, children::responsible_worker, Option<String>)
+}
+
+/// Files per benefit held now (a file counts once for each benefit it holds).
+pub fn by_benefit(
+    conn: &mut DbConn,
+    scope: &Scope,
+) -> Result<Vec<PairCount<String>>, StorageError> {
+    let mut q = child_benefits::table
+        .inner_join(children::table)
+        .group_by((
+            children::hukou_region,
+            children::residence_region,
+            child_benefits::benefit,
+        ))
+        .select((
+            children::hukou_region,
+            children::residence_region,
+            child_benefits::benefit,
+            diesel::dsl::count_star(),
+        ))
+        .into_boxed();
+    if let Some(within) = scope_exists("child_benefits.id_number", scope) {
+        q = q.filter(within);
+    }
+    Ok(q.load(conn)?)
 }
 
 /// Files whose visit is due before `before` (overdue: `before` = today), per pair of regions.

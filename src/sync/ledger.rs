@@ -637,7 +637,7 @@ pub fn import_children(
     /// One batch with all its CPU work (canonical bytes, hashes, signatures, rows) done.
     struct Prepared {
         versions: Vec<repo::VersionRow>,
-        children: Vec<repo::ChildRow>,
+        children: Vec<(repo::ChildRow, Vec<&'static str>)>,
         events: Vec<Event>,
         /// Per version, the parties to queue it for (none without a directory).
         parties: Vec<BTreeSet<NodeId>>,
@@ -662,7 +662,10 @@ pub fn import_children(
                 BTreeSet::new()
             });
             p.versions.push(v.to_row(at));
-            p.children.push(creation_row(record, at, &node.visits));
+            p.children.push((
+                creation_row(record, at, &node.visits),
+                crate::sync::view::held_benefits(record),
+            ));
         }
         Ok(p)
     };
@@ -703,8 +706,8 @@ pub fn import_children(
                 for (row, parties) in p.versions.into_iter().zip(p.parties) {
                     batch.add_creation_row(DocKind::Child, row, parties);
                 }
-                for row in p.children {
-                    batch.new_file_row(row);
+                for (row, benefits) in p.children {
+                    batch.new_file_row(row, benefits);
                 }
                 for event in p.events {
                     batch.event(event);

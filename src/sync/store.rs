@@ -48,6 +48,8 @@ pub struct Batch<'n> {
     outbox: BTreeMap<NodeId, Vec<(String, i64)>>,
     /// View rows of new files (their only version is their creation).
     new_views: Vec<ChildRow>,
+    /// `(ID number, benefit)` of the new files' benefits held (`child_benefits`).
+    new_benefits: Vec<(String, &'static str)>,
     events: Vec<Event>,
 }
 
@@ -61,6 +63,7 @@ impl<'n> Batch<'n> {
             creation_kinds: Vec::new(),
             outbox: BTreeMap::new(),
             new_views: Vec::new(),
+            new_benefits: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -245,12 +248,17 @@ impl<'n> Batch<'n> {
 
     /// The view row of a new file whose only version is its creation: that record.
     pub fn new_file(&mut self, record: &ChildRecord) {
-        self.new_views
-            .push(view::creation_row(record, self.at, &self.node.visits));
+        self.new_file_row(
+            view::creation_row(record, self.at, &self.node.visits),
+            view::held_benefits(record),
+        );
     }
 
-    /// A view row written elsewhere in row form (an import builds them on worker threads).
-    pub fn new_file_row(&mut self, row: ChildRow) {
+    /// A view row written elsewhere in row form (an import builds them on worker threads),
+    /// with the benefits its record holds.
+    pub fn new_file_row(&mut self, row: ChildRow, benefits: Vec<&'static str>) {
+        self.new_benefits
+            .extend(benefits.into_iter().map(|b| (row.id_number.clone(), b)));
         self.new_views.push(row);
     }
 
@@ -303,6 +311,14 @@ impl<'n> Batch<'n> {
         }
         if !self.new_views.is_empty() {
             repo::insert_children(conn, &self.new_views)?;
+        }
+        if !self.new_benefits.is_empty() {
+            let pairs: Vec<(&str, &str)> = self
+                .new_benefits
+                .iter()
+                .map(|(id, b)| (id.as_str(), *b))
+                .collect();
+            repo::insert_benefits(conn, &pairs)?;
         }
         if !self.events.is_empty() {
             let stamps = self.node.clock.now_many(self.events.len());

@@ -79,7 +79,12 @@ pub fn refresh_child_row(
             let v = SignedVersion::from_stored(&row)?;
             if v.version.parents.is_empty() {
                 let record = record_of(&v)?;
-                put_row(conn, doc_id, creation_row(&record, at, &node.visits))?;
+                put_row(
+                    conn,
+                    doc_id,
+                    creation_row(&record, at, &node.visits),
+                    &held_benefits(&record),
+                )?;
                 return Ok(record);
             }
         }
@@ -103,6 +108,7 @@ pub fn put_merged(
         conn,
         doc_id,
         row_for(&record, view.heads.len() as i64, at, at, &node.visits)?,
+        &held_benefits(&record),
     )?;
     let rows = conflict_rows(node, &record, view, versions, at)?;
     conflicts::replace_for(conn, doc_id, &rows)?;
@@ -159,7 +165,13 @@ pub fn conflict_rows(
 }
 
 /// Writes a file's view row, keeping its creation time if it exists.
-fn put_row(conn: &mut DbConn, doc_id: &str, row: ChildRow) -> Result<(), LedgerError> {
+fn put_row(
+    conn: &mut DbConn,
+    doc_id: &str,
+    row: ChildRow,
+    benefits: &[&str],
+) -> Result<(), LedgerError> {
+    repo::set_benefits(conn, doc_id, benefits)?;
     match repo::child_created_at(conn, doc_id)? {
         Some(created_at) => repo::update_child(
             conn,
@@ -225,6 +237,50 @@ pub fn visit_due_on(
         .birth_date()
         .checked_add_months(chrono::Months::new(12 * 18))?;
     (due < adult_on).then_some(due)
+}
+
+/// The benefits the child of `r` holds now (grants not ended), as codes: the
+/// `child_benefits` rows kept with the view.
+pub fn held_benefits(r: &ChildRecord) -> Vec<&'static str> {
+    r.benefits
+        .iter()
+        .filter(|g| g.is_active())
+        .map(|g| g.benefit.code())
+        .collect()
+}
+
+/// Fills `child_benefits` for files stored before it existed, once (a meta key records it):
+/// every view row's record is read and its benefits written, 1,000 files per transaction.
+/// Returns how many files were read.
+pub fn backfill_benefits(
+    conn: &mut DbConn,
+    progress: &mut dyn FnMut(usize),
+) -> Result<usize, LedgerError> {
+    const KEY: &str = "view_benefits_column";
+    if crate::storage::reconcile::meta(conn, KEY)?.is_some() {
+        return Ok(0);
+    }
+    let mut after: Option<String> = None;
+    let mut n = 0;
+    loop {
+        let ids = crate::storage::visits::child_ids_after(conn, after.as_deref(), 1000)?;
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        crate::storage::transaction(conn, |conn| -> Result<(), LedgerError> {
+            for id in &ids {
+                if let Some(file) = repo::get_child(conn, id)? {
+                    repo::set_benefits(conn, id, &held_benefits(&file.record))?;
+                }
+            }
+            Ok(())
+        })?;
+        n += ids.len();
+        progress(n);
+        after = Some(last);
+    }
+    crate::storage::reconcile::set_meta(conn, KEY, 1)?;
+    Ok(n)
 }
 
 fn row_with(

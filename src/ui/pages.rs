@@ -1309,6 +1309,7 @@ pub async fn stats(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             &s.by_township,
         ),
         chart("by-category", "按儿童类别 (By category)", &s.by_category),
+        chart("by-benefit", "按享受待遇 (By benefit held)", &s.by_benefit),
         chart("by-risk", "按风险等级 (By risk level)", &s.by_risk),
         chart(
             "by-worker",

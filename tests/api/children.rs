@@ -540,3 +540,95 @@ async fn a_listing_is_audited_with_its_filter_as_json() {
     assert_eq!(filter["region_prefix"], "5101", "{filter}");
     assert_eq!(filter["limit"], 5, "{filter}");
 }
+
+/// The list's filters by benefit held, responsible worker and visits due (issue 23 #1), their
+/// bad values refused; and the benefits table is filled once for files stored before it.
+#[tokio::test]
+async fn list_filters_by_benefit_worker_and_visits_due() {
+    let app = spawn_app().await;
+    let mut a = flowing_child(61);
+    a["benefits"] = json!([{"benefit": "dibao", "since": "2026-01"},
+                           {"benefit": "tekun", "since": "2025-03",
+                            "ended": {"month": "2026-02", "reason": "other"}}]);
+    a["responsible_worker"] = json!({"name": "王秀兰", "role": "儿童主任"});
+    let a_id = a["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&a).await;
+    let mut b = flowing_child(62);
+    b["benefits"] = json!([{"benefit": "tekun", "since": "2026-01"}]);
+    let b_id = b["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&b).await;
+    app.create_child(&flowing_child(63)).await;
+    app.exec(&format!(
+        "UPDATE children SET visit_due_on = '2020-01-01' WHERE id_number = '{b_id}'"
+    ));
+    let listed = |page: Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id_number"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let get = |q: &str| {
+        let q = q.to_owned();
+        let app = &app;
+        async move {
+            app.get(&format!("/api/v1/children?{q}"))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(listed(get("benefit=dibao").await), vec![a_id.clone()]);
+    // An ended grant is not held: only B holds 特困 now; the Chinese label works too.
+    assert_eq!(listed(get("benefit=tekun").await), vec![b_id.clone()]);
+    assert_eq!(
+        listed(get("benefit=%E7%89%B9%E5%9B%B0").await),
+        vec![b_id.clone()]
+    );
+    assert_eq!(
+        listed(get("worker=%E7%8E%8B%E7%A7%80%E5%85%B0").await),
+        vec![a_id.clone()]
+    );
+    assert_eq!(
+        listed(get("visits_due_within_days=0").await),
+        vec![b_id.clone()]
+    );
+    for (bad, field) in [
+        ("benefit=gold", "benefit"),
+        ("visits_due_within_days=367", "visits_due_within_days"),
+        ("visits_due_within_days=-1", "visits_due_within_days"),
+        (&*format!("worker={}", "王".repeat(51)), "worker"),
+    ] {
+        let p = problem(
+            app.get(&format!("/api/v1/children?{bad}")).await,
+            400,
+            "invalid_query",
+        )
+        .await;
+        assert_eq!(p["field"], field, "{bad}");
+    }
+    // A database from before the benefits table: filled once at the next start.
+    app.exec("DELETE FROM child_benefits");
+    app.exec("DELETE FROM recon_meta WHERE name = 'view_benefits_column'");
+    let (settings, db, dir) = app.shut_down().await;
+    let app = crate::helpers::start(settings, Default::default(), db, dir).await;
+    let page: Value = app
+        .get("/api/v1/children?benefit=dibao")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed(page), vec![a_id]);
+    let s: Value = app.get("/api/v1/stats").await.json().await.unwrap();
+    let held = |code: &str| {
+        s["by_benefit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == code)
+            .map_or(0, |c| c["count"].as_i64().unwrap())
+    };
+    assert_eq!((held("dibao"), held("tekun")), (1, 1), "{s}");
+}

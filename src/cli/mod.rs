@@ -135,6 +135,13 @@ enum Command {
     Stats {
         #[arg(long)]
         json: bool,
+        /// A month's figures (YYYY-MM): counted at its last day, the cases decided within it.
+        #[arg(long)]
+        month: Option<crate::domain::Month>,
+        /// Write the month's report (月报) as an .xlsx workbook, one sheet per table (the
+        /// current month without --month).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Measure throughput beside the bare limits of this machine (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
@@ -281,7 +288,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             reconcile_cmd::run_reconcile(&settings, args)
         }
         Command::Stale(args) => reconcile_cmd::run_stale(&load_settings(config)?, args),
-        Command::Stats { json } => stats_cmd::run(&load_settings(config)?, json),
+        Command::Stats { json, month, out } => {
+            stats_cmd::run(&load_settings(config)?, json, month, out)
+        }
         Command::Pki(cmd) => pki::run(cmd),
         Command::Peers { json } => {
             let settings = load_settings(config)?;

@@ -1,20 +1,52 @@
 //! `hukou-sync stats`: the statistics of `stats` at the console (the same figures as
 //! `GET /api/v1/stats` and the statistics page), audited as the console's read.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::audit::Actor;
 use crate::config::Settings;
+use crate::domain::Month;
 use crate::stats::{self, Count, Inputs};
 
-pub fn run(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    settings: &Settings,
+    json: bool,
+    month: Option<Month>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let month = match (month, &out) {
+        (None, Some(_)) => Some(
+            Month::of(crate::sync::ledger::china_today(now))
+                .ok_or_else(|| anyhow::anyhow!("today is outside the years a month can name"))?,
+        ),
+        (m, _) => m,
+    };
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let deadlines = crate::startup::deadlines(settings)?;
     let mut conn = store.conn()?;
-    let now = chrono::Utc::now();
     let working = |a, b| deadlines.calendar.working_days_between(a, b);
-    let input = Inputs::at(now, settings.records.stale_after_days, &working);
+    let stale_days = settings.records.stale_after_days;
+    let input = match month {
+        Some(m) => Inputs::for_month(m, now, stale_days, &working).ok_or_else(|| {
+            anyhow::anyhow!("{m} has not begun: a report covers a past or the current month")
+        })?,
+        None => Inputs::at(now, stale_days, &working),
+    };
     let s = stats::compute(&mut conn, &node, &input, &Actor::console(), now)?;
+    if let (Some(path), Some(m)) = (&out, month) {
+        let bytes = stats::workbook::monthly(&s, m, node.id.as_str())?;
+        std::fs::write(path, bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        eprintln!(
+            "wrote the report of {m} ({} sheets, {} files counted) to {}",
+            stats::workbook::SHEETS.len(),
+            s.files,
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);

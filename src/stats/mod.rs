@@ -5,6 +5,8 @@
 //! kept read-only after a move is not this node's to count). Reading them is audited
 //! (`stats.read`); they name no child.
 
+pub mod workbook;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -12,7 +14,7 @@ use serde::Serialize;
 
 use crate::audit::{self, Actor, AuditError, Event, Outcome};
 use crate::domain::child::{Benefit, Category};
-use crate::domain::{RegionCode, RiskLevel};
+use crate::domain::{Month, RegionCode, RiskLevel};
 use crate::storage::{self, stats as repo, DbConn, StorageError};
 use crate::sync::LocalNode;
 
@@ -56,6 +58,8 @@ pub struct CaseFigures {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub generated_at: DateTime<Utc>,
+    /// The day the figures are counted at (China time): today, or a month report's last day.
+    pub as_of: NaiveDate,
     /// The account scope the figures are limited to (`*`: the whole node).
     pub scope: String,
     /// Files served here.
@@ -86,9 +90,13 @@ pub struct Stats {
 /// What a figure needs from its caller: today in China, the stale cut-off and a working-day
 /// count (the eligibility calendar; `stats` cannot read it itself).
 pub struct Inputs<'a> {
+    /// The day the figures are counted at (today, or a past month's last day).
     pub today: NaiveDate,
     pub stale_before: NaiveDate,
     pub working_days: &'a dyn Fn(NaiveDate, NaiveDate) -> i64,
+    /// Timeliness counts only cases decided on or after this day (a month's report); `None`:
+    /// every decided case.
+    pub decided_from: Option<NaiveDate>,
 }
 
 impl<'a> Inputs<'a> {
@@ -103,7 +111,35 @@ impl<'a> Inputs<'a> {
             today,
             stale_before: today - chrono::Duration::days(i64::from(stale_after_days)),
             working_days,
+            decided_from: None,
         }
+    }
+
+    /// The inputs of a month's report: counted at the month's last day (today, for the month
+    /// under way), timeliness of the cases decided within the month. `None` for a month that
+    /// has not begun.
+    pub fn for_month(
+        month: Month,
+        now: DateTime<Utc>,
+        stale_after_days: u32,
+        working_days: &'a dyn Fn(NaiveDate, NaiveDate) -> i64,
+    ) -> Option<Self> {
+        let today = crate::sync::ledger::china_today(now);
+        let first = month.first_day();
+        if first > today {
+            return None;
+        }
+        let last = first
+            .checked_add_months(chrono::Months::new(1))
+            .and_then(|d| d.pred_opt())
+            .unwrap_or(first);
+        let at = last.min(today);
+        Some(Inputs {
+            today: at,
+            stale_before: at - chrono::Duration::days(i64::from(stale_after_days)),
+            working_days,
+            decided_from: Some(first),
+        })
     }
 }
 
@@ -190,6 +226,7 @@ pub fn compute(
     let palette = &node.palette;
     let stats = Stats {
         generated_at: now,
+        as_of: input.today,
         scope: scope.to_string(),
         files,
         by_region: sorted(regions.into_iter().map(|(code, n)| {
@@ -283,9 +320,15 @@ fn case_figures(
     let mut on_time = 0;
     let mut late = 0;
     let mut days = 0i64;
-    let decided = repo::decided_cases(conn, scope)?;
+    let china = |t: &chrono::NaiveDateTime| crate::sync::ledger::china_today(t.and_utc());
+    let decided: Vec<_> = repo::decided_cases(conn, scope)?
+        .into_iter()
+        .filter(|(_, at, _)| {
+            let on = china(at);
+            input.decided_from.map_or(true, |from| on >= from) && on <= input.today
+        })
+        .collect();
     for (submitted, decided_at, due_on) in &decided {
-        let china = |t: &chrono::NaiveDateTime| crate::sync::ledger::china_today(t.and_utc());
         let decided_on = china(decided_at);
         if decided_on <= *due_on {
             on_time += 1;

@@ -52,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
     .route("/ui/cases/{id}", web::get().to(pages::case))
     .route("/ui/peers", web::get().to(pages::peers))
     .route("/ui/stats", web::get().to(pages::stats))
+    .route("/ui/stats/report.xlsx", web::get().to(pages::stats_report))
     .route("/ui/reconcile", web::get().to(pages::reconcile))
     .route("/ui/reconcile", web::post().to(pages::start_reconcile))
     .route("/ui/reconcile/{id}", web::get().to(pages::reconcile_run))
@@ -75,6 +76,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/ui/cases/{id}", &["GET"]),
     ("/ui/peers", &["GET"]),
     ("/ui/stats", &["GET"]),
+    ("/ui/stats/report.xlsx", &["GET"]),
     ("/ui/reconcile", &["GET", "POST"]),
     ("/ui/reconcile/{id}", &["GET"]),
     ("/ui/audit", &["GET"]),

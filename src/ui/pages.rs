@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::cookie::Cookie;
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
@@ -1270,12 +1270,63 @@ fn show_categories(
 /// The most bars a chart shows (the API lists all).
 const CHART_BARS: usize = 20;
 
+#[derive(Deserialize)]
+pub struct MonthQuery {
+    month: Option<String>,
+}
+
+/// The month a statistics page or report asks for: `None` (now) when absent or empty.
+fn month_of(q: &MonthQuery) -> Result<Option<crate::domain::Month>, UiError> {
+    match q.month.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(m) => m.parse().map(Some).map_err(|_| {
+            UiError::BadRequest("月份应为 YYYY-MM (the month is YYYY-MM, e.g. 2026-11)".into())
+        }),
+    }
+}
+
+/// `GET /ui/stats/report.xlsx?month=YYYY-MM`: the month's report (月报) as a workbook, one
+/// sheet per table, for the reader's scope (the current month without `month`).
+pub async fn stats_report(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<MonthQuery>,
+) -> Result<HttpResponse, UiError> {
+    let p = user(&state, &req, Permission::ReadChildren).await?;
+    let month = match month_of(&q)? {
+        Some(m) => m,
+        None => crate::domain::Month::of(crate::sync::ledger::china_today(Utc::now()))
+            .ok_or_else(|| UiError::Internal("today names no month".into()))?,
+    };
+    let s = crate::api::stats::figures(&state, actor(&p), Some(month))
+        .await
+        .map_err(UiError::Problem)?;
+    let bytes = crate::stats::workbook::monthly(&s, month, &node_id(&state))
+        .map_err(|e| UiError::Internal(e.to_string()))?;
+    let name = format!("月报-{month}.xlsx");
+    Ok(HttpResponse::Ok()
+        .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"report-{month}.xlsx\"; filename*=UTF-8''{}",
+                render::url_encode(&name)
+            ),
+        ))
+        .body(bytes))
+}
+
 /// `GET /ui/stats`: the statistics page (the same figures as `GET /api/v1/stats`, charts drawn
-/// as server-rendered SVG).
-pub async fn stats(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, UiError> {
+/// as server-rendered SVG); `?month=YYYY-MM` shows a month's.
+pub async fn stats(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<MonthQuery>,
+) -> Result<HttpResponse, UiError> {
     use super::render::{BarView, ChartView, MonthView, StatsPage};
     let p = user(&state, &req, Permission::ReadChildren).await?;
-    let s = crate::api::stats::figures(&state, actor(&p))
+    let month = month_of(&q)?;
+    let s = crate::api::stats::figures(&state, actor(&p), month)
         .await
         .map_err(UiError::Problem)?;
     let chart = |id: &'static str, title: &'static str, items: &[crate::stats::Count]| {
@@ -1374,6 +1425,11 @@ pub async fn stats(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             charts,
             months,
             case_rows,
+            month: month.map_or_else(String::new, |m| m.to_string()),
+            month_label: month.map_or_else(
+                || "当前 (now)".to_owned(),
+                |m| format!("{}年{}月", m.year(), m.month()),
+            ),
             s,
         },
     ))

@@ -514,4 +514,8 @@ pub struct StatsPage {
     pub months: Vec<MonthView>,
     /// (state label, asked here, decided here).
     pub case_rows: Vec<(String, i64, i64)>,
+    /// The month shown (`YYYY-MM`), empty for now.
+    pub month: String,
+    /// The month shown in Chinese (`2026年11月`), or 当前 (now).
+    pub month_label: String,
 }

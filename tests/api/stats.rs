@@ -3,6 +3,7 @@
 //! visits overdue and per month, cases by state and timeliness, stale files — for the files this
 //! node serves; the read audited; a role without access to children's files refused.
 
+use chrono::Datelike;
 use hukou_sync::accounts::Role;
 use serde_json::{json, Value};
 
@@ -159,4 +160,138 @@ async fn the_figures_count_what_this_node_serves() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("by residence county"), "{text}");
+}
+
+/// The monthly report (月报): `stats --month M --out F` and the page's download write one sheet
+/// per table; the month's figures count the cases decided within it; a month that has not begun
+/// or is not YYYY-MM is refused everywhere, and nothing is written.
+#[tokio::test]
+async fn the_monthly_report_is_a_workbook_of_the_months_figures() {
+    use calamine::{Data, Reader, Xlsx};
+    let app = spawn_app().await;
+    let a = flowing_child(911);
+    let a_id = a["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&a).await;
+    app.create_child(&flowing_child(912)).await;
+    let r = app
+        .post_json(
+            "/api/v1/cases",
+            &json!({"child_id": a_id, "benefit": "dibao",
+                    "grounds": {"summary": "家庭收入低于低保标准"},
+                    "officers": {"requester": "ZZ-1"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let case: Value = r.json().await.unwrap();
+    let case_id = case["case"]["case_id"].as_str().unwrap().to_owned();
+    let r = app
+        .post_json(
+            &format!("/api/v1/cases/{case_id}/transitions"),
+            &json!({"transition": {"action": "approve", "effective_month": "2026-12"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let today = hukou_sync::sync::ledger::china_today(chrono::Utc::now());
+    let this_month = today.format("%Y-%m").to_string();
+    let last_month = (today.with_day(1).unwrap() - chrono::Days::new(1))
+        .format("%Y-%m")
+        .to_string();
+
+    // The API: this month counts the decision, last month does not.
+    let now: Value = app
+        .get(&format!("/api/v1/stats?month={this_month}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["cases"]["decided_on_time"], 1, "{now}");
+    assert_eq!(now["as_of"], today.to_string());
+    let before: Value = app
+        .get(&format!("/api/v1/stats?month={last_month}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["cases"]["decided_on_time"], 0, "{before}");
+    assert!(before["as_of"].as_str().unwrap() < today.to_string().as_str());
+    for bad in ["2999-01", "2026-13", "abc"] {
+        let p = crate::helpers::problem(
+            app.get(&format!("/api/v1/stats?month={bad}")).await,
+            400,
+            "invalid_query",
+        )
+        .await;
+        assert_eq!(p["field"], "month", "{bad}");
+    }
+
+    // The console writes the workbook.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("月报.xlsx");
+    let bin = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+            .arg("--config")
+            .arg(app.config_file())
+            .args(args)
+            .env_remove("HUKOU_SYNC_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = bin(&[
+        "stats",
+        "--month",
+        &this_month,
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut book: Xlsx<_> = calamine::open_workbook(&path).unwrap();
+    assert_eq!(
+        book.sheet_names(),
+        hukou_sync::stats::workbook::SHEETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    );
+    let summary = book.worksheet_range("概况").unwrap();
+    let value_of = |label: &str| {
+        summary
+            .rows()
+            .find(|r| r[0].to_string().starts_with(label))
+            .map(|r| r[1].clone())
+            .unwrap()
+    };
+    assert_eq!(value_of("在管档案"), Data::Float(2.0));
+    assert_eq!(value_of("本月按时办结"), Data::Float(1.0));
+    let regions = book.worksheet_range("按区县").unwrap();
+    assert!(regions
+        .rows()
+        .any(|r| r[1].to_string().contains("金水区") && r[2] == Data::Float(2.0)));
+    let out = bin(&["stats", "--month", "2999-01", "--out", "never.xlsx"]);
+    assert!(!out.status.success());
+    assert!(!std::path::Path::new("never.xlsx").exists());
+
+    // The page offers the same download, and refuses a malformed month.
+    add_user(&app, "zhou.li", Role::Reviewer, PASSWORD);
+    let mut v = Visitor::new(&app);
+    v.login("zhou.li", PASSWORD).await;
+    let page = v.get(&format!("/ui/stats?month={last_month}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("下载月报"), "{}", page.body);
+    let (status, kind, bytes) = v
+        .download(&format!("/ui/stats/report.xlsx?month={this_month}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(kind.contains("spreadsheetml"), "{kind}");
+    let mut book = Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+    assert_eq!(book.sheet_names().len(), 9);
+    assert!(book.worksheet_range("案件").unwrap().rows().count() >= 2);
+    assert_eq!(v.get("/ui/stats?month=2026-1x").await.status, 400);
+    assert_eq!(
+        v.download("/ui/stats/report.xlsx?month=2999-01").await.0,
+        400
+    );
 }

@@ -74,7 +74,7 @@ impl input::Bounds for CreateQuery {
 /// bureau (a signed, audited lookup). It holds a file → 409 `file_at_hukou_bureau` (ask for
 /// it instead); it cannot be reached → the file is created (warned in the log; the two files
 /// merge when they meet); an answer that does not verify → 502.
-async fn ask_hukou_bureau_first(
+pub(crate) async fn ask_hukou_bureau_first(
     state: &AppState,
     record: &crate::domain::child::ChildRecord,
     actor: &crate::audit::Actor,
@@ -181,31 +181,31 @@ pub async fn update(
 }
 
 /// Filters of the list.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Hukou or residence region starts with this prefix (2, 4 or 6 digits).
-    region: Option<String>,
-    hukou_region: Option<String>,
-    residence_region: Option<String>,
+    pub region: Option<String>,
+    pub hukou_region: Option<String>,
+    pub residence_region: Option<String>,
     /// A category code: flowing, left_behind, in_difficulty, orphan, de_facto_unsupported.
-    category: Option<String>,
+    pub category: Option<String>,
     /// A risk level: this node's label (e.g. 红) or the level on the common scale, 1 (most
     /// severe) to 4.
-    risk_level: Option<String>,
+    pub risk_level: Option<String>,
     /// Files whose residence or hukou township (9-digit NBS code) is this one.
     #[param(pattern = "^[0-9]{9}$")]
-    township: Option<String>,
+    pub township: Option<String>,
     /// Only files neither visited nor confirmed for this many days (the six-month rule: 183);
     /// 1 to 36500.
     #[param(minimum = 1, maximum = 36500)]
-    stale_days: Option<u32>,
+    pub stale_days: Option<u32>,
     /// Keyset paging: the `next_after` of the previous page.
-    after: Option<String>,
+    pub after: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
 impl input::Bounds for ListQuery {
@@ -232,6 +232,27 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::ReadChildren).await?;
     let q: ListQuery = input::query(&req)?;
+    let at = now();
+    let filter = child_filter(&state.node, q, at)?;
+    let purpose = purpose_of(&req)?;
+    let node = state.node.clone();
+    let page = state
+        .store
+        .run(move |conn| {
+            ledger::list_children(conn, &node, &filter, &actor, purpose.as_deref(), at)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The storage filter of a list query at `at`: the one reading of the list's parameters, for
+/// `GET /api/v1/children` and the files page (`/ui/children`).
+pub fn child_filter(
+    node: &crate::sync::LocalNode,
+    q: ListQuery,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<ChildFilter, ApiError> {
+    input::Bounds::check_bounds(&q)?;
     let prefix = |field: &'static str, v: Option<String>| -> Result<Option<String>, ApiError> {
         v.map(|p| {
             RegionPrefix::parse(&p)
@@ -255,7 +276,7 @@ pub async fn list(
     let risk_level = q
         .risk_level
         .map(|r| {
-            state.node.palette.level_of(&r).map_err(|e| {
+            node.palette.level_of(&r).map_err(|e| {
                 ApiError::bad_request("invalid_query", e.to_string()).field("risk_level")
             })
         })
@@ -275,8 +296,7 @@ pub async fn list(
         IdNumber::parse(a)
             .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()).field("after"))?;
     }
-    let at = now();
-    let filter = ChildFilter {
+    Ok(ChildFilter {
         region_prefix: prefix("region", q.region)?,
         hukou_prefix: prefix("hukou_region", q.hukou_region)?,
         residence_prefix: prefix("residence_region", q.residence_region)?,
@@ -296,16 +316,7 @@ pub async fn list(
         },
         after: q.after,
         limit: i64::from(limit),
-    };
-    let purpose = purpose_of(&req)?;
-    let node = state.node.clone();
-    let page = state
-        .store
-        .run(move |conn| {
-            ledger::list_children(conn, &node, &filter, &actor, purpose.as_deref(), at)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
+    })
 }
 
 /// End a benefit the child holds (退出), as the child's hukou bureau: the grant stays in the file

@@ -228,7 +228,9 @@ async fn resolve_in_the_browser(browser: Client, pair: Pair, id: String) {
         .unwrap();
     wait_for(&browser, "#resolve-form").await;
     let text = browser.source().await.unwrap();
-    assert!(text.contains("healthy") && text.contains("chronic_illness"));
+    // Values by their Chinese labels, not their codes.
+    assert!(text.contains("健康") && text.contains("慢性病"), "{text}");
+    assert!(!text.contains("chronic_illness"), "{text}");
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser/conflict-page.png");
     screenshot_to(&browser, &shot).await;
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
@@ -240,7 +242,7 @@ async fn resolve_in_the_browser(browser: Client, pair: Pair, id: String) {
         .await
         .unwrap()
     {
-        if side.text().await.unwrap().contains("chronic_illness") {
+        if side.text().await.unwrap().contains("慢性病") {
             side.find(Locator::Css("input[type=radio]"))
                 .await
                 .unwrap()

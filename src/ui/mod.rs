@@ -3,7 +3,7 @@
 //! JavaScript. Pages: login, the conflict review queue and a conflict's side-by-side view with
 //! resolve buttons, the files list with filters and a new file (`files`), a child's file with
 //! its history and forms to edit it, record a visit, open a case and end a benefit
-//! (`casework`), the visits due, incoming and outgoing eligibility cases with their actions,
+//! (`casework`), the visits due, the ledger's upload and download (`ledger`), incoming and outgoing eligibility cases with their actions,
 //! peers' status, reconciliation runs (and starting one), and the audit log with inclusion proofs.
 //!
 //! Security: a session cookie (HttpOnly, SameSite=Strict, Secure when the listener is TLS) from
@@ -14,6 +14,7 @@
 mod casework;
 mod files;
 mod forms;
+mod ledger;
 mod pages;
 mod render;
 mod upload;
@@ -70,6 +71,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
         web::post().to(casework::end_benefit),
     )
     .route("/ui/visits/due", web::get().to(casework::due))
+    .route("/ui/ledger", web::get().to(ledger::show))
+    .route("/ui/ledger", web::post().to(ledger::upload))
+    .route("/ui/ledger/export", web::get().to(ledger::export))
     .route("/ui/cases", web::get().to(pages::cases))
     .route("/ui/cases/{id}", web::get().to(pages::case))
     .route("/ui/cases/{id}", web::post().to(casework::act))
@@ -99,6 +103,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/ui/children/{id}/cases", &["POST"]),
     ("/ui/children/{id}/benefits/end", &["POST"]),
     ("/ui/visits/due", &["GET"]),
+    ("/ui/ledger", &["GET", "POST"]),
+    ("/ui/ledger/export", &["GET"]),
     ("/ui/cases", &["GET"]),
     ("/ui/cases/{id}", &["GET", "POST"]),
     ("/ui/peers", &["GET"]),

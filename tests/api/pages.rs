@@ -571,3 +571,102 @@ async fn a_case_opened_with_a_document_and_decided_with_the_buttons() {
 async fn page_csrf(v: &mut Visitor, path: &str) -> String {
     v.get(path).await.hidden("csrf")
 }
+
+#[tokio::test]
+async fn a_ledger_uploads_with_its_row_errors_and_ignored_columns_and_downloads() {
+    let app = spawn_app().await;
+    let mut v = logged_in(&app, "wang.fang", Role::Caseworker).await;
+    let page = v.get("/ui/ledger").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.hidden("csrf");
+    let good = id_number("510104", (2014, 6, 1), 41);
+    let other = id_number("510104", (2014, 6, 1), 42);
+    let ledger = format!(
+        "序号,身份证号,姓名,户籍地,居住地,儿童类别,联系人\n\
+         1,{good},张小明,510104,410105,流动,王\n\
+         2,510104201406010000,李小红,510104,410105,流动,李\n\
+         3,{other},赵小刚,510104,410105,留守,赵\n"
+    );
+    let upload = |csrf: &str, skip: bool, bytes: &[u8]| {
+        let mut fields = vec![("csrf", csrf)];
+        if skip {
+            fields.push(("skip_invalid", "1"));
+        }
+        multipart(&fields, Some(("台账.csv", "text/csv", bytes)))
+    };
+
+    // A bad row: nothing imported, the row and the ignored columns shown.
+    let (ct, body) = upload(&csrf, false, ledger.as_bytes());
+    let p = v.post_raw("/ui/ledger", &ct, body).await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert!(p.body.contains("id=\"row-errors\""), "{}", p.body);
+    assert!(p.body.contains("身份证号 (id_number)"), "{}", p.body);
+    assert!(
+        p.body.contains("序号") && p.body.contains("联系人"),
+        "{}",
+        p.body
+    );
+    assert_eq!(app.count("children"), 0);
+    // No token; an auditor; no file.
+    let (ct, body) = upload("forged", true, ledger.as_bytes());
+    assert_eq!(v.post_raw("/ui/ledger", &ct, body).await.status, 403);
+    let mut auditor = logged_in(&app, "zhao.shen", Role::Auditor).await;
+    let (ct, body) = upload(&csrf, true, ledger.as_bytes());
+    assert_eq!(auditor.post_raw("/ui/ledger", &ct, body).await.status, 403);
+    let (ct, body) = multipart(&[("csrf", &csrf)], None);
+    let p = v.post_raw("/ui/ledger", &ct, body).await;
+    assert_eq!(p.status, 422);
+    assert!(!error_beside(&p, "upload", "file").is_empty());
+    assert_eq!(app.count("children"), 0);
+
+    // The other rows, as --skip-invalid.
+    let (ct, body) = upload(&csrf, true, ledger.as_bytes());
+    let p = v.post_raw("/ui/ledger", &ct, body).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("<span id=\"imported\">2</span>"),
+        "{}",
+        p.body
+    );
+    assert_eq!(app.count("children"), 2);
+
+    // Downloads: a purpose is required; the export is audited.
+    let p = v.get("/ui/ledger/export?format=csv&purpose=").await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("id=\"export-error\""));
+    let before = audit_count(&app, "child.export");
+    let p = v
+        .get("/ui/ledger/export?format=csv&purpose=%E6%9C%88%E5%BA%A6%E6%A0%B8%E5%AF%B9")
+        .await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains(&good) && p.body.contains(&other));
+    assert_eq!(audit_count(&app, "child.export"), before + 1);
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/ui/ledger/export?format=xlsx&purpose=check",
+            app.base
+        ))
+        .header("cookie", format!("hks_session={}", v.cookie("hks_session")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let workbook = r.bytes().await.unwrap().to_vec();
+    assert!(workbook.starts_with(b"PK\x03\x04"));
+
+    // The workbook imports at another node through the same page.
+    let fresh = spawn_app().await;
+    let mut w = logged_in(&fresh, "wang.fang", Role::Caseworker).await;
+    let csrf = w.get("/ui/ledger").await.hidden("csrf");
+    let (ct, body) = multipart(
+        &[("csrf", &csrf)],
+        Some((
+            "台账.xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            &workbook,
+        )),
+    );
+    let p = w.post_raw("/ui/ledger", &ct, body).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(fresh.count("children"), 2);
+}

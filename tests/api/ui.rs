@@ -131,6 +131,11 @@ impl Visitor {
         self.finish(r).await
     }
 
+    /// The value of a cookie this visitor holds.
+    pub fn cookie(&self, name: &str) -> String {
+        self.cookies.get(name).cloned().unwrap_or_default()
+    }
+
     /// Posts a body as is (a `multipart/form-data` form).
     pub async fn post_raw(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
         let r = self

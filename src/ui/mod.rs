@@ -3,7 +3,7 @@
 //! JavaScript. Pages: login, the conflict review queue and a conflict's side-by-side view with
 //! resolve buttons, the files list with filters and a new file (`files`), a child's file with
 //! its history and forms to edit it, record a visit, open a case and end a benefit
-//! (`casework`), the visits due, the ledger's upload and download (`ledger`), incoming and outgoing eligibility cases with their actions,
+//! (`casework`), the visits due, the ledger's upload and download (`ledger`), reports and referrals (`reports`), incoming and outgoing eligibility cases with their actions,
 //! peers' status, reconciliation runs (and starting one), and the audit log with inclusion proofs.
 //!
 //! Security: a session cookie (HttpOnly, SameSite=Strict, Secure when the listener is TLS) from
@@ -17,6 +17,7 @@ mod forms;
 mod ledger;
 mod pages;
 mod render;
+mod reports;
 mod upload;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -70,7 +71,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
         "/ui/children/{id}/benefits/end",
         web::post().to(casework::end_benefit),
     )
+    .route("/ui/children/{id}/reports", web::post().to(reports::record))
     .route("/ui/visits/due", web::get().to(casework::due))
+    .route("/ui/reports", web::get().to(reports::list))
     .route("/ui/ledger", web::get().to(ledger::show))
     .route("/ui/ledger", web::post().to(ledger::upload))
     .route("/ui/ledger/export", web::get().to(ledger::export))
@@ -102,7 +105,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/ui/children/{id}/visits", &["POST"]),
     ("/ui/children/{id}/cases", &["POST"]),
     ("/ui/children/{id}/benefits/end", &["POST"]),
+    ("/ui/children/{id}/reports", &["POST"]),
     ("/ui/visits/due", &["GET"]),
+    ("/ui/reports", &["GET"]),
     ("/ui/ledger", &["GET", "POST"]),
     ("/ui/ledger/export", &["GET"]),
     ("/ui/cases", &["GET"]),

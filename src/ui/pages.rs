@@ -599,6 +599,20 @@ impl<'a> Again<'a> {
     }
 }
 
+/// A case step for people: `认定 (approve)`.
+fn transition_label(kind: crate::domain::case::state::TransitionKind) -> &'static str {
+    use crate::domain::case::state::TransitionKind as K;
+    match kind {
+        K::Submit => "提交 (submit)",
+        K::Receive => "受理 (receive)",
+        K::RequestInfo => "要求补充材料 (request information)",
+        K::ProvideInfo => "补充材料 (provide information)",
+        K::Approve => "认定 (approve)",
+        K::Deny => "不予认定 (deny)",
+        K::Withdraw => "撤回 (withdraw)",
+    }
+}
+
 /// What was posted to `form`, when that form comes back.
 fn posted_for<'a>(again: &Option<Again<'a>>, form: &str) -> Option<&'a super::forms::Posted> {
     again.as_ref().filter(|g| g.form == form).map(|g| g.posted)
@@ -613,6 +627,7 @@ fn saved_notice(what: &str) -> Option<String> {
             "unchanged" => "没有改动 (Nothing changed.)",
             "visit" => "走访已记录 (The visit was recorded.)",
             "benefit" => "待遇已终止 (The benefit was ended.)",
+            "report" => "报告已记录 (The report was recorded.)",
             _ => return None,
         }
         .to_owned(),
@@ -810,6 +825,10 @@ async fn child_page_with(
             posted_to("edit-file"),
         ));
         forms.extend(super::casework::child_forms(state, &file, &posted_to));
+        forms.push(super::reports::report_form(
+            file.record.id_number.as_str(),
+            posted_to("report"),
+        ));
     }
     if let Some(g) = &again {
         if let Some(f) = forms.iter_mut().find(|f| f.id == g.form) {
@@ -1043,7 +1062,7 @@ async fn case_page_with(
                 .iter()
                 .map(|s| StepView {
                     at: when(s.at),
-                    action: s.transition.kind().as_str(),
+                    action: transition_label(s.transition.kind()),
                     by: s.by.to_string(),
                     officer: s.officer.clone().unwrap_or_default(),
                 })

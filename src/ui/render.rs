@@ -379,6 +379,16 @@ pub fn show_field(field: &str, v: &Value, palette: &crate::domain::RiskPalette) 
             if let Some(label) = vocabulary_label(field, code) {
                 return label.to_owned();
             }
+            let date_field = matches!(
+                ChildField::from_name(field),
+                Some(ChildField::LastVisitOn | ChildField::LeftHukouOn | ChildField::InfoUpdatedOn)
+            );
+            if let (true, Ok(d)) = (
+                date_field,
+                chrono::NaiveDate::parse_from_str(code, "%Y-%m-%d"),
+            ) {
+                return date_zh(d);
+            }
         }
         Value::Array(items) if !items.is_empty() => {
             let labels: Option<Vec<&str>> = items

@@ -318,9 +318,16 @@ async fn choose(browser: &Client, css: &str, value: &str) {
         .unwrap_or_else(|e| panic!("choosing {value} in `{css}`: {e}"));
 }
 
-/// Submits a form by its button and waits for the next page's marker.
+/// Submits a form by its button, waits until the page it was on is gone (its root element
+/// stale), then for the next page's marker.
 async fn submit(browser: &Client, button: &str, then: &str) -> String {
+    let old = find(browser, "html").await;
     find(browser, button).await.click().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while old.tag_name().await.is_ok() {
+        assert!(Instant::now() < deadline, "{button} did not leave the page");
+        tokio::time::sleep(POLL).await;
+    }
     wait_for(browser, then).await;
     browser.source().await.unwrap()
 }
@@ -445,7 +452,6 @@ async fn the_two_days(browser: Client, pair: Pair) {
     type_into(&browser, "#open-case-issuer", "四川省某监狱").await;
     type_into(&browser, "#open-case-number", "川监2025-118").await;
     type_into(&browser, "#open-case-file", document.to_str().unwrap()).await;
-    // The case's page (its documents' table): the file's page has a notice of its own already.
     let page = submit(&browser, "#open-case-submit", "#evidence").await;
     assert!(
         page.contains("案件已提交") && page.contains("服刑通知书"),

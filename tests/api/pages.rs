@@ -670,3 +670,49 @@ async fn a_ledger_uploads_with_its_row_errors_and_ignored_columns_and_downloads(
     assert_eq!(p.status, 200, "{}", p.body);
     assert_eq!(fresh.count("children"), 2);
 }
+
+#[tokio::test]
+async fn a_report_from_the_file_page_and_the_reports_list() {
+    let app = spawn_app().await;
+    let child = flowing_child(61);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&child).await;
+    let mut v = logged_in(&app, "wang.fang", Role::Caseworker).await;
+    let path = format!("/ui/children/{id}");
+    let csrf = v.get(&path).await.hidden("csrf");
+    let reports = app.count("reports");
+    let form = |seen: &'static str| {
+        vec![
+            ("reported_on", "2026-11-21"),
+            ("reporter_kind", "school"),
+            ("reporter_name", "某小学"),
+            ("seen", seen),
+            ("urgency", "urgent"),
+            ("police_called", "1"),
+            ("referral_target", "township_social_work"),
+        ]
+    };
+    let mut f = form("");
+    f.push(("csrf", &csrf));
+    let p = v.post(&format!("{path}/reports"), &f).await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert!(!error_beside(&p, "report", "seen").is_empty(), "{}", p.body);
+    assert_eq!(
+        v.post(&format!("{path}/reports"), &form("多日未到校"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(app.count("reports"), reports);
+    let mut f = form("多日未到校，身上有伤");
+    f.push(("csrf", &csrf));
+    let p = v.post(&format!("{path}/reports"), &f).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(app.count("reports"), reports + 1);
+    let p = v.get("/ui/reports?urgent=1").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("学校及教育机构 某小学"), "{}", p.body);
+    assert!(p.body.contains("乡镇(街道)社工站"));
+    assert!(p.body.contains("2026年11月21日"));
+    assert!(!p.body.contains(&format!(">{id}<")));
+}

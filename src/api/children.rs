@@ -201,6 +201,13 @@ pub struct ListQuery {
     /// 1 to 36500.
     #[param(minimum = 1, maximum = 36500)]
     pub stale_days: Option<u32>,
+    /// The responsible worker's name (包保人).
+    #[param(max_length = 50)]
+    pub worker: Option<String>,
+    /// Only files whose next visit is due within this many days from today, overdue included
+    /// (0: due today or overdue); 0 to 366.
+    #[param(minimum = 0, maximum = 366)]
+    pub visits_due_days: Option<u32>,
     /// Keyset paging: the `next_after` of the previous page.
     pub after: Option<String>,
     /// Page size, 1 to 500 (default 100).
@@ -211,6 +218,11 @@ pub struct ListQuery {
 impl input::Bounds for ListQuery {
     fn check_bounds(&self) -> Result<(), ApiError> {
         input::within("stale_days", self.stale_days, input::limits::STALE_DAYS)?;
+        input::within(
+            "visits_due_days",
+            self.visits_due_days,
+            input::limits::DUE_WITHIN_DAYS,
+        )?;
         input::within("limit", self.limit, input::limits::CHILDREN_PAGE)
     }
 }
@@ -314,6 +326,19 @@ pub fn child_filter(
             ),
             None => None,
         },
+        worker: match q.worker.map(|w| w.trim().to_owned()) {
+            Some(w) if w.chars().count() > 50 => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "a worker's name is at most 50 characters",
+                )
+                .field("worker"))
+            }
+            w => w.filter(|w| !w.is_empty()),
+        },
+        visit_due_by: q
+            .visits_due_days
+            .map(|d| crate::sync::ledger::china_today(at) + chrono::Duration::days(i64::from(d))),
         after: q.after,
         limit: i64::from(limit),
     })

@@ -249,6 +249,10 @@ pub struct ChildFilter {
     pub township: Option<String>,
     /// Neither visited nor confirmed since this moment's date (the six-month rule).
     pub stale_before: Option<NaiveDateTime>,
+    /// The responsible worker (包保人) is this one, by name.
+    pub worker: Option<String>,
+    /// The next visit is due on or before this day (overdue included).
+    pub visit_due_by: Option<chrono::NaiveDate>,
     /// Keyset paging: only ID numbers after this one.
     pub after: Option<String>,
     pub limit: i64,
@@ -504,6 +508,12 @@ fn list_rows(conn: &mut DbConn, f: &ChildFilter) -> Result<Vec<ChildRow>, Storag
                 .is_null()
                 .or(children::refreshed_on.lt(t.date())),
         );
+    }
+    if let Some(w) = &f.worker {
+        q = q.filter(children::responsible_worker.eq(w.clone()));
+    }
+    if let Some(d) = f.visit_due_by {
+        q = q.filter(children::visit_due_on.le(d));
     }
     if let Some(a) = &f.after {
         q = q.filter(children::id_number.gt(a.clone()));

@@ -41,6 +41,8 @@ pub struct FilesQuery {
     category: Option<String>,
     risk_level: Option<String>,
     stale_days: Option<String>,
+    worker: Option<String>,
+    visits_due_days: Option<String>,
     after: Option<String>,
 }
 
@@ -61,6 +63,8 @@ impl FilesQuery {
             ("category", &self.category),
             ("risk_level", &self.risk_level),
             ("stale_days", &self.stale_days),
+            ("worker", &self.worker),
+            ("visits_due_days", &self.visits_due_days),
         ] {
             if let Some(v) = set(v) {
                 parts.push(format!("{k}={}", url_encode(&v)));
@@ -180,6 +184,20 @@ pub async fn list(
             .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
             .collect(),
         ),
+        select_filter(
+            "visits_due_days",
+            "待走访 (Visit due)",
+            &q.visits_due_days,
+            [
+                ("0", "已到期或逾期 (due or overdue)"),
+                ("7", "7 天内 (within 7 days)"),
+                ("30", "30 天内 (within 30 days)"),
+            ]
+            .iter()
+            .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
+            .collect(),
+        ),
+        text_filter("worker", "包保人 (Responsible worker)", &q.worker),
     ];
     let page = |filters, rows, next, error: Option<String>| FilesPage {
         nav: Nav::new(
@@ -194,18 +212,26 @@ pub async fn list(
         error,
         can_create: p.allows(Permission::EditChildren),
     };
-    let stale_days = match set(&q.stale_days).map(|s| s.parse::<u32>()) {
-        None => None,
-        Some(Ok(d)) => Some(d),
+    let mut days = |name: &str, value: &Option<String>| match set(value).map(|s| s.parse::<u32>()) {
+        None => Ok(None),
+        Some(Ok(d)) => Ok(Some(d)),
         Some(Err(_)) => {
-            let msg = "天数应为 1 至 36500 的整数 (a whole number of days)".to_owned();
-            if let Some(f) = filters.iter_mut().find(|f| f.name == "stale_days") {
+            let msg = "天数应为整数 (a whole number of days)".to_owned();
+            if let Some(f) = filters.iter_mut().find(|f| f.name == name) {
                 f.error = Some(msg.clone());
             }
+            Err(msg)
+        }
+    };
+    let parsed = days("stale_days", &q.stale_days)
+        .and_then(|s| days("visits_due_days", &q.visits_due_days).map(|v| (s, v)));
+    let (stale_days, visits_due_days) = match parsed {
+        Ok(d) => d,
+        Err(msg) => {
             return Ok(render::html(
                 StatusCode::BAD_REQUEST,
                 &page(filters, Vec::new(), None, Some(msg)),
-            ));
+            ))
         }
     };
     let at = Utc::now();
@@ -215,6 +241,8 @@ pub async fn list(
         category: set(&q.category),
         risk_level: set(&q.risk_level),
         stale_days,
+        worker: set(&q.worker),
+        visits_due_days,
         after: set(&q.after),
         limit: Some(PAGE_SIZE),
         ..ListQuery::default()

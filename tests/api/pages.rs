@@ -46,6 +46,8 @@ async fn the_files_list_filters_masks_and_pages() {
             child["risk_level"] = serde_json::json!(1);
             child["last_visit_on"] = serde_json::json!("2025-01-01");
             child["info_updated_on"] = serde_json::json!("2025-01-01");
+            child["responsible_worker"] =
+                serde_json::json!({"name": "李娜", "role": "children_director"});
         }
         app.create_child(&child).await;
         ids.push(child["id_number"].as_str().unwrap().to_owned());
@@ -96,6 +98,25 @@ async fn the_files_list_filters_masks_and_pages() {
     let p = v.get("/ui/children?region=510104&risk_level=").await;
     assert_eq!(p.status, 200);
     assert_eq!(p.body.matches("<tr class=").count(), 3, "{}", p.body);
+    // The responsible worker, and the visits due (overdue included).
+    let third = hukou_sync::domain::IdNumber::mask_text(&id_number("510104", (2014, 6, 1), 3));
+    let p = v.get("/ui/children?worker=%E6%9D%8E%E5%A8%9C").await;
+    assert_eq!(p.status, 200);
+    assert_eq!(p.body.matches("<tr class=").count(), 1, "{}", p.body);
+    assert!(p.body.contains(&third));
+    let p = v.get("/ui/children?visits_due_days=0").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains(&third), "{}", p.body);
+    let p = v.get("/ui/children?visits_due_days=999").await;
+    assert_eq!(p.status, 400);
+    // The API reads the same filters.
+    let api: Value = app
+        .get("/api/v1/children?worker=%E6%9D%8E%E5%A8%9C&visits_due_days=0")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["items"].as_array().unwrap().len(), 1, "{api}");
     // Keyset paging: after the first ID number, the other two.
     let p = v.get(&format!("/ui/children?after={}", ids[0])).await;
     assert_eq!(p.body.matches("<tr class=").count(), 2, "{}", p.body);

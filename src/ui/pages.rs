@@ -907,8 +907,18 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
                     due_provisional: c.due_provisional,
                     case_id: c.case_id,
                     child_id: c.child_id,
-                    benefit: c.benefit,
-                    state: c.state,
+                    benefit: crate::domain::child::Benefit::ALL
+                        .iter()
+                        .find(|b| b.code() == c.benefit)
+                        .map_or(c.benefit.clone(), |b| {
+                            format!("{} ({})", b.label_zh(), c.benefit)
+                        }),
+                    state: crate::domain::case::state::CaseState::ALL
+                        .iter()
+                        .find(|s| s.as_str() == c.state)
+                        .map_or(c.state.clone(), |s| {
+                            format!("{} ({})", s.label_zh(), c.state)
+                        }),
                     deadline,
                     class,
                 }

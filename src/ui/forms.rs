@@ -143,12 +143,14 @@ impl FormView {
     /// mapped by `map`), or above the form when no input has that name.
     ///
     /// A parser that names no member (a tagged enum's fields) still names the input in its
-    /// message (``missing field `reason_text` ``) or quotes the value typed into it.
+    /// message (``missing field `reason_text` ``, `question: must not be empty`) or quotes the
+    /// value typed into it.
     pub fn fail(&mut self, field: Option<&str>, message: String) {
         let named = field.and_then(|f| self.inputs.iter().position(|i| i.name == f));
         let mentioned = || {
             self.inputs.iter().position(|i| {
                 message.contains(&format!("`{}`", i.name))
+                    || message.starts_with(&format!("{}:", i.name))
                     || (i.value.chars().count() > 2 && message.contains(&format!("{:?}", i.value)))
             })
         };

@@ -535,6 +535,63 @@ async fn a_case_opened_with_a_document_and_decided_with_the_buttons() {
         )
         .await;
     assert_eq!(p.status, 403);
+    // A question and its answer: an empty question is refused beside it; the residence
+    // caseworker answers from the case's page there.
+    let p = reviewer
+        .post(
+            &case_path,
+            &[
+                ("csrf", &csrf),
+                ("action", "request_info"),
+                ("question", ""),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert!(
+        !error_beside(&p, "request_info", "question").is_empty(),
+        "{}",
+        p.body
+    );
+    let p = reviewer
+        .post(
+            &case_path,
+            &[
+                ("csrf", &csrf),
+                ("action", "request_info"),
+                ("question", "请补充祖父的收入证明"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    eventually(20, "the question at the residence node", || async {
+        let r = pair
+            .residence
+            .get(&format!("/api/v1/cases/{case_id}"))
+            .await;
+        let v: Value = r.json().await.unwrap();
+        v["case"]["state"] == "info_requested"
+    })
+    .await;
+    let page = worker.get(&case_path).await;
+    assert!(page.body.contains("id=\"provide_info\""), "{}", page.body);
+    let p = worker
+        .post(
+            &case_path,
+            &[
+                ("csrf", &worker_csrf),
+                ("action", "provide_info"),
+                ("answer", "祖父无固定收入，村委会已出具证明"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    eventually(20, "the answer at the hukou node", || async {
+        let r = pair.hukou.get(&format!("/api/v1/cases/{case_id}")).await;
+        let v: Value = r.json().await.unwrap();
+        v["case"]["state"] == "info_provided"
+    })
+    .await;
     // A month that is not one: 422 beside it, the case unchanged.
     let p = reviewer
         .post(
@@ -572,7 +629,7 @@ async fn a_case_opened_with_a_document_and_decided_with_the_buttons() {
         .json()
         .await
         .unwrap();
-    assert_eq!(state["case"]["state"], "received");
+    assert_eq!(state["case"]["state"], "info_provided");
     let p = reviewer
         .post(
             &case_path,
@@ -587,6 +644,60 @@ async fn a_case_opened_with_a_document_and_decided_with_the_buttons() {
     let page = reviewer.get(&case_path).await;
     assert!(page.body.contains("2026年11月"), "{}", page.body);
     assert!(!page.body.contains("id=\"approve\""));
+
+    // The hukou bureau ends the benefit from the file's page: a bad month is refused.
+    let file_path = format!("/ui/children/{id}");
+    eventually(20, "the grant in the file at the hukou node", || async {
+        let f: Value = pair
+            .hukou
+            .get(&format!("/api/v1/children/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        f["record"]["benefits"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+    })
+    .await;
+    assert!(reviewer
+        .get(&file_path)
+        .await
+        .body
+        .contains("id=\"end-benefit\""));
+    let versions = pair.hukou.count("versions");
+    let p = reviewer
+        .post(
+            &format!("{file_path}/benefits/end"),
+            &[
+                ("csrf", &csrf),
+                ("benefit", "dibao"),
+                ("month", "12/2026"),
+                ("reason", "income_over"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 422, "{}", p.body);
+    assert!(
+        !error_beside(&p, "end-benefit", "month").is_empty(),
+        "{}",
+        p.body
+    );
+    assert_eq!(pair.hukou.count("versions"), versions);
+    let p = reviewer
+        .post(
+            &format!("{file_path}/benefits/end"),
+            &[
+                ("csrf", &csrf),
+                ("benefit", "dibao"),
+                ("month", "2026-12"),
+                ("reason", "income_over"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = reviewer.get(&format!("{file_path}?saved=benefit")).await;
+    assert!(page.body.contains("待遇已终止"), "{}", page.body);
 }
 
 async fn page_csrf(v: &mut Visitor, path: &str) -> String {

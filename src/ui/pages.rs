@@ -1030,14 +1030,13 @@ async fn case_page_with(
     } else {
         Vec::new()
     };
+    // A refusal for a form this user does not have here (another party's action) is shown
+    // above the case.
+    let mut error = None;
     if let Some(g) = &again {
         match forms.iter_mut().find(|f| f.id == g.form) {
             Some(f) => f.fail(g.field.as_deref(), g.message.clone()),
-            None => {
-                let mut f = super::forms::FormView::new(g.form, "", "", "");
-                f.fail(None, g.message.clone());
-                forms.push(f);
-            }
+            None => error = Some(g.message.clone()),
         }
     }
     Ok(render::html(
@@ -1045,6 +1044,7 @@ async fn case_page_with(
         &CasePage {
             nav: Nav::new(&node_id(state), Some(p), "资格核查案件 (Case)", "cases"),
             forms,
+            error,
             notice,
             case_id: c.case_id.to_string(),
             child_id: c.child_id.to_string(),

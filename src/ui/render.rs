@@ -241,6 +241,8 @@ pub struct CasePage {
     pub effective: String,
     /// The actions this node may take now, one form each.
     pub forms: Vec<super::forms::FormView>,
+    /// A refused action with no form here.
+    pub error: Option<String>,
     pub notice: Option<String>,
 }
 

@@ -527,6 +527,11 @@ async fn a_case_opened_with_a_document_and_decided_with_the_buttons() {
         )
         .await;
     assert_eq!(p.status, 403, "{}", p.body);
+    assert!(
+        p.body.contains("id=\"error\""),
+        "the refusal is shown: {}",
+        p.body
+    );
     // No token.
     let p = reviewer
         .post(

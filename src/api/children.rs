@@ -74,7 +74,7 @@ impl input::Bounds for CreateQuery {
 /// bureau (a signed, audited lookup). It holds a file → 409 `file_at_hukou_bureau` (ask for
 /// it instead); it cannot be reached → the file is created (warned in the log; the two files
 /// merge when they meet); an answer that does not verify → 502.
-async fn ask_hukou_bureau_first(
+pub(crate) async fn ask_hukou_bureau_first(
     state: &AppState,
     record: &crate::domain::child::ChildRecord,
     actor: &crate::audit::Actor,
@@ -181,48 +181,49 @@ pub async fn update(
 }
 
 /// Filters of the list.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Hukou or residence region starts with this prefix (2, 4 or 6 digits).
-    region: Option<String>,
-    hukou_region: Option<String>,
-    residence_region: Option<String>,
+    pub region: Option<String>,
+    pub hukou_region: Option<String>,
+    pub residence_region: Option<String>,
     /// A category code: flowing, left_behind, in_difficulty, orphan, de_facto_unsupported.
-    category: Option<String>,
+    pub category: Option<String>,
     /// A risk level: this node's label (e.g. 红) or the level on the common scale, 1 (most
     /// severe) to 4.
-    risk_level: Option<String>,
+    pub risk_level: Option<String>,
     /// Files whose residence or hukou township (9-digit NBS code) is this one.
     #[param(pattern = "^[0-9]{9}$")]
-    township: Option<String>,
+    pub township: Option<String>,
     /// Only files neither visited nor confirmed for this many days (the six-month rule: 183);
     /// 1 to 36500.
     #[param(minimum = 1, maximum = 36500)]
-    stale_days: Option<u32>,
+    pub stale_days: Option<u32>,
     /// Files holding this benefit now: its code (dibao, tekun, orphan_allowance,
     /// unsupported_child_subsidy) or Chinese label.
-    benefit: Option<String>,
-    /// Files whose responsible worker (包保人) is this person (1 to 50 characters).
-    #[param(min_length = 1, max_length = 50)]
-    worker: Option<String>,
-    /// Files whose next visit is due within this many days, overdue ones included (0 to 366).
+    pub benefit: Option<String>,
+    /// The responsible worker's name (包保人).
+    #[param(max_length = 50)]
+    pub worker: Option<String>,
+    /// Only files whose next visit is due within this many days from today, overdue included
+    /// (0: due today or overdue); 0 to 366.
     #[param(minimum = 0, maximum = 366)]
-    visits_due_within_days: Option<u32>,
+    pub visits_due_days: Option<u32>,
     /// Keyset paging: the `next_after` of the previous page.
-    after: Option<String>,
+    pub after: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
 impl input::Bounds for ListQuery {
     fn check_bounds(&self) -> Result<(), ApiError> {
         input::within("stale_days", self.stale_days, input::limits::STALE_DAYS)?;
         input::within(
-            "visits_due_within_days",
-            self.visits_due_within_days,
+            "visits_due_days",
+            self.visits_due_days,
             input::limits::DUE_WITHIN_DAYS,
         )?;
         input::within("limit", self.limit, input::limits::CHILDREN_PAGE)
@@ -246,6 +247,27 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(&state, Permission::ReadChildren).await?;
     let q: ListQuery = input::query(&req)?;
+    let at = now();
+    let filter = child_filter(&state.node, q, at)?;
+    let purpose = purpose_of(&req)?;
+    let node = state.node.clone();
+    let page = state
+        .store
+        .run(move |conn| {
+            ledger::list_children(conn, &node, &filter, &actor, purpose.as_deref(), at)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The storage filter of a list query at `at`: the one reading of the list's parameters, for
+/// `GET /api/v1/children` and the files page (`/ui/children`).
+pub fn child_filter(
+    node: &crate::sync::LocalNode,
+    q: ListQuery,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<ChildFilter, ApiError> {
+    input::Bounds::check_bounds(&q)?;
     let prefix = |field: &'static str, v: Option<String>| -> Result<Option<String>, ApiError> {
         v.map(|p| {
             RegionPrefix::parse(&p)
@@ -269,7 +291,7 @@ pub async fn list(
     let risk_level = q
         .risk_level
         .map(|r| {
-            state.node.palette.level_of(&r).map_err(|e| {
+            node.palette.level_of(&r).map_err(|e| {
                 ApiError::bad_request("invalid_query", e.to_string()).field("risk_level")
             })
         })
@@ -298,22 +320,13 @@ pub async fn list(
         })
         .transpose()?
         .map(|b| b.code().to_owned());
-    let worker = q
-        .worker
-        .as_deref()
-        .map(|w| {
-            crate::domain::child::PersonName::parse(w)
-                .map(|w| w.as_str().to_owned())
-                .map_err(|e| ApiError::bad_request("invalid_query", e).field("worker"))
-        })
-        .transpose()?;
     let limit = q.limit.unwrap_or(100);
     if let Some(a) = &q.after {
         IdNumber::parse(a)
             .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()).field("after"))?;
     }
-    let at = now();
-    let filter = ChildFilter {
+    Ok(ChildFilter {
+        benefit,
         region_prefix: prefix("region", q.region)?,
         hukou_prefix: prefix("hukou_region", q.hukou_region)?,
         residence_prefix: prefix("residence_region", q.residence_region)?,
@@ -331,25 +344,24 @@ pub async fn list(
             ),
             None => None,
         },
-        benefit,
-        worker,
+        worker: match q.worker.map(|w| w.trim().to_owned()) {
+            Some(w) if w.chars().count() > 50 => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "a worker's name is at most 50 characters",
+                )
+                .field("worker"))
+            }
+            w => w.filter(|w| !w.is_empty()),
+        },
         visit_due_by: q
-            .visits_due_within_days
-            .map(|d| crate::sync::ledger::china_today(at) + chrono::Days::new(u64::from(d))),
+            .visits_due_days
+            .map(|d| crate::sync::ledger::china_today(at) + chrono::Duration::days(i64::from(d))),
         after: q.after,
         limit: i64::from(limit),
         // The service limits the list to the caller's scope.
         scope: Default::default(),
-    };
-    let purpose = purpose_of(&req)?;
-    let node = state.node.clone();
-    let page = state
-        .store
-        .run(move |conn| {
-            ledger::list_children(conn, &node, &filter, &actor, purpose.as_deref(), at)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
+    })
 }
 
 /// End a benefit the child holds (退出), as the child's hukou bureau: the grant stays in the file

@@ -112,6 +112,12 @@ impl ApiError {
         &self.reason
     }
 
+    /// The member or parameter at fault, when the error names one (a page shows the reason
+    /// beside that field).
+    pub fn field_name(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
     /// The logged cause of an internal error.
     pub fn cause(&self) -> Option<&str> {
         self.internal.as_deref()

@@ -9,13 +9,12 @@ use chrono::Utc;
 
 use crate::audit::{self, Actor, Event, Outcome};
 use crate::config::Settings;
-use crate::domain::child::ChildRecord;
-use crate::domain::RecordRules;
-use crate::ledger_file::csv::{self as ledger_csv, Encoding, LedgerReader, RowError};
+use crate::ledger_file::csv::{self as ledger_csv, Encoding, RowError};
 use crate::ledger_file::header::IgnoredColumn;
-use crate::ledger_file::sheet::{self, SheetLedger};
+use crate::ledger_file::input::{InputError, LedgerInput};
+use crate::ledger_file::sheet;
 use crate::ledger_file::xlsx::{self, LedgerWorkbook};
-use crate::sync::ledger::{self, china_today, ImportError};
+use crate::sync::ledger::{self, ImportError};
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
@@ -84,67 +83,36 @@ fn is_workbook(path: &std::path::Path) -> anyhow::Result<bool> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let n = std::io::Read::read(&mut f, &mut head)?;
-    Ok(head[..n].starts_with(b"PK\x03\x04")
-        || head[..n] == [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1])
+    Ok(crate::ledger_file::input::looks_like_workbook(&head[..n]))
 }
 
-/// A ledger file read and its header checked, before any row is validated.
-enum LedgerInput {
-    Csv(Box<LedgerReader>),
-    Workbook(Box<SheetLedger>),
-}
-
-/// Validated rows, in file order, with their row numbers.
-type Validated = Vec<(usize, Result<ChildRecord, RowError>)>;
-
-impl LedgerInput {
-    fn read(args: &ImportArgs) -> anyhow::Result<Self> {
-        let input = if is_workbook(&args.file)? {
-            let ledger =
-                sheet::read_file(&args.file).with_context(|| format!("{}", args.file.display()))?;
-            LedgerInput::Workbook(Box::new(ledger))
-        } else {
-            let file = std::fs::File::open(&args.file)
-                .with_context(|| format!("cannot open {}", args.file.display()))?;
-            LedgerInput::Csv(Box::new(LedgerReader::new(ledger_csv::decode(
-                file,
-                args.encoding,
-            )?)?))
-        };
-        if args.strict {
-            input.header().check_strict()?;
-        }
-        Ok(input)
-    }
-
-    fn header(&self) -> &crate::ledger_file::header::Header {
-        match self {
-            LedgerInput::Csv(r) => r.header(),
-            LedgerInput::Workbook(w) => w.header(),
+/// Reads the ledger file named on the command line.
+fn read_input(args: &ImportArgs) -> anyhow::Result<LedgerInput> {
+    let workbook = is_workbook(&args.file)?;
+    if workbook {
+        let size = std::fs::metadata(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?
+            .len();
+        if size > sheet::MAX_FILE_BYTES {
+            anyhow::bail!(
+                "{}: {}",
+                args.file.display(),
+                sheet::SheetError::FileTooLarge {
+                    size,
+                    max: sheet::MAX_FILE_BYTES
+                }
+            );
         }
     }
-
-    /// Every row validated, in file order; and the workbook, which places later errors.
-    fn validate_all(self, rules: &RecordRules<'_>) -> (Validated, Option<Box<SheetLedger>>) {
-        match self {
-            LedgerInput::Workbook(w) => (w.validate_all(rules), Some(w)),
-            LedgerInput::Csv(reader) => (
-                reader
-                    .validate_all(rules)
-                    .into_iter()
-                    .map(|(line, r)| {
-                        let r = r.map_err(|e| RowError {
-                            row: line,
-                            field: e.field,
-                            reason: e.reason,
-                            cell: None,
-                        });
-                        (line, r)
-                    })
-                    .collect(),
-                None,
-            ),
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    match LedgerInput::read_bytes(bytes, workbook, args.encoding, args.strict) {
+        Ok(input) => Ok(input),
+        // A workbook's errors name the file, as before; a CSV file's speak for themselves.
+        Err(e @ InputError::Sheet(_)) => {
+            Err(anyhow::Error::from(e).context(format!("{}", args.file.display())))
         }
+        Err(InputError::Csv(e)) => Err(e.into()),
     }
 }
 
@@ -152,7 +120,7 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     if args.visits {
         return import_visits(settings, &args);
     }
-    let input = LedgerInput::read(&args)?;
+    let input = read_input(&args)?;
     let ignored = input.header().ignored().to_vec();
     if !ignored.is_empty() && !args.json {
         eprintln!(
@@ -161,43 +129,13 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
             crate::ledger_file::header::describe(&ignored)
         );
     }
-    let sheet_name = match &input {
-        LedgerInput::Workbook(w) => Some(w.sheet().to_owned()),
-        LedgerInput::Csv(_) => None,
-    };
+    let sheet_name = input.sheet();
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let now = Utc::now();
-    let rules = RecordRules {
-        today: china_today(now),
-        palette: &node.palette,
-    };
-    let mut good = Vec::new();
-    let mut errors = Vec::new();
-    let (validated, workbook) = input.validate_all(&rules);
-    for (line, record) in validated {
-        match record {
-            Ok(r) => good.push((line, r)),
-            Err(e) => errors.push(e),
-        }
-    }
-    let rows = good.len() + errors.len();
     let mut conn = store.conn()?;
-    // Rows that repeat an ID or name a region this node does not serve are row errors too.
-    let pre = precheck(&mut conn, &node, &good)?;
-    if !pre.is_empty() {
-        for (row, field, reason) in pre {
-            let cell = workbook.as_ref().map(|w| w.place_of(row, &field));
-            errors.push(RowError {
-                row,
-                field,
-                reason,
-                cell,
-            });
-        }
-        let bad: std::collections::HashSet<usize> = errors.iter().map(|e| e.row).collect();
-        good.retain(|(l, _)| !bad.contains(l));
-    }
-    errors.sort_by_key(|e| e.row);
+    let ledger::CheckedLedger { good, errors, rows } =
+        ledger::check_ledger(&mut conn, &node, input, now)
+            .context("cannot check the rows against the files on record")?;
     if let Some(path) = &args.report {
         write_report(path, &errors, sheet_name.is_some())?;
     }
@@ -290,45 +228,6 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Row-level checks that need the database: duplicates and regions this node does not serve.
-/// Returns the problems found (row, field, reason); a database error is an error, not "no ID
-/// number exists yet".
-fn precheck(
-    conn: &mut crate::storage::DbConn,
-    node: &crate::sync::LocalNode,
-    rows: &[(usize, ChildRecord)],
-) -> anyhow::Result<Vec<(usize, String, String)>> {
-    let mut problems = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    let existing = ledger::existing_ids(
-        conn,
-        rows.iter().map(|(_, r)| r.id_number.to_string()).collect(),
-    )
-    .context("cannot look up which ID numbers already have a file")?;
-    for (line, r) in rows {
-        if !node.roles(&r.hukou_region, &r.residence_region).is_party() {
-            problems.push((
-                *line,
-                "residence_region".into(),
-                "this node serves neither the hukou nor the residence region".into(),
-            ));
-        } else if let Some(first) = seen.get(r.id_number.as_str()) {
-            // Named by its first occurrence, however many repeats follow.
-            problems.push((*line, "id_number".into(), format!("repeats row {first}")));
-        } else {
-            seen.insert(r.id_number.to_string(), *line);
-            if existing.contains(r.id_number.as_str()) {
-                problems.push((
-                    *line,
-                    "id_number".into(),
-                    "a file for this ID number already exists".into(),
-                ));
-            }
-        }
-    }
-    Ok(problems)
 }
 
 /// The error report: `row, field, reason`, and for a workbook `row, cell, field, reason`.

@@ -6,12 +6,14 @@
 //! generator of sample ledgers with valid-checksum ID numbers ([`sample`], for the `sample`
 //! command, the benchmarks and the tests); the visit ledger ([`visits`], one visit per row,
 //! written by `export --visits`); and how a field's value is read from one line of text
-//! ([`typed`], for `child update --set`).
+//! ([`typed`], for `child update --set`); a ledger file as it arrives, CSV or workbook, read and
+//! its rows validated ([`input`], for `import` and the upload page).
 //!
 //! Imports only [`crate::domain`]; the command line and the benchmarks call it.
 
 pub mod csv;
 pub mod header;
+pub mod input;
 pub mod sample;
 pub mod sheet;
 pub mod typed;

@@ -150,6 +150,36 @@ pub fn read_value(field: &str, text: &str) -> Result<Value, FieldError> {
     })
 }
 
+/// The one-line text of a field's value as [`read_value`] reads it back (a form's input shows
+/// it): text as is, lists joined with `;`, an object's parts in the ledger's column order
+/// (empty parts kept in place), nothing as the empty string. A value no shape fits is JSON.
+pub fn one_line(field: ChildField, value: &Value) -> String {
+    match (shape(field), value) {
+        (_, Value::Null) => String::new(),
+        (_, Value::String(s)) => s.clone(),
+        (_, Value::Number(n)) => n.to_string(),
+        (Shape::List, Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(";"),
+        (Shape::Object(parts, _), Value::Object(map))
+            if map.values().all(Value::is_string)
+                && map.keys().all(|k| parts.contains(&k.as_str())) =>
+        {
+            let mut cells: Vec<&str> = parts
+                .iter()
+                .map(|p| map.get(*p).and_then(Value::as_str).unwrap_or(""))
+                .collect();
+            while cells.len() > 2 && cells.last() == Some(&"") {
+                cells.pop();
+            }
+            cells.join(";")
+        }
+        (_, other) => other.to_string(),
+    }
+}
+
 /// `FIELD=VALUE`, read with [`read_value`].
 pub fn read_assignment(s: &str) -> Result<(String, Value), FieldError> {
     let (k, v) = s
@@ -165,6 +195,24 @@ mod tests {
 
     fn v(field: &str, text: &str) -> Value {
         read_value(field, text).unwrap()
+    }
+
+    #[test]
+    fn one_line_reads_back() {
+        for (field, text) in [
+            ("residence_region", "440305"),
+            ("categories", "flowing;left_behind"),
+            ("legal_guardian", "王建国;祖父;13800000000"),
+            ("legal_guardian", "王建国;祖父"),
+            ("responsible_worker", "李娜;children_director;;440305001"),
+            ("last_visit_on", "2026-09-01"),
+        ] {
+            let f = ChildField::from_name(field).unwrap();
+            let value = v(field, text);
+            assert_eq!(one_line(f, &value), text, "{field}");
+            assert_eq!(v(field, &one_line(f, &value)), value, "{field}");
+        }
+        assert_eq!(one_line(ChildField::Notes, &Value::Null), "");
     }
 
     #[test]

@@ -152,67 +152,58 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> Result<Stats, StatsError> {
     let scope = &actor.scope;
-    let served = |h: &str, r: &str| match (RegionCode::parse(h), RegionCode::parse(r)) {
-        (Ok(h), Ok(r)) => node.roles(&h, &r).is_party(),
-        _ => false,
-    };
+    let served = |region: &str| RegionCode::parse(region).is_ok_and(|r| node.serves(&r));
+    // One pass over the pairs of regions: files and counties of the files served here, and the
+    // regions of files kept after a move (neither region served), which the other counts leave
+    // out.
     let mut files = 0;
     let mut regions: BTreeMap<String, i64> = BTreeMap::new();
-    let mut townships: BTreeMap<String, i64> = BTreeMap::new();
-    for (h, r, township, n) in repo::by_township(conn, scope)? {
-        if served(&h, &r) {
+    let mut unserved = std::collections::BTreeSet::new();
+    for (h, r, n) in repo::pairs(conn, scope)? {
+        if served(&h) || served(&r) {
             files += n;
             *regions.entry(r).or_default() += n;
-            *townships
-                .entry(township.unwrap_or_else(|| "none".into()))
-                .or_default() += n;
+        } else {
+            unserved.insert(h);
+            unserved.insert(r);
         }
     }
+    let counted = repo::Files {
+        scope: scope.clone(),
+        unserved: unserved.into_iter().collect(),
+    };
+    let townships: BTreeMap<String, i64> = repo::by_township(conn, &counted)?
+        .into_iter()
+        .map(|(t, n)| (t.unwrap_or_else(|| "none".into()), n))
+        .collect();
     let mut categories: BTreeMap<Category, i64> = BTreeMap::new();
-    for (h, r, set, n) in repo::by_categories(conn, scope)? {
-        if served(&h, &r) {
-            for code in set.split('|').filter(|c| !c.is_empty()) {
-                if let Some(c) = Category::ALL.iter().find(|c| c.code() == code) {
-                    *categories.entry(*c).or_default() += n;
-                }
+    for (set, n) in repo::by_categories(conn, &counted)? {
+        for code in set.split('|').filter(|c| !c.is_empty()) {
+            if let Some(c) = Category::ALL.iter().find(|c| c.code() == code) {
+                *categories.entry(*c).or_default() += n;
             }
         }
     }
     let mut benefits: BTreeMap<Benefit, i64> = BTreeMap::new();
-    for (h, r, code, n) in repo::by_benefit(conn, scope)? {
-        if served(&h, &r) {
-            if let Some(b) = Benefit::ALL.iter().find(|b| b.code() == code) {
-                *benefits.entry(*b).or_default() += n;
-            }
+    for (code, n) in repo::by_benefit(conn, &counted)? {
+        if let Some(b) = Benefit::ALL.iter().find(|b| b.code() == code) {
+            *benefits.entry(*b).or_default() += n;
         }
     }
-    let mut risk: BTreeMap<String, i64> = BTreeMap::new();
-    for (h, r, level, n) in repo::by_risk(conn, scope)? {
-        if served(&h, &r) {
-            *risk
-                .entry(level.unwrap_or_else(|| "none".into()))
-                .or_default() += n;
-        }
-    }
+    let risk: BTreeMap<String, i64> = repo::by_risk(conn, &counted)?
+        .into_iter()
+        .map(|(l, n)| (l.unwrap_or_else(|| "none".into()), n))
+        .collect();
     let mut workers: BTreeMap<String, i64> = BTreeMap::new();
-    for (h, r, worker, n) in repo::by_worker(conn, scope)? {
-        if served(&h, &r) {
-            *workers
-                .entry(worker.map_or_else(|| "none".into(), |w| worker_name(&w)))
-                .or_default() += n;
-        }
+    for (worker, n) in repo::by_worker(conn, &counted)? {
+        *workers
+            .entry(worker.map_or_else(|| "none".into(), |w| worker_name(&w)))
+            .or_default() += n;
     }
-    let count_served = |rows: Vec<repo::PairCount<()>>| -> i64 {
-        rows.into_iter()
-            .filter(|(h, r, _, _)| served(h, r))
-            .map(|(_, _, _, n)| n)
-            .sum()
-    };
-    let visits_overdue = count_served(repo::due_before(conn, input.today, scope)?);
     let soon = input.today + chrono::Duration::days(7);
-    let visits_due_within_7_days =
-        count_served(repo::due_before(conn, soon, scope)?) - visits_overdue;
-    let stale = count_served(repo::stale(conn, input.stale_before, scope)?);
+    let (visits_overdue, due_by_soon, stale) =
+        repo::due_and_stale(conn, &counted, input.today, soon, input.stale_before)?;
+    let visits_due_within_7_days = due_by_soon - visits_overdue;
     let first_month = months_back(input.today, 11);
     let mut per_month: BTreeMap<String, i64> = (0..12)
         .map(|i| (month_key(months_forward(first_month, i)), 0))

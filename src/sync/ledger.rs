@@ -578,6 +578,12 @@ pub enum ImportError {
     Ledger(#[from] LedgerError),
 }
 
+impl From<StorageError> for ImportError {
+    fn from(e: StorageError) -> Self {
+        ImportError::Ledger(LedgerError::Storage(e))
+    }
+}
+
 /// Stores validated records as new files, all or nothing. `rows` pairs each record with its row
 /// number in the source, for error reports. `progress` is called with the count done so far.
 pub fn import_children(
@@ -897,4 +903,88 @@ pub fn existing_ids(conn: &mut DbConn, ids: Vec<String>) -> Result<HashSet<Strin
 /// Number of files.
 pub fn count(conn: &mut DbConn) -> Result<i64, LedgerError> {
     Ok(repo::count_children(conn)?)
+}
+
+/// A ledger file's rows checked for an import: the valid ones, and every row error — the
+/// record's own validation and the checks that need the database (an ID number repeated in
+/// the file or already on file, a row this node serves in neither region) — sorted by row.
+pub struct CheckedLedger {
+    pub good: Vec<(usize, ChildRecord)>,
+    pub errors: Vec<crate::ledger_file::csv::RowError>,
+    /// Rows read (valid and not).
+    pub rows: usize,
+}
+
+/// Checks every row of a ledger file for an import (`hukou-sync import` and the ledger upload
+/// page): nothing is stored.
+pub fn check_ledger(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    input: crate::ledger_file::input::LedgerInput,
+    now: DateTime<Utc>,
+) -> Result<CheckedLedger, LedgerError> {
+    use crate::ledger_file::csv::RowError;
+    let (validated, workbook) = input.validate_all(&rules(node, now));
+    let mut good = Vec::new();
+    let mut errors = Vec::new();
+    for (line, record) in validated {
+        match record {
+            Ok(r) => good.push((line, r)),
+            Err(e) => errors.push(e),
+        }
+    }
+    let rows = good.len() + errors.len();
+    let pre = precheck_rows(conn, node, &good)?;
+    if !pre.is_empty() {
+        for (row, field, reason) in pre {
+            let cell = workbook.as_ref().map(|w| w.place_of(row, &field));
+            errors.push(RowError {
+                row,
+                field,
+                reason,
+                cell,
+            });
+        }
+        let bad: HashSet<usize> = errors.iter().map(|e| e.row).collect();
+        good.retain(|(l, _)| !bad.contains(l));
+    }
+    errors.sort_by_key(|e| e.row);
+    Ok(CheckedLedger { good, errors, rows })
+}
+
+/// Row-level checks that need the database: duplicates and regions this node does not serve
+/// (row, field, reason); a database error is an error, not "no ID number exists yet".
+fn precheck_rows(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    rows: &[(usize, ChildRecord)],
+) -> Result<Vec<(usize, String, String)>, LedgerError> {
+    let mut problems = Vec::new();
+    let mut seen = HashMap::new();
+    let existing = existing_ids(
+        conn,
+        rows.iter().map(|(_, r)| r.id_number.to_string()).collect(),
+    )?;
+    for (line, r) in rows {
+        if !node.roles(&r.hukou_region, &r.residence_region).is_party() {
+            problems.push((
+                *line,
+                "residence_region".into(),
+                "this node serves neither the hukou nor the residence region".into(),
+            ));
+        } else if let Some(first) = seen.get(r.id_number.as_str()) {
+            // Named by its first occurrence, however many repeats follow.
+            problems.push((*line, "id_number".into(), format!("repeats row {first}")));
+        } else {
+            seen.insert(r.id_number.to_string(), *line);
+            if existing.contains(r.id_number.as_str()) {
+                problems.push((
+                    *line,
+                    "id_number".into(),
+                    "a file for this ID number already exists".into(),
+                ));
+            }
+        }
+    }
+    Ok(problems)
 }

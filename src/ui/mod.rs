@@ -1,7 +1,9 @@
 //! The administrators' web pages on the admin listener, under `/ui`: server-rendered HTML
 //! (askama templates in `templates/`), in Chinese with English in brackets, usable without
 //! JavaScript. Pages: login, the conflict review queue and a conflict's side-by-side view with
-//! resolve buttons, a child's file with its history, incoming and outgoing eligibility cases,
+//! resolve buttons, the files list with filters and a new file (`files`), a child's file with
+//! its history and forms to edit it, record a visit, open a case and end a benefit
+//! (`casework`), the visits due, the ledger's upload and download (`ledger`), reports and referrals (`reports`), incoming and outgoing eligibility cases with their actions,
 //! peers' status, reconciliation runs (and starting one), and the audit log with inclusion proofs.
 //!
 //! Security: a session cookie (HttpOnly, SameSite=Strict, Secure when the listener is TLS) from
@@ -9,8 +11,14 @@
 //! token); roles are checked with the same permissions as the API; every page that shows a
 //! child's data records the read in the audit trail.
 
+mod casework;
+mod files;
+mod forms;
+mod ledger;
 mod pages;
 mod render;
+mod reports;
+mod upload;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
@@ -46,10 +54,32 @@ pub fn configure(cfg: &mut web::ServiceConfig, secure_cookies: bool) {
     .route("/ui/conflicts", web::get().to(pages::queue))
     .route("/ui/conflicts/{id}", web::get().to(pages::conflict))
     .route("/ui/conflicts/{id}", web::post().to(pages::resolve))
-    .route("/ui/children", web::get().to(pages::find_child))
+    .route("/ui/children", web::get().to(files::list))
+    .route("/ui/children/new", web::get().to(files::new_form))
+    .route("/ui/children/new", web::post().to(files::create))
     .route("/ui/children/{id}", web::get().to(pages::child))
+    .route("/ui/children/{id}", web::post().to(files::update))
+    .route(
+        "/ui/children/{id}/visits",
+        web::post().to(casework::record_visit),
+    )
+    .route(
+        "/ui/children/{id}/cases",
+        web::post().to(casework::open_case),
+    )
+    .route(
+        "/ui/children/{id}/benefits/end",
+        web::post().to(casework::end_benefit),
+    )
+    .route("/ui/children/{id}/reports", web::post().to(reports::record))
+    .route("/ui/visits/due", web::get().to(casework::due))
+    .route("/ui/reports", web::get().to(reports::list))
+    .route("/ui/ledger", web::get().to(ledger::show))
+    .route("/ui/ledger", web::post().to(ledger::upload))
+    .route("/ui/ledger/export", web::get().to(ledger::export))
     .route("/ui/cases", web::get().to(pages::cases))
     .route("/ui/cases/{id}", web::get().to(pages::case))
+    .route("/ui/cases/{id}", web::post().to(casework::act))
     .route("/ui/peers", web::get().to(pages::peers))
     .route("/ui/stats", web::get().to(pages::stats))
     .route("/ui/stats/report.xlsx", web::get().to(pages::stats_report))
@@ -71,9 +101,18 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/ui/conflicts", &["GET"]),
     ("/ui/conflicts/{id}", &["GET", "POST"]),
     ("/ui/children", &["GET"]),
-    ("/ui/children/{id}", &["GET"]),
+    ("/ui/children/new", &["GET", "POST"]),
+    ("/ui/children/{id}", &["GET", "POST"]),
+    ("/ui/children/{id}/visits", &["POST"]),
+    ("/ui/children/{id}/cases", &["POST"]),
+    ("/ui/children/{id}/benefits/end", &["POST"]),
+    ("/ui/children/{id}/reports", &["POST"]),
+    ("/ui/visits/due", &["GET"]),
+    ("/ui/reports", &["GET"]),
+    ("/ui/ledger", &["GET", "POST"]),
+    ("/ui/ledger/export", &["GET"]),
     ("/ui/cases", &["GET"]),
-    ("/ui/cases/{id}", &["GET"]),
+    ("/ui/cases/{id}", &["GET", "POST"]),
     ("/ui/peers", &["GET"]),
     ("/ui/stats", &["GET"]),
     ("/ui/stats/report.xlsx", &["GET"]),
@@ -110,6 +149,8 @@ pub enum UiError {
     Forbidden(String),
     NotFound(String),
     BadRequest(String),
+    /// An upload over its bound; nothing was stored.
+    TooLarge(String),
     Internal(String),
     /// A service's error, mapped to HTTP by `api::error`.
     Problem(ApiError),
@@ -122,6 +163,7 @@ impl std::fmt::Display for UiError {
             UiError::Forbidden(m)
             | UiError::NotFound(m)
             | UiError::BadRequest(m)
+            | UiError::TooLarge(m)
             | UiError::Internal(m) => f.write_str(m),
             UiError::Problem(e) => write!(f, "{e}"),
         }
@@ -135,6 +177,7 @@ impl ResponseError for UiError {
             UiError::Forbidden(_) => StatusCode::FORBIDDEN,
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             UiError::Problem(e) => e.status_code(),
         }
@@ -148,6 +191,7 @@ impl ResponseError for UiError {
             UiError::Forbidden(m) => ("无权访问 (Forbidden)", m.clone()),
             UiError::NotFound(m) => ("未找到 (Not found)", m.clone()),
             UiError::BadRequest(m) => ("请求有误 (Bad request)", m.clone()),
+            UiError::TooLarge(m) => ("文件过大 (Too large)", m.clone()),
             UiError::Internal(m) => {
                 tracing::error!(error = %m, "page failed");
                 (

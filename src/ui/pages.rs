@@ -570,24 +570,103 @@ pub async fn resolve(
 // Children
 
 #[derive(Deserialize)]
-pub struct FindQuery {
-    id: Option<String>,
+pub struct ChildQuery {
+    saved: Option<String>,
 }
 
-pub async fn find_child(q: web::Query<FindQuery>) -> Result<HttpResponse, UiError> {
-    let id = parse_id(q.id.as_deref().unwrap_or(""))?;
-    Ok(see_other(&format!("/ui/children/{id}")))
+/// A form that comes back: which, what was posted, and the error (beside `field` when the form
+/// has that input).
+pub struct Again<'a> {
+    pub form: &'static str,
+    pub posted: &'a super::forms::Posted,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl<'a> Again<'a> {
+    pub fn new(
+        form: &'static str,
+        posted: &'a super::forms::Posted,
+        field: Option<String>,
+        message: String,
+    ) -> Self {
+        Self {
+            form,
+            posted,
+            field,
+            message,
+        }
+    }
+}
+
+/// A case step for people: `认定 (approve)`.
+fn transition_label(kind: crate::domain::case::state::TransitionKind) -> &'static str {
+    use crate::domain::case::state::TransitionKind as K;
+    match kind {
+        K::Submit => "提交 (submit)",
+        K::Receive => "受理 (receive)",
+        K::RequestInfo => "要求补充材料 (request information)",
+        K::ProvideInfo => "补充材料 (provide information)",
+        K::Approve => "认定 (approve)",
+        K::Deny => "不予认定 (deny)",
+        K::Withdraw => "撤回 (withdraw)",
+    }
+}
+
+/// What was posted to `form`, when that form comes back.
+fn posted_for<'a>(again: &Option<Again<'a>>, form: &str) -> Option<&'a super::forms::Posted> {
+    again.as_ref().filter(|g| g.form == form).map(|g| g.posted)
+}
+
+/// What a saved form's redirect says on the file's page.
+fn saved_notice(what: &str) -> Option<String> {
+    Some(
+        match what {
+            "created" => "档案已建立 (The file was created.)",
+            "edit" => "已保存并签名，正在同步 (Saved: a signed version is on its way to the other bureau.)",
+            "unchanged" => "没有改动 (Nothing changed.)",
+            "visit" => "走访已记录 (The visit was recorded.)",
+            "benefit" => "待遇已终止 (The benefit was ended.)",
+            "report" => "报告已记录 (The report was recorded.)",
+            _ => return None,
+        }
+        .to_owned(),
+    )
 }
 
 pub async fn child(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    q: web::Query<ChildQuery>,
 ) -> Result<HttpResponse, UiError> {
     let p = user(&state, &req, Permission::ReadChildren).await?;
     let id = parse_id(&path)?;
+    let notice = q.saved.as_deref().and_then(saved_notice);
+    child_page_with(&state, &p, id, StatusCode::OK, None, notice).await
+}
+
+/// A file's page (audited as a read), with a form that came back when `again` says so.
+pub async fn child_page(
+    state: &web::Data<AppState>,
+    p: &accounts::Principal,
+    id: IdNumber,
+    status: StatusCode,
+    again: Option<Again<'_>>,
+) -> Result<HttpResponse, UiError> {
+    child_page_with(state, p, id, status, again, None).await
+}
+
+async fn child_page_with(
+    state: &web::Data<AppState>,
+    p: &accounts::Principal,
+    id: IdNumber,
+    status: StatusCode,
+    again: Option<Again<'_>>,
+    notice: Option<String>,
+) -> Result<HttpResponse, UiError> {
     let node = state.node.clone();
-    let a = actor(&p);
+    let a = actor(p);
     let (file, open, visits, reports) = state
         .store
         .run(move |c| -> Result<_, UiError> {
@@ -616,7 +695,7 @@ pub async fn child(
         .map(|v| {
             let b = &v.visit;
             VisitRowView {
-                on: b.visited_on.to_string(),
+                on: date_zh(b.visited_on),
                 kind: b.kind.label_zh(),
                 visitor: format!(
                     "{} ({})",
@@ -648,7 +727,7 @@ pub async fn child(
                     .map(|f| f.as_str())
                     .collect::<Vec<_>>()
                     .join("；"),
-                next: b.next_due_on.map(|d| d.to_string()).unwrap_or_default(),
+                next: b.next_due_on.map(date_zh).unwrap_or_default(),
                 node: b.recorded_by.to_string(),
             }
         })
@@ -659,7 +738,7 @@ pub async fn child(
         .map(|r| {
             let b = &r.report;
             ReportRowView {
-                on: b.reported_on.to_string(),
+                on: date_zh(b.reported_on),
                 urgency: b.urgency.label_zh(),
                 urgent: b.is_urgent(),
                 reporter: format!(
@@ -735,17 +814,41 @@ pub async fn child(
             resolution: v.resolution,
         })
         .collect();
-    let me = node_id(&state);
+    let me = node_id(state);
     let conflicts_here = open.conflicts.iter().filter(|c| c.owner == me).count();
+    let posted_to = |form: &str| posted_for(&again, form);
+    let mut forms = Vec::new();
+    if p.allows(Permission::EditChildren) && file.served_here {
+        forms.push(super::files::edit_form(
+            state,
+            &file,
+            posted_to("edit-file"),
+        ));
+        forms.extend(super::casework::child_forms(state, &file, &posted_to));
+        forms.push(super::reports::report_form(
+            file.record.id_number.as_str(),
+            posted_to("report"),
+        ));
+    }
+    if let Some(g) = &again {
+        if let Some(f) = forms.iter_mut().find(|f| f.id == g.form) {
+            f.fail(g.field.as_deref(), g.message.clone());
+        }
+    }
     Ok(render::html(
-        StatusCode::OK,
+        status,
         &ChildPage {
-            nav: Nav::new(&me, Some(&p), "儿童档案 (Child's file)", "children"),
+            nav: Nav::new(&me, Some(p), "儿童档案 (Child's file)", "children"),
+            forms,
+            notice,
             id_masked: file.record.id_number.masked(),
             id_number: file.record.id_number.to_string(),
             name: file.record.name.as_str().to_owned(),
-            sex: format!("{:?}", file.sex),
-            birth_date: file.birth_date.to_string(),
+            sex: match file.sex {
+                crate::domain::Sex::Male => "男 (male)".to_owned(),
+                crate::domain::Sex::Female => "女 (female)".to_owned(),
+            },
+            birth_date: date_zh(file.birth_date),
             hukou_name: file.hukou_region_name.clone(),
             residence_name: file.residence_region_name.clone(),
             updated_at: when(file.updated_at),
@@ -800,12 +903,22 @@ pub async fn cases(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
                     child_masked: IdNumber::mask_text(&c.child_id),
                     other: if incoming { c.requester } else { c.decider },
                     submitted_at: when(c.submitted_at),
-                    due_on: c.due_on.to_string(),
+                    due_on: date_zh(c.due_on),
                     due_provisional: c.due_provisional,
                     case_id: c.case_id,
                     child_id: c.child_id,
-                    benefit: c.benefit,
-                    state: c.state,
+                    benefit: crate::domain::child::Benefit::ALL
+                        .iter()
+                        .find(|b| b.code() == c.benefit)
+                        .map_or(c.benefit.clone(), |b| {
+                            format!("{} ({})", b.label_zh(), c.benefit)
+                        }),
+                    state: crate::domain::case::state::CaseState::ALL
+                        .iter()
+                        .find(|s| s.as_str() == c.state)
+                        .map_or(c.state.clone(), |s| {
+                            format!("{} ({})", s.label_zh(), c.state)
+                        }),
                     deadline,
                     class,
                 }
@@ -838,13 +951,43 @@ pub async fn case(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    q: web::Query<ChildQuery>,
 ) -> Result<HttpResponse, UiError> {
-    use crate::domain::evidence_file::EvidenceStatus;
     let p = user(&state, &req, Permission::ReadChildren).await?;
     let case_id = uuid::Uuid::parse_str(path.trim())
         .map_err(|_| UiError::BadRequest("a case id is a UUID".into()))?
         .to_string();
-    let (node, deadlines, a) = (state.node.clone(), state.deadlines.clone(), actor(&p));
+    let notice = q.saved.as_ref().map(|s| {
+        if s == "opened" {
+            "案件已提交，正在发送给户籍地 (The case was submitted and is on its way to the hukou bureau.)".to_owned()
+        } else {
+            "已办理并签名，正在同步 (Done: a signed version is on its way to the other bureau.)".to_owned()
+        }
+    });
+    case_page_with(&state, &p, case_id, StatusCode::OK, None, notice).await
+}
+
+/// A case's page (audited as a read), with an action form that came back when `again` says so.
+pub async fn case_page(
+    state: &web::Data<AppState>,
+    p: &accounts::Principal,
+    case_id: String,
+    status: StatusCode,
+    again: Option<Again<'_>>,
+) -> Result<HttpResponse, UiError> {
+    case_page_with(state, p, case_id, status, again, None).await
+}
+
+async fn case_page_with(
+    state: &web::Data<AppState>,
+    p: &accounts::Principal,
+    case_id: String,
+    status: StatusCode,
+    again: Option<Again<'_>>,
+    notice: Option<String>,
+) -> Result<HttpResponse, UiError> {
+    use crate::domain::evidence_file::EvidenceStatus;
+    let (node, deadlines, a) = (state.node.clone(), state.deadlines.clone(), actor(p));
     let v = state
         .store
         .run(move |c| {
@@ -881,18 +1024,46 @@ pub async fn case(
             },
         })
         .collect();
+    let posted_to = |form: &str| posted_for(&again, form);
+    let mut forms = if p.allows(Permission::EditChildren) {
+        super::casework::case_forms(&c.case_id.to_string(), &v.allowed_actions, &posted_to)
+    } else {
+        Vec::new()
+    };
+    // A refusal for a form this user does not have here (another party's action) is shown
+    // above the case.
+    let mut error = None;
+    if let Some(g) = &again {
+        match forms.iter_mut().find(|f| f.id == g.form) {
+            Some(f) => f.fail(g.field.as_deref(), g.message.clone()),
+            None => error = Some(g.message.clone()),
+        }
+    }
     Ok(render::html(
-        StatusCode::OK,
+        status,
         &CasePage {
-            nav: Nav::new(&node_id(&state), Some(&p), "资格核查案件 (Case)", "cases"),
+            nav: Nav::new(&node_id(state), Some(p), "资格核查案件 (Case)", "cases"),
+            forms,
+            error,
+            notice,
             case_id: c.case_id.to_string(),
             child_id: c.child_id.to_string(),
             child_masked: c.child_id.masked(),
             benefit: format!("{} ({})", c.benefit.label_zh(), c.benefit.code()),
             state: format!("{} ({})", c.state.label_zh(), c.state.as_str()),
+            effective: c
+                .history
+                .iter()
+                .find_map(|s| match &s.transition {
+                    crate::domain::case::state::Transition::Approve {
+                        effective_month, ..
+                    } => Some(month_zh(*effective_month)),
+                    _ => None,
+                })
+                .unwrap_or_default(),
             requester: c.requester.to_string(),
             decider: c.decider.to_string(),
-            due_on: v.due_on.to_string(),
+            due_on: date_zh(v.due_on),
             summary: c.grounds.summary.as_str().to_owned(),
             blocked: evidence.iter().any(|e| !e.present),
             evidence,
@@ -901,7 +1072,7 @@ pub async fn case(
                 .iter()
                 .map(|s| StepView {
                     at: when(s.at),
-                    action: s.transition.kind().as_str(),
+                    action: transition_label(s.transition.kind()),
                     by: s.by.to_string(),
                     officer: s.officer.clone().unwrap_or_default(),
                 })

@@ -171,6 +171,9 @@ pub struct ChildPage {
     pub reports: Vec<ReportRowView>,
     pub awaiting: Vec<String>,
     pub conflicts_here: usize,
+    /// The forms this user may use here (edit, record a visit, open a case, end a benefit).
+    pub forms: Vec<super::forms::FormView>,
+    pub notice: Option<String>,
 }
 
 /// One visit on a child's page, values by their Chinese labels.
@@ -265,6 +268,13 @@ pub struct CasePage {
     /// Some document is not present and verified here.
     pub blocked: bool,
     pub history: Vec<StepView>,
+    /// The approved effective month, in Chinese form, once approved.
+    pub effective: String,
+    /// The actions this node may take now, one form each.
+    pub forms: Vec<super::forms::FormView>,
+    /// A refused action with no form here.
+    pub error: Option<String>,
+    pub notice: Option<String>,
 }
 
 pub struct PeerView {
@@ -397,7 +407,76 @@ pub fn show_field(field: &str, v: &Value, palette: &crate::domain::RiskPalette) 
             return shown;
         }
     }
+    match v {
+        Value::String(code) => {
+            if let Some(label) = vocabulary_label(field, code) {
+                return label.to_owned();
+            }
+            let date_field = matches!(
+                ChildField::from_name(field),
+                Some(ChildField::LastVisitOn | ChildField::LeftHukouOn | ChildField::InfoUpdatedOn)
+            );
+            if let (true, Ok(d)) = (
+                date_field,
+                chrono::NaiveDate::parse_from_str(code, "%Y-%m-%d"),
+            ) {
+                return date_zh(d);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let labels: Option<Vec<&str>> = items
+                .iter()
+                .map(|i| i.as_str().and_then(|c| vocabulary_label(field, c)))
+                .collect();
+            if let Some(labels) = labels {
+                return labels.join("、");
+            }
+        }
+        _ => {}
+    }
     show(v)
+}
+
+/// The Chinese label of a vocabulary code in a field (`health_status` `chronic_illness` →
+/// 慢性病), or `None` when the field has no vocabulary or the code is not in it.
+pub fn vocabulary_label(field: &str, code: &str) -> Option<&'static str> {
+    use crate::domain::child::{
+        Category, EducationStatus, HealthStatus, KeyCareReason, LivingStatus, ParentSituation,
+        PsychologicalState,
+    };
+    macro_rules! find {
+        ($vocab:ty) => {
+            <$vocab>::ALL
+                .iter()
+                .find(|k| k.code() == code)
+                .map(|k| k.label_zh())
+        };
+    }
+    match ChildField::from_name(field)? {
+        ChildField::Categories => find!(Category),
+        ChildField::FatherSituation | ChildField::MotherSituation => find!(ParentSituation),
+        ChildField::LivingStatus => find!(LivingStatus),
+        ChildField::EducationStatus => find!(EducationStatus),
+        ChildField::HealthStatus => find!(HealthStatus),
+        ChildField::KeyCare => find!(KeyCareReason),
+        ChildField::PsychologicalState => find!(PsychologicalState),
+        _ => None,
+    }
+}
+
+/// A day in Chinese form: `2026年9月1日`.
+pub fn date_zh(d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    format!("{}年{}月{}日", d.year(), d.month(), d.day())
+}
+
+pub fn date_zh_opt(d: Option<chrono::NaiveDate>) -> String {
+    d.map_or_else(|| "—".to_owned(), date_zh)
+}
+
+/// A month in Chinese form: `2026年11月`.
+pub fn month_zh(m: crate::domain::Month) -> String {
+    format!("{}年{}月", m.year(), m.month())
 }
 
 /// Wall time in China (UTC+8), to the second.
@@ -457,6 +536,27 @@ mod tests {
             "蓝 (3)"
         );
         assert_eq!(show_field("notes", &serde_json::json!(3), &palette), "3");
+        assert_eq!(
+            show_field(
+                "health_status",
+                &serde_json::json!("chronic_illness"),
+                &palette
+            ),
+            "慢性病"
+        );
+        assert_eq!(
+            show_field(
+                "categories",
+                &serde_json::json!(["flowing", "left_behind"]),
+                &palette
+            ),
+            "流动、留守"
+        );
+        assert_eq!(
+            date_zh(chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap()),
+            "2026年9月1日"
+        );
+        assert_eq!(month_zh("2026-11".parse().unwrap()), "2026年11月");
         assert_eq!(
             url_encode("/ui/conflicts?after=1~a"),
             "/ui/conflicts%3Fafter%3D1~a"
@@ -518,4 +618,66 @@ pub struct StatsPage {
     pub month: String,
     /// The month shown in Chinese (`2026年11月`), or 当前 (now).
     pub month_label: String,
+}
+
+/// One file in the files list: the ID number masked, values by their labels.
+pub struct FileRowView {
+    pub id_number: String,
+    pub id_masked: String,
+    pub name: String,
+    pub hukou: String,
+    pub residence: String,
+    pub categories: String,
+    pub risk: String,
+    pub last_visit: String,
+    pub updated_at: String,
+    /// `overdue` when stale, else empty.
+    pub class: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "files.html")]
+pub struct FilesPage {
+    pub nav: Nav,
+    pub filters: Vec<super::forms::InputView>,
+    pub rows: Vec<FileRowView>,
+    /// The query string of the next page, when there is one.
+    pub next: Option<String>,
+    pub error: Option<String>,
+    pub can_create: bool,
+}
+
+#[derive(Template)]
+#[template(path = "form_page.html")]
+pub struct FormPage {
+    pub nav: Nav,
+    pub heading: String,
+    pub intro: String,
+    pub forms: Vec<super::forms::FormView>,
+}
+
+pub struct DueRowView {
+    pub id_number: String,
+    pub id_masked: String,
+    pub name: String,
+    pub residence: String,
+    pub township: String,
+    pub worker: String,
+    pub categories: String,
+    pub risk: String,
+    pub last_visit: String,
+    pub due_on: String,
+    pub overdue: String,
+    pub class: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "due.html")]
+pub struct DuePage {
+    pub nav: Nav,
+    pub filters: Vec<super::forms::InputView>,
+    pub due_by: String,
+    pub rows: Vec<DueRowView>,
+    pub next: Option<String>,
+    pub error: Option<String>,
 }

@@ -106,6 +106,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "domain",
         ],
     ),
+    // The pages read ledger files as the command line does (upload, download, typed values).
     (
         "ui",
         &[
@@ -119,6 +120,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "stats",
             "sync",
             "audit",
+            "ledger_file",
             "storage",
             "directory",
             "tls",
@@ -183,9 +185,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["sync", "audit", "storage", "directory", "crypto", "domain"],
     ),
     // The exchange: versions, heads, merge, ingest, outbox, sender, receipts.
+    // (It checks a ledger file's rows against the files on record for an import.)
     (
         "sync",
-        &["audit", "storage", "directory", "crypto", "domain"],
+        &[
+            "audit",
+            "ledger_file",
+            "storage",
+            "directory",
+            "crypto",
+            "domain",
+        ],
     ),
     // The audit log, and the ledger files people exchange (CSV today).
     ("audit", &["storage", "crypto", "domain"]),

@@ -591,14 +591,11 @@ async fn list_filters_by_benefit_worker_and_visits_due() {
         listed(get("worker=%E7%8E%8B%E7%A7%80%E5%85%B0").await),
         vec![a_id.clone()]
     );
-    assert_eq!(
-        listed(get("visits_due_within_days=0").await),
-        vec![b_id.clone()]
-    );
+    assert_eq!(listed(get("visits_due_days=0").await), vec![b_id.clone()]);
     for (bad, field) in [
         ("benefit=gold", "benefit"),
-        ("visits_due_within_days=367", "visits_due_within_days"),
-        ("visits_due_within_days=-1", "visits_due_within_days"),
+        ("visits_due_days=367", "visits_due_days"),
+        ("visits_due_days=-1", "visits_due_days"),
         (&*format!("worker={}", "王".repeat(51)), "worker"),
     ] {
         let p = problem(

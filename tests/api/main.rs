@@ -21,6 +21,7 @@ mod jobs;
 mod lookups;
 mod moves;
 mod openapi;
+mod pages;
 mod reconcile;
 mod records;
 mod reports;

@@ -149,6 +149,25 @@ impl Visitor {
         self.finish(r).await
     }
 
+    /// The value of a cookie this visitor holds.
+    pub fn cookie(&self, name: &str) -> String {
+        self.cookies.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Posts a body as is (a `multipart/form-data` form).
+    pub async fn post_raw(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
     pub async fn login(&mut self, user: &str, password: &str) -> Page {
         let form = self.get("/ui/login").await;
         let csrf = form.hidden("csrf");

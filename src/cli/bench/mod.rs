@@ -11,6 +11,7 @@ mod conflicts;
 mod import;
 mod push_memory;
 mod reconcile;
+mod stats;
 mod sync;
 mod visits;
 mod witness;
@@ -147,6 +148,19 @@ enum BenchWhat {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// The statistics over FILES files of a province (every county of 41, written directly)
+    /// and CASES cases: `stats::compute` for the whole node, one county's scope and one
+    /// street's, QUERIES times each, beside one bare `count(*)` pass over the view.
+    Stats {
+        #[arg(long, default_value_t = 1_000_000)]
+        files: usize,
+        #[arg(long, default_value_t = 20_000)]
+        cases: usize,
+        #[arg(long, default_value_t = 20)]
+        queries: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
     /// inclusion proof at N.
     Audit {
@@ -227,6 +241,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             files, visits, due_files, queries, postgres,
         ))?,
         BenchWhat::Audit { events, postgres } => audit::bench_audit(events, postgres.as_deref())?,
+        BenchWhat::Stats {
+            files,
+            cases,
+            queries,
+            postgres,
+        } => stats::bench_stats(files, cases, queries, postgres.as_deref())?,
         BenchWhat::Witness {
             events,
             rounds,

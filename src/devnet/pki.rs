@@ -41,6 +41,7 @@ use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::hash::HashAlg;
 use crate::crypto::keys::Pkcs8Document;
 use crate::crypto::{PublicKey, SigningKey, Suite};
 use crate::directory::assemble::{self, default_serves, endpoint_port, load_authority_key};
@@ -156,12 +157,31 @@ pub fn init_dev_pki_in(
     authority_validity_days: i64,
     suite: Suite,
 ) -> anyhow::Result<DevPki> {
+    init_dev_pki_hashed(
+        out,
+        nodes,
+        authority_validity_days,
+        suite,
+        HashAlg::default_for(suite),
+    )
+}
+
+/// [`init_dev_pki_in`] with the directory declaring the content hash `hash` (tests of a network
+/// whose hash is not its suite's default).
+pub fn init_dev_pki_hashed(
+    out: &Path,
+    nodes: &[NodePlan],
+    authority_validity_days: i64,
+    suite: Suite,
+    hash: HashAlg,
+) -> anyhow::Result<DevPki> {
     init_with_suite(
         out,
         nodes,
         authority_validity_days,
         &Hosts::new(&[])?,
         suite,
+        hash,
     )
     .map(|i| i.pki)
 }
@@ -377,16 +397,18 @@ pub fn init_with_hosts(
     days: i64,
     hosts: &Hosts,
 ) -> anyhow::Result<Initialized> {
-    init_with_suite(out, nodes, days, hosts, Suite::Ed25519)
+    init_with_suite(out, nodes, days, hosts, Suite::Ed25519, HashAlg::Sha256)
 }
 
-/// [`init_with_hosts`] with every key of `suite` (see [`init_dev_pki_in`]).
+/// [`init_with_hosts`] with every key of `suite` (see [`init_dev_pki_in`]), and the directory
+/// declaring the network's content hash `hash`.
 pub fn init_with_suite(
     out: &Path,
     nodes: &[NodePlan],
     days: i64,
     hosts: &Hosts,
     suite: Suite,
+    hash: HashAlg,
 ) -> anyhow::Result<Initialized> {
     check_plans(nodes)?;
     let validity = days_duration(days)?;
@@ -400,11 +422,12 @@ pub fn init_with_suite(
         .iter()
         .map(|plan| prepare_node(&ca, plan, hosts, now, days, suite))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let doc = assemble::first_document(
+    let mut doc = assemble::first_document(
         prepared.iter().map(|p| p.entry.clone()).collect(),
         now,
         validity,
     );
+    doc.hash = hash;
     let signed = directory::sign(&doc, &authority)?;
 
     let mut created = Created::default();

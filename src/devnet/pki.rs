@@ -1052,6 +1052,36 @@ mod tests {
         assert_eq!(d.authority_key, pki.authority_public.to_string());
     }
 
+    /// The directory declares the suite's default content hash (SM3 beside SM2) unless told
+    /// otherwise, and an Ed25519 network's directory leaves the field out (its bytes as before).
+    #[test]
+    fn the_directory_declares_the_network_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let load = |pki: &DevPki| {
+            crate::directory::Directory::load(&pki.directory, &pki.authority_public, Utc::now())
+                .unwrap()
+        };
+        let sm = init_dev_pki_in(&tmp.path().join("sm"), &two_nodes(), 30, Suite::Sm2Sm3).unwrap();
+        assert_eq!(load(&sm).hash(), HashAlg::Sm3);
+        assert!(fs::read_to_string(&sm.directory)
+            .unwrap()
+            .contains("\"sm3\""));
+        let ed = init_dev_pki(&tmp.path().join("ed"), &two_nodes(), 30).unwrap();
+        assert_eq!(load(&ed).hash(), HashAlg::Sha256);
+        assert!(!fs::read_to_string(&ed.directory)
+            .unwrap()
+            .contains("\"hash\""));
+        let sm_sha = init_dev_pki_hashed(
+            &tmp.path().join("sm-sha"),
+            &two_nodes(),
+            30,
+            Suite::Sm2Sm3,
+            HashAlg::Sha256,
+        )
+        .unwrap();
+        assert_eq!(load(&sm_sha).hash(), HashAlg::Sha256);
+    }
+
     #[test]
     fn init_writes_a_working_exchange() {
         let tmp = tempfile::tempdir().unwrap();

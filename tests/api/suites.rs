@@ -243,6 +243,21 @@ async fn an_sm2_sm3_network_exchanges_reconciles_and_proves_on_sm3() {
                 .unwrap();
         let entry = log::entry_with_proof(&mut conn, 0, second.size).unwrap();
         let consistency = log::consistency(&mut conn, first.size, second.size).unwrap();
+        // An export verifies offline under SM3, and not under SHA-256.
+        let mut export = Vec::new();
+        hukou_sync::audit::verify::export(
+            &mut conn,
+            &second,
+            0,
+            second.size as i64,
+            &mut export,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let offline =
+            |alg| hukou_sync::audit::verify::verify_export(&mut export.as_slice(), alg, Some(&key));
+        assert!(offline(HashAlg::Sm3).ok(), "{:?}", offline(HashAlg::Sm3));
+        assert!(!offline(HashAlg::Sha256).ok());
         (report, (first, second, entry, consistency))
     })
     .await

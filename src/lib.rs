@@ -28,7 +28,7 @@
 //! | foundations | [`storage`] | the only module that names diesel: SQLite/PostgreSQL, migrations, typed repositories, `StorageError` |
 //! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |
 //! | | [`tls`] | every rustls configuration, certificate generation for the dev PKI, peer certificate → node id |
-//! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256, Ed25519 keys and signatures, the HLC, secret files, AES-256-GCM at rest (`crypto::at_rest`) |
+//! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256 and SM3 (the network's content hash, `crypto::hash::HashAlg`), Ed25519 and SM2 keys and signatures, the HLC, secret files, AES-256-GCM at rest (`crypto::at_rest`) |
 //! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the risk scale and palettes (`domain::risk`), the rules between benefits (`domain::benefit`), the case state machine, evidence file types, report data. Pure; imports nothing from the crate |
 //!
 //! # The path of a version

@@ -659,6 +659,27 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         }
         None => None,
     };
+    // The network's content hash: declared by the directory, and the database's stored ids and
+    // audit tree must have been made with it — never a mix.
+    let hash = directory
+        .as_ref()
+        .map(|d| d.current().hash())
+        .unwrap_or_default();
+    {
+        let mut conn = store.conn()?;
+        let stored = crate::storage::transaction(&mut conn, |c| {
+            crate::storage::audit::bind_content_hash(c, hash)
+        })?;
+        if stored != hash {
+            anyhow::bail!(
+                "the database {} holds version ids and an audit tree made with {stored}, but the \
+                 directory declares the content hash {hash}: a network's hash cannot change and \
+                 one node cannot mix two; start with the directory this data was made under, or \
+                 with an empty database",
+                redact_url(&settings.database.url)
+            );
+        }
+    }
     let node = Arc::new(LocalNode {
         id: settings.node.id.clone(),
         serves: settings.node.serves.clone(),
@@ -669,6 +690,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         visits: settings.visit_schedule()?,
         benefits: settings.benefit_policy()?,
         directory,
+        hash,
         outbox_changed: tokio::sync::watch::channel(0).0,
         evidence_wanted: tokio::sync::watch::channel(0).0,
     });

@@ -1,4 +1,9 @@
 //! Appending to the log, signing tree heads, and serving events with proofs.
+//!
+//! The tree's hash is the network's content hash as recorded in the database beside the log
+//! (`storage::audit::content_hash`, bound at start to what the directory declares): the log
+//! describes itself, so every reader of the stored tree (appends, heads, proofs, `audit
+//! verify`) uses the hash it was built with without being told.
 
 use std::cell::RefCell;
 
@@ -9,7 +14,7 @@ use serde_json::Value;
 use super::checkpoint::{Checkpoint, Note};
 use super::event::{truncate_ms, Actor, Event, LeafEvent, Outcome};
 use super::merkle::{self, Hash, SubtreeSource};
-use crate::crypto::hash::Digest;
+use crate::crypto::hash::{Digest, HashAlg};
 use crate::crypto::hlc::Hlc;
 use crate::crypto::jcs;
 use crate::crypto::keys::{PublicKey, Signature, SigningContext, SigningKey};
@@ -55,7 +60,7 @@ pub fn append_many(
     now: DateTime<Utc>,
     events: &[Event],
 ) -> Result<i64, AuditError> {
-    let first = repo::lock_and_size(conn)?;
+    let (first, alg) = repo::lock_for_append(conn)?;
     let at = truncate_ms(now);
     let mut rows = Vec::with_capacity(events.len());
     let mut leaves = Vec::with_capacity(events.len());
@@ -71,13 +76,13 @@ pub fn append_many(
             object_id: event.object.as_ref().map(|o| o.1.clone()),
             purpose: event.purpose.clone(),
             outcome: event.outcome,
-            details_digest: Digest::of(details.as_bytes()),
+            details_digest: Digest::with(alg, details.as_bytes()),
         };
-        let leaf_hash = merkle::leaf_hash(&leaf.canonical_bytes()?);
+        let leaf_hash = merkle::leaf_hash(alg, &leaf.canonical_bytes()?);
         leaves.push(leaf_hash);
         rows.push(row_of(&leaf, details, &leaf_hash));
     }
-    let nodes = completed_nodes(conn, first, &leaves)?;
+    let nodes = completed_nodes(conn, alg, first, &leaves)?;
     repo::insert_events(conn, &rows)?;
     repo::insert_nodes(conn, &nodes)?;
     Ok(first)
@@ -132,6 +137,7 @@ pub fn leaf_of(row: &AuditEventRow) -> Result<LeafEvent, AuditError> {
 /// The complete subtrees (level >= 1) that appending `leaves` at `first` finishes.
 fn completed_nodes(
     conn: &mut DbConn,
+    alg: HashAlg,
     first: i64,
     leaves: &[Hash],
 ) -> Result<Vec<(i64, i64, String)>, AuditError> {
@@ -155,7 +161,7 @@ fn completed_nodes(
             let (Some((level, idx, right)), Some((_, _, left))) = (stack.pop(), stack.pop()) else {
                 return Err(AuditError::Corrupt("subtree stack underflow".into()));
             };
-            let hash = merkle::node_hash(&left, &right);
+            let hash = merkle::node_hash(alg, &left, &right);
             out.push((i64::from(level + 1), idx >> 1, merkle::to_hex(&hash)));
             stack.push((level + 1, idx >> 1, hash));
         }
@@ -238,16 +244,16 @@ pub fn sign_tree_head(
     now: DateTime<Utc>,
 ) -> Result<SignedTreeHead, AuditError> {
     crate::storage::transaction(conn, |conn| {
-        let size = repo::lock_and_size(conn)?;
+        let (size, alg) = repo::lock_for_append(conn)?;
         if let Some(latest) = repo::latest_tree_head(conn)? {
             if i64::try_from(latest.size).ok() == Some(size) {
                 return Ok(SignedTreeHead::from_stored(&latest));
             }
         }
         let root = if size == 0 {
-            merkle::empty_root()
+            merkle::empty_root(alg)
         } else {
-            merkle::root_from(&StoredSubtrees(RefCell::new(conn)), size as u64)
+            merkle::root_from(alg, &StoredSubtrees(RefCell::new(conn)), size as u64)
                 .map_err(|e| AuditError::Corrupt(e.to_string()))?
         };
         let root = merkle::to_hex(&root);
@@ -374,8 +380,14 @@ pub fn entry_with_proof(
             "event {seq} is not in a tree of size {tree_size}"
         )));
     }
-    let path = merkle::inclusion_proof(&StoredSubtrees(RefCell::new(conn)), seq as u64, tree_size)
-        .map_err(|e| AuditError::Corrupt(e.to_string()))?;
+    let alg = repo::content_hash(conn)?;
+    let path = merkle::inclusion_proof(
+        alg,
+        &StoredSubtrees(RefCell::new(conn)),
+        seq as u64,
+        tree_size,
+    )
+    .map_err(|e| AuditError::Corrupt(e.to_string()))?;
     entry.inclusion = Some(InclusionProof {
         tree_size,
         path: path.iter().map(merkle::to_hex).collect(),
@@ -394,8 +406,10 @@ pub fn consistency(
             "need 0 < old_size <= new_size <= {size}, got {old_size} and {new_size}"
         )));
     }
-    let path = merkle::consistency_proof(&StoredSubtrees(RefCell::new(conn)), old_size, new_size)
-        .map_err(|e| AuditError::Corrupt(e.to_string()))?;
+    let alg = repo::content_hash(conn)?;
+    let path =
+        merkle::consistency_proof(alg, &StoredSubtrees(RefCell::new(conn)), old_size, new_size)
+            .map_err(|e| AuditError::Corrupt(e.to_string()))?;
     Ok(ConsistencyProof {
         old_size,
         new_size,

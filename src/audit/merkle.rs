@@ -1,11 +1,16 @@
-//! RFC 9162 §2.1 (identical to RFC 6962 §2.1) Merkle tree over SHA-256 for
-//! the tamper-evident audit log.
+//! RFC 9162 §2.1 (identical to RFC 6962 §2.1) Merkle tree for the
+//! tamper-evident audit log, over the network's content hash ([`HashAlg`]:
+//! SHA-256 as in the RFC, or SM3 for a network whose directory declares it;
+//! the algorithms are the RFC's with the hash function replaced, as RFC 9162
+//! §2.1 allows for other hash algorithms). Every function that hashes takes
+//! the algorithm, and [`Frontier`] and [`MemoryTree`] carry it, so one process
+//! holds trees of both kinds.
 //!
 //! This module owns, and keeps pure (no I/O, no storage):
 //!
-//! * the hashing rules: [`leaf_hash`] = `SHA-256(0x00 || leaf)`,
-//!   [`node_hash`] = `SHA-256(0x01 || left || right)`, [`empty_root`] =
-//!   `SHA-256("")`, and the Merkle Tree Hash [`root`] with the RFC split rule
+//! * the hashing rules: [`leaf_hash`] = `H(0x00 || leaf)`,
+//!   [`node_hash`] = `H(0x01 || left || right)`, [`empty_root`] =
+//!   `H("")`, and the Merkle Tree Hash [`root`] with the RFC split rule
 //!   (`k` = largest power of two strictly less than `n`);
 //! * [`Frontier`], a streaming accumulator (the "compact range" of the
 //!   prefix `[0, size)`) that verifies a log of any length in one pass and
@@ -20,16 +25,16 @@
 //!   `fn`/`sn` bit-shifting algorithms;
 //! * lower-case hex helpers [`to_hex`] / [`from_hex`] for [`Hash`].
 //!
-//! All hashing goes through `ring::digest`, the only crypto library of the
-//! crate.
+//! All hashing goes through `crypto::hash::Hasher` (`ring` for SHA-256,
+//! RustCrypto's `sm3` for SM3).
 //!
 //! Node coordinates: the subtree at `(level, index)` covers leaves
 //! `[index << level, (index + 1) << level)`; level 0 holds the leaf hashes
 //! themselves.
 
-use ring::digest;
+use crate::crypto::hash::{HashAlg, Hasher};
 
-/// A SHA-256 output: a leaf hash, an interior node hash or a tree root.
+/// A 32-byte SHA-256 or SM3 output: a leaf hash, an interior node hash or a tree root.
 pub type Hash = [u8; 32];
 
 /// Domain-separation prefix of leaf hashes (RFC 9162 §2.1.1).
@@ -37,36 +42,31 @@ const LEAF_PREFIX: u8 = 0x00;
 /// Domain-separation prefix of interior node hashes (RFC 9162 §2.1.1).
 const NODE_PREFIX: u8 = 0x01;
 
-/// SHA-256 of the concatenation of `parts`.
-fn sha256(parts: &[&[u8]]) -> Hash {
-    let mut ctx = digest::Context::new(&digest::SHA256);
+/// `alg` of the concatenation of `parts`.
+fn hash(alg: HashAlg, parts: &[&[u8]]) -> Hash {
+    let mut h = Hasher::new(alg);
     for part in parts {
-        ctx.update(part);
+        h.update(part);
     }
-    let d = ctx.finish();
-    let mut out = [0u8; 32];
-    // Invariant: a SHA-256 output is always exactly 32 bytes, so
-    // `copy_from_slice` (which panics only on a length mismatch) cannot panic.
-    out.copy_from_slice(d.as_ref());
-    out
+    h.finish().0
 }
 
-/// Leaf hash of a log entry: `SHA-256(0x00 || leaf)`.
+/// Leaf hash of a log entry: `H(0x00 || leaf)`.
 #[must_use]
-pub fn leaf_hash(leaf: &[u8]) -> Hash {
-    sha256(&[&[LEAF_PREFIX], leaf])
+pub fn leaf_hash(alg: HashAlg, leaf: &[u8]) -> Hash {
+    hash(alg, &[&[LEAF_PREFIX], leaf])
 }
 
-/// Interior node hash: `SHA-256(0x01 || left || right)`.
+/// Interior node hash: `H(0x01 || left || right)`.
 #[must_use]
-pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    sha256(&[&[NODE_PREFIX], left, right])
+pub fn node_hash(alg: HashAlg, left: &Hash, right: &Hash) -> Hash {
+    hash(alg, &[&[NODE_PREFIX], left, right])
 }
 
-/// Root of the empty tree: `SHA-256("")`.
+/// Root of the empty tree: `H("")`.
 #[must_use]
-pub fn empty_root() -> Hash {
-    sha256(&[])
+pub fn empty_root(alg: HashAlg) -> Hash {
+    hash(alg, &[])
 }
 
 /// Largest power of two strictly less than `n`. Callers guarantee `n >= 2`,
@@ -102,16 +102,16 @@ fn bit_len(x: u64) -> u32 {
 /// `O(log n)`); it serves as the reference the other algorithms are tested
 /// against.
 #[must_use]
-pub fn root(leaf_hashes: &[Hash]) -> Hash {
+pub fn root(alg: HashAlg, leaf_hashes: &[Hash]) -> Hash {
     match leaf_hashes {
-        [] => empty_root(),
+        [] => empty_root(alg),
         [only] => *only,
         _ => {
             let k = split_usize(leaf_hashes.len());
             // Invariant: len >= 2 here, so 1 <= k < len and `split_at`
             // (which panics only when k > len) cannot panic.
             let (left, right) = leaf_hashes.split_at(k);
-            node_hash(&root(left), &root(right))
+            node_hash(alg, &root(alg, left), &root(alg, right))
         }
     }
 }
@@ -119,12 +119,12 @@ pub fn root(leaf_hashes: &[Hash]) -> Hash {
 /// Right-fold of the hashes of consecutive perfect subtrees, ordered from
 /// the leftmost (largest) to the rightmost (smallest): the RFC 9162 hash of
 /// the range they cover. `None` when `peaks` is empty.
-fn fold_peaks(peaks: &[Hash]) -> Option<Hash> {
+fn fold_peaks(alg: HashAlg, peaks: &[Hash]) -> Option<Hash> {
     let (last, rest) = peaks.split_last()?;
     Some(
         rest.iter()
             .rev()
-            .fold(*last, |acc, peak| node_hash(peak, &acc)),
+            .fold(*last, |acc, peak| node_hash(alg, peak, &acc)),
     )
 }
 
@@ -169,8 +169,10 @@ pub enum FrontierError {
 /// `popcount(size) - 1` hashes, and memory is `O(log n)`. Pushing every leaf
 /// of a 1,000,000-entry log and checking [`root`](Frontier::root) at any
 /// number of intermediate sizes is therefore a single linear pass.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frontier {
+    /// The hash of every node.
+    alg: HashAlg,
     size: u64,
     /// Invariant: `peaks.len() == size.count_ones()`, and `peaks[i]` is the
     /// subtree for the i-th set bit of `size`, counted from the top.
@@ -180,8 +182,12 @@ pub struct Frontier {
 impl Frontier {
     /// An empty accumulator (size 0, root [`empty_root`]).
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(alg: HashAlg) -> Self {
+        Self {
+            alg,
+            size: 0,
+            peaks: Vec::new(),
+        }
     }
 
     /// Rebuilds a frontier from previously saved [`peaks`](Frontier::peaks).
@@ -189,7 +195,7 @@ impl Frontier {
     /// # Errors
     /// [`FrontierError::PeakCountMismatch`] if `peaks.len()` differs from
     /// `size.count_ones()`.
-    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Result<Self, FrontierError> {
+    pub fn from_peaks(alg: HashAlg, size: u64, peaks: Vec<Hash>) -> Result<Self, FrontierError> {
         let expected = size.count_ones() as usize;
         if peaks.len() != expected {
             return Err(FrontierError::PeakCountMismatch {
@@ -198,7 +204,7 @@ impl Frontier {
                 actual: peaks.len(),
             });
         }
-        Ok(Self { size, peaks })
+        Ok(Self { alg, size, peaks })
     }
 
     /// Rebuilds the frontier of the first `size` leaves from stored subtree
@@ -207,11 +213,12 @@ impl Frontier {
     /// # Errors
     /// [`ProofError::Source`] if the source cannot supply a subtree.
     pub fn from_source<S: SubtreeSource + ?Sized>(
+        alg: HashAlg,
         src: &S,
         size: u64,
     ) -> Result<Self, ProofError<S::Error>> {
         let peaks = range_peaks(src, 0, size).map_err(ProofError::Source)?;
-        Ok(Self { size, peaks })
+        Ok(Self { alg, size, peaks })
     }
 
     /// Appends one leaf hash (already passed through [`leaf_hash`]).
@@ -241,7 +248,7 @@ impl Frontier {
                 // set bit of `size`, hence at least `trailing_ones` of them.
                 break;
             };
-            hash = node_hash(&left, &hash);
+            hash = node_hash(self.alg, &left, &hash);
             emit(SubtreeHash {
                 level,
                 index: shr(index, level),
@@ -259,11 +266,17 @@ impl Frontier {
         self.size
     }
 
+    /// The hash of its nodes.
+    #[must_use]
+    pub fn alg(&self) -> HashAlg {
+        self.alg
+    }
+
     /// Root (Merkle Tree Hash) of the leaves pushed so far; [`empty_root`]
     /// when none. `O(log n)` hashes.
     #[must_use]
     pub fn root(&self) -> Hash {
-        fold_peaks(&self.peaks).unwrap_or_else(empty_root)
+        fold_peaks(self.alg, &self.peaks).unwrap_or_else(|| empty_root(self.alg))
     }
 
     /// Hashes of the perfect subtrees making up the current tree, leftmost
@@ -330,35 +343,35 @@ fn subtree_span(level: u32, index: u64) -> Option<(u64, u64)> {
 
 /// Computes each subtree from the leaf hashes: `O(2^level)` hashing per
 /// call, so proofs cost `O(n)` overall. Meant for tests and small logs.
-impl SubtreeSource for [Hash] {
+/// Leaf hashes in memory, with the hash their subtrees are computed with: the reference
+/// source (every subtree recomputed from its leaves).
+#[derive(Clone, Copy, Debug)]
+pub struct Leaves<'a> {
+    pub alg: HashAlg,
+    pub hashes: &'a [Hash],
+}
+
+impl SubtreeSource for Leaves<'_> {
     type Error = SubtreeUnavailable;
 
     fn subtree(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
         let unavailable = SubtreeUnavailable {
             level,
             index,
-            leaves: self.len() as u64,
+            leaves: self.hashes.len() as u64,
         };
         let (start, end) = subtree_span(level, index).ok_or(unavailable)?;
         let start = usize::try_from(start).map_err(|_| unavailable)?;
         let end = usize::try_from(end).map_err(|_| unavailable)?;
-        let leaves = self.get(start..end).ok_or(unavailable)?;
-        Ok(root(leaves))
-    }
-}
-
-impl SubtreeSource for Vec<Hash> {
-    type Error = SubtreeUnavailable;
-
-    fn subtree(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
-        self.as_slice().subtree(level, index)
+        let leaves = self.hashes.get(start..end).ok_or(unavailable)?;
+        Ok(root(self.alg, leaves))
     }
 }
 
 /// An in-memory table of every perfect aligned subtree hash of a growing
 /// log: the reference model of what the storage layer persists. Lookups are
 /// `O(1)`; memory is about `2n` hashes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryTree {
     /// `levels[l][i]` is the hash of the subtree at `(l, i)`.
     levels: Vec<Vec<Hash>>,
@@ -368,14 +381,17 @@ pub struct MemoryTree {
 impl MemoryTree {
     /// An empty tree.
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(alg: HashAlg) -> Self {
+        Self {
+            levels: Vec::new(),
+            frontier: Frontier::new(alg),
+        }
     }
 
     /// A tree holding `leaf_hashes`.
     #[must_use]
-    pub fn from_leaves(leaf_hashes: &[Hash]) -> Self {
-        let mut tree = Self::new();
+    pub fn from_leaves(alg: HashAlg, leaf_hashes: &[Hash]) -> Self {
+        let mut tree = Self::new(alg);
         for leaf in leaf_hashes {
             tree.push(*leaf);
         }
@@ -417,6 +433,12 @@ impl MemoryTree {
     pub fn root(&self) -> Hash {
         self.frontier.root()
     }
+
+    /// The hash of its nodes.
+    #[must_use]
+    pub fn alg(&self) -> HashAlg {
+        self.frontier.alg()
+    }
 }
 
 impl SubtreeSource for MemoryTree {
@@ -455,6 +477,7 @@ pub fn completed_subtrees(index: u64) -> impl Iterator<Item = (u32, u64)> {
 /// # Errors
 /// The source's error if a needed sibling is missing.
 pub fn append_nodes<S: SubtreeSource + ?Sized>(
+    alg: HashAlg,
     src: &S,
     index: u64,
     leaf_hash: Hash,
@@ -466,7 +489,7 @@ pub fn append_nodes<S: SubtreeSource + ?Sized>(
         // The node below is a right child (its index is odd), so its left
         // sibling has index `^ 1`.
         let left = src.subtree(child_level, shr(index, child_level) ^ 1)?;
-        hash = node_hash(&left, &hash);
+        hash = node_hash(alg, &left, &hash);
         nodes.push(SubtreeHash {
             level,
             index: shr(index, level),
@@ -530,12 +553,13 @@ fn range_peaks<S: SubtreeSource + ?Sized>(
 /// Merkle Tree Hash of leaves `[start, start + len)`, `len >= 1`, for a
 /// range arising in the RFC 9162 recursion (see [`range_peaks`]).
 fn range_root<S: SubtreeSource + ?Sized>(
+    alg: HashAlg,
     src: &S,
     start: u64,
     len: u64,
 ) -> Result<Hash, ProofError<S::Error>> {
     let peaks = range_peaks(src, start, len).map_err(ProofError::Source)?;
-    Ok(fold_peaks(&peaks).unwrap_or_else(empty_root))
+    Ok(fold_peaks(alg, &peaks).unwrap_or_else(|| empty_root(alg)))
 }
 
 /// Root of the tree of the first `size` leaves, from `popcount(size)`
@@ -544,13 +568,14 @@ fn range_root<S: SubtreeSource + ?Sized>(
 /// # Errors
 /// [`ProofError::Source`] if the source cannot supply a subtree.
 pub fn root_from<S: SubtreeSource + ?Sized>(
+    alg: HashAlg,
     src: &S,
     size: u64,
 ) -> Result<Hash, ProofError<S::Error>> {
     if size == 0 {
-        return Ok(empty_root());
+        return Ok(empty_root(alg));
     }
-    range_root(src, 0, size)
+    range_root(alg, src, 0, size)
 }
 
 /// Number of hashes in the inclusion proof of leaf `index` in a tree of
@@ -587,6 +612,7 @@ pub fn consistency_proof_len(old_size: u64, new_size: u64) -> usize {
 /// [`ProofError::EmptyTree`] for size 0, [`ProofError::IndexOutOfRange`]
 /// when `index >= size`, [`ProofError::Source`] if a subtree is missing.
 pub fn inclusion_proof<S: SubtreeSource + ?Sized>(
+    alg: HashAlg,
     src: &S,
     index: u64,
     size: u64,
@@ -604,10 +630,10 @@ pub fn inclusion_proof<S: SubtreeSource + ?Sized>(
     while n > 1 {
         let k = split_u64(n);
         if m < k {
-            path.push(range_root(src, start + k, n - k)?);
+            path.push(range_root(alg, src, start + k, n - k)?);
             n = k;
         } else {
-            path.push(range_root(src, start, k)?);
+            path.push(range_root(alg, src, start, k)?);
             start += k;
             m -= k;
             n -= k;
@@ -626,6 +652,7 @@ pub fn inclusion_proof<S: SubtreeSource + ?Sized>(
 /// [`ProofError::OldSizeGreater`] when `old_size > new_size`,
 /// [`ProofError::Source`] if a subtree is missing.
 pub fn consistency_proof<S: SubtreeSource + ?Sized>(
+    alg: HashAlg,
     src: &S,
     old_size: u64,
     new_size: u64,
@@ -643,16 +670,16 @@ pub fn consistency_proof<S: SubtreeSource + ?Sized>(
     loop {
         if m == n {
             if !whole_old_tree {
-                path.push(range_root(src, start, n)?);
+                path.push(range_root(alg, src, start, n)?);
             }
             break;
         }
         let k = split_u64(n);
         if m <= k {
-            path.push(range_root(src, start + k, n - k)?);
+            path.push(range_root(alg, src, start + k, n - k)?);
             n = k;
         } else {
-            path.push(range_root(src, start, k)?);
+            path.push(range_root(alg, src, start, k)?);
             start += k;
             m -= k;
             n -= k;
@@ -724,6 +751,7 @@ pub enum VerifyError {
 /// [`VerifyError::SizeZero`], [`VerifyError::IndexOutOfRange`],
 /// [`VerifyError::WrongProofLength`] or [`VerifyError::RootMismatch`].
 pub fn verify_inclusion(
+    alg: HashAlg,
     leaf_hash: &Hash,
     index: u64,
     size: u64,
@@ -755,7 +783,7 @@ pub fn verify_inclusion(
             return Err(wrong_length);
         }
         if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
+            r = node_hash(alg, p, &r);
             if fn_ & 1 == 0 {
                 while fn_ & 1 == 0 && fn_ != 0 {
                     fn_ >>= 1;
@@ -763,7 +791,7 @@ pub fn verify_inclusion(
                 }
             }
         } else {
-            r = node_hash(&r, p);
+            r = node_hash(alg, &r, p);
         }
         fn_ >>= 1;
         sn >>= 1;
@@ -790,6 +818,7 @@ pub fn verify_inclusion(
 /// [`VerifyError::OldSizeGreater`], [`VerifyError::WrongProofLength`],
 /// [`VerifyError::OldRootMismatch`] or [`VerifyError::NewRootMismatch`].
 pub fn verify_consistency(
+    alg: HashAlg,
     old_size: u64,
     new_size: u64,
     old_root: &Hash,
@@ -806,7 +835,7 @@ pub fn verify_consistency(
                 actual: proof.len(),
             });
         }
-        if old_size == 0 && *old_root != empty_root() {
+        if old_size == 0 && *old_root != empty_root(alg) {
             return Err(VerifyError::OldRootMismatch);
         }
         if old_size == new_size && old_root != new_root {
@@ -849,8 +878,8 @@ pub fn verify_consistency(
             return Err(wrong_length);
         }
         if fn_ & 1 == 1 || fn_ == sn {
-            fr = node_hash(c, &fr);
-            sr = node_hash(c, &sr);
+            fr = node_hash(alg, c, &fr);
+            sr = node_hash(alg, c, &sr);
             if fn_ & 1 == 0 {
                 while fn_ & 1 == 0 && fn_ != 0 {
                     fn_ >>= 1;
@@ -858,7 +887,7 @@ pub fn verify_consistency(
                 }
             }
         } else {
-            sr = node_hash(&sr, c);
+            sr = node_hash(alg, &sr, c);
         }
         fn_ >>= 1;
         sn >>= 1;
@@ -922,6 +951,13 @@ pub fn from_hex(text: &str) -> Result<Hash, HexError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The RFC's hash: every published vector is SHA-256.
+    const S: HashAlg = HashAlg::Sha256;
+
+    fn lv(hashes: &[Hash]) -> Leaves<'_> {
+        Leaves { alg: S, hashes }
+    }
     use proptest::prelude::*;
     use std::cell::Cell;
 
@@ -1080,7 +1116,7 @@ mod tests {
     const SOME_HASH: &str = "abacaba000000000000000000000000000000000000000000060061e00123456";
 
     fn vector_leaves() -> Vec<Hash> {
-        LEAF_INPUTS.iter().map(|l| leaf_hash(l)).collect()
+        LEAF_INPUTS.iter().map(|l| leaf_hash(S, l)).collect()
     }
 
     fn vector_root(size: u64) -> Hash {
@@ -1096,58 +1132,128 @@ mod tests {
         h(NODE_HASHES[level][index])
     }
 
+    /// The same algorithms over SM3: the hashing rules are RFC 9162's with SM3 in place of
+    /// SHA-256 (checked against `Digest::sm3_of`, itself tested on GB/T 32905's examples), the
+    /// trees differ from SHA-256's, and a proof verifies only under the hash it was made with.
+    #[test]
+    fn sm3_trees_differ_and_proofs_bind_the_hash() {
+        use crate::crypto::hash::Digest;
+        const SM3: HashAlg = HashAlg::Sm3;
+        assert_eq!(
+            to_hex(&empty_root(SM3)),
+            "1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b"
+        );
+        assert_eq!(leaf_hash(SM3, b"L"), Digest::sm3_of(b"\x00L").0);
+        let (a, b) = (leaf_hash(SM3, b"a"), leaf_hash(SM3, b"b"));
+        assert_eq!(
+            node_hash(SM3, &a, &b),
+            Digest::sm3_of(&[&[1u8][..], &a, &b].concat()).0
+        );
+        let data: Vec<Vec<u8>> = (0u32..13).map(|i| i.to_be_bytes().to_vec()).collect();
+        let sm3_leaves: Vec<Hash> = data.iter().map(|d| leaf_hash(SM3, d)).collect();
+        let sha_leaves: Vec<Hash> = data.iter().map(|d| leaf_hash(S, d)).collect();
+        assert_ne!(sm3_leaves, sha_leaves);
+        let sm3_tree = MemoryTree::from_leaves(SM3, &sm3_leaves);
+        let sha_tree = MemoryTree::from_leaves(S, &sha_leaves);
+        assert_eq!(sm3_tree.alg(), SM3);
+        assert_ne!(sm3_tree.root(), sha_tree.root());
+        assert_eq!(sm3_tree.root(), root(SM3, &sm3_leaves));
+        let src = Leaves {
+            alg: SM3,
+            hashes: &sm3_leaves,
+        };
+        for size in 1..=13u64 {
+            assert_eq!(
+                root_from(SM3, &sm3_tree, size).unwrap(),
+                root(SM3, &sm3_leaves[..size as usize])
+            );
+            assert_eq!(
+                root_from(SM3, &src, size).unwrap(),
+                root(SM3, &sm3_leaves[..size as usize])
+            );
+        }
+        let full = sm3_tree.root();
+        for index in 0..13u64 {
+            let proof = inclusion_proof(SM3, &sm3_tree, index, 13).unwrap();
+            let leaf = &sm3_leaves[index as usize];
+            verify_inclusion(SM3, leaf, index, 13, &proof, &full).unwrap();
+            // The same proof under SHA-256 leads to another root (13 leaves: every path has
+            // at least one hash to fold).
+            assert_eq!(
+                verify_inclusion(S, leaf, index, 13, &proof, &full),
+                Err(VerifyError::RootMismatch)
+            );
+        }
+        for old in 1..13u64 {
+            let proof = consistency_proof(SM3, &sm3_tree, old, 13).unwrap();
+            let old_root = root_from(SM3, &sm3_tree, old).unwrap();
+            verify_consistency(SM3, old, 13, &old_root, &full, &proof).unwrap();
+            assert!(verify_consistency(S, old, 13, &old_root, &full, &proof).is_err());
+        }
+        // An SM3 frontier over SHA-256 leaves is not the SHA-256 tree.
+        let mut f = Frontier::new(SM3);
+        for l in &sha_leaves {
+            f.push(*l);
+        }
+        assert_ne!(f.root(), sha_tree.root());
+        assert_eq!(
+            verify_consistency(S, 0, 0, &empty_root(SM3), &empty_root(SM3), &[]),
+            Err(VerifyError::OldRootMismatch)
+        );
+    }
+
     #[test]
     fn rfc6962_hasher_vectors() {
         // rfc6962_test.go TestRFC6962Hasher.
-        assert_eq!(to_hex(&empty_root()), ROOTS[0]);
+        assert_eq!(to_hex(&empty_root(S)), ROOTS[0]);
         assert_eq!(
-            to_hex(&leaf_hash(b"")),
+            to_hex(&leaf_hash(S, b"")),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
         assert_eq!(
-            to_hex(&leaf_hash(b"L123456")),
+            to_hex(&leaf_hash(S, b"L123456")),
             "395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56"
         );
         // HashChildren("N123", "N456"): children that are not 32 bytes, so
         // through the private primitive `node_hash` is built on.
         assert_eq!(
-            to_hex(&sha256(&[&[NODE_PREFIX], b"N123", b"N456"])),
+            to_hex(&hash(S, &[&[NODE_PREFIX], b"N123", b"N456"])),
             "aa217fe888e47007fa15edab33c2b492a722cb106c64667fc2b044444de66bbb"
         );
         // And node_hash itself on 32-byte children: node (1, 0) from leaves.
         let leaves = vector_leaves();
-        assert_eq!(node_hash(&leaves[0], &leaves[1]), nh(1, 0));
+        assert_eq!(node_hash(S, &leaves[0], &leaves[1]), nh(1, 0));
     }
 
     #[test]
     fn published_roots_for_every_size() {
         let leaves = vector_leaves();
-        let tree = MemoryTree::from_leaves(&leaves);
-        let mut frontier = Frontier::new();
+        let tree = MemoryTree::from_leaves(S, &leaves);
+        let mut frontier = Frontier::new(S);
         assert_eq!(frontier.root(), vector_root(0));
-        assert_eq!(root(&[]), vector_root(0));
-        assert_eq!(empty_root(), vector_root(0));
+        assert_eq!(root(S, &[]), vector_root(0));
+        assert_eq!(empty_root(S), vector_root(0));
         for size in 0..=8u64 {
             let want = vector_root(size);
             let prefix = &leaves[..size as usize];
-            assert_eq!(root(prefix), want, "root() size {size}");
+            assert_eq!(root(S, prefix), want, "root(S, ) size {size}");
             assert_eq!(
-                root_from(prefix, size).unwrap(),
+                root_from(S, &lv(prefix), size).unwrap(),
                 want,
-                "root_from(slice) {size}"
+                "root_from(S, slice) {size}"
             );
             assert_eq!(
-                root_from(&leaves[..], size).unwrap(),
+                root_from(S, &lv(&leaves[..]), size).unwrap(),
                 want,
-                "root_from(all) {size}"
+                "root_from(S, all) {size}"
             );
             assert_eq!(
-                root_from(&tree, size).unwrap(),
+                root_from(S, &tree, size).unwrap(),
                 want,
-                "root_from(tree) {size}"
+                "root_from(S, tree) {size}"
             );
             assert_eq!(
-                Frontier::from_source(&tree, size).unwrap().root(),
+                Frontier::from_source(S, &tree, size).unwrap().root(),
                 want,
                 "Frontier::from_source {size}"
             );
@@ -1162,12 +1268,12 @@ mod tests {
     #[test]
     fn published_node_hashes() {
         let leaves = vector_leaves();
-        let tree = MemoryTree::from_leaves(&leaves);
+        let tree = MemoryTree::from_leaves(S, &leaves);
         for (level, row) in NODE_HASHES.iter().enumerate() {
             for (index, want) in row.iter().enumerate() {
                 let (level, index) = (level as u32, index as u64);
                 assert_eq!(to_hex(&tree.subtree(level, index).unwrap()), *want);
-                assert_eq!(to_hex(&leaves.subtree(level, index).unwrap()), *want);
+                assert_eq!(to_hex(&lv(&leaves).subtree(level, index).unwrap()), *want);
             }
         }
     }
@@ -1187,7 +1293,7 @@ mod tests {
             vec![c(2, 0), c(1, 2), c(0, 6)],
             vec![c(3, 0)],
         ];
-        let mut frontier = Frontier::new();
+        let mut frontier = Frontier::new(S);
         for (size, leaf) in vector_leaves().into_iter().enumerate() {
             assert_eq!(frontier.peaks(), want[size].as_slice(), "size {size}");
             frontier.push(leaf);
@@ -1227,14 +1333,14 @@ mod tests {
                 index,
                 size,
                 *root,
-                leaf_hash(b"WrongLeaf"),
+                leaf_hash(S, b"WrongLeaf"),
                 proof.to_vec(),
             ),
             (
                 "empty root",
                 index,
                 size,
-                empty_root(),
+                empty_root(S),
                 *leaf,
                 proof.to_vec(),
             ),
@@ -1261,7 +1367,7 @@ mod tests {
         }
         for (desc, i, s, r, l, p) in probes {
             assert!(
-                verify_inclusion(&l, i, s, &p, &r).is_err(),
+                verify_inclusion(S, &l, i, s, &p, &r).is_err(),
                 "probe {desc:?} verified for leaf {index} of {size}"
             );
         }
@@ -1270,16 +1376,19 @@ mod tests {
     #[test]
     fn published_inclusion_proofs() {
         let leaves = vector_leaves();
-        let tree = MemoryTree::from_leaves(&leaves);
+        let tree = MemoryTree::from_leaves(S, &leaves);
         for &(leaf_number, size, proof) in INCLUSION_PROOFS {
             let index = leaf_number - 1;
             let want = hashes(proof);
             let leaf = leaves[index as usize];
             let root = vector_root(size);
-            assert_eq!(inclusion_proof(&leaves[..], index, size).unwrap(), want);
-            assert_eq!(inclusion_proof(&tree, index, size).unwrap(), want);
+            assert_eq!(
+                inclusion_proof(S, &lv(&leaves[..]), index, size).unwrap(),
+                want
+            );
+            assert_eq!(inclusion_proof(S, &tree, index, size).unwrap(), want);
             assert_eq!(inclusion_proof_len(index, size), want.len());
-            verify_inclusion(&leaf, index, size, &want, &root).unwrap();
+            verify_inclusion(S, &leaf, index, size, &want, &root).unwrap();
             assert_inclusion_probes_fail(index, size, &want, &root, &leaf);
         }
     }
@@ -1292,7 +1401,7 @@ mod tests {
         root1: &Hash,
         root2: &Hash,
     ) {
-        let wrong = leaf_hash(b"WrongRoot");
+        let wrong = leaf_hash(S, b"WrongRoot");
         let garbage = [0u8; 32];
         let (r1, r2) = (*root1, *root2);
         let mut probes: Vec<Probe> = vec![
@@ -1322,7 +1431,7 @@ mod tests {
         }
         for (desc, s1, s2, a, b, p) in probes {
             assert!(
-                verify_consistency(s1, s2, &a, &b, &p).is_err(),
+                verify_consistency(S, s1, s2, &a, &b, &p).is_err(),
                 "probe {desc:?} verified for {size1} -> {size2}"
             );
         }
@@ -1331,14 +1440,17 @@ mod tests {
     #[test]
     fn published_consistency_proofs() {
         let leaves = vector_leaves();
-        let tree = MemoryTree::from_leaves(&leaves);
+        let tree = MemoryTree::from_leaves(S, &leaves);
         for &(size1, size2, proof) in CONSISTENCY_PROOFS {
             let want = hashes(proof);
             let (root1, root2) = (vector_root(size1), vector_root(size2));
-            assert_eq!(consistency_proof(&leaves[..], size1, size2).unwrap(), want);
-            assert_eq!(consistency_proof(&tree, size1, size2).unwrap(), want);
+            assert_eq!(
+                consistency_proof(S, &lv(&leaves[..]), size1, size2).unwrap(),
+                want
+            );
+            assert_eq!(consistency_proof(S, &tree, size1, size2).unwrap(), want);
             assert_eq!(consistency_proof_len(size1, size2), want.len());
-            verify_consistency(size1, size2, &root1, &root2, &want).unwrap();
+            verify_consistency(S, size1, size2, &root1, &root2, &want).unwrap();
             if !want.is_empty() {
                 assert_consistency_probes_fail(size1, size2, &want, &root1, &root2);
             }
@@ -1351,7 +1463,7 @@ mod tests {
         // ids over the 8-leaf tree; `rehash` groups are ephemeral nodes,
         // e.g. l = hash(i, j) over leaves [4, 7). Rendered with NodeHashes.
         let leaves = vector_leaves();
-        let l = node_hash(&nh(1, 2), &nh(0, 6)); // l = hash(i, j)
+        let l = node_hash(S, &nh(1, 2), &nh(0, 6)); // l = hash(i, j)
         let inclusion: Vec<(u64, u64, Vec<Hash>)> = vec![
             (1, 0, vec![]),
             (2, 0, vec![nh(0, 1)]),
@@ -1370,9 +1482,10 @@ mod tests {
             (6, 4, vec![nh(0, 5), nh(2, 0)]),
         ];
         for (size, index, want) in inclusion {
-            let got = inclusion_proof(&leaves[..], index, size).unwrap();
+            let got = inclusion_proof(S, &lv(&leaves[..]), index, size).unwrap();
             assert_eq!(got, want, "inclusion {index} of {size}");
             verify_inclusion(
+                S,
                 &leaves[index as usize],
                 index,
                 size,
@@ -1402,10 +1515,17 @@ mod tests {
             consistency.push((size, size, vec![]));
         }
         for (size1, size2, want) in consistency {
-            let got = consistency_proof(&leaves[..], size1, size2).unwrap();
+            let got = consistency_proof(S, &lv(&leaves[..]), size1, size2).unwrap();
             assert_eq!(got, want, "consistency {size1} -> {size2}");
-            verify_consistency(size1, size2, &vector_root(size1), &vector_root(size2), &got)
-                .unwrap();
+            verify_consistency(
+                S,
+                size1,
+                size2,
+                &vector_root(size1),
+                &vector_root(size2),
+                &got,
+            )
+            .unwrap();
         }
     }
 
@@ -1413,8 +1533,8 @@ mod tests {
     fn consistency_edge_cases() {
         // verify_test.go TestVerifyConsistency, adapted: this verifier also
         // requires the old root of a size-0 tree to be the empty root.
-        let e = empty_root();
-        let (r1, r2) = (leaf_hash(b"don't care 1"), leaf_hash(b"don't care 2"));
+        let e = empty_root(S);
+        let (r1, r2) = (leaf_hash(S, b"don't care 1"), leaf_hash(S, b"don't care 2"));
         let proof2 = [e];
         type Case<'a> = (u64, u64, Hash, Hash, &'a [Hash], Result<(), VerifyError>);
         let cases: [Case; 14] = [
@@ -1494,7 +1614,7 @@ mod tests {
             ),
         ];
         for (i, (s1, s2, a, b, p, want)) in cases.into_iter().enumerate() {
-            assert_eq!(verify_consistency(s1, s2, &a, &b, p), want, "case {i}");
+            assert_eq!(verify_consistency(S, s1, s2, &a, &b, p), want, "case {i}");
         }
     }
 
@@ -1503,50 +1623,50 @@ mod tests {
         // verify_test.go TestVerifyInclusion probes {0,0}, {0,1}, {1,0},
         // {2,1} with an empty proof and mismatching leaf/root.
         let some = h(SOME_HASH);
-        let e = empty_root();
+        let e = empty_root(S);
         assert_eq!(
-            verify_inclusion(&some, 0, 0, &[], &e),
+            verify_inclusion(S, &some, 0, 0, &[], &e),
             Err(VerifyError::SizeZero)
         );
         assert_eq!(
-            verify_inclusion(&some, 1, 0, &[], &e),
+            verify_inclusion(S, &some, 1, 0, &[], &e),
             Err(VerifyError::SizeZero)
         );
         assert_eq!(
-            verify_inclusion(&some, 2, 1, &[], &e),
+            verify_inclusion(S, &some, 2, 1, &[], &e),
             Err(VerifyError::IndexOutOfRange { index: 2, size: 1 })
         );
         assert_eq!(
-            verify_inclusion(&some, 0, 1, &[], &e),
+            verify_inclusion(S, &some, 0, 1, &[], &e),
             Err(VerifyError::RootMismatch)
         );
         assert_eq!(
-            verify_inclusion(&some, 0, 2, &[], &e),
+            verify_inclusion(S, &some, 0, 2, &[], &e),
             Err(VerifyError::WrongProofLength {
                 expected: 1,
                 actual: 0
             })
         );
         // TestVerifyInclusionSingleEntry.
-        let d = leaf_hash(b"data");
-        verify_inclusion(&d, 0, 1, &[], &d).unwrap();
+        let d = leaf_hash(S, b"data");
+        verify_inclusion(S, &d, 0, 1, &[], &d).unwrap();
         assert_eq!(
-            verify_inclusion(&d, 0, 1, &[], &e),
+            verify_inclusion(S, &d, 0, 1, &[], &e),
             Err(VerifyError::RootMismatch)
         );
 
         // Generators.
         let leaves = vector_leaves();
         assert!(matches!(
-            inclusion_proof(&leaves[..], 0, 0),
+            inclusion_proof(S, &lv(&leaves[..]), 0, 0),
             Err(ProofError::EmptyTree)
         ));
         assert!(matches!(
-            inclusion_proof(&leaves[..], 8, 7),
+            inclusion_proof(S, &lv(&leaves[..]), 8, 7),
             Err(ProofError::IndexOutOfRange { index: 8, size: 7 })
         ));
         assert!(matches!(
-            consistency_proof(&leaves[..], 9, 8),
+            consistency_proof(S, &lv(&leaves[..]), 9, 8),
             Err(ProofError::OldSizeGreater {
                 old_size: 9,
                 new_size: 8
@@ -1554,23 +1674,23 @@ mod tests {
         ));
         // Beyond what the source holds.
         assert!(matches!(
-            inclusion_proof(&leaves[..], 0, 9),
+            inclusion_proof(S, &lv(&leaves[..]), 0, 9),
             Err(ProofError::Source(SubtreeUnavailable { leaves: 8, .. }))
         ));
         assert!(matches!(
-            root_from(&leaves[..], 9),
+            root_from(S, &lv(&leaves[..]), 9),
             Err(ProofError::Source(_))
         ));
-        let tree = MemoryTree::from_leaves(&leaves);
+        let tree = MemoryTree::from_leaves(S, &leaves);
         assert!(matches!(
-            consistency_proof(&tree, 3, 12),
+            consistency_proof(S, &tree, 3, 12),
             Err(ProofError::Source(_))
         ));
-        assert!(leaves.subtree(63, u64::MAX).is_err());
-        assert!(leaves.subtree(64, 0).is_err());
+        assert!(lv(&leaves).subtree(63, u64::MAX).is_err());
+        assert!(lv(&leaves).subtree(64, 0).is_err());
         assert!(tree.subtree(64, 0).is_err());
         // Error texts are specific.
-        let err = inclusion_proof(&leaves[..], 8, 7).unwrap_err();
+        let err = inclusion_proof(S, &lv(&leaves[..]), 8, 7).unwrap_err();
         assert_eq!(
             err.to_string(),
             "leaf index 8 is out of range for tree size 7"
@@ -1584,24 +1704,24 @@ mod tests {
         // hash" is node (1, 1). The root alone does not fix the size; callers
         // take (size, root) together from a signed tree head.
         let leaves = vector_leaves();
-        let proof = inclusion_proof(&leaves[..], 0, 4).unwrap();
-        verify_inclusion(&leaves[0], 0, 4, &proof, &vector_root(4)).unwrap();
-        verify_inclusion(&leaves[0], 0, 3, &proof, &vector_root(4)).unwrap();
-        assert!(verify_inclusion(&leaves[0], 0, 3, &proof, &vector_root(3)).is_err());
+        let proof = inclusion_proof(S, &lv(&leaves[..]), 0, 4).unwrap();
+        verify_inclusion(S, &leaves[0], 0, 4, &proof, &vector_root(4)).unwrap();
+        verify_inclusion(S, &leaves[0], 0, 3, &proof, &vector_root(4)).unwrap();
+        assert!(verify_inclusion(S, &leaves[0], 0, 3, &proof, &vector_root(3)).is_err());
     }
 
     #[test]
     fn frontier_from_peaks() {
         let leaves = vector_leaves();
-        let mut f = Frontier::new();
+        let mut f = Frontier::new(S);
         for l in &leaves[..7] {
             f.push(*l);
         }
-        let g = Frontier::from_peaks(7, f.peaks().to_vec()).unwrap();
+        let g = Frontier::from_peaks(S, 7, f.peaks().to_vec()).unwrap();
         assert_eq!(g, f);
         assert_eq!(g.root(), vector_root(7));
         assert_eq!(
-            Frontier::from_peaks(8, f.peaks().to_vec()),
+            Frontier::from_peaks(S, 8, f.peaks().to_vec()),
             Err(FrontierError::PeakCountMismatch {
                 size: 8,
                 expected: 1,
@@ -1642,7 +1762,7 @@ mod tests {
 
     fn make_leaves(seed: u64, n: u64) -> Vec<Hash> {
         (0..n)
-            .map(|i| leaf_hash(&[seed.to_be_bytes(), i.to_be_bytes()].concat()))
+            .map(|i| leaf_hash(S, &[seed.to_be_bytes(), i.to_be_bytes()].concat()))
             .collect()
     }
 
@@ -1686,9 +1806,10 @@ mod tests {
         let (last, rest) = proof.split_last()?;
         let k = split_u64(n);
         if m < k {
-            Some(node_hash(&ref_inclusion_root(m, k, leaf, rest)?, last))
+            Some(node_hash(S, &ref_inclusion_root(m, k, leaf, rest)?, last))
         } else {
             Some(node_hash(
+                S,
                 last,
                 &ref_inclusion_root(m - k, n - k, leaf, rest)?,
             ))
@@ -1722,10 +1843,10 @@ mod tests {
         let k = split_u64(n);
         if m <= k {
             let (fr, sr) = ref_subproof(m, k, whole, old_root, rest)?;
-            Some((fr, node_hash(&sr, last)))
+            Some((fr, node_hash(S, &sr, last)))
         } else {
             let (fr, sr) = ref_subproof(m - k, n - k, false, old_root, rest)?;
-            Some((node_hash(last, &fr), node_hash(last, &sr)))
+            Some((node_hash(S, last, &fr), node_hash(S, last, &sr)))
         }
     }
 
@@ -1741,7 +1862,7 @@ mod tests {
         }
         if m == 0 {
             return proof.is_empty()
-                && *old_root == empty_root()
+                && *old_root == empty_root(S)
                 && (n > 0 || new_root == old_root);
         }
         ref_subproof(m, n, true, old_root, proof) == Some((*old_root, *new_root))
@@ -1755,20 +1876,20 @@ mod tests {
     #[test]
     fn lookups_are_logarithmic() {
         let n = 1000u64;
-        let tree = MemoryTree::from_leaves(&make_leaves(7, n));
+        let tree = MemoryTree::from_leaves(S, &make_leaves(7, n));
         let src = Counting::new(&tree);
         for size in 1..=n {
-            root_from(&src, size).unwrap();
+            root_from(S, &src, size).unwrap();
             assert!(src.take() <= lookup_bound(size));
             for index in [0, size / 3, size / 2, size - 1] {
-                inclusion_proof(&src, index, size).unwrap();
+                inclusion_proof(S, &src, index, size).unwrap();
                 assert!(
                     src.take() <= lookup_bound(size),
                     "inclusion {index} of {size}"
                 );
             }
             for old in [1, size / 3, size / 2, size - 1] {
-                consistency_proof(&src, old, size).unwrap();
+                consistency_proof(S, &src, old, size).unwrap();
                 assert!(
                     src.take() <= lookup_bound(size),
                     "consistency {old} -> {size}"
@@ -1780,11 +1901,11 @@ mod tests {
     #[test]
     fn incremental_node_storage() {
         let leaves = make_leaves(3, 300);
-        let mut tree = MemoryTree::new();
-        let mut frontier = Frontier::new();
+        let mut tree = MemoryTree::new(S);
+        let mut frontier = Frontier::new(S);
         for (i, leaf) in leaves.iter().enumerate() {
             let index = i as u64;
-            let from_store = append_nodes(&tree, index, *leaf).unwrap();
+            let from_store = append_nodes(S, &tree, index, *leaf).unwrap();
             let from_frontier = frontier.append(*leaf);
             let stored = tree.push(*leaf);
             assert_eq!(from_store, from_frontier, "leaf {i}");
@@ -1795,7 +1916,7 @@ mod tests {
                 assert!(node.level >= 1);
                 let (start, end) = subtree_span(node.level, node.index).unwrap();
                 assert_eq!(end, index + 1, "a completed subtree ends at the new leaf");
-                assert_eq!(node.hash, root(&leaves[start as usize..end as usize]));
+                assert_eq!(node.hash, root(S, &leaves[start as usize..end as usize]));
             }
         }
         // Every perfect subtree is stored, once: 299 nodes of level >= 1.
@@ -1803,7 +1924,7 @@ mod tests {
         assert_eq!(stored, 300 - 300u64.count_ones() as usize);
         assert_eq!(tree.levels[0], leaves);
         // A store missing a needed sibling reports it.
-        assert!(append_nodes(&leaves[..2], 3, leaves[3]).is_err());
+        assert!(append_nodes(S, &lv(&leaves[..2]), 3, leaves[3]).is_err());
     }
 
     #[test]
@@ -1811,13 +1932,13 @@ mod tests {
         // One streaming pass over 1,000,000 leaves with roots checked at
         // many intermediate sizes, plus O(log n) proofs at full size.
         const N: u64 = 1_000_000;
-        let mut frontier = Frontier::new();
-        let mut tree = MemoryTree::new();
+        let mut frontier = Frontier::new(S);
+        let mut tree = MemoryTree::new(S);
         const STEP: u64 = 9_973;
         let mut next_checkpoint = STEP;
         let mut checkpoints = Vec::new();
         for i in 0..N {
-            let leaf = leaf_hash(&i.to_be_bytes());
+            let leaf = leaf_hash(S, &i.to_be_bytes());
             frontier.push(leaf);
             tree.push(leaf);
             let size = frontier.size();
@@ -1830,26 +1951,26 @@ mod tests {
         }
         assert_eq!(
             frontier.root(),
-            root(&tree.levels[0]),
+            root(S, &tree.levels[0]),
             "reference root at 1,000,000"
         );
         assert_eq!(tree.root(), frontier.root());
         let src = Counting::new(&tree);
         for &(size, want) in &checkpoints {
-            assert_eq!(root_from(&src, size).unwrap(), want, "size {size}");
+            assert_eq!(root_from(S, &src, size).unwrap(), want, "size {size}");
         }
         assert!(src.take() <= checkpoints.len() * lookup_bound(N));
         let new_root = frontier.root();
         for index in [0, 1, 123_456, 524_287, 524_288, N - 1] {
-            let proof = inclusion_proof(&src, index, N).unwrap();
+            let proof = inclusion_proof(S, &src, index, N).unwrap();
             assert!(src.take() <= lookup_bound(N));
             let leaf = tree.subtree(0, index).unwrap();
-            verify_inclusion(&leaf, index, N, &proof, &new_root).unwrap();
+            verify_inclusion(S, &leaf, index, N, &proof, &new_root).unwrap();
         }
         for &(old, old_root) in &checkpoints {
-            let proof = consistency_proof(&src, old, N).unwrap();
+            let proof = consistency_proof(S, &src, old, N).unwrap();
             assert!(src.take() <= lookup_bound(N));
-            verify_consistency(old, N, &old_root, &new_root, &proof).unwrap();
+            verify_consistency(S, old, N, &old_root, &new_root, &proof).unwrap();
         }
     }
 
@@ -1877,11 +1998,11 @@ mod tests {
             other in any::<u64>(),
         ) {
             let leaves = make_leaves(seed, size);
-            let root = root(&leaves);
+            let root = root(S, &leaves);
             let leaf = leaves[index as usize];
-            let proof = inclusion_proof(&leaves[..], index, size).unwrap();
+            let proof = inclusion_proof(S, &lv(&leaves[..]), index, size).unwrap();
             prop_assert_eq!(proof.len(), inclusion_proof_len(index, size));
-            prop_assert_eq!(verify_inclusion(&leaf, index, size, &proof, &root), Ok(()));
+            prop_assert_eq!(verify_inclusion(S, &leaf, index, size, &proof, &root), Ok(()));
             prop_assert!(ref_verify_inclusion(&leaf, index, size, &proof, &root));
 
             // Any one byte of any proof hash.
@@ -1889,22 +2010,22 @@ mod tests {
                 let mut bad = proof.clone();
                 bad[i] = flip(bad[i], byte + i, mask);
                 prop_assert_eq!(
-                    verify_inclusion(&leaf, index, size, &bad, &root),
+                    verify_inclusion(S, &leaf, index, size, &bad, &root),
                     Err(VerifyError::RootMismatch)
                 );
             }
             // The root, the leaf.
             prop_assert_eq!(
-                verify_inclusion(&leaf, index, size, &proof, &flip(root, byte, mask)),
+                verify_inclusion(S, &leaf, index, size, &proof, &flip(root, byte, mask)),
                 Err(VerifyError::RootMismatch)
             );
-            prop_assert!(verify_inclusion(&flip(leaf, byte, mask), index, size, &proof, &root).is_err());
+            prop_assert!(verify_inclusion(S, &flip(leaf, byte, mask), index, size, &proof, &root).is_err());
             // Any other index.
             let other_index = other % size;
             if other_index != index {
-                prop_assert!(verify_inclusion(&leaf, other_index, size, &proof, &root).is_err());
+                prop_assert!(verify_inclusion(S, &leaf, other_index, size, &proof, &root).is_err());
             }
-            prop_assert!(verify_inclusion(&leaf, index + size, size, &proof, &root).is_err());
+            prop_assert!(verify_inclusion(S, &leaf, index + size, size, &proof, &root).is_err());
             // Any other size: rejected whenever the leaf's path differs in
             // that size; the verifier agrees exactly with the independent
             // recursive reference (see `size_binding_is_the_callers_job`).
@@ -1912,7 +2033,7 @@ mod tests {
                 if other_size == size {
                     continue;
                 }
-                let got = verify_inclusion(&leaf, index, other_size, &proof, &root);
+                let got = verify_inclusion(S, &leaf, index, other_size, &proof, &root);
                 prop_assert_eq!(
                     got.is_ok(),
                     ref_verify_inclusion(&leaf, index, other_size, &proof, &root),
@@ -1923,9 +2044,9 @@ mod tests {
                 }
             }
             // Length changes.
-            prop_assert!(verify_inclusion(&leaf, index, size, &[proof.clone(), vec![root]].concat(), &root).is_err());
+            prop_assert!(verify_inclusion(S, &leaf, index, size, &[proof.clone(), vec![root]].concat(), &root).is_err());
             if let Some((_, init)) = proof.split_last() {
-                prop_assert!(verify_inclusion(&leaf, index, size, init, &root).is_err());
+                prop_assert!(verify_inclusion(S, &leaf, index, size, init, &root).is_err());
             }
         }
 
@@ -1938,22 +2059,22 @@ mod tests {
             other in any::<u64>(),
         ) {
             let leaves = make_leaves(seed, new);
-            let old_root = root(&leaves[..old as usize]);
-            let new_root = root(&leaves);
-            let proof = consistency_proof(&leaves[..], old, new).unwrap();
+            let old_root = root(S, &leaves[..old as usize]);
+            let new_root = root(S, &leaves);
+            let proof = consistency_proof(S, &lv(&leaves[..]), old, new).unwrap();
             prop_assert_eq!(proof.len(), consistency_proof_len(old, new));
-            prop_assert_eq!(verify_consistency(old, new, &old_root, &new_root, &proof), Ok(()));
+            prop_assert_eq!(verify_consistency(S, old, new, &old_root, &new_root, &proof), Ok(()));
             prop_assert!(ref_verify_consistency(old, new, &old_root, &new_root, &proof));
 
             for i in 0..proof.len() {
                 let mut bad = proof.clone();
                 bad[i] = flip(bad[i], byte + i, mask);
-                prop_assert!(verify_consistency(old, new, &old_root, &new_root, &bad).is_err());
+                prop_assert!(verify_consistency(S, old, new, &old_root, &new_root, &bad).is_err());
             }
-            prop_assert!(verify_consistency(old, new, &flip(old_root, byte, mask), &new_root, &proof).is_err());
+            prop_assert!(verify_consistency(S, old, new, &flip(old_root, byte, mask), &new_root, &proof).is_err());
             // An empty old tree is consistent with every new root.
             if old > 0 || new == 0 {
-                prop_assert!(verify_consistency(old, new, &old_root, &flip(new_root, byte, mask), &proof).is_err());
+                prop_assert!(verify_consistency(S, old, new, &old_root, &flip(new_root, byte, mask), &proof).is_err());
             }
             // Other sizes: exact agreement with the recursive reference, and
             // rejected whenever the proof length does not fit.
@@ -1963,7 +2084,7 @@ mod tests {
                 if (o, n) == (old, new) {
                     continue;
                 }
-                let got = verify_consistency(o, n, &old_root, &new_root, &proof);
+                let got = verify_consistency(S, o, n, &old_root, &new_root, &proof);
                 prop_assert_eq!(
                     got.is_ok(),
                     ref_verify_consistency(o, n, &old_root, &new_root, &proof),
@@ -1974,24 +2095,24 @@ mod tests {
                 }
             }
             if !proof.is_empty() {
-                prop_assert!(verify_consistency(old, new, &old_root, &new_root, &proof[1..]).is_err());
+                prop_assert!(verify_consistency(S, old, new, &old_root, &new_root, &proof[1..]).is_err());
             }
-            prop_assert!(verify_consistency(old, new, &old_root, &new_root, &[proof.clone(), vec![new_root]].concat()).is_err());
+            prop_assert!(verify_consistency(S, old, new, &old_root, &new_root, &[proof.clone(), vec![new_root]].concat()).is_err());
         }
 
         #[test]
         fn roots_agree(size in 0u64..=300, seed in any::<u64>(), cut in any::<u64>()) {
             let leaves = make_leaves(seed, size);
-            let tree = MemoryTree::from_leaves(&leaves);
-            let full = root(&leaves);
-            prop_assert_eq!(root_from(&leaves[..], size).unwrap(), full);
-            prop_assert_eq!(root_from(&tree, size).unwrap(), full);
+            let tree = MemoryTree::from_leaves(S, &leaves);
+            let full = root(S, &leaves);
+            prop_assert_eq!(root_from(S, &lv(&leaves[..]), size).unwrap(), full);
+            prop_assert_eq!(root_from(S, &tree, size).unwrap(), full);
             prop_assert_eq!(tree.root(), full);
             let s = if size == 0 { 0 } else { cut % (size + 1) };
-            let want = root(&leaves[..s as usize]);
-            prop_assert_eq!(root_from(&leaves[..], s).unwrap(), want);
-            prop_assert_eq!(root_from(&tree, s).unwrap(), want);
-            prop_assert_eq!(Frontier::from_source(&tree, s).unwrap().root(), want);
+            let want = root(S, &leaves[..s as usize]);
+            prop_assert_eq!(root_from(S, &lv(&leaves[..]), s).unwrap(), want);
+            prop_assert_eq!(root_from(S, &tree, s).unwrap(), want);
+            prop_assert_eq!(Frontier::from_source(S, &tree, s).unwrap().root(), want);
         }
     }
 
@@ -2001,12 +2122,12 @@ mod tests {
         #[test]
         fn frontier_matches_root_at_every_size(size in 0u64..=300, seed in any::<u64>()) {
             let leaves = make_leaves(seed, size);
-            let mut frontier = Frontier::new();
-            prop_assert_eq!(frontier.root(), root(&[]));
+            let mut frontier = Frontier::new(S);
+            prop_assert_eq!(frontier.root(), root(S, &[]));
             for (i, leaf) in leaves.iter().enumerate() {
                 frontier.push(*leaf);
                 prop_assert_eq!(frontier.size(), i as u64 + 1);
-                prop_assert_eq!(frontier.root(), root(&leaves[..=i]), "size {}", i + 1);
+                prop_assert_eq!(frontier.root(), root(S, &leaves[..=i]), "size {}", i + 1);
                 prop_assert_eq!(frontier.peaks().len(), (i as u64 + 1).count_ones() as usize);
             }
         }
@@ -2018,15 +2139,15 @@ mod tests {
             old_cut in any::<u64>(),
         ) {
             let leaves = make_leaves(seed, size);
-            let tree = MemoryTree::from_leaves(&leaves);
+            let tree = MemoryTree::from_leaves(S, &leaves);
             prop_assert_eq!(
-                inclusion_proof(&tree, index, size).unwrap(),
-                inclusion_proof(&leaves[..], index, size).unwrap()
+                inclusion_proof(S, &tree, index, size).unwrap(),
+                inclusion_proof(S, &lv(&leaves[..]), index, size).unwrap()
             );
             let old = old_cut % (size + 1);
             prop_assert_eq!(
-                consistency_proof(&tree, old, size).unwrap(),
-                consistency_proof(&leaves[..], old, size).unwrap()
+                consistency_proof(S, &tree, old, size).unwrap(),
+                consistency_proof(S, &lv(&leaves[..]), old, size).unwrap()
             );
         }
     }

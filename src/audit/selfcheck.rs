@@ -77,8 +77,9 @@ fn peaks_text(f: &Frontier) -> String {
 }
 
 fn resume(conn: &mut DbConn) -> Result<Frontier, AuditError> {
+    let alg = repo::content_hash(conn)?;
     let Some((size, peaks)) = repo::self_check_mark(conn)? else {
-        return Ok(Frontier::new());
+        return Ok(Frontier::new(alg));
     };
     let bad = |e: String| AuditError::Corrupt(format!("self-check mark: {e}"));
     let peaks: Vec<Hash> = if peaks.is_empty() {
@@ -89,7 +90,7 @@ fn resume(conn: &mut DbConn) -> Result<Frontier, AuditError> {
             .map(|p| merkle::from_hex(p).map_err(|e| bad(e.to_string())))
             .collect::<Result<_, _>>()?
     };
-    Frontier::from_peaks(size.max(0) as u64, peaks).map_err(|e| bad(e.to_string()))
+    Frontier::from_peaks(alg, size.max(0) as u64, peaks).map_err(|e| bad(e.to_string()))
 }
 
 /// Extends `frontier` over the events `[frontier.size(), size)`, checking each and every head
@@ -116,10 +117,11 @@ fn extend(
             if row.seq as u64 != seq {
                 return Ok(Err(Finding::Missing { seq }));
             }
-            let leaf = merkle::leaf_hash(&leaf_of(row)?.canonical_bytes()?);
+            let leaf = merkle::leaf_hash(frontier.alg(), &leaf_of(row)?.canonical_bytes()?);
             if check
                 && (merkle::to_hex(&leaf) != row.leaf_hash
-                    || Digest::of(row.details.as_bytes()).to_string() != row.details_digest)
+                    || Digest::with(frontier.alg(), row.details.as_bytes()).to_string()
+                        != row.details_digest)
             {
                 return Ok(Err(Finding::EventChanged { seq }));
             }
@@ -166,10 +168,14 @@ pub fn self_check(
             }));
         }
         let root = if cosigned == 0 {
-            merkle::empty_root()
+            merkle::empty_root(frontier.alg())
         } else {
-            merkle::root_from(&StoredSubtrees(RefCell::new(conn)), cosigned)
-                .map_err(|e| AuditError::Corrupt(e.to_string()))?
+            merkle::root_from(
+                frontier.alg(),
+                &StoredSubtrees(RefCell::new(conn)),
+                cosigned,
+            )
+            .map_err(|e| AuditError::Corrupt(e.to_string()))?
         };
         if merkle::to_hex(&root) != c.root {
             return Ok(Err(Finding::DivergesFromWitness {
@@ -211,7 +217,8 @@ pub fn accept_restore(
             .iter()
             .map(|h| serde_json::json!({"size": h.size, "root": h.root.to_string(), "signed_at": h.signed_at}))
             .collect();
-        let mut frontier = Frontier::new();
+        let alg = repo::content_hash(c)?;
+        let mut frontier = Frontier::new(alg);
         // Recompute without refusing: every leaf as stored now.
         if let Err(f) = extend(c, &mut frontier, size, false, &mut |_, _| {})? {
             return Err(AuditError::Corrupt(format!("cannot start over: {f}")));
@@ -220,7 +227,7 @@ pub fn accept_restore(
         for cs in crate::storage::witness::latest_cosignatures(c)? {
             let s = cs.size.max(0) as u64;
             let ours = (s <= size && s > 0)
-                .then(|| merkle::root_from(&StoredSubtrees(RefCell::new(c)), s))
+                .then(|| merkle::root_from(alg, &StoredSubtrees(RefCell::new(c)), s))
                 .transpose()
                 .map_err(|e| AuditError::Corrupt(e.to_string()))?;
             if s > size || ours.map(|r| merkle::to_hex(&r)) != Some(cs.root.clone()) {

@@ -14,7 +14,7 @@ use super::log::{
     entry_of, leaf_of, AuditEntry, AuditError, InclusionProof, SignedTreeHead, StoredSubtrees,
 };
 use super::merkle::{self, Frontier, Hash};
-use crate::crypto::hash::Digest;
+use crate::crypto::hash::{Digest, HashAlg};
 use crate::crypto::keys::PublicKey;
 use crate::storage::audit as repo;
 use crate::storage::DbConn;
@@ -68,12 +68,13 @@ pub fn verify_database(
         .map(SignedTreeHead::from_stored)
         .collect();
     let total = repo::size(conn)?;
-    let mut frontier = Frontier::new();
+    let alg = repo::content_hash(conn)?;
+    let mut frontier = Frontier::new(alg);
     let mut next_head = heads.iter().peekable();
     let mut expected = 0i64;
     // Heads of size 0 cover the empty tree.
     while let Some(h) = next_head.next_if(|h| h.size == 0) {
-        check_head(&mut report, h, &merkle::empty_root(), trusted_key);
+        check_head(&mut report, h, &merkle::empty_root(alg), trusted_key);
     }
     'pages: while expected < total {
         let rows = repo::events_range(conn, expected, expected + PAGE)?;
@@ -90,13 +91,13 @@ pub fn verify_database(
                 break 'pages;
             }
             let leaf = match leaf_of(row).and_then(|l| Ok(l.canonical_bytes()?)) {
-                Ok(bytes) => merkle::leaf_hash(&bytes),
+                Ok(bytes) => merkle::leaf_hash(alg, &bytes),
                 Err(e) => {
                     report.fail(Some(row.seq), format!("event {}: {e}", row.seq));
                     [0u8; 32]
                 }
             };
-            if Digest::of(row.details.as_bytes()).to_string() != row.details_digest {
+            if Digest::with(alg, row.details.as_bytes()).to_string() != row.details_digest {
                 report.fail(
                     Some(row.seq),
                     format!("event {}: details do not match their digest", row.seq),
@@ -139,10 +140,10 @@ pub fn verify_database(
             let (Some(old_root), Some(new_root)) = (old.root_hash(), new.root_hash()) else {
                 continue;
             };
-            let ok = merkle::consistency_proof(&src, old.size, new.size)
+            let ok = merkle::consistency_proof(alg, &src, old.size, new.size)
                 .map_err(|e| e.to_string())
                 .and_then(|p| {
-                    merkle::verify_consistency(old.size, new.size, &old_root, &new_root, &p)
+                    merkle::verify_consistency(alg, old.size, new.size, &old_root, &new_root, &p)
                         .map_err(|e| e.to_string())
                 });
             match ok {
@@ -265,7 +266,7 @@ pub fn export_witnessed(
         }
         seq += PAGE;
     }
-    let tree = merkle::MemoryTree::from_leaves(&leaves);
+    let tree = merkle::MemoryTree::from_leaves(repo::content_hash(conn)?, &leaves);
     let io = |e: std::io::Error| AuditError::Corrupt(format!("write: {e}"));
     let json = |e: serde_json::Error| AuditError::Corrupt(format!("serialising a line: {e}"));
     writeln!(
@@ -280,7 +281,7 @@ pub fn export_witnessed(
             let consistency = if cp.size == 0 || cp.size == head.size {
                 Vec::new()
             } else {
-                merkle::consistency_proof(&tree, cp.size, head.size)
+                merkle::consistency_proof(tree.alg(), &tree, cp.size, head.size)
                     .map_err(|e| AuditError::Corrupt(e.to_string()))?
                     .iter()
                     .map(merkle::to_hex)
@@ -298,7 +299,7 @@ pub fn export_witnessed(
     while seq < to {
         for row in repo::events_range(conn, seq, (seq + PAGE).min(to))? {
             let mut entry = entry_of(&row)?;
-            let path = merkle::inclusion_proof(&tree, row.seq as u64, head.size)
+            let path = merkle::inclusion_proof(tree.alg(), &tree, row.seq as u64, head.size)
                 .map_err(|e| AuditError::Corrupt(e.to_string()))?;
             entry.inclusion = Some(InclusionProof {
                 tree_size: head.size,
@@ -320,8 +321,13 @@ pub fn export_witnessed(
 
 /// Checks an export file: the head's signature (and key, if trusted one is given), then every
 /// event's leaf and inclusion proof. Returns the report; line numbers start at 1.
-pub fn verify_export(input: &mut dyn BufRead, trusted_key: Option<&PublicKey>) -> VerifyReport {
-    verify_export_witnessed(input, trusted_key, None)
+/// `alg` is the content hash of the exporting node's network (its directory's `hash`).
+pub fn verify_export(
+    input: &mut dyn BufRead,
+    alg: HashAlg,
+    trusted_key: Option<&PublicKey>,
+) -> VerifyReport {
+    verify_export_witnessed(input, alg, trusted_key, None)
 }
 
 /// [`verify_export`], and with a policy: the export's cosigned checkpoint must be signed by the
@@ -329,6 +335,7 @@ pub fn verify_export(input: &mut dyn BufRead, trusted_key: Option<&PublicKey>) -
 /// of the directory, and extended by the head (its consistency proof).
 pub fn verify_export_witnessed(
     input: &mut dyn BufRead,
+    alg: HashAlg,
     trusted_key: Option<&PublicKey>,
     policy: Option<&WitnessPolicy>,
 ) -> VerifyReport {
@@ -372,7 +379,7 @@ pub fn verify_export_witnessed(
                 };
                 witnessed_seen = true;
                 if let Some(p) = policy {
-                    if let Err(e) = check_witnessed(&mut report, &w, h, p) {
+                    if let Err(e) = check_witnessed(&mut report, alg, &w, h, p) {
                         report.fail(None, format!("line {lineno}: {e}"));
                     }
                 }
@@ -383,7 +390,7 @@ pub fn verify_export_witnessed(
                     break;
                 };
                 let seq = e.event.seq;
-                let problem = check_exported_event(&e, h);
+                let problem = check_exported_event(alg, &e, h);
                 if let Err(p) = problem {
                     report.fail(Some(seq), format!("line {lineno} (event {seq}): {p}"));
                 }
@@ -411,6 +418,7 @@ pub fn verify_export_witnessed(
 
 fn check_witnessed(
     report: &mut VerifyReport,
+    alg: HashAlg,
     w: &WitnessedCheckpoint,
     head: &SignedTreeHead,
     policy: &WitnessPolicy,
@@ -431,12 +439,14 @@ fn check_witnessed(
         .map(|h| merkle::from_hex(h).map_err(|_| "bad hash in the consistency proof".to_string()))
         .collect::<Result<_, _>>()?;
     let head_root = head.root_hash().ok_or("bad root in head")?;
-    merkle::verify_consistency(cp.size, head.size, &cp.root, &head_root, &proof).map_err(|e| {
-        format!(
-            "the head of size {} does not extend the cosigned checkpoint of size {}: {e}",
-            head.size, cp.size
-        )
-    })?;
+    merkle::verify_consistency(alg, cp.size, head.size, &cp.root, &head_root, &proof).map_err(
+        |e| {
+            format!(
+                "the head of size {} does not extend the cosigned checkpoint of size {}: {e}",
+                head.size, cp.size
+            )
+        },
+    )?;
     let cosigned = checkpoint::cosigners(&note, &log, |n| (policy.keys_of)(n));
     report.witnessed_size = Some(cp.size);
     report.cosigned_by = cosigned.iter().map(|(n, _)| n.to_string()).collect();
@@ -451,13 +461,13 @@ fn check_witnessed(
     Ok(())
 }
 
-fn check_exported_event(e: &AuditEntry, head: &SignedTreeHead) -> Result<(), String> {
+fn check_exported_event(alg: HashAlg, e: &AuditEntry, head: &SignedTreeHead) -> Result<(), String> {
     let bytes = e.event.canonical_bytes().map_err(|x| x.to_string())?;
-    let leaf = merkle::leaf_hash(&bytes);
+    let leaf = merkle::leaf_hash(alg, &bytes);
     if merkle::to_hex(&leaf) != e.leaf_hash {
         return Err("content does not match its leaf hash".into());
     }
-    if Digest::of(e.details.to_string().as_bytes()) != e.event.details_digest {
+    if Digest::with(alg, e.details.to_string().as_bytes()) != e.event.details_digest {
         return Err("details do not match their digest".into());
     }
     let proof = e.inclusion.as_ref().ok_or("no inclusion proof")?;
@@ -470,6 +480,6 @@ fn check_exported_event(e: &AuditEntry, head: &SignedTreeHead) -> Result<(), Str
         .map(|h| merkle::from_hex(h).map_err(|_| "bad hash in proof"))
         .collect::<Result<_, _>>()?;
     let root = head.root_hash().ok_or("bad root in head")?;
-    merkle::verify_inclusion(&leaf, e.event.seq as u64, head.size, &path, &root)
+    merkle::verify_inclusion(alg, &leaf, e.event.seq as u64, head.size, &path, &root)
         .map_err(|x| x.to_string())
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{parse_decimal, Checkpoint, Note, NoteError, MAX_NOTE_BYTES};
 use super::merkle::{self, Hash};
+use crate::crypto::hash::HashAlg;
 use crate::crypto::keys::PublicKey;
 use crate::domain::NodeId;
 
@@ -140,6 +141,7 @@ pub enum Verdict {
 
 /// Decides a request by the rules of the module doc. `held` is the checkpoint last cosigned.
 pub fn judge(
+    alg: HashAlg,
     held: Option<&Checkpoint>,
     old_size: u64,
     proof: &[Hash],
@@ -176,7 +178,8 @@ pub fn judge(
         return Verdict::Conflict { held: held_size };
     }
     if let Some(h) = held {
-        if let Err(e) = merkle::verify_consistency(h.size, new.size, &h.root, &new.root, proof) {
+        if let Err(e) = merkle::verify_consistency(alg, h.size, new.size, &h.root, &new.root, proof)
+        {
             return Verdict::Inconsistent {
                 kind: EvidenceKind::InconsistentProof,
                 reason: format!("the proof from size {} to {} fails: {e}", h.size, new.size),
@@ -243,7 +246,8 @@ pub enum EvidenceError {
 impl Evidence {
     /// Checks both checkpoints' signatures with the log's keys and that they show what `kind`
     /// says.
-    pub fn verify(&self, log_keys: &[PublicKey]) -> Result<Finding, EvidenceError> {
+    /// `alg` is the content hash of the log's network (its directory's `hash`).
+    pub fn verify(&self, alg: HashAlg, log_keys: &[PublicKey]) -> Result<Finding, EvidenceError> {
         if self.format != EVIDENCE_FORMAT {
             return Err(EvidenceError::Format(format!(
                 "format is {:?}, expected {EVIDENCE_FORMAT:?}",
@@ -296,6 +300,7 @@ impl Evidence {
                     return Err(not("the proof is not from the held size".into()));
                 }
                 match merkle::verify_consistency(
+                    alg,
                     held.size,
                     received.size,
                     &held.root,
@@ -358,9 +363,9 @@ mod tests {
 
     fn tree(n: u64, salt: u8) -> MemoryTree {
         let leaves: Vec<Hash> = (0..n)
-            .map(|i| merkle::leaf_hash(&[salt, (i % 251) as u8, (i / 251) as u8]))
+            .map(|i| merkle::leaf_hash(HashAlg::Sha256, &[salt, (i % 251) as u8, (i / 251) as u8]))
             .collect();
-        MemoryTree::from_leaves(&leaves)
+        MemoryTree::from_leaves(HashAlg::Sha256, &leaves)
     }
 
     fn cp(t: &MemoryTree, ms: i64) -> Checkpoint {
@@ -373,7 +378,7 @@ mod tests {
     }
 
     fn proof(t: &MemoryTree, old: u64) -> Vec<Hash> {
-        merkle::consistency_proof(t, old, t.size()).unwrap()
+        merkle::consistency_proof(HashAlg::Sha256, t, old, t.size()).unwrap()
     }
 
     #[test]
@@ -381,15 +386,27 @@ mod tests {
         let t = tree(20, 0);
         let held = cp(&tree(13, 0), 1);
         assert_eq!(
-            judge(Some(&held), 13, &proof(&t, 13), &cp(&t, 2)),
+            judge(HashAlg::Sha256, Some(&held), 13, &proof(&t, 13), &cp(&t, 2)),
             Verdict::Cosign
         );
-        assert_eq!(judge(None, 0, &[], &cp(&t, 2)), Verdict::Cosign);
+        assert_eq!(
+            judge(HashAlg::Sha256, None, 0, &[], &cp(&t, 2)),
+            Verdict::Cosign
+        );
         // The same checkpoint again is cosigned again (a fresh timestamp).
-        assert_eq!(judge(Some(&held), 13, &[], &held), Verdict::Cosign);
+        assert_eq!(
+            judge(HashAlg::Sha256, Some(&held), 13, &[], &held),
+            Verdict::Cosign
+        );
         let forked = tree(20, 1);
         assert!(matches!(
-            judge(Some(&held), 13, &proof(&forked, 13), &cp(&forked, 2)),
+            judge(
+                HashAlg::Sha256,
+                Some(&held),
+                13,
+                &proof(&forked, 13),
+                &cp(&forked, 2)
+            ),
             Verdict::Inconsistent {
                 kind: EvidenceKind::InconsistentProof,
                 ..
@@ -403,6 +420,7 @@ mod tests {
         let held = cp(&t, 10);
         assert_eq!(
             judge(
+                HashAlg::Sha256,
                 Some(&held),
                 13,
                 &proof(&tree(25, 0), 13),
@@ -411,31 +429,31 @@ mod tests {
             Verdict::Conflict { held: 20 }
         );
         assert_eq!(
-            judge(None, 5, &[], &cp(&t, 11)),
+            judge(HashAlg::Sha256, None, 5, &[], &cp(&t, 11)),
             Verdict::Conflict { held: 0 }
         );
         // A smaller tree: stale if signed before the held one, a rollback if after.
         let small = tree(13, 0);
         assert_eq!(
-            judge(Some(&held), 13, &[], &cp(&small, 9)),
+            judge(HashAlg::Sha256, Some(&held), 13, &[], &cp(&small, 9)),
             Verdict::Conflict { held: 20 }
         );
         assert!(matches!(
-            judge(Some(&held), 0, &[], &cp(&small, 11)),
+            judge(HashAlg::Sha256, Some(&held), 0, &[], &cp(&small, 11)),
             Verdict::Inconsistent {
                 kind: EvidenceKind::Rollback,
                 ..
             }
         ));
         assert!(matches!(
-            judge(Some(&held), 20, &[], &cp(&tree(20, 1), 11)),
+            judge(HashAlg::Sha256, Some(&held), 20, &[], &cp(&tree(20, 1), 11)),
             Verdict::Inconsistent {
                 kind: EvidenceKind::Equivocation,
                 ..
             }
         ));
         assert!(matches!(
-            judge(Some(&held), 21, &[], &cp(&t, 11)),
+            judge(HashAlg::Sha256, Some(&held), 21, &[], &cp(&t, 11)),
             Verdict::BadRequest(_)
         ));
     }
@@ -483,17 +501,17 @@ mod tests {
             &a,
             &req,
         );
-        let f = ev.verify(&[key.public_key()]).unwrap();
+        let f = ev.verify(HashAlg::Sha256, &[key.public_key()]).unwrap();
         assert!(f.conclusive, "{}", f.summary);
         // Another key did not sign them; the same root twice is no equivocation.
         let other = SigningKey::generate().unwrap().0;
-        assert!(ev.verify(&[other.public_key()]).is_err());
+        assert!(ev.verify(HashAlg::Sha256, &[other.public_key()]).is_err());
         let same = Evidence {
             received: a.to_string(),
             ..ev.clone()
         };
         assert!(matches!(
-            same.verify(&[key.public_key()]),
+            same.verify(HashAlg::Sha256, &[key.public_key()]),
             Err(EvidenceError::NotShown(..))
         ));
         // A fork shown by a failing proof: verifiable, not conclusive alone.
@@ -511,7 +529,7 @@ mod tests {
             &a,
             &req,
         );
-        let f = ev.verify(&[key.public_key()]).unwrap();
+        let f = ev.verify(HashAlg::Sha256, &[key.public_key()]).unwrap();
         assert!(!f.conclusive);
         let json = serde_json::to_string(&ev).unwrap();
         assert_eq!(serde_json::from_str::<Evidence>(&json).unwrap(), ev);

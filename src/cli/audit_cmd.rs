@@ -34,6 +34,10 @@ pub enum AuditCommand {
         /// With --export: witnesses that must have cosigned (default: `[audit.witness] quorum`).
         #[arg(long)]
         quorum: Option<usize>,
+        /// With --export: the content hash of the exporting node's network, `sha256` or `sm3`
+        /// (default: the directory's `hash`; without a directory, sha256).
+        #[arg(long)]
+        hash: Option<crate::crypto::hash::HashAlg>,
     },
     /// Write events [from, to) as JSON Lines with a freshly signed head and inclusion proofs.
     Export {
@@ -97,6 +101,7 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             json,
             directory,
             quorum,
+            hash,
         } => {
             let in_file = export_key(&path)?;
             let key = match key {
@@ -131,8 +136,12 @@ pub fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 keys_of: &keys_of,
                 quorum: quorum.unwrap_or(settings.audit.witness.quorum),
             });
+            let alg = hash
+                .or_else(|| dir.as_ref().map(|d| d.hash()))
+                .unwrap_or_default();
             let report = verify::verify_export_witnessed(
                 &mut BufReader::new(f),
+                alg,
                 key.as_ref(),
                 policy.as_ref(),
             );

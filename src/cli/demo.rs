@@ -21,7 +21,7 @@ pub struct DemoArgs {
     #[arg(long)]
     keep: bool,
     /// Signature suite of every key: `ed25519`, or `sm2-sm3` (SM2 over SM3 for the directory
-    /// authority and both bureaus).
+    /// authority and the bureaus, and SM3 content ids: the directory declares `"hash": "sm3"`).
     #[arg(long, default_value_t = crate::crypto::Suite::Ed25519)]
     suite: crate::crypto::Suite,
 }
@@ -58,8 +58,16 @@ async fn demo(root: &std::path::Path, suite: crate::crypto::Suite) -> anyhow::Re
     ];
     let node_specs: Vec<NodeSpec> = specs.iter().map(|(s, _)| s.clone()).collect();
     let mut net = DevNet::create_in(&root.join("pki"), &node_specs, Vec::new(), suite)?;
+    // The content hash as the signed directory declares it.
+    let hash = crate::directory::Directory::load(
+        &net.pki.directory,
+        &net.pki.authority_public,
+        chrono::Utc::now(),
+    )?
+    .hash();
     println!(
-        "== dev PKI ({suite}): exchange CA, directory authority {}, directory signed (serial 1)",
+        "== dev PKI ({suite}): exchange CA, directory authority {}, directory signed (serial 1), \
+         content hash {hash} (version ids, receipts, audit tree, reconciliation summary)",
         net.pki.authority_public.fingerprint()
     );
     for n in &net.pki.nodes {

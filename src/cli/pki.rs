@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use crate::crypto::hash::HashAlg;
 use crate::crypto::{PublicKey, Suite};
 use crate::devnet::pki::{
     init_with_suite, issue_node, DevNode, Hosts, Initialized, IssueRequest, Listen, NodePlan,
@@ -63,6 +64,11 @@ pub struct InitArgs {
     /// (`ed25519` or `sm2-sm3`); each node's configuration sets `signature_suite` to it.
     #[arg(long, default_value_t = Suite::Ed25519)]
     suite: Suite,
+    /// The network's content hash declared in the directory (`sha256` or `sm3`): of version
+    /// ids, receipts, the audit tree and the reconciliation summary, fixed for the network's
+    /// life. Default: `sm3` with `--suite sm2-sm3`, `sha256` with `ed25519`.
+    #[arg(long)]
+    hash: Option<HashAlg>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -117,7 +123,8 @@ fn run_init(args: InitArgs) -> anyhow::Result<ExitCode> {
         args.admin_base_port,
     )?;
     let hosts = Hosts::new(&args.hosts)?;
-    let init = init_with_suite(&args.out, &plans, args.days, &hosts, args.suite)?;
+    let hash = args.hash.unwrap_or(HashAlg::default_for(args.suite));
+    let init = init_with_suite(&args.out, &plans, args.days, &hosts, args.suite, hash)?;
     let report = InitReport::new(&init);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -308,6 +315,7 @@ struct InitReport {
     directory: PathBuf,
     serial: u64,
     expires_at: DateTime<Utc>,
+    hash: HashAlg,
     nodes: Vec<NodeReport>,
 }
 
@@ -324,6 +332,7 @@ impl InitReport {
             directory: pki.directory.clone(),
             serial: init.doc.serial,
             expires_at: init.doc.expires_at,
+            hash: init.doc.hash,
             nodes: pki
                 .nodes
                 .iter()
@@ -351,10 +360,11 @@ impl InitReport {
         );
         println!("                       {}", self.authority_public_key);
         println!(
-            "  signed directory     {} (serial {}, expires {})",
+            "  signed directory     {} (serial {}, expires {}, content hash {})",
             self.directory.display(),
             self.serial,
-            self.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            self.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            self.hash
         );
         for node in &self.nodes {
             node.print();

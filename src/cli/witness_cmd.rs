@@ -207,7 +207,7 @@ pub fn evidence(settings: &Settings, action: EvidenceAction) -> anyhow::Result<E
                 println!("FAILED: {} has no key in the directory", ev.log);
                 return Ok(ExitCode::from(1));
             }
-            match ev.verify(&keys) {
+            match ev.verify(dir.hash(), &keys) {
                 Ok(f) => {
                     println!(
                         "ok: {} evidence against {}, witnessed by {} at {}",

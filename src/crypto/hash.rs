@@ -1,9 +1,117 @@
-//! Hashing: SHA-256 ([`Digest::of`], through `ring::digest`), the hash of content ids, and
-//! SM3 ([`Digest::sm3_of`], GB/T 32905-2016, through RustCrypto's `sm3`), the hash inside SM2
-//! signatures, tested here against the standard's examples. The [`Digest`] value, its hex
-//! text form and the hex helpers live in `domain::digest` (pure values), re-exported here.
+//! Hashing: SHA-256 ([`Digest::of`], through `ring::digest`) and SM3 ([`Digest::sm3_of`],
+//! GB/T 32905-2016, through RustCrypto's `sm3`, tested here against the standard's examples).
+//!
+//! A network's **content hash** ([`HashAlg`]) is declared once in its signed directory: the
+//! hash of version ids, receipt digests and ids, the audit tree and the reconciliation summary.
+//! [`Digest::with`] and [`Hasher`] compute it; the value is passed explicitly (from the loaded
+//! directory into [`crate::sync::LocalNode`], or recorded beside the audit log in the
+//! database), never held in a process-wide global, so one process can run several networks.
+//! What is not a content id stays SHA-256 whatever the network declares ([`Digest::of`]):
+//! evidence file names, TLS certificate fingerprints, token and secret hashes.
+//!
+//! The [`Digest`] value, its hex text form and the hex helpers live in `domain::digest` (pure
+//! values), re-exported here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 pub use crate::domain::digest::{to_hex, Digest, DigestParseError, DIGEST_HEX_LEN, DIGEST_LEN};
+
+/// The hash of a network's content ids and audit tree, declared in its directory (`"hash"`).
+/// Both produce 32-byte digests, so every stored column and wire field keeps its shape; what
+/// differs is only which function made them, and one network never mixes the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlg {
+    /// SHA-256 (FIPS 180-4): the default, and what a directory without a `hash` field means.
+    #[default]
+    Sha256,
+    /// SM3 (GB/T 32905-2016), for networks assessed under GB/T 39786 (密评).
+    Sm3,
+}
+
+impl HashAlg {
+    /// The text form: `sha256` or `sm3` (as in the directory, the CLI and the database).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashAlg::Sha256 => "sha256",
+            HashAlg::Sm3 => "sm3",
+        }
+    }
+
+    /// The hash a new network of signature suite `suite` declares unless told otherwise: SM3
+    /// beside SM2 (the 商用密码 pair a 密评 assessment expects), SHA-256 beside Ed25519.
+    pub fn default_for(suite: crate::crypto::keys::Suite) -> Self {
+        match suite {
+            crate::crypto::keys::Suite::Ed25519 => HashAlg::Sha256,
+            crate::crypto::keys::Suite::Sm2Sm3 => HashAlg::Sm3,
+        }
+    }
+
+    /// Whether this is the default (SHA-256), which a directory leaves unwritten so that every
+    /// directory signed before SM3 existed keeps its exact bytes and signature.
+    pub fn is_default(&self) -> bool {
+        *self == HashAlg::Sha256
+    }
+}
+
+impl fmt::Display for HashAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A text that names no content hash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown hash {0:?}: expected sha256 or sm3")]
+pub struct UnknownHashAlg(pub String);
+
+impl FromStr for HashAlg {
+    type Err = UnknownHashAlg;
+    fn from_str(s: &str) -> Result<Self, UnknownHashAlg> {
+        match s {
+            "sha256" => Ok(HashAlg::Sha256),
+            "sm3" => Ok(HashAlg::Sm3),
+            other => Err(UnknownHashAlg(other.to_owned())),
+        }
+    }
+}
+
+/// An incremental hash of either algorithm (the Merkle and summary trees hash several parts).
+pub enum Hasher {
+    Sha256(ring::digest::Context),
+    Sm3(sm3::Sm3),
+}
+
+impl Hasher {
+    pub fn new(alg: HashAlg) -> Self {
+        match alg {
+            HashAlg::Sha256 => Hasher::Sha256(ring::digest::Context::new(&ring::digest::SHA256)),
+            HashAlg::Sm3 => Hasher::Sm3(<sm3::Sm3 as sm3::Digest>::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(c) => c.update(bytes),
+            Hasher::Sm3(c) => sm3::Digest::update(c, bytes),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        match self {
+            Hasher::Sha256(c) => {
+                let mut out = [0u8; DIGEST_LEN];
+                // Invariant: a SHA-256 output is always exactly 32 bytes.
+                out.copy_from_slice(c.finish().as_ref());
+                Digest(out)
+            }
+            Hasher::Sm3(c) => Digest(sm3::Digest::finalize(c).into()),
+        }
+    }
+}
 
 impl Digest {
     /// SHA-256 of `bytes`.
@@ -40,6 +148,14 @@ impl Digest {
         use sm3::Digest as _;
         Digest(sm3::Sm3::digest(bytes).into())
     }
+
+    /// The network's content hash `alg` of `bytes` (content ids: see the module docs).
+    pub fn with(alg: HashAlg, bytes: &[u8]) -> Self {
+        match alg {
+            HashAlg::Sha256 => Self::of(bytes),
+            HashAlg::Sm3 => Self::sm3_of(bytes),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +191,23 @@ mod tests {
             "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
         );
         assert_ne!(Digest::sm3_of(b"abc"), Digest::of(b"abc"));
+    }
+
+    #[test]
+    fn content_hash_by_algorithm() {
+        assert_eq!(Digest::with(HashAlg::Sha256, b"abc").to_string(), ABC);
+        assert_eq!(Digest::with(HashAlg::Sm3, b"abc"), Digest::sm3_of(b"abc"));
+        for alg in [HashAlg::Sha256, HashAlg::Sm3] {
+            let mut h = Hasher::new(alg);
+            h.update(b"ab");
+            h.update(b"c");
+            assert_eq!(h.finish(), Digest::with(alg, b"abc"));
+            assert_eq!(alg.as_str().parse::<HashAlg>(), Ok(alg));
+            let json = serde_json::to_string(&alg).unwrap();
+            assert_eq!(json, format!("\"{alg}\""));
+        }
+        assert_eq!(HashAlg::default(), HashAlg::Sha256);
+        assert!("SM3".parse::<HashAlg>().is_err());
     }
 
     #[test]

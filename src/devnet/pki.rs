@@ -41,6 +41,7 @@ use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::hash::HashAlg;
 use crate::crypto::keys::Pkcs8Document;
 use crate::crypto::{PublicKey, SigningKey, Suite};
 use crate::directory::assemble::{self, default_serves, endpoint_port, load_authority_key};
@@ -156,12 +157,31 @@ pub fn init_dev_pki_in(
     authority_validity_days: i64,
     suite: Suite,
 ) -> anyhow::Result<DevPki> {
+    init_dev_pki_hashed(
+        out,
+        nodes,
+        authority_validity_days,
+        suite,
+        HashAlg::default_for(suite),
+    )
+}
+
+/// [`init_dev_pki_in`] with the directory declaring the content hash `hash` (tests of a network
+/// whose hash is not its suite's default).
+pub fn init_dev_pki_hashed(
+    out: &Path,
+    nodes: &[NodePlan],
+    authority_validity_days: i64,
+    suite: Suite,
+    hash: HashAlg,
+) -> anyhow::Result<DevPki> {
     init_with_suite(
         out,
         nodes,
         authority_validity_days,
         &Hosts::new(&[])?,
         suite,
+        hash,
     )
     .map(|i| i.pki)
 }
@@ -377,16 +397,18 @@ pub fn init_with_hosts(
     days: i64,
     hosts: &Hosts,
 ) -> anyhow::Result<Initialized> {
-    init_with_suite(out, nodes, days, hosts, Suite::Ed25519)
+    init_with_suite(out, nodes, days, hosts, Suite::Ed25519, HashAlg::Sha256)
 }
 
-/// [`init_with_hosts`] with every key of `suite` (see [`init_dev_pki_in`]).
+/// [`init_with_hosts`] with every key of `suite` (see [`init_dev_pki_in`]), and the directory
+/// declaring the network's content hash `hash`.
 pub fn init_with_suite(
     out: &Path,
     nodes: &[NodePlan],
     days: i64,
     hosts: &Hosts,
     suite: Suite,
+    hash: HashAlg,
 ) -> anyhow::Result<Initialized> {
     check_plans(nodes)?;
     let validity = days_duration(days)?;
@@ -400,11 +422,12 @@ pub fn init_with_suite(
         .iter()
         .map(|plan| prepare_node(&ca, plan, hosts, now, days, suite))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let doc = assemble::first_document(
+    let mut doc = assemble::first_document(
         prepared.iter().map(|p| p.entry.clone()).collect(),
         now,
         validity,
     );
+    doc.hash = hash;
     let signed = directory::sign(&doc, &authority)?;
 
     let mut created = Created::default();
@@ -1027,6 +1050,36 @@ mod tests {
         let d = s.directory.unwrap();
         assert_eq!(d.path, pki.directory);
         assert_eq!(d.authority_key, pki.authority_public.to_string());
+    }
+
+    /// The directory declares the suite's default content hash (SM3 beside SM2) unless told
+    /// otherwise, and an Ed25519 network's directory leaves the field out (its bytes as before).
+    #[test]
+    fn the_directory_declares_the_network_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let load = |pki: &DevPki| {
+            crate::directory::Directory::load(&pki.directory, &pki.authority_public, Utc::now())
+                .unwrap()
+        };
+        let sm = init_dev_pki_in(&tmp.path().join("sm"), &two_nodes(), 30, Suite::Sm2Sm3).unwrap();
+        assert_eq!(load(&sm).hash(), HashAlg::Sm3);
+        assert!(fs::read_to_string(&sm.directory)
+            .unwrap()
+            .contains("\"sm3\""));
+        let ed = init_dev_pki(&tmp.path().join("ed"), &two_nodes(), 30).unwrap();
+        assert_eq!(load(&ed).hash(), HashAlg::Sha256);
+        assert!(!fs::read_to_string(&ed.directory)
+            .unwrap()
+            .contains("\"hash\""));
+        let sm_sha = init_dev_pki_hashed(
+            &tmp.path().join("sm-sha"),
+            &two_nodes(),
+            30,
+            Suite::Sm2Sm3,
+            HashAlg::Sha256,
+        )
+        .unwrap();
+        assert_eq!(load(&sm_sha).hash(), HashAlg::Sha256);
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub fn first_document(
         nodes,
         revoked_certificates: Vec::new(),
         revoked_keys: Vec::new(),
+        hash: crate::crypto::hash::HashAlg::Sha256,
     }
 }
 

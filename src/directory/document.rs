@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::DirectoryError;
+use crate::crypto::hash::HashAlg;
 use crate::crypto::jcs;
 use crate::crypto::{PublicKey, Signature, SigningContext, SigningKey};
 use crate::domain::{NodeId, RegionPrefix};
@@ -61,6 +62,13 @@ pub struct DirectoryDoc {
     /// omitted in the file when empty.
     #[serde(default)]
     pub revoked_keys: Vec<PublicKey>,
+    /// The network's content hash (`"sha256"` or `"sm3"`): version ids, receipt digests, the
+    /// audit tree and the reconciliation summary of every node use it, never a mix. Absent
+    /// means SHA-256 and is how SHA-256 is written, so a directory signed before this field
+    /// existed keeps its bytes and its signature. Fixed for the life of a network: a node
+    /// refuses a directory declaring another hash than its stored data uses.
+    #[serde(default, skip_serializing_if = "HashAlg::is_default")]
+    pub hash: HashAlg,
 }
 
 /// One node (bureau or province) of the exchange.

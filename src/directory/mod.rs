@@ -187,6 +187,18 @@ pub enum DirectoryError {
         /// Serial offered.
         offered: u64,
     },
+    /// A reload declaring another content hash than the directory in use: a network's hash
+    /// is fixed for its life (its stored ids and audit tree were made with it).
+    #[error(
+        "the directory declares the content hash {offered} but the network uses {current}; a \
+         network's hash cannot change"
+    )]
+    HashChanged {
+        /// Hash in use.
+        current: crate::crypto::hash::HashAlg,
+        /// Hash offered.
+        offered: crate::crypto::hash::HashAlg,
+    },
     /// The content has no canonical form (e.g. an integer beyond 2^53), so it cannot be signed.
     #[error("directory has no canonical (RFC 8785) form: {0}")]
     Canonical(#[from] JcsError),
@@ -338,6 +350,11 @@ impl Directory {
     /// The directory's serial.
     pub fn serial(&self) -> u64 {
         self.doc.serial
+    }
+
+    /// The network's content hash, as the directory declares it (SHA-256 when it says none).
+    pub fn hash(&self) -> crate::crypto::hash::HashAlg {
+        self.doc.hash
     }
 
     /// When the authority issued it.
@@ -509,6 +526,12 @@ impl DirectoryHandle {
                 offered: new_serial,
             });
         }
+        if new.hash() != guard.hash() {
+            return Err(DirectoryError::HashChanged {
+                current: guard.hash(),
+                offered: new.hash(),
+            });
+        }
         if new_serial == old_serial {
             if new.doc == guard.doc {
                 return Ok(ReloadOutcome::Unchanged);
@@ -589,6 +612,7 @@ pub(crate) mod testutil {
             nodes: vec![city, province],
             revoked_certificates: vec![],
             revoked_keys: vec![],
+            hash: crate::crypto::hash::HashAlg::Sha256,
         }
     }
 }

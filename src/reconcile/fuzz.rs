@@ -17,7 +17,10 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 
 #[test]
 fn reconcile_bodies_take_any_bytes() {
-    let tree = Tree::from_buckets([(7, Digest::of(b"a"), 1), (BUCKETS - 1, Digest::of(b"b"), 2)]);
+    let tree = Tree::from_buckets(
+        crate::crypto::hash::HashAlg::Sha256,
+        [(7, Digest::of(b"a"), 1), (BUCKETS - 1, Digest::of(b"b"), 2)],
+    );
     let corpus: &[&[u8]] = &[
         b"{}",
         br#"{"level": 2, "indices": [0, 15, 255]}"#,

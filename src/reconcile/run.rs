@@ -355,8 +355,11 @@ impl RunHandle {
         rec.store
             .run(move |c| summary::catch_up(c, &node, &mut |_| {}))
             .await?;
-        let p = peer.to_string();
-        let (tree, local_docs) = rec.store.run(move |c| summary::tree_for(c, &p)).await?;
+        let (p, alg) = (peer.to_string(), rec.node.hash);
+        let (tree, local_docs) = rec
+            .store
+            .run(move |c| summary::tree_for(c, alg, &p))
+            .await?;
         report.local_documents = local_docs;
         report.local_root = Some(tree.root().to_string());
 

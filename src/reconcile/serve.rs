@@ -17,7 +17,7 @@ use super::summary;
 use super::tree::{self, DEPTH};
 use super::ReconcileError;
 use crate::audit::{self, Actor, ActorKind, Event, Outcome, Via};
-use crate::crypto::hash::Digest;
+use crate::crypto::hash::{Digest, HashAlg};
 use crate::domain::NodeId;
 use crate::storage::reconcile as repo;
 use crate::storage::{self, DbConn};
@@ -141,7 +141,7 @@ pub fn root(
     now: DateTime<Utc>,
 ) -> Result<RootResponse, ReconcileError> {
     summary::catch_up(conn, node, &mut |_| {})?;
-    let (tree, docs) = summary::tree_for(conn, asker.as_str())?;
+    let (tree, docs) = summary::tree_for(conn, node.hash, asker.as_str())?;
     let root = tree.root();
     storage::transaction(conn, |c| {
         audit::append(
@@ -206,12 +206,13 @@ impl BucketsRequest {
 /// The children of the named nodes.
 pub fn nodes(
     conn: &mut DbConn,
+    alg: HashAlg,
     asker: &NodeId,
     req: &NodesRequest,
 ) -> Result<NodesResponse, ReconcileError> {
     req.check()?;
     let level = req.level as usize;
-    let (tree, _) = summary::tree_for(conn, asker.as_str())?;
+    let (tree, _) = summary::tree_for(conn, alg, asker.as_str())?;
     let children = req
         .indices
         .iter()

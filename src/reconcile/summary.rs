@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::tree::{self, Tree};
 use super::ReconcileError;
-use crate::crypto::hash::Digest;
+use crate::crypto::hash::{Digest, HashAlg};
 use crate::domain::{DocKind, NodeId, RegionCode};
 use crate::storage::reconcile::{self as repo, BucketRow, SummaryRow};
 use crate::storage::{self, DbConn};
@@ -170,8 +170,8 @@ fn refresh(
         if h.is_empty() || ps.is_empty() {
             continue;
         }
-        let bucket = i64::from(tree::bucket_of(doc));
-        let leaf = tree::leaf(kind, doc, h).to_string();
+        let bucket = i64::from(tree::bucket_of(node.hash, doc));
+        let leaf = tree::leaf(node.hash, kind, doc, h).to_string();
         let joined = h.join(",");
         for p in ps {
             new.push(SummaryRow {
@@ -238,8 +238,13 @@ fn refresh(
     Ok(())
 }
 
-/// The tree of the summary kept for `peer`, and how many documents it covers.
-pub fn tree_for(conn: &mut DbConn, peer: &str) -> Result<(Tree, u64), ReconcileError> {
+/// The tree of the summary kept for `peer` (hashed with the network's content hash `alg`), and
+/// how many documents it covers.
+pub fn tree_for(
+    conn: &mut DbConn,
+    alg: HashAlg,
+    peer: &str,
+) -> Result<(Tree, u64), ReconcileError> {
     let rows = repo::all_buckets(conn, peer)?;
     let mut docs = 0u64;
     let mut buckets = Vec::with_capacity(rows.len());
@@ -251,7 +256,7 @@ pub fn tree_for(conn: &mut DbConn, peer: &str) -> Result<(Tree, u64), ReconcileE
         docs += n;
         buckets.push((usize::try_from(r.bucket).unwrap_or(usize::MAX), acc, n));
     }
-    Ok((Tree::from_buckets(buckets), docs))
+    Ok((Tree::from_buckets(alg, buckets), docs))
 }
 
 /// Recomputes the summary kept for `peer` from scratch (every stored document), as rows sorted
@@ -278,9 +283,9 @@ pub fn recompute(
                     peer: peer.to_owned(),
                     kind: kind.to_owned(),
                     doc_id: doc.clone(),
-                    bucket: i64::from(tree::bucket_of(doc)),
+                    bucket: i64::from(tree::bucket_of(node.hash, doc)),
                     heads: h.join(","),
-                    leaf: tree::leaf(kind, doc, h).to_string(),
+                    leaf: tree::leaf(node.hash, kind, doc, h).to_string(),
                 });
             }
         }

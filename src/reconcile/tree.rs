@@ -9,8 +9,11 @@
 //! A bucket's accumulator is the XOR of its leaves: adding or removing a document is O(1), which
 //! is what lets the summary be maintained incrementally. The accumulator is then hashed with the
 //! bucket's document count, domain-separated, before it enters the tree.
+//!
+//! Every hash is the network's content hash ([`HashAlg`], the directory's `hash`): two nodes of
+//! one network always compute the same buckets, leaves and nodes.
 
-use crate::crypto::hash::Digest;
+use crate::crypto::hash::{Digest, HashAlg, Hasher};
 
 /// Children per node.
 pub const FANOUT: usize = 16;
@@ -21,15 +24,16 @@ pub const BUCKETS: usize = 1 << 16;
 
 const ZERO: Digest = Digest([0u8; 32]);
 
-/// The bucket of a document: the first 16 bits of SHA-256 over its id (domain-separated).
-pub fn bucket_of(doc_id: &str) -> u16 {
-    let d = tagged(b"hukou-sync/v1/recon-bucket\0", &[doc_id.as_bytes()]);
+/// The bucket of a document: the first 16 bits of the content hash over its id
+/// (domain-separated).
+pub fn bucket_of(alg: HashAlg, doc_id: &str) -> u16 {
+    let d = tagged(alg, b"hukou-sync/v1/recon-bucket\0", &[doc_id.as_bytes()]);
     u16::from_be_bytes([d.0[0], d.0[1]])
 }
 
-/// A document's leaf: SHA-256 over its kind, id and sorted heads, each length-prefixed so no
+/// A document's leaf: the content hash over its kind, id and sorted heads, each length-prefixed so no
 /// two different triples encode alike.
-pub fn leaf(kind: &str, doc_id: &str, sorted_heads: &[String]) -> Digest {
+pub fn leaf(alg: HashAlg, kind: &str, doc_id: &str, sorted_heads: &[String]) -> Digest {
     let mut buf = Vec::with_capacity(64 + sorted_heads.len() * 72);
     for part in [kind, doc_id]
         .into_iter()
@@ -38,7 +42,7 @@ pub fn leaf(kind: &str, doc_id: &str, sorted_heads: &[String]) -> Digest {
         buf.extend_from_slice(&(part.len() as u32).to_be_bytes());
         buf.extend_from_slice(part.as_bytes());
     }
-    tagged(b"hukou-sync/v1/recon-leaf\0", &[&buf])
+    tagged(alg, b"hukou-sync/v1/recon-leaf\0", &[&buf])
 }
 
 /// XOR of two accumulators (adding and removing a leaf are the same operation).
@@ -51,36 +55,34 @@ pub fn xor(a: &Digest, b: &Digest) -> Digest {
 }
 
 /// The hash a bucket contributes to the tree: zero when empty, else its accumulator and count.
-pub fn bucket_hash(acc: &Digest, docs: u64) -> Digest {
+pub fn bucket_hash(alg: HashAlg, acc: &Digest, docs: u64) -> Digest {
     if docs == 0 {
         return ZERO;
     }
     tagged(
+        alg,
         b"hukou-sync/v1/recon-bucket-hash\0",
         &[&acc.0, &docs.to_be_bytes()],
     )
 }
 
-/// An inner node: zero when every child is, else SHA-256 over the children (domain-separated).
-pub fn node_hash(children: &[Digest]) -> Digest {
+/// An inner node: zero when every child is, else the content hash over the children
+/// (domain-separated).
+pub fn node_hash(alg: HashAlg, children: &[Digest]) -> Digest {
     if children.iter().all(|c| *c == ZERO) {
         return ZERO;
     }
     let parts: Vec<&[u8]> = children.iter().map(|c| c.0.as_slice()).collect();
-    tagged(b"hukou-sync/v1/recon-node\0", &parts)
+    tagged(alg, b"hukou-sync/v1/recon-node\0", &parts)
 }
 
-fn tagged(tag: &[u8], parts: &[&[u8]]) -> Digest {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(tag);
+fn tagged(alg: HashAlg, tag: &[u8], parts: &[&[u8]]) -> Digest {
+    let mut h = Hasher::new(alg);
+    h.update(tag);
     for p in parts {
-        ctx.update(p);
+        h.update(p);
     }
-    let d = ctx.finish();
-    let mut out = [0u8; 32];
-    // Invariant: SHA-256 output is 32 bytes, so this copy cannot panic.
-    out.copy_from_slice(d.as_ref());
-    Digest(out)
+    h.finish()
 }
 
 /// How many nodes a level has.
@@ -98,17 +100,20 @@ pub struct Tree {
 impl Tree {
     /// Builds the tree from `(bucket, accumulator, documents)` of the non-empty buckets.
     /// Buckets out of range are ignored (the caller's rows are 16-bit by construction).
-    pub fn from_buckets(buckets: impl IntoIterator<Item = (usize, Digest, u64)>) -> Self {
+    pub fn from_buckets(
+        alg: HashAlg,
+        buckets: impl IntoIterator<Item = (usize, Digest, u64)>,
+    ) -> Self {
         let mut leaves = vec![ZERO; BUCKETS];
         for (b, acc, docs) in buckets {
             if let Some(slot) = leaves.get_mut(b) {
-                *slot = bucket_hash(&acc, docs);
+                *slot = bucket_hash(alg, &acc, docs);
             }
         }
         let mut levels = vec![leaves];
         for _ in 0..DEPTH {
             let below = levels.last().map_or(&[][..], Vec::as_slice);
-            let up: Vec<Digest> = below.chunks(FANOUT).map(node_hash).collect();
+            let up: Vec<Digest> = below.chunks(FANOUT).map(|c| node_hash(alg, c)).collect();
             levels.push(up);
         }
         levels.reverse();
@@ -162,13 +167,15 @@ pub fn differing_children(
 mod tests {
     use super::*;
 
+    const S: HashAlg = HashAlg::Sha256;
+
     fn acc_of(leaves: &[Digest]) -> Digest {
         leaves.iter().fold(ZERO, |a, l| xor(&a, l))
     }
 
     #[test]
     fn empty_trees_agree_and_are_zero() {
-        let a = Tree::from_buckets([]);
+        let a = Tree::from_buckets(S, []);
         assert_eq!(a.root(), ZERO);
         assert_eq!(a.children(0, 0).unwrap().len(), FANOUT);
         assert!(a.children(DEPTH, 0).is_none());
@@ -177,8 +184,8 @@ mod tests {
 
     #[test]
     fn xor_accumulator_is_order_free_and_removable() {
-        let l1 = leaf("child", "a", &["v1".into()]);
-        let l2 = leaf("child", "b", &["v2".into(), "v3".into()]);
+        let l1 = leaf(S, "child", "a", &["v1".into()]);
+        let l2 = leaf(S, "child", "b", &["v2".into(), "v3".into()]);
         assert_eq!(xor(&xor(&ZERO, &l1), &l2), xor(&xor(&ZERO, &l2), &l1));
         assert_eq!(xor(&xor(&l1, &l2), &l2), l1);
     }
@@ -187,14 +194,14 @@ mod tests {
     fn leaves_are_unambiguous() {
         // The same characters split differently give different leaves.
         assert_ne!(
-            leaf("child", "ab", &["c".into()]),
-            leaf("child", "a", &["bc".into()])
+            leaf(S, "child", "ab", &["c".into()]),
+            leaf(S, "child", "a", &["bc".into()])
         );
         assert_ne!(
-            leaf("child", "a", &["b".into(), "c".into()]),
-            leaf("child", "a", &["bc".into()])
+            leaf(S, "child", "a", &["b".into(), "c".into()]),
+            leaf(S, "child", "a", &["bc".into()])
         );
-        assert_ne!(leaf("child", "a", &[]), leaf("case", "a", &[]));
+        assert_ne!(leaf(S, "child", "a", &[]), leaf(S, "case", "a", &[]));
     }
 
     #[test]
@@ -205,11 +212,12 @@ mod tests {
         let build = |docs: &[(String, Vec<String>)]| {
             let mut accs = vec![(ZERO, 0u64); BUCKETS];
             for (d, h) in docs {
-                let b = bucket_of(d) as usize;
-                accs[b].0 = xor(&accs[b].0, &leaf("child", d, h));
+                let b = bucket_of(S, d) as usize;
+                accs[b].0 = xor(&accs[b].0, &leaf(S, "child", d, h));
                 accs[b].1 += 1;
             }
             Tree::from_buckets(
+                S,
                 accs.into_iter()
                     .enumerate()
                     .filter(|(_, (_, n))| *n > 0)
@@ -231,13 +239,27 @@ mod tests {
             frontier = differing_children(&a, level, &frontier, &theirs);
             assert_eq!(frontier.len(), 1, "level {level}");
         }
-        assert_eq!(frontier, vec![bucket_of("doc1234") as usize]);
+        assert_eq!(frontier, vec![bucket_of(S, "doc1234") as usize]);
     }
 
     #[test]
     fn bucket_hash_depends_on_count() {
-        let l = leaf("child", "x", &["v".into()]);
-        assert_ne!(bucket_hash(&l, 1), bucket_hash(&l, 3));
-        assert_eq!(bucket_hash(&acc_of(&[l, l]), 0), ZERO);
+        let l = leaf(S, "child", "x", &["v".into()]);
+        assert_ne!(bucket_hash(S, &l, 1), bucket_hash(S, &l, 3));
+        assert_eq!(bucket_hash(S, &acc_of(&[l, l]), 0), ZERO);
+    }
+
+    #[test]
+    fn sm3_summary_differs_from_sha256() {
+        let heads = ["v".to_owned()];
+        let (a, b) = (
+            leaf(S, "child", "x", &heads),
+            leaf(HashAlg::Sm3, "child", "x", &heads),
+        );
+        assert_ne!(a, b);
+        let one = |alg| Tree::from_buckets(alg, [(7, a, 1)]).root();
+        assert_ne!(one(S), one(HashAlg::Sm3));
+        assert_eq!(one(HashAlg::Sm3), one(HashAlg::Sm3));
+        assert_eq!(Tree::from_buckets(HashAlg::Sm3, []).root(), ZERO);
     }
 }

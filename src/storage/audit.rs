@@ -7,8 +7,9 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{audit_events, audit_nodes, audit_self_check, tree_heads};
+use super::schema::{audit_events, audit_nodes, audit_self_check, node_meta, tree_heads};
 use super::{DbConn, StorageError};
+use crate::crypto::hash::HashAlg;
 use crate::crypto::keys::{PublicKey, Signature};
 use crate::domain::digest::Digest;
 
@@ -93,6 +94,65 @@ pub struct EventFilter {
 }
 
 /// Locks the log for appending (inside the caller's transaction) and returns its size.
+/// `node_meta` name of the content hash the stored data was made with.
+const CONTENT_HASH: &str = "content_hash";
+
+/// The content hash this database's ids and audit tree were made with: the recorded one, or
+/// SHA-256 when none is recorded (data stored before a directory could declare a hash, or
+/// none yet).
+pub fn content_hash(conn: &mut DbConn) -> Result<HashAlg, StorageError> {
+    let stored: Option<String> = node_meta::table
+        .find(CONTENT_HASH)
+        .select(node_meta::value)
+        .first(conn)
+        .optional()?;
+    match stored {
+        None => Ok(HashAlg::Sha256),
+        Some(text) => {
+            text.parse().map_err(
+                |e: crate::crypto::hash::UnknownHashAlg| StorageError::Corrupt {
+                    table: "node_meta",
+                    reason: e.to_string(),
+                },
+            )
+        }
+    }
+}
+
+/// Records `declared` as this database's content hash unless one is recorded already or data
+/// exists (versions or audit events stored before a hash was recorded were made with SHA-256,
+/// which is then recorded). Returns the recorded hash; the caller refuses to run when it is not
+/// `declared`. Call inside a transaction.
+pub fn bind_content_hash(conn: &mut DbConn, declared: HashAlg) -> Result<HashAlg, StorageError> {
+    let recorded: Option<String> = node_meta::table
+        .find(CONTENT_HASH)
+        .select(node_meta::value)
+        .first(conn)
+        .optional()?;
+    if recorded.is_some() {
+        return content_hash(conn);
+    }
+    let versions: i64 = super::schema::versions::table.count().get_result(conn)?;
+    let hash = if size(conn)? > 0 || versions > 0 {
+        HashAlg::Sha256
+    } else {
+        declared
+    };
+    diesel::insert_into(node_meta::table)
+        .values((
+            node_meta::name.eq(CONTENT_HASH),
+            node_meta::value.eq(hash.as_str()),
+        ))
+        .execute(conn)?;
+    Ok(hash)
+}
+
+/// Locks the log for an append (see the module docs) and returns its size and its content hash.
+pub fn lock_for_append(conn: &mut DbConn) -> Result<(i64, HashAlg), StorageError> {
+    let size = lock_and_size(conn)?;
+    Ok((size, content_hash(conn)?))
+}
+
 pub fn lock_and_size(conn: &mut DbConn) -> Result<i64, StorageError> {
     if let DbConn::Postgres(_) = conn {
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))

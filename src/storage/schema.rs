@@ -358,6 +358,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    node_meta (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
     recon_meta (name) {
         name -> Text,
         value -> BigInt,

@@ -35,7 +35,7 @@ fn peer_batch_takes_any_bytes() {
         json!({"id_number": "410105201406010016", "name": "王小明", "categories": ["flowing"],
                "notes": null, "benefits": [{"benefit": "dibao", "since": "2026-01"}]}),
     )
-    .sign(&author)
+    .sign(&author, crate::crypto::hash::HashAlg::Sha256)
     .unwrap();
     let second = Version::new(
         DocKind::Child,
@@ -45,7 +45,7 @@ fn peer_batch_takes_any_bytes() {
         "2026-11-23T08:49:36.000Z+0000".parse::<Hlc>().unwrap(),
         json!({"risk_level": "黄", "n": 1.5e300}),
     )
-    .sign(&author)
+    .sign(&author, crate::crypto::hash::HashAlg::Sha256)
     .unwrap();
     let batch = json!({"sender": "410100", "versions": [first, second]});
     let seed = serde_json::to_vec(&batch).unwrap();
@@ -55,7 +55,7 @@ fn peer_batch_takes_any_bytes() {
         };
         // Each version takes at least its id's 64 characters on the wire.
         assert!(request.versions.len() * 64 <= bytes.len());
-        let _ = request.batch_digest();
+        let _ = request.batch_digest(crate::crypto::hash::HashAlg::Sha256);
         for v in &request.versions {
             match (
                 v.version.canonical_bytes(),
@@ -70,7 +70,10 @@ fn peer_batch_takes_any_bytes() {
                 ),
             }
             if verify_crypto(&dir, v).is_ok() {
-                assert_eq!(v.version.id().unwrap(), v.id);
+                assert_eq!(
+                    v.version.id(crate::crypto::hash::HashAlg::Sha256).unwrap(),
+                    v.id
+                );
             }
         }
     });

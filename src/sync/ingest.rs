@@ -522,12 +522,16 @@ pub(crate) fn verify_crypto(dir: &Directory, v: &SignedVersion) -> Result<(), Re
             "the parents are not sorted and unique".into(),
         ));
     }
-    match v.version.id() {
+    let alg = dir.hash();
+    match v.version.id(alg) {
         Ok(id) if id == v.id => {}
         _ => {
             return Err((
                 RejectCode::IdMismatch,
-                "the id is not the SHA-256 of the version's canonical bytes".into(),
+                format!(
+                    "the id is not the {alg} of the version's canonical bytes (the network's \
+                     content hash)"
+                ),
             ))
         }
     }
@@ -800,9 +804,16 @@ mod suite_tests {
         let sm_only = directory(&[&sm]);
         let author = sample_doc(3).nodes[0].id.clone();
 
-        let by_sm = version(&author).sign(&sm).unwrap();
-        let by_ed = version(&author).sign(&ed).unwrap();
-        let dual = version(&author).sign(&sm).unwrap().countersign(&ed);
+        let by_sm = version(&author)
+            .sign(&sm, crate::crypto::hash::HashAlg::Sha256)
+            .unwrap();
+        let by_ed = version(&author)
+            .sign(&ed, crate::crypto::hash::HashAlg::Sha256)
+            .unwrap();
+        let dual = version(&author)
+            .sign(&sm, crate::crypto::hash::HashAlg::Sha256)
+            .unwrap()
+            .countersign(&ed);
         // Ed25519-only versions keep their exact JSON: no second_signature member.
         assert!(!serde_json::to_string(&by_ed)
             .unwrap()
@@ -832,17 +843,27 @@ mod suite_tests {
         assert_eq!(code(&both, &bad), Some(RejectCode::BadSignature));
         // Two signatures of one suite are not a dual signature.
         let sm2b = SigningKey::generate_in(Suite::Sm2Sm3).unwrap().0;
-        let twice = version(&author).sign(&sm).unwrap().countersign(&sm2b);
+        let twice = version(&author)
+            .sign(&sm, crate::crypto::hash::HashAlg::Sha256)
+            .unwrap()
+            .countersign(&sm2b);
         assert_eq!(
             code(&directory(&[&sm, &sm2b]), &twice),
             Some(RejectCode::BadSignature)
         );
         // A second signature by a key of another node.
         let stranger = SigningKey::generate().unwrap().0;
-        let foreign = version(&author).sign(&sm).unwrap().countersign(&stranger);
+        let foreign = version(&author)
+            .sign(&sm, crate::crypto::hash::HashAlg::Sha256)
+            .unwrap()
+            .countersign(&stranger);
         assert_eq!(code(&both, &foreign), Some(RejectCode::BadSignature));
         // SignedVersion::verify agrees.
-        assert!(by_sm.verify(&sm.public_key()).is_ok());
-        assert!(dual.verify(&sm.public_key()).is_err());
+        assert!(by_sm
+            .verify(&sm.public_key(), crate::crypto::hash::HashAlg::Sha256)
+            .is_ok());
+        assert!(dual
+            .verify(&sm.public_key(), crate::crypto::hash::HashAlg::Sha256)
+            .is_err());
     }
 }

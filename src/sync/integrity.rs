@@ -44,7 +44,7 @@ pub fn check_page(
     for v in &versions {
         let matches = SignedVersion::from_stored(v)
             .ok()
-            .and_then(|s| s.version.id().ok())
+            .and_then(|s| s.version.id(node.hash).ok())
             .is_some_and(|id| id.0 == v.id);
         if !matches {
             bad.push(v);

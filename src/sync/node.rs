@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::crypto::hash::HashAlg;
 use crate::crypto::hlc::{HlcClock, SystemClock};
 use crate::crypto::keys::SigningKey;
 use crate::directory::DirectoryHandle;
@@ -31,6 +32,11 @@ pub struct LocalNode {
     /// The signed directory; `None` for a node that exchanges with nobody. With a directory,
     /// the directory (longest prefix) decides which node serves a region, for this node too.
     pub directory: Option<DirectoryHandle>,
+    /// The network's content hash (the directory's `hash`; SHA-256 without a directory): of
+    /// version ids, receipt digests and the reconciliation summary. Fixed for the process: a
+    /// directory reload declaring another is refused, and at start the database's recorded
+    /// hash must be this one (the audit log reads it from there).
+    pub hash: HashAlg,
     /// Bumped after every commit that queues versions, so sender loops wake without polling.
     pub outbox_changed: tokio::sync::watch::Sender<u64>,
     /// Bumped when a received case names evidence files, so the fetch job (the decider pulls
@@ -83,7 +89,7 @@ impl LocalNode {
         &self,
         version: crate::sync::version::Version,
     ) -> Result<crate::sync::version::SignedVersion, crate::sync::version::VersionError> {
-        let signed = version.sign(&self.key)?;
+        let signed = version.sign(&self.key, self.hash)?;
         Ok(match &self.dual_key {
             Some(k) => signed.countersign(k),
             None => signed,

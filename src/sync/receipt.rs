@@ -1,13 +1,14 @@
 //! Push requests and signed receipts (DESIGN §6): what a sender posts, and what the receiver
 //! signs back — accepted ids and per-item rejections with stable codes — so delivery cannot be
-//! denied later.
+//! denied later. The batch digest and a receipt's id use the network's content hash
+//! (`crypto::hash::HashAlg`, from the directory).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::version::{SignedVersion, VersionId};
 use crate::audit::SignedTreeHead;
-use crate::crypto::hash::Digest;
+use crate::crypto::hash::{Digest, HashAlg};
 use crate::crypto::jcs;
 use crate::crypto::keys::{PublicKey, Signature, SigningContext, SigningKey};
 use crate::domain::NodeId;
@@ -27,15 +28,15 @@ pub struct PushRequest {
 
 impl PushRequest {
     /// Digest of the ids in the request, in order: the receipt names the batch it answers.
-    pub fn batch_digest(&self) -> Digest {
+    pub fn batch_digest(&self, alg: HashAlg) -> Digest {
         let ids: Vec<String> = self.versions.iter().map(|v| v.id.to_string()).collect();
-        batch_digest(&ids)
+        batch_digest(alg, &ids)
     }
 }
 
 /// Digest of a batch's version ids (lower-case hex), in order.
-pub fn batch_digest(ids: &[String]) -> Digest {
-    Digest::of(ids.join("\n").as_bytes())
+pub fn batch_digest(alg: HashAlg, ids: &[String]) -> Digest {
+    Digest::with(alg, ids.join("\n").as_bytes())
 }
 
 /// Why a version was refused. Codes are stable: senders and people act on them.
@@ -185,20 +186,21 @@ impl SignedReceipt {
     }
 
     /// Content address of the signed receipt (for storage).
-    pub fn id(&self) -> Result<Digest, ReceiptError> {
-        Ok(Digest::of(&jcs::to_canonical_vec(self)?))
+    pub fn id(&self, alg: HashAlg) -> Result<Digest, ReceiptError> {
+        Ok(Digest::with(alg, &jcs::to_canonical_vec(self)?))
     }
 }
 
 /// Stores a signed receipt (one this node issued or received), once; returns its id.
 pub fn store(
     conn: &mut crate::storage::DbConn,
+    alg: HashAlg,
     receipt: &SignedReceipt,
     at: chrono::NaiveDateTime,
 ) -> Result<Digest, super::LedgerError> {
     let r = &receipt.receipt;
     let id = receipt
-        .id()
+        .id(alg)
         .map_err(|e| super::LedgerError::Internal(e.to_string()))?;
     crate::storage::exchange::insert_receipt(
         conn,

@@ -372,7 +372,7 @@ fn ingest_with_retries(
     now: DateTime<Utc>,
     may_race: bool,
 ) -> Result<(IngestOutcome, SignedReceipt), LedgerError> {
-    let batch = request.batch_digest();
+    let batch = request.batch_digest(node.hash);
     let mut attempt = 1;
     loop {
         let stored = ingest::ingest(c, node, dir, peer, &request.versions, now, |c, outcome| {
@@ -413,6 +413,6 @@ fn sign_and_store_receipt(
     }
     .sign(&node.key)
     .map_err(|e| LedgerError::Internal(e.to_string()))?;
-    receipt::store(c, &receipt, now.naive_utc())?;
+    receipt::store(c, node.hash, &receipt, now.naive_utc())?;
     Ok(receipt)
 }

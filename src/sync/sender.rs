@@ -220,7 +220,7 @@ async fn prepare(
     limit: usize,
     after: Option<Position>,
 ) -> Result<Option<Prepared>, SendError> {
-    let (p, sender) = (peer.to_string(), node.id.clone());
+    let (p, sender, alg) = (peer.to_string(), node.id.clone(), node.hash);
     let prepared = store
         .run(move |c| -> Result<_, LedgerError> {
             let exchange::QueuedBatch {
@@ -252,7 +252,7 @@ async fn prepare(
             let body = request_body(&sender, &rows, audit::log::latest_tree_head(c)?)?;
             Ok(Some(Prepared {
                 body,
-                batch: super::receipt::batch_digest(&ids),
+                batch: super::receipt::batch_digest(alg, &ids),
                 ids,
                 docs,
                 children_only,
@@ -567,7 +567,7 @@ fn store_receipt(
     let at = now.naive_utc();
     let r = &receipt.receipt;
     storage::transaction(conn, |c| {
-        let receipt_id = super::receipt::store(c, receipt, at)?.to_string();
+        let receipt_id = super::receipt::store(c, node.hash, receipt, at)?.to_string();
         let accepted: Vec<String> = r.accepted.iter().map(ToString::to_string).collect();
         let mut done = exchange::dequeue(c, peer.as_str(), &accepted)?;
         let repaired = exchange::clear_rejections(c, peer.as_str(), &accepted)?;
@@ -791,7 +791,7 @@ mod tests {
             Hlc::new(1_795_423_775_123, 7).unwrap(),
             serde_json::json!({"name": "张\"三\n", "score": 1.5, "tags": [null, true, {"z": 1, "a": []}]}),
         )
-        .sign(&key)
+        .sign(&key, crate::crypto::hash::HashAlg::Sha256)
         .unwrap();
         let mut second = Version::new(
             DocKind::Case,
@@ -802,7 +802,9 @@ mod tests {
             serde_json::json!({"state": "requested"}),
         );
         second.resolution = true;
-        let second = second.sign(&key).unwrap();
+        let second = second
+            .sign(&key, crate::crypto::hash::HashAlg::Sha256)
+            .unwrap();
         let at = chrono::Utc::now().naive_utc();
         let rows: Vec<StoredVersion> = vec![first.to_row(at), second.to_row(at)]
             .into_iter()
@@ -812,10 +814,9 @@ mod tests {
         let read: PushRequest = serde_json::from_slice(&body).unwrap();
         assert_eq!(read.sender, node);
         assert_eq!(read.versions, vec![first.clone(), second]);
-        assert!(read
-            .versions
-            .iter()
-            .all(|v| v.verify(&key.public_key()).is_ok()));
+        assert!(read.versions.iter().all(|v| v
+            .verify(&key.public_key(), crate::crypto::hash::HashAlg::Sha256)
+            .is_ok()));
         // A damaged row is an error here, not a request.
         let mut bad = StoredVersion::try_from(first.to_row(at)).unwrap();
         bad.body = crate::storage::records::StoredBody("{not json".into());

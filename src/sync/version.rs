@@ -1,5 +1,6 @@
-//! Versions (DESIGN §3): immutable full snapshots of a document, content-addressed by the SHA-256
-//! of their RFC 8785 canonical bytes and signed by their author — with a key of either suite
+//! Versions (DESIGN §3): immutable full snapshots of a document, content-addressed by the
+//! network's content hash (SHA-256, or SM3 when the directory declares `"hash": "sm3"`; see
+//! `crypto::hash`) of their RFC 8785 canonical bytes and signed by their author — with a key of either suite
 //! (`ed25519`, `sm2-sm3`), and during a migration between suites a second time with a key of the
 //! other (`second_signature`, absent from the JSON otherwise, so a version signed once has the
 //! same bytes as before dual signatures existed).
@@ -11,7 +12,7 @@ use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::crypto::hash::Digest;
+use crate::crypto::hash::{Digest, HashAlg};
 use crate::crypto::hlc::Hlc;
 use crate::crypto::jcs;
 use crate::crypto::keys::{PublicKey, Signature, SigningContext, SigningKey};
@@ -26,7 +27,7 @@ impl From<crate::domain::UnknownDocKind> for VersionError {
     }
 }
 
-/// A version id: the SHA-256 of the version's canonical bytes, lower-case hex on the wire.
+/// A version id: the network's content hash (SHA-256 or SM3) of the version's canonical bytes, lower-case hex on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct VersionId(pub Digest);
@@ -105,8 +106,9 @@ impl Version {
         }
     }
 
-    pub fn id(&self) -> Result<VersionId, VersionError> {
-        Ok(VersionId(Digest::of(&self.canonical_bytes()?)))
+    /// The id under the network's content hash `alg`.
+    pub fn id(&self, alg: HashAlg) -> Result<VersionId, VersionError> {
+        Ok(VersionId(Digest::with(alg, &self.canonical_bytes()?)))
     }
 
     /// The RFC 8785 bytes of the version: the same bytes as `jcs::to_canonical_vec(self)`
@@ -138,8 +140,8 @@ impl Version {
     }
 
     /// Computes the id and signs `"hukou-sync/v1/version\0" || id`.
-    pub fn sign(self, key: &SigningKey) -> Result<SignedVersion, VersionError> {
-        let id = self.id()?;
+    pub fn sign(self, key: &SigningKey, alg: HashAlg) -> Result<SignedVersion, VersionError> {
+        let id = self.id(alg)?;
         let signature = key.sign(SigningContext::Version, id.0.as_bytes());
         Ok(SignedVersion {
             id,
@@ -191,10 +193,10 @@ impl SignedVersion {
     }
 
     /// Checks that the id is the hash of the content and every signature is the key's.
-    pub fn verify(&self, key: &PublicKey) -> Result<(), IntegrityError> {
+    pub fn verify(&self, key: &PublicKey, alg: HashAlg) -> Result<(), IntegrityError> {
         let id = self
             .version
-            .id()
+            .id(alg)
             .map_err(|e| IntegrityError::Canonical(e.to_string()))?;
         if id != self.id {
             return Err(IntegrityError::IdMismatch);

@@ -131,6 +131,7 @@ pub fn add_checkpoint(
             None => None,
         };
         match judge(
+            node.hash,
             held.as_ref().map(|h| &h.0),
             request.old_size,
             &request.proof,

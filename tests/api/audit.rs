@@ -116,7 +116,10 @@ async fn served_proofs_verify() {
             .unwrap();
         let entry: log::AuditEntry = serde_json::from_value(ev["entry"].clone()).unwrap();
         assert!(entry.inclusion.is_some(), "{seq} of {size}: {ev}");
-        let leaf = merkle::leaf_hash(&entry.event.canonical_bytes().unwrap());
+        let leaf = merkle::leaf_hash(
+            hukou_sync::crypto::hash::HashAlg::Sha256,
+            &entry.event.canonical_bytes().unwrap(),
+        );
         let path: Vec<_> = entry
             .inclusion
             .unwrap()
@@ -124,7 +127,15 @@ async fn served_proofs_verify() {
             .iter()
             .map(|h| merkle::from_hex(h).unwrap())
             .collect();
-        merkle::verify_inclusion(&leaf, seq, size, &path, &root).unwrap();
+        merkle::verify_inclusion(
+            hukou_sync::crypto::hash::HashAlg::Sha256,
+            &leaf,
+            seq,
+            size,
+            &path,
+            &root,
+        )
+        .unwrap();
     }
     let heads = {
         let mut conn = app.store.conn().unwrap();
@@ -149,6 +160,7 @@ async fn served_proofs_verify() {
         .map(|h| merkle::from_hex(h.as_str().unwrap()).unwrap())
         .collect();
     merkle::verify_consistency(
+        hukou_sync::crypto::hash::HashAlg::Sha256,
         old.size,
         new.size,
         &merkle::from_hex(&old.root.to_string()).unwrap(),
@@ -353,8 +365,13 @@ async fn concurrent_writers_produce_a_gapless_sequence() {
         .collect();
     let src = log::StoredSubtrees(RefCell::new(&mut conn));
     assert_eq!(
-        merkle::root_from(&src, total as u64).unwrap(),
-        merkle::root(&leaves)
+        merkle::root_from(
+            hukou_sync::crypto::hash::HashAlg::Sha256,
+            &src,
+            total as u64
+        )
+        .unwrap(),
+        merkle::root(hukou_sync::crypto::hash::HashAlg::Sha256, &leaves)
     );
     app.stop().await;
 }
@@ -376,12 +393,20 @@ async fn exports_verify_offline_and_tampering_is_caught() {
     .unwrap();
     assert_eq!(n, head.size - 2);
     let text = String::from_utf8(out).unwrap();
-    let report = verify_export(&mut text.as_bytes(), Some(&app.node.key.public_key()));
+    let report = verify_export(
+        &mut text.as_bytes(),
+        hukou_sync::crypto::hash::HashAlg::Sha256,
+        Some(&app.node.key.public_key()),
+    );
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.events, n);
     // One changed byte in one exported event.
     let tampered = text.replacen("\"child.create\"", "\"child.delete\"", 1);
-    let report = verify_export(&mut tampered.as_bytes(), None);
+    let report = verify_export(
+        &mut tampered.as_bytes(),
+        hukou_sync::crypto::hash::HashAlg::Sha256,
+        None,
+    );
     assert!(!report.ok());
     // The first exported child.create (after start-up's events and the test's token).
     let first_create = text
@@ -396,6 +421,11 @@ async fn exports_verify_offline_and_tampering_is_caught() {
         .unwrap()
         .0
         .public_key();
-    assert!(!verify_export(&mut text.as_bytes(), Some(&other)).ok());
+    assert!(!verify_export(
+        &mut text.as_bytes(),
+        hukou_sync::crypto::hash::HashAlg::Sha256,
+        Some(&other)
+    )
+    .ok());
     app.stop().await;
 }

@@ -57,7 +57,10 @@ pub async fn conflicted_pair_with(hukou_more: Value, residence_more: Value) -> (
         Hlc::new(Utc::now().timestamp_millis(), 0).unwrap(),
         body,
     )
-    .sign(&residence_key(&pair.pki))
+    .sign(
+        &residence_key(&pair.pki),
+        hukou_sync::crypto::hash::HashAlg::Sha256,
+    )
     .unwrap();
     // To the hukou node as its author would send it, and to the author's own node as the hukou
     // node would forward it: both end up with the same three versions.

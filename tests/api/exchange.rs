@@ -96,8 +96,18 @@ async fn edits_on_either_node_reach_the_other_with_signed_receipts() {
     pair.hukou.stop().await;
 }
 
-/// A creation version of `body` authored by the residence node.
+/// A creation version of `body` authored by the residence node (SHA-256 id).
 pub(crate) fn creation(body: &Value, key: &SigningKey, author: &str) -> SignedVersion {
+    creation_in(hukou_sync::crypto::hash::HashAlg::Sha256, body, key, author)
+}
+
+/// [`creation`] with its id under the content hash `alg`.
+pub(crate) fn creation_in(
+    alg: hukou_sync::crypto::hash::HashAlg,
+    body: &Value,
+    key: &SigningKey,
+    author: &str,
+) -> SignedVersion {
     Version::new(
         DocKind::Child,
         body["id_number"].as_str().unwrap().into(),
@@ -106,7 +116,7 @@ pub(crate) fn creation(body: &Value, key: &SigningKey, author: &str) -> SignedVe
         Hlc::new(Utc::now().timestamp_millis(), 0).unwrap(),
         full_record(body),
     )
-    .sign(key)
+    .sign(key, alg)
     .unwrap()
 }
 
@@ -128,7 +138,7 @@ pub(crate) fn residence_edit(
         Hlc::new(Utc::now().timestamp_millis(), logical).unwrap(),
         body,
     )
-    .sign(key)
+    .sign(key, hukou_sync::crypto::hash::HashAlg::Sha256)
     .unwrap()
 }
 
@@ -289,7 +299,7 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
         Hlc::new(Utc::now().timestamp_millis(), 1).unwrap(),
         good.version.body.clone(),
     )
-    .sign(&key)
+    .sign(&key, hukou_sync::crypto::hash::HashAlg::Sha256)
     .unwrap();
     // A stamp far in the future.
     let mut future_body = flowing_child(6);
@@ -302,7 +312,7 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
         Hlc::new(Utc::now().timestamp_millis() + 3_600_000, 0).unwrap(),
         full_record(&future_body),
     )
-    .sign(&key)
+    .sign(&key, hukou_sync::crypto::hash::HashAlg::Sha256)
     .unwrap();
     // A residence edit of a hukou field (benefits), on top of the good creation.
     let overreach = residence_edit(
@@ -389,7 +399,7 @@ async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
         .unwrap(),
         full_record(&later),
     )
-    .sign(&key)
+    .sign(&key, hukou_sync::crypto::hash::HashAlg::Sha256)
     .unwrap();
     let r = receipt(push(&client, hukou, ZHENGZHOU, vec![old_stamp.clone()]).await).await;
     assert_eq!(r.receipt.rejected[0].code.as_str(), "key_not_valid");

@@ -37,7 +37,7 @@ fn orphan(seq: u16, key: &hukou_sync::crypto::keys::SigningKey) -> SignedVersion
         Hlc::new(Utc::now().timestamp_millis(), 1).unwrap(),
         missing.version.body.clone(),
     )
-    .sign(key)
+    .sign(key, hukou_sync::crypto::hash::HashAlg::Sha256)
     .unwrap()
 }
 
@@ -198,7 +198,8 @@ async fn a_version_not_in_canonical_form_is_refused_alone_in_the_receipt() {
             a.version.body.clone(),
         );
         v.parents = parents;
-        v.sign(&key).unwrap()
+        v.sign(&key, hukou_sync::crypto::hash::HashAlg::Sha256)
+            .unwrap()
     };
     let twice = shaped(vec![lo, lo], 3);
     let unsorted = shaped(vec![hi, lo], 4);

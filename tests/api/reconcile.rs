@@ -178,9 +178,11 @@ fn assert_summary_exact(app: &TestApp, peer: &str) {
         e.1 += 1;
     }
     let rebuilt = hukou_sync::reconcile::tree::Tree::from_buckets(
+        hukou_sync::crypto::hash::HashAlg::Sha256,
         accs.into_iter().map(|(b, (a, n))| (b, a, n)),
     );
-    let (stored, docs) = summary::tree_for(&mut conn, peer).unwrap();
+    let (stored, docs) =
+        summary::tree_for(&mut conn, hukou_sync::crypto::hash::HashAlg::Sha256, peer).unwrap();
     assert_eq!(stored.root(), rebuilt.root());
     assert_eq!(docs as usize, expected.len());
 }

@@ -299,7 +299,7 @@ async fn a_visit_by_a_node_that_is_no_party_of_the_child_is_refused() {
         Hlc::new(Utc::now().timestamp_millis(), 0).unwrap(),
         body,
     )
-    .sign(&key)
+    .sign(&key, hukou_sync::crypto::hash::HashAlg::Sha256)
     .unwrap();
     let r = receipt(
         push(

@@ -70,9 +70,10 @@ pub async fn peer_nodes(
 ) -> Result<HttpResponse, ApiError> {
     let peer = authenticate(&state, &req).await?;
     let body: NodesRequest = read_json(&req, payload).await?;
+    let alg = state.node.hash;
     let resp = state
         .store
-        .run(move |c| serve::nodes(c, &peer, &body))
+        .run(move |c| serve::nodes(c, alg, &peer, &body))
         .await?;
     Ok(HttpResponse::Ok().json(resp))
 }

@@ -83,10 +83,11 @@ pub(super) fn bench_audit(
     let buf = vec![7u8; len];
     let start = Instant::now();
     let mut acc = [0u8; 32];
+    let alg = crate::crypto::hash::HashAlg::Sha256;
     for i in 0..events {
         let mut b = buf.clone();
         b[0] = i as u8;
-        acc = merkle::node_hash(&acc, &merkle::leaf_hash(&b));
+        acc = merkle::node_hash(alg, &acc, &merkle::leaf_hash(alg, &b));
     }
     let sha = start.elapsed();
     let _ = acc;

@@ -1,5 +1,6 @@
 //! `bench import`: importing generated children (parse, validate, sign, store, audit) beside
-//! bare batched inserts of the same rows into the same backend.
+//! bare batched inserts of the same rows into the same backend, on a node of either signature
+//! suite in a one-node network (its directory declares the suite's default content hash).
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use crate::sync::ledger::{self, china_today};
 use super::{backend_name, bare_sign_rate, bench_db, peak_rss_mib, round, settings_for};
 
 pub(super) fn bench_import(
+    suite: crate::crypto::Suite,
     count: usize,
     postgres: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
@@ -28,7 +30,22 @@ pub(super) fn bench_import(
     );
 
     let db = bench_db(postgres, "import")?;
-    let (store, node) = crate::startup::open_node_blocking(&settings_for(&db))?;
+    // One node serving every region, in a directory of its suite: the directory declares the
+    // network's content hash (SM3 beside SM2), as `pki init --suite` does.
+    let root = tempfile::tempdir()?;
+    let spec = crate::devnet::NodeSpec::new("410100", "*")?;
+    let net = crate::devnet::DevNet::create_in(
+        &root.path().join("pki"),
+        std::slice::from_ref(&spec),
+        Vec::new(),
+        suite,
+    )?;
+    let mut settings = net.settings(&spec.id)?;
+    let standalone = settings_for(&db);
+    settings.database = standalone.database;
+    settings.log.filter = "error".into();
+    let (store, node) = crate::startup::open_node_blocking(&settings)?;
+    let hash = node.hash;
     let now = Utc::now();
     let text_again = text.clone();
     let start = Instant::now();
@@ -60,11 +77,11 @@ pub(super) fn bench_import(
     })?;
 
     // The least any import must do per row, each measured alone in this run: parse and
-    // validate it (one core), sign it (bare Ed25519 over 32 bytes, one core), store its signed
-    // version, store its view row. Spread perfectly over every core and with nothing else to do
+    // validate it (one core), sign it (a bare signature of the suite over 32 bytes, one core),
+    // store its signed version, store its view row. Spread perfectly over every core and with nothing else to do
     // (no heads, audit events, reconciliation marks, JSON or commit), this machine cannot import
     // faster than `ceiling`.
-    let sign_rate = bare_sign_rate(crate::crypto::Suite::Ed25519, 20_000)?;
+    let sign_rate = bare_sign_rate(suite, 20_000)?;
     let start = Instant::now();
     let mut valid = 0usize;
     for (_, fields) in LedgerReader::new(text_again)? {
@@ -94,13 +111,15 @@ pub(super) fn bench_import(
         cores / (1.0 / sign_rate + 1.0 / bare_rate + 1.0 / bare_versions_rate + parse_per_row);
     Ok(serde_json::json!({
         "backend": backend,
+        "suite": suite.as_str(),
+        "content_hash": hash.as_str(),
         "rows": count,
         "import_seconds": round(total.as_secs_f64()),
         "parse_validate_seconds": round(parsed.as_secs_f64()),
         "import_rows_per_s": rate.round(),
         "bare_insert_rows_per_s": bare_rate.round(),
         "bare_over_import": round(bare_rate / rate),
-        "bare_ed25519_signatures_per_s_one_core": sign_rate.round(),
+        "bare_signatures_per_s_one_core": sign_rate.round(),
         "bare_version_insert_rows_per_s": bare_versions_rate.round(),
         "parse_validate_one_core_seconds": round(parse_one_core.as_secs_f64()),
         "cores": cores,

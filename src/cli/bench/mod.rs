@@ -42,6 +42,10 @@ enum BenchWhat {
     /// Import N generated children (parse, validate, sign, store, audit) beside bare batched
     /// inserts of the same rows into the same backend.
     Import {
+        /// Signature suite of the node's key (`ed25519` or `sm2-sm3`); the node's one-node
+        /// directory declares the suite's default content hash (SHA-256, or SM3 for `sm2-sm3`).
+        #[arg(long, default_value_t = crate::crypto::Suite::Ed25519)]
+        suite: crate::crypto::Suite,
         #[arg(long, default_value_t = 100_000)]
         count: usize,
         /// PostgreSQL URL to measure there (a scratch schema is created and dropped); default SQLite.
@@ -230,7 +234,11 @@ fn peak_rss_mib() -> f64 {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let figures = match args.what {
-        BenchWhat::Import { count, postgres } => import::bench_import(count, postgres.as_deref())?,
+        BenchWhat::Import {
+            suite,
+            count,
+            postgres,
+        } => import::bench_import(suite, count, postgres.as_deref())?,
         BenchWhat::Visits {
             files,
             visits,

@@ -64,7 +64,8 @@ fn push_body(
             Hlc::new(stamp, (i % 60_000) as u16)?,
             body,
         )
-        .sign(key)?)
+        // The bench's network is Ed25519 on SHA-256 (the default directory).
+        .sign(key, crate::crypto::hash::HashAlg::Sha256)?)
     };
     // Size one version without notes, then pad each to its share of the limit.
     let bare = serde_json::to_vec(&make(0, "")?)?.len();

@@ -16,6 +16,7 @@ use super::{backend_name, bench_pair, peak_rss_mib, round, sample_records};
 /// of the `differences` first ones (spread over the id space by hashing), a third have another
 /// head at the second node, a third are missing there, a third are missing at the first node.
 fn generated_summaries(
+    alg: crate::crypto::hash::HashAlg,
     docs: usize,
     differences: usize,
 ) -> [(
@@ -38,7 +39,7 @@ fn generated_summaries(
     for i in 0..docs {
         let doc = format!("{:018}", 100_000_000_000_000_000u64 + i as u64 * 7919);
         let head = Digest::of(format!("v{i}").as_bytes()).to_string();
-        let bucket = tree::bucket_of(&doc);
+        let bucket = tree::bucket_of(alg, &doc);
         for (side, (rows, accs)) in sides.iter_mut().enumerate() {
             let differs = i < differences;
             let head = match (differs, i % 3, side) {
@@ -47,7 +48,7 @@ fn generated_summaries(
                 _ => head.clone(),
             };
             let heads = vec![head];
-            let leaf = tree::leaf("child", &doc, &heads);
+            let leaf = tree::leaf(alg, "child", &doc, &heads);
             let slot = &mut accs[bucket as usize];
             slot.0 = tree::xor(&slot.0, &leaf);
             slot.1 += 1;
@@ -88,7 +89,7 @@ pub(super) async fn bench_reconcile(
     let backend = backend_name(postgres.as_deref());
     let pair = bench_pair(postgres.as_deref()).await?;
     eprintln!("generating {docs} summary leaves with {differences} differences…");
-    let generated = generated_summaries(docs, differences);
+    let generated = generated_summaries(pair.nodes[0].1.hash, docs, differences);
     let pb = crate::cli::progress_bar((docs * 2) as u64, "loading", false);
     for ((store, _, _, _), (rows, buckets)) in pair.nodes.iter().zip(generated) {
         let (store, pb) = (store.clone(), pb.clone());

@@ -94,13 +94,15 @@ pub(super) async fn bench_witness(
 
     // The witness's pure work per cosignature at this size.
     let size = zz_store.run(storage::audit::size).await? as u64;
+    let alg = zz_node.hash;
     let leaves: Vec<merkle::Hash> = (0..size)
-        .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+        .map(|i| merkle::leaf_hash(alg, &i.to_be_bytes()))
         .collect();
-    let tree = MemoryTree::from_leaves(&leaves);
+    let tree = MemoryTree::from_leaves(alg, &leaves);
     let old = size - grow.min(size as usize - 1) as u64;
-    let old_root = merkle::root_from(&tree, old).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let proof = merkle::consistency_proof(&tree, old, size).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let old_root = merkle::root_from(alg, &tree, old).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let proof =
+        merkle::consistency_proof(alg, &tree, old, size).map_err(|e| anyhow::anyhow!("{e}"))?;
     let log_key = crate::crypto::keys::SigningKey::generate()?.0;
     let witness_key = crate::crypto::keys::SigningKey::generate()?.0;
     let cp = Checkpoint {
@@ -119,7 +121,7 @@ pub(super) async fn bench_witness(
     let t0 = Instant::now();
     for i in 0..pure_n {
         let (c, n) = Checkpoint::open(note.as_bytes(), &[log_key.public_key()])?;
-        let v = audit::witness::judge(Some(&held), old, &proof, &c);
+        let v = audit::witness::judge(alg, Some(&held), old, &proof, &c);
         anyhow::ensure!(v == audit::witness::Verdict::Cosign, "{v:?}");
         let sig = audit::checkpoint::cosign(&n.text, "hukou-sync/510100", &witness_key, i)?;
         std::hint::black_box(sig);

@@ -43,6 +43,7 @@ pub struct FilesQuery {
     stale_days: Option<String>,
     worker: Option<String>,
     visits_due_days: Option<String>,
+    benefit: Option<String>,
     after: Option<String>,
 }
 
@@ -65,6 +66,7 @@ impl FilesQuery {
             ("stale_days", &self.stale_days),
             ("worker", &self.worker),
             ("visits_due_days", &self.visits_due_days),
+            ("benefit", &self.benefit),
         ] {
             if let Some(v) = set(v) {
                 parts.push(format!("{k}={}", url_encode(&v)));
@@ -197,6 +199,15 @@ pub async fn list(
             .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
             .collect(),
         ),
+        select_filter(
+            "benefit",
+            "享受待遇 (Benefit held)",
+            &q.benefit,
+            crate::domain::child::Benefit::ALL
+                .iter()
+                .map(|b| (b.code().to_owned(), b.label_zh().to_owned()))
+                .collect(),
+        ),
         text_filter("worker", "包保人 (Responsible worker)", &q.worker),
     ];
     let page = |filters, rows, next, error: Option<String>| FilesPage {
@@ -243,6 +254,7 @@ pub async fn list(
         stale_days,
         worker: set(&q.worker),
         visits_due_days,
+        benefit: set(&q.benefit),
         after: set(&q.after),
         limit: Some(PAGE_SIZE),
         ..ListQuery::default()

@@ -109,6 +109,13 @@ async fn the_files_list_filters_masks_and_pages() {
     assert!(p.body.contains(&third), "{}", p.body);
     let p = v.get("/ui/children?visits_due_days=999").await;
     assert_eq!(p.status, 400);
+    // By benefit held: none holds 特困; an unknown benefit is refused beside the filter.
+    let p = v.get("/ui/children?benefit=tekun").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("id=\"no-files\""), "{}", p.body);
+    assert!(p.body.contains("享受待遇 (Benefit held)"));
+    let p = v.get("/ui/children?benefit=gold").await;
+    assert_eq!(p.status, 400, "{}", p.body);
     // The API reads the same filters.
     let api: Value = app
         .get("/api/v1/children?worker=%E6%9D%8E%E5%A8%9C&visits_due_days=0")

@@ -87,6 +87,8 @@ pub enum NoteError {
     Unsigned(String),
     #[error("cannot sign this text: it begins like a contextual hukou-sync message")]
     Unsignable,
+    #[error(transparent)]
+    Sign(#[from] crate::crypto::keys::SignError),
 }
 
 fn malformed(s: impl Into<String>) -> NoteError {
@@ -307,7 +309,7 @@ impl Note {
     pub fn sign(&mut self, name: &str, key: &SigningKey) -> Result<(), NoteError> {
         check_name(name)?;
         let sig = key
-            .sign_note(self.text.as_bytes())
+            .sign_note(self.text.as_bytes())?
             .ok_or(NoteError::Unsignable)?;
         self.signatures.push(NoteSignature {
             name: name.to_owned(),
@@ -345,7 +347,7 @@ pub fn cosign(
 ) -> Result<NoteSignature, NoteError> {
     check_name(name)?;
     let sig = key
-        .sign_note(cosigned_message(text, timestamp).as_bytes())
+        .sign_note(cosigned_message(text, timestamp).as_bytes())?
         .ok_or(NoteError::Unsignable)?;
     let mut bytes = timestamp.to_be_bytes().to_vec();
     bytes.extend_from_slice(sig.as_bytes());

@@ -264,7 +264,9 @@ pub fn sign_tree_head(
             root,
             timestamp,
             public_key: key.public_key(),
-            signature: key.sign(SigningContext::TreeHead, &msg),
+            signature: key
+                .sign(SigningContext::TreeHead, &msg)
+                .map_err(super::checkpoint::NoteError::from)?,
         };
         repo::insert_tree_head(
             conn,

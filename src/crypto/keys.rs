@@ -521,8 +521,10 @@ impl SigningKey {
         self.public
     }
 
-    /// Signs `msg` in context `ctx`, i.e. signs [`signed_message`]`(ctx, msg)`.
-    pub fn sign(&self, ctx: SigningContext, msg: &[u8]) -> Signature {
+    /// Signs `msg` in context `ctx`, i.e. signs [`signed_message`]`(ctx, msg)`. Fallible, as a
+    /// signing device's answer is: a key held in this process fails only when its suite's
+    /// signing does (see [`SignError`]); every caller stores nothing without the signature.
+    pub fn sign(&self, ctx: SigningContext, msg: &[u8]) -> Result<Signature, SignError> {
         self.sign_raw(&signed_message(ctx, msg))
     }
 
@@ -531,12 +533,17 @@ impl SigningKey {
     /// checkpoint note begins with its origin line, `hukou-sync/<node id>` and a newline; a
     /// cosignature message with `cosignature/v1` and a newline). `None` for a text that begins
     /// with [`DOMAIN_PREFIX`], so a note signature can never stand for a contextual one.
-    pub fn sign_note(&self, text: &[u8]) -> Option<Signature> {
-        (!text.starts_with(DOMAIN_PREFIX)).then(|| self.sign_raw(text))
+    pub fn sign_note(&self, text: &[u8]) -> Result<Option<Signature>, SignError> {
+        if text.starts_with(DOMAIN_PREFIX) {
+            return Ok(None);
+        }
+        self.sign_raw(text).map(Some)
     }
 
-    /// A plain signature of the key's suite over `bytes`, with no domain separation.
-    fn sign_raw(&self, bytes: &[u8]) -> Signature {
+    /// A plain signature of the key's suite over `bytes`, with no domain separation: the one
+    /// place a private key is used. A signing device (密码机) holding the key would be one more
+    /// [`Backend`] answering here, its failures as [`SignError`].
+    fn sign_raw(&self, bytes: &[u8]) -> Result<Signature, SignError> {
         match &self.backend {
             Backend::Ed25519(pair) => {
                 let sig = pair.sign(bytes);
@@ -544,28 +551,36 @@ impl SigningKey {
                 // Invariant: an Ed25519 signature is always 64 bytes, so
                 // `copy_from_slice` cannot panic.
                 out.copy_from_slice(sig.as_ref());
-                Signature(SigBytes::Ed25519(out))
+                Ok(Signature(SigBytes::Ed25519(out)))
             }
-            Backend::Sm2(key) => Signature(SigBytes::Sm2(sm2_sign(key, bytes))),
+            Backend::Sm2(key) => Ok(Signature(SigBytes::Sm2(sm2_sign(key, bytes)?))),
         }
     }
 }
 
+/// Why a signature could not be made. Nothing is stored or sent without its signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the signer failed: {0}")]
+pub struct SignError(pub String);
+
 /// SM2 over SM3 (GB/T 32918.2 §6.1): `e = SM3(Z_A || M)`, then `(r, s)`. The deterministic
 /// nonce fails only when `r = 0`, `r + k = n` or `s = 0` (probability about 2^-255 each); then
-/// the signature is made again with fresh randomness mixed into the nonce, which ends with
-/// probability one.
-fn sm2_sign(key: &sm2::dsa::SigningKey, bytes: &[u8]) -> [u8; SIGNATURE_LEN] {
+/// the signature is made again with fresh randomness mixed into the nonce, up to 16 times (all
+/// failing has probability below 2^-4000; an error then, never a loop without end).
+fn sm2_sign(key: &sm2::dsa::SigningKey, bytes: &[u8]) -> Result<[u8; SIGNATURE_LEN], SignError> {
     use sm2::dsa::signature::{RandomizedSigner as _, Signer as _};
     if let Ok(sig) = key.try_sign(bytes) {
-        return sig.to_bytes();
+        return Ok(sig.to_bytes());
     }
     let mut rng = sm2::elliptic_curve::rand_core::OsRng;
-    loop {
-        if let Ok(sig) = key.try_sign_with_rng(&mut rng, bytes) {
-            return sig.to_bytes();
+    let mut last = String::new();
+    for _ in 0..16 {
+        match key.try_sign_with_rng(&mut rng, bytes) {
+            Ok(sig) => return Ok(sig.to_bytes()),
+            Err(e) => last = e.to_string(),
         }
     }
+    Err(SignError(format!("SM2 signing failed 17 times: {last}")))
 }
 
 impl fmt::Debug for SigningKey {
@@ -904,7 +919,7 @@ mod tests {
         assert_eq!(public.as_bytes().to_vec(), unhex(RFC8032_PUBLIC));
         assert_eq!(public.to_string(), RFC8037_X);
         // Plain Ed25519 (no domain prefix) reproduces RFC 8037 A.4 exactly.
-        let sig = key.sign_raw(RFC8037_INPUT.as_bytes());
+        let sig = key.sign_raw(RFC8037_INPUT.as_bytes()).unwrap();
         assert_eq!(sig.to_string(), RFC8037_SIG);
         let parsed: Signature = RFC8037_SIG.parse().unwrap();
         assert_eq!(public.verify_raw(RFC8037_INPUT.as_bytes(), &parsed), Ok(()));
@@ -931,7 +946,7 @@ mod tests {
         // The signature is plain Ed25519 over exactly those bytes, checked
         // here with ring directly rather than through this module.
         let key = SigningKey::from_pkcs8(&rfc8032_pkcs8()).unwrap();
-        let sig = key.sign(SigningContext::TreeHead, b"head");
+        let sig = key.sign(SigningContext::TreeHead, b"head").unwrap();
         UnparsedPublicKey::new(&ED25519, unhex(RFC8032_PUBLIC))
             .verify(b"hukou-sync/v1/tree-head\0head", sig.as_bytes())
             .unwrap();
@@ -941,10 +956,10 @@ mod tests {
     fn sign_verify_round_trip() {
         let key = key();
         for ctx in SigningContext::ALL {
-            let sig = key.sign(ctx, b"record 42");
+            let sig = key.sign(ctx, b"record 42").unwrap();
             key.public_key().verify(ctx, b"record 42", &sig).unwrap();
         }
-        let empty = key.sign(SigningContext::Request, b"");
+        let empty = key.sign(SigningContext::Request, b"").unwrap();
         key.public_key()
             .verify(SigningContext::Request, b"", &empty)
             .unwrap();
@@ -953,7 +968,7 @@ mod tests {
     #[test]
     fn wrong_context_fails() {
         let key = key();
-        let sig = key.sign(SigningContext::Version, b"id");
+        let sig = key.sign(SigningContext::Version, b"id").unwrap();
         for ctx in SigningContext::ALL {
             let result = key.public_key().verify(ctx, b"id", &sig);
             assert_eq!(result.is_ok(), ctx == SigningContext::Version, "{ctx}");
@@ -971,7 +986,7 @@ mod tests {
     fn flipped_byte_fails() {
         let key = key();
         let msg = b"child record v3".to_vec();
-        let sig = key.sign(SigningContext::Version, &msg);
+        let sig = key.sign(SigningContext::Version, &msg).unwrap();
         for i in 0..SIGNATURE_LEN {
             let mut bytes = *sig.as_bytes();
             bytes[i] ^= 0x01;
@@ -995,7 +1010,7 @@ mod tests {
     fn other_key_fails() {
         let (a, b) = (key(), key());
         assert_ne!(a.public_key(), b.public_key());
-        let sig = a.sign(SigningContext::Receipt, b"r");
+        let sig = a.sign(SigningContext::Receipt, b"r").unwrap();
         assert!(matches!(
             b.public_key().verify(SigningContext::Receipt, b"r", &sig),
             Err(SignatureError::Invalid { .. })
@@ -1011,7 +1026,7 @@ mod tests {
         assert_eq!(mode, 0o600);
         let loaded = SigningKey::load(&path).unwrap();
         assert_eq!(loaded.public_key(), written.public_key());
-        let sig = loaded.sign(SigningContext::Directory, b"d");
+        let sig = loaded.sign(SigningContext::Directory, b"d").unwrap();
         written
             .public_key()
             .verify(SigningContext::Directory, b"d", &sig)
@@ -1137,7 +1152,7 @@ mod tests {
     fn text_forms_round_trip() {
         let key = key();
         let public = key.public_key();
-        let sig = key.sign(SigningContext::Version, b"x");
+        let sig = key.sign(SigningContext::Version, b"x").unwrap();
         let p_text = public.to_string();
         let s_text = sig.to_string();
         assert_eq!(p_text.len(), 43);
@@ -1218,11 +1233,11 @@ mod tests {
         assert_eq!(public.suite(), Suite::Sm2Sm3);
         assert_eq!(public.as_bytes().len(), SM2_PUBLIC_KEY_LEN);
         for ctx in SigningContext::ALL {
-            let sig = key.sign(ctx, b"record 42");
+            let sig = key.sign(ctx, b"record 42").unwrap();
             assert_eq!(sig.suite(), Suite::Sm2Sm3);
             public.verify(ctx, b"record 42", &sig).unwrap();
             // Deterministic nonce: the same bytes give the same signature.
-            assert_eq!(key.sign(ctx, b"record 42"), sig);
+            assert_eq!(key.sign(ctx, b"record 42").unwrap(), sig);
             for other in SigningContext::ALL.into_iter().filter(|c| *c != ctx) {
                 assert!(public.verify(other, b"record 42", &sig).is_err());
             }
@@ -1230,7 +1245,7 @@ mod tests {
         let text = public.to_string();
         assert!(text.starts_with("sm2:") && text.len() == 4 + 87, "{text}");
         assert_eq!(text.parse::<PublicKey>().unwrap(), public);
-        let sig = key.sign(SigningContext::Version, b"x");
+        let sig = key.sign(SigningContext::Version, b"x").unwrap();
         let s_text = sig.to_string();
         assert!(
             s_text.starts_with("sm2:") && s_text.len() == 4 + 86,
@@ -1258,8 +1273,8 @@ mod tests {
     fn suites_never_verify_each_other() {
         let ed = key();
         let sm = SigningKey::generate_in(Suite::Sm2Sm3).unwrap().0;
-        let ed_sig = ed.sign(SigningContext::Version, b"id");
-        let sm_sig = sm.sign(SigningContext::Version, b"id");
+        let ed_sig = ed.sign(SigningContext::Version, b"id").unwrap();
+        let sm_sig = sm.sign(SigningContext::Version, b"id").unwrap();
         assert!(sm
             .public_key()
             .verify(SigningContext::Version, b"id", &ed_sig)
@@ -1280,11 +1295,11 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("sm2-sm3"), "{err}");
         // Notes: SM2 signs and verifies them too; the domain prefix is still refused.
-        let note = sm.sign_note(b"hukou-sync/410000\n1\n").unwrap();
+        let note = sm.sign_note(b"hukou-sync/410000\n1\n").unwrap().unwrap();
         assert!(sm
             .public_key()
             .verify_note(b"hukou-sync/410000\n1\n", &note));
-        assert!(sm.sign_note(b"hukou-sync/v1/version\0x").is_none());
+        assert!(sm.sign_note(b"hukou-sync/v1/version\0x").unwrap().is_none());
     }
 
     #[test]

@@ -111,7 +111,7 @@ fn this_crates_sm2_signatures_verify_with_openssl() {
 
     for (i, ctx) in SigningContext::ALL.into_iter().enumerate() {
         let msg = format!("record {i} 姓名");
-        let sig = key.sign(ctx, msg.as_bytes());
+        let sig = key.sign(ctx, msg.as_bytes()).unwrap();
         assert_eq!(sig.suite(), Suite::Sm2Sm3);
         std::fs::write(d.join("msg"), signed_message(ctx, msg.as_bytes())).unwrap();
         std::fs::write(d.join("sig.der"), to_der(sig.as_bytes())).unwrap();

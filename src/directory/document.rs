@@ -133,7 +133,7 @@ pub fn sign(doc: &DirectoryDoc, authority: &SigningKey) -> Result<SignedDirector
     let canonical = jcs::to_canonical_vec(doc)?;
     Ok(SignedDirectory {
         directory: doc.clone(),
-        signature: authority.sign(SigningContext::Directory, &canonical),
+        signature: authority.sign(SigningContext::Directory, &canonical)?,
     })
 }
 
@@ -621,6 +621,7 @@ mod tests {
         let canonical = jcs::canonicalize(&value["directory"]).unwrap();
         value["signature"] = key
             .sign(SigningContext::Directory, &canonical)
+            .unwrap()
             .to_string()
             .into();
         let err = verify_signed_json(&serde_json::to_vec(&value).unwrap(), &key.public_key())

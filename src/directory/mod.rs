@@ -96,6 +96,9 @@ pub const MAX_DIRECTORY_FILE_LEN: u64 = 64 * 1024 * 1024;
 /// Why a directory was refused (or could not be written).
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
+    /// The authority's key could not sign.
+    #[error(transparent)]
+    Sign(#[from] crate::crypto::keys::SignError),
     /// Reading or writing the directory file failed.
     #[error("could not {action} directory file {}: {source}", path.display())]
     Io {
@@ -748,7 +751,9 @@ mod tests {
         doc.format = "hukou-sync-directory/2".into();
         let canonical = crate::crypto::to_canonical_vec(&doc).unwrap();
         let signed = SignedDirectory {
-            signature: key.sign(crate::crypto::SigningContext::Directory, &canonical),
+            signature: key
+                .sign(crate::crypto::SigningContext::Directory, &canonical)
+                .unwrap(),
             directory: doc,
         };
         let json = serde_json::to_vec(&signed).unwrap();

@@ -813,7 +813,8 @@ mod suite_tests {
         let dual = version(&author)
             .sign(&sm, crate::crypto::hash::HashAlg::Sha256)
             .unwrap()
-            .countersign(&ed);
+            .countersign(&ed)
+            .unwrap();
         // Ed25519-only versions keep their exact JSON: no second_signature member.
         assert!(!serde_json::to_string(&by_ed)
             .unwrap()
@@ -846,7 +847,8 @@ mod suite_tests {
         let twice = version(&author)
             .sign(&sm, crate::crypto::hash::HashAlg::Sha256)
             .unwrap()
-            .countersign(&sm2b);
+            .countersign(&sm2b)
+            .unwrap();
         assert_eq!(
             code(&directory(&[&sm, &sm2b]), &twice),
             Some(RejectCode::BadSignature)
@@ -856,7 +858,8 @@ mod suite_tests {
         let foreign = version(&author)
             .sign(&sm, crate::crypto::hash::HashAlg::Sha256)
             .unwrap()
-            .countersign(&stranger);
+            .countersign(&stranger)
+            .unwrap();
         assert_eq!(code(&both, &foreign), Some(RejectCode::BadSignature));
         // SignedVersion::verify agrees.
         assert!(by_sm

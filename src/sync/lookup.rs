@@ -256,7 +256,10 @@ pub fn answer(
             at: now.trunc_subsecs(0),
             file,
         };
-        let signature = node.key.sign(SigningContext::Lookup, &statement.bytes()?);
+        let signature = node
+            .key
+            .sign(SigningContext::Lookup, &statement.bytes()?)
+            .map_err(|e| LedgerError::Version(e.into()))?;
         let actor = Actor {
             kind: ActorKind::Node,
             id: asker.to_string(),

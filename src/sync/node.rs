@@ -91,7 +91,7 @@ impl LocalNode {
     ) -> Result<crate::sync::version::SignedVersion, crate::sync::version::VersionError> {
         let signed = version.sign(&self.key, self.hash)?;
         Ok(match &self.dual_key {
-            Some(k) => signed.countersign(k),
+            Some(k) => signed.countersign(k)?,
             None => signed,
         })
     }

@@ -131,6 +131,8 @@ pub struct SignedReceipt {
 pub enum ReceiptError {
     #[error("cannot canonicalise the receipt: {0}")]
     Canonical(#[from] jcs::JcsError),
+    #[error(transparent)]
+    Sign(#[from] crate::crypto::keys::SignError),
     #[error("the receipt's signature does not verify with any key of {0}")]
     BadSignature(NodeId),
     #[error("the receipt answers another batch")]
@@ -146,7 +148,7 @@ pub enum ReceiptError {
 impl ReceiptBody {
     pub fn sign(self, key: &SigningKey) -> Result<SignedReceipt, ReceiptError> {
         let msg = jcs::to_canonical_vec(&self)?;
-        let signature = key.sign(SigningContext::Receipt, &msg);
+        let signature = key.sign(SigningContext::Receipt, &msg)?;
         Ok(SignedReceipt {
             receipt: self,
             signature,

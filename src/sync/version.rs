@@ -81,6 +81,8 @@ pub enum VersionError {
     Canonical(#[from] jcs::JcsError),
     #[error("stored version is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Sign(#[from] crate::crypto::keys::SignError),
 }
 
 impl Version {
@@ -142,7 +144,7 @@ impl Version {
     /// Computes the id and signs `"hukou-sync/v1/version\0" || id`.
     pub fn sign(self, key: &SigningKey, alg: HashAlg) -> Result<SignedVersion, VersionError> {
         let id = self.id(alg)?;
-        let signature = key.sign(SigningContext::Version, id.0.as_bytes());
+        let signature = key.sign(SigningContext::Version, id.0.as_bytes())?;
         Ok(SignedVersion {
             id,
             version: self,
@@ -167,9 +169,9 @@ pub struct SignedVersion {
 
 impl SignedVersion {
     /// Adds a second signature by `key` (a key of the other suite, during a migration).
-    pub fn countersign(mut self, key: &SigningKey) -> Self {
-        self.second_signature = Some(key.sign(SigningContext::Version, self.id.0.as_bytes()));
-        self
+    pub fn countersign(mut self, key: &SigningKey) -> Result<Self, VersionError> {
+        self.second_signature = Some(key.sign(SigningContext::Version, self.id.0.as_bytes())?);
+        Ok(self)
     }
 
     /// Every signature the version carries: the first, then the second if any.

@@ -133,7 +133,9 @@ async fn a_two_node_network_migrates_from_ed25519_to_sm2_without_stopping() {
     let late = creation(&flowing_child(25), &ed, ZHENGZHOU);
     let r = receipt(push(&client, &pair.hukou, ZHENGZHOU, vec![late]).await).await;
     assert_eq!(r.receipt.rejected[0].code.as_str(), "key_not_valid");
-    let mut bad = creation(&flowing_child(26), &sm2, ZHENGZHOU).countersign(&ed);
+    let mut bad = creation(&flowing_child(26), &sm2, ZHENGZHOU)
+        .countersign(&ed)
+        .unwrap();
     let mut bytes = *bad.second_signature.unwrap().as_bytes();
     bytes[0] ^= 1;
     bad.second_signature = Some(Signature::from_suite_bytes(Suite::Ed25519, bytes));

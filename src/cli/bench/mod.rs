@@ -320,7 +320,7 @@ fn bare_sign_rate(suite: crate::crypto::Suite, n: usize) -> anyhow::Result<f64> 
     let start = Instant::now();
     for i in 0..n {
         msg[0] = i as u8;
-        let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg);
+        let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg)?;
         std::hint::black_box(sig);
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())

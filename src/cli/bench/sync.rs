@@ -190,7 +190,7 @@ fn bare_hash_rate(alg: HashAlg, n: usize) -> anyhow::Result<f64> {
 fn bare_verify_rate(suite: Suite, n: usize) -> anyhow::Result<f64> {
     let key = crate::crypto::keys::SigningKey::generate_in(suite)?.0;
     let msg = [7u8; 32];
-    let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg);
+    let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg)?;
     let pk = key.public_key();
     let start = Instant::now();
     for _ in 0..n {

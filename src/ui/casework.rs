@@ -15,7 +15,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::forms::{input_for, FormView, InputView, Kind, OptionView, Posted};
+use super::forms::{input_for, posted_by, FormView, InputView, Kind, OptionView, Posted};
 use super::pages::Again;
 use super::render::{self, *};
 use super::{actor, check_csrf, see_other, user, UiError};
@@ -361,9 +361,7 @@ pub async fn record_visit(
     path: web::Path<String>,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, UiError> {
-    let p = user(&state, &req, Permission::EditChildren).await?;
-    let posted = Posted::new(form.into_inner());
-    check_csrf(&p, posted.csrf().as_deref())?;
+    let (p, posted) = posted_by(&state, &req, Permission::EditChildren, form.into_inner()).await?;
     let id = parse_id(&path)?;
     let input: VisitInput = match parse(visit_body(&posted)) {
         Ok(i) => i,
@@ -505,9 +503,7 @@ pub async fn end_benefit(
     path: web::Path<String>,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, UiError> {
-    let p = user(&state, &req, Permission::EditChildren).await?;
-    let posted = Posted::new(form.into_inner());
-    check_csrf(&p, posted.csrf().as_deref())?;
+    let (p, posted) = posted_by(&state, &req, Permission::EditChildren, form.into_inner()).await?;
     let id = parse_id(&path)?;
     let inputs: &[(&str, &str)] = &[("month", "month"), ("reason", "reason"), ("note", "note")];
     let benefit = match crate::api::children::parse_benefit(&posted.get("benefit")) {
@@ -861,9 +857,7 @@ pub async fn act(
     path: web::Path<String>,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, UiError> {
-    let p = user(&state, &req, Permission::EditChildren).await?;
-    let posted = Posted::new(form.into_inner());
-    check_csrf(&p, posted.csrf().as_deref())?;
+    let (p, posted) = posted_by(&state, &req, Permission::EditChildren, form.into_inner()).await?;
     let case_id = uuid::Uuid::parse_str(path.trim())
         .map_err(|_| UiError::BadRequest("a case id is a UUID".into()))?
         .to_string();

@@ -14,9 +14,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::forms::{FormView, InputView, Kind, OptionView, Posted};
+use super::forms::{posted_by, FormView, InputView, Kind, OptionView, Posted};
 use super::render::{self, *};
-use super::{actor, check_csrf, see_other, user, UiError};
+use super::{actor, see_other, user, UiError};
 use crate::accounts::{Permission, Principal};
 use crate::api::children::{child_filter, ListQuery};
 use crate::api::error::ApiError;
@@ -461,9 +461,7 @@ pub async fn create(
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, UiError> {
-    let p = user(&state, &req, Permission::EditChildren).await?;
-    let posted = Posted::new(form.into_inner());
-    check_csrf(&p, posted.csrf().as_deref())?;
+    let (p, posted) = posted_by(&state, &req, Permission::EditChildren, form.into_inner()).await?;
     let again = |field: Option<&str>, msg: String| {
         let mut form = new_file_form(&state, Some(&posted));
         form.fail(field, msg);
@@ -554,9 +552,7 @@ pub async fn update(
     path: web::Path<String>,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, UiError> {
-    let p = user(&state, &req, Permission::EditChildren).await?;
-    let posted = Posted::new(form.into_inner());
-    check_csrf(&p, posted.csrf().as_deref())?;
+    let (p, posted) = posted_by(&state, &req, Permission::EditChildren, form.into_inner()).await?;
     let id = IdNumber::parse(path.trim())
         .map_err(|e| UiError::BadRequest(format!("not a valid ID number: {e}")))?;
     let changed = |f: ChildField, text: &str| {

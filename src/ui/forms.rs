@@ -161,6 +161,21 @@ impl FormView {
     }
 }
 
+/// The user of a form post, allowed `permission`, and the form, its CSRF token checked: what
+/// every page that changes something does first (a user without the permission gets 403, a
+/// form without the session's token 403, before any field is read).
+pub async fn posted_by(
+    state: &actix_web::web::Data<crate::api::AppState>,
+    req: &actix_web::HttpRequest,
+    permission: crate::accounts::Permission,
+    form: Vec<(String, String)>,
+) -> Result<(crate::accounts::Principal, Posted), super::UiError> {
+    let p = super::user(state, req, permission).await?;
+    let posted = Posted::new(form);
+    super::check_csrf(&p, posted.csrf().as_deref())?;
+    Ok((p, posted))
+}
+
 /// A posted form: each name with its values in order (check boxes repeat a name).
 #[derive(Default)]
 pub struct Posted(BTreeMap<String, Vec<String>>);

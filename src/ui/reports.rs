@@ -11,10 +11,10 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::forms::{input_for, FormView, Kind, Posted};
+use super::forms::{input_for, posted_by, FormView, Kind, Posted};
 use super::pages::Again;
 use super::render::{self, date_zh, url_encode, Nav};
-use super::{actor, check_csrf, see_other, user, UiError};
+use super::{actor, see_other, user, UiError};
 use crate::accounts::Permission;
 use crate::api::cases::parse;
 use crate::api::error::ApiError;
@@ -135,9 +135,7 @@ pub async fn record(
     path: web::Path<String>,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, UiError> {
-    let p = user(&state, &req, Permission::EditChildren).await?;
-    let posted = Posted::new(form.into_inner());
-    check_csrf(&p, posted.csrf().as_deref())?;
+    let (p, posted) = posted_by(&state, &req, Permission::EditChildren, form.into_inner()).await?;
     let id = IdNumber::parse(path.trim())
         .map_err(|e| UiError::BadRequest(format!("not a valid ID number: {e}")))?;
     let referral = posted

@@ -150,6 +150,12 @@ enum Command {
 /// Entry point of the binary.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Demo(_) | Command::Bench(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     crate::startup::install_crypto_provider();
     match dispatch(cli) {
         Ok(code) => code,
@@ -157,6 +163,18 @@ pub fn run() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A command whose output is piped into a reader that stops early (`| head`) ends quietly, as
+/// Unix tools do, instead of panicking on the closed pipe: SIGPIPE is given back its default
+/// action. Not for the commands that run nodes (`serve`, `demo`, `bench`): a peer closing its
+/// connection must never end a node (their sockets write with `MSG_NOSIGNAL` anyway).
+fn quiet_on_closed_pipe() {
+    // SAFETY: `signal` with a valid signal number and `SIG_DFL` only resets a disposition; it is
+    // called once, at start, before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -625,3 +625,35 @@ async fn exports_are_private_never_overwrite_and_are_audited_with_their_purpose(
     app.stop().await;
     other.stop().await;
 }
+
+/// A command piped into a reader that stops early (`| head`) ends as Unix tools do — by SIGPIPE,
+/// without a panic message — instead of panicking on the closed pipe (exit 101).
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
+        .args(["sample", "--count", "200000"])
+        .env_remove("HUKOU_SYNC_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101));
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}",
+        out.status
+    );
+}

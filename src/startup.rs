@@ -160,6 +160,7 @@ impl Application {
             App::new()
                 .wrap(actix_web::middleware::from_fn(api::manners::manners))
                 .wrap(request_logger().log_target("hukou_sync::http"))
+                .wrap(actix_web::middleware::from_fn(api::request_id::request_id))
                 .app_data(admin_state.clone())
                 .app_data(known.clone())
                 .configure(|cfg| crate::ui::configure(cfg, secure_cookies))
@@ -205,6 +206,7 @@ impl Application {
             let server = HttpServer::new(move || {
                 App::new()
                     .wrap(request_logger().log_target("hukou_sync::peer"))
+                    .wrap(actix_web::middleware::from_fn(api::request_id::request_id))
                     .app_data(peer_state.clone())
                     .configure(|cfg| api::peer::configure(cfg, peer_limit))
             })
@@ -331,15 +333,13 @@ async fn futures_join_all(servers: Vec<Server>) -> Vec<std::io::Result<()>> {
 }
 
 /// The access log: method, path and query with ID numbers masked (`4101**********0012`), since
-/// logs must never carry a child's full ID number.
+/// logs must never carry a child's full ID number; and the request id (`api::request_id`).
 fn request_logger() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms").custom_request_replace(
-        "request",
-        |req| {
+    actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms id=%{x-request-id}o")
+        .custom_request_replace("request", |req| {
             let target = req.uri().path_and_query().map_or("", |p| p.as_str());
             format!("{} {}", req.method(), mask_id_numbers(target))
-        },
-    )
+        })
 }
 
 /// Replaces every run of 17 digits followed by a digit or X with its masked form

@@ -17,6 +17,7 @@ pub mod peer;
 pub mod peers;
 pub mod reconcile;
 pub mod reports;
+pub mod request_id;
 pub mod stats;
 pub mod visits;
 

@@ -16,6 +16,7 @@ pub mod node;
 pub mod reconcile_report;
 pub mod region;
 pub mod report;
+pub mod request_id;
 pub mod risk;
 pub mod role;
 pub mod scope;

@@ -499,8 +499,12 @@ async fn post(
         body, batch, ids, ..
     } = prepared;
     let bytes_sent = body.len() as u64;
+    // One id per delivery, in both nodes' logs (`api::request_id`).
+    let request_id = crate::domain::request_id::new();
+    tracing::debug!(peer = %peer, versions = ids.len(), %request_id, "pushing a batch");
     let resp = http
         .post(&url)
+        .header(crate::domain::request_id::HEADER, &request_id)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()

@@ -463,3 +463,56 @@ async fn overlapping_batches_in_different_orders_never_deadlock() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+/// Request ids (issue 25 #7, in part): both listeners answer with the `X-Request-Id` a request
+/// brought when it is plain and short, with a new one otherwise, so one delivery can be followed
+/// across two nodes' logs (the sender puts a new id on each batch it pushes).
+#[tokio::test]
+async fn both_listeners_answer_with_the_request_id() {
+    let pair = crate::helpers::spawn_pair().await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    // Admin listener: kept, replaced when not plain, made when absent.
+    let r = pair
+        .residence
+        .http
+        .get(pair.residence.url("/api/v1/healthz"))
+        .header("x-request-id", "gateway-7.abc_1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&r).as_deref(), Some("gateway-7.abc_1"));
+    let r = pair
+        .residence
+        .http
+        .get(pair.residence.url("/api/v1/healthz"))
+        .header("x-request-id", "a b<script>")
+        .send()
+        .await
+        .unwrap();
+    let made = id_of(&r).unwrap();
+    assert_eq!(made.len(), 32, "{made}");
+    let r = pair
+        .residence
+        .http
+        .get(pair.residence.url("/api/v1/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(id_of(&r).unwrap(), made);
+    // Peer listener (mutual TLS): a push answered with the sender's id, refusals too.
+    let client = residence_client(&pair.pki);
+    let r = client
+        .post(peer_url(&pair.hukou))
+        .header("x-request-id", "delivery-0001")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&r).as_deref(), Some("delivery-0001"));
+    assert_eq!(r.status(), 400);
+}

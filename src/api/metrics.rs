@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition of what an operator watches — outbox depth and
 //! delivery age per peer, overdue and due-soon eligibility cases, files with concurrent heads,
 //! witnessing (sizes cosigned, evidence against peers), visits overdue and recorded, the size of
-//! the audit log, children's files served here per risk level, the last reconciliation run per peer, stale files, and evidence files (missing at the decider, mismatching, bytes stored).
+//! the audit log, children's files served here per risk level, the last reconciliation run per peer, stale files, evidence files (missing at the decider, mismatching, bytes stored), and the
+//! signed directory's serial and seconds to its expiry.
 
 use actix_web::{get, web, HttpResponse};
 use chrono::Utc;
@@ -227,6 +228,21 @@ fn metrics_text(
         "Open cases whose due date counts into a year without a published holiday calendar (statutory holidays only, 暂定).",
         vec![(String::new(), f64::from(provisional))],
     );
+    if let Some(dir) = node.directory.as_ref().map(|d| d.current()) {
+        gauge(
+            "hukou_sync_directory_expires_in_seconds",
+            "Seconds until the signed directory in use expires (a node refuses an expired one: publish a new serial before this reaches zero).",
+            vec![(
+                String::new(),
+                (dir.expires_at() - now).num_seconds() as f64,
+            )],
+        );
+        gauge(
+            "hukou_sync_directory_serial",
+            "Serial of the signed directory in use.",
+            vec![(String::new(), dir.serial() as f64)],
+        );
+    }
     let concurrent = storage::records::count_children_with_heads_over(conn, 1)?;
     gauge(
         "hukou_sync_files_with_concurrent_heads",

@@ -54,7 +54,13 @@ pub struct Watcher {
     last_error: Option<(String, Option<FileStamp>)>,
     /// Serial of the expired directory last reported, to report each once.
     expired_reported: Option<u64>,
+    /// Serial of the directory last warned about as expiring soon, to warn once per serial.
+    expiry_warned: Option<u64>,
 }
+
+/// A directory expiring within this many days is warned about (once per serial; the metric
+/// `hukou_sync_directory_expires_in_seconds` shows the time left all along).
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 impl Watcher {
     /// Reloads the file if it changed since it was last loaded (a failed reload is retried at
@@ -171,7 +177,21 @@ impl Watcher {
 
     fn report_expiry(&mut self, handle: &DirectoryHandle) {
         let current = handle.current();
-        if current.is_expired(Utc::now()) && self.expired_reported != Some(current.serial()) {
+        let now = Utc::now();
+        let left = current.expires_at() - now;
+        if !current.is_expired(now)
+            && left <= chrono::Duration::days(EXPIRY_WARNING_DAYS)
+            && self.expiry_warned != Some(current.serial())
+        {
+            tracing::warn!(
+                serial = current.serial(),
+                expires_at = %current.expires_at(),
+                days_left = left.num_days(),
+                "the directory in use expires soon; publish a newer serial before it does (every                  peer is refused after that)"
+            );
+            self.expiry_warned = Some(current.serial());
+        }
+        if current.is_expired(now) && self.expired_reported != Some(current.serial()) {
             tracing::error!(
                 serial = current.serial(),
                 expires_at = %current.expires_at(),

@@ -515,4 +515,18 @@ async fn both_listeners_answer_with_the_request_id() {
         .unwrap();
     assert_eq!(id_of(&r).as_deref(), Some("delivery-0001"));
     assert_eq!(r.status(), 400);
+
+    // The directory's expiry is watched (issue 25 #8, in part): seconds left and its serial.
+    let metrics = pair.residence.get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let left = value("hukou_sync_directory_expires_in_seconds");
+    assert!(left > 0.0 && left <= 400.0 * 86_400.0, "{left}");
+    assert_eq!(value("hukou_sync_directory_serial"), 1.0);
 }

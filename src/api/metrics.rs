@@ -22,10 +22,14 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let node = state.node.clone();
     let deadlines = state.deadlines.clone();
     let stale_days = state.settings.records.stale_after_days;
+    // Read before a connection is taken for the figures below, so it shows the pool as the
+    // node's work left it.
+    let pool = state.store.pool_use();
     let text = state
         .store
         .run(move |c| {
             let mut text = metrics_text(c, &node, &deadlines)?;
+            text.push_str(&process_text(pool));
             text.push_str(&crate::reconcile::metrics_text(
                 c,
                 &node,
@@ -38,6 +42,81 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))
+}
+
+/// The process's resident memory, open descriptors and CPU time (Linux `/proc/self`), and the
+/// database pool's use — what an operator watches for a leak or an exhausted pool.
+fn process_text(pool: storage::PoolUse) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    if let Some(kib) = rss_kib {
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            kib * 1024.0,
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            fds.count() as f64,
+        );
+    }
+    // Fields 14 and 15 of /proc/self/stat (after the command name in parentheses): user and
+    // system time in clock ticks.
+    // SAFETY: `sysconf` only reads a configuration value.
+    let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as f64,
+        _ => 100.0,
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let ticks: Option<f64> = stat.rsplit_once(") ").and_then(|(_, rest)| {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        Some(user + system)
+    });
+    if let Some(t) = ticks {
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            t / hz,
+        );
+    }
+    metric(
+        "hukou_sync_db_pool_connections",
+        "gauge",
+        "Database connections the pool holds open.",
+        f64::from(pool.open),
+    );
+    metric(
+        "hukou_sync_db_pool_idle_connections",
+        "gauge",
+        "Open database connections not in use.",
+        f64::from(pool.idle),
+    );
+    metric(
+        "hukou_sync_db_pool_max_connections",
+        "gauge",
+        "The most connections the pool opens (database.pool_size).",
+        f64::from(pool.max),
+    );
+    out
 }
 
 /// The node's gauges in Prometheus text format: delivery per peer, eligibility cases by

@@ -529,4 +529,15 @@ async fn both_listeners_answer_with_the_request_id() {
     let left = value("hukou_sync_directory_expires_in_seconds");
     assert!(left > 0.0 && left <= 400.0 * 86_400.0, "{left}");
     assert_eq!(value("hukou_sync_directory_serial"), 1.0);
+    // Process and pool figures (issue 25 #7, in part).
+    assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(value("process_open_fds") > 3.0);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    let max = value("hukou_sync_db_pool_max_connections");
+    assert_eq!(
+        max,
+        f64::from(pair.residence.settings.database.pool_size.max(1))
+    );
+    let open = value("hukou_sync_db_pool_connections");
+    assert!(open >= value("hukou_sync_db_pool_idle_connections") && open <= max);
 }

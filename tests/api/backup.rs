@@ -195,6 +195,10 @@ async fn a_backup_under_load_restores_and_reconciles_to_zero_differences() {
     accepted.accept_restore = true;
     let hukou = restart(accepted, db, dir).await;
     assert_eq!(hukou.count("versions") as u64, in_backup);
+    // The copy taken under load is one consistent snapshot: its whole audit log verifies
+    // (every leaf against its hash, every signed head against the recomputed root).
+    let verified = cli(&pki, CHENGDU, &url, &["audit", "verify", "--json"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
     let ev = events(&hukou, "audit.restore_accepted");
     assert_eq!(ev.len(), 1);
     assert!(

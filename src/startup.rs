@@ -39,6 +39,9 @@ pub struct Application {
     store: Store,
     node: Arc<LocalNode>,
     jobs: Jobs,
+    /// On SQLite, the node's lock (`storage::backup::NodeLock`): held until the application is
+    /// dropped, so a second `serve` and a `restore` see that this node runs.
+    _lock: Option<crate::storage::backup::NodeLock>,
 }
 
 /// The TLS material of the peer side.
@@ -68,6 +71,7 @@ impl Application {
         install_crypto_provider();
         crate::sync::memory::limit_arenas();
         let settings = Arc::new(settings);
+        let lock = node_lock(&settings.database.url).await?;
         let (store, node) = open_node(&settings).await?;
         self_check(&store, &node, settings.accept_restore).await?;
         let vault = evidence_vault(&settings, &store, &node)?;
@@ -274,6 +278,7 @@ impl Application {
             store,
             node,
             jobs,
+            _lock: lock,
         })
     }
 
@@ -532,6 +537,22 @@ fn refresh_case_deadlines(store: &Store, deadlines: &Deadlines) -> anyhow::Resul
         );
     }
     Ok(())
+}
+
+/// On SQLite, takes the node's lock, waiting a while for a stopping node to let it go; a second
+/// `serve` on one SQLite file would sign its own tree heads over the same log. None on
+/// PostgreSQL, where several processes may serve one node.
+async fn node_lock(url: &str) -> anyhow::Result<Option<crate::storage::backup::NodeLock>> {
+    use crate::storage::backup::{sqlite_file, BackupError, NodeLock};
+    let db = match sqlite_file(url) {
+        Ok(db) => db,
+        Err(BackupError::Postgres) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let lock = tokio::task::spawn_blocking(move || NodeLock::acquire(&db, Duration::from_secs(30)))
+        .await
+        .context("start-up task failed")??;
+    Ok(Some(lock))
 }
 
 /// The start-up self check of the audit log (`audit::selfcheck`): a finding stops the start

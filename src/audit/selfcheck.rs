@@ -10,6 +10,11 @@
 //!    `sync::witness`): a log behind that size, or with another root at it, lost or rewrote
 //!    history its witnesses saw.
 //!
+//! Before both, a database that `hukou-sync restore` put in place is a finding of its own
+//! ([`Finding::Restored`]): a backup's log is a prefix of what the peers' witnesses may have
+//! cosigned since, so the node must not append (and sign heads over) a history that differs at
+//! sizes they saw before an administrator has decided so.
+//!
 //! A finding stops the start (`startup`) unless an administrator passes `--accept-restore`;
 //! [`accept_restore`] then records what was lost in the audit log, forgets the heads and
 //! cosignatures of the lost history and checks the log afresh from its first event. Older
@@ -33,6 +38,9 @@ const PAGE: i64 = 10_000;
 /// What the self check found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Finding {
+    /// `hukou-sync restore` put a backup in place and nobody accepted it yet (`storage::backup`).
+    #[error("this database was restored from a backup ({from}) whose audit log has {size} events: peers may have cosigned later checkpoints of this log and hold versions it lost, and every event it appends now forks from what they saw")]
+    Restored { size: u64, from: String },
     #[error("the audit log has {size} events, but {verified} were verified at an earlier start: events were deleted or an older database was restored")]
     Truncated { verified: u64, size: u64 },
     #[error("audit event {seq} is missing")]
@@ -143,6 +151,12 @@ pub fn self_check(
     conn: &mut DbConn,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Result<Checked, Finding>, AuditError> {
+    if let Some((size, from)) = crate::storage::backup::restored_mark(conn)? {
+        return Ok(Err(Finding::Restored {
+            size: size.max(0) as u64,
+            from,
+        }));
+    }
     let mut frontier = resume(conn)?;
     let from = frontier.size();
     let size = repo::size(conn)?.max(0) as u64;
@@ -240,6 +254,7 @@ pub fn accept_restore(
         }
         crate::storage::witness::delete_cosignatures_above(c, size as i64)?;
         repo::delete_tree_heads_above(c, size as i64)?;
+        crate::storage::backup::clear_restored_mark(c)?;
         super::append(
             c,
             hlc,

@@ -5,6 +5,7 @@
 
 mod admin;
 mod audit_cmd;
+mod backup_cmd;
 mod bench;
 mod benefit;
 mod case;
@@ -55,6 +56,13 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy an SQLite node's database while it serves (a consistent snapshot, `VACUUM INTO`),
+    /// audited as `node.backup`. PostgreSQL nodes use pg_basebackup or pg_dump (README,
+    /// "Backups (备份与恢复)").
+    Backup(backup_cmd::BackupArgs),
+    /// Put a backup of this node back in place of its SQLite database (the node stopped); the
+    /// next start refuses until `serve --accept-restore`, then reconcile with every peer.
+    Restore(backup_cmd::RestoreArgs),
     /// Run the demo: two bureaus on loopback (real mutual TLS, each on a temporary SQLite
     /// database) exchanging a child's file, an eligibility case and a reconciliation run.
     Demo(demo::DemoArgs),
@@ -248,6 +256,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             drop(store);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup(args) => backup_cmd::run_backup(&load_settings(config)?, args),
+        Command::Restore(args) => backup_cmd::run_restore(&load_settings(config)?, args),
         Command::Demo(args) => demo::run(args),
         Command::Import(args) => import::run_import(&load_settings(config)?, args),
         Command::Export(args) => import::run_export(&load_settings(config)?, args),

@@ -124,6 +124,7 @@ pub const LIST_CHUNK: usize = 500;
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod cases;
 pub mod conflicts;
 pub mod evidence;

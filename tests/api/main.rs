@@ -5,6 +5,7 @@
 
 mod architecture;
 mod audit;
+mod backup;
 mod benefits;
 mod browser;
 mod cases;

@@ -5,6 +5,8 @@
 //! Timed: `stats::compute` (the service the API, the page and the console call, audit included)
 //! for the whole node, for one county's scope and for one street's, QUERIES times each (p50,
 //! p99), beside the bare limit measured in the same run: one `count(*)` pass over the view.
+//! Then the files list (`ledger::list_children`, a page of 100) for each filter shape, beside the
+//! bare first page of the primary key.
 
 use std::time::Instant;
 
@@ -15,9 +17,9 @@ use crate::audit::Actor;
 use crate::domain::{IdNumber, RegionCode, Scope};
 use crate::stats::{self, Inputs};
 use crate::storage::cases::CaseRow;
-use crate::storage::records::ChildRow;
+use crate::storage::records::{ChildFilter, ChildRow};
 use crate::storage::{self};
-use crate::sync::ledger::china_today;
+use crate::sync::ledger::{self, china_today};
 
 use super::{backend_name, bench_db, round, settings_for};
 
@@ -183,5 +185,118 @@ pub(super) fn bench_stats(
     })?;
     out.insert("bare_count_pass_p50_ms".into(), json!(p50));
     out.insert("bare_count_pass_p99_ms".into(), json!(p99));
+
+    // The files list (issue 25 #10): a page of 100 through `ledger::list_children` (the
+    // service of `GET /api/v1/children` and the files page, its audit event included) for each
+    // filter shape, beside the bare first page of the primary key in the same run.
+    let middle = {
+        let mut all = storage::records::list_children(
+            &mut conn,
+            &ChildFilter {
+                limit: 1,
+                after: Some(format!("{}5", &county[..2])),
+                ..Default::default()
+            },
+        )?;
+        all.pop().map(|c| c.id_number.to_string())
+    };
+    let page = |f: ChildFilter| ChildFilter { limit: 100, ..f };
+    let shapes: Vec<(&str, ChildFilter)> = vec![
+        ("first_page", page(ChildFilter::default())),
+        (
+            "deep_page",
+            page(ChildFilter {
+                after: middle,
+                ..Default::default()
+            }),
+        ),
+        (
+            "county",
+            page(ChildFilter {
+                region_prefix: Some(county.clone()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "township",
+            page(ChildFilter {
+                township: Some(street.clone()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "category",
+            page(ChildFilter {
+                category: Some("orphan".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "risk",
+            page(ChildFilter {
+                risk_level: Some(crate::domain::RiskLevel::new(1)?),
+                ..Default::default()
+            }),
+        ),
+        (
+            "benefit",
+            page(ChildFilter {
+                benefit: Some("tekun".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "worker",
+            page(ChildFilter {
+                worker: Some("工作人员123".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "stale",
+            page(ChildFilter {
+                stale_before: Some((now - chrono::Duration::days(183)).naive_utc()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "visits_due",
+            page(ChildFilter {
+                visit_due_by: Some(today),
+                ..Default::default()
+            }),
+        ),
+        (
+            "county_scope",
+            page(ChildFilter {
+                scope: Scope::parse(&county)?,
+                ..Default::default()
+            }),
+        ),
+    ];
+    let console = Actor::console();
+    for (name, filter) in shapes {
+        let mut items = 0;
+        let (p50, p99) = timed(queries.max(50), || {
+            let p = ledger::list_children(&mut conn, &node, &filter, &console, None, Utc::now())?;
+            items = p.items.len();
+            Ok(())
+        })?;
+        out.insert(format!("list_{name}_p50_ms"), json!(p50));
+        out.insert(format!("list_{name}_p99_ms"), json!(p99));
+        out.insert(format!("list_{name}_items"), json!(items));
+    }
+    let (p50, p99) = timed(queries.max(50), || {
+        std::hint::black_box(storage::records::list_children(
+            &mut conn,
+            &ChildFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )?);
+        Ok(())
+    })?;
+    out.insert("bare_first_page_p50_ms".into(), json!(p50));
+    out.insert("bare_first_page_p99_ms".into(), json!(p99));
     Ok(serde_json::Value::Object(out))
 }

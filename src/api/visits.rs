@@ -224,7 +224,7 @@ pub async fn due(
     let actor = caller.require(&state, Permission::ReadChildren).await?;
     let q: DueQuery = input::query(&req)?;
     let today = china_today(now());
-    let mut filter = visits::DueQuery {
+    let filter = visits::DueQuery {
         within_days: q.within_days.unwrap_or(7),
         overdue: q.overdue.unwrap_or(false),
         region: q.region.as_deref(),
@@ -235,11 +235,10 @@ pub async fn due(
     }
     .filter(today)
     .map_err(|(field, why)| ApiError::bad_request("invalid_query", why).field(field))?;
-    filter.scope = actor.scope;
     let node = state.node.clone();
     let page = state
         .store
-        .run(move |c| visits::due(c, &node, filter, today))
+        .run(move |c| visits::due(c, &node, filter, today, &actor.scope))
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }

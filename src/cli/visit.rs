@@ -392,7 +392,13 @@ pub fn run(settings: &Settings, cmd: VisitCommand) -> anyhow::Result<ExitCode> {
             }
             .filter(today)
             .map_err(|(field, why)| anyhow::anyhow!("--{field}: {why}"))?;
-            let page = visits::due(&mut conn, &node, filter, today)?;
+            let page = visits::due(
+                &mut conn,
+                &node,
+                filter,
+                today,
+                &crate::domain::Scope::whole_node(),
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {

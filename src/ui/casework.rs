@@ -650,9 +650,10 @@ pub async fn due(
         }
     };
     let node = state.node.clone();
+    let scope = p.scope.clone();
     let page = state
         .store
-        .run(move |c| visits::due(c, &node, filter, today))
+        .run(move |c| visits::due(c, &node, filter, today, &scope))
         .await?;
     let shown: Vec<&str> = page.items.iter().map(|i| i.id_number.as_str()).collect();
     state

@@ -702,7 +702,10 @@ pub fn due(
     node: &LocalNode,
     mut filter: DueFilter,
     today: NaiveDate,
+    scope: &crate::domain::Scope,
 ) -> Result<DuePage, VisitError> {
+    // Only children within the reader's account scope.
+    filter.scope = scope.clone();
     let limit = filter.limit.clamp(1, MAX_PAGE);
     let mut items = Vec::new();
     let mut next_after = None;

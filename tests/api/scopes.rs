@@ -260,6 +260,15 @@ async fn a_street_account_sees_its_street_on_the_pages() {
     for other in [&b, &c] {
         assert_eq!(v.get(&format!("/ui/children/{other}")).await.status, 404);
     }
+    // The pages keep to the scope too: the due list and the files list name only A.
+    for path in ["/ui/visits/due?overdue=1", "/ui/children"] {
+        let p = v.get(path).await;
+        assert_eq!(p.status, 200, "{path}");
+        for (id, shown) in [(&a, true), (&b, false), (&c, false)] {
+            let masked = hukou_sync::domain::IdNumber::mask_text(id);
+            assert_eq!(p.body.contains(&masked), shown, "{path}: {masked}");
+        }
+    }
     let cases = v.get("/ui/cases").await;
     assert!(!cases.body.contains(&c[..6]) || !cases.body.contains(&c[14..]));
 

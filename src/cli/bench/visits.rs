@@ -256,7 +256,13 @@ pub(super) async fn bench_visits(
         let mut items = 0;
         for _ in 0..queries {
             let t = Instant::now();
-            let page = visits::due(&mut conn, &node, filter.clone(), today)?;
+            let page = visits::due(
+                &mut conn,
+                &node,
+                filter.clone(),
+                today,
+                &crate::domain::Scope::whole_node(),
+            )?;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
             items = page.items.len();
         }

@@ -102,7 +102,13 @@ async fn round(
         if *shutdown.borrow() {
             return;
         }
-        let bytes = match ask(&ctx.clients, &peer, &endpoint).await {
+        // A peer that hangs must not hold the shutdown up.
+        let mut stop = shutdown.clone();
+        let asked = tokio::select! {
+            r = ask(&ctx.clients, &peer, &endpoint) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let bytes = match asked {
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "no directory from this peer this round");

@@ -12,6 +12,8 @@ use hukou_sync::devnet::pki::resign_directory;
 use hukou_sync::directory::{replace_with_bytes, sign, write_signed, Directory, SignedDirectory};
 use serde_json::Value;
 
+const CHANGSHA: &str = "430100";
+
 use crate::helpers::{
     client_as, eventually, peer_client, problem, spawn_network_with, TestApp, CHENGDU, WUHAN,
     ZHENGZHOU,
@@ -48,15 +50,23 @@ fn directory_url(app: &TestApp) -> String {
     )
 }
 
-/// Three nodes on serial 1, Zhengzhou and Chengdu trusting the real authority; Wuhan is made to
-/// trust a forger's key and runs a forged serial 3, which it serves to the others. The
-/// authority's serial 2 is written to Zhengzhou's file only: Chengdu fetches it, both files end
-/// on serial 2, Wuhan's forgery is refused (audited once) and never installed.
+/// Four nodes on serial 1, Zhengzhou and Chengdu trusting the real authority; Changsha too, but
+/// it does not fetch within the test (it keeps serving serial 1); Wuhan is made to trust a
+/// forger's key and runs a forged serial 3, which it serves to the others. The authority's
+/// serial 2 is written to Zhengzhou's file only: Chengdu fetches it, both files end on serial 2,
+/// Changsha's lower serial is ignored, Wuhan's forgeries are refused (audited once per serial)
+/// and never installed.
 #[tokio::test]
 async fn a_new_serial_published_to_one_node_reaches_the_others_and_forgeries_do_not() {
     let forger = SigningKey::generate().unwrap().0;
     let net = spawn_network_with(
-        &[(ZHENGZHOU, "4101"), (CHENGDU, "5101"), (WUHAN, "4201")],
+        // The directory's order is the order peers are asked in: Changsha before Wuhan.
+        &[
+            (ZHENGZHOU, "4101"),
+            (CHENGDU, "5101"),
+            (CHANGSHA, "4301"),
+            (WUHAN, "4201"),
+        ],
         |id, s| {
             let d = s.directory.as_mut().unwrap();
             let own = own_file(&d.path, id);
@@ -71,12 +81,13 @@ async fn a_new_serial_published_to_one_node_reaches_the_others_and_forgeries_do_
                 std::fs::copy(&d.path, &own).unwrap();
             }
             d.path = own;
-            d.fetch_interval_secs = 1;
+            d.fetch_interval_secs = if id == CHANGSHA { 3600 } else { 1 };
             d.reload_interval_secs = 1;
         },
     )
     .await;
-    let (zhengzhou, chengdu, wuhan) = (&net.nodes[0], &net.nodes[1], &net.nodes[2]);
+    let (zhengzhou, chengdu, changsha, wuhan) =
+        (&net.nodes[0], &net.nodes[1], &net.nodes[2], &net.nodes[3]);
     let shared = net.pki.directory.clone();
     let (zz_file, cd_file) = (own_file(&shared, ZHENGZHOU), own_file(&shared, CHENGDU));
     assert_eq!(
@@ -97,7 +108,7 @@ async fn a_new_serial_published_to_one_node_reaches_the_others_and_forgeries_do_
     // ... and refuses a valid certificate of the exchange CA for a node not in the directory.
     let ca = hukou_sync::tls::pki::load_ca(&net.pki.ca_cert, &net.pki.ca_key).unwrap();
     let stranger =
-        hukou_sync::tls::pki::issue_node_cert(&ca, "430100", &["localhost", "127.0.0.1"]).unwrap();
+        hukou_sync::tls::pki::issue_node_cert(&ca, "440100", &["localhost", "127.0.0.1"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
     hukou_sync::tls::pki::write_public_pem(&c, &stranger.cert_pem).unwrap();
@@ -154,24 +165,40 @@ async fn a_new_serial_published_to_one_node_reaches_the_others_and_forgeries_do_
     assert_eq!(fetched[0]["details"]["new_serial"], 2);
     assert_eq!(fetched[0]["details"]["file_written"], true);
 
-    // Further rounds change nothing: the forgery is not installed (nor reported again), Wuhan
-    // (which trusts another key) keeps its own, and no install ever went back.
+    // Further rounds change nothing. Wuhan's forgery moves to serial 4: once both others have
+    // refused it, each has asked Changsha (before Wuhan in the directory) with serial 2 in use,
+    // and ignored its serial 1.
     let refusals = events(chengdu, "directory.refuse").await;
     assert!(refusals
         .iter()
         .all(|e| e["details"]["from"] == WUHAN && e["details"]["serial"] == 3));
-    let before = events(zhengzhou, "directory.refuse").await.len();
-    eventually(30, "a few more rounds", || async {
-        // Wuhan refuses the authority's serials 1 and 2 (not signed by the key it trusts)
-        // from both: once per peer and serial.
-        events(wuhan, "directory.refuse").await.len() == 4
-    })
-    .await;
-    assert_eq!(events(zhengzhou, "directory.refuse").await.len(), before);
+    let wuhan_file = own_file(&shared, WUHAN);
+    let forged: SignedDirectory =
+        serde_json::from_slice(&std::fs::read(&wuhan_file).unwrap()).unwrap();
+    let mut doc = forged.directory;
+    doc.serial = 4;
+    write_signed(&wuhan_file, &sign(&doc, &forger).unwrap()).unwrap();
+    for app in [zhengzhou, chengdu] {
+        eventually(30, "the forged serial 4 refused", || async {
+            events(app, "directory.refuse")
+                .await
+                .iter()
+                .any(|e| e["details"]["serial"] == 4)
+        })
+        .await;
+        // Once per peer, serial and kind: serial 3, then serial 4.
+        assert_eq!(events(app, "directory.refuse").await.len(), 2);
+    }
     assert_eq!(
-        (serial(zhengzhou), serial(chengdu), serial(wuhan)),
-        (2, 2, 3)
+        (
+            serial(zhengzhou),
+            serial(chengdu),
+            serial(changsha),
+            serial(wuhan)
+        ),
+        (2, 2, 1, 4)
     );
+    assert_eq!(file_serial(&own_file(&shared, CHANGSHA)), 1);
     for app in [zhengzhou, chengdu] {
         for e in events(app, "directory.install").await {
             let d = &e["details"];

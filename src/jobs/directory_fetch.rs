@@ -168,11 +168,9 @@ async fn ask(clients: &ClientFactory, peer: &NodeId, endpoint: &str) -> Result<V
 async fn take(ctx: &FetchContext, peer: &NodeId, new: crate::directory::Directory) -> bool {
     let bytes = new.signed_json().clone();
     let new_serial = new.serial();
-    let (old_serial, outcome) = {
-        let old = ctx.handle.current().serial();
-        (old, ctx.handle.install(new))
-    };
-    match outcome {
+    // `install` compares the serials again under its lock: the file watch may have installed
+    // another directory since this one was judged.
+    match ctx.handle.install(new) {
         Ok(ReloadOutcome::Replaced { old_serial, .. }) => {
             tracing::info!(peer = %peer, old_serial, new_serial, "installed a newer directory from a peer");
             let path = ctx.path.clone();
@@ -212,7 +210,7 @@ async fn take(ctx: &FetchContext, peer: &NodeId, new: crate::directory::Director
         Ok(ReloadOutcome::Unchanged) => false,
         Err(e) => {
             // Another install (the file watch) went further meanwhile: nothing to do.
-            tracing::debug!(peer = %peer, old_serial, new_serial, error = %e, "a peer's directory was overtaken");
+            tracing::debug!(peer = %peer, new_serial, error = %e, "a peer's directory was overtaken");
             false
         }
     }

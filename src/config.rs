@@ -315,10 +315,18 @@ pub struct DirectorySettings {
     /// Seconds between checks of the file for changes (SIGHUP also reloads).
     #[serde(default = "default_reload_secs")]
     pub reload_interval_secs: u64,
+    /// Seconds between rounds asking the peers for a newer signed directory (at least 1): a
+    /// new serial published to any one node reaches every node within about this long.
+    #[serde(default = "default_fetch_secs")]
+    pub fetch_interval_secs: u64,
 }
 
 fn default_reload_secs() -> u64 {
     10
+}
+
+fn default_fetch_secs() -> u64 {
+    600
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

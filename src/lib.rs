@@ -14,7 +14,7 @@
 //! | start | [`startup`] | `Application::build(settings)`: opens the store, binds the admin and peer listeners, wires state, calls `jobs::start` once |
 //! | surfaces | [`api`] | the admin API (`/api/v1`) and the peer API (`api::peer`, everything under `/peer/v1`, mutual TLS); `api::error` is **the one place an error becomes HTTP** |
 //! | | [`ui`] | the web pages (server-rendered, no JavaScript needed); errors through `api::error` |
-//! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, version integrity, witnessing, sender supervisor and per-peer senders, scheduled reconciliation, directory watch, age-out) and stops in `Jobs::shutdown` |
+//! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, version integrity, witnessing, sender supervisor and per-peer senders, scheduled reconciliation, directory watch and fetch from peers, age-out) and stops in `Jobs::shutdown` |
 //! | settings | [`config`] | settings from TOML and environment, validated once; builds the services' own settings types |
 //! | services | [`accounts`] | users (argon2id), sessions, bearer tokens, roles and their permissions |
 //! | | [`conflicts`] | the review queue and resolution versions |
@@ -26,7 +26,7 @@
 //! | | [`audit`] | the tamper-evident log: events, RFC 9162 Merkle tree, signed heads, C2SP checkpoints and cosignatures, what a witness decides and its evidence, the start-up self check, proofs, offline verification |
 //! | | [`ledger_file`] | the ledger files people exchange: CSV and workbook (.xlsx/.xls/.ods) readers, CSV and .xlsx writers, the sample generator, values typed on one line |
 //! | foundations | [`storage`] | the only module that names diesel: SQLite/PostgreSQL, migrations, typed repositories, `StorageError` |
-//! | | [`directory`] | the signed directory: load, verify, route a region to its node, assemble one |
+//! | | [`directory`] | the signed directory: load, verify, route a region to its node, judge one a peer offers, assemble one |
 //! | | [`tls`] | every rustls configuration, certificate generation for the dev PKI, peer certificate → node id |
 //! | | [`crypto`] | RFC 8785 canonical JSON, SHA-256 and SM3 (the network's content hash, `crypto::hash::HashAlg`), Ed25519 and SM2 keys and signatures, the HLC, secret files, AES-256-GCM at rest (`crypto::at_rest`) |
 //! | | [`domain`] | ID numbers, regions, node ids, digests, months, the child record and field authority, the risk scale and palettes (`domain::risk`), the rules between benefits (`domain::benefit`), the case state machine, evidence file types, report data. Pure; imports nothing from the crate |

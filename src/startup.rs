@@ -253,6 +253,7 @@ impl Application {
                     path: dirset.path.clone(),
                     authority,
                     interval: Duration::from_secs(dirset.reload_interval_secs.max(1)),
+                    fetch_interval: Duration::from_secs(dirset.fetch_interval_secs.max(1)),
                 },
                 witness: jobs::witness::WitnessTiming {
                     interval: Duration::from_secs(settings.audit.witness.interval_secs.max(1)),

@@ -1,7 +1,8 @@
 //! The directory document itself: its serde types ([`DirectoryDoc`], [`NodeEntry`],
 //! [`KeyWindow`], [`SignedDirectory`]), the strict parse-then-verify of the signed JSON
 //! (`verify_signed_json`), the validation rules ([`DirectoryDoc::validate`]), and, for tooling,
-//! signing ([`sign`]) and writing ([`write_signed`]).
+//! signing ([`sign`]) and writing ([`write_signed`], and [`replace_with_bytes`] for a directory
+//! fetched from a peer).
 //!
 //! What is signed: the authority signs the RFC 8785 (JCS) canonical bytes of the `directory`
 //! member **as it appears in the file**, in [`SigningContext::Directory`]. Verification works on
@@ -146,10 +147,25 @@ pub fn write_signed(
     path: impl AsRef<Path>,
     signed: &SignedDirectory,
 ) -> Result<(), DirectoryError> {
-    let path = path.as_ref();
     let mut json = serde_json::to_vec_pretty(signed).map_err(DirectoryError::Serialize)?;
     json.push(b'\n');
+    replace_file(path.as_ref(), &json, DIRECTORY_FILE_MODE)
+}
 
+/// Replaces the directory file at `path` with `bytes` — a signed directory exactly as it was
+/// received and verified (a node that fetched a newer one from a peer) — atomically as
+/// [`write_signed`] does, keeping the mode of the file replaced (0644 when there was none), so
+/// that a restart loads what the node uses now.
+pub fn replace_with_bytes(path: &Path, bytes: &[u8]) -> Result<(), DirectoryError> {
+    let mode = fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(DIRECTORY_FILE_MODE);
+    replace_file(path, bytes, mode)
+}
+
+/// Writes `bytes` to a temporary file beside `path` with `mode`, fsyncs it, renames it over
+/// `path` and fsyncs the directory.
+fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DirectoryError> {
     let Some(file_name) = path.file_name() else {
         return Err(io_error(
             "write",
@@ -169,7 +185,7 @@ pub fn write_signed(
     // A temporary file left by a crashed earlier run of this process id is ours to remove;
     // `create_new` below then refuses anything that appears in between.
     let _ = fs::remove_file(&tmp);
-    let written = write_new_file(&tmp, &json)
+    let written = write_new_file(&tmp, bytes, mode)
         .and_then(|()| fs::rename(&tmp, path).map_err(|e| io_error("rename into place", path, e)));
     if let Err(e) = written {
         // Best effort: the write error is the one worth reporting.
@@ -181,18 +197,18 @@ pub fn write_signed(
         .map_err(|e| io_error("sync the directory of", path, e))
 }
 
-/// Creates `path` (which must not exist), writes `bytes`, sets mode 0644 exactly (the umask may
+/// Creates `path` (which must not exist), writes `bytes`, sets `mode` exactly (the umask may
 /// have narrowed it) and fsyncs.
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), DirectoryError> {
+fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DirectoryError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(DIRECTORY_FILE_MODE)
+        .mode(mode)
         .open(path)
         .map_err(|e| io_error("create", path, e))?;
     file.write_all(bytes)
         .map_err(|e| io_error("write", path, e))?;
-    file.set_permissions(fs::Permissions::from_mode(DIRECTORY_FILE_MODE))
+    file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| io_error("set permissions of", path, e))?;
     file.sync_all().map_err(|e| io_error("sync", path, e))
 }

@@ -11,7 +11,10 @@
 //! - this file: the verified, immutable [`Directory`] with its lookups, the errors, and the
 //!   reloadable [`DirectoryHandle`];
 //! - [`watch`]: the [`Watcher`] that reloads the file when it changed (its loop, with `SIGHUP`,
-//!   is the job `jobs::directory`).
+//!   is the job `jobs::directory`);
+//! - [`fetch`]: judging a directory offered by a peer (`GET /peer/v1/directory`): only a newer
+//!   serial that verifies as on load is taken (the loop that asks the peers is the job
+//!   `jobs::directory_fetch`).
 //!
 //! # File format
 //!
@@ -67,6 +70,7 @@
 
 pub mod assemble;
 pub mod document;
+pub mod fetch;
 pub mod watch;
 
 #[cfg(test)]
@@ -84,8 +88,8 @@ use crate::crypto::{JcsError, PublicKey};
 use crate::domain::{NodeId, RegionCode};
 
 pub use document::{
-    sign, write_signed, DirectoryDoc, KeyWindow, NodeEntry, SignedDirectory, FINGERPRINT_LEN,
-    FORMAT,
+    replace_with_bytes, sign, write_signed, DirectoryDoc, KeyWindow, NodeEntry, SignedDirectory,
+    FINGERPRINT_LEN, FORMAT,
 };
 pub use watch::{WatchEvent, Watcher};
 
@@ -262,6 +266,10 @@ pub struct Directory {
     revoked_certificates: HashSet<String>,
     /// `doc.revoked_keys`, for lookup.
     revoked_keys: HashSet<PublicKey>,
+    /// The signed JSON `doc` was verified from, byte for byte: what this node answers a peer
+    /// asking for its directory (a re-serialized document could differ from what the
+    /// authority signed, e.g. in how a time is written, and would no longer verify).
+    signed_json: Arc<[u8]>,
 }
 
 impl Directory {
@@ -280,7 +288,7 @@ impl Directory {
                 now,
             });
         }
-        Ok(Directory::index(doc))
+        Ok(Directory::index(doc, bytes))
     }
 
     /// Reads the file at `path` (at most [`MAX_DIRECTORY_FILE_LEN`] bytes) and verifies it as
@@ -321,13 +329,13 @@ impl Directory {
                 path: path.to_path_buf(),
             });
         }
-        Ok(Directory::index(document::verify_signed_json(
-            &bytes, authority,
-        )?))
+        let doc = document::verify_signed_json(&bytes, authority)?;
+        Ok(Directory::index(doc, &bytes))
     }
 
-    /// Builds the lookup tables of a verified, validated document.
-    fn index(doc: DirectoryDoc) -> Directory {
+    /// Builds the lookup tables of a verified, validated document; `signed_json` is the file
+    /// it was verified from.
+    fn index(doc: DirectoryDoc, signed_json: &[u8]) -> Directory {
         let mut by_id = HashMap::with_capacity(doc.nodes.len());
         let mut routes = HashMap::new();
         for (i, node) in doc.nodes.iter().enumerate() {
@@ -342,7 +350,15 @@ impl Directory {
             by_id,
             routes,
             doc,
+            signed_json: Arc::from(signed_json),
         }
+    }
+
+    /// The signed directory file this directory was verified from, byte for byte (what a peer
+    /// asking `GET /peer/v1/directory` receives, and what a node writes to its file when it
+    /// takes this directory from a peer).
+    pub fn signed_json(&self) -> &Arc<[u8]> {
+        &self.signed_json
     }
 
     /// The verified document.

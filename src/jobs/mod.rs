@@ -5,6 +5,8 @@
 //! - [`sender`]: one delivery loop per peer in the directory, kept by a supervisor;
 //! - [`reconcile`]: the scheduled reconciliation runs (`[[reconcile.schedule]]`);
 //! - [`directory`]: reloads the signed directory on `SIGHUP` and when its file changes;
+//! - [`directory_fetch`]: asks the peers for a newer signed directory and takes it (and writes
+//!   it to the file);
 //! - [`witness`]: asks each peer to cosign this node's latest checkpoint;
 //! - [`age_out`]: once a day, ends the age-limited benefits of those who turned 18;
 //! - [`evidence`]: the decider fetches the evidence files its cases name from the requesters.
@@ -15,6 +17,7 @@
 
 pub mod age_out;
 pub mod directory;
+pub mod directory_fetch;
 pub mod evidence;
 pub mod integrity;
 pub mod reconcile;
@@ -76,6 +79,8 @@ pub struct DirectoryWatch {
     pub path: PathBuf,
     pub authority: PublicKey,
     pub interval: Duration,
+    /// Between rounds asking the peers for a newer directory ([`directory_fetch`]).
+    pub fetch_interval: Duration,
 }
 
 /// The running jobs of a node.
@@ -147,6 +152,21 @@ pub fn start(ctx: JobsContext) -> Jobs {
     ];
     if let Some(ex) = ctx.exchange {
         if let Some(handle) = ctx.node.directory.clone() {
+            tasks.push((
+                "directory fetch",
+                running.spawn(directory_fetch::run(
+                    directory_fetch::FetchContext {
+                        store: ctx.store.clone(),
+                        node: ctx.node.clone(),
+                        handle: handle.clone(),
+                        clients: ex.clients.clone(),
+                        path: ex.directory.path.clone(),
+                        authority: ex.directory.authority,
+                    },
+                    ex.directory.fetch_interval,
+                    rx.clone(),
+                )),
+            ));
             let mut stop = rx.clone();
             tasks.push((
                 "directory watch",

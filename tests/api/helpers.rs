@@ -418,6 +418,14 @@ pub struct Network {
 
 /// Starts every node of `specs` on 127.0.0.1, each with its own fresh database.
 pub async fn spawn_network(specs: &[(&str, &str)]) -> Network {
+    spawn_network_with(specs, |_, _| {}).await
+}
+
+/// [`spawn_network`], with each node's settings adjusted by `configure(node_id, settings)` first.
+pub async fn spawn_network_with(
+    specs: &[(&str, &str)],
+    configure: impl Fn(&str, &mut Settings),
+) -> Network {
     let root = tempfile::tempdir().unwrap();
     let specs: Vec<NodeSpec> = specs
         .iter()
@@ -428,7 +436,8 @@ pub async fn spawn_network(specs: &[(&str, &str)]) -> Network {
     for spec in &specs {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::new(dir.path());
-        let settings = node_settings(&net.pki, spec.id.as_str(), &db);
+        let mut settings = node_settings(&net.pki, spec.id.as_str(), &db);
+        configure(spec.id.as_str(), &mut settings);
         let running = net
             .start(&spec.id, settings.clone())
             .await

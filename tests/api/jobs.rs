@@ -53,11 +53,11 @@ async fn stopping_an_application_ends_all_its_jobs() {
     let running = app.running_jobs();
     let handle = app.handle();
     let served = tokio::spawn(app.run_until_stopped());
-    // Tree heads, version integrity, age-out, directory watch, one schedule, witnessing, the
-    // supervisor, and its loop for the peer.
+    // Tree heads, version integrity, age-out, directory watch, directory fetch, one schedule,
+    // witnessing, the supervisor, and its loop for the peer.
     eventually(20, "every job started", || {
         let n = running.count();
-        async move { n == 8 }
+        async move { n == 9 }
     })
     .await;
     handle.stop(true).await;

@@ -12,6 +12,7 @@ mod cases;
 mod children;
 mod cli;
 mod conflicts;
+mod directory_fetch;
 mod evidence;
 mod excel;
 mod exchange;

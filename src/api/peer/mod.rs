@@ -1,11 +1,13 @@
 //! The peer listener's routes (mutual TLS): `POST /peer/v1/versions` (in [`versions`]),
 //! `POST /peer/v1/witness/add-checkpoint` (in [`witness`]), `POST /peer/v1/lookup` and
 //! `POST /peer/v1/handover` (in [`lookup`]), reconciliation's `/peer/v1/reconcile/...` (in
-//! [`reconcile`]) and `GET /peer/v1/evidence/{sha256}` (in [`evidence`]). The peer is the node of
+//! [`reconcile`]), `GET /peer/v1/evidence/{sha256}` (in [`evidence`]) and `GET /peer/v1/directory`
+//! (in [`directory`]). The peer is the node of
 //! the verified client certificate — never a header or a body field — checked against the
 //! signed directory (known, pinned, not revoked); every body field that names a node is checked
 //! against it. Refusals are answered with problem+json and recorded in the audit log.
 
+pub mod directory;
 pub mod evidence;
 pub mod lookup;
 pub mod reconcile;
@@ -33,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         .service(lookup::answer)
         .service(lookup::hand_over)
         .service(evidence::file)
+        .service(directory::current)
         .configure(reconcile::configure_peer)
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::not_found("no such route"))

@@ -328,10 +328,11 @@ fn metrics_text(
         "Children's files whose versions have several heads (merged on read).",
         vec![(String::new(), concurrent as f64)],
     );
-    let open_conflicts: Vec<(String, f64)> = storage::conflicts::count_by_owner(conn)?
-        .into_iter()
-        .map(|(owner, n)| (format!("{{owner=\"{owner}\"}}"), n as f64))
-        .collect();
+    let open_conflicts: Vec<(String, f64)> =
+        storage::conflicts::count_by_owner(conn, &crate::domain::Scope::whole_node())?
+            .into_iter()
+            .map(|(owner, n)| (format!("{{owner=\"{owner}\"}}"), n as f64))
+            .collect();
     gauge(
         "hukou_sync_open_conflicts",
         "Open conflicts of children's files, by the node whose reviewers resolve them.",

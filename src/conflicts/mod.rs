@@ -189,9 +189,12 @@ pub fn queue(
     })
 }
 
-/// Number of open conflicts reviewed at each node.
-pub fn counts(conn: &mut DbConn) -> Result<Vec<(String, i64)>, ConflictError> {
-    Ok(repo::count_by_owner(conn)?
+/// Number of open conflicts reviewed at each node, of children within `scope`.
+pub fn counts(
+    conn: &mut DbConn,
+    scope: &crate::domain::Scope,
+) -> Result<Vec<(String, i64)>, ConflictError> {
+    Ok(repo::count_by_owner(conn, scope)?
         .into_iter()
         .map(|(owner, n)| (owner.to_string(), n))
         .collect())

@@ -97,7 +97,16 @@ pub fn metrics_text(
 ) -> Result<String, ReconcileError> {
     use std::fmt::Write as _;
     let runs = crate::storage::reconcile::last_finished_runs(conn)?;
-    let stale = stale::list(conn, node, stale_after_days, None, None, now, false)?;
+    let stale = stale::list(
+        conn,
+        node,
+        stale_after_days,
+        None,
+        None,
+        now,
+        false,
+        &crate::domain::Scope::whole_node(),
+    )?;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

@@ -305,7 +305,18 @@ impl RunHandle {
         match self
             .rec
             .store
-            .run(move |c| stale::list(c, &node, days, None, Some(&p), Utc::now(), false))
+            .run(move |c| {
+                stale::list(
+                    c,
+                    &node,
+                    days,
+                    None,
+                    Some(&p),
+                    Utc::now(),
+                    false,
+                    &crate::domain::Scope::whole_node(),
+                )
+            })
             .await
         {
             Ok(s) => report.stale = s.summary(),

@@ -54,7 +54,9 @@ impl StaleList {
     }
 }
 
-/// Lists stale files: all, under a region prefix, or among those shared with a peer.
+/// Lists stale files: all, under a region prefix, or among those shared with a peer; only those
+/// within `scope`.
+#[allow(clippy::too_many_arguments)]
 pub fn list(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -63,6 +65,7 @@ pub fn list(
     shared_with: Option<&str>,
     now: DateTime<Utc>,
     with_files: bool,
+    scope: &crate::domain::Scope,
 ) -> Result<StaleList, ReconcileError> {
     // Checked: a window reaching before year 1 means every file.
     let cutoff = now
@@ -84,6 +87,7 @@ pub fn list(
             shared_with,
             after.as_ref(),
             PAGE,
+            scope,
         )?;
         let Some(last) = rows.last() else {
             break;
@@ -136,7 +140,17 @@ pub fn read_list(
     purpose: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<StaleList, ReconcileError> {
-    let list = self::list(conn, node, after_days, region_prefix, None, now, true)?;
+    // Only the files within the reader's account scope.
+    let list = self::list(
+        conn,
+        node,
+        after_days,
+        region_prefix,
+        None,
+        now,
+        true,
+        &actor.scope,
+    )?;
     crate::storage::transaction(conn, |c| {
         crate::audit::append(
             c,

@@ -207,11 +207,18 @@ pub fn queue(
 }
 
 /// Open conflicts per owner.
-pub fn count_by_owner(conn: &mut DbConn) -> Result<Vec<(NodeId, i64)>, StorageError> {
-    let rows: Vec<(String, i64)> = conflicts::table
+pub fn count_by_owner(
+    conn: &mut DbConn,
+    scope: &crate::domain::Scope,
+) -> Result<Vec<(NodeId, i64)>, StorageError> {
+    let mut q = conflicts::table
         .group_by(conflicts::owner)
         .select((conflicts::owner, diesel::dsl::count_star()))
-        .load(conn)?;
+        .into_boxed();
+    if let Some(within) = super::records::scope_exists("conflicts.doc_id", scope) {
+        q = q.filter(within);
+    }
+    let rows: Vec<(String, i64)> = q.load(conn)?;
     rows.into_iter()
         .map(|(owner, n)| {
             let owner = NodeId::parse(&owner)

@@ -725,6 +725,7 @@ pub fn stale_children(
     shared_with: Option<&str>,
     after: Option<&IdNumber>,
     limit: i64,
+    scope: &crate::domain::Scope,
 ) -> Result<Vec<StaleChild>, StorageError> {
     let before = before.naive_utc();
     let mut q = children::table
@@ -741,6 +742,9 @@ pub fn stale_children(
             children::last_visit_on,
         ))
         .into_boxed();
+    if let Some(c) = super::records::scope_condition(scope) {
+        q = q.filter(c);
+    }
     match region_prefix {
         // A 9-digit township: the files naming it as their residence or hukou township.
         Some(t) if t.len() == 9 => {

@@ -286,7 +286,7 @@ pub async fn queue(
             storage::transaction(c, |c| {
                 let me = node.id.to_string();
                 let page = conflicts::queue(c, Some(&me), after.as_deref(), 100, &a.scope)?;
-                let counts = conflicts::counts(c)?;
+                let counts = conflicts::counts(c, &a.scope)?;
                 let shown: Vec<&str> = page.items.iter().map(|i| i.id_number.as_str()).collect();
                 audit::append(
                     c,
@@ -340,6 +340,9 @@ pub async fn queue(
 fn conflict_error(e: ConflictError) -> UiError {
     match e {
         ConflictError::NotFound(_) => UiError::NotFound("no child with this ID number".into()),
+        ConflictError::Ledger(l @ crate::sync::LedgerError::OutsideScope { .. }) => {
+            UiError::Problem(l.into())
+        }
         other => UiError::Internal(other.to_string()),
     }
 }
@@ -496,10 +499,15 @@ pub async fn resolve(
                 .collect()
         })
         .unwrap_or_default();
-    let (node2, id2) = (node.clone(), id.clone());
+    let (node2, id2, a2) = (node.clone(), id.clone(), actor(&p));
     let shown = state
         .store
-        .run(move |c| conflicts::of_file(c, &node2, &id2))
+        .run(move |c| {
+            // Outside the reader's scope the file is not there for them, whatever they post.
+            crate::sync::ledger::check_scope_of(c, &a2, id2.as_str(), false)
+                .map_err(|_| ConflictError::NotFound(id2.masked()))?;
+            conflicts::of_file(c, &node2, &id2)
+        })
         .await
         .map_err(conflict_error)?;
     let values = match choices(&shown, &form) {

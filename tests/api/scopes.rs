@@ -51,6 +51,11 @@ async fn three_children(app: &TestApp) -> [String; 3] {
     [ids[0].clone(), ids[1].clone(), ids[2].clone()]
 }
 
+/// The session's CSRF token, from a page's logout form.
+async fn csrf_of(v: &mut Visitor) -> String {
+    v.get("/ui/stats").await.hidden("csrf")
+}
+
 async fn get(http: &reqwest::Client, app: &TestApp, path: &str) -> reqwest::Response {
     http.get(format!("{}{path}", app.base))
         .send()
@@ -113,6 +118,27 @@ async fn a_district_token_sees_and_edits_only_its_district() {
         .collect();
     case_children.sort();
     assert_eq!(case_children, in_district);
+
+    // The stale list: everyone's refreshed_on is old; the district sees its two.
+    app.exec("UPDATE children SET refreshed_on = '2020-01-01'");
+    let stale = json_of(&district, &app, "/api/v1/stale").await;
+    assert_eq!(stale["total"], 2, "{stale}");
+    let mut stale_ids: Vec<String> = stale["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id_number"].as_str().unwrap().to_owned())
+        .collect();
+    stale_ids.sort();
+    assert_eq!(stale_ids, in_district);
+    assert_eq!(
+        app.get("/api/v1/stale")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["total"],
+        3
+    );
 
     // One file, its visits and reports: outside the district it is not there.
     assert_eq!(
@@ -269,6 +295,16 @@ async fn a_street_account_sees_its_street_on_the_pages() {
             assert_eq!(p.body.contains(&masked), shown, "{path}: {masked}");
         }
     }
+    // A resolution posted for a file outside the scope: not found, nothing shown.
+    let csrf = csrf_of(&mut v).await;
+    let p = v
+        .post(
+            &format!("/ui/conflicts/{c}"),
+            &[("csrf", &csrf), ("choice.name", "c9")],
+        )
+        .await;
+    assert_eq!(p.status, 404, "{}", p.body);
+    assert!(!p.body.contains("张小明"));
     let cases = v.get("/ui/cases").await;
     assert!(!cases.body.contains(&c[..6]) || !cases.body.contains(&c[14..]));
 

@@ -263,56 +263,13 @@ pub struct ChildFilter {
     pub scope: Scope,
 }
 
-/// The backend of [`DbConn`] (either database), for boxed conditions.
-pub(crate) type Backend = <DbConn as diesel::Connection>::Backend;
-
-/// A condition on `children` rows, boxed so conditions can be chosen at run time.
-pub(crate) type ChildCondition = Box<
-    dyn BoxableExpression<
-        children::table,
-        Backend,
-        SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>,
-    >,
->;
-
-/// The rows of `children` within `scope` (`domain::Scope::admits` in SQL): a region prefix
-/// matches the hukou or residence region, a township prefix the hukou or residence township.
-/// `None` for the whole node (no condition).
-pub(crate) fn scope_condition(scope: &Scope) -> Option<ChildCondition> {
-    scope
-        .prefixes()
-        .iter()
-        .fold(None, |acc: Option<ChildCondition>, p| {
-            let pat = format!("{}%", p.as_str());
-            let one: ChildCondition = if p.is_township() {
-                Box::new(
-                    children::residence_township
-                        .like(pat.clone())
-                        .or(children::hukou_township.like(pat)),
-                )
-            } else {
-                Box::new(
-                    children::hukou_region
-                        .like(pat.clone())
-                        .or(children::residence_region.like(pat))
-                        .nullable(),
-                )
-            };
-            Some(match acc {
-                None => one,
-                Some(a) => Box::new(a.or(one)),
-            })
-        })
-}
-
-/// For lists of other tables: SQL that holds when the child named by `outer` (a qualified
-/// column, e.g. `cases.child_id`) has a view row within `scope`; `None` for the whole node. The
-/// prefixes are ASCII digits by `Scope`'s invariant and are written into the text (checked again
-/// here: a prefix that is not digits matches nothing), so no input reaches the SQL unchecked.
-pub(crate) fn scope_exists(
-    outer: &'static str,
-    scope: &Scope,
-) -> Option<diesel::expression::SqlLiteral<diesel::sql_types::Bool>> {
+/// The rows of the `children` row named `alias` within `scope` (`domain::Scope::admits` in
+/// SQL): a region prefix matches the hukou or residence region, a township prefix the hukou or
+/// residence township. `None` for the whole node. The prefixes are ASCII digits by `Scope`'s
+/// invariant and are written into the text (checked again here: a prefix that is not digits
+/// matches nothing), so no input reaches the SQL unchecked; as literal prefixes, PostgreSQL
+/// answers them from the pattern indexes.
+fn scope_sql(alias: &str, scope: &Scope) -> Option<String> {
     if scope.is_whole_node() {
         return None;
     }
@@ -324,16 +281,37 @@ pub(crate) fn scope_exists(
             if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) {
                 "1 = 0".to_owned()
             } else if p.is_township() {
-                format!("c.residence_township LIKE '{d}%' OR c.hukou_township LIKE '{d}%'")
+                format!(
+                    "{alias}.residence_township LIKE '{d}%' OR {alias}.hukou_township LIKE '{d}%'"
+                )
             } else {
-                format!("c.hukou_region LIKE '{d}%' OR c.residence_region LIKE '{d}%'")
+                format!("{alias}.hukou_region LIKE '{d}%' OR {alias}.residence_region LIKE '{d}%'")
             }
         })
         .collect();
-    Some(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
-        "EXISTS (SELECT 1 FROM children c WHERE c.id_number = {outer} AND ({}))",
-        conditions.join(" OR ")
-    )))
+    Some(format!("({})", conditions.join(" OR ")))
+}
+
+/// For queries of `children`: the rows within `scope` ([`scope_sql`]); `None` for the whole
+/// node.
+pub(crate) fn scope_condition(
+    scope: &Scope,
+) -> Option<diesel::expression::SqlLiteral<diesel::sql_types::Bool>> {
+    scope_sql("children", scope).map(|c| diesel::dsl::sql::<diesel::sql_types::Bool>(&c))
+}
+
+/// For lists of other tables: SQL that holds when the child named by `outer` (a qualified
+/// column, e.g. `cases.child_id`) has a view row within `scope` ([`scope_sql`]); `None` for the
+/// whole node.
+pub(crate) fn scope_exists(
+    outer: &'static str,
+    scope: &Scope,
+) -> Option<diesel::expression::SqlLiteral<diesel::sql_types::Bool>> {
+    scope_sql("c", scope).map(|c| {
+        diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "EXISTS (SELECT 1 FROM children c WHERE c.id_number = {outer} AND {c})"
+        ))
+    })
 }
 
 /// Inserts versions and their parent edges.

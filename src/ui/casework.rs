@@ -15,7 +15,10 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::forms::{input_for, posted_by, FormView, InputView, Kind, OptionView, Posted};
+use super::forms::{
+    input_for, next_page, posted_by, set, text_filter, FormView, InputView, Kind, OptionView,
+    Posted,
+};
 use super::pages::Again;
 use super::render::{self, *};
 use super::{actor, check_csrf, see_other, user, UiError};
@@ -545,25 +548,6 @@ pub struct DueQuery {
     after: Option<String>,
 }
 
-fn set(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-fn filter_input(name: &str, label: &str, value: &Option<String>) -> InputView {
-    InputView {
-        name: name.to_owned(),
-        label: label.to_owned(),
-        kind: Kind::Text.as_str(),
-        value: set(value).unwrap_or_default(),
-        hint: String::new(),
-        options: Vec::new(),
-        error: None,
-    }
-}
-
 /// `GET /ui/visits/due`: `visits::due`, as `GET /api/v1/visits/due`; which files were shown is
 /// audited (`visit.due.read`).
 pub async fn due(
@@ -575,7 +559,7 @@ pub async fn due(
     let q = q.into_inner();
     let overdue = set(&q.overdue).is_some_and(|o| o == "1");
     let mut filters = vec![
-        filter_input("within_days", "几天内 (Within days)", &q.within_days),
+        text_filter("within_days", "几天内 (Within days)", &q.within_days),
         InputView {
             name: "overdue".into(),
             label: "范围 (Which)".into(),
@@ -596,9 +580,9 @@ pub async fn due(
             ],
             error: None,
         },
-        filter_input("region", "地区代码 (Region prefix)", &q.region),
-        filter_input("township", "乡镇（街道）代码 (Township)", &q.township),
-        filter_input("worker", "包保人 (Responsible worker)", &q.worker),
+        text_filter("region", "地区代码 (Region prefix)", &q.region),
+        text_filter("township", "乡镇（街道）代码 (Township)", &q.township),
+        text_filter("worker", "包保人 (Responsible worker)", &q.worker),
     ];
     let today = china_today(Utc::now());
     let nav = Nav::new(
@@ -688,20 +672,16 @@ pub async fn due(
         })
         .collect();
     let next = page.next_after.as_deref().map(|a| {
-        let mut parts = Vec::new();
-        for (k, v) in [
-            ("within_days", &q.within_days),
-            ("overdue", &q.overdue),
-            ("region", &q.region),
-            ("township", &q.township),
-            ("worker", &q.worker),
-        ] {
-            if let Some(v) = set(v) {
-                parts.push(format!("{k}={}", url_encode(&v)));
-            }
-        }
-        parts.push(format!("after={}", url_encode(a)));
-        parts.join("&")
+        next_page(
+            &[
+                ("within_days", &q.within_days),
+                ("overdue", &q.overdue),
+                ("region", &q.region),
+                ("township", &q.township),
+                ("worker", &q.worker),
+            ],
+            a,
+        )
     });
     Ok(render::html(
         StatusCode::OK,

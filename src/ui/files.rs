@@ -14,7 +14,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::forms::{posted_by, FormView, InputView, Kind, OptionView, Posted};
+use super::forms::{
+    next_page, posted_by, set, text_filter, FormView, InputView, Kind, OptionView, Posted,
+};
 use super::render::{self, *};
 use super::{actor, see_other, user, UiError};
 use crate::accounts::{Permission, Principal};
@@ -47,45 +49,22 @@ pub struct FilesQuery {
     after: Option<String>,
 }
 
-fn set(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
 impl FilesQuery {
     /// The query string of the same filters from `after`.
     fn next(&self, after: &str) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        for (k, v) in [
-            ("region", &self.region),
-            ("township", &self.township),
-            ("category", &self.category),
-            ("risk_level", &self.risk_level),
-            ("stale_days", &self.stale_days),
-            ("worker", &self.worker),
-            ("visits_due_days", &self.visits_due_days),
-            ("benefit", &self.benefit),
-        ] {
-            if let Some(v) = set(v) {
-                parts.push(format!("{k}={}", url_encode(&v)));
-            }
-        }
-        parts.push(format!("after={}", url_encode(after)));
-        parts.join("&")
-    }
-}
-
-fn text_filter(name: &str, label: &str, value: &Option<String>) -> InputView {
-    InputView {
-        name: name.to_owned(),
-        label: label.to_owned(),
-        kind: Kind::Text.as_str(),
-        value: set(value).unwrap_or_default(),
-        hint: String::new(),
-        options: Vec::new(),
-        error: None,
+        next_page(
+            &[
+                ("region", &self.region),
+                ("township", &self.township),
+                ("category", &self.category),
+                ("risk_level", &self.risk_level),
+                ("stale_days", &self.stale_days),
+                ("worker", &self.worker),
+                ("visits_due_days", &self.visits_due_days),
+                ("benefit", &self.benefit),
+            ],
+            after,
+        )
     }
 }
 

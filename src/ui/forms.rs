@@ -161,6 +161,37 @@ impl FormView {
     }
 }
 
+/// A filter's value as the form sent it: `None` when absent or blank.
+pub fn set(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// A list page's text filter.
+pub fn text_filter(name: &str, label: &str, value: &Option<String>) -> InputView {
+    InputView {
+        name: name.to_owned(),
+        label: label.to_owned(),
+        kind: Kind::Text.as_str(),
+        value: set(value).unwrap_or_default(),
+        hint: String::new(),
+        options: Vec::new(),
+        error: None,
+    }
+}
+
+/// The query string of a list's next page: the filters that are set, then `after`.
+pub fn next_page(filters: &[(&str, &Option<String>)], after: &str) -> String {
+    let mut parts: Vec<String> = filters
+        .iter()
+        .filter_map(|(k, v)| set(v).map(|v| format!("{k}={}", super::render::url_encode(&v))))
+        .collect();
+    parts.push(format!("after={}", super::render::url_encode(after)));
+    parts.join("&")
+}
+
 /// The user of a form post, allowed `permission`, and the form, its CSRF token checked: what
 /// every page that changes something does first (a user without the permission gets 403, a
 /// form without the session's token 403, before any field is read).

@@ -749,35 +749,13 @@ async fn child_page_with(
                 on: date_zh(b.reported_on),
                 urgency: b.urgency.label_zh(),
                 urgent: b.is_urgent(),
-                reporter: format!(
-                    "{}{}",
-                    b.reporter.kind.label_zh(),
-                    b.reporter
-                        .name
-                        .as_ref()
-                        .map(|n| format!(" {}", n.as_str()))
-                        .unwrap_or_default()
-                ),
+                reporter: reporter_text(&b.reporter),
                 seen: b.seen.as_str().to_owned(),
-                police: if b.police_called {
-                    "已报警 (yes)"
-                } else {
-                    ""
-                },
-                referral: b.referral.as_ref().map_or_else(String::new, |f| {
-                    format!(
-                        "{}{}{}",
-                        f.target.label_zh(),
-                        f.name
-                            .as_ref()
-                            .map(|n| format!(" {}", n.as_str()))
-                            .unwrap_or_default(),
-                        f.outcome
-                            .as_ref()
-                            .map(|o| format!("：{}", o.as_str()))
-                            .unwrap_or_default()
-                    )
-                }),
+                police: police_text(b.police_called),
+                referral: b
+                    .referral
+                    .as_ref()
+                    .map_or_else(String::new, |f| referral_text(f, true)),
                 node: b.recorded_by.to_string(),
             }
         })

@@ -40,6 +40,37 @@ impl Nav {
     }
 }
 
+/// Who made a report, as a list shows it: the kind of reporter, then the name if given.
+pub fn reporter_text(r: &crate::domain::report::Reporter) -> String {
+    match &r.name {
+        Some(n) => format!("{} {}", r.kind.label_zh(), n.as_str()),
+        None => r.kind.label_zh().to_owned(),
+    }
+}
+
+/// Whether the police were called, as a list shows it (blank when not).
+pub fn police_text(called: bool) -> &'static str {
+    if called {
+        "已报警 (yes)"
+    } else {
+        ""
+    }
+}
+
+/// Where a report was referred: the target, the name if given, and (`with_outcome`) its outcome.
+pub fn referral_text(f: &crate::domain::report::Referral, with_outcome: bool) -> String {
+    let mut out = f.target.label_zh().to_owned();
+    if let Some(n) = &f.name {
+        out.push(' ');
+        out.push_str(n.as_str());
+    }
+    if let Some(o) = f.outcome.as_ref().filter(|_| with_outcome) {
+        out.push('：');
+        out.push_str(o.as_str());
+    }
+    out
+}
+
 /// A scope as people read it: each prefix with its name where the tables know it.
 pub fn scope_label(scope: &crate::domain::Scope) -> String {
     if scope.is_whole_node() {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::forms::{input_for, posted_by, FormView, Kind, Posted};
 use super::pages::Again;
-use super::render::{self, date_zh, url_encode, Nav};
+use super::render::{self, date_zh, police_text, referral_text, reporter_text, url_encode, Nav};
 use super::{actor, see_other, user, UiError};
 use crate::accounts::Permission;
 use crate::api::cases::parse;
@@ -252,31 +252,13 @@ pub async fn list(
                 on: date_zh(b.reported_on),
                 urgency: b.urgency.label_zh(),
                 urgent: b.is_urgent(),
-                reporter: format!(
-                    "{}{}",
-                    b.reporter.kind.label_zh(),
-                    b.reporter
-                        .name
-                        .as_ref()
-                        .map(|n| format!(" {}", n.as_str()))
-                        .unwrap_or_default()
-                ),
+                reporter: reporter_text(&b.reporter),
                 seen: b.seen.as_str().to_owned(),
-                police: if b.police_called {
-                    "已报警 (yes)"
-                } else {
-                    ""
-                },
-                referral: b.referral.as_ref().map_or_else(String::new, |f| {
-                    format!(
-                        "{}{}",
-                        f.target.label_zh(),
-                        f.name
-                            .as_ref()
-                            .map(|n| format!(" {}", n.as_str()))
-                            .unwrap_or_default()
-                    )
-                }),
+                police: police_text(b.police_called),
+                referral: b
+                    .referral
+                    .as_ref()
+                    .map_or_else(String::new, |f| referral_text(f, false)),
             }
         })
         .collect();

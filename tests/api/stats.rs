@@ -20,6 +20,28 @@ fn count(list: &Value, key: &str) -> i64 {
         .map_or(0, |c| c["count"].as_i64().unwrap())
 }
 
+/// A 低保 case asked for `child` and approved at once, on the node that decides it.
+async fn approved_case(app: &crate::helpers::TestApp, child: &str) {
+    let r = app
+        .post_json(
+            "/api/v1/cases",
+            &json!({"child_id": child, "benefit": "dibao",
+                    "grounds": {"summary": "家庭收入低于低保标准"},
+                    "officers": {"requester": "ZZ-1"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let case: Value = r.json().await.unwrap();
+    let case_id = case["case"]["case_id"].as_str().unwrap().to_owned();
+    let r = app
+        .post_json(
+            &format!("/api/v1/cases/{case_id}/transitions"),
+            &json!({"transition": {"action": "approve", "effective_month": "2026-12"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
 #[tokio::test]
 async fn the_figures_count_what_this_node_serves() {
     let app = spawn_app().await;
@@ -55,24 +77,7 @@ async fn the_figures_count_what_this_node_serves() {
         "UPDATE children SET refreshed_on = '2020-01-01' WHERE id_number = '{c_id}'"
     ));
     // A case asked and decided here, on time.
-    let r = app
-        .post_json(
-            "/api/v1/cases",
-            &json!({"child_id": a_id, "benefit": "dibao",
-                    "grounds": {"summary": "家庭收入低于低保标准"},
-                    "officers": {"requester": "ZZ-1"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let case: Value = r.json().await.unwrap();
-    let case_id = case["case"]["case_id"].as_str().unwrap().to_owned();
-    let r = app
-        .post_json(
-            &format!("/api/v1/cases/{case_id}/transitions"),
-            &json!({"transition": {"action": "approve", "effective_month": "2026-12"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    approved_case(&app, &a_id).await;
 
     let s: Value = app.get("/api/v1/stats").await.json().await.unwrap();
     assert_eq!(s["files"], 3, "{s}");
@@ -173,24 +178,7 @@ async fn the_monthly_report_is_a_workbook_of_the_months_figures() {
     let a_id = a["id_number"].as_str().unwrap().to_owned();
     app.create_child(&a).await;
     app.create_child(&flowing_child(912)).await;
-    let r = app
-        .post_json(
-            "/api/v1/cases",
-            &json!({"child_id": a_id, "benefit": "dibao",
-                    "grounds": {"summary": "家庭收入低于低保标准"},
-                    "officers": {"requester": "ZZ-1"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let case: Value = r.json().await.unwrap();
-    let case_id = case["case"]["case_id"].as_str().unwrap().to_owned();
-    let r = app
-        .post_json(
-            &format!("/api/v1/cases/{case_id}/transitions"),
-            &json!({"transition": {"action": "approve", "effective_month": "2026-12"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    approved_case(&app, &a_id).await;
     let today = hukou_sync::sync::ledger::china_today(chrono::Utc::now());
     let this_month = today.format("%Y-%m").to_string();
     let last_month = (today.with_day(1).unwrap() - chrono::Days::new(1))

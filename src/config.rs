@@ -478,6 +478,12 @@ pub struct DatabaseSettings {
     /// `sqlite://PATH` (embedded) or `postgres://USER@HOST/DB`.
     pub url: String,
     pub pool_size: u32,
+    /// Seconds a process holds a lease — sending to a peer, a singleton job (tree heads,
+    /// scheduled reconciliation, witnessing, age-out, integrity, evidence fetch) — after its
+    /// last renewal; renewed every quarter of it. With several `serve` processes on one
+    /// PostgreSQL database, another process takes the work over at most this long after its
+    /// holder dies (at once after a clean shutdown).
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -568,6 +574,7 @@ impl Default for DatabaseSettings {
         Self {
             url: "sqlite://data/hukou-sync.db".into(),
             pool_size: 8,
+            lease_secs: 15,
         }
     }
 }
@@ -693,6 +700,9 @@ impl Settings {
         }
         if !(1..=128).contains(&self.database.pool_size) {
             return bad("database.pool_size: between 1 and 128".into());
+        }
+        if !(2..=600).contains(&self.database.lease_secs) {
+            return bad("database.lease_secs: between 2 and 600".into());
         }
         if self.peer.is_some() != self.directory.is_some() {
             return bad(
@@ -845,6 +855,11 @@ mod tests {
         std::fs::write(&p, "[database]\nurl = \"mysql://x\"\n").unwrap();
         let e = Settings::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("database.url"), "{e}");
+        for bad in ["lease_secs = 1", "lease_secs = 601"] {
+            std::fs::write(&p, format!("[database]\n{bad}\n")).unwrap();
+            let e = Settings::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains("database.lease_secs"), "{bad}: {e}");
+        }
     }
 
     #[test]

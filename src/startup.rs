@@ -270,6 +270,11 @@ impl Application {
                 settings.audit.version_check_page.clamp(1, 100_000) as i64,
             ),
             exchange,
+            leases: jobs::lease::Leases {
+                store: store.clone(),
+                holder: jobs::lease::Leases::process_name().into(),
+                ttl: Duration::from_secs(settings.database.lease_secs),
+            },
         });
         tracing::info!(node = %node.id, port = admin_port, "admin listener bound");
         Ok(Self {

@@ -285,6 +285,7 @@ pub fn resolve(
         records_repo::child_created_at(conn, id.as_str())?
             .ok_or_else(|| ConflictError::NotFound(id.masked()))?;
         ledger::check_scope_of(conn, actor, id.as_str(), true)?;
+        records_repo::lock_children(conn, &[id.as_str()])?;
         let (versions, view) = crate::sync::view::merged(conn, node, id.as_str())?;
         if view.heads != expected {
             return Err(ConflictError::Stale {
@@ -333,6 +334,7 @@ pub fn resolve(
         let record = ChildRecord::from_fields_structural(&fields)?;
         let decided: Vec<ChildField> = choices.keys().copied().collect();
         record.check_changed(&ledger::rules(node, now), &decided)?;
+        crate::sync::store::raise_clock(conn, node, &view.heads)?;
         let version = ledger::signed_version(node, &record, view.heads.clone(), true)?;
         let parents: Vec<String> = view.heads.iter().map(ToString::to_string).collect();
         let decided: BTreeMap<&str, &Value> = choices.iter().map(|(f, v)| (f.name(), v)).collect();

@@ -354,6 +354,14 @@ impl<C: WallClock> HlcClock<C> {
         self
     }
 
+    /// Makes every later stamp greater than `floor`, like [`Self::with_floor`] on a running
+    /// clock: for a stamp this node's own database holds (another process of the node wrote it),
+    /// so no skew check.
+    pub fn raise(&self, floor: Hlc) {
+        let mut last = self.lock();
+        *last = (*last).max(floor);
+    }
+
     /// The largest stamp issued or merged so far.
     pub fn last(&self) -> Hlc {
         *self.lock()

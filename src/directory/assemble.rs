@@ -88,6 +88,7 @@ pub fn node_entry(
         name: node_name(id),
         serves,
         endpoint,
+        endpoints: Vec::new(),
         tls_fingerprints: vec![tls_fingerprint],
         signing_keys: vec![KeyWindow {
             key: signing_key,

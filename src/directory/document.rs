@@ -72,6 +72,16 @@ pub struct DirectoryDoc {
     pub hash: HashAlg,
 }
 
+/// Most further endpoints one node may list (its processes beyond the first).
+pub const MAX_EXTRA_ENDPOINTS: usize = 8;
+
+impl NodeEntry {
+    /// Every base URL of the node's peer listener, `endpoint` first.
+    pub fn all_endpoints(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.endpoint.as_str()).chain(self.endpoints.iter().map(String::as_str))
+    }
+}
+
 /// One node (bureau or province) of the exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +95,12 @@ pub struct NodeEntry {
     pub serves: Vec<RegionPrefix>,
     /// Base URL of its peer listener; starts with `https://` in a valid document.
     pub endpoint: String,
+    /// Further base URLs of the same node's peer listener — its other `serve` processes, when
+    /// it runs several on one database without a load balancer in front. Senders fail over to
+    /// them in order after `endpoint`. At most [`MAX_EXTRA_ENDPOINTS`], each `https://`; absent
+    /// when empty, so the bytes of directories without it are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
     /// SHA-256 fingerprints (64 lower-case hex) of the TLS certificates it may present; at
     /// least one in a valid document.
     pub tls_fingerprints: Vec<String>,
@@ -389,6 +405,17 @@ impl DirectoryDoc {
             if let Some(reason) = endpoint_problem(&node.endpoint) {
                 return Err(bad("endpoint".into(), reason));
             }
+            if node.endpoints.len() > MAX_EXTRA_ENDPOINTS {
+                return Err(bad(
+                    "endpoints".into(),
+                    format!("at most {MAX_EXTRA_ENDPOINTS} further endpoints"),
+                ));
+            }
+            for (k, e) in node.endpoints.iter().enumerate() {
+                if let Some(reason) = endpoint_problem(e) {
+                    return Err(bad(format!("endpoints[{k}]"), reason));
+                }
+            }
             if node.tls_fingerprints.is_empty() {
                 return Err(bad(
                     "tls_fingerprints".into(),
@@ -570,6 +597,25 @@ mod tests {
         doc.revoked_certificates.push("XYZ".into());
         let err = doc.validate().unwrap_err();
         assert!(err.to_string().contains("revoked_certificates[0]"), "{err}");
+    }
+
+    #[test]
+    fn further_endpoints_are_checked_and_absent_when_empty() {
+        let mut doc = sample_doc(1);
+        let without = crate::crypto::jcs::to_canonical_vec(&doc).unwrap();
+        assert!(!String::from_utf8_lossy(&without).contains("endpoints"));
+        doc.nodes[0].endpoints = vec!["https://127.0.0.1:7444".into()];
+        doc.validate().unwrap();
+        assert_eq!(
+            doc.nodes[0].all_endpoints().collect::<Vec<_>>(),
+            ["https://127.0.0.1:7443", "https://127.0.0.1:7444"]
+        );
+        doc.nodes[0].endpoints.push("http://127.0.0.1:7445".into());
+        let (_, field, _) = invalid_node_message(&doc);
+        assert_eq!(field, "endpoints[1]");
+        doc.nodes[0].endpoints = vec!["https://127.0.0.1:7444".into(); MAX_EXTRA_ENDPOINTS + 1];
+        let (_, field, _) = invalid_node_message(&doc);
+        assert_eq!(field, "endpoints");
     }
 
     #[test]

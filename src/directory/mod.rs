@@ -607,6 +607,7 @@ pub(crate) mod testutil {
                 .map(|p| RegionPrefix::parse(p).unwrap())
                 .collect(),
             endpoint: "https://127.0.0.1:7443".into(),
+            endpoints: Vec::new(),
             tls_fingerprints: vec![fp(seed)],
             signing_keys: vec![KeyWindow {
                 key: key(seed),

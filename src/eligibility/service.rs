@@ -466,6 +466,7 @@ fn step(
         },
         _ => None,
     };
+    crate::sync::store::raise_clock(conn, node, &heads)?;
     let v = version_of(node, &next, heads.clone())?;
     store(conn, node, deadlines, &next, &v, actor, now)?;
     if let Some((child, month, review_on, ends)) = grant {

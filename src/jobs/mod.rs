@@ -20,6 +20,7 @@ pub mod directory;
 pub mod directory_fetch;
 pub mod evidence;
 pub mod integrity;
+pub mod lease;
 pub mod reconcile;
 pub mod sender;
 pub mod tree_heads;
@@ -27,7 +28,6 @@ pub mod witness;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +55,8 @@ pub struct JobsContext {
     pub version_check: (Duration, i64),
     /// The jobs of a node that exchanges with peers; `None` for a standalone node.
     pub exchange: Option<ExchangeJobs>,
+    /// The leases this process takes: sending to each peer, and each singleton job.
+    pub leases: lease::Leases,
 }
 
 /// The jobs of a node with a peer listener and a directory.
@@ -90,24 +92,36 @@ pub struct Jobs {
     running: Running,
 }
 
-/// How many job tasks (per-peer sender loops included) are running.
-#[derive(Clone, Default)]
-pub struct Running(Arc<AtomicUsize>);
+/// How many job tasks (per-peer sender loops and lease keepers included) are running.
+#[derive(Clone)]
+pub struct Running(Arc<watch::Sender<usize>>);
+
+impl Default for Running {
+    fn default() -> Self {
+        Running(Arc::new(watch::Sender::new(0)))
+    }
+}
 
 impl Running {
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        *self.0.borrow()
+    }
+
+    /// Waits until no job task runs.
+    async fn all_ended(&self) {
+        // An error is impossible: `self` holds the sender.
+        let _ = self.0.subscribe().wait_for(|n| *n == 0).await;
     }
 
     /// Spawns `job`, counted while it runs.
     pub(crate) fn spawn(&self, job: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
-        struct Alive(Arc<AtomicUsize>);
+        struct Alive(Arc<watch::Sender<usize>>);
         impl Drop for Alive {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
+                self.0.send_modify(|n| *n = n.saturating_sub(1));
             }
         }
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.0.send_modify(|n| *n += 1);
         let alive = Alive(self.0.clone());
         tokio::spawn(async move {
             let _alive = alive;
@@ -120,38 +134,64 @@ impl Running {
 pub fn start(ctx: JobsContext) -> Jobs {
     let (shutdown, rx) = watch::channel(false);
     let running = Running::default();
-    let mut tasks = vec![
-        (
-            "tree heads",
-            running.spawn(tree_heads::run(
-                ctx.store.clone(),
-                ctx.node.clone(),
-                ctx.tree_head_interval,
-                rx.clone(),
-            )),
+    let leases = ctx.leases.clone();
+    // A job only one process of the node runs at a time (under the lease `job:<name>`).
+    let singleton = |name: String, job: Box<dyn Fn(watch::Receiver<bool>) -> BoxedJob + Send>| {
+        running.spawn(lease::singleton(
+            leases.clone(),
+            name,
+            running.clone(),
+            rx.clone(),
+            job,
+        ))
+    };
+    let (store, node) = (ctx.store.clone(), ctx.node.clone());
+    let interval = ctx.tree_head_interval;
+    let mut tasks = vec![(
+        "tree heads",
+        singleton(
+            "tree_heads".into(),
+            Box::new(move |stop| {
+                Box::pin(tree_heads::run(store.clone(), node.clone(), interval, stop))
+            }),
         ),
-        (
-            "version integrity",
-            running.spawn(integrity::run(
-                ctx.store.clone(),
-                ctx.node.clone(),
-                ctx.version_check.0,
-                ctx.version_check.1,
-                rx.clone(),
-            )),
+    )];
+    let (store, node) = (ctx.store.clone(), ctx.node.clone());
+    let (every, page) = ctx.version_check;
+    tasks.push((
+        "version integrity",
+        singleton(
+            "version_integrity".into(),
+            Box::new(move |stop| {
+                Box::pin(integrity::run(
+                    store.clone(),
+                    node.clone(),
+                    every,
+                    page,
+                    stop,
+                ))
+            }),
         ),
-        (
-            "age-out",
-            running.spawn(age_out::run(
-                ctx.store.clone(),
-                ctx.node.clone(),
-                age_out::EVERY,
-                rx.clone(),
-            )),
+    ));
+    let (store, node) = (ctx.store.clone(), ctx.node.clone());
+    tasks.push((
+        "age-out",
+        singleton(
+            "age_out".into(),
+            Box::new(move |stop| {
+                Box::pin(age_out::run(
+                    store.clone(),
+                    node.clone(),
+                    age_out::EVERY,
+                    stop,
+                ))
+            }),
         ),
-    ];
+    ));
     if let Some(ex) = ctx.exchange {
         if let Some(handle) = ctx.node.directory.clone() {
+            // Each process keeps its own copy of the directory (its own file, perhaps on its
+            // own machine): the directory jobs run in every process.
             tasks.push((
                 "directory fetch",
                 running.spawn(directory_fetch::run(
@@ -192,34 +232,53 @@ pub fn start(ctx: JobsContext) -> Jobs {
             {
                 tracing::warn!(peer = %peer, "scheduled reconciliation with a node not in the directory");
             }
+            let reconciler = ex.reconciler.clone();
+            let name = format!("reconcile:{peer}");
             tasks.push((
                 "scheduled reconciliation",
-                running.spawn(reconcile::run(
-                    ex.reconciler.clone(),
-                    peer,
-                    schedule,
-                    rx.clone(),
-                )),
+                singleton(
+                    name,
+                    Box::new(move |stop| {
+                        Box::pin(reconcile::run(
+                            reconciler.clone(),
+                            peer.clone(),
+                            schedule.clone(),
+                            stop,
+                        ))
+                    }),
+                ),
             ));
         }
+        let (fetcher, node, retry) = (ex.evidence, ctx.node.clone(), ex.evidence_retry);
         tasks.push((
             "evidence fetch",
-            running.spawn(evidence::run(
-                ex.evidence,
-                ctx.node.clone(),
-                ex.evidence_retry,
-                rx.clone(),
-            )),
+            singleton(
+                "evidence_fetch".into(),
+                Box::new(move |stop| {
+                    Box::pin(evidence::run(fetcher.clone(), node.clone(), retry, stop))
+                }),
+            ),
         ));
+        let (store, node, clients, timing) = (
+            ctx.store.clone(),
+            ctx.node.clone(),
+            ex.clients.clone(),
+            ex.witness,
+        );
         tasks.push((
             "witnessing",
-            running.spawn(witness::run(
-                ctx.store.clone(),
-                ctx.node.clone(),
-                ex.clients.clone(),
-                ex.witness,
-                rx.clone(),
-            )),
+            singleton(
+                "witnessing".into(),
+                Box::new(move |stop| {
+                    Box::pin(witness::run(
+                        store.clone(),
+                        node.clone(),
+                        clients.clone(),
+                        timing,
+                        stop,
+                    ))
+                }),
+            ),
         ));
         tasks.push((
             "sender supervisor",
@@ -228,6 +287,7 @@ pub fn start(ctx: JobsContext) -> Jobs {
                 ctx.node,
                 ex.clients,
                 ex.sender,
+                ctx.leases.clone(),
                 running.clone(),
                 rx,
             )),
@@ -239,6 +299,9 @@ pub fn start(ctx: JobsContext) -> Jobs {
         running,
     }
 }
+
+/// A job's future, as [`lease::singleton`] starts it.
+type BoxedJob = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Jobs {
     /// Counts the job tasks still running.
@@ -257,6 +320,16 @@ impl Jobs {
                 Ok(Err(e)) => tracing::warn!(job = name, error = %e, "a job failed"),
                 Err(_) => tracing::warn!(job = name, "a job did not stop in time; abandoned"),
             }
+        }
+        // The tasks they started (lease keepers releasing their leases, sender loops).
+        if tokio::time::timeout(STOP_WAIT, self.running.all_ended())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.running.count(),
+                "job tasks did not stop in time; abandoned"
+            );
         }
     }
 }

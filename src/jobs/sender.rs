@@ -1,11 +1,16 @@
 //! The delivery loops: one per peer in the directory, kept by a supervisor that starts loops for
 //! peers added later. Each loop drains the peer's queue (`sync::sender::drain`), waits for new
 //! versions (or polls), and after a failure retries with exponential backoff and jitter.
+//!
+//! Every process of a node runs the loops, but a loop sends only while its process holds the
+//! peer's lease (`send:<peer>`, [`super::lease`]): one process at a time sends to a given peer,
+//! so the queue's order (parents first) holds; the others wait and take over when it expires.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lease::Leases;
 use super::Running;
 use crate::domain::NodeId;
 use crate::storage::Store;
@@ -19,6 +24,7 @@ pub async fn supervise(
     node: Arc<LocalNode>,
     clients: ClientFactory,
     config: SenderConfig,
+    leases: Leases,
     running: Running,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -29,12 +35,14 @@ pub async fn supervise(
                 if entry.id == node.id || loops.get(&entry.id).is_some_and(|h| !h.is_finished()) {
                     continue;
                 }
+                let lease = leases.keep(format!("send:{}", entry.id), &running, shutdown.clone());
                 let task = running.spawn(run(
                     store.clone(),
                     node.clone(),
                     entry.id.clone(),
                     clients.clone(),
                     config.clone(),
+                    lease,
                     shutdown.clone(),
                 ));
                 loops.insert(entry.id.clone(), task);
@@ -55,30 +63,33 @@ pub async fn supervise(
     }
 }
 
-/// Delivers to `peer` until `shutdown` flips to true.
+/// Delivers to `peer` while `lease` is held, until `shutdown` flips to true.
 pub async fn run(
     store: Store,
     node: Arc<LocalNode>,
     peer: NodeId,
     clients: ClientFactory,
     config: SenderConfig,
+    mut lease: super::lease::Held,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut wake = node.outbox_changed.subscribe();
-    let mut client: Option<reqwest::Client> = None;
+    let mut link = sender::Link::default();
     let mut failures: u32 = 0;
     loop {
         if *shutdown.borrow() {
             return;
         }
+        if lease.borrow_and_update().is_none() {
+            // Another process sends to this peer: wait until this one holds the lease.
+            tokio::select! {
+                r = lease.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
         match sender::drain(
-            &store,
-            &node,
-            &peer,
-            &clients,
-            &mut client,
-            &config,
-            &shutdown,
+            &store, &node, &peer, &clients, &mut link, &config, &shutdown, &lease,
         )
         .await
         {
@@ -101,7 +112,7 @@ pub async fn run(
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                client = None;
+                link.fail_over();
                 let msg = e.to_string();
                 tracing::warn!(peer = %peer, failures, error = %msg, "push failed");
                 sender::record_failure(&store, &peer, msg).await;

@@ -129,6 +129,7 @@ pub mod cases;
 pub mod conflicts;
 pub mod evidence;
 pub mod exchange;
+pub mod leases;
 pub mod reconcile;
 pub mod records;
 pub mod reports;

@@ -664,6 +664,39 @@ pub fn max_hlc(conn: &mut DbConn) -> Result<Option<i64>, StorageError> {
         .map_err(StorageError::from)
 }
 
+/// Locks the files of `ids` (their `children` rows) until the caller's transaction ends, in
+/// sorted order, on PostgreSQL: the writers of one file — an edit, a resolution, a received
+/// batch — read its heads and write its view one at a time, across every process of the node.
+/// (Without it two writers that read the same heads would each write a view of half the file.)
+/// Row locks, not advisory locks: a batch of thousands of files takes no lock-table slots.
+/// SQLite's IMMEDIATE transactions already write one at a time: nothing to do there.
+pub fn lock_children(conn: &mut DbConn, ids: &[&str]) -> Result<(), StorageError> {
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(());
+    };
+    for chunk in ids.chunks(super::LIST_CHUNK) {
+        children::table
+            .filter(children::id_number.eq_any(chunk))
+            .order(children::id_number.asc())
+            .select(children::id_number)
+            .for_update()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
+/// The largest stamp among the versions `ids` (`None` if none is stored).
+pub fn max_hlc_of(conn: &mut DbConn, ids: &[String]) -> Result<Option<i64>, StorageError> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    versions::table
+        .filter(versions::id.eq_any(ids))
+        .select(diesel::dsl::max(versions::hlc))
+        .first(conn)
+        .map_err(StorageError::from)
+}
+
 pub fn count_versions(conn: &mut DbConn) -> Result<i64, StorageError> {
     versions::table
         .count()

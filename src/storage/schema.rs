@@ -358,6 +358,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        fence -> BigInt,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     node_meta (name) {
         name -> Text,
         value -> Text,

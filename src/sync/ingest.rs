@@ -68,6 +68,14 @@ pub fn ingest<T>(
 ) -> Result<(IngestOutcome, T), LedgerError> {
     let facts = verify_all(dir, versions)?;
     storage::transaction(conn, |conn| {
+        let mut files: Vec<&str> = versions
+            .iter()
+            .filter(|v| v.version.kind == DocKind::Child)
+            .map(|v| v.version.doc_id.as_str())
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        repo::lock_children(conn, &files)?;
         let stored = stored_already(conn, versions)?;
         let mut intake = Intake::new(node, sender, &facts, now);
         for v in topological(versions) {

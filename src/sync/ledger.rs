@@ -410,6 +410,7 @@ fn edit(
     {
         repo::child_created_at(conn, id.as_str())?
             .ok_or_else(|| LedgerError::NotFound(id.masked()))?;
+        repo::lock_children(conn, &[id.as_str()])?;
         let (versions, view) = super::view::merged(conn, node, id.as_str())?;
         let current = ChildRecord::from_fields_structural(&view.fields)?;
         check_scope(actor, &current)?;
@@ -469,6 +470,7 @@ fn edit(
                 authority: f.authority(),
             });
         }
+        super::store::raise_clock(conn, node, &view.heads)?;
         let version = new_version(node, &updated, view.heads.clone())?;
         let changed_names: Vec<&str> = changed.iter().map(|f| f.name()).collect();
         let mut details = extra;

@@ -31,6 +31,7 @@ use crate::crypto::hlc::Hlc;
 use crate::crypto::keys::Signature;
 use crate::domain::NodeId;
 use crate::storage::exchange;
+use crate::storage::leases::Lease;
 use crate::storage::records::StoredVersion;
 use crate::storage::{self, Store};
 
@@ -69,6 +70,10 @@ pub enum SendError {
     Receipt(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Another process of this node took the sending lease over (this one stalled past it):
+    /// what this one posted is settled by its successor, which posts it again.
+    #[error("the lease to send to this peer passed to another process")]
+    LeaseLost,
 }
 
 impl SendError {
@@ -143,11 +148,11 @@ pub async fn deliver_queued(
     clients: &ClientFactory,
     config: &SenderConfig,
 ) -> Result<Delivered, String> {
-    let mut client = None;
+    let mut link = Link::default();
     let mut total = Delivered::default();
     let mut busy_waits = 0;
     loop {
-        let b = match send_once(store, node, peer, clients, &mut client, config).await {
+        let b = match send_once(store, node, peer, clients, &mut link, config).await {
             // The peer is receiving other batches of ours (the sender loop's): wait a moment.
             Err(e) if e.is_busy() && busy_waits < BUSY_WAITS => {
                 busy_waits += 1;
@@ -329,12 +334,30 @@ fn request_body(
     .map_err(|e| LedgerError::Internal(format!("cannot serialize a batch: {e}")))
 }
 
-/// The peer's endpoint and a client for it (built once, rebuilt after a failure).
+/// A sender's way to one peer: the TLS client (built once, dropped after a failure) and which
+/// of the peer's endpoints it posts to.
+#[derive(Default)]
+pub struct Link {
+    client: Option<reqwest::Client>,
+    /// Index into the peer's endpoints (`endpoint`, then `endpoints`), modulo their number.
+    at: usize,
+}
+
+impl Link {
+    /// After a failed delivery: a new client next time, and the peer's next endpoint (a peer
+    /// running several processes lists them all; one that lists one stays on it).
+    pub fn fail_over(&mut self) {
+        self.client = None;
+        self.at = self.at.wrapping_add(1);
+    }
+}
+
+/// The peer's endpoint and a client for it.
 fn endpoint(
     node: &LocalNode,
     peer: &NodeId,
     clients: &ClientFactory,
-    client: &mut Option<reqwest::Client>,
+    link: &mut Link,
 ) -> Result<(reqwest::Client, String), SendError> {
     let dir = node
         .directory
@@ -344,12 +367,17 @@ fn endpoint(
     let entry = dir
         .node(peer)
         .ok_or_else(|| SendError::NotInDirectory(peer.clone()))?;
-    let url = format!("{}/peer/v1/versions", entry.endpoint.trim_end_matches('/'));
-    let http = match client {
+    let count = 1 + entry.endpoints.len();
+    let base = entry
+        .all_endpoints()
+        .nth(link.at % count)
+        .unwrap_or(entry.endpoint.as_str());
+    let url = format!("{}/peer/v1/versions", base.trim_end_matches('/'));
+    let http = match &link.client {
         Some(c) => c.clone(),
         None => {
             let c = clients(peer).map_err(SendError::Client)?;
-            *client = Some(c.clone());
+            link.client = Some(c.clone());
             c
         }
     };
@@ -362,13 +390,13 @@ async fn send_once(
     node: &Arc<LocalNode>,
     peer: &NodeId,
     clients: &ClientFactory,
-    client: &mut Option<reqwest::Client>,
+    link: &mut Link,
     config: &SenderConfig,
 ) -> Result<Batch, SendError> {
     let Some(prepared) = prepare(store, node, peer, config.batch_size, None).await? else {
         return Ok(Batch::default());
     };
-    let (http, url) = endpoint(node, peer, clients, client)?;
+    let (http, url) = endpoint(node, peer, clients, link)?;
     post(
         store.clone(),
         node.clone(),
@@ -376,21 +404,25 @@ async fn send_once(
         http,
         url,
         prepared,
+        None,
     )
     .await
 }
 
 /// Delivers what is queued for `peer`, with up to [`WINDOW`] batches in flight, until the queue
-/// is empty, a batch fails or `shutdown` flips to true (then the batches in flight are settled
-/// first). Returns how many versions were posted.
+/// is empty, a batch fails, `shutdown` flips to true or `lease` is no longer held (then the
+/// batches in flight are settled first — each under the fencing check of the lease it was
+/// posted under). Returns how many versions were posted.
+#[allow(clippy::too_many_arguments)]
 pub async fn drain(
     store: &Store,
     node: &Arc<LocalNode>,
     peer: &NodeId,
     clients: &ClientFactory,
-    client: &mut Option<reqwest::Client>,
+    link: &mut Link,
     config: &SenderConfig,
     shutdown: &tokio::sync::watch::Receiver<bool>,
+    lease: &tokio::sync::watch::Receiver<Option<Lease>>,
 ) -> Result<usize, SendError> {
     type Flight = (HashSet<String>, bool, Result<Batch, SendError>);
     let mut flights: tokio::task::JoinSet<Flight> = tokio::task::JoinSet::new();
@@ -405,6 +437,9 @@ pub async fn drain(
     let mut sent = 0;
     loop {
         while failed.is_none() && flights.len() < WINDOW && !*shutdown.borrow() {
+            let Some(under) = lease.borrow().clone() else {
+                break;
+            };
             let mut next = match held.take() {
                 Some(p) => p,
                 None if !read_ahead && !flights.is_empty() => break,
@@ -433,7 +468,7 @@ pub async fn drain(
                 read_ahead = true;
                 continue;
             }
-            let (http, url) = match endpoint(node, peer, clients, client) {
+            let (http, url) = match endpoint(node, peer, clients, link) {
                 Ok(x) => x,
                 Err(e) => {
                     failed = Some(e);
@@ -446,7 +481,7 @@ pub async fn drain(
             busy_cases |= !children_only;
             let (s, n, p) = (store.clone(), node.clone(), peer.clone());
             flights.spawn(async move {
-                let r = post(s, n, p, http, url, next).await;
+                let r = post(s, n, p, http, url, next, Some(under)).await;
                 (docs, children_only, r)
             });
         }
@@ -494,6 +529,7 @@ async fn post(
     http: reqwest::Client,
     url: String,
     prepared: Prepared,
+    lease: Option<Lease>,
 ) -> Result<Batch, SendError> {
     let Prepared {
         body, batch, ids, ..
@@ -542,8 +578,9 @@ async fn post(
     let n = ids.len();
     let peer2 = peer.clone();
     let done = store
-        .run(move |c| store_receipt(c, &node, &peer2, &receipt))
-        .await?;
+        .run(move |c| store_receipt(c, &node, &peer2, &receipt, lease.as_ref()))
+        .await?
+        .ok_or(SendError::LeaseLost)?;
     tracing::debug!(peer = %peer, sent = n, "batch delivered");
     Ok(Batch {
         sent: n,
@@ -566,11 +603,18 @@ fn store_receipt(
     node: &LocalNode,
     peer: &NodeId,
     receipt: &SignedReceipt,
-) -> Result<usize, LedgerError> {
+    lease: Option<&Lease>,
+) -> Result<Option<usize>, LedgerError> {
     let now = Utc::now();
     let at = now.naive_utc();
     let r = &receipt.receipt;
     storage::transaction(conn, |c| {
+        // The fencing check: only the lease's holder settles the queue.
+        if let Some(lease) = lease {
+            if !storage::leases::holds(c, lease)? {
+                return Ok(None);
+            }
+        }
         let receipt_id = super::receipt::store(c, node.hash, receipt, at)?.to_string();
         let accepted: Vec<String> = r.accepted.iter().map(ToString::to_string).collect();
         let mut done = exchange::dequeue(c, peer.as_str(), &accepted)?;
@@ -626,7 +670,7 @@ fn store_receipt(
                 "refusals_repaired": repaired, "resent_with_history": retried,
             })),
         )?;
-        Ok(done)
+        Ok(Some(done))
     })
 }
 

@@ -26,7 +26,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use super::error::LedgerError;
 use super::merge::{self, MergedView};
 use super::node::LocalNode;
-use super::version::{DocKind, SignedVersion};
+use super::version::{DocKind, SignedVersion, VersionId};
 use super::view;
 use crate::audit::{self, Event};
 use crate::domain::child::ChildRecord;
@@ -342,6 +342,28 @@ pub fn store_one(
     batch.add(conn, v, parties)?;
     batch.event(event);
     batch.finish(conn)
+}
+
+/// Keeps this process's clock above the stamps of `parents` before it stamps a version made on
+/// top of them. One process stamps above everything it wrote or received; with several
+/// processes on one PostgreSQL database a parent may come from another process whose clock ran
+/// ahead, and a version must never be stamped before its parent (the outbox sends in stamp
+/// order, parents first).
+pub fn raise_clock(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    parents: &[VersionId],
+) -> Result<(), LedgerError> {
+    if parents.is_empty() || matches!(conn, DbConn::Sqlite(_)) {
+        return Ok(());
+    }
+    let ids: Vec<String> = parents.iter().map(ToString::to_string).collect();
+    if let Some(h) = repo::max_hlc_of(conn, &ids)? {
+        let h = crate::crypto::hlc::Hlc::from_i64(h)
+            .map_err(|e| LedgerError::Internal(format!("a stored stamp: {e}")))?;
+        node.clock.raise(h);
+    }
+    Ok(())
 }
 
 /// Stores a version of a child's file this node made on top of all its current heads (an edit

@@ -374,6 +374,7 @@ pub(crate) fn store_doc<T: ChildDoc + Serialize>(
         }));
     }
     let value = serde_json::to_value(body).map_err(|e| LedgerError::Internal(e.to_string()))?;
+    crate::sync::store::raise_clock(conn, node, &parents)?;
     let v = node
         .sign_version(Version::new(
             T::KIND,

@@ -153,7 +153,15 @@ async fn a_new_serial_published_to_one_node_reaches_the_others_and_forgeries_do_
         0o644
     );
 
-    // Chengdu took it from Zhengzhou, the only node that had it.
+    // Chengdu took it from Zhengzhou, the only node that had it (audited just after the file
+    // is written: awaited).
+    eventually(30, "Chengdu's install audited", || async {
+        events(chengdu, "directory.install")
+            .await
+            .iter()
+            .any(|e| e["details"]["from"].is_string())
+    })
+    .await;
     let installs = events(chengdu, "directory.install").await;
     let fetched: Vec<&Value> = installs
         .iter()

@@ -54,10 +54,11 @@ async fn stopping_an_application_ends_all_its_jobs() {
     let handle = app.handle();
     let served = tokio::spawn(app.run_until_stopped());
     // Tree heads, version integrity, age-out, directory watch, directory fetch, one schedule,
-    // witnessing, the supervisor, and its loop for the peer.
+    // evidence fetch, witnessing, the supervisor and its loop for the peer; and the keepers of
+    // the leases of the six singleton jobs and of sending to the peer.
     eventually(20, "every job started", || {
         let n = running.count();
-        async move { n == 9 }
+        async move { n == 17 }
     })
     .await;
     handle.stop(true).await;

@@ -24,6 +24,7 @@ mod lookups;
 mod moves;
 mod openapi;
 mod pages;
+mod processes;
 mod reconcile;
 mod records;
 mod reports;

@@ -175,3 +175,59 @@ async fn durable_commits_sync_each_commit_on_sqlite() {
     assert_eq!(inside, 2);
     assert_eq!(synchronous(&mut conn), 1);
 }
+
+/// Leases (issue 25 #1) on both backends: one holder at a time, renewals keep the fence, a
+/// takeover after expiry raises it, and the old holder's fencing check and renewal then fail.
+#[tokio::test]
+async fn a_lease_has_one_holder_and_a_takeover_fences_the_old_one_out() {
+    use hukou_sync::storage::leases;
+    use std::time::Duration;
+    let app = spawn_app().await;
+    let mut conn = app.store.conn().unwrap();
+    let ttl = Duration::from_secs(60);
+    let a = leases::acquire(&mut conn, "send:510100", "a", ttl)
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.fence, 1);
+    assert_eq!(
+        leases::acquire(&mut conn, "send:510100", "b", ttl).unwrap(),
+        None
+    );
+    // Renewed by its holder, with the same fence; another lease is independent.
+    assert_eq!(
+        leases::acquire(&mut conn, "send:510100", "a", ttl).unwrap(),
+        Some(a.clone())
+    );
+    assert!(leases::renew(&mut conn, &a, ttl).unwrap());
+    assert!(leases::acquire(&mut conn, "job:tree_heads", "b", ttl)
+        .unwrap()
+        .is_some());
+    assert!(storage::transaction(&mut conn, |c| leases::holds(c, &a)).unwrap());
+
+    // Its holder stalls past it: another takes it over with a higher fence.
+    app.exec("UPDATE leases SET expires_at = '2000-01-01 00:00:00' WHERE name = 'send:510100'");
+    assert!(!storage::transaction(&mut conn, |c| leases::holds(c, &a)).unwrap());
+    let b = leases::acquire(&mut conn, "send:510100", "b", ttl)
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.fence, 2);
+    assert!(
+        !leases::renew(&mut conn, &a, ttl).unwrap(),
+        "the old holder is fenced out"
+    );
+    assert!(!storage::transaction(&mut conn, |c| leases::holds(c, &a)).unwrap());
+    assert!(storage::transaction(&mut conn, |c| leases::holds(c, &b)).unwrap());
+
+    // Released at shutdown: taken at once, the fence still growing.
+    leases::release(&mut conn, &b).unwrap();
+    let a2 = leases::acquire(&mut conn, "send:510100", "a", ttl)
+        .unwrap()
+        .unwrap();
+    assert_eq!(a2.fence, 3);
+    let names: Vec<String> = leases::list(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(names, ["job:tree_heads", "send:510100"]);
+}

@@ -134,6 +134,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Which process of this node holds each lease — sending to each peer, each singleton job —
+    /// and until when (several `serve` processes on one PostgreSQL database share the work by
+    /// them).
+    Leases {
+        #[arg(long)]
+        json: bool,
+    },
     /// Reconcile with a peer (Merkle anti-entropy and repair), or list past runs (--list).
     Reconcile(reconcile_cmd::ReconcileArgs),
     /// Children whose file was neither updated nor visited in six months (configurable).
@@ -320,6 +327,43 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             stats_cmd::run(&load_settings(config)?, json, month, out)
         }
         Command::Pki(cmd) => pki::run(cmd),
+        Command::Leases { json } => {
+            let settings = load_settings(config)?;
+            let store = crate::storage::Store::open(&settings.database.url, 1)?;
+            let mut conn = store.conn()?;
+            let now = crate::storage::leases::db_now(&mut conn)?;
+            let list = crate::storage::leases::list(&mut conn)?;
+            if json {
+                let items: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "name": l.name, "holder": l.holder, "fence": l.fence,
+                            "expires_at": l.expires_at.and_utc(), "held": l.expires_at > now,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else if list.is_empty() {
+                println!("no leases taken yet (the node has not served)");
+            } else {
+                for l in &list {
+                    let left = (l.expires_at - now).num_seconds();
+                    println!(
+                        "{:<24} {:<40} fence {:>4}  {}",
+                        l.name,
+                        l.holder,
+                        l.fence,
+                        if left > 0 {
+                            format!("held, {left} s left")
+                        } else {
+                            "free (expired or released)".into()
+                        }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Peers { json } => {
             let settings = load_settings(config)?;
             let (store, node) = crate::startup::open_node_blocking(&settings)?;

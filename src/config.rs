@@ -319,6 +319,15 @@ pub struct DirectorySettings {
     /// new serial published to any one node reaches every node within about this long.
     #[serde(default = "default_fetch_secs")]
     pub fetch_interval_secs: u64,
+    /// The authority's publication point: an `https://` URL serving the signed directory file,
+    /// asked before the peers each round. Optional: without it the directory spreads from peer
+    /// to peer.
+    #[serde(default)]
+    pub publication_url: Option<String>,
+    /// CA certificate(s), PEM, that the publication point's server certificate must chain to;
+    /// default the exchange CA (`[peer] ca`).
+    #[serde(default)]
+    pub publication_ca: Option<PathBuf>,
 }
 
 fn default_reload_secs() -> u64 {
@@ -769,6 +778,17 @@ impl Settings {
                 return bad(format!(
                     "reconcile.schedule[{i}].peer: {} is this node itself",
                     s.peer
+                ));
+            }
+        }
+        if let Some(url) = self.directory.as_ref().and_then(|d| d.publication_url.as_ref()) {
+            let host = url.strip_prefix("https://").unwrap_or("");
+            if host.is_empty()
+                || url.len() > 2048
+                || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return bad(format!(
+                    "directory.publication_url: an https:// URL of at most 2048 characters, got {url:?}"
                 ));
             }
         }

@@ -242,6 +242,7 @@ impl Application {
                     }
                 }
             }
+            let publication_point = publication(settings.peer.as_ref(), dirset)?;
             exchange = reconciler.zip(fetcher).map(|(rec, evidence)| ExchangeJobs {
                 clients,
                 evidence,
@@ -254,6 +255,7 @@ impl Application {
                     authority,
                     interval: Duration::from_secs(dirset.reload_interval_secs.max(1)),
                     fetch_interval: Duration::from_secs(dirset.fetch_interval_secs.max(1)),
+                    publication: publication_point.clone(),
                 },
                 witness: jobs::witness::WitnessTiming {
                     interval: Duration::from_secs(settings.audit.witness.interval_secs.max(1)),
@@ -363,6 +365,34 @@ impl Clone for PeerTlsKey {
     fn clone(&self) -> Self {
         Self(self.0.clone_key())
     }
+}
+
+/// The client of the authority's publication point (`[directory] publication_url`), verifying
+/// its server against `publication_ca` or the exchange CA.
+fn publication(
+    peer: Option<&crate::config::PeerSettings>,
+    dirset: &crate::config::DirectorySettings,
+) -> anyhow::Result<Option<jobs::directory_fetch::Publication>> {
+    let Some(url) = &dirset.publication_url else {
+        return Ok(None);
+    };
+    let ca_path = match (&dirset.publication_ca, peer) {
+        (Some(p), _) => p.clone(),
+        (None, Some(peer)) => peer.ca.clone(),
+        (None, None) => anyhow::bail!("directory.publication_ca: needed without [peer]"),
+    };
+    let roots = crate::tls::pki::load_certs(&ca_path)
+        .map_err(|e| anyhow::anyhow!("directory.publication_ca {}: {e}", ca_path.display()))?;
+    let cfg = crate::tls::publication_client_config(&roots)?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls((*cfg).clone())
+        .timeout(Duration::from_secs(60))
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    Ok(Some(jobs::directory_fetch::Publication {
+        url: url.clone(),
+        client,
+    }))
 }
 
 fn load_peer_tls(peer: &crate::config::PeerSettings) -> anyhow::Result<PeerTls> {

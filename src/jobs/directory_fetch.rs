@@ -1,5 +1,7 @@
 //! Spreads a new directory serial across the network: every `[directory] fetch_interval_secs`
-//! the node asks its peers — each node of its directory but itself, in the directory's order,
+//! the node asks the authority's publication point (`[directory] publication_url`, when set:
+//! `GET` of the signed file over HTTPS, the server verified against `publication_ca`), then its
+//! peers — each node of its directory but itself, in the directory's order,
 //! one at a time — for the signed directory they use (`GET /peer/v1/directory`), and stops at
 //! the first that is newer. What a peer answers is judged by `directory::fetch::judge`: it must
 //! verify exactly as the node's own file does on load and carry a higher serial.
@@ -8,7 +10,7 @@
 //!   rollback under its lock), then written over the node's directory file byte for byte,
 //!   atomically and with the file's mode, so a restart keeps it; the file watch
 //!   (`jobs::directory`) then finds the file holding the directory in use. Audited
-//!   `directory.install` with `from: <peer>`.
+//!   `directory.install` with `from: <peer>` (or `from: "publication"` and its `url`).
 //! - A lower or equal serial is ignored.
 //! - A peer answering something that does not verify (garbage, a forged or expired directory,
 //!   another content hash) changes nothing; it is logged at `warn` and audited
@@ -45,6 +47,49 @@ pub struct FetchContext {
     pub path: PathBuf,
     /// The directory authority's key: the only key a directory from a peer may be signed by.
     pub authority: PublicKey,
+    /// The authority's publication point, asked first each round.
+    pub publication: Option<Publication>,
+}
+
+/// The authority's publication point: the URL of the signed directory file and a client that
+/// verifies its server (no client certificate).
+#[derive(Clone)]
+pub struct Publication {
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
+/// Where an offered directory came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    Peer(NodeId),
+    Publication(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Peer(p) => write!(f, "peer {p}"),
+            Source::Publication(u) => write!(f, "the publication point {u}"),
+        }
+    }
+}
+
+impl Source {
+    /// The audit details naming it.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        match self {
+            Source::Peer(p) => {
+                m.insert("from".into(), p.as_str().into());
+            }
+            Source::Publication(u) => {
+                m.insert("from".into(), "publication".into());
+                m.insert("url".into(), u.as_str().into());
+            }
+        }
+        m
+    }
 }
 
 /// Why asking a peer gave no directory to judge.
@@ -52,17 +97,17 @@ pub struct FetchContext {
 enum AskError {
     #[error("no client for the peer: {0}")]
     Client(String),
-    #[error("the peer could not be reached: {0}")]
+    #[error("could not be reached: {0}")]
     Unreachable(#[source] reqwest::Error),
-    #[error("the peer answered HTTP {0}")]
+    #[error("answered HTTP {0}")]
     Status(u16),
-    #[error("the peer's answer is larger than {MAX_DIRECTORY_FILE_LEN} bytes")]
+    #[error("the answer is larger than {MAX_DIRECTORY_FILE_LEN} bytes")]
     TooLarge,
 }
 
 /// A refusal already reported: the peer, the serial it offered (when it could be read) and the
 /// kind of refusal (not its message, which may name the current time).
-type Reported = (NodeId, Option<u64>, Discriminant<DirectoryError>);
+type Reported = (Source, Option<u64>, Discriminant<DirectoryError>);
 
 /// Asks the peers every `interval` (the first round one interval after the start) until
 /// `shutdown` flips to true.
@@ -91,27 +136,45 @@ async fn round(
     reported: &mut HashSet<Reported>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) {
-    let peers: Vec<(NodeId, String)> = ctx
-        .handle
-        .current()
-        .nodes()
-        .filter(|n| n.id != ctx.node.id && !n.endpoint.is_empty())
-        .map(|n| (n.id.clone(), n.endpoint.clone()))
-        .collect();
-    for (peer, endpoint) in peers {
+    let mut sources: Vec<(Source, String)> = Vec::new();
+    if let Some(p) = &ctx.publication {
+        sources.push((Source::Publication(p.url.clone()), p.url.clone()));
+    }
+    sources.extend(
+        ctx.handle
+            .current()
+            .nodes()
+            .filter(|n| n.id != ctx.node.id && !n.endpoint.is_empty())
+            .map(|n| {
+                let url = format!("{}/peer/v1/directory", n.endpoint.trim_end_matches('/'));
+                (Source::Peer(n.id.clone()), url)
+            }),
+    );
+    for (source, url) in sources {
         if *shutdown.borrow() {
             return;
         }
-        // A peer that hangs must not hold the shutdown up.
+        let client = match &source {
+            Source::Peer(peer) => (ctx.clients)(peer).map_err(AskError::Client),
+            Source::Publication(_) => Ok(ctx
+                .publication
+                .as_ref()
+                .map(|p| p.client.clone())
+                .unwrap_or_default()),
+        };
+        // A source that hangs must not hold the shutdown up.
         let mut stop = shutdown.clone();
-        let asked = tokio::select! {
-            r = ask(&ctx.clients, &peer, &endpoint) => r,
-            _ = stop.wait_for(|s| *s) => return,
+        let asked = match client {
+            Ok(client) => tokio::select! {
+                r = ask(&client, &url) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            },
+            Err(e) => Err(e),
         };
         let bytes = match asked {
             Ok(b) => b,
             Err(e) => {
-                tracing::debug!(peer = %peer, error = %e, "no directory from this peer this round");
+                tracing::debug!(%source, error = %e, "no directory from this source this round");
                 continue;
             }
         };
@@ -124,20 +187,19 @@ async fn round(
         match judged {
             Ok(Ok(Offer::NotNewer { .. })) => {}
             Ok(Ok(Offer::Newer(d))) => {
-                if take(ctx, &peer, *d).await {
+                if take(ctx, &source, *d).await {
                     return;
                 }
             }
-            Ok(Err((e, serial))) => refuse(ctx, reported, &peer, serial, e).await,
-            Err(e) => tracing::warn!(peer = %peer, error = %e, "judging a peer's directory failed"),
+            Ok(Err((e, serial))) => refuse(ctx, reported, &source, serial, e).await,
+            Err(e) => tracing::warn!(%source, error = %e, "judging an offered directory failed"),
         }
     }
 }
 
-/// `GET {endpoint}/peer/v1/directory`, its body read up to [`MAX_DIRECTORY_FILE_LEN`] bytes.
-async fn ask(clients: &ClientFactory, peer: &NodeId, endpoint: &str) -> Result<Vec<u8>, AskError> {
-    let client = clients(peer).map_err(AskError::Client)?;
-    let url = format!("{}/peer/v1/directory", endpoint.trim_end_matches('/'));
+/// `GET url` (a peer's `/peer/v1/directory`, or the publication point), its body read up to
+/// [`MAX_DIRECTORY_FILE_LEN`] bytes.
+async fn ask(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, AskError> {
     let mut resp = client
         .get(url)
         .send()
@@ -163,16 +225,16 @@ async fn ask(clients: &ClientFactory, peer: &NodeId, endpoint: &str) -> Result<V
     Ok(body)
 }
 
-/// Installs a newer directory from `peer`, writes it to the node's file and audits it; `true`
+/// Installs a newer directory from `source`, writes it to the node's file and audits it; `true`
 /// when it was installed.
-async fn take(ctx: &FetchContext, peer: &NodeId, new: crate::directory::Directory) -> bool {
+async fn take(ctx: &FetchContext, source: &Source, new: crate::directory::Directory) -> bool {
     let bytes = new.signed_json().clone();
     let new_serial = new.serial();
     // `install` compares the serials again under its lock: the file watch may have installed
     // another directory since this one was judged.
     match ctx.handle.install(new) {
         Ok(ReloadOutcome::Replaced { old_serial, .. }) => {
-            tracing::info!(peer = %peer, old_serial, new_serial, "installed a newer directory from a peer");
+            tracing::info!(%source, old_serial, new_serial, "installed a newer directory");
             let path = ctx.path.clone();
             let handle = ctx.handle.clone();
             // Written only while it is still the directory in use (the file watch may have
@@ -188,57 +250,57 @@ async fn take(ctx: &FetchContext, peer: &NodeId, new: crate::directory::Director
             let file_written = match written {
                 Ok(Ok(w)) => w,
                 Ok(Err(e)) => {
-                    tracing::error!(peer = %peer, error = %e, "installed a directory from a peer but could not write the directory file; a restart would load the older one");
+                    tracing::error!(%source, error = %e, "installed a fetched directory but could not write the directory file; a restart would load the older one");
                     false
                 }
                 Err(e) => {
-                    tracing::error!(peer = %peer, error = %e, "writing the directory file failed");
+                    tracing::error!(%source, error = %e, "writing the directory file failed");
                     false
                 }
             };
+            let mut details = source.details();
+            details.insert("old_serial".into(), old_serial.into());
+            details.insert("new_serial".into(), new_serial.into());
+            details.insert("file".into(), ctx.path.display().to_string().into());
+            details.insert("file_written".into(), file_written.into());
             let event = Event::new(Actor::job("directory"), "directory.install", Outcome::Ok)
-                .details(serde_json::json!({
-                    "from": peer.as_str(),
-                    "old_serial": old_serial,
-                    "new_serial": new_serial,
-                    "file": ctx.path.display().to_string(),
-                    "file_written": file_written,
-                }));
+                .details(serde_json::Value::Object(details));
             record(ctx, event).await;
             true
         }
         Ok(ReloadOutcome::Unchanged) => false,
         Err(e) => {
             // Another install (the file watch) went further meanwhile: nothing to do.
-            tracing::debug!(peer = %peer, new_serial, error = %e, "a peer's directory was overtaken");
+            tracing::debug!(%source, new_serial, error = %e, "a fetched directory was overtaken");
             false
         }
     }
 }
 
-/// Logs and audits a refused directory from `peer`, once per peer, serial and kind.
+/// Logs and audits a refused directory from `source`, once per source, serial and kind.
 async fn refuse(
     ctx: &FetchContext,
     reported: &mut HashSet<Reported>,
-    peer: &NodeId,
+    source: &Source,
     serial: Option<u64>,
     error: DirectoryError,
 ) {
-    if !reported.insert((peer.clone(), serial, std::mem::discriminant(&error))) {
-        tracing::debug!(peer = %peer, error = %error, "a peer's directory is refused again");
+    if !reported.insert((source.clone(), serial, std::mem::discriminant(&error))) {
+        tracing::debug!(%source, error = %error, "an offered directory is refused again");
         return;
     }
-    tracing::warn!(peer = %peer, serial, error = %error, "refused the directory a peer offered; the directory in use stays");
+    tracing::warn!(%source, serial, error = %error, "refused an offered directory; the directory in use stays");
     let event = Event::new(
         Actor::job("directory"),
         "directory.refuse",
         Outcome::Rejected,
     )
-    .details(serde_json::json!({
-        "from": peer.as_str(),
-        "serial": serial,
-        "reason": error.to_string(),
-    }));
+    .details({
+        let mut details = source.details();
+        details.insert("serial".into(), serial.into());
+        details.insert("reason".into(), error.to_string().into());
+        serde_json::Value::Object(details)
+    });
     record(ctx, event).await;
 }
 

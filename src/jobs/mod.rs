@@ -83,6 +83,8 @@ pub struct DirectoryWatch {
     pub interval: Duration,
     /// Between rounds asking the peers for a newer directory ([`directory_fetch`]).
     pub fetch_interval: Duration,
+    /// The authority's publication point, asked first each round.
+    pub publication: Option<directory_fetch::Publication>,
 }
 
 /// The running jobs of a node.
@@ -202,6 +204,7 @@ pub fn start(ctx: JobsContext) -> Jobs {
                         clients: ex.clients.clone(),
                         path: ex.directory.path.clone(),
                         authority: ex.directory.authority,
+                        publication: ex.directory.publication.clone(),
                     },
                     ex.directory.fetch_interval,
                     rx.clone(),

@@ -173,6 +173,23 @@ pub fn peer_client_config(
     Ok(Arc::new(config))
 }
 
+/// Client config for fetching the signed directory from the authority's publication point:
+/// the server's chain verified against `ca_roots` and its host name (standard WebPKI), no
+/// client certificate. The directory itself is trusted only for the authority's signature.
+pub fn publication_client_config(
+    ca_roots: &[CertificateDer<'_>],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = crypto_provider();
+    let roots = root_store(ca_roots)?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(TLS13_ONLY)
+        .map_err(TlsError::ProtocolVersions)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Server config for the optional TLS admin listener: no client
 /// authentication, TLS 1.3 only, ALPN `http/1.1`.
 pub fn admin_server_config(

@@ -651,6 +651,21 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(url) = self
+            .directory
+            .as_ref()
+            .and_then(|d| d.publication_url.as_ref())
+        {
+            let host = url.strip_prefix("https://").unwrap_or("");
+            if host.is_empty()
+                || url.len() > 2048
+                || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return bad(format!(
+                    "directory.publication_url: an https:// URL of at most 2048 characters, got {url:?}"
+                ));
+            }
+        }
         if self.node.serves.is_empty() {
             return bad("node.serves: list at least one region prefix".into());
         }
@@ -781,17 +796,6 @@ impl Settings {
                 ));
             }
         }
-        if let Some(url) = self.directory.as_ref().and_then(|d| d.publication_url.as_ref()) {
-            let host = url.strip_prefix("https://").unwrap_or("");
-            if host.is_empty()
-                || url.len() > 2048
-                || url.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return bad(format!(
-                    "directory.publication_url: an https:// URL of at most 2048 characters, got {url:?}"
-                ));
-            }
-        }
         if !self.reconcile.schedule.is_empty() && self.peer.is_none() {
             return bad("reconcile.schedule: needs [peer] and [directory] to reach peers".into());
         }
@@ -875,6 +879,15 @@ mod tests {
         std::fs::write(&p, "[database]\nurl = \"mysql://x\"\n").unwrap();
         let e = Settings::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("database.url"), "{e}");
+        for bad in ["http://authority.example/d.json", "https://", "https://a b/d.json"] {
+            std::fs::write(
+                &p,
+                format!("[directory]\npath = \"d.json\"\nauthority_key = \"k\"\npublication_url = \"{bad}\"\n"),
+            )
+            .unwrap();
+            let e = Settings::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains("directory.publication_url"), "{bad}: {e}");
+        }
         for bad in ["lease_secs = 1", "lease_secs = 601"] {
             std::fs::write(&p, format!("[database]\n{bad}\n")).unwrap();
             let e = Settings::load(Some(&p)).unwrap_err().to_string();

@@ -25,8 +25,7 @@ pub mod pki;
 
 pub use config::{
     admin_server_config, crypto_provider, peer_client_config, peer_server_config,
-    publication_client_config,
-    NodePinningVerifier, PeerPinningError, TlsError, TlsPolicy,
+    publication_client_config, NodePinningVerifier, PeerPinningError, TlsError, TlsPolicy,
 };
 pub use identity::{fingerprint, is_valid_node_id, node_id_of, IdentityError, NODE_URI_PREFIX};
 pub use pki::{CertifiedKey, PkiError};

@@ -217,3 +217,116 @@ async fn a_new_serial_published_to_one_node_reaches_the_others_and_forgeries_do_
         app.stop().await;
     }
 }
+
+/// A node with `[directory] publication_url` takes a new serial from the authority's
+/// publication point (verified as on load), and refuses what does not verify there — audited
+/// with `from: "publication"`; its peer gets the serial from it in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_serial_at_the_publication_point_reaches_the_network() {
+    let root = tempfile::tempdir().unwrap();
+    let served = root.path().join("published.json");
+    std::fs::write(&served, b"not a directory").unwrap();
+    // The point's certificate comes from the network's CA, made with the network: its port is
+    // chosen when the node is configured and served once the network runs.
+    let url = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let net = spawn_network_with(&[(ZHENGZHOU, "4101"), (CHENGDU, "5101")], |id, s| {
+        let d = s.directory.as_mut().unwrap();
+        let own = own_file(&d.path, id);
+        std::fs::copy(&d.path, &own).unwrap();
+        d.path = own;
+        d.fetch_interval_secs = 1;
+        d.reload_interval_secs = 1;
+        if id == ZHENGZHOU {
+            let mut u = url.lock().unwrap();
+            if u.is_none() {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                *u = Some(format!(
+                    "https://127.0.0.1:{}/directory.json",
+                    l.local_addr().unwrap().port()
+                ));
+            }
+            d.publication_url = u.clone();
+        }
+    })
+    .await;
+    let (zhengzhou, chengdu) = (&net.nodes[0], &net.nodes[1]);
+    let configured = zhengzhou
+        .settings
+        .directory
+        .as_ref()
+        .unwrap()
+        .publication_url
+        .clone()
+        .unwrap();
+    // Until it serves, the node finds nothing there (and asks again next round).
+    let served_url = publication_point_on(&net.pki, served.clone(), &configured).await;
+    assert_eq!(served_url, configured);
+
+    // What it serves first does not verify: refused, audited once, nothing changes.
+    eventually(30, "the publication point's garbage refused", || async {
+        events(zhengzhou, "directory.refuse")
+            .await
+            .iter()
+            .any(|e| e["details"]["from"] == "publication" && e["details"]["url"] == configured)
+    })
+    .await;
+    assert_eq!(serial(zhengzhou), 1);
+
+    // The authority publishes serial 2 there only.
+    resign_directory(&net.pki, |doc| {
+        doc.revoked_certificates.push("cd".repeat(32));
+    })
+    .unwrap();
+    std::fs::copy(&net.pki.directory, &served).unwrap();
+    eventually(
+        60,
+        "serial 2 from the publication point, then on the peer",
+        || async { serial(zhengzhou) == 2 && serial(chengdu) == 2 },
+    )
+    .await;
+    eventually(30, "the install audited with its source", || async {
+        events(zhengzhou, "directory.install")
+            .await
+            .iter()
+            .any(|e| e["details"]["from"] == "publication" && e["details"]["new_serial"] == 2)
+    })
+    .await;
+    assert_eq!(file_serial(&own_file(&net.pki.directory, ZHENGZHOU)), 2);
+}
+
+/// The authority's publication point on the port of `url`: an HTTPS server (its certificate
+/// from the exchange CA) serving whatever `file` holds at each request.
+async fn publication_point_on(
+    pki: &hukou_sync::devnet::pki::DevPki,
+    file: PathBuf,
+    url: &str,
+) -> String {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let port: u16 = url
+        .trim_start_matches("https://127.0.0.1:")
+        .trim_end_matches("/directory.json")
+        .parse()
+        .unwrap();
+    let ca = hukou_sync::tls::pki::load_ca(&pki.ca_cert, &pki.ca_key).unwrap();
+    let cert =
+        hukou_sync::tls::pki::issue_node_cert(&ca, "990000", &["localhost", "127.0.0.1"]).unwrap();
+    let chain = hukou_sync::tls::pki::load_certs_from_pem(&cert.cert_pem).unwrap();
+    let key = hukou_sync::tls::pki::load_private_key_from_pem(&cert.key_pem).unwrap();
+    let config = hukou_sync::tls::admin_server_config(chain, key).unwrap();
+    let server = HttpServer::new(move || {
+        let file = file.clone();
+        App::new().route(
+            "/directory.json",
+            web::get().to(move || {
+                let bytes = std::fs::read(&file).unwrap();
+                async move { HttpResponse::Ok().body(bytes) }
+            }),
+        )
+    })
+    .workers(1)
+    .bind_rustls_0_23(("127.0.0.1", port), (*config).clone())
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    url.to_owned()
+}

@@ -243,11 +243,20 @@ async fn two_processes_serve_one_node_and_take_over_a_killed_senders_work() {
     eprintln!("takeover {took:?} after the kill (lease {LEASE_SECS} s)");
 
     // The singleton jobs all run in the survivor now (those the killed process held expired).
-    eventually(30, "every singleton job's lease with the second process", || {
-        let jobs = ["job:tree_heads", "job:version_integrity", "job:age_out", "job:witnessing"]
+    eventually(
+        30,
+        "every singleton job's lease with the second process",
+        || {
+            let jobs = [
+                "job:tree_heads",
+                "job:version_integrity",
+                "job:age_out",
+                "job:witnessing",
+            ]
             .map(|j| holder(&mut db, j).map(|(pid, _)| pid));
-        async move { jobs.iter().all(|p| *p == Some(second_pid)) }
-    })
+            async move { jobs.iter().all(|p| *p == Some(second_pid)) }
+        },
+    )
     .await;
     // ... as the console shows an operator.
     let out = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
@@ -258,11 +267,21 @@ async fn two_processes_serve_one_node_and_take_over_a_killed_senders_work() {
         .env("HUKOU_SYNC__DATABASE__URL", &url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let leases: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let send = leases.iter().find(|l| l["name"] == send_lease.as_str()).unwrap();
+    let send = leases
+        .iter()
+        .find(|l| l["name"] == send_lease.as_str())
+        .unwrap();
     assert_eq!(send["held"], true);
-    assert!(send["holder"].as_str().unwrap().contains(&format!(":{second_pid}:")));
+    assert!(send["holder"]
+        .as_str()
+        .unwrap()
+        .contains(&format!(":{second_pid}:")));
 
     // Nothing lost, nothing twice, nothing refused for order.
     eventually(60, "the queue drains", || {

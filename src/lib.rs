@@ -12,7 +12,7 @@
 //! | commands | [`cli`] | the `hukou-sync` commands: parse arguments, call below, print (`cli::bench::*`: one file per benchmark) |
 //! | dev network | [`devnet`] | a development network on 127.0.0.1: dev PKI, signed directory, running nodes — for the demo, the benchmarks and the tests |
 //! | start | [`startup`] | `Application::build(settings)`: opens the store, binds the admin and peer listeners, wires state, calls `jobs::start` once |
-//! | surfaces | [`api`] | the admin API (`/api/v1`) and the peer API (`api::peer`, everything under `/peer/v1`, mutual TLS); `api::error` is **the one place an error becomes HTTP** |
+//! | surfaces | [`api`] | the admin API (`/api/v1`) and the peer API (`api::peer`, everything under `/peer/v1`, mutual TLS); `api::error` is **the one place an error becomes HTTP**; `api::metrics` the one place metrics are registered and encoded (`prometheus-client`) and requests on both listeners counted |
 //! | | [`ui`] | the web pages (server-rendered, no JavaScript needed); errors through `api::error` |
 //! | | [`jobs`] | **every background loop starts in `jobs::start`** (tree heads, version integrity, witnessing, sender supervisor and per-peer senders, scheduled reconciliation, directory watch and fetch from peers, age-out) and stops in `Jobs::shutdown` |
 //! | settings | [`config`] | settings from TOML and environment, validated once; builds the services' own settings types |

@@ -130,6 +130,7 @@ impl Application {
             receiver,
             peer_clients: clients.clone(),
             evidence: vault.clone(),
+            http_metrics: Arc::new(api::metrics::HttpMetrics::new()),
             login_limiter: Arc::new(crate::accounts::ClientLimiter::new(
                 settings.admin.login_attempts_per_client,
                 Duration::from_secs(u64::from(settings.admin.login_window_minutes) * 60),
@@ -165,6 +166,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(api::manners::manners))
                 .wrap(request_logger().log_target("hukou_sync::http"))
                 .wrap(actix_web::middleware::from_fn(api::request_id::request_id))
+                .wrap(actix_web::middleware::from_fn(api::metrics::observe_admin))
                 .app_data(admin_state.clone())
                 .app_data(known.clone())
                 .configure(|cfg| crate::ui::configure(cfg, secure_cookies))
@@ -211,6 +213,7 @@ impl Application {
                 App::new()
                     .wrap(request_logger().log_target("hukou_sync::peer"))
                     .wrap(actix_web::middleware::from_fn(api::request_id::request_id))
+                    .wrap(actix_web::middleware::from_fn(api::metrics::observe_peer))
                     .app_data(peer_state.clone())
                     .configure(|cfg| api::peer::configure(cfg, peer_limit))
             })
@@ -346,12 +349,20 @@ async fn futures_join_all(servers: Vec<Server>) -> Vec<std::io::Result<()>> {
 }
 
 /// The access log: method, path and query with ID numbers masked (`4101**********0012`), since
-/// logs must never carry a child's full ID number; and the request id (`api::request_id`).
+/// logs must never carry a child's full ID number; and the request id (`api::request_id`), read
+/// from the request: the answer's `X-Request-Id` header is only set once the logger has seen the
+/// answer (the id's middleware wraps the logger).
 fn request_logger() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms id=%{x-request-id}o")
+    actix_web::middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms id=%{request_id}xi")
         .custom_request_replace("request", |req| {
             let target = req.uri().path_and_query().map_or("", |p| p.as_str());
             format!("{} {}", req.method(), mask_id_numbers(target))
+        })
+        .custom_request_replace("request_id", |req| {
+            use actix_web::HttpMessage;
+            req.extensions()
+                .get::<api::request_id::RequestId>()
+                .map_or_else(|| "-".to_owned(), |id| id.0.clone())
         })
 }
 

@@ -49,6 +49,8 @@ pub struct AppState {
     pub peer_clients: Option<crate::sync::sender::ClientFactory>,
     /// Evidence files: the key they are sealed under and the size limit (`[evidence]`).
     pub evidence: Arc<crate::eligibility::evidence::Vault>,
+    /// Requests and latency of both listeners (`api::metrics`), for the node's life.
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {

@@ -87,15 +87,20 @@ impl ReconcileError {
     }
 }
 
-/// Reconciliation gauges in Prometheus text format: per peer, the last finished run's age,
-/// differences and result; and the stale files of this node.
-pub fn metrics_text(
+/// What `/metrics` shows of reconciliation: per peer, the last finished run; and the stale
+/// files of this node (counts only). The exposition itself is `api::metrics`'.
+pub struct Figures {
+    pub runs: Vec<crate::storage::reconcile::Run>,
+    pub stale: stale::StaleList,
+}
+
+/// Reads the [`Figures`] at `now`.
+pub fn figures(
     conn: &mut crate::storage::DbConn,
     node: &crate::sync::LocalNode,
     stale_after_days: u32,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, ReconcileError> {
-    use std::fmt::Write as _;
+) -> Result<Figures, ReconcileError> {
     let runs = crate::storage::reconcile::last_finished_runs(conn)?;
     let stale = stale::list(
         conn,
@@ -107,59 +112,5 @@ pub fn metrics_text(
         false,
         &crate::domain::Scope::whole_node(),
     )?;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
-    };
-    let label = |p: &str| format!("{{peer=\"{p}\"}}");
-    gauge(
-        "hukou_sync_reconcile_last_run_age_seconds",
-        "Seconds since the last reconciliation run with a peer finished.",
-        runs.iter()
-            .map(|r| {
-                let at = r.finished_at.unwrap_or(r.started_at);
-                (
-                    label(r.peer.as_str()),
-                    (now - at).num_seconds().max(0) as f64,
-                )
-            })
-            .collect(),
-    );
-    gauge(
-        "hukou_sync_reconcile_last_run_differences",
-        "Documents that differed in the last reconciliation run with a peer.",
-        runs.iter()
-            .map(|r| (label(r.peer.as_str()), r.differences as f64))
-            .collect(),
-    );
-    gauge(
-        "hukou_sync_reconcile_last_run_ok",
-        "1 if the last reconciliation run with a peer completed without errors, else 0.",
-        runs.iter()
-            .map(|r| {
-                (
-                    label(r.peer.as_str()),
-                    if r.status == RunStatus::Ok { 1.0 } else { 0.0 },
-                )
-            })
-            .collect(),
-    );
-    gauge(
-        "hukou_sync_stale_children",
-        "Children's files neither updated nor visited within records.stale_after_days.",
-        vec![(String::new(), stale.total as f64)],
-    );
-    gauge(
-        "hukou_sync_stale_children_by_region",
-        "Stale children's files per region this node serves them for.",
-        stale
-            .per_region
-            .iter()
-            .map(|(region, n)| (format!("{{region=\"{region}\"}}"), *n as f64))
-            .collect(),
-    );
-    Ok(out)
+    Ok(Figures { runs, stale })
 }

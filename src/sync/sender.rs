@@ -535,9 +535,10 @@ async fn post(
         body, batch, ids, ..
     } = prepared;
     let bytes_sent = body.len() as u64;
-    // One id per delivery, in both nodes' logs (`api::request_id`).
+    // One id per delivery, in both nodes' logs (`api::request_id`): logged here at info, before
+    // the batch leaves, so a failed delivery is found by it as well as a delivered one.
     let request_id = crate::domain::request_id::new();
-    tracing::debug!(peer = %peer, versions = ids.len(), %request_id, "pushing a batch");
+    tracing::info!(peer = %peer, versions = ids.len(), %request_id, "pushing a batch");
     let resp = http
         .post(&url)
         .header(crate::domain::request_id::HEADER, &request_id)
@@ -581,7 +582,7 @@ async fn post(
         .run(move |c| store_receipt(c, &node, &peer2, &receipt, lease.as_ref()))
         .await?
         .ok_or(SendError::LeaseLost)?;
-    tracing::debug!(peer = %peer, sent = n, "batch delivered");
+    tracing::debug!(peer = %peer, sent = n, %request_id, "batch delivered");
     Ok(Batch {
         sent: n,
         ids,

@@ -21,6 +21,7 @@ mod hardening_peer;
 mod helpers;
 mod jobs;
 mod lookups;
+mod metrics;
 mod moves;
 mod openapi;
 mod pages;

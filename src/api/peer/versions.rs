@@ -42,6 +42,14 @@ pub async fn push_versions(
     };
     // The versions are parsed: the body's bytes are not needed while they are stored.
     drop(body);
+    let from = peer.clone();
     let receipt = receiver.receive(peer, request).await?;
+    // Inside the request's span: JSON logs carry the sender's request id with it.
+    tracing::info!(
+        peer = %from,
+        accepted = receipt.receipt.accepted.len(),
+        rejected = receipt.receipt.rejected.len(),
+        "batch received"
+    );
     Ok(HttpResponse::Ok().json(receipt))
 }

@@ -24,6 +24,7 @@ mod lookups;
 mod moves;
 mod openapi;
 mod pages;
+mod pg_restart;
 mod reconcile;
 mod records;
 mod reports;

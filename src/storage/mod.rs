@@ -551,3 +551,21 @@ pub fn analyze(conn: &mut DbConn) -> Result<(), StorageError> {
     diesel::sql_query("ANALYZE").execute(conn)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::DatabaseErrorKind as K;
+
+    #[test]
+    fn a_lost_connection_is_unavailable_and_a_refused_statement_is_not() {
+        let db =
+            |kind| StorageError::from(QueryError::DatabaseError(kind, Box::new(String::new())));
+        assert!(db(K::ClosedConnection).is_unavailable());
+        assert!(StorageError::from(QueryError::BrokenTransactionManager).is_unavailable());
+        assert!(StorageError::Connect("refused".into()).is_unavailable());
+        assert!(!db(K::UniqueViolation).is_unavailable());
+        assert!(!db(K::Unknown).is_unavailable());
+        assert!(!StorageError::from(QueryError::NotFound).is_unavailable());
+    }
+}

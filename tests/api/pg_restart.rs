@@ -19,13 +19,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
+use diesel::connection::SimpleConnection;
 use hukou_sync::audit::Actor;
 use hukou_sync::domain::child::ChildRecord;
 use hukou_sync::domain::RecordRules;
 use hukou_sync::ledger_file::csv::LedgerReader;
 use hukou_sync::reconcile::run::{Progress, Stage};
 use hukou_sync::reconcile::{RunOptions, RunStatus, StartedBy};
-use hukou_sync::storage::Store;
+use hukou_sync::storage::{StorageError, Store};
 use hukou_sync::sync::ledger;
 use serde_json::json;
 
@@ -34,11 +35,20 @@ use crate::helpers::{
     ZHENGZHOU,
 };
 
-/// Where the PostgreSQL 15 server binaries are (Debian's layout); `PG_BINDIR` overrides.
+/// Where the PostgreSQL server binaries are: `PG_BINDIR`, else the newest of Debian's
+/// `/usr/lib/postgresql/<major>/bin`.
 fn pg_bindir() -> PathBuf {
-    std::env::var_os("PG_BINDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(15);
+    PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin"))
 }
 
 /// Whether the tests run in the PostgreSQL pass (so they do not run twice).
@@ -106,10 +116,10 @@ impl Cluster {
     /// initdb and start on a free port; `Err` says why it cannot run here.
     fn start() -> Result<Self, String> {
         let bindir = pg_bindir();
-        for b in ["initdb", "pg_ctl", "postgres"] {
+        for b in ["initdb", "pg_ctl", "postgres", "pg_basebackup"] {
             if !bindir.join(b).exists() {
                 return Err(format!(
-                    "{} is missing (apt-get install postgresql-15, or set PG_BINDIR)",
+                    "{} is missing (apt-get install postgresql, or set PG_BINDIR)",
                     bindir.join(b).display()
                 ));
             }
@@ -123,29 +133,7 @@ impl Cluster {
         {
             return Err("running as root and there is no `postgres` user to run initdb".into());
         }
-        let dir = tempfile::Builder::new()
-            .prefix("hukou-pg-restart-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        if root {
-            let out = Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(dir.path())
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(format!(
-                    "chown to postgres: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-        }
-        let ctl = ClusterCtl {
-            bindir,
-            data: dir.path().join("data"),
-            log: dir.path().join("server.log"),
-            as_postgres: root,
-        };
+        let (dir, ctl) = Self::new_dir(bindir, root)?;
         let out = ctl
             .command("initdb")
             .arg("-D")
@@ -168,12 +156,77 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        Self::configure_and_start(dir, ctl)
+    }
+
+    /// A streaming standby of `primary` (`pg_basebackup -R`: `standby.signal` and
+    /// `primary_conninfo`), started on its own port; it follows the primary until promoted.
+    fn standby_of(primary: &Cluster) -> Self {
+        let (dir, ctl) = Self::new_dir(primary.ctl.bindir.clone(), primary.ctl.as_postgres)
+            .expect("a directory for the standby");
+        let out = ctl
+            .command("pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(&ctl.data)
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self::configure_and_start(dir, ctl).expect("start the standby")
+    }
+
+    /// A temporary directory the server's user owns, and the control of a cluster in it.
+    fn new_dir(
+        bindir: PathBuf,
+        as_postgres: bool,
+    ) -> Result<(tempfile::TempDir, ClusterCtl), String> {
+        let dir = tempfile::Builder::new()
+            .prefix("hukou-pg-restart-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        if as_postgres {
+            let out = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "chown to postgres: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let ctl = ClusterCtl {
+            bindir,
+            data: dir.path().join("data"),
+            log: dir.path().join("server.log"),
+            as_postgres,
+        };
+        Ok((dir, ctl))
+    }
+
+    /// Sets a free port and local-only listening, then starts the server.
+    fn configure_and_start(dir: tempfile::TempDir, ctl: ClusterCtl) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        // Settings in the file, so `pg_ctl restart` keeps them. fsync off: a restart, even
-        // `-m immediate`, kills processes, not the machine; what they wrote is in the kernel.
+        // Settings in the file (later lines win), so `pg_ctl restart` keeps them. fsync off: a
+        // restart, even `-m immediate`, kills processes, not the machine; what they wrote is in
+        // the kernel's cache.
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              fsync = off\nmax_connections = 40\nshared_buffers = 16MB\n",
@@ -198,6 +251,33 @@ impl Cluster {
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
+
+    /// Runs one statement on the cluster.
+    fn sql(&self, sql: &str) {
+        use diesel::Connection;
+        let mut c = diesel::PgConnection::establish(&self.url()).unwrap();
+        c.batch_execute(sql).unwrap();
+    }
+
+    /// A count on the cluster (`SELECT count(*) FROM <from>`).
+    fn count(&self, from: &str) -> i64 {
+        count_at(&self.url(), from)
+    }
+}
+
+/// `SELECT count(*) FROM <from>` on the database at `url`.
+fn count_at(url: &str, from: &str) -> i64 {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut c = diesel::PgConnection::establish(url).unwrap();
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {from}"))
+        .load::<N>(&mut c)
+        .unwrap()[0]
+        .n
 }
 
 impl Drop for Cluster {
@@ -396,6 +476,28 @@ async fn the_node_survives_postgresql_restarts_during_pushes_imports_and_reconci
     })
     .await;
 
+    // A statement running when the server goes away fails as `unavailable` (a request then
+    // answers 503), and the pool's next connection works.
+    let store = pair.residence.store.clone();
+    let sleeper = tokio::task::spawn_blocking(move || {
+        let mut conn = store.conn().unwrap();
+        conn.batch_execute("SELECT pg_sleep(60)")
+            .map_err(StorageError::from)
+    });
+    eventually(30, "the statement runs", || async {
+        pair.residence
+            .count("pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(60)'")
+            == 1
+    })
+    .await;
+    let ctl = cluster.ctl.clone();
+    tokio::task::spawn_blocking(move || ctl.restart("fast"))
+        .await
+        .unwrap();
+    let cut = sleeper.await.unwrap().unwrap_err();
+    assert!(cut.is_unavailable(), "{cut}");
+    assert_eq!(pair.residence.count("children"), 0);
+
     // (a) Pushes both ways under load, through a clean restart and a crash.
     let load = Load::new();
     let restarts = async {
@@ -578,14 +680,16 @@ async fn the_node_survives_postgresql_restarts_during_pushes_imports_and_reconci
     drop(cluster);
 }
 
-/// A libpq multi-host URL: the first host is dead (a failed primary), the second answers, and
-/// `target_session_attrs=read-write` makes libpq take only a host that accepts writes.
+/// A libpq multi-host URL: the first host is dead (a failed primary), the next (where the
+/// private cluster can run) answers but is read-only (a standby), the last accepts writes;
+/// `target_session_attrs=read-write` makes libpq pass over the others.
 #[tokio::test]
 async fn a_multi_host_url_reaches_the_host_that_accepts_writes() {
     let Some(base) = postgres_pass() else {
         eprintln!("SKIPPED the multi-host URL test: it runs in the PostgreSQL pass");
         return;
     };
+    assert!(base.contains('@'), "TEST_DATABASE_URL names its user");
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -593,12 +697,20 @@ async fn a_multi_host_url_reaches_the_host_that_accepts_writes() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(dir.path());
-    // TEST_DATABASE_URL's host with a dead one before it: postgres://u@dead,host/db?...
     let (scheme, rest) = db.url.split_once("://").unwrap();
-    let (user, hosts) = rest.split_once('@').unwrap();
-    let multi =
-        format!("{scheme}://{user}@127.0.0.1:{dead},{hosts}&target_session_attrs=read-write");
-    assert!(base.contains('@'), "TEST_DATABASE_URL names its user");
+    let (user, host) = rest.split_once('@').unwrap();
+    let database = host.split(['/', '?']).nth(1).unwrap();
+    let read_only = cluster_or_skip("the read-only host of the multi-host URL test");
+    let mut before = format!("127.0.0.1:{dead},");
+    if let Some(c) = &read_only {
+        // The same database name, so that only the read-only state turns libpq away.
+        c.sql(&format!("CREATE DATABASE {database}"));
+        c.sql("ALTER SYSTEM SET default_transaction_read_only = on");
+        c.ctl.restart("fast");
+        before.push_str(&format!("127.0.0.1:{},", c.port));
+    }
+    // TEST_DATABASE_URL's host after the others: postgres://u@dead,read-only,host/db?...
+    let multi = format!("{scheme}://{user}@{before}{host}&target_session_attrs=read-write");
     let app = spawn_app_with(|s| s.database.url = multi.clone()).await;
     let file = app.create_child(&flowing_child(1)).await;
     let id = file["record"]["id_number"].as_str().unwrap();
@@ -606,7 +718,105 @@ async fn a_multi_host_url_reaches_the_host_that_accepts_writes() {
         app.get(&format!("/api/v1/children/{id}")).await.status(),
         200
     );
-    assert_eq!(app.count("children"), 1);
+    // The file is on the host that accepts writes.
+    assert_eq!(count_at(&db.url, "children"), 1);
+    if let Some(c) = &read_only {
+        let url = format!("postgres://postgres@127.0.0.1:{}/{database}", c.port);
+        assert_eq!(count_at(&url, "pg_tables WHERE tablename = 'children'"), 0);
+    }
     app.stop().await;
     drop(db);
+}
+
+/// A primary and a synchronous streaming standby, the node's URL naming both: the primary
+/// crashes under load, the standby is promoted, and the node goes on writing to it without a
+/// restart; every edit it acknowledged is there.
+#[tokio::test]
+async fn a_node_fails_over_to_a_promoted_standby_and_loses_nothing_acknowledged() {
+    let Some(primary) = cluster_or_skip("the failover test") else {
+        return;
+    };
+    let standby = Cluster::standby_of(&primary);
+    // Commits wait until the standby has them: an acknowledged edit survives the failover.
+    primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+    primary.sql("SELECT pg_reload_conf()");
+    eventually(30, "the standby streams synchronously", || async {
+        primary.count("pg_stat_replication WHERE state = 'streaming' AND sync_state = 'sync'") == 1
+    })
+    .await;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let app = spawn_app_with(|s| s.database.url = url.clone()).await;
+    let acknowledged = Mutex::new(Vec::new());
+    let refused = Mutex::new(BTreeMap::<u16, usize>::new());
+    let stop = AtomicBool::new(false);
+    let load = async {
+        let mut seq = 0;
+        while !stop.load(Ordering::SeqCst) {
+            seq += 1;
+            assert!(seq < 1000, "the load ran out of ID numbers");
+            let child = flowing_child(seq);
+            let r = app
+                .http
+                .post(app.url("/api/v1/children"))
+                .json(&child)
+                .send()
+                .await;
+            match r.map(|r| r.status().as_u16()) {
+                Ok(201) => acknowledged
+                    .lock()
+                    .unwrap()
+                    .push(child["id_number"].as_str().unwrap().to_owned()),
+                Ok(status) => *refused.lock().unwrap().entry(status).or_default() += 1,
+                Err(_) => *refused.lock().unwrap().entry(0).or_default() += 1,
+            }
+        }
+    };
+    let failover = async {
+        let n = || acknowledged.lock().unwrap().len();
+        eventually(60, "edits acknowledged by the primary", || async {
+            n() >= 10
+        })
+        .await;
+        let (p, s) = (primary.ctl.clone(), standby.ctl.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = p.pg_ctl(&["stop", "-m", "immediate"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = s.pg_ctl(&["promote"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+        .await
+        .unwrap();
+        let after = n();
+        eventually(60, "edits acknowledged by the promoted standby", || async {
+            n() >= after + 10
+        })
+        .await;
+        stop.store(true, Ordering::SeqCst);
+    };
+    tokio::join!(load, failover);
+    let acknowledged = acknowledged.into_inner().unwrap();
+    let refused = refused.into_inner().unwrap();
+    eprintln!(
+        "failover: {} edits acknowledged; refused (status: count): {refused:?}",
+        acknowledged.len()
+    );
+    assert!(refused.keys().all(|s| *s == 503), "{refused:?}");
+    // Every acknowledged file is on the promoted standby, which the node now uses.
+    assert_eq!(files_among(&app.store, &acknowledged), acknowledged.len());
+    assert_eq!(standby.count("children"), app.count("children"));
+    assert!(standby.count("children") >= acknowledged.len() as i64);
+    app.stop().await;
+    drop(standby);
+    drop(primary);
 }

@@ -178,7 +178,19 @@ impl From<StorageError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the database is busy; retry shortly",
-            ),
+            )
+            .retry_after(1),
+            // The database restarted or failed over under the request: temporary, the pool
+            // reconnects. (Its transaction was rolled back, unless the commit itself was cut.)
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "the database connection was lost under a request");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable; retry shortly",
+                )
+                .retry_after(1)
+            }
             other => ApiError::internal(other),
         }
     }

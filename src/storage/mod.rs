@@ -226,6 +226,24 @@ impl StorageError {
         }
     }
 
+    /// The database could not be reached, or the connection was lost under a statement (the
+    /// server restarted or failed over): temporary; the pool replaces lost connections, and the
+    /// work may be retried once the database is back. A transaction cut this way was rolled
+    /// back by the server — unless the connection was lost during its `COMMIT`, whose outcome
+    /// is then unknown (a retry must be one that a stored copy makes harmless).
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::DatabaseErrorKind as K;
+        match self {
+            StorageError::Connect(_) | StorageError::Pool(_) => true,
+            StorageError::Query(QueryFailure(e)) => matches!(
+                e,
+                QueryError::DatabaseError(K::ClosedConnection, _)
+                    | QueryError::BrokenTransactionManager
+            ),
+            _ => false,
+        }
+    }
+
     /// A row another transaction committed first: on PostgreSQL two transactions that write
     /// the same key concurrently both pass their "already stored?" reads, and the later one's
     /// insert fails when the first commits. Running the later one again sees the row.
@@ -314,8 +332,11 @@ impl ManageConnection for ConnectionManager {
         conn.batch_execute("SELECT 1").map_err(StorageError::from)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection whose transaction could not be closed (a rollback that failed because the
+    /// server went away) is not put back: its next user would find itself inside the dead
+    /// transaction. Dead sockets are caught at check-out instead ([`Store::open`]).
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
@@ -373,8 +394,13 @@ impl Store {
         let mut first = url.establish()?;
         run_migrations(&mut first)?;
         drop(first);
+        // Each check-out first runs `SELECT 1` ([`ConnectionManager::is_valid`]): after the
+        // database restarted (or a standby was promoted) the pool's old connections fail it and
+        // are replaced, so the node recovers by itself. While the database is down, a check-out
+        // waits up to the timeout for a new connection, then fails as `unavailable`.
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
+            .test_on_check_out(true)
             .connection_timeout(Duration::from_secs(30))
             .build(ConnectionManager { url })?;
         Ok(Self { pool, backend })
@@ -525,4 +551,22 @@ pub fn analyze(conn: &mut DbConn) -> Result<(), StorageError> {
     use diesel::RunQueryDsl;
     diesel::sql_query("ANALYZE").execute(conn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::DatabaseErrorKind as K;
+
+    #[test]
+    fn a_lost_connection_is_unavailable_and_a_refused_statement_is_not() {
+        let db =
+            |kind| StorageError::from(QueryError::DatabaseError(kind, Box::new(String::new())));
+        assert!(db(K::ClosedConnection).is_unavailable());
+        assert!(StorageError::from(QueryError::BrokenTransactionManager).is_unavailable());
+        assert!(StorageError::Connect("refused".into()).is_unavailable());
+        assert!(!db(K::UniqueViolation).is_unavailable());
+        assert!(!db(K::Unknown).is_unavailable());
+        assert!(!StorageError::from(QueryError::NotFound).is_unavailable());
+    }
 }

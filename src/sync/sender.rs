@@ -77,10 +77,21 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// The peer is busy receiving other batches of ours (503 `busy`): temporary, not a failure
-    /// of the peer; retry after a short wait.
+    /// The peer is busy receiving other batches of ours (503 with the problem code `busy`):
+    /// temporary, not a failure of the peer; retry after a short wait. Any other 503 (the
+    /// peer's database is down or restarting: `unavailable`) is a failure, retried with the
+    /// growing backoff.
     pub fn is_busy(&self) -> bool {
-        matches!(self, SendError::Status { status: 503, .. })
+        #[derive(serde::Deserialize)]
+        struct Code<'a> {
+            code: &'a str,
+        }
+        match self {
+            SendError::Status { status: 503, body } => {
+                serde_json::from_str::<Code>(body).is_ok_and(|p| p.code == "busy")
+            }
+            _ => false,
+        }
     }
 }
 
@@ -808,6 +819,19 @@ pub fn peer_statuses(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_busy_peer_is_waited_for_without_backoff() {
+        let status = |status, body: &str| SendError::Status {
+            status,
+            body: body.to_owned(),
+        };
+        assert!(status(503, r#"{"status":503,"code":"busy","reason":"r"}"#).is_busy());
+        // The peer's database is down: a failure, with the growing backoff.
+        assert!(!status(503, r#"{"status":503,"code":"unavailable","reason":"r"}"#).is_busy());
+        assert!(!status(503, "Service Unavailable").is_busy());
+        assert!(!status(500, r#"{"code":"busy"}"#).is_busy());
+    }
 
     fn batch(docs: &[&str], children_only: bool, parent_queued: bool) -> Prepared {
         Prepared {

@@ -300,6 +300,11 @@ pub fn queued_stamp(conn: &mut DbConn, peer: &str, id: &str) -> Result<Option<i6
 }
 
 /// Queue depth and the oldest queued moment, per peer.
+/// Versions queued for every peer, in all.
+pub fn queued_total(conn: &mut DbConn) -> Result<i64, StorageError> {
+    Ok(outbox::table.count().get_result(conn)?)
+}
+
 pub fn outbox_depths(conn: &mut DbConn) -> Result<Vec<OutboxDepth>, StorageError> {
     let rows: Vec<(String, i64, Option<NaiveDateTime>)> = outbox::table
         .group_by(outbox::peer)

@@ -118,6 +118,28 @@ pub(crate) fn all_inserted(inserted: usize, rows: usize) -> Result<(), StorageEr
     .into())
 }
 
+/// The size of the node's tables on disk, in bytes: SQLite's pages in use (the main file,
+/// without its write-ahead log), or PostgreSQL's tables with their indexes and TOAST in the
+/// connection's schema.
+pub fn database_bytes(conn: &mut DbConn) -> Result<i64, StorageError> {
+    #[derive(diesel::QueryableByName)]
+    struct Bytes {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = match conn {
+        DbConn::Sqlite(_) => {
+            "SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()"
+        }
+        DbConn::Postgres(_) => {
+            "SELECT CAST(COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS BIGINT) AS n \
+             FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
+             WHERE s.nspname = current_schema() AND c.relkind = 'r'"
+        }
+    };
+    Ok(diesel::RunQueryDsl::get_result::<Bytes>(diesel::sql_query(sql), conn)?.n)
+}
+
 /// Rows per chunk of the statements that take a list of values (`IN (...)`, upserts); bounded
 /// by the bind parameters a statement may carry (PostgreSQL 65,535, SQLite 32,766).
 pub const LIST_CHUNK: usize = 500;

@@ -396,7 +396,10 @@ async fn at_18_the_age_limited_benefits_end_and_the_file_leaves_the_work_lists()
         hukou_sync::eligibility::benefits::age_out(&mut conn, &app.node, chrono::Utc::now())
             .unwrap()
     };
-    assert_eq!(run(), 2);
+    // The node's own age-out job runs once at start, when its lease is taken, which may fall
+    // after some of these files were written: the two together end exactly two (the audited
+    // events below), and a further run ends nothing.
+    assert!(run() <= 2);
     let f = file(&app, &adult).await;
     assert_eq!(
         f["record"]["benefits"][0]["ended"],

@@ -11,6 +11,7 @@ mod conflicts;
 mod import;
 mod push_memory;
 mod reconcile;
+mod soak;
 mod stats;
 mod sync;
 mod visits;
@@ -86,6 +87,21 @@ enum BenchWhat {
         /// The node's `sync.peer_batches_in_flight` for this run.
         #[arg(long, default_value_t = 4)]
         in_flight: usize,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// A bounded soak of mixed load on two nodes in this process (files created and pushed,
+    /// edits on both sides, reads, cases, a reconciliation a minute, the hukou node down 20 s
+    /// every 2 minutes): this process's resident memory and open descriptors, the outbox depth
+    /// and the databases' size sampled every SAMPLE_SECS; the queues must drain at the end.
+    /// Writes soak.csv and soak.svg to OUT.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 10)]
+        sample_secs: u64,
+        #[arg(long, default_value = "target/soak")]
+        out: std::path::PathBuf,
         #[arg(long)]
         postgres: Option<String>,
     },
@@ -282,6 +298,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             postgres,
         } => super::runtime()?
             .block_on(push_memory::bench_push_memory(pushes, in_flight, postgres))?,
+        BenchWhat::Soak {
+            minutes,
+            sample_secs,
+            out,
+            postgres,
+        } => super::runtime()?.block_on(soak::bench_soak(minutes, sample_secs, out, postgres))?,
         BenchWhat::Cases {
             cases,
             concurrency,

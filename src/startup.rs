@@ -662,13 +662,17 @@ pub async fn open_node(settings: &Settings) -> anyhow::Result<(Store, Arc<LocalN
 
 /// The same, for synchronous callers (CLI commands).
 pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<LocalNode>)> {
-    let store =
-        Store::open(&settings.database.url, settings.database.pool_size).with_context(|| {
-            format!(
-                "opening the database {}",
-                redact_url(&settings.database.url)
-            )
-        })?;
+    let store = Store::open_with(
+        &settings.database.url,
+        settings.database.pool_size,
+        settings.database.durable_commits,
+    )
+    .with_context(|| {
+        format!(
+            "opening the database {}",
+            redact_url(&settings.database.url)
+        )
+    })?;
     let (key, created) =
         load_or_create_key_in(&settings.node.signing_key, settings.node.signature_suite)?;
     if key.suite() != settings.node.signature_suite {

@@ -238,48 +238,52 @@ impl SignedTreeHead {
 }
 
 /// Signs and stores a head for the current size, unless the latest head already covers it.
+/// Its commit is durable (and carries every earlier event's): a head goes to peers, and a
+/// crash must not leave them a head over events the node lost.
 pub fn sign_tree_head(
     conn: &mut DbConn,
     key: &SigningKey,
     now: DateTime<Utc>,
 ) -> Result<SignedTreeHead, AuditError> {
-    crate::storage::transaction(conn, |conn| {
-        let (size, alg) = repo::lock_for_append(conn)?;
-        if let Some(latest) = repo::latest_tree_head(conn)? {
-            if i64::try_from(latest.size).ok() == Some(size) {
-                return Ok(SignedTreeHead::from_stored(&latest));
+    crate::storage::durable_commits(conn, |conn| {
+        crate::storage::transaction(conn, |conn| {
+            let (size, alg) = repo::lock_for_append(conn)?;
+            if let Some(latest) = repo::latest_tree_head(conn)? {
+                if i64::try_from(latest.size).ok() == Some(size) {
+                    return Ok(SignedTreeHead::from_stored(&latest));
+                }
             }
-        }
-        let root = if size == 0 {
-            merkle::empty_root(alg)
-        } else {
-            merkle::root_from(alg, &StoredSubtrees(RefCell::new(conn)), size as u64)
-                .map_err(|e| AuditError::Corrupt(e.to_string()))?
-        };
-        let root = merkle::to_hex(&root);
-        let timestamp = truncate_ms(now);
-        let msg = SignedTreeHead::message(size as u64, &root, timestamp)?;
-        let head = SignedTreeHead {
-            size: size as u64,
-            root,
-            timestamp,
-            public_key: key.public_key(),
-            signature: key
-                .sign(SigningContext::TreeHead, &msg)
-                .map_err(super::checkpoint::NoteError::from)?,
-        };
-        repo::insert_tree_head(
-            conn,
-            &TreeHeadRow {
-                size,
-                root: head.root.clone(),
-                signed_at: timestamp.naive_utc(),
-                public_key: head.public_key.to_string(),
-                signature: head.signature.to_string(),
-                checkpoint: None,
-            },
-        )?;
-        Ok(head)
+            let root = if size == 0 {
+                merkle::empty_root(alg)
+            } else {
+                merkle::root_from(alg, &StoredSubtrees(RefCell::new(conn)), size as u64)
+                    .map_err(|e| AuditError::Corrupt(e.to_string()))?
+            };
+            let root = merkle::to_hex(&root);
+            let timestamp = truncate_ms(now);
+            let msg = SignedTreeHead::message(size as u64, &root, timestamp)?;
+            let head = SignedTreeHead {
+                size: size as u64,
+                root,
+                timestamp,
+                public_key: key.public_key(),
+                signature: key
+                    .sign(SigningContext::TreeHead, &msg)
+                    .map_err(super::checkpoint::NoteError::from)?,
+            };
+            repo::insert_tree_head(
+                conn,
+                &TreeHeadRow {
+                    size,
+                    root: head.root.clone(),
+                    signed_at: timestamp.naive_utc(),
+                    public_key: head.public_key.to_string(),
+                    signature: head.signature.to_string(),
+                    checkpoint: None,
+                },
+            )?;
+            Ok(head)
+        })
     })
 }
 

@@ -290,6 +290,25 @@ pub struct DatabaseUrl {
     pub backend: Backend,
     /// For SQLite the file path; for PostgreSQL the URL as given.
     target: String,
+    /// On PostgreSQL, whether each connection runs `synchronous_commit = off` (see
+    /// [`CommitDurability::Receipts`]).
+    async_commit: bool,
+}
+
+/// Which commits wait until they are on disk (`[database] durable_commits`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitDurability {
+    /// Every commit that signs or answers for something to a peer — a received batch with its
+    /// receipt, a signed tree head and its checkpoint — is flushed to disk (and to synchronous
+    /// standbys) before it returns; other commits return at once and reach the disk within a
+    /// fraction of a second (PostgreSQL `synchronous_commit = off`: a server crash may lose the
+    /// last of them, never corrupt the database; the flush of the next durable commit carries
+    /// them too). What SQLite nodes do (`synchronous = NORMAL`, `FULL` for the same commits).
+    #[default]
+    Receipts,
+    /// Every commit waits for its flush (PostgreSQL's default `synchronous_commit = on`).
+    Every,
 }
 
 impl DatabaseUrl {
@@ -301,11 +320,13 @@ impl DatabaseUrl {
             Ok(Self {
                 backend: Backend::Sqlite,
                 target: path.to_owned(),
+                async_commit: false,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self {
                 backend: Backend::Postgres,
                 target: url.to_owned(),
+                async_commit: false,
             })
         } else {
             Err(StorageError::UnsupportedUrl(url.to_owned()))
@@ -329,9 +350,15 @@ impl DatabaseUrl {
                 .map_err(|e| StorageError::Connect(e.to_string()))?;
                 Ok(DbConn::Sqlite(c))
             }
-            Backend::Postgres => PgConnection::establish(&self.target)
-                .map(DbConn::Postgres)
-                .map_err(|e| StorageError::Connect(e.to_string())),
+            Backend::Postgres => {
+                let mut c = PgConnection::establish(&self.target)
+                    .map_err(|e| StorageError::Connect(e.to_string()))?;
+                if self.async_commit {
+                    c.batch_execute("SET synchronous_commit = off")
+                        .map_err(|e| StorageError::Connect(e.to_string()))?;
+                }
+                Ok(DbConn::Postgres(c))
+            }
         }
     }
 }
@@ -399,8 +426,21 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Connects, creating a SQLite file's directory if needed, and applies pending migrations.
+    /// Every commit is durable (console commands; a node uses [`Store::open_with`]).
     pub fn open(url: &str, pool_size: u32) -> Result<Self, StorageError> {
-        let url = DatabaseUrl::parse(url)?;
+        Self::open_with(url, pool_size, CommitDurability::Every)
+    }
+
+    /// [`Store::open`] with the commits that wait for the disk chosen by `durability` (on
+    /// PostgreSQL; SQLite connections always sync only in [`durable_commits`]).
+    pub fn open_with(
+        url: &str,
+        pool_size: u32,
+        durability: CommitDurability,
+    ) -> Result<Self, StorageError> {
+        let mut url = DatabaseUrl::parse(url)?;
+        url.async_commit =
+            url.backend == Backend::Postgres && durability == CommitDurability::Receipts;
         if url.backend == Backend::Sqlite {
             if let Some(dir) = std::path::Path::new(&url.target).parent() {
                 if !dir.as_os_str().is_empty() {
@@ -509,25 +549,48 @@ pub fn set_durable_commits(on: bool) {
 /// Runs `f` with every commit it makes durable before it returns: what it committed survives a
 /// power loss. SQLite connections run `synchronous = NORMAL` (in WAL mode a commit is then not
 /// synced to disk until a checkpoint); here they run `FULL` (the WAL is synced at each commit)
-/// and go back to `NORMAL` after. PostgreSQL commits are durable already (`synchronous_commit`
-/// is on by default and never turned off here).
+/// and go back to `NORMAL` after. PostgreSQL connections of a node run `synchronous_commit =
+/// off` ([`CommitDurability::Receipts`]); here `on` (the commit waits for its flush and for
+/// synchronous standbys, and carries every earlier commit's WAL with it), then back.
 pub fn durable_commits<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<StorageError>,
 {
-    let sqlite = matches!(conn, DbConn::Sqlite(_))
-        && DURABLE_COMMITS.load(std::sync::atomic::Ordering::SeqCst);
-    if sqlite {
-        conn.batch_execute("PRAGMA synchronous = FULL")
-            .map_err(StorageError::from)?;
+    if !DURABLE_COMMITS.load(std::sync::atomic::Ordering::SeqCst) {
+        return f(conn);
     }
-    let result = f(conn);
-    if sqlite {
-        if let Err(e) = conn.batch_execute("PRAGMA synchronous = NORMAL") {
-            // Only slower: the connection keeps syncing every commit.
-            tracing::warn!(error = %e, "could not set a connection back to synchronous = NORMAL");
+    let (on, back) = match conn {
+        DbConn::Sqlite(_) => (
+            "PRAGMA synchronous = FULL".to_owned(),
+            "PRAGMA synchronous = NORMAL".to_owned(),
+        ),
+        DbConn::Postgres(_) => {
+            #[derive(diesel::QueryableByName)]
+            struct Setting {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                value: String,
+            }
+            let now = diesel::RunQueryDsl::get_result::<Setting>(
+                diesel::sql_query("SELECT current_setting('synchronous_commit') AS value"),
+                conn,
+            )
+            .map_err(StorageError::from)?
+            .value;
+            if now == "on" || !now.chars().all(|c| c.is_ascii_alphabetic() || c == '_') {
+                return f(conn);
+            }
+            (
+                "SET synchronous_commit = on".to_owned(),
+                format!("SET synchronous_commit = {now}"),
+            )
         }
+    };
+    conn.batch_execute(&on).map_err(StorageError::from)?;
+    let result = f(conn);
+    if let Err(e) = conn.batch_execute(&back) {
+        // Only slower: the connection keeps syncing every commit.
+        tracing::warn!(error = %e, "could not set a connection back from durable commits");
     }
     result
 }

@@ -102,6 +102,10 @@ async fn two_processes_serve_one_node_and_take_over_a_killed_senders_work() {
     let pki = pair.pki;
     let url = pair.residence.settings.database.url.clone();
     let mut db = PgConnection::establish(&url).unwrap();
+    // The processes' ports, held until each starts: taken while both nodes still hold theirs,
+    // so none of them is the hukou node's (it starts again on its own later).
+    let second_peer_listener = bind();
+    let admin_listeners = [bind(), bind()];
     // The residence bureau's in-process node stops (releasing its leases); the hukou bureau
     // stops too, so the load queues up before anything is delivered.
     let (residence_settings, residence_db, _residence_dir) = pair.residence.shut_down().await;
@@ -109,7 +113,7 @@ async fn two_processes_serve_one_node_and_take_over_a_killed_senders_work() {
 
     // The directory lists the node's second process.
     let first_peer = residence_settings.peer.as_ref().unwrap().listen;
-    let second_peer = bind().local_addr().unwrap();
+    let second_peer = second_peer_listener.local_addr().unwrap();
     resign_directory(&pki, |d| {
         let me = d
             .nodes
@@ -125,8 +129,10 @@ async fn two_processes_serve_one_node_and_take_over_a_killed_senders_work() {
         .find(|n| n.id.as_str() == ZHENGZHOU)
         .unwrap()
         .config;
-    let serve = |peer: std::net::SocketAddr| {
-        let admin = bind().local_addr().unwrap();
+    let [first_admin_listener, second_admin_listener] = admin_listeners;
+    let serve = |peer: std::net::SocketAddr, listener: std::net::TcpListener| {
+        let admin = listener.local_addr().unwrap();
+        drop(listener);
         let child = Command::new(env!("CARGO_BIN_EXE_hukou-sync"))
             .arg("--config")
             .arg(config)
@@ -147,7 +153,7 @@ async fn two_processes_serve_one_node_and_take_over_a_killed_senders_work() {
         (Process(child), format!("http://{admin}"))
     };
     // The first process takes the lease to send to the hukou bureau, then the second starts.
-    let (first, first_admin) = serve(first_peer);
+    let (first, first_admin) = serve(first_peer, first_admin_listener);
     healthy(&first_admin).await;
     let send_lease = format!("send:{CHENGDU}");
     let first_pid = first.0.id();
@@ -156,7 +162,8 @@ async fn two_processes_serve_one_node_and_take_over_a_killed_senders_work() {
         async move { got.is_some_and(|(pid, _)| pid == first_pid) }
     })
     .await;
-    let (second, second_admin) = serve(second_peer);
+    drop(second_peer_listener);
+    let (second, second_admin) = serve(second_peer, second_admin_listener);
     healthy(&second_admin).await;
 
     // The load: every file created and then edited (two versions, the second on the first),

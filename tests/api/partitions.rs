@@ -100,7 +100,7 @@ impl Net {
         let pid = std::process::id();
         let tag = format!("hkp{}", pid % 100_000);
         let base = u8::try_from((pid % 60) * 4).unwrap();
-        let mut net = Net {
+        let net = Net {
             names: [format!("{tag}r"), format!("{tag}a"), format!("{tag}b")],
             root_link: tag.clone(),
             base,
@@ -518,6 +518,7 @@ async fn two_nodes_cut_apart_edit_the_same_children_and_converge_when_healed() {
         eprintln!("SKIPPED partition test: nft is missing ({why}); apt-get install nftables");
         return;
     }
+    hukou_sync::startup::install_crypto_provider();
     let (a_ip, b_ip, root_ip) = (net.a_ip(), net.b_ip(), net.root_ip());
 
     // The relay to A's peer listener, in the root namespace: A's directory endpoint.

@@ -18,7 +18,6 @@
 //! root) it is skipped with a notice; CI sets `HUKOU_SYNC_REQUIRE_NETNS=1` and then a skip fails.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -75,6 +74,8 @@ struct Net {
     /// `10.77.<base>.0/24`: root–router; `<base+1>`: router–A; `<base+2>`: router–B.
     base: u8,
     processes: Vec<Child>,
+    /// The nodes' files (databases, logs).
+    dir: tempfile::TempDir,
 }
 
 impl Net {
@@ -105,6 +106,7 @@ impl Net {
             root_link: tag.clone(),
             base,
             processes: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
         };
         run("ip", &["netns", "add", &net.names[0]])?;
         for ns in &net.names[1..] {
@@ -204,22 +206,31 @@ impl Net {
         in_ns(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])
     }
 
-    /// Cuts A from B: every TCP segment between them (or between B and the relay at
-    /// `relay_port` in the root namespace) is answered with a reset, anything else dropped.
-    fn cut(&self, relay_port: u16) {
+    /// Cuts A from B (replacing a cut in place, in one `nft` transaction): every packet between
+    /// them, or between B and the relay at `relay_port` in the root namespace, is dropped; with
+    /// [`Cut::Reset`] TCP segments are answered with a reset first (deliveries fail at once).
+    fn cut(&self, relay_port: u16, how: Cut) {
         let (a, b, root) = (self.a_ip(), self.b_ip(), self.root_ip());
-        let rules = format!(
-            "table inet hukou_cut {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  \
-             ip saddr {a} ip daddr {b} meta l4proto tcp reject with tcp reset\n  \
-             ip saddr {b} ip daddr {a} meta l4proto tcp reject with tcp reset\n  \
-             ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n  \
-             ip saddr {b} ip daddr {root} tcp dport {relay_port} reject with tcp reset\n  \
-             ip saddr {root} tcp sport {relay_port} ip daddr {b} reject with tcp reset\n }}\n}}\n"
+        let pairs = [
+            format!("ip saddr {a} ip daddr {b}"),
+            format!("ip saddr {b} ip daddr {a}"),
+            format!("ip saddr {b} ip daddr {root} tcp dport {relay_port}"),
+            format!("ip saddr {root} tcp sport {relay_port} ip daddr {b}"),
+        ];
+        let mut rules = String::from(
+            "table inet hukou_cut\ndelete table inet hukou_cut\ntable inet hukou_cut {\n \
+             chain forward {\n  type filter hook forward priority 0; policy accept;\n",
         );
-        let path = std::env::temp_dir().join(format!("{}-cut.nft", self.root_link));
+        for m in &pairs {
+            if how == Cut::Reset {
+                rules.push_str(&format!("  {m} meta l4proto tcp reject with tcp reset\n"));
+            }
+            rules.push_str(&format!("  {m} drop\n"));
+        }
+        rules.push_str(" }\n}\n");
+        let path = self.dir.path().join("cut.nft");
         std::fs::write(&path, rules).unwrap();
         in_ns(self.router(), &["nft", "-f", path.to_str().unwrap()]).unwrap();
-        let _ = std::fs::remove_file(&path);
     }
 
     fn heal(&self) {
@@ -231,11 +242,26 @@ impl Net {
     }
 }
 
+/// How the cut treats packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// TCP answered with a reset (a firewall that rejects): connecting fails at once.
+    Reset,
+    /// Everything dropped silently (a black hole): connecting waits for its timeout.
+    Drop,
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         for p in &mut self.processes {
             let _ = p.kill();
             let _ = p.wait();
+        }
+        if std::thread::panicking() {
+            for id in [ZHENGZHOU, CHENGDU] {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{id}.log")));
+                eprintln!("--- log of node {id}:\n{}", log.unwrap_or_default());
+            }
         }
         let _ = run("ip", &["link", "del", &self.root_link]);
         for ns in &self.names {
@@ -375,8 +401,8 @@ impl Node {
     }
 }
 
-/// Starts node `id` of `pki` as `serve` in namespace `ns`, its SQLite file in `dir`, both
-/// listeners on `ip`; creates an administrator token first.
+/// Starts node `id` of `pki` as `serve` in namespace `ns`, its SQLite file and log in the
+/// net's directory, both listeners on `ip`; creates an administrator token first.
 fn serve(
     net: &mut Net,
     pki: &DevPki,
@@ -384,8 +410,8 @@ fn serve(
     ns: usize,
     ip: &str,
     ports: (u16, u16),
-    dir: &Path,
 ) -> (String, String) {
+    let dir = net.dir.path().to_owned();
     let node = pki.nodes.iter().find(|n| n.id.as_str() == id).unwrap();
     let db = format!("sqlite://{}", dir.join(format!("{id}.db")).display());
     let command = |program: &str| {
@@ -547,24 +573,8 @@ async fn two_nodes_cut_apart_edit_the_same_children_and_converge_when_healed() {
         }
     })
     .unwrap();
-    let (a_admin, a_token) = serve(
-        &mut net,
-        &pki,
-        ZHENGZHOU,
-        1,
-        &a_ip,
-        (A_PEER, A_ADMIN),
-        root.path(),
-    );
-    let (b_admin, b_token) = serve(
-        &mut net,
-        &pki,
-        CHENGDU,
-        2,
-        &b_ip,
-        (B_PEER, B_ADMIN),
-        root.path(),
-    );
+    let (a_admin, a_token) = serve(&mut net, &pki, ZHENGZHOU, 1, &a_ip, (A_PEER, A_ADMIN));
+    let (b_admin, b_token) = serve(&mut net, &pki, CHENGDU, 2, &b_ip, (B_PEER, B_ADMIN));
     let a = Node {
         admin: a_admin,
         http: client_with_token(&a_token),
@@ -616,7 +626,7 @@ async fn two_nodes_cut_apart_edit_the_same_children_and_converge_when_healed() {
     eprintln!("B→A edit to visible at A: {fast:?} direct, {slow:?} with 50 ms each way");
 
     // The cut; then both sides edit the same children.
-    net.cut(relay.port);
+    net.cut(relay.port, Cut::Reset);
     for (seq, id) in ids.iter().take(usize::from(CHILDREN)).enumerate() {
         let mut at_a = json!({"last_visit_on": format!("2026-11-{:02}", 10 + seq)});
         let mut at_b = json!({"mother_situation": "working_away"});
@@ -657,6 +667,27 @@ async fn two_nodes_cut_apart_edit_the_same_children_and_converge_when_healed() {
         assert!(y["last_error"].is_string(), "{y}");
     }
 
+    // The cut turns into a black hole (packets dropped, nothing answered): a connection waits
+    // for its timeout instead of failing. More edits on both sides meanwhile.
+    net.cut(relay.port, Cut::Drop);
+    for id in ids.iter().take(usize::from(CHILDREN)) {
+        a.patch(id, json!({"education_status": "primary"})).await;
+        b.patch(id, json!({"father_situation": "normal"})).await;
+    }
+    let black = [a.peer(CHENGDU).await, b.peer(ZHENGZHOU).await];
+    // Nothing answers, so a delivery waits in its connect (10 s timeout) instead of failing.
+    tokio::time::sleep(Duration::from_secs(3)).await; // a measuring window
+    let black_after = [a.peer(CHENGDU).await, b.peer(ZHENGZHOU).await];
+    for (from, (x, y)) in ["A", "B"].iter().zip(black.iter().zip(black_after.iter())) {
+        let grew = y["consecutive_failures"].as_u64().unwrap()
+            - x["consecutive_failures"].as_u64().unwrap();
+        eprintln!("{from}'s sender in the black hole: {grew} failed deliveries in 3 s");
+        assert!(
+            grew <= most_attempts(Duration::from_secs(3)),
+            "{from}: {grew}"
+        );
+    }
+
     // Heal: both converge, nothing queued, nothing lost.
     net.heal();
     let healed = Instant::now();
@@ -693,6 +724,8 @@ async fn two_nodes_cut_apart_edit_the_same_children_and_converge_when_healed() {
             "{record}"
         );
         assert_eq!(record["mother_situation"], "working_away", "{record}");
+        assert_eq!(record["education_status"], "primary", "{record}");
+        assert_eq!(record["father_situation"], "normal", "{record}");
         let conflicts = a.get(&format!("{file}/conflicts")).await;
         let open = conflicts["conflicts"].as_array().unwrap();
         if seq < usize::from(CONFLICTED) {

@@ -101,14 +101,16 @@ impl Net {
         let pid = std::process::id();
         let tag = format!("hkp{}", pid % 100_000);
         let base = u8::try_from((pid % 60) * 4).unwrap();
+        let router = format!("{tag}r");
+        // The probe: nothing is made (nor removed on drop) where this fails.
+        run("ip", &["netns", "add", &router])?;
         let net = Net {
-            names: [format!("{tag}r"), format!("{tag}a"), format!("{tag}b")],
+            names: [router, format!("{tag}a"), format!("{tag}b")],
             root_link: tag.clone(),
             base,
             processes: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
         };
-        run("ip", &["netns", "add", &net.names[0]])?;
         for ns in &net.names[1..] {
             run("ip", &["netns", "add", ns]).unwrap();
         }

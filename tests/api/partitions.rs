@@ -9,8 +9,10 @@
 //! admin listeners, bound on the nodes' veth addresses. The certificates name those addresses. B
 //! reaches A through a small TCP relay in the test (root namespace), A's directory endpoint,
 //! which can delay every chunk by a set time: the kernel has no `netem`. The cut is an `nft`
-//! table in R's forward chain that resets every TCP segment between A and B (and between B and
-//! the relay) and drops everything else; healing deletes the table. Deleting the namespaces
+//! table in R's forward chain: first it answers every TCP segment between A and B (and between B
+//! and the relay) with a reset, so each delivery fails at once and only the senders' backoff
+//! paces them; then, still cut, it turns into a black hole that drops everything silently (a
+//! delivery waits in its connect). Healing deletes the table. Deleting the namespaces
 //! deletes the veth pairs and the table with them (on drop, also on a panic).
 //!
 //! The nodes use SQLite files (the PostgreSQL server at 127.0.0.1 is not reachable from inside a

@@ -25,6 +25,7 @@ mod metrics;
 mod moves;
 mod openapi;
 mod pages;
+mod partitions;
 mod pg_restart;
 mod processes;
 mod reconcile;

@@ -493,9 +493,10 @@ pub struct DatabaseSettings {
     /// PostgreSQL database, another process takes the work over at most this long after its
     /// holder dies (at once after a clean shutdown).
     pub lease_secs: u64,
-    /// Which commits wait for the disk: `receipts` (default: those that sign or answer for
-    /// something to a peer — a received batch with its receipt, a tree head — as on SQLite) or
-    /// `every` (every commit, PostgreSQL's own default). Only PostgreSQL differs: SQLite syncs
+    /// Which commits wait for the disk (and synchronous standbys): `every` (the default;
+    /// PostgreSQL's own) or `receipts` (only those that sign or answer for something to a peer —
+    /// a received batch with its receipt, a tree head — as on SQLite; faster, but a server crash
+    /// or failover may lose the last acknowledged edits). Only PostgreSQL differs: SQLite syncs
     /// exactly the receipts' commits either way.
     pub durable_commits: crate::storage::CommitDurability,
 }
@@ -589,7 +590,7 @@ impl Default for DatabaseSettings {
             url: "sqlite://data/hukou-sync.db".into(),
             pool_size: 8,
             lease_secs: 15,
-            durable_commits: crate::storage::CommitDurability::Receipts,
+            durable_commits: crate::storage::CommitDurability::Every,
         }
     }
 }

@@ -231,3 +231,37 @@ async fn a_lease_has_one_holder_and_a_takeover_fences_the_old_one_out() {
         .collect();
     assert_eq!(names, ["job:tree_heads", "send:510100"]);
 }
+
+/// `[database] durable_commits = "receipts"` on PostgreSQL: the node's connections commit
+/// without waiting for the flush, except inside `durable_commits` (a received batch, a tree
+/// head), and go back after; `every` (the default) leaves PostgreSQL's own `on`.
+#[tokio::test]
+async fn on_postgresql_only_receipts_and_heads_wait_for_the_flush_when_configured() {
+    use hukou_sync::storage::{durable_commits, CommitDurability, Store};
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    fn setting(c: &mut storage::DbConn) -> String {
+        diesel::RunQueryDsl::get_result::<Setting>(
+            diesel::sql_query("SELECT current_setting('synchronous_commit') AS value"),
+            c,
+        )
+        .unwrap()
+        .value
+    }
+    let app = spawn_app().await;
+    if app.store.backend() != storage::Backend::Postgres {
+        eprintln!("skipped: synchronous_commit is PostgreSQL's (SQLite: synchronous = FULL inside durable_commits)");
+        return;
+    }
+    assert_eq!(setting(&mut app.store.conn().unwrap()), "on");
+    let store =
+        Store::open_with(&app.settings.database.url, 1, CommitDurability::Receipts).unwrap();
+    let mut c = store.conn().unwrap();
+    assert_eq!(setting(&mut c), "off");
+    let inside = durable_commits(&mut c, |c| Ok::<_, StorageError>(setting(c))).unwrap();
+    assert_eq!(inside, "on");
+    assert_eq!(setting(&mut c), "off");
+}

@@ -421,11 +421,12 @@ fn write_csv(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
 fn svg(samples: &[Sample], backend: &str) -> String {
     use std::fmt::Write as _;
     let (w, h, pad) = (760.0, 170.0, 48.0);
-    let series: [(&str, Box<dyn Fn(&Sample) -> f64>); 4] = [
-        ("resident memory (MiB)", Box::new(|s| s.rss_mib)),
-        ("open file descriptors", Box::new(|s| s.fds as f64)),
-        ("outbox depth (versions)", Box::new(|s| s.outbox as f64)),
-        ("database size (MiB)", Box::new(|s| s.db_mib)),
+    type Series = fn(&Sample) -> f64;
+    let series: [(&str, Series); 4] = [
+        ("resident memory (MiB)", |s| s.rss_mib),
+        ("open file descriptors", |s| s.fds as f64),
+        ("outbox depth (versions)", |s| s.outbox as f64),
+        ("database size (MiB)", |s| s.db_mib),
     ];
     let tmax = samples.iter().map(|s| s.secs).fold(1.0_f64, f64::max);
     let mut out = String::new();
@@ -441,12 +442,7 @@ fn svg(samples: &[Sample], backend: &str) -> String {
     );
     for (k, (label, f)) in series.iter().enumerate() {
         let top = 30.0 + k as f64 * h;
-        let vmax = samples
-            .iter()
-            .map(|s| f(s))
-            .fold(0.0_f64, f64::max)
-            .max(1.0)
-            * 1.1;
+        let vmax = samples.iter().map(f).fold(0.0_f64, f64::max).max(1.0) * 1.1;
         let (x0, x1, y0, y1) = (pad, w - 16.0, top + h - 28.0, top + 18.0);
         let _ = write!(
             out,

@@ -879,7 +879,11 @@ mod tests {
         std::fs::write(&p, "[database]\nurl = \"mysql://x\"\n").unwrap();
         let e = Settings::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("database.url"), "{e}");
-        for bad in ["http://authority.example/d.json", "https://", "https://a b/d.json"] {
+        for bad in [
+            "http://authority.example/d.json",
+            "https://",
+            "https://a b/d.json",
+        ] {
             std::fs::write(
                 &p,
                 format!("[directory]\npath = \"d.json\"\nauthority_key = \"k\"\npublication_url = \"{bad}\"\n"),

@@ -36,6 +36,7 @@ mod scopes;
 mod stats;
 mod storage;
 mod suites;
+mod topology;
 mod ui;
 mod visits;
 mod walkthrough;

@@ -365,7 +365,7 @@ async fn a_national_topology_converges_reconciles_and_takes_a_new_directory() {
             }
             let heads: Vec<_> = nodes.iter().map(all_heads).collect();
             children.iter().all(|(id, r, h)| {
-                heads[*r].get(id).is_some() && heads[*r].get(id) == heads[*h].get(id)
+                heads[*r].contains_key(id) && heads[*r].get(id) == heads[*h].get(id)
             })
         },
     )

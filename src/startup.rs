@@ -765,6 +765,7 @@ pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<Loc
         hash,
         outbox_changed: tokio::sync::watch::channel(0).0,
         evidence_wanted: tokio::sync::watch::channel(0).0,
+        wire: Default::default(),
     });
     if created {
         record_system_event(

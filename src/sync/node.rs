@@ -42,6 +42,37 @@ pub struct LocalNode {
     /// Bumped when a received case names evidence files, so the fetch job (the decider pulls
     /// the files from the requester) wakes without polling.
     pub evidence_wanted: tokio::sync::watch::Sender<u64>,
+    /// What the sender has pushed since the process started, for figures (`bench topology`).
+    pub wire: WireTotals,
+}
+
+/// Versions and bytes this process's senders pushed to peers: counted after a verified receipt,
+/// the request body (the JSON batch as sent) and the receipt's body.
+#[derive(Debug, Default)]
+pub struct WireTotals {
+    versions: std::sync::atomic::AtomicU64,
+    bytes_sent: std::sync::atomic::AtomicU64,
+    bytes_received: std::sync::atomic::AtomicU64,
+}
+
+impl WireTotals {
+    /// Counts one delivered batch.
+    pub fn add(&self, versions: u64, sent: u64, received: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.versions.fetch_add(versions, Relaxed);
+        self.bytes_sent.fetch_add(sent, Relaxed);
+        self.bytes_received.fetch_add(received, Relaxed);
+    }
+
+    /// `(versions, bytes sent, bytes received)` so far.
+    pub fn totals(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.versions.load(Relaxed),
+            self.bytes_sent.load(Relaxed),
+            self.bytes_received.load(Relaxed),
+        )
+    }
 }
 
 impl LocalNode {

@@ -588,6 +588,7 @@ async fn post(
         .verify(&keys, &peer, &node.id, &batch)
         .map_err(|e| SendError::Receipt(e.to_string()))?;
     let n = ids.len();
+    node.wire.add(n as u64, bytes_sent, answer.len() as u64);
     let peer2 = peer.clone();
     let done = store
         .run(move |c| store_receipt(c, &node, &peer2, &receipt, lease.as_ref()))

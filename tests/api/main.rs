@@ -37,6 +37,7 @@ mod scopes;
 mod stats;
 mod storage;
 mod suites;
+mod topology;
 mod ui;
 mod visits;
 mod walkthrough;

@@ -14,6 +14,7 @@ mod reconcile;
 mod soak;
 mod stats;
 mod sync;
+mod topology;
 mod visits;
 mod witness;
 
@@ -181,6 +182,22 @@ enum BenchWhat {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// A national network in one process: 33 nodes (31 provinces, two cities) over mutual TLS,
+    /// CHILDREN imported where the directory routes them, then edits on both sides and moves to
+    /// a third province and back: time to converge (outboxes empty, equal heads at both parties
+    /// of every file) and bytes per version on the wire.
+    Topology {
+        #[arg(long, default_value_t = 100_000)]
+        children: usize,
+        /// Share of the children edited at both parties after the import.
+        #[arg(long, default_value_t = 0.05)]
+        edit_share: f64,
+        /// Share of the children moving to a third province and back.
+        #[arg(long, default_value_t = 0.01)]
+        move_share: f64,
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Append N audit events, then time `audit verify` beside the bare SHA-256 rate, and an
     /// inclusion proof at N.
     Audit {
@@ -263,6 +280,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             postgres,
         } => super::runtime()?.block_on(visits::bench_visits(
             files, visits, due_files, queries, postgres,
+        ))?,
+        BenchWhat::Topology {
+            children,
+            edit_share,
+            move_share,
+            postgres,
+        } => super::runtime()?.block_on(topology::bench_topology(
+            children, edit_share, move_share, postgres,
         ))?,
         BenchWhat::Audit { events, postgres } => audit::bench_audit(events, postgres.as_deref())?,
         BenchWhat::Stats {
@@ -359,8 +384,21 @@ fn sample_records(
     palette: &crate::domain::RiskPalette,
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<Vec<(usize, ChildRecord)>> {
+    sample_records_in(count, seed, "51", "41", palette, now)
+}
+
+/// `count` generated children registered under the prefix `hukou` and living under
+/// `residence`, validated.
+fn sample_records_in(
+    count: usize,
+    seed: u64,
+    hukou: &str,
+    residence: &str,
+    palette: &crate::domain::RiskPalette,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<Vec<(usize, ChildRecord)>> {
     let mut csv = Vec::new();
-    crate::ledger_file::sample::write_ledger(&mut csv, count, seed, "51", "41")?;
+    crate::ledger_file::sample::write_ledger(&mut csv, count, seed, hukou, residence)?;
     let rules = RecordRules {
         today: china_today(now),
         palette,

@@ -187,7 +187,7 @@ fn bare_hash_rate(alg: HashAlg, n: usize) -> anyhow::Result<f64> {
 
 /// Bare verifications per second of `suite` on one core: a 32-byte message (what a version
 /// signs), one key, checked `n` times.
-fn bare_verify_rate(suite: Suite, n: usize) -> anyhow::Result<f64> {
+pub(super) fn bare_verify_rate(suite: Suite, n: usize) -> anyhow::Result<f64> {
     let key = crate::crypto::keys::SigningKey::generate_in(suite)?.0;
     let msg = [7u8; 32];
     let sig = key.sign(crate::crypto::keys::SigningContext::Version, &msg)?;

@@ -252,6 +252,19 @@ fn settings_for(db: &BenchDb) -> Settings {
     s
 }
 
+/// Resident memory of process `pid` in MiB (Linux), or 0 when it cannot be read.
+pub(super) fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// Peak resident memory of this process so far, in MiB (Linux).
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -16,20 +16,7 @@ use crate::domain::NodeId;
 use crate::sync::receipt::PushRequest;
 use crate::sync::version::{DocKind, SignedVersion, Version};
 
-use super::{bench_db, round, sample_records};
-
-/// Resident memory of process `pid` in MiB (Linux), or 0 when it cannot be read.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
+use super::{bench_db, round, rss_mib, sample_records};
 
 /// Stops the node process when the bench ends, however it ends.
 struct NodeProcess(std::process::Child);

@@ -16,7 +16,7 @@ use crate::audit::Actor;
 use crate::storage::{self, Store};
 use crate::sync::ledger;
 
-use super::{backend_name, bench_pair, round, sample_records};
+use super::{backend_name, bench_pair, round, rss_mib, sample_records};
 
 /// One sample of the run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,18 +28,6 @@ struct Sample {
     outbox: i64,
     /// Both nodes' databases.
     db_mib: f64,
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn open_fds() -> u64 {
@@ -401,7 +389,7 @@ async fn sample(start: Instant, zz: &Store, cd: Option<&Store>) -> anyhow::Resul
     };
     Ok(Sample {
         secs: round(start.elapsed().as_secs_f64()),
-        rss_mib: round(rss_mib()),
+        rss_mib: round(rss_mib(std::process::id())),
         fds: open_fds(),
         outbox: a + b,
         db_mib: round((abytes + bbytes) as f64 / 1_048_576.0),

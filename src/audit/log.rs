@@ -142,16 +142,22 @@ fn completed_nodes(
     leaves: &[Hash],
 ) -> Result<Vec<(i64, i64, String)>, AuditError> {
     // The right edge of the tree of size `first`: one complete subtree per set bit, largest first.
-    let mut stack: Vec<(u32, i64, Hash)> = Vec::new();
+    let mut edge: Vec<(u32, i64)> = Vec::new();
     let mut offset = 0i64;
     for level in (0..63u32).rev() {
         if first & (1i64 << level) != 0 {
-            let idx = offset >> level;
-            let hash = repo::subtree_hash(conn, i64::from(level), idx)?
-                .ok_or_else(|| AuditError::Corrupt(format!("missing subtree ({level}, {idx})")))?;
-            stack.push((level, idx, hash.0));
+            edge.push((level, offset >> level));
             offset += 1i64 << level;
         }
+    }
+    let wanted: Vec<(i64, i64)> = edge.iter().map(|(l, i)| (i64::from(*l), *i)).collect();
+    let mut stored = repo::subtree_hashes(conn, &wanted)?;
+    let mut stack: Vec<(u32, i64, Hash)> = Vec::with_capacity(edge.len() + 1);
+    for (level, idx) in edge {
+        let hash = stored
+            .remove(&(i64::from(level), idx))
+            .ok_or_else(|| AuditError::Corrupt(format!("missing subtree ({level}, {idx})")))?;
+        stack.push((level, idx, hash.0));
     }
     let mut out = Vec::new();
     for (i, leaf) in leaves.iter().enumerate() {

@@ -255,16 +255,14 @@ fn version_of(
 
 /// Loads a case's versions and merges its heads.
 pub fn load(conn: &mut DbConn, case_id: &str) -> Result<(CaseBody, Vec<VersionId>), CaseError> {
-    let heads = records_repo::heads_of(conn, "case", case_id)?;
+    let heads = records_repo::head_versions(conn, "case", case_id)?;
     if heads.is_empty() {
         return Err(CaseError::NotFound(case_id.to_owned()));
     }
     let mut list = Vec::new();
     let mut ids = Vec::new();
-    for h in &heads {
-        let row = records_repo::get_version(conn, h)?
-            .ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
-        let v = SignedVersion::from_stored(&row).map_err(LedgerError::from)?;
+    for row in &heads {
+        let v = SignedVersion::from_stored(row).map_err(LedgerError::from)?;
         let body: CaseBody = serde_json::from_value(v.version.body.clone())
             .map_err(|e| LedgerError::Internal(e.to_string()))?;
         ids.push(v.id);
@@ -329,8 +327,14 @@ fn store(
     let event = Event::new(actor.clone(), action, Outcome::Ok)
         .object("case", &case_id)
         .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state}));
-    crate::sync::store::store_one(conn, node, v, &parties, event, now)?;
+    // The view row is refreshed before the audit event is appended: the append, last, holds
+    // the log's lock for as little of the transaction as it can.
+    let mut batch = crate::sync::store::Batch::new(node, now);
+    batch.add(conn, v, &parties)?;
+    batch.flush(conn)?;
     refresh_row(conn, deadlines, &case_id, now.naive_utc())?;
+    batch.event(event);
+    batch.finish(conn)?;
     Ok(())
 }
 
@@ -590,8 +594,10 @@ pub fn after_ingest(
 ) -> Result<(), CaseError> {
     let mut received = false;
     let mut wanted = false;
-    for id in case_ids {
-        storage::transaction(conn, |conn| {
+    // One transaction for the cases of a batch: one commit, and one hold of the audit log's
+    // lock, instead of one per case.
+    storage::transaction(conn, |conn| {
+        for id in case_ids {
             let body = refresh_row(conn, deadlines, id, now.naive_utc())?;
             if body.decider == node.id
                 && body.requester != node.id
@@ -613,9 +619,9 @@ pub fn after_ingest(
                 )?;
                 received = true;
             }
-            Ok::<_, CaseError>(())
-        })?;
-    }
+        }
+        Ok::<_, CaseError>(())
+    })?;
     if received {
         node.wake_senders();
     }

@@ -106,6 +106,10 @@ pub fn content_hash(conn: &mut DbConn) -> Result<HashAlg, StorageError> {
         .select(node_meta::value)
         .first(conn)
         .optional()?;
+    parse_content_hash(stored)
+}
+
+fn parse_content_hash(stored: Option<String>) -> Result<HashAlg, StorageError> {
     match stored {
         None => Ok(HashAlg::Sha256),
         Some(text) => {
@@ -147,18 +151,46 @@ pub fn bind_content_hash(conn: &mut DbConn, declared: HashAlg) -> Result<HashAlg
     Ok(hash)
 }
 
-/// Locks the log for an append (see the module docs) and returns its size and its content hash.
+/// Locks the log for an append (see the module docs) and returns its size and its content hash,
+/// read in one statement after the lock.
 pub fn lock_for_append(conn: &mut DbConn) -> Result<(i64, HashAlg), StorageError> {
-    let size = lock_and_size(conn)?;
-    Ok((size, content_hash(conn)?))
+    lock(conn)?;
+    let (max, hash): (Option<i64>, Option<String>) = diesel::select((
+        audit_events::table
+            .select(diesel::dsl::max(audit_events::seq))
+            .single_value(),
+        node_meta::table
+            .find(CONTENT_HASH)
+            .select(node_meta::value)
+            .single_value(),
+    ))
+    .get_result(conn)?;
+    Ok((max.map_or(0, |m| m + 1), parse_content_hash(hash)?))
 }
 
-pub fn lock_and_size(conn: &mut DbConn) -> Result<i64, StorageError> {
+/// Takes the append lock on PostgreSQL (SQLite transactions here already hold the one writer's).
+/// The lock is held until the transaction ends; so that it is not held while the commit waits
+/// for the disk, the same statement makes this transaction's commit asynchronous and the
+/// durability the connection asked for is owed after the commit ([`super::transaction`] pays
+/// it, outside the lock).
+fn lock(conn: &mut DbConn) -> Result<(), StorageError> {
     if let DbConn::Postgres(_) = conn {
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({AUDIT_LOCK_KEY})"))
-            .execute(conn)?;
+        #[derive(diesel::QueryableByName)]
+        struct Was {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            was: String,
+        }
+        let was: Was = diesel::sql_query(format!(
+            "SELECT current_setting('synchronous_commit') AS was, \
+             set_config('synchronous_commit', 'off', true) AS now, \
+             pg_advisory_xact_lock({AUDIT_LOCK_KEY})::text AS locked"
+        ))
+        .get_result(conn)?;
+        if was.was != "off" {
+            super::note_flush_after_commit();
+        }
     }
-    size(conn)
+    Ok(())
 }
 
 /// Number of events (the next sequence number, as sequences are gapless from 0).
@@ -181,6 +213,51 @@ pub fn insert_nodes(conn: &mut DbConn, nodes: &[(i64, i64, String)]) -> Result<(
         audit_nodes::hash.eq(n.2.clone()),
     ));
     Ok(())
+}
+
+/// The stored hashes of several complete subtrees, in one query per table (level 0 is a leaf
+/// hash, read from the events); a subtree not stored is absent from the answer.
+pub fn subtree_hashes(
+    conn: &mut DbConn,
+    wanted: &[(i64, i64)],
+) -> Result<std::collections::HashMap<(i64, i64), Digest>, StorageError> {
+    let mut out = std::collections::HashMap::with_capacity(wanted.len());
+    let leaves: Vec<i64> = wanted
+        .iter()
+        .filter(|(l, _)| *l == 0)
+        .map(|(_, i)| *i)
+        .collect();
+    let mut found: Vec<(i64, i64, String)> = Vec::with_capacity(wanted.len());
+    if !leaves.is_empty() {
+        let rows: Vec<(i64, String)> = audit_events::table
+            .filter(audit_events::seq.eq_any(&leaves))
+            .select((audit_events::seq, audit_events::leaf_hash))
+            .load(conn)?;
+        found.extend(rows.into_iter().map(|(i, h)| (0, i, h)));
+    }
+    let nodes: Vec<&(i64, i64)> = wanted.iter().filter(|(l, _)| *l > 0).collect();
+    if let Some(((l0, i0), rest)) = nodes.split_first() {
+        let mut q = audit_nodes::table
+            .select((audit_nodes::level, audit_nodes::idx, audit_nodes::hash))
+            .filter(audit_nodes::level.eq(*l0).and(audit_nodes::idx.eq(*i0)))
+            .into_boxed();
+        for (l, i) in rest {
+            q = q.or_filter(audit_nodes::level.eq(*l).and(audit_nodes::idx.eq(*i)));
+        }
+        found.extend(q.load::<(i64, i64, String)>(conn)?);
+    }
+    for (level, idx, h) in found {
+        let d = h.parse().map_err(|e| {
+            let table = if level == 0 {
+                "audit_events"
+            } else {
+                "audit_nodes"
+            };
+            StorageError::corrupt(table, format!("subtree ({level}, {idx}): {e}"))
+        })?;
+        out.insert((level, idx), d);
+    }
+    Ok(out)
 }
 
 /// The stored hash of a complete subtree; level 0 is a leaf hash.

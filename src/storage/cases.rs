@@ -92,16 +92,12 @@ pub struct CaseFilter {
 }
 
 pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), StorageError> {
-    let exists: i64 = cases::table.find(&row.case_id).count().get_result(conn)?;
-    if exists == 0 {
-        diesel::insert_into(cases::table)
-            .values(row)
-            .execute(conn)?;
-    } else {
-        diesel::update(cases::table.find(&row.case_id))
-            .set(row)
-            .execute(conn)?;
-    }
+    per_backend!(conn, |c| diesel::insert_into(cases::table)
+        .values(row)
+        .on_conflict(cases::case_id)
+        .do_update()
+        .set(row)
+        .execute(c))?;
     Ok(())
 }
 
@@ -153,6 +149,17 @@ pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<Case>, StorageError
     }
     let rows: Vec<CaseRow> = q.order(cases::case_id.asc()).limit(f.limit).load(conn)?;
     rows.into_iter().map(Case::try_from).collect()
+}
+
+/// The stored states of the cases among `case_ids` this node holds: `(case_id, state)`.
+pub fn states_of(
+    conn: &mut DbConn,
+    case_ids: &[String],
+) -> Result<Vec<(String, String)>, StorageError> {
+    Ok(cases::table
+        .filter(cases::case_id.eq_any(case_ids))
+        .select((cases::case_id, cases::state))
+        .load(conn)?)
 }
 
 /// `(case_id, stored body)` of every case not yet decided or withdrawn.

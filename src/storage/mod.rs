@@ -512,17 +512,35 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, StorageError> {
 }
 
 /// Runs `f` in a transaction (`BEGIN IMMEDIATE` on SQLite). Any error rolls everything back.
+///
+/// On PostgreSQL a transaction that appended to the audit log held the log's lock until its
+/// commit; so that the lock is not held while the commit waits for the disk (one flush at a
+/// time, for every writer of the node), the append commits without waiting
+/// ([`note_flush_after_commit`]) and the commit's durability is restored here, after the lock
+/// is gone: [`flush_wal`] waits until the commit is on disk (and at synchronous standbys), as
+/// the connection's setting asked. Flushes of concurrent transactions then share one write of
+/// the WAL. The caller gets its answer only after that flush, as before.
 pub fn transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<StorageError>,
 {
+    let outermost = match conn {
+        DbConn::Sqlite(_) => false,
+        DbConn::Postgres(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+            .transaction_depth()
+            .map_err(StorageError::from)?
+            .is_none(),
+    };
+    if outermost {
+        FLUSH_AFTER_COMMIT.with(|f| f.set(false));
+    }
     let begin = match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
         DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
     };
     begin.map_err(StorageError::from)?;
-    match f(conn) {
+    let result = match f(conn) {
         Ok(value) => match <DbConn as TransactionManager<DbConn>>::commit_transaction(conn) {
             Ok(()) => Ok(value),
             Err(e) => {
@@ -536,7 +554,42 @@ where
             let _ = <DbConn as TransactionManager<DbConn>>::rollback_transaction(conn);
             Err(e)
         }
+    };
+    if outermost {
+        if FLUSH_AFTER_COMMIT.with(|f| f.replace(false)) && result.is_ok() {
+            flush_wal(conn)?;
+        }
     }
+    result
+}
+
+thread_local! {
+    /// Whether the current transaction's commit still owes a flush (set by
+    /// [`note_flush_after_commit`], paid by [`transaction`]).
+    static FLUSH_AFTER_COMMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records that the transaction running on this thread turned its own commit asynchronous
+/// although its connection's `synchronous_commit` waits for something: it owes a flush once it
+/// has committed (the audit log's appender does this after taking its lock). [`transaction`]
+/// pays it.
+pub(crate) fn note_flush_after_commit() {
+    FLUSH_AFTER_COMMIT.with(|f| f.set(true));
+}
+
+/// Waits until everything this connection committed is as durable as its `synchronous_commit`
+/// asks: one small write (its slot in `wal_barrier`) committed at that level. PostgreSQL
+/// flushes the WAL in order, so that commit's flush (and its standbys' confirmation) covers
+/// every earlier commit of the connection. (A commit that wrote no WAL would not wait, hence the
+/// write.) The slots keep concurrent flushes from queueing on one row.
+pub fn flush_wal(conn: &mut DbConn) -> Result<(), StorageError> {
+    if let DbConn::Postgres(_) = conn {
+        conn.batch_execute(
+            "INSERT INTO wal_barrier (slot, n) VALUES (pg_backend_pid() % 1024, 1) \
+             ON CONFLICT (slot) DO UPDATE SET n = wal_barrier.n + 1",
+        )?;
+    }
+    Ok(())
 }
 
 /// Whether [`durable_commits`] makes SQLite commits durable (always, except in `bench sync`'s

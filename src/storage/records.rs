@@ -389,6 +389,23 @@ pub fn heads_of(conn: &mut DbConn, kind: &str, doc_id: &str) -> Result<Vec<Strin
         .map_err(StorageError::from)
 }
 
+/// The stored versions that are a document's current heads, in the order of their ids (one
+/// query: the heads and their versions together).
+pub fn head_versions(
+    conn: &mut DbConn,
+    kind: &str,
+    doc_id: &str,
+) -> Result<Vec<StoredVersion>, StorageError> {
+    let rows: Vec<VersionRow> = heads::table
+        .inner_join(versions::table.on(versions::id.eq(heads::version_id)))
+        .filter(heads::kind.eq(kind))
+        .filter(heads::doc_id.eq(doc_id))
+        .order(heads::version_id.asc())
+        .select(VersionRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(StoredVersion::try_from).collect()
+}
+
 /// Moves a document's heads past a newly stored version: its parents stop being heads, it becomes
 /// one, and the document is marked dirty for reconciliation. (A stored version's parents are always stored first, so no stored version can name the
 /// new one as a parent.)

@@ -17,7 +17,7 @@
 //! Writes are batched: creations wait and are written together (multi-row inserts) when the batch
 //! is flushed — before anything reads the versions table, and at the end; a version with parents
 //! is written at once, after them. Outbox rows, new view rows and audit events are written by
-//! [`Batch::finish`]. Storing one version is a batch of one ([`store_one`], [`on_heads`]).
+//! [`Batch::finish`]. Storing one version is a batch of one ([`on_heads`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -326,22 +326,6 @@ impl<'n> Batch<'n> {
         }
         Ok(())
     }
-}
-
-/// Stores one version made on this node with its audit event (a batch of one), queued for
-/// `parties`. The caller refreshes the document's view (a case's row belongs to eligibility).
-pub fn store_one(
-    conn: &mut DbConn,
-    node: &LocalNode,
-    v: &SignedVersion,
-    parties: &BTreeSet<NodeId>,
-    event: Event,
-    now: DateTime<Utc>,
-) -> Result<(), LedgerError> {
-    let mut batch = Batch::new(node, now);
-    batch.add(conn, v, parties)?;
-    batch.event(event);
-    batch.finish(conn)
 }
 
 /// Keeps this process's clock above the stamps of `parents` before it stamps a version made on

@@ -265,3 +265,75 @@ async fn on_postgresql_only_receipts_and_heads_wait_for_the_flush_when_configure
     assert_eq!(inside, "on");
     assert_eq!(setting(&mut c), "off");
 }
+
+/// An audit append on PostgreSQL does not hold the log's lock while its commit waits for the
+/// disk: the appending transaction's own commit is asynchronous (`synchronous_commit = off`
+/// inside it, after the lock is taken), and `storage::transaction` waits for the flush after the
+/// commit, before it returns — so what the caller is told is saved is on disk, as the
+/// connection's `on` asked. A failed transaction owes nothing.
+#[tokio::test]
+async fn on_postgresql_an_audit_append_commits_without_the_lock_held_through_the_flush() {
+    use hukou_sync::audit::{self, Actor, Event, Outcome};
+    #[derive(diesel::QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Flag {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        value: bool,
+    }
+    fn text(c: &mut storage::DbConn, sql: &str) -> String {
+        diesel::RunQueryDsl::get_result::<Text>(diesel::sql_query(sql), c)
+            .unwrap()
+            .value
+    }
+    let app = spawn_app().await;
+    if app.store.backend() != storage::Backend::Postgres {
+        eprintln!("skipped: the audit log's lock and synchronous_commit are PostgreSQL's");
+        return;
+    }
+    let mut conn = app.store.conn().unwrap();
+    assert_eq!(
+        text(
+            &mut conn,
+            "SELECT current_setting('synchronous_commit') AS value"
+        ),
+        "on"
+    );
+    let event = Event::new(Actor::console(), "test.event", Outcome::Ok);
+    let (inside, lsn) = storage::transaction(&mut conn, |c| {
+        audit::append(c, app.node.clock.now(), chrono::Utc::now(), &event)?;
+        let inside = text(c, "SELECT current_setting('synchronous_commit') AS value");
+        let lsn = text(c, "SELECT pg_current_wal_insert_lsn()::text AS value");
+        Ok::<_, audit::AuditError>((inside, lsn))
+    })
+    .unwrap();
+    assert_eq!(
+        inside, "off",
+        "the appending transaction's commit does not wait"
+    );
+    // Flushed before `transaction` returned: nothing else ran on this connection since.
+    let flushed = diesel::RunQueryDsl::get_result::<Flag>(
+        diesel::sql_query(format!(
+            "SELECT pg_current_wal_flush_lsn() >= '{lsn}'::pg_lsn AS value"
+        )),
+        &mut conn,
+    )
+    .unwrap()
+    .value;
+    assert!(
+        flushed,
+        "the commit was flushed before the caller was answered"
+    );
+    // The session's own setting is untouched.
+    assert_eq!(
+        text(
+            &mut conn,
+            "SELECT current_setting('synchronous_commit') AS value"
+        ),
+        "on"
+    );
+    app.stop().await;
+}

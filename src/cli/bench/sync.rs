@@ -39,6 +39,8 @@ pub(super) async fn bench_sync(
     let now = Utc::now();
     let rows = sample_records(count, 11, &zz_node.palette, now)?;
     let pb = crate::cli::progress_bar(count as u64, "pushing", false);
+    let cpu_node = super::cpu_seconds(std::process::id());
+    let cpu_db = super::postgres_cpu_seconds();
     let start = Instant::now();
     let (s2, n2) = (zz_store.clone(), zz_node.clone());
     let rows2 = rows.clone();
@@ -68,6 +70,8 @@ pub(super) async fn bench_sync(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let total = start.elapsed();
+    let cpu_node = super::cpu_seconds(std::process::id()) - cpu_node;
+    let cpu_db = super::postgres_cpu_seconds() - cpu_db;
     let signed = match signed {
         Some(s) => s,
         None => creating.await??,
@@ -167,6 +171,10 @@ pub(super) async fn bench_sync(
         "end_to_end_per_bare_verification_of_suite": round(
             count as f64 / total.as_secs_f64() / suite_verify_rate
         ),
+        // Where the push's CPU went: this process (both nodes) and, on PostgreSQL, the server's
+        // processes on this machine — per version, in microseconds.
+        "cpu_us_per_version_nodes": round(cpu_node * 1e6 / count as f64),
+        "cpu_us_per_version_database": round(cpu_db * 1e6 / count as f64),
         "single_edit_latency_p50_ms": round(pct(0.50)),
         "single_edit_latency_p99_ms": round(pct(0.99)),
         "single_edits": edits,

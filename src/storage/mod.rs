@@ -555,10 +555,8 @@ where
             Err(e)
         }
     };
-    if outermost {
-        if FLUSH_AFTER_COMMIT.with(|f| f.replace(false)) && result.is_ok() {
-            flush_wal(conn)?;
-        }
+    if outermost && FLUSH_AFTER_COMMIT.with(|f| f.replace(false)) && result.is_ok() {
+        flush_wal(conn)?;
     }
     result
 }

@@ -46,7 +46,8 @@ pub fn record<T, E>(
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of `statement` on PostgreSQL (runs it): the plan's lines.
-/// Transaction control and `SET` statements have no plan (`None`), nor does SQLite.
+/// Only reads are explained (`None` for writes, which `ANALYZE` would run a second time, and
+/// for transaction control), and nothing on SQLite.
 pub fn explain(conn: &mut DbConn, statement: &Statement) -> Result<Option<String>, StorageError> {
     #[derive(diesel::QueryableByName)]
     struct Line {
@@ -55,7 +56,7 @@ pub fn explain(conn: &mut DbConn, statement: &Statement) -> Result<Option<String
         line: String,
     }
     let head = statement.sql.trim_start().to_ascii_uppercase();
-    let plannable = ["SELECT", "WITH", "INSERT", "UPDATE", "DELETE"]
+    let plannable = ["SELECT", "WITH"]
         .iter()
         .any(|k| head.starts_with(k));
     if !plannable || matches!(conn, DbConn::Sqlite(_)) {

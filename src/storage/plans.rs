@@ -56,9 +56,7 @@ pub fn explain(conn: &mut DbConn, statement: &Statement) -> Result<Option<String
         line: String,
     }
     let head = statement.sql.trim_start().to_ascii_uppercase();
-    let plannable = ["SELECT", "WITH"]
-        .iter()
-        .any(|k| head.starts_with(k));
+    let plannable = ["SELECT", "WITH"].iter().any(|k| head.starts_with(k));
     if !plannable || matches!(conn, DbConn::Sqlite(_)) {
         return Ok(None);
     }

@@ -321,7 +321,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             queries,
             explain,
             postgres,
-        } => stats::bench_stats(files, cases, queries, postgres.as_deref(), explain.as_deref())?,
+        } => stats::bench_stats(
+            files,
+            cases,
+            queries,
+            postgres.as_deref(),
+            explain.as_deref(),
+        )?,
         BenchWhat::Witness {
             events,
             rounds,

@@ -105,7 +105,10 @@ pub(super) async fn bench_reconcile(
     } else {
         bench_pair(postgres.as_deref()).await?
     };
-    let ids = [pair.nodes[0].1.id.to_string(), pair.nodes[1].1.id.to_string()];
+    let ids = [
+        pair.nodes[0].1.id.to_string(),
+        pair.nodes[1].1.id.to_string(),
+    ];
     let peer = ids[1].as_str();
     eprintln!(
         "nodes {} and {}; generating {docs} summary leaves with {differences} differences…",

@@ -285,7 +285,11 @@ pub(super) fn bench_stats(
     let shapes: Vec<(&str, ChildFilter, &Actor)> = shapes
         .into_iter()
         .map(|(name, filter)| (name, filter, &console))
-        .chain([("county_scope", page(ChildFilter::default()), &county_account)])
+        .chain([(
+            "county_scope",
+            page(ChildFilter::default()),
+            &county_account,
+        )])
         .collect();
     for (name, filter, reader) in shapes {
         let mut items = 0;

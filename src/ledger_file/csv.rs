@@ -457,7 +457,7 @@ pub struct RowError {
 /// Parses rows into per-field values; does not validate them (the caller applies the record rules).
 pub struct LedgerReader {
     header: Header,
-    records: csv::StringRecordsIntoIter<std::io::Cursor<String>>,
+    records: csv::StringRecordsIntoIter<Box<dyn std::io::Read + Send>>,
     line: usize,
 }
 
@@ -465,10 +465,19 @@ impl LedgerReader {
     /// Reads the header row ([`Header::read`]: columns the ledger does not use are ignored and
     /// listed by [`LedgerReader::header`]; a CSV column is named by its 1-based position).
     pub fn new(text: String) -> Result<Self, LedgerCsvError> {
+        Self::from_utf8_reader(std::io::Cursor::new(text))
+    }
+
+    /// [`LedgerReader::new`] over UTF-8 text read as it is needed (a large file a chunk at a
+    /// time, with [`LedgerReader::validate_next`]); a row that is not UTF-8 is a row error.
+    pub fn from_utf8_reader(
+        input: impl std::io::Read + Send + 'static,
+    ) -> Result<Self, LedgerCsvError> {
+        let input: Box<dyn std::io::Read + Send> = Box::new(input);
         let mut rdr = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .flexible(false)
-            .from_reader(std::io::Cursor::new(text));
+            .from_reader(input);
         let names: Vec<String> = rdr.headers()?.iter().map(str::to_owned).collect();
         let header = Header::read(&names, |i| (i + 1).to_string())?;
         Ok(Self {
@@ -487,12 +496,23 @@ impl LedgerReader {
     /// Rows are independent: once the file is split into rows (one pass), validation runs on
     /// every core, one contiguous share each.
     pub fn validate_all(
-        self,
+        mut self,
         rules: &RecordRules<'_>,
     ) -> Vec<(usize, Result<ChildRecord, FieldError>)> {
-        let header = self.header;
+        self.validate_next(rules, usize::MAX)
+    }
+
+    /// The next `max` rows (fewer at the end of the file, none after it) validated as
+    /// [`LedgerReader::validate_all`] does: what a reader holds at once is one chunk.
+    pub fn validate_next(
+        &mut self,
+        rules: &RecordRules<'_>,
+        max: usize,
+    ) -> Vec<(usize, Result<ChildRecord, FieldError>)> {
+        let header = &self.header;
         let first = self.line + 1;
-        let raw: Vec<_> = self.records.collect();
+        let raw: Vec<_> = self.records.by_ref().take(max).collect();
+        self.line += raw.len();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let share = raw.len().div_ceil(cores).max(1);
         std::thread::scope(|s| {
@@ -500,7 +520,6 @@ impl LedgerReader {
                 .chunks(share)
                 .enumerate()
                 .map(|(k, part)| {
-                    let header = &header;
                     s.spawn(move || {
                         part.iter()
                             .enumerate()

@@ -152,6 +152,7 @@ pub mod conflicts;
 pub mod evidence;
 pub mod exchange;
 pub mod leases;
+pub mod plans;
 pub mod reconcile;
 pub mod records;
 pub mod reports;

@@ -596,6 +596,51 @@ pub fn import_children(
     now: DateTime<Utc>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<ImportSummary, ImportError> {
+    check_import(conn, node, rows, actor)?;
+    storage::transaction(conn, |conn| {
+        write_import(conn, node, rows, actor, now, 0, progress)
+    })?;
+    node.wake_senders();
+    Ok(ImportSummary {
+        imported: rows.len(),
+    })
+}
+
+/// [`import_children`] of a file read a chunk at a time, so that a million rows are never all
+/// in memory: every chunk `chunks` yields is checked (against the files already stored,
+/// earlier chunks included) and written inside one transaction, and the first refused chunk
+/// — or the first error `chunks` yields — rolls the whole import back. A refusal names the rows
+/// of its own chunk only.
+pub fn import_children_chunked(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    chunks: &mut dyn Iterator<Item = Result<Vec<(usize, ChildRecord)>, ImportError>>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<ImportSummary, ImportError> {
+    let imported = storage::transaction(conn, |conn| {
+        let mut done = 0;
+        for chunk in chunks {
+            let rows = chunk?;
+            check_import(conn, node, &rows, actor)?;
+            write_import(conn, node, &rows, actor, now, done, progress)?;
+            done += rows.len();
+        }
+        Ok::<_, ImportError>(done)
+    })?;
+    node.wake_senders();
+    Ok(ImportSummary { imported })
+}
+
+/// The checks of an import that refuse it as a whole: regions served, recognitions, the
+/// account's scope, ID numbers repeated in `rows` or already on file.
+fn check_import(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    rows: &[(usize, ChildRecord)],
+    actor: &Actor,
+) -> Result<(), ImportError> {
     let not_party: Vec<usize> = rows
         .iter()
         .filter(|(_, r)| !node.roles(&r.hukou_region, &r.residence_region).is_party())
@@ -640,6 +685,20 @@ pub fn import_children(
         dupes.sort_unstable();
         return Err(ImportError::Duplicates(dupes));
     }
+    Ok(())
+}
+
+/// Writes checked `rows` as new files inside the caller's transaction; `progress` is called
+/// with `done_before` plus the count written so far.
+fn write_import(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    rows: &[(usize, ChildRecord)],
+    actor: &Actor,
+    now: DateTime<Utc>,
+    done_before: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(), LedgerError> {
     let at = now.naive_utc();
     const BATCH: usize = 2000;
     /// One batch with all its CPU work (canonical bytes, hashes, signatures, rows) done.
@@ -701,35 +760,29 @@ pub fn import_children(
                 }
             });
         }
-        storage::transaction(conn, |conn| {
-            let mut done = 0;
-            for k in 0..rows.len().div_ceil(BATCH) {
-                let p = queues[k % workers].recv().map_err(|_| {
-                    LedgerError::Version(VersionError::Corrupt(
-                        "a preparing thread stopped early".into(),
-                    ))
-                })??;
-                let count = p.versions.len();
-                let mut batch = Batch::new(node, now);
-                for (row, parties) in p.versions.into_iter().zip(p.parties) {
-                    batch.add_creation_row(DocKind::Child, row, parties);
-                }
-                for (row, benefits) in p.children {
-                    batch.new_file_row(row, benefits);
-                }
-                for event in p.events {
-                    batch.event(event);
-                }
-                batch.finish(conn)?;
-                done += count;
-                progress(done);
+        let mut done = done_before;
+        for k in 0..rows.len().div_ceil(BATCH) {
+            let p = queues[k % workers].recv().map_err(|_| {
+                LedgerError::Version(VersionError::Corrupt(
+                    "a preparing thread stopped early".into(),
+                ))
+            })??;
+            let count = p.versions.len();
+            let mut batch = Batch::new(node, now);
+            for (row, parties) in p.versions.into_iter().zip(p.parties) {
+                batch.add_creation_row(DocKind::Child, row, parties);
             }
-            Ok::<_, LedgerError>(())
-        })
-    })?;
-    node.wake_senders();
-    Ok(ImportSummary {
-        imported: rows.len(),
+            for (row, benefits) in p.children {
+                batch.new_file_row(row, benefits);
+            }
+            for event in p.events {
+                batch.event(event);
+            }
+            batch.finish(conn)?;
+            done += count;
+            progress(done);
+        }
+        Ok::<_, LedgerError>(())
     })
 }
 

@@ -456,3 +456,69 @@ async fn the_guardianship_arrangement_is_the_hukou_sides_with_its_dates_and_refe
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+/// A ledger imported a chunk at a time is one transaction: an ID number that a later chunk
+/// repeats (stored by an earlier chunk a moment before) refuses the whole import, naming its
+/// row, and nothing is stored; the same rows without the repeat are all stored.
+#[tokio::test]
+async fn a_chunked_import_refused_in_a_later_chunk_stores_nothing() {
+    use hukou_sync::audit::Actor;
+    use hukou_sync::domain::child::ChildRecord;
+    use hukou_sync::domain::RecordRules;
+    use hukou_sync::ledger_file::csv::LedgerReader;
+    use hukou_sync::sync::ledger::{self, ImportError};
+
+    let app = crate::helpers::spawn_app().await;
+    let (files, versions, events) = (
+        app.count("children"),
+        app.count("versions"),
+        app.count("audit_events"),
+    );
+    let mut csv = Vec::new();
+    hukou_sync::ledger_file::sample::write_ledger(&mut csv, 30, 5, "5101", "4101").unwrap();
+    let rules = RecordRules {
+        today: ledger::china_today(Utc::now()),
+        palette: &app.node.palette,
+    };
+    let mut reader = LedgerReader::new(String::from_utf8(csv).unwrap()).unwrap();
+    let rows: Vec<(usize, ChildRecord)> = reader
+        .validate_next(&rules, 1000)
+        .into_iter()
+        .map(|(line, r)| (line, r.unwrap()))
+        .collect();
+    assert_eq!(rows.len(), 30);
+    assert!(reader.validate_next(&rules, 1000).is_empty());
+    let mut repeated = rows.clone();
+    repeated.push((99, rows[3].1.clone()));
+    let chunked = |rows: Vec<(usize, ChildRecord)>| {
+        rows.chunks(10)
+            .map(|c| Ok(c.to_vec()))
+            .collect::<Vec<Result<_, ImportError>>>()
+    };
+    let import = |rows: Vec<(usize, ChildRecord)>| {
+        let (store, node) = (app.store.clone(), app.node.clone());
+        let chunks = chunked(rows);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.conn().unwrap();
+            ledger::import_children_chunked(
+                &mut conn,
+                &node,
+                &mut chunks.into_iter(),
+                &Actor::console(),
+                Utc::now(),
+                &mut |_| {},
+            )
+            .map(|s| s.imported)
+        })
+    };
+    let refused = import(repeated).await.unwrap();
+    assert!(
+        matches!(&refused, Err(ImportError::Duplicates(r)) if r == &vec![99]),
+        "{refused:?}"
+    );
+    assert_eq!(app.count("children"), files);
+    assert_eq!(app.count("versions"), versions);
+    assert_eq!(app.count("audit_events"), events);
+    assert_eq!(import(rows).await.unwrap().unwrap(), 30);
+    assert_eq!(app.count("children"), files + 30);
+}

@@ -136,6 +136,14 @@ enum BenchWhat {
         differences: usize,
         #[arg(long, default_value_t = 100_000)]
         catch_up: usize,
+        /// A province node (410000, serving 41) and a city node under it (410100, serving
+        /// 4101) instead of two provinces' (410100 and 510100).
+        #[arg(long)]
+        city: bool,
+        /// Write the peer's statements of each request with their `EXPLAIN (ANALYZE,
+        /// BUFFERS)` plans to this directory (PostgreSQL).
+        #[arg(long)]
+        explain: Option<std::path::PathBuf>,
         #[arg(long)]
         postgres: Option<String>,
     },
@@ -179,6 +187,10 @@ enum BenchWhat {
         cases: usize,
         #[arg(long, default_value_t = 20)]
         queries: usize,
+        /// Write each timed query's statements with their `EXPLAIN (ANALYZE, BUFFERS)` plans
+        /// to this directory, one file per query (PostgreSQL).
+        #[arg(long)]
+        explain: Option<std::path::PathBuf>,
         #[arg(long)]
         postgres: Option<String>,
     },
@@ -341,8 +353,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             files,
             cases,
             queries,
+            explain,
             postgres,
-        } => stats::bench_stats(files, cases, queries, postgres.as_deref())?,
+        } => stats::bench_stats(
+            files,
+            cases,
+            queries,
+            postgres.as_deref(),
+            explain.as_deref(),
+        )?,
         BenchWhat::Witness {
             events,
             rounds,
@@ -389,11 +408,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             docs,
             differences,
             catch_up,
+            city,
+            explain,
             postgres,
         } => super::runtime()?.block_on(reconcile::bench_reconcile(
             docs,
             differences,
             catch_up,
+            city,
+            explain,
             postgres,
         ))?,
     };
@@ -479,12 +502,34 @@ async fn bench_pair_in(
     postgres: Option<&str>,
     suite: crate::crypto::Suite,
 ) -> anyhow::Result<BenchPair> {
-    use crate::devnet::{DevNet, NodeSpec};
-    let root = tempfile::tempdir()?;
+    use crate::devnet::NodeSpec;
     let specs = [
         NodeSpec::new("410100", "41")?,
         NodeSpec::new("510100", "51")?,
     ];
+    bench_pair_of(postgres, suite, specs).await
+}
+
+/// A province node (410000, serving 41) and a city node under it (410100, Zhengzhou, serving
+/// 4101): the directory routes a region of 4101 to the city by its longer prefix, every other
+/// region of 41 to the province.
+async fn bench_province_city(postgres: Option<&str>) -> anyhow::Result<BenchPair> {
+    use crate::devnet::NodeSpec;
+    let specs = [
+        NodeSpec::new("410000", "41")?,
+        NodeSpec::new("410100", "4101")?,
+    ];
+    bench_pair_of(postgres, crate::crypto::Suite::Ed25519, specs).await
+}
+
+/// Two nodes of `specs` on fresh databases, started.
+async fn bench_pair_of(
+    postgres: Option<&str>,
+    suite: crate::crypto::Suite,
+    specs: [crate::devnet::NodeSpec; 2],
+) -> anyhow::Result<BenchPair> {
+    use crate::devnet::DevNet;
+    let root = tempfile::tempdir()?;
     let mut net = DevNet::create_in(&root.path().join("pki"), &specs, Vec::new(), suite)?;
     let mut nodes = Vec::new();
     let mut dbs = Vec::new();

@@ -1,5 +1,8 @@
 //! `bench reconcile`: a reconciliation dry run between two nodes beside a naive head-list
-//! exchange, and the summary's catch-up rate.
+//! exchange, and the summary's catch-up rate. The two nodes are two provinces' (410100 serving
+//! 41, 510100 serving 51), or with `--city` a province node and a city node under it (410000
+//! serving 41, 410100 serving 4101, routed by the longest prefix), the province running the
+//! reconciliation as its schedule would.
 
 use std::time::Instant;
 
@@ -10,7 +13,10 @@ use crate::config::Settings;
 use crate::storage;
 use crate::sync::ledger;
 
-use super::{backend_name, bench_pair, peak_rss_mib, round, sample_records};
+use super::{
+    backend_name, bench_pair, bench_province_city, peak_rss_mib, round, sample_records,
+    sample_records_in,
+};
 
 /// The generated summary of the reconciliation benchmark: `docs` documents with one head each;
 /// of the `differences` first ones (spread over the id space by hashing), a third have another
@@ -19,6 +25,7 @@ fn generated_summaries(
     alg: crate::crypto::hash::HashAlg,
     docs: usize,
     differences: usize,
+    peers: [&str; 2],
 ) -> [(
     Vec<storage::reconcile::SummaryRow>,
     Vec<storage::reconcile::BucketRow>,
@@ -35,9 +42,8 @@ fn generated_summaries(
             vec![(Digest([0; 32]), 0); tree::BUCKETS],
         ),
     ];
-    let peers = ["510100", "410100"];
     for i in 0..docs {
-        let doc = format!("{:018}", 100_000_000_000_000_000u64 + i as u64 * 7919);
+        let doc = doc_name(i);
         let head = Digest::of(format!("v{i}").as_bytes()).to_string();
         let bucket = tree::bucket_of(alg, &doc);
         for (side, (rows, accs)) in sides.iter_mut().enumerate() {
@@ -79,17 +85,42 @@ fn generated_summaries(
     })
 }
 
+/// The `i`th generated document's id.
+fn doc_name(i: usize) -> String {
+    format!("{:018}", 100_000_000_000_000_000u64 + i as u64 * 7919)
+}
+
 pub(super) async fn bench_reconcile(
     docs: usize,
     differences: usize,
     catch_up: usize,
+    city: bool,
+    explain: Option<std::path::PathBuf>,
     postgres: Option<String>,
 ) -> anyhow::Result<serde_json::Value> {
     use crate::reconcile::serve::{BucketsRequest, BucketsResponse};
     let backend = backend_name(postgres.as_deref());
-    let pair = bench_pair(postgres.as_deref()).await?;
-    eprintln!("generating {docs} summary leaves with {differences} differences…");
-    let generated = generated_summaries(pair.nodes[0].1.hash, docs, differences);
+    let pair = if city {
+        bench_province_city(postgres.as_deref()).await?
+    } else {
+        bench_pair(postgres.as_deref()).await?
+    };
+    let ids = [
+        pair.nodes[0].1.id.to_string(),
+        pair.nodes[1].1.id.to_string(),
+    ];
+    let peer = ids[1].as_str();
+    eprintln!(
+        "nodes {} and {}; generating {docs} summary leaves with {differences} differences…",
+        ids[0], ids[1]
+    );
+    // Each node's rows name the other node as the peer they are shared with.
+    let generated = generated_summaries(
+        pair.nodes[0].1.hash,
+        docs,
+        differences,
+        [ids[1].as_str(), ids[0].as_str()],
+    );
     let pb = crate::cli::progress_bar((docs * 2) as u64, "loading", false);
     for ((store, _, _, _), (rows, buckets)) in pair.nodes.iter().zip(generated) {
         let (store, pb) = (store.clone(), pb.clone());
@@ -118,7 +149,7 @@ pub(super) async fn bench_reconcile(
     // The protocol: a dry run (the figures of a repairing run are the same plus the pushes).
     let start = Instant::now();
     let report = rec
-        .run("510100", opts(true), std::sync::Arc::new(|_| {}))
+        .run(peer, opts(true), std::sync::Arc::new(|_| {}))
         .await?;
     let run_time = start.elapsed();
     anyhow::ensure!(
@@ -136,11 +167,11 @@ pub(super) async fn bench_reconcile(
             .map(|d| d.current())
             .ok_or_else(|| anyhow::anyhow!("no directory"))?;
         let entry = dir
-            .node(&crate::domain::NodeId::parse("510100")?)
+            .node(&crate::domain::NodeId::parse(peer)?)
             .ok_or_else(|| anyhow::anyhow!("no peer"))?
             .endpoint
             .clone();
-        (entry, peer_client(&pair.settings[0])?)
+        (entry, peer_client(&pair.settings[0], peer)?)
     };
     let start = Instant::now();
     let (mut sent, mut received) = (0u64, 0u64);
@@ -167,6 +198,7 @@ pub(super) async fn bench_reconcile(
         theirs.extend(page.docs.into_iter().map(|d| (d.doc_id, d.heads)));
     }
     let store2 = zz_store.clone();
+    let peer_owned = peer.to_owned();
     let naive_diff = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         let mut c = store2.conn()?;
         let mut after: Option<(String, String)> = None;
@@ -175,7 +207,7 @@ pub(super) async fn bench_reconcile(
         loop {
             let page = storage::reconcile::summary_page(
                 &mut c,
-                "510100",
+                &peer_owned,
                 after.as_ref().map(|(k, d)| (k.as_str(), d.as_str())),
                 50_000,
             )?;
@@ -200,13 +232,66 @@ pub(super) async fn bench_reconcile(
         naive_diff == differences,
         "the naive exchange found {naive_diff} differences"
     );
+    if let Some(dir) = explain {
+        // The peer's side of each request of the run, on its own summary of `docs` leaves:
+        // the root (catch-up and the bucket table), a level of the tree, the differing
+        // buckets' leaves, the differing documents' versions.
+        let (store, node) = (pair.nodes[1].0.clone(), pair.nodes[1].1.clone());
+        let asker = zz_node.id.clone();
+        let alg = zz_node.hash;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            use crate::reconcile::serve::{self, DocRef, NodesRequest, VersionsRequest};
+            use crate::storage::plans::record;
+            let mut c = store.conn()?;
+            let now = Utc::now();
+            let (_, st) = record(&mut c, |c| serve::root(c, &node, &asker, now))?;
+            super::stats::write_plans(&mut c, &dir, "reconcile_root", &st)?;
+            let req = NodesRequest {
+                level: 1,
+                indices: (0..16).collect(),
+            };
+            let (_, st) = record(&mut c, |c| serve::nodes(c, alg, &asker, &req))?;
+            super::stats::write_plans(&mut c, &dir, "reconcile_nodes", &st)?;
+            let mut buckets: Vec<u32> = (0..differences)
+                .map(|i| u32::from(crate::reconcile::tree::bucket_of(alg, &doc_name(i))))
+                .collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            buckets.truncate(crate::reconcile::serve::MAX_BUCKETS);
+            let req = BucketsRequest { buckets };
+            let (_, st) = record(&mut c, |c| serve::buckets(c, &asker, &req))?;
+            super::stats::write_plans(&mut c, &dir, "reconcile_buckets", &st)?;
+            let req = VersionsRequest {
+                docs: (0..differences)
+                    .map(|i| DocRef {
+                        kind: "child".into(),
+                        doc_id: doc_name(i),
+                    })
+                    .collect(),
+            };
+            let (_, st) = record(&mut c, |c| serve::versions(c, &asker, &req))?;
+            super::stats::write_plans(&mut c, &dir, "reconcile_versions", &st)?;
+            Ok(())
+        })
+        .await??;
+    }
 
     // Catch-up: real files imported at a node (the peer stopped, so pushes do not compete).
-    let cu = bench_pair(postgres.as_deref()).await?;
+    // With `--city`, children registered in Zhengzhou (4101, the city's) living elsewhere in
+    // Henan (4102, the province's): files both nodes are party to.
+    let cu = if city {
+        bench_province_city(postgres.as_deref()).await?
+    } else {
+        bench_pair(postgres.as_deref()).await?
+    };
     let (cu_store, cu_node, _, _) = cu.nodes[0].clone();
     cu.nodes[1].2.stop(true).await;
     let now = Utc::now();
-    let rows = sample_records(catch_up, 17, &cu_node.palette, now)?;
+    let rows = if city {
+        sample_records_in(catch_up, 17, "4101", "4102", &cu_node.palette, now)?
+    } else {
+        sample_records(catch_up, 17, &cu_node.palette, now)?
+    };
     let (s2, n2) = (cu_store.clone(), cu_node.clone());
     let catch_up_time = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let mut c = s2.conn()?;
@@ -222,6 +307,7 @@ pub(super) async fn bench_reconcile(
     }
     Ok(serde_json::json!({
         "backend": backend,
+        "nodes": ids,
         "documents": docs,
         "differences": differences,
         "reconcile_dry_run_seconds": round(run_time.as_secs_f64()),
@@ -241,7 +327,7 @@ pub(super) async fn bench_reconcile(
 }
 
 /// A mutual-TLS client of the first bench node towards the second.
-fn peer_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+fn peer_client(settings: &Settings, server: &str) -> anyhow::Result<reqwest::Client> {
     let peer = settings
         .peer
         .as_ref()
@@ -249,7 +335,7 @@ fn peer_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
     let ca = crate::tls::pki::load_certs(&peer.ca)?;
     let chain = crate::tls::pki::load_certs(&peer.cert)?;
     let key = crate::tls::pki::load_private_key(&peer.key)?;
-    let cfg = crate::tls::peer_client_config(&ca, chain, key, "510100", &Default::default())?;
+    let cfg = crate::tls::peer_client_config(&ca, chain, key, server, &Default::default())?;
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls((*cfg).clone())
         .timeout(std::time::Duration::from_secs(300))

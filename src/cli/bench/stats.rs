@@ -6,8 +6,11 @@
 //! for the whole node, for one county's scope and for one street's, QUERIES times each (p50,
 //! p99), beside the bare limit measured in the same run: one `count(*)` pass over the view.
 //! Then the files list (`ledger::list_children`, a page of 100) for each filter shape, beside the
-//! bare first page of the primary key.
+//! bare first page of the primary key. With `--explain DIR` (PostgreSQL), each of these runs
+//! once more with its statements recorded, and DIR/<name>.txt gets each statement's SQL and
+//! its `EXPLAIN (ANALYZE, BUFFERS)` plan (docs/plans-postgres.md is written from them).
 
+use std::path::Path;
 use std::time::Instant;
 
 use chrono::{Days, Utc};
@@ -47,6 +50,7 @@ pub(super) fn bench_stats(
     cases: usize,
     queries: usize,
     postgres: Option<&str>,
+    explain: Option<&Path>,
 ) -> anyhow::Result<serde_json::Value> {
     let db = bench_db(postgres, "stats")?;
     let settings = settings_for(&db);
@@ -175,6 +179,13 @@ pub(super) fn bench_stats(
             files_seen = s.files;
             Ok(())
         })?;
+        if let Some(dir) = explain {
+            let input = Inputs::at(Utc::now(), stale_days, &working);
+            let (_, statements) = storage::plans::record(&mut conn, |c| {
+                stats::compute(c, &node, &input, &actor, Utc::now())
+            })?;
+            write_plans(&mut conn, dir, &format!("stats_{name}"), &statements)?;
+        }
         out.insert(format!("stats_{name}_p50_ms"), json!(p50));
         out.insert(format!("stats_{name}_p99_ms"), json!(p99));
         out.insert(format!("stats_{name}_files"), json!(files_seen));
@@ -266,25 +277,36 @@ pub(super) fn bench_stats(
                 ..Default::default()
             }),
         ),
-        (
-            "county_scope",
-            page(ChildFilter {
-                scope: Scope::parse(&county)?,
-                ..Default::default()
-            }),
-        ),
     ];
+    // The service takes the scope from the reader's account, never from the filter: a
+    // county's account listing its files is one more shape.
     let console = Actor::console();
-    for (name, filter) in shapes {
+    let county_account = scoped(Scope::parse(&county)?);
+    let shapes: Vec<(&str, ChildFilter, &Actor)> = shapes
+        .into_iter()
+        .map(|(name, filter)| (name, filter, &console))
+        .chain([(
+            "county_scope",
+            page(ChildFilter::default()),
+            &county_account,
+        )])
+        .collect();
+    for (name, filter, reader) in shapes {
         let mut items = 0;
         let (p50, p99) = timed(queries.max(50), || {
-            let p = ledger::list_children(&mut conn, &node, &filter, &console, None, Utc::now())?;
+            let p = ledger::list_children(&mut conn, &node, &filter, reader, None, Utc::now())?;
             items = p.items.len();
             Ok(())
         })?;
         out.insert(format!("list_{name}_p50_ms"), json!(p50));
         out.insert(format!("list_{name}_p99_ms"), json!(p99));
         out.insert(format!("list_{name}_items"), json!(items));
+        if let Some(dir) = explain {
+            let (_, statements) = storage::plans::record(&mut conn, |c| {
+                ledger::list_children(c, &node, &filter, reader, None, Utc::now())
+            })?;
+            write_plans(&mut conn, dir, &format!("list_{name}"), &statements)?;
+        }
     }
     let (p50, p99) = timed(queries.max(50), || {
         std::hint::black_box(storage::records::list_children(
@@ -299,4 +321,29 @@ pub(super) fn bench_stats(
     out.insert("bare_first_page_p50_ms".into(), json!(p50));
     out.insert("bare_first_page_p99_ms".into(), json!(p99));
     Ok(serde_json::Value::Object(out))
+}
+
+/// DIR/NAME.txt: each recorded statement that reads the files, its SQL with its binds written
+/// in, and its plan from `EXPLAIN (ANALYZE, BUFFERS)`. The audit event's statements (every
+/// read is audited) are left out: they are the same for every page and touch no file.
+pub(super) fn write_plans(
+    conn: &mut storage::DbConn,
+    dir: &Path,
+    name: &str,
+    statements: &[storage::plans::Statement],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut text = String::new();
+    for st in statements {
+        if st.sql.contains("audit") || st.sql.contains("pg_advisory") {
+            continue;
+        }
+        let Some(plan) = storage::plans::explain(conn, st)? else {
+            continue;
+        };
+        let sql = storage::plans::with_literals(&st.sql, &storage::plans::literals(&st.binds));
+        text.push_str(&format!("-- {name}\n{sql};\n\n{plan}\n\n"));
+    }
+    std::fs::write(dir.join(format!("{name}.txt")), text)?;
+    Ok(())
 }

@@ -912,6 +912,11 @@ mod tests {
             let e = Settings::load(Some(&p)).unwrap_err().to_string();
             assert!(e.contains("database.lease_secs"), "{bad}: {e}");
         }
+        for bad in ["sqlite_cache_mib = 1", "sqlite_cache_mib = 65537"] {
+            std::fs::write(&p, format!("[database]\n{bad}\n")).unwrap();
+            let e = Settings::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains("database.sqlite_cache_mib"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -54,7 +54,25 @@ fn status_mib(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Bytes SQLite has allocated in this process now (all connections of all pools).
+/// Turns SQLite's memory statistics on (the bundled library is built with them off, and then
+/// [`sqlite_heap_bytes`] reads 0). Only before SQLite is first used in the process: afterwards it
+/// is refused and this returns false.
+fn count_sqlite_heap() -> bool {
+    // SAFETY: `sqlite3_config(SQLITE_CONFIG_MEMSTATUS, int)` takes one int after the option, as
+    // passed; before SQLite is initialized no other thread is inside it (this runs before any
+    // connection is opened), and afterwards SQLite refuses it with SQLITE_MISUSE, changing
+    // nothing.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_config(
+            libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+            std::ffi::c_int::from(1_u8),
+        )
+    };
+    rc == libsqlite3_sys::SQLITE_OK
+}
+
+/// Bytes SQLite has allocated in this process now (all connections of all pools), when
+/// [`count_sqlite_heap`] turned the statistics on; else 0.
 fn sqlite_heap_bytes() -> i64 {
     // SAFETY: `sqlite3_memory_used` takes no argument, reads SQLite's memory counter under its
     // own mutex and may be called from any thread at any time (even before initialization).
@@ -125,6 +143,7 @@ pub(super) async fn bench_soak(
     );
     anyhow::ensure!((1..=600).contains(&sample_secs), "--sample-secs: 1 to 600");
     std::fs::create_dir_all(&out)?;
+    let heap_counted = count_sqlite_heap();
     let backend = backend_name(postgres.as_deref());
     let mut pair = bench_pair_with(postgres.as_deref(), crate::crypto::Suite::Ed25519, |s| {
         if let Some(mib) = sqlite_cache_mib {
@@ -412,6 +431,7 @@ pub(super) async fn bench_soak(
         "warm_up_s": warm,
         "rss_mib_after_warm_up": rss,
         "rss_anon_mib_after_warm_up": span(&|s| s.rss_anon_mib),
+        "sqlite_heap_counted": heap_counted,
         "sqlite_heap_mib_after_warm_up": span(&|s| s.sqlite_heap_mib),
         "rss_less_sqlite_heap_mib_after_warm_up": span(&|s| s.rss_mib - s.sqlite_heap_mib),
         "open_fds_after_warm_up": fds,

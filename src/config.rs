@@ -487,6 +487,10 @@ pub struct DatabaseSettings {
     /// `sqlite://PATH` (embedded) or `postgres://USER@HOST/DB`.
     pub url: String,
     pub pool_size: u32,
+    /// SQLite only: the page cache of all the pool's connections together, MiB (each connection
+    /// gets `sqlite_cache_mib / pool_size`, from 2 to 64 MiB). Resident memory grows to it as
+    /// the connections read the database, then stays.
+    pub sqlite_cache_mib: u32,
     /// Seconds a process holds a lease — sending to a peer, a singleton job (tree heads,
     /// scheduled reconciliation, witnessing, age-out, integrity, evidence fetch) — after its
     /// last renewal; renewed every quarter of it. With several `serve` processes on one
@@ -589,6 +593,7 @@ impl Default for DatabaseSettings {
         Self {
             url: "sqlite://data/hukou-sync.db".into(),
             pool_size: 8,
+            sqlite_cache_mib: crate::storage::DEFAULT_SQLITE_CACHE_MIB,
             lease_secs: 15,
             durable_commits: crate::storage::CommitDurability::Every,
         }
@@ -731,6 +736,9 @@ impl Settings {
         }
         if !(1..=128).contains(&self.database.pool_size) {
             return bad("database.pool_size: between 1 and 128".into());
+        }
+        if !(2..=65_536).contains(&self.database.sqlite_cache_mib) {
+            return bad("database.sqlite_cache_mib: between 2 and 65536".into());
         }
         if !(2..=600).contains(&self.database.lease_secs) {
             return bad("database.lease_secs: between 2 and 600".into());
@@ -903,6 +911,11 @@ mod tests {
             std::fs::write(&p, format!("[database]\n{bad}\n")).unwrap();
             let e = Settings::load(Some(&p)).unwrap_err().to_string();
             assert!(e.contains("database.lease_secs"), "{bad}: {e}");
+        }
+        for bad in ["sqlite_cache_mib = 1", "sqlite_cache_mib = 65537"] {
+            std::fs::write(&p, format!("[database]\n{bad}\n")).unwrap();
+            let e = Settings::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains("database.sqlite_cache_mib"), "{bad}: {e}");
         }
     }
 

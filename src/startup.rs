@@ -662,10 +662,11 @@ pub async fn open_node(settings: &Settings) -> anyhow::Result<(Store, Arc<LocalN
 
 /// The same, for synchronous callers (CLI commands).
 pub fn open_node_blocking(settings: &Settings) -> anyhow::Result<(Store, Arc<LocalNode>)> {
-    let store = Store::open_with(
+    let store = Store::open_with_cache(
         &settings.database.url,
         settings.database.pool_size,
         settings.database.durable_commits,
+        settings.database.sqlite_cache_mib,
     )
     .with_context(|| {
         format!(

@@ -294,6 +294,19 @@ pub struct DatabaseUrl {
     /// On PostgreSQL, whether each connection runs `synchronous_commit = off` (see
     /// [`CommitDurability::Receipts`]).
     async_commit: bool,
+    /// On SQLite, each connection's page cache in KiB (its share of the pool's budget).
+    cache_kib: u64,
+}
+
+/// The page cache of all of a SQLite node's pooled connections together, MiB, unless
+/// `[database] sqlite_cache_mib` says otherwise. Each connection keeps its own cache and fills it
+/// with every page it reads, so without a total a pool of 8 held up to 8 × 64 MiB.
+pub const DEFAULT_SQLITE_CACHE_MIB: u32 = 128;
+
+/// One connection's share of a pool's cache budget, KiB: at least SQLite's default (2 MiB), at
+/// most 64 MiB.
+fn cache_share_kib(budget_mib: u32, pool_size: u32) -> u64 {
+    (u64::from(budget_mib) * 1024 / u64::from(pool_size.max(1))).clamp(2 * 1024, 64 * 1024)
 }
 
 /// Which commits wait until they are on disk (`[database] durable_commits`).
@@ -325,12 +338,14 @@ impl DatabaseUrl {
                 backend: Backend::Sqlite,
                 target: path.to_owned(),
                 async_commit: false,
+                cache_kib: cache_share_kib(DEFAULT_SQLITE_CACHE_MIB, 8),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self {
                 backend: Backend::Postgres,
                 target: url.to_owned(),
                 async_commit: false,
+                cache_kib: 0,
             })
         } else {
             Err(StorageError::UnsupportedUrl(url.to_owned()))
@@ -344,13 +359,14 @@ impl DatabaseUrl {
                     .map_err(|e| StorageError::Connect(e.to_string()))?;
                 // WAL lets readers run beside the writer; the busy timeout makes writers queue
                 // (set first: switching to WAL takes a lock, and another process — a CLI run
-                // beside the server — may hold one); a 64 MiB page cache keeps large imports
-                // from spilling pages mid-transaction.
-                c.batch_execute(
+                // beside the server — may hold one); the page cache is this connection's share
+                // of the pool's budget ([`DEFAULT_SQLITE_CACHE_MIB`]).
+                c.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
-                )
+                     PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
+                    self.cache_kib
+                ))
                 .map_err(|e| StorageError::Connect(e.to_string()))?;
                 Ok(DbConn::Sqlite(c))
             }
@@ -442,7 +458,19 @@ impl Store {
         pool_size: u32,
         durability: CommitDurability,
     ) -> Result<Self, StorageError> {
+        Self::open_with_cache(url, pool_size, durability, DEFAULT_SQLITE_CACHE_MIB)
+    }
+
+    /// [`Store::open_with`] with the SQLite connections' page caches together held to
+    /// `sqlite_cache_mib` (`[database] sqlite_cache_mib`; each connection gets its share).
+    pub fn open_with_cache(
+        url: &str,
+        pool_size: u32,
+        durability: CommitDurability,
+        sqlite_cache_mib: u32,
+    ) -> Result<Self, StorageError> {
         let mut url = DatabaseUrl::parse(url)?;
+        url.cache_kib = cache_share_kib(sqlite_cache_mib, pool_size);
         url.async_commit =
             url.backend == Backend::Postgres && durability == CommitDurability::Receipts;
         if url.backend == Backend::Sqlite {

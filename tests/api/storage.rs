@@ -336,4 +336,42 @@ async fn on_postgresql_an_audit_append_commits_without_the_lock_held_through_the
         "on"
     );
     app.stop().await;
+
+/// `[database] sqlite_cache_mib` is the page cache of the pool's connections together: each
+/// connection gets its share (at least SQLite's default 2 MiB, at most 64 MiB), so a node's
+/// caches cannot grow past the budget however much of the database its connections read.
+#[tokio::test]
+async fn on_sqlite_the_pools_connections_share_the_page_cache_budget() {
+    use hukou_sync::storage::{CommitDurability, Store, DEFAULT_SQLITE_CACHE_MIB};
+    #[derive(diesel::QueryableByName)]
+    struct Size {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        cache_size: i64,
+    }
+    fn cache_kib(store: &Store) -> i64 {
+        let mut c = store.conn().unwrap();
+        // Negative: KiB (positive would be pages).
+        -diesel::RunQueryDsl::get_result::<Size>(diesel::sql_query("PRAGMA cache_size"), &mut c)
+            .unwrap()
+            .cache_size
+    }
+    let app = spawn_app().await;
+    if app.store.backend() != storage::Backend::Sqlite {
+        eprintln!("skipped: the page cache is SQLite's (PostgreSQL's is the server's)");
+        return;
+    }
+    let url = &app.settings.database.url;
+    let open = |pool, mib| Store::open_with_cache(url, pool, CommitDurability::Every, mib).unwrap();
+    // The test app's pool of 4 with the default budget.
+    assert_eq!(
+        cache_kib(&app.store),
+        i64::from(DEFAULT_SQLITE_CACHE_MIB) * 1024 / 4
+    );
+    assert_eq!(cache_kib(&open(8, 128)), 16 * 1024);
+    assert_eq!(cache_kib(&open(2, 1024)), 64 * 1024, "at most 64 MiB each");
+    assert_eq!(
+        cache_kib(&open(64, 8)),
+        2 * 1024,
+        "at least SQLite's default"
+    );
 }

@@ -95,7 +95,8 @@ enum BenchWhat {
     /// edits on both sides, reads, cases, a reconciliation a minute, the hukou node down 20 s
     /// every 2 minutes): this process's resident memory and open descriptors, the outbox depth
     /// and the databases' size sampled every SAMPLE_SECS; the queues must drain at the end.
-    /// Writes soak.csv and soak.svg to OUT.
+    /// Writes soak.csv and soak.svg to OUT. With --steady the imports stop at half time and the
+    /// second half (edits, reads, cases, reconciliations, outages) is judged.
     Soak {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
@@ -105,6 +106,11 @@ enum BenchWhat {
         out: std::path::PathBuf,
         #[arg(long)]
         postgres: Option<String>,
+        #[arg(long)]
+        steady: bool,
+        /// Both nodes' `[database] sqlite_cache_mib` (default: the configuration's default).
+        #[arg(long)]
+        sqlite_cache_mib: Option<u32>,
     },
     /// Eligibility requests from the residence node to the hukou node under load: each request
     /// until the hukou node's signed receipt (the automatic `received`) is visible at the
@@ -394,7 +400,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             sample_secs,
             out,
             postgres,
-        } => super::runtime()?.block_on(soak::bench_soak(minutes, sample_secs, out, postgres))?,
+            steady,
+            sqlite_cache_mib,
+        } => super::runtime()?.block_on(soak::bench_soak(
+            minutes,
+            sample_secs,
+            out,
+            postgres,
+            steady,
+            sqlite_cache_mib,
+        ))?,
         BenchWhat::Cases {
             cases,
             concurrency,
@@ -502,7 +517,21 @@ async fn bench_pair_in(
     postgres: Option<&str>,
     suite: crate::crypto::Suite,
 ) -> anyhow::Result<BenchPair> {
+<<<<<<< HEAD
     use crate::devnet::NodeSpec;
+=======
+    bench_pair_with(postgres, suite, |_| {}).await
+}
+
+/// [`bench_pair_in`] with both nodes' settings changed by `tweak` first.
+async fn bench_pair_with(
+    postgres: Option<&str>,
+    suite: crate::crypto::Suite,
+    tweak: impl Fn(&mut crate::config::Settings),
+) -> anyhow::Result<BenchPair> {
+    use crate::devnet::{DevNet, NodeSpec};
+    let root = tempfile::tempdir()?;
+>>>>>>> soak
     let specs = [
         NodeSpec::new("410100", "41")?,
         NodeSpec::new("510100", "51")?,
@@ -539,6 +568,7 @@ async fn bench_pair_of(
         let mut settings = net.settings(&spec.id)?;
         settings.database.url = db.url.clone();
         settings.log.filter = "error".into();
+        tweak(&mut settings);
         all_settings.push(settings.clone());
         let app = net.start(&spec.id, settings).await?;
         nodes.push((app.store, app.node, app.stop, app.admin_base));

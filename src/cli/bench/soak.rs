@@ -3,7 +3,12 @@
 //! minute, and the hukou node going down and coming back every few minutes — sampling this
 //! process's resident memory and open descriptors, both nodes' outbox depth and database size
 //! every few seconds. At the end the load stops and the queues must drain. Writes the samples as
-//! CSV and an SVG plot (one panel per series) and judges the steadiness after a warm-up.
+//! CSV and an SVG plot (one panel per series) and judges the steadiness after a warm-up: the
+//! least-squares slope of resident memory and descriptors. With `--steady` the imports stop at
+//! half time, so the second half runs on databases that have stopped growing (edits, reads,
+//! cases, reconciliations, outages) — where memory must be flat. Each sample also splits the
+//! resident memory into anonymous and file-backed pages and reports SQLite's own heap (its page
+//! caches, mostly), which tells a cache filling apart from a leak.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +21,7 @@ use crate::audit::Actor;
 use crate::storage::{self, Store};
 use crate::sync::ledger;
 
-use super::{backend_name, bench_pair, round, rss_mib, sample_records};
+use super::{backend_name, bench_pair_with, round, rss_mib, sample_records};
 
 /// One sample of the run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,7 +33,75 @@ struct Sample {
     outbox: i64,
     /// Both nodes' databases.
     db_mib: f64,
+    /// Anonymous resident pages (the heap: allocations, SQLite's page caches).
+    rss_anon_mib: f64,
+    /// File-backed resident pages (the binary, shared libraries).
+    rss_file_mib: f64,
+    /// What SQLite has allocated in this process (both nodes' page caches, statements, schema).
+    sqlite_heap_mib: f64,
 }
+
+/// The `VmRSS`-part lines of /proc/self/status (`RssAnon`, `RssFile`), in MiB.
+fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Turns SQLite's memory statistics on (the bundled library is built with them off, and then
+/// [`sqlite_heap_bytes`] reads 0). Only before SQLite is first used in the process: afterwards it
+/// is refused and this returns false.
+fn count_sqlite_heap() -> bool {
+    // SAFETY: `sqlite3_config(SQLITE_CONFIG_MEMSTATUS, int)` takes one int after the option, as
+    // passed; before SQLite is initialized no other thread is inside it (this runs before any
+    // connection is opened), and afterwards SQLite refuses it with SQLITE_MISUSE, changing
+    // nothing.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_config(
+            libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+            std::ffi::c_int::from(1_u8),
+        )
+    };
+    rc == libsqlite3_sys::SQLITE_OK
+}
+
+/// Bytes SQLite has allocated in this process now (all connections of all pools), when
+/// [`count_sqlite_heap`] turned the statistics on; else 0.
+fn sqlite_heap_bytes() -> i64 {
+    // SAFETY: `sqlite3_memory_used` takes no argument, reads SQLite's memory counter under its
+    // own mutex and may be called from any thread at any time (even before initialization).
+    unsafe { libsqlite3_sys::sqlite3_memory_used() }
+}
+
+/// Least-squares slope of `y` over `x`, per minute (`x` in seconds); 0 with fewer than 2 points.
+fn slope_per_min(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx * 60.0
+    }
+}
+
+/// Steady means: after the warm-up, resident memory rises by less than this (MiB a minute)…
+pub(super) const RSS_SLOPE_LIMIT_MIB_PER_MIN: f64 = 0.5;
+/// …and open descriptors by less than this (a minute).
+pub(super) const FD_SLOPE_LIMIT_PER_MIN: f64 = 0.5;
 
 fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
@@ -61,6 +134,8 @@ pub(super) async fn bench_soak(
     sample_secs: u64,
     out: PathBuf,
     postgres: Option<String>,
+    steady: bool,
+    sqlite_cache_mib: Option<u32>,
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(
         (0.5..=240.0).contains(&minutes),
@@ -68,10 +143,19 @@ pub(super) async fn bench_soak(
     );
     anyhow::ensure!((1..=600).contains(&sample_secs), "--sample-secs: 1 to 600");
     std::fs::create_dir_all(&out)?;
+    let heap_counted = count_sqlite_heap();
     let backend = backend_name(postgres.as_deref());
-    let pair = bench_pair(postgres.as_deref()).await?;
+    let mut pair = bench_pair_with(postgres.as_deref(), crate::crypto::Suite::Ed25519, |s| {
+        if let Some(mib) = sqlite_cache_mib {
+            s.database.sqlite_cache_mib = mib;
+        }
+    })
+    .await?;
+    let cache_mib = pair.settings[0].database.sqlite_cache_mib;
     let (zz_store, zz_node, _, zz_base) = pair.nodes[0].clone();
-    let (cd_store, cd_node, cd_stop, cd_base) = pair.nodes[1].clone();
+    // The hukou node's first store is held only here (the node is restarted with its own), so
+    // that its connections and page caches go when it first stops, as a restarted process's do.
+    let (cd_store, cd_node, cd_stop, cd_base) = pair.nodes.remove(1);
     let zz_http = crate::devnet::admin_client(zz_store.clone(), zz_node.clone()).await?;
     let cd_http = crate::devnet::admin_client(cd_store.clone(), cd_node.clone()).await?;
 
@@ -89,6 +173,12 @@ pub(super) async fn bench_soak(
     let hukou_up = Arc::new(AtomicBool::new(true));
     let done = Arc::new(Done::default());
     let deadline = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+    // With `--steady` the imports stop at half time.
+    let imports_until = if steady {
+        Instant::now() + Duration::from_secs_f64(minutes * 30.0)
+    } else {
+        deadline
+    };
     let mut tasks = Vec::new();
 
     // Pushes: 50 new files a second, one import each.
@@ -101,7 +191,7 @@ pub(super) async fn bench_soak(
             done.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && Instant::now() < imports_until {
                 let batch: Vec<_> = pending.by_ref().take(50).collect();
                 if batch.is_empty() {
                     break;
@@ -238,7 +328,7 @@ pub(super) async fn bench_soak(
     let mut samples = Vec::new();
     let cd_settings = pair.settings[1].clone();
     let mut cd_running: Option<crate::devnet::RunningNode> = None;
-    let mut cd_store_now = cd_store.clone();
+    let mut cd_store_now = cd_store;
     let mut cd_stop_now = Some(cd_stop);
     let mut next_sample = Instant::now();
     let mut outages = 0u32;
@@ -297,23 +387,35 @@ pub(super) async fn bench_soak(
     write_csv(&out.join("soak.csv"), &samples)?;
     std::fs::write(out.join("soak.svg"), svg(&samples, backend))?;
 
-    // Steady after a warm-up of a fifth of the run (at least one minute when there is room).
-    let warm = (minutes * 60.0 / 5.0).max(60.0_f64.min(minutes * 30.0));
+    // Steady after a warm-up of a fifth of the run (at least one minute when there is room);
+    // with `--steady`, from one minute after the imports stopped (six tenths of the run).
+    let warm = if steady {
+        minutes * 30.0 + 60.0_f64.min(minutes * 6.0)
+    } else {
+        (minutes * 60.0 / 5.0).max(60.0_f64.min(minutes * 30.0))
+    };
     let after: Vec<&Sample> = samples.iter().filter(|s| s.secs >= warm).collect();
+    // The last sample is taken after the drain, with the load stopped: not part of the trend.
+    let trend: &[&Sample] = &after[..after.len().saturating_sub(1)];
     let span = |f: &dyn Fn(&Sample) -> f64| {
         let v: Vec<f64> = after.iter().map(|s| f(s)).collect();
         let (lo, hi) = v
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
-        (
-            round(lo),
-            round(hi),
-            round(*v.first().unwrap_or(&0.0)),
-            round(*v.last().unwrap_or(&0.0)),
-        )
+        let pts: Vec<(f64, f64)> = trend.iter().map(|s| (s.secs, f(s))).collect();
+        serde_json::json!({
+            "min": round(lo),
+            "max": round(hi),
+            "first": round(*v.first().unwrap_or(&0.0)),
+            "last": round(*v.last().unwrap_or(&0.0)),
+            "slope_per_min": round(slope_per_min(&pts)),
+        })
     };
     let rss = span(&|s| s.rss_mib);
     let fds = span(&|s| s.fds as f64);
+    let slope = |v: &serde_json::Value| v["slope_per_min"].as_f64().unwrap_or(f64::MAX);
+    let rss_flat = slope(&rss) < RSS_SLOPE_LIMIT_MIB_PER_MIN;
+    let fds_flat = slope(&fds) < FD_SLOPE_LIMIT_PER_MIN;
     for (_, _, s, _) in pair.nodes.iter().take(1) {
         s.stop(true).await;
     }
@@ -324,9 +426,20 @@ pub(super) async fn bench_soak(
         "backend": backend,
         "minutes": minutes,
         "samples": samples.len(),
+        "steady_second_half": steady,
+        "sqlite_cache_mib_per_node": (backend == "sqlite").then_some(cache_mib),
         "warm_up_s": warm,
-        "rss_mib_after_warm_up": {"min": rss.0, "max": rss.1, "first": rss.2, "last": rss.3},
-        "open_fds_after_warm_up": {"min": fds.0, "max": fds.1, "first": fds.2, "last": fds.3},
+        "rss_mib_after_warm_up": rss,
+        "rss_anon_mib_after_warm_up": span(&|s| s.rss_anon_mib),
+        "sqlite_heap_counted": heap_counted,
+        "sqlite_heap_mib_after_warm_up": span(&|s| s.sqlite_heap_mib),
+        "rss_less_sqlite_heap_mib_after_warm_up": span(&|s| s.rss_mib - s.sqlite_heap_mib),
+        "open_fds_after_warm_up": fds,
+        "db_mib_after_warm_up": span(&|s| s.db_mib),
+        "rss_slope_limit_mib_per_min": RSS_SLOPE_LIMIT_MIB_PER_MIN,
+        "fd_slope_limit_per_min": FD_SLOPE_LIMIT_PER_MIN,
+        "rss_flat": rss_flat,
+        "fds_flat": fds_flat,
         "peak_outbox": samples.iter().map(|s| s.outbox).max(),
         "queues_drained": drained,
         "drain_s": round(drain_secs),
@@ -393,6 +506,9 @@ async fn sample(start: Instant, zz: &Store, cd: Option<&Store>) -> anyhow::Resul
         fds: open_fds(),
         outbox: a + b,
         db_mib: round((abytes + bbytes) as f64 / 1_048_576.0),
+        rss_anon_mib: round(status_mib("RssAnon:")),
+        rss_file_mib: round(status_mib("RssFile:")),
+        sqlite_heap_mib: round(sqlite_heap_bytes() as f64 / 1_048_576.0),
     })
 }
 
@@ -405,13 +521,14 @@ fn write_csv(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Four panels (memory, descriptors, queue, database) over the run's minutes.
+/// Five panels (memory, SQLite's heap, descriptors, queue, database) over the run's minutes.
 fn svg(samples: &[Sample], backend: &str) -> String {
     use std::fmt::Write as _;
     let (w, h, pad) = (760.0, 170.0, 48.0);
     type Series = fn(&Sample) -> f64;
-    let series: [(&str, Series); 4] = [
+    let series: [(&str, Series); 5] = [
         ("resident memory (MiB)", |s| s.rss_mib),
+        ("SQLite heap: page caches (MiB)", |s| s.sqlite_heap_mib),
         ("open file descriptors", |s| s.fds as f64),
         ("outbox depth (versions)", |s| s.outbox as f64),
         ("database size (MiB)", |s| s.db_mib),
@@ -421,7 +538,7 @@ fn svg(samples: &[Sample], backend: &str) -> String {
     let _ = write!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="11">"#,
-        h * 4.0 + 30.0
+        h * series.len() as f64 + 30.0
     );
     let _ = write!(
         out,
@@ -458,4 +575,22 @@ fn svg(samples: &[Sample], backend: &str) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slope_per_min;
+
+    #[test]
+    fn the_slope_is_per_minute_and_flat_for_noise_around_a_level() {
+        let rising: Vec<(f64, f64)> = (0..30)
+            .map(|k| (k as f64 * 10.0, 100.0 + k as f64))
+            .collect();
+        assert!((slope_per_min(&rising) - 6.0).abs() < 1e-9);
+        let flat: Vec<(f64, f64)> = (0..30)
+            .map(|k| (k as f64 * 10.0, if k % 2 == 0 { 90.0 } else { 110.0 }))
+            .collect();
+        assert!(slope_per_min(&flat).abs() < 0.5);
+        assert_eq!(slope_per_min(&[(1.0, 5.0)]), 0.0);
+    }
 }

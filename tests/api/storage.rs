@@ -336,6 +336,7 @@ async fn on_postgresql_an_audit_append_commits_without_the_lock_held_through_the
         "on"
     );
     app.stop().await;
+}
 
 /// `[database] sqlite_cache_mib` is the page cache of the pool's connections together: each
 /// connection gets its share (at least SQLite's default 2 MiB, at most 64 MiB), so a node's

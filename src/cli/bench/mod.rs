@@ -517,9 +517,6 @@ async fn bench_pair_in(
     postgres: Option<&str>,
     suite: crate::crypto::Suite,
 ) -> anyhow::Result<BenchPair> {
-<<<<<<< HEAD
-    use crate::devnet::NodeSpec;
-=======
     bench_pair_with(postgres, suite, |_| {}).await
 }
 
@@ -529,14 +526,12 @@ async fn bench_pair_with(
     suite: crate::crypto::Suite,
     tweak: impl Fn(&mut crate::config::Settings),
 ) -> anyhow::Result<BenchPair> {
-    use crate::devnet::{DevNet, NodeSpec};
-    let root = tempfile::tempdir()?;
->>>>>>> soak
+    use crate::devnet::NodeSpec;
     let specs = [
         NodeSpec::new("410100", "41")?,
         NodeSpec::new("510100", "51")?,
     ];
-    bench_pair_of(postgres, suite, specs).await
+    bench_pair_of(postgres, suite, specs, tweak).await
 }
 
 /// A province node (410000, serving 41) and a city node under it (410100, Zhengzhou, serving
@@ -548,7 +543,7 @@ async fn bench_province_city(postgres: Option<&str>) -> anyhow::Result<BenchPair
         NodeSpec::new("410000", "41")?,
         NodeSpec::new("410100", "4101")?,
     ];
-    bench_pair_of(postgres, crate::crypto::Suite::Ed25519, specs).await
+    bench_pair_of(postgres, crate::crypto::Suite::Ed25519, specs, |_| {}).await
 }
 
 /// Two nodes of `specs` on fresh databases, started.
@@ -556,6 +551,7 @@ async fn bench_pair_of(
     postgres: Option<&str>,
     suite: crate::crypto::Suite,
     specs: [crate::devnet::NodeSpec; 2],
+    tweak: impl Fn(&mut crate::config::Settings),
 ) -> anyhow::Result<BenchPair> {
     use crate::devnet::DevNet;
     let root = tempfile::tempdir()?;

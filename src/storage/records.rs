@@ -345,10 +345,13 @@ pub fn existing_versions(
 ) -> Result<HashSet<String>, StorageError> {
     let mut out = HashSet::new();
     for chunk in ids.chunks(LIST_CHUNK) {
-        let found: Vec<String> = versions::table
-            .filter(versions::id.eq_any(chunk))
-            .select(versions::id)
-            .load(conn)?;
+        let found: Vec<String> = match conn {
+            DbConn::Postgres(c) => keys_present(c, "versions", "id", chunk)?,
+            DbConn::Sqlite(_) => versions::table
+                .filter(versions::id.eq_any(chunk))
+                .select(versions::id)
+                .load(conn)?,
+        };
         out.extend(found);
     }
     Ok(out)
@@ -565,13 +568,52 @@ pub fn existing_children(
 ) -> Result<HashSet<String>, StorageError> {
     let mut out = HashSet::new();
     for chunk in ids.chunks(LIST_CHUNK) {
-        let found: Vec<String> = children::table
-            .filter(children::id_number.eq_any(chunk))
-            .select(children::id_number)
-            .load(conn)?;
+        let found: Vec<String> = match conn {
+            DbConn::Postgres(c) => keys_present(c, "children", "id_number", chunk)?,
+            DbConn::Sqlite(_) => children::table
+                .filter(children::id_number.eq_any(chunk))
+                .select(children::id_number)
+                .load(conn)?,
+        };
         out.extend(found);
     }
     Ok(out)
+}
+
+/// Which of `keys` are in `table`'s primary key `column`, on PostgreSQL, planned for these keys
+/// each time. A cached statement gets a generic plan after five runs; planned while a new
+/// node's table was nearly empty, that plan is a sequential scan comparing every row with each
+/// of the (up to 500) keys — on a table filled since, 100 ms a call where an index lookup takes
+/// 1 ms (measured in `bench sync` on PostgreSQL). A statement planned with its keys uses the
+/// table's current size and the primary key.
+fn keys_present(
+    c: &mut diesel::PgConnection,
+    table: &'static str,
+    column: &'static str,
+    keys: &[String],
+) -> Result<Vec<String>, StorageError> {
+    keys_present_with(c, table, column, keys, "")
+}
+
+/// [`keys_present`] with `tail` after the condition (an order, a row lock).
+fn keys_present_with(
+    c: &mut diesel::PgConnection,
+    table: &'static str,
+    column: &'static str,
+    keys: &[String],
+    tail: &'static str,
+) -> Result<Vec<String>, StorageError> {
+    #[derive(diesel::QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+    }
+    let rows: Vec<Key> = diesel::sql_query(format!(
+        "SELECT {column} AS key FROM {table} WHERE {column} = ANY($1){tail}"
+    ))
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(keys)
+    .load(c)?;
+    Ok(rows.into_iter().map(|k| k.key).collect())
 }
 
 /// The files `f` selects, in ID order: lists show the indexed columns only.
@@ -692,12 +734,9 @@ pub fn lock_children(conn: &mut DbConn, ids: &[&str]) -> Result<(), StorageError
         return Ok(());
     };
     for chunk in ids.chunks(super::LIST_CHUNK) {
-        children::table
-            .filter(children::id_number.eq_any(chunk))
-            .order(children::id_number.asc())
-            .select(children::id_number)
-            .for_update()
-            .load::<String>(pg)?;
+        let keys: Vec<String> = chunk.iter().map(|s| (*s).to_owned()).collect();
+        // Planned for these keys each time, as [`keys_present`] says why.
+        keys_present_with(pg, "children", "id_number", &keys, " ORDER BY 1 FOR UPDATE")?;
     }
     Ok(())
 }

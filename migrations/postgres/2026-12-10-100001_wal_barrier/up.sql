@@ -5,6 +5,6 @@
 -- connection included — is flushed and at synchronous standbys. (A commit that wrote no WAL
 -- would not wait.) Unused on SQLite; kept so both backends share one schema.
 CREATE TABLE wal_barrier (
-    slot INTEGER PRIMARY KEY NOT NULL,
+    slot BIGINT PRIMARY KEY NOT NULL,
     n BIGINT NOT NULL
 );

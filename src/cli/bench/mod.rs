@@ -270,17 +270,23 @@ fn settings_for(db: &BenchDb) -> Settings {
     s
 }
 
-/// Resident memory of process `pid` in MiB (Linux), or 0 when it cannot be read.
-pub(super) fn rss_mib(pid: u32) -> f64 {
+/// A memory line of /proc/PID/status (`VmRSS:`, `VmHWM:`, `RssAnon:`, ...) of process `pid`,
+/// in MiB (Linux), or 0 when it cannot be read.
+pub(super) fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resident memory of process `pid` in MiB (Linux), or 0 when it cannot be read.
+pub(super) fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
 }
 
 /// CPU time (user and system) of process `pid` so far, in seconds (Linux), or 0 when it cannot
@@ -319,15 +325,7 @@ pub(super) fn postgres_cpu_seconds() -> f64 {
 
 /// Peak resident memory of this process so far, in MiB (Linux).
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    status_mib(std::process::id(), "VmHWM:")
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {

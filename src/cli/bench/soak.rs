@@ -21,7 +21,7 @@ use crate::audit::Actor;
 use crate::storage::{self, Store};
 use crate::sync::ledger;
 
-use super::{backend_name, bench_pair_with, round, rss_mib, sample_records};
+use super::{backend_name, bench_pair_with, round, rss_mib, sample_records, status_mib};
 
 /// One sample of the run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,19 +39,6 @@ struct Sample {
     rss_file_mib: f64,
     /// What SQLite has allocated in this process (both nodes' page caches, statements, schema).
     sqlite_heap_mib: f64,
-}
-
-/// The `VmRSS`-part lines of /proc/self/status (`RssAnon`, `RssFile`), in MiB.
-fn status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Turns SQLite's memory statistics on (the bundled library is built with them off, and then
@@ -506,8 +493,8 @@ async fn sample(start: Instant, zz: &Store, cd: Option<&Store>) -> anyhow::Resul
         fds: open_fds(),
         outbox: a + b,
         db_mib: round((abytes + bbytes) as f64 / 1_048_576.0),
-        rss_anon_mib: round(status_mib("RssAnon:")),
-        rss_file_mib: round(status_mib("RssFile:")),
+        rss_anon_mib: round(status_mib(std::process::id(), "RssAnon:")),
+        rss_file_mib: round(status_mib(std::process::id(), "RssFile:")),
         sqlite_heap_mib: round(sqlite_heap_bytes() as f64 / 1_048_576.0),
     })
 }

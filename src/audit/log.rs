@@ -60,7 +60,8 @@ pub fn append_many(
     now: DateTime<Utc>,
     events: &[Event],
 ) -> Result<i64, AuditError> {
-    let (first, alg) = repo::lock_for_append(conn)?;
+    let start = repo::begin_append(conn)?;
+    let (first, alg) = (start.size, start.alg);
     let at = truncate_ms(now);
     let mut rows = Vec::with_capacity(events.len());
     let mut leaves = Vec::with_capacity(events.len());
@@ -82,9 +83,8 @@ pub fn append_many(
         leaves.push(leaf_hash);
         rows.push(row_of(&leaf, details, &leaf_hash));
     }
-    let nodes = completed_nodes(conn, alg, first, &leaves)?;
-    repo::insert_events(conn, &rows)?;
-    repo::insert_nodes(conn, &nodes)?;
+    let nodes = completed_nodes(start.edge, alg, first, &leaves)?;
+    repo::insert_appended(conn, &rows, &nodes)?;
     Ok(first)
 }
 
@@ -134,29 +134,22 @@ pub fn leaf_of(row: &AuditEventRow) -> Result<LeafEvent, AuditError> {
     })
 }
 
-/// The complete subtrees (level >= 1) that appending `leaves` at `first` finishes.
+/// The complete subtrees (level >= 1) that appending `leaves` at `first` finishes, from the
+/// stored hashes of the right edge of the tree of size `first` ([`repo::right_edge`]).
 fn completed_nodes(
-    conn: &mut DbConn,
+    mut stored: std::collections::HashMap<(i64, i64), crate::domain::digest::Digest>,
     alg: HashAlg,
     first: i64,
     leaves: &[Hash],
 ) -> Result<Vec<(i64, i64, String)>, AuditError> {
-    // The right edge of the tree of size `first`: one complete subtree per set bit, largest first.
-    let mut edge: Vec<(u32, i64)> = Vec::new();
-    let mut offset = 0i64;
-    for level in (0..63u32).rev() {
-        if first & (1i64 << level) != 0 {
-            edge.push((level, offset >> level));
-            offset += 1i64 << level;
-        }
-    }
-    let wanted: Vec<(i64, i64)> = edge.iter().map(|(l, i)| (i64::from(*l), *i)).collect();
-    let mut stored = repo::subtree_hashes(conn, &wanted)?;
+    let edge = repo::right_edge(first);
     let mut stack: Vec<(u32, i64, Hash)> = Vec::with_capacity(edge.len() + 1);
     for (level, idx) in edge {
         let hash = stored
-            .remove(&(i64::from(level), idx))
+            .remove(&(level, idx))
             .ok_or_else(|| AuditError::Corrupt(format!("missing subtree ({level}, {idx})")))?;
+        let level = u32::try_from(level)
+            .map_err(|_| AuditError::Corrupt(format!("subtree level {level}")))?;
         stack.push((level, idx, hash.0));
     }
     let mut out = Vec::new();

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::{deadline_status, DeadlineStatus, WorkCalendar};
 use crate::audit::{self, Actor, Event, Outcome};
+use crate::crypto::hlc::Hlc;
 use crate::domain::benefit::Excluded;
 use crate::domain::case::state::{CaseState, Party, Transition};
 use crate::domain::case::{
@@ -255,6 +256,19 @@ fn version_of(
 
 /// Loads a case's versions and merges its heads.
 pub fn load(conn: &mut DbConn, case_id: &str) -> Result<(CaseBody, Vec<VersionId>), CaseError> {
+    load_stamped(conn, case_id).map(|l| (l.body, l.heads))
+}
+
+/// A case as merged from its heads, with the latest stamp among them.
+struct Loaded {
+    body: CaseBody,
+    heads: Vec<VersionId>,
+    /// The latest HLC of the heads (none without heads): a version made on them is stamped
+    /// after it.
+    stamp: Option<Hlc>,
+}
+
+fn load_stamped(conn: &mut DbConn, case_id: &str) -> Result<Loaded, CaseError> {
     let heads = records_repo::head_versions(conn, "case", case_id)?;
     if heads.is_empty() {
         return Err(CaseError::NotFound(case_id.to_owned()));
@@ -273,17 +287,41 @@ pub fn load(conn: &mut DbConn, case_id: &str) -> Result<(CaseBody, Vec<VersionId
         });
     }
     let merged = merge_heads(&list).ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
-    Ok((merged, ids))
+    let stamp = list
+        .iter()
+        .map(|h| h.hlc)
+        .max()
+        .map(Hlc::from_i64)
+        .transpose()
+        .map_err(|e| LedgerError::Internal(format!("a stored stamp: {e}")))?;
+    Ok(Loaded {
+        body: merged,
+        heads: ids,
+        stamp,
+    })
 }
 
-/// Rebuilds the view row of a case from its versions.
-pub fn refresh_row(
+/// Rebuilds the view row of a case from its versions; returns the case as merged.
+fn refresh_row(
     conn: &mut DbConn,
     deadlines: &Deadlines,
     case_id: &str,
     at: NaiveDateTime,
-) -> Result<CaseBody, CaseError> {
-    let (body, heads) = load(conn, case_id)?;
+) -> Result<Loaded, CaseError> {
+    let loaded = load_stamped(conn, case_id)?;
+    write_row(conn, deadlines, case_id, &loaded, at)?;
+    Ok(loaded)
+}
+
+/// Writes the view row of a case as `loaded` merged it (with the evidence it names).
+fn write_row(
+    conn: &mut DbConn,
+    deadlines: &Deadlines,
+    case_id: &str,
+    loaded: &Loaded,
+    at: NaiveDateTime,
+) -> Result<(), CaseError> {
+    let (body, heads) = (&loaded.body, &loaded.heads);
     repo::upsert(
         conn,
         &CaseRow {
@@ -294,19 +332,20 @@ pub fn refresh_row(
             decider: body.decider.to_string(),
             state: body.state.as_str().to_owned(),
             submitted_at: body.submitted_at().unwrap_or_else(Utc::now).naive_utc(),
-            due_on: deadlines.due_on(&body),
+            due_on: deadlines.due_on(body),
             head_count: heads.len() as i64,
             body: serde_json::to_string(&body)
                 .map_err(|e| LedgerError::Internal(format!("serialising case {case_id}: {e}")))?,
             updated_at: at,
         },
     )?;
-    crate::storage::evidence::name_for_case(conn, case_id, &super::evidence::named_hashes(&body))?;
-    Ok(body)
+    crate::storage::evidence::name_for_case(conn, case_id, &super::evidence::named_hashes(body))?;
+    Ok(())
 }
 
 /// Stores a new case version through the one write path (version, heads, outbox for the other
-/// party, audit event), then refreshes the case's view row.
+/// party, audit event), then refreshes the case's view row; returns the case merged from its
+/// heads after the store.
 fn store(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -315,7 +354,7 @@ fn store(
     v: &SignedVersion,
     actor: &Actor,
     now: DateTime<Utc>,
-) -> Result<(), CaseError> {
+) -> Result<Loaded, CaseError> {
     let case_id = body.case_id.to_string();
     // The audit action names the transition this version makes: the last step of its history.
     let action = body
@@ -332,10 +371,10 @@ fn store(
     let mut batch = crate::sync::store::Batch::new(node, now);
     batch.add(conn, v, &parties)?;
     batch.flush(conn)?;
-    refresh_row(conn, deadlines, &case_id, now.naive_utc())?;
+    let merged = refresh_row(conn, deadlines, &case_id, now.naive_utc())?;
     batch.event(event);
     batch.finish(conn)?;
-    Ok(())
+    Ok(merged)
 }
 
 /// Opens a case at the residence bureau.
@@ -350,7 +389,8 @@ pub fn create(
     let child_id = IdNumber::parse(&new.child_id).map_err(|e| {
         LedgerError::Invalid(crate::domain::FieldError::new("child_id", e.to_string()))
     })?;
-    let case_id = storage::transaction(conn, |conn| {
+    let case_id = uuid::Uuid::now_v7();
+    let created = storage::transaction(conn, |conn| {
         ledger::check_scope_of(conn, actor, child_id.as_str(), true).map_err(|e| match e {
             LedgerError::NotFound(_) => CaseError::ChildNotFound,
             e => e.into(),
@@ -372,7 +412,7 @@ pub fn create(
         super::evidence::check_stored(conn, &new.grounds.evidence, "grounds.evidence")?;
         let officer = Some(new.officers.requester.as_str().to_owned());
         let body = CaseBody {
-            case_id: uuid::Uuid::now_v7(),
+            case_id,
             child_id: child_id.clone(),
             benefit: new.benefit,
             requester: node.id.clone(),
@@ -386,9 +426,11 @@ pub fn create(
         }
         .submit(node.id.clone(), now, officer)?;
         let v = version_of(node, &body, vec![])?;
-        store(conn, node, deadlines, &body, &v, actor, now)?;
+        let stored = store(conn, node, deadlines, &body, &v, actor, now)?;
         // One node serving both sides receives at once, like a remote hukou node would.
-        if body.decider == node.id {
+        if body.decider != node.id {
+            Ok(Some(stored))
+        } else {
             step(
                 conn,
                 node,
@@ -399,12 +441,17 @@ pub fn create(
                 Some(Party::Decider),
                 actor,
                 now,
+                Some(stored),
             )?;
+            Ok(None)
         }
-        Ok(body.case_id.to_string())
     })?;
     node.wake_senders();
-    view(conn, node, deadlines, &case_id)
+    match created {
+        // The case as the transaction left it (no second read).
+        Some(l) => view_of(conn, node, deadlines, l.body, l.heads),
+        None => view(conn, node, deadlines, &case_id.to_string()),
+    }
 }
 
 /// Makes one transition as this node.
@@ -419,8 +466,16 @@ fn step(
     as_party: Option<Party>,
     actor: &Actor,
     now: DateTime<Utc>,
+    loaded: Option<Loaded>,
 ) -> Result<CaseBody, CaseError> {
-    let (current, heads) = load(conn, case_id)?;
+    let Loaded {
+        body: current,
+        heads,
+        stamp,
+    } = match loaded {
+        Some(loaded) => loaded,
+        None => load_stamped(conn, case_id)?,
+    };
     let wanted = as_party.or(Some(crate::domain::case::state::party_of(&transition)));
     if current.party_of(&node.id, wanted).is_none() && current.party_of(&node.id, None).is_none() {
         return Err(CaseError::Step(StepError::NotParty(node.id.clone())));
@@ -470,7 +525,10 @@ fn step(
         },
         _ => None,
     };
-    crate::sync::store::raise_clock(conn, node, &heads)?;
+    // Stamped after its parents, which another process of the node may have stamped ahead.
+    if let Some(stamp) = stamp {
+        node.clock.raise(stamp);
+    }
     let v = version_of(node, &next, heads.clone())?;
     store(conn, node, deadlines, &next, &v, actor, now)?;
     if let Some((child, month, review_on, ends)) = grant {
@@ -577,7 +635,9 @@ pub fn transition(
 ) -> Result<CaseView, CaseError> {
     storage::transaction(conn, |conn| {
         check_case_scope(conn, actor, case_id, true)?;
-        step(conn, node, deadlines, case_id, t, officer, None, actor, now)
+        step(
+            conn, node, deadlines, case_id, t, officer, None, actor, now, None,
+        )
     })?;
     node.wake_senders();
     view(conn, node, deadlines, case_id)
@@ -598,14 +658,19 @@ pub fn after_ingest(
     // lock, instead of one per case.
     storage::transaction(conn, |conn| {
         for id in case_ids {
-            let body = refresh_row(conn, deadlines, id, now.naive_utc())?;
+            let loaded = load_stamped(conn, id)?;
+            let body = &loaded.body;
             if body.decider == node.id
                 && body.requester != node.id
-                && !super::evidence::named(&body).is_empty()
+                && !super::evidence::named(body).is_empty()
             {
                 wanted = true;
             }
-            if body.state == CaseState::Submitted && body.decider == node.id {
+            if body.state != CaseState::Submitted || body.decider != node.id {
+                write_row(conn, deadlines, id, &loaded, now.naive_utc())?;
+            } else {
+                // Received at once: the step starts from the case as just merged (same
+                // transaction), and its store writes the view row.
                 step(
                     conn,
                     node,
@@ -616,6 +681,7 @@ pub fn after_ingest(
                     Some(Party::Decider),
                     &Actor::job("auto-receive"),
                     now,
+                    Some(loaded),
                 )?;
                 received = true;
             }
@@ -674,6 +740,17 @@ pub fn view(
     case_id: &str,
 ) -> Result<CaseView, CaseError> {
     let (case, heads) = load(conn, case_id)?;
+    view_of(conn, node, deadlines, case, heads)
+}
+
+/// [`view`] of a case already merged from its heads.
+fn view_of(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    deadlines: &Deadlines,
+    case: CaseBody,
+    heads: Vec<VersionId>,
+) -> Result<CaseView, CaseError> {
     let due_on = deadlines.due_on(&case);
     let due_provisional = deadlines.provisional(Deadlines::start_of(&case), due_on);
     let mut allowed = Vec::new();

@@ -155,6 +155,11 @@ pub fn bind_content_hash(conn: &mut DbConn, declared: HashAlg) -> Result<HashAlg
 /// read in one statement after the lock.
 pub fn lock_for_append(conn: &mut DbConn) -> Result<(i64, HashAlg), StorageError> {
     lock(conn)?;
+    read_size_and_hash(conn)
+}
+
+/// The log's size and its content hash, in one statement.
+fn read_size_and_hash(conn: &mut DbConn) -> Result<(i64, HashAlg), StorageError> {
     let (max, hash): (Option<i64>, Option<String>) = diesel::select((
         audit_events::table
             .select(diesel::dsl::max(audit_events::seq))
@@ -174,24 +179,240 @@ pub fn lock_for_append(conn: &mut DbConn) -> Result<(i64, HashAlg), StorageError
 /// durability the connection asked for is owed after the commit ([`super::transaction`] pays
 /// it, outside the lock).
 fn lock(conn: &mut DbConn) -> Result<(), StorageError> {
-    if let DbConn::Postgres(_) = conn {
+    if let DbConn::Postgres(pg) = conn {
         #[derive(diesel::QueryableByName)]
         struct Was {
             #[diesel(sql_type = diesel::sql_types::Text)]
             was: String,
         }
-        let was: Was = diesel::sql_query(format!(
-            "SELECT current_setting('synchronous_commit') AS was, \
-             set_config('synchronous_commit', 'off', true) AS now, \
-             pg_advisory_xact_lock({AUDIT_LOCK_KEY})::text AS locked"
-        ))
-        .get_result(conn)?;
+        let was: Was = AuditLock(std::marker::PhantomData).get_result(pg)?;
         if was.was != "off" {
             super::note_flush_after_commit();
         }
     }
     Ok(())
 }
+
+/// The right edge of a log of `size` events: one complete subtree `(level, index)` per set bit of
+/// `size`, largest first — the subtrees an append at `size` builds on (level 0 is an event's
+/// leaf hash).
+pub fn right_edge(size: i64) -> Vec<(i64, i64)> {
+    let mut edge = Vec::new();
+    let mut offset = 0i64;
+    for level in (0..63u32).rev() {
+        if size & (1i64 << level) != 0 {
+            edge.push((i64::from(level), offset >> level));
+            offset += 1i64 << level;
+        }
+    }
+    edge
+}
+
+/// What an append starts from, read under the lock.
+pub struct AppendStart {
+    /// The log's size: the first new event's sequence number.
+    pub size: i64,
+    /// The network's content hash.
+    pub alg: HashAlg,
+    /// The stored hashes of [`right_edge`]`(size)`; a subtree missing from the store is absent.
+    pub edge: std::collections::HashMap<(i64, i64), Digest>,
+}
+
+/// Locks the log for an append (see the module docs) and reads what the append builds on: its
+/// size, its content hash and the hashes of its right edge. On PostgreSQL that is one statement
+/// after the lock (the edge computed from the size in SQL: each statement is a round trip to a
+/// server, and an append is in every writing transaction); on SQLite, two in-process queries.
+pub fn begin_append(conn: &mut DbConn) -> Result<AppendStart, StorageError> {
+    lock(conn)?;
+    match conn {
+        DbConn::Postgres(pg) => {
+            #[derive(diesel::QueryableByName)]
+            struct EdgeRow {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                size: i64,
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+                content_hash: Option<String>,
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+                level: Option<i64>,
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+                idx: Option<i64>,
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+                hash: Option<String>,
+            }
+            // A separate statement from the lock's: a statement's snapshot is taken when it
+            // starts, so one that also waited for the lock could miss the previous holder's rows.
+            let rows: Vec<EdgeRow> = AppendEdge(std::marker::PhantomData).load(pg)?;
+            let first = rows
+                .first()
+                .ok_or_else(|| StorageError::corrupt("audit_events", "no size read"))?;
+            let (size, alg) = (first.size, parse_content_hash(first.content_hash.clone())?);
+            let mut edge = std::collections::HashMap::with_capacity(rows.len());
+            for row in rows {
+                if let (Some(level), Some(idx), Some(h)) = (row.level, row.idx, row.hash) {
+                    let d = h.parse().map_err(|e| {
+                        StorageError::corrupt(
+                            "audit_nodes",
+                            format!("subtree ({level}, {idx}): {e}"),
+                        )
+                    })?;
+                    edge.insert((level, idx), d);
+                }
+            }
+            Ok(AppendStart { size, alg, edge })
+        }
+        DbConn::Sqlite(_) => {
+            let (size, alg) = read_size_and_hash(conn)?;
+            let edge = subtree_hashes(conn, &right_edge(size))?;
+            Ok(AppendStart { size, alg, edge })
+        }
+    }
+}
+
+/// [`begin_append`]'s read on PostgreSQL: the size, the content hash, and the hash of each
+/// subtree of the right edge (computed from the size as [`right_edge`] does; one row each, or
+/// one row of nulls for an empty log).
+struct AppendEdge<'a>(std::marker::PhantomData<&'a ()>);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AppendEdge<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(
+            "WITH s AS (SELECT coalesce(max(seq) + 1, 0) AS size FROM audit_events), \
+             e AS (SELECT l::bigint AS level, (s.size >> (l + 1)) << 1 AS idx \
+                   FROM s, generate_series(0, 62) AS l WHERE (s.size >> l) & 1 = 1) \
+             SELECT s.size, \
+                    (SELECT value FROM node_meta WHERE name = 'content_hash') AS content_hash, \
+                    e.level, e.idx, \
+                    CASE WHEN e.level = 0 \
+                         THEN (SELECT leaf_hash FROM audit_events WHERE seq = e.idx) \
+                         ELSE (SELECT hash FROM audit_nodes n \
+                               WHERE n.level = e.level AND n.idx = e.idx) END AS hash \
+             FROM s LEFT JOIN e ON true",
+        );
+        Ok(())
+    }
+}
+pg_cached_statement!(AppendEdge);
+
+/// Stores appended events and the subtrees they complete: on PostgreSQL in one statement (the
+/// rows as arrays), on SQLite in multi-row inserts.
+pub fn insert_appended(
+    conn: &mut DbConn,
+    rows: &[AuditEventRow],
+    nodes: &[(i64, i64, String)],
+) -> Result<(), StorageError> {
+    let DbConn::Postgres(pg) = conn else {
+        insert_events(conn, rows)?;
+        return insert_nodes(conn, nodes);
+    };
+    InsertAppended {
+        seq: rows.iter().map(|r| r.seq).collect(),
+        hlc: rows.iter().map(|r| r.hlc).collect(),
+        at: rows.iter().map(|r| r.at).collect(),
+        actor_kind: rows.iter().map(|r| r.actor_kind.as_str()).collect(),
+        actor_id: rows.iter().map(|r| r.actor_id.as_str()).collect(),
+        via: rows.iter().map(|r| r.via.as_str()).collect(),
+        action: rows.iter().map(|r| r.action.as_str()).collect(),
+        object_kind: rows.iter().map(|r| r.object_kind.as_deref()).collect(),
+        object_id: rows.iter().map(|r| r.object_id.as_deref()).collect(),
+        purpose: rows.iter().map(|r| r.purpose.as_deref()).collect(),
+        outcome: rows.iter().map(|r| r.outcome.as_str()).collect(),
+        details: rows.iter().map(|r| r.details.as_str()).collect(),
+        details_digest: rows.iter().map(|r| r.details_digest.as_str()).collect(),
+        leaf_hash: rows.iter().map(|r| r.leaf_hash.as_str()).collect(),
+        level: nodes.iter().map(|n| n.0).collect(),
+        idx: nodes.iter().map(|n| n.1).collect(),
+        hash: nodes.iter().map(|n| n.2.as_str()).collect(),
+    }
+    .execute(pg)?;
+    Ok(())
+}
+
+/// [`insert_appended`] on PostgreSQL: the events' columns and the nodes' as arrays.
+struct InsertAppended<'a> {
+    seq: Vec<i64>,
+    hlc: Vec<i64>,
+    at: Vec<NaiveDateTime>,
+    actor_kind: Vec<&'a str>,
+    actor_id: Vec<&'a str>,
+    via: Vec<&'a str>,
+    action: Vec<&'a str>,
+    object_kind: Vec<Option<&'a str>>,
+    object_id: Vec<Option<&'a str>>,
+    purpose: Vec<Option<&'a str>>,
+    outcome: Vec<&'a str>,
+    details: Vec<&'a str>,
+    details_digest: Vec<&'a str>,
+    leaf_hash: Vec<&'a str>,
+    level: Vec<i64>,
+    idx: Vec<i64>,
+    hash: Vec<&'a str>,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertAppended<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+        out.push_sql(
+            "WITH e AS (INSERT INTO audit_events (seq, hlc, at, actor_kind, actor_id, via, action, \
+                        object_kind, object_id, purpose, outcome, details, details_digest, \
+                        leaf_hash) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.seq)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.hlc)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&self.at)?;
+        for text in [&self.actor_kind, &self.actor_id, &self.via, &self.action] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(text)?;
+        }
+        for nullable in [&self.object_kind, &self.object_id, &self.purpose] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Nullable<Text>>, _>(nullable)?;
+        }
+        for text in [
+            &self.outcome,
+            &self.details,
+            &self.details_digest,
+            &self.leaf_hash,
+        ] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(text)?;
+        }
+        out.push_sql(")) INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.level)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.idx)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.hash)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+pg_cached_statement!(InsertAppended);
+
+/// [`lock`]'s statement.
+struct AuditLock<'a>(std::marker::PhantomData<&'a ()>);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AuditLock<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(&format!(
+            "SELECT current_setting('synchronous_commit') AS was, \
+             set_config('synchronous_commit', 'off', true) AS now, \
+             pg_advisory_xact_lock({AUDIT_LOCK_KEY})::text AS locked"
+        ));
+        Ok(())
+    }
+}
+pg_cached_statement!(AuditLock);
 
 /// Number of events (the next sequence number, as sequences are gapless from 0).
 pub fn size(conn: &mut DbConn) -> Result<i64, StorageError> {

@@ -440,6 +440,194 @@ pub fn advance_heads(
     Ok(())
 }
 
+/// Stores versions that have no parents (creations) with their heads, the documents marked
+/// dirty for reconciliation: [`insert_versions`] and [`insert_heads`] in one. On PostgreSQL one
+/// statement whatever the count (the rows as arrays): every statement is a round trip to the
+/// server, and a version is stored in nearly every writing transaction.
+pub fn insert_creations(conn: &mut DbConn, rows: &[VersionRow]) -> Result<(), StorageError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    debug_assert!(
+        rows.iter().all(|r| r.parents == "[]"),
+        "a creation has no parents"
+    );
+    let DbConn::Postgres(pg) = conn else {
+        insert_versions(conn, rows)?;
+        let mut by_kind: std::collections::BTreeMap<&str, Vec<(String, String)>> =
+            Default::default();
+        for r in rows {
+            by_kind
+                .entry(r.kind.as_str())
+                .or_default()
+                .push((r.doc_id.clone(), r.id.clone()));
+        }
+        for (kind, heads) in by_kind {
+            insert_heads(conn, kind, &heads)?;
+        }
+        return Ok(());
+    };
+    InsertCreations(VersionColumns::of(rows)).execute(pg)?;
+    Ok(())
+}
+
+/// Stores one version made on `parents` (ids, all stored) and moves its document's heads past
+/// them, the document marked dirty: [`insert_versions`] and [`advance_heads`] in one — on
+/// PostgreSQL one statement.
+pub fn insert_on_parents(
+    conn: &mut DbConn,
+    row: &VersionRow,
+    parents: &[String],
+) -> Result<(), StorageError> {
+    let DbConn::Postgres(pg) = conn else {
+        insert_versions(conn, std::slice::from_ref(row))?;
+        return advance_heads(conn, &row.kind, &row.doc_id, &row.id, parents);
+    };
+    InsertOnParents { row, parents }.execute(pg)?;
+    Ok(())
+}
+
+/// The columns of version rows as arrays, in the table's order.
+struct VersionColumns<'a> {
+    id: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    doc_id: Vec<&'a str>,
+    author_node: Vec<&'a str>,
+    hlc: Vec<i64>,
+    parents: Vec<&'a str>,
+    body: Vec<&'a str>,
+    resolution: Vec<i64>,
+    signature: Vec<Option<&'a str>>,
+    stored_at: Vec<NaiveDateTime>,
+    second_signature: Vec<Option<&'a str>>,
+}
+
+impl<'a> VersionColumns<'a> {
+    fn of(rows: &'a [VersionRow]) -> Self {
+        VersionColumns {
+            id: rows.iter().map(|r| r.id.as_str()).collect(),
+            kind: rows.iter().map(|r| r.kind.as_str()).collect(),
+            doc_id: rows.iter().map(|r| r.doc_id.as_str()).collect(),
+            author_node: rows.iter().map(|r| r.author_node.as_str()).collect(),
+            hlc: rows.iter().map(|r| r.hlc).collect(),
+            parents: rows.iter().map(|r| r.parents.as_str()).collect(),
+            body: rows.iter().map(|r| r.body.as_str()).collect(),
+            resolution: rows.iter().map(|r| r.resolution).collect(),
+            signature: rows.iter().map(|r| r.signature.as_deref()).collect(),
+            stored_at: rows.iter().map(|r| r.stored_at).collect(),
+            second_signature: rows.iter().map(|r| r.second_signature.as_deref()).collect(),
+        }
+    }
+}
+
+/// [`insert_creations`] on PostgreSQL: the versions from arrays, their heads, and the dirty
+/// marks sorted and unique (an upsert may not touch a row twice, and one order keeps
+/// concurrent writers from deadlocking).
+struct InsertCreations<'a>(VersionColumns<'a>);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertCreations<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+        let c = &self.0;
+        out.push_sql(
+            "WITH v AS (INSERT INTO versions (id, kind, doc_id, author_node, hlc, parents, body, \
+                        resolution, signature, stored_at, second_signature) \
+               SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&c.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.doc_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.author_node)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&c.hlc)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.parents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.body)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&c.resolution)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.signature)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&c.stored_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.second_signature)?;
+        out.push_sql(
+            ") RETURNING kind, doc_id, id), \
+             h AS (INSERT INTO heads (kind, doc_id, version_id) SELECT kind, doc_id, id FROM v) \
+             INSERT INTO recon_dirty (kind, doc_id, gen) \
+             SELECT DISTINCT kind, doc_id, 1::int8 FROM v ORDER BY kind, doc_id \
+             ON CONFLICT (kind, doc_id) DO UPDATE SET gen = recon_dirty.gen + 1",
+        );
+        Ok(())
+    }
+}
+pg_cached_statement!(InsertCreations);
+
+/// [`insert_on_parents`] on PostgreSQL: the version, its parent edges, its document's heads
+/// moved past its parents, and the document's dirty mark — each value bound once (`a`).
+struct InsertOnParents<'a> {
+    row: &'a VersionRow,
+    parents: &'a [String],
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertOnParents<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+        let r = self.row;
+        out.push_sql("WITH a AS (SELECT ");
+        out.push_bind_param::<Text, _>(&r.id)?;
+        out.push_sql("::text AS id, ");
+        out.push_bind_param::<Text, _>(&r.kind)?;
+        out.push_sql("::text AS kind, ");
+        out.push_bind_param::<Text, _>(&r.doc_id)?;
+        out.push_sql("::text AS doc_id, ");
+        out.push_bind_param::<Array<Text>, _>(self.parents)?;
+        out.push_sql(
+            "::text[] AS parents), \
+             v AS (INSERT INTO versions (id, kind, doc_id, author_node, hlc, parents, body, \
+                   resolution, signature, stored_at, second_signature) \
+                   SELECT a.id, a.kind, a.doc_id, ",
+        );
+        out.push_bind_param::<Text, _>(&r.author_node)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&r.hlc)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&r.parents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&r.body)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&r.resolution)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&r.signature)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&r.stored_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&r.second_signature)?;
+        out.push_sql(
+            " FROM a), \
+             p AS (INSERT INTO version_parents (version_id, parent_id) \
+                   SELECT a.id, unnest(a.parents) FROM a), \
+             d AS (DELETE FROM heads USING a WHERE heads.kind = a.kind \
+                   AND heads.doc_id = a.doc_id AND heads.version_id = ANY(a.parents)), \
+             h AS (INSERT INTO heads (kind, doc_id, version_id) SELECT a.kind, a.doc_id, a.id FROM a) \
+             INSERT INTO recon_dirty (kind, doc_id, gen) SELECT a.kind, a.doc_id, 1 FROM a \
+             ON CONFLICT (kind, doc_id) DO UPDATE SET gen = recon_dirty.gen + 1",
+        );
+        Ok(())
+    }
+}
+pg_cached_statement!(InsertOnParents);
+
 /// Heads of many new documents at once (bulk import of creations), marked dirty for
 /// reconciliation.
 pub fn insert_heads(

@@ -770,7 +770,7 @@ fn write_import(
             let count = p.versions.len();
             let mut batch = Batch::new(node, now);
             for (row, parties) in p.versions.into_iter().zip(p.parties) {
-                batch.add_creation_row(DocKind::Child, row, parties);
+                batch.add_creation_row(row, parties);
             }
             for (row, benefits) in p.children {
                 batch.new_file_row(row, benefits);

@@ -42,8 +42,6 @@ pub struct Batch<'n> {
     at: NaiveDateTime,
     /// Creations not yet written.
     creations: Vec<VersionRow>,
-    /// Their kinds, parallel to `creations`.
-    creation_kinds: Vec<DocKind>,
     /// Versions to queue, per peer: (version, HLC).
     outbox: BTreeMap<NodeId, Vec<(String, i64)>>,
     /// View rows of new files (their only version is their creation).
@@ -60,7 +58,6 @@ impl<'n> Batch<'n> {
             now,
             at: now.naive_utc(),
             creations: Vec::new(),
-            creation_kinds: Vec::new(),
             outbox: BTreeMap::new(),
             new_views: Vec::new(),
             new_benefits: Vec::new(),
@@ -84,18 +81,10 @@ impl<'n> Batch<'n> {
     ) -> Result<(), LedgerError> {
         if v.version.parents.is_empty() {
             self.creations.push(v.to_row(self.at));
-            self.creation_kinds.push(v.version.kind);
         } else {
             self.flush(conn)?;
             let parents: Vec<String> = v.version.parents.iter().map(ToString::to_string).collect();
-            repo::insert_versions(conn, &[v.to_row(self.at)])?;
-            repo::advance_heads(
-                conn,
-                v.version.kind.as_str(),
-                &v.version.doc_id,
-                &v.id.to_string(),
-                &parents,
-            )?;
+            repo::insert_on_parents(conn, &v.to_row(self.at), &parents)?;
         }
         self.queue(v.id.to_string(), v.version.hlc.to_i64(), parties);
         Ok(())
@@ -103,12 +92,7 @@ impl<'n> Batch<'n> {
 
     /// A creation already in row form (an import signs and serialises on worker threads), queued
     /// for `parties` (this node is skipped).
-    pub fn add_creation_row(
-        &mut self,
-        kind: DocKind,
-        row: VersionRow,
-        parties: impl IntoIterator<Item = NodeId>,
-    ) {
+    pub fn add_creation_row(&mut self, row: VersionRow, parties: impl IntoIterator<Item = NodeId>) {
         if self.node.directory.is_some() {
             for peer in parties {
                 if peer != self.node.id {
@@ -120,7 +104,6 @@ impl<'n> Batch<'n> {
             }
         }
         self.creations.push(row);
-        self.creation_kinds.push(kind);
     }
 
     fn queue(&mut self, id: String, hlc: i64, parties: &BTreeSet<NodeId>) {
@@ -228,21 +211,8 @@ impl<'n> Batch<'n> {
         if self.creations.is_empty() {
             return Ok(());
         }
-        repo::insert_versions(conn, &self.creations)?;
-        for kind in DocKind::ALL {
-            let heads: Vec<(String, String)> = self
-                .creations
-                .iter()
-                .zip(&self.creation_kinds)
-                .filter(|(_, k)| **k == kind)
-                .map(|(r, _)| (r.doc_id.clone(), r.id.clone()))
-                .collect();
-            if !heads.is_empty() {
-                repo::insert_heads(conn, kind.as_str(), &heads)?;
-            }
-        }
+        repo::insert_creations(conn, &self.creations)?;
         self.creations.clear();
-        self.creation_kinds.clear();
         Ok(())
     }
 

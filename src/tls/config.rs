@@ -604,10 +604,9 @@ mod tests {
     #[test]
     fn a_server_check_refuses_or_accepts_the_server_certificate() {
         let pki = Pki::new("exchange CA");
-        let server_node = pki.node("410000");
-        let server_fp = crate::tls::fingerprint(&server_node.chain[0]);
         for revoked in [true, false] {
-            let fp = server_fp.clone();
+            let server_node = pki.node("410000");
+            let fp = crate::tls::fingerprint(&server_node.chain[0]);
             let check: ServerCheck = Arc::new(move |node: &str, cert: &CertificateDer<'_>| {
                 assert_eq!(node, "410000");
                 assert_eq!(crate::tls::fingerprint(cert), fp);
@@ -617,7 +616,7 @@ mod tests {
                     Ok(())
                 }
             });
-            let mut s = server(&pki, pki.node("410000"), &TLS13);
+            let mut s = server(&pki, server_node, &TLS13);
             let me = pki.node("420000");
             let cfg = peer_client_config_checked(
                 &pki.root,

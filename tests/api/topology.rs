@@ -660,9 +660,11 @@ async fn a_national_topology_converges_reconciles_and_takes_a_new_directory() {
     );
     let (mut settings, db, dir) = net.nodes.remove(k).shut_down().await;
     settings.node.signing_key = new_key_path;
+    eprintln!("  stopped 天津 at {:?}", serials_from.elapsed());
     let mut restarted = restart(settings, db, dir).await;
     restarted.http = admin_http(&restarted);
     net.nodes.insert(k, restarted);
+    eprintln!("  restarted 天津 at {:?}", serials_from.elapsed());
     let (rotated, _, h) = children
         .iter()
         .find(|(id, r, _)| *r == k && versions_of[id] == 1)
@@ -696,6 +698,7 @@ async fn a_national_topology_converges_reconciles_and_takes_a_new_directory() {
     assert!(signed_by(before[0], &old_key) && !signed_by(before[0], &new_key));
     assert!(signed_by(after[0], &new_key) && !signed_by(after[0], &old_key));
 
+    eprintln!("  rotated key checked at {:?}", serials_from.elapsed());
     // 10. Serial 5 revokes the real TLS certificate of 新疆 (650000) and closes 天津's old key's
     // window. Every other node refuses 新疆's connections and stops sending to it; a version
     // 天津 signs now with its old key is refused, while the versions it signed with it before
@@ -727,6 +730,7 @@ async fn a_national_topology_converges_reconciles_and_takes_a_new_directory() {
         let r = push(&client, app, &plan[x].0, vec![]).await;
         problem(r, 403, "certificate_revoked").await;
     }
+    eprintln!("  新疆 refused by all at {:?}", serials_from.elapsed());
     // A child 新疆 shares with another node: that node's new version waits for 新疆, refused at
     // the handshake (新疆's certificate is revoked in the sender's directory).
     let (cut_off, party) = children
@@ -754,6 +758,7 @@ async fn a_national_topology_converges_reconciles_and_takes_a_new_directory() {
         },
     )
     .await;
+    eprintln!("  version for 新疆 held at {:?}", serials_from.elapsed());
     let at_x = file(&net.nodes[x], &cut_off).await.unwrap();
     assert_eq!(at_x["history"].as_array().unwrap().len(), 1);
     // 天津's old key: what it signed before still verifies under serial 5; a new signature
@@ -790,6 +795,7 @@ async fn a_national_topology_converges_reconciles_and_takes_a_new_directory() {
         "key_not_valid",
         "{rc:?}"
     );
+    eprintln!("  old key refused at {:?}", serials_from.elapsed());
     for (a, b) in pairs
         .iter()
         .filter(|(a, b)| (*a == k || *b == k) && *a != x && *b != x)

@@ -121,7 +121,9 @@ impl Application {
             (Some(peer), Some(_)) => Some(load_peer_tls(peer)?),
             _ => None,
         };
-        let clients = peer_tls.as_ref().map(|t| client_factory(t.clone()));
+        let clients = peer_tls
+            .as_ref()
+            .map(|t| client_factory(t.clone(), node.directory.clone()));
         let state = web::Data::new(AppState {
             store: store.clone(),
             node: node.clone(),
@@ -494,7 +496,7 @@ pub fn reconciler(
 ) -> anyhow::Result<Option<crate::reconcile::Reconciler>> {
     match (&settings.peer, &settings.directory) {
         (Some(peer), Some(_)) => {
-            let clients = client_factory(load_peer_tls(peer)?);
+            let clients = client_factory(load_peer_tls(peer)?, node.directory.clone());
             let vault = evidence_vault(settings, &store, &node)?;
             let fetcher = crate::eligibility::evidence::Fetcher::new(
                 store.clone(),
@@ -515,21 +517,36 @@ pub fn reconciler(
 /// tools that talk to peers as the node).
 pub fn peer_clients(settings: &Settings) -> anyhow::Result<Option<ClientFactory>> {
     match (&settings.peer, &settings.directory) {
-        (Some(peer), Some(_)) => Ok(Some(client_factory(load_peer_tls(peer)?))),
+        (Some(peer), Some(_)) => Ok(Some(client_factory(load_peer_tls(peer)?, None))),
         _ => Ok(None),
     }
 }
 
-/// Builds a pinned mutual-TLS client per peer.
-fn client_factory(tls: PeerTls) -> ClientFactory {
+/// Builds a pinned mutual-TLS client per peer. With the node's `directory`, every handshake
+/// also requires the server's certificate to be pinned for its node and not revoked in the
+/// directory in use at that moment (as the peer listener requires of clients), so a new serial
+/// revoking a node's certificate stops calls to it at the next connection (the sender dials
+/// anew after each new serial: `sync::sender::Link`). Tools without a running node pass `None`.
+fn client_factory(tls: PeerTls, directory: Option<DirectoryHandle>) -> ClientFactory {
     let tls = Arc::new(tls);
+    let check: Option<crate::tls::ServerCheck> = directory.map(|handle| {
+        let check: crate::tls::ServerCheck = Arc::new(move |node: &str, cert| {
+            handle
+                .current()
+                .authenticate_peer(node, &crate::tls::fingerprint(cert), chrono::Utc::now())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        check
+    });
     Arc::new(move |peer: &NodeId| {
-        let cfg = crate::tls::peer_client_config(
+        let cfg = crate::tls::peer_client_config_checked(
             &tls.ca,
             tls.chain.clone(),
             tls.key.0.clone_key(),
             peer.as_str(),
             &tls.policy,
+            check.clone(),
         )
         .map_err(|e| e.to_string())?;
         reqwest::Client::builder()

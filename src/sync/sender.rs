@@ -345,11 +345,15 @@ fn request_body(
     .map_err(|e| LedgerError::Internal(format!("cannot serialize a batch: {e}")))
 }
 
-/// A sender's way to one peer: the TLS client (built once, dropped after a failure) and which
-/// of the peer's endpoints it posts to.
+/// A sender's way to one peer: the TLS client (built once, dropped after a failure and when a
+/// new directory serial is in use, so the next batch dials anew and the handshake judges the
+/// peer's certificate by the new directory — a revoked one is refused) and which of the peer's
+/// endpoints it posts to.
 #[derive(Default)]
 pub struct Link {
     client: Option<reqwest::Client>,
+    /// The directory serial `client` was built under.
+    serial: u64,
     /// Index into the peer's endpoints (`endpoint`, then `endpoints`), modulo their number.
     at: usize,
 }
@@ -384,6 +388,11 @@ fn endpoint(
         .nth(link.at % count)
         .unwrap_or(entry.endpoint.as_str());
     let url = format!("{}/peer/v1/versions", base.trim_end_matches('/'));
+    if link.serial != dir.serial() {
+        // Pooled connections were verified under the old directory.
+        link.client = None;
+        link.serial = dir.serial();
+    }
     let http = match &link.client {
         Some(c) => c.clone(),
         None => {

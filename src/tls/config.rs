@@ -7,7 +7,10 @@
 //! - [`peer_client_config`]: outgoing exchange calls. Presents this node's
 //!   certificate, verifies the server chain and host name against the
 //!   exchange CA, and additionally pins the server's node id
-//!   ([`NodePinningVerifier`]).
+//!   ([`NodePinningVerifier`]); [`peer_client_config_checked`] also asks a
+//!   [`ServerCheck`] about the server's certificate at every handshake (the
+//!   node passes one that requires it to be pinned and not revoked in the
+//!   directory in use).
 //! - [`admin_server_config`]: the optional TLS admin listener (no client auth).
 //!
 //! All configs use the ring provider explicitly ([`crypto_provider`]); the
@@ -110,7 +113,20 @@ pub enum PeerPinningError {
     /// The server certificate carries no usable node identity.
     #[error("server certificate has no usable node identity: {0}")]
     Identity(#[from] IdentityError),
+    /// The [`ServerCheck`] refused the certificate (e.g. it is revoked in the directory).
+    #[error("server certificate of node {node:?} refused: {reason}")]
+    Refused {
+        /// The node id in the server's certificate.
+        node: String,
+        /// Why, as the check said.
+        reason: String,
+    },
 }
+
+/// A further check of a server certificate, run at every handshake after the chain, host name
+/// and node id verified: given the node id and the end-entity certificate, `Err(reason)`
+/// refuses it. Kept as a function so this module does not depend on the directory.
+pub type ServerCheck = Arc<dyn Fn(&str, &CertificateDer<'_>) -> Result<(), String> + Send + Sync>;
 
 /// The crypto provider used by every config: ring, passed explicitly.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
@@ -156,12 +172,33 @@ pub fn peer_client_config(
     expected_peer_node: &str,
     policy: &TlsPolicy,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    peer_client_config_checked(
+        ca_roots,
+        client_chain,
+        client_key,
+        expected_peer_node,
+        policy,
+        None,
+    )
+}
+
+/// [`peer_client_config`], with `check` also run on the server's certificate at every
+/// handshake (see [`ServerCheck`]).
+pub fn peer_client_config_checked(
+    ca_roots: &[CertificateDer<'_>],
+    client_chain: Vec<CertificateDer<'static>>,
+    client_key: PrivateKeyDer<'static>,
+    expected_peer_node: &str,
+    policy: &TlsPolicy,
+    check: Option<ServerCheck>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = crypto_provider();
     let roots = root_store(ca_roots)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(TlsError::ServerVerifier)?;
-    let verifier = NodePinningVerifier::new(webpki, expected_peer_node)?;
+    let mut verifier = NodePinningVerifier::new(webpki, expected_peer_node)?;
+    verifier.check = check;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(policy.versions())
         .map_err(TlsError::ProtocolVersions)?
@@ -239,6 +276,8 @@ fn non_empty(
 pub struct NodePinningVerifier {
     inner: Arc<dyn ServerCertVerifier>,
     expected_node: String,
+    /// Run last, on a certificate that passed everything else.
+    check: Option<ServerCheck>,
 }
 
 impl NodePinningVerifier {
@@ -250,6 +289,7 @@ impl NodePinningVerifier {
         Ok(Self {
             inner,
             expected_node: expected_node.to_owned(),
+            check: None,
         })
     }
 
@@ -263,6 +303,7 @@ impl fmt::Debug for NodePinningVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodePinningVerifier")
             .field("expected_node", &self.expected_node)
+            .field("checked", &self.check.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -294,6 +335,14 @@ impl ServerCertVerifier for NodePinningVerifier {
                 expected: self.expected_node.clone(),
                 found,
             }));
+        }
+        if let Some(check) = &self.check {
+            check(&found, end_entity).map_err(|reason| {
+                pinning_error(PeerPinningError::Refused {
+                    node: found.clone(),
+                    reason,
+                })
+            })?;
         }
         Ok(verified)
     }
@@ -548,6 +597,52 @@ mod tests {
             "{err:?}"
         );
         assert!(out.server_err.is_some(), "server receives the alert");
+    }
+
+    /// The check sees the server's node id and certificate at the handshake, and its refusal
+    /// fails the handshake with its reason; a check that accepts changes nothing.
+    #[test]
+    fn a_server_check_refuses_or_accepts_the_server_certificate() {
+        let pki = Pki::new("exchange CA");
+        for revoked in [true, false] {
+            let server_node = pki.node("410000");
+            let fp = crate::tls::fingerprint(&server_node.chain[0]);
+            let check: ServerCheck = Arc::new(move |node: &str, cert: &CertificateDer<'_>| {
+                assert_eq!(node, "410000");
+                assert_eq!(crate::tls::fingerprint(cert), fp);
+                if revoked {
+                    Err("revoked in the directory".to_owned())
+                } else {
+                    Ok(())
+                }
+            });
+            let mut s = server(&pki, server_node, &TLS13);
+            let me = pki.node("420000");
+            let cfg = peer_client_config_checked(
+                &pki.root,
+                me.chain,
+                me.key,
+                "410000",
+                &TLS13,
+                Some(check),
+            )
+            .unwrap();
+            let mut c = client_with(cfg, "localhost");
+            let out = handshake(&mut c, &mut s);
+            if revoked {
+                let err = out.client_err.expect("client must refuse");
+                assert_eq!(
+                    pinning_reason(&err),
+                    Some(&PeerPinningError::Refused {
+                        node: "410000".into(),
+                        reason: "revoked in the directory".into()
+                    }),
+                    "{err:?}"
+                );
+            } else {
+                assert!(out.ok(), "{out:?}");
+            }
+        }
     }
 
     #[test]

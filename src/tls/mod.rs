@@ -24,8 +24,9 @@ pub mod identity;
 pub mod pki;
 
 pub use config::{
-    admin_server_config, crypto_provider, peer_client_config, peer_server_config,
-    publication_client_config, NodePinningVerifier, PeerPinningError, TlsError, TlsPolicy,
+    admin_server_config, crypto_provider, peer_client_config, peer_client_config_checked,
+    peer_server_config, publication_client_config, NodePinningVerifier, PeerPinningError,
+    ServerCheck, TlsError, TlsPolicy,
 };
 pub use identity::{fingerprint, is_valid_node_id, node_id_of, IdentityError, NODE_URI_PREFIX};
 pub use pki::{CertifiedKey, PkiError};

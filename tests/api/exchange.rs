@@ -270,6 +270,59 @@ async fn refused_peers_never_reach_the_data() {
     pair.hukou.stop().await;
 }
 
+/// The sending side of a revocation: once a directory revoking the hukou node's TLS certificate
+/// is in use at the residence node, the residence node refuses that certificate at the
+/// handshake — also where a pooled connection to it was open — and keeps its versions queued.
+#[tokio::test]
+async fn a_sender_refuses_a_peer_whose_certificate_its_directory_revokes() {
+    let pair = spawn_pair().await;
+    let first = flowing_child(41);
+    pair.residence.create_child(&first).await;
+    wait_for_versions(&pair.hukou, first["id_number"].as_str().unwrap(), 1).await;
+
+    let fp = pair
+        .pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == CHENGDU)
+        .unwrap()
+        .fingerprint
+        .clone();
+    resign_directory(&pair.pki, |d| d.revoked_certificates.push(fp)).unwrap();
+    pair.residence
+        .node
+        .directory
+        .clone()
+        .unwrap()
+        .reload_from(&pair.pki.directory, &pair.pki.authority_public, Utc::now())
+        .unwrap();
+    let second = flowing_child(42);
+    pair.residence.create_child(&second).await;
+    eventually(20, "the delivery refused at the handshake", || async {
+        let peers: Value = pair
+            .residence
+            .get("/api/v1/peers")
+            .await
+            .json()
+            .await
+            .unwrap();
+        peers.as_array().unwrap().iter().any(|p| {
+            p["peer"] == CHENGDU
+                && p["outbox_depth"] == 1
+                && p["last_error"].as_str().is_some_and(|e| {
+                    e.contains("the peer's TLS certificate is revoked in the directory")
+                })
+        })
+    })
+    .await;
+    assert!(file(&pair.hukou, second["id_number"].as_str().unwrap())
+        .await
+        .is_none());
+    assert_eq!(pair.hukou.count("versions"), 1);
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}
+
 #[tokio::test]
 async fn bad_versions_are_rejected_with_precise_codes_and_nothing_is_stored() {
     let pair = spawn_pair().await;

@@ -686,6 +686,18 @@ impl<R: Read> Read for Gb18030Reader<R> {
     }
 }
 
+/// `input` with a leading UTF-8 byte-order mark skipped.
+fn skip_bom(mut input: impl Read) -> std::io::Result<impl Read> {
+    let mut head = [0u8; 3];
+    let n = fill(&mut input, &mut head)?;
+    let head = if head[..n] == *b"\xEF\xBB\xBF" {
+        Vec::new()
+    } else {
+        head[..n].to_vec()
+    };
+    Ok(std::io::Cursor::new(head).chain(input))
+}
+
 /// A row that failed, for the error report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RowError {
@@ -741,17 +753,7 @@ impl LedgerReader {
     ) -> Result<Self, LedgerCsvError> {
         match decided {
             Decided::Gb18030 => Self::from_utf8_reader(Gb18030Reader::new(input)),
-            Decided::Utf8 => {
-                let mut input = input;
-                let mut head = [0u8; 3];
-                let n = fill(&mut input, &mut head)?;
-                let head = if head[..n] == *b"\xEF\xBB\xBF" {
-                    Vec::new()
-                } else {
-                    head[..n].to_vec()
-                };
-                Self::from_utf8_reader(std::io::Cursor::new(head).chain(input))
-            }
+            Decided::Utf8 => Self::from_utf8_reader(skip_bom(input)?),
         }
     }
 
@@ -1117,6 +1119,56 @@ mod tests {
             .map(|(_, l)| l[..18].to_owned())
             .collect();
         assert_eq!(ids, expected);
+    }
+
+    /// A file checked and decoded a block at a time reads as the whole file decoded at once,
+    /// and fails with the same error (line and byte offset), wherever the blocks split it.
+    #[test]
+    fn streamed_decoding_matches_decoding_the_whole_file() {
+        fn streamed(bytes: &[u8], encoding: Encoding) -> Result<String, String> {
+            let mut open = || -> std::io::Result<Box<dyn Read>> {
+                Ok(Box::new(std::io::Cursor::new(bytes.to_vec())))
+            };
+            let decided = check_encoding(&mut open, encoding).map_err(|e| e.to_string())?;
+            let mut text = String::new();
+            let input = std::io::Cursor::new(bytes.to_vec());
+            let read = match decided {
+                Decided::Utf8 => skip_bom(input).and_then(|mut r| r.read_to_string(&mut text)),
+                Decided::Gb18030 => Gb18030Reader::new(input).read_to_string(&mut text),
+            };
+            read.map_err(|e| from_io(e).to_string())?;
+            Ok(text)
+        }
+        // Over four blocks, the odd-length prefix puts multi-byte characters across boundaries.
+        let text = format!(
+            "x身份证号,姓名\n{}",
+            "510104201503030012,王小明,510104,410105,流动;留守\n".repeat(5000)
+        );
+        assert!(text.len() > 4 * BLOCK);
+        let (gb, _, _) = encoding_rs::GB18030.encode(&text);
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend(text.as_bytes());
+        let mut stray = text.as_bytes().to_vec();
+        stray.insert(3 * BLOCK + 1, 0xE9);
+        let mut bad_gb = gb.to_vec();
+        bad_gb.truncate(2 * BLOCK + 7);
+        bad_gb.extend([b'\n', 0x81, b'\n']);
+        bad_gb.extend(&gb[2 * BLOCK + 7..]);
+        let mut cut = text.as_bytes().to_vec();
+        cut.push(0xE7);
+        for (name, bytes) in [
+            ("utf-8", text.as_bytes().to_vec()),
+            ("bom", bom),
+            ("gb18030", gb.to_vec()),
+            ("stray byte", stray),
+            ("bad gb18030", bad_gb),
+            ("cut character", cut),
+        ] {
+            for encoding in [Encoding::Auto, Encoding::Utf8, Encoding::Gb18030] {
+                let whole = decode(&bytes[..], encoding).map_err(|e| e.to_string());
+                assert_eq!(streamed(&bytes, encoding), whole, "{name}, {encoding:?}");
+            }
+        }
     }
 
     #[test]

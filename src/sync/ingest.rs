@@ -67,7 +67,7 @@ pub fn ingest<T>(
     finish: impl FnOnce(&mut DbConn, &IngestOutcome) -> Result<T, LedgerError>,
 ) -> Result<(IngestOutcome, T), LedgerError> {
     let facts = verify_all(dir, versions)?;
-    storage::transaction(conn, |conn| {
+    let result = storage::transaction(conn, |conn| {
         let mut files: Vec<&str> = versions
             .iter()
             .filter(|v| v.version.kind == DocKind::Child)
@@ -87,7 +87,9 @@ pub fn ingest<T>(
         batch.finish(conn)?;
         let finished = finish(conn, &out)?;
         Ok((out, finished))
-    })
+    })?;
+    super::ledger::note_received(conn, result.0.stored);
+    Ok(result)
 }
 
 /// The pure checks of a whole batch, on every core, before its transaction begins: each

@@ -638,32 +638,61 @@ const ANALYZE_MIN_ROWS: usize = 1_000;
 /// stay free. It is cheap when it runs: `ANALYZE` samples at most 30,000 rows a table, whatever
 /// its size. Runs outside the fold-in's transaction, which has committed: a failure is logged,
 /// not returned (the rows are stored; autovacuum catches up).
-pub(crate) fn refresh_statistics(conn: &mut DbConn, tables: &[&str], added: usize) {
-    let Some(first) = tables.first() else { return };
+/// Whether it ran `ANALYZE`.
+pub(crate) fn refresh_statistics(conn: &mut DbConn, tables: &[&str], added: usize) -> bool {
+    let Some(first) = tables.first() else {
+        return false;
+    };
     if added < ANALYZE_MIN_ROWS {
-        return;
+        return false;
     }
     let believed = match storage::planner_rows(conn, first) {
         Ok(Some(n)) => n,
-        // SQLite: the planner reads its statistics afresh (nothing to refresh).
-        Ok(None) => return,
+        // SQLite: its planner has no statistics to go stale (none is kept without ANALYZE).
+        Ok(None) => return false,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the planner's statistics");
-            return;
+            return false;
         }
     };
     if (added as f64) < believed / 10.0 {
-        return;
+        return false;
     }
     let start = std::time::Instant::now();
     match storage::analyze_tables(conn, tables) {
-        Ok(()) => tracing::info!(
-            added,
-            believed,
-            ms = start.elapsed().as_millis() as u64,
-            "refreshed the planner's statistics after a large fold-in"
-        ),
-        Err(e) => tracing::warn!(error = %e, "ANALYZE after a large fold-in failed"),
+        Ok(()) => {
+            tracing::info!(
+                added,
+                believed,
+                ms = start.elapsed().as_millis() as u64,
+                "refreshed the planner's statistics after a large fold-in"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ANALYZE after a large fold-in failed");
+            false
+        }
+    }
+}
+
+/// Rows received batches stored since this process last refreshed the planner's statistics
+/// after them: a million files reconciled from a peer arrive as many batches, each far below
+/// the threshold of [`refresh_statistics`], which their sum crosses. Per process, not per node
+/// (a process serves one node; in the tests, nodes sharing a process at worst analyze early).
+static RECEIVED_SINCE_ANALYZE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// After a received batch committed `stored` new versions: [`refresh_statistics`] once the
+/// batches since the last refresh add up to enough.
+pub(crate) fn note_received(conn: &mut DbConn, stored: usize) {
+    use std::sync::atomic::Ordering;
+    if stored == 0 {
+        return;
+    }
+    let total = RECEIVED_SINCE_ANALYZE.fetch_add(stored, Ordering::Relaxed) + stored;
+    if refresh_statistics(conn, IMPORT_TABLES, total) {
+        RECEIVED_SINCE_ANALYZE.fetch_sub(total, Ordering::Relaxed);
     }
 }
 

@@ -86,7 +86,7 @@ pub fn ingest<T>(
         let Intake { out, batch, .. } = intake;
         batch.finish(conn)?;
         let finished = finish(conn, &out)?;
-        Ok((out, finished))
+        Ok::<_, LedgerError>((out, finished))
     })?;
     super::ledger::note_received(conn, result.0.stored);
     Ok(result)

@@ -28,7 +28,8 @@ const CHUNK_ROWS: u32 = 20_000;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "A CSV file is read, checked and written a chunk of 20,000 rows at a time, in \
-one transaction: its size does not matter to memory, and a refused row anywhere stores nothing. \
+one transaction: its size does not matter to memory, and a refused row anywhere stores nothing \
+(without --skip-invalid, which skips each chunk's invalid rows). \
 A workbook (.xlsx, .xls, .ods) is read whole, as its format requires: at most 32 MiB and \
 200,000 rows (save a larger ledger as CSV)."
 )]
@@ -107,25 +108,22 @@ fn is_workbook(path: &std::path::Path) -> anyhow::Result<bool> {
 
 /// Reads the workbook named on the command line (whole: see the module's doc).
 fn read_workbook(args: &ImportArgs) -> anyhow::Result<LedgerInput> {
-    let workbook = true;
-    {
-        let size = std::fs::metadata(&args.file)
-            .with_context(|| format!("cannot open {}", args.file.display()))?
-            .len();
-        if size > sheet::MAX_FILE_BYTES {
-            anyhow::bail!(
-                "{}: {}",
-                args.file.display(),
-                sheet::SheetError::FileTooLarge {
-                    size,
-                    max: sheet::MAX_FILE_BYTES
-                }
-            );
-        }
+    let size = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?
+        .len();
+    if size > sheet::MAX_FILE_BYTES {
+        anyhow::bail!(
+            "{}: {}",
+            args.file.display(),
+            sheet::SheetError::FileTooLarge {
+                size,
+                max: sheet::MAX_FILE_BYTES
+            }
+        );
     }
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    match LedgerInput::read_bytes(bytes, workbook, args.encoding, args.strict) {
+    match LedgerInput::read_bytes(bytes, true, args.encoding, args.strict) {
         Ok(input) => Ok(input),
         // A workbook's errors name the file, as before; a CSV file's speak for themselves.
         Err(e @ InputError::Sheet(_)) => {

@@ -1,8 +1,14 @@
-//! `hukou-sync import` and `hukou-sync export`.
+//! `hukou-sync import` and `hukou-sync export`. A CSV ledger is imported streamed: read,
+//! checked and written a chunk of rows at a time in one transaction
+//! (`ledger::import_children_streamed`), so memory is bounded by the chunk, not the file; a
+//! workbook is read whole (its format is a compressed archive of the whole sheet) and bounded
+//! by `sheet::MAX_FILE_BYTES` and `sheet::MAX_ROWS`.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -16,11 +22,22 @@ use crate::ledger_file::sheet;
 use crate::ledger_file::xlsx::{self, LedgerWorkbook};
 use crate::sync::ledger::{self, ImportError};
 
+/// Rows a CSV import reads, checks and writes at a time.
+const CHUNK_ROWS: u32 = 20_000;
+
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A CSV file is read, checked and written a chunk of 20,000 rows at a time, in \
+one transaction: its size does not matter to memory, and a refused row anywhere stores nothing \
+(without --skip-invalid, which skips each chunk's invalid rows). \
+A workbook (.xlsx, .xls, .ods) is read whole, as its format requires: at most 32 MiB and \
+200,000 rows (save a larger ledger as CSV)."
+)]
 pub struct ImportArgs {
     /// The ledger: CSV, or a workbook (.xlsx, .xls, .ods; recognised by its bytes).
     file: PathBuf,
-    /// Import the valid rows and report the others, instead of refusing the whole file.
+    /// Import the valid rows and report the others, instead of refusing the whole file (read a
+    /// chunk at a time, a CSV file's invalid rows are reported and skipped chunk by chunk).
     #[arg(long)]
     skip_invalid: bool,
     /// Write the per-row error report (CSV: row, field, reason; a workbook's also names the cell) here.
@@ -40,6 +57,9 @@ pub struct ImportArgs {
     /// first, then all recorded as this node's visits in one transaction, or none.
     #[arg(long)]
     visits: bool,
+    /// Rows per chunk of a CSV import (tests use small chunks).
+    #[arg(long, hide = true, default_value_t = CHUNK_ROWS, value_parser = clap::value_parser!(u32).range(1..))]
+    chunk_rows: u32,
 }
 
 #[derive(serde::Serialize)]
@@ -86,27 +106,24 @@ fn is_workbook(path: &std::path::Path) -> anyhow::Result<bool> {
     Ok(crate::ledger_file::input::looks_like_workbook(&head[..n]))
 }
 
-/// Reads the ledger file named on the command line.
-fn read_input(args: &ImportArgs) -> anyhow::Result<LedgerInput> {
-    let workbook = is_workbook(&args.file)?;
-    if workbook {
-        let size = std::fs::metadata(&args.file)
-            .with_context(|| format!("cannot open {}", args.file.display()))?
-            .len();
-        if size > sheet::MAX_FILE_BYTES {
-            anyhow::bail!(
-                "{}: {}",
-                args.file.display(),
-                sheet::SheetError::FileTooLarge {
-                    size,
-                    max: sheet::MAX_FILE_BYTES
-                }
-            );
-        }
+/// Reads the workbook named on the command line (whole: see the module's doc).
+fn read_workbook(args: &ImportArgs) -> anyhow::Result<LedgerInput> {
+    let size = std::fs::metadata(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?
+        .len();
+    if size > sheet::MAX_FILE_BYTES {
+        anyhow::bail!(
+            "{}: {}",
+            args.file.display(),
+            sheet::SheetError::FileTooLarge {
+                size,
+                max: sheet::MAX_FILE_BYTES
+            }
+        );
     }
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    match LedgerInput::read_bytes(bytes, workbook, args.encoding, args.strict) {
+    match LedgerInput::read_bytes(bytes, true, args.encoding, args.strict) {
         Ok(input) => Ok(input),
         // A workbook's errors name the file, as before; a CSV file's speak for themselves.
         Err(e @ InputError::Sheet(_)) => {
@@ -120,15 +137,62 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     if args.visits {
         return import_visits(settings, &args);
     }
-    let input = read_input(&args)?;
-    let ignored = input.header().ignored().to_vec();
-    if !ignored.is_empty() && !args.json {
+    if is_workbook(&args.file)? {
+        import_workbook(settings, &args)
+    } else {
+        import_csv(settings, &args)
+    }
+}
+
+fn warn_ignored(ignored: &[IgnoredColumn], json: bool) {
+    if !ignored.is_empty() && !json {
         eprintln!(
             "ignored {} column(s) the ledger does not use: {} (--strict refuses them)",
             ignored.len(),
-            crate::ledger_file::header::describe(&ignored)
+            crate::ledger_file::header::describe(ignored)
         );
     }
+}
+
+/// Imported rows' regions that no node in the directory serves (with a directory; a node
+/// without one exchanges with nobody and serves its own regions).
+fn unserved_of(
+    node: &crate::sync::LocalNode,
+    good: &[(usize, crate::domain::child::ChildRecord)],
+) -> Vec<UnservedRow> {
+    if node.directory.is_none() {
+        return Vec::new();
+    }
+    good.iter()
+        .flat_map(|(line, r)| {
+            [
+                ("hukou_region", &r.hukou_region),
+                ("residence_region", &r.residence_region),
+            ]
+            .into_iter()
+            .filter(|(_, region)| node.node_for(region).is_none())
+            .map(|(field, region)| UnservedRow {
+                row: *line,
+                field,
+                region: region.to_string(),
+            })
+            .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn import_error(e: ImportError) -> anyhow::Error {
+    match e {
+        ImportError::Ledger(l) => anyhow::Error::from(l),
+        other => anyhow::Error::from(other),
+    }
+}
+
+/// A workbook: read whole, every row checked, then the good rows imported in one transaction.
+fn import_workbook(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    let input = read_workbook(args)?;
+    let ignored = input.header().ignored().to_vec();
+    warn_ignored(&ignored, args.json);
     let sheet_name = input.sheet();
     let (store, node) = crate::startup::open_node_blocking(settings)?;
     let now = Utc::now();
@@ -139,28 +203,7 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
     if let Some(path) = &args.report {
         write_report(path, &errors, sheet_name.is_some())?;
     }
-    // Children whose hukou or residence region no node serves (with a directory; a node without
-    // one exchanges with nobody and serves its own regions).
-    let unserved: Vec<UnservedRow> = if node.directory.is_some() {
-        good.iter()
-            .flat_map(|(line, r)| {
-                [
-                    ("hukou_region", &r.hukou_region),
-                    ("residence_region", &r.residence_region),
-                ]
-                .into_iter()
-                .filter(|(_, region)| node.node_for(region).is_none())
-                .map(|(field, region)| UnservedRow {
-                    row: *line,
-                    field,
-                    region: region.to_string(),
-                })
-                .collect::<Vec<_>>()
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let unserved = unserved_of(&node, &good);
     let refuse = !errors.is_empty() && !args.skip_invalid;
     let mut imported = 0;
     if !refuse && !good.is_empty() {
@@ -169,10 +212,7 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
             ledger::import_children(&mut conn, &node, &good, &Actor::console(), now, &mut |n| {
                 pb.set_position(n as u64)
             })
-            .map_err(|e| match e {
-                ImportError::Ledger(l) => anyhow::Error::from(l),
-                other => anyhow::Error::from(other),
-            })?;
+            .map_err(import_error)?;
         pb.finish_and_clear();
         imported = summary.imported;
     }
@@ -186,8 +226,157 @@ pub fn run_import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitC
         unserved: if imported > 0 { unserved } else { Vec::new() },
         errors,
     };
+    print_outcome(args, &outcome, refuse)
+}
+
+/// A file read through, counting the bytes read (the progress of a streamed import).
+struct Counted {
+    file: std::fs::File,
+    read: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A CSV ledger, streamed: its encoding checked in a first pass (a block at a time), then its
+/// rows read, validated, checked against the files on record and written a chunk at a time,
+/// all in one transaction. Without `--skip-invalid`, the first refused row stops the writing;
+/// the rest of the file is still read and checked so that the report names every invalid row,
+/// and the transaction is rolled back (nothing stored). With it, each chunk's invalid rows are
+/// reported and its valid rows imported. A repeated ID number is found across chunks too (the
+/// earlier row is in the transaction); after a refusal, only within a chunk and against the
+/// rows stored before it.
+fn import_csv(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    let path = &args.file;
+    let cannot_open = || format!("cannot open {}", path.display());
+    let mut open = || -> std::io::Result<Box<dyn Read>> {
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            64 * 1024,
+            std::fs::File::open(path)?,
+        )))
+    };
+    let decided = ledger_csv::check_encoding(&mut open, args.encoding)?;
+    let file = std::fs::File::open(path).with_context(cannot_open)?;
+    let size = file.metadata().with_context(cannot_open)?.len();
+    let read = Arc::new(AtomicU64::new(0));
+    let counted = std::io::BufReader::with_capacity(
+        64 * 1024,
+        Counted {
+            file,
+            read: read.clone(),
+        },
+    );
+    let mut reader = ledger_csv::LedgerReader::decoding(counted, decided)?;
+    if args.strict {
+        reader.header().check_strict()?;
+    }
+    let ignored = reader.header().ignored().to_vec();
+    warn_ignored(&ignored, args.json);
+    let (store, node) = crate::startup::open_node_blocking(settings)?;
+    let now = Utc::now();
+    let mut conn = store.conn()?;
+    let rules = ledger::rules(&node, now);
+    let pb = bytes_bar(size, args.json);
+    let chunk_rows = args.chunk_rows as usize;
+    let (mut rows, mut errors, mut unserved) = (0usize, Vec::<RowError>::new(), Vec::new());
+    let mut since = None;
+    let result = {
+        let mut next = |conn: &mut crate::storage::DbConn| {
+            let since = match since {
+                Some(s) => s,
+                None => *since.insert(ledger::audit_size(conn)?),
+            };
+            let validated: crate::ledger_file::input::Validated = reader
+                .validate_next(&rules, chunk_rows)
+                .into_iter()
+                .map(|(line, r)| {
+                    let r = r.map_err(|e| RowError {
+                        row: line,
+                        field: e.field,
+                        reason: e.reason,
+                        cell: None,
+                    });
+                    (line, r)
+                })
+                .collect();
+            if validated.is_empty() {
+                let refused = !errors.is_empty() && !args.skip_invalid;
+                return if refused {
+                    Err(ImportError::RowsRefused(errors.len()))
+                } else {
+                    Ok(None)
+                };
+            }
+            let checked = ledger::check_chunk(conn, &node, validated, since)?;
+            rows += checked.rows;
+            errors.extend(checked.errors);
+            pb.set_position(read.load(Ordering::Relaxed));
+            pb.set_message(format!("{rows} rows"));
+            if !errors.is_empty() && !args.skip_invalid {
+                // Refused: the rest is read and checked for the report, not written.
+                return Ok(Some(Vec::new()));
+            }
+            unserved.extend(unserved_of(&node, &checked.good));
+            Ok(Some(checked.good))
+        };
+        ledger::import_children_streamed(
+            &mut conn,
+            &node,
+            &mut next,
+            &Actor::console(),
+            now,
+            &mut |_| pb.set_position(read.load(Ordering::Relaxed)),
+        )
+    };
+    pb.finish_and_clear();
+    let (imported, refuse) = match result {
+        Ok(summary) => (summary.imported, false),
+        Err(ImportError::RowsRefused(_)) => (0, true),
+        Err(e) => return Err(import_error(e)),
+    };
+    if let Some(path) = &args.report {
+        write_report(path, &errors, false)?;
+    }
+    let outcome = ImportOutcome {
+        file: args.file.display().to_string(),
+        sheet: None,
+        ignored_columns: ignored,
+        rows,
+        imported,
+        rejected: errors.len(),
+        unserved: if imported > 0 { unserved } else { Vec::new() },
+        errors,
+    };
+    print_outcome(args, &outcome, refuse)
+}
+
+/// Progress through a file read a chunk at a time: bytes read of its size, and rows so far.
+fn bytes_bar(size: u64, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(size);
+    let style = indicatif::ProgressStyle::with_template(
+        "importing [{bar:40}] {bytes}/{total_bytes} {msg} ({bytes_per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb
+}
+
+fn print_outcome(
+    args: &ImportArgs,
+    outcome: &ImportOutcome,
+    refuse: bool,
+) -> anyhow::Result<ExitCode> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        println!("{}", serde_json::to_string_pretty(outcome)?);
     } else {
         for e in outcome.errors.iter().take(50) {
             match &e.cell {

@@ -68,7 +68,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Import a ledger: CSV (UTF-8 or GB18030) or a workbook (.xlsx, .xls, .ods); all rows or
     /// none, unless --skip-invalid. Columns the ledger does not use are ignored and reported
-    /// (--strict refuses them).
+    /// (--strict refuses them). A CSV file is read a chunk of rows at a time, whatever its
+    /// size; a workbook is read whole (at most 32 MiB and 200,000 rows).
     Import(import::ImportArgs),
     /// Export every file as CSV, JSON Lines or an .xlsx workbook.
     Export(import::ExportArgs),

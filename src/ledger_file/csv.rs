@@ -440,6 +440,264 @@ fn gb18030(bytes: &[u8]) -> Result<String, LedgerCsvError> {
     }
 }
 
+/// The encoding a CSV file was found to be in by [`check_encoding`], which the file is then
+/// read in a block at a time ([`LedgerReader::decoding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    Utf8,
+    Gb18030,
+}
+
+/// Bytes read from a file at a time while its encoding is checked or it is decoded.
+const BLOCK: usize = 64 * 1024;
+
+/// Fills `buf` from `input` as far as it goes: fewer bytes only at the end of the input.
+fn fill(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn newlines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| **b == b'\n').count()
+}
+
+/// What one pass over a file found about its UTF-8: valid multi-byte characters, invalid spots
+/// (counted as [`nearly_utf8`] counts them), and the first bad byte (offset from the file's first
+/// byte, and its line).
+struct Utf8Scan {
+    multi: usize,
+    invalid: usize,
+    first_bad: Option<(usize, usize)>,
+}
+
+/// Scans `input` for UTF-8 a block at a time (after a UTF-8 byte-order mark); with `stop_early`,
+/// up to the first bad byte only.
+fn scan_utf8(input: &mut dyn Read, stop_early: bool) -> Result<Utf8Scan, LedgerCsvError> {
+    let mut scan = Utf8Scan {
+        multi: 0,
+        invalid: 0,
+        first_bad: None,
+    };
+    let multi = |s: &str| s.chars().filter(|c| c.len_utf8() > 1).count();
+    let mut block = vec![0u8; BLOCK];
+    let mut data: Vec<u8> = Vec::with_capacity(BLOCK + 4);
+    // Offset (in the file) of data[0], and the newlines before it.
+    let (mut at, mut lines_before) = (0usize, 0usize);
+    let mut first = true;
+    loop {
+        let n = fill(input, &mut block)?;
+        let eof = n < block.len();
+        data.extend_from_slice(&block[..n]);
+        if first && data.starts_with(b"\xEF\xBB\xBF") {
+            data.drain(..3);
+            at = 3;
+        }
+        first = false;
+        let mut pos = 0;
+        while pos < data.len() {
+            match std::str::from_utf8(&data[pos..]) {
+                Ok(s) => {
+                    scan.multi += multi(s);
+                    pos = data.len();
+                }
+                Err(e) => {
+                    let bad = pos + e.valid_up_to();
+                    scan.multi += std::str::from_utf8(&data[pos..bad]).map_or(0, multi);
+                    match e.error_len() {
+                        // An incomplete character at the end of the block: the next block ends it.
+                        None if !eof => {
+                            pos = bad;
+                            break;
+                        }
+                        len => {
+                            scan.invalid += 1;
+                            if scan.first_bad.is_none() {
+                                let line = 1 + lines_before + newlines(&data[..bad]);
+                                scan.first_bad = Some((at + bad, line));
+                                if stop_early {
+                                    return Ok(scan);
+                                }
+                            }
+                            pos = bad + len.unwrap_or(data.len() - bad).max(1);
+                        }
+                    }
+                }
+            }
+        }
+        let pos = pos.min(data.len());
+        lines_before += newlines(&data[..pos]);
+        at += pos;
+        data.drain(..pos);
+        if eof {
+            return Ok(scan);
+        }
+    }
+}
+
+/// Checks a CSV file's encoding a block at a time, as [`decode`] does for a whole file, with
+/// the same choice and the same errors: `open` opens the file (twice for GB18030: the UTF-8 scan
+/// then the GB18030 check). Memory is a block, whatever the file's size.
+pub fn check_encoding(
+    open: &mut dyn FnMut() -> std::io::Result<Box<dyn Read>>,
+    encoding: Encoding,
+) -> Result<Decided, LedgerCsvError> {
+    let utf8_error = |(offset, line)| LedgerCsvError::Encoding {
+        encoding: "UTF-8",
+        line,
+        offset,
+    };
+    match encoding {
+        Encoding::Utf8 => match scan_utf8(&mut open()?, true)?.first_bad {
+            Some(bad) => Err(utf8_error(bad)),
+            None => Ok(Decided::Utf8),
+        },
+        Encoding::Gb18030 => {
+            check_gb18030(open()?)?;
+            Ok(Decided::Gb18030)
+        }
+        Encoding::Auto => {
+            let scan = scan_utf8(&mut open()?, false)?;
+            match scan.first_bad {
+                None => Ok(Decided::Utf8),
+                Some(bad) if scan.multi > 0 && scan.multi >= 2 * scan.invalid => {
+                    Err(utf8_error(bad))
+                }
+                Some(_) => {
+                    check_gb18030(open()?)?;
+                    Ok(Decided::Gb18030)
+                }
+            }
+        }
+    }
+}
+
+/// Decodes all of `input` as GB18030 into nothing: its first malformed byte, if any, as
+/// [`decode`] reports it.
+fn check_gb18030(input: Box<dyn Read>) -> Result<(), LedgerCsvError> {
+    match std::io::copy(&mut Gb18030Reader::new(input), &mut std::io::sink()) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(from_io(e)),
+    }
+}
+
+/// An I/O error, or the encoding error a [`Gb18030Reader`] carried in it.
+fn from_io(e: std::io::Error) -> LedgerCsvError {
+    if e.kind() == std::io::ErrorKind::InvalidData
+        && e.get_ref().is_some_and(|i| i.is::<LedgerCsvError>())
+    {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(err) = inner.downcast::<LedgerCsvError>() {
+                return *err;
+            }
+        }
+        return LedgerCsvError::Encoding {
+            encoding: "GB18030",
+            line: 0,
+            offset: 0,
+        };
+    }
+    LedgerCsvError::Io(e)
+}
+
+/// GB18030 bytes read as UTF-8, a block at a time (a GB18030 byte-order mark removed); a
+/// malformed byte is an `InvalidData` error carrying [`LedgerCsvError::Encoding`].
+pub struct Gb18030Reader<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    input: Vec<u8>,
+    in_pos: usize,
+    in_len: usize,
+    eof: bool,
+    finished: bool,
+    output: Vec<u8>,
+    out_pos: usize,
+    out_len: usize,
+    /// Bytes of the file decoded so far, and the newlines among them.
+    consumed: usize,
+    lines: usize,
+}
+
+impl<R: Read> Gb18030Reader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            decoder: encoding_rs::GB18030.new_decoder_with_bom_removal(),
+            input: vec![0; BLOCK],
+            in_pos: 0,
+            in_len: 0,
+            eof: false,
+            finished: false,
+            // Room for a whole block's characters (at most 3 UTF-8 bytes per input byte).
+            output: vec![0; 3 * BLOCK + 16],
+            out_pos: 0,
+            out_len: 0,
+            consumed: 0,
+            lines: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Gb18030Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.out_pos == self.out_len {
+            if self.finished {
+                return Ok(0);
+            }
+            if self.in_pos == self.in_len && !self.eof {
+                self.in_len = fill(&mut self.inner, &mut self.input)?;
+                self.in_pos = 0;
+                self.eof = self.in_len == 0;
+            }
+            let src = &self.input[self.in_pos..self.in_len];
+            let (result, read, written) =
+                self.decoder
+                    .decode_to_utf8_without_replacement(src, &mut self.output, self.eof);
+            match result {
+                encoding_rs::DecoderResult::Malformed(bad, extra) => {
+                    let upto = read.saturating_sub(usize::from(bad) + usize::from(extra));
+                    let err = LedgerCsvError::Encoding {
+                        encoding: "GB18030",
+                        line: 1 + self.lines + newlines(&src[..upto]),
+                        offset: self.consumed + upto,
+                    };
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, err));
+                }
+                encoding_rs::DecoderResult::InputEmpty => self.finished = self.eof,
+                encoding_rs::DecoderResult::OutputFull => {}
+            }
+            self.lines += newlines(&src[..read]);
+            self.consumed += read;
+            self.in_pos += read;
+            self.out_pos = 0;
+            self.out_len = written;
+        }
+        let n = buf.len().min(self.out_len - self.out_pos);
+        buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
+    }
+}
+
+/// `input` with a leading UTF-8 byte-order mark skipped.
+fn skip_bom(mut input: impl Read) -> std::io::Result<impl Read> {
+    let mut head = [0u8; 3];
+    let n = fill(&mut input, &mut head)?;
+    let head = if head[..n] == *b"\xEF\xBB\xBF" {
+        Vec::new()
+    } else {
+        head[..n].to_vec()
+    };
+    Ok(std::io::Cursor::new(head).chain(input))
+}
+
 /// A row that failed, for the error report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RowError {
@@ -485,6 +743,18 @@ impl LedgerReader {
             records: rdr.into_records(),
             line: 1,
         })
+    }
+
+    /// [`LedgerReader::from_utf8_reader`] over a file in the encoding [`check_encoding`] found
+    /// (a UTF-8 byte-order mark skipped), decoded a block at a time as the rows are read.
+    pub fn decoding(
+        input: impl std::io::Read + Send + 'static,
+        decided: Decided,
+    ) -> Result<Self, LedgerCsvError> {
+        match decided {
+            Decided::Gb18030 => Self::from_utf8_reader(Gb18030Reader::new(input)),
+            Decided::Utf8 => Self::from_utf8_reader(skip_bom(input)?),
+        }
     }
 
     /// How the file's columns map onto the ledger's (and which are ignored).
@@ -849,6 +1119,56 @@ mod tests {
             .map(|(_, l)| l[..18].to_owned())
             .collect();
         assert_eq!(ids, expected);
+    }
+
+    /// A file checked and decoded a block at a time reads as the whole file decoded at once,
+    /// and fails with the same error (line and byte offset), wherever the blocks split it.
+    #[test]
+    fn streamed_decoding_matches_decoding_the_whole_file() {
+        fn streamed(bytes: &[u8], encoding: Encoding) -> Result<String, String> {
+            let mut open = || -> std::io::Result<Box<dyn Read>> {
+                Ok(Box::new(std::io::Cursor::new(bytes.to_vec())))
+            };
+            let decided = check_encoding(&mut open, encoding).map_err(|e| e.to_string())?;
+            let mut text = String::new();
+            let input = std::io::Cursor::new(bytes.to_vec());
+            let read = match decided {
+                Decided::Utf8 => skip_bom(input).and_then(|mut r| r.read_to_string(&mut text)),
+                Decided::Gb18030 => Gb18030Reader::new(input).read_to_string(&mut text),
+            };
+            read.map_err(|e| from_io(e).to_string())?;
+            Ok(text)
+        }
+        // Over four blocks, the odd-length prefix puts multi-byte characters across boundaries.
+        let text = format!(
+            "x身份证号,姓名\n{}",
+            "510104201503030012,王小明,510104,410105,流动;留守\n".repeat(5000)
+        );
+        assert!(text.len() > 4 * BLOCK);
+        let (gb, _, _) = encoding_rs::GB18030.encode(&text);
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend(text.as_bytes());
+        let mut stray = text.as_bytes().to_vec();
+        stray.insert(3 * BLOCK + 1, 0xE9);
+        let mut bad_gb = gb.to_vec();
+        bad_gb.truncate(2 * BLOCK + 7);
+        bad_gb.extend([b'\n', 0x81, b'\n']);
+        bad_gb.extend(&gb[2 * BLOCK + 7..]);
+        let mut cut = text.as_bytes().to_vec();
+        cut.push(0xE7);
+        for (name, bytes) in [
+            ("utf-8", text.as_bytes().to_vec()),
+            ("bom", bom),
+            ("gb18030", gb.to_vec()),
+            ("stray byte", stray),
+            ("bad gb18030", bad_gb),
+            ("cut character", cut),
+        ] {
+            for encoding in [Encoding::Auto, Encoding::Utf8, Encoding::Gb18030] {
+                let whole = decode(&bytes[..], encoding).map_err(|e| e.to_string());
+                assert_eq!(streamed(&bytes, encoding), whole, "{name}, {encoding:?}");
+            }
+        }
     }
 
     #[test]

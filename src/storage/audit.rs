@@ -422,6 +422,27 @@ pub fn size(conn: &mut DbConn) -> Result<i64, StorageError> {
     Ok(max.map_or(0, |m| m + 1))
 }
 
+/// The `child.import` events from sequence `since` on naming these children: `(child, details)`
+/// (a streamed import finds which rows of its own file stored an ID number it meets again).
+pub fn imports_since(
+    conn: &mut DbConn,
+    since: i64,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, StorageError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(super::LIST_CHUNK) {
+        let rows: Vec<(Option<String>, String)> = audit_events::table
+            .filter(audit_events::seq.ge(since))
+            .filter(audit_events::action.eq("child.import"))
+            .filter(audit_events::object_kind.eq("child"))
+            .filter(audit_events::object_id.eq_any(chunk))
+            .select((audit_events::object_id, audit_events::details))
+            .load(conn)?;
+        out.extend(rows.into_iter().filter_map(|(id, d)| id.map(|id| (id, d))));
+    }
+    Ok(out)
+}
+
 pub fn insert_events(conn: &mut DbConn, rows: &[AuditEventRow]) -> Result<(), StorageError> {
     insert_many!(conn, audit_events::table, rows);
     Ok(())

@@ -740,6 +740,41 @@ pub fn analyze(conn: &mut DbConn) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// What PostgreSQL's planner believes a table of the connection's schema holds
+/// (`pg_class.reltuples`, as of its last `ANALYZE` or vacuum; 0 for a table never analyzed);
+/// `None` on SQLite, which keeps no such estimate between statements.
+pub fn planner_rows(conn: &mut DbConn, table: &str) -> Result<Option<f64>, StorageError> {
+    #[derive(diesel::QueryableByName)]
+    struct Rows {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        n: f64,
+    }
+    let DbConn::Postgres(c) = conn else {
+        return Ok(None);
+    };
+    let rows: Vec<Rows> = diesel::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT CAST(GREATEST(reltuples, 0) AS DOUBLE PRECISION) AS n FROM pg_class \
+             WHERE oid = to_regclass($1)",
+        )
+        .bind::<diesel::sql_types::Text, _>(table),
+        c,
+    )?;
+    Ok(Some(rows.first().map_or(0.0, |r| r.n)))
+}
+
+/// `ANALYZE` of these tables on PostgreSQL (outside any transaction of the caller's), so the
+/// planner sees rows a bulk load added; nothing on SQLite. Each table costs a sample of at
+/// most 300 × `default_statistics_target` rows (30,000 by default), whatever its size.
+pub fn analyze_tables(conn: &mut DbConn, tables: &[&str]) -> Result<(), StorageError> {
+    if let DbConn::Postgres(c) = conn {
+        if !tables.is_empty() {
+            c.batch_execute(&format!("ANALYZE {}", tables.join(", ")))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,7 +67,7 @@ pub fn ingest<T>(
     finish: impl FnOnce(&mut DbConn, &IngestOutcome) -> Result<T, LedgerError>,
 ) -> Result<(IngestOutcome, T), LedgerError> {
     let facts = verify_all(dir, versions)?;
-    storage::transaction(conn, |conn| {
+    let result = storage::transaction(conn, |conn| {
         let mut files: Vec<&str> = versions
             .iter()
             .filter(|v| v.version.kind == DocKind::Child)
@@ -86,8 +86,10 @@ pub fn ingest<T>(
         let Intake { out, batch, .. } = intake;
         batch.finish(conn)?;
         let finished = finish(conn, &out)?;
-        Ok((out, finished))
-    })
+        Ok::<_, LedgerError>((out, finished))
+    })?;
+    super::ledger::note_received(conn, result.0.stored);
+    Ok(result)
 }
 
 /// The pure checks of a whole batch, on every core, before its transaction begins: each

@@ -657,3 +657,135 @@ fn a_closed_pipe_ends_a_command_quietly() {
         out.status
     );
 }
+
+/// Whether the tests run on PostgreSQL (`TEST_DATABASE_URL`).
+fn on_postgres() -> bool {
+    std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
+}
+
+/// How many times `ANALYZE` ran on the test schema's `children` table (PostgreSQL).
+fn analyzed(app: &TestApp) -> i64 {
+    app.count(
+        "pg_stat_user_tables WHERE schemaname = current_schema() AND relname = 'children' \
+         AND analyze_count > 0",
+    )
+}
+
+/// A CSV ledger is imported a chunk at a time (here 100 rows, 11 chunks) in one transaction: a
+/// refused row in a late chunk stores nothing of the file, and the report names it by its row,
+/// as a repeat of a row in the first chunk is named by that row; with `--skip-invalid` every
+/// valid row of every chunk arrives. On PostgreSQL the large import refreshes the planner's
+/// statistics and the small ones do not.
+#[tokio::test]
+async fn a_csv_import_streams_chunk_by_chunk_and_a_late_bad_row_stores_nothing() {
+    let app = spawn_app().await;
+    // Three files on record first, so "nothing stored" is counted against a non-empty node.
+    let small = app.dir.path().join("small.csv");
+    std::fs::write(&small, ledger(&(2000..2003).map(row).collect::<Vec<_>>())).unwrap();
+    let out = bin(
+        &app,
+        &["import", small.to_str().unwrap(), "--chunk-rows", "100"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (files, versions, events) = (
+        app.count("children"),
+        app.count("versions"),
+        app.count("audit_events"),
+    );
+    assert_eq!(files, 3);
+    if on_postgres() {
+        assert_eq!(analyzed(&app), 0, "a three-row import does not analyze");
+    }
+    let mut rows: Vec<String> = (0..1050u32)
+        .map(|i| {
+            let id = id_number("510104", (2014, 1 + i / 500, 3), (i % 500) as u16);
+            format!("{id},王小{i},510104,410105,流动;留守,黄,2026/9/1,王建国,祖父")
+        })
+        .collect();
+    // Line 1021 (the 11th chunk) is served by no node here; line 1042 repeats line 6's child.
+    rows[1019] = rows[1019].replace("510104,410105", "510104,419999");
+    let first_id = rows[4][..18].to_owned();
+    rows[1040] = format!("{first_id}{}", &rows[1040][18..]);
+    let path = app.dir.path().join("ledger.csv");
+    std::fs::write(&path, ledger(&rows)).unwrap();
+    let args = ["import", path.to_str().unwrap(), "--chunk-rows", "100"];
+    let out = bin(&app, &[&args[..], &["--json"]].concat());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rows"], 1050);
+    assert_eq!(summary["imported"], 0);
+    assert_eq!(summary["rejected"], 2, "{summary}");
+    assert_eq!(summary["errors"][0]["row"], 1021);
+    assert_eq!(summary["errors"][0]["field"], "residence_region");
+    assert_eq!(summary["errors"][1]["row"], 1042);
+    assert_eq!(summary["errors"][1]["field"], "id_number");
+    assert_eq!(summary["errors"][1]["reason"], "repeats row 6");
+    assert_eq!(app.count("children"), files);
+    assert_eq!(app.count("versions"), versions);
+    assert_eq!(app.count("audit_events"), events);
+    if on_postgres() {
+        assert_eq!(analyzed(&app), 0, "a refused import does not analyze");
+    }
+
+    let report = app.dir.path().join("report.csv");
+    let out = bin(
+        &app,
+        &[
+            &args[..],
+            &["--skip-invalid", "--report", report.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "imported 1048 of 1050 rows (2 skipped)"
+    );
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(
+        report.starts_with("row,field,reason\n1021,residence_region,")
+            && report.contains("\n1042,id_number,repeats row 6\n"),
+        "{report}"
+    );
+    assert_eq!(app.count("children"), files + 1048);
+    assert_eq!(app.count("versions"), versions + 1048);
+    assert_eq!(app.count("audit_events"), events + 1048);
+    // Every valid row arrived, the last chunk's too.
+    let last_id = &rows[1049][..18];
+    assert_eq!(
+        app.count(&format!("children WHERE id_number = '{last_id}'")),
+        1
+    );
+    if on_postgres() {
+        assert_eq!(analyzed(&app), 1, "a large import analyzes");
+        std::fs::write(&small, ledger(&(2003..2006).map(row).collect::<Vec<_>>())).unwrap();
+        let out = bin(&app, &["import", small.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            app.count(
+                "pg_stat_user_tables WHERE schemaname = current_schema() \
+                 AND relname = 'children' AND analyze_count = 1"
+            ),
+            1,
+            "a small import after it does not analyze again"
+        );
+    }
+    app.stop().await;
+}

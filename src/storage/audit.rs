@@ -13,8 +13,9 @@ use crate::crypto::hash::HashAlg;
 use crate::crypto::keys::{PublicKey, Signature};
 use crate::domain::digest::Digest;
 
-/// Key of the PostgreSQL advisory lock that serialises audit appends ("hukou" in ASCII).
-const AUDIT_LOCK_KEY: i64 = 0x0068_756b_6f75;
+/// Class of the PostgreSQL advisory lock that serialises audit appends ("hu" in ASCII): the lock
+/// is `(class, hash of the schema)` ([`super::schema_lock`]), one per node's schema.
+const AUDIT_LOCK_CLASS: i32 = 0x6875;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
@@ -407,7 +408,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AuditLock<'_> {
         out.push_sql(&format!(
             "SELECT current_setting('synchronous_commit') AS was, \
              set_config('synchronous_commit', 'off', true) AS now, \
-             pg_advisory_xact_lock({AUDIT_LOCK_KEY})::text AS locked"
+             {}::text AS locked",
+            super::schema_lock(AUDIT_LOCK_CLASS)
         ));
         Ok(())
     }

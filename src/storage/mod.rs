@@ -740,6 +740,14 @@ pub fn analyze(conn: &mut DbConn) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The SQL call that takes the transaction-scoped advisory lock of `class` for the connection's
+/// schema: advisory locks are per database, and nodes kept in schemas of one database (the tests,
+/// the benchmarks, a small province's cluster) must not wait for each other's. A hash collision
+/// between two schemas costs only waiting, never correctness.
+pub(crate) fn schema_lock(class: i32) -> String {
+    format!("pg_advisory_xact_lock({class}, hashtext(current_schema()))")
+}
+
 /// What PostgreSQL's planner believes a table of the connection's schema holds
 /// (`pg_class.reltuples`, as of its last `ANALYZE` or vacuum; 0 for a table never analyzed);
 /// `None` on SQLite, which keeps no such estimate between statements.

@@ -10,8 +10,9 @@ use diesel::prelude::*;
 use super::schema::{cosignatures, witness_evidence, witnessed_logs};
 use super::{DbConn, StorageError};
 
-/// Key of the PostgreSQL advisory lock that serialises witness decisions ("witnes" in ASCII).
-const WITNESS_LOCK_KEY: i64 = 0x7769_746e_6573;
+/// Class of the PostgreSQL advisory lock that serialises witness decisions ("wi" in ASCII), per
+/// schema ([`super::schema_lock`]).
+const WITNESS_LOCK_CLASS: i32 = 0x7769;
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = witnessed_logs)]
@@ -49,7 +50,7 @@ pub struct EvidenceRow {
 /// Serialises witness decisions (inside the caller's transaction).
 pub fn lock_witness(conn: &mut DbConn) -> Result<(), StorageError> {
     if let DbConn::Postgres(_) = conn {
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({WITNESS_LOCK_KEY})"))
+        diesel::sql_query(format!("SELECT {}", super::schema_lock(WITNESS_LOCK_CLASS)))
             .execute(conn)?;
     }
     Ok(())

@@ -5,7 +5,7 @@
 # on any failure. Called by `.ci/run`; runs alone too: `bash .ci/schemathesis.sh`.
 #
 # Tunables (environment): ST_MAX_EXAMPLES (per operation, default 30), ST_MAX_TIME (seconds per
-# token, default 150), ST_SEED (default fixed, so CI is reproducible; `random` for a new one),
+# token, default 75), ST_SEED (default fixed, so CI is reproducible; `random` for a new one),
 # HKS_VENV (default /tmp/hks-venv), HKS_BIN (a built hukou-sync; default: cargo build, debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ SCHEMATHESIS_VERSION=4.32.5
 VALIDATOR_VERSION=0.9.0
 VENV="${HKS_VENV:-/tmp/hks-venv}"
 MAX_EXAMPLES="${ST_MAX_EXAMPLES:-30}"
-MAX_TIME="${ST_MAX_TIME:-110}"
+MAX_TIME="${ST_MAX_TIME:-75}"
 SEED="${ST_SEED:-20261205}"
 
 log() { printf '\n== %s\n' "$*"; }

@@ -257,6 +257,12 @@ impl Scrape {
         self.registry.register(name, Self::help(help), g);
     }
 
+    /// A counter without labels, read from a running total (the encoder adds `_total`).
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.registry
+            .register(name, Self::help(help), ConstCounter::new(value));
+    }
+
     /// A gauge with one label, one series per row.
     fn family(
         &mut self,
@@ -560,6 +566,24 @@ fn node_gauges(
             i64::try_from(dir.serial()).unwrap_or(i64::MAX),
         );
     }
+    // What this process's senders put on the wire (the topology benchmark's bytes per version,
+    // for a running node: rate(bytes) / rate(versions)).
+    let (versions, sent, received) = node.wire.totals();
+    scrape.counter(
+        "hukou_sync_pushed_versions",
+        "Versions this process delivered to peers, counted at each verified receipt.",
+        versions,
+    );
+    scrape.counter(
+        "hukou_sync_pushed_bytes",
+        "Bytes of the batches this process delivered to peers (the request bodies as sent).",
+        sent,
+    );
+    scrape.counter(
+        "hukou_sync_receipt_bytes",
+        "Bytes of the receipts peers answered this process's delivered batches with.",
+        received,
+    );
     scrape.gauge(
         "hukou_sync_files_with_concurrent_heads",
         "Children's files whose versions have several heads (merged on read).",

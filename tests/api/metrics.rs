@@ -244,6 +244,37 @@ async fn requests_are_counted_per_listener_route_pattern_and_status() {
         assert_eq!(f.get(gauge).map(String::as_str), Some("gauge"), "{gauge}");
     }
     assert_eq!(f["process_cpu_seconds"], "counter");
+    // What the senders put on the wire: the new file's version, delivered with its receipt.
+    let total = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    eventually(30, "the delivery counted", || async {
+        total(&scrape(&pair.residence).await, "hukou_sync_pushed_versions") >= 1
+    })
+    .await;
+    let text = scrape(&pair.residence).await;
+    let f = families(&text);
+    for counter in [
+        "hukou_sync_pushed_versions",
+        "hukou_sync_pushed_bytes",
+        "hukou_sync_receipt_bytes",
+    ] {
+        assert_eq!(
+            f.get(counter).map(String::as_str),
+            Some("counter"),
+            "{counter}"
+        );
+    }
+    let (versions, sent, received) = pair.residence.node.wire.totals();
+    assert!(versions >= 1 && sent > 0 && received > 0);
+    assert!(
+        total(&text, "hukou_sync_pushed_bytes") >= 64 * total(&text, "hukou_sync_pushed_versions"),
+        "each version takes at least its id's 64 characters: {text}"
+    );
+    assert!(total(&text, "hukou_sync_receipt_bytes") > 0, "{text}");
     assert!(text.contains("\nhukou_sync_outbox_depth{peer=\"510100\"} "));
     assert!(
         text.contains("\nhukou_children_risk{level=\"3\"} 1\n"),

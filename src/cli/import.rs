@@ -291,19 +291,8 @@ fn import_csv(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode
                 Some(s) => s,
                 None => *since.insert(ledger::audit_size(conn)?),
             };
-            let validated: crate::ledger_file::input::Validated = reader
-                .validate_next(&rules, chunk_rows)
-                .into_iter()
-                .map(|(line, r)| {
-                    let r = r.map_err(|e| RowError {
-                        row: line,
-                        field: e.field,
-                        reason: e.reason,
-                        cell: None,
-                    });
-                    (line, r)
-                })
-                .collect();
+            let validated =
+                crate::ledger_file::input::csv_validated(reader.validate_next(&rules, chunk_rows));
             if validated.is_empty() {
                 let refused = !errors.is_empty() && !args.skip_invalid;
                 return if refused {

@@ -75,22 +75,24 @@ impl LedgerInput {
     pub fn validate_all(self, rules: &RecordRules<'_>) -> (Validated, Option<Box<SheetLedger>>) {
         match self {
             LedgerInput::Workbook(w) => (w.validate_all(rules), Some(w)),
-            LedgerInput::Csv(reader) => (
-                reader
-                    .validate_all(rules)
-                    .into_iter()
-                    .map(|(line, r)| {
-                        let r = r.map_err(|e| RowError {
-                            row: line,
-                            field: e.field,
-                            reason: e.reason,
-                            cell: None,
-                        });
-                        (line, r)
-                    })
-                    .collect(),
-                None,
-            ),
+            LedgerInput::Csv(reader) => (csv_validated(reader.validate_all(rules)), None),
         }
     }
+}
+
+/// CSV rows as validated, each refusal named by its line (a CSV has no cells).
+pub fn csv_validated(
+    rows: Vec<(usize, Result<ChildRecord, crate::domain::FieldError>)>,
+) -> Validated {
+    rows.into_iter()
+        .map(|(line, r)| {
+            let r = r.map_err(|e| RowError {
+                row: line,
+                field: e.field,
+                reason: e.reason,
+                cell: None,
+            });
+            (line, r)
+        })
+        .collect()
 }

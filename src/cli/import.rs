@@ -81,6 +81,31 @@ struct ImportOutcome {
     errors: Vec<RowError>,
 }
 
+impl ImportOutcome {
+    /// The outcome of an import of `rows` rows; the unserved regions are listed only if
+    /// something was imported.
+    fn new(
+        args: &ImportArgs,
+        sheet: Option<String>,
+        ignored_columns: Vec<IgnoredColumn>,
+        rows: usize,
+        imported: usize,
+        errors: Vec<RowError>,
+        unserved: Vec<UnservedRow>,
+    ) -> Self {
+        ImportOutcome {
+            file: args.file.display().to_string(),
+            sheet,
+            ignored_columns,
+            rows,
+            imported,
+            rejected: errors.len(),
+            unserved: if imported > 0 { unserved } else { Vec::new() },
+            errors,
+        }
+    }
+}
+
 #[derive(serde::Serialize)]
 struct UnservedRow {
     row: usize,
@@ -216,16 +241,7 @@ fn import_workbook(settings: &Settings, args: &ImportArgs) -> anyhow::Result<Exi
         pb.finish_and_clear();
         imported = summary.imported;
     }
-    let outcome = ImportOutcome {
-        file: args.file.display().to_string(),
-        sheet: sheet_name,
-        ignored_columns: ignored,
-        rows,
-        imported,
-        rejected: errors.len(),
-        unserved: if imported > 0 { unserved } else { Vec::new() },
-        errors,
-    };
+    let outcome = ImportOutcome::new(args, sheet_name, ignored, rows, imported, errors, unserved);
     print_outcome(args, &outcome, refuse)
 }
 
@@ -331,16 +347,7 @@ fn import_csv(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode
     if let Some(path) = &args.report {
         write_report(path, &errors, false)?;
     }
-    let outcome = ImportOutcome {
-        file: args.file.display().to_string(),
-        sheet: None,
-        ignored_columns: ignored,
-        rows,
-        imported,
-        rejected: errors.len(),
-        unserved: if imported > 0 { unserved } else { Vec::new() },
-        errors,
-    };
+    let outcome = ImportOutcome::new(args, None, ignored, rows, imported, errors, unserved);
     print_outcome(args, &outcome, refuse)
 }
 

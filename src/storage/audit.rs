@@ -186,7 +186,7 @@ fn lock(conn: &mut DbConn) -> Result<(), StorageError> {
             #[diesel(sql_type = diesel::sql_types::Text)]
             was: String,
         }
-        let was: Was = AuditLock(std::marker::PhantomData).get_result(pg)?;
+        let was: Was = AuditLock.get_result(pg)?;
         if was.was != "off" {
             super::note_flush_after_commit();
         }
@@ -242,7 +242,7 @@ pub fn begin_append(conn: &mut DbConn) -> Result<AppendStart, StorageError> {
             }
             // A separate statement from the lock's: a statement's snapshot is taken when it
             // starts, so one that also waited for the lock could miss the previous holder's rows.
-            let rows: Vec<EdgeRow> = AppendEdge(std::marker::PhantomData).load(pg)?;
+            let rows: Vec<EdgeRow> = AppendEdge.load(pg)?;
             let first = rows
                 .first()
                 .ok_or_else(|| StorageError::corrupt("audit_events", "no size read"))?;
@@ -272,9 +272,9 @@ pub fn begin_append(conn: &mut DbConn) -> Result<AppendStart, StorageError> {
 /// [`begin_append`]'s read on PostgreSQL: the size, the content hash, and the hash of each
 /// subtree of the right edge (computed from the size as [`right_edge`] does; one row each, or
 /// one row of nulls for an empty log).
-struct AppendEdge<'a>(std::marker::PhantomData<&'a ()>);
+struct AppendEdge;
 
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AppendEdge<'_> {
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AppendEdge {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
@@ -295,7 +295,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AppendEdge<'_> {
         Ok(())
     }
 }
-pg_cached_statement!(AppendEdge);
+pg_cached_statement!(static AppendEdge);
 
 /// Stores appended events and the subtrees they complete: on PostgreSQL in one statement (the
 /// rows as arrays), on SQLite in multi-row inserts.
@@ -398,9 +398,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertAppended<'_>
 pg_cached_statement!(InsertAppended);
 
 /// [`lock`]'s statement.
-struct AuditLock<'a>(std::marker::PhantomData<&'a ()>);
+struct AuditLock;
 
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AuditLock<'_> {
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AuditLock {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
@@ -414,7 +414,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AuditLock<'_> {
         Ok(())
     }
 }
-pg_cached_statement!(AuditLock);
+pg_cached_statement!(static AuditLock);
 
 /// Number of events (the next sequence number, as sequences are gapless from 0).
 pub fn size(conn: &mut DbConn) -> Result<i64, StorageError> {

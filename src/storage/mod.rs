@@ -145,12 +145,24 @@ pub fn database_bytes(conn: &mut DbConn) -> Result<i64, StorageError> {
 pub const LIST_CHUNK: usize = 500;
 
 /// Makes `$ty` — a PostgreSQL statement of static SQL whose `walk_ast` is written by hand, with
-/// one lifetime parameter for the values it binds — a statement diesel prepares once per
+/// one lifetime parameter for the values it binds (`static $ty` for a unit struct that binds
+/// none) — a statement diesel prepares once per
 /// connection and caches. (diesel prepares a `sql_query` afresh on every call, parsed and
 /// planned again by the server, because it cannot know the text is static; the statements in
 /// every writing transaction should not pay that.) The SQL pushed must be the same on every
 /// call: the type is the cache's key.
 macro_rules! pg_cached_statement {
+    // A statement that binds nothing: a unit struct.
+    (static $ty:ident) => {
+        impl diesel::query_builder::QueryId for $ty {
+            type QueryId = $ty;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+        impl diesel::query_builder::Query for $ty {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+        impl diesel::RunQueryDsl<diesel::PgConnection> for $ty {}
+    };
     ($ty:ident) => {
         impl diesel::query_builder::QueryId for $ty<'_> {
             type QueryId = $ty<'static>;

@@ -637,8 +637,7 @@ const ANALYZE_MIN_ROWS: usize = 1_000;
 /// pass. The floor: below a thousand rows any plan is fast, and small imports, the daily case,
 /// stay free. It is cheap when it runs: `ANALYZE` samples at most 30,000 rows a table, whatever
 /// its size. Runs outside the fold-in's transaction, which has committed: a failure is logged,
-/// not returned (the rows are stored; autovacuum catches up).
-/// Whether it ran `ANALYZE`.
+/// not returned (the rows are stored; autovacuum catches up). Returns whether it ran `ANALYZE`.
 pub(crate) fn refresh_statistics(conn: &mut DbConn, tables: &[&str], added: usize) -> bool {
     let Some(first) = tables.first() else {
         return false;

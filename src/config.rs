@@ -437,6 +437,10 @@ pub struct EvidenceSettings {
     pub max_bytes: usize,
     /// Seconds before a file the decider could not fetch is asked for again (1 to 86400).
     pub retry_secs: u64,
+    /// Days a file uploaded here is kept while no case names it (1 to 3650; default 7: an
+    /// upload on Friday named in a case on Monday is kept). A submission refused or never made
+    /// leaves its files behind; a child's documents are not kept without a purpose.
+    pub unnamed_days: u32,
 }
 
 impl Default for EvidenceSettings {
@@ -445,6 +449,7 @@ impl Default for EvidenceSettings {
             key: None,
             max_bytes: 10 * 1024 * 1024,
             retry_secs: 60,
+            unnamed_days: 7,
         }
     }
 }
@@ -727,6 +732,9 @@ impl Settings {
         }
         if !(1..=86_400).contains(&self.evidence.retry_secs) {
             return bad("evidence.retry_secs: between 1 and 86400".into());
+        }
+        if !(1..=3650).contains(&self.evidence.unnamed_days) {
+            return bad("evidence.unnamed_days: between 1 and 3650".into());
         }
         if self.node.dual_signing_key.as_ref() == Some(&self.node.signing_key) {
             return bad("node.dual_signing_key: must not be the signing_key's file".into());

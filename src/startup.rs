@@ -277,6 +277,7 @@ impl Application {
                 settings.audit.version_check_page.clamp(1, 100_000) as i64,
             ),
             exchange,
+            evidence_unnamed: chrono::Duration::days(i64::from(settings.evidence.unnamed_days)),
             leases: jobs::lease::Leases {
                 store: store.clone(),
                 holder: jobs::lease::Leases::process_name().into(),

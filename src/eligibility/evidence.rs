@@ -9,6 +9,9 @@
 //!   content).
 //! - **Naming**: a submission or an answer may name only files stored at the requester
 //!   ([`check_stored`]); the case's view row keeps which files it names (`case_evidence`).
+//! - **Expiry** ([`expire_unnamed`]): a file uploaded here that no case names after
+//!   `[evidence] unnamed_days` (a submission refused or never made) is deleted, audited
+//!   `evidence.expire`; the job runs daily under a lease.
 //! - **Travel, by pull** ([`Fetcher`]): after a case version naming files it lacks arrives, the
 //!   decider asks the requester `GET /peer/v1/evidence/{sha256}`; the requester answers only a
 //!   peer that is the requester or decider of a stored case naming the file ([`serve_to_peer`],
@@ -181,6 +184,50 @@ pub fn upload(
     Ok((stored, created))
 }
 
+/// Most files one [`expire_unnamed`] transaction deletes; a run repeats until none is left.
+const EXPIRE_PER_TRANSACTION: i64 = 500;
+
+/// Deletes the files uploaded here more than `unnamed_for` before `now` that no case names (a
+/// caseworker uploads, then submits; a submission refused, or never made, left its files behind),
+/// each audited `evidence.expire` (hash, size, when stored — never the content) in the
+/// transaction that deletes it. Files fetched from a peer are always named and never expire
+/// here; a file a case names at the same moment is kept ([`repo::expire_unnamed`]). Returns
+/// how many files were deleted.
+pub fn expire_unnamed(
+    conn: &mut DbConn,
+    node: &LocalNode,
+    unnamed_for: chrono::Duration,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<usize, EvidenceError> {
+    let cutoff = (now - unnamed_for).naive_utc();
+    let mut total = 0;
+    loop {
+        let n = storage::transaction(conn, |conn| -> Result<usize, EvidenceError> {
+            let gone = repo::expire_unnamed(conn, cutoff, EXPIRE_PER_TRANSACTION)?;
+            for f in &gone {
+                audit::append(
+                    conn,
+                    node.clock.now(),
+                    now,
+                    &Event::new(actor.clone(), "evidence.expire", Outcome::Ok)
+                        .object("evidence", &f.sha256)
+                        .details(serde_json::json!({
+                            "sha256": f.sha256, "size": f.size,
+                            "stored_at": f.stored_at.and_utc(),
+                            "unnamed_days": unnamed_for.num_days(),
+                        })),
+                )?;
+            }
+            Ok(gone.len())
+        })?;
+        total += n;
+        if n < EXPIRE_PER_TRANSACTION as usize {
+            return Ok(total);
+        }
+    }
+}
+
 /// Every document a case names, grounds first, then each answer's, each hash once.
 pub fn named(body: &CaseBody) -> Vec<&Evidence> {
     let mut seen = BTreeSet::new();
@@ -201,11 +248,12 @@ pub fn named_hashes(body: &CaseBody) -> BTreeSet<String> {
 }
 
 /// Refuses a list of documents (at `field`, e.g. `grounds.evidence`) naming a file not stored
-/// here: 422 `evidence_missing` naming `field[i].sha256`.
+/// here: 422 `evidence_missing` naming `field[i].sha256`. The files found stay locked against
+/// [`expire_unnamed`] until the caller's transaction ends (it names them in it).
 pub fn check_stored(conn: &mut DbConn, list: &[Evidence], field: &str) -> Result<(), CaseError> {
     let shas: Vec<String> = list.iter().map(|e| e.sha256.to_string()).collect();
-    let present = repo::present(conn, &shas)?;
-    match shas.iter().position(|s| !present.contains_key(s)) {
+    let present = repo::present_for_naming(conn, &shas)?;
+    match shas.iter().position(|s| !present.contains(s)) {
         None => Ok(()),
         Some(i) => Err(CaseError::EvidenceMissing {
             field: format!("{field}[{i}].sha256"),

@@ -9,7 +9,8 @@
 //!   it to the file);
 //! - [`witness`]: asks each peer to cosign this node's latest checkpoint;
 //! - [`age_out`]: once a day, ends the age-limited benefits of those who turned 18;
-//! - [`evidence`]: the decider fetches the evidence files its cases name from the requesters.
+//! - [`evidence`]: the decider fetches the evidence files its cases name from the requesters;
+//!   once a day, files uploaded here that no case names after `[evidence] unnamed_days` go.
 //!
 //! The work each loop repeats lives with its service (`sync::sender` delivers a batch,
 //! `reconcile` runs, `directory` reloads and verifies, `audit` signs); here are only the loops,
@@ -55,6 +56,8 @@ pub struct JobsContext {
     pub version_check: (Duration, i64),
     /// The jobs of a node that exchanges with peers; `None` for a standalone node.
     pub exchange: Option<ExchangeJobs>,
+    /// How long a file uploaded here is kept while no case names it ([`evidence::expire`]).
+    pub evidence_unnamed: chrono::Duration,
     /// The leases this process takes: sending to each peer, and each singleton job.
     pub leases: lease::Leases,
 }
@@ -185,6 +188,22 @@ pub fn start(ctx: JobsContext) -> Jobs {
                     store.clone(),
                     node.clone(),
                     age_out::EVERY,
+                    stop,
+                ))
+            }),
+        ),
+    ));
+    let (store, node, unnamed) = (ctx.store.clone(), ctx.node.clone(), ctx.evidence_unnamed);
+    tasks.push((
+        "evidence expiry",
+        singleton(
+            "evidence_expiry".into(),
+            Box::new(move |stop| {
+                Box::pin(evidence::expire(
+                    store.clone(),
+                    node.clone(),
+                    unnamed,
+                    evidence::EXPIRE_EVERY,
                     stop,
                 ))
             }),

@@ -65,6 +65,91 @@ pub fn present(
     Ok(out)
 }
 
+/// Which of these SHA-256s are stored here, for a writer about to name them in a case: on
+/// PostgreSQL the rows are locked `FOR SHARE` until the writer's transaction ends, so
+/// [`expire_unnamed`] cannot take a file away between this check and the naming (SQLite runs
+/// one writer at a time).
+pub fn present_for_naming(
+    conn: &mut DbConn,
+    shas: &[String],
+) -> Result<BTreeSet<String>, StorageError> {
+    let mut out = BTreeSet::new();
+    for chunk in shas.chunks(LIST_CHUNK) {
+        let q = evidence_files::table
+            .filter(evidence_files::sha256.eq_any(chunk))
+            .select(evidence_files::sha256);
+        let rows: Vec<String> = match conn {
+            DbConn::Sqlite(c) => q.load(c)?,
+            DbConn::Postgres(c) => q.for_share().load(c)?,
+        };
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// A file taken away by [`expire_unnamed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiredFile {
+    pub sha256: String,
+    pub size: i64,
+    pub stored_at: NaiveDateTime,
+}
+
+/// Deletes up to `limit` files uploaded here (not fetched from a peer) before `cutoff` that no
+/// case names, oldest first; what it deleted. Call it inside a transaction.
+///
+/// Two steps, so that a case naming a file at the same moment always wins: the candidates are
+/// locked (`FOR UPDATE` on PostgreSQL; a case being created holds them `FOR SHARE` through
+/// [`present_for_naming`], and then this waits for it), and only then, by a fresh statement
+/// that sees every naming committed meanwhile, those still unnamed are read and deleted.
+pub fn expire_unnamed(
+    conn: &mut DbConn,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<ExpiredFile>, StorageError> {
+    let unnamed = || {
+        diesel::dsl::not(diesel::dsl::exists(
+            case_evidence::table.filter(case_evidence::sha256.eq(evidence_files::sha256)),
+        ))
+    };
+    let candidates = evidence_files::table
+        .filter(evidence_files::source_node.is_null())
+        .filter(evidence_files::stored_at.lt(cutoff))
+        .filter(unnamed())
+        .order(evidence_files::stored_at)
+        .limit(limit)
+        .select(evidence_files::sha256);
+    let candidates: Vec<String> = match conn {
+        DbConn::Sqlite(c) => candidates.load(c)?,
+        DbConn::Postgres(c) => candidates.for_update().load(c)?,
+    };
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, i64, NaiveDateTime)> = evidence_files::table
+        .filter(evidence_files::sha256.eq_any(&candidates))
+        .filter(unnamed())
+        .select((
+            evidence_files::sha256,
+            evidence_files::size,
+            evidence_files::stored_at,
+        ))
+        .load(conn)?;
+    let gone: Vec<&String> = rows.iter().map(|(s, _, _)| s).collect();
+    per_backend!(conn, |c| diesel::delete(
+        evidence_files::table.filter(evidence_files::sha256.eq_any(&gone))
+    )
+    .execute(c))?;
+    Ok(rows
+        .into_iter()
+        .map(|(sha256, size, stored_at)| ExpiredFile {
+            sha256,
+            size,
+            stored_at,
+        })
+        .collect())
+}
+
 /// Records that `case_id` names these files (rows already there stay).
 pub fn name_for_case(
     conn: &mut DbConn,

@@ -693,9 +693,34 @@ static RECEIVED: std::sync::Mutex<Received> = std::sync::Mutex::new(Received {
 /// a 2,000-case `bench cases` run analyzed three times, 218 ms of the server's time).
 const RECEIVED_ANALYZE_MIN_ROWS: usize = 50_000;
 
+/// The rows received batches added since the last statistics refresh, and the sum at which
+/// [`note_received`] next looks at the planner's belief.
+///
+/// Invariant: `next_look >= RECEIVED_ANALYZE_MIN_ROWS`; a sum is claimed by one caller at a
+/// time (taken to zero) and only ever added back, so it never wraps.
+#[derive(Debug)]
 struct Received {
     since: usize,
     next_look: usize,
+}
+
+impl Received {
+    /// Adds `stored` rows; the whole sum, claimed, when it has reached the next look.
+    fn add(&mut self, stored: usize) -> Option<usize> {
+        self.since = self.since.saturating_add(stored);
+        (self.since >= self.next_look).then(|| std::mem::take(&mut self.since))
+    }
+
+    /// After a claim of `claimed` rows: a refresh starts the count afresh; a look that found
+    /// the tables too large to need one gives the rows back and looks again at twice as many.
+    fn settle(&mut self, claimed: usize, analyzed: bool) {
+        if analyzed {
+            self.next_look = RECEIVED_ANALYZE_MIN_ROWS;
+        } else {
+            self.since = self.since.saturating_add(claimed);
+            self.next_look = claimed.saturating_mul(2).max(RECEIVED_ANALYZE_MIN_ROWS);
+        }
+    }
 }
 
 /// After a received batch committed `stored` new versions: [`refresh_statistics`] once the
@@ -708,19 +733,14 @@ pub(crate) fn note_received(conn: &mut DbConn, stored: usize) {
     }
     let claimed = {
         let Ok(mut r) = RECEIVED.lock() else { return };
-        r.since += stored;
-        if r.since < r.next_look {
-            return;
+        match r.add(stored) {
+            Some(claimed) => claimed,
+            None => return,
         }
-        std::mem::take(&mut r.since)
     };
     let analyzed = refresh_statistics(conn, IMPORT_TABLES, claimed);
-    let Ok(mut r) = RECEIVED.lock() else { return };
-    if analyzed {
-        r.next_look = RECEIVED_ANALYZE_MIN_ROWS;
-    } else {
-        r.since += claimed;
-        r.next_look = (claimed * 2).max(RECEIVED_ANALYZE_MIN_ROWS);
+    if let Ok(mut r) = RECEIVED.lock() {
+        r.settle(claimed, analyzed);
     }
 }
 
@@ -1240,4 +1260,35 @@ fn precheck_rows(
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Received, RECEIVED_ANALYZE_MIN_ROWS as MIN};
+
+    #[test]
+    fn received_rows_are_claimed_once_and_given_back_without_wrapping() {
+        let mut r = Received {
+            since: 0,
+            next_look: MIN,
+        };
+        // Below the floor nothing is claimed; the batch that crosses it claims the whole sum.
+        assert_eq!(r.add(MIN - 1), None);
+        assert_eq!(r.add(1), Some(MIN));
+        // A second caller meanwhile (the first is analyzing) starts from zero: no double claim.
+        assert_eq!(r.add(500), None);
+        assert_eq!(r.since, 500);
+        // The look found the tables too large: the rows come back, the next look is at twice.
+        r.settle(MIN, false);
+        assert_eq!((r.since, r.next_look), (MIN + 500, 2 * MIN));
+        assert_eq!(r.add(MIN - 501), None);
+        assert_eq!(r.add(1), Some(2 * MIN));
+        // Two callers settling out of order never take the sum below zero.
+        r.settle(2 * MIN, true);
+        r.settle(0, true);
+        assert_eq!((r.since, r.next_look), (0, MIN));
+        assert_eq!(r.add(usize::MAX), Some(usize::MAX));
+        r.settle(usize::MAX, false);
+        assert_eq!(r.next_look, usize::MAX);
+    }
 }

@@ -623,3 +623,129 @@ async fn only_a_party_of_a_case_naming_the_file_gets_it_from_the_peer_route() {
     pair.residence.stop().await;
     pair.hukou.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_no_case_names_expires_after_its_days_and_a_named_one_stays() {
+    use hukou_sync::audit::Actor;
+    use hukou_sync::eligibility::evidence::expire_unnamed;
+    let app = crate::helpers::spawn_app().await;
+    let child = flowing_child(504);
+    let id = child["id_number"].as_str().unwrap().to_owned();
+    app.create_child(&child).await;
+    let named = upload_evidence(&app, &pdf("named"), "application/pdf").await;
+    let orphan = upload_evidence(&app, &pdf("orphan"), "application/pdf").await;
+    let r = app.post_json("/api/v1/cases", &request(&id, &named)).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let expire = |days_later: i64| {
+        let (store, node) = (app.store.clone(), app.node.clone());
+        async move {
+            store
+                .run(move |c| {
+                    expire_unnamed(
+                        c,
+                        &node,
+                        chrono::Duration::days(7),
+                        &Actor::job("evidence_expiry"),
+                        chrono::Utc::now() + chrono::Duration::days(days_later),
+                    )
+                })
+                .await
+                .unwrap()
+        }
+    };
+    // Within its days (and the job's own run at start) nothing goes.
+    assert_eq!(expire(6).await, 0);
+    assert_eq!(app.count("evidence_files"), 2);
+    // After them the unnamed upload goes, audited; the named one stays and still opens.
+    assert_eq!(expire(8).await, 1);
+    assert_eq!(app.count("evidence_files"), 1);
+    assert_eq!(ciphertexts(&app).len(), 1);
+    let events = audit_actions(&app, "evidence.expire").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"]["object_id"], orphan.as_str());
+    assert_eq!(events[0]["details"]["sha256"], orphan.as_str());
+    assert_eq!(events[0]["details"]["unnamed_days"], 7);
+    assert_eq!(expire(30).await, 0);
+    // The expired file can no longer be named, and nothing of the refused case is stored.
+    let cases = app.count("cases");
+    let p = problem(
+        app.post_json("/api/v1/cases", &request(&id, &orphan)).await,
+        422,
+        "evidence_missing",
+    )
+    .await;
+    assert_eq!(p["field"], "grounds.evidence[0].sha256");
+    assert_eq!(app.count("cases"), cases);
+    // Uploaded again, it is stored anew and may be named.
+    assert_eq!(
+        upload_evidence(&app, &pdf("orphan"), "application/pdf").await,
+        orphan
+    );
+    assert_eq!(app.count("evidence_files"), 2);
+    app.stop().await;
+
+    // The bound on the setting: a node does not start with an expiry of 0 days.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, "[evidence]\nunnamed_days = 0\n").unwrap();
+    let err = hukou_sync::config::Settings::load(Some(&cfg))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("evidence.unnamed_days"), "{err}");
+}
+
+/// A caseworker's submission has checked that its file is stored and not yet named it when the
+/// expiry runs in another process: the expiry waits for the submission and then keeps the file.
+#[tokio::test]
+async fn on_postgresql_a_file_being_named_is_not_expired_under_the_naming() {
+    use hukou_sync::audit::Actor;
+    use hukou_sync::storage::{self, evidence as repo};
+    let app = crate::helpers::spawn_app().await;
+    if app.store.backend() != storage::Backend::Postgres {
+        eprintln!("skipped: SQLite runs one writer at a time, so the two cannot interleave");
+        app.stop().await;
+        return;
+    }
+    let sha = upload_evidence(&app, &pdf("racing"), "application/pdf").await;
+    let (checked_tx, checked_rx) = std::sync::mpsc::channel();
+    let (name_tx, name_rx) = std::sync::mpsc::channel::<()>();
+    let (store, sha2) = (app.store.clone(), sha.clone());
+    let naming = std::thread::spawn(move || {
+        let mut c = store.conn().unwrap();
+        storage::transaction(&mut c, |c| {
+            let present = repo::present_for_naming(c, std::slice::from_ref(&sha2))?;
+            checked_tx.send(present.len()).unwrap();
+            name_rx.recv().unwrap();
+            repo::name_for_case(c, "case-racing", &[sha2.clone()].into())
+        })
+        .unwrap();
+    });
+    assert_eq!(checked_rx.recv().unwrap(), 1);
+    let (store, node) = (app.store.clone(), app.node.clone());
+    let expiry = tokio::spawn(async move {
+        store
+            .run(move |c| {
+                hukou_sync::eligibility::evidence::expire_unnamed(
+                    c,
+                    &node,
+                    chrono::Duration::days(7),
+                    &Actor::job("evidence_expiry"),
+                    chrono::Utc::now() + chrono::Duration::days(8),
+                )
+            })
+            .await
+            .unwrap()
+    });
+    eventually(20, "the expiry waits for the naming's row lock", || async {
+        app.count(
+            "pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%evidence_files%' \
+             AND datname = current_database()",
+        ) > 0
+    })
+    .await;
+    name_tx.send(()).unwrap();
+    naming.join().unwrap();
+    assert_eq!(expiry.await.unwrap(), 0, "the file named meanwhile is kept");
+    assert_eq!(app.count("evidence_files"), 1);
+    app.stop().await;
+}

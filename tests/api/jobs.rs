@@ -34,8 +34,8 @@ async fn stopping_an_application_ends_all_its_jobs() {
     let pki = init_dev_pki(&root.path().join("pki"), &plans, 30).unwrap();
     let db = TestDb::new(root.path());
     let mut settings = node_settings(&pki, ZHENGZHOU, &db);
-    // Every kind of job: tree heads, version integrity, age-out, the directory watch, a scheduled run,
-    // witnessing, the sender loops.
+    // Every kind of job: tree heads, version integrity, age-out, evidence expiry, the directory
+    // watch, a scheduled run, witnessing, the sender loops.
     settings.reconcile.schedule = vec![hukou_sync::config::ReconcileSchedule {
         peer: NodeId::parse(CHENGDU).unwrap(),
         cron: "0 0 3 * * *".into(),
@@ -53,12 +53,12 @@ async fn stopping_an_application_ends_all_its_jobs() {
     let running = app.running_jobs();
     let handle = app.handle();
     let served = tokio::spawn(app.run_until_stopped());
-    // Tree heads, version integrity, age-out, directory watch, directory fetch, one schedule,
-    // evidence fetch, witnessing, the supervisor and its loop for the peer; and the keepers of
-    // the leases of the six singleton jobs and of sending to the peer.
+    // Tree heads, version integrity, age-out, evidence expiry, directory watch, directory fetch,
+    // one schedule, evidence fetch, witnessing, the supervisor and its loop for the peer; and the
+    // keepers of the leases of the seven singleton jobs and of sending to the peer.
     eventually(20, "every job started", || {
         let n = running.count();
-        async move { n == 17 }
+        async move { n == 19 }
     })
     .await;
     handle.stop(true).await;

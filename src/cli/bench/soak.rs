@@ -8,7 +8,8 @@
 //! half time, so the second half runs on databases that have stopped growing (edits, reads,
 //! cases, reconciliations, outages) — where memory must be flat. Each sample also splits the
 //! resident memory into anonymous and file-backed pages and reports SQLite's own heap (its page
-//! caches, mostly), which tells a cache filling apart from a leak.
+//! caches, mostly), which tells a cache filling apart from a leak, and the allocator's bytes in
+//! use and held, which tell a leak (in use grows) apart from fragmentation (held but free grows).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +40,28 @@ struct Sample {
     rss_file_mib: f64,
     /// What SQLite has allocated in this process (both nodes' page caches, statements, schema).
     sqlite_heap_mib: f64,
+    /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: every arena's
+    /// chunks in use plus mapped blocks), SQLite's included: a leak grows this.
+    malloc_in_use_mib: f64,
+    /// Bytes the allocator holds from the system (arenas and mapped blocks), free chunks
+    /// included: held less in use is fragmentation, which grows without a leak.
+    malloc_held_mib: f64,
+}
+
+/// The allocator's bytes in use and held (see [`Sample`]); zeros off glibc.
+fn malloc_bytes() -> (u64, u64) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallinfo2` takes nothing, walks the allocator's arenas under their own locks
+        // (any thread, any time) and returns a plain struct of counters by value.
+        let m = unsafe { libc::mallinfo2() };
+        let mapped = m.hblkhd as u64;
+        (m.uordblks as u64 + mapped, m.arena as u64 + mapped)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        (0, 0)
+    }
 }
 
 /// Turns SQLite's memory statistics on (the bundled library is built with them off, and then
@@ -421,6 +444,9 @@ pub(super) async fn bench_soak(
         "sqlite_heap_counted": heap_counted,
         "sqlite_heap_mib_after_warm_up": span(&|s| s.sqlite_heap_mib),
         "rss_less_sqlite_heap_mib_after_warm_up": span(&|s| s.rss_mib - s.sqlite_heap_mib),
+        "malloc_in_use_mib_after_warm_up": span(&|s| s.malloc_in_use_mib),
+        "malloc_in_use_less_sqlite_heap_mib_after_warm_up": span(&|s| s.malloc_in_use_mib - s.sqlite_heap_mib),
+        "malloc_held_less_in_use_mib_after_warm_up": span(&|s| s.malloc_held_mib - s.malloc_in_use_mib),
         "open_fds_after_warm_up": fds,
         "db_mib_after_warm_up": span(&|s| s.db_mib),
         "rss_slope_limit_mib_per_min": RSS_SLOPE_LIMIT_MIB_PER_MIN,
@@ -487,6 +513,7 @@ async fn sample(start: Instant, zz: &Store, cd: Option<&Store>) -> anyhow::Resul
         Some(s) => outbox_and_bytes(s).await?,
         None => (0, 0),
     };
+    let (in_use, held) = malloc_bytes();
     Ok(Sample {
         secs: round(start.elapsed().as_secs_f64()),
         rss_mib: round(rss_mib(std::process::id())),
@@ -496,6 +523,8 @@ async fn sample(start: Instant, zz: &Store, cd: Option<&Store>) -> anyhow::Resul
         rss_anon_mib: round(status_mib(std::process::id(), "RssAnon:")),
         rss_file_mib: round(status_mib(std::process::id(), "RssFile:")),
         sqlite_heap_mib: round(sqlite_heap_bytes() as f64 / 1_048_576.0),
+        malloc_in_use_mib: round(in_use as f64 / 1_048_576.0),
+        malloc_held_mib: round(held as f64 / 1_048_576.0),
     })
 }
 
@@ -508,14 +537,21 @@ fn write_csv(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Five panels (memory, SQLite's heap, descriptors, queue, database) over the run's minutes.
+/// Seven panels (memory, SQLite's heap, the allocator's use and free pages, descriptors, queue,
+/// database) over the run's minutes.
 fn svg(samples: &[Sample], backend: &str) -> String {
     use std::fmt::Write as _;
     let (w, h, pad) = (760.0, 170.0, 48.0);
     type Series = fn(&Sample) -> f64;
-    let series: [(&str, Series); 5] = [
+    let series: [(&str, Series); 7] = [
         ("resident memory (MiB)", |s| s.rss_mib),
         ("SQLite heap: page caches (MiB)", |s| s.sqlite_heap_mib),
+        ("allocator: in use, less SQLite's heap (MiB)", |s| {
+            s.malloc_in_use_mib - s.sqlite_heap_mib
+        }),
+        ("allocator: held but free (MiB)", |s| {
+            s.malloc_held_mib - s.malloc_in_use_mib
+        }),
         ("open file descriptors", |s| s.fds as f64),
         ("outbox depth (versions)", |s| s.outbox as f64),
         ("database size (MiB)", |s| s.db_mib),

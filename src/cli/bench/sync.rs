@@ -1,7 +1,9 @@
 //! `bench sync`: pushing versions from one node to another over mutual TLS beside bare
 //! verifications of the suite the nodes sign with (Ed25519 or SM2), and single-edit latency to
 //! the peer. Bare Ed25519 and SM2 sign/verify rates and SHA-256 and SM3 hash rates on one core
-//! are reported in every run; with `--suite sm2-sm3` the network's content hash is SM3.
+//! are reported in every run; with `--suite sm2-sm3` the network's content hash is SM3. Beside
+//! them, the bare insert rate of the backend in the same run: the same versions and view rows
+//! written with nothing else, a transaction per import.
 
 use std::time::Instant;
 
@@ -152,6 +154,7 @@ pub(super) async fn bench_sync(
     for (_, _, stop, _) in &pair.nodes {
         stop.stop(true).await;
     }
+    let bare_insert_rate = bare_insert_rate(postgres.as_deref(), &zz_node, &rows, commit_every)?;
     Ok(serde_json::json!({
         "backend": backend,
         "suite": suite.as_str(),
@@ -171,6 +174,8 @@ pub(super) async fn bench_sync(
         "end_to_end_per_bare_verification_of_suite": round(
             count as f64 / total.as_secs_f64() / suite_verify_rate
         ),
+        "bare_insert_versions_per_s": bare_insert_rate.round(),
+        "end_to_end_per_bare_insert": round(count as f64 / total.as_secs_f64() / bare_insert_rate),
         // Where the push's CPU went: this process (both nodes) and, on PostgreSQL, the server's
         // processes on this machine — per version, in microseconds.
         "cpu_us_per_version_nodes": round(cpu_node * 1e6 / count as f64),
@@ -179,6 +184,41 @@ pub(super) async fn bench_sync(
         "single_edit_latency_p99_ms": round(pct(0.99)),
         "single_edits": edits,
     }))
+}
+
+/// The least the receiving database must do per version, alone on a fresh database of the run's
+/// backend: the same files' signed versions and view rows inserted, `per_transaction` at a time,
+/// each group one committed transaction (a received batch is one). The rows are built untimed;
+/// no heads, audit events, reconciliation marks, locks or reads.
+fn bare_insert_rate(
+    postgres: Option<&str>,
+    node: &crate::sync::node::LocalNode,
+    rows: &[(usize, crate::domain::child::ChildRecord)],
+    per_transaction: usize,
+) -> anyhow::Result<f64> {
+    let db = super::bench_db(postgres, "bare_sync")?;
+    let store = storage::Store::open(&db.url, 1)?;
+    let mut conn = store.conn()?;
+    let at = Utc::now().naive_utc();
+    let mut spent = std::time::Duration::ZERO;
+    for chunk in rows.chunks(per_transaction.max(1)) {
+        let versions: Vec<_> = chunk
+            .iter()
+            .map(|(_, r)| ledger::signed_version(node, r, vec![], false).map(|v| v.to_row(at)))
+            .collect::<Result<_, _>>()?;
+        let views: Vec<_> = chunk
+            .iter()
+            .map(|(_, r)| ledger::view_row(r, at, &node.visits))
+            .collect::<Result<_, _>>()?;
+        let t = Instant::now();
+        storage::transaction(&mut conn, |c| -> anyhow::Result<()> {
+            storage::records::insert_versions(c, &versions)?;
+            storage::records::insert_children(c, &views)?;
+            Ok(())
+        })?;
+        spent += t.elapsed();
+    }
+    Ok(rows.len() as f64 / spent.as_secs_f64().max(1e-9))
 }
 
 /// Content hashes per second of `alg` on one core over 1 KiB (about a version's canonical

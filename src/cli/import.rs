@@ -570,7 +570,13 @@ fn export_xlsx(
     let file = super::open_output(path, args.force)?;
     let total = ledger::count(conn)?;
     let pb = super::progress_bar(total as u64, "exporting", false);
-    let mut book = LedgerWorkbook::new(&node.palette)?;
+    // Rows stream to an unlinked temporary file beside the output: the sheet is never whole in
+    // memory (a million files made it gigabytes).
+    let beside = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut book = LedgerWorkbook::streaming(&node.palette, beside)?;
     let (mut after, mut former) = (None::<String>, 0usize);
     let mut digest_input = Vec::new();
     loop {

@@ -13,6 +13,8 @@
 //!   rows below the header; on a list column (儿童类别, 重点关爱原因, 享受保障) the drop-down offers
 //!   one value and typing several (`流动、留守`) is allowed with a note.
 //! - Nothing is ever a formula: text stays text (a cell `=1+2` is the text `=1+2`).
+//! - The command line's export streams its rows to a temporary file beside the output
+//!   ([`LedgerWorkbook::streaming`]); a page's download and the template are built in memory.
 
 use std::io::{Seek, Write};
 
@@ -151,9 +153,31 @@ fn sheet(book: &mut Workbook) -> Result<&mut Worksheet, XlsxError> {
 }
 
 impl LedgerWorkbook {
-    /// A workbook with the header row written.
+    /// A workbook with the header row written, held in memory (a page's download, the
+    /// template, tests): every cell stays in memory until [`Self::finish`].
     pub fn new(palette: &RiskPalette) -> Result<Self, XlsxLedgerError> {
         let mut book = Workbook::new();
+        book.add_worksheet();
+        Self::with_sheet(book, palette)
+    }
+
+    /// A workbook whose rows go to an unnamed temporary file in `tempdir` as they are pushed
+    /// (`rust_xlsxwriter`'s constant-memory mode): the export of a whole node holds one row in
+    /// memory, not the sheet. The file is created already unlinked (mode 0600) and is gone when
+    /// the workbook is; put it beside the export, so a child's data stays where the export goes.
+    pub fn streaming(
+        palette: &RiskPalette,
+        tempdir: &std::path::Path,
+    ) -> Result<Self, XlsxLedgerError> {
+        let mut book = Workbook::new();
+        // Checks the directory (creates and drops a temporary file), so that adding the sheet
+        // below, which opens its file without reporting an error, finds it writable.
+        book.set_tempdir(tempdir)?;
+        book.add_worksheet_with_constant_memory();
+        Self::with_sheet(book, palette)
+    }
+
+    fn with_sheet(mut book: Workbook, palette: &RiskPalette) -> Result<Self, XlsxLedgerError> {
         let date = Format::new().set_num_format("yyyy-mm-dd");
         let text = Format::new().set_num_format("@");
         let head = Format::new()
@@ -161,7 +185,7 @@ impl LedgerWorkbook {
             .set_background_color(0xDDEBF7)
             .set_align(FormatAlign::Center)
             .set_num_format("@");
-        let ws = book.add_worksheet();
+        let ws = sheet(&mut book)?;
         ws.set_name(SHEET)?;
         for (c, column) in COLUMNS.iter().enumerate() {
             let c = c as u16;

@@ -623,8 +623,13 @@ const IMPORT_TABLES: &[&str] = &[
     "audit_nodes",
 ];
 
-/// Fewest added rows after which a fold-in refreshes the planner's statistics.
-const ANALYZE_MIN_ROWS: usize = 1_000;
+/// Fewest added rows after which a fold-in refreshes the planner's statistics. An `ANALYZE` of
+/// the eight tables costs the database 100–300 ms whatever the import's size; at 1,000 rows it
+/// ran after every import of a day's ledger while the tables were young (ten times in a
+/// 20,000-file `bench sync`, 2.7 s of the server's 6.5 s), and a plan over a few thousand rows is
+/// fast whatever the statistics say. From 10,000 rows (an import of several seconds) it is a few
+/// per cent of the import.
+const ANALYZE_MIN_ROWS: usize = 10_000;
 
 /// After a commit that added `added` rows to `tables` (an import, a received batch), refreshes
 /// PostgreSQL's statistics of those tables when the planner's belief is stale: when `added` is
@@ -634,7 +639,7 @@ const ANALYZE_MIN_ROWS: usize = 1_000;
 /// (and while one long transaction loads a million rows, never in between) — meanwhile the
 /// reconciliation planned a million-row table as if it were empty (548 ms for a query of a few
 /// ms). Relative, not absolute: 10,000 rows into ten million change no plan and are not worth a
-/// pass. The floor: below a thousand rows any plan is fast, and small imports, the daily case,
+/// pass. The floor: below ten thousand rows any plan is fast, and small imports, the daily case,
 /// stay free. It is cheap when it runs: `ANALYZE` samples at most 30,000 rows a table, whatever
 /// its size. Runs outside the fold-in's transaction, which has committed: a failure is logged,
 /// not returned (the rows are stored; autovacuum catches up). Returns whether it ran `ANALYZE`.

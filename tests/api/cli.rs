@@ -674,8 +674,8 @@ fn analyzed(app: &TestApp) -> i64 {
 /// A CSV ledger is imported a chunk at a time (here 100 rows, 11 chunks) in one transaction: a
 /// refused row in a late chunk stores nothing of the file, and the report names it by its row,
 /// as a repeat of a row in the first chunk is named by that row; with `--skip-invalid` every
-/// valid row of every chunk arrives. On PostgreSQL the large import refreshes the planner's
-/// statistics and the small ones do not.
+/// valid row of every chunk arrives. On PostgreSQL an import of 10,000 rows refreshes the
+/// planner's statistics and the smaller ones do not.
 #[tokio::test]
 async fn a_csv_import_streams_chunk_by_chunk_and_a_late_bad_row_stores_nothing() {
     let app = spawn_app().await;
@@ -770,6 +770,25 @@ async fn a_csv_import_streams_chunk_by_chunk_and_a_late_bad_row_stores_nothing()
         1
     );
     if on_postgres() {
+        assert_eq!(
+            analyzed(&app),
+            0,
+            "an import of fewer than 10,000 rows does not analyze"
+        );
+        let large: Vec<String> = (0..10_000u32)
+            .map(|i| {
+                let born = (2012 + (i / 5000) as i32, 1 + (i / 500) % 10, 5);
+                let id = id_number("510104", born, (i % 500) as u16);
+                format!("{id},李小{i},510104,410105,流动,黄,2026/9/1,李建国,祖父")
+            })
+            .collect();
+        std::fs::write(&path, ledger(&large)).unwrap();
+        let out = bin(&app, &["import", path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(analyzed(&app), 1, "a large import analyzes");
         std::fs::write(&small, ledger(&(2003..2006).map(row).collect::<Vec<_>>())).unwrap();
         let out = bin(&app, &["import", small.to_str().unwrap()]);

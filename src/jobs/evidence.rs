@@ -21,15 +21,9 @@ pub async fn expire(
     node: std::sync::Arc<LocalNode>,
     unnamed: chrono::Duration,
     every: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
+    super::every(every, shutdown, || async {
         let n = node.clone();
         let r = store
             .run(move |c| {
@@ -47,7 +41,8 @@ pub async fn expire(
             Ok(files) => tracing::info!(files, "evidence files no case named were deleted"),
             Err(e) => tracing::warn!(error = %e, "the evidence expiry run failed"),
         }
-    }
+    })
+    .await;
 }
 
 pub async fn run(

@@ -13,15 +13,9 @@ pub async fn run(
     node: Arc<LocalNode>,
     every: Duration,
     page: i64,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
+    super::every(every, shutdown, || async {
         let n = node.clone();
         let r = store
             .run(move |c| crate::sync::integrity::check_page(c, &n, page, chrono::Utc::now()))
@@ -29,5 +23,6 @@ pub async fn run(
         if let Err(e) = r {
             tracing::warn!(error = %e, "version integrity check failed");
         }
-    }
+    })
+    .await;
 }

@@ -135,6 +135,27 @@ impl Running {
     }
 }
 
+/// Runs `round` at once and then every `every` (a round that overruns delays the next, never
+/// doubles it up) until `shutdown` turns true: the loop of the periodic jobs.
+pub(crate) async fn every<F, Fut>(
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut round: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        round().await;
+    }
+}
+
 /// Starts every job of a node (on the current tokio runtime).
 pub fn start(ctx: JobsContext) -> Jobs {
     let (shutdown, rx) = watch::channel(false);

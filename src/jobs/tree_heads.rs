@@ -11,15 +11,9 @@ pub async fn run(
     store: Store,
     node: Arc<LocalNode>,
     every: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
+    super::every(every, shutdown, || async {
         let n = node.clone();
         let r = store
             .run(move |conn| crate::audit::log::sign_tree_head(conn, &n.key, chrono::Utc::now()))
@@ -27,5 +21,6 @@ pub async fn run(
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not sign a tree head");
         }
-    }
+    })
+    .await;
 }

@@ -205,20 +205,23 @@ pub fn expire_unnamed(
     loop {
         let n = storage::transaction(conn, |conn| -> Result<usize, EvidenceError> {
             let gone = repo::expire_unnamed(conn, cutoff, EXPIRE_PER_TRANSACTION)?;
-            for f in &gone {
-                audit::append(
-                    conn,
-                    node.clock.now(),
-                    now,
-                    &Event::new(actor.clone(), "evidence.expire", Outcome::Ok)
+            if gone.is_empty() {
+                return Ok(0);
+            }
+            let events: Vec<Event> = gone
+                .iter()
+                .map(|f| {
+                    Event::new(actor.clone(), "evidence.expire", Outcome::Ok)
                         .object("evidence", &f.sha256)
                         .details(serde_json::json!({
                             "sha256": f.sha256, "size": f.size,
                             "stored_at": f.stored_at.and_utc(),
                             "unnamed_days": unnamed_for.num_days(),
-                        })),
-                )?;
-            }
+                        }))
+                })
+                .collect();
+            let hlcs: Vec<_> = events.iter().map(|_| node.clock.now()).collect();
+            audit::append_many(conn, &hlcs, now, &events)?;
             Ok(gone.len())
         })?;
         total += n;

@@ -634,6 +634,7 @@ async fn a_file_no_case_names_expires_after_its_days_and_a_named_one_stays() {
     app.create_child(&child).await;
     let named = upload_evidence(&app, &pdf("named"), "application/pdf").await;
     let orphan = upload_evidence(&app, &pdf("orphan"), "application/pdf").await;
+    let orphan2 = upload_evidence(&app, &pdf("orphan 2"), "application/pdf").await;
     let r = app.post_json("/api/v1/cases", &request(&id, &named)).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let expire = |days_later: i64| {
@@ -655,16 +656,25 @@ async fn a_file_no_case_names_expires_after_its_days_and_a_named_one_stays() {
     };
     // Within its days (and the job's own run at start) nothing goes.
     assert_eq!(expire(6).await, 0);
-    assert_eq!(app.count("evidence_files"), 2);
-    // After them the unnamed upload goes, audited; the named one stays and still opens.
-    assert_eq!(expire(8).await, 1);
+    assert_eq!(app.count("evidence_files"), 3);
+    // After them the unnamed uploads go, each audited; the named one stays and still opens.
+    assert_eq!(expire(8).await, 2);
     assert_eq!(app.count("evidence_files"), 1);
     assert_eq!(ciphertexts(&app).len(), 1);
     let events = audit_actions(&app, "evidence.expire").await;
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["event"]["object_id"], orphan.as_str());
-    assert_eq!(events[0]["details"]["sha256"], orphan.as_str());
-    assert_eq!(events[0]["details"]["unnamed_days"], 7);
+    assert_eq!(events.len(), 2, "{events:?}");
+    let mut expired: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["object_id"].as_str().unwrap())
+        .collect();
+    expired.sort_unstable();
+    let mut orphans = [orphan.as_str(), orphan2.as_str()];
+    orphans.sort_unstable();
+    assert_eq!(expired, orphans);
+    assert!(events
+        .iter()
+        .all(|e| e["details"]["sha256"] == e["event"]["object_id"]
+            && e["details"]["unnamed_days"] == 7));
     assert_eq!(expire(30).await, 0);
     // The expired file can no longer be named, and nothing of the refused case is stored.
     let cases = app.count("cases");

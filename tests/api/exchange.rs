@@ -242,19 +242,7 @@ async fn refused_peers_never_reach_the_data() {
     // (Oversized bodies: `hardening_peer`.)
 
     // A revoked certificate: the directory authority revokes the residence node's certificate.
-    let fp = pair
-        .pki
-        .nodes
-        .iter()
-        .find(|n| n.id.as_str() == ZHENGZHOU)
-        .unwrap()
-        .fingerprint
-        .clone();
-    resign_directory(&pair.pki, |d| d.revoked_certificates.push(fp)).unwrap();
-    let handle = hukou.node.directory.clone().unwrap();
-    handle
-        .reload_from(&pair.pki.directory, &pair.pki.authority_public, Utc::now())
-        .unwrap();
+    revoke_certificate(&pair, ZHENGZHOU, hukou);
     let r = push(&client, hukou, ZHENGZHOU, vec![]).await;
     crate::helpers::problem(r, 403, "certificate_revoked").await;
     let refused: Value = hukou
@@ -270,6 +258,26 @@ async fn refused_peers_never_reach_the_data() {
     pair.hukou.stop().await;
 }
 
+/// The directory authority revokes `node`'s TLS certificate (a new signed directory over the
+/// pair's file), and `at` loads it.
+fn revoke_certificate(pair: &crate::helpers::Pair, node: &str, at: &crate::helpers::TestApp) {
+    let fp = pair
+        .pki
+        .nodes
+        .iter()
+        .find(|n| n.id.as_str() == node)
+        .unwrap()
+        .fingerprint
+        .clone();
+    resign_directory(&pair.pki, |d| d.revoked_certificates.push(fp)).unwrap();
+    at.node
+        .directory
+        .clone()
+        .unwrap()
+        .reload_from(&pair.pki.directory, &pair.pki.authority_public, Utc::now())
+        .unwrap();
+}
+
 /// The sending side of a revocation: once a directory revoking the hukou node's TLS certificate
 /// is in use at the residence node, the residence node refuses that certificate at the
 /// handshake — also where a pooled connection to it was open — and keeps its versions queued.
@@ -280,22 +288,7 @@ async fn a_sender_refuses_a_peer_whose_certificate_its_directory_revokes() {
     pair.residence.create_child(&first).await;
     wait_for_versions(&pair.hukou, first["id_number"].as_str().unwrap(), 1).await;
 
-    let fp = pair
-        .pki
-        .nodes
-        .iter()
-        .find(|n| n.id.as_str() == CHENGDU)
-        .unwrap()
-        .fingerprint
-        .clone();
-    resign_directory(&pair.pki, |d| d.revoked_certificates.push(fp)).unwrap();
-    pair.residence
-        .node
-        .directory
-        .clone()
-        .unwrap()
-        .reload_from(&pair.pki.directory, &pair.pki.authority_public, Utc::now())
-        .unwrap();
+    revoke_certificate(&pair, CHENGDU, &pair.residence);
     let second = flowing_child(42);
     pair.residence.create_child(&second).await;
     eventually(20, "the delivery refused at the handshake", || async {

@@ -243,15 +243,17 @@ pub fn create_scoped_token(
 /// An HTTP client sending `Authorization: Bearer <token>` (the crypto provider was installed by
 /// `Application::build`).
 pub fn client_with_token(token: &str) -> reqwest::Client {
+    token_client_builder(token).build().unwrap()
+}
+
+/// [`client_with_token`]'s builder, for a client with further settings.
+pub fn token_client_builder(token: &str) -> reqwest::ClientBuilder {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().default_headers(headers)
 }
 
 /// Adds a user with a password, as `hukou-sync admin user add` does.

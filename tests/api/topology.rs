@@ -149,13 +149,7 @@ fn outboxes_empty(nodes: &[TestApp]) -> bool {
 fn admin_http(node: &TestApp) -> reqwest::Client {
     let name = format!("topology-{}", uuid::Uuid::now_v7().simple());
     let token = create_token(&node.store, &node.node, &name, Role::Administrator);
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
+    crate::helpers::token_client_builder(&token)
         .pool_idle_timeout(std::time::Duration::from_secs(1))
         .build()
         .unwrap()

@@ -19,7 +19,10 @@ use crate::storage;
 use crate::sync::ledger::{self, china_today, ImportError};
 use crate::sync::LedgerError;
 
-use super::{backend_name, bare_sign_rate, bench_db, peak_rss_mib, round, settings_for};
+use super::{
+    backend_name, bare_sign_rate, bare_version_rows, bare_view_rows, bench_db, peak_rss_mib, round,
+    settings_for,
+};
 
 /// Rows read, validated and written at a time.
 const CHUNK: usize = 20_000;
@@ -116,10 +119,7 @@ pub(super) fn bench_import(
     // (each chunk's rows are built untimed).
     let at = now.naive_utc();
     let bare = time_bare_chunks(postgres, "bare", &path, &rules, |c, rows| {
-        let view: Vec<_> = rows
-            .iter()
-            .map(|(_, r)| ledger::view_row(r, at, &node.visits))
-            .collect::<Result<_, _>>()?;
+        let view = bare_view_rows(&node, rows, at)?;
         let t = Instant::now();
         storage::records::insert_children(c, &view)?;
         Ok(t.elapsed())
@@ -143,10 +143,7 @@ pub(super) fn bench_import(
         "the single-core parse found {valid} valid rows"
     );
     let bare_versions = time_bare_chunks(postgres, "bare_versions", &path, &rules, |c, rows| {
-        let versions: Vec<_> = rows
-            .iter()
-            .map(|(_, r)| ledger::signed_version(&node, r, vec![], false).map(|v| v.to_row(at)))
-            .collect::<Result<_, _>>()?;
+        let versions = bare_version_rows(&node, rows, at)?;
         let t = Instant::now();
         storage::records::insert_versions(c, &versions)?;
         Ok(t.elapsed())

@@ -456,6 +456,33 @@ fn bare_sign_rate(suite: crate::crypto::Suite, n: usize) -> anyhow::Result<f64> 
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The signed versions of `rows` as new files of `node` (no parents), stored at `at`: what a
+/// bare insert of versions writes.
+fn bare_version_rows(
+    node: &crate::sync::LocalNode,
+    rows: &[(usize, ChildRecord)],
+    at: chrono::NaiveDateTime,
+) -> anyhow::Result<Vec<crate::storage::records::VersionRow>> {
+    Ok(rows
+        .iter()
+        .map(|(_, r)| {
+            crate::sync::ledger::signed_version(node, r, vec![], false).map(|v| v.to_row(at))
+        })
+        .collect::<Result<_, _>>()?)
+}
+
+/// The view rows of `rows` at `at`: what a bare insert of views writes.
+fn bare_view_rows(
+    node: &crate::sync::LocalNode,
+    rows: &[(usize, ChildRecord)],
+    at: chrono::NaiveDateTime,
+) -> anyhow::Result<Vec<crate::storage::records::ChildRow>> {
+    Ok(rows
+        .iter()
+        .map(|(_, r)| crate::sync::ledger::view_row(r, at, &node.visits))
+        .collect::<Result<_, _>>()?)
+}
+
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }

@@ -48,22 +48,6 @@ struct Sample {
     malloc_held_mib: f64,
 }
 
-/// The allocator's bytes in use and held (see [`Sample`]); zeros off glibc.
-fn malloc_bytes() -> (u64, u64) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: `mallinfo2` takes nothing, walks the allocator's arenas under their own locks
-        // (any thread, any time) and returns a plain struct of counters by value.
-        let m = unsafe { libc::mallinfo2() };
-        let mapped = m.hblkhd as u64;
-        (m.uordblks as u64 + mapped, m.arena as u64 + mapped)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        (0, 0)
-    }
-}
-
 /// Turns SQLite's memory statistics on (the bundled library is built with them off, and then
 /// [`sqlite_heap_bytes`] reads 0). Only before SQLite is first used in the process: afterwards it
 /// is refused and this returns false.
@@ -513,7 +497,7 @@ async fn sample(start: Instant, zz: &Store, cd: Option<&Store>) -> anyhow::Resul
         Some(s) => outbox_and_bytes(s).await?,
         None => (0, 0),
     };
-    let (in_use, held) = malloc_bytes();
+    let (in_use, held) = crate::sync::memory::allocator_bytes();
     Ok(Sample {
         secs: round(start.elapsed().as_secs_f64()),
         rss_mib: round(rss_mib(std::process::id())),

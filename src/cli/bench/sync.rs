@@ -207,14 +207,8 @@ fn bare_insert_rate(
     let at = Utc::now().naive_utc();
     let mut spent = std::time::Duration::ZERO;
     for chunk in rows.chunks(per_transaction.max(1)) {
-        let versions: Vec<_> = chunk
-            .iter()
-            .map(|(_, r)| ledger::signed_version(node, r, vec![], false).map(|v| v.to_row(at)))
-            .collect::<Result<_, _>>()?;
-        let views: Vec<_> = chunk
-            .iter()
-            .map(|(_, r)| ledger::view_row(r, at, &node.visits))
-            .collect::<Result<_, _>>()?;
+        let versions = super::bare_version_rows(node, chunk, at)?;
+        let views = super::bare_view_rows(node, chunk, at)?;
         let t = Instant::now();
         storage::transaction(&mut conn, |c| -> anyhow::Result<()> {
             storage::records::insert_versions(c, &versions)?;

@@ -467,18 +467,62 @@ pub fn previous_peer_head(
         .map_err(StorageError::from)
 }
 
-/// Queues versions that cannot be queued yet (just created), in multi-row inserts.
+/// Queues versions that cannot be queued yet (just created): `items` are (version id, stamp),
+/// each version stored by the caller's transaction before this call (the foreign key checks
+/// it). On PostgreSQL one statement whatever the count (the rows as arrays); on SQLite
+/// multi-row inserts.
 pub fn enqueue_new(
     conn: &mut DbConn,
     peer: &str,
     items: &[(String, i64)],
     at: NaiveDateTime,
 ) -> Result<(), StorageError> {
-    insert_many!(conn, outbox::table, items, |i| (
-        outbox::peer.eq(peer.to_owned()),
-        outbox::version_id.eq(i.0.clone()),
-        outbox::hlc.eq(i.1),
-        outbox::enqueued_at.eq(at),
-    ));
+    if items.is_empty() {
+        return Ok(());
+    }
+    let DbConn::Postgres(pg) = conn else {
+        insert_many!(conn, outbox::table, items, |i| (
+            outbox::peer.eq(peer.to_owned()),
+            outbox::version_id.eq(i.0.clone()),
+            outbox::hlc.eq(i.1),
+            outbox::enqueued_at.eq(at),
+        ));
+        return Ok(());
+    };
+    EnqueueNew {
+        peer,
+        ids: items.iter().map(|i| i.0.as_str()).collect(),
+        hlcs: items.iter().map(|i| i.1).collect(),
+        at,
+    }
+    .execute(pg)?;
     Ok(())
 }
+
+/// [`enqueue_new`] on PostgreSQL: the rows from arrays, in one statement.
+struct EnqueueNew<'a> {
+    peer: &'a str,
+    ids: Vec<&'a str>,
+    hlcs: Vec<i64>,
+    at: NaiveDateTime,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for EnqueueNew<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+        out.push_sql("INSERT INTO outbox (peer, version_id, hlc, enqueued_at) SELECT ");
+        out.push_bind_param::<Text, _>(&self.peer)?;
+        out.push_sql(", i.id, i.hlc, ");
+        out.push_bind_param::<Timestamp, _>(&self.at)?;
+        out.push_sql(" FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.hlcs)?;
+        out.push_sql(") AS i (id, hlc)");
+        Ok(())
+    }
+}
+pg_cached_statement!(EnqueueNew);

@@ -410,9 +410,10 @@ pub fn head_versions(
 }
 
 /// Moves a document's heads past a newly stored version: its parents stop being heads, it becomes
-/// one, and the document is marked dirty for reconciliation. (A stored version's parents are always stored first, so no stored version can name the
+/// one, and the document is marked dirty for reconciliation — SQLite's part of
+/// [`insert_on_parents`]. (A stored version's parents are always stored first, so no stored version can name the
 /// new one as a parent.)
-pub fn advance_heads(
+fn advance_heads(
     conn: &mut DbConn,
     kind: &str,
     doc_id: &str,
@@ -629,8 +630,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertOnParents<'_
 pg_cached_statement!(InsertOnParents);
 
 /// Heads of many new documents at once (bulk import of creations), marked dirty for
-/// reconciliation.
-pub fn insert_heads(
+/// reconciliation: SQLite's part of [`insert_creations`], whose deferred foreign key checks each
+/// at COMMIT. (On PostgreSQL heads are written only with their versions, by one statement.)
+fn insert_heads(
     conn: &mut DbConn,
     kind: &str,
     rows: &[(String, String)],
@@ -645,10 +647,121 @@ pub fn insert_heads(
     Ok(())
 }
 
+/// Stores new files' view rows. On PostgreSQL one statement whatever the count (the rows as
+/// arrays: 16 binds instead of 16 per row, one plan); on SQLite multi-row inserts.
 pub fn insert_children(conn: &mut DbConn, rows: &[ChildRow]) -> Result<(), StorageError> {
-    insert_many!(conn, children::table, rows);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let DbConn::Postgres(pg) = conn else {
+        insert_many!(conn, children::table, rows);
+        return Ok(());
+    };
+    InsertChildren(ChildColumns::of(rows)).execute(pg)?;
     Ok(())
 }
+
+/// The columns of view rows as arrays, in the table's order.
+struct ChildColumns<'a> {
+    id_number: Vec<&'a str>,
+    name: Vec<&'a str>,
+    hukou_region: Vec<&'a str>,
+    residence_region: Vec<&'a str>,
+    categories: Vec<&'a str>,
+    risk_level: Vec<Option<&'a str>>,
+    last_visit_on: Vec<Option<NaiveDate>>,
+    refreshed_on: Vec<Option<NaiveDate>>,
+    residence_township: Vec<Option<&'a str>>,
+    hukou_township: Vec<Option<&'a str>>,
+    visit_due_on: Vec<Option<NaiveDate>>,
+    responsible_worker: Vec<Option<&'a str>>,
+    record: Vec<&'a str>,
+    head_count: Vec<i64>,
+    created_at: Vec<NaiveDateTime>,
+    updated_at: Vec<NaiveDateTime>,
+}
+
+impl<'a> ChildColumns<'a> {
+    fn of(rows: &'a [ChildRow]) -> Self {
+        ChildColumns {
+            id_number: rows.iter().map(|r| r.id_number.as_str()).collect(),
+            name: rows.iter().map(|r| r.name.as_str()).collect(),
+            hukou_region: rows.iter().map(|r| r.hukou_region.as_str()).collect(),
+            residence_region: rows.iter().map(|r| r.residence_region.as_str()).collect(),
+            categories: rows.iter().map(|r| r.categories.as_str()).collect(),
+            risk_level: rows.iter().map(|r| r.risk_level.as_deref()).collect(),
+            last_visit_on: rows.iter().map(|r| r.last_visit_on).collect(),
+            refreshed_on: rows.iter().map(|r| r.refreshed_on).collect(),
+            residence_township: rows
+                .iter()
+                .map(|r| r.residence_township.as_deref())
+                .collect(),
+            hukou_township: rows.iter().map(|r| r.hukou_township.as_deref()).collect(),
+            visit_due_on: rows.iter().map(|r| r.visit_due_on).collect(),
+            responsible_worker: rows
+                .iter()
+                .map(|r| r.responsible_worker.as_deref())
+                .collect(),
+            record: rows.iter().map(|r| r.record.as_str()).collect(),
+            head_count: rows.iter().map(|r| r.head_count).collect(),
+            created_at: rows.iter().map(|r| r.created_at).collect(),
+            updated_at: rows.iter().map(|r| r.updated_at).collect(),
+        }
+    }
+}
+
+/// [`insert_children`] on PostgreSQL: the rows from arrays.
+struct InsertChildren<'a>(ChildColumns<'a>);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertChildren<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Date, Nullable, Text, Timestamp};
+        let c = &self.0;
+        out.push_sql(
+            "INSERT INTO children (id_number, name, hukou_region, residence_region, categories, \
+             risk_level, last_visit_on, refreshed_on, residence_township, hukou_township, \
+             visit_due_on, responsible_worker, record, head_count, created_at, updated_at) \
+             SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&c.id_number)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.hukou_region)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.residence_region)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.categories)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.risk_level)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Date>>, _>(&c.last_visit_on)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Date>>, _>(&c.refreshed_on)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.residence_township)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.hukou_township)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Date>>, _>(&c.visit_due_on)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.responsible_worker)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.record)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&c.head_count)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&c.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&c.updated_at)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+pg_cached_statement!(InsertChildren);
 
 pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), StorageError> {
     diesel::update(children::table.find(&row.id_number))

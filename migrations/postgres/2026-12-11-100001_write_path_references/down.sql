@@ -1,0 +1,1 @@
+ALTER TABLE heads ADD CONSTRAINT heads_version_id_fkey FOREIGN KEY (version_id) REFERENCES versions (id);

@@ -1,0 +1,13 @@
+-- The heads name their versions without a foreign key on PostgreSQL.
+--
+-- PostgreSQL checks a foreign key by a trigger per inserted row: a query of `versions` by key
+-- and a `FOR KEY SHARE` lock on the row found (a WAL record of its own). On the write path that
+-- was two thirds of the cost of a head's row (20,000 rows: 56 ms without, 186 ms with), paid by
+-- every version a node stores, on both sides of an exchange. What the key protected holds by
+-- construction on this backend: a head is written only by the statement that stores its
+-- version (`records::insert_creations`, `records::insert_on_parents`), from that statement's own
+-- rows, and versions are never deleted (DESIGN §3). The outbox and `version_parents` keep their
+-- keys: their rows are written by several paths (a file's history queued anew, a peer's
+-- parents), where the key is the check. SQLite keeps its deferred keys, and its own path for
+-- heads.
+ALTER TABLE heads DROP CONSTRAINT IF EXISTS heads_version_id_fkey;

@@ -352,9 +352,10 @@ pub struct SyncSettings {
     /// Batches one peer may have in flight at once on the peer listener; the next gets 503
     /// `busy` with `Retry-After`, before its body is read.
     pub peer_batches_in_flight: usize,
-    /// Batches of all peers read, parsed and stored at once; other admitted batches wait with
-    /// their bodies unread. Bounds the memory pushes can take (about six times the body limit
-    /// per batch).
+    /// Largest batches (of `peer_body_limit`) of all peers read, parsed and stored at once;
+    /// other admitted batches wait with their bodies unread. Smaller batches share the same
+    /// budget by their declared length, so several ordinary ones are received at once. Bounds
+    /// the memory pushes can take (about six times `peer_body_limit` per unit).
     pub peer_batches_at_once: usize,
     /// Seconds a peer's stamp may run ahead of this node's clock.
     pub max_clock_skew_secs: u64,

@@ -7,9 +7,11 @@
 //!
 //! It also bounds what one peer can make this node hold ([`PushLimits`]): batches in flight per
 //! peer ([`Receiver::admit`], taken before the body is read), bytes per body (the listener reads
-//! at most [`PushLimits::max_bytes`]) and versions per batch ([`parse_push`], which counts the
-//! versions before parsing any of them and borrows the body instead of copying it). A batch's
-//! refusals are one audit event, whatever their number (`ingest`).
+//! at most [`PushLimits::max_bytes`]), the bytes of all batches being received node-wide (a
+//! budget of [`PushLimits::at_once`] largest bodies, taken by each batch in proportion to its
+//! declared length) and versions per batch ([`parse_push`], which counts the versions before
+//! parsing any of them and borrows the body instead of copying it). A batch's refusals are one
+//! audit event, whatever their number (`ingest`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,9 +63,12 @@ const INGEST_ATTEMPTS: u32 = 4;
 pub struct PushLimits {
     /// Batches of one peer being received at once (past it: 503 `busy`).
     pub in_flight_per_peer: usize,
-    /// Batches of all peers read, parsed and stored at once; the others admitted wait, their
-    /// bodies unread. What a batch holds while it is received (its body, its parsed versions,
-    /// its records, its receipt: about six times its body) is bounded node-wide by this.
+    /// Largest batches (of `max_bytes`) of all peers read, parsed and stored at once; the
+    /// others admitted wait, their bodies unread. A smaller batch takes its share of that budget
+    /// by its declared length ([`budget_units`]), so several ordinary batches are received at
+    /// once — one verified while another is stored — within the same bound. What a batch holds
+    /// while it is received (its body, its parsed versions, its records, its receipt: about six
+    /// times its body) is bounded node-wide by this.
     pub at_once: usize,
     /// Versions in one batch.
     pub max_versions: usize,
@@ -102,12 +107,15 @@ pub enum PushError {
 }
 
 /// A batch being received from a peer: while it lives, it counts against the peer's
-/// [`PushLimits::in_flight_per_peer`], and holds one of the node's [`PushLimits::at_once`].
+/// [`PushLimits::in_flight_per_peer`], and holds its share of the node's budget
+/// ([`PushLimits::at_once`] largest bodies).
 pub struct Admission {
     counts: Arc<Mutex<HashMap<NodeId, usize>>>,
     peer: NodeId,
     working: Option<tokio::sync::OwnedSemaphorePermit>,
     at_once: Arc<tokio::sync::Semaphore>,
+    /// The whole budget, in [`BUDGET_UNIT`]s: all of it available means no batch is being
+    /// received.
     limit: usize,
     /// Set when a large body was received since memory was last given back (shared by all
     /// admissions): only a burst of large batches is worth a trim.
@@ -116,6 +124,27 @@ pub struct Admission {
 
 /// A body from this size up makes the node give memory back once it is idle again.
 const LARGE_BODY: usize = 1024 * 1024;
+
+/// The grain of the node's budget for batches being received, in bytes of body.
+const BUDGET_UNIT: usize = 64 * 1024;
+
+/// The share of the budget a batch of `declared` bytes takes (its declared length, or the
+/// largest allowed body when it declared none, as a chunked body may grow to it): one unit per
+/// [`BUDGET_UNIT`] begun, at least one, at most one largest body's worth.
+fn budget_units(declared: Option<usize>, limits: &PushLimits) -> usize {
+    let bytes = declared.unwrap_or(limits.max_bytes).min(limits.max_bytes);
+    bytes.div_ceil(BUDGET_UNIT).clamp(1, largest_units(limits))
+}
+
+/// The share of the budget the largest allowed body takes.
+fn largest_units(limits: &PushLimits) -> usize {
+    limits.max_bytes.div_ceil(BUDGET_UNIT).max(1)
+}
+
+/// The whole budget: [`PushLimits::at_once`] largest bodies.
+fn budget_total(limits: &PushLimits) -> usize {
+    largest_units(limits).saturating_mul(limits.at_once.max(1))
+}
 
 impl Admission {
     /// Notes the size of the body read for this batch.
@@ -246,7 +275,7 @@ impl Receiver {
             files,
             limits,
             in_flight: Arc::default(),
-            at_once: Arc::new(tokio::sync::Semaphore::new(limits.at_once.max(1))),
+            at_once: Arc::new(tokio::sync::Semaphore::new(budget_total(&limits))),
             large_since_trim: Arc::default(),
         }
     }
@@ -255,10 +284,16 @@ impl Receiver {
         self.limits
     }
 
-    /// Admits one more batch of `peer`, or refuses it at once when the peer already has
-    /// [`PushLimits::in_flight_per_peer`] being received; then waits for one of the node's
-    /// [`PushLimits::at_once`]. Called before the body is read.
-    pub async fn admit(&self, peer: &NodeId) -> Result<Admission, PushError> {
+    /// Admits one more batch of `peer`, whose body declares `declared` bytes (`None`: no
+    /// length), or refuses it at once when the peer already has
+    /// [`PushLimits::in_flight_per_peer`] being received; then waits for the batch's share of
+    /// the node's budget ([`PushLimits::at_once`]; first come, first served, so a large batch
+    /// is not overtaken forever by small ones). Called before the body is read.
+    pub async fn admit(
+        &self,
+        peer: &NodeId,
+        declared: Option<usize>,
+    ) -> Result<Admission, PushError> {
         let limit = self.limits.in_flight_per_peer;
         {
             let mut counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,11 +311,13 @@ impl Receiver {
             peer: peer.clone(),
             working: None,
             at_once: self.at_once.clone(),
-            limit: self.limits.at_once.max(1),
+            limit: budget_total(&self.limits),
             large_since_trim: self.large_since_trim.clone(),
         };
         // Never closed: an error cannot happen; if it did, the batch goes on without a permit.
-        admission.working = self.at_once.clone().acquire_owned().await.ok();
+        // A share is at most the whole budget (`budget_units`), so it is always granted in time.
+        let units = u32::try_from(budget_units(declared, &self.limits)).unwrap_or(u32::MAX);
+        admission.working = self.at_once.clone().acquire_many_owned(units).await.ok();
         Ok(admission)
     }
 
@@ -415,4 +452,62 @@ fn sign_and_store_receipt(
     .map_err(|e| LedgerError::Internal(e.to_string()))?;
     receipt::store(c, node.hash, &receipt, now.naive_utc())?;
     Ok(receipt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budget is `at_once` largest bodies; a batch takes a share by its declared length.
+    #[test]
+    fn a_batch_takes_its_share_of_the_budget_by_its_declared_length() {
+        let limits = PushLimits::default();
+        let largest = largest_units(&limits);
+        assert_eq!(largest, 256, "16 MiB in 64 KiB units");
+        assert_eq!(budget_total(&limits), largest);
+        assert_eq!(budget_units(Some(2 * 1024 * 1024), &limits), 32);
+        assert_eq!(budget_units(Some(64 * 1024 + 1), &limits), 2);
+        assert_eq!(budget_units(Some(0), &limits), 1, "at least one unit");
+        // No declared length: it may grow to the limit. Past the limit: the listener refuses
+        // it (413) once admitted; it never takes more than the whole budget.
+        assert_eq!(budget_units(None, &limits), largest);
+        assert_eq!(budget_units(Some(usize::MAX), &limits), largest);
+        let two = PushLimits {
+            at_once: 2,
+            ..limits
+        };
+        assert_eq!(budget_total(&two), 2 * largest);
+    }
+
+    /// Ordinary batches are received side by side; a largest one waits for the budget, and
+    /// one that comes after it waits behind it (first come, first served).
+    #[tokio::test]
+    async fn ordinary_batches_share_the_budget_and_a_large_one_is_not_overtaken() {
+        let limits = PushLimits::default();
+        let budget = Arc::new(tokio::sync::Semaphore::new(budget_total(&limits)));
+        let units = move |declared| u32::try_from(budget_units(declared, &limits)).unwrap();
+        let small = Some(2 * 1024 * 1024);
+        let first = budget.clone().try_acquire_many_owned(units(small)).unwrap();
+        let second = budget.clone().try_acquire_many_owned(units(small)).unwrap();
+        let large = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.acquire_many_owned(units(None)).await.unwrap() }
+        });
+        // Queued first, the large batch takes what is free and waits for the rest.
+        for _ in 0..10_000 {
+            if budget.available_permits() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(budget.available_permits(), 0);
+        assert!(!large.is_finished());
+        // A small batch arriving now waits behind it.
+        assert!(budget.try_acquire_many(units(small)).is_err());
+        drop((first, second));
+        let large = large.await.unwrap();
+        assert_eq!(budget.available_permits(), 0);
+        drop(large);
+        assert_eq!(budget.available_permits(), budget_total(&limits));
+    }
 }

@@ -42,6 +42,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
         }));
 }
 
+/// The body's length as its `Content-Length` declares it (`None`: not declared, or not a
+/// number — the body is then read up to the limit and no further).
+pub(crate) fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Reads a request body of at most `limit` bytes into one buffer (of the declared length when
 /// there is one, so a large body is not copied as its buffer grows): 413 problem+json
 /// `body_too_large` when the declared length is larger (before reading any of it) or when the
@@ -59,11 +68,7 @@ pub(crate) async fn read_body(
             format!("the body exceeds {limit} bytes"),
         )
     };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }

@@ -19,7 +19,7 @@ pub async fn push_versions(
 ) -> Result<HttpResponse, ApiError> {
     let peer = authenticate(&state, &req).await?;
     let receiver = &state.receiver;
-    let admission = receiver.admit(&peer).await?;
+    let admission = receiver.admit(&peer, super::declared_length(&req)).await?;
     let limits = receiver.limits();
     let body = super::read_body(&req, payload, limits.max_bytes).await?;
     admission.body_read(body.len());

@@ -66,7 +66,7 @@ pub fn append_many(
     let mut rows = Vec::with_capacity(events.len());
     let mut leaves = Vec::with_capacity(events.len());
     for (i, (event, hlc)) in events.iter().zip(hlcs).enumerate() {
-        let details = event.details.to_string();
+        let details = crate::crypto::jcs::compact(&event.details);
         let leaf = LeafEvent {
             seq: first + i as i64,
             hlc: *hlc,

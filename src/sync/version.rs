@@ -227,7 +227,7 @@ impl SignedVersion {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
-            body: self.version.body.to_string(),
+            body: crate::crypto::jcs::compact(&self.version.body),
             resolution: i64::from(self.version.resolution),
             signature: Some(self.signature.to_string()),
             stored_at,

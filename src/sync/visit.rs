@@ -105,7 +105,7 @@ impl ChildDoc for ReportBody {
                 police_called: i64::from(body.police_called),
                 referral_target: body.referral.as_ref().map(|r| r.target.code().to_owned()),
                 head: v.id.to_string(),
-                body: v.version.body.to_string(),
+                body: crate::crypto::jcs::compact(&v.version.body),
                 recorded_at: at,
                 updated_at: at,
             },
@@ -248,7 +248,7 @@ pub fn row_of(v: &SignedVersion, body: &VisitBody, at: NaiveDateTime) -> VisitRo
             .map(|a| a.level.as_str().to_owned()),
         next_due_on: body.next_due_on,
         head: v.id.to_string(),
-        body: v.version.body.to_string(),
+        body: crate::crypto::jcs::compact(&v.version.body),
         recorded_at: at,
         updated_at: at,
     }

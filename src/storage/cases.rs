@@ -151,15 +151,32 @@ pub fn list(conn: &mut DbConn, f: &CaseFilter) -> Result<Vec<Case>, StorageError
     rows.into_iter().map(Case::try_from).collect()
 }
 
-/// The stored states of the cases among `case_ids` this node holds: `(case_id, state)`.
+/// The stored states of the cases among `case_ids` this node holds: `(case_id, state)`. On
+/// PostgreSQL the statement is planned with its keys on every call (an index lookup): prepared
+/// once, its generic plan was made while the table was nearly empty and scanned every row
+/// (0.4 ms a call at 2,000 cases; `bench cases` asks this many times a second).
 pub fn states_of(
     conn: &mut DbConn,
     case_ids: &[String],
 ) -> Result<Vec<(String, String)>, StorageError> {
-    Ok(cases::table
-        .filter(cases::case_id.eq_any(case_ids))
-        .select((cases::case_id, cases::state))
-        .load(conn)?)
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(cases::table
+            .filter(cases::case_id.eq_any(case_ids))
+            .select((cases::case_id, cases::state))
+            .load(conn)?);
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        case_id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        state: String,
+    }
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT case_id, state FROM cases WHERE case_id = ANY($1)")
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(case_ids)
+            .load(pg)?;
+    Ok(rows.into_iter().map(|r| (r.case_id, r.state)).collect())
 }
 
 /// `(case_id, stored body)` of every case not yet decided or withdrawn.

@@ -532,3 +532,46 @@ async fn an_append_reads_the_right_edge_the_stored_tree_holds_at_every_size() {
             .unwrap();
     assert!(report.ok(), "{report:?}");
 }
+
+/// The states of the cases asked for, those held and only those — the same on both backends
+/// (on PostgreSQL the statement is planned with its keys each time, past the five calls after
+/// which a prepared statement would switch to its generic plan).
+#[tokio::test]
+async fn case_states_are_read_for_the_ids_asked_and_only_those() {
+    use hukou_sync::storage::cases::{self, CaseRow};
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().naive_utc();
+    let row = |i: usize, state: &str| CaseRow {
+        case_id: format!("case-{i:04}"),
+        child_id: format!("child-{i}"),
+        benefit: "dibao".into(),
+        requester: "410105".into(),
+        decider: "510104".into(),
+        state: state.into(),
+        submitted_at: now,
+        due_on: now.date(),
+        head_count: 1,
+        body: "{}".into(),
+        updated_at: now,
+    };
+    let mut conn = app.store.conn().unwrap();
+    for i in 0..40 {
+        let state = if i % 2 == 0 { "submitted" } else { "received" };
+        cases::upsert(&mut conn, &row(i, state)).unwrap();
+    }
+    for _ in 0..7 {
+        let asked: Vec<String> = ["case-0003", "case-0010", "case-9999"]
+            .map(String::from)
+            .to_vec();
+        let mut states = cases::states_of(&mut conn, &asked).unwrap();
+        states.sort();
+        assert_eq!(
+            states,
+            vec![
+                ("case-0003".to_string(), "received".to_string()),
+                ("case-0010".to_string(), "submitted".to_string()),
+            ]
+        );
+    }
+    assert!(cases::states_of(&mut conn, &[]).unwrap().is_empty());
+}

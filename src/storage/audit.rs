@@ -386,11 +386,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertAppended<'_>
             out.push_bind_param::<Array<Text>, _>(text)?;
         }
         out.push_sql(")) INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest(");
-        out.push_bind_param::<Array<BigInt>, _>(&self.level)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&self.idx)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.hash)?;
+        push_binds!(out;
+            Array<BigInt> => &self.level,
+            Array<BigInt> => &self.idx,
+            Array<Text> => &self.hash,
+        );
         out.push_sql(")");
         Ok(())
     }

@@ -518,9 +518,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for EnqueueNew<'_> {
         out.push_sql(", i.id, i.hlc, ");
         out.push_bind_param::<Timestamp, _>(&self.at)?;
         out.push_sql(" FROM unnest(");
-        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&self.hlcs)?;
+        push_binds!(out; Array<Text> => &self.ids, Array<BigInt> => &self.hlcs);
         out.push_sql(") AS i (id, hlc)");
         Ok(())
     }

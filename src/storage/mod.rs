@@ -175,6 +175,19 @@ macro_rules! pg_cached_statement {
     };
 }
 
+/// Pushes each `value` as a bind parameter of SQL type `type`, separated by `, ` — the argument
+/// list of an `unnest(...)` whose rows are bound as arrays. `$out` is the statement's
+/// `AstPass`; `?` returns its error.
+macro_rules! push_binds {
+    ($out:ident; $first_ty:ty => $first:expr $(, $ty:ty => $value:expr)* $(,)?) => {
+        $out.push_bind_param::<$first_ty, _>($first)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$ty, _>($value)?;
+        )*
+    };
+}
+
 pub mod accounts;
 pub mod audit;
 pub mod backup;

@@ -538,27 +538,19 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertCreations<'_
                         resolution, signature, stored_at, second_signature) \
                SELECT * FROM unnest(",
         );
-        out.push_bind_param::<Array<Text>, _>(&c.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.kind)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.doc_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.author_node)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&c.hlc)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.parents)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.body)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&c.resolution)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.signature)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamp>, _>(&c.stored_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.second_signature)?;
+        push_binds!(out;
+            Array<Text> => &c.id,
+            Array<Text> => &c.kind,
+            Array<Text> => &c.doc_id,
+            Array<Text> => &c.author_node,
+            Array<BigInt> => &c.hlc,
+            Array<Text> => &c.parents,
+            Array<Text> => &c.body,
+            Array<BigInt> => &c.resolution,
+            Array<Nullable<Text>> => &c.signature,
+            Array<Timestamp> => &c.stored_at,
+            Array<Nullable<Text>> => &c.second_signature,
+        );
         out.push_sql(
             ") RETURNING kind, doc_id, id), \
              h AS (INSERT INTO heads (kind, doc_id, version_id) SELECT kind, doc_id, id FROM v) \
@@ -726,37 +718,24 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertChildren<'_>
              visit_due_on, responsible_worker, record, head_count, created_at, updated_at) \
              SELECT * FROM unnest(",
         );
-        out.push_bind_param::<Array<Text>, _>(&c.id_number)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.name)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.hukou_region)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.residence_region)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.categories)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.risk_level)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Date>>, _>(&c.last_visit_on)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Date>>, _>(&c.refreshed_on)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.residence_township)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.hukou_township)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Date>>, _>(&c.visit_due_on)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.responsible_worker)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&c.record)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&c.head_count)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamp>, _>(&c.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamp>, _>(&c.updated_at)?;
+        push_binds!(out;
+            Array<Text> => &c.id_number,
+            Array<Text> => &c.name,
+            Array<Text> => &c.hukou_region,
+            Array<Text> => &c.residence_region,
+            Array<Text> => &c.categories,
+            Array<Nullable<Text>> => &c.risk_level,
+            Array<Nullable<Date>> => &c.last_visit_on,
+            Array<Nullable<Date>> => &c.refreshed_on,
+            Array<Nullable<Text>> => &c.residence_township,
+            Array<Nullable<Text>> => &c.hukou_township,
+            Array<Nullable<Date>> => &c.visit_due_on,
+            Array<Nullable<Text>> => &c.responsible_worker,
+            Array<Text> => &c.record,
+            Array<BigInt> => &c.head_count,
+            Array<Timestamp> => &c.created_at,
+            Array<Timestamp> => &c.updated_at,
+        );
         out.push_sql(")");
         Ok(())
     }

@@ -270,12 +270,17 @@ struct Loaded {
 
 fn load_stamped(conn: &mut DbConn, case_id: &str) -> Result<Loaded, CaseError> {
     let heads = records_repo::head_versions(conn, "case", case_id)?;
+    merge_loaded(case_id, &heads)
+}
+
+/// A case as merged from its stored `heads`.
+fn merge_loaded(case_id: &str, heads: &[records_repo::StoredVersion]) -> Result<Loaded, CaseError> {
     if heads.is_empty() {
         return Err(CaseError::NotFound(case_id.to_owned()));
     }
     let mut list = Vec::new();
     let mut ids = Vec::new();
-    for row in &heads {
+    for row in heads {
         let v = SignedVersion::from_stored(row).map_err(LedgerError::from)?;
         let body: CaseBody = serde_json::from_value(v.version.body.clone())
             .map_err(|e| LedgerError::Internal(e.to_string()))?;
@@ -657,8 +662,14 @@ pub fn after_ingest(
     // One transaction for the cases of a batch: one commit, and one hold of the audit log's
     // lock, instead of one per case.
     storage::transaction(conn, |conn| {
+        // Every case's heads in one query, not one per case; a case named twice is loaded
+        // afresh the second time (its first step moved its heads).
+        let mut heads = records_repo::head_versions_of(conn, "case", case_ids)?;
         for id in case_ids {
-            let loaded = load_stamped(conn, id)?;
+            let loaded = match heads.remove(id.as_str()) {
+                Some(rows) => merge_loaded(id, &rows)?,
+                None => load_stamped(conn, id)?,
+            };
             let body = &loaded.body;
             if body.decider == node.id
                 && body.requester != node.id

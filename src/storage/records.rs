@@ -16,7 +16,7 @@ use crate::domain::digest::Digest;
 use crate::domain::{ChildRecord, DocKind, IdNumber, NodeId, RegionCode, RiskLevel, Scope};
 
 /// A stored version (DESIGN §3).
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = versions)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct VersionRow {
@@ -407,6 +407,45 @@ pub fn head_versions(
         .select(VersionRow::as_select())
         .load(conn)?;
     rows.into_iter().map(StoredVersion::try_from).collect()
+}
+
+/// The head versions of each of `doc_ids` (of `kind`), in one query per [`LIST_CHUNK`]: doc id
+/// → its heads in id order (a document without heads is absent). On PostgreSQL planned with its
+/// keys on every call, as the other key lookups ([`keys_present`]): a cached generic plan made
+/// while the tables were small would scan them.
+pub fn head_versions_of(
+    conn: &mut DbConn,
+    kind: &str,
+    doc_ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<StoredVersion>>, StorageError> {
+    let mut out: std::collections::HashMap<String, Vec<StoredVersion>> = Default::default();
+    for chunk in doc_ids.chunks(LIST_CHUNK) {
+        let rows: Vec<VersionRow> = match conn {
+            DbConn::Postgres(pg) => diesel::sql_query(
+                "SELECT v.id, v.kind, v.doc_id, v.author_node, v.hlc, v.parents, v.body, \
+                        v.resolution, v.signature, v.stored_at, v.second_signature \
+                 FROM heads h JOIN versions v ON v.id = h.version_id \
+                 WHERE h.kind = $1 AND h.doc_id = ANY($2) ORDER BY h.doc_id, h.version_id",
+            )
+            .bind::<diesel::sql_types::Text, _>(kind)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(chunk)
+            .load(pg)?,
+            DbConn::Sqlite(_) => heads::table
+                .inner_join(versions::table.on(versions::id.eq(heads::version_id)))
+                .filter(heads::kind.eq(kind))
+                .filter(heads::doc_id.eq_any(chunk))
+                .order((heads::doc_id.asc(), heads::version_id.asc()))
+                .select(VersionRow::as_select())
+                .load(conn)?,
+        };
+        for row in rows {
+            let doc = row.doc_id.clone();
+            out.entry(doc)
+                .or_default()
+                .push(StoredVersion::try_from(row)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Moves a document's heads past a newly stored version: its parents stop being heads, it becomes

@@ -575,3 +575,29 @@ async fn case_states_are_read_for_the_ids_asked_and_only_those() {
     }
     assert!(cases::states_of(&mut conn, &[]).unwrap().is_empty());
 }
+
+/// Many documents' heads in one read: each document with its heads, one without heads absent.
+#[tokio::test]
+async fn heads_of_many_documents_are_read_at_once() {
+    let app = spawn_app().await;
+    let rows: Vec<VersionRow> = (1..=3)
+        .map(|i| VersionRow {
+            signature: Some("A".repeat(86)),
+            ..version_row(i)
+        })
+        .collect();
+    insert_in_transaction(&app, |c| records::insert_creations(c, &rows)).unwrap();
+    let mut conn = app.store.conn().unwrap();
+    let asked: Vec<String> = ["doc-1", "doc-3", "doc-9"].map(String::from).to_vec();
+    for _ in 0..7 {
+        let heads = records::head_versions_of(&mut conn, "child", &asked).unwrap();
+        let mut docs: Vec<&String> = heads.keys().collect();
+        docs.sort();
+        assert_eq!(docs, ["doc-1", "doc-3"]);
+        assert_eq!(heads["doc-3"].len(), 1);
+        assert_eq!(heads["doc-3"][0].doc_id, "doc-3");
+        assert!(records::head_versions_of(&mut conn, "case", &asked)
+            .unwrap()
+            .is_empty());
+    }
+}

@@ -450,8 +450,8 @@ pub fn head_versions_of(
 
 /// Moves a document's heads past a newly stored version: its parents stop being heads, it becomes
 /// one, and the document is marked dirty for reconciliation — SQLite's part of
-/// [`insert_on_parents`]. (A stored version's parents are always stored first, so no stored version can name the
-/// new one as a parent.)
+/// [`insert_on_parents`]. (A stored version's parents are always stored first, so no stored
+/// version can name the new one as a parent.)
 fn advance_heads(
     conn: &mut DbConn,
     kind: &str,

@@ -130,10 +130,11 @@ const BUDGET_UNIT: usize = 64 * 1024;
 
 /// The share of the budget a batch of `declared` bytes takes (its declared length, or the
 /// largest allowed body when it declared none, as a chunked body may grow to it): one unit per
-/// [`BUDGET_UNIT`] begun, at least one, at most one largest body's worth.
+/// [`BUDGET_UNIT`] begun, at least one, at most one largest body's worth (the bytes are capped
+/// at the largest body first).
 fn budget_units(declared: Option<usize>, limits: &PushLimits) -> usize {
     let bytes = declared.unwrap_or(limits.max_bytes).min(limits.max_bytes);
-    bytes.div_ceil(BUDGET_UNIT).clamp(1, largest_units(limits))
+    bytes.div_ceil(BUDGET_UNIT).max(1)
 }
 
 /// The share of the budget the largest allowed body takes.

@@ -463,14 +463,17 @@ pub async fn drain(
             let mut next = match held.take() {
                 Some(p) => p,
                 None if !read_ahead && !flights.is_empty() => break,
-                None => match prepare(store, node, peer, config.batch_size, after.clone()).await {
-                    Ok(Some(p)) => p,
-                    Ok(None) => break,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
+                None => {
+                    let from = read_from(flights.len(), &after);
+                    match prepare(store, node, peer, config.batch_size, from).await {
+                        Ok(Some(p)) => p,
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
-                },
+                }
             };
             if !flights.is_empty() && !next.independent_of(&busy, busy_cases) {
                 if next.parent_queued {
@@ -538,6 +541,19 @@ pub async fn drain(
                 failed.get_or_insert(e);
             }
         }
+    }
+}
+
+/// Where the next batch is read from, with `in_flight` batches in flight that end at `after`:
+/// past them, or — with nothing in flight — from the head of the queue. A version stamped
+/// before the last one sent but committed after it (on PostgreSQL, writers commit out of stamp
+/// order) is then the oldest queued, and must not wait behind newer ones until the queue runs
+/// dry.
+fn read_from(in_flight: usize, after: &Option<Position>) -> Option<Position> {
+    if in_flight == 0 {
+        None
+    } else {
+        after.clone()
     }
 }
 
@@ -904,6 +920,16 @@ mod tests {
         let mut bad = StoredVersion::try_from(first.to_row(at)).unwrap();
         bad.body = crate::storage::records::StoredBody("{not json".into());
         assert!(request_body(&node, &[bad], None).is_err());
+    }
+
+    #[test]
+    fn with_nothing_in_flight_the_next_batch_is_read_from_the_head_of_the_queue() {
+        let last: Option<Position> = Some((42, "v".into()));
+        assert_eq!(read_from(1, &last), last);
+        assert_eq!(read_from(2, &last), last);
+        // A version stamped before the last one sent, committed after it, is read next.
+        assert_eq!(read_from(0, &last), None);
+        assert_eq!(read_from(0, &None), None);
     }
 
     #[test]

@@ -220,15 +220,17 @@ pub struct AppendStart {
 }
 
 /// Locks the log for an append (see the module docs) and reads what the append builds on: its
-/// size, its content hash and the hashes of its right edge. On PostgreSQL that is one statement
-/// after the lock (the edge computed from the size in SQL: each statement is a round trip to a
-/// server, and an append is in every writing transaction); on SQLite, two in-process queries.
+/// size, its content hash and the hashes of its right edge. On PostgreSQL that is one statement,
+/// the lock included (the edge computed from the size in SQL: each statement is a round trip to
+/// a server, the lock is held from here to the commit, and an append is in every writing
+/// transaction); on SQLite, two in-process queries.
 pub fn begin_append(conn: &mut DbConn) -> Result<AppendStart, StorageError> {
-    lock(conn)?;
     match conn {
         DbConn::Postgres(pg) => {
             #[derive(diesel::QueryableByName)]
             struct EdgeRow {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                was: String,
                 #[diesel(sql_type = diesel::sql_types::BigInt)]
                 size: i64,
                 #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -240,12 +242,15 @@ pub fn begin_append(conn: &mut DbConn) -> Result<AppendStart, StorageError> {
                 #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
                 hash: Option<String>,
             }
-            // A separate statement from the lock's: a statement's snapshot is taken when it
-            // starts, so one that also waited for the lock could miss the previous holder's rows.
-            let rows: Vec<EdgeRow> = AppendEdge.load(pg)?;
+            // One round trip under the lock: the function takes it, then reads with a snapshot
+            // of its own (migration `audit_append_start`).
+            let rows: Vec<EdgeRow> = AppendStartCall.load(pg)?;
             let first = rows
                 .first()
                 .ok_or_else(|| StorageError::corrupt("audit_events", "no size read"))?;
+            if first.was != "off" {
+                super::note_flush_after_commit();
+            }
             let (size, alg) = (first.size, parse_content_hash(first.content_hash.clone())?);
             let mut edge = std::collections::HashMap::with_capacity(rows.len());
             for row in rows {
@@ -262,6 +267,7 @@ pub fn begin_append(conn: &mut DbConn) -> Result<AppendStart, StorageError> {
             Ok(AppendStart { size, alg, edge })
         }
         DbConn::Sqlite(_) => {
+            lock(conn)?;
             let (size, alg) = read_size_and_hash(conn)?;
             let edge = subtree_hashes(conn, &right_edge(size))?;
             Ok(AppendStart { size, alg, edge })
@@ -269,33 +275,25 @@ pub fn begin_append(conn: &mut DbConn) -> Result<AppendStart, StorageError> {
     }
 }
 
-/// [`begin_append`]'s read on PostgreSQL: the size, the content hash, and the hash of each
-/// subtree of the right edge (computed from the size as [`right_edge`] does; one row each, or
-/// one row of nulls for an empty log).
-struct AppendEdge;
+/// [`begin_append`] on PostgreSQL: the function `audit_append_start` (its migration says what it
+/// does) with this log's lock class — the lock, then the size, the content hash, and the hash of
+/// each subtree of the right edge (computed from the size as [`right_edge`] does; one row each,
+/// or one row of nulls for an empty log).
+struct AppendStartCall;
 
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AppendEdge {
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for AppendStartCall {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
-        out.push_sql(
-            "WITH s AS (SELECT coalesce(max(seq) + 1, 0) AS size FROM audit_events), \
-             e AS (SELECT l::bigint AS level, (s.size >> (l + 1)) << 1 AS idx \
-                   FROM s, generate_series(0, 62) AS l WHERE (s.size >> l) & 1 = 1) \
-             SELECT s.size, \
-                    (SELECT value FROM node_meta WHERE name = 'content_hash') AS content_hash, \
-                    e.level, e.idx, \
-                    CASE WHEN e.level = 0 \
-                         THEN (SELECT leaf_hash FROM audit_events WHERE seq = e.idx) \
-                         ELSE (SELECT hash FROM audit_nodes n \
-                               WHERE n.level = e.level AND n.idx = e.idx) END AS hash \
-             FROM s LEFT JOIN e ON true",
-        );
+        out.push_sql(&format!(
+            "SELECT was, size, content_hash, level, idx, hash \
+             FROM audit_append_start({AUDIT_LOCK_CLASS})"
+        ));
         Ok(())
     }
 }
-pg_cached_statement!(static AppendEdge);
+pg_cached_statement!(static AppendStartCall);
 
 /// Stores appended events and the subtrees they complete: on PostgreSQL in one statement (the
 /// rows as arrays), on SQLite in multi-row inserts.

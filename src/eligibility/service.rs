@@ -326,11 +326,22 @@ fn write_row(
     loaded: &Loaded,
     at: NaiveDateTime,
 ) -> Result<(), CaseError> {
-    let (body, heads) = (&loaded.body, &loaded.heads);
-    repo::upsert(
-        conn,
-        &CaseRow {
-            case_id: case_id.to_owned(),
+    write_rows(conn, deadlines, &[(case_id, loaded)], at)
+}
+
+/// Writes the view rows of cases as each was merged (with the evidence each names): one
+/// statement for all the rows on PostgreSQL. Each case appears once.
+fn write_rows(
+    conn: &mut DbConn,
+    deadlines: &Deadlines,
+    cases: &[(&str, &Loaded)],
+    at: NaiveDateTime,
+) -> Result<(), CaseError> {
+    let mut rows = Vec::with_capacity(cases.len());
+    for (case_id, loaded) in cases {
+        let (body, heads) = (&loaded.body, &loaded.heads);
+        rows.push(CaseRow {
+            case_id: (*case_id).to_owned(),
             child_id: body.child_id.to_string(),
             benefit: body.benefit.code().to_owned(),
             requester: body.requester.to_string(),
@@ -342,9 +353,13 @@ fn write_row(
             body: serde_json::to_string(&body)
                 .map_err(|e| LedgerError::Internal(format!("serialising case {case_id}: {e}")))?,
             updated_at: at,
-        },
-    )?;
-    crate::storage::evidence::name_for_case(conn, case_id, &super::evidence::named_hashes(body))?;
+        });
+    }
+    repo::upsert_many(conn, &rows)?;
+    for (case_id, loaded) in cases {
+        let named = super::evidence::named_hashes(&loaded.body);
+        crate::storage::evidence::name_for_case(conn, case_id, &named)?;
+    }
     Ok(())
 }
 
@@ -361,25 +376,45 @@ fn store(
     now: DateTime<Utc>,
 ) -> Result<Loaded, CaseError> {
     let case_id = body.case_id.to_string();
-    // The audit action names the transition this version makes: the last step of its history.
+    let event = event_of(body, v, actor)?;
+    // The view row is refreshed before the audit event is appended: the append, last, holds
+    // the log's lock for as little of the transaction as it can.
+    let mut batch = crate::sync::store::Batch::new(node, now);
+    batch.add(conn, v, &parties_of(body))?;
+    batch.flush(conn)?;
+    let merged = if v.version.parents.is_empty() {
+        // A new case (its id made here): the version is its only head.
+        let loaded = Loaded {
+            body: body.clone(),
+            heads: vec![v.id],
+            stamp: Some(v.version.hlc),
+        };
+        write_row(conn, deadlines, &case_id, &loaded, now.naive_utc())?;
+        loaded
+    } else {
+        refresh_row(conn, deadlines, &case_id, now.naive_utc())?
+    };
+    batch.event(event);
+    batch.finish(conn)?;
+    Ok(merged)
+}
+
+/// The two parties of a case: its version goes to the one that is not this node.
+fn parties_of(body: &CaseBody) -> BTreeSet<NodeId> {
+    [body.requester.clone(), body.decider.clone()].into()
+}
+
+/// The audit event of storing case version `v` (of `body`): its action names the transition the
+/// version makes, the last step of its history.
+fn event_of(body: &CaseBody, v: &SignedVersion, actor: &Actor) -> Result<Event, CaseError> {
     let action = body
         .history
         .last()
         .map(|s| s.transition.kind().audit_action())
         .ok_or_else(|| LedgerError::Internal("a case version without a step".into()))?;
-    let parties: BTreeSet<NodeId> = [body.requester.clone(), body.decider.clone()].into();
-    let event = Event::new(actor.clone(), action, Outcome::Ok)
-        .object("case", &case_id)
-        .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state}));
-    // The view row is refreshed before the audit event is appended: the append, last, holds
-    // the log's lock for as little of the transaction as it can.
-    let mut batch = crate::sync::store::Batch::new(node, now);
-    batch.add(conn, v, &parties)?;
-    batch.flush(conn)?;
-    let merged = refresh_row(conn, deadlines, &case_id, now.naive_utc())?;
-    batch.event(event);
-    batch.finish(conn)?;
-    Ok(merged)
+    Ok(Event::new(actor.clone(), action, Outcome::Ok)
+        .object("case", &body.case_id.to_string())
+        .details(serde_json::json!({"version": v.id, "child": body.child_id, "benefit": body.benefit, "state": body.state})))
 }
 
 /// Opens a case at the residence bureau.
@@ -481,17 +516,7 @@ fn step(
         Some(loaded) => loaded,
         None => load_stamped(conn, case_id)?,
     };
-    let wanted = as_party.or(Some(crate::domain::case::state::party_of(&transition)));
-    if current.party_of(&node.id, wanted).is_none() && current.party_of(&node.id, None).is_none() {
-        return Err(CaseError::Step(StepError::NotParty(node.id.clone())));
-    }
-    let next = current.next(Step {
-        transition: transition.clone(),
-        by: node.id.clone(),
-        at: now,
-        officer,
-    })?;
-    check_step(Some(&current), &next, &node.id)?;
+    let next = next_body(node, &current, &transition, officer, as_party, now)?;
     match &transition {
         // An answer names only files stored here (they travel to the decider from here).
         Transition::ProvideInfo { evidence, .. } => {
@@ -530,11 +555,7 @@ fn step(
         },
         _ => None,
     };
-    // Stamped after its parents, which another process of the node may have stamped ahead.
-    if let Some(stamp) = stamp {
-        node.clock.raise(stamp);
-    }
-    let v = version_of(node, &next, heads.clone())?;
+    let v = version_on(node, &next, heads, stamp)?;
     store(conn, node, deadlines, &next, &v, actor, now)?;
     if let Some((child, month, review_on, ends)) = grant {
         grant_benefit(
@@ -549,6 +570,44 @@ fn step(
         )?;
     }
     Ok(next)
+}
+
+/// The case after `transition` made by this node on `current` (checked: this node is the party
+/// the transition needs, and the step is legal).
+fn next_body(
+    node: &LocalNode,
+    current: &CaseBody,
+    transition: &Transition,
+    officer: Option<String>,
+    as_party: Option<Party>,
+    now: DateTime<Utc>,
+) -> Result<CaseBody, CaseError> {
+    let wanted = as_party.or(Some(crate::domain::case::state::party_of(transition)));
+    if current.party_of(&node.id, wanted).is_none() && current.party_of(&node.id, None).is_none() {
+        return Err(CaseError::Step(StepError::NotParty(node.id.clone())));
+    }
+    let next = current.next(Step {
+        transition: transition.clone(),
+        by: node.id.clone(),
+        at: now,
+        officer,
+    })?;
+    check_step(Some(current), &next, &node.id)?;
+    Ok(next)
+}
+
+/// The signed version of `next`, made on `heads` whose latest stamp is `stamp`: stamped after
+/// them, though another process of the node may have stamped them ahead of this one's clock.
+fn version_on(
+    node: &LocalNode,
+    next: &CaseBody,
+    heads: Vec<VersionId>,
+    stamp: Option<Hlc>,
+) -> Result<SignedVersion, CaseError> {
+    if let Some(stamp) = stamp {
+        node.clock.raise(stamp);
+    }
+    Ok(version_of(node, next, heads)?)
 }
 
 /// Writes an approved benefit into the child's file: a new grant from `month` with the
@@ -650,6 +709,11 @@ pub fn transition(
 
 /// After versions of these cases arrived: refresh their views, and receive new requests this
 /// node decides.
+///
+/// One transaction for the cases of a batch, written as a batch: every case's heads read in one
+/// query; the receipts made (`received` versions) written together; the view rows in one
+/// statement; the audit events appended last, in one hold of the log's lock. (Made one case at
+/// a time, the lock was taken by the first case and held over every later case's statements.)
 pub fn after_ingest(
     conn: &mut DbConn,
     node: &LocalNode,
@@ -657,19 +721,22 @@ pub fn after_ingest(
     case_ids: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), CaseError> {
+    let mut seen = std::collections::HashSet::with_capacity(case_ids.len());
+    let ids: Vec<String> = case_ids
+        .iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect();
     let mut received = false;
     let mut wanted = false;
-    // One transaction for the cases of a batch: one commit, and one hold of the audit log's
-    // lock, instead of one per case.
     storage::transaction(conn, |conn| {
-        // Every case's heads in one query, not one per case; a case named twice is loaded
-        // afresh the second time (its first step moved its heads).
-        let mut heads = records_repo::head_versions_of(conn, "case", case_ids)?;
-        for id in case_ids {
-            let loaded = match heads.remove(id.as_str()) {
-                Some(rows) => merge_loaded(id, &rows)?,
-                None => load_stamped(conn, id)?,
-            };
+        let mut heads = records_repo::head_versions_of(conn, "case", &ids)?;
+        let actor = Actor::job("auto-receive");
+        let mut batch = crate::sync::store::Batch::new(node, now);
+        let mut merged: Vec<(&str, Loaded)> = Vec::with_capacity(ids.len());
+        let mut stepped: Vec<String> = Vec::new();
+        for id in &ids {
+            let loaded = merge_loaded(id, &heads.remove(id.as_str()).unwrap_or_default())?;
             let body = &loaded.body;
             if body.decider == node.id
                 && body.requester != node.id
@@ -678,25 +745,37 @@ pub fn after_ingest(
                 wanted = true;
             }
             if body.state != CaseState::Submitted || body.decider != node.id {
-                write_row(conn, deadlines, id, &loaded, now.naive_utc())?;
-            } else {
-                // Received at once: the step starts from the case as just merged (same
-                // transaction), and its store writes the view row.
-                step(
-                    conn,
-                    node,
-                    deadlines,
-                    id,
-                    Transition::Receive,
-                    None,
-                    Some(Party::Decider),
-                    &Actor::job("auto-receive"),
-                    now,
-                    Some(loaded),
-                )?;
-                received = true;
+                merged.push((id, loaded));
+                continue;
             }
+            // Received at once: the step starts from the case as just merged.
+            let next = next_body(
+                node,
+                body,
+                &Transition::Receive,
+                None,
+                Some(Party::Decider),
+                now,
+            )?;
+            let v = version_on(node, &next, loaded.heads, loaded.stamp)?;
+            batch.add(conn, &v, &parties_of(&next))?;
+            batch.event(event_of(&next, &v, &actor)?);
+            stepped.push(id.clone());
+            received = true;
         }
+        // The received cases' rows from their heads as stored now: another process of the node
+        // may have added a head beside the one made here.
+        batch.flush(conn)?;
+        let mut after = records_repo::head_versions_of(conn, "case", &stepped)?;
+        for id in &stepped {
+            merged.push((
+                id,
+                merge_loaded(id, &after.remove(id.as_str()).unwrap_or_default())?,
+            ));
+        }
+        let rows: Vec<(&str, &Loaded)> = merged.iter().map(|(id, l)| (*id, l)).collect();
+        write_rows(conn, deadlines, &rows, now.naive_utc())?;
+        batch.finish(conn)?;
         Ok::<_, CaseError>(())
     })?;
     if received {

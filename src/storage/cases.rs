@@ -101,6 +101,101 @@ pub fn upsert(conn: &mut DbConn, row: &CaseRow) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Writes many cases' view rows (inserted or replaced), each case once: on PostgreSQL one
+/// statement per [`super::LIST_CHUNK`] rows (the columns bound as arrays, the rows in case order
+/// so concurrent writers lock them in one order); on SQLite one in-process upsert per row. A case
+/// named twice is written one row at a time, the last row winning.
+pub fn upsert_many(conn: &mut DbConn, rows: &[CaseRow]) -> Result<(), StorageError> {
+    let mut ids = std::collections::HashSet::with_capacity(rows.len());
+    let distinct = rows.iter().all(|r| ids.insert(r.case_id.as_str()));
+    match conn {
+        DbConn::Postgres(pg) if distinct && rows.len() > 1 => {
+            for chunk in rows.chunks(super::LIST_CHUNK) {
+                UpsertCases::of(chunk).execute(pg)?;
+            }
+        }
+        _ => {
+            for row in rows {
+                upsert(conn, row)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`upsert_many`] on PostgreSQL: the rows' columns as arrays, in case order.
+struct UpsertCases<'a> {
+    case_id: Vec<&'a str>,
+    child_id: Vec<&'a str>,
+    benefit: Vec<&'a str>,
+    requester: Vec<&'a str>,
+    decider: Vec<&'a str>,
+    state: Vec<&'a str>,
+    submitted_at: Vec<NaiveDateTime>,
+    due_on: Vec<NaiveDate>,
+    head_count: Vec<i64>,
+    body: Vec<&'a str>,
+    updated_at: Vec<NaiveDateTime>,
+}
+
+impl<'a> UpsertCases<'a> {
+    fn of(rows: &'a [CaseRow]) -> Self {
+        let mut sorted: Vec<&CaseRow> = rows.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.case_id.cmp(&b.case_id));
+        let text = |f: fn(&'a CaseRow) -> &'a str| sorted.iter().map(|r| f(r)).collect();
+        UpsertCases {
+            case_id: text(|r| &r.case_id),
+            child_id: text(|r| &r.child_id),
+            benefit: text(|r| &r.benefit),
+            requester: text(|r| &r.requester),
+            decider: text(|r| &r.decider),
+            state: text(|r| &r.state),
+            submitted_at: sorted.iter().map(|r| r.submitted_at).collect(),
+            due_on: sorted.iter().map(|r| r.due_on).collect(),
+            head_count: sorted.iter().map(|r| r.head_count).collect(),
+            body: text(|r| &r.body),
+            updated_at: sorted.iter().map(|r| r.updated_at).collect(),
+        }
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for UpsertCases<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Date, Text, Timestamp};
+        out.push_sql(
+            "INSERT INTO cases (case_id, child_id, benefit, requester, decider, state, \
+                                submitted_at, due_on, head_count, body, updated_at) \
+             SELECT * FROM unnest(",
+        );
+        push_binds!(out;
+            Array<Text> => &self.case_id,
+            Array<Text> => &self.child_id,
+            Array<Text> => &self.benefit,
+            Array<Text> => &self.requester,
+            Array<Text> => &self.decider,
+            Array<Text> => &self.state,
+            Array<Timestamp> => &self.submitted_at,
+            Array<Date> => &self.due_on,
+            Array<BigInt> => &self.head_count,
+            Array<Text> => &self.body,
+            Array<Timestamp> => &self.updated_at,
+        );
+        out.push_sql(
+            ") ON CONFLICT (case_id) DO UPDATE SET child_id = excluded.child_id, \
+               benefit = excluded.benefit, requester = excluded.requester, \
+               decider = excluded.decider, state = excluded.state, \
+               submitted_at = excluded.submitted_at, due_on = excluded.due_on, \
+               head_count = excluded.head_count, body = excluded.body, \
+               updated_at = excluded.updated_at",
+        );
+        Ok(())
+    }
+}
+pg_cached_statement!(UpsertCases);
+
 pub fn get(conn: &mut DbConn, case_id: &str) -> Result<Option<Case>, StorageError> {
     cases::table
         .find(case_id)

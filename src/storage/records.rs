@@ -366,6 +366,34 @@ pub fn get_version(conn: &mut DbConn, id: &str) -> Result<Option<StoredVersion>,
     row.map(StoredVersion::try_from).transpose()
 }
 
+/// The stored versions among `ids`, by id (an id not stored is absent): one query per
+/// [`LIST_CHUNK`], on PostgreSQL planned with its keys on every call ([`head_versions_of`]).
+pub fn get_versions(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, StoredVersion>, StorageError> {
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(LIST_CHUNK) {
+        let rows: Vec<VersionRow> = match conn {
+            DbConn::Postgres(pg) => diesel::sql_query(
+                "SELECT id, kind, doc_id, author_node, hlc, parents, body, resolution, \
+                        signature, stored_at, second_signature \
+                 FROM versions WHERE id = ANY($1)",
+            )
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(chunk)
+            .load(pg)?,
+            DbConn::Sqlite(_) => versions::table
+                .filter(versions::id.eq_any(chunk))
+                .select(VersionRow::as_select())
+                .load(conn)?,
+        };
+        for row in rows {
+            out.insert(row.id.clone(), StoredVersion::try_from(row)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Every version of a document, oldest first (by HLC, then id for a total order).
 pub fn versions_of(
     conn: &mut DbConn,
@@ -527,6 +555,112 @@ pub fn insert_on_parents(
     Ok(())
 }
 
+/// Stores versions made on parents and moves each document's heads past its version's parents:
+/// [`insert_on_parents`] for each `(row, parents)` in order (parents are ids, all stored or
+/// earlier in `items`). On PostgreSQL, versions of distinct documents are one statement whatever
+/// their count; two of one document (a chain: one statement cannot move heads past a version it
+/// inserts) are written one by one.
+pub fn insert_on_parents_many(
+    conn: &mut DbConn,
+    items: &[(VersionRow, Vec<String>)],
+) -> Result<(), StorageError> {
+    let mut docs = std::collections::HashSet::with_capacity(items.len());
+    let distinct = items
+        .iter()
+        .all(|(r, _)| docs.insert((r.kind.as_str(), r.doc_id.as_str())));
+    match conn {
+        DbConn::Postgres(pg) if distinct && items.len() > 1 => {
+            for chunk in items.chunks(LIST_CHUNK) {
+                let mut edges = ParentEdges::default();
+                for (r, ps) in chunk {
+                    for p in ps {
+                        edges.version.push(r.id.as_str());
+                        edges.kind.push(r.kind.as_str());
+                        edges.doc_id.push(r.doc_id.as_str());
+                        edges.parent.push(p.as_str());
+                    }
+                }
+                InsertOnParentsMany {
+                    rows: VersionColumns::of(chunk.iter().map(|(r, _)| r)),
+                    edges,
+                }
+                .execute(pg)?;
+            }
+        }
+        _ => {
+            for (row, parents) in items {
+                insert_on_parents(conn, row, parents)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The parent edges of versions as arrays: version, its document, one parent.
+#[derive(Default)]
+struct ParentEdges<'a> {
+    version: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    doc_id: Vec<&'a str>,
+    parent: Vec<&'a str>,
+}
+
+/// [`insert_on_parents_many`] on PostgreSQL: the versions from arrays, their parent edges, their
+/// documents' heads moved past their parents, and the dirty marks sorted and unique.
+struct InsertOnParentsMany<'a> {
+    rows: VersionColumns<'a>,
+    edges: ParentEdges<'a>,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertOnParentsMany<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+        let (c, e) = (&self.rows, &self.edges);
+        out.push_sql("WITH e AS (SELECT * FROM unnest(");
+        push_binds!(out;
+            Array<Text> => &e.version,
+            Array<Text> => &e.kind,
+            Array<Text> => &e.doc_id,
+            Array<Text> => &e.parent,
+        );
+        out.push_sql(
+            ") AS e (version_id, kind, doc_id, parent_id)), \
+             v AS (INSERT INTO versions (id, kind, doc_id, author_node, hlc, parents, body, \
+                   resolution, signature, stored_at, second_signature) \
+                   SELECT * FROM unnest(",
+        );
+        push_binds!(out;
+            Array<Text> => &c.id,
+            Array<Text> => &c.kind,
+            Array<Text> => &c.doc_id,
+            Array<Text> => &c.author_node,
+            Array<BigInt> => &c.hlc,
+            Array<Text> => &c.parents,
+            Array<Text> => &c.body,
+            Array<BigInt> => &c.resolution,
+            Array<Nullable<Text>> => &c.signature,
+            Array<Timestamp> => &c.stored_at,
+            Array<Nullable<Text>> => &c.second_signature,
+        );
+        out.push_sql(
+            ") RETURNING kind, doc_id, id), \
+             p AS (INSERT INTO version_parents (version_id, parent_id) \
+                   SELECT e.version_id, e.parent_id FROM e JOIN v ON v.id = e.version_id), \
+             d AS (DELETE FROM heads USING e WHERE heads.kind = e.kind \
+                   AND heads.doc_id = e.doc_id AND heads.version_id = e.parent_id), \
+             h AS (INSERT INTO heads (kind, doc_id, version_id) SELECT kind, doc_id, id FROM v) \
+             INSERT INTO recon_dirty (kind, doc_id, gen) \
+             SELECT kind, doc_id, 1::int8 FROM v ORDER BY kind, doc_id \
+             ON CONFLICT (kind, doc_id) DO UPDATE SET gen = recon_dirty.gen + 1",
+        );
+        Ok(())
+    }
+}
+pg_cached_statement!(InsertOnParentsMany);
+
 /// The columns of version rows as arrays, in the table's order.
 struct VersionColumns<'a> {
     id: Vec<&'a str>,
@@ -543,20 +677,34 @@ struct VersionColumns<'a> {
 }
 
 impl<'a> VersionColumns<'a> {
-    fn of(rows: &'a [VersionRow]) -> Self {
-        VersionColumns {
-            id: rows.iter().map(|r| r.id.as_str()).collect(),
-            kind: rows.iter().map(|r| r.kind.as_str()).collect(),
-            doc_id: rows.iter().map(|r| r.doc_id.as_str()).collect(),
-            author_node: rows.iter().map(|r| r.author_node.as_str()).collect(),
-            hlc: rows.iter().map(|r| r.hlc).collect(),
-            parents: rows.iter().map(|r| r.parents.as_str()).collect(),
-            body: rows.iter().map(|r| r.body.as_str()).collect(),
-            resolution: rows.iter().map(|r| r.resolution).collect(),
-            signature: rows.iter().map(|r| r.signature.as_deref()).collect(),
-            stored_at: rows.iter().map(|r| r.stored_at).collect(),
-            second_signature: rows.iter().map(|r| r.second_signature.as_deref()).collect(),
+    fn of(rows: impl IntoIterator<Item = &'a VersionRow>) -> Self {
+        let mut c = VersionColumns {
+            id: Vec::new(),
+            kind: Vec::new(),
+            doc_id: Vec::new(),
+            author_node: Vec::new(),
+            hlc: Vec::new(),
+            parents: Vec::new(),
+            body: Vec::new(),
+            resolution: Vec::new(),
+            signature: Vec::new(),
+            stored_at: Vec::new(),
+            second_signature: Vec::new(),
+        };
+        for r in rows {
+            c.id.push(r.id.as_str());
+            c.kind.push(r.kind.as_str());
+            c.doc_id.push(r.doc_id.as_str());
+            c.author_node.push(r.author_node.as_str());
+            c.hlc.push(r.hlc);
+            c.parents.push(r.parents.as_str());
+            c.body.push(r.body.as_str());
+            c.resolution.push(r.resolution);
+            c.signature.push(r.signature.as_deref());
+            c.stored_at.push(r.stored_at);
+            c.second_signature.push(r.second_signature.as_deref());
         }
+        c
     }
 }
 
@@ -789,15 +937,31 @@ pub fn update_child(conn: &mut DbConn, row: &ChildRow) -> Result<(), StorageErro
 }
 
 /// A file's view row, with its record.
+///
+/// One query: a row stored without its record (a file whose only head is its creation) comes
+/// with that head's body, joined only for such a row ([`fill_records`] for one file).
 pub fn get_child(conn: &mut DbConn, id_number: &str) -> Result<Option<ChildView>, StorageError> {
-    let row: Option<ChildRow> = children::table
-        .find(id_number)
-        .select(ChildRow::as_select())
+    let found: Option<(ChildRow, Option<String>)> = children::table
+        .left_join(
+            heads::table.on(heads::kind
+                .eq("child")
+                .and(heads::doc_id.eq(children::id_number))
+                .and(children::record.eq(""))),
+        )
+        .left_join(versions::table.on(versions::id.eq(heads::version_id)))
+        .filter(children::id_number.eq(id_number))
+        .select((ChildRow::as_select(), versions::body.nullable()))
         .first(conn)
         .optional()?;
-    let mut rows: Vec<ChildRow> = row.into_iter().collect();
-    fill_records(conn, &mut rows)?;
-    rows.pop().map(ChildView::try_from).transpose()
+    let Some((mut row, body)) = found else {
+        return Ok(None);
+    };
+    if row.record.is_empty() {
+        if let Some(body) = body {
+            row.record = body;
+        }
+    }
+    ChildView::try_from(row).map(Some)
 }
 
 /// Whether the file `id_number` is within `scope` (`None`: no such file), from its view row.

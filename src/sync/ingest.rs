@@ -22,6 +22,7 @@ use super::view;
 use super::visit::{self, ChildDoc};
 use crate::audit::{Actor, ActorKind, Event, Outcome, Via};
 use crate::directory::Directory;
+use crate::domain::case::{check_step, merge_heads, CaseBody, Head};
 use crate::domain::child::ChildRecord;
 use crate::domain::report::ReportBody;
 use crate::domain::visit::VisitBody;
@@ -78,6 +79,7 @@ pub fn ingest<T>(
         repo::lock_children(conn, &files)?;
         let stored = stored_already(conn, versions)?;
         let mut intake = Intake::new(node, sender, &facts, now);
+        intake.case_heads = stored_case_parents(conn, versions)?;
         for v in topological(versions) {
             intake.take(conn, v, &stored)?;
         }
@@ -132,6 +134,37 @@ fn stored_already(
     Ok(repo::existing_versions(conn, &ids)?)
 }
 
+/// The stored parents of the batch's case versions, read at once, as [`check_case`] uses them.
+fn stored_case_parents(
+    conn: &mut DbConn,
+    versions: &[SignedVersion],
+) -> Result<HashMap<VersionId, Result<Head, String>>, LedgerError> {
+    let ids: BTreeSet<String> = versions
+        .iter()
+        .filter(|v| v.version.kind == DocKind::Case)
+        .flat_map(|v| v.version.parents.iter().map(ToString::to_string))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut out = HashMap::with_capacity(ids.len());
+    for stored in repo::get_versions(conn, &ids)?.values() {
+        let Ok(pv) = SignedVersion::from_stored(stored) else {
+            continue;
+        };
+        let head = serde_json::from_value::<CaseBody>(pv.version.body.clone())
+            .map(|body| Head {
+                body,
+                hlc: pv.version.hlc.to_i64(),
+                author: pv.version.author_node.clone(),
+            })
+            .map_err(|e| e.to_string());
+        out.insert(pv.id, head);
+    }
+    Ok(out)
+}
+
 /// A batch being checked and stored, version by version.
 struct Intake<'a> {
     node: &'a LocalNode,
@@ -151,6 +184,10 @@ struct Intake<'a> {
     roots: Vec<(String, VersionId, i64)>,
     /// Stamps of the visit versions accepted in this batch.
     visit_stamps: HashMap<VersionId, i64>,
+    /// The case versions a case version of the batch may be made on: its stored parents (read
+    /// before the first check, [`stored_case_parents`]; one whose body is no case is an error)
+    /// and the case versions accepted earlier in the batch.
+    case_heads: HashMap<VersionId, Result<Head, String>>,
 }
 
 impl<'a> Intake<'a> {
@@ -178,6 +215,7 @@ impl<'a> Intake<'a> {
             creations: HashMap::new(),
             roots: Vec::new(),
             visit_stamps: HashMap::new(),
+            case_heads: HashMap::new(),
         }
     }
 
@@ -195,9 +233,15 @@ impl<'a> Intake<'a> {
             self.out.accepted.push(v.id);
             return Ok(());
         }
-        // Creations are written together (multi-row inserts); a check that reads the versions
-        // table first writes those accepted so far.
-        if v.version.kind != DocKind::Child || !v.version.parents.is_empty() {
+        // Versions are written together ([`Batch::flush`]); a check that reads the versions
+        // table first writes those accepted so far. (A case's check reads none: its parents
+        // were read with the batch's.)
+        let reads = match v.version.kind {
+            DocKind::Child => !v.version.parents.is_empty(),
+            DocKind::Case => false,
+            DocKind::Visit | DocKind::Report => true,
+        };
+        if reads {
             self.batch.flush(conn)?;
         }
         match v.version.kind {
@@ -248,8 +292,15 @@ impl<'a> Intake<'a> {
     }
 
     fn take_case(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {
-        match check_case(conn, self.node, &self.facts.verified, self.sender, v) {
-            Ok(()) => {
+        match check_case(
+            &self.case_heads,
+            self.node,
+            &self.facts.verified,
+            self.sender,
+            v,
+        ) {
+            Ok(head) => {
+                self.case_heads.insert(v.id, Ok(head));
                 // A case is queued for nobody: its two parties are the sender and this node.
                 self.batch.add(conn, v, &BTreeSet::new())?;
                 self.batch.event(
@@ -612,15 +663,16 @@ fn verify_signature(
 }
 
 /// A case version: signed as any version; its author, the sender and this node are its
-/// requester or decider; it is one legal step on top of its parents' merged view.
+/// requester or decider; it is one legal step on top of its parents' merged view (its parents
+/// are among `known`: stored, or accepted earlier in the batch). On success, the version as a
+/// head a later version may be made on.
 fn check_case(
-    conn: &mut DbConn,
+    known: &HashMap<VersionId, Result<Head, String>>,
     node: &LocalNode,
     verified: &HashMap<VersionId, Result<(), Refusal>>,
     sender: &NodeId,
     v: &SignedVersion,
-) -> Result<(), Refusal> {
-    use crate::domain::case::{check_step, merge_heads, CaseBody, Head};
+) -> Result<Head, Refusal> {
     verify_signature(node, verified, v)?;
     let body: CaseBody = serde_json::from_value(v.version.body.clone())
         .map_err(|e| (RejectCode::InvalidRecord, format!("not a case: {e}")))?;
@@ -661,25 +713,25 @@ fn check_case(
     }
     let mut heads = Vec::new();
     for p in &v.version.parents {
-        let row = repo::get_version(conn, &p.to_string())
-            .map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
-        let Some(Ok(pv)) = row.map(|r| SignedVersion::from_stored(&r)) else {
-            return Err((
-                RejectCode::UnknownParents,
-                format!("parent {} is not known here", p.short()),
-            ));
-        };
-        let pb: CaseBody = serde_json::from_value(pv.version.body.clone())
-            .map_err(|e| (RejectCode::InvalidRecord, e.to_string()))?;
-        heads.push(Head {
-            body: pb,
-            hlc: pv.version.hlc.to_i64(),
-            author: pv.version.author_node.clone(),
-        });
+        match known.get(p) {
+            Some(Ok(head)) => heads.push(head.clone()),
+            Some(Err(e)) => return Err((RejectCode::InvalidRecord, e.clone())),
+            None => {
+                return Err((
+                    RejectCode::UnknownParents,
+                    format!("parent {} is not known here", p.short()),
+                ))
+            }
+        }
     }
     let parent = merge_heads(&heads);
     check_step(parent.as_ref(), &body, author)
-        .map_err(|e| (RejectCode::IllegalTransition, e.to_string()))
+        .map_err(|e| (RejectCode::IllegalTransition, e.to_string()))?;
+    Ok(Head {
+        body,
+        hlc: v.version.hlc.to_i64(),
+        author: author.clone(),
+    })
 }
 
 /// The author may change only fields its role owns, relative to the merged view of the

@@ -14,9 +14,9 @@
 //! * the outbox rows that queue it for each of its parties other than this node;
 //! * its audit event.
 //!
-//! Writes are batched: creations wait and are written together (multi-row inserts) when the batch
-//! is flushed — before anything reads the versions table, and at the end; a version with parents
-//! is written at once, after them. Outbox rows, new view rows and audit events are written by
+//! Writes are batched: versions wait and are written together when the batch is flushed — before
+//! anything reads the versions or heads tables, and at the end: creations in multi-row inserts,
+//! then the versions made on parents (one statement on PostgreSQL for distinct documents). Outbox rows, new view rows and audit events are written by
 //! [`Batch::finish`]. Storing one version is a batch of one ([`on_heads`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +42,9 @@ pub struct Batch<'n> {
     at: NaiveDateTime,
     /// Creations not yet written.
     creations: Vec<VersionRow>,
+    /// Versions made on parents not yet written, with their parents' ids: at most one per
+    /// document (a second of one document writes the first before it waits).
+    on_parents: Vec<(VersionRow, Vec<String>)>,
     /// Versions to queue, per peer: (version, HLC).
     outbox: BTreeMap<NodeId, Vec<(String, i64)>>,
     /// View rows of new files (their only version is their creation).
@@ -58,6 +61,7 @@ impl<'n> Batch<'n> {
             now,
             at: now.naive_utc(),
             creations: Vec::new(),
+            on_parents: Vec::new(),
             outbox: BTreeMap::new(),
             new_views: Vec::new(),
             new_benefits: Vec::new(),
@@ -70,9 +74,10 @@ impl<'n> Batch<'n> {
         self.at
     }
 
-    /// A new version, queued for `parties` (this node is skipped). A creation waits to be written
-    /// with the batch's other creations; a version with parents is written at once (after the
-    /// creations waiting), moving its document's heads past its parents.
+    /// A new version, queued for `parties` (this node is skipped). It waits to be written with
+    /// the batch's others ([`Self::flush`]): creations together, then the versions made on
+    /// parents together, each moving its document's heads past its parents. A second version of
+    /// a document waiting already writes what waits first (it is made on the first).
     pub fn add(
         &mut self,
         conn: &mut DbConn,
@@ -82,9 +87,16 @@ impl<'n> Batch<'n> {
         if v.version.parents.is_empty() {
             self.creations.push(v.to_row(self.at));
         } else {
-            self.flush(conn)?;
+            let (kind, doc) = (v.version.kind.as_str(), v.version.doc_id.as_str());
+            if self
+                .on_parents
+                .iter()
+                .any(|(r, _)| r.kind == kind && r.doc_id == doc)
+            {
+                self.flush(conn)?;
+            }
             let parents: Vec<String> = v.version.parents.iter().map(ToString::to_string).collect();
-            repo::insert_on_parents(conn, &v.to_row(self.at), &parents)?;
+            self.on_parents.push((v.to_row(self.at), parents));
         }
         self.queue(v.id.to_string(), v.version.hlc.to_i64(), parties);
         Ok(())
@@ -205,14 +217,18 @@ impl<'n> Batch<'n> {
         Ok(())
     }
 
-    /// Writes the creations waiting (multi-row inserts) and their heads. Anything that reads
-    /// the versions table while the batch is open calls this first.
+    /// Writes the versions waiting and moves their heads: the creations (multi-row inserts),
+    /// then the versions made on parents (whose parents may be among those creations). Anything
+    /// that reads the versions or heads tables while the batch is open calls this first.
     pub fn flush(&mut self, conn: &mut DbConn) -> Result<(), LedgerError> {
-        if self.creations.is_empty() {
-            return Ok(());
+        if !self.creations.is_empty() {
+            repo::insert_creations(conn, &self.creations)?;
+            self.creations.clear();
         }
-        repo::insert_creations(conn, &self.creations)?;
-        self.creations.clear();
+        if !self.on_parents.is_empty() {
+            repo::insert_on_parents_many(conn, &self.on_parents)?;
+            self.on_parents.clear();
+        }
         Ok(())
     }
 

@@ -495,6 +495,85 @@ async fn versions_heads_and_dirty_marks_are_written_alike_on_both_backends() {
     );
 }
 
+/// Versions made on parents, of many documents, in one write (`insert_on_parents_many`: one
+/// statement on PostgreSQL): each document's heads move past its version's parents, the edges
+/// and dirty marks are stored; a chain within one document is written in order; a version on a
+/// parent that does not exist fails the write and nothing of its transaction stays.
+#[tokio::test]
+async fn versions_on_parents_of_many_documents_are_written_together() {
+    let app = spawn_app().await;
+    let row = |i: usize, doc: &str, parents: &[&VersionRow]| VersionRow {
+        doc_id: doc.into(),
+        parents: serde_json::to_string(&parents.iter().map(|p| &p.id).collect::<Vec<_>>()).unwrap(),
+        ..version_row(7000 + i)
+    };
+    let on = |r: &VersionRow, parents: &[&VersionRow]| {
+        (
+            r.clone(),
+            parents.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        )
+    };
+    let heads = |doc: &str| {
+        let mut conn = app.store.conn().unwrap();
+        let mut h = records::heads_of(&mut conn, "child", doc).unwrap();
+        h.sort();
+        h
+    };
+    // Two roots of m-a (two bureaus made it), one of m-b and of m-c.
+    let (a1, a2, b1, c1) = (
+        row(1, "m-a", &[]),
+        row(2, "m-a", &[]),
+        row(3, "m-b", &[]),
+        row(4, "m-c", &[]),
+    );
+    insert_in_transaction(&app, |c| {
+        records::insert_creations(c, &[a1.clone(), a2.clone(), b1.clone(), c1.clone()])
+    })
+    .unwrap();
+    let edges = app.count("version_parents");
+
+    // A merge of m-a's two roots and an edit of m-b, together; m-c untouched.
+    let (a3, b2) = (row(5, "m-a", &[&a1, &a2]), row(6, "m-b", &[&b1]));
+    insert_in_transaction(&app, |c| {
+        records::insert_on_parents_many(c, &[on(&a3, &[&a1, &a2]), on(&b2, &[&b1])])
+    })
+    .unwrap();
+    assert_eq!(heads("m-a"), vec![a3.id.clone()]);
+    assert_eq!(heads("m-b"), vec![b2.id.clone()]);
+    assert_eq!(heads("m-c"), vec![c1.id.clone()]);
+    assert_eq!(app.count("version_parents"), edges + 3);
+
+    // A chain of m-b beside an edit of m-c: written in order.
+    let (b3, c2) = (row(7, "m-b", &[&b2]), row(8, "m-c", &[&c1]));
+    let b4 = row(9, "m-b", &[&b3]);
+    insert_in_transaction(&app, |c| {
+        records::insert_on_parents_many(c, &[on(&b3, &[&b2]), on(&c2, &[&c1]), on(&b4, &[&b3])])
+    })
+    .unwrap();
+    assert_eq!(heads("m-b"), vec![b4.id.clone()]);
+    assert_eq!(heads("m-c"), vec![c2.id.clone()]);
+    assert_eq!(app.count("version_parents"), edges + 6);
+
+    // A version on a parent that does not exist, beside a good one: nothing stays.
+    let counts = |app: &crate::helpers::TestApp| {
+        (
+            app.count("versions"),
+            app.count("heads"),
+            app.count("version_parents"),
+        )
+    };
+    let before = counts(&app);
+    let ghost = version_row(7999);
+    let (a4, orphan) = (row(10, "m-a", &[&a3]), row(11, "m-c", &[&ghost]));
+    insert_in_transaction(&app, |c| {
+        records::insert_on_parents_many(c, &[on(&a4, &[&a3]), on(&orphan, &[&ghost])])
+    })
+    .unwrap_err();
+    assert_eq!(counts(&app), before);
+    assert_eq!(heads("m-a"), vec![a3.id.clone()]);
+    assert_eq!(heads("m-c"), vec![c2.id.clone()]);
+}
+
 /// An append reads the log's right edge with its size (on PostgreSQL in one statement, the edge
 /// computed in SQL): at every size it is what the stored tree holds, and appends of one and of
 /// several events build the tree the verifier checks.
@@ -574,6 +653,72 @@ async fn case_states_are_read_for_the_ids_asked_and_only_those() {
         );
     }
     assert!(cases::states_of(&mut conn, &[]).unwrap().is_empty());
+}
+
+/// Many cases' view rows in one write (`cases::upsert_many`: one statement on PostgreSQL): new
+/// rows inserted, stored ones replaced in every column, a case named twice written in order
+/// (the last row wins), and untouched rows left as they were.
+#[tokio::test]
+async fn many_case_rows_are_inserted_or_replaced_at_once() {
+    use hukou_sync::storage::cases::{self, CaseRow};
+    let app = spawn_app().await;
+    // Whole seconds: both backends give them back as written.
+    let now = chrono::NaiveDate::from_ymd_opt(2026, 12, 6)
+        .unwrap()
+        .and_hms_opt(9, 30, 0)
+        .unwrap();
+    let row = |i: usize, state: &str, heads: i64| CaseRow {
+        case_id: format!("many-{i:04}"),
+        child_id: format!("child-{i}"),
+        benefit: "dibao".into(),
+        requester: "410105".into(),
+        decider: "510104".into(),
+        state: state.into(),
+        submitted_at: now,
+        due_on: now.date(),
+        head_count: heads,
+        body: format!("{{\"n\":{i}}}"),
+        updated_at: now,
+    };
+    let state_of = |id: &str| {
+        let mut conn = app.store.conn().unwrap();
+        let asked = vec![id.to_owned()];
+        cases::states_of(&mut conn, &asked)
+            .unwrap()
+            .pop()
+            .map(|(_, s)| s)
+    };
+    let mut conn = app.store.conn().unwrap();
+    let first: Vec<CaseRow> = (0..3).map(|i| row(i, "submitted", 1)).collect();
+    cases::upsert_many(&mut conn, &first).unwrap();
+    // Rows given out of order: two replaced (one with two heads now), one new.
+    let second = vec![
+        row(3, "submitted", 1),
+        row(2, "received", 2),
+        row(0, "received", 1),
+    ];
+    cases::upsert_many(&mut conn, &second).unwrap();
+    assert_eq!(state_of("many-0000").as_deref(), Some("received"));
+    assert_eq!(state_of("many-0001").as_deref(), Some("submitted"));
+    assert_eq!(state_of("many-0002").as_deref(), Some("received"));
+    assert_eq!(state_of("many-0003").as_deref(), Some("submitted"));
+    assert_eq!(app.count("cases"), 4);
+    let stored = |id: &str| -> CaseRow {
+        use diesel::prelude::*;
+        use hukou_sync::storage::schema::cases as t;
+        let mut conn = app.store.conn().unwrap();
+        t::table
+            .find(id)
+            .select(CaseRow::as_select())
+            .first(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(stored("many-0002"), row(2, "received", 2));
+    // A case named twice: the last row wins.
+    cases::upsert_many(&mut conn, &[row(1, "received", 1), row(1, "withdrawn", 1)]).unwrap();
+    assert_eq!(state_of("many-0001").as_deref(), Some("withdrawn"));
+    assert_eq!(app.count("cases"), 4);
+    cases::upsert_many(&mut conn, &[]).unwrap();
 }
 
 /// Many documents' heads in one read: each document with its heads, one without heads absent.

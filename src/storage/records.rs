@@ -617,7 +617,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertOnParentsMan
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
+        use diesel::sql_types::{Array, Text};
         let (c, e) = (&self.rows, &self.edges);
         out.push_sql("WITH e AS (SELECT * FROM unnest(");
         push_binds!(out;
@@ -626,27 +626,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertOnParentsMan
             Array<Text> => &e.doc_id,
             Array<Text> => &e.parent,
         );
+        out.push_sql(") AS e (version_id, kind, doc_id, parent_id)), v AS (");
+        c.walk_insert(&mut out)?;
         out.push_sql(
-            ") AS e (version_id, kind, doc_id, parent_id)), \
-             v AS (INSERT INTO versions (id, kind, doc_id, author_node, hlc, parents, body, \
-                   resolution, signature, stored_at, second_signature) \
-                   SELECT * FROM unnest(",
-        );
-        push_binds!(out;
-            Array<Text> => &c.id,
-            Array<Text> => &c.kind,
-            Array<Text> => &c.doc_id,
-            Array<Text> => &c.author_node,
-            Array<BigInt> => &c.hlc,
-            Array<Text> => &c.parents,
-            Array<Text> => &c.body,
-            Array<BigInt> => &c.resolution,
-            Array<Nullable<Text>> => &c.signature,
-            Array<Timestamp> => &c.stored_at,
-            Array<Nullable<Text>> => &c.second_signature,
-        );
-        out.push_sql(
-            ") RETURNING kind, doc_id, id), \
+            "), \
              p AS (INSERT INTO version_parents (version_id, parent_id) \
                    SELECT e.version_id, e.parent_id FROM e JOIN v ON v.id = e.version_id), \
              d AS (DELETE FROM heads USING e WHERE heads.kind = e.kind \
@@ -708,22 +691,19 @@ impl<'a> VersionColumns<'a> {
     }
 }
 
-/// [`insert_creations`] on PostgreSQL: the versions from arrays, their heads, and the dirty
-/// marks sorted and unique (an upsert may not touch a row twice, and one order keeps
-/// concurrent writers from deadlocking).
-struct InsertCreations<'a>(VersionColumns<'a>);
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertCreations<'_> {
-    fn walk_ast<'b>(
+impl VersionColumns<'_> {
+    /// `INSERT INTO versions … SELECT * FROM unnest(…) RETURNING kind, doc_id, id`: the rows
+    /// from their columns bound as arrays (the body of a statement's first CTE).
+    fn walk_insert<'b>(
         &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+        out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
         use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
-        let c = &self.0;
+        let c = self;
         out.push_sql(
-            "WITH v AS (INSERT INTO versions (id, kind, doc_id, author_node, hlc, parents, body, \
-                        resolution, signature, stored_at, second_signature) \
-               SELECT * FROM unnest(",
+            "INSERT INTO versions (id, kind, doc_id, author_node, hlc, parents, body, \
+                                   resolution, signature, stored_at, second_signature) \
+             SELECT * FROM unnest(",
         );
         push_binds!(out;
             Array<Text> => &c.id,
@@ -738,8 +718,26 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertCreations<'_
             Array<Timestamp> => &c.stored_at,
             Array<Nullable<Text>> => &c.second_signature,
         );
+        out.push_sql(") RETURNING kind, doc_id, id");
+        Ok(())
+    }
+}
+
+/// [`insert_creations`] on PostgreSQL: the versions from arrays, their heads, and the dirty
+/// marks sorted and unique (an upsert may not touch a row twice, and one order keeps
+/// concurrent writers from deadlocking).
+struct InsertCreations<'a>(VersionColumns<'a>);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertCreations<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        let c = &self.0;
+        out.push_sql("WITH v AS (");
+        c.walk_insert(&mut out)?;
         out.push_sql(
-            ") RETURNING kind, doc_id, id), \
+            "), \
              h AS (INSERT INTO heads (kind, doc_id, version_id) SELECT kind, doc_id, id FROM v) \
              INSERT INTO recon_dirty (kind, doc_id, gen) \
              SELECT DISTINCT kind, doc_id, 1::int8 FROM v ORDER BY kind, doc_id \

@@ -23,6 +23,29 @@ fn version_row(i: usize) -> VersionRow {
     }
 }
 
+/// A case's view row as the cases repository stores it (the columns it does not check are
+/// placeholders).
+fn case_row(
+    id: &str,
+    state: &str,
+    heads: i64,
+    at: chrono::NaiveDateTime,
+) -> hukou_sync::storage::cases::CaseRow {
+    hukou_sync::storage::cases::CaseRow {
+        case_id: id.into(),
+        child_id: format!("child-{id}"),
+        benefit: "dibao".into(),
+        requester: "410105".into(),
+        decider: "510104".into(),
+        state: state.into(),
+        submitted_at: at,
+        due_on: at.date(),
+        head_count: heads,
+        body: format!("{{\"case\":\"{id}\"}}"),
+        updated_at: at,
+    }
+}
+
 fn insert_in_transaction(
     app: &crate::helpers::TestApp,
     write: impl FnOnce(&mut storage::DbConn) -> Result<(), StorageError>,
@@ -617,22 +640,10 @@ async fn an_append_reads_the_right_edge_the_stored_tree_holds_at_every_size() {
 /// which a prepared statement would switch to its generic plan).
 #[tokio::test]
 async fn case_states_are_read_for_the_ids_asked_and_only_those() {
-    use hukou_sync::storage::cases::{self, CaseRow};
+    use hukou_sync::storage::cases;
     let app = spawn_app().await;
     let now = chrono::Utc::now().naive_utc();
-    let row = |i: usize, state: &str| CaseRow {
-        case_id: format!("case-{i:04}"),
-        child_id: format!("child-{i}"),
-        benefit: "dibao".into(),
-        requester: "410105".into(),
-        decider: "510104".into(),
-        state: state.into(),
-        submitted_at: now,
-        due_on: now.date(),
-        head_count: 1,
-        body: "{}".into(),
-        updated_at: now,
-    };
+    let row = |i: usize, state: &str| case_row(&format!("case-{i:04}"), state, 1, now);
     let mut conn = app.store.conn().unwrap();
     for i in 0..40 {
         let state = if i % 2 == 0 { "submitted" } else { "received" };
@@ -667,19 +678,8 @@ async fn many_case_rows_are_inserted_or_replaced_at_once() {
         .unwrap()
         .and_hms_opt(9, 30, 0)
         .unwrap();
-    let row = |i: usize, state: &str, heads: i64| CaseRow {
-        case_id: format!("many-{i:04}"),
-        child_id: format!("child-{i}"),
-        benefit: "dibao".into(),
-        requester: "410105".into(),
-        decider: "510104".into(),
-        state: state.into(),
-        submitted_at: now,
-        due_on: now.date(),
-        head_count: heads,
-        body: format!("{{\"n\":{i}}}"),
-        updated_at: now,
-    };
+    let row =
+        |i: usize, state: &str, heads: i64| case_row(&format!("many-{i:04}"), state, heads, now);
     let state_of = |id: &str| {
         let mut conn = app.store.conn().unwrap();
         let asked = vec![id.to_owned()];

@@ -110,7 +110,9 @@ pub fn upsert_many(conn: &mut DbConn, rows: &[CaseRow]) -> Result<(), StorageErr
     let distinct = rows.iter().all(|r| ids.insert(r.case_id.as_str()));
     match conn {
         DbConn::Postgres(pg) if distinct && rows.len() > 1 => {
-            for chunk in rows.chunks(super::LIST_CHUNK) {
+            let mut sorted: Vec<&CaseRow> = rows.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.case_id.cmp(&b.case_id));
+            for chunk in sorted.chunks(super::LIST_CHUNK) {
                 UpsertCases::of(chunk).execute(pg)?;
             }
         }
@@ -139,9 +141,8 @@ struct UpsertCases<'a> {
 }
 
 impl<'a> UpsertCases<'a> {
-    fn of(rows: &'a [CaseRow]) -> Self {
-        let mut sorted: Vec<&CaseRow> = rows.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.case_id.cmp(&b.case_id));
+    /// The columns of `sorted` (in case order).
+    fn of(sorted: &[&'a CaseRow]) -> Self {
         let text = |f: fn(&'a CaseRow) -> &'a str| sorted.iter().map(|r| f(r)).collect();
         UpsertCases {
             case_id: text(|r| &r.case_id),

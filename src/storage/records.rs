@@ -367,11 +367,12 @@ pub fn get_version(conn: &mut DbConn, id: &str) -> Result<Option<StoredVersion>,
 }
 
 /// The stored versions among `ids`, by id (an id not stored is absent): one query per
-/// [`LIST_CHUNK`], on PostgreSQL planned with its keys on every call ([`head_versions_of`]).
+/// [`LIST_CHUNK`], on PostgreSQL planned with its keys on every call ([`head_versions_of`]). A
+/// row that does not parse is its own entry's error, not the read's.
 pub fn get_versions(
     conn: &mut DbConn,
     ids: &[String],
-) -> Result<std::collections::HashMap<String, StoredVersion>, StorageError> {
+) -> Result<std::collections::HashMap<String, Result<StoredVersion, StorageError>>, StorageError> {
     let mut out = std::collections::HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(LIST_CHUNK) {
         let rows: Vec<VersionRow> = match conn {
@@ -388,7 +389,7 @@ pub fn get_versions(
                 .load(conn)?,
         };
         for row in rows {
-            out.insert(row.id.clone(), StoredVersion::try_from(row)?);
+            out.insert(row.id.clone(), StoredVersion::try_from(row));
         }
     }
     Ok(out)
@@ -570,9 +571,13 @@ pub fn insert_on_parents_many(
         .all(|(r, _)| docs.insert((r.kind.as_str(), r.doc_id.as_str())));
     match conn {
         DbConn::Postgres(pg) if distinct && items.len() > 1 => {
-            for chunk in items.chunks(LIST_CHUNK) {
+            // In document order, so concurrent writers lock the heads they move in one order.
+            let mut sorted: Vec<&(VersionRow, Vec<String>)> = items.iter().collect();
+            sorted
+                .sort_unstable_by(|(a, _), (b, _)| (&a.kind, &a.doc_id).cmp(&(&b.kind, &b.doc_id)));
+            for chunk in sorted.chunks(LIST_CHUNK) {
                 let mut edges = ParentEdges::default();
-                for (r, ps) in chunk {
+                for (r, ps) in chunk.iter().copied() {
                     for p in ps {
                         edges.version.push(r.id.as_str());
                         edges.kind.push(r.kind.as_str());

@@ -149,8 +149,20 @@ fn stored_case_parents(
     }
     let ids: Vec<String> = ids.into_iter().collect();
     let mut out = HashMap::with_capacity(ids.len());
-    for stored in repo::get_versions(conn, &ids)?.values() {
-        let Ok(pv) = SignedVersion::from_stored(stored) else {
+    for (id, stored) in repo::get_versions(conn, &ids)? {
+        let Ok(id) = id.parse::<VersionId>() else {
+            continue;
+        };
+        // A stored row that does not read back refuses the versions made on it, not the
+        // whole batch; one that is no version is as good as unknown.
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                out.insert(id, Err(e.to_string()));
+                continue;
+            }
+        };
+        let Ok(pv) = SignedVersion::from_stored(&stored) else {
             continue;
         };
         let head = serde_json::from_value::<CaseBody>(pv.version.body.clone())
@@ -159,8 +171,8 @@ fn stored_case_parents(
                 hlc: pv.version.hlc.to_i64(),
                 author: pv.version.author_node.clone(),
             })
-            .map_err(|e| e.to_string());
-        out.insert(pv.id, head);
+            .map_err(|e| format!("parent {}: not a case: {e}", id.short()));
+        out.insert(id, head);
     }
     Ok(out)
 }
@@ -292,6 +304,14 @@ impl<'a> Intake<'a> {
     }
 
     fn take_case(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {
+        // A parent accepted earlier in this batch that is no case version: refused as a
+        // stored one is (its body is no case).
+        for p in &v.version.parents {
+            if !self.case_heads.contains_key(p) && self.out.accepted.contains(p) {
+                let not_case = format!("parent {}: not a case version", p.short());
+                self.case_heads.insert(*p, Err(not_case));
+            }
+        }
         match check_case(
             &self.case_heads,
             self.node,

@@ -485,12 +485,6 @@ pub async fn drain(
                 }
                 break;
             }
-            if flights.is_empty() && next.parent_queued {
-                // Read after a position that is now settled: read again from the head.
-                after = None;
-                read_ahead = true;
-                continue;
-            }
             let (http, url) = match endpoint(node, peer, clients, link) {
                 Ok(x) => x,
                 Err(e) => {
@@ -547,8 +541,10 @@ pub async fn drain(
 /// Where the next batch is read from, with `in_flight` batches in flight that end at `after`:
 /// past them, or — with nothing in flight — from the head of the queue. A version stamped
 /// before the last one sent but committed after it (on PostgreSQL, writers commit out of stamp
-/// order) is then the oldest queued, and must not wait behind newer ones until the queue runs
-/// dry.
+/// order) is so sent the next time nothing is in flight (after at most the one batch held back
+/// then), instead of waiting behind newer ones until the queue runs dry. (Read from the head, a
+/// batch can have no parent queued before it: only a batch read past others is checked for
+/// that, [`Prepared::parent_queued`].)
 fn read_from(in_flight: usize, after: &Option<Position>) -> Option<Position> {
     if in_flight == 0 {
         None

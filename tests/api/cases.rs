@@ -766,3 +766,124 @@ async fn a_due_date_past_the_published_calendar_is_provisional_until_the_year_is
     residence.stop().await;
     hukou.stop().await;
 }
+
+/// Case versions a peer pushes are checked against their parents, stored ones and those earlier
+/// in the same batch (read together, not one query each): in one batch, a new request and its
+/// withdrawal are both taken (the hukou node then does not receive it), another new request is
+/// received at once, a version on a parent nobody has is refused `unknown_parents`, and one made
+/// on a child's version accepted in the same batch is refused `invalid_record`.
+#[tokio::test]
+async fn pushed_case_versions_are_checked_against_parents_stored_and_earlier_in_the_batch() {
+    use hukou_sync::crypto::hash::HashAlg;
+    use hukou_sync::crypto::hlc::Hlc;
+    use hukou_sync::domain::case::state::Transition;
+    use hukou_sync::domain::case::{CaseBody, Step};
+    use hukou_sync::domain::NodeId;
+    use hukou_sync::sync::version::{DocKind, SignedVersion, Version};
+
+    let pair = spawn_pair().await;
+    let child = with_child(&pair, 71).await;
+    // A real request's submitted body is the model of the forged ones.
+    let created: Value = pair
+        .residence
+        .post_json("/api/v1/cases", &request(&pair, &child).await)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let model_id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    wait_state(&pair.hukou, &model_id, "received").await;
+    let model: CaseBody = {
+        let mut conn = pair.residence.store.conn().unwrap();
+        let stored = hukou_sync::storage::records::versions_of(&mut conn, "case", &model_id)
+            .unwrap()
+            .into_iter()
+            .find(|v| v.parents.is_empty())
+            .unwrap();
+        serde_json::from_value(SignedVersion::from_stored(&stored).unwrap().version.body).unwrap()
+    };
+    let key = crate::helpers::residence_key(&pair.pki);
+    let zz = NodeId::parse(ZHENGZHOU).unwrap();
+    let now = chrono::Utc::now();
+    let mut logical = 0u16;
+    let mut sign = |body: &CaseBody, parents: Vec<_>| {
+        logical += 1;
+        Version::new(
+            DocKind::Case,
+            body.case_id.to_string(),
+            parents,
+            zz.clone(),
+            Hlc::new(now.timestamp_millis(), logical).unwrap(),
+            serde_json::to_value(body).unwrap(),
+        )
+        .sign(&key, HashAlg::Sha256)
+        .unwrap()
+    };
+    let new_case = || CaseBody {
+        case_id: uuid::Uuid::now_v7(),
+        ..model.clone()
+    };
+    let withdrawn = |body: &CaseBody| {
+        body.next(Step {
+            transition: Transition::Withdraw { reason: None },
+            by: zz.clone(),
+            at: now,
+            officer: None,
+        })
+        .unwrap()
+    };
+    // A request and its withdrawal, one after the other in the batch.
+    let a = new_case();
+    let a1 = sign(&a, vec![]);
+    let a2 = sign(&withdrawn(&a), vec![a1.id]);
+    // A request alone: received at once.
+    let b = new_case();
+    let b1 = sign(&b, vec![]);
+    // A withdrawal of a request the hukou node never got.
+    let c = new_case();
+    let c1 = sign(&c, vec![]);
+    let c2 = sign(&withdrawn(&c), vec![c1.id]);
+    // A withdrawal "made on" a child's file accepted in the same batch.
+    let file = crate::exchange::creation(&flowing_child(72), &key, ZHENGZHOU);
+    let d = new_case();
+    let d2 = sign(&withdrawn(&d), vec![file.id]);
+    let r = crate::helpers::receipt(
+        crate::helpers::push(
+            &crate::helpers::residence_client(&pair.pki),
+            &pair.hukou,
+            ZHENGZHOU,
+            vec![
+                file.clone(),
+                a1.clone(),
+                a2.clone(),
+                b1.clone(),
+                c2.clone(),
+                d2.clone(),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let mut accepted = r.receipt.accepted.clone();
+    accepted.sort();
+    let mut expected = vec![file.id, a1.id, a2.id, b1.id];
+    expected.sort();
+    assert_eq!(accepted, expected);
+    let refused: std::collections::BTreeMap<_, _> = r
+        .receipt
+        .rejected
+        .iter()
+        .map(|x| (x.id, x.code.as_str()))
+        .collect();
+    assert_eq!(
+        refused,
+        [(c2.id, "unknown_parents"), (d2.id, "invalid_record")].into()
+    );
+    let a_view = case(&pair.hukou, &a.case_id.to_string()).await.unwrap();
+    assert_eq!(a_view["case"]["state"], "withdrawn");
+    wait_state(&pair.hukou, &b.case_id.to_string(), "received").await;
+    assert!(case(&pair.hukou, &c.case_id.to_string()).await.is_none());
+    assert!(case(&pair.hukou, &d.case_id.to_string()).await.is_none());
+    pair.residence.stop().await;
+    pair.hukou.stop().await;
+}

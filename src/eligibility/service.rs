@@ -380,7 +380,7 @@ fn store(
     // The view row is refreshed before the audit event is appended: the append, last, holds
     // the log's lock for as little of the transaction as it can.
     let mut batch = crate::sync::store::Batch::new(node, now);
-    batch.add(conn, v, &parties_of(body))?;
+    batch.add(v, &parties_of(body));
     batch.flush(conn)?;
     let merged = if v.version.parents.is_empty() {
         // A new case (its id made here): the version is its only head.
@@ -758,7 +758,7 @@ pub fn after_ingest(
                 now,
             )?;
             let v = version_on(node, &next, loaded.heads, loaded.stamp)?;
-            batch.add(conn, &v, &parties_of(&next))?;
+            batch.add(&v, &parties_of(&next));
             batch.event(event_of(&next, &v, &actor)?);
             stepped.push(id.clone());
             received = true;

@@ -559,8 +559,8 @@ pub fn insert_on_parents(
 /// Stores versions made on parents and moves each document's heads past its version's parents:
 /// [`insert_on_parents`] for each `(row, parents)` in order (parents are ids, all stored or
 /// earlier in `items`). On PostgreSQL, versions of distinct documents are one statement whatever
-/// their count; two of one document (a chain: one statement cannot move heads past a version it
-/// inserts) are written one by one.
+/// their count; a list with two of one document (a chain: one statement cannot move heads past a
+/// version it inserts) is written one version at a time, in order.
 pub fn insert_on_parents_many(
     conn: &mut DbConn,
     items: &[(VersionRow, Vec<String>)],

@@ -257,7 +257,10 @@ impl<'a> Intake<'a> {
             self.batch.flush(conn)?;
         }
         match v.version.kind {
-            DocKind::Case => self.take_case(conn, v),
+            DocKind::Case => {
+                self.take_case(v);
+                Ok(())
+            }
             DocKind::Child => self.take_child(conn, v),
             DocKind::Visit => self.take_child_doc::<VisitBody>(conn, v),
             DocKind::Report => self.take_child_doc::<ReportBody>(conn, v),
@@ -279,7 +282,7 @@ impl<'a> Intake<'a> {
         match visit::check::<T>(conn, self.node, self.sender, v, &self.facts.batch_regions) {
             Ok((body, mut parties)) => {
                 parties.remove(self.sender);
-                self.batch.add(conn, v, &parties)?;
+                self.batch.add(v, &parties);
                 self.batch.flush(conn)?;
                 visit::put_row(conn, v, &body, self.batch.at(), &self.visit_stamps)?;
                 let child = body.child_id().to_string();
@@ -303,7 +306,9 @@ impl<'a> Intake<'a> {
         Ok(())
     }
 
-    fn take_case(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {
+    /// A case version: checked against the case versions known ([`check_case`], no read of the
+    /// database) and queued to be written with the batch.
+    fn take_case(&mut self, v: &SignedVersion) {
         // A parent accepted earlier in this batch that is no case version: refused as a
         // stored one is (its body is no case).
         for p in &v.version.parents {
@@ -322,7 +327,7 @@ impl<'a> Intake<'a> {
             Ok(head) => {
                 self.case_heads.insert(v.id, Ok(head));
                 // A case is queued for nobody: its two parties are the sender and this node.
-                self.batch.add(conn, v, &BTreeSet::new())?;
+                self.batch.add(v, &BTreeSet::new());
                 self.batch.event(
                     Event::new(self.actor.clone(), "version.ingest", Outcome::Ok)
                         .object("case", &v.version.doc_id)
@@ -338,7 +343,6 @@ impl<'a> Intake<'a> {
             }
             Err(refusal) => self.reject(v, refusal),
         }
-        Ok(())
     }
 
     fn take_child(&mut self, conn: &mut DbConn, v: &SignedVersion) -> Result<(), LedgerError> {

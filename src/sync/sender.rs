@@ -525,8 +525,9 @@ pub async fn drain(
         if !children_only {
             busy_cases = false;
         }
-        if flights.is_empty() && !read_ahead {
-            after = None;
+        if flights.is_empty() {
+            // Everything settled: the next read starts from the head ([`read_from`]), and
+            // batches may be read past it again.
             read_ahead = true;
         }
         match result {

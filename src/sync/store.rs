@@ -16,8 +16,9 @@
 //!
 //! Writes are batched: versions wait and are written together when the batch is flushed — before
 //! anything reads the versions or heads tables, and at the end: creations in multi-row inserts,
-//! then the versions made on parents (one statement on PostgreSQL for distinct documents). Outbox rows, new view rows and audit events are written by
-//! [`Batch::finish`]. Storing one version is a batch of one ([`on_heads`]).
+//! then the versions made on parents (`records::insert_on_parents_many`). Outbox rows, new view
+//! rows and audit events are written by [`Batch::finish`]. Storing one version is a batch of one
+//! ([`on_heads`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,8 +43,7 @@ pub struct Batch<'n> {
     at: NaiveDateTime,
     /// Creations not yet written.
     creations: Vec<VersionRow>,
-    /// Versions made on parents not yet written, with their parents' ids: at most one per
-    /// document (a second of one document writes the first before it waits).
+    /// Versions made on parents not yet written, in the order added, with their parents' ids.
     on_parents: Vec<(VersionRow, Vec<String>)>,
     /// Versions to queue, per peer: (version, HLC).
     outbox: BTreeMap<NodeId, Vec<(String, i64)>>,
@@ -76,30 +76,15 @@ impl<'n> Batch<'n> {
 
     /// A new version, queued for `parties` (this node is skipped). It waits to be written with
     /// the batch's others ([`Self::flush`]): creations together, then the versions made on
-    /// parents together, each moving its document's heads past its parents. A second version of
-    /// a document waiting already writes what waits first (it is made on the first).
-    pub fn add(
-        &mut self,
-        conn: &mut DbConn,
-        v: &SignedVersion,
-        parties: &BTreeSet<NodeId>,
-    ) -> Result<(), LedgerError> {
+    /// parents in the order added, each moving its document's heads past its parents.
+    pub fn add(&mut self, v: &SignedVersion, parties: &BTreeSet<NodeId>) {
         if v.version.parents.is_empty() {
             self.creations.push(v.to_row(self.at));
         } else {
-            let (kind, doc) = (v.version.kind.as_str(), v.version.doc_id.as_str());
-            if self
-                .on_parents
-                .iter()
-                .any(|(r, _)| r.kind == kind && r.doc_id == doc)
-            {
-                self.flush(conn)?;
-            }
             let parents: Vec<String> = v.version.parents.iter().map(ToString::to_string).collect();
             self.on_parents.push((v.to_row(self.at), parents));
         }
         self.queue(v.id.to_string(), v.version.hlc.to_i64(), parties);
-        Ok(())
     }
 
     /// A creation already in row form (an import signs and serialises on worker threads), queued
@@ -143,7 +128,7 @@ impl<'n> Batch<'n> {
         skip: Option<&NodeId>,
     ) -> Result<BTreeSet<NodeId>, LedgerError> {
         let Recipients { all, new } = recipients(self.node, record, parent_records, skip);
-        self.add(conn, v, &all)?;
+        self.add(v, &all);
         self.queue_history(conn, v, &new)?;
         Ok(all)
     }

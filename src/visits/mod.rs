@@ -386,7 +386,7 @@ pub(crate) fn store_doc<T: ChildDoc + Serialize>(
         ))
         .map_err(LedgerError::from)?;
     let mut batch = Batch::new(node, now);
-    batch.add(conn, &v, &parties)?;
+    batch.add(&v, &parties);
     batch.flush(conn)?;
     sync_visit::put_row(conn, &v, body, batch.at(), &Default::default())?;
     details["version"] = serde_json::json!(v.id);

@@ -784,14 +784,7 @@ async fn pushed_case_versions_are_checked_against_parents_stored_and_earlier_in_
     let pair = spawn_pair().await;
     let child = with_child(&pair, 71).await;
     // A real request's submitted body is the model of the forged ones.
-    let created: Value = pair
-        .residence
-        .post_json("/api/v1/cases", &request(&pair, &child).await)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let model_id = created["case"]["case_id"].as_str().unwrap().to_owned();
+    let (_, model_id) = open_case(&pair, &child).await;
     wait_state(&pair.hukou, &model_id, "received").await;
     let model: CaseBody = {
         let mut conn = pair.residence.store.conn().unwrap();
